@@ -1,0 +1,1 @@
+"""Problem definitions: what is solved (math, data, exact solutions). Imports neither solvers nor sciml."""
