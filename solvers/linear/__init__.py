@@ -1,0 +1,32 @@
+"""Classical linear solvers: CG/PCG, preconditioners (Jacobi, IC(0), SSOR, AMG), SOR/SSOR iterations.
+
+Every solver returns a :class:`LinearSolveResult` ``(x, iterations, residual_history, converged, status,
+message)`` and works on scipy sparse matrices, dense arrays, ``LinearOperator`` s or callables; CG also on
+torch fields of any shape with a callable operator.
+"""
+
+from solvers.linear.krylov import cg
+from solvers.linear.preconditioners import (
+    IncompleteCholesky,
+    SSORPreconditioner,
+    amg,
+    incomplete_cholesky,
+    jacobi,
+    ssor_preconditioner,
+)
+from solvers.linear.result import LinearSolveResult, SolveStatus
+from solvers.linear.triangular import UnitLowerTriangular, row_levels
+
+__all__ = [
+    "LinearSolveResult",
+    "SolveStatus",
+    "cg",
+    "jacobi",
+    "incomplete_cholesky",
+    "IncompleteCholesky",
+    "ssor_preconditioner",
+    "SSORPreconditioner",
+    "amg",
+    "UnitLowerTriangular",
+    "row_levels",
+]
