@@ -1,0 +1,65 @@
+"""High-accuracy reference solutions for problems without a closed form: scipy's DOP853 at rtol 1e-13
+(Radau at 1e-12 for stiff problems), cached in HDF5 with the problem's name, parameters, initial state and
+times (see :mod:`solvers.cache`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.integrate import solve_ivp
+
+from problems.ode import ODEProblem
+from solvers.cache import cached_arrays
+
+__all__ = ["reference_solution"]
+
+
+def _jsonable(value):
+    if torch.is_tensor(value):
+        return value.detach().cpu().double().tolist()
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (int, float, str, bool)):
+        return value
+    raise TypeError
+
+
+def reference_solution(problem: ODEProblem, ts: torch.Tensor, *, use_cache: bool = True) -> torch.Tensor:
+    """The solution of ``problem`` at ``ts`` (``(len(ts), *y0.shape)``, y0's dtype/device).
+
+    The exact solution when the problem has one; otherwise scipy DOP853 (rtol 1e-13, atol 1e-13) or, for
+    problems marked stiff, Radau (rtol 1e-12, atol 1e-14), cached on disk keyed by everything it depends on.
+
+    Raises:
+        RuntimeError: scipy's solve fails.
+    """
+    y0 = problem.y0
+    if problem.exact is not None:
+        return problem.solution(ts)
+    shape = y0.shape
+    t_eval = ts.detach().cpu().double().numpy()
+    method, rtol, atol = ("Radau", 1e-12, 1e-14) if problem.stiff else ("DOP853", 1e-13, 1e-13)
+
+    def fun(t, y):
+        with torch.no_grad():
+            dy = problem.rhs(torch.tensor(t, dtype=torch.float64), torch.from_numpy(y).view(shape))
+        return dy.double().numpy().ravel()
+
+    def compute():
+        sol = solve_ivp(
+            fun, problem.t_span, y0.detach().cpu().double().numpy().ravel(), method=method, t_eval=t_eval,
+            rtol=rtol, atol=atol, dense_output=False,
+        )  # fmt: skip
+        if not sol.success:
+            raise RuntimeError(f"reference solve of {problem.name!r} failed: {sol.message}")
+        return {"ys": sol.y.T}
+
+    try:
+        key = {
+            "problem": problem.name, "params": _jsonable(problem.params), "y0": _jsonable(y0),
+            "t_span": list(problem.t_span), "ts": t_eval.tolist(), "method": method, "rtol": rtol, "atol": atol,
+        }  # fmt: skip
+    except TypeError:
+        use_cache = False
+    arrays = cached_arrays(f"ode-{problem.name}", key, compute) if use_cache else compute()
+    return torch.as_tensor(np.asarray(arrays["ys"]).reshape(len(t_eval), *shape), dtype=y0.dtype, device=y0.device)

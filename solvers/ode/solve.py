@@ -1,0 +1,497 @@
+"""``solve(problem, method, ...)``: adaptive (or fixed-step) explicit Runge–Kutta integration that records,
+for every accepted step, its size, its scaled error estimate and its stiffness index as tensors.
+
+With ``adjoint="backprop"`` the solve is an ordinary autograd graph (discretise-then-optimise): the
+solution, ``error_estimates`` and ``stiffness_estimates`` are differentiable with respect to ``y0`` and every
+parameter ``f`` uses. Step-size decisions are made on host floats and are constants for autograd; this is
+the convention of Pal et al. (ICML 2021), whose regularizers ``Σ E_j h_j`` and ``Σ S_j`` this enables.
+With ``adjoint="continuous"`` gradients come from the backward adjoint ODE instead (memory independent of
+the number of steps; the recorded estimates are then plain numbers).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from problems.ode import ODEProblem
+from solvers.ode.controllers import ConstantSteps, Controller, IController
+from solvers.ode.rk import RungeKutta, _error_norm, initial_step_size
+from solvers.ode.tableau import TABLEAUS, Tableau
+
+__all__ = ["Status", "SolverStats", "Solution", "SolveError", "solve", "get_method", "METHOD_ALIASES"]
+
+#: torchdiffeq's names for the same methods
+METHOD_ALIASES = {"dopri5": "dp5", "bosh3": "bs3"}
+_METHODS: dict[str, RungeKutta] = {}
+
+
+def get_method(method: str | Tableau | RungeKutta) -> RungeKutta:
+    """The :class:`RungeKutta` stepper for a method name (``"tsit5"``, ``"dp5"``/``"dopri5"``,
+    ``"bs3"``/``"bosh3"``, ``"rk4"``, ``"midpoint"``, ``"euler"``) or tableau.
+
+    Raises:
+        ValueError: unknown method name.
+    """
+    if isinstance(method, RungeKutta):
+        return method
+    if isinstance(method, Tableau):
+        return RungeKutta(method)
+    name = METHOD_ALIASES.get(method, method)
+    if name not in TABLEAUS:
+        valid = sorted(TABLEAUS) + sorted(METHOD_ALIASES)
+        raise ValueError(f"unknown method {method!r}; choose one of {valid}")
+    if name not in _METHODS:
+        _METHODS[name] = RungeKutta(TABLEAUS[name])
+    return _METHODS[name]
+
+
+class Status(enum.Enum):
+    """How a solve ended."""
+
+    SUCCESS = "success"
+    MAX_STEPS = "max_steps"
+    STEP_SIZE_UNDERFLOW = "step_size_underflow"
+    NON_FINITE = "non_finite"
+
+
+@dataclass
+class SolverStats:
+    """Work counters, updated where the work happens.
+
+    Attributes:
+        nfe: evaluations of ``f`` in the forward solve (initial-step selection included).
+        n_steps: steps tried (``n_accepted + n_rejected``).
+        nfe_adjoint: evaluations of ``f`` made by the continuous adjoint's backward solve (filled in when
+            ``backward`` runs; 0 otherwise).
+    """
+
+    nfe: int = 0
+    n_steps: int = 0
+    n_accepted: int = 0
+    n_rejected: int = 0
+    nfe_adjoint: int = 0
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The result of :func:`solve`.
+
+    Attributes:
+        ts: save times ``(m,)``.
+        ys: states at ``ts``, ``(m, *y0.shape)``.
+        status, message: how the solve ended; ``message`` suggests a fix when it did not succeed.
+        stats: :class:`SolverStats`.
+        step_ts: start time of each accepted step ``(N,)`` (step j spans ``[step_ts[j], step_ts[j] +
+            step_sizes[j]]``).
+        step_sizes: ``h_j`` of each accepted step (signed), ``(N,)``.
+        error_estimates: ``E_j = RMS(ẽ_j / (atol + rtol·max(|y0|, |y1|)))`` of each accepted step, ``(N,)``.
+        stiffness_estimates: ``S_j = |ρ_j h_j| / stability_size`` of each accepted step, ``(N,)`` (empty if
+            the method has no stiffness stages or the estimate was switched off).
+        differentiable_estimates: True when the estimates carry autograd history (``adjoint="backprop"``).
+    """
+
+    ts: torch.Tensor
+    ys: torch.Tensor
+    status: Status
+    message: str
+    stats: SolverStats
+    step_ts: torch.Tensor
+    step_sizes: torch.Tensor
+    error_estimates: torch.Tensor
+    stiffness_estimates: torch.Tensor
+    differentiable_estimates: bool
+
+    @property
+    def success(self) -> bool:
+        return self.status is Status.SUCCESS
+
+
+class SolveError(RuntimeError):
+    """A solve that did not reach its end time; ``.solution`` holds the partial :class:`Solution`."""
+
+    def __init__(self, message: str, solution: Solution):
+        super().__init__(message)
+        self.solution = solution
+
+
+# ---------------------------------------------------------------------------------------------- core loop
+@dataclass
+class _Raw:
+    """Lists filled by :func:`_integrate` (flat states; per-step norms turned into E_j, S_j at assembly)."""
+
+    save_ts: list[float] = field(default_factory=list)
+    save_ys: list[torch.Tensor] = field(default_factory=list)
+    step_ts: list[float] = field(default_factory=list)
+    step_sizes: list[float] = field(default_factory=list)
+    error_norms: list[torch.Tensor] = field(default_factory=list)
+    stiffness_norms: list[torch.Tensor] = field(default_factory=list)
+    error_size: int = 1
+    stats: SolverStats = field(default_factory=SolverStats)
+    status: Status = Status.SUCCESS
+    t_reached: float = 0.0
+    nonfinite: bool = False
+
+
+def _integrate(
+    rk: RungeKutta,
+    f: Callable[[float, torch.Tensor], torch.Tensor],
+    y0: torch.Tensor,
+    t0: float,
+    t1: float,
+    save_ts: Sequence[float],
+    *,
+    save_steps: bool,
+    rtol: float | torch.Tensor,
+    atol: float | torch.Tensor,
+    controller: Controller,
+    dt0: float | None,
+    max_steps: int,
+    stiffness: bool,
+    k1: torch.Tensor | None = None,
+    error_size: int | None = None,
+    stats: SolverStats | None = None,
+    shape: torch.Size | None = None,
+) -> _Raw:
+    """Integrate the flat system ``y' = f(t, y)`` (``t`` a host float) from ``t0`` to ``t1``.
+
+    ``f`` returns tensors of ``shape`` (default flat) holding the derivative's entries in flat order.
+    ``error_size`` restricts the error norm to the first entries of the state (a seminorm, used by the
+    continuous adjoint to leave the parameter-gradient integrals out of step-size control); tensor
+    tolerances then refer to those entries.
+    """
+    tab = rk.tableau
+    out = _Raw(stats=stats if stats is not None else SolverStats())
+    st = out.stats
+
+    def field_(t: float, y: torch.Tensor) -> torch.Tensor:
+        st.nfe += 1
+        return f(t, y)
+
+    direction = 1.0 if t1 > t0 else -1.0
+    if k1 is None:
+        k1 = field_(t0, y0).reshape(-1)
+    adaptive = controller.adaptive and tab.adaptive
+    sl = slice(None) if error_size is None else slice(0, error_size)
+    part = (lambda v: v) if error_size is None else (lambda v: v[:error_size])
+    out.error_size = part(y0).numel()
+    sqrt_n = math.sqrt(out.error_size)
+    if isinstance(controller, ConstantSteps):
+        h = direction * controller.dt
+    elif dt0 is not None:
+        h = direction * abs(dt0)
+    else:
+        order = tab.error_order or tab.order
+        h = initial_step_size(field_, t0, y0, k1, direction, order, rtol, atol, part=sl)
+    h = math.copysign(min(abs(h), controller.dt_max), direction)
+    k_exp = (tab.error_order or tab.order) + 1
+    ctrl_state = controller.new_state()
+    dense = tab.dense is not None
+    # Without autograd two stage buffers alternate (the accepted one holds the FSAL stage); with autograd
+    # every step gets a fresh buffer, since the graph refers to it.
+    reuse = not (torch.is_grad_enabled() and (y0.requires_grad or k1.requires_grad))
+    spare = [rk.workspace(y0, shape), rk.workspace(y0, shape)] if reuse else None
+    abs_y = part(y0).abs()
+
+    save_ts = list(save_ts)
+    i_save = 0
+    while i_save < len(save_ts) and save_ts[i_save] == t0:
+        out.save_ts.append(t0)
+        out.save_ys.append(y0)
+        i_save += 1
+    if save_steps:
+        out.save_ts.append(t0)
+        out.save_ys.append(y0)
+
+    t, y = t0, y0
+    eps = float(np.finfo(np.float64).eps)
+    while (t1 - t) * direction > 0:
+        if st.n_steps >= max_steps:
+            out.status = Status.MAX_STEPS
+            break
+        stop = t1 if dense or i_save >= len(save_ts) else save_ts[i_save]
+        h_try, hits_stop = h, False
+        if (t + h - stop) * direction >= -1e-12 * abs(h):
+            h_try, hits_stop = stop - t, True
+        ws = spare[0] if reuse else rk.workspace(y, shape)
+        res = rk.step(field_, t, y, h_try, k1, stiffness=stiffness, workspace=ws)
+        st.n_steps += 1
+        norm = abs_y1 = None
+        if res.y_error is not None:
+            norm, abs_y1 = _error_norm(part(res.y_error), abs_y, part(res.y1), rtol, atol)
+        e = float(norm) / sqrt_n if adaptive else 0.0
+        accept, h_next = controller.decide(e, h_try, k_exp, ctrl_state)
+        out.nonfinite = not math.isfinite(e)
+        if accept:
+            st.n_accepted += 1
+            t_new = stop if hits_stop else t + h_try
+            out.step_ts.append(t)
+            out.step_sizes.append(h_try)
+            if norm is not None:
+                out.error_norms.append(norm)
+            if res.stiffness_norms is not None:
+                out.stiffness_norms.append(res.stiffness_norms)
+            thetas = []
+            while i_save < len(save_ts) and (save_ts[i_save] - t_new) * direction <= 0:
+                thetas.append((save_ts[i_save] - t) / h_try)
+                out.save_ts.append(save_ts[i_save])
+                i_save += 1
+            if thetas:
+                inner = [th for th in thetas if th != 1.0]
+                ys = iter(rk.interpolate(y, res.stages, h_try, np.array(inner))) if inner else iter(())
+                out.save_ys.extend(res.y1 if th == 1.0 else next(ys) for th in thetas)
+            if save_steps:
+                out.save_ts.append(t_new)
+                out.save_ys.append(res.y1)
+            t, y = t_new, res.y1
+            abs_y = abs_y1 if abs_y1 is not None else part(y).abs()
+            k1 = res.stages[-1] if tab.fsal else field_(t, y).reshape(-1)
+            if reuse:
+                spare.reverse()
+            if not hits_stop or abs(h_next) > abs(h):
+                h = h_next
+        else:
+            st.n_rejected += 1
+            h = h_next
+        if adaptive and abs(h) < max(controller.dt_min, 16 * eps * max(abs(t), abs(t1 - t0))):
+            out.status = Status.NON_FINITE if out.nonfinite else Status.STEP_SIZE_UNDERFLOW
+            break
+    out.t_reached = t
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- validation
+def _check_tolerance(name: str, value: Any, y0: torch.Tensor) -> float | torch.Tensor:
+    if torch.is_tensor(value) or isinstance(value, (list, tuple, np.ndarray)):
+        tol = torch.as_tensor(value, dtype=y0.dtype, device=y0.device)
+        try:
+            tol = torch.broadcast_to(tol, y0.shape).reshape(-1)
+        except RuntimeError:
+            raise ValueError(
+                f"`{name}` of shape {tuple(tol.shape)} does not broadcast to y0's shape {tuple(y0.shape)}"
+            ) from None
+        if not bool((tol > 0).all()) or not bool(torch.isfinite(tol).all()):
+            raise ValueError(f"`{name}` must be positive and finite everywhere")
+        return tol
+    try:
+        tol = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a positive number or tensor, got {value!r}") from None
+    if not (tol > 0 and math.isfinite(tol)):
+        raise ValueError(f"`{name}` must be positive and finite, got {value}; e.g. {name}=1e-6")
+    return tol
+
+
+def _check_saveat(saveat: Any, t0: float, t1: float, y0: torch.Tensor) -> list[float]:
+    if torch.is_tensor(saveat):
+        if saveat.device != y0.device:
+            raise ValueError(f"`saveat` is on {saveat.device} but y0 is on {y0.device}; move it with .to()")
+        if not saveat.is_floating_point():
+            raise ValueError(f"`saveat` must be a floating-point tensor, got {saveat.dtype}")
+        if saveat.ndim != 1:
+            raise ValueError(f"`saveat` must be one-dimensional, got shape {tuple(saveat.shape)}")
+        values = saveat.detach().cpu().double().tolist()
+    else:
+        values = [float(v) for v in np.atleast_1d(np.asarray(saveat, dtype=np.float64))]
+    if not values:
+        raise ValueError("`saveat` is empty")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError("`saveat` must be finite")
+    direction = 1.0 if t1 > t0 else -1.0
+    if any((b - a) * direction <= 0 for a, b in zip(values[:-1], values[1:])):
+        word = "increasing" if direction > 0 else "decreasing"
+        raise ValueError(f"`saveat` must be strictly {word} (the direction of t_span {(t0, t1)})")
+    tol = 1e-12 * max(1.0, abs(t0), abs(t1))
+    if (values[0] - t0) * direction < -tol or (values[-1] - t1) * direction > tol:
+        raise ValueError(f"`saveat` must lie within t_span {(t0, t1)}, got [{values[0]}, {values[-1]}]")
+    values[-1] = t1 if abs(values[-1] - t1) <= tol else values[-1]
+    values[0] = t0 if abs(values[0] - t0) <= tol else values[0]
+    return values
+
+
+def _flat_field(rhs: Callable, shape: torch.Size, y0: torch.Tensor) -> Callable[[float, torch.Tensor], torch.Tensor]:
+    """``rhs`` on flat states, called with host times (turned into 0-d tensors of y0's dtype, as
+    torchdiffeq passes them)."""
+    dtype, device = y0.dtype, y0.device
+
+    def f(t: float, y: torch.Tensor) -> torch.Tensor:
+        return rhs(torch.full((), t, dtype=dtype, device=device), y.view(shape))
+
+    return f
+
+
+def _check_first_evaluation(problem: ODEProblem, k1: Any) -> None:
+    y0 = problem.y0
+    if not torch.is_tensor(k1):
+        raise TypeError(f"`f` must return a tensor, got {type(k1).__name__}")
+    if k1.shape != y0.shape:
+        raise ValueError(
+            f"`f` returned shape {tuple(k1.shape)} for y0 of shape {tuple(y0.shape)}; they must match"
+        )
+    if k1.dtype != y0.dtype or k1.device != y0.device:
+        raise ValueError(
+            f"`f` returned {k1.dtype} on {k1.device} for y0 of {y0.dtype} on {y0.device}; they must match"
+        )
+    if not bool(torch.isfinite(k1).all()):
+        raise ValueError(f"`f(t0, y0)` is not finite (t0 = {problem.t_span[0]}); check the vector field")
+
+
+def _failure_message(raw: _Raw, rk: RungeKutta, t1: float, max_steps: int, rtol: Any) -> str:
+    t = raw.t_reached
+    recent = raw.stiffness_norms[-50:]
+    stiff_note = ""
+    if len(recent) >= 10:
+        median = float(rk.stiffness_index(torch.stack([s.detach() for s in recent])).median())
+        if median >= 0.5:
+            stiff_note = (
+                f" The problem appears stiff (median stiffness index {median:.2f} over the last "
+                f"{len(recent)} steps: explicit methods are limited by stability there); use an implicit "
+                "solver, e.g. scipy.integrate.solve_ivp(method='Radau')."
+            )
+    if raw.status is Status.MAX_STEPS:
+        return (
+            f"reached max_steps={max_steps} at t={t:.6g} before t1={t1:.6g}.{stiff_note or ''} "
+            "Otherwise raise `max_steps` or loosen rtol/atol."
+        )
+    if raw.status is Status.NON_FINITE:
+        return (
+            f"the solution became non-finite (NaN/inf) near t={t:.6g}: f returned non-finite values and "
+            "shrinking the step did not help; check the vector field, or the problem may blow up in finite time"
+        )
+    return (
+        f"step size underflow at t={t:.6g}: the problem may be stiff or singular there.{stiff_note} "
+        f"Alternatively loosen rtol (now {rtol}) / atol or lower `dt_min`."
+    )
+
+
+def _assemble(
+    raw: _Raw, rk: RungeKutta, shape: torch.Size, y0: torch.Tensor, differentiable: bool, message: str
+) -> Solution:
+    empty = y0.new_zeros((0,))
+    errors = torch.stack(raw.error_norms) / math.sqrt(raw.error_size) if raw.error_norms else empty
+    stiff = rk.stiffness_index(torch.stack(raw.stiffness_norms)) if raw.stiffness_norms else empty
+    ys = torch.stack(raw.save_ys).view(len(raw.save_ys), *shape) if raw.save_ys else y0.new_zeros((0, *shape))
+    return Solution(
+        ts=torch.tensor(raw.save_ts, dtype=y0.dtype, device=y0.device),
+        ys=ys,
+        status=raw.status,
+        message=message,
+        stats=raw.stats,
+        step_ts=torch.tensor(raw.step_ts, dtype=y0.dtype, device=y0.device),
+        step_sizes=torch.tensor(raw.step_sizes, dtype=y0.dtype, device=y0.device),
+        error_estimates=errors,
+        stiffness_estimates=stiff,
+        differentiable_estimates=differentiable,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- entry point
+def solve(
+    problem: ODEProblem,
+    method: str | Tableau = "tsit5",
+    *,
+    rtol: float | torch.Tensor = 1e-6,
+    atol: float | torch.Tensor = 1e-9,
+    saveat: torch.Tensor | Sequence[float] | None = None,
+    save_steps: bool = False,
+    adjoint: str = "backprop",
+    adjoint_params: Sequence[torch.Tensor] | None = None,
+    controller: Controller | None = None,
+    dt: float | None = None,
+    dt0: float | None = None,
+    max_steps: int = 100_000,
+    stiffness: bool = True,
+    throw: bool = True,
+) -> Solution:
+    """Solve an :class:`~problems.ode.ODEProblem` with an explicit Runge–Kutta method.
+
+    Args:
+        problem: what to solve.
+        method: ``"tsit5"`` (default), ``"dp5"`` (alias ``"dopri5"``), ``"bs3"`` (``"bosh3"``) — adaptive with
+            dense output — or the fixed-step ``"rk4"``, ``"midpoint"``, ``"euler"`` (need ``dt``).
+
+    Other args:
+        rtol, atol: tolerances (positive numbers, or tensors broadcastable to ``y0``).
+        saveat: times at which to return the solution (within ``t_span``, in its direction); default
+            ``t_span`` itself. Adaptive methods interpolate with their dense output; fixed-step methods
+            shorten steps to land on them.
+        save_steps: return the solution at ``t0`` and after every accepted step instead of at ``saveat``.
+        adjoint: ``"backprop"`` (differentiate through the solver's operations; the per-step estimates are
+            differentiable) or ``"continuous"`` (solve the adjoint ODE backwards; memory independent of the
+            number of steps; the estimates are returned without autograd history).
+        adjoint_params: for ``"continuous"``: the tensors ``f`` depends on that need gradients. Default: the
+            parameters of ``problem.f`` if it is an ``nn.Module``, plus ``problem.params`` if it is a tensor.
+        controller: an :class:`~solvers.ode.controllers.IController` (default) or ``PIDController``, or
+            ``ConstantSteps(dt)``.
+        dt: fixed step size (shorthand for ``controller=ConstantSteps(dt)``; required by fixed-step methods).
+        dt0: initial step of an adaptive solve (default: Hairer's estimate, one extra evaluation).
+        max_steps: limit on steps tried.
+        stiffness: compute the stiffness estimate of every step (a few cheap vector operations).
+        throw: raise :class:`SolveError` when the solve fails; with False return the partial solution with
+            its ``status`` and ``message``.
+
+    Returns:
+        A :class:`Solution`.
+
+    Raises:
+        ValueError: bad tolerances, ``saveat``, method, adjoint, or ``f`` returning the wrong shape/dtype or a
+            non-finite value at the start.
+        SolveError: the solve failed (max_steps, step-size underflow, non-finite values) and ``throw``.
+    """
+    if not isinstance(problem, ODEProblem):
+        raise TypeError(f"`problem` must be an ODEProblem, got {type(problem).__name__}")
+    rk = get_method(method)
+    tab = rk.tableau
+    y0 = problem.y0
+    t0, t1 = problem.t_span
+    rtol = _check_tolerance("rtol", rtol, y0)
+    atol = _check_tolerance("atol", atol, y0)
+    if adjoint not in ("backprop", "continuous"):
+        raise ValueError(f"`adjoint` must be 'backprop' or 'continuous', got {adjoint!r}")
+    if save_steps and saveat is not None:
+        raise ValueError("give either `saveat` or `save_steps=True`, not both")
+    if not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"`max_steps` must be a positive integer, got {max_steps!r}")
+    if controller is not None and dt is not None:
+        raise ValueError("give either `controller` or `dt` (shorthand for ConstantSteps(dt)), not both")
+    if dt is not None:
+        controller = ConstantSteps(dt=float(dt))
+    if controller is None:
+        if not tab.adaptive:
+            raise ValueError(f"method {tab.name!r} has no error estimate: pass a fixed step size, e.g. dt=0.01")
+        controller = IController()
+    if not isinstance(controller, Controller):
+        raise TypeError(f"`controller` must be a Controller, got {type(controller).__name__}")
+    save_ts = [t0, t1] if saveat is None else _check_saveat(saveat, t0, t1, y0)
+
+    k1 = problem.rhs(torch.tensor(t0, dtype=y0.dtype, device=y0.device), y0)
+    _check_first_evaluation(problem, k1)
+    shape = y0.shape
+    kwargs = dict(
+        save_steps=save_steps, rtol=rtol, atol=atol, controller=controller, dt0=dt0, max_steps=max_steps,
+        stiffness=stiffness,
+    )  # fmt: skip
+
+    if adjoint == "backprop":
+        stats = SolverStats(nfe=1)
+        f = _flat_field(problem.rhs, shape, y0)
+        raw = _integrate(
+            rk, f, y0.reshape(-1), t0, t1, save_ts, k1=k1.reshape(-1), stats=stats, shape=shape, **kwargs
+        )
+        differentiable = torch.is_grad_enabled()
+    else:
+        from solvers.ode.adjoint import integrate_with_adjoint
+
+        raw = integrate_with_adjoint(problem, rk, save_ts, adjoint_params, kwargs)
+        differentiable = False
+    message = "" if raw.status is Status.SUCCESS else _failure_message(raw, rk, t1, max_steps, rtol)
+    solution = _assemble(raw, rk, shape, y0, differentiable, message)
+    if throw and not solution.success:
+        raise SolveError(message, solution)
+    return solution
