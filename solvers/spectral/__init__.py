@@ -1,0 +1,23 @@
+"""Spectral time stepping for semilinear periodic PDEs (ETDRK4), Lyapunov exponents, cached references."""
+
+from solvers.spectral.etdrk4 import (
+    ETDRK4,
+    ETDRK4Coefficients,
+    SpectralSolution,
+    etdrk4_coefficients,
+    solve_spectral,
+)
+from solvers.spectral.lyapunov import LyapunovEstimate, largest_lyapunov_exponent
+from solvers.spectral.reference import cached_solve, problem_parameters
+
+__all__ = [
+    "ETDRK4",
+    "ETDRK4Coefficients",
+    "SpectralSolution",
+    "etdrk4_coefficients",
+    "solve_spectral",
+    "LyapunovEstimate",
+    "largest_lyapunov_exponent",
+    "cached_solve",
+    "problem_parameters",
+]
