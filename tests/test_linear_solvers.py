@@ -16,8 +16,14 @@ from solvers.linear import (
     cg,
     incomplete_cholesky,
     jacobi,
+    jacobi_spectral_radius,
+    red_black_sor,
     row_levels,
+    sor,
+    sor_batch,
+    ssor,
     ssor_preconditioner,
+    young_omega,
 )
 
 
@@ -304,3 +310,131 @@ def test_incomplete_cholesky_is_fast_at_512():
         ic.matvec(r)
     apply = (time.perf_counter() - start) / 5
     assert setup < 10.0 and apply < 0.1, (setup, apply)
+
+
+# ------------------------------------------------------------------------------------------------ SOR
+def _sor_reference(A, b, omega, rtol, maxiter=100_000):
+    """Textbook row-by-row SOR sweeps (dense), stopping on the true relative residual."""
+    A = A.toarray()
+    x = np.zeros_like(b)
+    for k in range(1, maxiter + 1):
+        for i in range(len(b)):
+            sigma = A[i] @ x - A[i, i] * x[i]
+            x[i] = (1 - omega) * x[i] + omega * (b[i] - sigma) / A[i, i]
+        if np.linalg.norm(b - A @ x) <= rtol * np.linalg.norm(b):
+            return k, x
+
+
+@pytest.mark.parametrize("n", [6, 17])  # dense path (36 unknowns) and sparse path (289 > 256)
+def test_sor_matches_the_textbook_sweep(n):
+    A = poisson(n, wall_distance=1.0)
+    b = rhs(A.shape[0], 10)
+    for omega in (1.0, 1.5):
+        res = sor(A, b, omega, rtol=1e-8)
+        k_ref, x_ref = _sor_reference(A, b, omega, 1e-8)
+        assert res.converged and res.iterations == k_ref
+        np.testing.assert_allclose(res.x, x_ref, rtol=1e-9, atol=1e-12)
+        assert res.residual_history[-1] <= 1e-8 * np.linalg.norm(b) < res.residual_history[-2]
+
+
+def test_ssor_solver_and_preconditioner_update():
+    A = poisson(12, wall_distance=1.0)
+    b = rhs(A.shape[0], 11)
+    res = ssor(A, b, 1.6, rtol=1e-10)
+    assert res.converged and true_relres(A, res.x, b) <= 1e-10
+    np.testing.assert_allclose(res.x, spla.spsolve(A.tocsc(), b), rtol=1e-6, atol=1e-12)
+    # SSOR iteration = Richardson with the SSOR preconditioner; M is symmetric and M⁻¹ r matches a dense M
+    M = ssor_preconditioner(A, 1.3)
+    Ad = A.toarray()
+    D, S = np.diag(np.diag(Ad)), np.tril(Ad, -1)
+    w = 1.3
+    M_dense = (D + w * S) @ np.linalg.inv(D) @ (D + w * S.T) / (w * (2 - w))
+    np.testing.assert_allclose(M.matvec(b), np.linalg.solve(M_dense, b), rtol=1e-10)
+    # update() to another matrix of the same pattern and another omega equals a fresh build
+    A2 = sp.csr_array(A * 2.0 + sp.eye(A.shape[0]))
+    M.update(A2, omega=1.7)
+    np.testing.assert_allclose(M.matvec(b), ssor_preconditioner(A2, 1.7).matvec(b), rtol=1e-12)
+
+
+def test_young_omega_for_the_poisson_matrix():
+    for n in (10, 50):  # dense eigenvalues, then Lanczos (2500 unknowns)
+        A = poisson(n, wall_distance=1.0)
+        beta = jacobi_spectral_radius(A)
+        assert beta == pytest.approx(np.cos(np.pi / (n + 1)), rel=1e-8)
+    omega = young_omega(poisson(10, wall_distance=1.0))
+    assert omega == pytest.approx(2 / (1 + np.sin(np.pi / 11)), rel=1e-8)
+    assert young_omega(spectral_radius=0.0) == 1.0
+    A = poisson(10, wall_distance=1.0)
+    b = rhs(100, 12)
+    counts = {w: sor(A, b, w).iterations for w in (1.0, omega - 0.15, omega, min(omega + 0.1, 1.99))}
+    assert counts[omega] == min(counts.values())
+    assert counts[1.0] > 4 * counts[omega]
+
+
+def test_red_black_sor_on_fields():
+    n = 20
+    cells = np.zeros((n, n), np.int8)
+    cells[5:9, 6:14] = SOLID
+    grid = PoissonGrid((n, n), cells=cells, wall_distance=1.0)
+    b = grid.to_field(rhs(grid.n_unknowns, 13))
+    x_ref = spla.spsolve(grid.matrix().tocsc(), grid.to_vector(b))
+    for field in (b, torch.tensor(b)):
+        res = red_black_sor(grid, field, 1.7, rtol=1e-9)
+        assert res.converged and type(res.x) is type(field)
+        np.testing.assert_allclose(grid.to_vector(np.asarray(res.x)), x_ref, rtol=1e-7, atol=1e-9)
+    # Gauss–Seidel in red–black and in natural order converge at the same rate (ρ_J²)
+    plain = PoissonGrid((n, n), wall_distance=1.0)
+    bp = rhs(n * n, 14)
+    rb = red_black_sor(plain, bp.reshape(n, n), 1.0, rtol=1e-6).iterations
+    natural = sor(plain.matrix(), bp, 1.0, rtol=1e-6).iterations
+    assert abs(rb - natural) <= 0.15 * natural, (rb, natural)
+    omega = young_omega(plain.matrix())
+    assert red_black_sor(plain, bp.reshape(n, n), omega, rtol=1e-6).iterations < natural / 4
+    with pytest.raises(ValueError, match="grid shape"):
+        red_black_sor(plain, bp, 1.0)
+
+
+def test_sor_batch_reproduces_single_solves():
+    A = poisson(7, wall_distance=1.0)
+    rng = np.random.default_rng(15)
+    K = 12
+    B = rng.standard_normal((49, K))
+    omega = rng.uniform(0.8, 1.9, K)
+    shift = rng.uniform(-0.1, 3.0, K) / PoissonGrid((7, 7), wall_distance=1.0).spacing[0] ** 2
+    res = sor_batch(A, B, omega, shift, rtol=1e-8, chunk=5)
+    for k in range(K):
+        single = sor(A + shift[k] * sp.eye(49), B[:, k], omega[k], rtol=1e-8)
+        assert res.iterations[k] == single.iterations and res.converged[k]
+        np.testing.assert_allclose(res.x[:, k], single.x, rtol=1e-10, atol=1e-14)
+    capped = sor_batch(A, B[:, :2], 1.0, 0.0, rtol=1e-12, maxiter=3)
+    assert (capped.iterations == 3).all() and not capped.converged.any()
+
+
+def test_relaxation_rejects_bad_input():
+    A = poisson(5, wall_distance=1.0)
+    b = rhs(25, 16)
+    for omega in (0.0, 2.0, -0.5, 2.5):
+        with pytest.raises(ValueError, match="omega"):
+            sor(A, b, omega)
+        with pytest.raises(ValueError, match="omega"):
+            ssor_preconditioner(A, omega)
+    with pytest.raises(ValueError, match="diagonal"):
+        sor(-A, b)
+    with pytest.raises(ValueError, match="diagonal"):
+        sor(A - sp.diags_array(A.diagonal()), b)
+    with pytest.raises(ValueError, match="non-finite"):
+        sor(A, np.r_[b[:-1], np.inf])
+    with pytest.raises(ValueError, match="`A`"):
+        sor(A, b[:-2])
+    with pytest.raises(ValueError, match="symmetric"):
+        ssor(sp.triu(A).tocsr() + sp.eye(25), b)
+    with pytest.raises(ValueError, match="Jacobi"):
+        young_omega(spectral_radius=1.0)
+    with pytest.raises(ValueError, match="omega"):
+        sor_batch(A, b[:, None], 2.0)
+    with pytest.raises(ValueError, match="shifted diagonal"):
+        sor_batch(A, b[:, None], 1.0, shift=-1e9)
+    # a non-SPD matrix with positive diagonal: SOR diverges and says so
+    bad = sp.csr_array(np.array([[1.0, 3.0], [3.0, 1.0]]))
+    res = sor(bad, np.ones(2), 1.0)
+    assert res.status == "non_finite" and "diverged" in res.message

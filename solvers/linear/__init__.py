@@ -14,6 +14,15 @@ from solvers.linear.preconditioners import (
     jacobi,
     ssor_preconditioner,
 )
+from solvers.linear.relaxation import (
+    SORBatchResult,
+    jacobi_spectral_radius,
+    red_black_sor,
+    sor,
+    sor_batch,
+    ssor,
+    young_omega,
+)
 from solvers.linear.result import LinearSolveResult, SolveStatus
 from solvers.linear.triangular import UnitLowerTriangular, row_levels
 
@@ -27,6 +36,13 @@ __all__ = [
     "ssor_preconditioner",
     "SSORPreconditioner",
     "amg",
+    "sor",
+    "ssor",
+    "red_black_sor",
+    "sor_batch",
+    "SORBatchResult",
+    "jacobi_spectral_radius",
+    "young_omega",
     "UnitLowerTriangular",
     "row_levels",
 ]
