@@ -225,7 +225,7 @@ def _integrate(
         norm = abs_y1 = None
         if res.y_error is not None:
             norm, abs_y1 = _error_norm(part(res.y_error), abs_y, part(res.y1), rtol, atol)
-        e = float(norm) / sqrt_n if adaptive else 0.0
+        e = norm.item() / sqrt_n if adaptive else 0.0
         accept, h_next = controller.decide(e, h_try, k_exp, ctrl_state)
         out.nonfinite = not math.isfinite(e)
         if accept:
@@ -468,7 +468,10 @@ def solve(
         controller = IController()
     if not isinstance(controller, Controller):
         raise TypeError(f"`controller` must be a Controller, got {type(controller).__name__}")
-    save_ts = [t0, t1] if saveat is None else _check_saveat(saveat, t0, t1, y0)
+    if save_steps:
+        save_ts = []
+    else:
+        save_ts = [t0, t1] if saveat is None else _check_saveat(saveat, t0, t1, y0)
 
     k1 = problem.rhs(torch.tensor(t0, dtype=y0.dtype, device=y0.device), y0)
     _check_first_evaluation(problem, k1)
