@@ -78,7 +78,9 @@ class ODEProblem:
             ValueError: the problem has no closed form (use ``solvers.ode.reference_solution``).
         """
         if self.exact is None:
-            raise ValueError(f"problem {self.name!r} has no exact solution; use solvers.ode.reference_solution")
+            raise ValueError(
+                f"problem {self.name!r} has no exact solution; use solvers.ode.reference_solution"
+            )
         return self.exact(ts, self.y0, self.params)
 
     def replace(self, **changes: Any) -> ODEProblem:
@@ -170,9 +172,7 @@ def robertson(dtype: torch.dtype = torch.float64) -> ODEProblem:
     def f(t, y, k):
         k1, k2, k3 = k
         a, b, c = y[..., 0], y[..., 1], y[..., 2]
-        return torch.stack(
-            [-k1 * a + k3 * b * c, k1 * a - k3 * b * c - k2 * b * b, k2 * b * b], dim=-1
-        )
+        return torch.stack([-k1 * a + k3 * b * c, k1 * a - k3 * b * c - k2 * b * b, k2 * b * b], dim=-1)
 
     return ODEProblem(
         f, _tensor([1.0, 0.0, 0.0], dtype), (0.0, 40.0), (0.04, 3e7, 1e4), name="robertson", stiff=True

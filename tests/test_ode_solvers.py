@@ -45,7 +45,9 @@ def test_tableau_rejects_inconsistent_coefficients():
     with pytest.raises(ValueError, match="`b` sums"):
         Tableau(name="bad", c=(0.0, 0.5), a=((), (0.5,)), b=(0.5, 0.6), order=2)
     with pytest.raises(ValueError, match="b_error"):
-        Tableau(name="bad", c=(0.0, 0.5), a=((), (0.5,)), b=(0.0, 1.0), order=2, b_error=(0.1, 0.0), error_order=1)
+        Tableau(
+            name="bad", c=(0.0, 0.5), a=((), (0.5,)), b=(0.0, 1.0), order=2, b_error=(0.1, 0.0), error_order=1
+        )
 
 
 # ------------------------------------------------------------------------------------------ accuracy
@@ -100,7 +102,8 @@ def test_integrating_backwards_in_time():
     problem = ode.get("harmonic_oscillator")  # neutral: errors neither grow nor decay backwards
     end = problem.solution(torch.tensor([10.0], dtype=torch.float64))[0]
     back = problem.replace(t_span=(10.0, 0.0), y0=end)
-    sol = solve(back, "tsit5", rtol=1e-10, atol=1e-12, saveat=torch.tensor([10.0, 5.0, 0.0], dtype=torch.float64))
+    ts = torch.tensor([10.0, 5.0, 0.0], dtype=torch.float64)
+    sol = solve(back, "tsit5", rtol=1e-10, atol=1e-12, saveat=ts)
     np.testing.assert_allclose(sol.ys.numpy(), problem.solution(sol.ts).numpy(), atol=1e-7)
     assert (sol.step_sizes < 0).all()
 
@@ -151,7 +154,8 @@ def test_nfe_and_step_accounting(method):
     assert st.n_steps == st.n_accepted + st.n_rejected and st.n_rejected > 0
     assert st.nfe == 2 + st.n_steps * tab.new_evaluations  # k1 + Hairer's initial step + stages
     n = st.n_accepted
-    assert len(sol.step_sizes) == len(sol.step_ts) == len(sol.error_estimates) == len(sol.stiffness_estimates) == n
+    per_step = (sol.step_sizes, sol.step_ts, sol.error_estimates, sol.stiffness_estimates)
+    assert [len(x) for x in per_step] == [n] * 4
     assert sol.step_ts[0] == 0.0 and sol.step_sizes.sum().item() == pytest.approx(10.0)
     torch.testing.assert_close(sol.step_ts[1:], (sol.step_ts + sol.step_sizes)[:-1])
     assert sol.ts.shape == (n + 1,) and (sol.error_estimates <= 1).all()
@@ -183,9 +187,11 @@ def test_gradients_of_solution_and_estimates_match_finite_differences(method):
     y0 = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
     for index in range(3):
-        assert torch.autograd.gradcheck(
-            lambda a, w: _regularized_outputs(a, w, method)[index], (y0, weight), eps=1e-6, atol=1e-7, rtol=1e-4
-        )
+
+        def output(a, w, index=index):
+            return _regularized_outputs(a, w, method)[index]
+
+        assert torch.autograd.gradcheck(output, (y0, weight), eps=1e-6, atol=1e-7, rtol=1e-4)
 
 
 def test_continuous_adjoint_matches_backprop():
@@ -203,7 +209,8 @@ def test_continuous_adjoint_matches_backprop():
     ts = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)  # t0 = 0 is not a save time
     grads = {}
     for adjoint in ("backprop", "continuous"):
-        sol = solve(ODEProblem(Field(), y0, (0.0, 2.0)), "tsit5", rtol=1e-10, atol=1e-10, saveat=ts, adjoint=adjoint)
+        problem = ODEProblem(Field(), y0, (0.0, 2.0))
+        sol = solve(problem, "tsit5", rtol=1e-10, atol=1e-10, saveat=ts, adjoint=adjoint)
         loss = (sol.ys**2).sum() + sol.ys[1].sin().sum()
         grads[adjoint] = torch.autograd.grad(loss, [y0, *net.parameters()])
         if adjoint == "continuous":
@@ -250,9 +257,10 @@ def test_odeint_tuple_states_and_adjoint():
 
     osc = Osc()
     t = torch.linspace(0, 1, 3, dtype=torch.float64)
-    x, v = odeint(osc, (torch.tensor(1.0, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64)), t)
+    start = (torch.tensor(1.0, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64))
+    x, v = odeint(osc, start, t)
     torch.testing.assert_close(x, torch.cos(2 * t), atol=1e-7, rtol=0)
-    xa, _ = odeint_adjoint(osc, (torch.tensor(1.0, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64)), t)
+    xa, _ = odeint_adjoint(osc, start, t)
     (grad,) = torch.autograd.grad(xa[-1], osc.w)
     assert grad.item() == pytest.approx(-math.sin(2.0) * 1.0, rel=1e-5)  # d/dw cos(w t) at t = 1
 
@@ -306,7 +314,8 @@ def test_max_steps_returns_partial_solution_and_detects_stiffness():
 
 
 def test_blow_up_gives_a_non_finite_status():
-    problem = ODEProblem(lambda t, y: y**2, torch.tensor([1.0], dtype=torch.float64), (0.0, 2.0))  # y = 1/(1 - t)
+    # y = 1/(1 - t) blows up at t = 1
+    problem = ODEProblem(lambda t, y: y**2, torch.tensor([1.0], dtype=torch.float64), (0.0, 2.0))
     sol = solve(problem, "tsit5", throw=False)
     assert sol.status in (Status.NON_FINITE, Status.STEP_SIZE_UNDERFLOW)
     assert sol.stats.n_accepted > 0 and 0.99 < sol.step_ts[-1] + sol.step_sizes[-1] < 1.001

@@ -12,7 +12,8 @@ from solvers.ode.solve import Solution, SolveError, SolverStats, Status, get_met
 from solvers.ode.tableau import TABLEAUS, Tableau
 
 __all__ = [
-    "solve", "odeint", "odeint_adjoint", "reference_solution", "adjoint_parameters", "Solution", "SolveError", "SolverStats", "Status", "get_method",
+    "solve", "odeint", "odeint_adjoint", "reference_solution", "adjoint_parameters",
+    "Solution", "SolveError", "SolverStats", "Status", "get_method",
     "Controller", "IController", "PIDController", "ConstantSteps",
     "RungeKutta", "StepResult", "error_ratio", "initial_step_size", "Tableau", "TABLEAUS",
 ]  # fmt: skip

@@ -58,7 +58,8 @@ class _Settings:
     """Non-tensor inputs of the autograd function, and where its forward leaves the raw result."""
 
     def __init__(self, problem, rk, save_ts, kwargs, n_params):
-        self.problem, self.rk, self.save_ts, self.kwargs, self.n_params = problem, rk, save_ts, kwargs, n_params
+        self.problem, self.rk, self.save_ts = problem, rk, save_ts
+        self.kwargs, self.n_params = kwargs, n_params
         self.raw = None
 
 
@@ -105,7 +106,8 @@ class _ContinuousAdjoint(torch.autograd.Function):
                 fy = problem.rhs(t, y)
                 grads = torch.autograd.grad(fy, (y, *params), grad_outputs=a, allow_unused=True)
             parts = [fy.reshape(-1), -grads[0].reshape(-1)]
-            parts += [(-g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads[1:], params)]
+            for grad, p in zip(grads[1:], params):
+                parts.append((-grad if grad is not None else torch.zeros_like(p)).reshape(-1))
             return torch.cat(parts)
 
         t0 = problem.t_span[0]
@@ -137,8 +139,8 @@ class _ContinuousAdjoint(torch.autograd.Function):
             raw.stats.nfe_adjoint += back.stats.nfe
             if back.status is not Status.SUCCESS:
                 raise SolveError(
-                    f"the adjoint solve failed ({back.status.value}) between t={times[i]} and t={times[i - 1]}; "
-                    "try adjoint='backprop' or tighter tolerances",
+                    f"the adjoint solve failed ({back.status.value}) between t={times[i]} and "
+                    f"t={times[i - 1]}; try adjoint='backprop' or tighter tolerances",
                     None,
                 )
             z = back.save_ys[-1]

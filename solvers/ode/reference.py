@@ -57,9 +57,11 @@ def reference_solution(problem: ODEProblem, ts: torch.Tensor, *, use_cache: bool
     try:
         key = {
             "problem": problem.name, "params": _jsonable(problem.params), "y0": _jsonable(y0),
-            "t_span": list(problem.t_span), "ts": t_eval.tolist(), "method": method, "rtol": rtol, "atol": atol,
+            "t_span": list(problem.t_span), "ts": t_eval.tolist(), "method": method, "rtol": rtol,
+            "atol": atol,
         }  # fmt: skip
     except TypeError:
         use_cache = False
     arrays = cached_arrays(f"ode-{problem.name}", key, compute) if use_cache else compute()
-    return torch.as_tensor(np.asarray(arrays["ys"]).reshape(len(t_eval), *shape), dtype=y0.dtype, device=y0.device)
+    ys = np.asarray(arrays["ys"]).reshape(len(t_eval), *shape)
+    return torch.as_tensor(ys, dtype=y0.dtype, device=y0.device)

@@ -160,7 +160,9 @@ class RungeKutta:
         tiny = torch.finfo(norms.dtype).tiny
         return norms[..., 0] / norms[..., 1].clamp_min(tiny) / self.tableau.stability_size
 
-    def interpolate(self, y0: torch.Tensor, stages: torch.Tensor, h: float, thetas: np.ndarray) -> torch.Tensor:
+    def interpolate(
+        self, y0: torch.Tensor, stages: torch.Tensor, h: float, thetas: np.ndarray
+    ) -> torch.Tensor:
         """Dense output ``y(t0 + θh)`` for each θ in ``thetas`` (``(m,)`` -> ``(m, n)``).
 
         Raises:

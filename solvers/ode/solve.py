@@ -315,7 +315,9 @@ def _check_saveat(saveat: Any, t0: float, t1: float, y0: torch.Tensor) -> list[f
     return values
 
 
-def _flat_field(rhs: Callable, shape: torch.Size, y0: torch.Tensor) -> Callable[[float, torch.Tensor], torch.Tensor]:
+def _flat_field(
+    rhs: Callable, shape: torch.Size, y0: torch.Tensor
+) -> Callable[[float, torch.Tensor], torch.Tensor]:
     """``rhs`` on flat states, called with host times (turned into 0-d tensors of y0's dtype, as
     torchdiffeq passes them)."""
     dtype, device = y0.dtype, y0.device
@@ -362,7 +364,8 @@ def _failure_message(raw: _Raw, rk: RungeKutta, t1: float, max_steps: int, rtol:
     if raw.status is Status.NON_FINITE:
         return (
             f"the solution became non-finite (NaN/inf) near t={t:.6g}: f returned non-finite values and "
-            "shrinking the step did not help; check the vector field, or the problem may blow up in finite time"
+            "shrinking the step did not help; check the vector field, or the problem may blow up in "
+            "finite time"
         )
     return (
         f"step size underflow at t={t:.6g}: the problem may be stiff or singular there.{stiff_note} "
@@ -464,7 +467,9 @@ def solve(
         controller = ConstantSteps(dt=float(dt))
     if controller is None:
         if not tab.adaptive:
-            raise ValueError(f"method {tab.name!r} has no error estimate: pass a fixed step size, e.g. dt=0.01")
+            raise ValueError(
+                f"method {tab.name!r} has no error estimate: pass a fixed step size, e.g. dt=0.01"
+            )
         controller = IController()
     if not isinstance(controller, Controller):
         raise TypeError(f"`controller` must be a Controller, got {type(controller).__name__}")

@@ -28,7 +28,8 @@ class Tableau:
         a: strictly lower-triangular coefficients; row ``i`` holds ``i`` entries.
         b: weights of the propagated solution ``y1 = y0 + h Σ b_i k_i``.
         order: order of the propagated solution.
-        b_error: ``b − b̂`` (embedded error weights, ``ẽ = h Σ b_error_i k_i``), or None for fixed-step methods.
+        b_error: ``b − b̂`` (embedded error weights, ``ẽ = h Σ b_error_i k_i``); None for fixed-step
+            methods.
         error_order: order of the embedded solution ``b̂``.
         dense: per stage, polynomial coefficients in θ (ascending powers) of ``B_i(θ)`` with
             ``y(t0 + θh) = y0 + h Σ B_i(θ) k_i``; None if the method has no dense output.
@@ -268,14 +269,15 @@ _TSIT5_DENSE = tuple(
         0.1017 * _P([0, 0, 1]) * _P([1.2949852507374631, -2.1966568338249754, 1]),
         2.490627285651252793 * _P([0, 0, 1]) * _P([1.57803468208092486, -2.38535645472061657, 1]),
         -16.54810288924490272 * _P([-1.21712927295533244, 1]) * _P([-0.61620406037800089, 1]) * _P([0, 0, 1]),
-        47.37952196281928122 * _P([-1.203071208372362603, 1]) * _P([-0.658047292653547382, 1]) * _P([0, 0, 1]),
+        47.37952196281928122 * _P([-1.203071208372362603, 1]) * _P([-0.658047292653547382, 1])
+        * _P([0, 0, 1]),
         -34.87065786149660974 * _P([-1.2, 1]) * _P([-0.666666666666666667, 1]) * _P([0, 0, 1]),
         2.5 * _P([-1, 1]) * _P([-0.6, 1]) * _P([0, 0, 1]),
     )
 )  # fmt: skip
 TSIT5 = Tableau(
     name="tsit5",
-    c=(0.0, 0.161, 0.327, 0.9, 0.9800255409045096857298102862870245954942137979563024768854764293221195950761080302604,
+    c=(0.0, 0.161, 0.327, 0.9, 0.98002554090450968572981028628702459549421379795630247688547642932,
        1.0, 1.0),
     a=_TSIT5_A,
     b=_TSIT5_B,
