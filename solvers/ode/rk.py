@@ -131,29 +131,35 @@ class RungeKutta:
             y: flat state ``(n,)``.
             k1: ``f(t, y)`` (reused from the previous step's last stage for FSAL methods).
             stiffness: compute the stiffness norms.
-            workspace: a buffer from :meth:`workspace` to write the stages into (only when autograd is
-                off, or the buffer is not reused while its graph is alive); default a fresh one.
+            workspace: a buffer from :meth:`workspace` to write the stages into, for solves without
+                autograd (in-place writes are slow to backpropagate); default: stack the stages.
 
         Returns:
             A :class:`StepResult`.
         """
         tab = self.tableau
         coef = self.coefficients(y.dtype, y.device)
-        s = tab.n_stages
-        ws = workspace or _Workspace(s, y)
-        K, rows, prefix, c, a = ws.K, ws.rows, ws.prefix, tab.c, coef.a
-        K[0] = k1
+        s, c, a = tab.n_stages, tab.c, coef.a
         g = y
-        for i in range(1, s):
-            g = torch.addmv(y, prefix[i], a[i], alpha=h)
-            rows[i] = f(t + c[i] * h, g)
-        y1 = g if tab.fsal else torch.addmv(y, prefix[s], coef.b, alpha=h)
-        Kt = prefix[s]
+        if workspace is not None:  # stages written in place into a reused buffer (no autograd)
+            rows, prefix = workspace.rows, workspace.prefix
+            workspace.K[0] = k1
+            for i in range(1, s):
+                g = torch.addmv(y, prefix[i], a[i], alpha=h)
+                rows[i] = f(t + c[i] * h, g)
+            Kt = prefix[s]
+        else:  # stages kept as separate tensors and stacked: far cheaper to backpropagate than in-place writes
+            ks = [k1]
+            for i in range(1, s):
+                g = torch.addmv(y, torch.stack(ks, 1), a[i], alpha=h)
+                ks.append(f(t + c[i] * h, g).reshape(-1))
+            Kt = torch.stack(ks, 1)
+        y1 = g if tab.fsal else torch.addmv(y, Kt, coef.b, alpha=h)
         y_error = torch.addmv(y, Kt, coef.b_error, beta=0, alpha=h) if coef.b_error is not None else None
         norms = None
         if stiffness and coef.stiffness is not None:
             norms = torch.linalg.vector_norm(torch.mm(Kt, coef.stiffness), dim=0)
-        return StepResult(y1, y_error, norms, K, s - 1)
+        return StepResult(y1, y_error, norms, Kt.t(), s - 1)
 
     def stiffness_index(self, norms: torch.Tensor) -> torch.Tensor:
         """``S = |ρ h| / stability_size`` from :attr:`StepResult.stiffness_norms` (``(..., 2) -> (...)``)."""

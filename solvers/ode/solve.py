@@ -194,7 +194,7 @@ def _integrate(
     ctrl_state = controller.new_state()
     dense = tab.dense is not None
     # Without autograd two stage buffers alternate (the accepted one holds the FSAL stage); with autograd
-    # every step gets a fresh buffer, since the graph refers to it.
+    # the stages are stacked afresh every step.
     reuse = not (torch.is_grad_enabled() and (y0.requires_grad or k1.requires_grad))
     spare = [rk.workspace(y0, shape), rk.workspace(y0, shape)] if reuse else None
     abs_y = part(y0).abs()
@@ -219,8 +219,7 @@ def _integrate(
         h_try, hits_stop = h, False
         if (t + h - stop) * direction >= -1e-12 * abs(h):
             h_try, hits_stop = stop - t, True
-        ws = spare[0] if reuse else rk.workspace(y, shape)
-        res = rk.step(field_, t, y, h_try, k1, stiffness=stiffness, workspace=ws)
+        res = rk.step(field_, t, y, h_try, k1, stiffness=stiffness, workspace=spare[0] if reuse else None)
         st.n_steps += 1
         norm = abs_y1 = None
         if res.y_error is not None:
