@@ -66,7 +66,8 @@ class _Settings:
 class _ContinuousAdjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, settings: _Settings, y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
-        from solvers.ode.solve import SolverStats, _flat_field, _integrate
+        from solvers.ode.solve import _flat_field, _integrate
+        from solvers.solution import SolverStats
 
         problem = settings.problem
         shape = problem.y0.shape
@@ -85,7 +86,9 @@ class _ContinuousAdjoint(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_ys: torch.Tensor):
-        from solvers.ode.solve import ConstantSteps, SolveError, Status, _integrate
+        from solvers.controllers import ConstantSteps
+        from solvers.ode.solve import _integrate
+        from solvers.solution import SolveError, Status
 
         settings: _Settings = ctx.settings
         raw = settings.raw

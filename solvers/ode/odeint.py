@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from problems.ode import ODEProblem
-from solvers.ode.controllers import ConstantSteps, IController
+from solvers.controllers import ConstantSteps, IController
 from solvers.ode.solve import get_method, solve
 
 __all__ = ["odeint", "odeint_adjoint"]

@@ -148,7 +148,7 @@ class RungeKutta:
                 g = torch.addmv(y, prefix[i], a[i], alpha=h)
                 rows[i] = f(t + c[i] * h, g)
             Kt = prefix[s]
-        else:  # stages kept as separate tensors and stacked: far cheaper to backpropagate than in-place writes
+        else:  # separate stage tensors, stacked: far cheaper to backpropagate than in-place writes
             ks = [k1]
             for i in range(1, s):
                 g = torch.addmv(y, torch.stack(ks, 1), a[i], alpha=h)

@@ -1,4 +1,5 @@
-"""Step-size controllers: immutable configuration, per-solve state kept separately.
+"""Step-size controllers (shared by the ODE and SDE solvers): immutable configuration, per-solve state kept
+separately.
 
 A controller turns the scaled error ``E`` of a step (``E ≤ 1`` accepts) into the next step size. The
 decision is made on host floats and is **not differentiated**: the step sizes of a solve are constants for
