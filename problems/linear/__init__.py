@@ -3,3 +3,6 @@
 from problems.linear.grid import DIRICHLET, FLUID, SOLID, PoissonGrid
 
 __all__ = ["PoissonGrid", "FLUID", "SOLID", "DIRICHLET"]
+from problems.linear.sequences import HeatEquation2D, LinearInstance, ShiftedLaplacianSequence, bump  # noqa: E402
+
+__all__ += ["ShiftedLaplacianSequence", "HeatEquation2D", "LinearInstance", "bump"]

@@ -17,6 +17,7 @@ from sciml.checkpoint import check_writable_dir, write_json
 #: benchmark name -> module implementing it
 BENCHMARKS: dict[str, str] = {
     "ode": "sciml.bench.ode",
+    "relax": "sciml.bench.relax",
 }
 
 HELP = "run a benchmark (quick by default, --full for paper scale); prints a table and writes JSON"

@@ -40,12 +40,15 @@ def _square_sparse(A: Any, name: str = "A") -> sp.csr_array:
         raise TypeError(
             f"`{name}` must be a scipy sparse matrix or a dense 2-D array, got {type(A).__name__}"
         )
-    A = sp.csr_array(A, dtype=np.float64)
+    if not (isinstance(A, sp.csr_array) and A.dtype == np.float64):
+        A = sp.csr_array(A, dtype=np.float64)
     if A.shape[0] != A.shape[1]:
         raise ValueError(f"`{name}` must be square, got shape {A.shape}")
     if not np.isfinite(A.data).all():
         raise ValueError(f"`{name}` has non-finite entries")
-    A.sum_duplicates()
+    if not A.has_canonical_format:
+        A = A.copy()
+        A.sum_duplicates()
     return A
 
 
@@ -269,41 +272,77 @@ class SSORPreconditioner(spla.LinearOperator):
 
         M = (D + ωS) D⁻¹ (D + ωSᵀ) / (ω(2−ω)) = L D Lᵀ / (ω(2−ω)),
 
-    with unit lower ``L = I + ω S D⁻¹``; applies ``M⁻¹`` by two triangular solves. ``omega`` and the
-    matrix values (same pattern) can be changed in place by :meth:`update`, which only rescales.
+    with unit lower ``L = I + ω S D⁻¹``; applies ``M⁻¹`` by two triangular solves. :meth:`update` switches
+    ω and/or the matrix values in place: for a matrix with the same sparsity pattern (a time step of the
+    same simulation) it only gathers the new values and rescales, in ``O(nnz)`` numpy work.
     """
 
     def __init__(self, A: Any, omega: float) -> None:
         A = _square_sparse(A)
-        _check_symmetric(A)
         n = A.shape[0]
         super().__init__(dtype=np.float64, shape=(n, n))
-        self._pattern = None
+        self._indptr = self._indices = None
         self._set_matrix(A)
         self.omega = _check_omega(omega)
         self._factor.set_column_scaling(self.omega / self.diagonal)
 
+    def _same_pattern(self, A: sp.csr_array) -> bool:
+        return (
+            self._indptr is not None
+            and A.indptr.shape == self._indptr.shape
+            and A.indices.shape == self._indices.shape
+            and np.array_equal(A.indptr, self._indptr)
+            and np.array_equal(A.indices, self._indices)
+        )
+
     def _set_matrix(self, A: sp.csr_array) -> None:
-        self.diagonal = _positive_diagonal(A)
-        S = sp.csc_array(sp.tril(A, k=-1))
-        S.sum_duplicates()
-        S.sort_indices()
-        pattern = (S.indptr, S.indices)
-        same = self._pattern is not None and all(np.array_equal(p, q) for p, q in zip(pattern, self._pattern))
-        if same:
-            self._factor._off_base = S.data.astype(np.float64)
-        else:
-            self._factor = UnitLowerTriangular(S)
-            self._pattern = pattern
+        if not self._same_pattern(A):  # symbolic set-up: where the diagonal, S and Sᵀ sit in A.data
+            n = A.shape[0]
+            rows = np.repeat(np.arange(n), np.diff(A.indptr))
+            cols = A.indices.astype(np.int64)
+            diag_pos = np.full(n, -1, dtype=np.int64)
+            on = np.flatnonzero(rows == cols)
+            diag_pos[rows[on]] = on
+            low = np.flatnonzero(rows > cols)
+            low = low[np.lexsort((rows[low], cols[low]))]  # CSC order of S
+            keys = rows * n + cols  # sorted: A is canonical CSR
+            mirror = np.searchsorted(keys, cols[low] * n + rows[low])
+            mirror = np.minimum(mirror, keys.size - 1)
+            if (keys[mirror] != cols[low] * n + rows[low]).any() or (rows < cols).sum() != low.size:
+                raise ValueError("`A` is not symmetric (its sparsity pattern is not); SSOR needs SPD `A`")
+            counts = np.bincount(cols[low], minlength=n)
+            col_ptr = np.concatenate([[0], np.cumsum(counts)])
+            self._factor = UnitLowerTriangular(sp.csc_array((A.data[low], rows[low], col_ptr), shape=(n, n)))
+            self._indptr, self._indices = A.indptr.copy(), A.indices.copy()
+            self._diag_pos, self._low_pos, self._up_pos = diag_pos, low, mirror
+        data = A.data
+        lower, upper = data[self._low_pos], data[self._up_pos]
+        scale = np.abs(data).max() if data.size else 1.0
+        if lower.size and np.abs(lower - upper).max() > 1e-12 * scale:
+            raise ValueError(
+                f"`A` is not symmetric (max |A - Aᵀ| = {np.abs(lower - upper).max():.3e}); SSOR needs SPD `A`"
+            )
+        d = np.where(self._diag_pos >= 0, data[np.maximum(self._diag_pos, 0)], 0.0)
+        bad = np.flatnonzero(~(d > 0))
+        if bad.size:
+            raise ValueError(
+                f"`A` has a non-positive diagonal entry {d[bad[0]]:.3g} at row {bad[0]}; SSOR needs a "
+                "positive diagonal (an SPD matrix has one)"
+            )
+        self.diagonal = d
+        self._factor._off_base = lower
 
     def update(self, A: Any = None, omega: float | None = None) -> SSORPreconditioner:
         """Switch to another relaxation factor and/or another matrix (reusing the structure when the
-        sparsity pattern is unchanged). Returns ``self``."""
+        sparsity pattern is unchanged). Returns ``self``.
+
+        Raises:
+            ValueError: as :func:`ssor_preconditioner`, or a matrix of another shape.
+        """
         if A is not None:
             A = _square_sparse(A)
             if A.shape != self.shape:
                 raise ValueError(f"`A` has shape {A.shape}, the preconditioner was built for {self.shape}")
-            _check_symmetric(A)
             self._set_matrix(A)
         if omega is not None:
             self.omega = _check_omega(omega)
