@@ -1,0 +1,310 @@
+"""Boundary, initial and data conditions as objects.
+
+Each condition knows where its points live (:meth:`Condition.sample`) and what must vanish there
+(:meth:`Condition.residual`, written with the same derivative look-up ``d["u_x"]`` as the PDE residual).
+A trainer adds ``weight · mean(residual²)`` per condition to the loss; the condition's ``name`` is the key
+for its loss weight and in logs.
+
+Values (``value=``) are a number or a callable mapping points ``(n, ndim)`` (a torch tensor, columns in the
+domain's coordinate order) to ``(n,)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from problems.pde.derivatives import Derivatives
+from problems.pde.domain import Box
+
+__all__ = [
+    "Condition",
+    "Dirichlet",
+    "Neumann",
+    "Periodic",
+    "InitialValue",
+    "InitialVelocity",
+    "Observations",
+    "Value",
+]
+
+#: a constant or a function of the points ``(n, ndim) -> (n,)``
+Value = float | Callable[[torch.Tensor], torch.Tensor]
+
+
+def _evaluate(value: Value | None, x: torch.Tensor) -> torch.Tensor | float:
+    if value is None:
+        return 0.0
+    if callable(value):
+        out = value(x)
+        if not torch.is_tensor(out):
+            out = torch.as_tensor(out, dtype=x.dtype, device=x.device)
+        if out.ndim == 2 and out.shape[1] == 1:
+            out = out[:, 0]
+        if out.shape != (x.shape[0],):
+            raise ValueError(
+                f"a condition value returned shape {tuple(out.shape)} for {x.shape[0]} points; "
+                f"it must return ({x.shape[0]},)"
+            )
+        return out
+    return float(value)
+
+
+def _check_faces(on: Sequence[str] | None, domain: Box) -> tuple[str, ...]:
+    faces = domain.faces() if on is None else tuple([on] if isinstance(on, str) else on)
+    if not faces:
+        raise ValueError(f"`on` must name at least one face of {domain.faces()}")
+    for face in faces:
+        domain.parse_face(face)
+    return faces
+
+
+@dataclass(frozen=True, kw_only=True)
+class Condition:
+    """Base class of all conditions.
+
+    Args:
+        field: the field the condition constrains; ``None`` means the problem's only field.
+        name: key for the loss weight and logs (unique within a problem).
+    """
+
+    field: str | None = None
+    name: str = "condition"
+
+    def validate(self, domain: Box, fields: Sequence[str]) -> None:
+        """Check the condition fits the problem.
+
+        Raises:
+            ValueError: an unknown field, a field left unnamed in a multi-field problem, or faces /
+                coordinates the domain does not have.
+        """
+        if self.field is None and len(fields) != 1:
+            raise ValueError(f"condition {self.name!r}: name its `field`, one of {tuple(fields)}")
+        if self.field is not None and self.field not in fields:
+            raise ValueError(
+                f"condition {self.name!r}: unknown field {self.field!r}; fields are {tuple(fields)}"
+            )
+
+    def key(self, fields: Sequence[str], letters: str = "") -> str:
+        """The look-up key of this condition's field, with derivative ``letters``."""
+        name = self.field if self.field is not None else fields[0]
+        return f"{name}_{letters}" if letters else name
+
+    def sample(
+        self, domain: Box, n: int, generator: torch.Generator | None, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """The condition's points for this iteration (``n`` is a target count)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def residual(
+        self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
+    ) -> torch.Tensor:
+        """What must vanish at the points ``x``: shape ``(n,)``."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+
+def _sample_faces(
+    domain: Box, faces: tuple[str, ...], n: int, generator: torch.Generator | None, dtype: torch.dtype
+) -> torch.Tensor:
+    """``n`` points over ``faces`` shared in proportion to their measure (at least one per face)."""
+    measures = np.array([domain.face_measure(f) for f in faces])
+    counts = np.maximum(1, np.round(n * measures / measures.sum()).astype(int))
+    return torch.cat([domain.sample_face(f, int(c), generator, dtype=dtype) for f, c in zip(faces, counts)])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dirichlet(Condition):
+    """``u = value`` on the faces ``on`` (default: every spatial face).
+
+    Args:
+        value: a number or a function of the points; ``None`` means zero.
+        on: face names such as ``("x-", "x+")``.
+    """
+
+    value: Value | None = None
+    on: tuple[str, ...] | None = None
+    name: str = "dirichlet"
+
+    def validate(self, domain: Box, fields: Sequence[str]) -> None:
+        super().validate(domain, fields)
+        _check_faces(self.on, domain)
+
+    def sample(
+        self, domain: Box, n: int, generator: torch.Generator | None, dtype: torch.dtype
+    ) -> torch.Tensor:
+        return _sample_faces(domain, _check_faces(self.on, domain), n, generator, dtype)
+
+    def residual(
+        self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
+    ) -> torch.Tensor:
+        return d[self.key(d.fields)] - _evaluate(self.value, x)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Neumann(Condition):
+    """Outward normal derivative ``∂u/∂n = value`` on the faces ``on`` (default: every spatial face)."""
+
+    value: Value | None = None
+    on: tuple[str, ...] | None = None
+    name: str = "neumann"
+
+    def validate(self, domain: Box, fields: Sequence[str]) -> None:
+        super().validate(domain, fields)
+        _check_faces(self.on, domain)
+
+    def sample(
+        self, domain: Box, n: int, generator: torch.Generator | None, dtype: torch.dtype
+    ) -> torch.Tensor:
+        return _sample_faces(domain, _check_faces(self.on, domain), n, generator, dtype)
+
+    def residual(
+        self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
+    ) -> torch.Tensor:
+        normal = torch.zeros_like(x[:, 0])
+        for face in _check_faces(self.on, domain):
+            axis, upper = domain.parse_face(face)
+            bound = domain.upper[axis] if upper else domain.lower[axis]
+            width = domain.upper[axis] - domain.lower[axis]
+            on_face = (x[:, axis] - bound).abs() <= 1e-6 * width
+            derivative = d[self.key(d.fields, face[0])]
+            normal = normal + torch.where(on_face, derivative if upper else -derivative, 0.0)
+        return normal - _evaluate(self.value, x)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Periodic(Condition):
+    """``u`` and its first ``derivatives`` derivatives along ``coordinate`` agree on opposite faces.
+
+    The points are ``n`` points on the lower face followed by the same points moved to the upper face.
+    """
+
+    coordinate: str = "x"
+    derivatives: int = 1
+    name: str = "periodic"
+
+    def validate(self, domain: Box, fields: Sequence[str]) -> None:
+        super().validate(domain, fields)
+        if self.coordinate not in domain.space_names:
+            raise ValueError(
+                f"condition {self.name!r}: `coordinate` must be one of {domain.space_names}, "
+                f"got {self.coordinate!r}"
+            )
+        if not isinstance(self.derivatives, int) or self.derivatives < 0:
+            raise ValueError(f"condition {self.name!r}: `derivatives` must be an integer ≥ 0")
+
+    def sample(
+        self, domain: Box, n: int, generator: torch.Generator | None, dtype: torch.dtype
+    ) -> torch.Tensor:
+        low = domain.sample_face(f"{self.coordinate}-", n, generator, dtype=dtype)
+        high = low.clone()
+        high[:, domain.index(self.coordinate)] = domain.upper[domain.index(self.coordinate)]
+        return torch.cat([low, high])
+
+    def residual(
+        self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
+    ) -> torch.Tensor:
+        n = x.shape[0] // 2
+        parts = []
+        for order in range(self.derivatives + 1):
+            v = d[self.key(d.fields, self.coordinate * order)]
+            parts.append(v[:n] - v[n:])
+        return torch.cat(parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InitialValue(Condition):
+    """``u = value`` at the initial time."""
+
+    value: Value | None = None
+    name: str = "initial"
+
+    def validate(self, domain: Box, fields: Sequence[str]) -> None:
+        super().validate(domain, fields)
+        if domain.time is None:
+            raise ValueError(f"condition {self.name!r} needs a domain with a time coordinate")
+
+    def sample(
+        self, domain: Box, n: int, generator: torch.Generator | None, dtype: torch.dtype
+    ) -> torch.Tensor:
+        return domain.sample_initial(n, generator, dtype=dtype)
+
+    def residual(
+        self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
+    ) -> torch.Tensor:
+        return d[self.key(d.fields)] - _evaluate(self.value, x)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InitialVelocity(Condition):
+    """``∂u/∂t = value`` at the initial time (second order in time, e.g. wave and Klein–Gordon)."""
+
+    value: Value | None = None
+    name: str = "initial-velocity"
+
+    def validate(self, domain: Box, fields: Sequence[str]) -> None:
+        super().validate(domain, fields)
+        if domain.time is None:
+            raise ValueError(f"condition {self.name!r} needs a domain with a time coordinate")
+
+    def sample(
+        self, domain: Box, n: int, generator: torch.Generator | None, dtype: torch.dtype
+    ) -> torch.Tensor:
+        return domain.sample_initial(n, generator, dtype=dtype)
+
+    def residual(
+        self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
+    ) -> torch.Tensor:
+        return d[self.key(d.fields, domain.time)] - _evaluate(self.value, x)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Observations(Condition):
+    """Measured values ``u(points) = values`` (data for inverse problems); the points are fixed.
+
+    Args:
+        points: ``(m, ndim)`` observation points inside the domain.
+        values: ``(m,)`` observed values of ``field``.
+    """
+
+    points: np.ndarray | torch.Tensor = field(default_factory=lambda: np.zeros((0, 1)))
+    values: np.ndarray | torch.Tensor = field(default_factory=lambda: np.zeros(0))
+    name: str = "data"
+
+    def __post_init__(self) -> None:
+        points = np.asarray(
+            self.points.detach().cpu() if torch.is_tensor(self.points) else self.points, float
+        )
+        values = np.asarray(
+            self.values.detach().cpu() if torch.is_tensor(self.values) else self.values, float
+        )
+        if points.ndim != 2 or points.shape[0] == 0:
+            raise ValueError(f"`points` must be a non-empty (m, ndim) array, got shape {points.shape}")
+        if values.shape != (points.shape[0],):
+            raise ValueError(
+                f"`values` must have shape ({points.shape[0]},) to match `points`, got {values.shape}"
+            )
+        if not (np.isfinite(points).all() and np.isfinite(values).all()):
+            raise ValueError("`points` and `values` must be finite")
+        object.__setattr__(self, "points", points)
+        object.__setattr__(self, "values", values)
+
+    def validate(self, domain: Box, fields: Sequence[str]) -> None:
+        super().validate(domain, fields)
+        if self.points.shape[1] != domain.ndim or not domain.contains(self.points, tol=1e-9):
+            raise ValueError(
+                f"condition {self.name!r}: `points` must be (m, {domain.ndim}) inside the domain {domain}"
+            )
+
+    def sample(
+        self, domain: Box, n: int, generator: torch.Generator | None, dtype: torch.dtype
+    ) -> torch.Tensor:
+        return torch.as_tensor(self.points, dtype=dtype)
+
+    def residual(
+        self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
+    ) -> torch.Tensor:
+        return d[self.key(d.fields)] - torch.as_tensor(self.values, dtype=x.dtype, device=x.device)

@@ -1,0 +1,178 @@
+"""Box domains in space (× time) and the points sampled on them.
+
+A :class:`Box` is a product of intervals, one per named coordinate (single characters such as ``"x"``,
+``"y"``, ``"t"``); one of them may be marked as time. Points are rows of a ``(n, ndim)`` tensor whose
+columns follow ``names``. Sampling is uniform and driven by a ``torch.Generator`` so that training runs
+are reproducible and resumable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["Box"]
+
+
+@dataclass(frozen=True)
+class Box:
+    """The box ``[lower_0, upper_0] × ... × [lower_{d-1}, upper_{d-1}]`` with named coordinates.
+
+    Args:
+        names: one single-character name per coordinate, e.g. ``("x", "y", "t")``.
+        lower, upper: the bounds per coordinate.
+        time: the name of the time coordinate, or ``None`` for a purely spatial domain.
+
+    Raises:
+        ValueError: names that are not distinct single characters, bounds of the wrong length or with
+            ``lower >= upper``, or a ``time`` that is not one of ``names``.
+    """
+
+    names: tuple[str, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    time: str | None = None
+
+    def __post_init__(self) -> None:
+        names = tuple(self.names)
+        if not names or any(not isinstance(n, str) or len(n) != 1 or not n.isalpha() for n in names):
+            raise ValueError(f"`names` must be single letters such as ('x', 't'), got {self.names!r}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"`names` must be distinct, got {names}")
+        lower = tuple(float(v) for v in self.lower)
+        upper = tuple(float(v) for v in self.upper)
+        if len(lower) != len(names) or len(upper) != len(names):
+            raise ValueError(f"`lower` and `upper` need {len(names)} entries (one per name in {names})")
+        if any(not (math.isfinite(lo) and math.isfinite(hi) and lo < hi) for lo, hi in zip(lower, upper)):
+            raise ValueError(f"bounds must be finite with lower < upper, got lower={lower}, upper={upper}")
+        if self.time is not None and self.time not in names:
+            raise ValueError(f"`time` must be one of {names} or None, got {self.time!r}")
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "lower", lower)
+        object.__setattr__(self, "upper", upper)
+
+    # ----------------------------------------------------------------- structure
+    @property
+    def ndim(self) -> int:
+        return len(self.names)
+
+    def index(self, name: str) -> int:
+        """Column of coordinate ``name``.
+
+        Raises:
+            ValueError: ``name`` is not a coordinate of this box.
+        """
+        if name not in self.names:
+            raise ValueError(f"unknown coordinate {name!r}; this domain has {self.names}")
+        return self.names.index(name)
+
+    @property
+    def time_index(self) -> int | None:
+        return None if self.time is None else self.names.index(self.time)
+
+    @property
+    def space_names(self) -> tuple[str, ...]:
+        return tuple(n for n in self.names if n != self.time)
+
+    def faces(self) -> tuple[str, ...]:
+        """The spatial faces, named ``"x-"`` (at the lower bound of x) and ``"x+"`` (upper bound)."""
+        return tuple(f"{n}{s}" for n in self.space_names for s in "-+")
+
+    def parse_face(self, face: str) -> tuple[int, bool]:
+        """``"x+"`` -> (column of x, True for the upper side).
+
+        Raises:
+            ValueError: not a spatial face of this box.
+        """
+        if (
+            not isinstance(face, str)
+            or len(face) != 2
+            or face[1] not in "-+"
+            or face[0] not in self.space_names
+        ):
+            raise ValueError(f"unknown face {face!r}; the spatial faces of this domain are {self.faces()}")
+        return self.names.index(face[0]), face[1] == "+"
+
+    def face_measure(self, face: str) -> float:
+        """Product of the side lengths of the face (1 for a point face in 1-D)."""
+        axis, _ = self.parse_face(face)
+        return math.prod(hi - lo for i, (lo, hi) in enumerate(zip(self.lower, self.upper)) if i != axis)
+
+    # ----------------------------------------------------------------- sampling
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        fixed: dict[int, float] | None = None,
+    ) -> torch.Tensor:
+        """``n`` points uniformly distributed in the box, shape ``(n, ndim)``.
+
+        Args:
+            n: number of points (positive).
+            generator: the random stream (reproducible training).
+            dtype: floating dtype of the result.
+            fixed: columns held at a value instead (e.g. ``{time_index: t0}`` for initial points).
+
+        Raises:
+            ValueError: ``n`` is not a positive integer.
+        """
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
+            raise ValueError(f"the number of points must be a positive integer, got {n!r}")
+        u = torch.rand(int(n), self.ndim, generator=generator, dtype=torch.float64)
+        lower = torch.tensor(self.lower, dtype=torch.float64)
+        upper = torch.tensor(self.upper, dtype=torch.float64)
+        x = lower + u * (upper - lower)
+        for column, value in (fixed or {}).items():
+            x[:, column] = value
+        return x.to(dtype)
+
+    def sample_face(
+        self,
+        face: str,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        """``n`` points uniformly on a spatial face (the fixed coordinate is exactly the bound)."""
+        axis, upper = self.parse_face(face)
+        value = self.upper[axis] if upper else self.lower[axis]
+        if self.ndim == 1:
+            n = 1  # a point face: repeated points add nothing
+        return self.sample(n, generator, dtype=dtype, fixed={axis: value})
+
+    def sample_initial(
+        self, n: int, generator: torch.Generator | None = None, *, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """``n`` points at the initial time.
+
+        Raises:
+            ValueError: the domain has no time coordinate.
+        """
+        if self.time is None:
+            raise ValueError("this domain has no time coordinate, so it has no initial slice")
+        return self.sample(n, generator, dtype=dtype, fixed={self.time_index: self.lower[self.time_index]})
+
+    # ----------------------------------------------------------------- grids
+    def axes(self, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+        """Evenly spaced points per coordinate including both bounds.
+
+        Raises:
+            ValueError: ``shape`` does not have one entry ≥ 2 per coordinate.
+        """
+        shape = tuple(shape)
+        if len(shape) != self.ndim or any(int(s) < 2 for s in shape):
+            raise ValueError(f"`shape` needs {self.ndim} entries ≥ 2 (one per {self.names}), got {shape}")
+        return tuple(np.linspace(lo, hi, int(s)) for lo, hi, s in zip(self.lower, self.upper, shape))
+
+    def contains(self, x: torch.Tensor | np.ndarray, tol: float = 1e-12) -> bool:
+        """Whether every row of ``x`` lies in the box (up to ``tol`` relative to the side lengths)."""
+        x = np.asarray(x.detach().cpu() if torch.is_tensor(x) else x, dtype=float)
+        lo, hi = np.array(self.lower), np.array(self.upper)
+        pad = tol * (hi - lo)
+        return bool(x.ndim == 2 and x.shape[1] == self.ndim and np.all((x >= lo - pad) & (x <= hi + pad)))

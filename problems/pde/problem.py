@@ -1,0 +1,251 @@
+"""``PDEProblem``: one definition of a PDE that a PINN, a PIG and a grid discretisation can all attack.
+
+A problem is a box domain, named output fields, a residual written with the derivative look-up
+(``d["u_xx"]``, see :mod:`problems.pde.derivatives`), condition objects, coefficients ``params``, and either
+an exact solution or a *reference recipe* — data that tells ``solvers`` how to compute a reference
+numerically (``problems`` itself never runs a solver). Problems are frozen; :meth:`PDEProblem.replace`
+makes a variant in one line (a new coefficient, another initial condition).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from problems.pde.conditions import Condition
+from problems.pde.derivatives import AutogradDerivatives, Derivatives
+from problems.pde.domain import Box
+
+__all__ = [
+    "PDEProblem",
+    "HardConstraint",
+    "SemilinearReference",
+    "NonlinearDiffusionReference",
+    "Residual",
+]
+
+#: ``residual(x, d, params) -> (n,)`` or ``(n, n_equations)``
+Residual = Callable[[torch.Tensor, Derivatives, Mapping[str, Any]], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class HardConstraint:
+    """An output transform that builds conditions into the model: ``u = particular(x) + factor(x) · N(x)``.
+
+    ``factor`` vanishes where the conditions hold, ``particular`` carries their values (Lagaris et al.,
+    *Artificial neural networks for solving ordinary and partial differential equations*, 1998). Neither
+    may depend on trainable parameters.
+
+    Args:
+        particular: points ``(n, ndim)`` -> ``(n,)`` (one field) or ``(n, n_fields)``.
+        factor: points -> ``(n,)`` or ``(n, n_fields)``.
+        enforces: names of the problem's conditions that the transform satisfies exactly (a trainer
+            drops those loss terms when the transform is used).
+    """
+
+    particular: Callable[[torch.Tensor], torch.Tensor]
+    factor: Callable[[torch.Tensor], torch.Tensor]
+    enforces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SemilinearReference:
+    """Recipe: a periodic semilinear spectral (ETDRK4) solve in one space dimension.
+
+    The PDE is ``u_t = Σ_q a_q ∂_x^q u + Σ_{p≥1,q} c_{p,q} u^p ∂_x^q u`` on the problem's periodic
+    x-interval, with the problem's initial value; ``terms(params)`` gives ``{(p, q): coefficient}`` (p = 0
+    the linear part).
+
+    Args:
+        terms: the problem's coefficients -> the term dictionary.
+        n_points: Fourier modes / grid points of the solve.
+        dt: time step.
+        n_times: saved times (evenly spaced, both ends included); the test grid uses them all.
+        x_stride: keep every ``x_stride``-th grid point on the test grid.
+    """
+
+    terms: Callable[[Mapping[str, Any]], Mapping[tuple[int, int], float]]
+    n_points: int = 512
+    dt: float = 1e-4
+    n_times: int = 101
+    x_stride: int = 1
+
+
+@dataclass(frozen=True)
+class NonlinearDiffusionReference:
+    """Recipe: a fine finite-difference method-of-lines solve of ``u_t = D ∇·(u^m ∇u)``, zero Dirichlet.
+
+    Args:
+        coefficient: name of the parameter holding ``D``.
+        exponent: ``m``.
+        n_intervals: grid intervals per side of the solve (vertex-centred, boundary nodes included).
+        n_times: saved times (evenly spaced, both ends included).
+        stride: keep every ``stride``-th node per side on the test grid.
+        rtol: relative tolerance of the time integration.
+    """
+
+    coefficient: str = "D"
+    exponent: int = 1
+    n_intervals: int = 256
+    n_times: int = 21
+    stride: int = 4
+    rtol: float = 1e-8
+
+
+@dataclass(frozen=True, eq=False)
+class PDEProblem:
+    """A PDE on a box with conditions and an exact solution or a reference recipe.
+
+    Args:
+        name: registry name (e.g. ``"helmholtz"``).
+        domain: the space(-time) box.
+        fields: names of the unknown fields (single words without ``_``), e.g. ``("u",)``.
+        residual: ``residual(x, d, params)``; returns ``(n,)`` or ``(n, n_equations)`` that vanishes for the
+            solution.
+        conditions: boundary / initial / data conditions (unique ``name`` each).
+        params: coefficients passed to the residual (numbers; a trainer may swap in trainable tensors).
+        exact: points ``(n, ndim)`` -> ``(n,)`` or ``(n, n_fields)``, in torch.
+        reference: a recipe for a numerical reference when there is no exact solution.
+        constraint: an optional hard-constraint output transform.
+        n_equations: number of residual components.
+        test_shape: points per coordinate of the test grid for an exact solution.
+        loss_weights: default weight per loss term (``"residual"`` and condition names; 1 when absent).
+        description: one line for listings.
+        citation: where the problem comes from.
+
+    Raises:
+        ValueError: bad names, duplicate condition names, weights for unknown terms, no exact solution and
+            no reference, or a test grid that does not fit the domain.
+    """
+
+    name: str
+    domain: Box
+    fields: tuple[str, ...]
+    residual: Residual
+    conditions: tuple[Condition, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    exact: Callable[[torch.Tensor], torch.Tensor] | None = None
+    reference: SemilinearReference | NonlinearDiffusionReference | None = None
+    constraint: HardConstraint | None = None
+    n_equations: int = 1
+    test_shape: tuple[int, ...] | None = None
+    loss_weights: Mapping[str, float] = field(default_factory=dict)
+    description: str = ""
+    citation: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("`name` must be a non-empty string")
+        if not isinstance(self.domain, Box):
+            raise TypeError(f"`domain` must be a problems.pde.Box, got {type(self.domain).__name__}")
+        fields = (self.fields,) if isinstance(self.fields, str) else tuple(self.fields)
+        if (
+            not fields
+            or any(not f.isidentifier() or "_" in f for f in fields)
+            or len(set(fields)) < len(fields)
+        ):
+            raise ValueError(f"`fields` must be distinct names without '_', e.g. ('u',), got {self.fields!r}")
+        if set(fields) & set(self.domain.names):
+            raise ValueError(
+                f"field names {fields} must differ from the coordinate names {self.domain.names}"
+            )
+        if not callable(self.residual):
+            raise TypeError("`residual` must be callable as residual(x, d, params)")
+        conditions = tuple(self.conditions)
+        for c in conditions:
+            if not isinstance(c, Condition):
+                raise TypeError(f"`conditions` must hold Condition objects, got {type(c).__name__}")
+            c.validate(self.domain, fields)
+        names = [c.name for c in conditions]
+        if len(set(names)) != len(names) or "residual" in names:
+            raise ValueError(f"condition names must be unique and not 'residual', got {names}")
+        unknown = set(self.loss_weights) - {"residual", *names}
+        if unknown:
+            raise ValueError(
+                f"`loss_weights` has unknown terms {sorted(unknown)}; terms are residual, {names}"
+            )
+        for key, w in self.loss_weights.items():
+            if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
+                raise ValueError(f"loss weight {key!r} must be a finite number ≥ 0, got {w!r}")
+        if self.exact is None and self.reference is None:
+            raise ValueError("a problem needs an `exact` solution or a `reference` recipe")
+        if self.exact is not None and self.test_shape is not None:
+            self.domain.axes(self.test_shape)  # validates the shape
+        if self.exact is not None and self.test_shape is None:
+            raise ValueError("a problem with an exact solution needs `test_shape` (its test grid)")
+        if self.constraint is not None:
+            missing = set(self.constraint.enforces) - set(names)
+            if missing:
+                raise ValueError(f"the constraint enforces unknown conditions {sorted(missing)}")
+        if not isinstance(self.n_equations, int) or self.n_equations < 1:
+            raise ValueError(f"`n_equations` must be a positive integer, got {self.n_equations!r}")
+        object.__setattr__(self, "fields", fields)
+        object.__setattr__(self, "conditions", conditions)
+        object.__setattr__(self, "params", dict(self.params))
+        object.__setattr__(self, "loss_weights", dict(self.loss_weights))
+
+    # ----------------------------------------------------------------- variants
+    def replace(self, **changes: Any) -> PDEProblem:
+        """A copy with some attributes changed (like Julia's ``remake``); validated again.
+
+        ``params`` given as a dict is merged into the current parameters (to drop one, build anew).
+        """
+        if "params" in changes:
+            changes["params"] = {**self.params, **changes["params"]}
+        return dataclasses.replace(self, **changes)
+
+    def condition(self, name: str) -> Condition:
+        """The condition called ``name``.
+
+        Raises:
+            KeyError: no such condition (the message lists them).
+        """
+        for c in self.conditions:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name} has no condition {name!r}; it has {[c.name for c in self.conditions]}")
+
+    # ----------------------------------------------------------------- evaluation helpers
+    def weight(self, term: str) -> float:
+        """Default loss weight of ``term`` (1 unless set)."""
+        return float(self.loss_weights.get(term, 1.0))
+
+    def exact_values(self, x: torch.Tensor) -> torch.Tensor:
+        """The exact solution at ``x`` as ``(n, n_fields)``.
+
+        Raises:
+            ValueError: the problem has no exact solution.
+        """
+        if self.exact is None:
+            raise ValueError(f"{self.name} has no exact solution; compute its reference with solvers.fd")
+        u = self.exact(x)
+        return u[:, None] if u.ndim == 1 else u
+
+    def residual_of(
+        self,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        params: Mapping[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """The PDE residual of any function ``fn`` (points -> fields) at ``x``, by autograd: ``(n, n_eq)``."""
+        d = AutogradDerivatives(fn, x, self.domain.names, self.fields)
+        r = self.residual(d.x, d, {**self.params, **(params or {})})
+        return r[:, None] if r.ndim == 1 else r
+
+    def condition_residual_of(
+        self, condition: Condition, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+    ) -> torch.Tensor:
+        """A condition's residual for any function ``fn`` at ``x`` (by autograd)."""
+        d = AutogradDerivatives(fn, x, self.domain.names, self.fields)
+        return condition.residual(self.domain, d.x, d, self.params)
+
+    def __repr__(self) -> str:
+        return (
+            f"PDEProblem({self.name!r}, coordinates={self.domain.names}, fields={self.fields}, "
+            f"conditions={[c.name for c in self.conditions]}, params={self.params})"
+        )
