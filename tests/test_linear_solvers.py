@@ -294,6 +294,11 @@ def test_unit_lower_triangular_solves():
     np.testing.assert_allclose(dense.T @ L.solve(r, transpose=True), r, atol=1e-12)
     R = np.stack([r, 2 * r], axis=1)
     np.testing.assert_allclose(dense @ L.solve(R), R, atol=1e-12)
+    pivots = np.linspace(1.0, 3.0, 36)
+    L.prepare_ldlt(pivots)  # (L D Lᵀ)⁻¹ in one SuperLU call
+    LDLt = dense @ np.diag(pivots) @ dense.T
+    np.testing.assert_allclose(LDLt @ L.solve_ldlt(r), r, atol=1e-11)
+    np.testing.assert_allclose(LDLt @ L.solve_ldlt(R), R, atol=1e-11)
     with pytest.raises(ValueError, match="above the diagonal"):
         UnitLowerTriangular(sp.eye(4))
 

@@ -259,3 +259,29 @@ def test_relax_bench_quick_runs_and_writes_rows(tmp_path):
     assert high["instance-optimal"]["vs_instance_optimal"] == 1.0
     assert high["omega=1"]["solves_match_table"] is True  # sequential solves reproduce the batched table
     assert (out / "relax-regret.png").exists()
+
+
+def test_heat_example_tunes_checkpoints_and_resumes(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "heat_relax.py"
+    spec = importlib.util.spec_from_file_location("heat_relax", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    heat = HeatEquation2D(N=10, steps=30)
+    u_cg, its_cg, _, _ = example.simulate(heat)
+    tuner = example.make_tuner("cheb", heat, seed=0)
+    u, its, _, omegas = example.simulate(heat, tuner)
+    np.testing.assert_allclose(u, u_cg, atol=1e-7)
+    assert omegas.size == 30 and tuner.t == 30 and its < its_cg
+    # interrupted after 20 steps, resumed to 30: same state as the uninterrupted run
+    ckpt = tmp_path / "heat.pt"
+    first = example.make_tuner("cheb", heat, seed=0)
+    example.simulate(heat.replace(steps=20), first, checkpoint=ckpt, every=10)
+    resumed = example.make_tuner("cheb", heat, seed=0)
+    u2, _, _, omegas2 = example.simulate(heat, resumed, checkpoint=ckpt, every=10)
+    np.testing.assert_allclose(u2, u, atol=1e-12)
+    np.testing.assert_array_equal(omegas2, omegas[20:])
+    with pytest.raises(ValueError, match="--tuner"):
+        example.make_tuner("ucb", heat, 0)

@@ -248,6 +248,14 @@ class HeatEquation2D:
         """``κ`` at the midpoint of step ``k`` (what the step's matrix depends on)."""
         return self.kappa((k + 0.5) * self.dt)
 
+    @staticmethod
+    def _diagonal_positions(K: sp.csr_array) -> np.ndarray:
+        rows = np.repeat(np.arange(K.shape[0]), np.diff(K.indptr))
+        pos = np.flatnonzero(rows == K.indices)
+        if pos.size != K.shape[0]:
+            raise ValueError("`K` must store its full diagonal")
+        return pos
+
     def system(self, k: int, u: np.ndarray, K: sp.csr_array | None = None) -> LinearInstance:
         """The system of step ``k`` from state ``u = u_k``: ``(A_k, b_k, context=κ, x0=u)``.
 
@@ -261,6 +269,9 @@ class HeatEquation2D:
         K = self.laplacian() if K is None else K
         kappa = self.context(k)
         half = 0.5 * kappa * self.dt
-        A = sp.csr_array(sp.eye_array(self.n, format="csr") + half * K)
+        A = sp.csr_array(
+            (half * K.data, K.indices, K.indptr), shape=K.shape
+        )  # K's pattern holds the diagonal
+        A.data[self._diagonal_positions(K)] += 1.0
         b = u - half * (K @ u) + self.dt * self.forcing((k + 0.5) * self.dt)
         return LinearInstance(A, b, kappa, u)

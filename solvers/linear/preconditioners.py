@@ -129,7 +129,7 @@ class IncompleteCholesky(spla.LinearOperator):
         super().__init__(dtype=np.float64, shape=(n, n))
         self.unit_lower = unit_lower
         self.pivots = pivots
-        self._inv_pivots = 1.0 / pivots
+        unit_lower.prepare_ldlt(pivots)
         self.levels = levels
         self.setup_seconds = seconds
 
@@ -139,12 +139,10 @@ class IncompleteCholesky(spla.LinearOperator):
         return sp.csr_array(self.unit_lower.matrix() @ sp.diags_array(np.sqrt(self.pivots)))
 
     def _matvec(self, r: np.ndarray) -> np.ndarray:
-        y = self.unit_lower.solve(np.ravel(r))
-        return self.unit_lower.solve(y * self._inv_pivots, transpose=True)
+        return self.unit_lower.solve_ldlt(np.ravel(r))
 
     def _matmat(self, R: np.ndarray) -> np.ndarray:
-        Y = self.unit_lower.solve(R)
-        return self.unit_lower.solve(Y * self._inv_pivots[:, None], transpose=True)
+        return self.unit_lower.solve_ldlt(R)
 
     def _adjoint(self) -> IncompleteCholesky:
         return self
@@ -284,7 +282,12 @@ class SSORPreconditioner(spla.LinearOperator):
         self._indptr = self._indices = None
         self._set_matrix(A)
         self.omega = _check_omega(omega)
-        self._factor.set_column_scaling(self.omega / self.diagonal)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        w = self.omega
+        self._factor.set_column_scaling(w / self.diagonal)
+        self._factor.prepare_ldlt(self.diagonal / (w * (2.0 - w)))
 
     def _same_pattern(self, A: sp.csr_array) -> bool:
         return (
@@ -346,18 +349,14 @@ class SSORPreconditioner(spla.LinearOperator):
             self._set_matrix(A)
         if omega is not None:
             self.omega = _check_omega(omega)
-        self._factor.set_column_scaling(self.omega / self.diagonal)
+        self._refresh()
         return self
 
     def _matvec(self, r: np.ndarray) -> np.ndarray:
-        w = self.omega * (2.0 - self.omega)
-        y = self._factor.solve(np.ravel(r))
-        return self._factor.solve(y * (w / self.diagonal), transpose=True)
+        return self._factor.solve_ldlt(np.ravel(r))
 
     def _matmat(self, R: np.ndarray) -> np.ndarray:
-        w = self.omega * (2.0 - self.omega)
-        Y = self._factor.solve(R)
-        return self._factor.solve(Y * (w / self.diagonal)[:, None], transpose=True)
+        return self._factor.solve_ldlt(R)
 
     def _adjoint(self) -> SSORPreconditioner:
         return self

@@ -67,6 +67,15 @@ class UnitLowerTriangular:
         self._off_col = np.repeat(np.arange(n), counts)
         self._off_base = S.data.copy()
         self._empty = (np.zeros(0), np.zeros(0, dtype=np.intc), np.zeros(n + 1, dtype=np.intc))
+        # Lᵀ's strictly upper part in CSC is L's strictly lower part in CSR: the permutation between them
+        csr = sp.csr_array(
+            sp.csc_array((np.arange(1.0, S.nnz + 1), S.indices, S.indptr), shape=(n, n)).tocsr()
+        )
+        csr.sort_indices()
+        self._to_row_order = csr.data.astype(np.int64) - 1  # CSC entry index of each CSR position
+        self._upper = (csr.indptr.astype(np.intc), csr.indices.astype(np.intc))
+        self._upper_row_of = csr.indices.astype(np.int64)
+        self._ldlt = None
 
     @property
     def nnz(self) -> int:
@@ -82,6 +91,36 @@ class UnitLowerTriangular:
         SSOR with another ω, or another diagonal, only rescales columns: ``(D/ω + S) (D/ω)⁻¹ = I + S ω D⁻¹``.
         """
         self._data[self._off_pos] = self._off_base * np.asarray(scale, dtype=np.float64)[self._off_col]
+
+    def prepare_ldlt(self, pivots: np.ndarray) -> None:
+        """Set ``D`` for :meth:`solve_ldlt` (call again after :meth:`set_column_scaling`)."""
+        pivots = np.asarray(pivots, dtype=np.float64)
+        if pivots.shape != (self.n,) or not (pivots > 0).all():
+            raise ValueError("`pivots` must be a positive vector of length n")
+        # SuperLU keeps U's diagonal in L's diagonal slots and takes L as unit lower: L D Lᵀ = L · (D Lᵀ)
+        lower = self._data.copy()
+        lower[self._indptr[:-1]] = pivots
+        off = self._data[self._off_pos][self._to_row_order]
+        upper = off * pivots[self._upper_row_of]
+        self._ldlt = (lower, upper, pivots)
+
+    def solve_ldlt(self, r: np.ndarray) -> np.ndarray:
+        """``(L D Lᵀ)⁻¹ r`` with ``D`` from :meth:`prepare_ldlt`: both sweeps in one SuperLU call."""
+        if self._ldlt is None:
+            raise RuntimeError("call prepare_ldlt(pivots) first")
+        lower, upper, pivots = self._ldlt
+        r = np.asarray(r, dtype=np.float64)
+        if _GSTRS is not None:
+            indptr_u, indices_u = self._upper
+            x, info = _GSTRS(
+                "N", self.n, self.nnz, lower, self._indices, self._indptr,
+                self.n, upper.size, upper, indices_u, indptr_u, r,
+            )  # fmt: skip
+            if info == 0:
+                return x
+        y = self.solve(r)  # pragma: no cover - only without the private kernel
+        y = y / (pivots if y.ndim == 1 else pivots[:, None])  # pragma: no cover
+        return self.solve(y, transpose=True)  # pragma: no cover
 
     def solve(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
         """``L⁻¹ r`` (or ``L⁻ᵀ r``) for a vector or an ``(n, k)`` block of right-hand sides."""
