@@ -372,7 +372,8 @@ def format_terms(coefficients: Mapping[str, float], lead: str | None = None) -> 
     """
     parts = [] if lead is None else [lead]
     for name, c in coefficients.items():
-        text = name if abs(c) == 1.0 else f"{_format_coefficient(abs(c))}*{name}"
+        magnitude = _format_coefficient(abs(c))
+        text = name if magnitude == "1" else f"{magnitude}*{name}"
         if not parts:
             parts.append(("-" if c < 0 else "") + text)
         else:

@@ -24,6 +24,7 @@ States are torch tensors of shape ``(..., n)`` (any batch, e.g. an ensemble), fl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -84,6 +85,8 @@ class ETDRK4:
     Other Args:
         dealias: zero the top third of the nonlinear term's Fourier modes (2/3 rule). Default off.
         contour_points: points of the contour integral (16 as in Kassam & Trefethen).
+        extra: a function ``g(u)`` of grid values ``(..., n)`` added to the nonlinear part (a closure or
+            a correction term outside the ``u^p ∂^q u`` family); ``None`` for none.
         dtype: ``torch.float64`` (default) or ``torch.float32``.
         device: where the coefficients live (the states must be there too).
 
@@ -105,6 +108,7 @@ class ETDRK4:
         *,
         dealias: bool = False,
         contour_points: int = 16,
+        extra: Callable[[torch.Tensor], torch.Tensor] | None = None,
         dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
     ) -> None:
@@ -117,7 +121,10 @@ class ETDRK4:
             raise ValueError(f"contour_points must be at least 4 (16 is standard), got {contour_points}")
         if dtype not in (torch.float64, torch.float32):
             raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
+        if extra is not None and not callable(extra):
+            raise TypeError(f"extra must be a callable g(u) or None, got {type(extra).__name__}")
         self.problem = problem
+        self.extra = extra
         self.dt = dt
         self.dealias = bool(dealias)
         self.dtype = dtype
@@ -132,6 +139,8 @@ class ETDRK4:
 
     def _nonlinear_hat(self, v_hat: torch.Tensor) -> torch.Tensor:
         out = self.problem.nonlinear_hat(v_hat)
+        if self.extra is not None:
+            out = out + torch.fft.rfft(self.extra(torch.fft.irfft(v_hat, n=self.problem.n)))
         return out * self.mask if self.mask is not None else out
 
     def step_hat(self, v_hat: torch.Tensor) -> torch.Tensor:

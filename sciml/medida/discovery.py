@@ -1,0 +1,353 @@
+"""MEDIDA end to end: observations → (EnKF analyses) → one-step model-error samples → ARD → corrected model.
+
+Mojgani, Chattopadhyay & Hassanzadeh, *Discovery of interpretable structural model errors by combining
+Bayesian sparse regression and data assimilation: a chaotic Kuramoto–Sivashinsky test case*, Chaos 32
+(2022). What this implementation adds, and why (measured in ``sciml bench medida``):
+
+* **One-step-consistent regressors** (:func:`~sciml.medida.samples.one_step_features`) and a Gauss–Newton
+  iteration: each round regresses ``r + F·w`` on ``F``, with ``r`` the samples and ``F`` the regressors of
+  the model corrected by the current ``w``, and ARD re-selects the terms from the whole library. Without
+  noise this recovers the coefficients to round-off; the paper's regressors (library at the observed
+  state, ``features="library"``) are biased by the stiff linear part over one step.
+* **Noisy observations**: an EnKF (:mod:`sciml.medida.enkf`) on the band-limited state supplies analysis
+  states. A filter run with an imperfect model lags behind the truth, and the model-error samples taken
+  from its analyses capture only part of the error, least at the weakly observed (high) wavenumbers. Two
+  remedies: (1) the regression uses only the Fourier modes whose observed signal-to-noise power ratio is at
+  least ``band_snr`` (there the filter follows the observations closely); (2) the filter is **re-run with
+  the corrected model** and the correction re-fitted, until the terms repeat and the coefficients change by
+  less than ``tol`` — each round the filter's model error, hence its lag, shrinks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from problems.semilinear import SemilinearPeriodicProblem
+from sciml.medida.enkf import EnsembleKalmanFilter, gaspari_cohn, periodic_distances
+from sciml.medida.library import Library, as_library
+from sciml.medida.regression import Correction, sparse_bayesian_regression
+from sciml.medida.samples import (
+    Observations,
+    band_coefficients,
+    band_limit,
+    check_pair_spacing,
+    corrected_problem,
+    estimate_noise_std,
+    library_features,
+    one_step,
+    one_step_features,
+    one_step_targets,
+)
+
+__all__ = ["Discovery", "discover", "regression_band"]
+
+
+@dataclass
+class Discovery:
+    """The result of :func:`discover`.
+
+    Attributes:
+        model: the imperfect model.
+        correction: the discovered correction (terms, coefficients, uncertainties).
+        corrected: ``model`` with the correction (``None`` if the correction holds function terms).
+        history: per iteration: the terms found, seconds, and (noisy data) the filter's final spread.
+        noise_std: the observation noise used (given or estimated); 0 for noise-free data.
+        band: the highest Fourier mode used in the regression (noisy data), else ``None``.
+        features: ``"one-step"`` or ``"library"``.
+        analysis: the final analysis means ``(windows, steps, filter_n)`` (noisy data), else ``None``.
+        seconds: wall time.
+    """
+
+    model: SemilinearPeriodicProblem
+    correction: Correction
+    corrected: SemilinearPeriodicProblem | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    noise_std: float = 0.0
+    band: int | None = None
+    features: str = "one-step"
+    analysis: np.ndarray | None = field(default=None, repr=False)
+    seconds: float = math.nan
+
+    @property
+    def terms(self) -> dict[str, float]:
+        """``{name: coefficient}`` of the correction (in ``u_t = model + Σ c θ``)."""
+        return self.correction.terms
+
+    def equation(self) -> str:
+        """The corrected model as ``u_t + … = 0`` text, or the correction when it cannot be written so."""
+        if self.corrected is None:
+            return self.correction.equation()
+        return self.corrected.equation("=0")
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "model": self.model.equation("=0"),
+            "correction": self.correction.equation(),
+            "corrected_model": self.equation(),
+            "terms": self.terms,
+            "uncertainties": self.correction.uncertainties,
+            "noise_std": self.noise_std,
+            "band": self.band,
+            "features": self.features,
+            "iterations": self.history,
+            "seconds": self.seconds,
+        }
+
+
+def regression_band(values: torch.Tensor, noise_std: float, band_snr: float) -> int:
+    """Highest Fourier mode whose mean observed power exceeds the noise power by ``band_snr``.
+
+    Raises:
+        ValueError: no mode is that far above the noise (the observations are too noisy).
+    """
+    n = values.shape[-1]
+    power = torch.fft.rfft(values).abs().pow(2).reshape(-1, n // 2 + 1).mean(dim=0)
+    noise_power = n * noise_std**2
+    signal = power - noise_power
+    good = torch.nonzero(signal[1:] >= band_snr * noise_power).flatten()
+    if good.numel() == 0:
+        raise ValueError(
+            f"no Fourier mode of the observations has a signal-to-noise power ratio >= {band_snr:g} "
+            f"(noise std "
+            f"{noise_std:.3g}); lower band_snr or use less noisy observations"
+        )
+    return int(good.max()) + 1
+
+
+def _changed(old: Correction | None, new: Correction) -> float:
+    """Largest relative change of a kept coefficient (inf if the kept terms differ)."""
+    if old is None:
+        return math.inf
+    if not np.array_equal(old.weights != 0, new.weights != 0):
+        return math.inf
+    kept = new.weights != 0
+    if not kept.any():
+        return 0.0
+    return float(np.max(np.abs(new.weights[kept] - old.weights[kept]) / np.abs(new.weights[kept])))
+
+
+def _fit(
+    model, library, u_prev, u_next, dt, correction, features, substeps, threshold_lambda, band
+) -> Correction:
+    """One regression round on pairs ``(u_prev, u_next)`` (``(P, n)``), linearized about ``correction``."""
+    r = one_step_targets(model, u_prev, u_next, dt, correction=correction, substeps=substeps)
+    if features == "library":
+        F = library_features(library, u_prev, model.length)
+        y = r
+    else:
+        F = one_step_features(model, library, u_prev, dt, correction=correction, substeps=substeps)
+        y = r + F @ torch.as_tensor(correction.weights) if correction is not None else r
+    if band is None:
+        X, Y = F.reshape(-1, len(library)), y.reshape(-1)
+    else:  # one row per degree of freedom of the band
+        X = band_coefficients(F, band, dim=-2).reshape(-1, len(library))
+        Y = band_coefficients(y, band, dim=-1).reshape(-1)
+    return sparse_bayesian_regression(X.numpy(), Y.numpy(), library, threshold_lambda=threshold_lambda)
+
+
+def discover(
+    model: SemilinearPeriodicProblem,
+    observations: Observations,
+    *,
+    library: Library | list | None = None,
+    features: str = "one-step",
+    noise_std: float | None = None,
+    threshold_lambda: float = 100.0,
+    max_iterations: int = 6,
+    tol: float | None = None,
+    substeps: int = 1,
+    stride: int = 1,
+    members: int = 100,
+    inflation: float = 1.05,
+    localization_radius: float | None = 10.0,
+    filter_n: int = 256,
+    burn_in: int = 300,
+    band_snr: float = 1000.0,
+    method: str = "deterministic",
+    lyapunov_exponent: float | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> Discovery:
+    """Discover the terms missing from ``model`` from ``observations`` of the true system (MEDIDA).
+
+    Args:
+        model: the imperfect model (a :class:`~problems.semilinear.SemilinearPeriodicProblem`).
+        observations: windows of consecutive observed states on the model's grid.
+
+    Other Args:
+        library: candidate terms (default: the 24-term ``u^p ∂^q u`` library).
+        features: ``"one-step"`` (consistent regressors, iterated) or ``"library"`` (the paper's: library at
+            the observed state, one pass).
+        noise_std: observation noise; default ``observations.noise_std``, else estimated from the
+            spectrum. Zero (or an estimate below ``1e-9`` of the RMS) means noise-free: no filter.
+        threshold_lambda: ARD pruning threshold (unit-RMS scaling).
+        max_iterations, tol: Gauss–Newton / filter-re-run rounds; stop when the kept terms repeat and no
+            coefficient changes by more than ``tol`` (default ``1e-8`` noise-free, ``0.02`` noisy).
+        substeps: ETDRK4 steps per observation interval in the one-step map.
+        stride: use every ``stride``-th pair.
+        members, inflation, localization_radius, method: the EnKF (noisy data).
+        filter_n: grid points of the band-limited filter state (noisy data).
+        burn_in: filter steps per window before samples are taken (noisy data).
+        band_snr: the regression uses Fourier modes up to the highest one whose observed signal-to-noise
+            power ratio is at least this (noisy data).
+        lyapunov_exponent: if given, warn when pairs are more than 0.01 Lyapunov times apart.
+        seed: for the initial ensembles.
+        progress: tqdm bars.
+
+    Returns:
+        A :class:`Discovery`.
+
+    Raises:
+        ValueError: observations on another grid, bad settings (``features``, ``members < 2``,
+            ``burn_in`` leaving no pairs, ``filter_n`` larger than the grid), a model that blows up.
+    """
+    start = time.perf_counter()
+    if not isinstance(model, SemilinearPeriodicProblem):
+        raise TypeError(f"model must be a SemilinearPeriodicProblem, got {type(model).__name__}")
+    if not isinstance(observations, Observations):
+        raise TypeError("observations must be an Observations object (windows of consecutive states)")
+    if features not in ("one-step", "library"):
+        raise ValueError(f"features must be 'one-step' or 'library', got {features!r}")
+    if int(stride) < 1 or int(substeps) < 1 or int(max_iterations) < 1:
+        raise ValueError("stride, substeps and max_iterations must be positive integers")
+    observations.check_grid(model)
+    library = as_library(library)
+    check_pair_spacing(observations.dt, lyapunov_exponent)
+    values = torch.tensor(observations.values)
+    sigma = observations.noise_std if noise_std is None else float(noise_std)
+    if sigma is None:
+        sigma = estimate_noise_std(values)
+    rms = float(values.pow(2).mean().sqrt())
+    noisy = sigma > 1e-9 * rms
+    iterations = 1 if features == "library" else int(max_iterations)
+    history: list[dict[str, Any]] = []
+    correction: Correction | None = None
+    analysis = None
+    band = None
+
+    if not noisy:
+        tol = 1e-8 if tol is None else tol
+        u_prev, u_next = (torch.tensor(a) for a in observations.pairs(stride=stride))
+        for it in range(iterations):
+            t = time.perf_counter()
+            new = _fit(
+                model,
+                library,
+                u_prev,
+                u_next,
+                observations.dt,
+                correction,
+                features,
+                substeps,
+                threshold_lambda,
+                None,
+            )
+            change = _changed(correction, new)
+            correction = new
+            history.append(
+                {"iteration": it, "terms": new.terms, "change": change, "seconds": time.perf_counter() - t}
+            )
+            if change < tol:
+                break
+        sigma = 0.0
+    else:
+        tol = 0.02 if tol is None else tol
+        if int(members) < 2:
+            raise ValueError(f"members must be at least 2, got {members}")
+        if not 8 <= int(filter_n) <= model.n:
+            raise ValueError(f"filter_n must be between 8 and the model's n = {model.n}, got {filter_n}")
+        steps = observations.values.shape[1]
+        if burn_in < 0 or burn_in >= steps - 1:
+            raise ValueError(f"burn_in must leave pairs in each window of {steps} states, got {burn_in}")
+        n_f = int(filter_n)
+        sigma_f = sigma * math.sqrt((n_f - 1) / model.n)  # noise left in the band, per coarse point
+        y = band_limit(values, n_f)  # (W, S, n_f)
+        band = regression_band(values, sigma, band_snr)
+        band = min(band, n_f // 2 - 1)
+        coarse = model.replace(n=n_f, u0=np.zeros(n_f))
+        taper = None
+        if localization_radius is not None:
+            taper = gaspari_cohn(periodic_distances(n_f, model.length), float(localization_radius))
+        generator = torch.Generator().manual_seed(seed)
+
+        def keep_band(E: torch.Tensor) -> torch.Tensor:
+            return band_limit(E, n_f)
+
+        for it in range(iterations):
+            t = time.perf_counter()
+            stepper_model = corrected_problem(coarse, correction) if correction is not None else coarse
+            forecast_correction = correction if correction is not None and correction.keys != {} else None
+            if forecast_correction is not None and any(
+                w and term.key is None for term, w in zip(correction.library.terms, correction.weights)
+            ):
+
+                def forecast(E: torch.Tensor, c=correction) -> torch.Tensor:
+                    return one_step(coarse, E, observations.dt, correction=c, substeps=substeps)
+            else:
+
+                def forecast(E: torch.Tensor, m=stepper_model) -> torch.Tensor:
+                    return one_step(m, E, observations.dt, substeps=substeps)
+
+            enkf = EnsembleKalmanFilter(
+                forecast, sigma_f, inflation=inflation, localization=taper, method=method, seed=seed + it
+            )
+            means, spreads = [], []
+            for w in tqdm(range(y.shape[0]), disable=not progress, desc=f"EnKF round {it}", leave=False):
+                noise = torch.randn(int(members), n_f, generator=generator, dtype=torch.float64) * sigma_f
+                prior = y[w, 0] + keep_band(noise)
+                result = enkf.run(prior, y[w], transform=keep_band)
+                means.append(result.means)
+                spreads.append(float(result.spreads[-1]))
+            analysis = torch.stack(means)
+            u_prev = analysis[:, burn_in:-1:stride].reshape(-1, n_f)
+            u_next = analysis[:, burn_in + 1 :: stride].reshape(-1, n_f)[: u_prev.shape[0]]
+            new = _fit(
+                coarse,
+                library,
+                u_prev,
+                u_next,
+                observations.dt,
+                correction,
+                features,
+                substeps,
+                threshold_lambda,
+                band,
+            )
+            change = _changed(correction, new)
+            correction = new
+            history.append(
+                {
+                    "iteration": it,
+                    "terms": new.terms,
+                    "change": change,
+                    "spread": float(np.mean(spreads)),
+                    "seconds": time.perf_counter() - t,
+                }
+            )
+            if change < tol:
+                break
+        analysis = analysis.numpy()
+
+    try:
+        corrected = corrected_problem(model, correction)
+    except ValueError:
+        corrected = None
+    return Discovery(
+        model=model,
+        correction=correction,
+        corrected=corrected,
+        history=history,
+        noise_std=float(sigma),
+        band=band,
+        features=features,
+        analysis=analysis,
+        seconds=time.perf_counter() - start,
+    )
