@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "demo": "sciml.demo",
     "bench": "sciml.bench",
     "medida": "sciml.medida.cli",
+    "pde": "sciml.pinn.cli",
 }
 
 

@@ -18,6 +18,7 @@ from sciml.checkpoint import check_writable_dir, write_json
 BENCHMARKS: dict[str, str] = {
     "ode": "sciml.bench.ode",
     "relax": "sciml.bench.relax",
+    "pde": "sciml.bench.pde",
 }
 
 HELP = "run a benchmark (quick by default, --full for paper scale); prints a table and writes JSON"

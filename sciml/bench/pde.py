@@ -1,0 +1,254 @@
+"""``sciml bench pde``: PINN vs PIG on the PDE suite, at the same iteration budget per problem.
+
+For every (problem, model, seed): the final relative L2 error on the reference grid (the last value, not
+the best over training), iterations, wall time and parameter count; a summary table of mean ± std over
+seeds with the PIG/PINN error ratio and the issue's targets; and, per problem, the measured time of one
+training step with forward jets against reverse-mode autograd (same model, same points, same run).
+
+Budgets (iterations, points, model sizes) are the presets of :mod:`sciml.pinn.presets`: ``--quick`` a
+smoke run, default ≈ 3 minutes per PIG run on two CPU cores, ``--full`` the paper's. Completed runs are
+saved after each one to ``OUT/pde-progress.json``; ``--resume`` skips them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from sciml.bench.report import mean_std, print_table, ratio
+
+DESCRIPTION = "PINN vs PIG on the PDE suite at the same budget: final relative L2 error, time, parameters"
+
+#: the issue's targets for PIG at the default budget (relative L2 error)
+TARGETS = {
+    "helmholtz": 1e-4,
+    "klein-gordon": 5e-3,
+    "flow-mixing": 2e-3,
+    "nonlinear-diffusion": 5e-3,
+    "legendre": 1e-3,
+    "hypergeometric": 1e-3,
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: a few iterations per problem, seed 0"
+    )
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; --quick: 0)")
+    parser.add_argument("--problems", default=None, help="comma-separated problem names (default: all)")
+    parser.add_argument("--models", default="pinn,pig", help="comma-separated: pinn, pig (default: both)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default: 1)")
+    parser.add_argument("--resume", action="store_true", help="skip runs already in OUT/pde-progress.json")
+
+
+def _parse(text: str | None, valid: list[str], what: str) -> list[str]:
+    if text is None:
+        return list(valid)
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in items if t not in valid]
+    if bad or not items:
+        raise ValueError(f"unknown {what} {bad or text!r}; choose from: {', '.join(valid)}")
+    return items
+
+
+def _step_seconds(trainer, engine: str, repeat: int = 3) -> float:
+    """Median time of one loss + backward with ``engine`` on the trainer's points."""
+    previous = trainer.config
+    trainer.config = previous.replace(engine=engine)
+    points = trainer.sample()
+    try:
+        times = []
+        for i in range(repeat + 1):
+            start = time.perf_counter()
+            loss, _ = trainer.loss(points)
+            loss.backward()
+            if i:
+                times.append(time.perf_counter() - start)
+        return statistics.median(times)
+    finally:
+        trainer.config = previous
+        trainer.model.zero_grad(set_to_none=True)
+
+
+def _plot(path: Path, summary: list[dict], models: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from solvers.cache import atomic_write
+
+    problems = list(dict.fromkeys(row["problem"] for row in summary))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(problems)), 4))
+    width = 0.8 / len(models)
+    for k, model in enumerate(models):
+        values = [
+            next((r["rel_l2_mean"] for r in summary if r["problem"] == p and r["model"] == model), math.nan)
+            for p in problems
+        ]
+        ax.bar(np.arange(len(problems)) + k * width, values, width, label=model.upper())
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(len(problems)) + width * (len(models) - 1) / 2)
+    ax.set_xticklabels(problems, rotation=30, ha="right")
+    ax.set_ylabel("final relative L2 error")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> dict:
+    import problems.pde as pde
+    from sciml.checkpoint import write_json
+    from sciml.pinn.presets import build_model, preset
+    from sciml.pinn.trainer import Trainer, TrainingDiverged
+    from solvers.fd import reference_solution
+
+    quick = bool(getattr(args, "quick", False))
+    if args.full and quick:
+        raise ValueError("choose one of --full and --quick")
+    budget = "full" if args.full else "quick" if quick else "default"
+    names = _parse(args.problems, pde.names(), "problems")
+    models = _parse(args.models, ["pinn", "pig"], "models")
+    seeds_text = args.seeds if args.seeds is not None else ("0" if quick else "0,1,2")
+    try:
+        seeds = [int(s) for s in seeds_text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers, got {seeds_text!r}") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise ValueError(f"--seeds must be non-negative integers, got {seeds_text!r}")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be ≥ 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    progress_path = out / "pde-progress.json"
+    rows: list[dict] = []
+    if getattr(args, "resume", False) and progress_path.exists():
+        stored = json.loads(progress_path.read_text())
+        if stored.get("budget") == budget:
+            rows = stored.get("rows", [])
+    done = {(r["problem"], r["model"], r["seed"]) for r in rows}
+    speed: list[dict] = []
+    budgets: dict[str, dict] = {}
+    for name in names:
+        problem = pde.get(name)
+        settings = preset(name)
+        config = settings.config(budget)
+        budgets[name] = {
+            "adam_iterations": config.adam_iterations,
+            "lbfgs_iterations": config.lbfgs_iterations,
+            "n_residual": config.n_residual,
+            "n_condition": config.n_condition,
+            "resample_every": config.resample_every,
+            "dtype": config.dtype,
+            "pinn": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.pinn.items()},
+            "pig": settings.pig,
+            "hard_constraint": bool(settings.hard_constraint and problem.constraint is not None),
+        }
+        reference = reference_solution(problem, progress=True)
+        for kind in models:
+            # engine speed: one training step with forward jets vs reverse-mode autograd
+            probe = Trainer(
+                problem, build_model(problem, kind, settings, seed=0), config, reference=reference
+            )
+            jet, autograd = _step_seconds(probe, "jet"), _step_seconds(probe, "autograd")
+            speed.append(
+                {"problem": name, "model": kind, "jet_ms": 1e3 * jet, "autograd_ms": 1e3 * autograd,
+                 "speedup": ratio(autograd, jet)}
+            )  # fmt: skip
+            for seed in seeds:
+                if (name, kind, seed) in done:
+                    continue
+                model = build_model(problem, kind, settings, seed=seed)
+                trainer = Trainer(problem, model, config.replace(seed=seed), reference=reference)
+                start = time.perf_counter()
+                try:
+                    result = trainer.fit(progress=True)
+                    rel, its, message = result.rel_l2, result.iterations, result.message
+                    params = result.params
+                except TrainingDiverged as exc:
+                    rel, its, message, params = math.nan, -1, str(exc), None
+                row = {
+                    "problem": name,
+                    "model": kind,
+                    "seed": seed,
+                    "rel_l2": rel,
+                    "iterations": its,
+                    "seconds": time.perf_counter() - start,
+                    "params": params,
+                    "message": message,
+                }
+                rows.append(row)
+                print(
+                    f"{name:20s} {kind:4s} seed {seed}: rel L2 {rel:.3e}  {its} it  {row['seconds']:.1f} s",
+                    flush=True,
+                )
+                write_json(progress_path, {"budget": budget, "rows": rows})
+
+    summary = []
+    for name in names:
+        for kind in models:
+            selected = [r for r in rows if r["problem"] == name and r["model"] == kind]
+            if not selected:
+                continue
+            mean, std = mean_std(r["rel_l2"] for r in selected)
+            seconds, _ = mean_std(r["seconds"] for r in selected)
+            summary.append(
+                {
+                    "problem": name,
+                    "model": kind,
+                    "seeds": len(selected),
+                    "rel_l2_mean": mean,
+                    "rel_l2_std": std,
+                    "iterations": selected[0]["iterations"],
+                    "seconds_mean": seconds,
+                    "params": selected[0]["params"],
+                }
+            )
+    for row in summary:
+        if row["model"] != "pig":
+            continue
+        pinn = next((r for r in summary if r["problem"] == row["problem"] and r["model"] == "pinn"), None)
+        row["pig_over_pinn"] = ratio(row["rel_l2_mean"], pinn["rel_l2_mean"]) if pinn else math.nan
+        target = TARGETS.get(row["problem"])
+        row["target"] = target if target is not None else math.nan
+        row["meets_target"] = (
+            None if target is None or budget != "default" else bool(row["rel_l2_mean"] <= target)
+        )
+    columns = [
+        "problem",
+        "model",
+        "seeds",
+        "rel_l2_mean",
+        "rel_l2_std",
+        "iterations",
+        "seconds_mean",
+        "params",
+    ]
+    print_table(summary, columns + ["pig_over_pinn", "target", "meets_target"], title=f"budget: {budget}")
+    print_table(speed, ["problem", "model", "jet_ms", "autograd_ms", "speedup"], title="one training step")
+    pig_rows = [
+        r for r in summary if r["model"] == "pig" and not math.isnan(r.get("pig_over_pinn", math.nan))
+    ]
+    wins = sum(1 for r in pig_rows if r["pig_over_pinn"] <= 0.1)
+    print(f"PIG error ≤ 0.1 × PINN error on {wins} of {len(pig_rows)} problems", flush=True)
+    if summary:
+        _plot(out / "pde.png", summary, models)
+    return {
+        "budget": budget,
+        "threads": args.threads,
+        "rows": rows,
+        "summary": summary,
+        "speed": speed,
+        "budgets": budgets,
+        "targets": TARGETS,
+        "pig_10x_better_count": wins,
+    }

@@ -1,0 +1,180 @@
+"""``sciml pde``: train a PINN or a PIG on a problem of the PDE suite.
+
+Writes to ``--out``: ``metrics.json`` (final relative L2 error, iterations, wall time, parameters,
+history), ``fields.h5`` (test-grid axes, reference, prediction and error), ``fields.png`` (prediction /
+reference / error) and ``checkpoint.pt`` (for ``--resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HELP = "train a PINN or PIG on a PDE problem (--list shows the problems)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--problem", help="problem name (see --list)")
+    parser.add_argument("--model", choices=("pinn", "pig"), default="pig", help="default: %(default)s")
+    parser.add_argument("--list", action="store_true", help="list the problems and exit")
+    parser.add_argument(
+        "--budget",
+        choices=("quick", "default", "full"),
+        default="default",
+        help="preset budget: quick smoke run, default (~3 min on 2 CPU cores), full (the paper's)",
+    )
+    parser.add_argument(
+        "--iterations", type=int, default=None, help="total iterations, split like the preset's Adam/L-BFGS"
+    )
+    parser.add_argument("--adam", type=int, default=None, help="Adam iterations (overrides the split)")
+    parser.add_argument("--lbfgs", type=int, default=None, help="L-BFGS iterations (overrides the split)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", choices=("float32", "float64"), default=None, help="default: the preset's")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--out", default=None, help="output directory (default: runs/pde-PROBLEM-MODEL)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+
+
+def _split(config, iterations: int | None, adam: int | None, lbfgs: int | None):
+    """Apply ``--iterations`` / ``--adam`` / ``--lbfgs`` to a config."""
+    changes = {}
+    if iterations is not None:
+        if iterations < 0:
+            raise ValueError(f"--iterations must be ≥ 0, got {iterations}")
+        total = config.iterations or 1
+        a = round(iterations * config.adam_iterations / total)
+        changes.update(adam_iterations=a, lbfgs_iterations=iterations - a)
+    if adam is not None:
+        changes["adam_iterations"] = adam
+    if lbfgs is not None:
+        changes["lbfgs_iterations"] = lbfgs
+    return dataclasses.replace(config, **changes)
+
+
+def save_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str, ...], attrs: dict) -> None:
+    """Axes, reference, prediction and error on the test grid, as HDF5 (written atomically)."""
+    import h5py
+
+    from solvers.cache import atomic_write
+
+    with atomic_write(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for name, axis in zip(names, reference.axes):
+                f.create_dataset(f"axes/{name}", data=axis)
+            f.create_dataset("reference", data=reference.values)
+            f.create_dataset("prediction", data=prediction)
+            f.create_dataset("error", data=prediction - reference.values)
+            for key, value in attrs.items():
+                f.attrs[key] = value
+
+
+def plot_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str, ...], title: str) -> None:
+    """PNG of prediction / reference / error (1-D: curves; 2-D: images; 3-D: the last time slice)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from solvers.cache import atomic_write
+
+    ref, pred = reference.values[..., 0], prediction[..., 0]
+    axes = reference.axes
+    if ref.ndim == 1:
+        fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+        ax[0].plot(axes[0], ref, "k-", label="reference")
+        ax[0].plot(axes[0], pred, "r--", label="prediction")
+        ax[0].set_xlabel(names[0])
+        ax[0].legend()
+        ax[1].semilogy(axes[0], np.abs(pred - ref) + 1e-300)
+        ax[1].set_title("|error|")
+        ax[1].set_xlabel(names[0])
+    else:
+        label = ""
+        if ref.ndim == 3:  # (x, y, t): last time slice
+            ref, pred = ref[..., -1], pred[..., -1]
+            label = f" at {names[2]} = {axes[2][-1]:g}"
+        extent = [axes[1][0], axes[1][-1], axes[0][0], axes[0][-1]]
+        fig, ax = plt.subplots(1, 3, figsize=(14, 4))
+        lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
+        for a, data, name in ((ax[0], pred, "prediction"), (ax[1], ref, "reference")):
+            im = a.imshow(data, origin="lower", extent=extent, aspect="auto", vmin=lo, vmax=hi, cmap="RdBu_r")
+            a.set_title(name + label)
+            fig.colorbar(im, ax=a)
+        im = ax[2].imshow(pred - ref, origin="lower", extent=extent, aspect="auto", cmap="RdBu_r")
+        ax[2].set_title("error")
+        fig.colorbar(im, ax=ax[2])
+        for a in ax:
+            a.set_xlabel(names[1])
+            a.set_ylabel(names[0])
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def main(args: argparse.Namespace) -> int:
+    import problems.pde as pde
+    from sciml.checkpoint import check_writable_dir, write_json
+    from sciml.pinn.presets import build_model, preset
+    from sciml.pinn.trainer import Trainer, TrainingDiverged
+
+    if args.list:
+        for name, description in pde.describe().items():
+            print(f"{name:22s} {description}")
+        return 0
+    if not args.problem:
+        raise ValueError(f"--problem is required; choose one of: {', '.join(pde.names())} (or use --list)")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be ≥ 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    problem = pde.get(args.problem)
+    settings = preset(problem.name)
+    config = _split(settings.config(args.budget), args.iterations, args.adam, args.lbfgs)
+    config = dataclasses.replace(config, seed=args.seed, **({"dtype": args.dtype} if args.dtype else {}))
+    out = check_writable_dir(args.out or f"runs/pde-{problem.name}-{args.model}")
+    model = build_model(problem, args.model, settings, seed=args.seed)
+    trainer = Trainer(problem, model, config, checkpoint=out / "checkpoint.pt")
+    try:
+        result = trainer.fit(progress=not args.no_progress, resume=args.resume)
+    except TrainingDiverged as exc:
+        print(f"sciml pde: {exc}", file=sys.stderr)
+        return 1
+    prediction = trainer.prediction_grid()
+    names = problem.domain.names
+    metrics = {
+        "problem": problem.name,
+        "model": args.model,
+        "seed": args.seed,
+        "rel_l2": result.rel_l2,
+        "iterations": result.iterations,
+        "seconds": result.seconds,
+        "params": result.params,
+        "message": result.message,
+        "reference": trainer.reference.source,
+        "config": config.to_dict(),
+        "history": result.history,
+    }
+    write_json(out / "metrics.json", metrics)
+    attrs = {
+        "problem": problem.name,
+        "model": args.model,
+        "rel_l2": result.rel_l2,
+        "coordinates": ",".join(names),
+    }
+    save_fields(out / "fields.h5", trainer.reference, prediction, names, attrs)
+    title = f"{problem.name}, {args.model.upper()}: rel. L2 error {result.rel_l2:.3e}, {result.iterations} it"
+    plot_fields(out / "fields.png", trainer.reference, prediction, names, title)
+    print(
+        f"{problem.name} {args.model}: relative L2 error {result.rel_l2:.4e} after {result.iterations} "
+        f"iterations in {result.seconds:.1f} s ({result.params} parameters); {result.message}"
+    )
+    print(f"wrote {out / 'metrics.json'}, {out / 'fields.h5'}, {out / 'fields.png'}")
+    return 0

@@ -1,0 +1,362 @@
+"""Models that map coordinates to fields: a tanh MLP (PINN) and Physics-Informed Gaussians (PIG).
+
+Both take raw coordinates ``(n, in_features)``, rescale the problem's box to ``[−1, 1]^d`` inside, and
+return ``(n, out_features)``. Both also implement :meth:`jet` — value plus first and pure second input
+derivatives in one forward pass (:mod:`sciml.pinn.jet`) — which the trainer uses for residuals; any other
+``torch.nn.Module`` works too, through reverse-mode autograd.
+
+* :class:`PINN` — Raissi, Perdikaris & Karniadakis, *Physics-informed neural networks*, JCP 2019: a tanh
+  MLP, optionally behind random Fourier features (Tancik et al., NeurIPS 2020; Wang, Wang & Perdikaris,
+  CMAME 2021).
+* :class:`PIG` — Kang et al., *PIG: Physics-Informed Gaussians as Adaptive Parametric Mesh
+  Representations*, ICLR 2025: ``feature_c(x) = Σ_n w_{n,c} exp(−½ |Lₙᵀ(x − μₙ)|²)`` with learnable means,
+  scales (diagonal, or a full covariance via a Cholesky factor Lₙ of the precision) and k-dimensional
+  weights, followed by a one-hidden-layer tanh MLP.
+* :class:`Constrained` — the hard-constraint output transform ``u = g(x) + h(x) N(x)`` of a problem's
+  :class:`~problems.pde.problem.HardConstraint`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from problems.pde.problem import HardConstraint
+from sciml.pinn import jet as J
+
+__all__ = ["PINN", "PIG", "Constrained", "count_parameters"]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable scalars."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _bounds(in_features: int, lower, upper) -> tuple[torch.Tensor, torch.Tensor]:
+    lower = torch.full((in_features,), -1.0) if lower is None else torch.as_tensor(lower, dtype=torch.float64)
+    upper = torch.full((in_features,), 1.0) if upper is None else torch.as_tensor(upper, dtype=torch.float64)
+    if lower.shape != (in_features,) or upper.shape != (in_features,) or not torch.all(upper > lower):
+        raise ValueError(f"`lower`/`upper` must have {in_features} entries with lower < upper")
+    return (lower + upper) / 2, (upper - lower) / 2
+
+
+def _check_features(in_features: int, out_features: int) -> None:
+    for name, value in (("in_features", in_features), ("out_features", out_features)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+
+
+class _Normalized(nn.Module):
+    """Holds the box centre and half-widths as buffers (the input map to [−1, 1]^d)."""
+
+    def _set_box(self, in_features: int, lower, upper) -> None:
+        centre, half = _bounds(in_features, lower, upper)
+        self.register_buffer("box_centre", centre.float())
+        self.register_buffer("box_half", half.float())
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.box_centre) / self.box_half
+
+
+class PINN(_Normalized):
+    """A tanh multilayer perceptron from coordinates to fields.
+
+    Args:
+        in_features: number of coordinates.
+        out_features: number of fields.
+        hidden: widths of the hidden layers.
+        lower, upper: the problem's box (inputs are mapped to [−1, 1]); default [−1, 1]^d.
+        fourier_features: if > 0, the inputs first go through ``[sin(2π B x), cos(2π B x)]`` with a fixed
+            ``B ~ N(0, fourier_scale²)`` of this many rows.
+        fourier_scale: standard deviation of ``B``.
+        generator: seeds the initialisation.
+
+    Raises:
+        ValueError: non-positive sizes.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden: Sequence[int] = (64, 64, 64),
+        *,
+        lower: Sequence[float] | None = None,
+        upper: Sequence[float] | None = None,
+        fourier_features: int = 0,
+        fourier_scale: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        _check_features(in_features, out_features)
+        hidden = tuple(hidden)
+        if not hidden or any(not isinstance(h, int) or h < 1 for h in hidden):
+            raise ValueError(f"`hidden` must be a non-empty list of positive widths, got {hidden!r}")
+        if not isinstance(fourier_features, int) or fourier_features < 0:
+            raise ValueError(f"`fourier_features` must be an integer ≥ 0, got {fourier_features!r}")
+        self.in_features, self.out_features = in_features, out_features
+        self._set_box(in_features, lower, upper)
+        width = in_features
+        if fourier_features:
+            B = torch.randn(fourier_features, in_features, generator=generator) * fourier_scale
+            self.register_buffer("fourier", 2 * math.pi * B)
+            width = 2 * fourier_features
+        else:
+            self.fourier = None
+        sizes = (width, *hidden, out_features)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        for layer in self.layers:
+            fan_in, fan_out = layer.weight.shape[1], layer.weight.shape[0]
+            std = math.sqrt(2.0 / (fan_in + fan_out))  # Glorot normal
+            with torch.no_grad():
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * std)
+                layer.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.normalize(x)
+        if self.fourier is not None:
+            z = h @ self.fourier.T
+            h = torch.cat([torch.sin(z), torch.cos(z)], dim=-1)
+        for layer in self.layers[:-1]:
+            h = torch.tanh(layer(h))
+        return self.layers[-1](h)
+
+    def jet(self, x: torch.Tensor, spec: J.JetSpec) -> J.Jet:
+        """Value and input derivatives in one forward pass (see :mod:`sciml.pinn.jet`)."""
+        jet = J.affine(J.input_jet(x, spec), self.box_centre, self.box_half)
+        if self.fourier is not None:
+            z = J.linear(jet, self.fourier, None)
+            jet = J.concat([J.sin(z, spec), J.cos(z, spec)])
+        for layer in self.layers[:-1]:
+            jet = J.tanh(J.linear(jet, layer.weight, layer.bias), spec)
+        return J.linear(jet, self.layers[-1].weight, self.layers[-1].bias)
+
+
+class PIG(_Normalized):
+    """Physics-Informed Gaussians: a learnable Gaussian feature layer and a small tanh MLP.
+
+    Args:
+        in_features: number of coordinates.
+        out_features: number of fields.
+        n_gaussians: number of Gaussians ``N``.
+        feature_dim: ``k``, the dimension of each Gaussian's weight vector (features fed to the MLP).
+        hidden: width of the MLP's one hidden layer.
+        sigma: initial scale of every Gaussian, in the normalised [−1, 1] coordinates.
+        full_covariance: learn a full covariance per Gaussian (a lower-triangular Cholesky factor of the
+            precision, positive diagonal) instead of diagonal scales.
+        weight_std: standard deviation of the initial Gaussian weights.
+        lower, upper: the problem's box; the means start uniform in it.
+        generator: seeds the initialisation.
+
+    Raises:
+        ValueError: non-positive sizes or scales.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        n_gaussians: int = 400,
+        *,
+        feature_dim: int = 4,
+        hidden: int = 16,
+        sigma: float = 0.1,
+        full_covariance: bool = False,
+        weight_std: float = 0.01,
+        lower: Sequence[float] | None = None,
+        upper: Sequence[float] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        _check_features(in_features, out_features)
+        for name, value in (("n_gaussians", n_gaussians), ("feature_dim", feature_dim), ("hidden", hidden)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+        if not (sigma > 0 and math.isfinite(sigma)) or not weight_std >= 0:
+            raise ValueError(f"`sigma` must be positive and `weight_std` ≥ 0, got {sigma}, {weight_std}")
+        self.in_features, self.out_features = in_features, out_features
+        self.full_covariance = bool(full_covariance)
+        self._set_box(in_features, lower, upper)
+        d = in_features
+        self.means = nn.Parameter(torch.rand(n_gaussians, d, generator=generator) * 2 - 1)
+        # diagonal: log of the inverse scales; full: log-diagonal and strictly lower part of the
+        # Cholesky factor L of the precision (q = |Lᵀ (x − μ)|²)
+        self.log_inv_scale = nn.Parameter(torch.full((n_gaussians, d), -math.log(sigma)))
+        if self.full_covariance:
+            self.offdiag = nn.Parameter(torch.zeros(n_gaussians, d, d))
+            self.register_buffer("_tril", torch.tril(torch.ones(d, d), diagonal=-1))
+        else:
+            self.offdiag = None
+        self.weights = nn.Parameter(torch.randn(n_gaussians, feature_dim, generator=generator) * weight_std)
+        self.hidden = nn.Linear(feature_dim, hidden)
+        self.output = nn.Linear(hidden, out_features)
+        for layer in (self.hidden, self.output):
+            std = math.sqrt(2.0 / sum(layer.weight.shape))
+            with torch.no_grad():
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * std)
+                layer.bias.zero_()
+
+    @property
+    def n_gaussians(self) -> int:
+        return self.means.shape[0]
+
+    def cholesky(self) -> torch.Tensor:
+        """The precision's Cholesky factors ``L`` (``(N, d, d)``, lower-triangular)."""
+        diag = torch.diag_embed(torch.exp(self.log_inv_scale))
+        if self.offdiag is None:
+            return diag
+        return diag + self.offdiag * self._tril
+
+    def precision(self) -> torch.Tensor:
+        """``P = L Lᵀ`` per Gaussian, ``(N, d, d)``; the quadratic form is ``(h − μ)ᵀ P (h − μ)``."""
+        L = self.cholesky()
+        return L @ L.transpose(1, 2)
+
+    def _pairs(self) -> list[tuple[int, int]]:
+        d = self.in_features
+        return [(i, j) for i in range(d) for j in range(i, d) if i == j or self.offdiag is not None]
+
+    def _phi(self, h: torch.Tensor, P: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``Φ = exp(−½ (h − μ)ᵀ P (h − μ))`` as ``(n, N)``, the quadratic form expanded into one matmul:
+        ``Σ_ij P_ij h_i h_j − 2 Σ_i b_i h_i + μᵀ b`` with ``b = P μ``."""
+        monomials, rows = [], []
+        for i, j in self._pairs():
+            monomials.append(h[:, i] * h[:, j])
+            rows.append(P[:, i, j] * (1.0 if i == j else 2.0))
+        for i in range(h.shape[1]):
+            monomials.append(h[:, i])
+            rows.append(-2 * b[:, i])
+        monomials.append(torch.ones_like(h[:, 0]))
+        rows.append((self.means * b).sum(1))
+        q = torch.stack(monomials, dim=1) @ torch.stack(rows)
+        return torch.exp(-0.5 * q)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The Gaussian features ``(n, k)``."""
+        P = self.precision()
+        b = (P @ self.means[:, :, None])[:, :, 0]
+        return self._phi(self.normalize(x), P, b) @ self.weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(torch.tanh(self.hidden(self.features(x))))
+
+    def _feature_jet(self, h: torch.Tensor, spec: J.JetSpec) -> J.Jet:
+        """Features and their derivatives by one ``Φ @ [weight blocks]`` product.
+
+        With ``g_j = Σ_i P_ji h_i − b_j``: ``∂Φ/∂h_j = −Φ g_j`` and ``∂²Φ/∂h_j² = Φ (g_j² − P_jj)``.
+        Both are polynomials in ``h`` (per point) times functions of the Gaussian (per column), so
+        ``(Φ ⊙ c(h) r_n) W = c(h) · Φ (r ⊙ W)``: every derivative is a sum of point-wise polynomial
+        factors times columns of a single matrix product — no ``(n, N)`` array besides ``Φ`` is formed.
+        """
+        P = self.precision()
+        b = (P @ self.means[:, :, None])[:, :, 0]
+        phi = self._phi(h, P, b)
+        W = self.weights
+        d = h.shape[1]
+        full = self.offdiag is not None
+        blocks: list[torch.Tensor] = [W]
+        # each output is a list of (point factor or None, block index, sign)
+        first_terms, second_terms = [], []
+        for j in spec.first:
+            terms = []
+            for i in range(d):
+                if full or i == j:
+                    blocks.append(P[:, j, i, None] * W)
+                    terms.append((h[:, i], len(blocks) - 1, -1.0))
+            blocks.append(b[:, j, None] * W)
+            terms.append((None, len(blocks) - 1, 1.0))
+            first_terms.append((j, terms))
+        for j in spec.second:
+            terms = []
+            for i in range(d):
+                for k in range(i, d):
+                    if not full and not (i == j == k):
+                        continue
+                    blocks.append(P[:, j, i, None] * P[:, j, k, None] * W)
+                    terms.append((h[:, i] * h[:, k], len(blocks) - 1, 1.0 if i == k else 2.0))
+                if full or i == j:
+                    blocks.append(P[:, j, i, None] * b[:, j, None] * W)
+                    terms.append((h[:, i], len(blocks) - 1, -2.0))
+            blocks.append((b[:, j] ** 2 - P[:, j, j])[:, None] * W)
+            terms.append((None, len(blocks) - 1, 1.0))
+            second_terms.append((j, terms))
+        k = W.shape[1]
+        M = phi @ torch.cat(blocks, dim=1)
+
+        def combine(terms) -> torch.Tensor:
+            out = 0.0
+            for factor, block, sign in terms:
+                column = M[:, block * k : (block + 1) * k]
+                out = out + sign * (column if factor is None else factor[:, None] * column)
+            return out
+
+        value = M[:, :k]
+        first = torch.stack([combine(t) / self.box_half[j] for j, t in first_terms]) if spec.first else None
+        second = (
+            torch.stack([combine(t) / self.box_half[j] ** 2 for j, t in second_terms])
+            if spec.second
+            else None
+        )
+        return J.Jet(value, first, second)
+
+    def jet(self, x: torch.Tensor, spec: J.JetSpec) -> J.Jet:
+        """Value and input derivatives in one forward pass (Gaussian layer analytic, see ``_feature_jet``)."""
+        jet = self._feature_jet(self.normalize(x), spec)
+        jet = J.tanh(J.linear(jet, self.hidden.weight, self.hidden.bias), spec)
+        return J.linear(jet, self.output.weight, self.output.bias)
+
+
+class Constrained(nn.Module):
+    """``u = particular(x) + factor(x) · net(x)``: a hard-constraint output transform around ``net``.
+
+    Args:
+        net: the model (PINN, PIG or any module with ``in_features``/``out_features``).
+        constraint: the problem's :class:`~problems.pde.problem.HardConstraint`.
+    """
+
+    def __init__(self, net: nn.Module, constraint: HardConstraint) -> None:
+        super().__init__()
+        if not isinstance(constraint, HardConstraint):
+            raise TypeError(f"`constraint` must be a HardConstraint, got {type(constraint).__name__}")
+        self.net = net
+        self.constraint = constraint
+        self.in_features = getattr(net, "in_features", None)
+        self.out_features = getattr(net, "out_features", None)
+        self._cache = None
+
+    @staticmethod
+    def _columns(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(v):
+            v = torch.as_tensor(v, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        return v[:, None] if v.ndim == 1 else v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self._columns(self.constraint.particular(x), x)
+        h = self._columns(self.constraint.factor(x), x)
+        return g + h * self.net(x)
+
+    def _fixed_jets(self, x: torch.Tensor, spec: J.JetSpec) -> tuple[J.Jet, J.Jet]:
+        """Jets of ``particular`` and ``factor`` (parameter-free), cached for the same points tensor: the
+        collocation points stay fixed between resamplings, so the autograd work is done once per set."""
+        cache = self._cache
+        if cache is None or cache[0] is not x or cache[1] != x._version or cache[2] != spec:
+            g = J.function_jet(self.constraint.particular, x, spec)
+            h = J.function_jet(self.constraint.factor, x, spec)
+            cache = self._cache = (x, x._version, spec, g, h)
+        return cache[3], cache[4]
+
+    def jet(self, x: torch.Tensor, spec: J.JetSpec) -> J.Jet:
+        if not hasattr(self.net, "jet"):
+            raise AttributeError("the wrapped model has no jet(); use autograd derivatives")
+        n = self.net.jet(x, spec)
+        g, h = self._fixed_jets(x, spec)
+        hn = J.product(h, n, spec)
+        value = g.value + hn.value
+        first = None if hn.first is None else g.first + hn.first
+        second = None
+        if spec.second:
+            second = hn.second if g.second is None else g.second + hn.second
+        return J.Jet(value, first, second)

@@ -1,0 +1,218 @@
+"""Model sizes and training budgets per problem, shared by ``sciml pde`` and ``sciml bench pde``.
+
+Three budgets per problem, the same for PINN and PIG (iterations and collocation points):
+
+* ``default`` — calibrated to about three minutes per run for PIG on two CPU cores (wall time varies
+  with the machine; the benchmark reports what it measured);
+* ``quick`` — a smoke run of a few iterations;
+* ``full`` — the PIG paper's budgets (Kang et al., ICLR 2025, appendix), meant for a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from problems.pde.problem import PDEProblem
+from sciml.pinn.models import PIG, PINN, Constrained
+from sciml.pinn.trainer import TrainConfig
+
+__all__ = ["Preset", "PRESETS", "preset", "build_model", "BUDGETS", "MODELS"]
+
+BUDGETS = ("quick", "default", "full")
+MODELS = ("pinn", "pig")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Settings for one problem.
+
+    Attributes:
+        pinn: keyword arguments of :class:`~sciml.pinn.PINN` (besides the sizes and box).
+        pig: keyword arguments of :class:`~sciml.pinn.PIG`.
+        train: the default budget.
+        quick, full: overrides of ``train`` for the other budgets.
+        hard_constraint: wrap both models in the problem's hard constraint (when it has one).
+    """
+
+    pinn: dict[str, Any] = field(default_factory=lambda: {"hidden": (64, 64, 64)})
+    pig: dict[str, Any] = field(default_factory=lambda: {"n_gaussians": 400, "sigma": 0.1})
+    train: TrainConfig = field(default_factory=TrainConfig)
+    quick: dict[str, Any] = field(default_factory=dict)
+    full: dict[str, Any] = field(default_factory=dict)
+    hard_constraint: bool = True
+
+    def config(self, budget: str) -> TrainConfig:
+        """The :class:`TrainConfig` of ``budget`` (``"quick"``, ``"default"`` or ``"full"``)."""
+        if budget not in BUDGETS:
+            raise ValueError(f"`budget` must be one of {BUDGETS}, got {budget!r}")
+        if budget == "default":
+            return self.train
+        base = {"adam_iterations": 20, "lbfgs_iterations": 5, "eval_every": 10} if budget == "quick" else {}
+        overrides = self.quick if budget == "quick" else self.full
+        return dataclasses.replace(self.train, **{**base, **overrides})
+
+
+_QUICK = {"n_residual": 256, "n_condition": 64}
+_ODE_PINN = {"hidden": (32, 32)}
+_ODE_PIG = {"n_gaussians": 40, "sigma": 0.1}
+_ODE_TRAIN = TrainConfig(
+    adam_iterations=500, lbfgs_iterations=1000, lr=3e-3, n_residual=256, resample_every=50, eval_every=250,
+    dtype="float64",
+)  # fmt: skip
+
+PRESETS: dict[str, Preset] = {
+    "helmholtz": Preset(
+        pig={"n_gaussians": 800, "sigma": 0.1},
+        train=TrainConfig(
+            adam_iterations=0,
+            lbfgs_iterations=1500,
+            n_residual=4096,
+            n_condition=1024,
+            resample_every=10,
+            eval_every=250,
+        ),
+        quick=_QUICK,
+        full={"lbfgs_iterations": 2000, "n_residual": 10000, "n_condition": 10000, "resample_every": 1},
+    ),
+    "helmholtz-high": Preset(
+        pig={"n_gaussians": 2500, "sigma": 0.03},
+        train=TrainConfig(
+            adam_iterations=0,
+            lbfgs_iterations=600,
+            n_residual=8192,
+            n_condition=1024,
+            resample_every=10,
+            eval_every=100,
+        ),
+        quick=_QUICK,
+        full={"lbfgs_iterations": 2000, "n_residual": 10000, "n_condition": 10000, "resample_every": 1},
+    ),
+    "klein-gordon": Preset(
+        pig={"n_gaussians": 100, "sigma": 0.5},
+        train=TrainConfig(
+            adam_iterations=6000,
+            lbfgs_iterations=1000,
+            lr=1e-2,
+            lr_decay=0.9,
+            decay_every=1000,
+            n_residual=2048,
+            n_condition=512,
+            resample_every=100,
+            eval_every=1000,
+        ),
+        quick=_QUICK,
+        full={"adam_iterations": 50000, "lbfgs_iterations": 0, "decay_every": 2000, "resample_every": 1},
+    ),
+    "flow-mixing": Preset(
+        pig={"n_gaussians": 1000, "sigma": 0.1},
+        train=TrainConfig(
+            adam_iterations=4000,
+            lbfgs_iterations=500,
+            lr=1e-2,
+            lr_decay=0.9,
+            decay_every=500,
+            n_residual=4096,
+            n_condition=1024,
+            resample_every=100,
+            eval_every=500,
+        ),
+        quick=_QUICK,
+        full={"adam_iterations": 50000, "lbfgs_iterations": 0, "decay_every": 2000, "resample_every": 1},
+    ),
+    "nonlinear-diffusion": Preset(
+        pig={"n_gaussians": 800, "sigma": 0.1},
+        train=TrainConfig(
+            adam_iterations=3000,
+            lbfgs_iterations=500,
+            lr=1e-2,
+            lr_decay=0.9,
+            decay_every=500,
+            n_residual=4096,
+            n_condition=1024,
+            resample_every=100,
+            eval_every=500,
+        ),
+        quick=_QUICK,
+        full={"adam_iterations": 50000, "lbfgs_iterations": 0, "decay_every": 2000, "resample_every": 1},
+    ),
+    "allen-cahn": Preset(
+        pig={"n_gaussians": 1000, "sigma": 0.05},
+        train=TrainConfig(
+            adam_iterations=3000,
+            lbfgs_iterations=500,
+            lr=1e-2,
+            lr_decay=0.9,
+            decay_every=500,
+            n_residual=4096,
+            n_condition=512,
+            resample_every=100,
+            eval_every=500,
+        ),
+        quick=_QUICK,
+        full={"adam_iterations": 50000, "lbfgs_iterations": 0, "decay_every": 2000, "resample_every": 1},
+    ),
+    "burgers": Preset(
+        pig={"n_gaussians": 1000, "sigma": 0.05},
+        train=TrainConfig(
+            adam_iterations=2000,
+            lbfgs_iterations=1000,
+            lr=1e-2,
+            lr_decay=0.9,
+            decay_every=500,
+            n_residual=4096,
+            n_condition=512,
+            resample_every=100,
+            eval_every=500,
+        ),
+        quick=_QUICK,
+        full={"adam_iterations": 50000, "lbfgs_iterations": 0, "decay_every": 2000, "resample_every": 1},
+    ),
+    "poisson": Preset(
+        pig={"n_gaussians": 400, "sigma": 0.1},
+        train=TrainConfig(
+            adam_iterations=0,
+            lbfgs_iterations=1000,
+            n_residual=2048,
+            n_condition=512,
+            resample_every=10,
+            eval_every=250,
+        ),
+        quick=_QUICK,
+        full={"lbfgs_iterations": 2000, "n_residual": 10000, "n_condition": 10000},
+    ),
+    "legendre": Preset(pinn=_ODE_PINN, pig=_ODE_PIG, train=_ODE_TRAIN, quick=_QUICK),
+    "hypergeometric": Preset(pinn=_ODE_PINN, pig=_ODE_PIG, train=_ODE_TRAIN, quick=_QUICK),
+}
+
+
+def preset(name: str) -> Preset:
+    """The preset of problem ``name`` (a generic one for problems without their own)."""
+    return PRESETS.get(name, Preset(quick=_QUICK))
+
+
+def build_model(
+    problem: PDEProblem, kind: str, settings: Preset | None = None, *, seed: int = 0
+) -> nn.Module:
+    """A PINN or PIG for ``problem`` with the preset's sizes, wrapped in its hard constraint if any.
+
+    Raises:
+        ValueError: an unknown ``kind``.
+    """
+    if kind not in MODELS:
+        raise ValueError(f"`model` must be one of {MODELS}, got {kind!r}")
+    settings = settings or preset(problem.name)
+    generator = torch.Generator().manual_seed(int(seed))
+    sizes = dict(in_features=problem.domain.ndim, out_features=len(problem.fields))
+    box = dict(lower=problem.domain.lower, upper=problem.domain.upper, generator=generator)
+    if kind == "pinn":
+        model: nn.Module = PINN(**sizes, **settings.pinn, **box)
+    else:
+        model = PIG(**sizes, **settings.pig, **box)
+    if settings.hard_constraint and problem.constraint is not None:
+        model = Constrained(model, problem.constraint)
+    return model

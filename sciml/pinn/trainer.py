@@ -1,0 +1,587 @@
+"""One trainer for PINNs, PIGs and any coordinate-to-field model on a :class:`~problems.pde.PDEProblem`.
+
+Loss: ``w_res · mean(residual²) + Σ_c w_c · mean(condition_c²)`` on collocation points drawn uniformly
+(resampled every ``resample_every`` iterations). Optimisation: Adam with exponential learning-rate decay
+(``lr · lr_decay^(iteration / decay_every)``), then optionally L-BFGS with a strong-Wolfe line search.
+torch's L-BFGS stops as soon as a step changes the loss by less than ``tolerance_change`` (1e-9) or the
+gradient falls below ``tolerance_grad`` (1e-7) — with the small losses of a good PINN that happens long
+before the budget is spent (a recurring DeepXDE complaint). Here both tolerances are 0, the loss is
+rescaled to 1 at the start of the L-BFGS phase (torch skips curvature pairs with ``yᵀs ≤ 1e-10``, an
+absolute threshold), and an early stop resets the L-BFGS memory instead of ending training; only when
+a fresh start makes no progress either does training stop, with the reason in ``TrainResult.message``.
+
+Every ``eval_every`` iterations the relative L2 error on the reference grid is logged; the result holds
+the *final* error, not the minimum over training. Checkpoints are atomic and hold everything needed to
+resume bit-for-bit (parameters, optimiser state, RNG state, collocation points, history). A non-finite
+loss stops training with :class:`TrainingDiverged` naming the iteration and the offending terms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from problems.pde.derivatives import AutogradDerivatives
+from problems.pde.problem import PDEProblem
+from sciml.checkpoint import load_checkpoint, save_checkpoint
+from sciml.pinn.derivatives import derivatives
+from sciml.pinn.models import Constrained, count_parameters
+from solvers.fd.reference import ReferenceSolution, reference_solution
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingDiverged", "train"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite."""
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer ≥ {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Budget and settings of one training run.
+
+    Args:
+        adam_iterations: Adam steps.
+        lbfgs_iterations: L-BFGS iterations after Adam (0 for none).
+        lr: Adam's initial learning rate.
+        lr_decay: factor per ``decay_every`` steps (exponential, applied smoothly).
+        decay_every: see ``lr_decay``.
+        lbfgs_lr: L-BFGS step length scale (1 with the line search).
+        lbfgs_history: L-BFGS memory.
+        n_residual: collocation points for the PDE residual.
+        n_condition: points per condition (the default for every condition).
+        condition_points: per-condition overrides, ``{"initial": 2048}``.
+        resample_every: draw new points every so many iterations (0: never).
+        weights: loss-weight overrides, ``{"residual": 1e-3, "dirichlet": 10}`` (default: the problem's).
+        eval_every: iterations between test-error evaluations (and log entries).
+        checkpoint_every: iterations between checkpoints (when a checkpoint path is given).
+        dtype: ``"float32"`` or ``"float64"``.
+        seed: seeds the collocation points.
+        engine: derivative engine: ``"auto"`` (forward jets when the model has them), ``"jet"``,
+            ``"autograd"``.
+        eval_batch: points per batch when evaluating on the test grid.
+
+    Raises:
+        ValueError: non-positive counts or rates, unknown dtype or engine.
+    """
+
+    adam_iterations: int = 2000
+    lbfgs_iterations: int = 0
+    lr: float = 1e-3
+    lr_decay: float = 0.9
+    decay_every: int = 1000
+    lbfgs_lr: float = 1.0
+    lbfgs_history: int = 50
+    n_residual: int = 2048
+    n_condition: int = 512
+    condition_points: Mapping[str, int] = field(default_factory=dict)
+    resample_every: int = 100
+    weights: Mapping[str, float] = field(default_factory=dict)
+    eval_every: int = 500
+    checkpoint_every: int = 1000
+    dtype: str = "float32"
+    seed: int = 0
+    engine: str = "auto"
+    eval_batch: int = 8192
+
+    def __post_init__(self) -> None:
+        _positive_int("adam_iterations", self.adam_iterations, 0)
+        _positive_int("lbfgs_iterations", self.lbfgs_iterations, 0)
+        _positive_int("n_residual", self.n_residual)
+        _positive_int("n_condition", self.n_condition)
+        for name, n in self.condition_points.items():
+            _positive_int(f"condition_points[{name!r}]", n)
+        _positive_int("resample_every", self.resample_every, 0)
+        _positive_int("decay_every", self.decay_every)
+        _positive_int("lbfgs_history", self.lbfgs_history)
+        _positive_int("eval_every", self.eval_every)
+        _positive_int("checkpoint_every", self.checkpoint_every)
+        _positive_int("eval_batch", self.eval_batch)
+        _positive_int("seed", self.seed, 0)
+        for name in ("lr", "lbfgs_lr"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"`{name}` must be a positive number, got {v!r}")
+        if not (0 < self.lr_decay <= 1):
+            raise ValueError(f"`lr_decay` must be in (0, 1], got {self.lr_decay!r}")
+        for key, w in self.weights.items():
+            if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
+                raise ValueError(f"loss weight {key!r} must be a finite number ≥ 0, got {w!r}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"`dtype` must be one of {list(_DTYPES)}, got {self.dtype!r}")
+        if self.engine not in ("auto", "jet", "autograd"):
+            raise ValueError(f"`engine` must be 'auto', 'jet' or 'autograd', got {self.engine!r}")
+        object.__setattr__(self, "condition_points", dict(self.condition_points))
+        object.__setattr__(self, "weights", dict(self.weights))
+
+    @property
+    def iterations(self) -> int:
+        return self.adam_iterations + self.lbfgs_iterations
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced.
+
+    Attributes:
+        rel_l2: final relative L2 error on the reference grid (all fields together).
+        iterations: iterations done (Adam + L-BFGS).
+        seconds: wall time of training (including evaluations; summed over resumed sessions).
+        params: trainable parameters of the model (plus fitted coefficients).
+        history: log entries ``{"iteration", "phase", "loss", "rel_l2", "seconds", "loss_<term>", ...}``.
+        unknowns: fitted coefficients of an inverse problem.
+        message: how training ended.
+    """
+
+    rel_l2: float
+    iterations: int
+    seconds: float
+    params: int
+    history: list[dict[str, Any]]
+    unknowns: dict[str, float]
+    message: str
+
+
+class Trainer:
+    """Trains ``model`` on ``problem`` (see the module docstring); most users call :func:`train`.
+
+    Args:
+        problem: the PDE.
+        model: maps ``(n, ndim)`` points to ``(n, n_fields)``; wrap it in :class:`~sciml.pinn.Constrained`
+            to use the problem's hard constraint (its enforced conditions then leave the loss).
+        config: budget and settings.
+        reference: test grid and values (default: ``solvers.fd.reference_solution(problem)``).
+        unknowns: coefficients of ``problem.params`` to fit (inverse problem): ``{"D": initial guess}``.
+        checkpoint: file for atomic checkpoints (and ``resume``).
+
+    Raises:
+        ValueError: before any training, for a model whose input or output size does not match the
+            problem, unknown coefficient or loss-term names, or a residual / condition that returns the
+            wrong shape or asks for an unknown derivative.
+    """
+
+    def __init__(
+        self,
+        problem: PDEProblem,
+        model: nn.Module,
+        config: TrainConfig | None = None,
+        *,
+        reference: ReferenceSolution | None = None,
+        unknowns: Mapping[str, float] | None = None,
+        checkpoint: str | os.PathLike | None = None,
+    ) -> None:
+        if not isinstance(problem, PDEProblem):
+            raise TypeError(f"`problem` must be a PDEProblem, got {type(problem).__name__}")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+        self.problem = problem
+        self.config = config or TrainConfig()
+        self.dtype = _DTYPES[self.config.dtype]
+        self.model = model.to(self.dtype)
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
+        domain = problem.domain
+        self._check_model()
+
+        unknowns = dict(unknowns or {})
+        missing = set(unknowns) - set(problem.params)
+        if missing:
+            raise ValueError(
+                f"`unknowns` {sorted(missing)} are not coefficients of {problem.name}; "
+                f"its params are {sorted(problem.params)}"
+            )
+        self.coefficients = nn.ParameterDict(
+            {k: nn.Parameter(torch.tensor(float(v), dtype=self.dtype)) for k, v in unknowns.items()}
+        )
+
+        enforced = set(model.constraint.enforces) if isinstance(model, Constrained) else set()
+        self.conditions = [c for c in problem.conditions if c.name not in enforced]
+        terms = {"residual", *(c.name for c in self.conditions)}
+        all_terms = {"residual", *(c.name for c in problem.conditions)}
+        bad = set(self.config.weights) - all_terms
+        if bad:
+            raise ValueError(
+                f"`weights` names unknown loss terms {sorted(bad)}; the terms are {sorted(all_terms)}"
+            )
+        bad = set(self.config.condition_points) - all_terms
+        if bad:
+            raise ValueError(f"`condition_points` names unknown conditions {sorted(bad)}")
+        self.weights = {t: float(self.config.weights.get(t, problem.weight(t))) for t in terms}
+        self.counts = {
+            c.name: int(self.config.condition_points.get(c.name, self.config.n_condition))
+            for c in self.conditions
+        }
+
+        self.generator = torch.Generator().manual_seed(int(self.config.seed))
+        self.reference = reference if reference is not None else reference_solution(problem, progress=True)
+        if self.reference.values.shape[-1] != len(problem.fields) or len(self.reference.axes) != domain.ndim:
+            raise ValueError(
+                f"`reference` has {len(self.reference.axes)} axes and {self.reference.values.shape[-1]} "
+                f"fields; {problem.name} needs {domain.ndim} and {len(problem.fields)}"
+            )
+        self._test_x = torch.as_tensor(self.reference.points(), dtype=self.dtype)
+        self._test_u = torch.as_tensor(self.reference.flat_values(), dtype=torch.float64)
+        self.keys = self._probe()
+
+    # ----------------------------------------------------------------- validation
+    def _check_model(self) -> None:
+        problem, model = self.problem, self.model
+        ndim, n_fields = problem.domain.ndim, len(problem.fields)
+        in_features = getattr(model, "in_features", None)
+        if in_features is not None and in_features != ndim:
+            raise ValueError(
+                f"the model takes {in_features} coordinates but {problem.name} has {ndim} "
+                f"{problem.domain.names}; build it with in_features={ndim}"
+            )
+        x = problem.domain.sample(2, torch.Generator().manual_seed(0), dtype=self.dtype)
+        try:
+            with torch.no_grad():
+                out = model(x)
+        except RuntimeError as exc:
+            raise ValueError(f"the model failed on points of shape (2, {ndim}): {exc}") from exc
+        if not torch.is_tensor(out) or out.ndim != 2 or out.shape[1] != n_fields:
+            shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+            raise ValueError(
+                f"the model returns {shape} for 2 points, but {problem.name} has {n_fields} field(s) "
+                f"{problem.fields}: it must return (2, {n_fields}); build it with out_features={n_fields}"
+            )
+
+    def params(self) -> dict[str, Any]:
+        """Coefficients for the residual: the problem's, with the fitted unknowns swapped in."""
+        return {**self.problem.params, **dict(self.coefficients.items())}
+
+    def _probe(self) -> dict[str, set]:
+        """Run the residual and each condition once by autograd: check shapes, record derivative keys."""
+        problem, domain = self.problem, self.problem.domain
+        n = 8
+        g = torch.Generator().manual_seed(1)
+        keys: dict[str, set] = {}
+        x = domain.sample(n, g, dtype=self.dtype)
+        d = AutogradDerivatives(self.model, x, domain.names, problem.fields)
+        try:
+            r = problem.residual(d.x, d, self.params())
+        except KeyError as exc:
+            raise ValueError(f"{problem.name}: the residual looks up {exc.args[0]}") from exc
+        allowed = {(n,), (n, problem.n_equations)} | ({(n, 1)} if problem.n_equations == 1 else set())
+        if not torch.is_tensor(r) or tuple(r.shape) not in allowed:
+            shape = tuple(r.shape) if torch.is_tensor(r) else type(r).__name__
+            raise ValueError(
+                f"{problem.name}: the residual returned {shape} for {n} points; it must return a tensor of "
+                f"shape {sorted(allowed)} (n_equations = {problem.n_equations})"
+            )
+        keys["residual"] = set(d.requested)
+        for c in self.conditions:
+            xc = c.sample(domain, 4, g, self.dtype)
+            dc = AutogradDerivatives(self.model, xc, domain.names, problem.fields)
+            try:
+                rc = c.residual(domain, dc.x, dc, self.params())
+            except KeyError as exc:
+                raise ValueError(f"{problem.name}: condition {c.name!r} looks up {exc.args[0]}") from exc
+            if not torch.is_tensor(rc) or rc.ndim != 1:
+                raise ValueError(f"{problem.name}: condition {c.name!r} must return a 1-D tensor")
+            keys[c.name] = set(dc.requested)
+        return keys
+
+    # ----------------------------------------------------------------- loss
+    def sample(self) -> dict[str, torch.Tensor]:
+        """Fresh collocation points for the residual and every condition."""
+        domain = self.problem.domain
+        points = {"residual": domain.sample(self.config.n_residual, self.generator, dtype=self.dtype)}
+        for c in self.conditions:
+            points[c.name] = c.sample(domain, self.counts[c.name], self.generator, self.dtype)
+        return points
+
+    def _derivatives(self, term: str, x: torch.Tensor):
+        domain = self.problem.domain
+        return derivatives(
+            self.model, x, domain.names, self.problem.fields, self.keys[term], engine=self.config.engine
+        )
+
+    def loss(self, points: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted loss and its unweighted terms (mean squares)."""
+        params = self.params()
+        d = self._derivatives("residual", points["residual"])
+        terms = {"residual": (self.problem.residual(d.x, d, params) ** 2).mean()}
+        for c in self.conditions:
+            dc = self._derivatives(c.name, points[c.name])
+            terms[c.name] = (c.residual(self.problem.domain, dc.x, dc, params) ** 2).mean()
+        total = sum(self.weights[k] * v for k, v in terms.items())
+        return total, terms
+
+    # ----------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Model values at points ``(m, ndim)`` as float64 numpy ``(m, n_fields)`` (batched)."""
+        x = torch.as_tensor(x, dtype=self.dtype)
+        out = [
+            self.model(x[i : i + self.config.eval_batch])
+            for i in range(0, x.shape[0], self.config.eval_batch)
+        ]
+        return torch.cat(out).double().numpy()
+
+    def evaluate(self) -> float:
+        """Relative L2 error ``‖u − u_ref‖ / ‖u_ref‖`` on the reference grid."""
+        pred = torch.as_tensor(self.predict(self._test_x))
+        return float(torch.linalg.norm(pred - self._test_u) / torch.linalg.norm(self._test_u))
+
+    def prediction_grid(self) -> np.ndarray:
+        """The model on the reference grid, shaped like ``reference.values``."""
+        return self.predict(self._test_x).reshape(self.reference.values.shape)
+
+    # ----------------------------------------------------------------- checkpoints
+    def _fingerprint(self) -> dict[str, Any]:
+        return {
+            "problem": self.problem.name,
+            "model": type(self.model).__name__,
+            "params": count_parameters(self.model),
+            "config": self.config.to_dict(),
+            "unknowns": sorted(self.coefficients.keys()),
+        }
+
+    def _save(self, state: dict[str, Any]) -> None:
+        if self.checkpoint is not None:
+            save_checkpoint({**state, "fingerprint": self._fingerprint()}, self.checkpoint)
+
+    def _load(self) -> dict[str, Any] | None:
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return None
+        state = load_checkpoint(self.checkpoint)
+        stored, now = state.get("fingerprint", {}), self._fingerprint()
+        if stored != now:
+            diff = sorted(k for k in now if stored.get(k) != now[k])
+            raise ValueError(
+                f"checkpoint {self.checkpoint} was written for another run (differs in {diff}); "
+                "use another --out directory or drop --resume"
+            )
+        return state
+
+    # ----------------------------------------------------------------- training
+    def _trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad] + list(self.coefficients.values())
+
+    def _check_finite(
+        self, total: torch.Tensor, terms: Mapping[str, torch.Tensor], iteration: int, phase: str
+    ):
+        if not torch.isfinite(total):
+            bad = [k for k, v in terms.items() if not torch.isfinite(v)] or ["(weighted sum)"]
+            where = f"; the last checkpoint is {self.checkpoint}" if self.checkpoint else ""
+            raise TrainingDiverged(
+                f"{self.problem.name}: the loss became {float(total.detach())} at iteration {iteration} "
+                f"({phase}); "
+                f"non-finite terms: {', '.join(bad)}. Lower the learning rate (lr={self.config.lr:g}), "
+                f"change the loss weights, or train in float64{where}"
+            )
+
+    def fit(self, *, progress: bool = True, resume: bool = False) -> TrainResult:
+        """Train to the configured budget (continuing from the checkpoint with ``resume``)."""
+        cfg = self.config
+        params = self._trainable()
+        iteration, phase, history, points, elapsed, message = 0, "adam", [], None, 0.0, ""
+        lbfgs_scale, opt_state, stalls, opt = None, None, 0, None
+        if resume:
+            state = self._load()
+            if state is not None:
+                self.model.load_state_dict(state["model"])
+                self.coefficients.load_state_dict(state["coefficients"])
+                self.generator.set_state(state["generator"])
+                iteration, phase, history = int(state["iteration"]), state["phase"], list(state["history"])
+                points, elapsed = state["points"], float(state["seconds"])
+                lbfgs_scale, opt_state, stalls = (
+                    state["lbfgs_scale"],
+                    state["optimizer"],
+                    int(state["stalls"]),
+                )
+                message = state.get("message", "")
+        total_iterations = cfg.iterations
+        start = time.perf_counter()
+
+        def seconds() -> float:
+            return elapsed + time.perf_counter() - start
+
+        def snapshot(optimizer) -> dict[str, Any]:
+            return {
+                "model": self.model.state_dict(),
+                "coefficients": self.coefficients.state_dict(),
+                "generator": self.generator.get_state(),
+                "iteration": iteration,
+                "phase": phase,
+                "history": history,
+                "points": points,
+                "seconds": seconds(),
+                "lbfgs_scale": lbfgs_scale,
+                "optimizer": None if optimizer is None else optimizer.state_dict(),
+                "stalls": stalls,
+                "message": message,
+            }
+
+        def log(total: float, terms: Mapping[str, torch.Tensor]) -> None:
+            entry = {
+                "iteration": iteration,
+                "phase": phase,
+                "loss": total,
+                "rel_l2": self.evaluate(),
+                "seconds": seconds(),
+            }
+            entry.update({f"loss_{k}": float(v.detach()) for k, v in terms.items()})
+            entry.update({f"coef_{k}": float(v.detach()) for k, v in self.coefficients.items()})
+            history.append(entry)
+            bar.set_postfix(loss=f"{total:.3e}", rel_l2=f"{entry['rel_l2']:.3e}", refresh=False)
+
+        def boundary(i: int, every: int) -> bool:
+            return every > 0 and i % every == 0
+
+        bar = tqdm(
+            total=total_iterations, initial=iteration, disable=not progress, desc=f"{self.problem.name}"
+        )
+        try:
+            # ---------------------------------------------------------------- Adam
+            if phase == "adam" and iteration < cfg.adam_iterations:
+                opt = torch.optim.Adam(params, lr=cfg.lr)
+                if opt_state is not None:
+                    opt.load_state_dict(opt_state)
+                opt_state = None
+                while iteration < cfg.adam_iterations:
+                    if points is None or boundary(iteration, cfg.resample_every):
+                        points = self.sample()
+                    for group in opt.param_groups:
+                        group["lr"] = cfg.lr * cfg.lr_decay ** (iteration / cfg.decay_every)
+                    opt.zero_grad(set_to_none=True)
+                    total, terms = self.loss(points)
+                    self._check_finite(total, terms, iteration, phase)
+                    total.backward()
+                    opt.step()
+                    iteration += 1
+                    bar.update(1)
+                    if boundary(iteration, cfg.eval_every) or iteration == total_iterations:
+                        log(float(total.detach()), terms)
+                    if boundary(iteration, cfg.checkpoint_every):
+                        self._save(snapshot(opt))
+            # ---------------------------------------------------------------- L-BFGS
+            if iteration < total_iterations:
+                if phase != "lbfgs":  # a saved Adam state does not carry over
+                    opt_state, phase = None, "lbfgs"
+                opt = torch.optim.LBFGS(
+                    params,
+                    lr=cfg.lbfgs_lr,
+                    max_iter=1,
+                    history_size=cfg.lbfgs_history,
+                    tolerance_grad=0.0,
+                    tolerance_change=0.0,
+                    line_search_fn="strong_wolfe",
+                )
+                if opt_state is not None:
+                    opt.load_state_dict(opt_state)
+                if points is None:
+                    points = self.sample()
+                if lbfgs_scale is None:
+                    with torch.no_grad():
+                        lbfgs_scale = 1.0 / max(float(self.loss(points)[0]), 1e-30)
+                last = {}
+
+                def closure() -> torch.Tensor:
+                    opt.zero_grad(set_to_none=True)
+                    total, terms = self.loss(points)
+                    self._check_finite(total, terms, iteration, phase)
+                    scaled = total * lbfgs_scale
+                    scaled.backward()
+                    last["total"] = float(total.detach())
+                    last["terms"] = {k: v.detach() for k, v in terms.items()}
+                    return scaled
+
+                while iteration < total_iterations:
+                    if boundary(iteration, cfg.resample_every):
+                        points = self.sample()
+                    stops = [total_iterations]
+                    for every in (cfg.resample_every, cfg.eval_every, cfg.checkpoint_every):
+                        if every > 0:
+                            stops.append((iteration // every + 1) * every)
+                    chunk = min(stops) - iteration
+                    group = opt.param_groups[0]
+                    group["max_iter"], group["max_eval"] = chunk, chunk * 25
+                    state = opt.state[opt._params[0]]
+                    before = state.get("n_iter", 0)
+                    loss_before = last.get("total", math.inf)
+                    opt.step(closure)
+                    ran = opt.state[opt._params[0]].get("n_iter", 0) - before
+                    iteration += ran
+                    bar.update(ran)
+                    if ran < chunk:  # stopped early: no descent direction or no progress
+                        stalls = stalls + 1 if last.get("total", math.inf) >= loss_before else 1
+                        opt.state = defaultdict(dict)  # forget the curvature pairs, restart
+                        if ran == 0 or stalls >= 3:
+                            message = (
+                                f"L-BFGS stopped at iteration {iteration}: no decrease after {stalls} memory "
+                                f"resets (loss {last.get('total', float('nan')):.3e})"
+                            )
+                            break
+                    else:
+                        stalls = 0
+                    if boundary(iteration, cfg.eval_every) or iteration >= total_iterations:
+                        log(last["total"], last["terms"])
+                    if boundary(iteration, cfg.checkpoint_every):
+                        self._save(snapshot(opt))
+            if not history or history[-1]["iteration"] != iteration:
+                total, terms = self.loss(points if points is not None else self.sample())
+                log(float(total.detach()), terms)
+            final = self.evaluate()
+            message = message or f"finished {iteration} iterations"
+            self._save(snapshot(opt))
+        finally:
+            bar.close()
+        return TrainResult(
+            rel_l2=final,
+            iterations=iteration,
+            seconds=seconds(),
+            params=count_parameters(self.model) + len(self.coefficients),
+            history=history,
+            unknowns={k: float(v.detach()) for k, v in self.coefficients.items()},
+            message=message,
+        )
+
+
+def train(
+    problem: PDEProblem,
+    model: nn.Module,
+    config: TrainConfig | None = None,
+    *,
+    reference: ReferenceSolution | None = None,
+    unknowns: Mapping[str, float] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` on ``problem``; see :class:`Trainer` for the arguments and :class:`TrainResult`.
+
+    Example:
+        >>> import problems.pde as pde
+        >>> from sciml.pinn import PIG, TrainConfig, train
+        >>> problem = pde.get("helmholtz")
+        >>> model = PIG(2, 1, 400, lower=problem.domain.lower, upper=problem.domain.upper)
+        >>> config = TrainConfig(adam_iterations=0, lbfgs_iterations=500)
+        >>> result = train(problem, model, config)  # doctest: +SKIP
+    """
+    trainer = Trainer(problem, model, config, reference=reference, unknowns=unknowns, checkpoint=checkpoint)
+    return trainer.fit(progress=progress, resume=resume)

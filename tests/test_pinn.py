@@ -1,0 +1,280 @@
+"""PINN / PIG models, forward jets, the trainer (validation, NaN, checkpoints, L-BFGS) and the CLI."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import problems.pde as pde
+from problems.pde import Box, Dirichlet, HardConstraint, Observations, PDEProblem
+from problems.pde.derivatives import AutogradDerivatives
+from sciml.pinn import PIG, PINN, Constrained, TrainConfig, Trainer, TrainingDiverged, derivatives, train
+from sciml.pinn.derivatives import JetDerivatives
+from sciml.pinn.presets import build_model, preset
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small models: one thread is faster, and robust on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+KEYS = ["u", "u_x", "u_y", "u_t", "u_xx", "u_yy", "u_tt", "u_xy", "u_xxt"]
+
+
+def _models():
+    g = torch.Generator().manual_seed(0)
+    box = dict(lower=(-2, -1, 0), upper=(2, 1, 3))
+    full = PIG(3, 2, 20, sigma=0.5, full_covariance=True, generator=g, **box)
+    with torch.no_grad():
+        full.offdiag.normal_(0, 0.5, generator=g)
+    constraint = HardConstraint(
+        particular=lambda x: torch.stack([x[:, 0] ** 2 * x[:, 2], torch.cos(x[:, 1])], dim=1),
+        factor=lambda x: torch.sin(x[:, 1]) * (1 - x[:, 0] ** 2),
+    )
+    return {
+        "pinn": PINN(3, 2, (16, 16), generator=g, **box),
+        "pinn-fourier": PINN(3, 2, (16,), fourier_features=8, fourier_scale=2.0, generator=g, **box),
+        "pig": PIG(3, 2, 20, sigma=0.5, generator=g, **box),
+        "pig-full": full,
+        "constrained": Constrained(PIG(3, 2, 20, sigma=0.5, generator=g, **box), constraint),
+    }
+
+
+@pytest.mark.parametrize("name", list(_models()))
+def test_forward_jets_equal_reverse_mode_autograd(name):
+    model = _models()[name].double()
+    x = torch.rand(40, 3, dtype=torch.float64) * torch.tensor([4.0, 2.0, 3.0]) - torch.tensor([2.0, 1.0, 0.0])
+    names, fields = ("x", "y", "t"), ("u", "v")
+    keys = {(f, dims) for f in (0, 1) for dims in [(), (0,), (1,), (2,), (0, 0), (1, 1), (2, 2)]}
+    fast = derivatives(model, x, names, fields, keys)
+    slow = AutogradDerivatives(model, x, names, fields)
+    assert isinstance(fast, JetDerivatives)
+    for key in KEYS + ["v_t", "v_yy"]:
+        torch.testing.assert_close(fast[key], slow[key], rtol=1e-11, atol=1e-11, msg=key)
+    # the parameter gradient of a loss built from the jets matches the one built by autograd
+    params = [p for p in model.parameters() if p.requires_grad]
+    lf = (fast["u_xx"] + fast["u_t"] * fast["v"] - fast["v_yy"]).square().mean()
+    ls = (slow["u_xx"] + slow["u_t"] * slow["v"] - slow["v_yy"]).square().mean()
+    for a, b in zip(torch.autograd.grad(lf, params), torch.autograd.grad(ls, params)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_pig_jet_gradcheck_float64():
+    g = torch.Generator().manual_seed(1)
+    model = PIG(2, 1, 6, sigma=0.4, full_covariance=True, feature_dim=2, hidden=3, generator=g).double()
+    with torch.no_grad():
+        model.offdiag.normal_(0, 0.3, generator=g)
+    x = torch.rand(5, 2, dtype=torch.float64) * 2 - 1
+    keys = {(0, ()), (0, (0,)), (0, (0, 0)), (0, (1, 1))}
+    names = ["means", "log_inv_scale", "offdiag", "weights"]
+
+    class Residual(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, x):
+            d = derivatives(self.m, x, ("x", "y"), ("u",), keys)
+            return d["u"] + d["u_x"] + d["u_xx"] * d["u_yy"]
+
+    wrapper = Residual()
+
+    def f(*values):
+        return torch.func.functional_call(wrapper, {f"m.{n}": v for n, v in zip(names, values)}, (x,))
+
+    values = [getattr(model, n).detach().clone().requires_grad_() for n in names]
+    assert torch.autograd.gradcheck(f, values)
+
+
+def test_pig_features_are_the_gaussian_sum():
+    g = torch.Generator().manual_seed(2)
+    model = PIG(2, 1, 7, sigma=0.3, lower=(0, 0), upper=(2, 4), generator=g).double()
+    x = torch.rand(9, 2, dtype=torch.float64) * torch.tensor([2.0, 4.0])
+    h = (x - torch.tensor([1.0, 2.0])) / torch.tensor([1.0, 2.0])
+    scale = torch.exp(-model.log_inv_scale)
+    direct = torch.exp(-0.5 * (((h[:, None, :] - model.means) / scale) ** 2).sum(-1)) @ model.weights
+    torch.testing.assert_close(model.features(x), direct)
+
+
+def test_model_constructors_reject_bad_sizes():
+    with pytest.raises(ValueError, match="hidden"):
+        PINN(2, 1, ())
+    with pytest.raises(ValueError, match="out_features"):
+        PINN(2, 0)
+    with pytest.raises(ValueError, match="n_gaussians"):
+        PIG(2, 1, 0)
+    with pytest.raises(ValueError, match="sigma"):
+        PIG(2, 1, 4, sigma=-1.0)
+    with pytest.raises(ValueError, match="lower"):
+        PINN(2, 1, lower=(1, 1), upper=(0, 2))
+
+
+# ------------------------------------------------------------------------------ trainer
+def _small(kind: str = "pinn", **config):
+    problem = pde.get("legendre")
+    model = build_model(problem, kind, preset("legendre"), seed=0)
+    base = dict(adam_iterations=10, lbfgs_iterations=0, n_residual=64, n_condition=8, eval_every=5)
+    return problem, model, TrainConfig(**{**base, **config})
+
+
+def test_trainer_rejects_bad_input_before_training():
+    problem = pde.get("helmholtz")
+    with pytest.raises(ValueError, match="out_features=1"):
+        Trainer(problem, PINN(2, 3, (8,)), TrainConfig())
+    with pytest.raises(ValueError, match="in_features=2"):
+        Trainer(problem, PINN(3, 1, (8,)), TrainConfig())
+    for bad in ({"n_residual": 0}, {"n_condition": -5}, {"condition_points": {"dirichlet": 0}}):
+        with pytest.raises(ValueError, match="≥ 1"):
+            TrainConfig(**bad)
+    with pytest.raises(ValueError, match="dtype"):
+        TrainConfig(dtype="float16")
+    model = PINN(2, 1, (8,))
+    with pytest.raises(ValueError, match="unknown loss terms"):
+        Trainer(problem, model, TrainConfig(weights={"boundary": 1.0}))
+    with pytest.raises(ValueError, match="params are"):
+        Trainer(problem, model, TrainConfig(), unknowns={"kappa": 1.0})
+
+    def wrong_shape(x, d, p):
+        return torch.stack([d["u_xx"], d["u_yy"]], dim=1)
+
+    with pytest.raises(ValueError, match=r"returned \(8, 2\)"):
+        Trainer(problem.replace(residual=wrong_shape), model, TrainConfig())
+
+    def wrong_key(x, d, p):
+        return d["u_zz"]
+
+    with pytest.raises(ValueError, match="u_zz"):
+        Trainer(problem.replace(residual=wrong_key), model, TrainConfig())
+
+
+def test_nan_loss_stops_training_with_a_clear_message(tmp_path):
+    problem, model, config = _small()
+    poisoned = problem.replace(residual=lambda x, d, p: d["y"] * torch.where(d["x"] > 2, 1.0, float("nan")))
+    trainer = Trainer(poisoned, model, config, checkpoint=tmp_path / "ck.pt")
+    with pytest.raises(TrainingDiverged, match=r"iteration 0 \(adam\).*residual.*learning rate"):
+        trainer.fit(progress=False)
+
+
+def test_resume_continues_exactly_through_adam_and_lbfgs(tmp_path):
+    problem, _, config = _small(adam_iterations=6, lbfgs_iterations=6, resample_every=3, checkpoint_every=4)
+    straight = build_model(problem, "pinn", seed=0)
+    Trainer(problem, straight, config, checkpoint=tmp_path / "a.pt").fit(progress=False)
+
+    class Interrupted(Trainer):
+        def loss(self, points):
+            path = tmp_path / "b.pt"
+            if path.exists() and torch.load(path, weights_only=True)["iteration"] == 8:
+                raise KeyboardInterrupt  # inside the L-BFGS phase, after the checkpoint at iteration 8
+            return super().loss(points)
+
+    first = build_model(problem, "pinn", seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        Interrupted(problem, first, config, checkpoint=tmp_path / "b.pt").fit(progress=False)
+    assert torch.load(tmp_path / "b.pt", weights_only=True)["iteration"] == 8
+    resumed = build_model(problem, "pinn", seed=1)  # other weights: all state must come from the file
+    result = Trainer(problem, resumed, config, checkpoint=tmp_path / "b.pt").fit(progress=False, resume=True)
+    assert result.iterations == 12
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    other = TrainConfig(**{**config.to_dict(), "lr": 0.5})
+    with pytest.raises(ValueError, match="another run"):
+        Trainer(problem, resumed, other, checkpoint=tmp_path / "b.pt").fit(progress=False, resume=True)
+
+
+def test_lbfgs_spends_its_budget_and_reaches_a_singular_ode_target():
+    problem = pde.get("hypergeometric")
+    model = Constrained(PINN(1, 1, (32, 32), lower=(0,), upper=(2,)), problem.constraint)
+    config = TrainConfig(
+        adam_iterations=0, lbfgs_iterations=150, n_residual=128, dtype="float64", eval_every=50
+    )
+    result = train(problem, model, config, progress=False)
+    # torch's default tolerances stop once a step changes the loss by < 1e-9; ours spend the budget
+    assert result.iterations == 150 and result.message == "finished 150 iterations"
+    assert [h["iteration"] for h in result.history] == [50, 100, 150]
+    assert result.rel_l2 < 1e-3 and result.rel_l2 == result.history[-1]["rel_l2"]
+
+
+def test_inverse_problem_fits_the_unknown_coefficient():
+    # Legendre with unknown l: observations of P_3 at a few points identify l(l+1) = 12 (l = 1 with y = x
+    # is a trap that satisfies the ODE and the built-in end values; the data weight pulls out of it)
+    problem = pde.get("legendre")
+    xs = np.linspace(-0.9, 0.9, 12)[:, None]
+    ys = problem.exact(torch.as_tensor(xs)).numpy()
+    observed = problem.replace(
+        conditions=problem.conditions + (Observations(points=xs, values=ys),), params={"l": 2.0}
+    )
+    model = Constrained(PINN(1, 1, (32, 32), generator=torch.Generator().manual_seed(0)), problem.constraint)
+    config = TrainConfig(
+        adam_iterations=100,
+        lbfgs_iterations=100,
+        lr=3e-3,
+        n_residual=128,
+        dtype="float64",
+        weights={"data": 10},
+    )
+    result = train(observed, model, config, unknowns={"l": 2.0}, progress=False)
+    assert abs(result.unknowns["l"] - 3.0) < 1e-2, result.unknowns
+    assert result.history[-1]["coef_l"] == result.unknowns["l"]
+    assert observed.params["l"] == 2.0  # the problem itself is untouched
+
+
+def test_trainer_drops_conditions_enforced_by_the_constraint():
+    problem, model, config = _small()
+    assert isinstance(model, Constrained)
+    trainer = Trainer(problem, model, config)
+    assert [c.name for c in trainer.conditions] == [] and set(trainer.weights) == {"residual"}
+    plain = Trainer(problem, PINN(1, 1, (8,)), config)
+    assert [c.name for c in plain.conditions] == ["dirichlet"]
+
+
+def test_custom_problem_with_neumann_and_autograd_engine():
+    # u'' = -π² sin(πx)·... on [0, 1]: u = sin(πx/2) with u(0) = 0, u'(1) = 0
+    box = Box(("x",), (0.0,), (1.0,))
+
+    def residual(x, d, p):
+        return d["u_xx"] + (torch.pi / 2) ** 2 * torch.sin(torch.pi * d["x"] / 2)
+
+    problem = PDEProblem(
+        "quarter-sine",
+        box,
+        ("u",),
+        residual,
+        (Dirichlet(on=("x-",)), pde.Neumann(on=("x+",))),
+        exact=lambda x: torch.sin(torch.pi * x[:, 0] / 2),
+        test_shape=(101,),
+    )
+    config = TrainConfig(adam_iterations=200, lbfgs_iterations=100, lr=1e-2, n_residual=64, engine="autograd")
+    model = PINN(1, 1, (16, 16), lower=(0,), upper=(1,), generator=torch.Generator().manual_seed(0))
+    result = train(problem, model, config, progress=False)
+    assert result.rel_l2 < 1e-2, result.rel_l2
+
+
+# ------------------------------------------------------------------------------ command line
+def test_cli_trains_and_writes_metrics_fields_and_plot(tmp_path, capsys):
+    from sciml.cli import main
+
+    out = tmp_path / "run"
+    code = main(
+        ["pde", "--problem", "hypergeometric", "--model", "pig", "--iterations", "40", "--out", str(out)]
+    )
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["iterations"] == 40 and metrics["problem"] == "hypergeometric" and metrics["rel_l2"] > 0
+    with h5py.File(out / "fields.h5") as f:
+        assert f["prediction"].shape == f["reference"].shape == (401, 1)
+        np.testing.assert_allclose(f["error"][:], f["prediction"][:] - f["reference"][:])
+    assert (out / "fields.png").read_bytes()[:4] == b"\x89PNG"
+    assert (
+        main(["pde", "--problem", "hypergeometric", "--iterations", "40", "--out", str(out), "--resume"]) == 0
+    )
+    assert "after 40 iterations" in capsys.readouterr().out
+    assert main(["pde", "--list"]) == 0
+    assert "nonlinear-diffusion" in capsys.readouterr().out
+    assert main(["pde", "--problem", "helmholz"]) == 2
+    assert "helmholtz-high" in capsys.readouterr().err
