@@ -16,6 +16,7 @@ import sys
 COMMANDS: dict[str, str] = {
     "demo": "sciml.demo",
     "bench": "sciml.bench",
+    "train": "sciml.neural_de.cli",
     "medida": "sciml.medida.cli",
     "pde": "sciml.pinn.cli",
 }

@@ -43,13 +43,13 @@ class Solution:
     """The result of :func:`solve`.
 
     Attributes:
-        ts: save times ``(m,)``.
+        ts: save times ``(m,)`` (float64, whatever the state's dtype).
         ys: states at ``ts``, ``(m, *y0.shape)``.
         status, message: how the solve ended; ``message`` suggests a fix when it did not succeed.
         stats: :class:`SolverStats`.
         step_ts: start time of each accepted step ``(N,)`` (step j spans ``[step_ts[j], step_ts[j] +
             step_sizes[j]]``).
-        step_sizes: ``h_j`` of each accepted step (signed), ``(N,)``.
+        step_sizes: ``h_j`` of each accepted step (signed), ``(N,)`` (float64, like ``step_ts``).
         error_estimates: ``E_j = RMS(ẽ_j / (atol + rtol·max(|y0|, |y1|)))`` of each accepted step, ``(N,)``.
         stiffness_estimates: ``S_j = |ρ_j h_j| / stability_size`` of each accepted step, ``(N,)`` (empty if
             the method has no stiffness stages or the estimate was switched off).

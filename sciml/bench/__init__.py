@@ -17,8 +17,10 @@ from sciml.checkpoint import check_writable_dir, write_json
 #: benchmark name -> module implementing it
 BENCHMARKS: dict[str, str] = {
     "ode": "sciml.bench.ode",
+    "node": "sciml.bench.node",
     "relax": "sciml.bench.relax",
     "pde": "sciml.bench.pde",
+    "medida": "sciml.bench.medida",
 }
 
 HELP = "run a benchmark (quick by default, --full for paper scale); prints a table and writes JSON"

@@ -133,10 +133,8 @@ def _integrate(
     save_ts = list(save_ts)
     i_save = 0
     while i_save < len(save_ts) and save_ts[i_save] == t0:
-        out.save_ts.append(t0)
-        out.save_ys.append(y0)
         i_save += 1
-    if save_steps:
+    if i_save or save_steps:
         out.save_ts.append(t0)
         out.save_ys.append(y0)
 
@@ -167,16 +165,17 @@ def _integrate(
                 out.error_norms.append(norm)
             if res.stiffness_norms is not None:
                 out.stiffness_norms.append(res.stiffness_norms)
-            thetas = []
-            while i_save < len(save_ts) and (save_ts[i_save] - t_new) * direction <= 0:
-                thetas.append((save_ts[i_save] - t) / h_try)
-                out.save_ts.append(save_ts[i_save])
+            inside = []  # save times strictly inside the step, interpolated with the dense output
+            while i_save < len(save_ts) and (save_ts[i_save] - t_new) * direction < 0:
+                inside.append(save_ts[i_save])
                 i_save += 1
-            if thetas:
-                inner = [th for th in thetas if th != 1.0]
-                ys = iter(rk.interpolate(y, res.stages, h_try, np.array(inner))) if inner else iter(())
-                out.save_ys.extend(res.y1 if th == 1.0 else next(ys) for th in thetas)
-            if save_steps:
+            if inside:
+                thetas = np.array([(s - t) / h_try for s in inside])
+                out.save_ts.extend(inside)
+                out.save_ys.extend(rk.interpolate(y, res.stages, h_try, thetas))
+            at_end = i_save < len(save_ts) and save_ts[i_save] == t_new
+            i_save += at_end
+            if at_end or save_steps:
                 out.save_ts.append(t_new)
                 out.save_ys.append(res.y1)
             t, y = t_new, res.y1
@@ -311,13 +310,13 @@ def _assemble(
     stiff = rk.stiffness_index(torch.stack(raw.stiffness_norms)) if raw.stiffness_norms else empty
     ys = torch.stack(raw.save_ys).view(len(raw.save_ys), *shape) if raw.save_ys else y0.new_zeros((0, *shape))
     return Solution(
-        ts=torch.tensor(raw.save_ts, dtype=y0.dtype, device=y0.device),
+        ts=torch.tensor(raw.save_ts, dtype=torch.float64, device=y0.device),
         ys=ys,
         status=raw.status,
         message=message,
         stats=raw.stats,
-        step_ts=torch.tensor(raw.step_ts, dtype=y0.dtype, device=y0.device),
-        step_sizes=torch.tensor(raw.step_sizes, dtype=y0.dtype, device=y0.device),
+        step_ts=torch.tensor(raw.step_ts, dtype=torch.float64, device=y0.device),
+        step_sizes=torch.tensor(raw.step_sizes, dtype=torch.float64, device=y0.device),
         error_estimates=errors,
         stiffness_estimates=stiff,
         differentiable_estimates=differentiable,
@@ -352,9 +351,10 @@ def solve(
     Other args:
         rtol, atol: tolerances (positive numbers, or tensors broadcastable to ``y0``).
         saveat: times at which to return the solution (within ``t_span``, in its direction); default
-            ``t_span`` itself. Adaptive methods interpolate with their dense output; fixed-step methods
-            shorten steps to land on them.
-        save_steps: return the solution at ``t0`` and after every accepted step instead of at ``saveat``.
+            ``t_span`` itself (or nothing beyond the steps with ``save_steps``). Adaptive methods interpolate
+            with their dense output; fixed-step methods shorten steps to land on them.
+        save_steps: also save the solution at ``t0`` and after every accepted step (merged with ``saveat``
+            in time order; ``ts`` tells which is which).
         adjoint: ``"backprop"`` (differentiate through the solver's operations; the per-step estimates are
             differentiable) or ``"continuous"`` (solve the adjoint ODE backwards; memory independent of the
             number of steps; the estimates are returned without autograd history).
@@ -387,8 +387,6 @@ def solve(
     atol = _check_tolerance("atol", atol, y0)
     if adjoint not in ("backprop", "continuous"):
         raise ValueError(f"`adjoint` must be 'backprop' or 'continuous', got {adjoint!r}")
-    if save_steps and saveat is not None:
-        raise ValueError("give either `saveat` or `save_steps=True`, not both")
     if not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"`max_steps` must be a positive integer, got {max_steps!r}")
     if controller is not None and dt is not None:
@@ -403,10 +401,10 @@ def solve(
         controller = IController()
     if not isinstance(controller, Controller):
         raise TypeError(f"`controller` must be a Controller, got {type(controller).__name__}")
-    if save_steps:
-        save_ts = []
+    if saveat is None:
+        save_ts = [] if save_steps else [t0, t1]
     else:
-        save_ts = [t0, t1] if saveat is None else _check_saveat(saveat, t0, t1, y0)
+        save_ts = _check_saveat(saveat, t0, t1, y0)
 
     k1 = problem.rhs(torch.tensor(t0, dtype=y0.dtype, device=y0.device), y0)
     _check_first_evaluation(problem, k1)

@@ -1,0 +1,176 @@
+"""``NeuralODE``: a learned vector field solved by our adaptive solvers, usable in any training loop.
+
+The forward pass returns the states at the requested times, the solver's :class:`~solvers.solution.Solution`
+(NFE, per-step error and stiffness estimates) and, when a regularizer is given, its value — the pieces the
+regularizers of Pal et al. (ICML 2021, ICML 2023) need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+from torch import nn
+
+from problems.ode import ODEProblem
+from solvers.ode import error_ratio, get_method, initial_step_size, solve
+from solvers.solution import Solution, SolverStats, Status
+
+if TYPE_CHECKING:
+    from sciml.neural_de.regularizers import Regularizer
+
+__all__ = ["NeuralODE", "NeuralODEResult", "BACKENDS"]
+
+#: how gradients are computed: backprop through our solver, our continuous adjoint, or torchdiffeq's adjoint
+BACKENDS = ("backprop", "continuous", "torchdiffeq")
+
+
+class NeuralODEResult(NamedTuple):
+    """Output of :meth:`NeuralODE.forward`.
+
+    Attributes:
+        ys: states at the save times, ``(len(saveat), *y0.shape)`` (``(1, *y0.shape)`` for the final state).
+        solution: the solver's :class:`~solvers.solution.Solution` (for NFE and global regularizers).
+        regularization: the regularizer's scalar, or None.
+    """
+
+    ys: torch.Tensor
+    solution: Solution
+    regularization: torch.Tensor | None
+
+
+class _Counter(nn.Module):
+    """Counts evaluations of a field (for torchdiffeq, which reports none)."""
+
+    def __init__(self, field: nn.Module):
+        super().__init__()
+        self.field, self.n = field, 0
+
+    def forward(self, t, y):
+        self.n += 1
+        return self.field(t, y)
+
+
+class NeuralODE(nn.Module):
+    """``dy/dt = field(t, y)`` on ``t_span``, solved adaptively.
+
+    Args:
+        field: an ``nn.Module`` called as ``field(t, y)`` (t a 0-d tensor).
+        t_span: integration interval (increasing).
+        method: ``"tsit5"`` (default), ``"dp5"`` or ``"bs3"`` (the torchdiffeq backend uses its dopri5).
+        rtol, atol: solver tolerances.
+        backend: ``"backprop"`` (differentiate through our solver: global regularizers available),
+            ``"continuous"`` (our continuous adjoint) or ``"torchdiffeq"`` (``torchdiffeq.odeint_adjoint`` as
+            the black-box main solver; NFE counted by wrapping the field).
+        max_steps: step limit of each solve.
+
+    Raises:
+        ValueError: unknown backend or method, decreasing ``t_span``.
+    """
+
+    def __init__(
+        self,
+        field: nn.Module,
+        t_span: tuple[float, float] = (0.0, 1.0),
+        *,
+        method: str = "tsit5",
+        rtol: float = 1e-5,
+        atol: float = 1e-5,
+        backend: str = "backprop",
+        max_steps: int = 10_000,
+    ):
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
+        if backend != "torchdiffeq":
+            get_method(method)
+        if not t_span[1] > t_span[0]:
+            raise ValueError(f"`t_span` must be increasing, got {t_span}")
+        self.field = field
+        self.t_span = (float(t_span[0]), float(t_span[1]))
+        self.method, self.rtol, self.atol, self.backend, self.max_steps = (
+            method,
+            rtol,
+            atol,
+            backend,
+            max_steps,
+        )
+
+    def forward(
+        self,
+        y0: torch.Tensor,
+        saveat: Sequence[float] | torch.Tensor | None = None,
+        regularizer: Regularizer | None = None,
+    ) -> NeuralODEResult:
+        """Solve from ``y0``; return the states at ``saveat`` (default: the final time only).
+
+        In training mode a regularizer's hooks decide extra save times (local unbiased sampling), whether
+        every step is saved (local biased sampling), augmented states (RNODE, TayNODE) and the end time
+        (STEER); in eval mode it is ignored, so predictions are plain solves.
+        """
+        t0, t1 = self.t_span
+        times = [t1] if saveat is None else [float(t) for t in torch.as_tensor(saveat).flatten().tolist()]
+        reg = regularizer if self.training else None  # regularizers shape training solves only
+        end = reg.end_time(self.t_span) if reg is not None else t1
+        if end != t1:  # STEER: stretch the time axis to the sampled end time
+            times = [t0 + (t - t0) * (end - t0) / (t1 - t0) for t in times]
+        sample = reg.save_time((t0, end)) if reg is not None else None
+        solve_times = sorted({*times, *(() if sample is None else (sample,))})
+        augmented = reg.augment(self.field) if reg is not None else None
+        state = y0 if augmented is None else augmented.initial_state(y0)
+        save_steps = reg is not None and reg.needs_steps
+        solution = self._solve(augmented or self.field, state, (t0, end), solve_times, save_steps)
+        ys_all, regularization = solution.ys, None
+        if augmented is not None:
+            ys_all, extra = augmented.split(ys_all)
+            regularization = augmented.value(extra[-1])
+        index = {t: i for i, t in enumerate(solution.ts.tolist())}
+        ys = ys_all[[index[t] for t in times]]
+        if reg is not None and augmented is None:
+            regularization = reg(self, solution, ys_all, index, sample)
+        return NeuralODEResult(ys, solution, regularization)
+
+    def _solve(self, field, y0, t_span, times, save_steps) -> Solution:
+        if self.backend == "torchdiffeq":
+            import torchdiffeq
+
+            counter = _Counter(field)
+            t = torch.tensor(times, dtype=y0.dtype, device=y0.device)
+            params = tuple(p for p in field.parameters() if p.requires_grad)
+            ys = torchdiffeq.odeint_adjoint(
+                counter, y0, t, rtol=self.rtol, atol=self.atol, method="dopri5", adjoint_params=params
+            )
+            empty = y0.new_zeros((0,))
+            return Solution(
+                t, ys, Status.SUCCESS, "", SolverStats(nfe=counter.n), empty, empty, empty, empty, False
+            )
+        problem = ODEProblem(field, y0, t_span)
+        adjoint = "continuous" if self.backend == "continuous" else "backprop"
+        return solve(
+            problem, self.method, rtol=self.rtol, atol=self.atol, saveat=times,
+            save_steps=save_steps, adjoint=adjoint, max_steps=self.max_steps,
+        )  # fmt: skip
+
+    def local_error(self, t: float, y: torch.Tensor) -> torch.Tensor:
+        """One differentiable step from ``(t, y)``: ``E · |h|``, ``h`` the solver's automatic initial step.
+
+        ``y``, the first stage ``k1 = f(t, y)`` and ``h`` carry no gradient; the remaining stages do (through
+        the field's parameters). This is the local regularizer of Pal, Edelman & Rackauckas (ICML 2023); it
+        costs ``2 + stages − 1`` evaluations (initial-step selection included) and one step of memory.
+        """
+        rk = get_method("tsit5" if self.backend == "torchdiffeq" else self.method)
+        y = y.detach()
+        shape, dtype, device = y.shape, y.dtype, y.device
+
+        def f(s: float, z: torch.Tensor) -> torch.Tensor:
+            return self.field(torch.full((), s, dtype=dtype, device=device), z.view(shape)).reshape(-1)
+
+        flat = y.reshape(-1)
+        direction = 1.0 if self.t_span[1] >= self.t_span[0] else -1.0
+        with torch.no_grad():
+            k1 = f(t, flat)
+            order = rk.tableau.error_order or rk.tableau.order
+            h = initial_step_size(f, t, flat, k1, direction, order, self.rtol, self.atol)
+        step = rk.step(f, t, flat, h, k1, stiffness=False)
+        return error_ratio(step.y_error, flat, step.y1, self.rtol, self.atol) * abs(h)

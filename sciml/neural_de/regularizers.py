@@ -1,0 +1,321 @@
+"""Regularizers that make a neural ODE cheap to solve, and the baselines they are compared with.
+
+Each is a small object; :class:`~sciml.neural_de.model.NeuralODE` calls its hooks during a training
+forward pass and returns its scalar value. The training loss is ``task_loss + weight(epoch) · value`` with a
+schedule from this module.
+
+* :class:`ErrorEstimateRegularizer` — ``R_E = Σ_j E_j |h_j|`` over the accepted steps (or the mean, or
+  ``Σ E_j²``): Pal, Ma, Shah & Rackauckas, *Opening the Blackbox: Accelerating Neural Differential
+  Equations by Regularizing Internal Solver Heuristics*, ICML 2021 (ERNODE). Needs backprop through the
+  solver.
+* :class:`StiffnessRegularizer` — ``R_S = Σ_j S_j`` (or ``max_j``) of the stiffness indices (SRNODE, same
+  paper).
+* :class:`LocalErrorRegularizer` — ``E · h`` of one differentiable step at a sampled time, unbiased
+  (``t_r ~ U[t0, t1)``) or biased (``t_r`` drawn from the accepted step starts): Pal, Edelman & Rackauckas,
+  *Locally Regularized Neural Differential Equations*, ICML 2023. Works with any adjoint, including
+  ``torchdiffeq.odeint_adjoint`` as the main solver (unbiased sampling).
+* Baselines: :class:`Steer` (Ghosh et al., NeurIPS 2020: random end time), :class:`RNODE` (Finlay et al.,
+  ICML 2020: kinetic energy + Hutchinson Jacobian Frobenius norm, integrated as extra states) and
+  :class:`TayNODE` (Kelly et al., NeurIPS 2020: ``∫ ‖d^K y/dt^K‖²`` by nested forward-mode AD, as an extra
+  state — expensive by design).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from solvers.solution import Solution
+
+if TYPE_CHECKING:
+    from sciml.neural_de.model import NeuralODE
+
+__all__ = [
+    "Regularizer", "ErrorEstimateRegularizer", "StiffnessRegularizer", "LocalErrorRegularizer", "Steer",
+    "RNODE", "TayNODE", "ConstantSchedule", "ExponentialSchedule",
+]  # fmt: skip
+
+
+class Regularizer:
+    """Base class: every hook defaults to "no effect". Hooks run only in training mode."""
+
+    #: save every accepted step (biased local sampling needs the states at step starts)
+    needs_steps = False
+
+    def end_time(self, t_span: tuple[float, float]) -> float:
+        """The end time of this training solve (STEER samples it)."""
+        return t_span[1]
+
+    def save_time(self, t_span: tuple[float, float]) -> float | None:
+        """An extra time at which the main solve must save the state (unbiased local sampling)."""
+        return None
+
+    def augment(self, field: nn.Module) -> AugmentedField | None:
+        """A field with extra integrated states (RNODE, TayNODE), or None."""
+        return None
+
+    def __call__(
+        self,
+        model: NeuralODE,
+        solution: Solution,
+        ys: torch.Tensor,
+        index: dict[float, int],
+        sample: float | None,
+    ) -> torch.Tensor | None:
+        """The regularizer's value from a training solve (``ys[index[t]]`` is the state at save time t)."""
+        return None
+
+
+def _require_differentiable(solution: Solution, name: str) -> None:
+    if not solution.differentiable_estimates:
+        raise ValueError(
+            f"the {name} regularizer sums the error/stiffness estimates of every step, which are only "
+            "differentiable when backpropagating through the solver (backend='backprop'); with a continuous "
+            "adjoint the steps are not part of the graph: use LocalErrorRegularizer (local-unbiased) instead"
+        )
+
+
+class ErrorEstimateRegularizer(Regularizer):
+    """Global error-estimate regularizer ``R_E`` (ERNODE).
+
+    Args:
+        reduction: ``"sum"`` — ``Σ E_j |h_j|`` (the paper's formula); ``"mean"`` — the mean of ``E_j |h_j|``
+            (RegNeuralDE.jl's choice); ``"squared"`` — ``Σ E_j²``.
+
+    Raises:
+        ValueError: unknown reduction; at call time, a solve without differentiable estimates.
+    """
+
+    def __init__(self, reduction: str = "sum"):
+        if reduction not in ("sum", "mean", "squared"):
+            raise ValueError(f"`reduction` must be 'sum', 'mean' or 'squared', got {reduction!r}")
+        self.reduction = reduction
+
+    def __call__(self, model, solution, ys, index, sample):
+        _require_differentiable(solution, "global error")
+        E = solution.error_estimates
+        if self.reduction == "squared":
+            return E.pow(2).sum()
+        weighted = E * solution.step_sizes.abs().to(E.dtype)
+        return weighted.sum() if self.reduction == "sum" else weighted.mean()
+
+
+class StiffnessRegularizer(Regularizer):
+    """Global stiffness regularizer ``R_S`` (SRNODE).
+
+    Args:
+        reduction: ``"sum"`` (``Σ_j S_j``) or ``"max"`` (``max_j S_j``, the paper's experiments).
+    """
+
+    def __init__(self, reduction: str = "sum"):
+        if reduction not in ("sum", "max"):
+            raise ValueError(f"`reduction` must be 'sum' or 'max', got {reduction!r}")
+        self.reduction = reduction
+
+    def __call__(self, model, solution, ys, index, sample):
+        _require_differentiable(solution, "stiffness")
+        S = solution.stiffness_estimates
+        if S.numel() == 0:
+            raise ValueError("the solve recorded no stiffness estimates; use method 'tsit5', 'dp5' or 'bs3'")
+        return S.sum() if self.reduction == "sum" else S.max()
+
+
+class LocalErrorRegularizer(Regularizer):
+    """Local regularization: ``E · h`` of one differentiable step at a sampled time.
+
+    Args:
+        sampling: ``"unbiased"`` — ``t_r ~ U[t0, t1)``, the state there saved by the main solve;
+            ``"biased"`` — ``t_r`` uniform over the accepted step starts (the main solve saves every step).
+        generator: a ``torch.Generator`` for the sampling (default: the global RNG).
+
+    No gradient flows through the state at ``t_r``, its first stage or the step size (see
+    :meth:`NeuralODE.local_error`).
+    """
+
+    def __init__(self, sampling: str = "unbiased", generator: torch.Generator | None = None):
+        if sampling not in ("unbiased", "biased"):
+            raise ValueError(f"`sampling` must be 'unbiased' or 'biased', got {sampling!r}")
+        self.sampling, self.generator = sampling, generator
+        self.needs_steps = sampling == "biased"
+
+    def save_time(self, t_span):
+        if self.sampling != "unbiased":
+            return None
+        u = torch.rand((), generator=self.generator).item()
+        return t_span[0] + u * (t_span[1] - t_span[0])
+
+    def __call__(self, model, solution, ys, index, sample):
+        if self.sampling == "unbiased":
+            t_r = sample
+        else:
+            if solution.step_ts.numel() == 0:
+                raise ValueError(
+                    "biased local sampling draws from the solver's accepted steps, which this backend does "
+                    "not report; use sampling='unbiased'"
+                )
+            j = int(torch.randint(solution.step_ts.numel(), (), generator=self.generator))
+            t_r = float(solution.step_ts[j])
+        return model.local_error(t_r, ys[index[t_r]])
+
+
+class Steer(Regularizer):
+    """STEER baseline: the end time of each training solve is drawn from ``U(T − b, T + b)``.
+
+    Args:
+        b: half-width of the interval (must be below ``T − t0``).
+    """
+
+    def __init__(self, b: float = 0.5, generator: torch.Generator | None = None):
+        if not b > 0:
+            raise ValueError(f"`b` must be positive, got {b}")
+        self.b, self.generator = b, generator
+
+    def end_time(self, t_span):
+        t0, t1 = t_span
+        if self.b >= t1 - t0:
+            raise ValueError(f"STEER's b={self.b} must be smaller than the interval length {t1 - t0}")
+        u = torch.rand((), generator=self.generator).item()
+        return t1 + (2 * u - 1) * self.b
+
+
+class AugmentedField(nn.Module):
+    """A field integrated together with ``m`` extra scalars per sample (states ``(B, D + m)``)."""
+
+    n_extra = 0
+
+    def __init__(self, field: nn.Module):
+        super().__init__()
+        self.field = field
+        self.shape: tuple[int, ...] = ()
+
+    def initial_state(self, y0: torch.Tensor) -> torch.Tensor:
+        self.shape = tuple(y0.shape[1:])
+        return torch.cat([y0.flatten(1), y0.new_zeros(y0.shape[0], self.n_extra)], dim=1)
+
+    def split(self, ys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Saved states ``(m, B, D + n_extra)`` -> states ``(m, B, *shape)``, extras ``(m, B, n_extra)``."""
+        return ys[..., : -self.n_extra].reshape(*ys.shape[:2], *self.shape), ys[..., -self.n_extra :]
+
+    def value(self, extra: torch.Tensor) -> torch.Tensor:
+        """The regularizer from the extras at the final time ``(B, n_extra)``: their batch mean, summed."""
+        return extra.mean(0).sum()
+
+    def _state(self, s: torch.Tensor) -> torch.Tensor:
+        return s[:, : -self.n_extra].reshape(s.shape[0], *self.shape)
+
+
+class _RNODEField(AugmentedField):
+    n_extra = 2
+
+    def __init__(self, field: nn.Module, kinetic: float, jacobian: float):
+        super().__init__(field)
+        self.kinetic, self.jacobian = kinetic, jacobian
+        self.noise: torch.Tensor | None = None
+
+    def initial_state(self, y0):
+        self.noise = torch.randn_like(y0)  # one Hutchinson probe per solve, as in Finlay et al.
+        return super().initial_state(y0)
+
+    def forward(self, t, s):
+        y = self._state(s)
+        with torch.enable_grad():
+            if not y.requires_grad:
+                y = y.detach().requires_grad_(True)
+            dy = self.field(t, y)
+            (vjp,) = torch.autograd.grad(dy, y, self.noise, create_graph=True)
+        kinetic = self.kinetic * dy.pow(2).flatten(1).sum(1, keepdim=True)
+        frobenius = self.jacobian * vjp.pow(2).flatten(1).sum(1, keepdim=True)
+        return torch.cat([dy.flatten(1), kinetic, frobenius], dim=1)
+
+
+class RNODE(Regularizer):
+    """RNODE baseline: ``λ_K ∫‖f‖² dt + λ_J ∫‖εᵀ ∂f/∂y‖² dt`` (Hutchinson, one probe per solve), integrated
+    as two extra states (Finlay, Jacobsen, Nurbekyan & Oberman, *How to train your neural ODE*, ICML 2020).
+
+    Args:
+        kinetic, jacobian: the weights λ_K and λ_J inside the integral.
+    """
+
+    def __init__(self, kinetic: float = 1.0, jacobian: float = 1.0):
+        self.kinetic, self.jacobian = kinetic, jacobian
+
+    def augment(self, field):
+        return _RNODEField(field, self.kinetic, self.jacobian)
+
+
+class _TaylorField(AugmentedField):
+    n_extra = 1
+
+    def __init__(self, field: nn.Module, order: int):
+        super().__init__(field)
+        self.order = order
+
+    def forward(self, t, s):
+        from torch.func import jvp
+
+        y = self._state(s)
+        field = self.field
+
+        def derivative(k):
+            """The k-th total time derivative of y along the flow, as a function of (t, y)."""
+            if k == 1:
+                return field
+
+            lower = derivative(k - 1)
+
+            def d(tt, yy):
+                return jvp(lower, (tt, yy), (torch.ones_like(tt), field(tt, yy)))[1]
+
+            return d
+
+        dy = field(t, y)
+        high = derivative(self.order)(t, y)
+        return torch.cat([dy.flatten(1), high.pow(2).flatten(1).sum(1, keepdim=True)], dim=1)
+
+
+class TayNODE(Regularizer):
+    """TayNODE baseline: ``∫ ‖d^K y/dt^K‖² dt`` by nested forward-mode AD (``torch.func.jvp``), integrated as
+    an extra state (Kelly, Bettencourt, Johnson & Duvenaud, *Learning differential equations that are easy
+    to solve*, NeurIPS 2020, which uses Taylor-mode AD in JAX; nested jvp costs more: that is the point of
+    the comparison).
+
+    Args:
+        order: K = 2 or 3.
+    """
+
+    def __init__(self, order: int = 2):
+        if order not in (2, 3):
+            raise ValueError(f"`order` must be 2 or 3, got {order}")
+        self.order = order
+
+    def augment(self, field):
+        return _TaylorField(field, self.order)
+
+
+class ConstantSchedule:
+    """``weight(epoch) = value``."""
+
+    def __init__(self, value: float):
+        self.value = float(value)
+
+    def __call__(self, epoch: int) -> float:
+        return self.value
+
+
+class ExponentialSchedule:
+    """``weight(epoch)`` decays exponentially from ``start`` to ``end`` over ``epochs`` epochs, then stays.
+
+    Pal et al. anneal 100 → 10 over 75 epochs (MNIST) and 1000 → 100 over 300 (Physionet).
+    """
+
+    def __init__(self, start: float, end: float, epochs: int):
+        if start <= 0 or end <= 0 or epochs < 1:
+            raise ValueError("`start` and `end` must be positive and `epochs` at least 1")
+        self.start, self.end, self.epochs = float(start), float(end), int(epochs)
+
+    def __call__(self, epoch: int) -> float:
+        fraction = min(max(epoch, 0), self.epochs) / self.epochs
+        return self.start * math.exp(fraction * math.log(self.end / self.start))

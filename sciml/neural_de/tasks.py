@@ -1,0 +1,314 @@
+"""Training tasks for neural ODEs, all on data made offline by the package or shipped with a dependency.
+
+* ``digits`` — scikit-learn's 8×8 digits (1797 images, fixed stratified 80/20 split), the MNIST NODE of
+  Pal et al. (2021) at laptop scale: the state is the image, ``f = tanh(W2[tanh(W1[x; t] + b1); t] + b2)``,
+  then a linear classifier. Metric: test accuracy (%).
+* ``latent`` — a latent ODE on irregularly sampled multivariate series (the shape of the Physionet
+  experiment): damped oscillators with random frequency, damping, phase and amplitude seen through three
+  channels, half the observations masked; a GRU encoder reads the observed values backwards in time, an
+  ODE evolves the latent state, a linear readout decodes it. Metric: MSE on the masked (unseen) test values.
+* ``spiral`` — fitting the cubic spiral ``y' = y³A`` (torchdiffeq's demo) from windows of its trajectory.
+  Metric: MSE of the whole trajectory predicted from ``y0``.
+
+A task builds its data and its model; the model's ``forward(batch, regularizer)`` returns a
+:class:`TaskOutput`. Register new tasks in :data:`TASKS`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from sciml.neural_de.model import NeuralODE, NeuralODEResult
+
+__all__ = ["Task", "TaskOutput", "TASKS", "get_task", "DigitsTask", "LatentTask", "SpiralTask"]
+
+
+class TaskOutput(NamedTuple):
+    """One batch through a task model.
+
+    Attributes:
+        loss: the task loss (a scalar tensor).
+        metric_sum: the sum of the per-sample metric (correct predictions, squared errors...).
+        metric_count: how many samples/values ``metric_sum`` covers.
+        result: the neural ODE's output (solution, regularization).
+    """
+
+    loss: torch.Tensor
+    metric_sum: float
+    metric_count: int
+    result: NeuralODEResult
+
+
+@dataclass(frozen=True)
+class Task:
+    """A training task: data, model and training defaults.
+
+    Attributes:
+        name: registry name.
+        kind: ``"node"`` or ``"sde"`` (the ``sciml train`` sub-command it belongs to).
+        metric: the name of the test metric; ``higher_is_better`` says its direction.
+        epochs, batch_size, lr: training defaults.
+        rtol, atol: solver tolerances, for training and prediction alike.
+    """
+
+    name: str
+    kind: str
+    metric: str
+    higher_is_better: bool
+    epochs: int
+    batch_size: int
+    lr: float
+    rtol: float
+    atol: float
+
+    def data(self) -> dict[str, tuple[torch.Tensor, ...]]:
+        """``{"train": tensors, "test": tensors}`` with the sample dimension first."""
+        raise NotImplementedError
+
+    def model(self, backend: str) -> nn.Module:
+        """A fresh model (seed first) whose ``forward(batch, regularizer=None)`` returns a TaskOutput."""
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------------------ digits
+class TimeConcatField(nn.Module):
+    """``f(t, x) = tanh(W2 [tanh(W1 [x; t] + b1); t] + b2)``: the field of Pal et al.'s MNIST NODE."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.inner = nn.Linear(dim + 1, hidden)
+        self.outer = nn.Linear(hidden + 1, dim)
+
+    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        tt = t.expand(*x.shape[:-1], 1)
+        z = torch.tanh(self.inner(torch.cat([x, tt], -1)))
+        return torch.tanh(self.outer(torch.cat([z, tt], -1)))
+
+
+class _Classifier(nn.Module):
+    def __init__(self, node: NeuralODE, dim: int, classes: int):
+        super().__init__()
+        self.node = node
+        self.classify = nn.Linear(dim, classes)
+
+    def forward(self, batch, regularizer=None) -> TaskOutput:
+        x, labels = batch
+        result = self.node(x, regularizer=regularizer)
+        logits = self.classify(result.ys[-1])
+        loss = nn.functional.cross_entropy(logits, labels)
+        correct = (logits.argmax(-1) == labels).sum().item()
+        return TaskOutput(loss, 100.0 * correct, len(labels), result)
+
+
+@dataclass(frozen=True)
+class DigitsTask(Task):
+    hidden: int = 100
+
+    def data(self):
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        digits = load_digits()
+        x = digits.data.astype(np.float32) / 16.0
+        xtr, xte, ytr, yte = train_test_split(
+            x, digits.target, test_size=0.2, stratify=digits.target, random_state=0
+        )
+        return {
+            "train": (torch.from_numpy(xtr), torch.from_numpy(ytr).long()),
+            "test": (torch.from_numpy(xte), torch.from_numpy(yte).long()),
+        }
+
+    def model(self, backend):
+        node = NeuralODE(
+            TimeConcatField(64, self.hidden), (0.0, 1.0), rtol=self.rtol, atol=self.atol, backend=backend
+        )
+        return _Classifier(node, 64, 10)
+
+
+# ------------------------------------------------------------------------------------------ latent ODE
+def damped_oscillators(
+    n: int, times: torch.Tensor, *, channels: int = 3, keep: float = 0.5, noise: float = 0.01, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Synthetic irregularly sampled series: ``(values, observed mask, truth)``, each ``(n, T, channels)``.
+
+    Each series is a damped oscillator ``A e^{−γt}(cos(ωt + φ), sin(ωt + φ))`` with ω ~ U(1, 3),
+    γ ~ U(0.05, 0.3), φ ~ U(0, 2π), A ~ U(0.5, 1.5), seen through a fixed random 2 → ``channels`` map, plus
+    Gaussian noise; each value is observed with probability ``keep``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    omega = 1 + 2 * torch.rand(n, 1, generator=g)
+    gamma = 0.05 + 0.25 * torch.rand(n, 1, generator=g)
+    phase = 2 * math.pi * torch.rand(n, 1, generator=g)
+    amp = 0.5 + torch.rand(n, 1, generator=g)
+    t = times[None, :]
+    decay = amp * torch.exp(-gamma * t)
+    state = torch.stack([decay * torch.cos(omega * t + phase), decay * torch.sin(omega * t + phase)], -1)
+    mixing = torch.randn(2, channels, generator=torch.Generator().manual_seed(1234)) / math.sqrt(2)
+    truth = state @ mixing
+    values = truth + noise * torch.randn(truth.shape, generator=g)
+    mask = (torch.rand(truth.shape, generator=g) < keep).float()
+    return values * mask, mask, truth
+
+
+class MLPField(nn.Module):
+    """An autonomous tanh MLP field ``dim → width → … → dim``."""
+
+    def __init__(self, dim: int, width: int, layers: int):
+        super().__init__()
+        sizes = [dim] + [width] * (layers - 1) + [dim]
+        mods: list[nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            mods += [nn.Linear(a, b), nn.Tanh()]
+        self.net = nn.Sequential(*mods[:-1])
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.net(y)
+
+
+class _LatentODE(nn.Module):
+    def __init__(self, node: NeuralODE, times: torch.Tensor, channels: int, latent: int, hidden: int):
+        super().__init__()
+        self.node = node
+        self.register_buffer("times", times)
+        self.encoder = nn.GRU(2 * channels + 1, hidden, batch_first=True)
+        self.to_latent = nn.Linear(hidden, latent)
+        self.decode = nn.Linear(latent, channels)
+
+    def forward(self, batch, regularizer=None) -> TaskOutput:
+        values, mask, truth = batch
+        dt = torch.diff(self.times, prepend=self.times[:1]).expand(values.shape[0], -1)[..., None]
+        inputs = torch.cat([values, mask, dt], -1).flip(1)  # read backwards in time, as Rubanova et al.
+        _, h = self.encoder(inputs)
+        z0 = self.to_latent(h[-1])
+        result = self.node(z0, saveat=self.times, regularizer=regularizer)
+        pred = self.decode(result.ys).transpose(0, 1)  # (batch, T, channels)
+        loss = ((pred - values).pow(2) * mask).sum() / mask.sum().clamp_min(1)
+        unseen = 1 - mask
+        sq = ((pred - truth).pow(2) * unseen).sum().item()
+        return TaskOutput(loss, sq, int(unseen.sum().item()), result)
+
+
+@dataclass(frozen=True)
+class LatentTask(Task):
+    n_series: int = 1000
+    n_times: int = 50
+    horizon: float = 5.0
+    latent: int = 8
+    hidden: int = 32
+    width: int = 50
+    layers: int = 3
+
+    def _times(self) -> torch.Tensor:
+        return torch.linspace(0.0, self.horizon, self.n_times)
+
+    def data(self):
+        values, mask, truth = damped_oscillators(self.n_series, self._times(), seed=0)
+        cut = int(0.8 * self.n_series)
+        return {
+            "train": (values[:cut], mask[:cut], truth[:cut]),
+            "test": (values[cut:], mask[cut:], truth[cut:]),
+        }
+
+    def model(self, backend):
+        field = MLPField(self.latent, self.width, self.layers)
+        node = NeuralODE(field, (0.0, self.horizon), rtol=self.rtol, atol=self.atol, backend=backend)
+        return _LatentODE(node, self._times(), 3, self.latent, self.hidden)
+
+
+# ------------------------------------------------------------------------------------------ spiral
+class CubicField(nn.Module):
+    """``f(y) = MLP(y³)``: the model of torchdiffeq's spiral demo."""
+
+    def __init__(self, width: int = 50):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, width), nn.Tanh(), nn.Linear(width, 2))
+
+    def forward(self, t, y):
+        return self.net(y**3)
+
+
+class _SpiralModel(nn.Module):
+    def __init__(self, field: nn.Module, window: float, horizon: float, times: torch.Tensor, **solver):
+        super().__init__()
+        self.window_node = NeuralODE(field, (0.0, window), **solver)
+        self.full_node = NeuralODE(field, (0.0, horizon), **solver)
+        self.register_buffer("times", times)
+        self.window = window
+
+    def forward(self, batch, regularizer=None) -> TaskOutput:
+        y0, target = batch  # training windows: (B, 2), (B, W, 2); evaluation: the whole trajectory
+        full = target.shape[1] == len(self.times)
+        node = self.full_node if full else self.window_node
+        saveat = self.times if full else self.times[: target.shape[1]]
+        result = node(y0, saveat=saveat, regularizer=regularizer)
+        pred = result.ys.transpose(0, 1)
+        sq = (pred - target).pow(2)
+        return TaskOutput(sq.mean(), sq.sum().item(), sq.numel(), result)
+
+
+@dataclass(frozen=True)
+class SpiralTask(Task):
+    n_times: int = 1000
+    horizon: float = 25.0
+    window: int = 10
+    windows_per_epoch: int = 400
+
+    def data(self):
+        from problems.ode import cubic_spiral
+        from solvers.ode import reference_solution
+
+        problem = cubic_spiral(torch.float64)
+        times = torch.linspace(0.0, self.horizon, self.n_times, dtype=torch.float64)
+        traj = reference_solution(problem, times).float()
+        g = torch.Generator().manual_seed(0)
+        starts = torch.randint(0, self.n_times - self.window, (self.windows_per_epoch,), generator=g)
+        windows = torch.stack([traj[s : s + self.window] for s in starts.tolist()])
+        return {"train": (windows[:, 0], windows), "test": (traj[:1], traj[None])}
+
+    def model(self, backend):
+        times = torch.linspace(0.0, self.horizon, self.n_times)
+        window = float(times[self.window - 1])
+        solver = dict(rtol=self.rtol, atol=self.atol, backend=backend)
+        return _SpiralModel(CubicField(), window, self.horizon, times, **solver)
+
+
+#: name -> task (``kind`` says which ``sciml train`` sub-command lists it)
+TASKS: dict[str, Task] = {
+    "digits": DigitsTask(
+        "digits", "node", "accuracy", True, epochs=10, batch_size=64, lr=3e-3, rtol=1e-6, atol=1e-6
+    ),
+    "latent": LatentTask(
+        "latent", "node", "mse", False, epochs=15, batch_size=50, lr=5e-3, rtol=1e-5, atol=1e-5
+    ),
+    "spiral": SpiralTask(
+        "spiral", "node", "mse", False, epochs=20, batch_size=20, lr=1e-3, rtol=1e-6, atol=1e-6
+    ),
+}
+
+
+def get_task(name: str, kind: str | None = None) -> Task:
+    """A registered task.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones for ``kind``).
+    """
+    valid = sorted(n for n, t in TASKS.items() if kind is None or t.kind == kind)
+    if name not in valid:
+        raise ValueError(f"unknown task {name!r}; choose one of {valid}")
+    return TASKS[name]
+
+
+def batches(
+    tensors: tuple[torch.Tensor, ...], batch_size: int, generator: torch.Generator | None
+) -> Callable[[], list[tuple[torch.Tensor, ...]]]:
+    """Minibatches of ``tensors`` (shuffled by ``generator`` when given)."""
+    n = tensors[0].shape[0]
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    return [tuple(t[order[i : i + batch_size]] for t in tensors) for i in range(0, n, batch_size)]

@@ -1,0 +1,363 @@
+"""Training neural DEs with solver-heuristic regularization: one loop for every task and variant.
+
+``train(TrainConfig(...))`` seeds everything, trains with Adam, and after every epoch writes the metrics
+(``metrics.json``) and an atomic checkpoint (``checkpoint.pt``: model, optimizer, RNG states, history) that
+``resume=True`` continues exactly. A non-finite loss stops training with a message and keeps the last good
+checkpoint. At the end it measures prediction wall time and NFE on the test set (eval mode, no
+regularizer, the same tolerances for every variant) and plots the curves (``curves.png``).
+
+Launched by ``torchrun --nproc_per_node N``, it trains data-parallel (DDP over gloo on the CPU): every
+batch is split across the processes, gradients are averaged, and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from sciml.checkpoint import check_writable_dir, load_checkpoint, save_checkpoint, write_json
+from sciml.neural_de.regularizers import (
+    RNODE,
+    ConstantSchedule,
+    ErrorEstimateRegularizer,
+    ExponentialSchedule,
+    LocalErrorRegularizer,
+    Regularizer,
+    Steer,
+    StiffnessRegularizer,
+    TayNODE,
+)
+from sciml.neural_de.tasks import Task, TaskOutput, batches, get_task
+
+__all__ = ["VARIANTS", "TrainConfig", "TrainingDiverged", "train", "make_variant"]
+
+#: ``--reg`` values
+VARIANTS = (
+    "vanilla", "error", "stiffness", "local-unbiased", "local-biased", "steer", "rnode", "taynode",
+)  # fmt: skip
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf; the message says where and which checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (stored in the checkpoint; ``resume`` checks it matches).
+
+    Args:
+        task: a name from :data:`sciml.neural_de.tasks.TASKS`.
+        reg: one of :data:`VARIANTS`.
+        seed: seeds torch, numpy, python and the shuffling.
+        epochs: total epochs (default: the task's).
+        out: output directory (created; must be writable).
+        resume: continue from ``out/checkpoint.pt``.
+        backend: ``"backprop"``, ``"continuous"`` or ``"torchdiffeq"`` (default: continuous for the local
+            variants — their point is that the main solve can use any adjoint — else backprop).
+        weight: override the regularization weight (start of the schedule).
+        lr, batch_size, rtol, atol: override the task's defaults (tolerances apply to training and
+            prediction alike).
+        threads: torch intra-op threads (small networks run fastest on one; use torchrun for more cores).
+        progress: show tqdm bars.
+    """
+
+    task: str
+    reg: str = "vanilla"
+    seed: int = 0
+    epochs: int | None = None
+    out: str = "runs/node"
+    resume: bool = False
+    backend: str | None = None
+    weight: float | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    threads: int = 1
+    progress: bool = True
+    kind: str = field(default="node", repr=False)
+
+
+#: (regularizer factory, weight schedule kind, start weight, end weight) per variant and task; tuned on
+#: the quick budget (see README). Weights multiply the regularizer's value in the loss.
+_WEIGHTS = {
+    "error": {"digits": (300.0, 30.0), "latent": (300.0, 30.0), "spiral": (100.0, 10.0)},
+    "stiffness": {"digits": (0.05, 0.05), "latent": (0.05, 0.05), "spiral": (0.05, 0.05)},
+    "local-unbiased": {"digits": (3e4, 3e3), "latent": (3e4, 3e3), "spiral": (1e4, 1e3)},
+    "local-biased": {"digits": (3e4, 3e3), "latent": (3e4, 3e3), "spiral": (1e4, 1e3)},
+    "rnode": {"digits": (0.01, 0.01), "latent": (0.01, 0.01), "spiral": (0.01, 0.01)},
+    "taynode": {"digits": (3e-3, 3e-3), "latent": (3e-3, 3e-3), "spiral": (3e-3, 3e-3)},
+}
+
+
+def make_variant(
+    name: str, task: Task, epochs: int, weight: float | None = None
+) -> tuple[Regularizer | None, ConstantSchedule | ExponentialSchedule | None]:
+    """The regularizer and weight schedule of a ``--reg`` variant on a task.
+
+    Raises:
+        ValueError: unknown variant.
+    """
+    if name not in VARIANTS:
+        raise ValueError(f"unknown --reg {name!r}; choose one of {list(VARIANTS)}")
+    if name == "vanilla":
+        return None, None
+    if name == "steer":
+        return Steer(b=0.5), None
+    regularizer = {
+        "error": lambda: ErrorEstimateRegularizer("sum"),
+        "stiffness": lambda: StiffnessRegularizer("sum"),
+        "local-unbiased": lambda: LocalErrorRegularizer("unbiased"),
+        "local-biased": lambda: LocalErrorRegularizer("biased"),
+        "rnode": lambda: RNODE(),
+        "taynode": lambda: TayNODE(order=2),
+    }[name]()
+    start, end = _WEIGHTS[name].get(task.name, next(iter(_WEIGHTS[name].values())))
+    if weight is not None:
+        start, end = weight, weight * end / start
+    schedule = (
+        ConstantSchedule(start) if start == end else ExponentialSchedule(start, end, max(1, epochs - 1))
+    )
+    return regularizer, schedule
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+class _Dist:
+    """Process-group facts (a single process when not launched by torchrun)."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return batch if self.world == 1 else tuple(t[self.rank :: self.world] for t in batch)
+
+    def total(self, *values: float) -> list[float]:
+        if self.world == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return t.tolist()
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _forward_nfe(out: TaskOutput) -> int:
+    return out.result.solution.stats.nfe
+
+
+def evaluate(model: nn.Module, data: tuple[torch.Tensor, ...], batch_size: int) -> tuple[float, float]:
+    """Test metric and mean forward NFE per batch (eval mode, no regularizer, no gradients)."""
+    model.eval()
+    total = count = nfe = n = 0
+    with torch.no_grad():
+        for batch in batches(data, batch_size, None):
+            out = model(batch)
+            total, count, nfe, n = (
+                total + out.metric_sum,
+                count + out.metric_count,
+                nfe + _forward_nfe(out),
+                n + 1,
+            )
+    model.train()
+    return total / max(count, 1), nfe / max(n, 1)
+
+
+def measure_prediction(
+    model: nn.Module, data: tuple[torch.Tensor, ...], repeats: int = 3
+) -> tuple[float, float]:
+    """Wall time (best of ``repeats``) and NFE of predicting the whole test set in one batch."""
+    model.eval()
+    best, nfe = math.inf, 0
+    with torch.no_grad():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            out = model(data)
+            best = min(best, time.perf_counter() - start)
+            nfe = _forward_nfe(out)
+    model.train()
+    return best, nfe
+
+
+def _plot(history: list[dict], path: Path, title: str, metric: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(epochs, [h["train_loss"] for h in history], marker="o")
+    axes[0].set(title="training loss", xlabel="epoch", yscale="log")
+    axes[1].plot(epochs, [h["test_metric"] for h in history], marker="o")
+    axes[1].set(title=f"test {metric}", xlabel="epoch")
+    axes[2].plot(epochs, [h["train_nfe"] for h in history], marker="o", label="training forward")
+    axes[2].plot(epochs, [h["test_nfe"] for h in history], marker="s", label="prediction")
+    axes[2].set(title="NFE per solve", xlabel="epoch")
+    axes[2].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------ train
+def train(config: TrainConfig) -> dict:
+    """Train a task with a regularization variant; return the final summary (also in ``summary.json``).
+
+    Raises:
+        ValueError: unknown task or variant, unwritable ``out``, a checkpoint from another configuration,
+            ``resume`` without a checkpoint — all before any training.
+        TrainingDiverged: the loss became non-finite (the last good checkpoint is kept).
+    """
+    task = get_task(config.task, config.kind)
+    overrides = {k: getattr(config, k) for k in ("rtol", "atol") if getattr(config, k) is not None}
+    if any(v <= 0 for v in overrides.values()):
+        raise ValueError(f"--rtol/--atol must be positive, got {overrides}")
+    task = dataclasses.replace(task, **overrides)
+    epochs = config.epochs if config.epochs is not None else task.epochs
+    if epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {epochs}")
+    regularizer, schedule = make_variant(config.reg, task, epochs, config.weight)
+    backend = config.backend or ("continuous" if config.reg.startswith("local") else "backprop")
+    if regularizer is not None and config.reg in ("error", "stiffness") and backend != "backprop":
+        raise ValueError(
+            f"--reg {config.reg} differentiates every solver step and needs --backend backprop; with a "
+            "continuous adjoint use --reg local-unbiased"
+        )
+    if config.reg == "local-biased" and backend == "torchdiffeq":
+        raise ValueError(
+            "--reg local-biased needs the solver's accepted steps; torchdiffeq does not report them"
+        )
+    dist = _Dist()
+    out = check_writable_dir(config.out) if dist.main else Path(config.out)
+    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.json"
+    if config.resume and not ckpt_path.exists():
+        raise ValueError(f"--resume: no checkpoint at {ckpt_path}")
+    torch.set_num_threads(config.threads)
+
+    _seed_everything(config.seed)
+    data = task.data()
+    model = task.model(backend)
+    lr = config.lr or task.lr
+    batch_size = config.batch_size or task.batch_size
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    history: list[dict] = []
+    start_epoch = 0
+    identity = {"task": task.name, "reg": config.reg, "seed": config.seed, "backend": backend,
+                "rtol": task.rtol, "atol": task.atol}  # fmt: skip
+    if config.resume:
+        state = load_checkpoint(ckpt_path)
+        if state["identity"] != identity:
+            raise ValueError(f"--resume: {ckpt_path} is from {state['identity']}, not {identity}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng_torch"])
+        shuffle.set_state(state["rng_shuffle"])
+        history = list(state["history"])
+        start_epoch = int(state["epoch"]) + 1
+    net = nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
+    train_seconds = sum(h["epoch_seconds"] for h in history)
+
+    for epoch in range(start_epoch, epochs):
+        weight = schedule(epoch) if schedule is not None else 0.0
+        start = time.perf_counter()
+        sums = {"loss": 0.0, "metric": 0.0, "count": 0, "nfe": 0, "reg": 0.0, "batches": 0}
+        epoch_batches = batches(data["train"], batch_size, shuffle)
+        bar = tqdm(epoch_batches, desc=f"{task.name}/{config.reg} epoch {epoch + 1}/{epochs}",
+                   disable=not (config.progress and dist.main), leave=False)  # fmt: skip
+        for b, batch in enumerate(bar):
+            out_b = net(dist.shard(batch), regularizer=regularizer)
+            loss = out_b.loss
+            reg_value = out_b.result.regularization
+            if reg_value is not None:
+                loss = loss + weight * reg_value
+            if not torch.isfinite(loss):
+                kept = (
+                    f"the last good checkpoint (epoch {history[-1]['epoch']}) is kept at {ckpt_path}"
+                    if history else "no checkpoint was written yet"
+                )  # fmt: skip
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1}; {kept}. Lower the "
+                    f"learning rate (--lr, now {lr}) or the regularization weight (--weight)."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sums["loss"] += out_b.loss.item()
+            sums["reg"] += reg_value.item() if reg_value is not None else 0.0
+            sums["metric"] += out_b.metric_sum
+            sums["count"] += out_b.metric_count
+            sums["nfe"] += _forward_nfe(out_b)
+            sums["batches"] += 1
+            bar.set_postfix(loss=f"{out_b.loss.item():.3g}", nfe=_forward_nfe(out_b))
+        loss_sum, reg_sum, metric_sum, count, nfe_sum, n_batches = dist.total(
+            sums["loss"], sums["reg"], sums["metric"], sums["count"], sums["nfe"], sums["batches"]
+        )
+        epoch_seconds = time.perf_counter() - start
+        train_seconds += epoch_seconds
+        if dist.main:
+            test_metric, test_nfe = evaluate(model, data["test"], max(batch_size, 256))
+            history.append({
+                "epoch": epoch + 1, "train_loss": loss_sum / n_batches, "regularization": reg_sum / n_batches,
+                "weight": weight, "train_metric": metric_sum / max(count, 1),
+                "train_nfe": nfe_sum / n_batches, "test_metric": test_metric, "test_nfe": test_nfe,
+                "epoch_seconds": epoch_seconds,
+            })  # fmt: skip
+            save_checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch,
+                    "history": history,
+                    "identity": identity,
+                    "rng_torch": torch.get_rng_state(),
+                    "rng_shuffle": shuffle.get_state(),
+                },  # fmt: skip
+                ckpt_path,
+            )
+            write_json(metrics_path, {"config": asdict(config) | identity, "history": history})
+            if config.progress:
+                h = history[-1]
+                print(f"epoch {h['epoch']:3d}  loss {h['train_loss']:.4f}  test {task.metric} "
+                      f"{h['test_metric']:.4g}  NFE {h['train_nfe']:.0f}/{h['test_nfe']:.0f}  "
+                      f"{epoch_seconds:.1f}s", flush=True)  # fmt: skip
+        if dist.world > 1:
+            torch.distributed.barrier()
+
+    summary: dict = {}
+    if dist.main:
+        predict_seconds, predict_nfe = measure_prediction(model, data["test"])
+        final = history[-1] if history else {}
+        summary = {
+            **identity, "method": config.reg, "test_metric": final.get("test_metric"),
+            "train_metric": final.get("train_metric"), "train_seconds": train_seconds,
+            "predict_seconds": predict_seconds, "predict_nfe": predict_nfe, "epochs": epochs,
+            "metric": task.metric, "world_size": dist.world,
+        }  # fmt: skip
+        write_json(out / "summary.json", summary)
+        _plot(history, out / "curves.png", f"{task.name} / {config.reg} (seed {config.seed})", task.metric)
+    if dist.world > 1:
+        torch.distributed.barrier()
+    return summary
