@@ -157,7 +157,7 @@ def flow_mixing() -> PDEProblem:
         residual=residual,
         conditions=(InitialValue(value=lambda x: -torch.tanh(0.5 * x[:, 1])), Dirichlet(value=exact)),
         exact=exact,
-        test_shape=(65, 65, 41),
+        test_shape=(41, 41, 21),
         description="flow mixing (2+1)D: u_t + a u_x + b u_y = 0, vortex with v_max = 0.385",
         citation=PIG_PAPER,
     )
