@@ -1,0 +1,28 @@
+"""Adaptive SDE solvers whose per-step error and stiffness estimates are differentiable.
+
+``solve(problem, method, ...) -> Solution`` is the entry point (the same :class:`~solvers.solution.Solution`
+as the ODE core); ``sdeint`` keeps torchsde's signature. Noise comes from torchsde's ``BrownianInterval``.
+"""
+
+from solvers.controllers import ConstantSteps, Controller, IController, PIDController
+from solvers.sde.methods import METHODS, SDEMethod, SDESolverStats, SDEStepResult, default_method, get_method
+from solvers.sde.solve import (
+    DEFAULT_CONTROLLER,
+    StepEstimate,
+    brownian_interval,
+    initial_step_size,
+    noise_size,
+    sdeint,
+    single_step,
+    solve,
+)
+from solvers.sde.tableau import SRA_TABLEAUS, SRI_TABLEAUS, SRATableau, SRITableau
+from solvers.solution import Solution, SolveError, Status
+
+__all__ = [
+    "solve", "sdeint", "single_step", "StepEstimate", "brownian_interval", "noise_size", "initial_step_size",
+    "DEFAULT_CONTROLLER",
+    "METHODS", "SDEMethod", "SDEStepResult", "SDESolverStats", "default_method", "get_method",
+    "SRATableau", "SRITableau", "SRA_TABLEAUS", "SRI_TABLEAUS",
+    "Solution", "SolveError", "Status", "Controller", "IController", "PIDController", "ConstantSteps",
+]  # fmt: skip

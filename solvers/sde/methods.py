@@ -1,0 +1,487 @@
+"""One step of each SDE method, with its embedded error estimate and stiffness index as tensors.
+
+Every method declares what it supports (:attr:`SDEMethod.noise_types`, :attr:`SDEMethod.sde_types`),
+whether it needs the space-time Lévy area ``I_(1,0)`` (:attr:`SDEMethod.levy_area`), and, if it has an
+embedded error estimate, how that estimate scales with the step (:attr:`SDEMethod.error_exponent`: the
+controller's ``k`` in ``h_next = h · safety · E^(−1/k)``).
+
+Methods:
+
+- ``"euler"``: Euler–Maruyama (Itô, any noise; strong order 0.5, 1.0 for additive noise). Fixed steps.
+- ``"euler_heun"``: Euler–Heun (Stratonovich, any noise; strong order 0.5, 1.0 for commutative noise).
+  Fixed steps.
+- ``"milstein"``: derivative-free Milstein (Kloeden & Platen 1992, §11.1; Itô or Stratonovich;
+  diagonal, scalar or additive noise; strong order 1.0) with the embedded estimate
+  ``ẽ = h (f(t+h, y1) − f(t, y))/2 + M``: Heun-minus-Euler for the drift plus the Milstein correction ``M``
+  itself (the local error of the embedded Euler–Maruyama step, ``O(h)``); ``f(t+h, y1)`` is reused as the
+  next step's first evaluation, so the estimate costs nothing on accepted steps.
+- ``"sra1"``, ``"sra3"``, ``"sosra"``, ``"sosra2"``: SRA methods (additive noise, Itô = Stratonovich;
+  strong order 1.5).
+- ``"sriw1"``, ``"sriw2"``, ``"sosri"``, ``"sosri2"``: SRI methods (Itô; scalar or diagonal noise; strong
+  order 1.5).
+
+The SRA/SRI estimates are the natural embeddings described in :mod:`solvers.sde.tableau` (``O(h^1.5)``).
+Stiffness index (Shampine's estimate, as in the ODE core): ``S = |h| ρ / stability_size`` with
+``ρ = ‖f_j − f_i‖ / ‖H0_j − H0_i‖`` from the two drift stages ``tableau.stiffness_stages`` (for Milstein:
+``f(t, y)`` and ``f(t + h, y1)``, Euler's stability interval 2).
+
+Work is counted where it happens: evaluations of ``f`` and of ``g`` separately (:class:`SDESolverStats`).
+Stage values that coincide (SRIW1's stages 3 and 4 evaluate ``f`` at ``y``; an SRA's ``g`` at a time that
+another stage already used) are evaluated once, and ``f(t, y)``, ``g(t, y)`` of a step are kept for the
+retry after a rejection.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from solvers.sde.tableau import SRA_TABLEAUS, SRI_TABLEAUS, SRATableau, SRITableau
+from solvers.solution import SolverStats
+
+__all__ = ["SDEMethod", "SDEStepResult", "SDESolverStats", "Terms", "METHODS", "get_method"]
+
+
+@dataclass
+class SDESolverStats(SolverStats):
+    """:class:`~solvers.solution.SolverStats` with the drift and diffusion evaluations counted apart;
+    ``nfe = nfe_drift + nfe_diffusion`` (every evaluation of ``f`` or ``g``)."""
+
+    nfe_drift: int = 0
+    nfe_diffusion: int = 0
+
+
+class Terms:
+    """Drift and diffusion on host times, counted, with the product ``g · v`` for the noise type.
+
+    ``g`` is returned as ``(batch, d)`` for diagonal and scalar noise (the scalar channel squeezed, so
+    ``g * v`` with ``v`` of shape ``(batch, 1)`` broadcasts) and ``(batch, d, m)`` otherwise.
+    """
+
+    def __init__(
+        self,
+        drift: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        diffusion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        noise_type: str,
+        stats: SDESolverStats,
+        like: torch.Tensor,
+    ):
+        self._f, self._g = drift, diffusion
+        self.noise_type = noise_type
+        self.stats = stats
+        self.dtype, self.device = like.dtype, like.device
+        self.elementwise = noise_type in ("diagonal", "scalar")
+
+    def _time(self, t: float) -> torch.Tensor:
+        return torch.full((), t, dtype=self.dtype, device=self.device)
+
+    def f(self, t: float, y: torch.Tensor) -> torch.Tensor:
+        self.stats.nfe_drift += 1
+        self.stats.nfe += 1
+        return self._f(self._time(t), y)
+
+    def g(self, t: float, y: torch.Tensor) -> torch.Tensor:
+        self.stats.nfe_diffusion += 1
+        self.stats.nfe += 1
+        out = self._g(self._time(t), y)
+        return out.squeeze(-1) if self.noise_type == "scalar" else out
+
+    def prod(self, G: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``g · v``: elementwise for diagonal/scalar noise, a batched matrix-vector product otherwise."""
+        if self.elementwise:
+            return G * v
+        return torch.bmm(G, v.unsqueeze(-1)).squeeze(-1)
+
+
+class SDEStepResult(NamedTuple):
+    """What one step produced.
+
+    Attributes:
+        y1: the proposed state at ``t + h``.
+        y_error: the embedded error vector ``ẽ`` (None for methods without an estimate).
+        stiffness: the stiffness index ``S = |h| ρ / stability_size`` (0-d tensor; None if the method has
+            no stiffness stages or it was not asked for).
+        end: values at ``(t + h, y1)`` the next step may reuse if this one is accepted (``"f"``, ``"g"``).
+    """
+
+    y1: torch.Tensor
+    y_error: torch.Tensor | None
+    stiffness: torch.Tensor | None
+    end: dict[str, torch.Tensor]
+
+
+def _combine(base: torch.Tensor, terms: list[tuple[float, torch.Tensor | None]], scale=1.0) -> torch.Tensor:
+    """``base + scale · Σ c_j x_j`` over the terms with ``c_j ≠ 0`` (``scale`` a number or a tensor)."""
+    acc = None
+    for c, x in terms:
+        if c != 0.0:
+            acc = c * x if acc is None else acc + c * x
+    if acc is None:
+        return base
+    return base + acc * scale
+
+
+def _stiffness_index(fi, fj, Hi, Hj, h: float, stability_size: float) -> torch.Tensor:
+    num = torch.linalg.vector_norm(fj - fi)
+    den = torch.linalg.vector_norm(Hj - Hi).clamp_min(torch.finfo(num.dtype).tiny)
+    return num * abs(h) / den / stability_size
+
+
+class SDEMethod:
+    """Base class: a method's capabilities as data, and ``step``.
+
+    Attributes:
+        name: the method's name (``"sosri"``).
+        noise_types, sde_types: what it supports (torchsde's names).
+        strong_order: its strong order (on the noise types it supports; see the method's docstring).
+        adaptive: True if it has an embedded error estimate.
+        error_exponent: the estimate scales like ``h^error_exponent`` (the controller's ``k``).
+        levy_area: True if it needs ``I_(1,0)`` from the Brownian motion (``levy_area_approximation``).
+        stability_size: real stability interval of the drift part (scales the stiffness index).
+    """
+
+    name: str = ""
+    noise_types: tuple[str, ...] = ()
+    sde_types: tuple[str, ...] = ()
+    strong_order: float = 0.5
+    adaptive: bool = False
+    error_exponent: float = 1.0
+    levy_area: bool = False
+    stability_size: float | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    def step(
+        self,
+        terms: Terms,
+        t: float,
+        y: torch.Tensor,
+        h: float,
+        dW: torch.Tensor,
+        U: torch.Tensor | None,
+        start: dict[str, torch.Tensor],
+        stiffness: bool = True,
+    ) -> SDEStepResult:
+        """Take one step of size ``h`` from ``(t, y)``.
+
+        Args:
+            terms: drift and diffusion (:class:`Terms`).
+            t, h: step start and size (host floats: step-size decisions are not differentiated).
+            y: state ``(batch, d)``.
+            dW: ``W(t + h) − W(t)``, ``(batch, m)``.
+            U: ``I_(1,0) = ∫_t^{t+h} (W_s − W_t) ds`` (methods with ``levy_area``; else None).
+            start: values already known at ``(t, y)`` (``"f"``, ``"g"``); the step adds the ones it computes,
+                so a retry after a rejection reuses them.
+            stiffness: compute the stiffness index.
+
+        Returns:
+            An :class:`SDEStepResult`.
+        """
+        raise NotImplementedError
+
+    @staticmethod
+    def _start(terms: Terms, t: float, y: torch.Tensor, start: dict, need_g: bool = True):
+        if "f" not in start:
+            start["f"] = terms.f(t, y)
+        if need_g and "g" not in start:
+            start["g"] = terms.g(t, y)
+        return start["f"], start.get("g")
+
+
+class EulerMaruyama(SDEMethod):
+    """Euler–Maruyama ``y1 = y + h f + g ΔW`` (Maruyama 1955). Itô; strong order 0.5 (1.0 for additive
+    noise); no error estimate (fixed steps)."""
+
+    name = "euler"
+    noise_types = ("diagonal", "additive", "scalar", "general")
+    sde_types = ("ito",)
+    stability_size = 2.0
+
+    def step(self, terms, t, y, h, dW, U, start, stiffness=True):
+        f0, g0 = self._start(terms, t, y, start)
+        y1 = y + h * f0 + terms.prod(g0, dW)
+        return SDEStepResult(y1, None, None, {})
+
+
+class EulerHeun(SDEMethod):
+    """Euler–Heun ``y1 = y + h f + ½ (g(t, y) + g(t + h, y + g ΔW)) ΔW``. Stratonovich; strong order 0.5
+    (1.0 for commutative noise); no error estimate (fixed steps)."""
+
+    name = "euler_heun"
+    noise_types = ("diagonal", "additive", "scalar", "general")
+    sde_types = ("stratonovich",)
+    strong_order = 0.5
+    stability_size = 2.0
+
+    def step(self, terms, t, y, h, dW, U, start, stiffness=True):
+        f0, g0 = self._start(terms, t, y, start)
+        noise0 = terms.prod(g0, dW)
+        g1 = terms.g(t + h, y + noise0)
+        y1 = y + h * f0 + 0.5 * (noise0 + terms.prod(g1, dW))
+        return SDEStepResult(y1, None, None, {})
+
+
+class Milstein(SDEMethod):
+    """Derivative-free Milstein (Kloeden & Platen, *Numerical Solution of SDEs*, 1992, §11.1):
+
+    Itô: ``ȳ = y + h f + √h g``, ``M = (g(t, ȳ) − g(t, y)) (ΔW² − h) / (2√h)``; Stratonovich: the central
+    difference ``M = (g(t, y + √h g) − g(t, y − √h g)) ΔW² / (4√h)`` (the one-sided difference leaves a term
+    ``g'' g² √h ΔW²/4`` whose nonzero mean, summed over the steps, caps the strong order at 0.5: measured);
+    ``y1 = y + h f + g ΔW + M``. Diagonal, scalar or additive noise (for additive noise ``M = 0`` and the
+    extra evaluations are skipped); strong order 1.0. Embedded estimate ``h (f(t+h, y1) − f)/2 + M``
+    (``O(h)``, see the module docstring).
+    """
+
+    name = "milstein"
+    noise_types = ("diagonal", "scalar", "additive")
+    sde_types = ("ito", "stratonovich")
+    strong_order = 1.0
+    adaptive = True
+    error_exponent = 1.0
+    stability_size = 2.0
+
+    def __init__(self, sde_type: str = "ito"):
+        self.sde_type = sde_type
+
+    def step(self, terms, t, y, h, dW, U, start, stiffness=True):
+        f0, g0 = self._start(terms, t, y, start)
+        y1 = y + h * f0 + terms.prod(g0, dW)
+        correction = None
+        if terms.noise_type != "additive":
+            sqrt_h = math.sqrt(abs(h))
+            if self.sde_type == "ito":
+                gg = terms.g(t, y + h * f0 + sqrt_h * g0) - g0  # ≈ √h g ∂g
+                correction = gg * ((dW**2 - h) / (2 * sqrt_h))
+            else:  # central difference: a one-sided one leaves ½ g'' g² √h · ΔW²/2, whose mean accumulates
+                gg = 0.5 * (terms.g(t, y + sqrt_h * g0) - terms.g(t, y - sqrt_h * g0))
+                correction = gg * (dW**2 / (2 * sqrt_h))
+            y1 = y1 + correction
+        f1 = terms.f(t + h, y1)
+        error = 0.5 * h * (f1 - f0)
+        if correction is not None:
+            error = error + correction
+        S = _stiffness_index(f0, f1, y, y1, h, self.stability_size) if stiffness else None
+        return SDEStepResult(y1, error, S, {"f": f1})
+
+
+class _Stages:
+    """Which stage values a tableau needs, and which coincide with an earlier stage's (evaluated once)."""
+
+    def __init__(
+        self, s: int, c: tuple[float, ...], rows: list[tuple[tuple[float, ...], ...]], needed: list[bool]
+    ):
+        self.needed = needed
+        self.alias: list[int | None] = [None] * s
+        for i in range(s):
+            for j in range(i):
+                same = c[i] == c[j] and all(_padded(m[i], s) == _padded(m[j], s) for m in rows)
+                if same and needed[j] and self.alias[j] is None:
+                    self.alias[i] = j
+                    break
+
+
+def _padded(row: tuple[float, ...], s: int) -> tuple[float, ...]:
+    return tuple(row) + (0.0,) * (s - len(row))
+
+
+def _column_used(matrices, i: int) -> bool:
+    return any(row[i] != 0.0 for m in matrices for row in m[i + 1 :])
+
+
+class SRA(SDEMethod):
+    """An SRA method from an :class:`~solvers.sde.tableau.SRATableau` (additive noise: ``g`` depends on ``t``
+    only; any number of Brownian channels; Itô and Stratonovich coincide). Strong order 1.5."""
+
+    noise_types = ("additive",)
+    sde_types = ("ito", "stratonovich")
+    strong_order = 1.5
+    adaptive = True
+    error_exponent = 1.5
+    levy_area = True
+
+    def __init__(self, tableau: SRATableau):
+        self.tableau = tableau
+        self.name = tableau.name
+        self.stability_size = tableau.stability_size
+        s, tab = tableau.n_stages, tableau
+        f_needed = [tab.alpha[i] != 0.0 or _column_used([tab.a0], i) or i == 0 or i in tab.stiffness_stages
+                    for i in range(s)]  # fmt: skip
+        self.f_stages = _Stages(s, tab.c0, [tab.a0, tab.b0], f_needed)
+        self.g_times = sorted(set(tab.c1))
+
+    def step(self, terms, t, y, h, dW, U, start, stiffness=True):
+        tab = self.tableau
+        s = tab.n_stages
+        chi2 = U / h  # I_(1,0) / h
+        # g depends on t only: one evaluation per distinct time; g(t) may come from the previous step
+        G = {}
+        for c in self.g_times:
+            G[c] = start["g"] if c == 0.0 and "g" in start else terms.g(t + c * h, y)
+        if 0.0 in G:
+            start["g"] = G[0.0]
+        gchi = {c: terms.prod(Gc, chi2) for c, Gc in G.items()}  # g(t + c h) I_(1,0)/h
+        fs: list[torch.Tensor | None] = [None] * s
+        H: list[torch.Tensor] = [y] * s
+        for i in range(s):
+            if i > 0:
+                H[i] = _combine(y, list(zip(tab.a0[i], fs[:i])), h)
+                H[i] = _combine(H[i], [(b, gchi[tab.c1[j]]) for j, b in enumerate(tab.b0[i])])
+            if not self.f_stages.needed[i]:
+                continue
+            alias = self.f_stages.alias[i]
+            if alias is not None:
+                fs[i] = fs[alias]
+            elif i == 0:
+                fs[0] = start["f"] if "f" in start else terms.f(t, y)
+                start["f"] = fs[0]
+            else:
+                fs[i] = terms.f(t + tab.c0[i] * h, H[i])
+        drift = _combine(torch.zeros_like(y), list(zip(tab.alpha, fs)), h)
+        noise_n = _combine(torch.zeros_like(y), [(b, gchi[tab.c1[i]]) for i, b in enumerate(tab.beta2)])
+        by_time: dict[float, float] = {}
+        for i, b in enumerate(tab.beta1):
+            by_time[tab.c1[i]] = by_time.get(tab.c1[i], 0.0) + b
+        noise_1 = _combine(torch.zeros_like(y), [(w, terms.prod(G[c], dW)) for c, w in by_time.items()])
+        y1 = y + drift + noise_1 + noise_n
+        error = (drift - h * fs[0]) + noise_n
+        S = None
+        if stiffness:
+            i, j = tab.stiffness_stages
+            S = _stiffness_index(fs[i], fs[j], H[i], H[j], h, self.stability_size)
+        end = {"g": G[1.0]} if 1.0 in G else {}
+        return SDEStepResult(y1, error, S, end)
+
+
+class SRI(SDEMethod):
+    """An SRI method from an :class:`~solvers.sde.tableau.SRITableau` (Itô; scalar or diagonal noise, i.e.
+    ``g_i`` depends on ``y_i`` only, so the noise is commutative). Strong order 1.5."""
+
+    noise_types = ("diagonal", "scalar")
+    sde_types = ("ito",)
+    strong_order = 1.5
+    adaptive = True
+    error_exponent = 1.5
+    levy_area = True
+
+    def __init__(self, tableau: SRITableau):
+        self.tableau = tableau
+        self.name = tableau.name
+        self.stability_size = tableau.stability_size
+        s, tab = tableau.n_stages, tableau
+        f_needed = [tab.alpha[i] != 0.0 or _column_used([tab.a0, tab.a1], i) or i == 0
+                    or i in tab.stiffness_stages for i in range(s)]  # fmt: skip
+        betas = (tab.beta1, tab.beta2, tab.beta3, tab.beta4)
+        g_needed = [any(b[i] != 0.0 for b in betas) or _column_used([tab.b0, tab.b1], i) for i in range(s)]
+        self.f_stages = _Stages(s, tab.c0, [tab.a0, tab.b0], f_needed)
+        self.g_stages = _Stages(s, tab.c1, [tab.a1, tab.b1], g_needed)
+
+    def step(self, terms, t, y, h, dW, U, start, stiffness=True):
+        tab = self.tableau
+        s = tab.n_stages
+        sqrt_h = math.sqrt(abs(h))
+        chi1 = (dW**2 - h) / (2 * sqrt_h)  # I_(1,1)/√h
+        chi2 = U / h  # I_(1,0)/h
+        chi3 = (dW**3 - 3 * h * dW) / (6 * h)  # I_(1,1,1)/h
+        fs: list[torch.Tensor | None] = [None] * s
+        gs: list[torch.Tensor | None] = [None] * s
+        H0: list[torch.Tensor] = [y] * s
+        for i in range(s):
+            if i > 0:
+                H0[i] = _combine(y, list(zip(tab.a0[i], fs[:i])), h)
+                H0[i] = _combine(H0[i], list(zip(tab.b0[i], gs[:i])), chi2)
+            if self.f_stages.needed[i]:
+                alias = self.f_stages.alias[i]
+                if alias is not None:
+                    fs[i] = fs[alias]
+                elif i == 0:
+                    fs[0] = start["f"] if "f" in start else terms.f(t, y)
+                    start["f"] = fs[0]
+                else:
+                    fs[i] = terms.f(t + tab.c0[i] * h, H0[i])
+            if self.g_stages.needed[i]:
+                alias = self.g_stages.alias[i]
+                if alias is not None:
+                    gs[i] = gs[alias]
+                elif i == 0:
+                    gs[0] = start["g"] if "g" in start else terms.g(t, y)
+                    start["g"] = gs[0]
+                else:
+                    H1 = _combine(y, list(zip(tab.a1[i], fs[:i])), h)
+                    H1 = _combine(H1, list(zip(tab.b1[i], gs[:i])), sqrt_h)
+                    gs[i] = terms.g(t + tab.c1[i] * h, H1)
+        drift = _combine(torch.zeros_like(y), list(zip(tab.alpha, fs)), h)
+        weights_1 = [tab.beta1[i] * dW + tab.beta2[i] * chi1 if gs[i] is not None else None for i in range(s)]
+        weights_n = [
+            tab.beta3[i] * chi2 + tab.beta4[i] * chi3 if gs[i] is not None else None for i in range(s)
+        ]
+        noise_1 = sum(gs[i] * weights_1[i] for i in range(s) if gs[i] is not None)
+        noise_n = sum(gs[i] * weights_n[i] for i in range(s) if gs[i] is not None)
+        y1 = y + drift + noise_1 + noise_n
+        error = (drift - h * fs[0]) + noise_n
+        S = None
+        if stiffness:
+            i, j = tab.stiffness_stages
+            S = _stiffness_index(fs[i], fs[j], H0[i], H0[j], h, self.stability_size)
+        return SDEStepResult(y1, error, S, {})
+
+
+def _make(name: str, sde_type: str) -> SDEMethod:
+    if name == "euler":
+        return EulerMaruyama()
+    if name == "euler_heun":
+        return EulerHeun()
+    if name == "milstein":
+        return Milstein(sde_type)
+    if name in SRA_TABLEAUS:
+        return SRA(SRA_TABLEAUS[name])
+    return SRI(SRI_TABLEAUS[name])
+
+
+#: every method name
+METHODS: tuple[str, ...] = ("euler", "euler_heun", "milstein", *SRA_TABLEAUS, *SRI_TABLEAUS)
+#: torchsde's name for a stochastic Runge–Kutta method, resolved by noise type
+TORCHSDE_ALIASES = {"srk": {"additive": "sosra", "diagonal": "sosri", "scalar": "sosri"}}
+_CACHE: dict[tuple[str, str], SDEMethod] = {}
+
+
+def default_method(noise_type: str, sde_type: str) -> str:
+    """The default method for a noise/SDE type: SOSRA (additive), SOSRI (Itô diagonal/scalar), Milstein
+    (Stratonovich diagonal/scalar), Euler–Maruyama / Euler–Heun (general noise, fixed steps)."""
+    if noise_type == "additive":
+        return "sosra"
+    if noise_type == "general":
+        return "euler" if sde_type == "ito" else "euler_heun"
+    return "sosri" if sde_type == "ito" else "milstein"
+
+
+def get_method(method: str | SDEMethod, noise_type: str, sde_type: str) -> SDEMethod:
+    """The stepper for ``method`` after checking it supports the noise and SDE type.
+
+    Raises:
+        ValueError: unknown method, or one that does not support ``noise_type``/``sde_type`` (the message
+            names the methods that do).
+    """
+    if isinstance(method, SDEMethod):
+        stepper = method
+    else:
+        name = TORCHSDE_ALIASES.get(method, {}).get(noise_type, method)
+        if name not in METHODS:
+            raise ValueError(f"unknown SDE method {method!r}; choose one of {list(METHODS)} (or 'srk')")
+        key = (name, sde_type)
+        if key not in _CACHE:
+            _CACHE[key] = _make(name, sde_type)
+        stepper = _CACHE[key]
+    if noise_type not in stepper.noise_types or sde_type not in stepper.sde_types:
+        fits = [m for m in METHODS if noise_type in _make(m, sde_type).noise_types
+                and sde_type in _make(m, sde_type).sde_types]  # fmt: skip
+        raise ValueError(
+            f"method {stepper.name!r} supports noise types {list(stepper.noise_types)} and SDE types "
+            f"{list(stepper.sde_types)}, not {noise_type!r} noise with sde_type={sde_type!r}; methods for "
+            f"this SDE: {fits}"
+        )
+    return stepper

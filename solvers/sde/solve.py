@@ -1,0 +1,671 @@
+"""``solve(problem, method, ...)``: adaptive (or fixed-step) SDE integration on a torchsde Brownian path that
+records, for every accepted step, its size, its scaled embedded error estimate and its stiffness index as
+tensors; ``sdeint`` keeps torchsde's call signature.
+
+**Noise.** Increments come from a torchsde ``BrownianInterval`` (seeded by ``entropy``), queried on each
+step's interval ``[t, t + h]``. A rejected step re-queries a sub-interval of the *same* path: the interval
+samples Brownian bridges conditional on what it has already generated, which is what rejection sampling with
+memory (Rackauckas & Nie, DCDS-B 2017) achieves with its stack, so adaptivity does not bias the solution.
+Steps are shortened to land on every save time (no interpolation across the path).
+
+**Step control.** The scaled error ``E = RMS(ẽ / (atol + rtol·max(|y0|, |y1|)))`` of each step (the ODE
+core's :func:`~solvers.ode.rk.error_ratio`) is decided by a :mod:`solvers.controllers` controller with the
+method's ``k`` (1.5 for SRA/SRI, 1 for Milstein). As in the ODE core, the decision is made on host floats
+and is not differentiated, while ``E`` and the stiffness index keep their autograd history
+(discretise-then-optimise): with gradients enabled, ``Solution.error_estimates`` and
+``stiffness_estimates`` are differentiable with respect to ``y0`` and every parameter ``f`` and ``g`` use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from problems.sde import NOISE_TYPES, SDE_TYPES, SDEProblem
+from solvers.controllers import ConstantSteps, Controller, IController
+from solvers.ode.rk import error_ratio
+from solvers.sde.methods import SDEMethod, SDESolverStats, Terms, default_method, get_method
+from solvers.solution import Solution, SolveError, Status
+
+__all__ = [
+    "solve", "sdeint", "single_step", "StepEstimate", "brownian_interval", "noise_size", "initial_step_size",
+    "DEFAULT_CONTROLLER",
+]  # fmt: skip
+
+#: the controller of adaptive solves unless one is given: integral control with growth capped at 5x per
+#: step (measured in ``sciml bench sde``: the error estimate of a step is random, and a lucky small one
+#: followed by a 10x step is usually rejected)
+DEFAULT_CONTROLLER = IController(safety=0.9, factor_min=0.2, factor_max=5.0)
+
+
+# ---------------------------------------------------------------------------------------------- noise
+def noise_size(problem: SDEProblem) -> int:
+    """The number of Brownian channels ``m`` (``d`` for diagonal noise; evaluates ``g`` once otherwise)."""
+    if problem.noise_type == "diagonal":
+        return problem.y0.shape[1]
+    if problem.noise_type == "scalar":
+        return 1
+    t0 = torch.tensor(problem.t_span[0], dtype=problem.y0.dtype, device=problem.y0.device)
+    with torch.no_grad():
+        G = problem.diffusion(t0, problem.y0)
+    if not torch.is_tensor(G) or G.ndim != 3:
+        raise ValueError(
+            f"`g` must return (batch, d, m) for {problem.noise_type!r} noise, got "
+            f"{tuple(G.shape) if torch.is_tensor(G) else type(G).__name__}"
+        )
+    return G.shape[2]
+
+
+def brownian_interval(
+    problem: SDEProblem, *, entropy: int | None = None, levy_area: bool = True, **kwargs: Any
+):
+    """A torchsde ``BrownianInterval`` over the problem's time span, of shape ``(batch, m)``.
+
+    Args:
+        problem: sets the span, shape, dtype and device.
+        entropy: the seed (None: random).
+        levy_area: also sample the space-time Lévy area (``I_(1,0)``; needed by SRA/SRI methods).
+        **kwargs: passed on (e.g. ``tol``, ``halfway_tree``, ``cache_size``).
+
+    The interval is given the step hint ``dt = (t1 − t0)/1024`` (override it in ``kwargs``), so its internal
+    dependency tree is built once. Without a hint, torchsde rebuilds that tree from the size of the query
+    that makes the running mean step fall below half its leaf size; after an adaptive solve has shrunk its
+    step by orders of magnitude (near a blow-up), that one query can make it build millions of leaves and
+    hang or exceed the recursion limit (measured: a hang at h ≈ 5e-9 on [0, 2]).
+    """
+    import torchsde
+
+    y0 = problem.y0
+    t0, t1 = problem.t_span
+    kwargs.setdefault("dt", (t1 - t0) / 1024)
+    return torchsde.BrownianInterval(
+        t0=t0, t1=t1, size=(y0.shape[0], noise_size(problem)), dtype=y0.dtype, device=y0.device,
+        entropy=entropy, levy_area_approximation="space-time" if levy_area else "none", **kwargs,
+    )  # fmt: skip
+
+
+def _brownian_span(bm: Any) -> tuple[float, float] | None:
+    for obj in (bm, getattr(bm, "_interval", None)):
+        if obj is not None and hasattr(obj, "_start") and hasattr(obj, "_end"):
+            return float(obj._start), float(obj._end)
+    return None
+
+
+def _check_brownian(bm: Any, problem: SDEProblem, m: int, method: SDEMethod) -> None:
+    y0 = problem.y0
+    if not callable(bm) or not hasattr(bm, "shape"):
+        raise TypeError(
+            f"`bm` must be a torchsde Brownian motion (e.g. BrownianInterval), got {type(bm).__name__}"
+        )
+    if tuple(bm.shape) != (y0.shape[0], m):
+        raise ValueError(
+            f"`bm` has shape {tuple(bm.shape)} but this SDE needs (batch, m) = {(y0.shape[0], m)} "
+            f"({problem.noise_type} noise); create it with solvers.sde.brownian_interval(problem)"
+        )
+    if (
+        getattr(bm, "dtype", y0.dtype) != y0.dtype
+        or torch.device(getattr(bm, "device", y0.device)) != y0.device
+    ):
+        raise ValueError(f"`bm` is {bm.dtype} on {bm.device} but y0 is {y0.dtype} on {y0.device}")
+    if method.levy_area and getattr(bm, "levy_area_approximation", "none") == "none":
+        raise ValueError(
+            f"method {method.name!r} needs the space-time Lévy area I_(1,0): create the Brownian motion with "
+            "levy_area_approximation='space-time' (solvers.sde.brownian_interval does)"
+        )
+    span = _brownian_span(bm)
+    t0, t1 = problem.t_span
+    tol = 1e-12 * max(1.0, abs(t0), abs(t1))
+    if span is not None and (span[0] > t0 + tol or span[1] < t1 - tol):
+        raise ValueError(f"`bm` spans {span} but the problem needs {(t0, t1)}")
+
+
+# ---------------------------------------------------------------------------------------------- validation
+def _check_tolerance(name: str, value: Any, y0: torch.Tensor) -> float | torch.Tensor:
+    if torch.is_tensor(value) or isinstance(value, (list, tuple, np.ndarray)):
+        tol = torch.as_tensor(value, dtype=y0.dtype, device=y0.device)
+        try:
+            tol = torch.broadcast_to(tol, y0.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"`{name}` of shape {tuple(tol.shape)} does not broadcast to y0's shape {tuple(y0.shape)}"
+            ) from None
+        if not bool((tol > 0).all()) or not bool(torch.isfinite(tol).all()):
+            raise ValueError(f"`{name}` must be positive and finite everywhere")
+        return tol
+    try:
+        tol = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a positive number or tensor, got {value!r}") from None
+    if not (tol > 0 and math.isfinite(tol)):
+        raise ValueError(f"`{name}` must be positive and finite, got {value}; e.g. {name}=1e-3")
+    return tol
+
+
+def _check_saveat(saveat: Any, t0: float, t1: float) -> list[float]:
+    if torch.is_tensor(saveat):
+        if not saveat.is_floating_point():
+            raise ValueError(f"`saveat` must be a floating-point tensor, got {saveat.dtype}")
+        if saveat.ndim != 1:
+            raise ValueError(f"`saveat` must be one-dimensional, got shape {tuple(saveat.shape)}")
+        values = saveat.detach().cpu().double().tolist()
+    else:
+        values = [float(v) for v in np.atleast_1d(np.asarray(saveat, dtype=np.float64))]
+    if not values:
+        raise ValueError("`saveat` is empty")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError("`saveat` must be finite")
+    if any(b <= a for a, b in zip(values[:-1], values[1:])):
+        raise ValueError("`saveat` must be strictly increasing")
+    tol = 1e-12 * max(1.0, abs(t0), abs(t1))
+    if values[0] < t0 - tol or values[-1] > t1 + tol:
+        raise ValueError(f"`saveat` must lie within t_span {(t0, t1)}, got [{values[0]}, {values[-1]}]")
+    values[-1] = t1 if abs(values[-1] - t1) <= tol else values[-1]
+    values[0] = t0 if abs(values[0] - t0) <= tol else values[0]
+    return values
+
+
+def _check_first_evaluations(problem: SDEProblem, F: Any, G: Any, m: int) -> None:
+    """Shapes, dtypes and finiteness of ``f(t0, y0)`` and ``g(t0, y0)`` (torchsde's ``check_contract``)."""
+    y0 = problem.y0
+    batch, d = y0.shape
+    for name, out in (("f", F), ("g", G)):
+        if not torch.is_tensor(out):
+            raise TypeError(f"`{name}` must return a tensor, got {type(out).__name__}")
+        if out.dtype != y0.dtype or out.device != y0.device:
+            raise ValueError(
+                f"`{name}` returned {out.dtype} on {out.device} for y0 of {y0.dtype} on {y0.device}; "
+                "they must match"
+            )
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError(f"`{name}(t0, y0)` is not finite (t0 = {problem.t_span[0]}); check the SDE")
+    if F.shape != y0.shape:
+        raise ValueError(
+            f"drift `f` returned shape {tuple(F.shape)} for y0 of shape {(batch, d)}; they must match"
+        )
+    expected = (batch, d) if problem.noise_type == "diagonal" else (batch, d, m)
+    if tuple(G.shape) != expected:
+        layout = "(batch, d)" if problem.noise_type == "diagonal" else "(batch, d, m)"
+        note = " (m = 1 for scalar noise)" if problem.noise_type == "scalar" else ""
+        raise ValueError(
+            f"diffusion `g` returned shape {tuple(G.shape)} but {problem.noise_type!r} noise needs "
+            f"{layout} = {expected}{note}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------- first step
+def initial_step_size(
+    terms: Terms, t0: float, y0: torch.Tensor, f0: torch.Tensor, g0: torch.Tensor, k: float, rtol, atol
+) -> float:
+    """A starting step after Hairer's rule (Hairer, Nørsett & Wanner I, II.4), extended to the noise.
+
+    With ``s = atol + rtol |y0|``, a probe step ``h0 = 0.01 ‖y0/s‖ / ‖f0/s‖`` and the probe state
+    ``ŷ = y0 + h0 f0 + √h0 g0`` (for matrix noise, along the sum of the columns), the drift part gives
+    ``h_f = min(100 h0, (0.01 / max(‖f0/s‖, ‖(f(ŷ) − f0)/s‖/h0))^(1/k))`` and the noise part — whose
+    embedded error is ``≈ ½ |g ∂g| h`` — gives ``h_g = 0.02 / ‖(g(ŷ) − g0)/s‖ · √h0`` (no limit for additive
+    noise). Two extra evaluations (one ``f``, one ``g``); the result is a host float, not differentiated.
+    """
+    with torch.no_grad():
+        scale = y0.abs() * rtol + atol
+        n = math.sqrt(y0.numel())
+
+        def rms(x):
+            return float(torch.linalg.vector_norm(x / scale)) / n
+
+        d0, d1 = rms(y0), rms(f0)
+        h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+        shift = g0 if terms.elementwise else g0.sum(-1)
+        probe = y0 + h0 * f0 + math.sqrt(h0) * shift
+        f1 = terms.f(t0 + h0, probe)
+        g1 = terms.g(t0 + h0, probe)
+        d2 = rms(f1 - f0) / h0
+        d_max = max(d1, d2)
+        h_f = max(1e-6, h0 * 1e-3) if d_max <= 1e-15 else (0.01 / d_max) ** (1.0 / k)
+        h = min(100 * h0, h_f)
+        dg = g1 - g0 if terms.elementwise else (g1 - g0).norm(dim=-1)
+        d_noise = rms(dg) / math.sqrt(h0)
+        if d_noise > 1e-15:
+            h = min(h, 0.02 / d_noise)
+        return h
+
+
+# ---------------------------------------------------------------------------------------------- core loop
+@dataclass
+class _Raw:
+    save_ts: list[float] = field(default_factory=list)
+    save_ys: list[torch.Tensor] = field(default_factory=list)
+    step_ts: list[float] = field(default_factory=list)
+    step_sizes: list[float] = field(default_factory=list)
+    errors: list[torch.Tensor] = field(default_factory=list)
+    stiffness: list[torch.Tensor] = field(default_factory=list)
+    status: Status = Status.SUCCESS
+    t_reached: float = 0.0
+    nonfinite: bool = False
+
+
+def _integrate(
+    method: SDEMethod,
+    terms: Terms,
+    y0: torch.Tensor,
+    t0: float,
+    t1: float,
+    save_ts: Sequence[float],
+    bm: Any,
+    *,
+    save_steps: bool,
+    rtol,
+    atol,
+    controller: Controller,
+    dt0: float | None,
+    max_steps: int,
+    stiffness: bool,
+    start: dict[str, torch.Tensor],
+) -> _Raw:
+    out = _Raw()
+    st = terms.stats
+    adaptive = controller.adaptive and method.adaptive
+    if isinstance(controller, ConstantSteps):
+        h = controller.dt
+    elif dt0 is not None:
+        h = abs(dt0)
+    else:
+        h = initial_step_size(terms, t0, y0, start["f"], start["g"], method.error_exponent, rtol, atol)
+    h = min(h, controller.dt_max)
+    k = method.error_exponent
+    ctrl_state = controller.new_state()
+
+    save_ts = list(save_ts)
+    i_save = 0
+    while i_save < len(save_ts) and save_ts[i_save] == t0:
+        out.save_ts.append(t0)
+        out.save_ys.append(y0)
+        i_save += 1
+    if save_steps:
+        out.save_ts.append(t0)
+        out.save_ys.append(y0)
+
+    t, y = t0, y0
+    eps = float(np.finfo(np.float64).eps)
+    while t1 - t > 0:
+        if st.n_steps >= max_steps:
+            out.status = Status.MAX_STEPS
+            break
+        stop = save_ts[i_save] if i_save < len(save_ts) else t1
+        h_try, hits_stop = h, False
+        if t + h - stop >= -1e-12 * h:
+            h_try, hits_stop = stop - t, True
+        t_end = stop if hits_stop else t + h_try
+        if method.levy_area:
+            dW, U = bm(t, t_end, return_U=True)
+        else:
+            dW, U = bm(t, t_end), None
+        res = method.step(terms, t, y, h_try, dW, U, start, stiffness)
+        st.n_steps += 1
+        E = error_ratio(res.y_error, y, res.y1, rtol, atol) if res.y_error is not None else None
+        e = E.item() if adaptive else 0.0
+        accept, h_next = controller.decide(e, h_try, k, ctrl_state)
+        out.nonfinite = not math.isfinite(e)
+        if accept:
+            st.n_accepted += 1
+            out.step_ts.append(t)
+            out.step_sizes.append(h_try)
+            if E is not None:
+                out.errors.append(E)
+            if res.stiffness is not None:
+                out.stiffness.append(res.stiffness)
+            if hits_stop and i_save < len(save_ts) and stop == save_ts[i_save]:
+                out.save_ts.append(stop)
+                out.save_ys.append(res.y1)
+                i_save += 1
+            if save_steps:
+                out.save_ts.append(t_end)
+                out.save_ys.append(res.y1)
+            t, y = t_end, res.y1
+            start = dict(res.end)
+            if not hits_stop or h_next > h:
+                h = h_next
+        else:
+            st.n_rejected += 1
+            h = h_next
+        if adaptive and h < max(controller.dt_min, 1e-9 * (t1 - t0), 16 * eps * max(abs(t), abs(t1 - t0))):
+            out.status = Status.NON_FINITE if out.nonfinite else Status.STEP_SIZE_UNDERFLOW
+            break
+    out.t_reached = t
+    if out.status is Status.SUCCESS and out.save_ys and not bool(torch.isfinite(out.save_ys[-1]).all()):
+        out.status = Status.NON_FINITE
+    return out
+
+
+def _failure_message(raw: _Raw, method: SDEMethod, t1: float, max_steps: int, rtol: Any) -> str:
+    t = raw.t_reached
+    stiff_note = ""
+    recent = raw.stiffness[-50:]
+    if len(recent) >= 10:
+        median = float(torch.stack([s.detach() for s in recent]).median())
+        if median >= 0.5:
+            stiff_note = (
+                f" The drift appears stiff (median stiffness index {median:.2f} over the last {len(recent)} "
+                "steps); a stability-optimised method ('sosri', 'sosri2', 'sosra', 'sosra2') tolerates more."
+            )
+    if raw.status is Status.MAX_STEPS:
+        return (
+            f"reached max_steps={max_steps} at t={t:.6g} before t1={t1:.6g}.{stiff_note} Raise `max_steps` "
+            "or loosen rtol/atol."
+        )
+    if raw.status is Status.NON_FINITE:
+        return (
+            f"the solution became non-finite (NaN/inf) near t={t:.6g}: the drift or diffusion returned "
+            "non-finite values (shrinking the step did not help); check the SDE, or the solution may blow up"
+        )
+    return (
+        f"step size underflow at t={t:.6g} with method {method.name!r}: the step fell below "
+        f"max(dt_min, 1e-9·(t1 − t0)); the solution may blow up there.{stiff_note} Otherwise loosen rtol "
+        f"(now {rtol}) / atol."
+    )
+
+
+def _assemble(
+    raw: _Raw, y0: torch.Tensor, stats: SDESolverStats, differentiable: bool, message: str
+) -> Solution:
+    empty = y0.new_zeros((0,))
+    ys = torch.stack(raw.save_ys) if raw.save_ys else y0.new_zeros((0, *y0.shape))
+    return Solution(
+        ts=torch.tensor(raw.save_ts, dtype=y0.dtype, device=y0.device),
+        ys=ys,
+        status=raw.status,
+        message=message,
+        stats=stats,
+        step_ts=torch.tensor(raw.step_ts, dtype=y0.dtype, device=y0.device),
+        step_sizes=torch.tensor(raw.step_sizes, dtype=y0.dtype, device=y0.device),
+        error_estimates=torch.stack(raw.errors) if raw.errors else empty,
+        stiffness_estimates=torch.stack(raw.stiffness) if raw.stiffness else empty,
+        differentiable_estimates=differentiable,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+def _prepare(problem: SDEProblem, method: str | SDEMethod | None, bm: Any, entropy: int | None):
+    """Method, Brownian motion, counted terms and the first evaluations, all checked once."""
+    if not isinstance(problem, SDEProblem):
+        raise TypeError(f"`problem` must be an SDEProblem, got {type(problem).__name__}")
+    stepper = get_method(method or default_method(problem.noise_type, problem.sde_type), problem.noise_type,
+                         problem.sde_type)  # fmt: skip
+    y0 = problem.y0
+    t0 = problem.t_span[0]
+    stats = SDESolverStats()
+    terms = Terms(problem.drift, problem.diffusion, problem.noise_type, stats, y0)
+    t0_tensor = torch.tensor(t0, dtype=y0.dtype, device=y0.device)
+    F, G = problem.drift(t0_tensor, y0), problem.diffusion(t0_tensor, y0)
+    stats.nfe, stats.nfe_drift, stats.nfe_diffusion = 2, 1, 1
+    m = y0.shape[1] if problem.noise_type == "diagonal" else (G.shape[-1] if torch.is_tensor(G) else 0)
+    _check_first_evaluations(problem, F, G, m)
+    if bm is None:
+        bm = brownian_interval(problem, entropy=entropy, levy_area=stepper.levy_area)
+    elif entropy is not None:
+        raise ValueError("give either `bm` or `entropy` (the seed of a new Brownian motion), not both")
+    _check_brownian(bm, problem, m, stepper)
+    start = {"f": F, "g": G.squeeze(-1) if problem.noise_type == "scalar" else G}
+    return stepper, bm, terms, start
+
+
+def solve(
+    problem: SDEProblem,
+    method: str | SDEMethod | None = None,
+    *,
+    bm: Any = None,
+    entropy: int | None = None,
+    rtol: float | torch.Tensor = 1e-3,
+    atol: float | torch.Tensor = 1e-3,
+    saveat: torch.Tensor | Sequence[float] | None = None,
+    save_steps: bool = False,
+    controller: Controller | None = None,
+    dt: float | None = None,
+    dt0: float | None = None,
+    max_steps: int = 100_000,
+    stiffness: bool = True,
+    throw: bool = True,
+) -> Solution:
+    """Solve an :class:`~problems.sde.SDEProblem` on one Brownian path per batch row.
+
+    Args:
+        problem: what to solve.
+        method: ``"sosri"`` (default for Itô diagonal/scalar noise), ``"sosri2"``, ``"sriw1"``, ``"sriw2"``;
+            ``"sosra"`` (default for additive noise), ``"sosra2"``, ``"sra1"``, ``"sra3"``; ``"milstein"``
+            (default for Stratonovich diagonal/scalar noise) — all adaptive — or the fixed-step ``"euler"``
+            (Itô) and ``"euler_heun"`` (Stratonovich), the defaults for general noise (need ``dt``).
+            ``"srk"`` (torchsde's name) means SOSRI or SOSRA by noise type.
+
+    Other args:
+        bm: the Brownian motion (a torchsde ``BrownianInterval``/``BrownianPath``/``BrownianTree`` of shape
+            ``(batch, m)``; SRA/SRI need ``levy_area_approximation='space-time'``). Default: a new
+            ``BrownianInterval`` seeded by ``entropy`` (:func:`brownian_interval`).
+        entropy: seed of the default Brownian motion.
+        rtol, atol: tolerances (positive numbers, or tensors broadcastable to ``y0``).
+        saveat: increasing times within ``t_span`` at which to return the solution (steps are shortened to
+            land on them); default ``t_span`` itself.
+        save_steps: return the solution at ``t0`` and after every accepted step instead.
+        controller: an :class:`~solvers.controllers.IController` or ``PIDController`` (default
+            :data:`DEFAULT_CONTROLLER`), or ``ConstantSteps(dt)``. An adaptive solve ends with a step-size
+            underflow below ``max(controller.dt_min, 1e-9·(t1 − t0))``.
+        dt: fixed step size (shorthand for ``controller=ConstantSteps(dt)``; required by fixed-step methods).
+            Methods with an estimate still record ``error_estimates`` on fixed steps.
+        dt0: initial step of an adaptive solve (default: :func:`initial_step_size`, two extra evaluations).
+        max_steps: limit on steps tried.
+        stiffness: compute the stiffness index of every step.
+        throw: raise :class:`~solvers.solution.SolveError` when the solve fails; with False return the partial
+            solution with its ``status`` and ``message``.
+
+    Returns:
+        A :class:`~solvers.solution.Solution` with ``ys`` of shape ``(len(ts), batch, d)`` and
+        :class:`~solvers.sde.methods.SDESolverStats` (``nfe`` counts every ``f`` and ``g`` evaluation).
+
+    Raises:
+        TypeError: ``problem`` is not an SDEProblem, ``f``/``g`` do not return tensors, ``bm`` is not a
+            Brownian motion.
+        ValueError: a method that does not support the noise/SDE type, bad tolerances, ``saveat``, ``bm``
+            (shape, dtype, span, missing Lévy area), or ``f``/``g`` returning the wrong shape or non-finite
+            values at the start.
+        SolveError: the solve failed (max_steps, step-size underflow, non-finite values) and ``throw``.
+    """
+    stepper, bm, terms, start = _prepare(problem, method, bm, entropy)
+    y0 = problem.y0
+    t0, t1 = problem.t_span
+    rtol = _check_tolerance("rtol", rtol, y0)
+    atol = _check_tolerance("atol", atol, y0)
+    if save_steps and saveat is not None:
+        raise ValueError("give either `saveat` or `save_steps=True`, not both")
+    if not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"`max_steps` must be a positive integer, got {max_steps!r}")
+    if controller is not None and dt is not None:
+        raise ValueError("give either `controller` or `dt` (shorthand for ConstantSteps(dt)), not both")
+    if dt is not None:
+        controller = ConstantSteps(dt=float(dt))
+    if controller is None:
+        controller = DEFAULT_CONTROLLER
+    if not isinstance(controller, Controller):
+        raise TypeError(f"`controller` must be a Controller, got {type(controller).__name__}")
+    if controller.adaptive and not stepper.adaptive:
+        raise ValueError(
+            f"method {stepper.name!r} has no error estimate: use fixed steps (solve(..., dt=0.01), or "
+            "sdeint(..., adaptive=False, dt=0.01)) or an adaptive method"
+        )
+    save_ts = [] if save_steps else ([t0, t1] if saveat is None else _check_saveat(saveat, t0, t1))
+    raw = _integrate(
+        stepper, terms, y0, t0, t1, save_ts, bm, save_steps=save_steps, rtol=rtol, atol=atol,
+        controller=controller, dt0=dt0, max_steps=max_steps, stiffness=stiffness, start=start,
+    )  # fmt: skip
+    message = "" if raw.status is Status.SUCCESS else _failure_message(raw, stepper, t1, max_steps, rtol)
+    solution = _assemble(raw, y0, terms.stats, torch.is_grad_enabled(), message)
+    if throw and not solution.success:
+        raise SolveError(message, solution)
+    return solution
+
+
+class StepEstimate(NamedTuple):
+    """One step of :func:`single_step`.
+
+    Attributes:
+        y1: the state at ``t + h``.
+        h: the step size taken.
+        y_error: the embedded error vector ``ẽ``.
+        error_estimate: ``E = RMS(ẽ / (atol + rtol·max(|y|, |y1|)))`` (0-d tensor).
+        stiffness: the stiffness index (0-d tensor; None without stiffness stages).
+        nfe: evaluations of ``f`` and ``g`` made (the initial-step selection included).
+    """
+
+    y1: torch.Tensor
+    h: float
+    y_error: torch.Tensor
+    error_estimate: torch.Tensor
+    stiffness: torch.Tensor | None
+    nfe: int
+
+
+def single_step(
+    problem: SDEProblem,
+    method: str | SDEMethod | None,
+    t: float,
+    y: torch.Tensor,
+    bm: Any,
+    h: float | None = None,
+    *,
+    rtol: float | torch.Tensor = 1e-3,
+    atol: float | torch.Tensor = 1e-3,
+    stiffness: bool = True,
+) -> StepEstimate:
+    """One step from ``(t, y)`` on the Brownian path ``bm``, with its error estimate — differentiable
+    with respect to ``y`` and the parameters of ``f`` and ``g``.
+
+    This is the local regularizer's step (Pal, Edelman & Rackauckas, ICML 2023: regularize ``E·h`` of one
+    step at a sampled time instead of every step of the solve). With ``h=None`` the step is the automatic
+    starting step of :func:`initial_step_size` at ``(t, y)`` (computed without gradients, as theirs).
+
+    Args:
+        problem: supplies ``f``, ``g`` and the noise/SDE type (its ``y0``/``t_span`` are not used).
+        method: an adaptive method (default by noise/SDE type).
+        t: the step's start.
+        y: the state at ``t``, ``(batch, d)``.
+        bm: the Brownian motion (shape ``(batch, m)``, covering ``[t, t + h]``).
+        h: the step size (> 0), or None for the automatic one (clipped to the end of ``t_span``).
+
+    Returns:
+        A :class:`StepEstimate`.
+
+    Raises:
+        ValueError: a method without an error estimate, a bad ``h``, or what :func:`solve` rejects.
+    """
+    stepper, _, terms, start = _prepare(problem.replace(y0=y.detach(), t_span=(t, problem.t_span[1])), method,
+                                        bm, None)  # fmt: skip
+    if not stepper.adaptive:
+        raise ValueError(f"method {stepper.name!r} has no error estimate; choose an adaptive method")
+    rtol = _check_tolerance("rtol", rtol, y)
+    atol = _check_tolerance("atol", atol, y)
+    if h is None:
+        h = initial_step_size(terms, t, y, start["f"], start["g"], stepper.error_exponent, rtol, atol)
+        h = min(h, problem.t_span[1] - t)
+    elif not (h > 0 and math.isfinite(h)):
+        raise ValueError(f"`h` must be a positive finite step size, got {h}")
+    start = {}  # re-evaluate f(t, y), g(t, y) with autograd history through y and the parameters
+    dW, U = bm(t, t + h, return_U=True) if stepper.levy_area else (bm(t, t + h), None)
+    res = stepper.step(terms, t, y, h, dW, U, start, stiffness)
+    E = error_ratio(res.y_error, y, res.y1, rtol, atol)
+    return StepEstimate(res.y1, h, res.y_error, E, res.stiffness, terms.stats.nfe)
+
+
+def _sde_methods(sde: Any, names: dict[str, str] | None) -> tuple[Callable, Callable]:
+    names = dict(names or {})
+    unknown = set(names) - {"drift", "diffusion"}
+    if unknown:
+        raise ValueError(f"`names` may rename 'drift' and 'diffusion' only, got {sorted(unknown)}")
+    for attr in ("noise_type", "sde_type"):
+        if not hasattr(sde, attr):
+            raise ValueError(f"the SDE object has no attribute `{attr}` (torchsde's contract)")
+    if sde.noise_type not in NOISE_TYPES:
+        raise ValueError(f"`sde.noise_type` must be one of {NOISE_TYPES}, got {sde.noise_type!r}")
+    if sde.sde_type not in SDE_TYPES:
+        raise ValueError(f"`sde.sde_type` must be one of {SDE_TYPES}, got {sde.sde_type!r}")
+    out = []
+    for role, default in (("drift", "f"), ("diffusion", "g")):
+        attr = names.get(role, default)
+        fn = getattr(sde, attr, None)
+        if not callable(fn):
+            raise TypeError(
+                f"the SDE object must define the {role} as a method `{attr}(t, y)`"
+                + (" (or rename it with names={...})" if role not in names else "")
+            )
+        out.append(fn)
+    return out[0], out[1]
+
+
+def sdeint(
+    sde: Any,
+    y0: torch.Tensor,
+    ts: torch.Tensor | Sequence[float],
+    bm: Any = None,
+    method: str | None = None,
+    dt: float | None = None,
+    adaptive: bool = True,
+    rtol: float = 1e-5,
+    atol: float = 1e-4,
+    dt_min: float = 0.0,
+    *,
+    names: dict[str, str] | None = None,
+    controller: Controller | None = None,
+    max_steps: int = 100_000,
+    entropy: int | None = None,
+) -> torch.Tensor:
+    """Solve a torchsde-style SDE and return the states at ``ts`` (``(len(ts), batch, d)``), like
+    ``torchsde.sdeint``: scripts switch by changing the import.
+
+    Args:
+        sde: an object (e.g. an ``nn.Module``) with ``f(t, y)``, ``g(t, y)``, ``noise_type`` and ``sde_type``.
+        y0: initial state ``(batch, d)`` at ``ts[0]``.
+        ts: strictly increasing times (a 1-D tensor or a list of floats).
+        bm: a torchsde Brownian motion of shape ``(batch, m)`` (default: a new ``BrownianInterval``).
+        method: see :func:`solve` (default by noise and SDE type); torchsde's ``"srk"``, ``"euler"``,
+            ``"milstein"``, ``"euler_heun"`` are accepted.
+        dt: the fixed step (``adaptive=False``) or the initial step (``adaptive=True``; default automatic).
+        adaptive: adaptive stepping with the method's embedded estimate (default True, unlike torchsde).
+        rtol, atol: tolerances (torchsde's defaults).
+        dt_min: smallest step; a smaller one ends the solve with a ``SolveError`` (torchsde instead accepts
+            steps of ``dt_min`` with a warning).
+
+    Other args:
+        names: rename the methods, e.g. ``{"drift": "f_net", "diffusion": "g_net"}``.
+        controller: an adaptive controller (default :data:`DEFAULT_CONTROLLER` with ``dt_min``).
+        max_steps: limit on steps tried.
+        entropy: seed of the default Brownian motion.
+
+    Raises:
+        TypeError / ValueError: as :func:`solve`, plus an SDE object missing ``f``/``g``/``noise_type``/
+            ``sde_type``, and ``dt`` missing for a fixed-step solve. ``SolveError`` if the solve fails.
+    """
+    drift, diffusion = _sde_methods(sde, names)
+    if not torch.is_tensor(ts):
+        if not isinstance(ts, (list, tuple)):
+            raise ValueError("`ts` must be a 1-D tensor or a list of floats")
+        ts = torch.tensor([float(t) for t in ts], dtype=torch.float64)
+    if ts.ndim != 1 or ts.numel() < 2:
+        raise ValueError(f"`ts` must be a 1-D tensor of at least two times, got shape {tuple(ts.shape)}")
+    if not torch.is_tensor(y0):
+        raise ValueError(f"`y0` must be a torch.Tensor, got {type(y0).__name__}")
+    times = ts.detach().cpu().double().tolist()
+    problem = SDEProblem(drift, diffusion, y0, (times[0], times[-1]), sde.noise_type, sde.sde_type)
+    if adaptive:
+        if controller is None:
+            controller = dataclasses.replace(DEFAULT_CONTROLLER, dt_min=dt_min)
+        step, dt0 = None, dt
+    else:
+        if dt is None:
+            raise ValueError("a fixed-step solve (adaptive=False) needs `dt`")
+        step, dt0, controller = dt, None, None
+    sol = solve(
+        problem, method, bm=bm, entropy=entropy, rtol=rtol, atol=atol, saveat=ts, controller=controller,
+        dt=step, dt0=dt0, max_steps=max_steps, stiffness=False,
+    )  # fmt: skip
+    return sol.ys
