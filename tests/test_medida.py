@@ -185,6 +185,25 @@ def test_enkf_tracks_a_chaotic_ks_state_below_the_noise(small_truth):
     assert float(error) < 0.4 * sigma, float(error)
 
 
+def test_adaptive_inflation_follows_the_model_error():
+    """Identity forecast of a constant truth: rho stays near 1; a forecast that drifts: rho rises."""
+    g = torch.Generator().manual_seed(0)
+    truth = torch.zeros(16, dtype=torch.float64)
+    obs = truth + 0.1 * torch.randn(300, 16, generator=g, dtype=torch.float64)
+    prior = 0.1 * torch.randn(20, 16, generator=g, dtype=torch.float64)
+    good = EnsembleKalmanFilter(lambda e: e, 0.1, inflation="adaptive", adaptive=(1.0, 5.0, 0.05)).run(
+        prior, obs
+    )
+    drift = EnsembleKalmanFilter(lambda e: e + 0.05, 0.1, inflation="adaptive", adaptive=(1.0, 5.0, 0.05))
+    bad = drift.run(prior, obs)
+    assert float(good.inflation[-100:].mean()) < 1.3 < float(bad.inflation[-100:].mean())
+    fixed = EnsembleKalmanFilter(lambda e: e + 0.05, 0.1, inflation=1.0).run(prior, obs)
+    lag = lambda r: float(r.means[-100:].mean())  # noqa: E731 - the bias the drift leaves
+    assert abs(lag(bad)) < 0.5 * abs(lag(fixed))
+    with pytest.raises(ValueError, match="adaptive"):
+        EnsembleKalmanFilter(lambda e: e, 0.1, inflation="adaptive", adaptive=(0.5, 2.0, 0.1))
+
+
 def test_enkf_rejects_bad_input():
     with pytest.raises(ValueError, match="obs_std"):
         EnsembleKalmanFilter(lambda e: e, 0.0)
@@ -293,13 +312,20 @@ def test_band_tools():
 
 
 def test_noisy_discovery_on_the_small_system(small_truth):
-    """1 % noise, 40 members: the right term and a coefficient within 5 %."""
+    """1 % noise, 40 members: the right term and a coefficient within 5 %.
+
+    One short window of L = 22 has a 6-mode band (13 numbers per state) for 24 terms, so the regression
+    leans on the filter's low noise: fixed inflation 1.05 here (the adaptive default raises the gain, and
+    with it the noise, and this small problem then warns that it is under-determined).
+    """
     ks, states = small_truth
     spec = CASES[9]  # u_xxxx halved
     rng = np.random.default_rng(0)
     sigma = 0.01 * states.std()
     obs = Observations(states + sigma * rng.standard_normal(states.shape), DT, ks.length)
-    found = discover(spec.model(ks), obs, members=40, filter_n=32, burn_in=100, localization_radius=4.0)
+    found = discover(
+        spec.model(ks), obs, members=40, filter_n=32, burn_in=100, localization_radius=4.0, inflation=1.05
+    )
     assert abs(found.noise_std / sigma - 1) < 0.1  # estimated from the spectrum
     assert set(found.terms) == {"u_xxxx"}, found.terms
     assert abs(found.terms["u_xxxx"] / -0.5 - 1) < 0.05, found.terms

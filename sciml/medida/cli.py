@@ -39,7 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--windows", type=int, default=None, help="observation windows in [100, 200)")
     parser.add_argument("--steps", type=int, default=None, help="consecutive observations per window")
     parser.add_argument("--members", type=int, default=NOISY_DEFAULTS["members"], help="EnKF ensemble size")
-    parser.add_argument("--inflation", type=float, default=1.05, help="EnKF multiplicative inflation")
+    parser.add_argument(
+        "--inflation",
+        default="adaptive",
+        help="EnKF multiplicative inflation: a number >= 1 or 'adaptive' (default)",
+    )
     parser.add_argument("--localization", type=float, default=10.0, help="Gaspari-Cohn radius (0: none)")
     parser.add_argument("--burn-in", type=int, default=NOISY_DEFAULTS["burn_in"], help="filter steps skipped")
     parser.add_argument(
@@ -61,7 +65,7 @@ def run_case(
     windows: int | None = None,
     steps: int | None = None,
     members: int = 100,
-    inflation: float = 1.05,
+    inflation: float | str = "adaptive",
     localization: float | None = 10.0,
     burn_in: int = 300,
     features: str = "one-step",
@@ -82,7 +86,7 @@ def run_case(
         steps = 2 if steps is None else steps
     obs, _ = ks_observations(windows, steps, noise=noise, seed=seed, progress=progress)
     lam = ks_lyapunov_exponent()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     discovery = discover(
         spec.model(),
         obs,
@@ -95,7 +99,7 @@ def run_case(
         seed=seed,
         progress=progress,
     )
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     true = spec.true_correction()
     found = discovery.terms
     errors = {k: abs(found.get(k, 0.0) - v) / abs(v) for k, v in true.items()}
@@ -106,6 +110,7 @@ def run_case(
         "terms_found": sorted(found),
         "max_coef_error": max(errors.values()),
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "exact_terms": set(true) == set(found),
         "coefficients": found,
         "uncertainties": discovery.correction.uncertainties,
@@ -130,9 +135,9 @@ def _plot(path: Path, x, t, trajectories, valid, lam: float, title: str) -> None
     for ax, name in zip(axes[:3], names):
         data = np.clip(trajectories[name], -vmax, vmax)
         image = ax.pcolormesh(x, t * lam, data, cmap="RdBu_r", vmin=-vmax, vmax=vmax, shading="auto")
-        label = name if name == "truth" else f"{name}: valid {valid[name].lyapunov_times:.2f} Λt"
+        label = name if name == "truth" else f"{name}: valid {valid[name].lyapunov_times:.2f} Lyapunov times"
         if name != "truth" and valid[name].censored:
-            label = f"{name}: valid ≥ {valid[name].lyapunov_times:.1f} Λt"
+            label = f"{name}: valid ≥ {valid[name].lyapunov_times:.1f} Lyapunov times"
         ax.set_title(label)
         ax.set_xlabel("x")
     axes[0].set_ylabel("t · λ (Lyapunov times)")
@@ -159,6 +164,14 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--members must be at least 2, got {args.members}")
     if args.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    inflation: float | str = args.inflation
+    if inflation != "adaptive":
+        try:
+            inflation = float(inflation)
+        except ValueError:
+            raise ValueError(
+                f"--inflation must be a number >= 1 or 'adaptive', got {args.inflation!r}"
+            ) from None
     out = check_writable_dir(args.out)
     torch.set_num_threads(args.threads)
     discovery, spec, row = run_case(
@@ -167,7 +180,7 @@ def main(args: argparse.Namespace) -> int:
         windows=args.windows,
         steps=args.steps,
         members=args.members,
-        inflation=args.inflation,
+        inflation=inflation,
         localization=args.localization,
         burn_in=args.burn_in,
         features=args.features,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,11 +167,13 @@ def discover(
     substeps: int = 1,
     stride: int = 1,
     members: int = 100,
-    inflation: float = 1.05,
+    inflation: float | str = "adaptive",
     localization_radius: float | None = 10.0,
     filter_n: int = 256,
     burn_in: int = 300,
     band_snr: float = 1000.0,
+    band: int | None = None,
+    ablations: bool = False,
     method: str = "deterministic",
     lyapunov_exponent: float | None = None,
     seed: int = 0,
@@ -193,9 +196,14 @@ def discover(
             coefficient changes by more than ``tol`` (default ``1e-8`` noise-free, ``0.02`` noisy).
         substeps: ETDRK4 steps per observation interval in the one-step map.
         stride: use every ``stride``-th pair.
-        members, inflation, localization_radius, method: the EnKF (noisy data).
+        members, inflation, localization_radius, method: the EnKF (noisy data); ``inflation`` may be
+            ``"adaptive"`` (see :class:`~sciml.medida.enkf.EnsembleKalmanFilter`).
         filter_n: grid points of the band-limited filter state (noisy data).
         burn_in: filter steps per window before samples are taken (noisy data).
+        band: the highest Fourier mode used in the regression; default: all modes for noise-free data,
+            the ``band_snr`` rule for noisy data.
+        ablations: (noisy data) also fit, on the first round's analyses, the paper's regressors (library
+            at the state) on all modes and on the band, and store them in ``history[0]["ablations"]``.
         band_snr: the regression uses Fourier modes up to the highest one whose observed signal-to-noise
             power ratio is at least this (noisy data).
         lyapunov_exponent: if given, warn when pairs are more than 0.01 Lyapunov times apart.
@@ -231,7 +239,8 @@ def discover(
     history: list[dict[str, Any]] = []
     correction: Correction | None = None
     analysis = None
-    band = None
+    if band is not None and not 0 <= int(band) < model.n // 2:
+        raise ValueError(f"band must be a Fourier mode in [0, {model.n // 2}), got {band}")
 
     if not noisy:
         tol = 1e-8 if tol is None else tol
@@ -248,7 +257,7 @@ def discover(
                 features,
                 substeps,
                 threshold_lambda,
-                None,
+                band,
             )
             change = _changed(correction, new)
             correction = new
@@ -270,8 +279,17 @@ def discover(
         n_f = int(filter_n)
         sigma_f = sigma * math.sqrt((n_f - 1) / model.n)  # noise left in the band, per coarse point
         y = band_limit(values, n_f)  # (W, S, n_f)
-        band = regression_band(values, sigma, band_snr)
-        band = min(band, n_f // 2 - 1)
+        if band is None:
+            band = regression_band(values, sigma, band_snr)
+        band = min(int(band), n_f // 2 - 1)
+        if (2 * band + 1) * y.shape[0] < len(library):
+            warnings.warn(
+                f"the regression band (Fourier modes <= {band}) gives {2 * band + 1} numbers per state and "
+                f"{y.shape[0]} window(s) for {len(library)} library terms: consecutive states add little new "
+                "information, so the fit may be under-determined; observe more windows spread in time or use "
+                "a smaller library",
+                stacklevel=2,
+            )
         coarse = model.replace(n=n_f, u0=np.zeros(n_f))
         taper = None
         if localization_radius is not None:
@@ -299,13 +317,14 @@ def discover(
             enkf = EnsembleKalmanFilter(
                 forecast, sigma_f, inflation=inflation, localization=taper, method=method, seed=seed + it
             )
-            means, spreads = [], []
+            means, spreads, rhos = [], [], []
             for w in tqdm(range(y.shape[0]), disable=not progress, desc=f"EnKF round {it}", leave=False):
                 noise = torch.randn(int(members), n_f, generator=generator, dtype=torch.float64) * sigma_f
                 prior = y[w, 0] + keep_band(noise)
                 result = enkf.run(prior, y[w], transform=keep_band)
                 means.append(result.means)
                 spreads.append(float(result.spreads[-1]))
+                rhos.append(float(result.inflation.mean()))
             analysis = torch.stack(means)
             u_prev = analysis[:, burn_in:-1:stride].reshape(-1, n_f)
             u_next = analysis[:, burn_in + 1 :: stride].reshape(-1, n_f)[: u_prev.shape[0]]
@@ -321,18 +340,33 @@ def discover(
                 threshold_lambda,
                 band,
             )
-            change = _changed(correction, new)
-            correction = new
-            history.append(
-                {
-                    "iteration": it,
-                    "terms": new.terms,
-                    "change": change,
-                    "spread": float(np.mean(spreads)),
-                    "seconds": time.perf_counter() - t,
+            record = {
+                "iteration": it,
+                "terms": new.terms,
+                "change": _changed(correction, new),
+                "spread": float(np.mean(spreads)),
+                "inflation": float(np.mean(rhos)),
+                "seconds": time.perf_counter() - t,
+            }
+            if ablations and it == 0:
+                record["ablations"] = {
+                    f"library_{name}": _fit(
+                        coarse,
+                        library,
+                        u_prev,
+                        u_next,
+                        observations.dt,
+                        None,
+                        "library",
+                        substeps,
+                        threshold_lambda,
+                        b,
+                    ).terms
+                    for name, b in (("all_modes", None), ("band", band))
                 }
-            )
-            if change < tol:
+            correction = new
+            history.append(record)
+            if record["change"] < tol:
                 break
         analysis = analysis.numpy()
 

@@ -12,9 +12,11 @@ dense matrix products. Two analysis schemes:
 
 Localization is a Schur product of the forecast covariance with a Gaspari–Cohn taper (Gaspari & Cohn,
 QJRMS 125, 1999) of the distances between state points (periodic distances supported); inflation
-multiplies the forecast anomalies by ``sqrt(inflation)`` before each analysis (Anderson & Anderson,
-MWR 127, 1999). The observation operator is a selection of state points (``obs_index``), which covers
-full and sparse point observations.
+multiplies the forecast anomalies by ``sqrt(ρ)`` before each analysis (Anderson & Anderson, MWR 127,
+1999), with ``ρ`` fixed or ``"adaptive"``: estimated from the innovations ``d = y − Hx̄`` as
+``(dᵀd − tr R) / tr(HPHᵀ)`` and smoothed in time (Li, Kalnay & Miyoshi, QJRMS 135, 2009), so a filter
+whose model is poor inflates more, and one whose model is good hardly at all. The observation operator
+is a selection of state points (``obs_index``), which covers full and sparse point observations.
 """
 
 from __future__ import annotations
@@ -54,11 +56,12 @@ def periodic_distances(n: int, length: float) -> torch.Tensor:
 
 class FilterResult(NamedTuple):
     """``means`` ``(T, n)``: analysis means; ``spreads`` ``(T,)``: RMS ensemble spread after each analysis;
-    ``ensemble``: the final analysis ensemble ``(members, n)``."""
+    ``ensemble``: the final analysis ensemble ``(members, n)``; ``inflation`` ``(T,)``: the ``ρ`` used."""
 
     means: torch.Tensor
     spreads: torch.Tensor
     ensemble: torch.Tensor
+    inflation: torch.Tensor
 
 
 class EnsembleKalmanFilter:
@@ -70,7 +73,10 @@ class EnsembleKalmanFilter:
 
     Other Args:
         obs_index: the observed state indices (default: every point).
-        inflation: multiplicative covariance inflation ``ρ ≥ 1`` applied to forecast anomalies.
+        inflation: multiplicative covariance inflation ``ρ ≥ 1`` applied to forecast anomalies, or
+            ``"adaptive"`` (innovation-based, see the module docstring).
+        adaptive: ``(ρ_min, ρ_max, smoothing)`` of the adaptive inflation; the estimate is
+            ``ρ ← (1 − smoothing)·ρ + smoothing·ρ_obs`` clipped to ``[ρ_min, ρ_max]``.
         localization: an ``(n, n)`` taper (e.g. ``gaspari_cohn(periodic_distances(n, L), r)``) or None.
         method: ``"deterministic"`` (DEnKF, default) or ``"stochastic"`` (perturbed observations).
         seed: for the observation perturbations of the stochastic filter.
@@ -86,7 +92,8 @@ class EnsembleKalmanFilter:
         obs_std: float | torch.Tensor,
         *,
         obs_index: torch.Tensor | np.ndarray | None = None,
-        inflation: float = 1.0,
+        inflation: float | str = 1.0,
+        adaptive: tuple[float, float, float] = (1.0, 3.0, 0.05),
         localization: torch.Tensor | None = None,
         method: str = "deterministic",
         seed: int = 0,
@@ -96,8 +103,17 @@ class EnsembleKalmanFilter:
         obs_std = torch.as_tensor(obs_std, dtype=torch.float64)
         if not bool(torch.all(obs_std > 0)) or not bool(torch.isfinite(obs_std).all()):
             raise ValueError("obs_std must be positive and finite (the observation-error standard deviation)")
-        if not (math.isfinite(inflation) and inflation >= 1.0):
-            raise ValueError(f"inflation must be >= 1 (1 = none), got {inflation}")
+        self.adaptive = inflation == "adaptive"
+        if self.adaptive:
+            low, high, smoothing = (float(v) for v in adaptive)
+            if not (1.0 <= low <= high and 0 < smoothing <= 1):
+                raise ValueError(
+                    f"adaptive must be (rho_min >= 1, rho_max >= rho_min, 0 < smoothing <= 1), got {adaptive}"
+                )
+            self.adaptive_range = (low, high, smoothing)
+            inflation = low
+        elif isinstance(inflation, str) or not (math.isfinite(inflation) and inflation >= 1.0):
+            raise ValueError(f"inflation must be >= 1 (1 = none) or 'adaptive', got {inflation!r}")
         if method not in ("deterministic", "stochastic"):
             raise ValueError(f"method must be 'deterministic' or 'stochastic', got {method!r}")
         self.forecast = forecast
@@ -136,12 +152,21 @@ class EnsembleKalmanFilter:
             raise ValueError(f"localization taper is {tuple(self.localization.shape)}, state has n = {n}")
         m = E.shape[0]
         mean = E.mean(dim=0)
-        A = (E - mean) * math.sqrt(self.inflation)
+        A = E - mean
+        r2 = torch.broadcast_to(self.obs_std**2, (index.numel(),))
+        if self.adaptive:
+            low, high, smoothing = self.adaptive_range
+            d = y - mean[index]
+            spread = A[:, index].pow(2).sum() / (m - 1)
+            if float(spread) > 0:
+                estimate = float((d @ d - r2.sum()) / spread)
+                rho = (1 - smoothing) * self.inflation + smoothing * estimate
+                self.inflation = min(max(rho, low), high)
+        A = A * math.sqrt(self.inflation)
         PHt = A.T @ A[:, index] / (m - 1)  # (n, p): P H^T
         if self.localization is not None:
             PHt = PHt * self.localization[:, index]
         HPHt = PHt[index]
-        r2 = torch.broadcast_to(self.obs_std**2, (index.numel(),))
         S = HPHt + torch.diag(r2)
         K = torch.linalg.solve(S, PHt.T).T  # (n, p): P H^T (H P H^T + R)^-1  (S symmetric)
         if self.method == "stochastic":
@@ -177,7 +202,7 @@ class EnsembleKalmanFilter:
         """
         observations = torch.as_tensor(observations, dtype=torch.float64)
         E = torch.as_tensor(ensemble, dtype=torch.float64)
-        means, spreads = [], []
+        means, spreads, rhos = [], [], []
         for k in tqdm(range(observations.shape[0]), disable=not progress, desc="EnKF", leave=False):
             if k > 0:
                 E = self.forecast(E)
@@ -192,4 +217,7 @@ class EnsembleKalmanFilter:
             mean = E.mean(dim=0)
             means.append(mean)
             spreads.append((E - mean).pow(2).mean().sqrt())
-        return FilterResult(torch.stack(means), torch.stack(spreads), E)
+            rhos.append(self.inflation)
+        return FilterResult(
+            torch.stack(means), torch.stack(spreads), E, torch.tensor(rhos, dtype=torch.float64)
+        )
