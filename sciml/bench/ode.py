@@ -292,8 +292,8 @@ def _overhead(batches: list[int], repeats: int, rtol: float, atol: float, scale:
                         "nfe": nfe,
                         "error": err,
                         "seconds": times[m],
-                        "eval_seconds": times["bare-eval"],
-                        "floor_ratio": times[m] / (nfe * times["bare-eval"]),
+                        "eval_seconds": times["bare-eval"] / n_floor,
+                        "floor_ratio": times[m] / (nfe * times["bare-eval"] / n_floor),
                         "time_vs_torchdiffeq": ratio(times[m], times["torchdiffeq-dopri5"]),
                         "nfe_vs_torchdiffeq": ratio(nfe, info["torchdiffeq-dopri5"][0]),
                     }  # fmt: skip

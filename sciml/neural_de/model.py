@@ -164,13 +164,13 @@ class NeuralODE(nn.Module):
         shape, dtype, device = y.shape, y.dtype, y.device
 
         def f(s: float, z: torch.Tensor) -> torch.Tensor:
-            return self.field(torch.full((), s, dtype=dtype, device=device), z.view(shape)).reshape(-1)
+            return self.field(torch.full((), s, dtype=dtype, device=device), z)
 
         flat = y.reshape(-1)
         direction = 1.0 if self.t_span[1] >= self.t_span[0] else -1.0
         with torch.no_grad():
-            k1 = f(t, flat)
+            k1 = f(t, y).reshape(-1)
             order = rk.tableau.error_order or rk.tableau.order
-            h = initial_step_size(f, t, flat, k1, direction, order, self.rtol, self.atol)
-        step = rk.step(f, t, flat, h, k1, stiffness=False)
+            h = initial_step_size(f, t, flat, k1, direction, order, self.rtol, self.atol, shape=shape)
+        step = rk.step(f, t, flat, h, k1, shape=shape, stiffness=False)
         return error_ratio(step.y_error, flat, step.y1, self.rtol, self.atol) * abs(h)

@@ -66,12 +66,12 @@ class _Settings:
 class _ContinuousAdjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, settings: _Settings, y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
-        from solvers.ode.solve import _flat_field, _integrate
+        from solvers.ode.solve import _integrate, _timed_field
         from solvers.solution import SolverStats
 
         problem = settings.problem
         shape = problem.y0.shape
-        f = _flat_field(problem.rhs, shape, y0)
+        f = _timed_field(problem.rhs, y0)
         with torch.no_grad():
             raw = _integrate(
                 settings.rk, f, y0.reshape(-1), *problem.t_span, settings.save_ts,

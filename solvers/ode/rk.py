@@ -26,8 +26,8 @@ from solvers.ode.tableau import Tableau
 
 __all__ = ["StepResult", "RungeKutta", "error_ratio", "initial_step_size"]
 
-#: f on flat states: (host time, y of shape (n,)) -> (n,)
-FlatField = Callable[[float, torch.Tensor], torch.Tensor]
+#: the vector field as the stepper calls it: (host time, state of the solve's shape) -> same shape
+StageField = Callable[[float, torch.Tensor], torch.Tensor]
 
 
 class StepResult(NamedTuple):
@@ -57,12 +57,17 @@ class _Coefficients(NamedTuple):
 
 
 class _Workspace:
-    """A stage buffer ``K`` of shape ``(stages, n)``, its rows viewed in the state's shape (so ``f``'s output
-    is stored without a reshape) and its transposed column slices, precomputed once."""
+    """Buffers for steps without autograd, with every view precomputed once: the stage derivatives ``K``
+    ``(stages, n)`` (rows also viewed in the state's shape, so ``f``'s output is stored without a reshape;
+    transposed column prefixes for the fused stage sums) and the stage inputs ``G`` (written in place by
+    ``addmv(out=...)`` and handed to ``f`` through views in the state's shape)."""
 
     def __init__(self, s: int, y: torch.Tensor, shape: torch.Size | None = None):
+        shape = shape if shape is not None else y.shape
         self.K = y.new_empty((s, y.shape[0]))
-        self.rows = self.K.view(s, *shape) if shape is not None else self.K
+        self.G = y.new_empty((s, y.shape[0]))
+        self.rows = self.K.view(s, *shape)
+        self.inputs = [self.G[i].view(shape) for i in range(s)]
         Kt = self.K.t()
         self.prefix = [Kt[:, :i] for i in range(s + 1)]
 
@@ -107,28 +112,30 @@ class RungeKutta:
         return self._cache[key]
 
     def workspace(self, y: torch.Tensor, shape: torch.Size | None = None) -> _Workspace:
-        """A stage buffer for flat states like ``y`` whose ``f`` returns tensors of ``shape`` (default flat).
-        Pass it to :meth:`step`; reuse it only where autograd does not need the previous contents."""
+        """Buffers for flat states like ``y`` whose field works on tensors of ``shape`` (default flat). Pass
+        them to :meth:`step` in solves without autograd; the returned ``y1`` lives in them, so copy it before
+        the buffers are used again."""
         return _Workspace(self.tableau.n_stages, y, shape)
 
     def step(
         self,
-        f: FlatField,
+        f: StageField,
         t: float,
         y: torch.Tensor,
         h: float,
         k1: torch.Tensor,
         *,
+        shape: torch.Size | None = None,
         stiffness: bool = True,
         workspace: _Workspace | None = None,
     ) -> StepResult:
         """Take one step of size ``h`` from ``(t, y)``.
 
         Args:
-            f: the vector field on flat states, called with a host time; returns a tensor of the workspace's
-                shape (flat by default).
+            f: the vector field, called with a host time and a state of ``shape``; returns that shape.
             t, h: step start and size (host floats: step-size decisions are not differentiated).
             y: flat state ``(n,)``.
+            shape: the state's shape as ``f`` sees it (default flat); a workspace brings its own.
             k1: ``f(t, y)`` (reused from the previous step's last stage for FSAL methods).
             stiffness: compute the stiffness norms.
             workspace: a buffer from :meth:`workspace` to write the stages into, for solves without
@@ -141,18 +148,19 @@ class RungeKutta:
         coef = self.coefficients(y.dtype, y.device)
         s, c, a = tab.n_stages, tab.c, coef.a
         g = y
-        if workspace is not None:  # stages written in place into a reused buffer (no autograd)
-            rows, prefix = workspace.rows, workspace.prefix
+        if workspace is not None:  # everything written in place into reused buffers (no autograd)
+            rows, prefix, G, inputs = workspace.rows, workspace.prefix, workspace.G, workspace.inputs
             workspace.K[0] = k1
             for i in range(1, s):
-                g = torch.addmv(y, prefix[i], a[i], alpha=h)
-                rows[i] = f(t + c[i] * h, g)
+                g = torch.addmv(y, prefix[i], a[i], alpha=h, out=G[i])
+                rows[i] = f(t + c[i] * h, inputs[i])
             Kt = prefix[s]
         else:  # separate stage tensors, stacked: far cheaper to backpropagate than in-place writes
+            shape = shape if shape is not None else y.shape
             ks = [k1]
             for i in range(1, s):
                 g = torch.addmv(y, torch.stack(ks, 1), a[i], alpha=h)
-                ks.append(f(t + c[i] * h, g).reshape(-1))
+                ks.append(f(t + c[i] * h, g.view(shape)).reshape(-1))
             Kt = torch.stack(ks, 1)
         y1 = g if tab.fsal else torch.addmv(y, Kt, coef.b, alpha=h)
         y_error = torch.addmv(y, Kt, coef.b_error, beta=0, alpha=h) if coef.b_error is not None else None
@@ -211,7 +219,7 @@ def error_ratio(
 
 
 def initial_step_size(
-    f: FlatField,
+    f: StageField,
     t0: float,
     y0: torch.Tensor,
     f0: torch.Tensor,
@@ -220,11 +228,13 @@ def initial_step_size(
     rtol: float | torch.Tensor,
     atol: float | torch.Tensor,
     *,
+    shape: torch.Size | None = None,
     part: slice = slice(None),
 ) -> float:
     """Hairer's starting step (Hairer, Nørsett & Wanner I, II.4): one extra evaluation of ``f``.
 
-    ``part`` restricts the norms to part of the state (tolerances then refer to that part).
+    ``f`` takes states of ``shape`` (default flat); ``part`` restricts the norms to part of the flat state
+    (tolerances then refer to that part).
     Returns the signed step size as a host float (a decision, not differentiated).
     """
     with torch.no_grad():
@@ -234,7 +244,8 @@ def initial_step_size(
         d0 = float(torch.linalg.vector_norm(y / scale)) / n
         d1 = float(torch.linalg.vector_norm(f_0 / scale)) / n
         h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
-        f1 = f(t0 + direction * h0, y0 + direction * h0 * f0).reshape(-1)[part]
+        z = y0 + direction * h0 * f0
+        f1 = f(t0 + direction * h0, z.view(shape) if shape is not None else z).reshape(-1)[part]
         d2 = float(torch.linalg.vector_norm((f1 - f_0) / scale)) / n / h0
         if max(d1, d2) <= 1e-15:
             h1 = max(1e-6, h0 * 1e-3)

@@ -105,9 +105,10 @@ def _integrate(
         st.nfe += 1
         return f(t, y)
 
+    shape = shape if shape is not None else y0.shape
     direction = 1.0 if t1 > t0 else -1.0
     if k1 is None:
-        k1 = field_(t0, y0).reshape(-1)
+        k1 = field_(t0, y0.view(shape)).reshape(-1)
     adaptive = controller.adaptive and tab.adaptive
     sl = slice(None) if error_size is None else slice(0, error_size)
     part = (lambda v: v) if error_size is None else (lambda v: v[:error_size])
@@ -119,7 +120,7 @@ def _integrate(
         h = direction * abs(dt0)
     else:
         order = tab.error_order or tab.order
-        h = initial_step_size(field_, t0, y0, k1, direction, order, rtol, atol, part=sl)
+        h = initial_step_size(field_, t0, y0, k1, direction, order, rtol, atol, shape=shape, part=sl)
     h = math.copysign(min(abs(h), controller.dt_max), direction)
     k_exp = (tab.error_order or tab.order) + 1
     ctrl_state = controller.new_state()
@@ -148,7 +149,9 @@ def _integrate(
         h_try, hits_stop = h, False
         if (t + h - stop) * direction >= -1e-12 * abs(h):
             h_try, hits_stop = stop - t, True
-        res = rk.step(field_, t, y, h_try, k1, stiffness=stiffness, workspace=spare[0] if reuse else None)
+        res = rk.step(
+            field_, t, y, h_try, k1, shape=shape, stiffness=stiffness, workspace=spare[0] if reuse else None
+        )
         st.n_steps += 1
         norm = abs_y1 = None
         if res.y_error is not None:
@@ -177,10 +180,10 @@ def _integrate(
             i_save += at_end
             if at_end or save_steps:
                 out.save_ts.append(t_new)
-                out.save_ys.append(res.y1)
+                out.save_ys.append(res.y1.clone() if reuse else res.y1)  # reused buffers hold y1
             t, y = t_new, res.y1
             abs_y = abs_y1 if abs_y1 is not None else part(y).abs()
-            k1 = res.stages[-1] if tab.fsal else field_(t, y).reshape(-1)
+            k1 = res.stages[-1] if tab.fsal else field_(t, y.view(shape)).reshape(-1)
             if reuse:
                 spare.reverse()
             if not hits_stop or abs(h_next) > abs(h):
@@ -244,15 +247,12 @@ def _check_saveat(saveat: Any, t0: float, t1: float, y0: torch.Tensor) -> list[f
     return values
 
 
-def _flat_field(
-    rhs: Callable, shape: torch.Size, y0: torch.Tensor
-) -> Callable[[float, torch.Tensor], torch.Tensor]:
-    """``rhs`` on flat states, called with host times (turned into 0-d tensors of y0's dtype, as
-    torchdiffeq passes them)."""
+def _timed_field(rhs: Callable, y0: torch.Tensor) -> Callable[[float, torch.Tensor], torch.Tensor]:
+    """``rhs`` called with host times turned into 0-d tensors of y0's dtype (as torchdiffeq passes them)."""
     dtype, device = y0.dtype, y0.device
 
     def f(t: float, y: torch.Tensor) -> torch.Tensor:
-        return rhs(torch.full((), t, dtype=dtype, device=device), y.view(shape))
+        return rhs(torch.full((), t, dtype=dtype, device=device), y)
 
     return f
 
@@ -416,7 +416,7 @@ def solve(
 
     if adjoint == "backprop":
         stats = SolverStats(nfe=1)
-        f = _flat_field(problem.rhs, shape, y0)
+        f = _timed_field(problem.rhs, y0)
         raw = _integrate(
             rk, f, y0.reshape(-1), t0, t1, save_ts, k1=k1.reshape(-1), stats=stats, shape=shape, **kwargs
         )
