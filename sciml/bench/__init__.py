@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "relax": "sciml.bench.relax",
     "pde": "sciml.bench.pde",
     "medida": "sciml.bench.medida",
+    "sde": "sciml.bench.sde",
 }
 
 HELP = "run a benchmark (quick by default, --full for paper scale); prints a table and writes JSON"

@@ -38,10 +38,11 @@ __all__ = [
     "DEFAULT_CONTROLLER",
 ]  # fmt: skip
 
-#: the controller of adaptive solves unless one is given: integral control with growth capped at 5x per
-#: step (measured in ``sciml bench sde``: the error estimate of a step is random, and a lucky small one
-#: followed by a 10x step is usually rejected)
-DEFAULT_CONTROLLER = IController(safety=0.9, factor_min=0.2, factor_max=5.0)
+#: the controller of adaptive solves unless one is given: the ODE core's integral controller with its
+#: defaults (safety 0.9, factor 0.2 to 10). Measured at equal strong error over 8 tolerances and 2 path
+#: batches (sosri on GBM and the scalar-noise problem, sosra on OU, milstein on GBM): capping the growth at
+#: 5x or 2x cost 3-5 % or 13-26 % more NFE; a PI controller (0.4, 0.3) ranged from 7 % fewer to 21 % more.
+DEFAULT_CONTROLLER = IController()
 
 
 # ---------------------------------------------------------------------------------------------- noise
@@ -204,11 +205,12 @@ def initial_step_size(
 ) -> float:
     """A starting step after Hairer's rule (Hairer, Nørsett & Wanner I, II.4), extended to the noise.
 
-    With ``s = atol + rtol |y0|``, a probe step ``h0 = 0.01 ‖y0/s‖ / ‖f0/s‖`` and the probe state
-    ``ŷ = y0 + h0 f0 + √h0 g0`` (for matrix noise, along the sum of the columns), the drift part gives
-    ``h_f = min(100 h0, (0.01 / max(‖f0/s‖, ‖(f(ŷ) − f0)/s‖/h0))^(1/k))`` and the noise part — whose
-    embedded error is ``≈ ½ |g ∂g| h`` — gives ``h_g = 0.02 / ‖(g(ŷ) − g0)/s‖ · √h0`` (no limit for additive
-    noise). Two extra evaluations (one ``f``, one ``g``); the result is a host float, not differentiated.
+    With ``s = atol + rtol |y0|`` and a probe step ``h0 = 0.01 ‖y0/s‖ / ‖f0/s‖`` (RMS norms), the drift part
+    gives ``h_f = min(100 h0, (0.01 / max(‖f0/s‖, ‖(f(t0 + h0, y0 + h0 f0) − f0)/s‖ / h0))^(1/k))`` and the
+    noise part ``h_g = (0.02 / d_g)^(1/k)`` with ``d_g = ‖(g(t0, y0 + √h0 g0) − g0)/s‖ / √h0 ≈ ‖g ∂g / s‖``
+    (for matrix noise along the sum of the columns; the size of the terms the embedded estimates measure;
+    no limit for additive noise). Two extra evaluations (one ``f``, one ``g``); the result is a host float,
+    not differentiated.
     """
     with torch.no_grad():
         scale = y0.abs() * rtol + atol
@@ -219,18 +221,14 @@ def initial_step_size(
 
         d0, d1 = rms(y0), rms(f0)
         h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
-        shift = g0 if terms.elementwise else g0.sum(-1)
-        probe = y0 + h0 * f0 + math.sqrt(h0) * shift
-        f1 = terms.f(t0 + h0, probe)
-        g1 = terms.g(t0 + h0, probe)
-        d2 = rms(f1 - f0) / h0
+        d2 = rms(terms.f(t0 + h0, y0 + h0 * f0) - f0) / h0
         d_max = max(d1, d2)
-        h_f = max(1e-6, h0 * 1e-3) if d_max <= 1e-15 else (0.01 / d_max) ** (1.0 / k)
-        h = min(100 * h0, h_f)
-        dg = g1 - g0 if terms.elementwise else (g1 - g0).norm(dim=-1)
-        d_noise = rms(dg) / math.sqrt(h0)
+        h = min(100 * h0, max(1e-6, h0 * 1e-3) if d_max <= 1e-15 else (0.01 / d_max) ** (1.0 / k))
+        shift = g0 if terms.elementwise else g0.sum(-1)
+        dg = terms.g(t0, y0 + math.sqrt(h0) * shift) - g0
+        d_noise = rms(dg if terms.elementwise else dg.norm(dim=-1)) / math.sqrt(h0)
         if d_noise > 1e-15:
-            h = min(h, 0.02 / d_noise)
+            h = min(h, (0.02 / d_noise) ** (1.0 / k))
         return h
 
 
@@ -282,10 +280,8 @@ def _integrate(
     save_ts = list(save_ts)
     i_save = 0
     while i_save < len(save_ts) and save_ts[i_save] == t0:
-        out.save_ts.append(t0)
-        out.save_ys.append(y0)
         i_save += 1
-    if save_steps:
+    if i_save or save_steps:
         out.save_ts.append(t0)
         out.save_ys.append(y0)
 
@@ -318,11 +314,9 @@ def _integrate(
                 out.errors.append(E)
             if res.stiffness is not None:
                 out.stiffness.append(res.stiffness)
-            if hits_stop and i_save < len(save_ts) and stop == save_ts[i_save]:
-                out.save_ts.append(stop)
-                out.save_ys.append(res.y1)
-                i_save += 1
-            if save_steps:
+            at_save = hits_stop and i_save < len(save_ts) and stop == save_ts[i_save]
+            i_save += at_save
+            if at_save or save_steps:
                 out.save_ts.append(t_end)
                 out.save_ys.append(res.y1)
             t, y = t_end, res.y1
@@ -448,7 +442,8 @@ def solve(
         rtol, atol: tolerances (positive numbers, or tensors broadcastable to ``y0``).
         saveat: increasing times within ``t_span`` at which to return the solution (steps are shortened to
             land on them); default ``t_span`` itself.
-        save_steps: return the solution at ``t0`` and after every accepted step instead.
+        save_steps: also save the solution at ``t0`` and after every accepted step (merged with ``saveat`` in
+            time order; ``ts`` tells which is which; without ``saveat`` only the steps).
         controller: an :class:`~solvers.controllers.IController` or ``PIDController`` (default
             :data:`DEFAULT_CONTROLLER`), or ``ConstantSteps(dt)``. An adaptive solve ends with a step-size
             underflow below ``max(controller.dt_min, 1e-9·(t1 − t0))``.
@@ -477,8 +472,6 @@ def solve(
     t0, t1 = problem.t_span
     rtol = _check_tolerance("rtol", rtol, y0)
     atol = _check_tolerance("atol", atol, y0)
-    if save_steps and saveat is not None:
-        raise ValueError("give either `saveat` or `save_steps=True`, not both")
     if not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"`max_steps` must be a positive integer, got {max_steps!r}")
     if controller is not None and dt is not None:
@@ -494,7 +487,10 @@ def solve(
             f"method {stepper.name!r} has no error estimate: use fixed steps (solve(..., dt=0.01), or "
             "sdeint(..., adaptive=False, dt=0.01)) or an adaptive method"
         )
-    save_ts = [] if save_steps else ([t0, t1] if saveat is None else _check_saveat(saveat, t0, t1))
+    if saveat is None:
+        save_ts = [] if save_steps else [t0, t1]
+    else:
+        save_ts = _check_saveat(saveat, t0, t1)
     raw = _integrate(
         stepper, terms, y0, t0, t1, save_ts, bm, save_steps=save_steps, rtol=rtol, atol=atol,
         controller=controller, dt0=dt0, max_steps=max_steps, stiffness=stiffness, start=start,

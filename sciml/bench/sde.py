@@ -1,0 +1,257 @@
+"""``sciml bench sde``: our adaptive SDE solvers against torchsde's adaptive stepping, in one run.
+
+Work–precision: for each test problem with an exact solution (geometric Brownian motion — diagonal noise;
+Ornstein–Uhlenbeck with correlated time-dependent additive noise; a 2-D linear SDE with scalar noise), one
+batch of Brownian paths (a ``BrownianInterval``) is shared by every solver and by the exact solution, so all
+errors are measured on the same paths. For a sweep of tolerances (rtol = atol = tol) each solver reports
+the strong error ``E|y_h(T) − y(T)|`` (mean over paths and components) and its work: NFE = evaluations of
+``f`` plus evaluations of ``g`` (torchsde's counted by wrapping the SDE object; its diffusion–vector
+products call ``g``). Baselines: torchsde's adaptive stepping (step doubling: one full and two half steps
+per step) with its default method ``"srk"`` (Rößler's SRI2 / SRA1, the same order as ours) and with
+``"milstein"`` (diagonal/scalar noise) or ``"euler"`` (additive noise). torchsde starts from the same
+initial step as our solvers (:func:`solvers.sde.initial_step_size`).
+
+Each of our rows carries ``nfe_ratio_vs_torchsde``: our NFE over torchsde-srk's NFE at the same strong
+error, read off torchsde's work–precision curve (log–log interpolation on its Pareto front: the cheapest
+NFE that reached each error), and ``nfe_ratio_vs_best_torchsde`` against the better of torchsde's two
+methods there. NaN where our error lies outside the range torchsde's sweep reached.
+
+Note on torchsde's NFE: its SRK step recomputes ``f`` and ``g`` of earlier stages inside the stage loop
+(4-stage diagonal SRK: 10 evaluations each of f and g per step, where 4 + 4 suffice), and step doubling
+makes three such steps per step. The ratios measure the solvers as users get them.
+
+Timings (CPU time of the process, one thread, best of ``--repeats`` interleaved runs) are reported beside
+NFE; they include each solver's Python overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from problems import sde as problems
+from sciml.bench.report import print_table, ratio
+from solvers.sde import brownian_interval, get_method, solve
+from solvers.sde.methods import SDESolverStats, Terms
+from solvers.sde.solve import initial_step_size
+
+DESCRIPTION = "SDE solvers: strong error vs NFE against torchsde's adaptive stepping on the same paths"
+
+#: problem -> (our methods, torchsde methods)
+CASES = {
+    "gbm": (("sosri", "sosri2", "sriw1", "milstein"), ("srk", "milstein")),
+    "ornstein_uhlenbeck": (("sosra", "sosra2", "sra1", "sra3"), ("srk", "euler")),
+    "linear_scalar": (("sosri", "sriw1", "milstein"), ("srk", "milstein")),
+}
+#: the default method for each problem's noise type (the headline rows)
+DEFAULTS = {"gbm": "sosri", "ornstein_uhlenbeck": "sosra", "linear_scalar": "sosri"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--paths", type=int, default=None, help="Brownian paths per problem (256 quick, 1024 full)"
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="timing repeats (default 2 quick, 5 full)")
+    parser.add_argument("--seed", type=int, default=0, help="entropy of the Brownian paths")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
+
+class _CountedSDE(torch.nn.Module):
+    """A torchsde SDE object around a problem, counting evaluations of f and g."""
+
+    def __init__(self, problem: problems.SDEProblem):
+        super().__init__()
+        self.problem = problem
+        self.noise_type, self.sde_type = problem.noise_type, problem.sde_type
+        self.n = 0
+
+    def f(self, t, y):
+        self.n += 1
+        return self.problem.drift(t, y)
+
+    def g(self, t, y):
+        self.n += 1
+        return self.problem.diffusion(t, y)
+
+
+def _first_step(problem: problems.SDEProblem, method: str, tol: float) -> float:
+    """Our automatic initial step for this tolerance (given to torchsde too)."""
+    stepper = get_method(method, problem.noise_type, problem.sde_type)
+    terms = Terms(problem.drift, problem.diffusion, problem.noise_type, SDESolverStats(), problem.y0)
+    t0 = problem.t_span[0]
+    with torch.no_grad():
+        f0, g0 = terms.f(t0, problem.y0), terms.g(t0, problem.y0)
+        return initial_step_size(terms, t0, problem.y0, f0, g0, stepper.error_exponent, tol, tol)
+
+
+def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(cost, error) points on the front: sorted by cost, each with a lower error than every cheaper one."""
+    front, best = [], math.inf
+    for nfe, err in sorted(points):
+        if err < best:
+            front.append((nfe, err))
+            best = err
+    return front
+
+
+def _cost_at_error(points: list[tuple[float, float]], error: float) -> float:
+    """The cost (NFE or seconds) needed to reach ``error``: log–log interpolation on the Pareto front of
+    ``(cost, error)`` points; NaN outside its range."""
+    front = _pareto(points)
+    if len(front) < 2:
+        return math.nan
+    nfes, errors = (np.array(x) for x in zip(*front))
+    if not errors.min() <= error <= errors.max() or errors.min() <= 0:
+        return math.nan
+    order = np.argsort(errors)
+    return math.exp(np.interp(math.log(error), np.log(errors[order]), np.log(nfes[order])))
+
+
+def _best_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Interleaved timing (CPU time): each repeat runs every function once; the minimum is kept."""
+    best = {k: math.inf for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            start = time.process_time()
+            fn()
+            best[key] = min(best[key], time.process_time() - start)
+    return best
+
+
+def _work_precision(name: str, n_paths: int, seed: int, tols: list[float], their_tols: list[float],
+                    repeats: int) -> list[dict]:  # fmt: skip
+    import torchsde
+
+    ours, theirs = CASES[name]
+    problem = problems.get(name, batch=n_paths)
+    bm = brownian_interval(problem, entropy=seed)
+    span = torch.tensor(problem.t_span, dtype=torch.float64)
+    exact = problem.solution(span, bm)[-1]
+
+    def strong_error(yT: torch.Tensor) -> float:
+        return (yT - exact).abs().mean().item()
+
+    runs: dict[tuple[str, float], Callable] = {}
+    for method in ours:
+        for tol in tols:
+            runs[(method, tol)] = lambda m=method, tol=tol: solve(problem, m, bm=bm, rtol=tol, atol=tol,
+                                                                  max_steps=10**6)  # fmt: skip
+    for method in theirs:
+        for tol in their_tols:
+            dt0 = _first_step(problem, DEFAULTS[name], tol)
+
+            def theirs_run(method=method, tol=tol, dt0=dt0):
+                sde = _CountedSDE(problem)
+                ys = torchsde.sdeint(sde, problem.y0, span, bm=bm, method=method, adaptive=True, rtol=tol,
+                                     atol=tol, dt=dt0)  # fmt: skip
+                return ys, sde.n
+
+            runs[(f"torchsde-{method}", tol)] = theirs_run
+    rows = []
+    with torch.no_grad():
+        seconds = _best_times({f"{k[0]}@{k[1]}": fn for k, fn in runs.items()}, repeats)
+        for (method, tol), fn in runs.items():
+            out = fn()
+            if isinstance(out, tuple):
+                ys, nfe = out
+                row = {"nfe": nfe, "strong_error": strong_error(ys[-1])}
+            else:
+                st = out.stats
+                row = {
+                    "nfe": st.nfe, "nfe_drift": st.nfe_drift, "nfe_diffusion": st.nfe_diffusion,
+                    "steps": st.n_steps, "rejected": st.n_rejected, "strong_error": strong_error(out.ys[-1]),
+                }  # fmt: skip
+            rows.append({
+                "part": "work-precision", "case": name, "noise": problem.noise_type, "method": method,
+                "tol": tol, "paths": n_paths, **row, "seconds": seconds[f"{method}@{tol}"],
+            })  # fmt: skip
+    curves = {
+        m: [(r["nfe"], r["strong_error"]) for r in rows if r["method"] == m]
+        for m in {r["method"] for r in rows}
+    }
+    time_curves = {m: [(r["seconds"], r["strong_error"]) for r in rows if r["method"] == m] for m in curves}
+    for r in rows:
+        if r["method"].startswith("torchsde"):
+            continue
+        e = r["strong_error"]
+        base = _cost_at_error(curves["torchsde-srk"], e)
+        best = min(
+            (_cost_at_error(curves[f"torchsde-{m}"], e) for m in theirs),
+            key=lambda x: x if x == x else math.inf,
+        )
+        r["nfe_ratio_vs_torchsde"] = ratio(r["nfe"], base)
+        r["nfe_ratio_vs_best_torchsde"] = ratio(r["nfe"], best)
+        r["time_ratio_vs_torchsde"] = ratio(r["seconds"], _cost_at_error(time_curves["torchsde-srk"], e))
+    return rows
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(dict.fromkeys(r["case"] for r in rows))
+    fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 4), squeeze=False)
+    for ax, case in zip(axes[0], cases):
+        for method in dict.fromkeys(r["method"] for r in rows if r["case"] == case):
+            pts = sorted(
+                (r["nfe"], r["strong_error"]) for r in rows if r["case"] == case and r["method"] == method
+            )
+            ax.loglog(
+                *zip(*pts), marker="o", linestyle="--" if method.startswith("torchsde") else "-", label=method
+            )
+        ax.set(title=case, xlabel="NFE (f + g evaluations)", ylabel="strong error E|y_h(T) − y(T)|")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _geomean(values) -> float:
+    logs = [math.log(v) for v in values if v == v and v > 0]
+    return math.exp(sum(logs) / len(logs)) if logs else math.nan
+
+
+def _summary(rows: list[dict]) -> list[dict]:
+    out = []
+    for case, (ours, _) in CASES.items():
+        for method in ours:
+            mine = [r for r in rows if r["case"] == case and r["method"] == method]
+            measured = _geomean(r["nfe_ratio_vs_torchsde"] for r in mine)
+            n = sum(1 for r in mine if r["nfe_ratio_vs_torchsde"] == r["nfe_ratio_vs_torchsde"])
+            out.append({
+                "target": f"{case}: {method} NFE / torchsde-srk at equal error <= 0.5 (geo-mean of {n})",
+                "measured": measured, "met": measured <= 0.5,
+                "vs_best_torchsde": _geomean(r["nfe_ratio_vs_best_torchsde"] for r in mine),
+            })  # fmt: skip
+    return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    n_paths = args.paths or (1024 if args.full else 256)
+    repeats = args.repeats or (5 if args.full else 2)
+    # torchsde's sweep reaches further on both sides, so that our errors fall inside its curve
+    tols = [10 ** (-k / 2) for k in range(2, 10)] if args.full else [10 ** (-k / 2) for k in range(2, 9)]
+    their_tols = [10 ** (-k / 2) for k in range(0, 13)] if args.full else [10.0**-k for k in range(0, 7)]
+    rows = []
+    for name in CASES:
+        rows += _work_precision(name, n_paths, args.seed, tols, their_tols, repeats)
+    columns = ["case", "method", "tol", "nfe", "strong_error", "seconds", "nfe_ratio_vs_torchsde",
+               "nfe_ratio_vs_best_torchsde", "time_ratio_vs_torchsde"]  # fmt: skip
+    print_table(rows, columns, f"SDE work-precision ({n_paths} paths per problem, one thread, CPU seconds)")
+    png = Path(args.out) / "sde-work-precision.png"
+    _plot(rows, png)
+    print(f"wrote {png}")
+    summary = _summary(rows)
+    print_table(summary, ["target", "measured", "vs_best_torchsde", "met"], "Targets (issue 4, part 1)")
+    return {"rows": rows, "summary": summary, "paths": n_paths, "threads": torch.get_num_threads(),
+            "repeats": repeats}  # fmt: skip
