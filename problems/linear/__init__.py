@@ -6,3 +6,20 @@ __all__ = ["PoissonGrid", "FLUID", "SOLID", "DIRICHLET"]
 from problems.linear.sequences import HeatEquation2D, LinearInstance, ShiftedLaplacianSequence, bump  # noqa: E402
 
 __all__ += ["ShiftedLaplacianSequence", "HeatEquation2D", "LinearInstance", "bump"]
+from problems.linear.generators import (  # noqa: E402
+    fill_unanchored,
+    random_layout,
+    random_obstacles,
+    random_rhs,
+    random_walls,
+    smooth_rhs,
+)
+
+__all__ += [
+    "random_obstacles",
+    "random_walls",
+    "fill_unanchored",
+    "random_layout",
+    "random_rhs",
+    "smooth_rhs",
+]
