@@ -20,6 +20,7 @@ Bayesian sparse regression and data assimilation: a chaotic Kuramoto–Sivashins
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -46,6 +47,7 @@ from sciml.medida.samples import (
     one_step_features,
     one_step_targets,
 )
+from solvers.spectral import small_work_threads
 
 __all__ = ["Discovery", "discover", "regression_band"]
 
@@ -154,6 +156,21 @@ def _fit(
     return sparse_bayesian_regression(X.numpy(), Y.numpy(), library, threshold_lambda=threshold_lambda)
 
 
+def _threads_by_work(fn):
+    """Run ``discover`` single-threaded when its batches are small (see ``small_work_threads``)."""
+
+    @functools.wraps(fn)
+    def wrapper(model, observations, *args, **kwargs):
+        members, filter_n = kwargs.get("members", 100), kwargs.get("filter_n", 256)
+        pairs = observations.n_pairs if isinstance(observations, Observations) else 1
+        n = getattr(model, "n", 1)
+        with small_work_threads(max(int(members) * int(filter_n), pairs * n)):
+            return fn(model, observations, *args, **kwargs)
+
+    return wrapper
+
+
+@_threads_by_work
 def discover(
     model: SemilinearPeriodicProblem,
     observations: Observations,

@@ -5,6 +5,7 @@ from solvers.spectral.etdrk4 import (
     ETDRK4Coefficients,
     SpectralSolution,
     etdrk4_coefficients,
+    small_work_threads,
     solve_spectral,
 )
 from solvers.spectral.lyapunov import LyapunovEstimate, largest_lyapunov_exponent
@@ -16,6 +17,7 @@ __all__ = [
     "SpectralSolution",
     "etdrk4_coefficients",
     "solve_spectral",
+    "small_work_threads",
     "LyapunovEstimate",
     "largest_lyapunov_exponent",
     "cached_solve",

@@ -23,8 +23,9 @@ States are torch tensors of shape ``(..., n)`` (any batch, e.g. an ensemble), fl
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -33,7 +34,28 @@ from tqdm.auto import tqdm
 
 from problems.semilinear import SemilinearPeriodicProblem
 
-__all__ = ["ETDRK4", "ETDRK4Coefficients", "SpectralSolution", "solve_spectral"]
+__all__ = ["ETDRK4", "ETDRK4Coefficients", "SpectralSolution", "solve_spectral", "small_work_threads"]
+
+#: below this many state values per step, stepping runs on one thread (more only add overhead)
+SMALL_WORK = 1 << 16
+
+
+@contextlib.contextmanager
+def small_work_threads(numel: int) -> Iterator[None]:
+    """Run small batched FFT work on one torch thread; leave the setting alone for large work.
+
+    Each ETDRK4 step is a few dozen tiny kernels; with several threads their start-up (and, on a busy
+    machine, spinning threads) costs more than the arithmetic — ten times more was measured here.
+    """
+    threads = torch.get_num_threads()
+    if numel >= SMALL_WORK or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class ETDRK4Coefficients(NamedTuple):
@@ -259,24 +281,26 @@ def solve_spectral(
     bar = tqdm(total=int(counts[-1]), disable=not progress, desc=f"ETDRK4 {problem.name}", leave=False)
     message = f"reached t = {saveat[-1]:g} in {int(counts[-1])} steps"
     success = True
-    for i, target in enumerate(counts):
-        while done < target:
-            chunk = int(min(check_every, target - done))
-            for _ in range(chunk):
-                v = stepper.step_hat(v)
-            done += chunk
-            bar.update(chunk)
-            if not bool(torch.isfinite(v).all()):
-                t_bad = t0 + done * stepper.dt
-                message = (
-                    f"the solution of {problem.name!r} became non-finite by t = {t_bad:g} (step {done}); the "
-                    "model may be ill-posed (e.g. anti-diffusion without hyperviscosity) or dt too large"
-                )
-                success = False
+    with small_work_threads(u.numel()):
+        for i, target in enumerate(counts):
+            while done < target:
+                chunk = int(min(check_every, target - done))
+                for _ in range(chunk):
+                    v = stepper.step_hat(v)
+                done += chunk
+                bar.update(chunk)
+                if not bool(torch.isfinite(v).all()):
+                    t_bad = t0 + done * stepper.dt
+                    message = (
+                        f"the solution of {problem.name!r} became non-finite by t = {t_bad:g} (step {done}); "
+                        "the model may be ill-posed (e.g. anti-diffusion without hyperviscosity) or dt too "
+                        "large"
+                    )
+                    success = False
+                    break
+            if not success:
                 break
-        if not success:
-            break
-        out[i] = torch.fft.irfft(v, n=n)
+            out[i] = torch.fft.irfft(v, n=n)
     bar.close()
     if not success and throw:
         raise FloatingPointError(message)

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from problems.semilinear import SemilinearPeriodicProblem
-from solvers.spectral.etdrk4 import ETDRK4
+from solvers.spectral.etdrk4 import ETDRK4, small_work_threads
 
 __all__ = ["LyapunovEstimate", "largest_lyapunov_exponent"]
 
@@ -87,10 +87,28 @@ def largest_lyapunov_exponent(
     steps_per = max(1, round(renormalize_every / dt))
     tau = steps_per * dt
     n_intervals = max(1, round(t_average / tau))
+    with small_work_threads(2 * int(n_trajectories) * problem.n):
+        return _benettin(
+            problem,
+            dt,
+            t_transient,
+            n_intervals,
+            steps_per,
+            tau,
+            epsilon,
+            int(n_trajectories),
+            seed,
+            progress,
+        )
+
+
+def _benettin(
+    problem, dt, t_transient, n_intervals, steps_per, tau, epsilon, m, seed, progress
+) -> LyapunovEstimate:
+    """Benettin's loop for :func:`largest_lyapunov_exponent` (``m`` trajectories as one batch)."""
     stepper = ETDRK4(problem, dt)
     generator = torch.Generator().manual_seed(seed)
     u0 = torch.as_tensor(problem.initial_condition())
-    m = int(n_trajectories)
     u = u0 + 1e-2 * u0.std() * torch.randn(m, problem.n, generator=generator, dtype=torch.float64)
     u = stepper.advance(u, round(t_transient / dt))
     if not bool(torch.isfinite(u).all()):
