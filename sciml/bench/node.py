@@ -22,7 +22,7 @@ DESCRIPTION = (
 )
 
 #: epochs per task: quick, full
-EPOCHS = {"digits": (10, 30), "latent": (12, 40)}
+EPOCHS = {"digits": (10, 30), "latent": (10, 40)}
 ERROR_BASED = ("error", "local-unbiased", "local-biased")
 
 

@@ -197,7 +197,7 @@ class _LatentODE(nn.Module):
 
 @dataclass(frozen=True)
 class LatentTask(Task):
-    n_series: int = 1000
+    n_series: int = 800
     n_times: int = 50
     horizon: float = 5.0
     latent: int = 8
@@ -290,6 +290,8 @@ TASKS: dict[str, Task] = {
     "spiral": SpiralTask(
         "spiral", "node", "mse", False, epochs=20, batch_size=20, lr=1e-3, rtol=1e-6, atol=1e-6
     ),
+    "spiral-sde": __import__("sciml.neural_de.sde", fromlist=["SPIRAL_SDE"]).SPIRAL_SDE,
+    "digits-sde": __import__("sciml.neural_de.sde", fromlist=["DIGITS_SDE"]).DIGITS_SDE,
 }
 
 

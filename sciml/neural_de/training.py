@@ -91,12 +91,12 @@ class TrainConfig:
 #: (regularizer factory, weight schedule kind, start weight, end weight) per variant and task; tuned on
 #: the quick budget (see README). Weights multiply the regularizer's value in the loss.
 _WEIGHTS = {
-    "error": {"digits": (300.0, 30.0), "latent": (300.0, 30.0), "spiral": (100.0, 10.0)},
-    "stiffness": {"digits": (0.05, 0.05), "latent": (0.05, 0.05), "spiral": (0.05, 0.05)},
-    "local-unbiased": {"digits": (3e4, 3e3), "latent": (3e4, 3e3), "spiral": (1e4, 1e3)},
-    "local-biased": {"digits": (3e4, 3e3), "latent": (3e4, 3e3), "spiral": (1e4, 1e3)},
-    "rnode": {"digits": (0.01, 0.01), "latent": (0.01, 0.01), "spiral": (0.01, 0.01)},
-    "taynode": {"digits": (3e-3, 3e-3), "latent": (3e-3, 3e-3), "spiral": (3e-3, 3e-3)},
+    "error": {"digits": (3.0, 0.3), "latent": (1e-3, 1e-4), "spiral": (1.0, 0.1)},
+    "stiffness": {"digits": (0.05, 0.05), "latent": (0.01, 0.01), "spiral": (0.05, 0.05)},
+    "local-unbiased": {"digits": (100.0, 10.0), "latent": (5.0, 0.5), "spiral": (30.0, 3.0)},
+    "local-biased": {"digits": (100.0, 10.0), "latent": (5.0, 0.5), "spiral": (30.0, 3.0)},
+    "rnode": {"digits": (0.01, 0.01), "latent": (0.001, 0.001), "spiral": (0.01, 0.01)},
+    "taynode": {"digits": (3e-3, 3e-3), "latent": (3e-4, 3e-4), "spiral": (3e-3, 3e-3)},
 }
 
 
