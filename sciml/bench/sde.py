@@ -1,6 +1,7 @@
-"""``sciml bench sde``: our adaptive SDE solvers against torchsde's adaptive stepping, in one run.
+"""``sciml bench sde``: (1) our adaptive SDE solvers against torchsde's adaptive stepping; (2) neural SDEs
+trained vanilla and with the solver-heuristic regularizers.
 
-Work–precision: for each test problem with an exact solution (geometric Brownian motion — diagonal noise;
+(1) Work–precision: for each test problem with an exact solution (geometric Brownian motion — diagonal noise;
 Ornstein–Uhlenbeck with correlated time-dependent additive noise; a 2-D linear SDE with scalar noise), one
 batch of Brownian paths (a ``BrownianInterval``) is shared by every solver and by the exact solution, so all
 errors are measured on the same paths. For a sweep of tolerances (rtol = atol = tol) each solver reports
@@ -22,12 +23,21 @@ makes three such steps per step. The ratios measure the solvers as users get the
 
 Timings (CPU time of the process, one thread, best of ``--repeats`` interleaved runs) are reported beside
 NFE; they include each solver's Python overhead.
+
+(2) Neural SDEs: each (task, variant, seed) of the tasks ``spiral-sde`` and ``digits-sde`` is a full
+``sciml train sde`` run (backprop through the solver, the same tolerances for training and prediction), on a
+pool of single-threaded processes (``--jobs``). The table reports mean ± std over seeds of the final test
+metric, training wall time, prediction wall time and prediction NFE, and the ratios to vanilla; the targets
+are prediction NFE ≤ 0.6× vanilla with the metric within 5 % (spiral: moment loss, relative) or 1 point
+(digits: accuracy). Rows as in ``sciml bench node``.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import math
+import multiprocessing
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +46,7 @@ import numpy as np
 import torch
 
 from problems import sde as problems
-from sciml.bench.report import print_table, ratio
+from sciml.bench.report import mean_std, print_table, ratio
 from solvers.sde import brownian_interval, get_method, solve
 from solvers.sde.methods import SDESolverStats, Terms
 from solvers.sde.solve import initial_step_size
@@ -53,13 +63,31 @@ CASES = {
 DEFAULTS = {"gbm": "sosri", "ornstein_uhlenbeck": "sosra", "linear_scalar": "sosri"}
 
 
+#: part 2: epochs per task (quick, full) and the regularization weight of each variant (the schedule's start;
+#: it decays 10x over training like the neural-ODE defaults, except the stiffness weight, which is constant)
+EPOCHS = {"spiral-sde": (10, 30), "digits-sde": (6, 20)}
+VARIANTS = ("vanilla", "error", "local-unbiased", "local-biased")
+WEIGHTS = {
+    "spiral-sde": {"error": 100.0, "local-unbiased": 3e3, "local-biased": 3e3, "stiffness": 1.0},
+    "digits-sde": {"error": 300.0, "local-unbiased": 3e4, "local-biased": 3e4, "stiffness": 0.05},
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--paths", type=int, default=None, help="Brownian paths per problem (256 quick, 1024 full)"
+        "--part", choices=("solvers", "neural", "all"), default="all", help="which part to run"
     )
-    parser.add_argument("--repeats", type=int, default=None, help="timing repeats (default 2 quick, 5 full)")
-    parser.add_argument("--seed", type=int, default=0, help="entropy of the Brownian paths")
+    parser.add_argument(
+        "--paths", type=int, default=None, help="part 1: paths per problem (256 quick, 1024 full)"
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="part 1: timing repeats (2 quick, 5 full)")
+    parser.add_argument("--seed", type=int, default=0, help="part 1: entropy of the Brownian paths")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--seeds", type=int, default=3, help="part 2: seeds per variant (default 3)")
+    parser.add_argument("--tasks", default="spiral-sde,digits-sde", help="part 2: comma-separated tasks")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="part 2: comma-separated --reg values")
+    parser.add_argument("--jobs", type=int, default=2, help="part 2: parallel training processes (default 2)")
+    parser.add_argument("--epochs", type=int, default=None, help="part 2: override the epochs of every run")
 
 
 class _CountedSDE(torch.nn.Module):
@@ -235,8 +263,7 @@ def _summary(rows: list[dict]) -> list[dict]:
     return out
 
 
-def run(args: argparse.Namespace) -> dict:
-    torch.set_num_threads(args.threads)
+def _solver_part(args: argparse.Namespace) -> dict:
     n_paths = args.paths or (1024 if args.full else 256)
     repeats = args.repeats or (5 if args.full else 2)
     # torchsde's sweep reaches further on both sides, so that our errors fall inside its curve
@@ -253,5 +280,122 @@ def run(args: argparse.Namespace) -> dict:
     print(f"wrote {png}")
     summary = _summary(rows)
     print_table(summary, ["target", "measured", "vs_best_torchsde", "met"], "Targets (issue 4, part 1)")
-    return {"rows": rows, "summary": summary, "paths": n_paths, "threads": torch.get_num_threads(),
-            "repeats": repeats}  # fmt: skip
+    return {"rows": rows, "summary": summary, "paths": n_paths, "repeats": repeats}
+
+
+# ----------------------------------------------------------------------------------------- neural SDEs
+def _train_one(config) -> dict:
+    from sciml.neural_de.training import train
+
+    return train(config)
+
+
+def _neural_part(args: argparse.Namespace) -> dict:
+    from sciml.neural_de.training import VARIANTS as ALL_VARIANTS
+    from sciml.neural_de.training import TrainConfig
+
+    tasks = [t for t in args.tasks.split(",") if t]
+    variants = [v for v in args.variants.split(",") if v]
+    if "vanilla" not in variants:
+        variants.insert(0, "vanilla")
+    bad = [v for v in variants if v not in ALL_VARIANTS or v in ("rnode", "taynode")]
+    if bad:
+        raise ValueError(f"--variants: {bad} not available for neural SDEs; choose from "
+                         f"{[v for v in ALL_VARIANTS if v not in ('rnode', 'taynode')]}")  # fmt: skip
+    if args.seeds < 1 or args.jobs < 1:
+        raise ValueError("--seeds and --jobs must be at least 1")
+    root = Path(args.out) / "sde-runs"
+    configs = []
+    for task in tasks:
+        if task not in EPOCHS:
+            raise ValueError(f"--tasks: unknown task {task!r}; choose from {sorted(EPOCHS)}")
+        epochs = args.epochs or EPOCHS[task][1 if args.full else 0]
+        for variant in variants:
+            weight = WEIGHTS[task].get(variant)
+            for seed in range(args.seeds):
+                out = str(root / f"{task}-{variant}-s{seed}")
+                configs.append(TrainConfig(
+                    task=task, reg=variant, seed=seed, epochs=epochs, out=out, backend="backprop",
+                    weight=weight, threads=1, progress=False, kind="sde",
+                ))  # fmt: skip
+    print(f"{len(configs)} training runs on {args.jobs} processes -> {root}", flush=True)
+    rows = []
+    context = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        futures = {pool.submit(_train_one, c): c for c in configs}
+        for done, future in enumerate(cf.as_completed(futures), 1):
+            c = futures[future]
+            summary = future.result()
+            keys = ("task", "method", "seed", "test_metric", "train_seconds", "predict_seconds",
+                    "predict_nfe", "backend", "epochs")  # fmt: skip
+            rows.append({k: summary[k] for k in keys} | {"weight": c.weight})
+            r = rows[-1]
+            print(f"[{done}/{len(configs)}] {c.task}/{c.reg} seed {c.seed}: test {r['test_metric']:.4g}, "
+                  f"predict NFE {r['predict_nfe']}, train {r['train_seconds']:.0f}s", flush=True)  # fmt: skip
+    rows.sort(key=lambda r: (tasks.index(r["task"]), variants.index(r["method"]), r["seed"]))
+    summary = _summarize_training(rows, tasks, variants)
+    columns = ["task", "method", "test_metric", "test_std", "train_seconds", "predict_seconds", "predict_nfe",
+               "nfe_vs_vanilla", "train_time_vs_vanilla", "metric_delta"]  # fmt: skip
+    print_table(summary, columns, f"Neural SDEs: means over {args.seeds} seeds (spiral-sde: moment loss, "
+                "digits-sde: accuracy %; metric_delta: relative for spiral, points for digits)")  # fmt: skip
+    targets = _training_targets(summary)
+    print_table(targets, ["target", "measured", "met"], "Targets (issue 4, part 2)")
+    return {"rows": rows, "summary": summary, "targets": targets}
+
+
+def _summarize_training(rows: list[dict], tasks: list[str], variants: list[str]) -> list[dict]:
+    out = []
+    for task in tasks:
+        by = {v: [r for r in rows if r["task"] == task and r["method"] == v] for v in variants}
+        base = {
+            k: mean_std(r[k] for r in by["vanilla"])[0]
+            for k in ("test_metric", "train_seconds", "predict_nfe")
+        }
+        for v in variants:
+            if not by[v]:
+                continue
+            stats = {k: mean_std(r[k] for r in by[v]) for k in
+                     ("test_metric", "train_seconds", "predict_seconds", "predict_nfe")}  # fmt: skip
+            metric = stats["test_metric"][0]
+            delta = (
+                metric - base["test_metric"]
+                if task == "digits-sde"
+                else ratio(metric, base["test_metric"]) - 1
+            )
+            out.append({
+                "task": task, "method": v, "weight": by[v][0]["weight"], "test_metric": metric,
+                "test_std": stats["test_metric"][1], "train_seconds": stats["train_seconds"][0],
+                "train_std": stats["train_seconds"][1], "predict_seconds": stats["predict_seconds"][0],
+                "predict_nfe": stats["predict_nfe"][0], "predict_nfe_std": stats["predict_nfe"][1],
+                "nfe_vs_vanilla": ratio(stats["predict_nfe"][0], base["predict_nfe"]),
+                "train_time_vs_vanilla": ratio(stats["train_seconds"][0], base["train_seconds"]),
+                "metric_delta": delta,
+            })  # fmt: skip
+    return out
+
+
+def _training_targets(summary: list[dict]) -> list[dict]:
+    """Prediction NFE <= 0.6x vanilla with the metric within 5 % (spiral, lower is better) or 1 point
+    (digits), for each regularized variant."""
+    out = []
+    for r in summary:
+        if r["method"] == "vanilla":
+            continue
+        kept = r["metric_delta"] <= 0.05 if r["task"] == "spiral-sde" else r["metric_delta"] >= -1.0
+        out.append({
+            "target": f"{r['task']}: {r['method']} predict NFE <= 0.6x vanilla, metric kept "
+                      f"(delta {r['metric_delta']:+.3g})",
+            "measured": r["nfe_vs_vanilla"], "met": bool(kept and r["nfe_vs_vanilla"] <= 0.6),
+        })  # fmt: skip
+    return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    payload: dict = {"threads": torch.get_num_threads()}
+    if args.part in ("solvers", "all"):
+        payload["solvers"] = _solver_part(args)
+    if args.part in ("neural", "all"):
+        payload["neural"] = _neural_part(args)
+    rows = payload.get("solvers", {}).get("rows", []) + payload.get("neural", {}).get("rows", [])
+    return {"rows": rows, **payload}

@@ -114,15 +114,21 @@ class SDEStepResult(NamedTuple):
     end: dict[str, torch.Tensor]
 
 
-def _combine(base: torch.Tensor, terms: list[tuple[float, torch.Tensor | None]], scale=1.0) -> torch.Tensor:
-    """``base + scale · Σ c_j x_j`` over the terms with ``c_j ≠ 0`` (``scale`` a number or a tensor)."""
+def _weighted_sum(terms: list[tuple[float, torch.Tensor | None]]) -> torch.Tensor | None:
+    """``Σ c_j x_j`` over the terms with ``c_j ≠ 0`` (fused multiply-adds; None if there are none)."""
     acc = None
     for c, x in terms:
         if c != 0.0:
-            acc = c * x if acc is None else acc + c * x
+            acc = x * c if acc is None else torch.add(acc, x, alpha=c)
+    return acc
+
+
+def _combine(base: torch.Tensor, terms: list[tuple[float, torch.Tensor | None]], scale=1.0) -> torch.Tensor:
+    """``base + scale · Σ c_j x_j`` over the terms with ``c_j ≠ 0`` (``scale`` a number or a tensor)."""
+    acc = _weighted_sum(terms)
     if acc is None:
         return base
-    return base + acc * scale
+    return torch.add(base, acc, alpha=scale) if isinstance(scale, float) else torch.addcmul(base, acc, scale)
 
 
 def _stiffness_index(fi, fj, Hi, Hj, h: float, stability_size: float) -> torch.Tensor:
@@ -414,15 +420,13 @@ class SRI(SDEMethod):
                     H1 = _combine(y, list(zip(tab.a1[i], fs[:i])), h)
                     H1 = _combine(H1, list(zip(tab.b1[i], gs[:i])), sqrt_h)
                     gs[i] = terms.g(t + tab.c1[i] * h, H1)
-        drift = _combine(torch.zeros_like(y), list(zip(tab.alpha, fs)), h)
-        weights_1 = [tab.beta1[i] * dW + tab.beta2[i] * chi1 if gs[i] is not None else None for i in range(s)]
-        weights_n = [
-            tab.beta3[i] * chi2 + tab.beta4[i] * chi3 if gs[i] is not None else None for i in range(s)
-        ]
-        noise_1 = sum(gs[i] * weights_1[i] for i in range(s) if gs[i] is not None)
-        noise_n = sum(gs[i] * weights_n[i] for i in range(s) if gs[i] is not None)
-        y1 = y + drift + noise_1 + noise_n
-        error = (drift - h * fs[0]) + noise_n
+        drift = _weighted_sum(list(zip(tab.alpha, fs))) * h
+        # diagonal/scalar noise: Σ_i g_i (β1_i ΔW + β2_i χ1 + β3_i χ2 + β4_i χ3) = ΔW Σβ1 g + ... + χ3 Σβ4 g
+        betas = (tab.beta1, tab.beta2, tab.beta3, tab.beta4)
+        G1, G2, G3, G4 = (_weighted_sum(list(zip(beta, gs))) for beta in betas)
+        noise_n = torch.addcmul(G3 * chi2, G4, chi3)
+        y1 = torch.addcmul(torch.addcmul(y + drift, G1, dW), G2, chi1) + noise_n
+        error = torch.add(drift, fs[0], alpha=-h) + noise_n
         S = None
         if stiffness:
             i, j = tab.stiffness_stages

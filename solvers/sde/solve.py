@@ -533,6 +533,7 @@ def single_step(
     rtol: float | torch.Tensor = 1e-3,
     atol: float | torch.Tensor = 1e-3,
     stiffness: bool = True,
+    detach_first_stage: bool = False,
 ) -> StepEstimate:
     """One step from ``(t, y)`` on the Brownian path ``bm``, with its error estimate — differentiable
     with respect to ``y`` and the parameters of ``f`` and ``g``.
@@ -548,6 +549,9 @@ def single_step(
         y: the state at ``t``, ``(batch, d)``.
         bm: the Brownian motion (shape ``(batch, m)``, covering ``[t, t + h]``).
         h: the step size (> 0), or None for the automatic one (clipped to the end of ``t_span``).
+        detach_first_stage: reuse ``f(t, y)``, ``g(t, y)`` from the step-size selection without gradient (as
+            the local regularizer prescribes: only the later stages are differentiated); default: evaluate
+            them again with autograd history.
 
     Returns:
         A :class:`StepEstimate`.
@@ -566,7 +570,10 @@ def single_step(
         h = min(h, problem.t_span[1] - t)
     elif not (h > 0 and math.isfinite(h)):
         raise ValueError(f"`h` must be a positive finite step size, got {h}")
-    start = {}  # re-evaluate f(t, y), g(t, y) with autograd history through y and the parameters
+    if detach_first_stage:
+        start = {key: value.detach() for key, value in start.items()}
+    else:
+        start = {}  # evaluate f(t, y), g(t, y) again, with autograd history through y and the parameters
     dW, U = bm(t, t + h, return_U=True) if stepper.levy_area else (bm(t, t + h), None)
     res = stepper.step(terms, t, y, h, dW, U, start, stiffness)
     E = error_ratio(res.y_error, y, res.y1, rtol, atol)
