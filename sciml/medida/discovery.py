@@ -178,7 +178,7 @@ def discover(
     library: Library | list | None = None,
     features: str = "one-step",
     noise_std: float | None = None,
-    threshold_lambda: float = 100.0,
+    threshold_lambda: float | None = None,
     max_iterations: int = 6,
     tol: float | None = None,
     substeps: int = 1,
@@ -208,7 +208,10 @@ def discover(
             the observed state, one pass).
         noise_std: observation noise; default ``observations.noise_std``, else estimated from the
             spectrum. Zero (or an estimate below ``1e-9`` of the RMS) means noise-free: no filter.
-        threshold_lambda: ARD pruning threshold (unit-RMS scaling).
+        threshold_lambda: ARD pruning threshold in unit-RMS scaling; default 100 (the paper's) for
+            noise-free data and 1000 for noisy data, whose target RMS is mostly the filter's increment
+            noise, so that 100 would prune a real but small term (|w| below ~0.1 of that RMS; case 18).
+            Irrelevant terms are still removed by ARD's evidence (a perfect model gets no terms).
         max_iterations, tol: Gauss–Newton / filter-re-run rounds; stop when the kept terms repeat and no
             coefficient changes by more than ``tol`` (default ``1e-8`` noise-free, ``0.02`` noisy).
         substeps: ETDRK4 steps per observation interval in the one-step map.
@@ -259,6 +262,8 @@ def discover(
     if band is not None and not 0 <= int(band) < model.n // 2:
         raise ValueError(f"band must be a Fourier mode in [0, {model.n // 2}), got {band}")
 
+    if threshold_lambda is None:
+        threshold_lambda = 1000.0 if noisy else 100.0
     if not noisy:
         tol = 1e-8 if tol is None else tol
         u_prev, u_next = (torch.tensor(a) for a in observations.pairs(stride=stride))
