@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "pde": "sciml.bench.pde",
     "medida": "sciml.bench.medida",
     "sde": "sciml.bench.sde",
+    "poisson": "sciml.bench.poisson",
 }
 
 HELP = "run a benchmark (quick by default, --full for paper scale); prints a table and writes JSON"
@@ -31,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="benchmark", metavar="NAME", required=True)
     for name, module_name in BENCHMARKS.items():
         module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=module.DESCRIPTION, description=module.DESCRIPTION)
+        text = module.DESCRIPTION.replace("%", "%%")  # argparse formats help strings with %
+        p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--full", action="store_true", help="paper-scale sizes and budgets (slow)")
         p.add_argument(
             "--out", default="bench-results", help="directory for JSON and PNG (default: %(default)s)"
