@@ -11,11 +11,15 @@ Bayesian sparse regression and data assimilation: a chaotic Kuramoto–Sivashins
   state, ``features="library"``) are biased by the stiff linear part over one step.
 * **Noisy observations**: an EnKF (:mod:`sciml.medida.enkf`) on the band-limited state supplies analysis
   states. A filter run with an imperfect model lags behind the truth, and the model-error samples taken
-  from its analyses capture only part of the error, least at the weakly observed (high) wavenumbers. Two
-  remedies: (1) the regression uses only the Fourier modes whose observed signal-to-noise power ratio is at
-  least ``band_snr`` (there the filter follows the observations closely); (2) the filter is **re-run with
-  the corrected model** and the correction re-fitted, until the terms repeat and the coefficients change by
-  less than ``tol`` — each round the filter's model error, hence its lag, shrinks.
+  from its analyses capture only part of the error, least at the weakly observed (high) wavenumbers.
+  Remedies: (1) the regression uses only the Fourier modes whose observed signal-to-noise power ratio is
+  at least ``band_snr`` (there the filter follows the observations closely); (2) the filter is **re-run
+  with the corrected model** and the correction re-fitted, until the terms repeat and the coefficients
+  change by less than ``tol`` — each round the filter's model error, hence its lag, shrinks; (3)
+  **adaptive inflation**: the filter inflates in proportion to its innovations, so in the first round
+  (poor model) it follows the observations and in later rounds (good model) it averages their noise.
+  The observations are first projected on the resolved band and sampled on ``filter_n`` points, which is
+  lossless for the smooth KS states and makes a 100-member filter cheap.
 """
 
 from __future__ import annotations
@@ -41,9 +45,9 @@ from sciml.medida.samples import (
     band_limit,
     check_pair_spacing,
     corrected_problem,
+    corrected_stepper,
     estimate_noise_std,
     library_features,
-    one_step,
     one_step_features,
     one_step_targets,
 )
@@ -321,23 +325,16 @@ def discover(
         def keep_band(E: torch.Tensor) -> torch.Tensor:
             return band_limit(E, n_f)
 
-        for it in range(iterations):
-            t = time.perf_counter()
-            stepper_model = corrected_problem(coarse, correction) if correction is not None else coarse
-            forecast_correction = correction if correction is not None and correction.keys != {} else None
-            if forecast_correction is not None and any(
-                w and term.key is None for term, w in zip(correction.library.terms, correction.weights)
-            ):
-
-                def forecast(E: torch.Tensor, c=correction) -> torch.Tensor:
-                    return one_step(coarse, E, observations.dt, correction=c, substeps=substeps)
-            else:
-
-                def forecast(E: torch.Tensor, m=stepper_model) -> torch.Tensor:
-                    return one_step(m, E, observations.dt, substeps=substeps)
-
+        def filter_round(candidate: Correction | None, it: int):
+            """Run the EnKF over every window with the model corrected by ``candidate``."""
+            stepper = corrected_stepper(coarse, candidate, observations.dt, substeps)
             enkf = EnsembleKalmanFilter(
-                forecast, sigma_f, inflation=inflation, localization=taper, method=method, seed=seed + it
+                lambda E: stepper.advance(E, substeps),
+                sigma_f,
+                inflation=inflation,
+                localization=taper,
+                method=method,
+                seed=seed + it,
             )
             means, spreads, rhos = [], [], []
             for w in tqdm(range(y.shape[0]), disable=not progress, desc=f"EnKF round {it}", leave=False):
@@ -347,7 +344,24 @@ def discover(
                 means.append(result.means)
                 spreads.append(float(result.spreads[-1]))
                 rhos.append(float(result.inflation.mean()))
-            analysis = torch.stack(means)
+            return torch.stack(means), spreads, rhos
+
+        used: Correction | None = None  # the correction of the last filter run that stayed finite
+        for it in range(iterations):
+            t = time.perf_counter()
+            damped = 0
+            while True:
+                try:
+                    analysis, spreads, rhos = filter_round(correction, it)
+                    break
+                except ValueError as exc:  # the corrected model blew up inside the filter
+                    if correction is None or damped == 8:
+                        raise ValueError(f"round {it}: {exc}") from exc
+                    # damped Gauss-Newton step: halfway back towards the last correction that ran
+                    back = np.zeros(len(library)) if used is None else used.weights
+                    correction = correction.with_weights(0.5 * (back + correction.weights))
+                    damped += 1
+            used = correction
             u_prev = analysis[:, burn_in:-1:stride].reshape(-1, n_f)
             u_next = analysis[:, burn_in + 1 :: stride].reshape(-1, n_f)[: u_prev.shape[0]]
             new = _fit(
@@ -368,6 +382,7 @@ def discover(
                 "change": _changed(correction, new),
                 "spread": float(np.mean(spreads)),
                 "inflation": float(np.mean(rhos)),
+                "damped": damped,
                 "seconds": time.perf_counter() - t,
             }
             if ablations and it == 0:

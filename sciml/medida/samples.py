@@ -32,6 +32,7 @@ from solvers.spectral import ETDRK4
 __all__ = [
     "Observations",
     "corrected_problem",
+    "corrected_stepper",
     "one_step",
     "one_step_targets",
     "library_features",
@@ -188,7 +189,11 @@ def _extra_function(correction: Correction | None, length: float):
     return extra
 
 
-def _stepper(model, correction, dt, substeps) -> ETDRK4:
+def corrected_stepper(
+    model: SemilinearPeriodicProblem, correction: Correction | None, dt: float, substeps: int = 1
+) -> ETDRK4:
+    """An ETDRK4 stepper of ``model`` + ``correction`` with step ``dt / substeps`` (function terms enter as
+    an explicit extra nonlinearity)."""
     problem = model
     if correction is not None:
         keys = correction.keys
@@ -205,7 +210,7 @@ def one_step(
     substeps: int = 1,
 ) -> torch.Tensor:
     """Integrate ``model`` (+ ``correction``) over ``dt`` from states ``u`` ``(..., n)`` with ETDRK4."""
-    stepper = _stepper(model, correction, dt, substeps)
+    stepper = corrected_stepper(model, correction, dt, substeps)
     return stepper.advance(torch.as_tensor(u, dtype=torch.float64), substeps)
 
 
