@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "train": "sciml.neural_de.cli",
     "medida": "sciml.medida.cli",
     "pde": "sciml.pinn.cli",
+    "dcdm": "sciml.dcdm.cli",
 }
 
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
@@ -39,11 +38,15 @@ PressureSolver = Callable[[PoissonGrid, np.ndarray], LinearSolveResult]
 
 
 def cg_pressure_solver(rtol: float = 1e-6, maxiter: int | None = None) -> PressureSolver:
-    """Unpreconditioned CG on the grid's matrix-free operator (the default pressure solver)."""
+    """Unpreconditioned CG on the grid's sparse matrix (built once per grid; the default pressure solver)."""
+    matrices: dict[int, tuple[PoissonGrid, Any]] = {}
 
     def solve(grid: PoissonGrid, b: np.ndarray) -> LinearSolveResult:
-        result = cg(grid.apply, torch.as_tensor(b), rtol=rtol, maxiter=maxiter)
-        return result._replace(x=result.x.numpy())
+        if id(grid) not in matrices:
+            matrices[id(grid)] = (grid, grid.matrix())
+        A = matrices[id(grid)][1]
+        result = cg(A, grid.to_vector(np.asarray(b, dtype=np.float64)), rtol=rtol, maxiter=maxiter)
+        return result._replace(x=grid.to_field(result.x))
 
     return solve
 

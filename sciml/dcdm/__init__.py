@@ -1,0 +1,33 @@
+"""Deep conjugate-direction method (Kaneda et al., ICML 2023) for grid Poisson systems.
+
+``DCDM.load()`` gives the model shipped with sciml; ``DCDM.solve(grid, b)`` solves, ``as_linear_operator``
+hands it to scipy, ``export`` writes TorchScript for simulation codes; :func:`train` trains new models.
+"""
+
+from sciml.dcdm.data import lanczos, lanczos_rhs, ritz_vectors, training_set
+from sciml.dcdm.loss import scale_invariant_loss
+from sciml.dcdm.network import MultigridNet, PaperNet, build_network
+from sciml.dcdm.solver import DCDM, DCDMIteration, PreparedSystem, dcdm, default_model_path
+from sciml.dcdm.stencil import apply_stencil, coarsen, stencil_fields
+from sciml.dcdm.train import TrainConfig, train
+
+__all__ = [
+    "DCDM",
+    "DCDMIteration",
+    "PreparedSystem",
+    "dcdm",
+    "default_model_path",
+    "MultigridNet",
+    "PaperNet",
+    "build_network",
+    "scale_invariant_loss",
+    "lanczos",
+    "ritz_vectors",
+    "lanczos_rhs",
+    "training_set",
+    "stencil_fields",
+    "apply_stencil",
+    "coarsen",
+    "TrainConfig",
+    "train",
+]

@@ -1,0 +1,297 @@
+"""Training a DCDM network: Lanczos right-hand sides on random layouts, the scale-invariant loss, Adam.
+
+Kaneda et al. (ICML 2023) train on one domain for days; we train the few-parameter multigrid network
+(:class:`~sciml.dcdm.network.MultigridNet`) on many small random layouts (64² by default) in minutes, so
+that it generalises to unseen layouts and larger grids. The run writes into ``out``:
+
+* ``checkpoint.pt`` — model, optimiser, scheduler and RNG state, atomically every ``checkpoint_every``
+  steps; ``resume=True`` continues from it (the configuration must match);
+* ``model.pt`` — the trained model (:meth:`DCDM.save`), ``model.json`` — its sidecar: the command, the
+  configuration, the data parameters, the loss curve summary and the validation iteration counts;
+* ``loss.png`` — the training loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from problems.linear.generators import random_layout, random_rhs
+from sciml.checkpoint import check_writable_dir, load_checkpoint, save_checkpoint, write_json
+from sciml.dcdm.data import grid_from_arrays, training_set
+from sciml.dcdm.loss import scale_invariant_loss
+from sciml.dcdm.network import build_network
+from sciml.dcdm.solver import DCDM
+from sciml.dcdm.stencil import stencil_fields
+
+__all__ = ["TrainConfig", "train", "VALIDATION_SEED"]
+
+#: layouts for validation / tests / benchmarks come from seeds at and above this (training uses [seed, i])
+VALIDATION_SEED = 90_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (stored in the checkpoint and the model sidecar).
+
+    Attributes:
+        ndim, size: grid dimension and cells per side of the training grids.
+        layouts, rhs_per_layout, lanczos_steps, low_boost, white_fraction, data_seed: the training set
+            (:func:`sciml.dcdm.data.training_set`).
+        architecture, channels, hidden, coarsest, cycle: the network (:mod:`sciml.dcdm.network`;
+            ``hidden``/``coarsest``/``cycle`` apply to ``"multigrid"``; ``coarsest`` defaults to 16 cells
+            per side in 2D, 8 in 3D, where the coarsest level's dense factor has 256 / 512 unknowns).
+        k: directions DCDM A-orthogonalises against.
+        batch_size, steps, lr, seed: optimisation (Adam with a one-cycle learning-rate schedule).
+        checkpoint_every: steps between checkpoints.
+        validate_layouts: unseen layouts per size for the final DCDM iteration counts (0 to skip).
+        threads: torch threads.
+    """
+
+    ndim: int = 2
+    size: int = 64
+    layouts: int = 128
+    rhs_per_layout: int = 16
+    lanczos_steps: int = 200
+    low_boost: float = 9.0
+    white_fraction: float = 0.0
+    data_seed: int = 0
+    architecture: str = "multigrid"
+    channels: int = 4
+    hidden: int = 8
+    coarsest: int | None = None
+    cycle: str = "W"
+    k: int = 2
+    batch_size: int = 16
+    steps: int = 1500
+    lr: float = 3e-3
+    seed: int = 0
+    checkpoint_every: int = 100
+    validate_layouts: int = 4
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.ndim not in (2, 3):
+            raise ValueError(f"`ndim` must be 2 or 3, got {self.ndim}")
+        if self.size < 8:
+            raise ValueError(f"`size` must be >= 8, got {self.size}")
+        for name in ("layouts", "rhs_per_layout", "batch_size", "steps", "checkpoint_every", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"`lr` must be a positive number, got {self.lr}")
+        coarsest = self.network_config().get("coarsest")
+        if coarsest is not None and self.size <= coarsest:
+            raise ValueError(
+                f"`size` {self.size} is not above `coarsest` {coarsest}: the network would be the exact "
+                "coarse solve with nothing to learn; train on larger grids or lower --coarsest"
+            )
+
+    def network_config(self) -> dict[str, Any]:
+        if self.architecture == "multigrid":
+            return {
+                "architecture": "multigrid",
+                "ndim": self.ndim,
+                "channels": self.channels,
+                "hidden": self.hidden,
+                "coarsest": self.coarsest or (16 if self.ndim == 2 else 8),
+                "cycle": self.cycle,
+            }
+        return {"architecture": self.architecture, "ndim": self.ndim, "channels": self.channels}
+
+    def data_params(self) -> dict[str, Any]:
+        return {
+            "shape": [self.size] * self.ndim,
+            "layouts": self.layouts,
+            "rhs_per_layout": self.rhs_per_layout,
+            "steps": self.lanczos_steps,
+            "low_boost": self.low_boost,
+            "white_fraction": self.white_fraction,
+            "seed": self.data_seed,
+        }
+
+
+def _batch_fields(cells: np.ndarray, walls: np.ndarray) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    diags, couplings = [], []
+    for c, w in zip(cells, walls):
+        d, cs = stencil_fields(grid_from_arrays(c, w), torch.float32)
+        diags.append(d)
+        couplings.append(cs)
+    return torch.cat(diags), [torch.cat([cs[a] for cs in couplings]) for a in range(cells.ndim - 1)]
+
+
+def validate(
+    solver: DCDM, ndim: int, sizes: list[int], layouts: int, *, rtol: float = 1e-6
+) -> dict[str, Any]:
+    """Mean DCDM iterations to ``rtol`` on unseen layouts (seeds from :data:`VALIDATION_SEED`) per size."""
+    out: dict[str, Any] = {}
+    for n in sizes:
+        iterations = []
+        for i in range(layouts):
+            grid = random_layout((n,) * ndim, seed=VALIDATION_SEED + i)
+            result = solver.solve(grid, random_rhs(grid, seed=VALIDATION_SEED + i), rtol=rtol, maxiter=500)
+            iterations.append(result.iterations if result.converged else None)
+        out["x".join([str(n)] * ndim)] = iterations
+    return out
+
+
+def train(
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    command: str | None = None,
+    progress: bool = True,
+    cache_dir: str | None = None,
+) -> DCDM:
+    """Train a DCDM network; see the module docstring for what is written to ``out``.
+
+    Args:
+        config: the run.
+        out: output directory (created; checked writable before anything starts).
+        resume: continue from ``out/checkpoint.pt`` if present.
+        command: the command line to record in the model sidecar.
+        progress: tqdm bars.
+        cache_dir: directory for the cached training set (default the sciml cache).
+
+    Returns:
+        The trained :class:`DCDM` (also saved as ``out/model.pt``).
+
+    Raises:
+        ValueError: an unwritable ``out``, or ``resume`` with a checkpoint of another configuration.
+    """
+    out = check_writable_dir(out, "out")
+    torch.set_num_threads(config.threads)
+    checkpoint_path = out / "checkpoint.pt"
+    start = time.perf_counter()
+
+    data = training_set(
+        tuple([config.size] * config.ndim),
+        layouts=config.layouts,
+        rhs_per_layout=config.rhs_per_layout,
+        steps=config.lanczos_steps,
+        low_boost=config.low_boost,
+        white_fraction=config.white_fraction,
+        seed=config.data_seed,
+        directory=cache_dir,
+        progress=progress,
+    )
+    data_seconds = time.perf_counter() - start
+    diag_all, couplings_all = _batch_fields(data["cells"], data["walls"])
+    rhs = torch.as_tensor(data["rhs"])
+    n_layouts, n_rhs = rhs.shape[:2]
+
+    torch.manual_seed(config.seed)
+    network = build_network(config.network_config())
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.1
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    losses: list[float] = []
+    step = 0
+    stored_config = dataclasses.asdict(config)
+    if resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path)
+        if state.get("config") != stored_config:
+            raise ValueError(
+                f"{checkpoint_path} was written for another configuration ({state.get('config')}); "
+                "use another "
+                "--out directory or drop --resume"
+            )
+        network.load_state_dict(state["network"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        losses = list(state["losses"])
+        step = int(state["step"])
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            {
+                "config": stored_config,
+                "network": network.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(),
+                "losses": losses,
+                "step": step,
+            },
+            checkpoint_path,
+        )
+
+    network.train()
+    train_start = time.perf_counter()
+    with tqdm(total=config.steps, initial=step, desc="training DCDM", disable=not progress) as bar:
+        while step < config.steps:
+            li = torch.randint(n_layouts, (config.batch_size,), generator=generator)
+            ri = torch.randint(n_rhs, (config.batch_size,), generator=generator)
+            b = rhs[li, ri]
+            diag = diag_all[li]
+            couplings = [c[li] for c in couplings_all]
+            loss = scale_invariant_loss(network(b, diag, couplings), b, diag, couplings)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the training loss became {loss.item()} at step {step}; lower --lr and retrain"
+                )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                checkpoint()
+    train_seconds = time.perf_counter() - train_start
+
+    network.eval()
+    info = {
+        "command": command,
+        "train_config": stored_config,
+        "data": config.data_params(),
+        "data_seconds": data_seconds,
+        "train_seconds": train_seconds,
+        "final_loss": float(np.mean(losses[-50:])) if losses else None,
+        "parameters": sum(p.numel() for p in network.parameters()),
+    }
+    solver = DCDM(network, k=config.k, info=info)
+    if config.validate_layouts:
+        sizes = [config.size, 2 * config.size] if config.ndim == 2 else [config.size]
+        info["validation_iterations"] = validate(solver, config.ndim, sizes, config.validate_layouts)
+    solver.info = info
+    solver.save(out / "model.pt")
+    write_json(out / "model.json", info | {"config": solver.config, "k": solver.k, "loss_history": losses})
+    _plot_loss(losses, out / "loss.png")
+    return solver
+
+
+def _plot_loss(losses: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from solvers.cache import atomic_write
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.semilogy(losses, lw=0.5, alpha=0.5, label="batch")
+    if len(losses) >= 50:
+        smooth = np.convolve(losses, np.ones(50) / 50, mode="valid")
+        ax.semilogy(np.arange(49, len(losses)), smooth, label="mean of 50")
+    ax.set_xlabel("step")
+    ax.set_ylabel("scale-invariant loss")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
