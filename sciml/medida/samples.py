@@ -281,7 +281,14 @@ def one_step_features(
         minus[i] -= eps
         up = one_step(model, u_prev, dt, correction=base.with_weights(plus), substeps=substeps)
         down = one_step(model, u_prev, dt, correction=base.with_weights(minus), substeps=substeps)
-        columns.append((up - down) / (2 * eps * dt))
+        column = (up - down) / (2 * eps * dt)
+        if not bool(torch.isfinite(column).all()):
+            raise ValueError(
+                f"the one-step regressor of {library.names[i]!r} is not finite: the model blows up within "
+                f"one step dt = {dt:g} from these states (an ill-posed model, e.g. without hyperviscosity, "
+                "and rough states); use smoother (analysed or band-limited) states or a shorter interval"
+            )
+        columns.append(column)
     return torch.stack(columns, dim=-1)
 
 
