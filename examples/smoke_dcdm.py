@@ -118,7 +118,7 @@ def main() -> None:
         "dcdm_divergence_left_max": float(max(r["dcdm_divergence_left"] for r in rows)),
         "cg_divergence_left_max": float(max(r["cg_divergence_left"] for r in rows)),
     }
-    print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
+    print({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in summary.items()})
     write_json(out / "smoke_dcdm.json", {"summary": summary, "frames": rows, "argv": vars(args)})
     _plot(sim, grid, rows, out / "smoke_dcdm.png")
     print(f"wrote {out / 'smoke_dcdm.json'} and {out / 'smoke_dcdm.png'}")

@@ -305,3 +305,14 @@ def test_training_checkpoints_and_resumes(tmp_path):
     # the optimiser moved the weights away from the classical initial network
     initial = MultigridNet(coarsest=4).state_dict()
     assert any(not torch.allclose(v, initial[k]) for k, v in first.network.state_dict().items())
+
+
+def test_shipped_3d_model_on_an_unseen_layout():
+    solver3 = DCDM.load(ndim=3)
+    grid = random_layout((24, 24, 24), seed=UNSEEN)
+    b = random_rhs(grid, seed=1)
+    result = solver3.solve(grid, b, rtol=1e-6)
+    reference = cg(grid.matrix(), grid.to_vector(b), rtol=1e-6)
+    assert result.converged and result.iterations <= 0.15 * reference.iterations
+    with pytest.raises(ValueError, match="3D"):
+        solver3.solve(random_layout((16, 16), seed=UNSEEN), np.ones((16, 16)))
