@@ -200,6 +200,7 @@ def test_torchscript_export_runs_without_sciml(solver, tmp_path):
         solver = torch.jit.load({str(path)!r})
         s = torch.load({str(tmp_path / "sys.pt")!r})
         x, iterations, history, status = solver(s["b"], s["diag"], s["couplings"], None, 1e-6, 0.0, 500)
+        assert not x.requires_grad
         torch.save(x, {str(tmp_path / "x.pt")!r})
         print(json.dumps({{"iterations": iterations, "status": solver.status_names[status],
                            "final": float(history[-1] / history[0]), "ndim": solver.ndim}}))

@@ -344,7 +344,7 @@ class DCDM:
         """
         from solvers.cache import atomic_write
 
-        module = DCDMIteration(copy.deepcopy(self.network), self.k)
+        module = DCDMIteration(copy.deepcopy(self.network).requires_grad_(False), self.k)  # inference only
         path = Path(path)
         extra = {"sciml.json": json.dumps({"config": self.config, "k": self.k, "info": self.info})}
         with warnings.catch_warnings():
