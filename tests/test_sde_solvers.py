@@ -295,23 +295,28 @@ class _TorchsdeModel(torch.nn.Module):
         return self.mu * y
 
     def g(self, t, y):
-        return 0.3 * y if self.noise_type == "diagonal" else (0.3 * torch.ones_like(y)).unsqueeze(-1)
+        if self.noise_type == "diagonal":
+            return 0.3 * y
+        if self.noise_type == "general":  # three Brownian channels mixed into two states, state-dependent
+            mix = torch.tensor([[0.3, -0.1, 0.2], [0.1, 0.2, -0.3]], dtype=y.dtype)
+            return mix * torch.cos(y).unsqueeze(-1)
+        return (0.3 * torch.ones_like(y)).unsqueeze(-1)
 
 
 @pytest.mark.parametrize(
     "ours, theirs, noise_type, options",
     [("sriw2", "srk", "diagonal", None), ("sra1", "srk", "additive", None),
-     ("euler", "euler", "diagonal", None), ("milstein", "milstein", "diagonal", {"grad_free": True})],
+     ("euler", "euler", "diagonal", None), ("milstein", "milstein", "diagonal", {"grad_free": True}),
+     ("euler", "euler", "general", None), ("euler_heun", "euler_heun", "general", None)],
 )  # fmt: skip
 def test_fixed_steps_agree_with_torchsde_to_rounding(ours, theirs, noise_type, options):
-    # torchsde's diagonal SRK is Rößler's SRI2 (our "sriw2") and its additive SRK is SRA1: on the same path
-    # and steps the two implementations must agree to rounding
-    model = _TorchsdeModel(noise_type)
+    # torchsde's diagonal SRK is Rößler's SRI2 (our "sriw2") and its additive SRK is SRA1; its Euler,
+    # Euler–Heun and derivative-free Itô Milstein are the same formulas as ours: on the same path and
+    # steps the implementations must agree to rounding (general noise: three channels, bmm products)
+    model = _TorchsdeModel(noise_type, "stratonovich" if ours == "euler_heun" else "ito")
     y0 = torch.rand(5, 2, dtype=torch.float64) + 0.5
-    ts = torch.linspace(
-        0, 1, 5, dtype=torch.float64
-    )  # on the step grid (torchsde interpolates between steps)
-    m = 2 if noise_type == "diagonal" else 1
+    ts = torch.linspace(0, 1, 5, dtype=torch.float64)  # on the step grid: torchsde interpolates between steps
+    m = {"diagonal": 2, "general": 3}.get(noise_type, 1)
     bm = torchsde.BrownianInterval(0.0, 1.0, size=(5, m), dtype=torch.float64, entropy=9,
                                    levy_area_approximation="space-time")  # fmt: skip
     with torch.no_grad():
