@@ -2,7 +2,11 @@
 regularizer ``λ Σ_j E_j |h_j|`` (the SOSRI embedded estimates, differentiated through the solver).
 
     python examples/neural_sde_spiral.py --weight 0 --iterations 200      # vanilla
-    python examples/neural_sde_spiral.py --weight 30 --iterations 200     # regularized: fewer NFE
+    python examples/neural_sde_spiral.py --weight 30 --iterations 200     # regularized
+
+On this task the regularizer trades fit for NFE (sciml bench sde, 3 seeds: weight 30 gave 0.92x the
+vanilla prediction NFE with a 61 % larger moment loss), as Pal et al. also found the spiral SDE changed
+little.
 """
 
 import argparse
