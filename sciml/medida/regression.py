@@ -31,8 +31,10 @@ class Correction:
     Attributes:
         library: the candidate terms.
         weights: one coefficient per library term (0 where pruned).
-        std: posterior standard deviation per term (0 where pruned). The ARD posterior assumes independent
-            samples; samples from a filter are correlated in time, so read it as a lower bound.
+        std: standard error per term (0 where pruned): the least-squares one after the refit (default),
+            else ARD's posterior standard deviation. Both treat the rows as independent, which samples
+            from a filter are not, so read it as an order of magnitude (in the benchmark's noisy runs it
+            was larger than the actual error).
         noise_std: the residual standard deviation ARD estimated.
         n_samples: rows in the fit.
     """
