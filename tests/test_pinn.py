@@ -187,6 +187,120 @@ def test_resume_continues_exactly_through_adam_and_lbfgs(tmp_path):
         Trainer(problem, resumed, other, checkpoint=tmp_path / "b.pt").fit(progress=False, resume=True)
 
 
+# ------------------------------------------------------------------------------ devices
+def test_device_option_cpu_auto_and_a_clear_error_without_cuda(monkeypatch, tmp_path):
+    from sciml.cli import main
+    from sciml.pinn import resolve_device
+
+    problem, model, config = _small(device="cpu")
+    trainer = Trainer(problem, model, config)
+    assert trainer.device == torch.device("cpu") and not trainer._defer_checks
+    assert all(p.device.type == "cpu" for p in trainer.model.parameters())
+    assert all(x.device.type == "cpu" for x in trainer.sample().values())
+    result = trainer.fit(progress=False)
+    assert result.iterations == 10 and isinstance(result.rel_l2, float) and np.isfinite(result.rel_l2)
+    assert all(isinstance(v, float) for h in result.history for k, v in h.items() if k.startswith("loss"))
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same answer on a GPU machine
+    assert resolve_device("auto") == torch.device("cpu")
+    assert Trainer(problem, model, config.replace(device="auto")).device == torch.device("cpu")
+    for bad in ("cuda", "cuda:0"):
+        with pytest.raises(ValueError, match=r"`device` .*torch.cuda.is_available\(\) is False"):
+            Trainer(problem, model, config.replace(device=bad))
+    with pytest.raises(ValueError, match="'cpu', 'cuda', 'cuda:N' or 'auto'"):
+        TrainConfig(device="tpu")
+    with pytest.raises(ValueError, match="--device 'cuda' asks for a GPU"):
+        resolve_device("cuda", "--device")
+    out = str(tmp_path / "run")
+    assert main(["pde", "--problem", "legendre", "--iterations", "2", "--device", "cuda", "--out", out]) == 2
+    assert main(["bench", "pde", "--quick", "--problems", "legendre", "--device", "cuda", "--out", out]) == 2
+
+
+def test_checkpoints_hold_cpu_tensors_and_resume_under_another_device_setting(tmp_path):
+    problem, _, config = _small(adam_iterations=6, lbfgs_iterations=4, resample_every=3, checkpoint_every=4)
+    straight = build_model(problem, "pig", seed=0)
+    Trainer(problem, straight, config, checkpoint=tmp_path / "a.pt").fit(progress=False)
+
+    class Interrupted(Trainer):
+        def loss(self, points):
+            path = tmp_path / "b.pt"
+            if path.exists() and torch.load(path, weights_only=True)["iteration"] == 4:
+                raise KeyboardInterrupt  # in the Adam phase, after the checkpoint at iteration 4
+            return super().loss(points)
+
+    with pytest.raises(KeyboardInterrupt):
+        Interrupted(problem, build_model(problem, "pig", seed=0), config, checkpoint=tmp_path / "b.pt").fit(
+            progress=False
+        )
+    state = torch.load(tmp_path / "b.pt", map_location=lambda storage, _: storage, weights_only=True)
+    assert state["generator_device"] == "cpu" and "device" not in state["fingerprint"]["config"]
+    assert all(t.device.type == "cpu" for t in state["model"].values())
+    assert all(t.device.type == "cpu" for t in state["points"].values())
+    # "auto" resolves to the CPU here; the device is not part of the fingerprint, so the run resumes
+    resumed = build_model(problem, "pig", seed=1)
+    result = Trainer(problem, resumed, config.replace(device="auto"), checkpoint=tmp_path / "b.pt").fit(
+        progress=False, resume=True
+    )
+    assert result.iterations == 10
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_deferred_nan_check_names_the_iterations_it_covers():
+    # what a GPU run does (a check every _CHECK_EVERY steps, no sync per step), forced on the CPU
+    problem, model, config = _small(adam_iterations=60, eval_every=1000, checkpoint_every=1000)
+    poisoned = problem.replace(residual=lambda x, d, p: d["y"] * torch.where(d["x"] > 2, 1.0, float("nan")))
+    trainer = Trainer(poisoned, model, config)
+    trainer._defer_checks = True
+    with pytest.raises(TrainingDiverged, match=r"at iterations 0–49 \(adam\).*residual"):
+        trainer.fit(progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pig_trains_on_cuda_and_checkpoints_cross_devices(tmp_path):
+    problem = pde.get("poisson")
+    config = (
+        preset("poisson")
+        .config("quick")
+        .replace(adam_iterations=10, lbfgs_iterations=40, eval_every=10, checkpoint_every=10, device="cuda")
+    )
+    model = build_model(problem, "pig", seed=0)
+    trainer = Trainer(problem, model, config, checkpoint=tmp_path / "gpu.pt")
+    assert trainer.device.type == "cuda" and trainer._defer_checks
+    assert all(p.device.type == "cuda" for p in model.parameters())
+    assert all(x.device.type == "cuda" for x in trainer.sample().values())
+    assert trainer._test_x.device.type == trainer._test_u.device.type == "cuda"
+    before = trainer.evaluate()
+    result = trainer.fit(progress=False)
+    assert result.iterations == 50 and result.message == "finished 50 iterations"
+    assert result.rel_l2 < 0.8 * before, (before, result.history)
+    assert all(type(h["rel_l2"]) is float and type(h["loss"]) is float for h in result.history)
+    assert trainer.predict(trainer._test_x[:5]).shape == (5, 1)
+    # the GPU checkpoint resumes on the CPU (it holds CPU tensors only) and evaluates to the same error
+    state = torch.load(tmp_path / "gpu.pt", map_location=lambda storage, _: storage, weights_only=True)
+    assert (
+        all(t.device.type == "cpu" for t in state["model"].values()) and state["generator_device"] == "cuda"
+    )
+    on_cpu = Trainer(problem, build_model(problem, "pig", seed=1), config.replace(device="cpu"),
+                     checkpoint=tmp_path / "gpu.pt")  # fmt: skip
+    again = on_cpu.fit(progress=False, resume=True)
+    assert again.iterations == 50 and abs(again.rel_l2 - result.rel_l2) < 1e-4 * result.rel_l2 + 1e-6
+    # and a CPU checkpoint in the middle of Adam continues on the GPU through Adam and L-BFGS
+    cpu_config = config.replace(device="cpu", adam_iterations=20, lbfgs_iterations=10)
+    Trainer(problem, build_model(problem, "pig", seed=0), cpu_config.replace(adam_iterations=10,
+            lbfgs_iterations=0), checkpoint=tmp_path / "x.pt").fit(progress=False)  # fmt: skip
+    state = torch.load(tmp_path / "x.pt", weights_only=True)
+    assert state["phase"] == "adam" and state["iteration"] == 10 and state["optimizer"]["state"]
+    # as if interrupted at iteration 10 of 20 Adam + 10 L-BFGS iterations
+    state["fingerprint"]["config"].update(adam_iterations=20, lbfgs_iterations=10)
+    torch.save(state, tmp_path / "cpu.pt")
+    on_gpu = Trainer(problem, build_model(problem, "pig", seed=1), cpu_config.replace(device="cuda"),
+                     checkpoint=tmp_path / "cpu.pt")  # fmt: skip
+    resumed = on_gpu.fit(progress=False, resume=True)
+    assert resumed.iterations == 30 and np.isfinite(resumed.rel_l2)
+    assert all(p.device.type == "cuda" for p in on_gpu.model.parameters())
+
+
 def test_lbfgs_spends_its_budget_and_reaches_a_singular_ode_target():
     problem = pde.get("hypergeometric")
     model = Constrained(PINN(1, 1, (32, 32), lower=(0,), upper=(2,)), problem.constraint)

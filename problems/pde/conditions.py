@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from problems.pde.derivatives import Derivatives
-from problems.pde.domain import Box
+from problems.pde.domain import Box, _device
 
 __all__ = [
     "Condition",
@@ -95,9 +95,16 @@ class Condition:
         return f"{name}_{letters}" if letters else name
 
     def sample(
-        self, domain: Box, n: int, generator: torch.Generator | None, dtype: torch.dtype
+        self,
+        domain: Box,
+        n: int,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+        *,
+        device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        """The condition's points for this iteration (``n`` is a target count)."""
+        """The condition's points for this iteration (``n`` is a target count), created on ``device``
+        (default: the generator's device, else the CPU)."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     def residual(
@@ -108,12 +115,19 @@ class Condition:
 
 
 def _sample_faces(
-    domain: Box, faces: tuple[str, ...], n: int, generator: torch.Generator | None, dtype: torch.dtype
+    domain: Box,
+    faces: tuple[str, ...],
+    n: int,
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """``n`` points over ``faces`` shared in proportion to their measure (at least one per face)."""
     measures = np.array([domain.face_measure(f) for f in faces])
     counts = np.maximum(1, np.round(n * measures / measures.sum()).astype(int))
-    return torch.cat([domain.sample_face(f, int(c), generator, dtype=dtype) for f, c in zip(faces, counts)])
+    return torch.cat(
+        [domain.sample_face(f, int(c), generator, dtype=dtype, device=device) for f, c in zip(faces, counts)]
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,9 +148,15 @@ class Dirichlet(Condition):
         _check_faces(self.on, domain)
 
     def sample(
-        self, domain: Box, n: int, generator: torch.Generator | None, dtype: torch.dtype
+        self,
+        domain: Box,
+        n: int,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+        *,
+        device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        return _sample_faces(domain, _check_faces(self.on, domain), n, generator, dtype)
+        return _sample_faces(domain, _check_faces(self.on, domain), n, generator, dtype, device)
 
     def residual(
         self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
@@ -157,9 +177,15 @@ class Neumann(Condition):
         _check_faces(self.on, domain)
 
     def sample(
-        self, domain: Box, n: int, generator: torch.Generator | None, dtype: torch.dtype
+        self,
+        domain: Box,
+        n: int,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+        *,
+        device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        return _sample_faces(domain, _check_faces(self.on, domain), n, generator, dtype)
+        return _sample_faces(domain, _check_faces(self.on, domain), n, generator, dtype, device)
 
     def residual(
         self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
@@ -197,9 +223,15 @@ class Periodic(Condition):
             raise ValueError(f"condition {self.name!r}: `derivatives` must be an integer ≥ 0")
 
     def sample(
-        self, domain: Box, n: int, generator: torch.Generator | None, dtype: torch.dtype
+        self,
+        domain: Box,
+        n: int,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+        *,
+        device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        low = domain.sample_face(f"{self.coordinate}-", n, generator, dtype=dtype)
+        low = domain.sample_face(f"{self.coordinate}-", n, generator, dtype=dtype, device=device)
         high = low.clone()
         high[:, domain.index(self.coordinate)] = domain.upper[domain.index(self.coordinate)]
         return torch.cat([low, high])
@@ -228,9 +260,15 @@ class InitialValue(Condition):
             raise ValueError(f"condition {self.name!r} needs a domain with a time coordinate")
 
     def sample(
-        self, domain: Box, n: int, generator: torch.Generator | None, dtype: torch.dtype
+        self,
+        domain: Box,
+        n: int,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+        *,
+        device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        return domain.sample_initial(n, generator, dtype=dtype)
+        return domain.sample_initial(n, generator, dtype=dtype, device=device)
 
     def residual(
         self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
@@ -251,9 +289,15 @@ class InitialVelocity(Condition):
             raise ValueError(f"condition {self.name!r} needs a domain with a time coordinate")
 
     def sample(
-        self, domain: Box, n: int, generator: torch.Generator | None, dtype: torch.dtype
+        self,
+        domain: Box,
+        n: int,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+        *,
+        device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        return domain.sample_initial(n, generator, dtype=dtype)
+        return domain.sample_initial(n, generator, dtype=dtype, device=device)
 
     def residual(
         self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
@@ -273,6 +317,17 @@ class Observations(Condition):
     points: np.ndarray | torch.Tensor = field(default_factory=lambda: np.zeros((0, 1)))
     values: np.ndarray | torch.Tensor = field(default_factory=lambda: np.zeros(0))
     name: str = "data"
+    #: (points, values) as tensors per (dtype, device), made once: no host-to-device copy per iteration
+    _tensors: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _as_tensors(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (dtype, device)
+        if key not in self._tensors:
+            self._tensors[key] = (
+                torch.as_tensor(self.points, dtype=dtype, device=device),
+                torch.as_tensor(self.values, dtype=dtype, device=device),
+            )
+        return self._tensors[key]
 
     def __post_init__(self) -> None:
         points = np.asarray(
@@ -300,11 +355,18 @@ class Observations(Condition):
             )
 
     def sample(
-        self, domain: Box, n: int, generator: torch.Generator | None, dtype: torch.dtype
+        self,
+        domain: Box,
+        n: int,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+        *,
+        device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        return torch.as_tensor(self.points, dtype=dtype)
+        """The observation points (the same tensor every call: do not modify it in place)."""
+        return self._as_tensors(dtype, _device(generator, device))[0]
 
     def residual(
         self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
     ) -> torch.Tensor:
-        return d[self.key(d.fields)] - torch.as_tensor(self.values, dtype=x.dtype, device=x.device)
+        return d[self.key(d.fields)] - self._as_tensors(x.dtype, x.device)[1]

@@ -17,6 +17,23 @@ import torch
 __all__ = ["Box"]
 
 
+def _device(generator: torch.Generator | None, device: torch.device | str | None) -> torch.device:
+    """The device to sample on: ``device``, else the generator's, else the CPU.
+
+    Raises:
+        ValueError: a generator on another device than ``device``.
+    """
+    if device is None:
+        return generator.device if generator is not None else torch.device("cpu")
+    device = torch.device(device)
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(
+            f"the generator lives on {generator.device} but points were requested on {device}; "
+            f"create it with torch.Generator(device={str(device)!r})"
+        )
+    return device
+
+
 @dataclass(frozen=True)
 class Box:
     """The box ``[lower_0, upper_0] × ... × [lower_{d-1}, upper_{d-1}]`` with named coordinates.
@@ -109,6 +126,7 @@ class Box:
         *,
         dtype: torch.dtype = torch.float32,
         fixed: dict[int, float] | None = None,
+        device: torch.device | str | None = None,
     ) -> torch.Tensor:
         """``n`` points uniformly distributed in the box, shape ``(n, ndim)``.
 
@@ -117,16 +135,20 @@ class Box:
             generator: the random stream (reproducible training).
             dtype: floating dtype of the result.
             fixed: columns held at a value instead (e.g. ``{time_index: t0}`` for initial points).
+            device: where the points are created (default: the generator's device, else the CPU); a CUDA
+                generator draws them on the GPU directly, with no host-to-device copy.
 
         Raises:
             ValueError: ``n`` is not a positive integer.
         """
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
             raise ValueError(f"the number of points must be a positive integer, got {n!r}")
-        u = torch.rand(int(n), self.ndim, generator=generator, dtype=torch.float64)
-        lower = torch.tensor(self.lower, dtype=torch.float64)
-        upper = torch.tensor(self.upper, dtype=torch.float64)
-        x = lower + u * (upper - lower)
+        device = _device(generator, device)
+        x = torch.rand(int(n), self.ndim, generator=generator, dtype=torch.float64, device=device)
+        # lower + u (upper − lower), column by column with Python scalars (bit-identical to the tensor
+        # form, and no small host-to-device copy per call, which would synchronise a GPU)
+        for i, (lo, hi) in enumerate(zip(self.lower, self.upper)):
+            x[:, i].mul_(hi - lo).add_(lo)
         for column, value in (fixed or {}).items():
             x[:, column] = value
         return x.to(dtype)
@@ -138,16 +160,22 @@ class Box:
         generator: torch.Generator | None = None,
         *,
         dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
     ) -> torch.Tensor:
         """``n`` points uniformly on a spatial face (the fixed coordinate is exactly the bound)."""
         axis, upper = self.parse_face(face)
         value = self.upper[axis] if upper else self.lower[axis]
         if self.ndim == 1:
             n = 1  # a point face: repeated points add nothing
-        return self.sample(n, generator, dtype=dtype, fixed={axis: value})
+        return self.sample(n, generator, dtype=dtype, fixed={axis: value}, device=device)
 
     def sample_initial(
-        self, n: int, generator: torch.Generator | None = None, *, dtype: torch.dtype = torch.float32
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
     ) -> torch.Tensor:
         """``n`` points at the initial time.
 
@@ -156,7 +184,8 @@ class Box:
         """
         if self.time is None:
             raise ValueError("this domain has no time coordinate, so it has no initial slice")
-        return self.sample(n, generator, dtype=dtype, fixed={self.time_index: self.lower[self.time_index]})
+        fixed = {self.time_index: self.lower[self.time_index]}
+        return self.sample(n, generator, dtype=dtype, fixed=fixed, device=device)
 
     # ----------------------------------------------------------------- grids
     def axes(self, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:

@@ -46,6 +46,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="pinn,pig", help="comma-separated: pinn, pig (default: both)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default: 1)")
     parser.add_argument("--resume", action="store_true", help="skip runs already in OUT/pde-progress.json")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, cuda:N or auto (cuda when available); default: %(default)s. On a GPU the times "
+        "are wall times after torch.cuda.synchronize(); the CPU-time columns then measure only the host",
+    )
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work before reading a clock (nothing to wait for on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _parse(text: str | None, valid: list[str], what: str) -> list[str]:
@@ -66,9 +78,11 @@ def _step_seconds(trainer, engine: str, repeat: int = 3) -> float:
     try:
         times = []
         for i in range(repeat + 1):
+            _sync(trainer.device)
             start = time.perf_counter()
             loss, _ = trainer.loss(points)
             loss.backward()
+            _sync(trainer.device)
             if i:
                 times.append(time.perf_counter() - start)
         return statistics.median(times)
@@ -110,7 +124,7 @@ def run(args: argparse.Namespace) -> dict:
     import problems.pde as pde
     from sciml.checkpoint import write_json
     from sciml.pinn.presets import build_model, preset
-    from sciml.pinn.trainer import Trainer, TrainingDiverged
+    from sciml.pinn.trainer import Trainer, TrainingDiverged, resolve_device
     from solvers.fd import reference_solution
 
     quick = bool(getattr(args, "quick", False))
@@ -129,12 +143,15 @@ def run(args: argparse.Namespace) -> dict:
     if args.threads < 1:
         raise ValueError(f"--threads must be ≥ 1, got {args.threads}")
     torch.set_num_threads(args.threads)
+    device = resolve_device(getattr(args, "device", "cpu"), "--device")
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device: {device} ({device_name})", flush=True)
     out = Path(args.out)
     progress_path = out / "pde-progress.json"
     rows: list[dict] = []
     if getattr(args, "resume", False) and progress_path.exists():
         stored = json.loads(progress_path.read_text())
-        if stored.get("budget") == budget:
+        if stored.get("budget") == budget and stored.get("device", "cpu") == device.type:
             rows = stored.get("rows", [])
     done = {(r["problem"], r["model"], r["seed"]) for r in rows}
     speed: list[dict] = []
@@ -142,7 +159,7 @@ def run(args: argparse.Namespace) -> dict:
     for name in names:
         problem = pde.get(name)
         settings = preset(name)
-        config = settings.config(budget)
+        config = settings.config(budget).replace(device=str(device))
         budgets[name] = {
             "adam_iterations": config.adam_iterations,
             "lbfgs_iterations": config.lbfgs_iterations,
@@ -170,6 +187,7 @@ def run(args: argparse.Namespace) -> dict:
                     continue
                 model = build_model(problem, kind, settings, seed=seed)
                 trainer = Trainer(problem, model, config.replace(seed=seed), reference=reference)
+                _sync(device)
                 start, cpu_start = time.perf_counter(), time.process_time()
                 try:
                     result = trainer.fit(progress=True)
@@ -177,6 +195,7 @@ def run(args: argparse.Namespace) -> dict:
                     params = result.params
                 except TrainingDiverged as exc:
                     rel, its, message, params = math.nan, -1, str(exc), None
+                _sync(device)
                 row = {
                     "problem": name,
                     "model": kind,
@@ -187,6 +206,7 @@ def run(args: argparse.Namespace) -> dict:
                     "cpu_seconds": time.process_time() - cpu_start,
                     "params": params,
                     "message": message,
+                    "device": str(device),
                 }
                 rows.append(row)
                 print(
@@ -194,7 +214,7 @@ def run(args: argparse.Namespace) -> dict:
                     f"(CPU {row['cpu_seconds']:.1f} s)",
                     flush=True,
                 )
-                write_json(progress_path, {"budget": budget, "rows": rows})
+                write_json(progress_path, {"budget": budget, "device": device.type, "rows": rows})
 
     summary = []
     for name in names:
@@ -249,6 +269,10 @@ def run(args: argparse.Namespace) -> dict:
         _plot(out / "pde.png", summary, models)
     return {
         "budget": budget,
+        "device": str(device),
+        "device_name": device_name,
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "torch": torch.__version__,
         "threads": args.threads,
         "rows": rows,
         "summary": summary,

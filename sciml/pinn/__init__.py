@@ -9,7 +9,7 @@
 
 from sciml.pinn.derivatives import JetDerivatives, derivatives
 from sciml.pinn.models import PIG, PINN, Constrained, count_parameters
-from sciml.pinn.trainer import TrainConfig, Trainer, TrainingDiverged, TrainResult, train
+from sciml.pinn.trainer import TrainConfig, Trainer, TrainingDiverged, TrainResult, resolve_device, train
 
 __all__ = [
     "PINN",
@@ -22,5 +22,6 @@ __all__ = [
     "Trainer",
     "TrainResult",
     "TrainingDiverged",
+    "resolve_device",
     "train",
 ]

@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", choices=("float32", "float64"), default=None, help="default: the preset's")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, cuda:N or auto (cuda when available); default: %(default)s",
+    )
     parser.add_argument("--out", default=None, help="output directory (default: runs/pde-PROBLEM-MODEL)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
@@ -123,7 +128,7 @@ def main(args: argparse.Namespace) -> int:
     import problems.pde as pde
     from sciml.checkpoint import check_writable_dir, write_json
     from sciml.pinn.presets import build_model, preset
-    from sciml.pinn.trainer import Trainer, TrainingDiverged
+    from sciml.pinn.trainer import Trainer, TrainingDiverged, resolve_device
 
     if args.list:
         for name, description in pde.describe().items():
@@ -135,10 +140,13 @@ def main(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be ≥ 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    device = resolve_device(getattr(args, "device", "cpu"), "--device")
     problem = pde.get(args.problem)
     settings = preset(problem.name)
     config = _split(settings.config(args.budget), args.iterations, args.adam, args.lbfgs)
-    config = dataclasses.replace(config, seed=args.seed, **({"dtype": args.dtype} if args.dtype else {}))
+    config = dataclasses.replace(
+        config, seed=args.seed, device=str(device), **({"dtype": args.dtype} if args.dtype else {})
+    )
     out = check_writable_dir(args.out or f"runs/pde-{problem.name}-{args.model}")
     model = build_model(problem, args.model, settings, seed=args.seed)
     trainer = Trainer(problem, model, config, checkpoint=out / "checkpoint.pt")
@@ -158,6 +166,8 @@ def main(args: argparse.Namespace) -> int:
         "seconds": result.seconds,
         "params": result.params,
         "message": result.message,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "reference": trainer.reference.source,
         "config": config.to_dict(),
         "history": result.history,

@@ -158,7 +158,9 @@ def function_jet(fn, x: torch.Tensor, spec: JetSpec) -> Jet:
     with torch.enable_grad():
         xr = x.detach().requires_grad_(True)
         v = fn(xr)
-        if not torch.is_tensor(v):
+        if isinstance(v, (int, float)):  # a fill, not a host-to-device copy
+            v = x.new_full((x.shape[0],), float(v))
+        elif not torch.is_tensor(v):
             v = torch.as_tensor(v, dtype=x.dtype, device=x.device).expand(x.shape[0])
         if v.ndim == 1:
             v = v[:, None]

@@ -338,7 +338,9 @@ class Constrained(nn.Module):
 
     @staticmethod
     def _columns(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_tensor(v):
+        if isinstance(v, (int, float)):  # a fill, not a host-to-device copy
+            v = x.new_full((x.shape[0],), float(v))
+        elif not torch.is_tensor(v):
             v = torch.as_tensor(v, dtype=x.dtype, device=x.device).expand(x.shape[0])
         return v[:, None] if v.ndim == 1 else v
 

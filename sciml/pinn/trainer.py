@@ -40,9 +40,76 @@ from sciml.pinn.derivatives import derivatives
 from sciml.pinn.models import Constrained, count_parameters
 from solvers.fd.reference import ReferenceSolution, reference_solution
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingDiverged", "train"]
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingDiverged", "resolve_device", "train"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+#: on a GPU the Adam loop checks the loss for NaN/inf every so many iterations (and at every log entry
+#: and checkpoint) instead of every step: each check is a host-device synchronisation
+_CHECK_EVERY = 50
+
+
+def _device_name(device: Any) -> str:
+    """``device`` as a string if it names a CPU or CUDA device (or ``"auto"``); else a ValueError."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise ValueError(f"`device` must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
+    if device == "auto":
+        return device
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"`device` must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
+    return device
+
+
+def resolve_device(device: str | torch.device = "auto", argument: str = "device") -> torch.device:
+    """The torch device for ``device``: ``"auto"`` is CUDA when available, else the CPU.
+
+    Args:
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        argument: the name to blame in error messages (``"--device"`` from the command line).
+
+    Returns:
+        A ``torch.device`` with an explicit index for CUDA.
+
+    Raises:
+        ValueError: an unknown device, or CUDA requested where ``torch.cuda.is_available()`` is False (or
+            the index is out of range).
+    """
+    name = argument if argument.startswith("-") else f"`{argument}`"
+    try:
+        device = _device_name(device)
+    except ValueError:
+        raise ValueError(f"{name} must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from None
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    parsed = torch.device(device)
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{name} {device!r} asks for a GPU, but torch.cuda.is_available() is False here (torch "
+                f"{torch.__version__}, CUDA build {torch.version.cuda}); use {name} cpu or auto"
+            )
+        index = torch.cuda.current_device() if parsed.index is None else parsed.index
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"{name} {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+        parsed = torch.device("cuda", index)
+    return parsed
+
+
+def _to_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor (in dicts, lists, tuples) copied to the CPU, for device-free checkpoints."""
+    if torch.is_tensor(obj):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
 
 
 class TrainingDiverged(FloatingPointError):
@@ -78,9 +145,13 @@ class TrainConfig:
         engine: derivative engine: ``"auto"`` (forward jets when the model has them), ``"jet"``,
             ``"autograd"``.
         eval_batch: points per batch when evaluating on the test grid.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available): where the model,
+            the points, the test grid and every tensor of training live (resolved by the trainer, which
+            raises a ValueError if CUDA is asked for but not available). Not part of a checkpoint's
+            fingerprint: a run may resume on another device.
 
     Raises:
-        ValueError: non-positive counts or rates, unknown dtype or engine.
+        ValueError: non-positive counts or rates, unknown dtype, engine or device.
     """
 
     adam_iterations: int = 2000
@@ -101,6 +172,7 @@ class TrainConfig:
     seed: int = 0
     engine: str = "auto"
     eval_batch: int = 8192
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         _positive_int("adam_iterations", self.adam_iterations, 0)
@@ -129,6 +201,7 @@ class TrainConfig:
             raise ValueError(f"`dtype` must be one of {list(_DTYPES)}, got {self.dtype!r}")
         if self.engine not in ("auto", "jet", "autograd"):
             raise ValueError(f"`engine` must be 'auto', 'jet' or 'autograd', got {self.engine!r}")
+        object.__setattr__(self, "device", _device_name(self.device))
         object.__setattr__(self, "condition_points", dict(self.condition_points))
         object.__setattr__(self, "weights", dict(self.weights))
 
@@ -204,7 +277,10 @@ class Trainer:
         self.problem = problem
         self.config = config or TrainConfig()
         self.dtype = _DTYPES[self.config.dtype]
-        self.model = model.to(self.dtype)
+        self.device = resolve_device(self.config.device)
+        #: on a GPU the Adam loop checks for NaN every ``_CHECK_EVERY`` steps (a sync), not every step
+        self._defer_checks = self.device.type != "cpu"
+        self.model = model.to(device=self.device, dtype=self.dtype)
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         domain = problem.domain
         self._check_model()
@@ -217,7 +293,10 @@ class Trainer:
                 f"its params are {sorted(problem.params)}"
             )
         self.coefficients = nn.ParameterDict(
-            {k: nn.Parameter(torch.tensor(float(v), dtype=self.dtype)) for k, v in unknowns.items()}
+            {
+                k: nn.Parameter(torch.tensor(float(v), dtype=self.dtype, device=self.device))
+                for k, v in unknowns.items()
+            }
         )
 
         enforced = set(model.constraint.enforces) if isinstance(model, Constrained) else set()
@@ -238,15 +317,17 @@ class Trainer:
             for c in self.conditions
         }
 
-        self.generator = torch.Generator().manual_seed(int(self.config.seed))
+        # on a GPU the points are drawn there (a CUDA generator: another stream than the CPU's)
+        self.generator = torch.Generator(device=self.device).manual_seed(int(self.config.seed))
         self.reference = reference if reference is not None else reference_solution(problem, progress=True)
         if self.reference.values.shape[-1] != len(problem.fields) or len(self.reference.axes) != domain.ndim:
             raise ValueError(
                 f"`reference` has {len(self.reference.axes)} axes and {self.reference.values.shape[-1]} "
                 f"fields; {problem.name} needs {domain.ndim} and {len(problem.fields)}"
             )
-        self._test_x = torch.as_tensor(self.reference.points(), dtype=self.dtype)
-        self._test_u = torch.as_tensor(self.reference.flat_values(), dtype=torch.float64)
+        # the test grid is moved to the device once; evaluations never copy it again
+        self._test_x = torch.as_tensor(self.reference.points(), dtype=self.dtype, device=self.device)
+        self._test_u = torch.as_tensor(self.reference.flat_values(), dtype=torch.float64, device=self.device)
         self.keys = self._probe()
 
     # ----------------------------------------------------------------- validation
@@ -259,7 +340,7 @@ class Trainer:
                 f"the model takes {in_features} coordinates but {problem.name} has {ndim} "
                 f"{problem.domain.names}; build it with in_features={ndim}"
             )
-        x = problem.domain.sample(2, torch.Generator().manual_seed(0), dtype=self.dtype)
+        x = problem.domain.sample(2, torch.Generator().manual_seed(0), dtype=self.dtype).to(self.device)
         try:
             with torch.no_grad():
                 out = model(x)
@@ -282,7 +363,7 @@ class Trainer:
         n = 8
         g = torch.Generator().manual_seed(1)
         keys: dict[str, set] = {}
-        x = domain.sample(n, g, dtype=self.dtype)
+        x = domain.sample(n, g, dtype=self.dtype).to(self.device)
         d = AutogradDerivatives(self.model, x, domain.names, problem.fields)
         try:
             r = problem.residual(d.x, d, self.params())
@@ -297,7 +378,7 @@ class Trainer:
             )
         keys["residual"] = set(d.requested)
         for c in self.conditions:
-            xc = c.sample(domain, 4, g, self.dtype)
+            xc = c.sample(domain, 4, g, self.dtype).to(self.device)
             dc = AutogradDerivatives(self.model, xc, domain.names, problem.fields)
             try:
                 rc = c.residual(domain, dc.x, dc, self.params())
@@ -310,11 +391,13 @@ class Trainer:
 
     # ----------------------------------------------------------------- loss
     def sample(self) -> dict[str, torch.Tensor]:
-        """Fresh collocation points for the residual and every condition."""
-        domain = self.problem.domain
-        points = {"residual": domain.sample(self.config.n_residual, self.generator, dtype=self.dtype)}
+        """Fresh collocation points for the residual and every condition (drawn on the trainer's device)."""
+        domain, device = self.problem.domain, self.device
+        points = {
+            "residual": domain.sample(self.config.n_residual, self.generator, dtype=self.dtype, device=device)
+        }
         for c in self.conditions:
-            points[c.name] = c.sample(domain, self.counts[c.name], self.generator, self.dtype)
+            points[c.name] = c.sample(domain, self.counts[c.name], self.generator, self.dtype, device=device)
         return points
 
     def _derivatives(self, term: str, x: torch.Tensor):
@@ -336,18 +419,21 @@ class Trainer:
 
     # ----------------------------------------------------------------- evaluation
     @torch.no_grad()
-    def predict(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Model values at points ``(m, ndim)`` as float64 numpy ``(m, n_fields)`` (batched)."""
-        x = torch.as_tensor(x, dtype=self.dtype)
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Model values at points ``(m, ndim)`` on the trainer's device, float64 (batched)."""
         out = [
             self.model(x[i : i + self.config.eval_batch])
             for i in range(0, x.shape[0], self.config.eval_batch)
         ]
-        return torch.cat(out).double().numpy()
+        return torch.cat(out).double()
+
+    def predict(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Model values at points ``(m, ndim)`` as float64 numpy ``(m, n_fields)`` (batched)."""
+        return self._predict(torch.as_tensor(x, dtype=self.dtype, device=self.device)).cpu().numpy()
 
     def evaluate(self) -> float:
-        """Relative L2 error ``‖u − u_ref‖ / ‖u_ref‖`` on the reference grid."""
-        pred = torch.as_tensor(self.predict(self._test_x))
+        """Relative L2 error ``‖u − u_ref‖ / ‖u_ref‖`` on the reference grid (computed on the device)."""
+        pred = self._predict(self._test_x)
         return float(torch.linalg.norm(pred - self._test_u) / torch.linalg.norm(self._test_u))
 
     def prediction_grid(self) -> np.ndarray:
@@ -360,12 +446,13 @@ class Trainer:
             "problem": self.problem.name,
             "model": type(self.model).__name__,
             "params": count_parameters(self.model),
-            "config": self.config.to_dict(),
+            "config": {k: v for k, v in self.config.to_dict().items() if k != "device"},
             "unknowns": sorted(self.coefficients.keys()),
         }
 
     def _save(self, state: dict[str, Any]) -> None:
-        if self.checkpoint is not None:
+        if self.checkpoint is not None:  # CPU tensors only: a GPU checkpoint resumes on a CPU and back
+            state = {**_to_cpu(state), "generator_device": self.device.type}
             save_checkpoint({**state, "fingerprint": self._fingerprint()}, self.checkpoint)
 
     def _load(self) -> dict[str, Any] | None:
@@ -386,13 +473,21 @@ class Trainer:
         return [p for p in self.model.parameters() if p.requires_grad] + list(self.coefficients.values())
 
     def _check_finite(
-        self, total: torch.Tensor, terms: Mapping[str, torch.Tensor], iteration: int, phase: str
+        self,
+        total: torch.Tensor,
+        terms: Mapping[str, torch.Tensor],
+        iteration: int,
+        phase: str,
+        since: int | None = None,
     ):
-        if not torch.isfinite(total):
+        """Raise :class:`TrainingDiverged` for a non-finite loss (``since``: it was checked only up to then,
+        the first bad iteration lies after it; the terms are those of ``iteration``)."""
+        if since is not None or not torch.isfinite(total):
             bad = [k for k, v in terms.items() if not torch.isfinite(v)] or ["(weighted sum)"]
             where = f"; the last checkpoint is {self.checkpoint}" if self.checkpoint else ""
+            when = f"iteration {iteration}" if since is None else f"iterations {max(since, 0)}–{iteration}"
             raise TrainingDiverged(
-                f"{self.problem.name}: the loss became {float(total.detach())} at iteration {iteration} "
+                f"{self.problem.name}: the loss became {float(total.detach())} at {when} "
                 f"({phase}); "
                 f"non-finite terms: {', '.join(bad)}. Lower the learning rate (lr={self.config.lr:g}), "
                 f"change the loss weights, or train in float64{where}"
@@ -410,9 +505,14 @@ class Trainer:
             if state is not None:
                 self.model.load_state_dict(state["model"])
                 self.coefficients.load_state_dict(state["coefficients"])
-                self.generator.set_state(state["generator"])
                 iteration, phase, history = int(state["iteration"]), state["phase"], list(state["history"])
+                if state.get("generator_device", "cpu") == self.device.type:
+                    self.generator.set_state(state["generator"])
+                else:  # CPU and CUDA random streams differ: continue with a fresh, deterministic one
+                    self.generator.manual_seed(int(cfg.seed) + 1 + iteration)
                 points, elapsed = state["points"], float(state["seconds"])
+                if points is not None:
+                    points = {k: v.to(self.device) for k, v in points.items()}
                 cpu_elapsed = float(state["cpu_seconds"])
                 lbfgs_scale, opt_state, stalls = (
                     state["lbfgs_scale"],
@@ -455,8 +555,10 @@ class Trainer:
                 "seconds": seconds(),
                 "cpu_seconds": cpu_seconds(),
             }
-            entry.update({f"loss_{k}": float(v.detach()) for k, v in terms.items()})
-            entry.update({f"coef_{k}": float(v.detach()) for k, v in self.coefficients.items()})
+            values = [v.detach().reshape(()).double() for v in (*terms.values(), *self.coefficients.values())]
+            values = torch.stack(values).tolist() if values else []  # one device-to-host copy
+            names = [f"loss_{k}" for k in terms] + [f"coef_{k}" for k in self.coefficients.keys()]
+            entry.update(zip(names, values))
             history.append(entry)
             bar.set_postfix(loss=f"{total:.3e}", rel_l2=f"{entry['rel_l2']:.3e}", refresh=False)
 
@@ -473,6 +575,8 @@ class Trainer:
                 if opt_state is not None:
                     opt.load_state_dict(opt_state)
                 opt_state = None
+                deferred = self._defer_checks
+                finite, checked = None, iteration
                 while iteration < cfg.adam_iterations:
                     if points is None or boundary(iteration, cfg.resample_every):
                         points = self.sample()
@@ -480,14 +584,29 @@ class Trainer:
                         group["lr"] = cfg.lr * cfg.lr_decay ** (iteration / cfg.decay_every)
                     opt.zero_grad(set_to_none=True)
                     total, terms = self.loss(points)
-                    self._check_finite(total, terms, iteration, phase)
+                    if deferred:
+                        ok = torch.isfinite(total.detach())
+                        finite = ok if finite is None else finite & ok
+                    else:
+                        self._check_finite(total, terms, iteration, phase)
                     total.backward()
                     opt.step()
                     iteration += 1
                     bar.update(1)
-                    if boundary(iteration, cfg.eval_every) or iteration == total_iterations:
+                    do_log = boundary(iteration, cfg.eval_every) or iteration == total_iterations
+                    do_save = boundary(iteration, cfg.checkpoint_every)
+                    if deferred and (
+                        do_log
+                        or do_save
+                        or boundary(iteration, _CHECK_EVERY)
+                        or iteration == cfg.adam_iterations
+                    ):
+                        if not bool(finite):
+                            self._check_finite(total, terms, iteration - 1, phase, since=checked)
+                        finite, checked = None, iteration
+                    if do_log:
                         log(float(total.detach()), terms)
-                    if boundary(iteration, cfg.checkpoint_every):
+                    if do_save:
                         self._save(snapshot(opt))
             # ---------------------------------------------------------------- L-BFGS
             if iteration < total_iterations:
@@ -514,10 +633,14 @@ class Trainer:
                 def closure() -> torch.Tensor:
                     opt.zero_grad(set_to_none=True)
                     total, terms = self.loss(points)
-                    self._check_finite(total, terms, iteration, phase)
                     scaled = total * lbfgs_scale
                     scaled.backward()
-                    last["total"] = float(total.detach())
+                    # one host-device sync per evaluation, after the backward pass (L-BFGS reads the loss
+                    # as a Python number right after anyway)
+                    value = float(total.detach())
+                    if not math.isfinite(value):
+                        self._check_finite(total, terms, iteration, phase)
+                    last["total"] = value
                     last["terms"] = {k: v.detach() for k, v in terms.items()}
                     return scaled
 
