@@ -1,6 +1,7 @@
 """PINN / PIG models, forward jets, the trainer (validation, NaN, checkpoints, L-BFGS) and the CLI."""
 
 import json
+import math
 
 import h5py
 import numpy as np
@@ -392,3 +393,37 @@ def test_cli_trains_and_writes_metrics_fields_and_plot(tmp_path, capsys):
     assert "nonlinear-diffusion" in capsys.readouterr().out
     assert main(["pde", "--problem", "helmholz"]) == 2
     assert "helmholtz-high" in capsys.readouterr().err
+
+
+def test_lbfgs_rolls_back_a_non_finite_line_search_and_keeps_the_last_finite_model():
+    # a few L-BFGS trial evaluations give NaN: they must be undone (parameters restored, memory reset),
+    # not end the run with an exception and lose the model
+    problem, model, config = _small(adam_iterations=0, lbfgs_iterations=30, resample_every=1000)
+    calls = {"n": 0}
+
+    def sometimes_nan(x, d, p):
+        calls["n"] += 1
+        return d["y"] * (float("nan") if calls["n"] in (15, 16, 30) else 1.0) - d["y_x"]
+
+    trainer = Trainer(problem.replace(residual=sometimes_nan), model, config)
+    calls["n"] = 0  # count from the start of training (construction probes the residual)
+    result = trainer.fit(progress=False)
+    assert calls["n"] > 30 and result.iterations == 30, result.message
+    assert math.isfinite(result.rel_l2)
+    assert all(torch.isfinite(q).all() for q in model.parameters())
+
+
+def test_lbfgs_gives_up_after_three_non_finite_line_searches_in_a_row():
+    # every step away from the initial parameters is NaN: L-BFGS stops and leaves the model untouched
+    problem, model, config = _small(adam_iterations=0, lbfgs_iterations=30, resample_every=1000)
+    start = [q.detach().clone() for q in model.parameters()]
+
+    def nan_once_moved(x, d, p):
+        moved = any(not torch.equal(q.detach(), s) for q, s in zip(model.parameters(), start))
+        return d["y"] * (float("nan") if moved else 1.0)
+
+    result = Trainer(problem.replace(residual=nan_once_moved), model, config).fit(progress=False)
+    assert "non-finite loss 3 times" in result.message
+    assert result.iterations == 0 and math.isfinite(result.rel_l2)
+    for q, s in zip(model.parameters(), start):
+        torch.testing.assert_close(q.detach(), s, rtol=0, atol=0)

@@ -116,6 +116,10 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite."""
 
 
+class _NonFiniteTrial(Exception):
+    """An L-BFGS trial point gave a non-finite loss (handled by rolling back, never raised to the user)."""
+
+
 def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"`{name}` must be an integer ≥ {minimum}, got {value!r}")
@@ -628,7 +632,7 @@ class Trainer:
                 if lbfgs_scale is None:
                     with torch.no_grad():
                         lbfgs_scale = 1.0 / max(float(self.loss(points)[0]), 1e-30)
-                last = {}
+                last, non_finite = {}, 0
 
                 def closure() -> torch.Tensor:
                     opt.zero_grad(set_to_none=True)
@@ -639,7 +643,7 @@ class Trainer:
                     # as a Python number right after anyway)
                     value = float(total.detach())
                     if not math.isfinite(value):
-                        self._check_finite(total, terms, iteration, phase)
+                        raise _NonFiniteTrial
                     last["total"] = value
                     last["terms"] = {k: v.detach() for k, v in terms.items()}
                     return scaled
@@ -657,7 +661,31 @@ class Trainer:
                     state = opt.state[opt._params[0]]
                     before = state.get("n_iter", 0)
                     loss_before = last.get("total", math.inf)
-                    opt.step(closure)
+                    kept = [p.detach().clone() for p in params]
+                    try:
+                        opt.step(closure)
+                    except _NonFiniteTrial:
+                        # a line-search trial left the finite region: roll back to the parameters before
+                        # this chunk, forget the curvature pairs and try again; give up after 3 in a row
+                        with torch.no_grad():
+                            for p, k in zip(params, kept):
+                                p.copy_(k)
+                            if not math.isfinite(loss_before):  # first chunk: is the start itself finite?
+                                total, terms = self.loss(points)
+                                self._check_finite(total, terms, iteration, phase)
+                                loss_before = float(total)
+                        opt.state = defaultdict(dict)
+                        last["total"] = loss_before
+                        non_finite += 1
+                        if non_finite >= 3:
+                            message = (
+                                f"L-BFGS stopped at iteration {iteration}: its line search reached a "
+                                f"non-finite loss 3 times in a row (kept the last finite parameters, "
+                                f"loss {loss_before:.3e})"
+                            )
+                            break
+                        continue
+                    non_finite = 0
                     ran = opt.state[opt._params[0]].get("n_iter", 0) - before
                     iteration += ran
                     bar.update(ran)
