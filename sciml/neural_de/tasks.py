@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from sciml.neural_de.model import NeuralODE, NeuralODEResult
+from sciml.neural_de.sde import DIGITS_SDE, SPIRAL_SDE
 
 __all__ = ["Task", "TaskOutput", "TASKS", "get_task", "DigitsTask", "LatentTask", "SpiralTask"]
 
@@ -290,8 +291,8 @@ TASKS: dict[str, Task] = {
     "spiral": SpiralTask(
         "spiral", "node", "mse", False, epochs=20, batch_size=20, lr=1e-3, rtol=1e-6, atol=1e-6
     ),
-    "spiral-sde": __import__("sciml.neural_de.sde", fromlist=["SPIRAL_SDE"]).SPIRAL_SDE,
-    "digits-sde": __import__("sciml.neural_de.sde", fromlist=["DIGITS_SDE"]).DIGITS_SDE,
+    "spiral-sde": SPIRAL_SDE,
+    "digits-sde": DIGITS_SDE,
 }
 
 
