@@ -343,5 +343,5 @@ class DigitsSDETask:
 #: the registered tasks (``sciml.neural_de.tasks.TASKS["spiral-sde"]`` and ``["digits-sde"]``)
 SPIRAL_SDE = SpiralSDETask("spiral-sde", "sde", "moment loss", False, epochs=10, batch_size=1, lr=2e-2,
                            rtol=1e-2, atol=1e-2)  # fmt: skip
-DIGITS_SDE = DigitsSDETask("digits-sde", "sde", "accuracy", True, epochs=6, batch_size=64, lr=3e-3,
+DIGITS_SDE = DigitsSDETask("digits-sde", "sde", "accuracy", True, epochs=8, batch_size=64, lr=3e-3,
                            rtol=1e-3, atol=1e-3)  # fmt: skip
