@@ -66,10 +66,12 @@ class _Workspace:
         shape = shape if shape is not None else y.shape
         self.K = y.new_empty((s, y.shape[0]))
         self.G = y.new_empty((s, y.shape[0]))
-        self.rows = self.K.view(s, *shape)
+        self.rows = list(self.K.view(s, *shape))  # one view per stage, made once
         self.inputs = [self.G[i].view(shape) for i in range(s)]
         Kt = self.K.t()
         self.prefix = [Kt[:, :i] for i in range(s + 1)]
+        self.first = self.K[0]  # the flat row that receives k1
+        self.coefficients: _Coefficients | None = None  # set by RungeKutta.workspace
 
 
 class RungeKutta:
@@ -115,7 +117,9 @@ class RungeKutta:
         """Buffers for flat states like ``y`` whose field works on tensors of ``shape`` (default flat). Pass
         them to :meth:`step` in solves without autograd; the returned ``y1`` lives in them, so copy it before
         the buffers are used again."""
-        return _Workspace(self.tableau.n_stages, y, shape)
+        workspace = _Workspace(self.tableau.n_stages, y, shape)
+        workspace.coefficients = self.coefficients(y.dtype, y.device)
+        return workspace
 
     def step(
         self,
@@ -145,15 +149,15 @@ class RungeKutta:
             A :class:`StepResult`.
         """
         tab = self.tableau
-        coef = self.coefficients(y.dtype, y.device)
+        coef = workspace.coefficients if workspace is not None else self.coefficients(y.dtype, y.device)
         s, c, a = tab.n_stages, tab.c, coef.a
         g = y
         if workspace is not None:  # everything written in place into reused buffers (no autograd)
             rows, prefix, G, inputs = workspace.rows, workspace.prefix, workspace.G, workspace.inputs
-            workspace.K[0] = k1
+            workspace.first.copy_(k1)
             for i in range(1, s):
                 g = torch.addmv(y, prefix[i], a[i], alpha=h, out=G[i])
-                rows[i] = f(t + c[i] * h, inputs[i])
+                rows[i].copy_(f(t + c[i] * h, inputs[i]))
             Kt = prefix[s]
         else:  # separate stage tensors, stacked: far cheaper to backpropagate than in-place writes
             shape = shape if shape is not None else y.shape

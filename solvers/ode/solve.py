@@ -252,7 +252,7 @@ def _timed_field(rhs: Callable, y0: torch.Tensor) -> Callable[[float, torch.Tens
     dtype, device = y0.dtype, y0.device
 
     def f(t: float, y: torch.Tensor) -> torch.Tensor:
-        return rhs(torch.full((), t, dtype=dtype, device=device), y)
+        return rhs(torch.scalar_tensor(t, dtype=dtype, device=device), y)
 
     return f
 
