@@ -437,6 +437,8 @@ def test_relaxation_rejects_bad_input():
         young_omega(spectral_radius=1.0)
     with pytest.raises(ValueError, match="omega"):
         sor_batch(A, b[:, None], 2.0)
+    with pytest.raises(ValueError, match="chunk"):
+        sor_batch(A, b[:, None], 1.5, chunk=0)
     with pytest.raises(ValueError, match="shifted diagonal"):
         sor_batch(A, b[:, None], 1.0, shift=-1e9)
     # a non-SPD matrix with positive diagonal: SOR diverges and says so

@@ -427,3 +427,16 @@ def test_lbfgs_gives_up_after_three_non_finite_line_searches_in_a_row():
     assert result.iterations == 0 and math.isfinite(result.rel_l2)
     for q, s in zip(model.parameters(), start):
         torch.testing.assert_close(q.detach(), s, rtol=0, atol=0)
+
+
+def test_models_and_config_reject_bad_scalars():
+    with pytest.raises(ValueError, match="fourier_scale"):
+        PINN(2, 1, (8,), fourier_features=4, fourier_scale=float("nan"))
+    with pytest.raises(ValueError, match="fourier_scale"):
+        PINN(2, 1, (8,), fourier_features=4, fourier_scale=-1.0)
+    with pytest.raises(ValueError, match="hidden"):
+        PINN(2, 1, (True,))
+    with pytest.raises(ValueError, match="`lr`"):
+        TrainConfig(lr=True)
+    with pytest.raises(ValueError, match="loss weight"):
+        TrainConfig(weights={"residual": True})

@@ -217,6 +217,9 @@ def test_tuners_reject_bad_use():
         ChebCB(context_range=(0, 1), target="square")
     with pytest.raises(ValueError, match="bins"):
         ContextualBins(context_range=(0, 1), bins=0)
+    saved = ChebCB(context_range=(0, 1), target="cost").state_dict()
+    with pytest.raises(ValueError, match="target='cost'"):
+        ChebCB(context_range=(0, 1), target="log").load_state_dict(saved)
 
 
 # ------------------------------------------------------------------------------------------ bench

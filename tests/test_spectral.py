@@ -253,6 +253,12 @@ def test_solver_rejects_bad_input():
         solve_spectral(ks, 0.1, saveat=[1.0, 0.5])
     with pytest.raises(ValueError, match="grid values"):
         ETDRK4(ks, 0.1).step(torch.zeros(3, 65))
+    u0 = ks.initial_condition()
+    u0[3] = float("nan")
+    with pytest.raises(ValueError, match="u0.*finite"):
+        solve_spectral(ks, 0.25, u0=u0, saveat=[1.0])
+    with pytest.raises(ValueError, match="n_steps"):
+        ETDRK4(ks, 0.1).advance(ks.initial_condition(), -3)
 
 
 def test_cached_solve_stores_parameters_and_reuses(tmp_path, monkeypatch):

@@ -96,10 +96,18 @@ class PINN(_Normalized):
         super().__init__()
         _check_features(in_features, out_features)
         hidden = tuple(hidden)
-        if not hidden or any(not isinstance(h, int) or h < 1 for h in hidden):
+        if not hidden or any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in hidden):
             raise ValueError(f"`hidden` must be a non-empty list of positive widths, got {hidden!r}")
-        if not isinstance(fourier_features, int) or fourier_features < 0:
+        features = fourier_features
+        if isinstance(features, bool) or not isinstance(features, int) or features < 0:
             raise ValueError(f"`fourier_features` must be an integer ≥ 0, got {fourier_features!r}")
+        if fourier_features and not (
+            isinstance(fourier_scale, (int, float))
+            and not isinstance(fourier_scale, bool)
+            and math.isfinite(fourier_scale)
+            and fourier_scale > 0
+        ):
+            raise ValueError(f"`fourier_scale` must be a positive finite number, got {fourier_scale!r}")
         self.in_features, self.out_features = in_features, out_features
         self._set_box(in_features, lower, upper)
         width = in_features

@@ -194,12 +194,12 @@ class TrainConfig:
         _positive_int("seed", self.seed, 0)
         for name in ("lr", "lbfgs_lr"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
                 raise ValueError(f"`{name}` must be a positive number, got {v!r}")
         if not (0 < self.lr_decay <= 1):
             raise ValueError(f"`lr_decay` must be in (0, 1], got {self.lr_decay!r}")
         for key, w in self.weights.items():
-            if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
+            if not (isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0):
                 raise ValueError(f"loss weight {key!r} must be a finite number ≥ 0, got {w!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"`dtype` must be one of {list(_DTYPES)}, got {self.dtype!r}")

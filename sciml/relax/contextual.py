@@ -150,6 +150,7 @@ class ChebCB(Tuner):
             **super().state_dict(),
             "context_range": [self.low, self.high],
             "degree": self.degree,
+            "target": self.target,
             "gamma": self.gamma,
             "ridge": self.ridge,
             "gram": torch.as_tensor(self.gram),
@@ -162,6 +163,11 @@ class ChebCB(Tuner):
         super().load_state_dict(state)
         if int(state["degree"]) != self.degree:
             raise ValueError(f"state has degree {state['degree']}, this tuner {self.degree}")
+        if state.get("target", self.target) != self.target:
+            raise ValueError(
+                f"state was saved by a tuner with target={state['target']!r}, this one has "
+                f"target={self.target!r}: build it with target={state['target']!r}"
+            )
         self.low, self.high = _check_range(state["context_range"])
         self.gamma, self.ridge = float(state["gamma"]), float(state["ridge"])
         self.gram = np.asarray(state["gram"], dtype=np.float64).copy()

@@ -325,6 +325,9 @@ def sor_batch(
     if not np.isfinite(shift).all():
         raise ValueError("`shift` has non-finite entries")
     maxiter = check_tolerances(rtol, 0.0, maxiter, n)
+    if isinstance(chunk, bool) or int(chunk) != chunk or chunk < 1:
+        raise ValueError(f"`chunk` must be a positive integer (systems solved together), got {chunk!r}")
+    chunk = int(chunk)
     diag = A.diagonal()[:, None] + shift[None, :]
     if not (diag > 0).all():
         raise ValueError("the shifted diagonal `diag(A) + shift` must be positive for every system")

@@ -193,6 +193,8 @@ class ETDRK4:
 
     def advance(self, u: torch.Tensor | np.ndarray, n_steps: int, *, progress: bool = False) -> torch.Tensor:
         """``n_steps`` steps from grid values ``u`` (no finiteness check; see :func:`solve_spectral`)."""
+        if isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 0:
+            raise ValueError(f"`n_steps` must be an integer ≥ 0, got {n_steps!r}")
         u = self._check_state(u)
         v = torch.fft.rfft(u)
         for _ in tqdm(range(int(n_steps)), disable=not progress, desc="ETDRK4", leave=False):
@@ -274,6 +276,8 @@ def solve_spectral(
     stepper = ETDRK4(problem, dt, dealias=dealias)
     counts = _step_counts(t0, saveat, stepper.dt)
     u = stepper._check_state(problem.initial_condition() if u0 is None else u0)
+    if not bool(torch.isfinite(u).all()):
+        raise ValueError("`u0` must be finite: it holds NaN or inf values")
     n = problem.n
     out = torch.full((len(saveat), *u.shape), math.nan, dtype=u.dtype)
     v = torch.fft.rfft(u)
