@@ -32,6 +32,16 @@ def _x(dtype=torch.float64):
     return torch.randn(8, 4, generator=torch.Generator().manual_seed(1), dtype=dtype)
 
 
+@pytest.mark.parametrize("backend", ["backprop", "torchdiffeq"])
+def test_end_times_that_float32_cannot_hold_work(backend):
+    torch.manual_seed(0)
+    node = NeuralODE(TimeConcatField(4, 8), (0.0, 0.3), rtol=1e-4, atol=1e-4, backend=backend).eval()
+    assert node(_x(torch.float32)).ys.shape == (1, 8, 4)  # float32 state, t1 = 0.3
+    node64 = NeuralODE(TimeConcatField(4, 8).double(), (0.0, 0.3), rtol=1e-4, atol=1e-4, backend=backend)
+    out = node64.eval()(_x(), saveat=[0.1, 0.3])  # a list is taken exactly, not through float32
+    assert out.ys.shape == (2, 8, 4) and out.solution.ts.dtype == torch.float64
+
+
 def test_forward_shapes_and_eval_mode_ignores_the_regularizer():
     node = _node()
     out = node(_x(), saveat=[0.25, 1.0], regularizer=ErrorEstimateRegularizer())
@@ -135,7 +145,7 @@ def _config(out, **kw):
     return TrainConfig(**(base | kw))
 
 
-def test_training_writes_metrics_checkpoint_plot_and_resumes_exactly(tiny_digits, tmp_path):
+def test_training_writes_metrics_checkpoint_and_plot(tiny_digits, tmp_path):
     full = train(_config(tmp_path / "full"))
     assert {"checkpoint.pt", "metrics.json", "summary.json", "curves.png"} <= set(
         os.listdir(tmp_path / "full")
@@ -144,13 +154,23 @@ def test_training_writes_metrics_checkpoint_plot_and_resumes_exactly(tiny_digits
     assert [h["epoch"] for h in history] == [1, 2] and history[0]["regularization"] > 0
     assert full["predict_nfe"] > 0 and full["test_metric"] > 50
 
-    train(_config(tmp_path / "split", epochs=1))
-    resumed = train(_config(tmp_path / "split", resume=True))
+
+def test_resume_after_a_crash_continues_the_decaying_schedule_exactly(tiny_digits, tmp_path, crash_at_epoch):
+    full = train(_config(tmp_path / "full", epochs=3))  # weight 1.0 decaying 10x over the 3 epochs
+    with crash_at_epoch(3), pytest.raises(RuntimeError, match="simulated crash"):
+        train(_config(tmp_path / "split", epochs=3))
+    resumed = train(_config(tmp_path / "split", epochs=3, resume=True))
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     assert resumed["test_metric"] == full["test_metric"]
+    history = json.loads((tmp_path / "split" / "metrics.json").read_text())["history"]
+    assert [h["weight"] for h in history] == pytest.approx([1.0, 10**-0.5, 0.1])
+    for changed in ({"lr": 1e-2}, {"weight": 50.0}, {"batch_size": 64}, {"epochs": 4}):
+        key = next(iter(changed))
+        with pytest.raises(ValueError, match=f"differs in {key}"):
+            train(_config(tmp_path / "split", **({"epochs": 3, "resume": True} | changed)))
 
 
 def test_bad_training_input_fails_before_training(tiny_digits, tmp_path):

@@ -46,6 +46,14 @@ def _y0(n=16, dtype=torch.float64):
     return torch.tensor([[1.0, 0.5]], dtype=dtype).expand(n, 2).clone()
 
 
+def test_float32_sde_with_an_end_time_float32_cannot_hold():
+    torch.manual_seed(0)
+    model = NeuralSDE(CubicDrift(8), DiagonalAffine(2, 0.2), (0.0, 0.3), rtol=1e-2, atol=1e-2)
+    out = model(_y0(4, torch.float32), entropy=0, regularizer=LocalErrorRegularizer("unbiased"))
+    assert out.ys.shape == (1, 4, 2) and out.solution.ts.dtype == torch.float64
+    assert model.eval()(_y0(4, torch.float32), entropy=0, saveat=[0.1, 0.3]).ys.shape == (2, 4, 2)
+
+
 def test_forward_shapes_noise_seeds_and_eval_mode():
     sde = _sde()
     a = sde(_y0(), saveat=[0.5, 1.0], entropy=3)
@@ -133,12 +141,13 @@ def test_digits_sde_averages_logits_over_noise_draws():
     assert first.metric_sum == again.metric_sum
 
 
-def test_spiral_sde_training_checkpoints_resumes_and_regularizes(tmp_path, monkeypatch):
+def test_spiral_sde_training_checkpoints_resumes_and_regularizes(tmp_path, monkeypatch, crash_at_epoch):
     small = dataclasses.replace(SPIRAL_SDE, iterations=2, paths=16, test_paths=64, data_paths=400, width=8)
     monkeypatch.setitem(task_registry.TASKS, "spiral-sde", small)
     common = dict(task="spiral-sde", kind="sde", backend="backprop", progress=False)
     full = train(TrainConfig(reg="error", epochs=2, out=str(tmp_path / "full"), weight=1.0, **common))
-    train(TrainConfig(reg="error", epochs=1, out=str(tmp_path / "resumed"), weight=1.0, **common))
+    with crash_at_epoch(2), pytest.raises(RuntimeError, match="simulated crash"):  # killed, then resumed
+        train(TrainConfig(reg="error", epochs=2, out=str(tmp_path / "resumed"), weight=1.0, **common))
     resumed = train(TrainConfig(reg="error", epochs=2, out=str(tmp_path / "resumed"), weight=1.0, resume=True,
                                 **common))  # fmt: skip
     history = json.loads((tmp_path / "full" / "metrics.json").read_text())["history"]

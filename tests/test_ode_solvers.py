@@ -300,6 +300,26 @@ def test_bad_input_is_named():
         solve(problem, adjoint="continuous")
     with pytest.raises(ValueError, match="`dt` must be a positive"):
         ConstantSteps(dt=-1.0)
+    for bad in (float("nan"), 0.0, -0.1):
+        with pytest.raises(ValueError, match="`dt0` must be a positive finite"):
+            solve(problem, dt0=bad)
+    with pytest.raises(ValueError, match="within t_span"):  # beyond float32 rounding of t1
+        solve(problem, saveat=torch.tensor([0.0, problem.t_span[1] * 1.0001]))
+    t32 = solve(problem.replace(t_span=(0.0, 0.3)), saveat=torch.tensor([0.1, 0.3]))  # float32(0.3) != 0.3
+    assert t32.ts.tolist()[-1] == 0.3
+
+
+def test_fixed_steps_that_reach_nan_report_a_non_finite_status():
+    problem = ODEProblem(
+        lambda t, y: -y if t < 0.5 else y * float("nan"), torch.tensor([1.0], dtype=torch.float64), (0.0, 1.0)
+    )
+    sol = solve(problem, "rk4", dt=0.1, throw=False)
+    assert sol.status is Status.NON_FINITE and not sol.success and "smaller `dt`" in sol.message
+    with pytest.raises(SolveError, match="non-finite"):
+        solve(problem, "rk4", dt=0.1)
+    with pytest.raises(SolveError, match="non-finite"):
+        odeint(problem.rhs, problem.y0, torch.tensor([0.0, 1.0], dtype=torch.float64), method="rk4",
+               options={"step_size": 0.1})  # fmt: skip
 
 
 def test_max_steps_returns_partial_solution_and_detects_stiffness():

@@ -358,6 +358,9 @@ def test_bad_input_is_named():
         solve(gbm.replace(g=lambda t, y, p: y[..., None]))
     with pytest.raises(ValueError, match="drift `f` returned shape"):
         solve(gbm.replace(f=lambda t, y, p: y[:, :1]))
+    for bad in (float("nan"), 0.0):
+        with pytest.raises(ValueError, match="`dt0` must be a positive finite"):
+            solve(gbm, "sosri", entropy=0, dt0=bad)
     with pytest.raises(ValueError, match="not finite"):
         solve(gbm.replace(f=lambda t, y, p: y / 0.0))
     with pytest.raises(ValueError, match="Lévy area"):

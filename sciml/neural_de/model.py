@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,6 +25,18 @@ __all__ = ["NeuralODE", "NeuralODEResult", "BACKENDS"]
 
 #: how gradients are computed: backprop through our solver, our continuous adjoint, or torchdiffeq's adjoint
 BACKENDS = ("backprop", "continuous", "torchdiffeq")
+
+
+def host_times(saveat: Sequence[float] | torch.Tensor, t_span: tuple[float, float]) -> list[float]:
+    """``saveat`` as Python floats, exactly as given for sequences; a tensor in a lower precision than
+    float64 has entries within a few ulps of ``t0``/``t1`` snapped to them (``float32(0.3) != 0.3``)."""
+    if not torch.is_tensor(saveat):
+        return [float(t) for t in np.atleast_1d(np.asarray(saveat, dtype=np.float64)).ravel()]
+    values = saveat.detach().flatten().cpu().double().tolist()
+    if saveat.is_floating_point():
+        tol = 4 * torch.finfo(saveat.dtype).eps * max(1.0, *(abs(t) for t in t_span))
+        values = [next((t for t in t_span if abs(v - t) <= tol), v) for v in values]
+    return values
 
 
 class NeuralODEResult(NamedTuple):
@@ -110,7 +123,7 @@ class NeuralODE(nn.Module):
         (STEER); in eval mode it is ignored, so predictions are plain solves.
         """
         t0, t1 = self.t_span
-        times = [t1] if saveat is None else [float(t) for t in torch.as_tensor(saveat).flatten().tolist()]
+        times = [t1] if saveat is None else host_times(saveat, self.t_span)
         reg = regularizer if self.training else None  # regularizers shape training solves only
         end = reg.end_time(self.t_span) if reg is not None else t1
         if end != t1:  # STEER: stretch the time axis to the sampled end time
@@ -142,8 +155,9 @@ class NeuralODE(nn.Module):
                 counter, y0, t, rtol=self.rtol, atol=self.atol, method="dopri5", adjoint_params=params
             )
             empty = y0.new_zeros((0,))
+            ts = torch.tensor(times, dtype=torch.float64, device=y0.device)  # the exact host times
             return Solution(
-                t, ys, Status.SUCCESS, "", SolverStats(nfe=counter.n), empty, empty, empty, empty, False
+                ts, ys, Status.SUCCESS, "", SolverStats(nfe=counter.n), empty, empty, empty, empty, False
             )
         problem = ODEProblem(field, y0, t_span)
         adjoint = "continuous" if self.backend == "continuous" else "backprop"

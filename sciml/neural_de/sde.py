@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from problems.sde import SDEProblem, spiral
-from sciml.neural_de.model import NeuralODEResult
+from sciml.neural_de.model import NeuralODEResult, host_times
 from solvers.sde import brownian_interval, default_method, get_method, single_step, solve
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ class NeuralSDE(nn.Module):
             ValueError: a regularizer that augments the state (RNODE, TayNODE: ODE baselines).
         """
         t0, t1 = self.t_span
-        times = [t1] if saveat is None else [float(t) for t in torch.as_tensor(saveat).flatten().tolist()]
+        times = [t1] if saveat is None else host_times(saveat, self.t_span)
         reg = regularizer if self.training else None
         if reg is not None and reg.augment(self.drift) is not None:
             raise ValueError(

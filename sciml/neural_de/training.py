@@ -267,12 +267,21 @@ def train(config: TrainConfig) -> dict:
     shuffle = torch.Generator().manual_seed(config.seed)
     history: list[dict] = []
     start_epoch = 0
+    # everything that shapes the run: a resumed run must continue exactly (the weight schedule spans
+    # `epochs`, the optimizer state carries `lr`)
     identity = {"task": task.name, "reg": config.reg, "seed": config.seed, "backend": backend,
-                "rtol": task.rtol, "atol": task.atol}  # fmt: skip
+                "rtol": task.rtol, "atol": task.atol, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+                "weight": config.weight}  # fmt: skip
     if config.resume:
         state = load_checkpoint(ckpt_path)
         if state["identity"] != identity:
-            raise ValueError(f"--resume: {ckpt_path} is from {state['identity']}, not {identity}")
+            changed = sorted(k for k in identity if state["identity"].get(k) != identity[k])
+            raise ValueError(
+                f"--resume: {ckpt_path} is from another configuration (differs in {', '.join(changed)}: "
+                f"{ {k: state['identity'].get(k) for k in changed} } there, "
+                f"{ {k: identity[k] for k in changed} } here); resume with the same options, or train "
+                "into a new --out"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng_torch"])

@@ -12,6 +12,7 @@ the number of steps; the recorded estimates are then plain numbers).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,7 @@ class _Raw:
     status: Status = Status.SUCCESS
     t_reached: float = 0.0
     nonfinite: bool = False
+    fixed_steps: bool = False
 
 
 def _integrate(
@@ -195,6 +197,9 @@ def _integrate(
             out.status = Status.NON_FINITE if out.nonfinite else Status.STEP_SIZE_UNDERFLOW
             break
     out.t_reached = t
+    if out.status is Status.SUCCESS and not bool(torch.isfinite(y).all()):
+        out.status = Status.NON_FINITE  # fixed steps never reject: check where they arrived
+    out.fixed_steps = not adaptive
     return out
 
 
@@ -239,7 +244,9 @@ def _check_saveat(saveat: Any, t0: float, t1: float, y0: torch.Tensor) -> list[f
     if any((b - a) * direction <= 0 for a, b in zip(values[:-1], values[1:])):
         word = "increasing" if direction > 0 else "decreasing"
         raise ValueError(f"`saveat` must be strictly {word} (the direction of t_span {(t0, t1)})")
-    tol = 1e-12 * max(1.0, abs(t0), abs(t1))
+    # a float32 saveat cannot hold t1 = 0.3 exactly: accept what its precision allows
+    eps = torch.finfo(saveat.dtype).eps if torch.is_tensor(saveat) else 0.0
+    tol = max(1e-12, 4 * eps) * max(1.0, abs(t0), abs(t1))
     if (values[0] - t0) * direction < -tol or (values[-1] - t1) * direction > tol:
         raise ValueError(f"`saveat` must lie within t_span {(t0, t1)}, got [{values[0]}, {values[-1]}]")
     values[-1] = t1 if abs(values[-1] - t1) <= tol else values[-1]
@@ -289,6 +296,11 @@ def _failure_message(raw: _Raw, rk: RungeKutta, t1: float, max_steps: int, rtol:
         return (
             f"reached max_steps={max_steps} at t={t:.6g} before t1={t1:.6g}.{stiff_note or ''} "
             "Otherwise raise `max_steps` or loosen rtol/atol."
+        )
+    if raw.status is Status.NON_FINITE and raw.fixed_steps:
+        return (
+            f"the solution is non-finite (NaN/inf) at t={t:.6g}: with fixed steps nothing is rejected, so "
+            "check the vector field, use a smaller `dt`, or an adaptive method"
         )
     if raw.status is Status.NON_FINITE:
         return (
@@ -389,6 +401,8 @@ def solve(
         raise ValueError(f"`adjoint` must be 'backprop' or 'continuous', got {adjoint!r}")
     if not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"`max_steps` must be a positive integer, got {max_steps!r}")
+    if dt0 is not None and not (isinstance(dt0, numbers.Real) and math.isfinite(dt0) and dt0 > 0):
+        raise ValueError(f"`dt0` must be a positive finite initial step size, got {dt0!r}; e.g. dt0=1e-3")
     if controller is not None and dt is not None:
         raise ValueError("give either `controller` or `dt` (shorthand for ConstantSteps(dt)), not both")
     if dt is not None:

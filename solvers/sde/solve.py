@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -369,13 +370,13 @@ def _assemble(
     empty = y0.new_zeros((0,))
     ys = torch.stack(raw.save_ys) if raw.save_ys else y0.new_zeros((0, *y0.shape))
     return Solution(
-        ts=torch.tensor(raw.save_ts, dtype=y0.dtype, device=y0.device),
+        ts=torch.tensor(raw.save_ts, dtype=torch.float64, device=y0.device),
         ys=ys,
         status=raw.status,
         message=message,
         stats=stats,
-        step_ts=torch.tensor(raw.step_ts, dtype=y0.dtype, device=y0.device),
-        step_sizes=torch.tensor(raw.step_sizes, dtype=y0.dtype, device=y0.device),
+        step_ts=torch.tensor(raw.step_ts, dtype=torch.float64, device=y0.device),
+        step_sizes=torch.tensor(raw.step_sizes, dtype=torch.float64, device=y0.device),
         error_estimates=torch.stack(raw.errors) if raw.errors else empty,
         stiffness_estimates=torch.stack(raw.stiffness) if raw.stiffness else empty,
         differentiable_estimates=differentiable,
@@ -474,6 +475,8 @@ def solve(
     atol = _check_tolerance("atol", atol, y0)
     if not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"`max_steps` must be a positive integer, got {max_steps!r}")
+    if dt0 is not None and not (isinstance(dt0, numbers.Real) and math.isfinite(dt0) and dt0 > 0):
+        raise ValueError(f"`dt0` must be a positive finite initial step size, got {dt0!r}; e.g. dt0=1e-3")
     if controller is not None and dt is not None:
         raise ValueError("give either `controller` or `dt` (shorthand for ConstantSteps(dt)), not both")
     if dt is not None:
