@@ -340,3 +340,16 @@ def test_blow_up_gives_a_non_finite_status():
     assert sol.status in (Status.NON_FINITE, Status.STEP_SIZE_UNDERFLOW)
     assert sol.stats.n_accepted > 0 and 0.99 < sol.step_ts[-1] + sol.step_sizes[-1] < 1.001
     assert "t=" in sol.message
+
+
+def test_parameters_that_enter_after_t0_are_differentiated():
+    # k1 = f(t0, y0) has no autograd history, later stages do: the solve must leave the reused buffers
+    p = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    problem = ODEProblem(
+        lambda t, y: -y if t < 0.5 else -p * y, torch.tensor([1.0], dtype=torch.float64), (0.0, 1.0)
+    )
+    sol = solve(problem, "tsit5", rtol=1e-10, atol=1e-10)
+    (grad,) = torch.autograd.grad(sol.ys[-1].sum(), p)
+    exact = math.exp(-1.5)  # y(1) = exp(-0.5) exp(-p/2) at p = 2; dy/dp = -y(1)/2
+    assert sol.ys[-1].item() == pytest.approx(exact, rel=1e-6)
+    assert grad.item() == pytest.approx(-exact / 2, rel=1e-6)

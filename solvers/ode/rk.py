@@ -30,6 +30,11 @@ __all__ = ["StepResult", "RungeKutta", "error_ratio", "initial_step_size"]
 StageField = Callable[[float, torch.Tensor], torch.Tensor]
 
 
+class GradientAppeared(Exception):
+    """A step into reused buffers met a stage with autograd history (parameters that enter the field only
+    after ``t0``): the caller must redo the step without a workspace."""
+
+
 class StepResult(NamedTuple):
     """What one step produced.
 
@@ -157,7 +162,10 @@ class RungeKutta:
             workspace.first.copy_(k1)
             for i in range(1, s):
                 g = torch.addmv(y, prefix[i], a[i], alpha=h, out=G[i])
-                rows[i].copy_(f(t + c[i] * h, inputs[i]))
+                k = f(t + c[i] * h, inputs[i])
+                if k.requires_grad:
+                    raise GradientAppeared
+                rows[i].copy_(k)
             Kt = prefix[s]
         else:  # separate stage tensors, stacked: far cheaper to backpropagate than in-place writes
             shape = shape if shape is not None else y.shape

@@ -22,7 +22,7 @@ import torch
 
 from problems.ode import ODEProblem
 from solvers.controllers import ConstantSteps, Controller, IController
-from solvers.ode.rk import RungeKutta, _error_norm, initial_step_size
+from solvers.ode.rk import GradientAppeared, RungeKutta, _error_norm, initial_step_size
 from solvers.ode.tableau import TABLEAUS, Tableau
 from solvers.solution import Solution, SolveError, SolverStats, Status
 
@@ -151,9 +151,21 @@ def _integrate(
         h_try, hits_stop = h, False
         if (t + h - stop) * direction >= -1e-12 * abs(h):
             h_try, hits_stop = stop - t, True
-        res = rk.step(
-            field_, t, y, h_try, k1, shape=shape, stiffness=stiffness, workspace=spare[0] if reuse else None
-        )
+        try:
+            res = rk.step(
+                field_,
+                t,
+                y,
+                h_try,
+                k1,
+                shape=shape,
+                stiffness=stiffness,
+                workspace=spare[0] if reuse else None,
+            )
+        except GradientAppeared:  # the field gained autograd history after t0: stack stages from now on
+            reuse, spare = False, None
+            y, k1 = y.clone(), k1.clone()  # they may live in the reused buffers
+            res = rk.step(field_, t, y, h_try, k1, shape=shape, stiffness=stiffness)
         st.n_steps += 1
         norm = abs_y1 = None
         if res.y_error is not None:
