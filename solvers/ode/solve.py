@@ -216,11 +216,13 @@ def _integrate(
 
 
 # ---------------------------------------------------------------------------------------------- validation
-def _check_tolerance(name: str, value: Any, y0: torch.Tensor) -> float | torch.Tensor:
+def check_tolerance(name: str, value: Any, y0: torch.Tensor) -> float | torch.Tensor:
+    """``rtol``/``atol`` as a positive float, or a tensor broadcast to ``y0``'s shape (shared with the SDE
+    solver); a clear ValueError otherwise."""
     if torch.is_tensor(value) or isinstance(value, (list, tuple, np.ndarray)):
         tol = torch.as_tensor(value, dtype=y0.dtype, device=y0.device)
         try:
-            tol = torch.broadcast_to(tol, y0.shape).reshape(-1)
+            tol = torch.broadcast_to(tol, y0.shape)
         except RuntimeError:
             raise ValueError(
                 f"`{name}` of shape {tuple(tol.shape)} does not broadcast to y0's shape {tuple(y0.shape)}"
@@ -237,7 +239,9 @@ def _check_tolerance(name: str, value: Any, y0: torch.Tensor) -> float | torch.T
     return tol
 
 
-def _check_saveat(saveat: Any, t0: float, t1: float, y0: torch.Tensor) -> list[float]:
+def check_saveat(saveat: Any, t0: float, t1: float, y0: torch.Tensor) -> list[float]:
+    """``saveat`` as host floats, strictly monotone in the direction of ``(t0, t1)`` and within it, with
+    ends snapped to ``t0``/``t1`` (shared with the SDE solver); a clear ValueError otherwise."""
     if torch.is_tensor(saveat):
         if saveat.device != y0.device:
             raise ValueError(f"`saveat` is on {saveat.device} but y0 is on {y0.device}; move it with .to()")
@@ -407,8 +411,9 @@ def solve(
     tab = rk.tableau
     y0 = problem.y0
     t0, t1 = problem.t_span
-    rtol = _check_tolerance("rtol", rtol, y0)
-    atol = _check_tolerance("atol", atol, y0)
+    rtol = check_tolerance("rtol", rtol, y0)
+    atol = check_tolerance("atol", atol, y0)
+    rtol, atol = (t.reshape(-1) if torch.is_tensor(t) else t for t in (rtol, atol))  # on the flat state
     if adjoint not in ("backprop", "continuous"):
         raise ValueError(f"`adjoint` must be 'backprop' or 'continuous', got {adjoint!r}")
     if not isinstance(max_steps, int) or max_steps < 1:
@@ -430,7 +435,7 @@ def solve(
     if saveat is None:
         save_ts = [] if save_steps else [t0, t1]
     else:
-        save_ts = _check_saveat(saveat, t0, t1, y0)
+        save_ts = check_saveat(saveat, t0, t1, y0)
 
     k1 = problem.rhs(torch.tensor(t0, dtype=y0.dtype, device=y0.device), y0)
     _check_first_evaluation(problem, k1)

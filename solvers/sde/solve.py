@@ -31,6 +31,7 @@ import torch
 from problems.sde import NOISE_TYPES, SDE_TYPES, SDEProblem
 from solvers.controllers import ConstantSteps, Controller, IController
 from solvers.ode.rk import error_ratio
+from solvers.ode.solve import check_saveat, check_tolerance
 from solvers.sde.methods import SDEMethod, SDESolverStats, Terms, default_method, get_method
 from solvers.solution import Solution, SolveError, Status
 
@@ -128,50 +129,6 @@ def _check_brownian(bm: Any, problem: SDEProblem, m: int, method: SDEMethod) -> 
 
 
 # ---------------------------------------------------------------------------------------------- validation
-def _check_tolerance(name: str, value: Any, y0: torch.Tensor) -> float | torch.Tensor:
-    if torch.is_tensor(value) or isinstance(value, (list, tuple, np.ndarray)):
-        tol = torch.as_tensor(value, dtype=y0.dtype, device=y0.device)
-        try:
-            tol = torch.broadcast_to(tol, y0.shape)
-        except RuntimeError:
-            raise ValueError(
-                f"`{name}` of shape {tuple(tol.shape)} does not broadcast to y0's shape {tuple(y0.shape)}"
-            ) from None
-        if not bool((tol > 0).all()) or not bool(torch.isfinite(tol).all()):
-            raise ValueError(f"`{name}` must be positive and finite everywhere")
-        return tol
-    try:
-        tol = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a positive number or tensor, got {value!r}") from None
-    if not (tol > 0 and math.isfinite(tol)):
-        raise ValueError(f"`{name}` must be positive and finite, got {value}; e.g. {name}=1e-3")
-    return tol
-
-
-def _check_saveat(saveat: Any, t0: float, t1: float) -> list[float]:
-    if torch.is_tensor(saveat):
-        if not saveat.is_floating_point():
-            raise ValueError(f"`saveat` must be a floating-point tensor, got {saveat.dtype}")
-        if saveat.ndim != 1:
-            raise ValueError(f"`saveat` must be one-dimensional, got shape {tuple(saveat.shape)}")
-        values = saveat.detach().cpu().double().tolist()
-    else:
-        values = [float(v) for v in np.atleast_1d(np.asarray(saveat, dtype=np.float64))]
-    if not values:
-        raise ValueError("`saveat` is empty")
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError("`saveat` must be finite")
-    if any(b <= a for a, b in zip(values[:-1], values[1:])):
-        raise ValueError("`saveat` must be strictly increasing")
-    tol = 1e-12 * max(1.0, abs(t0), abs(t1))
-    if values[0] < t0 - tol or values[-1] > t1 + tol:
-        raise ValueError(f"`saveat` must lie within t_span {(t0, t1)}, got [{values[0]}, {values[-1]}]")
-    values[-1] = t1 if abs(values[-1] - t1) <= tol else values[-1]
-    values[0] = t0 if abs(values[0] - t0) <= tol else values[0]
-    return values
-
-
 def _check_first_evaluations(problem: SDEProblem, F: Any, G: Any, m: int) -> None:
     """Shapes, dtypes and finiteness of ``f(t0, y0)`` and ``g(t0, y0)`` (torchsde's ``check_contract``)."""
     y0 = problem.y0
@@ -471,8 +428,8 @@ def solve(
     stepper, bm, terms, start = _prepare(problem, method, bm, entropy)
     y0 = problem.y0
     t0, t1 = problem.t_span
-    rtol = _check_tolerance("rtol", rtol, y0)
-    atol = _check_tolerance("atol", atol, y0)
+    rtol = check_tolerance("rtol", rtol, y0)
+    atol = check_tolerance("atol", atol, y0)
     if not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"`max_steps` must be a positive integer, got {max_steps!r}")
     if dt0 is not None and not (isinstance(dt0, numbers.Real) and math.isfinite(dt0) and dt0 > 0):
@@ -493,7 +450,7 @@ def solve(
     if saveat is None:
         save_ts = [] if save_steps else [t0, t1]
     else:
-        save_ts = _check_saveat(saveat, t0, t1)
+        save_ts = check_saveat(saveat, t0, t1, y0)
     raw = _integrate(
         stepper, terms, y0, t0, t1, save_ts, bm, save_steps=save_steps, rtol=rtol, atol=atol,
         controller=controller, dt0=dt0, max_steps=max_steps, stiffness=stiffness, start=start,
@@ -566,8 +523,8 @@ def single_step(
                                         bm, None)  # fmt: skip
     if not stepper.adaptive:
         raise ValueError(f"method {stepper.name!r} has no error estimate; choose an adaptive method")
-    rtol = _check_tolerance("rtol", rtol, y)
-    atol = _check_tolerance("atol", atol, y)
+    rtol = check_tolerance("rtol", rtol, y)
+    atol = check_tolerance("atol", atol, y)
     if h is None:
         h = initial_step_size(terms, t, y, start["f"], start["g"], stepper.error_exponent, rtol, atol)
         h = min(h, problem.t_span[1] - t)
