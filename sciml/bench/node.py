@@ -36,8 +36,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the epochs of every run")
 
 
-def _run_one(config: TrainConfig) -> dict:
-    return train(config)
+def run_trainings(configs: list[TrainConfig], jobs: int, root: Path) -> list[dict]:
+    """Train every config on ``jobs`` spawned processes (shared by ``bench node`` and ``bench sde``); one
+    row per run, printed as it finishes."""
+    print(f"{len(configs)} training runs on {jobs} processes -> {root}", flush=True)
+    rows = []
+    context = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(train, c): c for c in configs}
+        for done, future in enumerate(cf.as_completed(futures), 1):
+            c = futures[future]
+            summary = future.result()
+            keys = ("task", "method", "seed", "test_metric", "train_seconds", "predict_seconds",
+                    "predict_nfe", "backend", "epochs")  # fmt: skip
+            rows.append({k: summary[k] for k in keys} | {"weight": c.weight})
+            r = rows[-1]
+            print(f"[{done}/{len(configs)}] {c.task}/{c.reg} seed {c.seed}: test {r['test_metric']:.4g}, "
+                  f"predict NFE {r['predict_nfe']}, train {r['train_seconds']:.0f}s", flush=True)  # fmt: skip
+    return rows
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -61,22 +77,9 @@ def run(args: argparse.Namespace) -> dict:
                 out = root / f"{task}-{variant}-s{seed}"
                 configs.append(TrainConfig(task=task, reg=variant, seed=seed, epochs=epochs, out=str(out),
                                            threads=1, progress=False))  # fmt: skip
-    print(f"{len(configs)} training runs on {args.jobs} processes -> {root}", flush=True)
-    rows = []
-    context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-        futures = {pool.submit(_run_one, c): c for c in configs}
-        for done, future in enumerate(cf.as_completed(futures), 1):
-            c = futures[future]
-            summary = future.result()
-            keys = ("task", "method", "seed", "test_metric", "train_seconds", "predict_seconds",
-                    "predict_nfe", "backend", "epochs")  # fmt: skip
-            rows.append({k: summary[k] for k in keys})
-            r = rows[-1]
-            print(f"[{done}/{len(configs)}] {c.task}/{c.reg} seed {c.seed}: test {r['test_metric']:.4g}, "
-                  f"predict NFE {r['predict_nfe']}, train {r['train_seconds']:.0f}s", flush=True)  # fmt: skip
+    rows = run_trainings(configs, args.jobs, root)
     rows.sort(key=lambda r: (tasks.index(r["task"]), variants.index(r["method"]), r["seed"]))
-    summary = _summarize(rows, tasks, variants)
+    summary = summarize(rows, tasks, variants, points_tasks=("digits",), keep="backend")
     columns = ["task", "method", "backend", "test_metric", "test_std", "train_seconds", "predict_seconds",
                "predict_nfe", "nfe_vs_vanilla", "train_time_vs_vanilla", "metric_delta"]  # fmt: skip
     print_table(
@@ -88,7 +91,11 @@ def run(args: argparse.Namespace) -> dict:
     return {"rows": rows, "summary": summary, "targets": targets}
 
 
-def _summarize(rows: list[dict], tasks: list[str], variants: list[str]) -> list[dict]:
+def summarize(
+    rows: list[dict], tasks: list[str], variants: list[str], points_tasks: tuple[str, ...], keep: str
+) -> list[dict]:
+    """Mean ± std per (task, variant) and the ratios to vanilla; ``metric_delta`` is in points for
+    ``points_tasks`` (accuracy) and relative otherwise; ``keep`` names a run column copied to the summary."""
     out = []
     for task in tasks:
         by = {v: [r for r in rows if r["task"] == task and r["method"] == v] for v in variants}
@@ -103,10 +110,12 @@ def _summarize(rows: list[dict], tasks: list[str], variants: list[str]) -> list[
                      ("test_metric", "train_seconds", "predict_seconds", "predict_nfe")}  # fmt: skip
             metric = stats["test_metric"][0]
             delta = (
-                metric - base["test_metric"] if task == "digits" else ratio(metric, base["test_metric"]) - 1
+                metric - base["test_metric"]
+                if task in points_tasks
+                else ratio(metric, base["test_metric"]) - 1
             )
             out.append({
-                "task": task, "method": v, "backend": by[v][0]["backend"], "test_metric": metric,
+                "task": task, "method": v, keep: by[v][0][keep], "test_metric": metric,
                 "test_std": stats["test_metric"][1], "train_seconds": stats["train_seconds"][0],
                 "train_std": stats["train_seconds"][1], "predict_seconds": stats["predict_seconds"][0],
                 "predict_nfe": stats["predict_nfe"][0], "predict_nfe_std": stats["predict_nfe"][1],

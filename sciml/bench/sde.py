@@ -35,9 +35,7 @@ are prediction NFE ≤ 0.6× vanilla with the metric within 5 % (spiral: moment 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import math
-import multiprocessing
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +44,7 @@ import numpy as np
 import torch
 
 from problems import sde as problems
-from sciml.bench.report import mean_std, print_table, ratio
+from sciml.bench.report import print_table, ratio
 from solvers.sde import brownian_interval, get_method, solve
 from solvers.sde.methods import SDESolverStats, Terms
 from solvers.sde.solve import initial_step_size
@@ -300,13 +298,8 @@ def _solver_part(args: argparse.Namespace) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- neural SDEs
-def _train_one(config) -> dict:
-    from sciml.neural_de.training import train
-
-    return train(config)
-
-
 def _neural_part(args: argparse.Namespace) -> dict:
+    from sciml.bench.node import run_trainings, summarize
     from sciml.neural_de.training import VARIANTS as ALL_VARIANTS
     from sciml.neural_de.training import TrainConfig
 
@@ -336,22 +329,9 @@ def _neural_part(args: argparse.Namespace) -> dict:
                     task=task, reg=variant, seed=seed, epochs=epochs, out=out, backend="backprop",
                     weight=weight, threads=1, progress=False, kind="sde",
                 ))  # fmt: skip
-    print(f"{len(configs)} training runs on {args.jobs} processes -> {root}", flush=True)
-    rows = []
-    context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-        futures = {pool.submit(_train_one, c): c for c in configs}
-        for done, future in enumerate(cf.as_completed(futures), 1):
-            c = futures[future]
-            summary = future.result()
-            keys = ("task", "method", "seed", "test_metric", "train_seconds", "predict_seconds",
-                    "predict_nfe", "backend", "epochs")  # fmt: skip
-            rows.append({k: summary[k] for k in keys} | {"weight": c.weight})
-            r = rows[-1]
-            print(f"[{done}/{len(configs)}] {c.task}/{c.reg} seed {c.seed}: test {r['test_metric']:.4g}, "
-                  f"predict NFE {r['predict_nfe']}, train {r['train_seconds']:.0f}s", flush=True)  # fmt: skip
+    rows = run_trainings(configs, args.jobs, root)
     rows.sort(key=lambda r: (tasks.index(r["task"]), variants.index(r["method"]), r["seed"]))
-    summary = _summarize_training(rows, tasks, variants)
+    summary = summarize(rows, tasks, variants, points_tasks=("digits-sde",), keep="weight")
     columns = ["task", "method", "test_metric", "test_std", "train_seconds", "predict_seconds", "predict_nfe",
                "nfe_vs_vanilla", "train_time_vs_vanilla", "metric_delta"]  # fmt: skip
     print_table(summary, columns, f"Neural SDEs: means over {args.seeds} seeds (spiral-sde: moment loss, "
@@ -359,37 +339,6 @@ def _neural_part(args: argparse.Namespace) -> dict:
     targets = _training_targets(summary)
     print_table(targets, ["target", "measured", "met"], "Targets (issue 4, part 2)")
     return {"rows": rows, "summary": summary, "targets": targets}
-
-
-def _summarize_training(rows: list[dict], tasks: list[str], variants: list[str]) -> list[dict]:
-    out = []
-    for task in tasks:
-        by = {v: [r for r in rows if r["task"] == task and r["method"] == v] for v in variants}
-        base = {
-            k: mean_std(r[k] for r in by["vanilla"])[0]
-            for k in ("test_metric", "train_seconds", "predict_nfe")
-        }
-        for v in variants:
-            if not by[v]:
-                continue
-            stats = {k: mean_std(r[k] for r in by[v]) for k in
-                     ("test_metric", "train_seconds", "predict_seconds", "predict_nfe")}  # fmt: skip
-            metric = stats["test_metric"][0]
-            delta = (
-                metric - base["test_metric"]
-                if task == "digits-sde"
-                else ratio(metric, base["test_metric"]) - 1
-            )
-            out.append({
-                "task": task, "method": v, "weight": by[v][0]["weight"], "test_metric": metric,
-                "test_std": stats["test_metric"][1], "train_seconds": stats["train_seconds"][0],
-                "train_std": stats["train_seconds"][1], "predict_seconds": stats["predict_seconds"][0],
-                "predict_nfe": stats["predict_nfe"][0], "predict_nfe_std": stats["predict_nfe"][1],
-                "nfe_vs_vanilla": ratio(stats["predict_nfe"][0], base["predict_nfe"]),
-                "train_time_vs_vanilla": ratio(stats["train_seconds"][0], base["train_seconds"]),
-                "metric_delta": delta,
-            })  # fmt: skip
-    return out
 
 
 def _training_targets(summary: list[dict]) -> list[dict]:
