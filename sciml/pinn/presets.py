@@ -59,6 +59,10 @@ class Preset:
 
 
 _QUICK = {"n_residual": 256, "n_condition": 64}
+#: the paper's budgets: 50 000 Adam steps with decay, points resampled every step (flow mixing, Klein–Gordon,
+#: ...), or 2000 L-BFGS iterations on 10k + 10k points (Helmholtz)
+_FULL_ADAM = {"adam_iterations": 50000, "lbfgs_iterations": 0, "decay_every": 2000, "resample_every": 1}
+_FULL_LBFGS = {"lbfgs_iterations": 2000, "n_residual": 10000, "n_condition": 10000, "resample_every": 1}
 _ODE_PINN = {"hidden": (32, 32)}
 _ODE_PIG = {"n_gaussians": 40, "sigma": 0.1}
 _ODE_TRAIN = TrainConfig(
@@ -79,7 +83,7 @@ PRESETS: dict[str, Preset] = {
             eval_every=250,
         ),
         quick=_QUICK,
-        full={"lbfgs_iterations": 2000, "n_residual": 10000, "n_condition": 10000, "resample_every": 1},
+        full=_FULL_LBFGS,
     ),
     "helmholtz-high": Preset(
         pig={"n_gaussians": 2500, "sigma": 0.03},
@@ -93,7 +97,7 @@ PRESETS: dict[str, Preset] = {
             eval_every=100,
         ),
         quick=_QUICK,
-        full={"lbfgs_iterations": 2000, "n_residual": 10000, "n_condition": 10000, "resample_every": 1},
+        full=_FULL_LBFGS,
     ),
     "klein-gordon": Preset(
         pig={"n_gaussians": 100, "sigma": 0.5},
@@ -109,7 +113,7 @@ PRESETS: dict[str, Preset] = {
             eval_every=1000,
         ),
         quick=_QUICK,
-        full={"adam_iterations": 50000, "lbfgs_iterations": 0, "decay_every": 2000, "resample_every": 1},
+        full=_FULL_ADAM,
     ),
     "flow-mixing": Preset(
         pig={"n_gaussians": 500, "sigma": 0.1},
@@ -125,14 +129,7 @@ PRESETS: dict[str, Preset] = {
             eval_every=500,
         ),
         quick=_QUICK,
-        full={
-            "adam_iterations": 50000,
-            "lbfgs_iterations": 0,
-            "decay_every": 2000,
-            "resample_every": 1,
-            "n_residual": 10000,
-            "n_condition": 2000,
-        },
+        full=_FULL_ADAM | {"n_residual": 10000, "n_condition": 2000},
     ),
     "nonlinear-diffusion": Preset(
         pig={"n_gaussians": 800, "sigma": 0.1},
@@ -148,7 +145,7 @@ PRESETS: dict[str, Preset] = {
             eval_every=500,
         ),
         quick=_QUICK,
-        full={"adam_iterations": 50000, "lbfgs_iterations": 0, "decay_every": 2000, "resample_every": 1},
+        full=_FULL_ADAM,
     ),
     "allen-cahn": Preset(
         pig={"n_gaussians": 1000, "sigma": 0.05},
@@ -164,7 +161,7 @@ PRESETS: dict[str, Preset] = {
             eval_every=500,
         ),
         quick=_QUICK,
-        full={"adam_iterations": 50000, "lbfgs_iterations": 0, "decay_every": 2000, "resample_every": 1},
+        full=_FULL_ADAM,
     ),
     "burgers": Preset(
         pig={"n_gaussians": 1000, "sigma": 0.05},
@@ -180,7 +177,7 @@ PRESETS: dict[str, Preset] = {
             eval_every=500,
         ),
         quick=_QUICK,
-        full={"adam_iterations": 50000, "lbfgs_iterations": 0, "decay_every": 2000, "resample_every": 1},
+        full=_FULL_ADAM,
     ),
     "poisson": Preset(
         pig={"n_gaussians": 400, "sigma": 0.1},
