@@ -248,11 +248,8 @@ class Periodic(Condition):
 
 
 @dataclass(frozen=True, kw_only=True)
-class InitialValue(Condition):
-    """``u = value`` at the initial time."""
-
-    value: Value | None = None
-    name: str = "initial"
+class _AtInitialTime(Condition):
+    """A condition on the initial time slice of a space-time domain."""
 
     def validate(self, domain: Box, fields: Sequence[str]) -> None:
         super().validate(domain, fields)
@@ -269,6 +266,14 @@ class InitialValue(Condition):
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
         return domain.sample_initial(n, generator, dtype=dtype, device=device)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InitialValue(_AtInitialTime):
+    """``u = value`` at the initial time."""
+
+    value: Value | None = None
+    name: str = "initial"
 
     def residual(
         self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
@@ -277,27 +282,11 @@ class InitialValue(Condition):
 
 
 @dataclass(frozen=True, kw_only=True)
-class InitialVelocity(Condition):
+class InitialVelocity(_AtInitialTime):
     """``∂u/∂t = value`` at the initial time (second order in time, e.g. wave and Klein–Gordon)."""
 
     value: Value | None = None
     name: str = "initial-velocity"
-
-    def validate(self, domain: Box, fields: Sequence[str]) -> None:
-        super().validate(domain, fields)
-        if domain.time is None:
-            raise ValueError(f"condition {self.name!r} needs a domain with a time coordinate")
-
-    def sample(
-        self,
-        domain: Box,
-        n: int,
-        generator: torch.Generator | None,
-        dtype: torch.dtype,
-        *,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        return domain.sample_initial(n, generator, dtype=dtype, device=device)
 
     def residual(
         self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
