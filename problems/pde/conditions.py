@@ -131,7 +131,29 @@ def _sample_faces(
 
 
 @dataclass(frozen=True, kw_only=True)
-class Dirichlet(Condition):
+class _OnFaces(Condition):
+    """A condition on spatial faces of the box: ``on`` names them (default: every spatial face)."""
+
+    on: tuple[str, ...] | None = None
+
+    def validate(self, domain: Box, fields: Sequence[str]) -> None:
+        super().validate(domain, fields)
+        _check_faces(self.on, domain)
+
+    def sample(
+        self,
+        domain: Box,
+        n: int,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+        *,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        return _sample_faces(domain, _check_faces(self.on, domain), n, generator, dtype, device)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dirichlet(_OnFaces):
     """``u = value`` on the faces ``on`` (default: every spatial face).
 
     Args:
@@ -140,23 +162,7 @@ class Dirichlet(Condition):
     """
 
     value: Value | None = None
-    on: tuple[str, ...] | None = None
     name: str = "dirichlet"
-
-    def validate(self, domain: Box, fields: Sequence[str]) -> None:
-        super().validate(domain, fields)
-        _check_faces(self.on, domain)
-
-    def sample(
-        self,
-        domain: Box,
-        n: int,
-        generator: torch.Generator | None,
-        dtype: torch.dtype,
-        *,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        return _sample_faces(domain, _check_faces(self.on, domain), n, generator, dtype, device)
 
     def residual(
         self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
@@ -165,27 +171,11 @@ class Dirichlet(Condition):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Neumann(Condition):
+class Neumann(_OnFaces):
     """Outward normal derivative ``∂u/∂n = value`` on the faces ``on`` (default: every spatial face)."""
 
     value: Value | None = None
-    on: tuple[str, ...] | None = None
     name: str = "neumann"
-
-    def validate(self, domain: Box, fields: Sequence[str]) -> None:
-        super().validate(domain, fields)
-        _check_faces(self.on, domain)
-
-    def sample(
-        self,
-        domain: Box,
-        n: int,
-        generator: torch.Generator | None,
-        dtype: torch.dtype,
-        *,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        return _sample_faces(domain, _check_faces(self.on, domain), n, generator, dtype, device)
 
     def residual(
         self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
