@@ -1,6 +1,6 @@
 """A heat-equation simulation whose linear solver tunes itself: a bandit picks SSOR's ω every time step.
 
-Crank–Nicolson steps of ``u_t = κ(t) Δu + f`` on N² unknowns (``problems.linear.HeatEquation2D``); each
+Crank–Nicolson steps of ``u_t = κ(t) Δu + f`` on N² unknowns (``sciml.problems.linear.HeatEquation2D``); each
 step solves ``A_k u_{k+1} = b_k`` by SSOR-preconditioned CG warm-started from ``u_k``. The tuner sees
 only the iteration count of each solve (and, for the contextual tuner, the diffusion coefficient κ) and
 learns which ω makes the solves cheap. The tuner's state is checkpointed with the simulation, so an
@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sciml.problems.linear import HeatEquation2D
+from sciml.solvers.linear import cg, ssor_preconditioner
 from tqdm import tqdm
 
-from problems.linear import HeatEquation2D
 from sciml.checkpoint import load_checkpoint, save_checkpoint
 from sciml.relax import ChebCB, ContextualBins, TsallisINF
-from solvers.linear import cg, ssor_preconditioner
 
 
 def make_tuner(kind: str, heat: HeatEquation2D, seed: int):

@@ -7,11 +7,11 @@ stiffness regularizer Σ_j S_j keeping the learned field easy for an explicit so
 import argparse
 
 import torch
+from sciml.problems.ode import cubic_spiral
+from sciml.solvers.ode import reference_solution
 
-from problems.ode import cubic_spiral
 from sciml.neural_de import NeuralODE, StiffnessRegularizer
 from sciml.neural_de.tasks import CubicField
-from solvers.ode import reference_solution
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--weight", type=float, default=0.05, help="stiffness regularization weight (0: vanilla)")

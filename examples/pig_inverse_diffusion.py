@@ -1,7 +1,7 @@
 """Inverse problem: recover the diffusion coefficient of nonlinear diffusion from scattered observations.
 
 The PDE ``u_t = D (|∇u|² + u Δu)`` of the PIG suite (three Gaussian bumps, zero walls) is solved with
-``D = 0.05`` by the finite-difference reference (``solvers.fd``); a few hundred values of that solution
+``D = 0.05`` by the finite-difference reference (``sciml.solvers.fd``); a few hundred values of that solution
 at random space-time points are the data. A PIG (or PINN) is trained on the residual, the initial and
 boundary conditions and the data, with ``D`` as a trainable parameter that starts from a wrong guess.
 
@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import sciml.problems.pde as pde
 import torch
+from sciml.problems.pde import Observations
+from sciml.solvers.fd import reference_solution
 
-import problems.pde as pde
-from problems.pde import Observations
 from sciml.pinn import TrainConfig, train
 from sciml.pinn.presets import build_model, preset
-from solvers.fd import reference_solution
 
 
 def main() -> None:

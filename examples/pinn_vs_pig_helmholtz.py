@@ -16,9 +16,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import sciml.problems.pde as pde  # noqa: E402
 import torch  # noqa: E402
 
-import problems.pde as pde  # noqa: E402
 from sciml.pinn import Trainer  # noqa: E402
 from sciml.pinn.cli import plot_fields  # noqa: E402
 from sciml.pinn.presets import build_model, preset  # noqa: E402

@@ -12,9 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-
-from problems.sde import gbm  # noqa: E402
-from solvers.sde import brownian_interval, sdeint, solve  # noqa: E402
+from sciml.problems.sde import gbm  # noqa: E402
+from sciml.solvers.sde import brownian_interval, sdeint, solve  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--paths", type=int, default=200)

@@ -1,6 +1,6 @@
 """A 2D smoke plume past obstacles whose pressure projection uses DCDM, compared frame by frame with CG.
 
-Every frame the simulation (:class:`solvers.fluid.SmokeSimulation`) projects its velocity with DCDM (the
+Every frame the simulation (:class:`sciml.solvers.fluid.SmokeSimulation`) projects its velocity with DCDM (the
 shipped model; the geometry is fixed, so the network's setup runs once). The same right-hand side is also
 solved by CG on a copy of the state, so both solvers see identical systems. Printed and written per frame:
 iterations, seconds and the divergence left after the projection (‖∇·u‖ relative to before).
@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sciml.problems.linear import random_obstacles
+from sciml.problems.linear.generators import fill_unanchored
+from sciml.solvers.fluid import SmokeSimulation, cg_pressure_solver, plume_grid
+from sciml.solvers.linear import LinearSolveResult, SolveStatus
 
-from problems.linear import random_obstacles
-from problems.linear.generators import fill_unanchored
 from sciml.checkpoint import check_writable_dir, write_json
 from sciml.dcdm import DCDM, stencil_fields
-from solvers.fluid import SmokeSimulation, cg_pressure_solver, plume_grid
-from solvers.linear import LinearSolveResult, SolveStatus
 
 
 def torchscript_pressure_solver(path: Path, grid, rtol: float):
@@ -129,8 +129,7 @@ def _plot(sim, grid, rows, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from solvers.cache import atomic_write
+    from sciml.solvers.cache import atomic_write
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     smoke = np.ma.masked_where(grid.cells == 1, sim.smoke)

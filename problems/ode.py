@@ -1,7 +1,7 @@
 """ODE problems: ``ODEProblem`` and a library of classic test problems.
 
 Each library problem has a closed-form solution (``exact``) or is marked for a high-accuracy numerical
-reference, which ``solvers.ode.reference_solution`` computes (scipy DOP853 at rtol 1e-13, or Radau for
+reference, which ``sciml.solvers.ode.reference_solution`` computes (scipy DOP853 at rtol 1e-13, or Radau for
 stiff problems) and caches in HDF5.
 """
 
@@ -75,11 +75,11 @@ class ODEProblem:
         """The exact solution at times ``ts``.
 
         Raises:
-            ValueError: the problem has no closed form (use ``solvers.ode.reference_solution``).
+            ValueError: the problem has no closed form (use ``sciml.solvers.ode.reference_solution``).
         """
         if self.exact is None:
             raise ValueError(
-                f"problem {self.name!r} has no exact solution; use solvers.ode.reference_solution"
+                f"problem {self.name!r} has no exact solution; use sciml.solvers.ode.reference_solution"
             )
         return self.exact(ts, self.y0, self.params)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from solvers.cache import atomic_write
+from sciml.solvers.cache import atomic_write
 
 __all__ = ["save_checkpoint", "load_checkpoint", "write_json", "check_writable_dir"]
 

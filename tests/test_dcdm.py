@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
 import torch
+from sciml.problems.linear import DIRICHLET, SOLID, PoissonGrid
+from sciml.problems.linear.generators import random_layout, random_rhs, smooth_rhs
+from sciml.solvers.linear import cg
 
-from problems.linear import DIRICHLET, SOLID, PoissonGrid
-from problems.linear.generators import random_layout, random_rhs, smooth_rhs
 from sciml.dcdm import (
     DCDM,
     MultigridNet,
@@ -28,7 +29,6 @@ from sciml.dcdm import (
 )
 from sciml.dcdm.stencil import prolong, restrict
 from sciml.dcdm.train import TrainConfig, train
-from solvers.linear import cg
 
 UNSEEN = 123_456  # layout seed far from the training seeds ([0, i]) and the validation seeds (90000+)
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")

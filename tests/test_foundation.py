@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
 import torch
+from sciml.problems.linear import DIRICHLET, SOLID, PoissonGrid
+from sciml.solvers.cache import cached_arrays
 
-from problems.linear import DIRICHLET, SOLID, PoissonGrid
 from sciml.checkpoint import check_writable_dir, load_checkpoint, save_checkpoint, write_json
-from solvers.cache import cached_arrays
 
 
 @pytest.mark.parametrize("shape", [(9,), (7, 5), (4, 5, 6)])

@@ -7,9 +7,8 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
-
-from problems.linear import SOLID, PoissonGrid
-from solvers.linear import (
+from sciml.problems.linear import SOLID, PoissonGrid
+from sciml.solvers.linear import (
     SolveStatus,
     UnitLowerTriangular,
     amg,

@@ -10,8 +10,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from sciml.problems.semilinear import kuramoto_sivashinsky
+from sciml.solvers.spectral import solve_spectral
 
-from problems.semilinear import kuramoto_sivashinsky
 from sciml.medida import (
     CASES,
     Correction,
@@ -32,7 +33,6 @@ from sciml.medida import (
     sparse_bayesian_regression,
     valid_times,
 )
-from solvers.spectral import solve_spectral
 
 DT = 1e-3
 
@@ -172,7 +172,7 @@ def test_enkf_tracks_a_chaotic_ks_state_below_the_noise(small_truth):
     sigma = 0.05
     rng = np.random.default_rng(1)
     obs = torch.as_tensor(states[:200] + sigma * rng.standard_normal(states[:200].shape))
-    from solvers.spectral import ETDRK4
+    from sciml.solvers.spectral import ETDRK4
 
     stepper = ETDRK4(ks, DT)
     taper = gaspari_cohn(periodic_distances(64, 22.0), 4.0)

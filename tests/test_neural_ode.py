@@ -95,7 +95,7 @@ def test_local_biased_samples_accepted_step_starts():
 def test_local_error_matches_one_manual_step():
     node = _node()
     value = node.local_error(0.3, _x())
-    from solvers.ode import error_ratio, get_method, initial_step_size
+    from sciml.solvers.ode import error_ratio, get_method, initial_step_size
 
     f = node.field
     y = _x().reshape(-1)

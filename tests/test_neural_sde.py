@@ -6,8 +6,9 @@ import json
 
 import pytest
 import torch
+from sciml.problems.sde import SDEProblem
+from sciml.solvers.sde import brownian_interval, single_step
 
-from problems.sde import SDEProblem
 from sciml.neural_de import (
     RNODE,
     ErrorEstimateRegularizer,
@@ -24,7 +25,6 @@ from sciml.neural_de.sde import (
     NeuralSDE,
 )
 from sciml.neural_de.training import TrainConfig, train
-from solvers.sde import brownian_interval, single_step
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 import torchdiffeq
-
-from problems import ode
-from problems.ode import ODEProblem
-from solvers.ode import (
+from sciml.problems import ode
+from sciml.problems.ode import ODEProblem
+from sciml.solvers.ode import (
     TABLEAUS,
     ConstantSteps,
     PIDController,

@@ -5,12 +5,11 @@ import math
 
 import numpy as np
 import pytest
+import sciml.problems.pde as pde
 import scipy.sparse.linalg as spla
 import torch
-
-import problems.pde as pde
-from problems.linear import SOLID, PoissonGrid
-from problems.pde import (
+from sciml.problems.linear import SOLID, PoissonGrid
+from sciml.problems.pde import (
     Box,
     Dirichlet,
     HardConstraint,
@@ -22,8 +21,8 @@ from problems.pde import (
     Periodic,
     SemilinearReference,
 )
-from problems.pde.derivatives import AutogradDerivatives, parse_key
-from solvers.fd import reference_solution, solve_nonlinear_diffusion
+from sciml.problems.pde.derivatives import AutogradDerivatives, parse_key
+from sciml.solvers.fd import reference_solution, solve_nonlinear_diffusion
 
 SUITE = [
     "helmholtz",

@@ -6,11 +6,11 @@ import math
 import h5py
 import numpy as np
 import pytest
+import sciml.problems.pde as pde
 import torch
+from sciml.problems.pde import Box, Dirichlet, HardConstraint, Observations, PDEProblem
+from sciml.problems.pde.derivatives import AutogradDerivatives
 
-import problems.pde as pde
-from problems.pde import Box, Dirichlet, HardConstraint, Observations, PDEProblem
-from problems.pde.derivatives import AutogradDerivatives
 from sciml.pinn import PIG, PINN, Constrained, TrainConfig, Trainer, TrainingDiverged, derivatives, train
 from sciml.pinn.derivatives import JetDerivatives
 from sciml.pinn.presets import build_model, preset

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-
-from problems.linear import DIRICHLET, FLUID, SOLID, PoissonGrid
-from problems.linear.generators import (
+from sciml.problems.linear import DIRICHLET, FLUID, SOLID, PoissonGrid
+from sciml.problems.linear.generators import (
     fill_unanchored,
     random_layout,
     random_obstacles,
@@ -12,7 +11,7 @@ from problems.linear.generators import (
     random_walls,
     smooth_rhs,
 )
-from solvers.fluid import SmokeSimulation, plume_grid, smoke_rhs
+from sciml.solvers.fluid import SmokeSimulation, plume_grid, smoke_rhs
 
 
 @pytest.mark.parametrize("shape", [(24, 20), (10, 9, 8)])
@@ -101,8 +100,7 @@ def test_smoke_projection_leaves_the_solver_residual_as_divergence():
 
 def test_smoke_projection_is_exact_with_an_exact_solver():
     import scipy.sparse.linalg as spla
-
-    from solvers.linear import LinearSolveResult, SolveStatus
+    from sciml.solvers.linear import LinearSolveResult, SolveStatus
 
     def direct(grid, b):
         x = grid.to_field(spla.spsolve(grid.matrix().tocsc(), grid.to_vector(b)))

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from sciml.problems.linear import HeatEquation2D, ShiftedLaplacianSequence, bump
+from sciml.solvers.linear import sor, sor_batch, young_omega
 
-from problems.linear import HeatEquation2D, ShiftedLaplacianSequence, bump
 from sciml.checkpoint import load_checkpoint, save_checkpoint
 from sciml.relax import ChebCB, ContextualBins, TsallisINF, chebyshev_features, tsallis_probabilities
-from solvers.linear import sor, sor_batch, young_omega
 
 ARMS = np.linspace(1.0, 1.95, 20)
 

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 import torchsde
-
-from problems import sde
-from problems.sde import SDEProblem
-from solvers.sde import (
+from sciml.problems import sde
+from sciml.problems.sde import SDEProblem
+from sciml.solvers.sde import (
     METHODS,
     SRA_TABLEAUS,
     SRI_TABLEAUS,

@@ -6,22 +6,21 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.integrate import solve_ivp
-
-from problems.semilinear import (
+from sciml.problems.semilinear import (
     SemilinearPeriodicProblem,
     evaluate_term,
     kuramoto_sivashinsky,
     parse_term,
     term_name,
 )
-from solvers.spectral import (
+from sciml.solvers.spectral import (
     ETDRK4,
     cached_solve,
     etdrk4_coefficients,
     largest_lyapunov_exponent,
     solve_spectral,
 )
+from scipy.integrate import solve_ivp
 
 
 def allen_cahn(n=256):
@@ -262,7 +261,7 @@ def test_solver_rejects_bad_input():
 
 
 def test_cached_solve_stores_parameters_and_reuses(tmp_path, monkeypatch):
-    import solvers.spectral.reference as reference
+    import sciml.solvers.spectral.reference as reference
 
     prob = kuramoto_sivashinsky(length=22.0, n=32)
     first = cached_solve(prob, 0.1, [1.0, 2.0], directory=tmp_path, progress=False)

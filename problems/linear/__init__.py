@@ -1,12 +1,12 @@
 """Linear PDE problems on grids: one stencil definition, two forms (scipy matrix, torch operator)."""
 
-from problems.linear.grid import DIRICHLET, FLUID, SOLID, PoissonGrid
+from sciml.problems.linear.grid import DIRICHLET, FLUID, SOLID, PoissonGrid
 
 __all__ = ["PoissonGrid", "FLUID", "SOLID", "DIRICHLET"]
-from problems.linear.sequences import HeatEquation2D, LinearInstance, ShiftedLaplacianSequence, bump  # noqa: E402
+from sciml.problems.linear.sequences import HeatEquation2D, LinearInstance, ShiftedLaplacianSequence, bump  # noqa: E402
 
 __all__ += ["ShiftedLaplacianSequence", "HeatEquation2D", "LinearInstance", "bump"]
-from problems.linear.generators import (  # noqa: E402
+from sciml.problems.linear.generators import (  # noqa: E402
     fill_unanchored,
     random_layout,
     random_obstacles,

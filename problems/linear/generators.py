@@ -2,7 +2,7 @@
 
 Everything is seeded (``seed`` is an int or a ``numpy.random.Generator``) so that a training set, a test
 set and a benchmark draw disjoint, reproducible layouts. Layouts are returned as cell arrays or as
-:class:`~problems.linear.grid.PoissonGrid` objects whose operator is symmetric positive definite: fluid
+:class:`~sciml.problems.linear.grid.PoissonGrid` objects whose operator is symmetric positive definite: fluid
 pockets that touch no Dirichlet boundary (which would make the system singular) are filled with solid.
 
 Used by the DCDM training data and benchmarks (Kaneda et al., *A Deep Conjugate Direction Method for
@@ -12,8 +12,7 @@ Iteratively Solving Linear Systems*, ICML 2023, train and test on smoke domains 
 from __future__ import annotations
 
 import numpy as np
-
-from problems.linear.grid import DIRICHLET, FLUID, SOLID, PoissonGrid
+from sciml.problems.linear.grid import DIRICHLET, FLUID, SOLID, PoissonGrid
 
 __all__ = [
     "random_obstacles",

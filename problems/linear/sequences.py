@@ -12,7 +12,7 @@ a Sequence of Linear System Instances* (ICLR 2024), both built on the shared :cl
   5-point matrix, ``κ(t) = max(0.1 sin 2πt, −10 sin 2πt)``, a bump forcing moving on a circle, and the
   previous state as the natural warm start.
 
-Nothing here solves a system; the solvers live in ``solvers.linear`` and the loops in ``sciml``.
+Nothing here solves a system; the solvers live in ``sciml.solvers.linear`` and the loops in ``sciml``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
-
-from problems.linear.grid import PoissonGrid
+from sciml.problems.linear.grid import PoissonGrid
 
 __all__ = ["LinearInstance", "ShiftedLaplacianSequence", "HeatEquation2D", "bump"]
 

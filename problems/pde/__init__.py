@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from problems.pde import suite
-from problems.pde.conditions import (
+from sciml.problems.pde import suite
+from sciml.problems.pde.conditions import (
     Condition,
     Dirichlet,
     InitialValue,
@@ -18,16 +18,16 @@ from problems.pde.conditions import (
     Observations,
     Periodic,
 )
-from problems.pde.derivatives import AutogradDerivatives, Derivatives
-from problems.pde.domain import Box
-from problems.pde.poisson import PoissonProblem, PoissonSystem
-from problems.pde.problem import (
+from sciml.problems.pde.derivatives import AutogradDerivatives, Derivatives
+from sciml.problems.pde.domain import Box
+from sciml.problems.pde.poisson import PoissonProblem, PoissonSystem
+from sciml.problems.pde.problem import (
     HardConstraint,
     NonlinearDiffusionReference,
     PDEProblem,
     SemilinearReference,
 )
-from problems.pde.suite import GaussianBumps
+from sciml.problems.pde.suite import GaussianBumps
 
 __all__ = [
     "AutogradDerivatives",

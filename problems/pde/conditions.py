@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from problems.pde.derivatives import Derivatives
-from problems.pde.domain import Box, _device
+from sciml.problems.pde.derivatives import Derivatives
+from sciml.problems.pde.domain import Box, _device
 
 __all__ = [
     "Condition",

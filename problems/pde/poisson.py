@@ -1,8 +1,8 @@
 """Poisson ``-Δu = f`` with Dirichlet data: the continuous problem and its grid discretisation.
 
-:class:`PoissonProblem` is a :class:`~problems.pde.problem.PDEProblem` (a PINN or PIG trains on its
+:class:`PoissonProblem` is a :class:`~sciml.problems.pde.problem.PDEProblem` (a PINN or PIG trains on its
 residual ``Δu + f``) whose :meth:`~PoissonProblem.discretize` hands the *same* source and boundary data to
-the shared stencil :class:`problems.linear.PoissonGrid`, giving the linear system (scipy matrix and
+the shared stencil :class:`sciml.problems.linear.PoissonGrid`, giving the linear system (scipy matrix and
 matrix-free torch operator) that the CG/DCDM/SOR solvers use.
 """
 
@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import torch
-
-from problems.linear import SOLID, PoissonGrid
-from problems.pde.problem import PDEProblem
+from sciml.problems.linear import SOLID, PoissonGrid
+from sciml.problems.pde.problem import PDEProblem
 
 __all__ = ["PoissonProblem", "PoissonSystem"]
 
@@ -36,7 +35,7 @@ class PoissonSystem:
     exact: np.ndarray | None
 
     def matrix(self) -> sp.csr_matrix:
-        """``A`` as a scipy CSR matrix (the grid's :meth:`~problems.linear.PoissonGrid.matrix`)."""
+        """``A`` as a scipy CSR matrix (the grid's :meth:`~sciml.problems.linear.PoissonGrid.matrix`)."""
         return self.grid.matrix()
 
     def apply(self, u: torch.Tensor) -> torch.Tensor:

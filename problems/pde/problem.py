@@ -1,7 +1,8 @@
 """``PDEProblem``: one definition of a PDE that a PINN, a PIG and a grid discretisation can all attack.
 
 A problem is a box domain, named output fields, a residual written with the derivative look-up
-(``d["u_xx"]``, see :mod:`problems.pde.derivatives`), condition objects, coefficients ``params``, and either
+(``d["u_xx"]``, see :mod:`sciml.problems.pde.derivatives`), condition objects, coefficients ``params``, and
+either
 an exact solution or a *reference recipe* — data that tells ``solvers`` how to compute a reference
 numerically (``problems`` itself never runs a solver). Problems are frozen; :meth:`PDEProblem.replace`
 makes a variant in one line (a new coefficient, another initial condition).
@@ -16,10 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-
-from problems.pde.conditions import Condition
-from problems.pde.derivatives import AutogradDerivatives, Derivatives
-from problems.pde.domain import Box
+from sciml.problems.pde.conditions import Condition
+from sciml.problems.pde.derivatives import AutogradDerivatives, Derivatives
+from sciml.problems.pde.domain import Box
 
 __all__ = [
     "PDEProblem",
@@ -142,7 +142,7 @@ class PDEProblem:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError("`name` must be a non-empty string")
         if not isinstance(self.domain, Box):
-            raise TypeError(f"`domain` must be a problems.pde.Box, got {type(self.domain).__name__}")
+            raise TypeError(f"`domain` must be a sciml.problems.pde.Box, got {type(self.domain).__name__}")
         fields = (self.fields,) if isinstance(self.fields, str) else tuple(self.fields)
         if (
             not fields
@@ -222,7 +222,9 @@ class PDEProblem:
             ValueError: the problem has no exact solution.
         """
         if self.exact is None:
-            raise ValueError(f"{self.name} has no exact solution; compute its reference with solvers.fd")
+            raise ValueError(
+                f"{self.name} has no exact solution; compute its reference with sciml.solvers.fd"
+            )
         u = self.exact(x)
         return u[:, None] if u.ndim == 1 else u
 

@@ -6,7 +6,8 @@ Helmholtz, Klein–Gordon, flow mixing, nonlinear diffusion, Allen–Cahn; plus 
 solvers), and two ODEs with regular singular points (Legendre, hypergeometric) solved with an ansatz that
 builds in the regular values.
 
-Every function here returns a :class:`~problems.pde.problem.PDEProblem`; ``problems.pde.get(name)`` looks
+Every function here returns a :class:`~sciml.problems.pde.problem.PDEProblem`;
+``sciml.problems.pde.get(name)`` looks
 them up by name.
 """
 
@@ -17,11 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from problems.pde.conditions import Dirichlet, InitialValue, InitialVelocity, Periodic
-from problems.pde.domain import Box
-from problems.pde.poisson import PoissonProblem
-from problems.pde.problem import HardConstraint, NonlinearDiffusionReference, PDEProblem, SemilinearReference
+from sciml.problems.pde.conditions import Dirichlet, InitialValue, InitialVelocity, Periodic
+from sciml.problems.pde.domain import Box
+from sciml.problems.pde.poisson import PoissonProblem
+from sciml.problems.pde.problem import (
+    HardConstraint,
+    NonlinearDiffusionReference,
+    PDEProblem,
+    SemilinearReference,
+)
 
 __all__ = [
     "GaussianBumps",
@@ -185,7 +190,7 @@ def nonlinear_diffusion(bumps: GaussianBumps | None = None, coefficient: float =
     """``u_t = D (|∇u|² + u Δu) = D ∇·(u ∇u)`` on [−1, 1]² × [0, 1], zero Dirichlet, D = 0.05.
 
     The initial value is a sum of three Gaussian bumps (:class:`GaussianBumps`; below 1e-4 on the walls).
-    Reference: a fine finite-difference solve (``solvers.fd``).
+    Reference: a fine finite-difference solve (``sciml.solvers.fd``).
     """
     bumps = bumps or GaussianBumps()
 
@@ -210,7 +215,8 @@ def nonlinear_diffusion(bumps: GaussianBumps | None = None, coefficient: float =
 def allen_cahn() -> PDEProblem:
     """``u_t − ε u_xx + γ (u³ − u) = 0``, ε = 1e-4, γ = 5, x ∈ [−1, 1) periodic, t ∈ [0, 1], u0 = x² cos πx.
 
-    Reference: a spectral ETDRK4 solve (``solvers.spectral``) with terms ``{(0,2): ε, (0,0): γ, (2,0): −γ}``.
+    Reference: a spectral ETDRK4 solve (``sciml.solvers.spectral``) with terms ``{(0,2): ε, (0,0): γ,
+    (2,0): −γ}``.
     The ansatz ``u = u0(x) + t N(x, t)`` builds in the initial value; periodicity stays a loss term.
     """
 
@@ -280,7 +286,7 @@ def burgers(nu: float = 0.01 / math.pi) -> PDEProblem:
 def poisson() -> PoissonProblem:
     """``−Δu = f`` on [0, 1]², exact ``u = sin(πx) sin(2πy) + eˣ cos y`` (the second term is harmonic).
 
-    ``discretize(grid)`` gives the grid system of ``problems.linear.PoissonGrid`` for the same data.
+    ``discretize(grid)`` gives the grid system of ``sciml.problems.linear.PoissonGrid`` for the same data.
     """
 
     def exact(x):

@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from problems import ode
-from problems.ode import ODEProblem
 from sciml.bench.report import print_table, ratio
-from solvers.ode import reference_solution, solve
+from sciml.problems import ode
+from sciml.problems.ode import ODEProblem
+from sciml.solvers.ode import reference_solution, solve
 
 DESCRIPTION = "ODE solvers: work-precision and neural-ODE overhead vs torchdiffeq, torchode, scipy"
 

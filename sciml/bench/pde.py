@@ -98,7 +98,7 @@ def _plot(path: Path, summary: list[dict], models: list[str]) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from solvers.cache import atomic_write
+    from sciml.solvers.cache import atomic_write
 
     problems = list(dict.fromkeys(row["problem"] for row in summary))
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(problems)), 4))
@@ -121,11 +121,11 @@ def _plot(path: Path, summary: list[dict], models: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    import problems.pde as pde
+    import sciml.problems.pde as pde
     from sciml.checkpoint import write_json
     from sciml.pinn.presets import build_model, preset
     from sciml.pinn.trainer import Trainer, TrainingDiverged, resolve_device
-    from solvers.fd import reference_solution
+    from sciml.solvers.fd import reference_solution
 
     quick = bool(getattr(args, "quick", False))
     if args.full and quick:

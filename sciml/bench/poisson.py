@@ -1,12 +1,12 @@
 """``sciml bench poisson``: DCDM against CG, IC(0)-PCG and AMG-PCG on grid Poisson systems (REFERENCES §6).
 
 For each grid size, ``--layouts`` random obstacle layouts not seen in training
-(:func:`problems.linear.generators.random_layout` with seeds from 200000; training uses ``[seed, i]``
+(:func:`sciml.problems.linear.generators.random_layout` with seeds from 200000; training uses ``[seed, i]``
 seed sequences, validation 90000+) and a white-noise right-hand side each. Every method solves to
 ``rtol`` 1e-6 (‖r‖ ≤ rtol·‖b‖) from zero:
 
-* ``cg`` — :func:`solvers.linear.cg` on the scipy CSR matrix;
-* ``ic-pcg`` — CG preconditioned by IC(0) (:func:`solvers.linear.incomplete_cholesky`), setup = the
+* ``cg`` — :func:`sciml.solvers.linear.cg` on the scipy CSR matrix;
+* ``ic-pcg`` — CG preconditioned by IC(0) (:func:`sciml.solvers.linear.incomplete_cholesky`), setup = the
   factorisation;
 * ``amg-pcg`` — CG preconditioned by one pyamg smoothed-aggregation V-cycle, setup = the hierarchy;
 * ``dcdm`` — the shipped DCDM model (or ``--model``), setup = reading the stencil and the network's
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from problems.linear.generators import random_layout, random_rhs
 from sciml.bench.report import print_table, ratio
+from sciml.problems.linear.generators import random_layout, random_rhs
 
 DESCRIPTION = "DCDM vs CG, IC(0)-PCG and AMG-PCG on unseen obstacle layouts, 64² to 512² (rtol 1e-6)"
 
@@ -65,7 +65,7 @@ def _timed(fn, repeat: int) -> tuple[Any, float]:
 
 
 def _solve(method: str, grid, b: np.ndarray, solver, repeat: int) -> dict[str, Any]:
-    from solvers.linear import amg, cg, incomplete_cholesky
+    from sciml.solvers.linear import amg, cg, incomplete_cholesky
 
     A = grid.matrix()
     bv = grid.to_vector(b)

@@ -29,10 +29,10 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from problems.linear import HeatEquation2D, ShiftedLaplacianSequence
 from sciml.bench.report import print_table, ratio
+from sciml.problems.linear import HeatEquation2D, ShiftedLaplacianSequence
 from sciml.relax import ChebCB, ContextualBins, TsallisINF, default_arms
-from solvers.linear import cg, sor, sor_batch, ssor_preconditioner, young_omega
+from sciml.solvers.linear import cg, sor, sor_batch, ssor_preconditioner, young_omega
 
 DESCRIPTION = "bandit-tuned SOR / SSOR-PCG over sequences of systems (shifted Laplacians, heat equation)"
 

@@ -10,7 +10,7 @@ the strong error ``E|y_h(T) − y(T)|`` (mean over paths and components) and its
 products call ``g``). Baselines: torchsde's adaptive stepping (step doubling: one full and two half steps
 per step) with its default method ``"srk"`` (Rößler's SRI2 / SRA1, the same order as ours) and with
 ``"milstein"`` (diagonal/scalar noise) or ``"euler"`` (additive noise). torchsde starts from the same
-initial step as our solvers (:func:`solvers.sde.initial_step_size`).
+initial step as our solvers (:func:`sciml.solvers.sde.initial_step_size`).
 
 Each of our rows carries ``nfe_ratio_vs_torchsde``: our NFE over torchsde-srk's NFE at the same strong
 error, read off torchsde's work–precision curve (log–log interpolation on its Pareto front: the cheapest
@@ -43,11 +43,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from problems import sde as problems
 from sciml.bench.report import print_table, ratio
-from solvers.sde import brownian_interval, get_method, solve
-from solvers.sde.methods import SDESolverStats, Terms
-from solvers.sde.solve import initial_step_size
+from sciml.problems import sde as problems
+from sciml.solvers.sde import brownian_interval, get_method, solve
+from sciml.solvers.sde.methods import SDESolverStats, Terms
+from sciml.solvers.sde.solve import initial_step_size
 
 DESCRIPTION = "SDE solvers: strong error vs NFE against torchsde's adaptive stepping on the same paths"
 

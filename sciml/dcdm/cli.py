@@ -112,11 +112,11 @@ def main(args: argparse.Namespace) -> int:
         return 0
 
     # eval
-    from problems.linear.generators import random_layout, random_rhs
     from sciml.bench.report import print_table
     from sciml.checkpoint import write_json
     from sciml.dcdm.train import VALIDATION_SEED
-    from solvers.linear import cg
+    from sciml.problems.linear.generators import random_layout, random_rhs
+    from sciml.solvers.linear import cg
 
     torch.set_num_threads(args.threads)
     rows = []

@@ -3,11 +3,12 @@
 Kaneda et al. (ICML 2023, §4) train on ``b = Σ_i c_i v_i / ‖·‖`` with ``v_i`` Ritz vectors of the system
 matrix from a Lanczos run and ``c_i ~ N(0, 1)``, the coefficients of the low-frequency half (the smallest
 Ritz values, the part of the spectrum CG converges slowest on) multiplied by 9. We draw many random
-obstacle layouts (:func:`problems.linear.generators.random_layout`), run ``steps`` Lanczos steps with full
+obstacle layouts (:func:`sciml.problems.linear.generators.random_layout`), run ``steps`` Lanczos steps with
+full
 reorthogonalisation on each, and draw several right-hand sides per layout. Optionally a fraction of white
 noise right-hand sides is mixed in (``white_fraction``).
 
-The set is deterministic in its parameters and cached in HDF5 (:func:`solvers.cache.cached_arrays`).
+The set is deterministic in its parameters and cached in HDF5 (:func:`sciml.solvers.cache.cached_arrays`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from collections.abc import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from problems.linear import PoissonGrid
-from problems.linear.generators import random_layout
-from solvers.cache import cached_arrays
+from sciml.problems.linear import PoissonGrid
+from sciml.problems.linear.generators import random_layout
+from sciml.solvers.cache import cached_arrays
 
 __all__ = ["lanczos", "ritz_vectors", "lanczos_rhs", "training_set", "WALL_CODES"]
 
@@ -126,7 +127,7 @@ def training_set(
         low_boost: factor on the low-frequency half of the Ritz coefficients (9 in the paper).
         white_fraction: fraction of each layout's right-hand sides that are white noise instead.
         seed: base seed.
-        directory: cache directory (default :func:`solvers.cache.cache_dir`).
+        directory: cache directory (default :func:`sciml.solvers.cache.cache_dir`).
         progress: show a tqdm bar while generating.
 
     Returns:

@@ -32,12 +32,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from problems.linear import PoissonGrid
 from sciml.checkpoint import load_checkpoint, save_checkpoint
 from sciml.dcdm.network import build_network
 from sciml.dcdm.stencil import apply_stencil, stencil_fields
-from solvers.linear import LinearSolveResult, SolveStatus
-from solvers.linear.krylov import check_tolerances
+from sciml.problems.linear import PoissonGrid
+from sciml.solvers.linear import LinearSolveResult, SolveStatus
+from sciml.solvers.linear.krylov import check_tolerances
 
 __all__ = [
     "DCDM",
@@ -342,7 +342,7 @@ class DCDM:
         ``solver.direction`` and ``solver.step`` are exported too. The model's config and ``info`` are in the
         archive's extra file ``sciml.json``.
         """
-        from solvers.cache import atomic_write
+        from sciml.solvers.cache import atomic_write
 
         module = DCDMIteration(copy.deepcopy(self.network).requires_grad_(False), self.k)  # inference only
         path = Path(path)
@@ -367,7 +367,7 @@ class PreparedSystem:
     def __init__(self, solver: DCDM, grid: PoissonGrid):
         start = time.perf_counter()
         if not isinstance(grid, PoissonGrid):
-            raise TypeError(f"`grid` must be a problems.linear.PoissonGrid, got {type(grid).__name__}")
+            raise TypeError(f"`grid` must be a sciml.problems.linear.PoissonGrid, got {type(grid).__name__}")
         if grid.ndim != solver.ndim:
             raise ValueError(
                 f"this DCDM model was trained for {solver.ndim}D grids but `grid` is {grid.ndim}D; load or "
@@ -446,7 +446,7 @@ class PreparedSystem:
             callback: called as ``callback(x)`` after every iteration (``x`` in the form of ``b``).
 
         Returns:
-            :class:`~solvers.linear.LinearSolveResult`, ``x`` in the form, type and dtype of ``b``;
+            :class:`~sciml.solvers.linear.LinearSolveResult`, ``x`` in the form, type and dtype of ``b``;
             ``status`` is ``converged``, ``max_iterations``, ``negative_curvature`` (``qᵀAq <= 0``),
             ``non_finite`` or ``stagnation``.
 

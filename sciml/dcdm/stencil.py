@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from problems.linear import PoissonGrid
+from sciml.problems.linear import PoissonGrid
 
 __all__ = ["stencil_fields", "apply_stencil", "coarsen", "restrict", "prolong", "pad_even"]
 

@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from problems.linear.generators import random_layout, random_rhs
 from sciml.checkpoint import check_writable_dir, load_checkpoint, save_checkpoint, write_json
 from sciml.dcdm.data import grid_from_arrays, training_set
 from sciml.dcdm.loss import scale_invariant_loss
 from sciml.dcdm.network import build_network
 from sciml.dcdm.solver import DCDM
 from sciml.dcdm.stencil import stencil_fields
+from sciml.problems.linear.generators import random_layout, random_rhs
 
 __all__ = ["TrainConfig", "train", "VALIDATION_SEED"]
 
@@ -281,7 +281,7 @@ def _plot_loss(losses: list[float], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from solvers.cache import atomic_write
+    from sciml.solvers.cache import atomic_write
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.semilogy(losses, lw=0.5, alpha=0.5, label="batch")

@@ -18,7 +18,7 @@ case  imperfect model                              what is wrong
 16–18 flux (u² + λu³)/2, λ = 1, 0.1, 0.01          an extra 1.5λ u² u_x
 ====  ===========================================  ============================================
 
-Truth trajectories come from :func:`solvers.spectral.cached_solve` (HDF5, keyed by every parameter): a
+Truth trajectories come from :func:`sciml.solvers.spectral.cached_solve` (HDF5, keyed by every parameter): a
 "spine" of states every time unit from 0 to 200, and each observation window integrated from the spine
 state before it, so windows of any length share one long solve.
 """
@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from problems.semilinear import SemilinearPeriodicProblem, kuramoto_sivashinsky, term_name
 from sciml.medida.samples import Observations
-from solvers.cache import cached_arrays
-from solvers.spectral import cached_solve, largest_lyapunov_exponent
+from sciml.problems.semilinear import SemilinearPeriodicProblem, kuramoto_sivashinsky, term_name
+from sciml.solvers.cache import cached_arrays
+from sciml.solvers.spectral import cached_solve, largest_lyapunov_exponent
 
 __all__ = ["MedidaCase", "CASES", "ks_truth", "ks_observations", "ks_lyapunov_exponent", "TRUTH_DT"]
 

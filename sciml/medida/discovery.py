@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from problems.semilinear import SemilinearPeriodicProblem
 from sciml.medida.enkf import EnsembleKalmanFilter, gaspari_cohn, periodic_distances
 from sciml.medida.library import Library, as_library
 from sciml.medida.regression import Correction, sparse_bayesian_regression
@@ -51,7 +50,8 @@ from sciml.medida.samples import (
     one_step_features,
     one_step_targets,
 )
-from solvers.spectral import small_work_threads
+from sciml.problems.semilinear import SemilinearPeriodicProblem
+from sciml.solvers.spectral import small_work_threads
 
 __all__ = ["Discovery", "discover", "regression_band"]
 
@@ -203,7 +203,7 @@ def discover(
     """Discover the terms missing from ``model`` from ``observations`` of the true system (MEDIDA).
 
     Args:
-        model: the imperfect model (a :class:`~problems.semilinear.SemilinearPeriodicProblem`).
+        model: the imperfect model (a :class:`~sciml.problems.semilinear.SemilinearPeriodicProblem`).
         observations: windows of consecutive observed states on the model's grid.
 
     Other Args:

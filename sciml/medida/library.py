@@ -3,8 +3,8 @@
 The default library is PDE-FIND's (Rudy et al., Sci. Adv. 2017) as used by MEDIDA (Mojgani,
 Chattopadhyay & Hassanzadeh, Chaos 32, 2022): products of ``1, u, …, u^4`` with ``1, u_x, …, u_xxxx``
 without the constant, 24 terms. A term ``(p, q)`` here is ``u^p ∂_x^q u`` with ``∂_x^0 u = u``, the same
-key a :class:`~problems.semilinear.SemilinearPeriodicProblem` uses, and it is evaluated by the same
-function (:func:`problems.semilinear.evaluate_term`), so a discovered term enters the corrected model
+key a :class:`~sciml.problems.semilinear.SemilinearPeriodicProblem` uses, and it is evaluated by the same
+function (:func:`sciml.problems.semilinear.evaluate_term`), so a discovered term enters the corrected model
 exactly as it was fitted. Derivatives are spectral (``rfft``/``irfft``), not finite differences.
 
 Users add terms by name (``"u^5"``, ``"u^2*u_xxx"``), by key, or as :class:`Term` objects with a function
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from problems.semilinear import evaluate_term, parse_term, spectral_derivative, term_name
+from sciml.problems.semilinear import evaluate_term, parse_term, spectral_derivative, term_name
 
 __all__ = ["Term", "Library"]
 

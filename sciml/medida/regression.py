@@ -18,8 +18,8 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ARDRegression
 
-from problems.semilinear import format_terms
 from sciml.medida.library import Library
+from sciml.problems.semilinear import format_terms
 
 __all__ = ["Correction", "sparse_bayesian_regression"]
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from problems.semilinear import SemilinearPeriodicProblem
 from sciml.medida.library import Library
 from sciml.medida.regression import Correction
-from solvers.spectral import ETDRK4
+from sciml.problems.semilinear import SemilinearPeriodicProblem
+from sciml.solvers.spectral import ETDRK4
 
 __all__ = [
     "Observations",

@@ -15,8 +15,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from problems.semilinear import SemilinearPeriodicProblem
-from solvers.spectral import solve_spectral
+from sciml.problems.semilinear import SemilinearPeriodicProblem
+from sciml.solvers.spectral import solve_spectral
 
 __all__ = ["ValidTime", "valid_times"]
 

@@ -1,6 +1,7 @@
 """``NeuralODE``: a learned vector field solved by our adaptive solvers, usable in any training loop.
 
-The forward pass returns the states at the requested times, the solver's :class:`~solvers.solution.Solution`
+The forward pass returns the states at the requested times, the solver's
+:class:`~sciml.solvers.solution.Solution`
 (NFE, per-step error and stiffness estimates) and, when a regularizer is given, its value — the pieces the
 regularizers of Pal et al. (ICML 2021, ICML 2023) need.
 """
@@ -14,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from problems.ode import ODEProblem
-from solvers.ode import error_ratio, get_method, initial_step_size, solve
-from solvers.solution import Solution, SolverStats, Status
+from sciml.problems.ode import ODEProblem
+from sciml.solvers.ode import error_ratio, get_method, initial_step_size, solve
+from sciml.solvers.solution import Solution, SolverStats, Status
 
 if TYPE_CHECKING:
     from sciml.neural_de.regularizers import Regularizer
@@ -44,7 +45,7 @@ class NeuralODEResult(NamedTuple):
 
     Attributes:
         ys: states at the save times, ``(len(saveat), *y0.shape)`` (``(1, *y0.shape)`` for the final state).
-        solution: the solver's :class:`~solvers.solution.Solution` (for NFE and global regularizers).
+        solution: the solver's :class:`~sciml.solvers.solution.Solution` (for NFE and global regularizers).
         regularization: the regularizer's scalar, or None.
     """
 

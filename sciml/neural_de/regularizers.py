@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from solvers.solution import Solution
+from sciml.solvers.solution import Solution
 
 if TYPE_CHECKING:
     from sciml.neural_de.model import NeuralODE

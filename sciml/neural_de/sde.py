@@ -2,15 +2,17 @@
 
 :class:`NeuralSDE` mirrors :class:`~sciml.neural_de.model.NeuralODE`: its forward pass returns
 :class:`~sciml.neural_de.model.NeuralODEResult` (states, the solver's
-:class:`~solvers.solution.Solution`, the regularizer's value) and honours the same regularizer hooks, so the
+:class:`~sciml.solvers.solution.Solution`, the regularizer's value) and honours the same regularizer hooks,
+so the
 global (``Σ E_j |h_j|``, ``Σ S_j``) and local (one differentiable step at a sampled time, unbiased or
 biased) regularizers of :mod:`sciml.neural_de.regularizers` and the trainer work unchanged. The per-step
-estimates are the SRI/SRA embedded estimates of :mod:`solvers.sde` (Pal, Ma, Shah & Rackauckas, ICML 2021;
+estimates are the SRI/SRA embedded estimates of :mod:`sciml.solvers.sde` (Pal, Ma, Shah & Rackauckas, ICML
+2021;
 Pal, Edelman & Rackauckas, ICML 2023 regularize SOSRI's).
 
 Tasks (registered as ``spiral-sde`` and ``digits-sde`` in :data:`sciml.neural_de.tasks.TASKS`):
 
-* ``spiral-sde`` — the spiral SDE of Pal et al. (2021) (:func:`problems.sde.spiral`): learn drift
+* ``spiral-sde`` — the spiral SDE of Pal et al. (2021) (:func:`sciml.problems.sde.spiral`): learn drift
   ``W2 tanh(W1 x³ + b1) + b2`` (50 units) and diagonal diffusion ``w3 ⊙ x + b3`` from the means and
   variances of 10 000 true trajectories at 30 times in [0, 1] (moment matching). Metric: the moment loss of
   2000 model trajectories on a fixed noise seed.
@@ -33,9 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from problems.sde import SDEProblem, spiral
 from sciml.neural_de.model import NeuralODEResult, host_times
-from solvers.sde import brownian_interval, default_method, get_method, single_step, solve
+from sciml.problems.sde import SDEProblem, spiral
+from sciml.solvers.sde import brownian_interval, default_method, get_method, single_step, solve
 
 if TYPE_CHECKING:
     from sciml.neural_de.regularizers import Regularizer
@@ -53,7 +55,8 @@ class NeuralSDE(nn.Module):
         t_span: integration interval (increasing).
         noise_type, sde_type: torchsde's names (``"diagonal"``/``"additive"``/``"scalar"``/``"general"``,
             ``"ito"``/``"stratonovich"``).
-        method: an adaptive method of :mod:`solvers.sde` (default: SOSRI for Itô diagonal/scalar noise, SOSRA
+        method: an adaptive method of :mod:`sciml.solvers.sde` (default: SOSRI for Itô diagonal/scalar
+        noise, SOSRA
             for additive noise, Milstein for Stratonovich).
         rtol, atol: solver tolerances.
         max_steps: step limit of each solve.
@@ -186,7 +189,7 @@ class DiagonalAffine(nn.Module):
 def spiral_moments(n_paths: int = 10_000, n_times: int = 30, seed: int = 0) -> dict[str, np.ndarray]:
     """Means and variances of ``n_paths`` trajectories of the true spiral SDE at ``n_times`` times in
     [0, 1], from SOSRI at rtol = atol = 1e-4 (cached in HDF5)."""
-    from solvers.cache import cached_arrays
+    from sciml.solvers.cache import cached_arrays
 
     def compute() -> dict[str, np.ndarray]:
         problem = spiral(batch=n_paths)

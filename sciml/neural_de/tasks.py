@@ -262,8 +262,8 @@ class SpiralTask(Task):
     windows_per_epoch: int = 400
 
     def data(self):
-        from problems.ode import cubic_spiral
-        from solvers.ode import reference_solution
+        from sciml.problems.ode import cubic_spiral
+        from sciml.solvers.ode import reference_solution
 
         problem = cubic_spiral(torch.float64)
         times = torch.linspace(0.0, self.horizon, self.n_times, dtype=torch.float64)

@@ -1,6 +1,6 @@
 """Physics-informed models on the shared PDE suite: PINN and Physics-Informed Gaussians, one trainer.
 
->>> import problems.pde as pde
+>>> import sciml.problems.pde as pde
 >>> from sciml.pinn import PIG, TrainConfig, train
 >>> problem = pde.get("helmholtz")
 >>> model = PIG(2, 1, 400, lower=problem.domain.lower, upper=problem.domain.upper)

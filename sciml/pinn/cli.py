@@ -66,7 +66,7 @@ def save_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str,
     """Axes, reference, prediction and error on the test grid, as HDF5 (written atomically)."""
     import h5py
 
-    from solvers.cache import atomic_write
+    from sciml.solvers.cache import atomic_write
 
     with atomic_write(path) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -86,7 +86,7 @@ def plot_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from solvers.cache import atomic_write
+    from sciml.solvers.cache import atomic_write
 
     ref, pred = reference.values[..., 0], prediction[..., 0]
     axes = reference.axes
@@ -125,7 +125,7 @@ def plot_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str,
 
 
 def main(args: argparse.Namespace) -> int:
-    import problems.pde as pde
+    import sciml.problems.pde as pde
     from sciml.checkpoint import check_writable_dir, write_json
     from sciml.pinn.presets import build_model, preset
     from sciml.pinn.trainer import Trainer, TrainingDiverged, resolve_device

@@ -1,6 +1,6 @@
 """The derivative engine a trainer hands to residuals: forward-mode jets when the model has them.
 
-:func:`derivatives` returns a :class:`~problems.pde.derivatives.Derivatives` for ``model`` at points
+:func:`derivatives` returns a :class:`~sciml.problems.pde.derivatives.Derivatives` for ``model`` at points
 ``x``. Given the keys a residual asks for (recorded once, before training), a model with a ``jet`` method
 computes the value and every needed first and pure second derivative in one forward pass
 (:class:`JetDerivatives`); anything else (mixed or third derivatives, models without ``jet``) falls back to
@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from problems.pde.derivatives import AutogradDerivatives, Derivatives
 from sciml.pinn.jet import JetSpec
+from sciml.problems.pde.derivatives import AutogradDerivatives, Derivatives
 
 __all__ = ["JetDerivatives", "derivatives", "spec_for"]
 

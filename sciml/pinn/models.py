@@ -13,7 +13,7 @@ derivatives in one forward pass (:mod:`sciml.pinn.jet`) — which the trainer us
   scales (diagonal, or a full covariance via a Cholesky factor Lₙ of the precision) and k-dimensional
   weights, followed by a one-hidden-layer tanh MLP.
 * :class:`Constrained` — the hard-constraint output transform ``u = g(x) + h(x) N(x)`` of a problem's
-  :class:`~problems.pde.problem.HardConstraint`.
+  :class:`~sciml.problems.pde.problem.HardConstraint`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from problems.pde.problem import HardConstraint
 from sciml.pinn import jet as J
+from sciml.problems.pde.problem import HardConstraint
 
 __all__ = ["PINN", "PIG", "Constrained", "count_parameters"]
 
@@ -331,7 +331,7 @@ class Constrained(nn.Module):
 
     Args:
         net: the model (PINN, PIG or any module with ``in_features``/``out_features``).
-        constraint: the problem's :class:`~problems.pde.problem.HardConstraint`.
+        constraint: the problem's :class:`~sciml.problems.pde.problem.HardConstraint`.
     """
 
     def __init__(self, net: nn.Module, constraint: HardConstraint) -> None:

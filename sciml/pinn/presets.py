@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from problems.pde.problem import PDEProblem
 from sciml.pinn.models import PIG, PINN, Constrained
 from sciml.pinn.trainer import TrainConfig
+from sciml.problems.pde.problem import PDEProblem
 
 __all__ = ["Preset", "PRESETS", "preset", "build_model", "BUDGETS", "MODELS"]
 

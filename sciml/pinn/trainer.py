@@ -1,4 +1,4 @@
-"""One trainer for PINNs, PIGs and any coordinate-to-field model on a :class:`~problems.pde.PDEProblem`.
+"""One trainer for PINNs, PIGs and any coordinate-to-field model on a :class:`~sciml.problems.pde.PDEProblem`.
 
 Loss: ``w_res · mean(residual²) + Σ_c w_c · mean(condition_c²)`` on collocation points drawn uniformly
 (resampled every ``resample_every`` iterations). Optimisation: Adam with exponential learning-rate decay
@@ -33,12 +33,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from problems.pde.derivatives import AutogradDerivatives
-from problems.pde.problem import PDEProblem
 from sciml.checkpoint import load_checkpoint, save_checkpoint
 from sciml.pinn.derivatives import derivatives
 from sciml.pinn.models import Constrained, count_parameters
-from solvers.fd.reference import ReferenceSolution, reference_solution
+from sciml.problems.pde.derivatives import AutogradDerivatives
+from sciml.problems.pde.problem import PDEProblem
+from sciml.solvers.fd.reference import ReferenceSolution, reference_solution
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingDiverged", "resolve_device", "train"]
 
@@ -254,7 +254,7 @@ class Trainer:
         model: maps ``(n, ndim)`` points to ``(n, n_fields)``; wrap it in :class:`~sciml.pinn.Constrained`
             to use the problem's hard constraint (its enforced conditions then leave the loss).
         config: budget and settings.
-        reference: test grid and values (default: ``solvers.fd.reference_solution(problem)``).
+        reference: test grid and values (default: ``sciml.solvers.fd.reference_solution(problem)``).
         unknowns: coefficients of ``problem.params`` to fit (inverse problem): ``{"D": initial guess}``.
         checkpoint: file for atomic checkpoints (and ``resume``).
 
@@ -738,7 +738,7 @@ def train(
     """Train ``model`` on ``problem``; see :class:`Trainer` for the arguments and :class:`TrainResult`.
 
     Example:
-        >>> import problems.pde as pde
+        >>> import sciml.problems.pde as pde
         >>> from sciml.pinn import PIG, TrainConfig, train
         >>> problem = pde.get("helmholtz")
         >>> model = PIG(2, 1, 400, lower=problem.domain.lower, upper=problem.domain.upper)

@@ -3,13 +3,14 @@
 :func:`reference_solution` dispatches on what the problem provides:
 
 * an ``exact`` solution — evaluated on the problem's ``test_shape`` grid (float64);
-* a :class:`~problems.pde.problem.NonlinearDiffusionReference` recipe — a fine finite-difference solve
-  (:func:`solvers.fd.solve_nonlinear_diffusion`) from the initial value, with the Dirichlet data (taken at
+* a :class:`~sciml.problems.pde.problem.NonlinearDiffusionReference` recipe — a fine finite-difference solve
+  (:func:`sciml.solvers.fd.solve_nonlinear_diffusion`) from the initial value, with the Dirichlet data
+  (taken at
   the initial time, held constant) on the walls;
-* a :class:`~problems.pde.problem.SemilinearReference` recipe — the periodic spectral ETDRK4 solve of
-  :mod:`solvers.spectral` on :class:`problems.semilinear.SemilinearPeriodicProblem`.
+* a :class:`~sciml.problems.pde.problem.SemilinearReference` recipe — the periodic spectral ETDRK4 solve of
+  :mod:`sciml.solvers.spectral` on :class:`sciml.problems.semilinear.SemilinearPeriodicProblem`.
 
-Numerical references are cached in HDF5 (:func:`solvers.cache.cached_arrays`) together with everything
+Numerical references are cached in HDF5 (:func:`sciml.solvers.cache.cached_arrays`) together with everything
 they depend on — the recipe, the coefficients, and a hash of the initial values on the solver's grid — so
 a changed problem is recomputed (with a warning if a stale file is found), never silently reused.
 """
@@ -23,11 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from problems.pde.conditions import Dirichlet, InitialValue
-from problems.pde.problem import NonlinearDiffusionReference, PDEProblem, SemilinearReference
-from solvers.cache import cached_arrays
-from solvers.fd.nonlinear_diffusion import solve_nonlinear_diffusion
+from sciml.problems.pde.conditions import Dirichlet, InitialValue
+from sciml.problems.pde.problem import NonlinearDiffusionReference, PDEProblem, SemilinearReference
+from sciml.solvers.cache import cached_arrays
+from sciml.solvers.fd.nonlinear_diffusion import solve_nonlinear_diffusion
 
 __all__ = ["ReferenceSolution", "reference_solution"]
 
@@ -207,10 +207,10 @@ def _semilinear(
     problem: PDEProblem, recipe: SemilinearReference, directory, progress: bool
 ) -> ReferenceSolution:
     try:
-        from problems.semilinear import SemilinearPeriodicProblem
-        from solvers.spectral import cached_solve
+        from sciml.problems.semilinear import SemilinearPeriodicProblem
+        from sciml.solvers.spectral import cached_solve
     except ImportError as exc:  # pragma: no cover - depends on the spectral package being present
-        raise ImportError(f"{problem.name}'s reference needs solvers.spectral (ETDRK4): {exc}") from exc
+        raise ImportError(f"{problem.name}'s reference needs sciml.solvers.spectral (ETDRK4): {exc}") from exc
     domain = problem.domain
     if domain.time is None or domain.ndim != 2:
         raise ValueError(f"{problem.name}: a semilinear reference needs one space and one time coordinate")

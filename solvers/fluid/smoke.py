@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sciml.problems.linear import DIRICHLET, SOLID, PoissonGrid
+from sciml.solvers.linear import LinearSolveResult, cg
 from scipy import ndimage
 from tqdm.auto import tqdm
-
-from problems.linear import DIRICHLET, SOLID, PoissonGrid
-from solvers.linear import LinearSolveResult, cg
 
 __all__ = ["SmokeSimulation", "FrameStats", "cg_pressure_solver", "smoke_rhs", "plume_grid"]
 

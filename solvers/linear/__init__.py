@@ -5,8 +5,8 @@ message)`` and works on scipy sparse matrices, dense arrays, ``LinearOperator`` 
 torch fields of any shape with a callable operator.
 """
 
-from solvers.linear.krylov import cg
-from solvers.linear.preconditioners import (
+from sciml.solvers.linear.krylov import cg
+from sciml.solvers.linear.preconditioners import (
     IncompleteCholesky,
     SSORPreconditioner,
     amg,
@@ -14,7 +14,7 @@ from solvers.linear.preconditioners import (
     jacobi,
     ssor_preconditioner,
 )
-from solvers.linear.relaxation import (
+from sciml.solvers.linear.relaxation import (
     SORBatchResult,
     jacobi_spectral_radius,
     red_black_sor,
@@ -23,8 +23,8 @@ from solvers.linear.relaxation import (
     ssor,
     young_omega,
 )
-from solvers.linear.result import LinearSolveResult, SolveStatus
-from solvers.linear.triangular import UnitLowerTriangular, row_levels
+from sciml.solvers.linear.result import LinearSolveResult, SolveStatus
+from sciml.solvers.linear.triangular import UnitLowerTriangular, row_levels
 
 __all__ = [
     "LinearSolveResult",

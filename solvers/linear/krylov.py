@@ -12,9 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from solvers.linear.operators import as_operator, as_vector, backend_of
-from solvers.linear.result import LinearSolveResult, SolveStatus
+from sciml.solvers.linear.operators import as_operator, as_vector, backend_of
+from sciml.solvers.linear.result import LinearSolveResult, SolveStatus
 
 __all__ = ["cg", "check_tolerances"]
 
@@ -65,9 +64,9 @@ def cg(
         rtol, atol: relative and absolute tolerance on the residual norm.
         maxiter: iteration limit (default ``10 · b.size``).
         M: preconditioner approximating ``A⁻¹`` (symmetric positive definite): a callable, a matrix or a
-            ``LinearOperator`` (e.g. from :func:`~solvers.linear.jacobi`,
-            :func:`~solvers.linear.incomplete_cholesky`, :func:`~solvers.linear.amg`,
-            :func:`~solvers.linear.ssor_preconditioner`).
+            ``LinearOperator`` (e.g. from :func:`~sciml.solvers.linear.jacobi`,
+            :func:`~sciml.solvers.linear.incomplete_cholesky`, :func:`~sciml.solvers.linear.amg`,
+            :func:`~sciml.solvers.linear.ssor_preconditioner`).
         callback: called as ``callback(x)`` after every iteration.
 
     Returns:

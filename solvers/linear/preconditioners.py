@@ -1,7 +1,7 @@
 """Preconditioners for CG: Jacobi, incomplete Cholesky IC(0), SSOR, and smoothed-aggregation AMG.
 
 Each builder returns a ``scipy.sparse.linalg.LinearOperator`` approximating ``A⁻¹`` (symmetric positive
-definite), so it serves :func:`solvers.linear.cg` and scipy's own Krylov solvers alike.
+definite), so it serves :func:`sciml.solvers.linear.cg` and scipy's own Krylov solvers alike.
 
 * IC(0): Meijerink & van der Vorst, *An iterative solution method for linear systems of which the
   coefficient matrix is a symmetric M-matrix* (1977). scipy has none; this one factors ``A ≈ L D Lᵀ`` on
@@ -20,8 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
-
-from solvers.linear.triangular import UnitLowerTriangular, row_levels
+from sciml.solvers.linear.triangular import UnitLowerTriangular, row_levels
 
 __all__ = [
     "jacobi",

@@ -20,18 +20,17 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
-from scipy.linalg import blas
-
-from solvers.linear.krylov import check_tolerances
-from solvers.linear.operators import NUMPY, as_vector
-from solvers.linear.preconditioners import (
+from sciml.solvers.linear.krylov import check_tolerances
+from sciml.solvers.linear.operators import NUMPY, as_vector
+from sciml.solvers.linear.preconditioners import (
     SSORPreconditioner,
     _check_omega,
     _positive_diagonal,
     _square_sparse,
 )
-from solvers.linear.result import LinearSolveResult, SolveStatus
-from solvers.linear.triangular import UnitLowerTriangular, row_levels
+from sciml.solvers.linear.result import LinearSolveResult, SolveStatus
+from sciml.solvers.linear.triangular import UnitLowerTriangular, row_levels
+from scipy.linalg import blas
 
 __all__ = [
     "sor",
@@ -132,7 +131,7 @@ def sor(
         callback: called as ``callback(x)`` after every iteration.
 
     Returns:
-        :class:`~solvers.linear.LinearSolveResult` (status ``non_finite`` when the iteration diverges).
+        :class:`~sciml.solvers.linear.LinearSolveResult` (status ``non_finite`` when the iteration diverges).
 
     Raises:
         ValueError: ``omega`` outside (0, 2), a non-positive diagonal entry, non-finite ``A``/``b``/``x0``,
@@ -178,7 +177,7 @@ def ssor(
     """Solve symmetric ``A x = b`` by symmetric SOR (a forward then a backward SOR sweep per iteration).
 
     Same arguments, result and errors as :func:`sor`; ``A`` must also be symmetric. As a preconditioner
-    for CG use :func:`~solvers.linear.ssor_preconditioner`.
+    for CG use :func:`~sciml.solvers.linear.ssor_preconditioner`.
     """
     omega = _check_omega(omega)
     A, b, _ = _prepare(A, b)
@@ -198,7 +197,7 @@ def red_black_sor(
     atol: float = 0.0,
     maxiter: int = 10_000,
 ) -> LinearSolveResult:
-    """SOR on a :class:`~problems.linear.PoissonGrid` field in red–black order, fully vectorised.
+    """SOR on a :class:`~sciml.problems.linear.PoissonGrid` field in red–black order, fully vectorised.
 
     Cells are coloured by the parity of their index sum; a 5-point (7-point) stencil couples only cells
     of different colours, so each half-sweep updates all cells of one colour at once:
@@ -207,12 +206,12 @@ def red_black_sor(
     iteration costs two operator applications.
 
     Args:
-        grid: the :class:`~problems.linear.PoissonGrid` (its ``apply`` and ``diagonal``).
+        grid: the :class:`~sciml.problems.linear.PoissonGrid` (its ``apply`` and ``diagonal``).
         b: right-hand-side field of shape ``grid.shape`` (numpy or torch; zero outside the fluid).
         omega, x0, rtol, atol, maxiter: as in :func:`sor`; ``x0`` is a field.
 
     Returns:
-        :class:`~solvers.linear.LinearSolveResult` whose ``x`` is a field of the type of ``b``.
+        :class:`~sciml.solvers.linear.LinearSolveResult` whose ``x`` is a field of the type of ``b``.
 
     Raises:
         ValueError: ``omega`` outside (0, 2), a field of the wrong shape, non-finite input.
@@ -289,7 +288,7 @@ def sor_batch(
     """Natural-order SOR on many systems ``(A + shift_k I) x_k = b_k`` with factors ``omega_k`` at once.
 
     The systems share ``A``'s sparsity; the triangular sweep runs wavefront by wavefront
-    (:func:`~solvers.linear.row_levels`), each wavefront vectorised over the batch, so it reproduces
+    (:func:`~sciml.solvers.linear.row_levels`), each wavefront vectorised over the batch, so it reproduces
     :func:`sor` with ``x0 = 0`` (same updates, same stopping rule ``‖r_k‖ <= rtol ‖b_k‖``) for thousands
     of systems in one pass — what tabulating the cost of every relaxation factor on every instance of a
     sequence needs.

@@ -1,4 +1,4 @@
-"""Continuous adjoint (optimise-then-discretise) for :func:`solvers.ode.solve`.
+"""Continuous adjoint (optimise-then-discretise) for :func:`sciml.solvers.ode.solve`.
 
 The forward solve runs without autograd; ``backward`` integrates the adjoint system backwards in time
 (Pontryagin; Chen et al., *Neural Ordinary Differential Equations*, NeurIPS 2018)
@@ -18,9 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-
-from problems.ode import ODEProblem
-from solvers.ode.rk import RungeKutta
+from sciml.problems.ode import ODEProblem
+from sciml.solvers.ode.rk import RungeKutta
 
 __all__ = ["integrate_with_adjoint", "adjoint_parameters"]
 
@@ -66,8 +65,8 @@ class _Settings:
 class _ContinuousAdjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, settings: _Settings, y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
-        from solvers.ode.solve import _integrate, _timed_field
-        from solvers.solution import SolverStats
+        from sciml.solvers.ode.solve import _integrate, _timed_field
+        from sciml.solvers.solution import SolverStats
 
         problem = settings.problem
         shape = problem.y0.shape
@@ -86,9 +85,9 @@ class _ContinuousAdjoint(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_ys: torch.Tensor):
-        from solvers.controllers import ConstantSteps
-        from solvers.ode.solve import _integrate
-        from solvers.solution import SolveError, Status
+        from sciml.solvers.controllers import ConstantSteps
+        from sciml.solvers.ode.solve import _integrate
+        from sciml.solvers.solution import SolveError, Status
 
         settings: _Settings = ctx.settings
         raw = settings.raw

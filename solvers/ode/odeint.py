@@ -1,7 +1,7 @@
-"""``odeint``: torchdiffeq's call signature on top of :func:`solvers.ode.solve`.
+"""``odeint``: torchdiffeq's call signature on top of :func:`sciml.solvers.ode.solve`.
 
 A script using ``from torchdiffeq import odeint`` (or ``odeint_adjoint``) switches by changing that import
-to ``from solvers.ode import odeint`` (or ``odeint_adjoint``). Method names follow torchdiffeq
+to ``from sciml.solvers.ode import odeint`` (or ``odeint_adjoint``). Method names follow torchdiffeq
 (``"dopri5"``, ``"bosh3"``, ``"rk4"``, ``"midpoint"``, ``"euler"``) plus ``"tsit5"``; states may be tensors
 or tuples of tensors. Options torchdiffeq has and we do not are an error, not a warning.
 """
@@ -12,10 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-
-from problems.ode import ODEProblem
-from solvers.controllers import ConstantSteps, IController
-from solvers.ode.solve import get_method, solve
+from sciml.problems.ode import ODEProblem
+from sciml.solvers.controllers import ConstantSteps, IController
+from sciml.solvers.ode.solve import get_method, solve
 
 __all__ = ["odeint", "odeint_adjoint"]
 

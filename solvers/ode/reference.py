@@ -1,15 +1,14 @@
 """High-accuracy reference solutions for problems without a closed form: scipy's DOP853 at rtol 1e-13
 (Radau at 1e-12 for stiff problems), cached in HDF5 with the problem's name, parameters, initial state and
-times (see :mod:`solvers.cache`)."""
+times (see :mod:`sciml.solvers.cache`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from sciml.problems.ode import ODEProblem
+from sciml.solvers.cache import cached_arrays
 from scipy.integrate import solve_ivp
-
-from problems.ode import ODEProblem
-from solvers.cache import cached_arrays
 
 __all__ = ["reference_solution"]
 

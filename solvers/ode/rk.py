@@ -21,8 +21,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from numpy.polynomial import polynomial as P
-
-from solvers.ode.tableau import Tableau
+from sciml.solvers.ode.tableau import Tableau
 
 __all__ = ["StepResult", "RungeKutta", "error_ratio", "initial_step_size"]
 
@@ -80,7 +79,7 @@ class _Workspace:
 
 
 class RungeKutta:
-    """An explicit Runge–Kutta method built from a :class:`~solvers.ode.tableau.Tableau`.
+    """An explicit Runge–Kutta method built from a :class:`~sciml.solvers.ode.tableau.Tableau`.
 
     Coefficients are cast to each dtype/device once and cached.
     """

@@ -19,12 +19,11 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from problems.ode import ODEProblem
-from solvers.controllers import ConstantSteps, Controller, IController
-from solvers.ode.rk import GradientAppeared, RungeKutta, _error_norm, initial_step_size
-from solvers.ode.tableau import TABLEAUS, Tableau
-from solvers.solution import Solution, SolveError, SolverStats, Status
+from sciml.problems.ode import ODEProblem
+from sciml.solvers.controllers import ConstantSteps, Controller, IController
+from sciml.solvers.ode.rk import GradientAppeared, RungeKutta, _error_norm, initial_step_size
+from sciml.solvers.ode.tableau import TABLEAUS, Tableau
+from sciml.solvers.solution import Solution, SolveError, SolverStats, Status
 
 __all__ = ["solve", "get_method", "METHOD_ALIASES"]
 
@@ -369,7 +368,7 @@ def solve(
     stiffness: bool = True,
     throw: bool = True,
 ) -> Solution:
-    """Solve an :class:`~problems.ode.ODEProblem` with an explicit Runge–Kutta method.
+    """Solve an :class:`~sciml.problems.ode.ODEProblem` with an explicit Runge–Kutta method.
 
     Args:
         problem: what to solve.
@@ -388,7 +387,7 @@ def solve(
             number of steps; the estimates are returned without autograd history).
         adjoint_params: for ``"continuous"``: the tensors ``f`` depends on that need gradients. Default: the
             parameters of ``problem.f`` if it is an ``nn.Module``, plus ``problem.params`` if it is a tensor.
-        controller: an :class:`~solvers.ode.controllers.IController` (default) or ``PIDController``, or
+        controller: an :class:`~sciml.solvers.ode.controllers.IController` (default) or ``PIDController``, or
             ``ConstantSteps(dt)``.
         dt: fixed step size (shorthand for ``controller=ConstantSteps(dt)``; required by fixed-step methods).
         dt0: initial step of an adaptive solve (default: Hairer's estimate, one extra evaluation).
@@ -453,7 +452,7 @@ def solve(
         )
         differentiable = torch.is_grad_enabled()
     else:
-        from solvers.ode.adjoint import integrate_with_adjoint
+        from sciml.solvers.ode.adjoint import integrate_with_adjoint
 
         raw = integrate_with_adjoint(problem, rk, save_ts, adjoint_params, kwargs)
         differentiable = False

@@ -1,12 +1,20 @@
 """Adaptive SDE solvers whose per-step error and stiffness estimates are differentiable.
 
-``solve(problem, method, ...) -> Solution`` is the entry point (the same :class:`~solvers.solution.Solution`
+``solve(problem, method, ...) -> Solution`` is the entry point (the same
+:class:`~sciml.solvers.solution.Solution`
 as the ODE core); ``sdeint`` keeps torchsde's signature. Noise comes from torchsde's ``BrownianInterval``.
 """
 
-from solvers.controllers import ConstantSteps, Controller, IController, PIDController
-from solvers.sde.methods import METHODS, SDEMethod, SDESolverStats, SDEStepResult, default_method, get_method
-from solvers.sde.solve import (
+from sciml.solvers.controllers import ConstantSteps, Controller, IController, PIDController
+from sciml.solvers.sde.methods import (
+    METHODS,
+    SDEMethod,
+    SDESolverStats,
+    SDEStepResult,
+    default_method,
+    get_method,
+)
+from sciml.solvers.sde.solve import (
     DEFAULT_CONTROLLER,
     StepEstimate,
     brownian_interval,
@@ -16,8 +24,8 @@ from solvers.sde.solve import (
     single_step,
     solve,
 )
-from solvers.sde.tableau import SRA_TABLEAUS, SRI_TABLEAUS, SRATableau, SRITableau
-from solvers.solution import Solution, SolveError, Status
+from sciml.solvers.sde.tableau import SRA_TABLEAUS, SRI_TABLEAUS, SRATableau, SRITableau
+from sciml.solvers.solution import Solution, SolveError, Status
 
 __all__ = [
     "solve", "sdeint", "single_step", "StepEstimate", "brownian_interval", "noise_size", "initial_step_size",

@@ -20,7 +20,7 @@ Methods:
 - ``"sriw1"``, ``"sriw2"``, ``"sosri"``, ``"sosri2"``: SRI methods (Itô; scalar or diagonal noise; strong
   order 1.5).
 
-The SRA/SRI estimates are the natural embeddings described in :mod:`solvers.sde.tableau` (``O(h^1.5)``).
+The SRA/SRI estimates are the natural embeddings described in :mod:`sciml.solvers.sde.tableau` (``O(h^1.5)``).
 Stiffness index (Shampine's estimate, as in the ODE core): ``S = |h| ρ / stability_size`` with
 ``ρ = ‖f_j − f_i‖ / ‖H0_j − H0_i‖`` from the two drift stages ``tableau.stiffness_stages`` (for Milstein:
 ``f(t, y)`` and ``f(t + h, y1)``, Euler's stability interval 2).
@@ -39,16 +39,15 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-
-from solvers.sde.tableau import SRA_TABLEAUS, SRI_TABLEAUS, SRATableau, SRITableau
-from solvers.solution import SolverStats
+from sciml.solvers.sde.tableau import SRA_TABLEAUS, SRI_TABLEAUS, SRATableau, SRITableau
+from sciml.solvers.solution import SolverStats
 
 __all__ = ["SDEMethod", "SDEStepResult", "SDESolverStats", "Terms", "METHODS", "get_method"]
 
 
 @dataclass
 class SDESolverStats(SolverStats):
-    """:class:`~solvers.solution.SolverStats` with the drift and diffusion evaluations counted apart;
+    """:class:`~sciml.solvers.solution.SolverStats` with the drift and diffusion evaluations counted apart;
     ``nfe = nfe_drift + nfe_diffusion`` (every evaluation of ``f`` or ``g``)."""
 
     nfe_drift: int = 0
@@ -300,7 +299,8 @@ def _column_used(matrices, i: int) -> bool:
 
 
 class SRA(SDEMethod):
-    """An SRA method from an :class:`~solvers.sde.tableau.SRATableau` (additive noise: ``g`` depends on ``t``
+    """An SRA method from an :class:`~sciml.solvers.sde.tableau.SRATableau` (additive noise: ``g`` depends
+    on ``t``
     only; any number of Brownian channels; Itô and Stratonovich coincide). Strong order 1.5."""
 
     noise_types = ("additive",)
@@ -364,7 +364,8 @@ class SRA(SDEMethod):
 
 
 class SRI(SDEMethod):
-    """An SRI method from an :class:`~solvers.sde.tableau.SRITableau` (Itô; scalar or diagonal noise, i.e.
+    """An SRI method from an :class:`~sciml.solvers.sde.tableau.SRITableau` (Itô; scalar or diagonal noise,
+    i.e.
     ``g_i`` depends on ``y_i`` only, so the noise is commutative). Strong order 1.5."""
 
     noise_types = ("diagonal", "scalar")

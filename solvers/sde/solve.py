@@ -9,7 +9,8 @@ memory (Rackauckas & Nie, DCDS-B 2017) achieves with its stack, so adaptivity do
 Steps are shortened to land on every save time (no interpolation across the path).
 
 **Step control.** The scaled error ``E = RMS(ẽ / (atol + rtol·max(|y0|, |y1|)))`` of each step (the ODE
-core's :func:`~solvers.ode.rk.error_ratio`) is decided by a :mod:`solvers.controllers` controller with the
+core's :func:`~sciml.solvers.ode.rk.error_ratio`) is decided by a :mod:`sciml.solvers.controllers`
+controller with the
 method's ``k`` (1.5 for SRA/SRI, 1 for Milstein). As in the ODE core, the decision is made on host floats
 and is not differentiated, while ``E`` and the stiffness index keep their autograd history
 (discretise-then-optimise): with gradients enabled, ``Solution.error_estimates`` and
@@ -27,13 +28,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-
-from problems.sde import NOISE_TYPES, SDE_TYPES, SDEProblem
-from solvers.controllers import ConstantSteps, Controller, IController
-from solvers.ode.rk import error_ratio
-from solvers.ode.solve import check_saveat, check_tolerance
-from solvers.sde.methods import SDEMethod, SDESolverStats, Terms, default_method, get_method
-from solvers.solution import Solution, SolveError, Status
+from sciml.problems.sde import NOISE_TYPES, SDE_TYPES, SDEProblem
+from sciml.solvers.controllers import ConstantSteps, Controller, IController
+from sciml.solvers.ode.rk import error_ratio
+from sciml.solvers.ode.solve import check_saveat, check_tolerance
+from sciml.solvers.sde.methods import SDEMethod, SDESolverStats, Terms, default_method, get_method
+from sciml.solvers.solution import Solution, SolveError, Status
 
 __all__ = [
     "solve", "sdeint", "single_step", "StepEstimate", "brownian_interval", "noise_size", "initial_step_size",
@@ -109,7 +109,7 @@ def _check_brownian(bm: Any, problem: SDEProblem, m: int, method: SDEMethod) -> 
     if tuple(bm.shape) != (y0.shape[0], m):
         raise ValueError(
             f"`bm` has shape {tuple(bm.shape)} but this SDE needs (batch, m) = {(y0.shape[0], m)} "
-            f"({problem.noise_type} noise); create it with solvers.sde.brownian_interval(problem)"
+            f"({problem.noise_type} noise); create it with sciml.solvers.sde.brownian_interval(problem)"
         )
     if (
         getattr(bm, "dtype", y0.dtype) != y0.dtype
@@ -119,7 +119,7 @@ def _check_brownian(bm: Any, problem: SDEProblem, m: int, method: SDEMethod) -> 
     if method.levy_area and getattr(bm, "levy_area_approximation", "none") == "none":
         raise ValueError(
             f"method {method.name!r} needs the space-time Lévy area I_(1,0): create the Brownian motion with "
-            "levy_area_approximation='space-time' (solvers.sde.brownian_interval does)"
+            "levy_area_approximation='space-time' (sciml.solvers.sde.brownian_interval does)"
         )
     span = _brownian_span(bm)
     t0, t1 = problem.t_span
@@ -382,7 +382,7 @@ def solve(
     stiffness: bool = True,
     throw: bool = True,
 ) -> Solution:
-    """Solve an :class:`~problems.sde.SDEProblem` on one Brownian path per batch row.
+    """Solve an :class:`~sciml.problems.sde.SDEProblem` on one Brownian path per batch row.
 
     Args:
         problem: what to solve.
@@ -402,7 +402,7 @@ def solve(
             land on them); default ``t_span`` itself.
         save_steps: also save the solution at ``t0`` and after every accepted step (merged with ``saveat`` in
             time order; ``ts`` tells which is which; without ``saveat`` only the steps).
-        controller: an :class:`~solvers.controllers.IController` or ``PIDController`` (default
+        controller: an :class:`~sciml.solvers.controllers.IController` or ``PIDController`` (default
             :data:`DEFAULT_CONTROLLER`), or ``ConstantSteps(dt)``. An adaptive solve ends with a step-size
             underflow below ``max(controller.dt_min, 1e-9·(t1 − t0))``.
         dt: fixed step size (shorthand for ``controller=ConstantSteps(dt)``; required by fixed-step methods).
@@ -410,12 +410,13 @@ def solve(
         dt0: initial step of an adaptive solve (default: :func:`initial_step_size`, two extra evaluations).
         max_steps: limit on steps tried.
         stiffness: compute the stiffness index of every step.
-        throw: raise :class:`~solvers.solution.SolveError` when the solve fails; with False return the partial
+        throw: raise :class:`~sciml.solvers.solution.SolveError` when the solve fails; with False return
+        the partial
             solution with its ``status`` and ``message``.
 
     Returns:
-        A :class:`~solvers.solution.Solution` with ``ys`` of shape ``(len(ts), batch, d)`` and
-        :class:`~solvers.sde.methods.SDESolverStats` (``nfe`` counts every ``f`` and ``g`` evaluation).
+        A :class:`~sciml.solvers.solution.Solution` with ``ys`` of shape ``(len(ts), batch, d)`` and
+        :class:`~sciml.solvers.sde.methods.SDESolverStats` (``nfe`` counts every ``f`` and ``g`` evaluation).
 
     Raises:
         TypeError: ``problem`` is not an SDEProblem, ``f``/``g`` do not return tensors, ``bm`` is not a

@@ -94,7 +94,7 @@ def _real_stability_boundary(A0: np.ndarray, alpha: tuple[float, ...], upper: fl
 @dataclass(frozen=True)
 class SRATableau:
     """An SRA method (additive noise). Stage matrices are strictly lower triangular, given row by row (row
-    ``i`` holds ``i`` entries), like :class:`~solvers.ode.tableau.Tableau`.
+    ``i`` holds ``i`` entries), like :class:`~sciml.solvers.ode.tableau.Tableau`.
 
     Args:
         name: short name (``"sosra"``).

@@ -1,6 +1,6 @@
 """Spectral time stepping for semilinear periodic PDEs (ETDRK4), Lyapunov exponents, cached references."""
 
-from solvers.spectral.etdrk4 import (
+from sciml.solvers.spectral.etdrk4 import (
     ETDRK4,
     ETDRK4Coefficients,
     SpectralSolution,
@@ -8,8 +8,8 @@ from solvers.spectral.etdrk4 import (
     small_work_threads,
     solve_spectral,
 )
-from solvers.spectral.lyapunov import LyapunovEstimate, largest_lyapunov_exponent
-from solvers.spectral.reference import cached_solve, problem_parameters
+from sciml.solvers.spectral.lyapunov import LyapunovEstimate, largest_lyapunov_exponent
+from sciml.solvers.spectral.reference import cached_solve, problem_parameters
 
 __all__ = [
     "ETDRK4",

@@ -1,7 +1,7 @@
 """ETDRK4: fourth-order exponential time differencing Runge–Kutta for semilinear periodic PDEs.
 
 For ``v̂_t = L v̂ + N(v̂)`` in Fourier space (``L`` the diagonal linear symbol, ``N`` the pseudo-spectral
-nonlinear part of a :class:`~problems.semilinear.SemilinearPeriodicProblem`), one step of size ``h`` is
+nonlinear part of a :class:`~sciml.problems.semilinear.SemilinearPeriodicProblem`), one step of size ``h`` is
 Cox & Matthews' ETDRK4 (J. Comput. Phys. 176, 2002):
 
     a = E₂v + Q N(v),   b = E₂v + Q N(a),   c = E₂a + Q (2N(b) − N(v))
@@ -30,9 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from sciml.problems.semilinear import SemilinearPeriodicProblem
 from tqdm.auto import tqdm
-
-from problems.semilinear import SemilinearPeriodicProblem
 
 __all__ = ["ETDRK4", "ETDRK4Coefficients", "SpectralSolution", "solve_spectral", "small_work_threads"]
 
@@ -98,7 +97,7 @@ def etdrk4_coefficients(symbol: torch.Tensor, h: float, contour_points: int = 16
 
 
 class ETDRK4:
-    """ETDRK4 stepper for one :class:`~problems.semilinear.SemilinearPeriodicProblem` and step ``dt``.
+    """ETDRK4 stepper for one :class:`~sciml.problems.semilinear.SemilinearPeriodicProblem` and step ``dt``.
 
     Args:
         problem: the PDE (its terms, grid and period).
@@ -117,7 +116,7 @@ class ETDRK4:
         TypeError: ``problem`` is not a ``SemilinearPeriodicProblem``.
 
     Example:
-        >>> from problems.semilinear import kuramoto_sivashinsky
+        >>> from sciml.problems.semilinear import kuramoto_sivashinsky
         >>> ks = kuramoto_sivashinsky(length=22.0, n=64)
         >>> stepper = ETDRK4(ks, 0.25)
         >>> u = stepper.advance(torch.as_tensor(ks.initial_condition()), 40)  # to t = 10

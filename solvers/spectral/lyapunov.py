@@ -17,10 +17,9 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from sciml.problems.semilinear import SemilinearPeriodicProblem
+from sciml.solvers.spectral.etdrk4 import ETDRK4, small_work_threads
 from tqdm.auto import tqdm
-
-from problems.semilinear import SemilinearPeriodicProblem
-from solvers.spectral.etdrk4 import ETDRK4, small_work_threads
 
 __all__ = ["LyapunovEstimate", "largest_lyapunov_exponent"]
 

@@ -1,7 +1,7 @@
 """ETDRK4 trajectories cached in HDF5 with the parameters that produced them.
 
 A reference (a "truth" run of Kuramoto–Sivashinsky, an Allen–Cahn or Burgers reference for the PINN
-suite) is computed once and stored through :func:`solvers.cache.cached_arrays`; the stored parameters
+suite) is computed once and stored through :func:`sciml.solvers.cache.cached_arrays`; the stored parameters
 hold every term and coefficient, the grid, a hash of the initial state and of the save times, the step and
 the method, so a cache made for another problem is never reused.
 """
@@ -13,10 +13,9 @@ import os
 
 import numpy as np
 import torch
-
-from problems.semilinear import SemilinearPeriodicProblem, term_name
-from solvers.cache import cached_arrays
-from solvers.spectral.etdrk4 import solve_spectral
+from sciml.problems.semilinear import SemilinearPeriodicProblem, term_name
+from sciml.solvers.cache import cached_arrays
+from sciml.solvers.spectral.etdrk4 import solve_spectral
 
 __all__ = ["cached_solve", "problem_parameters"]
 
@@ -57,7 +56,7 @@ def cached_solve(
         saveat: increasing save times.
 
     Other Args:
-        dealias: see :class:`solvers.spectral.ETDRK4`.
+        dealias: see :class:`sciml.solvers.spectral.ETDRK4`.
         directory: overrides the cache directory (``$SCIML_CACHE_DIR`` or ``~/.cache/sciml``).
         progress: show a tqdm bar while computing.
 
