@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 
 from sciml.solvers.cache import atomic_write
 
-__all__ = ["save_checkpoint", "load_checkpoint", "write_json", "check_writable_dir"]
+__all__ = ["save_checkpoint", "load_checkpoint", "write_json", "save_figure", "check_writable_dir"]
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
@@ -68,8 +69,21 @@ def write_json(path: str | os.PathLike, payload: Any) -> Path:
     return path
 
 
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it. Returns the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def check_writable_dir(path: str | os.PathLike, argument: str = "--out") -> Path:
     """Create ``path`` if needed and check it can be written, before any long run starts.
+
+    The check writes a uniquely named temporary file (never a name a user's file could have) and removes it.
 
     Raises:
         ValueError: naming ``argument``, when the directory cannot be created or written.
@@ -77,9 +91,8 @@ def check_writable_dir(path: str | os.PathLike, argument: str = "--out") -> Path
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".sciml-write-test-"):
+            pass
     except OSError as exc:
         raise ValueError(
             f"{argument} {path} is not a writable directory ({exc}); choose another path"

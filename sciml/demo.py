@@ -15,7 +15,7 @@ import multiprocessing
 from pathlib import Path
 
 from sciml.bench.report import print_table, ratio
-from sciml.checkpoint import check_writable_dir
+from sciml.checkpoint import check_writable_dir, save_figure
 from sciml.neural_de.training import TrainConfig, train
 
 HELP = "train a digits neural ODE vanilla vs error-regularized; print accuracy, times and NFE; plot"
@@ -79,5 +79,4 @@ def _plot(histories: list[list[dict]], path: Path) -> None:
     ax_acc.set(title="test accuracy (%)", xlabel="epoch")
     ax_nfe.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)

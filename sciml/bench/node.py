@@ -15,6 +15,7 @@ import multiprocessing
 from pathlib import Path
 
 from sciml.bench.report import mean_std, print_table, ratio
+from sciml.checkpoint import save_figure
 from sciml.neural_de.training import VARIANTS, TrainConfig, train
 
 DESCRIPTION = (
@@ -174,5 +175,4 @@ def _plot(summary: list[dict], path: Path) -> None:
         for ax in row:
             ax.tick_params(axis="x", rotation=35)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)

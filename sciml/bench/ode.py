@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from sciml.bench.report import print_table, ratio
+from sciml.checkpoint import save_figure
 from sciml.problems import ode
 from sciml.problems.ode import ODEProblem
 from sciml.solvers.ode import reference_solution, solve
@@ -174,8 +175,7 @@ def _plot_work_precision(rows: list[dict], path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 # ----------------------------------------------------------------------------------------- overhead

@@ -98,7 +98,7 @@ def _plot(path: Path, summary: list[dict], models: list[str]) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from sciml.solvers.cache import atomic_write
+    from sciml.checkpoint import save_figure
 
     problems = list(dict.fromkeys(row["problem"] for row in summary))
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(problems)), 4))
@@ -115,9 +115,7 @@ def _plot(path: Path, summary: list[dict], models: list[str]) -> None:
     ax.set_ylabel("final relative L2 error")
     ax.legend()
     fig.tight_layout()
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from sciml.bench.report import print_table, ratio
+from sciml.checkpoint import save_figure
 from sciml.problems.linear import HeatEquation2D, ShiftedLaplacianSequence
 from sciml.relax import ChebCB, ContextualBins, TsallisINF, default_arms
 from sciml.solvers.linear import cg, sor, sor_batch, ssor_preconditioner, young_omega
@@ -280,8 +281,7 @@ def _plot(curves: dict[str, dict[str, np.ndarray]], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from sciml.bench.report import print_table, ratio
+from sciml.checkpoint import save_figure
 from sciml.problems import sde as problems
 from sciml.solvers.sde import brownian_interval, get_method, solve
 from sciml.solvers.sde.methods import SDESolverStats, Terms
@@ -253,8 +254,7 @@ def _plot(rows: list[dict], path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def _geomean(values) -> float:

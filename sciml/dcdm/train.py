@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sciml.checkpoint import check_writable_dir, load_checkpoint, save_checkpoint, write_json
+from sciml.checkpoint import check_writable_dir, load_checkpoint, save_checkpoint, save_figure, write_json
 from sciml.dcdm.data import grid_from_arrays, training_set
 from sciml.dcdm.loss import scale_invariant_loss
 from sciml.dcdm.network import build_network
@@ -281,8 +281,6 @@ def _plot_loss(losses: list[float], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sciml.solvers.cache import atomic_write
-
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.semilogy(losses, lw=0.5, alpha=0.5, label="batch")
     if len(losses) >= 50:
@@ -292,6 +290,4 @@ def _plot_loss(losses: list[float], path: Path) -> None:
     ax.set_ylabel("scale-invariant loss")
     ax.legend()
     fig.tight_layout()
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sciml.checkpoint import check_writable_dir, write_json
+from sciml.checkpoint import check_writable_dir, save_figure, write_json
 
 HELP = "MEDIDA: discover the missing terms of an imperfect Kuramoto-Sivashinsky model from observations"
 
@@ -150,8 +150,7 @@ def _plot(path: Path, x, t, trajectories, valid, lam: float, title: str) -> None
     axes[3].set_ylabel("relative L2 error")
     axes[3].legend()
     fig.suptitle(title)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(args: argparse.Namespace) -> int:

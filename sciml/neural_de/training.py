@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from sciml.checkpoint import check_writable_dir, load_checkpoint, save_checkpoint, write_json
+from sciml.checkpoint import check_writable_dir, load_checkpoint, save_checkpoint, save_figure, write_json
 from sciml.neural_de.regularizers import (
     RNODE,
     ConstantSchedule,
@@ -219,8 +219,7 @@ def _plot(history: list[dict], path: Path, title: str, metric: str) -> None:
     axes[2].legend()
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 # ------------------------------------------------------------------------------------------------ train

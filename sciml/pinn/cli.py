@@ -86,7 +86,7 @@ def plot_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sciml.solvers.cache import atomic_write
+    from sciml.checkpoint import save_figure
 
     ref, pred = reference.values[..., 0], prediction[..., 0]
     axes = reference.axes
@@ -119,9 +119,7 @@ def plot_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str,
             a.set_ylabel(names[0])
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(args: argparse.Namespace) -> int:
