@@ -16,34 +16,56 @@ from typing import Any
 
 import torch
 
-from sciml.solvers.cache import atomic_write
+from sciml.solvers.cache import atomic_write, content_digest
 
 __all__ = ["save_checkpoint", "load_checkpoint", "write_json", "save_figure", "check_writable_dir"]
 
 
+_CHECKSUM = "sha256"
+
+
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Save ``state`` (a dict of tensors / plain values) to ``path`` atomically."""
+    """Save ``state`` (a dict of tensors / plain values) to ``path`` atomically, with a SHA-256 checksum.
+
+    The checksum of the contents (every tensor's bytes, every plain value) is stored under the key
+    ``"sha256"``, so a file changed after it was written is refused by :func:`load_checkpoint` instead of
+    being used; ``torch.load`` still reads the file as a plain dict.
+
+    Raises:
+        ValueError: ``state`` already uses the key ``"sha256"``.
+    """
+    if _CHECKSUM in state:
+        raise ValueError(f"a checkpoint's state must not use the key {_CHECKSUM!r} (it holds the checksum)")
     with atomic_write(path) as tmp:
-        torch.save(state, tmp)
+        torch.save({**state, _CHECKSUM: content_digest(state)}, tmp)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``), verifying its checksum.
+
+    Files without a checksum (plain ``torch.save`` of a dict) are loaded as they are.
+
+    Returns:
+        The state as saved (without the checksum).
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is corrupt or holds something other than weights and plain values.
+        ValueError: the file is corrupt (unreadable, or its contents fail the checksum) or holds something
+            other than weights and plain values.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    fix = "The file is corrupt or was not written by sciml; delete it to start afresh."
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt / foreign files
-        raise ValueError(
-            f"cannot load checkpoint {path}: {exc}. The file is corrupt or was not written by sciml; "
-            "delete it to start afresh."
-        ) from exc
+        raise ValueError(f"cannot load checkpoint {path}: {exc}. {fix}") from exc
+    if isinstance(state, dict) and _CHECKSUM in state:
+        stored = state.pop(_CHECKSUM)
+        if stored != content_digest(state):
+            raise ValueError(f"checkpoint {path} fails its checksum (changed after it was written). {fix}")
+    return state
 
 
 def _finite_or_none(obj: Any) -> Any:

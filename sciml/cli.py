@@ -23,8 +23,17 @@ COMMANDS: dict[str, str] = {
 }
 
 
+DESCRIPTION = (
+    "Differential equations and scientific machine learning in PyTorch: neural ODEs/SDEs trained to be "
+    "cheap to solve, PINNs and PIGs, learned and tuned linear solvers, model-error discovery."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sciml", description=__doc__.splitlines()[0])
+    from sciml import __version__
+
+    parser = argparse.ArgumentParser(prog="sciml", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"sciml {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)

@@ -263,6 +263,10 @@ def test_bad_input_is_rejected_with_clear_errors(solver, tmp_path):
     solver.save(tmp_path / "model.pt")
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     state["config"]["channels"] += 2
+    torch.save(state, tmp_path / "edited.pt")  # edited after it was written: its checksum no longer fits
+    with pytest.raises(ValueError, match="checksum"):
+        DCDM.load(tmp_path / "edited.pt")
+    del state["sha256"]  # a file written by other code, without a checksum
     torch.save(state, tmp_path / "mismatch.pt")
     with pytest.raises(ValueError, match="channel layout"):
         DCDM.load(tmp_path / "mismatch.pt")

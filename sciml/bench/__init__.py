@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="benchmark", metavar="NAME", required=True)
     for name, module_name in BENCHMARKS.items():
         module = importlib.import_module(module_name)
-        text = module.DESCRIPTION.replace("%", "%%")  # argparse formats help strings with %
-        p = sub.add_parser(name, help=text, description=text)
+        # argparse %-formats a sub-command's help line, not its description
+        p = sub.add_parser(name, help=module.DESCRIPTION.replace("%", "%%"), description=module.DESCRIPTION)
         p.add_argument("--full", action="store_true", help="paper-scale sizes and budgets (slow)")
         p.add_argument(
             "--out", default="bench-results", help="directory for JSON and PNG (default: %(default)s)"

@@ -223,6 +223,33 @@ def _plot(history: list[dict], path: Path, title: str, metric: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ train
+def _check_options(config: TrainConfig) -> None:
+    """Refuse option values that cannot mean what the user asked (never fall back to a default)."""
+    positive = {"--lr": config.lr, "--rtol": config.rtol, "--atol": config.atol}
+    for flag, value in positive.items():
+        if value is not None and (isinstance(value, bool) or not math.isfinite(value) or value <= 0):
+            raise ValueError(f"{flag} must be a positive finite number, got {value}")
+    if config.weight is not None and (not math.isfinite(config.weight) or config.weight < 0):
+        raise ValueError(f"--weight must be a finite number >= 0, got {config.weight}")
+    for flag, value in {"--batch-size": config.batch_size, "--threads": config.threads}.items():
+        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+            raise ValueError(f"{flag} must be a whole number >= 1, got {value}")
+
+
+def _check_history(state: dict, epochs: int, path: Path) -> None:
+    """A checkpoint's epoch must agree with its history: a run resumed from it continues exactly."""
+    history = state.get("history")
+    epoch = state.get("epoch")
+    if not isinstance(history, list) or not isinstance(epoch, int):
+        raise ValueError(f"--resume: {path} lacks its epoch or history; train into a new --out")
+    recorded = [h.get("epoch") for h in history]
+    if recorded != list(range(1, len(history) + 1)) or epoch + 1 != len(history) or epoch >= epochs:
+        raise ValueError(
+            f"--resume: {path} is inconsistent (epoch {epoch} with {len(history)} recorded epochs, "
+            f"{epochs} planned); it was edited or damaged — train into a new --out"
+        )
+
+
 def train(config: TrainConfig) -> dict:
     """Train a task with a regularization variant; return the final summary (also in ``summary.json``).
 
@@ -239,6 +266,7 @@ def train(config: TrainConfig) -> dict:
     epochs = config.epochs if config.epochs is not None else task.epochs
     if epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {epochs}")
+    _check_options(config)
     regularizer, schedule = make_variant(config.reg, task, epochs, config.weight)
     backend = config.backend or ("continuous" if config.reg.startswith("local") else "backprop")
     if regularizer is not None and config.reg in ("error", "stiffness") and backend != "backprop":
@@ -260,8 +288,8 @@ def train(config: TrainConfig) -> dict:
     _seed_everything(config.seed)
     data = task.data()
     model = task.model(backend)
-    lr = config.lr or task.lr
-    batch_size = config.batch_size or task.batch_size
+    lr = config.lr if config.lr is not None else task.lr
+    batch_size = config.batch_size if config.batch_size is not None else task.batch_size
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     shuffle = torch.Generator().manual_seed(config.seed)
     history: list[dict] = []
@@ -281,6 +309,7 @@ def train(config: TrainConfig) -> dict:
                 f"{ {k: identity[k] for k in changed} } here); resume with the same options, or train "
                 "into a new --out"
             )
+        _check_history(state, epochs, ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng_torch"])

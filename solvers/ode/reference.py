@@ -4,10 +4,12 @@ times (see :mod:`sciml.solvers.cache`)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from sciml.problems.ode import ODEProblem
-from sciml.solvers.cache import cached_arrays
+from sciml.solvers.cache import cached_arrays, callable_fingerprint
 from scipy.integrate import solve_ivp
 
 __all__ = ["reference_solution"]
@@ -23,11 +25,23 @@ def _jsonable(value):
     raise TypeError
 
 
-def reference_solution(problem: ODEProblem, ts: torch.Tensor, *, use_cache: bool = True) -> torch.Tensor:
+def reference_solution(
+    problem: ODEProblem, ts: torch.Tensor, *, use_cache: bool = True, cache_version: str | None = None
+) -> torch.Tensor:
     """The solution of ``problem`` at ``ts`` (``(len(ts), *y0.shape)``, y0's dtype/device).
 
     The exact solution when the problem has one; otherwise scipy DOP853 (rtol 1e-13, atol 1e-13) or, for
-    problems marked stiff, Radau (rtol 1e-12, atol 1e-14), cached on disk keyed by everything it depends on.
+    problems marked stiff, Radau (rtol 1e-12, atol 1e-14), cached on disk keyed by everything it depends on:
+    the vector field's fingerprint (:func:`~sciml.solvers.cache.callable_fingerprint`: its code, the values
+    it closes over and the module-level values it reads), its parameters, ``y0``, the times and the method.
+
+    Args:
+        problem: the problem.
+        ts: the output times.
+        use_cache: read and write the HDF5 cache.
+        cache_version: a string that identifies the vector field, for fields whose fingerprint cannot be
+            determined (e.g. they read attributes of arbitrary objects); change it when the field changes.
+            Without it such a field's reference is computed afresh every time (with a warning).
 
     Raises:
         RuntimeError: scipy's solve fails.
@@ -53,13 +67,21 @@ def reference_solution(problem: ODEProblem, ts: torch.Tensor, *, use_cache: bool
             raise RuntimeError(f"reference solve of {problem.name!r} failed: {sol.message}")
         return {"ys": sol.y.T}
 
+    field = cache_version if cache_version is not None else callable_fingerprint(problem.f)
     try:
         key = {
-            "problem": problem.name, "params": _jsonable(problem.params), "y0": _jsonable(y0),
+            "problem": problem.name, "field": field, "params": _jsonable(problem.params), "y0": _jsonable(y0),
             "t_span": list(problem.t_span), "ts": t_eval.tolist(), "method": method, "rtol": rtol,
             "atol": atol,
         }  # fmt: skip
     except TypeError:
+        field = None
+    if use_cache and field is None:
+        warnings.warn(
+            f"the reference of {problem.name!r} is not cached: its vector field (or params) cannot be "
+            "fingerprinted; pass cache_version='...' to cache it",
+            stacklevel=2,
+        )
         use_cache = False
     arrays = cached_arrays(f"ode-{problem.name}", key, compute) if use_cache else compute()
     ys = np.asarray(arrays["ys"]).reshape(len(t_eval), *shape)
