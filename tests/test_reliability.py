@@ -125,3 +125,15 @@ def test_written_files_get_the_usual_mode_and_no_probe_file_is_touched(tmp_path)
             assert (path.stat().st_mode & 0o777) == 0o644
     finally:
         os.umask(old)
+
+
+def test_neural_ode_says_how_to_use_a_network_of_the_state_alone():
+    from torch import nn
+
+    from sciml.neural_de import Autonomous, NeuralODE
+
+    net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2))
+    with pytest.raises(TypeError, match=r"Autonomous\(net\)"):
+        NeuralODE(net)
+    out = NeuralODE(Autonomous(net))(torch.randn(4, 2))
+    assert out.ys.shape == (1, 4, 2)

@@ -6,7 +6,7 @@ take one differentiable step at a sampled time (locally); :mod:`sciml.neural_de.
 of :mod:`sciml.neural_de.tasks` with checkpoints, metrics and plots.
 """
 
-from sciml.neural_de.model import BACKENDS, NeuralODE, NeuralODEResult
+from sciml.neural_de.model import BACKENDS, Autonomous, NeuralODE, NeuralODEResult
 from sciml.neural_de.regularizers import (
     RNODE,
     ConstantSchedule,
@@ -20,7 +20,7 @@ from sciml.neural_de.regularizers import (
 )
 
 __all__ = [
-    "NeuralODE", "NeuralODEResult", "BACKENDS", "Regularizer", "ErrorEstimateRegularizer",
+    "NeuralODE", "NeuralODEResult", "Autonomous", "BACKENDS", "Regularizer", "ErrorEstimateRegularizer",
     "StiffnessRegularizer", "LocalErrorRegularizer", "Steer", "RNODE", "TayNODE", "ConstantSchedule",
     "ExponentialSchedule",
 ]  # fmt: skip

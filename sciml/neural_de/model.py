@@ -8,6 +8,7 @@ regularizers of Pal et al. (ICML 2021, ICML 2023) need.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -22,7 +23,7 @@ from sciml.solvers.solution import Solution, SolverStats, Status
 if TYPE_CHECKING:
     from sciml.neural_de.regularizers import Regularizer
 
-__all__ = ["NeuralODE", "NeuralODEResult", "BACKENDS"]
+__all__ = ["NeuralODE", "NeuralODEResult", "Autonomous", "BACKENDS"]
 
 #: how gradients are computed: backprop through our solver, our continuous adjoint, or torchdiffeq's adjoint
 BACKENDS = ("backprop", "continuous", "torchdiffeq")
@@ -66,11 +67,46 @@ class _Counter(nn.Module):
         return self.field(t, y)
 
 
+class Autonomous(nn.Module):
+    """A network of the state alone as a vector field: ``Autonomous(net)(t, y) = net(y)``.
+
+    ``NeuralODE`` calls its field as ``field(t, y)``; wrap an ``nn.Sequential`` (or any module whose
+    ``forward`` takes only the state) in this.
+
+    Args:
+        net: a module mapping a state tensor to its time derivative (same shape).
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.net(y)
+
+
+def _check_field(field: nn.Module) -> None:
+    if not callable(field):
+        raise TypeError(f"`field` must be an nn.Module called as field(t, y), got {type(field).__name__}")
+    try:
+        params = list(inspect.signature(getattr(field, "forward", field)).parameters.values())
+    except (TypeError, ValueError):  # no signature to inspect: trust the caller
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not any(p.kind == p.VAR_POSITIONAL for p in params) and len(positional) < 2:
+        raise TypeError(
+            f"`field` is called as field(t, y), but {type(field).__name__} takes only "
+            f"{len(positional)} argument(s); wrap a network of the state alone as "
+            "NeuralODE(Autonomous(net)) (from sciml.neural_de import Autonomous)"
+        )
+
+
 class NeuralODE(nn.Module):
     """``dy/dt = field(t, y)`` on ``t_span``, solved adaptively.
 
     Args:
-        field: an ``nn.Module`` called as ``field(t, y)`` (t a 0-d tensor).
+        field: an ``nn.Module`` called as ``field(t, y)`` (t a 0-d tensor); wrap a network of the state alone
+            in :class:`Autonomous`.
         t_span: integration interval (increasing).
         method: ``"tsit5"`` (default), ``"dp5"`` or ``"bs3"`` (the torchdiffeq backend uses its dopri5).
         rtol, atol: solver tolerances.
@@ -81,6 +117,7 @@ class NeuralODE(nn.Module):
 
     Raises:
         ValueError: unknown backend or method, decreasing ``t_span``.
+        TypeError: ``field`` cannot be called as ``field(t, y)``.
     """
 
     def __init__(
@@ -95,6 +132,7 @@ class NeuralODE(nn.Module):
         max_steps: int = 10_000,
     ):
         super().__init__()
+        _check_field(field)
         if backend not in BACKENDS:
             raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
         if backend != "torchdiffeq":
