@@ -4,7 +4,7 @@ import pathlib
 import subprocess
 import sys
 
-import tomllib
+import pytest
 
 import sciml
 
@@ -20,7 +20,9 @@ def _folder_packages() -> set[str]:
     return names
 
 
+@pytest.mark.skipif(not (ROOT / "problems").is_dir(), reason="run from an installed wheel, not a checkout")
 def test_pyproject_lists_every_package_folder():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert set(config["packages"]) == _folder_packages()
     assert config["package-dir"] == {"sciml.problems": "problems", "sciml.solvers": "solvers"}

@@ -8,13 +8,13 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from sciml.problems.ode import ODEProblem
+from sciml.solvers.cache import callable_fingerprint
+from sciml.solvers.ode import reference_solution
 
 from sciml.checkpoint import check_writable_dir, load_checkpoint, save_checkpoint, write_json
 from sciml.cli import main as cli_main
 from sciml.neural_de.training import _check_history
-from sciml.problems.ode import ODEProblem
-from sciml.solvers.cache import callable_fingerprint
-from sciml.solvers.ode import reference_solution
 
 TS = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
 

@@ -32,7 +32,12 @@ import torch
 
 __all__ = ["FLUID", "SOLID", "DIRICHLET", "PoissonGrid"]
 
-FLUID, SOLID, DIRICHLET = 0, 1, 2
+#: cell kind: an unknown of the system
+FLUID = 0
+#: cell kind: an obstacle (zero flux across its faces)
+SOLID = 1
+#: cell kind: a prescribed value
+DIRICHLET = 2
 WallKind = Literal["dirichlet", "neumann"]
 
 

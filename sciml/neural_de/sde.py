@@ -56,7 +56,7 @@ class NeuralSDE(nn.Module):
         noise_type, sde_type: torchsde's names (``"diagonal"``/``"additive"``/``"scalar"``/``"general"``,
             ``"ito"``/``"stratonovich"``).
         method: an adaptive method of :mod:`sciml.solvers.sde` (default: SOSRI for Itô diagonal/scalar
-        noise, SOSRA
+            noise, SOSRA
             for additive noise, Milstein for Stratonovich).
         rtol, atol: solver tolerances.
         max_steps: step limit of each solve.

@@ -411,7 +411,7 @@ def solve(
         max_steps: limit on steps tried.
         stiffness: compute the stiffness index of every step.
         throw: raise :class:`~sciml.solvers.solution.SolveError` when the solve fails; with False return
-        the partial
+            the partial
             solution with its ``status`` and ``message``.
 
     Returns:
