@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from sciml.checkpoint import save_figure  # noqa: E402
 from sciml.neural_de import ErrorEstimateRegularizer  # noqa: E402
 from sciml.neural_de.sde import CubicDrift, DiagonalAffine, NeuralSDE, spiral_moments  # noqa: E402
 
@@ -53,17 +54,16 @@ with torch.no_grad():
     out = sde(torch.tensor([[2.0, 0.0]]).expand(2000, 2), saveat=times, entropy=12345)
 print(f"prediction: NFE {out.solution.stats.nfe}")
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-for i, name in enumerate(("u1", "u2")):
-    axes[0].plot(times, mean[:, i], "k--")
-    axes[0].plot(times, out.ys.mean(1)[:, i], label=f"mean {name}")
-    axes[1].plot(times, var[:, i], "k--")
-    axes[1].plot(times, out.ys.var(1)[:, i], label=f"var {name}")
-axes[0].set(title="means (dashed: data)", xlabel="t")
-axes[1].set(title="variances (dashed: data)", xlabel="t")
+for i, (name, color) in enumerate((("u1", "tab:blue"), ("u2", "tab:orange"))):
+    axes[0].plot(times, mean[:, i], color=color, lw=2, label=f"data {name}")
+    axes[0].plot(times, out.ys.mean(1)[:, i], color=color, ls="--", label=f"neural SDE {name}")
+    axes[1].plot(times, var[:, i], color=color, lw=2, label=f"data {name}")
+    axes[1].plot(times, out.ys.var(1)[:, i], color=color, ls="--", label=f"neural SDE {name}")
+axes[0].set(title="means (solid: data, dashed: model)", xlabel="t", ylabel="mean")
+axes[1].set(title="variances (solid: data, dashed: model)", xlabel="t", ylabel="variance")
 axes[0].legend()
 axes[1].legend()
 fig.tight_layout()
 path = Path(args.out)
-path.mkdir(parents=True, exist_ok=True)
-fig.savefig(path / "neural_sde_spiral.png", dpi=110)
+save_figure(fig, path / "neural_sde_spiral.png")
 print(f"wrote {path / 'neural_sde_spiral.png'}")

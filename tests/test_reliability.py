@@ -137,3 +137,13 @@ def test_neural_ode_says_how_to_use_a_network_of_the_state_alone():
         NeuralODE(net)
     out = NeuralODE(Autonomous(net))(torch.randn(4, 2))
     assert out.ys.shape == (1, 4, 2)
+
+
+def test_spiral_training_draws_its_trajectory_against_the_data(tmp_path):
+    assert (
+        cli_main(
+            ["train", "node", "--task", "spiral", "--epochs", "1", "--out", str(tmp_path), "--no-progress"]
+        )
+        == 0
+    )
+    assert (tmp_path / "trajectories.png").stat().st_size > 10_000

@@ -24,7 +24,6 @@ DESCRIPTION = (
 
 #: epochs per task: quick, full
 EPOCHS = {"digits": (10, 30), "latent": (10, 40)}
-ERROR_BASED = ("error", "local-unbiased", "local-biased")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,10 +85,8 @@ def run(args: argparse.Namespace) -> dict:
     print_table(
         summary, columns, f"Means over {args.seeds} seeds (digits: accuracy %, latent: MSE on unseen values)"
     )
-    targets = _targets(summary)
-    print_table(targets, ["target", "measured", "met"], "Targets (issue 3)")
     _plot(summary, Path(args.out) / "node.png")
-    return {"rows": rows, "summary": summary, "targets": targets}
+    return {"rows": rows, "summary": summary}
 
 
 def summarize(
@@ -124,35 +121,6 @@ def summarize(
                 "train_time_vs_vanilla": ratio(stats["train_seconds"][0], base["train_seconds"]),
                 "metric_delta": delta,
             })  # fmt: skip
-    return out
-
-
-def _targets(summary: list[dict]) -> list[dict]:
-    """Issue 3's bars: the best error-based variant reaches NFE <= 0.5x vanilla with the metric within
-    0.5 points (digits) / 5 % (latent) and training time <= 1.0x; local (continuous adjoint) within 10 % of
-    the global variant's NFE."""
-    out = []
-    for task in dict.fromkeys(r["task"] for r in summary):
-        rows = {r["method"]: r for r in summary if r["task"] == task}
-
-        def ok_metric(r, task=task):
-            return r["metric_delta"] >= -0.5 if task == "digits" else r["metric_delta"] <= 0.05
-
-        candidates = [rows[v] for v in ERROR_BASED if v in rows]
-        if candidates:
-            good = [r for r in candidates if ok_metric(r) and r["train_time_vs_vanilla"] <= 1.0]
-            name = f"{task}: error-based NFE <= 0.5x with metric kept and train <= 1.0x"
-            if good:
-                best = min(good, key=lambda r: r["nfe_vs_vanilla"])
-                out.append({"target": f"{name} (best: {best['method']})", "measured": best["nfe_vs_vanilla"],
-                            "met": best["nfe_vs_vanilla"] <= 0.5})  # fmt: skip
-            else:
-                out.append({"target": f"{name} (no error-based variant kept the metric)",
-                            "measured": float("nan"), "met": False})  # fmt: skip
-        if "error" in rows and "local-unbiased" in rows:
-            r = ratio(rows["local-unbiased"]["predict_nfe"], rows["error"]["predict_nfe"])
-            out.append({"target": f"{task}: local (continuous adjoint) NFE within 10% of global",
-                        "measured": r, "met": r <= 1.1})  # fmt: skip
     return out
 
 

@@ -267,6 +267,34 @@ class SpiralSDETask:
         sde = NeuralSDE(CubicDrift(self.width), DiagonalAffine(2), (0.0, 1.0), rtol=self.rtol, atol=self.atol)
         return _SpiralSDEModel(sde, moments, self.paths, self.test_paths, seed=12345)
 
+    def plot_prediction(self, model: _SpiralSDEModel, path, title: str) -> None:
+        """Means and variances of the predicted trajectories against the data's (same colour per component,
+        data solid, model dashed)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from sciml.checkpoint import save_figure
+
+        ys = model.sde(model.y0.expand(model.test_paths, 2), saveat=model.times, entropy=model.test_seed).ys
+        times = model.times.numpy()
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for ax, data, pred, what in (
+            (axes[0], model.mean, ys.mean(1), "mean"),
+            (axes[1], model.var, ys.var(1), "variance"),
+        ):
+            for i, color in enumerate(("tab:blue", "tab:orange")):
+                ax.plot(times, data[:, i].numpy(), color=color, lw=2, label=f"data {what} $y_{i + 1}$")
+                ax.plot(
+                    times, pred[:, i].numpy(), color=color, ls="--", label=f"neural SDE {what} $y_{i + 1}$"
+                )
+            ax.set(xlabel="t", ylabel=what, title=f"{what} over {model.test_paths} trajectories")
+            ax.legend(fontsize=8)
+        fig.suptitle(title)
+        fig.tight_layout()
+        save_figure(fig, path)
+
 
 def _check_backend(backend: str) -> None:
     if backend != "backprop":

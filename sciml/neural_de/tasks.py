@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -272,6 +273,33 @@ class SpiralTask(Task):
         starts = torch.randint(0, self.n_times - self.window, (self.windows_per_epoch,), generator=g)
         windows = torch.stack([traj[s : s + self.window] for s in starts.tolist()])
         return {"train": (windows[:, 0], windows), "test": (traj[:1], traj[None])}
+
+    def plot_prediction(self, model: _SpiralModel, path: Path, title: str) -> None:
+        """The trajectory predicted from the first state over the whole horizon, against the data."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from sciml.checkpoint import save_figure
+
+        y0, target = self.data()["test"]
+        truth = target[0].numpy()
+        pred = model.full_node(y0, saveat=model.times).ys[:, 0].numpy()
+        times = model.times.numpy()
+        fig, (phase, series) = plt.subplots(1, 2, figsize=(11, 4.2))
+        phase.plot(truth[:, 0], truth[:, 1], color="black", lw=2, label="data")
+        phase.plot(pred[:, 0], pred[:, 1], color="tab:red", ls="--", label="neural ODE")
+        phase.set(xlabel="$y_1$", ylabel="$y_2$", title="phase plane", aspect="equal")
+        phase.legend()
+        for i, color in enumerate(("tab:blue", "tab:orange")):
+            series.plot(times, truth[:, i], color=color, lw=2, label=f"data $y_{i + 1}$")
+            series.plot(times, pred[:, i], color=color, ls="--", label=f"neural ODE $y_{i + 1}$")
+        series.set(xlabel="t", ylabel="state", title="components over time")
+        series.legend(fontsize=8, ncol=2)
+        fig.suptitle(title)
+        fig.tight_layout()
+        save_figure(fig, path)
 
     def model(self, backend):
         times = torch.linspace(0.0, self.horizon, self.n_times)

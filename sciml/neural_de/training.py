@@ -4,7 +4,8 @@
 (``metrics.json``) and an atomic checkpoint (``checkpoint.pt``: model, optimizer, RNG states, history) that
 ``resume=True`` continues exactly. A non-finite loss stops training with a message and keeps the last good
 checkpoint. At the end it measures prediction wall time and NFE on the test set (eval mode, no
-regularizer, the same tolerances for every variant) and plots the curves (``curves.png``).
+regularizer, the same tolerances for every variant) and plots the curves (``curves.png``; the spiral tasks
+also draw the predicted trajectories against the data, ``trajectories.png``).
 
 Launched by ``torchrun --nproc_per_node N``, it trains data-parallel (DDP over gloo on the CPU): every
 batch is split across the processes, gradients are averaged, and only rank 0 writes files.
@@ -397,6 +398,11 @@ def train(config: TrainConfig) -> dict:
         }  # fmt: skip
         write_json(out / "summary.json", summary)
         _plot(history, out / "curves.png", f"{task.name} / {config.reg} (seed {config.seed})", task.metric)
+        plot_prediction = getattr(task, "plot_prediction", None)
+        if plot_prediction is not None:  # tasks whose predictions are curves draw them against the data
+            model.eval()
+            with torch.no_grad():
+                plot_prediction(model, out / "trajectories.png", f"{task.name} / {config.reg}")
     if dist.world > 1:
         torch.distributed.barrier()
     return summary
