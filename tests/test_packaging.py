@@ -49,3 +49,15 @@ def test_top_level_names_resolve_and_version_is_set():
     assert sciml.__version__ and sciml.__version__ != "0.0.0+unknown"
     for name in sciml.__all__:
         assert getattr(sciml, name) is not None
+
+
+def test_the_solver_core_imports_no_plotting_storage_or_learning_library():
+    code = (
+        "import sys\n"
+        "import sciml.solvers.ode, sciml.solvers.sde\n"
+        "from sciml import odeint, sdeint, solve\n"
+        "print(sorted(m for m in ('h5py', 'matplotlib', 'sklearn') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
