@@ -15,6 +15,8 @@ import torch  # noqa: E402
 from sciml.problems.sde import gbm  # noqa: E402
 from sciml.solvers.sde import brownian_interval, sdeint, solve  # noqa: E402
 
+from sciml.checkpoint import save_figure  # noqa: E402
+
 parser = argparse.ArgumentParser()
 parser.add_argument("--paths", type=int, default=200)
 parser.add_argument("--out", default="sde-example", help="directory for the PNG")
@@ -46,7 +48,7 @@ axes[1].semilogy(sol.step_ts, sol.step_sizes, marker="s", label="h_j")
 axes[1].set(title="per-step estimates", xlabel="t")
 axes[1].legend()
 fig.tight_layout()
-fig.savefig(out / "sde_adaptive_gbm.png", dpi=110)
+save_figure(fig, out / "sde_adaptive_gbm.png")
 print(f"wrote {out / 'sde_adaptive_gbm.png'}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 
@@ -43,9 +44,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: options whose numbers must be whole and at least 1 (counts and sizes), and those that must be positive
+_AT_LEAST_ONE = {
+    "threads", "jobs", "seeds", "epochs", "repeats", "members", "sparse_pairs", "batch_size", "windows",
+    "steps", "layouts", "sizes", "frames", "paths", "iterations",
+}  # fmt: skip
+_POSITIVE = {"lr", "rtol", "atol", "tol"}
+_NON_NEGATIVE = {"noise", "weight", "burn_in", "adam", "lbfgs", "localization"}
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Refuse numbers no command can use (a zero count, a NaN rate...), naming the flag: every option with
+    one of the names above is checked, whichever sub-command defines it.
+
+    Raises:
+        ValueError: naming the option and what it must be.
+    """
+    for dest, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        flag = "--" + dest.replace("_", "-")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{flag} must be a finite number, got {v}")
+            if dest in _AT_LEAST_ONE and v < 1:
+                raise ValueError(f"{flag} must be at least 1, got {v}")
+            if dest in _POSITIVE and v <= 0:
+                raise ValueError(f"{flag} must be positive, got {v}")
+            if dest in _NON_NEGATIVE and v < 0:
+                raise ValueError(f"{flag} must be zero or positive, got {v}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_numbers(args)
         return int(args._module.main(args) or 0)
     except (ValueError, FileNotFoundError, PermissionError) as exc:
         if os.environ.get("SCIML_DEBUG"):

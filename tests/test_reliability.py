@@ -147,3 +147,18 @@ def test_spiral_training_draws_its_trajectory_against_the_data(tmp_path):
         == 0
     )
     assert (tmp_path / "trajectories.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["bench", "node", "--jobs", "0"], "--jobs"),
+        (["bench", "ode", "--repeats", "0"], "--repeats"),
+        (["medida", "--case", "3", "--members", "0"], "--members"),
+        (["medida", "--case", "3", "--noise", "nan"], "--noise"),
+        (["bench", "medida", "--cases", "1", "--seeds=-1"], "--seeds"),
+    ],
+)
+def test_every_command_refuses_numbers_it_cannot_use(argv, flag, tmp_path, capsys):
+    assert cli_main([*argv, "--out", str(tmp_path)]) == 2
+    assert flag in capsys.readouterr().err
