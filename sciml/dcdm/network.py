@@ -173,7 +173,8 @@ class MultigridNet(nn.Module):
         the coarsest level, ``[diag, *couplings, inverse (B, N, N)]``.
 
         Raises:
-            ValueError: when the coarsest Galerkin operator is not positive definite (a singular system).
+            ValueError: when the coarsest Galerkin operator is indefinite (not a diffusion operator); a
+                singular one (pure Neumann) gets its pseudo-inverse.
         """
         nd = self.ndim
         c = self.channels
@@ -184,12 +185,14 @@ class MultigridNet(nn.Module):
             context.extend(couplings)
             if level < len(shapes) - 1:
                 feats, dinv, mask = _features(diag, couplings)
-                hid = torch.tanh(_conv(feats, self.gate_w1, self.gate_b1, nd, 1))
-                gates = _conv(hid, self.gate_w2, self.gate_b2, nd, 0)
+                # the gate net runs in the weights' precision; the hierarchy stays in the fields' (float64
+                # from DCDMIteration.setup, so that a singular coarsest operator is detected reliably)
+                hid = torch.tanh(_conv(feats.to(self.gate_w1.dtype), self.gate_w1, self.gate_b1, nd, 1))
+                gates = _conv(hid, self.gate_w2, self.gate_b2, nd, 0).to(diag.dtype)
                 # S r = Σ_k a_k ⊙ (K_k ∗ r) = Σ_o β_o ⊙ r(· + o) with β_o = Σ_k a_k K_k[o]: a per-cell
                 # 3^d stencil, so each application costs 3^d multiply-adds per cell whatever `channels` is
                 a = gates[:, :c] * dinv.unsqueeze(1)
-                kernel = self.smoother.reshape([1, c, len(self.offsets)] + [1] * nd)
+                kernel = self.smoother.reshape([1, c, len(self.offsets)] + [1] * nd).to(diag.dtype)
                 context.append((a.unsqueeze(2) * kernel).sum(1))
                 context.append(gates[:, c] * mask)
                 diag, couplings = coarsen(diag, couplings)
@@ -293,7 +296,12 @@ class MultigridNet(nn.Module):
 
 
 def _coarse_inverse(diag: Tensor, couplings: list[Tensor]) -> Tensor:
-    """Dense inverse ``(B, N, N)`` of a small operator on its unknowns (zero rows/columns elsewhere)."""
+    """Dense inverse ``(B, N, N)`` of a small operator on its unknowns (zero rows/columns elsewhere).
+
+    A singular operator (a pure-Neumann group: its Cholesky factor breaks down or has a pivot below
+    1e-10 of its diagonal, computed in float64) gets the pseudo-inverse instead (eigenvalues below 1e-9 of
+    the largest dropped), so the cycle never amplifies the null space; the DCDM iteration projects it out.
+    """
     batch = diag.shape[0]
     n = diag[0].numel()
     eye = torch.eye(n, dtype=diag.dtype, device=diag.device)
@@ -304,14 +312,22 @@ def _coarse_inverse(diag: Tensor, couplings: list[Tensor]) -> Tensor:
         cols.append(c.reshape(lead))
     matrix = apply_stencil(basis, diag.reshape(lead), cols).reshape(batch, n, n)
     mask = (diag.reshape(batch, n) > 0).to(diag.dtype)
-    matrix = matrix + torch.diag_embed(1.0 - mask)
-    factor, info = torch.linalg.cholesky_ex(matrix.double())
-    if bool((info != 0).any()):
-        raise ValueError(
-            "the coarsest multigrid operator is not positive definite: the system is singular (a fluid "
-            "region without a Dirichlet boundary?) or not a Poisson operator"
-        )
-    inverse = torch.cholesky_inverse(factor).to(diag.dtype)
+    matrix = (matrix + torch.diag_embed(1.0 - mask)).double()
+    factor, info = torch.linalg.cholesky_ex(matrix)
+    pivots = torch.diagonal(factor, dim1=-2, dim2=-1) ** 2 / torch.diagonal(matrix, dim1=-2, dim2=-1)
+    if bool((info != 0).any()) or not bool((pivots > 1e-10).all()):
+        values, vectors = torch.linalg.eigh(matrix)
+        if not bool((values > -1e-8 * values.abs().amax(-1, keepdim=True)).all()):
+            raise ValueError(
+                "the coarsest multigrid operator is indefinite: the system is not a diffusion (Poisson) "
+                "operator"
+            )
+        keep = values > 1e-9 * values.amax(-1, keepdim=True)
+        inv_values = torch.where(keep, 1.0 / torch.where(keep, values, torch.ones_like(values)), 0.0 * values)
+        inverse = (vectors * inv_values.unsqueeze(-2)) @ vectors.transpose(-1, -2)
+    else:
+        inverse = torch.cholesky_inverse(factor)
+    inverse = inverse.to(diag.dtype)
     return inverse * mask.unsqueeze(1) * mask.unsqueeze(2)
 
 

@@ -9,8 +9,9 @@ fluid code keeps its pressure matrix in (Bridson, *Fluid Simulation for Computer
   off-diagonal entry; 0 where either cell is no unknown, and in the last layer along ``a``),
 
 so that ``(A u)_i = diag_i u_i - Σ_a [c_a(i) u_{i+e_a} + c_a(i-e_a) u_{i-e_a}]``. :func:`stencil_fields`
-reads these fields off :meth:`PoissonGrid.matrix` (there is one stencil in sciml, the grid's; this is its
-storage layout, tested to agree with :meth:`PoissonGrid.apply`).
+returns these fields of a :class:`~sciml.problems.linear.GridStencil` (sciml's one grid operator: from a
+:class:`PoissonGrid`, a user's matrix or coefficient arrays) as tensors; :func:`project_null` removes the
+constant null space of pure-Neumann groups (labels from :meth:`GridStencil.null_space`).
 
 :func:`coarsen` forms the Galerkin operator ``Pᵀ A P`` for piecewise-constant prolongation ``P`` over
 blocks of 2^d cells, which is again such a stencil: coarse couplings are sums of the fine couplings across
@@ -19,42 +20,67 @@ a coarse face, the coarse diagonal is the children's diagonals minus twice their
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from sciml.problems.linear import PoissonGrid
+from sciml.problems.linear import as_grid_stencil
 
-__all__ = ["stencil_fields", "apply_stencil", "coarsen", "restrict", "prolong", "pad_even"]
+__all__ = [
+    "stencil_fields",
+    "apply_stencil",
+    "coarsen",
+    "restrict",
+    "prolong",
+    "pad_even",
+    "null_projector",
+    "project_null",
+]
 
 
 def stencil_fields(
-    grid: PoissonGrid, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+    grid: Any, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
 ) -> tuple[Tensor, list[Tensor]]:
-    """The grid's operator as ``(diag, couplings)`` fields with a leading batch dimension of 1.
+    """The system's operator as ``(diag, couplings)`` fields with a leading batch dimension of 1.
 
     Args:
-        grid: the Poisson system.
+        grid: a :class:`~sciml.problems.linear.PoissonGrid` or a
+            :class:`~sciml.problems.linear.GridStencil` (e.g. from a user's matrix by
+            :func:`~sciml.problems.linear.as_grid_stencil`).
         dtype, device: of the returned tensors.
 
     Returns:
-        ``diag`` of shape ``(1, *grid.shape)`` and a list of ``grid.ndim`` coupling fields of that shape.
+        ``diag`` of shape ``(1, *shape)`` and a list of ``ndim`` coupling fields of that shape.
     """
-    A = grid.matrix().tocoo()
-    position = np.flatnonzero(grid.fluid)  # unknown index -> flat cell index
-    strides = np.cumprod((1,) + grid.shape[::-1])[:-1][::-1]  # C-order stride of each axis
-    upper = A.col > A.row
-    rows, cols, vals = A.row[upper], A.col[upper], -A.data[upper]
-    step = position[cols] - position[rows]
-    size = int(np.prod(grid.shape))
-    couplings = []
-    for axis in range(grid.ndim):
-        field = np.zeros(size)
-        on_axis = step == strides[axis]
-        field[position[rows[on_axis]]] = vals[on_axis]
-        couplings.append(torch.as_tensor(field.reshape(1, *grid.shape), dtype=dtype, device=device))
-    diag = torch.as_tensor(grid.diagonal()[None], dtype=dtype, device=device)
+    stencil = as_grid_stencil(grid)
+    diag = torch.tensor(stencil.diag[None], dtype=dtype, device=device)
+    couplings = [torch.tensor(c[None], dtype=dtype, device=device) for c in stencil.couplings]
     return diag, couplings
+
+
+def null_projector(labels: Tensor) -> list[Tensor]:
+    """The null-space data :func:`project_null` needs, from a label field (``-1`` outside singular groups,
+    ``0..m-1`` inside; :meth:`GridStencil.null_space`): ``[flat labels + 1, 1/size per label (0 for -1)]``.
+    An empty list when no cell is labelled (nonsingular)."""
+    flat = labels.reshape(-1).to(torch.int64) + 1
+    if not bool((flat > 0).any()):
+        return []
+    counts = torch.bincount(flat).to(torch.float64)
+    inverse = torch.where(counts > 0, 1.0 / torch.where(counts > 0, counts, torch.ones_like(counts)), counts)
+    inverse[0] = 0.0
+    return [flat, inverse]
+
+
+def project_null(v: Tensor, null: list[Tensor]) -> Tensor:
+    """``v`` minus its mean over each singular group (``null`` from :func:`null_projector`; identity when
+    empty): the projection onto the range of a singular grid operator."""
+    if len(null) == 0:
+        return v
+    flat, inverse = null[0], null[1]
+    sums = torch.zeros(inverse.shape[0], dtype=v.dtype, device=v.device).index_add_(0, flat, v.reshape(-1))
+    means = sums * inverse.to(v.dtype)
+    return v - means[flat].reshape(v.shape)
 
 
 def apply_stencil(u: Tensor, diag: Tensor, couplings: list[Tensor]) -> Tensor:
