@@ -278,11 +278,11 @@ class GridStencil:
         """The operator applied matrix-free to fields ``u`` of shape ``(..., *shape)`` (zero off the unknowns)."""
         if tuple(u.shape[-self.ndim :]) != self.shape:
             raise ValueError(f"`u` must end in the grid shape {self.shape}, got {tuple(u.shape)}")
-        diag = torch.as_tensor(self.diag, dtype=u.dtype, device=u.device)
+        diag = torch.tensor(self.diag, dtype=u.dtype, device=u.device)
         u = u * (diag > 0)
         out = diag * u
         for a, c in enumerate(self.couplings):
-            c = torch.as_tensor(c, dtype=u.dtype, device=u.device)
+            c = torch.tensor(c, dtype=u.dtype, device=u.device)
             dim = a - self.ndim
             n = self.shape[a]
             if n > 1:

@@ -56,10 +56,8 @@ MODEL_VERSION = 1
 #: status codes of :meth:`DCDMIteration.forward` (the exported solver) -> names of :class:`SolveStatus`
 STATUS_NAMES = ["converged", "max_iterations", "negative_curvature", "non_finite", "stagnation", "inconsistent"]
 _STAGNATION_STEPS = 3
-#: unknowns from which a DCDM solve uses more than one torch thread by default (:func:`default_threads`)
-THREADS_FROM_UNKNOWNS = 1 << 30
-#: the most threads a DCDM solve uses by default
-MAX_THREADS = 4
+#: torch threads of a DCDM setup/solve unless ``threads=`` is given (measured: see :func:`default_threads`)
+DEFAULT_THREADS = 1
 
 
 def default_model_path(ndim: int = 2) -> Path:
@@ -416,16 +414,17 @@ class DCDM:
 
 
 def default_threads(n_unknowns: int) -> int:
-    """Torch threads for a DCDM solve of ``n_unknowns`` unknowns when the caller does not choose.
+    """Torch threads for a DCDM setup/solve when the caller does not choose: :data:`DEFAULT_THREADS`.
 
-    The rule (measured with ``sciml bench poisson --threads``; see README): below
-    :data:`THREADS_FROM_UNKNOWNS` unknowns one thread (the per-operation work is too small to amortise
-    thread hand-offs, and extra threads on a busy machine cost far more than they gain); above, torch's
-    default but at most :data:`MAX_THREADS`.
+    Measured (prepare + solve, shipped 2D model, random layouts, 2-core machine shared with other jobs,
+    ``python`` timing in README): torch's default of 2 threads took 9.5× (128²), 8.6× (256²) and 1.24×
+    (512²) the time of one thread. The per-operation work of a multigrid cycle is small, so thread hand-offs
+    cost more than they save, and far more on a busy machine; one thread is the default at every size.
+    Pass ``threads=`` to use more (a large grid on an idle many-core machine).
     """
-    if n_unknowns < THREADS_FROM_UNKNOWNS:
-        return 1
-    return max(1, min(torch.get_num_threads(), MAX_THREADS))
+    if n_unknowns < 0:
+        raise ValueError(f"`n_unknowns` must be >= 0, got {n_unknowns}")
+    return DEFAULT_THREADS
 
 
 class _Threads:
