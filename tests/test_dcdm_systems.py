@@ -174,7 +174,9 @@ def test_pure_neumann_box_consistent_projected_zero_mean_and_inconsistent_refuse
     nearly = bc + 1e-10 * grid.fluid
     again = prepared.solve(nearly, rtol=1e-6)
     assert again.converged
-    assert np.linalg.norm(grid.to_vector(nearly) - A @ grid.to_vector(again.x)) <= 1e-6 * np.linalg.norm(nearly)
+    assert np.linalg.norm(grid.to_vector(nearly) - A @ grid.to_vector(again.x)) <= 1e-6 * np.linalg.norm(
+        nearly
+    )
     # two closed rooms (no door): two groups, each mean fixed
     cells[5:9, 19:21] = SOLID
     rooms = PoissonGrid((40, 40), cells=cells, walls="neumann")
@@ -207,11 +209,13 @@ def test_as_preconditioner_for_scipy_cg_gmres_and_flexible_pcg(solver):
     # M is linear and symmetric (float32 network: to ~1e-6)
     u, v = np.random.default_rng(9).standard_normal((2, A.shape[0]))
     assert abs(u @ (M @ v) - v @ (M @ u)) <= 1e-5 * abs(u @ (M @ v)) + 1e-9
-    np.testing.assert_allclose(M @ (2 * u + v), 2 * (M @ u) + M @ v, rtol=1e-5, atol=1e-5 * np.abs(M @ u).max())
+    np.testing.assert_allclose(
+        M @ (2 * u + v), 2 * (M @ u) + M @ v, rtol=1e-5, atol=1e-5 * np.abs(M @ u).max()
+    )
     counts = {}
     for name, method, extra in (("cg", spla.cg, {}), ("gmres", spla.gmres, {"callback_type": "pr_norm"})):
-        calls = []
-        x, info = method(A, b, rtol=1e-8, M=M, callback=lambda *a: calls.append(1), maxiter=200, **extra)
+        calls: list[int] = []
+        x, info = method(A, b, rtol=1e-8, M=M, callback=lambda *a, c=calls: c.append(1), maxiter=200, **extra)
         assert info == 0 and np.linalg.norm(b - A @ x) <= 1.01e-8 * np.linalg.norm(b)
         counts[name] = len(calls)
     plain = cg(A, b, rtol=1e-8)

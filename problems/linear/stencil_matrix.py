@@ -86,7 +86,9 @@ class GridStencil:
             )
         for a, c in enumerate(couplings):
             if c.shape != diag.shape:
-                raise ValueError(f"`couplings[{a}]` has shape {c.shape}, expected the grid shape {diag.shape}")
+                raise ValueError(
+                    f"`couplings[{a}]` has shape {c.shape}, expected the grid shape {diag.shape}"
+                )
         for name, arr in [("diag", diag)] + [(f"couplings[{a}]", c) for a, c in enumerate(couplings)]:
             if not np.isfinite(arr).all():
                 raise ValueError(f"`{name}` must be finite (it holds NaN or inf)")
@@ -101,8 +103,8 @@ class GridStencil:
             last[a] = -1
             if (c[tuple(last)] != 0).any():
                 raise ValueError(
-                    f"`couplings[{a}]` is nonzero in the last layer along axis {a}: it would couple across the "
-                    "boundary (periodic grids are not supported)"
+                    f"`couplings[{a}]` is nonzero in the last layer along axis {a}: it would couple "
+                    "across the boundary (periodic grids are not supported)"
                 )
             if (c > 0).any():
                 nxt = np.zeros_like(unknown)
@@ -113,8 +115,8 @@ class GridStencil:
                 nxt[tuple(sl)] = unknown[tuple(src)]
                 if ((c > 0) & ~(unknown & nxt)).any():
                     raise ValueError(
-                        f"`couplings[{a}]` couples a cell whose `diag` is 0 (no unknown); couplings must be 0 "
-                        "unless both cells are unknowns"
+                        f"`couplings[{a}]` couples a cell whose `diag` is 0 (no unknown); couplings must "
+                        "be 0 unless both cells are unknowns"
                     )
         rowsum = _row_sums(diag, couplings)
         bad = rowsum < -1e-12 * np.maximum(diag, 1e-300)
@@ -192,7 +194,7 @@ class GridStencil:
         off = coo.row != coo.col
         rows, cols, vals = coo.row[off], coo.col[off], coo.data[off]
         delta = coords[cols] - coords[rows]
-        neighbour = (np.abs(delta).sum(axis=1) == 1)
+        neighbour = np.abs(delta).sum(axis=1) == 1
         if not neighbour.all():
             k = int(np.flatnonzero(~neighbour)[0])
             ci, cj = tuple(coords[rows[k]].tolist()), tuple(coords[cols[k]].tolist())
@@ -207,8 +209,8 @@ class GridStencil:
             )
             raise ValueError(
                 f"`A` is not a {2 * len(shape) + 1}-point grid stencil on shape {shape}: row {rows[k]} (cell "
-                f"{ci}) couples with column {cols[k]} (cell {cj}), {what}. Expected every row to couple a cell "
-                f"only with its {2 * len(shape)} axis neighbours (C-order unknowns, `mask` marking them)"
+                f"{ci}) couples with column {cols[k]} (cell {cj}), {what}. Expected every row to couple a "
+                f"cell only with its {2 * len(shape)} axis neighbours (C-order unknowns, `mask` marking them)"
             )
         if (vals > 0).any():
             k = int(np.flatnonzero(vals > 0)[0])
@@ -275,7 +277,7 @@ class GridStencil:
         )
 
     def apply(self, u: torch.Tensor) -> torch.Tensor:
-        """The operator applied matrix-free to fields ``u`` of shape ``(..., *shape)`` (zero off the unknowns)."""
+        """The operator applied matrix-free to fields ``u`` of shape ``(..., *shape)`` (0 off unknowns)."""
         if tuple(u.shape[-self.ndim :]) != self.shape:
             raise ValueError(f"`u` must end in the grid shape {self.shape}, got {tuple(u.shape)}")
         diag = torch.tensor(self.diag, dtype=u.dtype, device=u.device)
@@ -350,7 +352,9 @@ class GridStencil:
         """Per-group means of field ``v`` and the field of those means (0 outside the groups)."""
         ns = self.null_space()
         inside = ns.labels >= 0
-        means = np.bincount(ns.labels[inside], weights=v[inside], minlength=ns.count) / np.maximum(ns.sizes, 1)
+        means = np.bincount(ns.labels[inside], weights=v[inside], minlength=ns.count) / np.maximum(
+            ns.sizes, 1
+        )
         field_ = np.zeros(self.shape)
         field_[inside] = means[ns.labels[inside]]
         return means, field_

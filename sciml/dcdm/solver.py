@@ -26,7 +26,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from sciml.checkpoint import load_checkpoint, save_checkpoint
 from sciml.dcdm.network import build_network
 from sciml.dcdm.stencil import apply_stencil, null_projector, project_null
-from sciml.problems.linear import GridStencil, PoissonGrid, as_grid_stencil
+from sciml.problems.linear import PoissonGrid, as_grid_stencil
 from sciml.solvers.linear import LinearSolveResult, SolveStatus
 from sciml.solvers.linear.krylov import check_tolerances
 
@@ -54,7 +54,14 @@ __all__ = [
 MODEL_FORMAT = "sciml-dcdm-model"
 MODEL_VERSION = 1
 #: status codes of :meth:`DCDMIteration.forward` (the exported solver) -> names of :class:`SolveStatus`
-STATUS_NAMES = ["converged", "max_iterations", "negative_curvature", "non_finite", "stagnation", "inconsistent"]
+STATUS_NAMES = [
+    "converged",
+    "max_iterations",
+    "negative_curvature",
+    "non_finite",
+    "stagnation",
+    "inconsistent",
+]
 _STAGNATION_STEPS = 3
 #: torch threads of a DCDM setup/solve unless ``threads=`` is given (measured: see :func:`default_threads`)
 DEFAULT_THREADS = 1
@@ -153,17 +160,18 @@ class DCDMIteration(nn.Module):
         b: Tensor,
         diag: Tensor,
         couplings: list[Tensor],
-        x0: Optional[Tensor] = None,
+        x0: Tensor | None = None,
         rtol: float = 1e-6,
         atol: float = 0.0,
         maxiter: int = 1000,
-        null_labels: Optional[Tensor] = None,
+        null_labels: Tensor | None = None,
     ) -> tuple[Tensor, int, Tensor, int]:
         """Solve ``A x = b`` for the operator ``(diag, couplings)``; fields of the grid's shape.
 
         ``null_labels`` (int64 field, ``-1`` outside, ``0..m-1`` on each pure-Neumann group) declares the
         constant null space of a singular system: ``b`` must then be consistent (its part in the null space
-        below the tolerance, else status ``inconsistent``), and ``x`` is returned with zero mean on each group.
+        below the tolerance, else status ``inconsistent``), and ``x`` is returned with zero mean on each
+        group.
 
         Returns:
             ``(x, iterations, residual_history, status)``: ``residual_history`` holds ‖b − A x‖ per iteration
@@ -377,7 +385,7 @@ class DCDM:
         ``examples/cpp``). The input/output contract::
 
             solver = torch.jit.load(path)
-            x, iterations, residuals, status = solver(b, diag, couplings, x0, rtol, atol, maxiter, null_labels)
+            x, iterations, residuals, status = solver(b, diag, couplings, x0, rtol, atol, maxiter, labels)
             solver.status_names[status]   # "converged", "max_iterations", "negative_curvature",
                                           # "non_finite", "stagnation", "inconsistent"
 
@@ -457,8 +465,8 @@ class PreparedSystem:
         stencil = as_grid_stencil(system, shape, mask)
         if stencil.ndim != solver.ndim:
             raise ValueError(
-                f"this DCDM model was trained for {solver.ndim}D grids but the system is {stencil.ndim}D; load "
-                f"or train a {stencil.ndim}D model (`DCDM.load(ndim={stencil.ndim})`, "
+                f"this DCDM model was trained for {solver.ndim}D grids but the system is {stencil.ndim}D; "
+                f"load or train a {stencil.ndim}D model (`DCDM.load(ndim={stencil.ndim})`, "
                 f"`sciml dcdm train --ndim {stencil.ndim}`)"
             )
         if stencil.n_unknowns == 0:
@@ -490,6 +498,8 @@ class PreparedSystem:
         ):
             raise TypeError(f"`{name}` must be a real array, got dtype {arr.dtype}")
         shape = tuple(arr.shape)
+        if not is_torch and not arr.flags.writeable:
+            arr = arr.copy()  # torch.as_tensor warns on read-only arrays (np.frombuffer, broadcasts)
         if shape == stencil.shape:
             field = torch.as_tensor(arr, dtype=torch.float64).cpu() * self._fluid
             as_field = True
@@ -579,11 +589,11 @@ class PreparedSystem:
         if inconsistency > 0 and inconsistency >= tol:
             raise ValueError(
                 f"inconsistent right-hand side: the system is singular ({self.null_space.count} group(s) of "
-                f"unknowns without a Dirichlet boundary, where A x sums to zero), and the part of `b` that no "
-                f"x can match (its mean over those groups) has norm {inconsistency:.3e} >= the tolerance "
+                f"unknowns without a Dirichlet boundary, where A x sums to zero), and the part of `b` that "
+                f"no x can match (its mean over those groups) has norm {inconsistency:.3e} >= the tolerance "
                 f"{tol:.3e}. The net source of a closed region must balance: make `b` consistent (e.g. "
-                "`b = prepared.project(b)`, which subtracts each group's mean, as pressure solvers do) or add "
-                "a Dirichlet boundary"
+                "`b = prepared.project(b)`, which subtracts each group's mean, as pressure solvers do) or "
+                "add a Dirichlet boundary"
             )
         bf = consistent
         tol_inner = math.sqrt(tol * tol - inconsistency * inconsistency)
@@ -640,8 +650,8 @@ class PreparedSystem:
                     return finish(
                         SolveStatus.STAGNATION,
                         k,
-                        f"stagnated at iteration {k} with ‖r‖/‖b‖ = {history[-1] / bnorm:.3e}: the iterate no "
-                        "longer changes in float64; loosen rtol/atol",
+                        f"stagnated at iteration {k} with ‖r‖/‖b‖ = {history[-1] / bnorm:.3e}: the iterate "
+                        "no longer changes in float64; loosen rtol/atol",
                     )
             else:
                 stagnant = 0
@@ -667,7 +677,9 @@ class PreparedSystem:
             q = project_null(q, self._null)
         return back(q)
 
-    def as_linear_operator(self, *, mode: str = "precondition", rtol: float = 1e-6, maxiter: int | None = None):
+    def as_linear_operator(
+        self, *, mode: str = "precondition", rtol: float = 1e-6, maxiter: int | None = None
+    ):
         """A scipy ``LinearOperator`` on the vector of unknowns (C order) approximating ``A⁻¹``.
 
         Args:
