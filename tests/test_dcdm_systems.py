@@ -254,3 +254,18 @@ def test_threads_are_set_for_the_solve_and_restored(solver):
     np.testing.assert_allclose(two.x, one.x, rtol=1e-6, atol=1e-9)
     with pytest.raises(ValueError, match="threads"):
         solver.solve(grid, b, threads=0)
+
+
+def test_null_space_sees_couplings_not_only_the_mask():
+    # a zero coupling splits an otherwise connected box into two closed rooms
+    grid = PoissonGrid((8, 8), walls="neumann")
+    st = grid.stencil()
+    cx = st.couplings[0].copy()
+    diag = st.diag.copy()
+    diag[3, :] -= cx[3, :]
+    diag[4, :] -= cx[3, :]
+    cx[3, :] = 0.0
+    split = GridStencil(diag, (cx, st.couplings[1]))
+    ns = split.null_space()
+    assert ns.count == 2 and sorted(ns.sizes) == [32, 32]
+    assert st.null_space().count == 1 and PoissonGrid((8, 8)).stencil().null_space().count == 0
