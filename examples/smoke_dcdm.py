@@ -143,8 +143,7 @@ def _plot(sim, grid, rows, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     smoke = np.ma.masked_where(grid.cells == 1, sim.smoke)
     (x0, y0), (x1, y1) = grid.lower, grid.upper
-    cmap = matplotlib.colormaps["magma"].copy()
-    cmap.set_bad("0.6")  # obstacles in grey
+    cmap = matplotlib.colormaps["magma"].with_extremes(bad="0.6")  # obstacles in grey
     image = axes[0].imshow(
         smoke.T, origin="lower", cmap=cmap, vmin=0, vmax=1, extent=(x0, x1, y0, y1), interpolation="nearest"
     )

@@ -138,7 +138,8 @@ def main(args: argparse.Namespace) -> int:
         path = solver.export(args.path)
         print(
             f"wrote {path} (load with torch.jit.load; "
-            "call as solver(b, diag, couplings, None, rtol, atol, maxiter))"
+            "call as solver(b, diag, couplings, x0, rtol, atol, maxiter, null_labels); contract in "
+            "sciml.dcdm.DCDM.export)"
         )
         return 0
 

@@ -91,9 +91,10 @@ def apply_stencil(u: Tensor, diag: Tensor, couplings: list[Tensor]) -> Tensor:
         c = couplings[a]
         dim = a - nd
         n = out.shape[dim]
-        if n > 1:
-            out.narrow(dim, 0, n - 1).sub_(c.narrow(dim, 0, n - 1) * u.narrow(dim, 1, n - 1))
-            out.narrow(dim, 1, n - 1).sub_(c.narrow(dim, 0, n - 1) * u.narrow(dim, 0, n - 1))
+        if n > 1:  # fused multiply-subtract into views: no temporaries
+            cc = c.narrow(dim, 0, n - 1)
+            out.narrow(dim, 0, n - 1).addcmul_(cc, u.narrow(dim, 1, n - 1), value=-1.0)
+            out.narrow(dim, 1, n - 1).addcmul_(cc, u.narrow(dim, 0, n - 1), value=-1.0)
     return out
 
 
