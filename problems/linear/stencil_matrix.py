@@ -8,16 +8,17 @@ grid systems runs on:
 
 * ``diag`` — the diagonal as a field of the grid's shape, positive on the unknowns, 0 elsewhere;
 * ``couplings[a]`` — per axis ``a``, the coupling between cell ``i`` and ``i + e_a``, the *negated*
-  off-diagonal entry ``−A[i, i+e_a]`` (0 where either cell is no unknown, and in the last layer along ``a``).
+  off-diagonal entry ``−A[i, i+e_a]`` (0 where either cell is no unknown); in the last layer along ``a`` the
+  coupling to the first layer — nonzero only on a periodic axis (the wrap-around), 0 otherwise.
 
 :meth:`GridStencil.from_matrix` reads these fields off a user's scipy matrix and refuses anything that is
 not such a stencil (with the row, the cells and what was expected); :meth:`PoissonGrid.stencil` gives the
 same object for sciml's own grids, identical to ``GridStencil.from_matrix(grid.matrix(), grid.shape,
 grid.fluid)`` (tested). Accepted are symmetric, weakly diagonally dominant stencils with non-positive
 off-diagonals (the diffusion operators of simulation codes: constant or variable coefficients, obstacles,
-Dirichlet and Neumann boundaries), which are positive semi-definite.
+Dirichlet and Neumann boundaries, periodic axes), which are positive semi-definite.
 
-Null space (pure Neumann). A connected group of unknowns whose rows all sum to zero (no Dirichlet
+Null space (pure Neumann, periodic). A connected group of unknowns whose rows all sum to zero (no Dirichlet
 boundary) makes the operator singular with the constant on the group in its null space; each such group is
 one entry of :meth:`GridStencil.null_space`. The solvers then follow what simulation codes do: the
 right-hand side must be consistent (sum to zero over each group, up to the solve tolerance; otherwise they
@@ -63,7 +64,8 @@ class GridStencil:
     Args:
         diag: the diagonal, an array of the grid's shape (2D or 3D; 1D works too); ``> 0`` marks the
             unknowns, ``0`` the cells that are no unknowns (solids, Dirichlet cells, masked out).
-        couplings: one array of the grid's shape per axis: ``couplings[a][i] = −A[i, i + e_a]`` (``>= 0``).
+        couplings: one array of the grid's shape per axis: ``couplings[a][i] = −A[i, i + e_a]`` (``>= 0``);
+            the last layer couples to the first (periodic axes, at least 3 cells), else 0.
 
     Raises:
         ValueError: shapes that disagree, non-finite or negative entries, couplings that touch a cell with
@@ -101,19 +103,15 @@ class GridStencil:
         for a, c in enumerate(couplings):
             last = [slice(None)] * diag.ndim
             last[a] = -1
-            if (c[tuple(last)] != 0).any():
+            if diag.shape[a] <= 2 and (c[tuple(last)] != 0).any():
                 raise ValueError(
-                    f"`couplings[{a}]` is nonzero in the last layer along axis {a}: it would couple "
-                    "across the boundary (periodic grids are not supported)"
+                    f"`couplings[{a}]` is nonzero in the last layer along axis {a}, which has only "
+                    f"{diag.shape[a]} cells: a periodic axis needs at least 3"
                 )
             if (c > 0).any():
-                nxt = np.zeros_like(unknown)
-                sl = [slice(None)] * diag.ndim
-                sl[a] = slice(None, -1)
-                src = [slice(None)] * diag.ndim
-                src[a] = slice(1, None)
-                nxt[tuple(sl)] = unknown[tuple(src)]
-                if ((c > 0) & ~(unknown & nxt)).any():
+                # the cell each coupling reaches: i + e_a, wrapping to the first layer from the last
+                reached = np.roll(unknown, -1, axis=a)
+                if ((c > 0) & ~(unknown & reached)).any():
                     raise ValueError(
                         f"`couplings[{a}]` couples a cell whose `diag` is 0 (no unknown); couplings must "
                         "be 0 unless both cells are unknowns"
@@ -152,8 +150,8 @@ class GridStencil:
             TypeError: ``A`` is not a sparse matrix or 2-D array.
             ValueError: sizes that disagree, a nonsymmetric matrix, an entry that couples two cells that are
                 not axis neighbours (naming the row, the cells and the expected 5/7-point stencil; periodic
-                wrap-around named as such), a positive off-diagonal, a non-positive diagonal, or rows that
-                are not diagonally dominant.
+                wrap-around couplings are accepted), a positive off-diagonal, a non-positive diagonal, or
+                rows that are not diagonally dominant.
         """
         if isinstance(A, np.ndarray) and A.ndim == 2:
             A = sp.csr_array(A)
@@ -194,23 +192,19 @@ class GridStencil:
         off = coo.row != coo.col
         rows, cols, vals = coo.row[off], coo.col[off], coo.data[off]
         delta = coords[cols] - coords[rows]
+        extent = np.asarray(shape) - 1
+        # a periodic wrap-around: one axis differs by ±(n_a − 1), n_a >= 3; recorded as a step of ∓1
+        wraps = (np.abs(delta) == extent) & (extent >= 2) & ((delta != 0).sum(axis=1) == 1)[:, None]
+        delta = np.where(wraps, -np.sign(delta), delta)
         neighbour = np.abs(delta).sum(axis=1) == 1
         if not neighbour.all():
             k = int(np.flatnonzero(~neighbour)[0])
             ci, cj = tuple(coords[rows[k]].tolist()), tuple(coords[cols[k]].tolist())
-            d = np.abs(delta[k])
-            axis = int(np.argmax(d))
-            periodic = (d > 0).sum() == 1 and shape[axis] > 2 and d[axis] == shape[axis] - 1
-            what = (
-                "a periodic wrap-around coupling (periodic grids are not supported; solve with CG or pad the "
-                "grid)"
-                if periodic
-                else "not an axis neighbour"
-            )
             raise ValueError(
                 f"`A` is not a {2 * len(shape) + 1}-point grid stencil on shape {shape}: row {rows[k]} (cell "
-                f"{ci}) couples with column {cols[k]} (cell {cj}), {what}. Expected every row to couple a "
-                f"cell only with its {2 * len(shape)} axis neighbours (C-order unknowns, `mask` marking them)"
+                f"{ci}) couples with column {cols[k]} (cell {cj}), not an axis neighbour. Expected every row "
+                f"to couple a cell only with its {2 * len(shape)} axis neighbours (periodic wrap-around "
+                "allowed; C-order unknowns, `mask` marking them)"
             )
         if (vals > 0).any():
             k = int(np.flatnonzero(vals > 0)[0])
@@ -228,7 +222,7 @@ class GridStencil:
         diag = np.zeros(size)
         diag[position] = diag_vec
         couplings = []
-        forward = delta.sum(axis=1) == 1  # the entry (i, i + e_a)
+        forward = delta.sum(axis=1) == 1  # the entry (i, i + e_a); from the last layer: the wrap-around
         for a in range(len(shape)):
             on = forward & (delta[:, a] == 1)
             c = np.zeros(size)
@@ -244,6 +238,17 @@ class GridStencil:
     @property
     def ndim(self) -> int:
         return self.diag.ndim
+
+    @property
+    def periodic_axes(self) -> tuple[int, ...]:
+        """Axes with a wrap-around coupling (a nonzero last layer of ``couplings[a]``)."""
+        out = []
+        for a, c in enumerate(self.couplings):
+            last = [slice(None)] * self.ndim
+            last[a] = -1
+            if (c[tuple(last)] != 0).any():
+                out.append(a)
+        return tuple(out)
 
     @property
     def fluid(self) -> np.ndarray:
@@ -265,12 +270,17 @@ class GridStencil:
             src = [slice(None)] * self.ndim
             dst = [slice(None)] * self.ndim
             src[a], dst[a] = slice(None, -1), slice(1, None)
-            ci, cj, w = index[tuple(src)], index[tuple(dst)], c[tuple(src)]
-            on = w > 0
-            for r, s in ((ci[on], cj[on]), (cj[on], ci[on])):
-                rows.append(r)
-                cols.append(s)
-                vals.append(-w[on])
+            last = [slice(None)] * self.ndim
+            first = [slice(None)] * self.ndim
+            last[a], first[a] = slice(-1, None), slice(0, 1)
+            pairs = [(index[tuple(src)], index[tuple(dst)], c[tuple(src)])]
+            pairs.append((index[tuple(last)], index[tuple(first)], c[tuple(last)]))  # periodic wrap-around
+            for ci, cj, w in pairs:
+                on = w > 0
+                for r, t in ((ci[on], cj[on]), (cj[on], ci[on])):
+                    rows.append(r)
+                    cols.append(t)
+                    vals.append(-w[on])
         n = int(fluid.sum())
         return sp.csr_array(
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
@@ -291,6 +301,9 @@ class GridStencil:
                 cc = c.narrow(dim, 0, n - 1)
                 out.narrow(dim, 0, n - 1).sub_(cc * u.narrow(dim, 1, n - 1))
                 out.narrow(dim, 1, n - 1).sub_(cc * u.narrow(dim, 0, n - 1))
+                cw = c.narrow(dim, n - 1, 1)  # periodic wrap-around (0 otherwise)
+                out.narrow(dim, n - 1, 1).sub_(cw * u.narrow(dim, 0, 1))
+                out.narrow(dim, 0, 1).sub_(cw * u.narrow(dim, n - 1, 1))
         return out
 
     def row_sums(self) -> np.ndarray:
@@ -352,7 +365,7 @@ class GridStencil:
             src[a], dst[a] = slice(None, -1), slice(1, None)
             pair = fluid[tuple(src)] & fluid[tuple(dst)]
             all_coupled &= bool((c[tuple(src)][pair] > 0).all())
-        if all_coupled:
+        if all_coupled and not self.periodic_axes:
             from scipy import ndimage
 
             labels, count = ndimage.label(fluid, structure=ndimage.generate_binary_structure(self.ndim, 1))
@@ -417,6 +430,10 @@ def _row_sums(diag: np.ndarray, couplings: tuple[np.ndarray, ...]) -> np.ndarray
         upper = [slice(None)] * diag.ndim
         lower[a], upper[a] = slice(1, None), slice(None, -1)
         out[tuple(lower)] -= c[tuple(upper)]
+        first = [slice(None)] * diag.ndim
+        last = [slice(None)] * diag.ndim
+        first[a], last[a] = 0, -1
+        out[tuple(first)] -= c[tuple(last)]  # periodic wrap-around (0 otherwise)
     return out * (diag > 0)
 
 

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sciml.dcdm.stencil import apply_stencil, coarsen, prolong, restrict
+from sciml.dcdm.stencil import apply_stencil, coarsen, is_periodic, prolong, restrict
 
 __all__ = ["MultigridNet", "PaperNet", "build_network", "ARCHITECTURES"]
 
@@ -70,9 +70,10 @@ def _features(diag: Tensor, couplings: list[Tensor]) -> tuple[Tensor, Tensor, Te
         c = couplings[a]
         dim = a - nd
         n = c.shape[dim]
-        lower = torch.zeros_like(c)
+        lower = torch.zeros_like(c)  # the coupling to i - e_a (periodic: the first cell's is the last layer)
         if n > 1:
             lower.narrow(dim, 1, n - 1).copy_(c.narrow(dim, 0, n - 1))
+        lower.narrow(dim, 0, 1).add_(c.narrow(dim, n - 1, 1))
         feats.append(c * dinv)
         feats.append(lower * dinv)
         offdiag = offdiag + c + lower
@@ -169,8 +170,9 @@ class MultigridNet(nn.Module):
     def setup(self, diag: Tensor, couplings: list[Tensor]) -> list[Tensor]:
         """Hierarchy, gates and coarsest factor for operators ``(diag, couplings)`` of shape ``(B, *shape)``.
 
-        Returns per level ``[diag, *couplings, smoother gates (B, channels, ...), coarse weight]`` and, for
-        the coarsest level, ``[diag, *couplings, inverse (B, N, N)]``.
+        Returns per level ``[diag, *couplings, smoother gates (B, channels, ...), coarse weight]``, for
+        the coarsest level ``[diag, *couplings, inverse (B, N, N)]``, and last a flag (1 when some axis is
+        periodic: the operators then include the wrap-around couplings; the smoother stays zero-padded).
 
         Raises:
             ValueError: when the coarsest Galerkin operator is indefinite (not a diffusion operator); a
@@ -179,6 +181,7 @@ class MultigridNet(nn.Module):
         nd = self.ndim
         c = self.channels
         shapes = _level_shapes(list(diag.shape[1:]), self.coarsest)
+        periodic = is_periodic(couplings)
         context: list[Tensor] = []
         for level in range(len(shapes)):
             context.append(diag)
@@ -198,6 +201,7 @@ class MultigridNet(nn.Module):
                 diag, couplings = coarsen(diag, couplings)
             else:
                 context.append(_coarse_inverse(diag, couplings))
+        context.append(torch.full([1], float(periodic), dtype=diag.dtype, device=diag.device))
         return context
 
     def _shifted(self, x: Tensor, offset: list[int], shape: list[int]) -> Tensor:
@@ -238,6 +242,7 @@ class MultigridNet(nn.Module):
         shapes = _level_shapes(list(r.shape[1:]), self.coarsest)
         last = len(shapes) - 1
         stride = nd + 3
+        wrap = bool(context[len(context) - 1][0] > 0)
         rhs: list[Tensor] = [r]  # right-hand side of each level's correction equation
         res: list[Tensor] = [r]  # its residual for the level's current iterate
         xs: list[Tensor] = [r]  # the level's current iterate
@@ -247,7 +252,7 @@ class MultigridNet(nn.Module):
             res.append(r)
             xs.append(r)
             visits.append(0)
-        level = self._descend(0, last, rhs, res, xs, visits, context)
+        level = self._descend(0, last, rhs, res, xs, visits, context, wrap)
         while level > 0:
             level -= 1
             base = level * stride
@@ -255,11 +260,11 @@ class MultigridNet(nn.Module):
             couplings = context[base + 1 : base + 1 + nd]
             e = context[base + nd + 2] * prolong(xs[level + 1], shapes[level])
             xs[level] = xs[level] + e
-            res[level] = res[level] - apply_stencil(e, diag, couplings)
+            res[level] = res[level] - apply_stencil(e, diag, couplings, wrap)
             visits[level] += 1
             if visits[level] < self.gamma and level + 1 < last:  # W-cycle: visit the coarse level again
                 rhs[level + 1] = restrict(context[base + nd + 2] * res[level], nd)
-                level = self._descend(level + 1, last, rhs, res, xs, visits, context)
+                level = self._descend(level + 1, last, rhs, res, xs, visits, context, wrap)
             else:
                 mask = (diag > 0).to(diag.dtype)
                 xs[level] = xs[level] + self._smooth_adjoint(res[level], context[base + nd + 1], mask)
@@ -274,6 +279,7 @@ class MultigridNet(nn.Module):
         xs: list[Tensor],
         visits: list[int],
         context: list[Tensor],
+        wrap: bool,
     ) -> int:
         """Pre-smooth and restrict from ``level`` down to the coarsest level, solve there exactly."""
         nd = self.ndim
@@ -282,7 +288,7 @@ class MultigridNet(nn.Module):
             base = level * stride
             x = self._smooth(rhs[level], context[base + nd + 1])
             xs[level] = x
-            res[level] = rhs[level] - apply_stencil(x, context[base], context[base + 1 : base + 1 + nd])
+            res[level] = rhs[level] - apply_stencil(x, context[base], context[base + 1 : base + 1 + nd], wrap)
             visits[level] = 0
             rhs[level + 1] = restrict(context[base + nd + 2] * res[level], nd)
             level += 1

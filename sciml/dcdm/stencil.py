@@ -36,6 +36,7 @@ __all__ = [
     "pad_even",
     "null_projector",
     "project_null",
+    "is_periodic",
 ]
 
 
@@ -83,8 +84,12 @@ def project_null(v: Tensor, null: list[Tensor]) -> Tensor:
     return v - means[flat].reshape(v.shape)
 
 
-def apply_stencil(u: Tensor, diag: Tensor, couplings: list[Tensor]) -> Tensor:
-    """``A u`` for fields ``u`` of the shape of ``diag`` (broadcasting over leading dimensions)."""
+def apply_stencil(u: Tensor, diag: Tensor, couplings: list[Tensor], wrap: bool = True) -> Tensor:
+    """``A u`` for fields ``u`` of the shape of ``diag`` (broadcasting over leading dimensions).
+
+    The last layer of ``couplings[a]`` couples the last cell along ``a`` with the first (periodic axes; 0
+    otherwise); ``wrap=False`` skips those terms (a caller that knows they are all zero).
+    """
     nd = len(couplings)
     out = diag * u
     for a in range(nd):
@@ -95,7 +100,24 @@ def apply_stencil(u: Tensor, diag: Tensor, couplings: list[Tensor]) -> Tensor:
             cc = c.narrow(dim, 0, n - 1)
             out.narrow(dim, 0, n - 1).addcmul_(cc, u.narrow(dim, 1, n - 1), value=-1.0)
             out.narrow(dim, 1, n - 1).addcmul_(cc, u.narrow(dim, 0, n - 1), value=-1.0)
+            if wrap:
+                cw = c.narrow(dim, n - 1, 1)
+                out.narrow(dim, n - 1, 1).addcmul_(cw, u.narrow(dim, 0, 1), value=-1.0)
+                out.narrow(dim, 0, 1).addcmul_(cw, u.narrow(dim, n - 1, 1), value=-1.0)
+        elif wrap:  # one cell along a periodic axis: the wrap-around face couples it with itself
+            out.addcmul_(c, u, value=-2.0)
     return out
+
+
+def is_periodic(couplings: list[Tensor]) -> bool:
+    """Whether any coupling field has a nonzero last layer (a periodic wrap-around)."""
+    nd = len(couplings)
+    for a in range(nd):
+        c = couplings[a]
+        dim = a - nd
+        if bool((c.narrow(dim, c.shape[dim] - 1, 1) != 0).any()):
+            return True
+    return False
 
 
 def pad_even(x: Tensor, nd: int) -> Tensor:
@@ -144,12 +166,23 @@ def prolong(x: Tensor, shape: list[int]) -> Tensor:
 
 
 def coarsen(diag: Tensor, couplings: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-    """The Galerkin coarse operator ``Pᵀ A P`` (piecewise-constant ``P`` over 2^d blocks) as fields."""
+    """The Galerkin coarse operator ``Pᵀ A P`` (piecewise-constant ``P`` over 2^d blocks) as fields.
+
+    Periodic wrap-around couplings (last layer) become the coarse grid's wrap-around couplings; along an
+    odd axis the padding cell sits inside the last block, so the wrap coupling is moved onto it first.
+    """
     nd = len(couplings)
     coarse_diag = restrict(diag, nd)
     coarse: list[Tensor] = []
     for a in range(nd):
-        pairs = pad_even(couplings[a], nd).unfold(a - nd, 2, 2)
+        c = pad_even(couplings[a], nd)
+        dim = a - nd
+        n = couplings[a].shape[dim]
+        if n % 2 == 1 and n > 1:  # odd: the wrap coupling of cell n-1 belongs to the padded block's edge
+            c = c.clone()
+            c.narrow(dim, n, 1).copy_(c.narrow(dim, n - 1, 1))
+            c.narrow(dim, n - 1, 1).zero_()
+        pairs = c.unfold(dim, 2, 2)
         internal = pairs.select(-1, 0)  # coupling between children 2I and 2I+1
         across = pairs.select(-1, 1)  # coupling between child 2I+1 and the next block's child 2I+2
         for b in range(nd):
