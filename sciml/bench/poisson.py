@@ -11,6 +11,8 @@ size (the iteration counts across sizes measure resolution independence):
   stencil: :func:`~sciml.problems.linear.as_grid_stencil`), 2D;
 * ``neumann`` — a closed box with obstacles (every wall Neumann): singular with a constant null space per
   closed region, the right-hand side made consistent (each region's mean removed), given as a matrix; 2D;
+* ``periodic`` — the ``varcoef`` matrix with periodic wrap-around on both axes instead of walls (singular,
+  consistent right-hand side); 2D;
 * ``box3d`` — random 3D layouts as a scipy matrix (7-point), 32³ and 64³ (128³ with ``--full``).
 
 Every method solves to ``rtol`` 1e-6 (‖b − A x‖ ≤ rtol·‖b‖) from zero, white-noise right-hand side:
@@ -39,7 +41,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from sciml.bench.report import print_table, ratio
-from sciml.problems.linear import FLUID, PoissonGrid
+from sciml.problems.linear import FLUID, PoissonGrid, as_grid_stencil
 from sciml.problems.linear.generators import fill_unanchored, random_layout, random_obstacles, random_rhs
 
 DESCRIPTION = (
@@ -50,7 +52,7 @@ DESCRIPTION = (
 RTOL = 1e-6
 BENCH_SEED = 200_000
 METHODS = ("cg", "ic-pcg", "amg-pcg", "dcdm")
-KINDS = ("obstacles", "varcoef", "neumann", "box3d")
+KINDS = ("obstacles", "varcoef", "neumann", "periodic", "box3d")
 
 
 def _positive_int(text: str) -> int:
@@ -107,9 +109,10 @@ def _timed(fn, repeat: int) -> tuple[Any, float]:
 
 
 # ---------------------------------------------------------------------------------------------- systems
-def user_varcoef_matrix(n: int, seed: int) -> tuple[sp.csr_matrix, np.ndarray]:
+def user_varcoef_matrix(n: int, seed: int, periodic: bool = False) -> tuple[sp.csr_matrix, np.ndarray]:
     """``−∇·(κ∇u)`` on an ``n × n`` cell grid as a user assembles it: COO triplets on the unknowns (C order),
-    κ a smooth random field of contrast 100, harmonic means on faces, obstacles zero-flux, Dirichlet walls.
+    κ a smooth random field of contrast 100, harmonic means on faces, obstacles zero-flux, Dirichlet walls
+    (``periodic``: wrap-around faces on both axes instead, no walls: singular).
 
     Returns the CSR matrix and the boolean mask of unknowns.
     """
@@ -120,7 +123,9 @@ def user_varcoef_matrix(n: int, seed: int) -> tuple[sp.csr_matrix, np.ndarray]:
     field = (field - field.min()) / (field.max() - field.min())
     kappa = 100.0**field
     cells = random_obstacles((n, n), count=(4, 8), size=(0.03, 0.1), seed=rng)
-    mask = fill_unanchored(cells, "dirichlet") == FLUID  # no enclosed pocket (it would be singular)
+    if not periodic:
+        cells = fill_unanchored(cells, "dirichlet")  # no enclosed pocket (it would be singular)
+    mask = cells == FLUID
     index = np.full((n, n), -1)
     index[mask] = np.arange(mask.sum())
     h2 = (1.0 / n) ** 2
@@ -137,10 +142,20 @@ def user_varcoef_matrix(n: int, seed: int) -> tuple[sp.csr_matrix, np.ndarray]:
         rows += [i, j]
         cols += [j, i]
         vals += [-w[both], -w[both]]
-        for edge in (0, -1):  # Dirichlet walls half a cell away: 2κ/h²
-            sl = [slice(None), slice(None)]
-            sl[axis] = edge
-            diag[tuple(sl)] += 2 * kappa[tuple(sl)] / h2
+        last = (slice(-1, None), slice(None)) if axis == 0 else (slice(None), slice(-1, None))
+        first = (slice(0, 1), slice(None)) if axis == 0 else (slice(None), slice(0, 1))
+        if periodic:  # the wrap-around faces between the last and the first layer
+            both = mask[last] & mask[first]
+            w = 2 * kappa[last] * kappa[first] / (kappa[last] + kappa[first]) / h2 * both
+            diag[last] += w
+            diag[first] += w
+            i, j = index[last][both], index[first][both]
+            rows += [i, j]
+            cols += [j, i]
+            vals += [-w[both], -w[both]]
+        else:  # Dirichlet walls half a cell away: 2κ/h²
+            diag[last] += 2 * kappa[last] / h2
+            diag[first] += 2 * kappa[first] / h2
     rows.append(index[mask])
     cols.append(index[mask])
     vals.append(diag[mask])
@@ -163,6 +178,11 @@ def make_system(kind: str, n: int, index: int) -> dict[str, Any]:
     if kind == "varcoef":
         A, mask = user_varcoef_matrix(n, seed)
         b = np.random.default_rng(seed).standard_normal(A.shape[0])
+        return {"A": A, "b": b / np.linalg.norm(b), "dcdm": (A, {"shape": (n, n), "mask": mask}), "ndim": 2}
+    if kind == "periodic":
+        A, mask = user_varcoef_matrix(n, seed, periodic=True)
+        stencil = as_grid_stencil(A, (n, n), mask)
+        b = stencil.project(np.random.default_rng(seed).standard_normal(A.shape[0]))  # consistent
         return {"A": A, "b": b / np.linalg.norm(b), "dcdm": (A, {"shape": (n, n), "mask": mask}), "ndim": 2}
     if kind == "neumann":
         cells = random_obstacles((n, n), count=(4, 10), size=(0.03, 0.12), margin=0.1, seed=seed)

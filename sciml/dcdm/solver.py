@@ -77,7 +77,7 @@ class DCDMIteration(nn.Module):
 
     Fields have the grid's shape without a batch dimension: ``diag`` and ``couplings[a]`` as in
     :mod:`sciml.dcdm.stencil` (``diag[i] = A_ii``, ``couplings[a][i] = −A_{i, i+e_a}``, zero outside the
-    unknowns).
+    unknowns; the last layer couples to the first on periodic axes).
 
     Args:
         network: a network with ``setup`` / ``precondition`` (see :mod:`sciml.dcdm.network`).
@@ -391,13 +391,14 @@ class DCDM:
 
         * ``b``, ``diag`` and every ``couplings[a]`` (a list of ``ndim`` fields): float64 tensors of the grid
           shape (2D ``(ny, nx)``, 3D ``(nz, ny, nx)``, no batch dimension): ``diag[i] = A_ii`` (> 0 on the
-          unknowns, 0 elsewhere), ``couplings[a][i] = −A_{i, i+e_a}`` (zero unless both cells are unknowns,
-          zero in the last layer along axis ``a``) — the layout a fluid code stores its pressure matrix in;
+          unknowns, 0 elsewhere), ``couplings[a][i] = −A_{i, i+e_a}`` (zero unless both cells are unknowns;
+          in the last layer along axis ``a`` the coupling to the first layer: nonzero only on a periodic
+          axis) — the layout a fluid code stores its pressure matrix in;
         * ``x0``: ``None`` or a float64 field (initial guess); ``rtol``, ``atol``: stop when
           ``‖b − A x‖ <= max(rtol ‖b‖, atol)`` (2-norm over the unknowns); ``maxiter``: int;
         * ``null_labels``: ``None`` (a nonsingular system) or an int64 field, ``-1`` outside and
-          ``0..m−1`` on each connected group of unknowns without Dirichlet contact (pure Neumann; a closed
-          box: all zeros). ``b`` must then be consistent (else status ``inconsistent``); ``x`` has zero mean
+          ``0..m−1`` on each connected group of unknowns without Dirichlet contact (pure Neumann or
+          periodic; a closed box: all zeros). ``b`` must then be consistent (else status ``inconsistent``); ``x`` has zero mean
           on each group;
         * returns ``x`` (float64 field, zero off the unknowns), ``iterations`` (int), ``residuals`` (float64
           1-D tensor: ‖b − A x‖ for ``x0`` and after every iteration) and ``status`` (int, index into
