@@ -398,8 +398,8 @@ class DCDM:
           ``‖b − A x‖ <= max(rtol ‖b‖, atol)`` (2-norm over the unknowns); ``maxiter``: int;
         * ``null_labels``: ``None`` (a nonsingular system) or an int64 field, ``-1`` outside and
           ``0..m−1`` on each connected group of unknowns without Dirichlet contact (pure Neumann or
-          periodic; a closed box: all zeros). ``b`` must then be consistent (else status ``inconsistent``); ``x`` has zero mean
-          on each group;
+          periodic; a closed box: all zeros). ``b`` must then be consistent (else status
+          ``inconsistent``); ``x`` has zero mean on each group;
         * returns ``x`` (float64 field, zero off the unknowns), ``iterations`` (int), ``residuals`` (float64
           1-D tensor: ‖b − A x‖ for ``x0`` and after every iteration) and ``status`` (int, index into
           ``status_names``; 0 = converged).
