@@ -9,6 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python}
+for tool in cmake c++; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "build_and_run.sh: '$tool' not found: install cmake (>= 3.18) and a C++17 compiler" >&2
+    exit 2
+  fi
+done
 BUILD=${1:-build/cpp}
 prefix=$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)')
 cmake -S examples/cpp -B "$BUILD" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null

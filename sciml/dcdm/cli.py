@@ -161,7 +161,7 @@ def main(args: argparse.Namespace) -> int:
             cg_seconds = time.perf_counter() - start
             prepared = solver.prepare(grid)
             start = time.perf_counter()
-            result = prepared.solve(b, rtol=args.rtol)
+            result = prepared.solve(b, rtol=args.rtol, threads=args.threads)
             rows.append(
                 {
                     "grid": "x".join([str(n)] * args.ndim),
