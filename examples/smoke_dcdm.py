@@ -26,7 +26,7 @@ from sciml.problems.linear.generators import fill_unanchored
 from sciml.solvers.fluid import SmokeSimulation, cg_pressure_solver, plume_grid
 from sciml.solvers.linear import LinearSolveResult, SolveStatus
 
-from sciml.checkpoint import check_writable_dir, write_json
+from sciml.checkpoint import check_writable_dir, save_figure, write_json
 from sciml.dcdm import DCDM, stencil_fields
 
 
@@ -57,6 +57,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="smoke-dcdm-results")
     args = parser.parse_args()
+    for flag, value, low in (
+        ("--size", args.size, 16),
+        ("--frames", args.frames, 1),
+        ("--obstacles", args.obstacles, 0),
+        ("--threads", args.threads, 1),
+    ):
+        if value < low:
+            parser.error(f"argument {flag}: must be >= {low}, got {value}")
+    if not (0 < args.rtol < 1):
+        parser.error(f"argument --rtol: must lie in (0, 1), got {args.rtol}")
     out = check_writable_dir(args.out)
     torch.set_num_threads(args.threads)
 
@@ -76,7 +86,7 @@ def main() -> None:
         setup = time.perf_counter() - start
 
         def dcdm_solver(grid, b):
-            return prepared.solve(b, rtol=args.rtol)
+            return prepared.solve(b, rtol=args.rtol, threads=args.threads)
 
     cg_solver = cg_pressure_solver(rtol=args.rtol)
     sim = SmokeSimulation(grid, pressure_solver=dcdm_solver)
@@ -129,11 +139,17 @@ def _plot(sim, grid, rows, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sciml.solvers.cache import atomic_write
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     smoke = np.ma.masked_where(grid.cells == 1, sim.smoke)
-    axes[0].imshow(smoke.T, origin="lower", cmap="magma", vmin=0, vmax=1)
+    (x0, y0), (x1, y1) = grid.lower, grid.upper
+    cmap = matplotlib.colormaps["magma"].with_extremes(bad="0.6")  # obstacles in grey
+    image = axes[0].imshow(
+        smoke.T, origin="lower", cmap=cmap, vmin=0, vmax=1, extent=(x0, x1, y0, y1), interpolation="nearest"
+    )
+    fig.colorbar(image, ax=axes[0], label="smoke density (obstacles grey)")
+    axes[0].set_xlabel("x")
+    axes[0].set_ylabel("y (open top)")
     axes[0].set_title(f"smoke at frame {sim.frame} (DCDM projection)")
     frames = [r["frame"] for r in rows]
     axes[1].plot(frames, [r["cg_iterations"] for r in rows], label="CG")
@@ -141,16 +157,17 @@ def _plot(sim, grid, rows, path: Path) -> None:
     axes[1].set_yscale("log")
     axes[1].set_xlabel("frame")
     axes[1].set_ylabel("iterations to rtol")
+    axes[1].set_title("pressure solve: iterations")
     axes[1].legend()
     axes[2].plot(frames, [r["cg_seconds"] for r in rows], label="CG")
     axes[2].plot(frames, [r["dcdm_seconds"] for r in rows], label="DCDM")
+    axes[2].set_yscale("log")
     axes[2].set_xlabel("frame")
     axes[2].set_ylabel("seconds per projection")
+    axes[2].set_title("pressure solve: wall time")
     axes[2].legend()
     fig.tight_layout()
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

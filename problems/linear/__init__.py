@@ -1,8 +1,9 @@
 """Linear PDE problems on grids: one stencil definition, two forms (scipy matrix, torch operator)."""
 
 from sciml.problems.linear.grid import DIRICHLET, FLUID, SOLID, PoissonGrid
+from sciml.problems.linear.stencil_matrix import GridStencil, NullSpace, as_grid_stencil
 
-__all__ = ["PoissonGrid", "FLUID", "SOLID", "DIRICHLET"]
+__all__ = ["PoissonGrid", "FLUID", "SOLID", "DIRICHLET", "GridStencil", "NullSpace", "as_grid_stencil"]
 from sciml.problems.linear.sequences import HeatEquation2D, LinearInstance, ShiftedLaplacianSequence, bump  # noqa: E402
 
 __all__ += ["ShiftedLaplacianSequence", "HeatEquation2D", "LinearInstance", "bump"]

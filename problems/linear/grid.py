@@ -186,6 +186,25 @@ class PoissonGrid:
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
         )
 
+    def stencil(self):
+        """The operator as a :class:`~sciml.problems.linear.stencil_matrix.GridStencil` (coefficient fields).
+
+        Identical to ``GridStencil.from_matrix(self.matrix(), self.shape, self.fluid)``; the form every grid
+        solver (CG on its matrix, DCDM, the TorchScript export) reads.
+        """
+        from sciml.problems.linear.stencil_matrix import GridStencil
+
+        fluid = self.fluid
+        couplings = []
+        for axis, h in enumerate(self.spacing):
+            c = np.zeros(self.shape)
+            src = [slice(None)] * self.ndim
+            dst = [slice(None)] * self.ndim
+            src[axis], dst[axis] = slice(None, -1), slice(1, None)
+            c[tuple(src)] = (fluid[tuple(src)] & fluid[tuple(dst)]) / h**2
+            couplings.append(c)
+        return GridStencil(self.diagonal(), tuple(couplings))
+
     def apply(self, u: torch.Tensor) -> torch.Tensor:
         """The operator applied matrix-free to fields ``u`` of shape ``(..., *shape)``.
 

@@ -1,14 +1,16 @@
 """Deep conjugate-direction method (Kaneda et al., ICML 2023) for grid Poisson systems.
 
-``DCDM.load()`` gives the model shipped with sciml; ``DCDM.solve(grid, b)`` solves, ``as_linear_operator``
-hands it to scipy, ``export`` writes TorchScript for simulation codes; :func:`train` trains new models.
+``DCDM.load()`` gives the model shipped with sciml; ``DCDM.solve(system, b)`` solves a grid system (a
+``PoissonGrid``, a ``GridStencil`` of coefficient arrays, or a user's scipy matrix with ``shape=``/``mask=``;
+pure-Neumann systems included), ``as_linear_operator`` hands it to scipy as a preconditioner, ``export``
+writes TorchScript for simulation codes (C++ consumer in ``examples/cpp``); :func:`train` trains new models.
 """
 
 from sciml.dcdm.data import lanczos, lanczos_rhs, ritz_vectors, training_set
 from sciml.dcdm.loss import scale_invariant_loss
 from sciml.dcdm.network import MultigridNet, PaperNet, build_network
-from sciml.dcdm.solver import DCDM, DCDMIteration, PreparedSystem, dcdm, default_model_path
-from sciml.dcdm.stencil import apply_stencil, coarsen, stencil_fields
+from sciml.dcdm.solver import DCDM, DCDMIteration, PreparedSystem, dcdm, default_model_path, default_threads
+from sciml.dcdm.stencil import apply_stencil, coarsen, project_null, stencil_fields
 from sciml.dcdm.train import TrainConfig, train
 
 __all__ = [
@@ -17,6 +19,8 @@ __all__ = [
     "PreparedSystem",
     "dcdm",
     "default_model_path",
+    "default_threads",
+    "project_null",
     "MultigridNet",
     "PaperNet",
     "build_network",

@@ -22,8 +22,27 @@ import numpy as np
 HELP = "deep conjugate-direction method: train, evaluate, export (TorchScript) and inspect models"
 
 
+def _number(low: float, high: float | None = None, open_low: bool = False, *, integer: bool = True):
+    """An argparse ``type`` that parses a number and checks its range (argparse names the flag)."""
+    from sciml.dcdm.train import check_number
+
+    def parse(text: str):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(  # noqa: B904 - argparse reports this message, not the cause
+                f"expected {'an integer' if integer else 'a number'}, got {text!r}"
+            )
+        problem = check_number(value, low, high, open_low, integer=integer)
+        if problem:
+            raise argparse.ArgumentTypeError(f"must be {problem}, got {text}")
+        return value
+
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sciml.dcdm.train import TrainConfig
+    from sciml.dcdm.train import BOUNDS, CHOICES, FLOAT_FIELDS, TrainConfig
 
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     defaults = TrainConfig()
@@ -40,20 +59,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(TrainConfig):
         default = getattr(defaults, field.name)
         flag = "--" + field.name.replace("_", "-")
-        if isinstance(default, bool):
+        if field.name in CHOICES:
+            kind = type(CHOICES[field.name][0])
+            p.add_argument(
+                flag, type=kind, choices=CHOICES[field.name], default=default, help=f"default {default}"
+            )
+        elif isinstance(default, bool):
             p.add_argument(flag, type=_parse_bool, default=default, metavar="BOOL", help=f"default {default}")
-        elif default is None:
-            p.add_argument(flag, type=int, default=None, help="default: by dimension")
         else:
-            p.add_argument(flag, type=type(default), default=default, help=f"default {default}")
+            low, high, open_low = BOUNDS[field.name]
+            integer = field.name not in FLOAT_FIELDS
+            p.add_argument(
+                flag,
+                type=_number(low, high, open_low, integer=integer),
+                default=default,
+                help="default: by dimension" if default is None else f"default {default}",
+            )
 
     p = sub.add_parser("eval", help="DCDM vs CG iterations on unseen layouts")
     p.add_argument("--model", default=None, help="model file (default: the shipped model)")
     p.add_argument("--ndim", type=int, default=2, choices=(2, 3))
-    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256], help="cells per side")
-    p.add_argument("--layouts", type=int, default=4, help="unseen layouts per size")
-    p.add_argument("--rtol", type=float, default=1e-6)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--sizes", type=_number(8), nargs="+", default=[64, 128, 256], help="cells per side (>= 8)"
+    )
+    p.add_argument("--layouts", type=_number(1), default=4, help="unseen layouts per size")
+    p.add_argument("--rtol", type=_number(0.0, open_low=True, integer=False), default=1e-6)
+    p.add_argument("--threads", type=_number(1), default=1)
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
 
     p = sub.add_parser("export", help="write TorchScript that loads with plain torch.jit.load")
@@ -107,7 +138,8 @@ def main(args: argparse.Namespace) -> int:
         path = solver.export(args.path)
         print(
             f"wrote {path} (load with torch.jit.load; "
-            "call as solver(b, diag, couplings, None, rtol, atol, maxiter))"
+            "call as solver(b, diag, couplings, x0, rtol, atol, maxiter, null_labels); contract in "
+            "sciml.dcdm.DCDM.export)"
         )
         return 0
 
@@ -129,7 +161,7 @@ def main(args: argparse.Namespace) -> int:
             cg_seconds = time.perf_counter() - start
             prepared = solver.prepare(grid)
             start = time.perf_counter()
-            result = prepared.solve(b, rtol=args.rtol)
+            result = prepared.solve(b, rtol=args.rtol, threads=args.threads)
             rows.append(
                 {
                     "grid": "x".join([str(n)] * args.ndim),

@@ -23,7 +23,8 @@ def scale_invariant_loss(q: Tensor, b: Tensor, diag: Tensor, couplings: list[Ten
         diag, couplings: the operators (see :mod:`sciml.dcdm.stencil`), shape ``(B, *shape)``.
 
     Returns:
-        A scalar tensor in ``[0, 1]`` (1 when ``q`` is A-orthogonal to ``b``'s solution direction).
+        A scalar tensor ``>= 0``: 0 when ``q`` is parallel to ``A⁻¹ b``, 1 when ``qᵀb = 0``; it can exceed 1,
+        since the line-search step minimises the A-norm of the error, not the residual's 2-norm.
 
     Raises:
         ValueError: mismatched shapes.

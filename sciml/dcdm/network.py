@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sciml.dcdm.stencil import apply_stencil, coarsen, prolong, restrict
+from sciml.dcdm.stencil import apply_stencil, coarsen, is_periodic, prolong, restrict
 
 __all__ = ["MultigridNet", "PaperNet", "build_network", "ARCHITECTURES"]
 
@@ -70,9 +70,10 @@ def _features(diag: Tensor, couplings: list[Tensor]) -> tuple[Tensor, Tensor, Te
         c = couplings[a]
         dim = a - nd
         n = c.shape[dim]
-        lower = torch.zeros_like(c)
+        lower = torch.zeros_like(c)  # the coupling to i - e_a (periodic: the first cell's is the last layer)
         if n > 1:
             lower.narrow(dim, 1, n - 1).copy_(c.narrow(dim, 0, n - 1))
+        lower.narrow(dim, 0, 1).add_(c.narrow(dim, n - 1, 1))
         feats.append(c * dinv)
         feats.append(lower * dinv)
         offdiag = offdiag + c + lower
@@ -169,32 +170,38 @@ class MultigridNet(nn.Module):
     def setup(self, diag: Tensor, couplings: list[Tensor]) -> list[Tensor]:
         """Hierarchy, gates and coarsest factor for operators ``(diag, couplings)`` of shape ``(B, *shape)``.
 
-        Returns per level ``[diag, *couplings, smoother gates (B, channels, ...), coarse weight]`` and, for
-        the coarsest level, ``[diag, *couplings, inverse (B, N, N)]``.
+        Returns per level ``[diag, *couplings, smoother gates (B, channels, ...), coarse weight]``, for
+        the coarsest level ``[diag, *couplings, inverse (B, N, N)]``, and last a flag (1 when some axis is
+        periodic: the operators then include the wrap-around couplings; the smoother stays zero-padded).
 
         Raises:
-            ValueError: when the coarsest Galerkin operator is not positive definite (a singular system).
+            ValueError: when the coarsest Galerkin operator is indefinite (not a diffusion operator); a
+                singular one (pure Neumann) gets its pseudo-inverse.
         """
         nd = self.ndim
         c = self.channels
         shapes = _level_shapes(list(diag.shape[1:]), self.coarsest)
+        periodic = is_periodic(couplings)
         context: list[Tensor] = []
         for level in range(len(shapes)):
             context.append(diag)
             context.extend(couplings)
             if level < len(shapes) - 1:
                 feats, dinv, mask = _features(diag, couplings)
-                hid = torch.tanh(_conv(feats, self.gate_w1, self.gate_b1, nd, 1))
-                gates = _conv(hid, self.gate_w2, self.gate_b2, nd, 0)
+                # the gate net runs in the weights' precision; the hierarchy stays in the fields' (float64
+                # from DCDMIteration.setup, so that a singular coarsest operator is detected reliably)
+                hid = torch.tanh(_conv(feats.to(self.gate_w1.dtype), self.gate_w1, self.gate_b1, nd, 1))
+                gates = _conv(hid, self.gate_w2, self.gate_b2, nd, 0).to(diag.dtype)
                 # S r = Σ_k a_k ⊙ (K_k ∗ r) = Σ_o β_o ⊙ r(· + o) with β_o = Σ_k a_k K_k[o]: a per-cell
                 # 3^d stencil, so each application costs 3^d multiply-adds per cell whatever `channels` is
                 a = gates[:, :c] * dinv.unsqueeze(1)
-                kernel = self.smoother.reshape([1, c, len(self.offsets)] + [1] * nd)
+                kernel = self.smoother.reshape([1, c, len(self.offsets)] + [1] * nd).to(diag.dtype)
                 context.append((a.unsqueeze(2) * kernel).sum(1))
                 context.append(gates[:, c] * mask)
                 diag, couplings = coarsen(diag, couplings)
             else:
                 context.append(_coarse_inverse(diag, couplings))
+        context.append(torch.full([1], float(periodic), dtype=diag.dtype, device=diag.device))
         return context
 
     def _shifted(self, x: Tensor, offset: list[int], shape: list[int]) -> Tensor:
@@ -235,6 +242,7 @@ class MultigridNet(nn.Module):
         shapes = _level_shapes(list(r.shape[1:]), self.coarsest)
         last = len(shapes) - 1
         stride = nd + 3
+        wrap = bool(context[len(context) - 1][0] > 0)
         rhs: list[Tensor] = [r]  # right-hand side of each level's correction equation
         res: list[Tensor] = [r]  # its residual for the level's current iterate
         xs: list[Tensor] = [r]  # the level's current iterate
@@ -244,7 +252,7 @@ class MultigridNet(nn.Module):
             res.append(r)
             xs.append(r)
             visits.append(0)
-        level = self._descend(0, last, rhs, res, xs, visits, context)
+        level = self._descend(0, last, rhs, res, xs, visits, context, wrap)
         while level > 0:
             level -= 1
             base = level * stride
@@ -252,11 +260,11 @@ class MultigridNet(nn.Module):
             couplings = context[base + 1 : base + 1 + nd]
             e = context[base + nd + 2] * prolong(xs[level + 1], shapes[level])
             xs[level] = xs[level] + e
-            res[level] = res[level] - apply_stencil(e, diag, couplings)
+            res[level] = res[level] - apply_stencil(e, diag, couplings, wrap)
             visits[level] += 1
             if visits[level] < self.gamma and level + 1 < last:  # W-cycle: visit the coarse level again
                 rhs[level + 1] = restrict(context[base + nd + 2] * res[level], nd)
-                level = self._descend(level + 1, last, rhs, res, xs, visits, context)
+                level = self._descend(level + 1, last, rhs, res, xs, visits, context, wrap)
             else:
                 mask = (diag > 0).to(diag.dtype)
                 xs[level] = xs[level] + self._smooth_adjoint(res[level], context[base + nd + 1], mask)
@@ -271,6 +279,7 @@ class MultigridNet(nn.Module):
         xs: list[Tensor],
         visits: list[int],
         context: list[Tensor],
+        wrap: bool,
     ) -> int:
         """Pre-smooth and restrict from ``level`` down to the coarsest level, solve there exactly."""
         nd = self.ndim
@@ -279,7 +288,7 @@ class MultigridNet(nn.Module):
             base = level * stride
             x = self._smooth(rhs[level], context[base + nd + 1])
             xs[level] = x
-            res[level] = rhs[level] - apply_stencil(x, context[base], context[base + 1 : base + 1 + nd])
+            res[level] = rhs[level] - apply_stencil(x, context[base], context[base + 1 : base + 1 + nd], wrap)
             visits[level] = 0
             rhs[level + 1] = restrict(context[base + nd + 2] * res[level], nd)
             level += 1
@@ -293,7 +302,12 @@ class MultigridNet(nn.Module):
 
 
 def _coarse_inverse(diag: Tensor, couplings: list[Tensor]) -> Tensor:
-    """Dense inverse ``(B, N, N)`` of a small operator on its unknowns (zero rows/columns elsewhere)."""
+    """Dense inverse ``(B, N, N)`` of a small operator on its unknowns (zero rows/columns elsewhere).
+
+    A singular operator (a pure-Neumann group: its Cholesky factor breaks down or has a pivot below
+    1e-10 of its diagonal, computed in float64) gets the pseudo-inverse instead (eigenvalues below 1e-9 of
+    the largest dropped), so the cycle never amplifies the null space; the DCDM iteration projects it out.
+    """
     batch = diag.shape[0]
     n = diag[0].numel()
     eye = torch.eye(n, dtype=diag.dtype, device=diag.device)
@@ -304,14 +318,22 @@ def _coarse_inverse(diag: Tensor, couplings: list[Tensor]) -> Tensor:
         cols.append(c.reshape(lead))
     matrix = apply_stencil(basis, diag.reshape(lead), cols).reshape(batch, n, n)
     mask = (diag.reshape(batch, n) > 0).to(diag.dtype)
-    matrix = matrix + torch.diag_embed(1.0 - mask)
-    factor, info = torch.linalg.cholesky_ex(matrix.double())
-    if bool((info != 0).any()):
-        raise ValueError(
-            "the coarsest multigrid operator is not positive definite: the system is singular (a fluid "
-            "region without a Dirichlet boundary?) or not a Poisson operator"
-        )
-    inverse = torch.cholesky_inverse(factor).to(diag.dtype)
+    matrix = (matrix + torch.diag_embed(1.0 - mask)).double()
+    factor, info = torch.linalg.cholesky_ex(matrix)
+    pivots = torch.diagonal(factor, dim1=-2, dim2=-1) ** 2 / torch.diagonal(matrix, dim1=-2, dim2=-1)
+    if bool((info != 0).any()) or not bool((pivots > 1e-10).all()):
+        values, vectors = torch.linalg.eigh(matrix)
+        if not bool((values > -1e-8 * values.abs().amax(-1, keepdim=True)).all()):
+            raise ValueError(
+                "the coarsest multigrid operator is indefinite: the system is not a diffusion (Poisson) "
+                "operator"
+            )
+        keep = values > 1e-9 * values.amax(-1, keepdim=True)
+        inv_values = torch.where(keep, 1.0 / torch.where(keep, values, torch.ones_like(values)), 0.0 * values)
+        inverse = (vectors * inv_values.unsqueeze(-2)) @ vectors.transpose(-1, -2)
+    else:
+        inverse = torch.cholesky_inverse(factor)
+    inverse = inverse.to(diag.dtype)
     return inverse * mask.unsqueeze(1) * mask.unsqueeze(2)
 
 

@@ -34,8 +34,8 @@ from torch import Tensor, nn
 
 from sciml.checkpoint import load_checkpoint, save_checkpoint
 from sciml.dcdm.network import build_network
-from sciml.dcdm.stencil import apply_stencil, stencil_fields
-from sciml.problems.linear import PoissonGrid
+from sciml.dcdm.stencil import apply_stencil, null_projector, project_null
+from sciml.problems.linear import PoissonGrid, as_grid_stencil
 from sciml.solvers.linear import LinearSolveResult, SolveStatus
 from sciml.solvers.linear.krylov import check_tolerances
 
@@ -45,6 +45,7 @@ __all__ = [
     "PreparedSystem",
     "dcdm",
     "default_model_path",
+    "default_threads",
     "MODEL_FORMAT",
     "STATUS_NAMES",
 ]
@@ -53,8 +54,17 @@ __all__ = [
 MODEL_FORMAT = "sciml-dcdm-model"
 MODEL_VERSION = 1
 #: status codes of :meth:`DCDMIteration.forward` (the exported solver) -> names of :class:`SolveStatus`
-STATUS_NAMES = ["converged", "max_iterations", "negative_curvature", "non_finite", "stagnation"]
+STATUS_NAMES = [
+    "converged",
+    "max_iterations",
+    "negative_curvature",
+    "non_finite",
+    "stagnation",
+    "inconsistent",
+]
 _STAGNATION_STEPS = 3
+#: torch threads of a DCDM setup/solve unless ``threads=`` is given (measured: see :func:`default_threads`)
+DEFAULT_THREADS = 1
 
 
 def default_model_path(ndim: int = 2) -> Path:
@@ -67,7 +77,7 @@ class DCDMIteration(nn.Module):
 
     Fields have the grid's shape without a batch dimension: ``diag`` and ``couplings[a]`` as in
     :mod:`sciml.dcdm.stencil` (``diag[i] = A_ii``, ``couplings[a][i] = −A_{i, i+e_a}``, zero outside the
-    unknowns).
+    unknowns; the last layer couples to the first on periodic axes).
 
     Args:
         network: a network with ``setup`` / ``precondition`` (see :mod:`sciml.dcdm.network`).
@@ -83,12 +93,16 @@ class DCDMIteration(nn.Module):
 
     @torch.jit.export
     def setup(self, diag: Tensor, couplings: list[Tensor]) -> list[Tensor]:
-        """The network's per-system context (float32), from float64 or float32 fields."""
-        dtype = torch.float32
+        """The network's per-system context (float32), computed from the fields in float64 (the Galerkin
+        hierarchy and its coarsest solve; the gate net runs in float32)."""
+        dtype = torch.float64
         batch: list[Tensor] = []
         for c in couplings:
             batch.append(c.unsqueeze(0).to(dtype))
-        return self.network.setup(diag.unsqueeze(0).to(dtype), batch)
+        context: list[Tensor] = []
+        for t in self.network.setup(diag.unsqueeze(0).to(dtype), batch):
+            context.append(t.to(torch.float32))
+        return context
 
     @torch.jit.export
     def direction(self, r: Tensor, context: list[Tensor]) -> Tensor:
@@ -108,14 +122,18 @@ class DCDMIteration(nn.Module):
         context: list[Tensor],
         directions: list[Tensor],
         products: list[Tensor],
+        null: list[Tensor],
     ) -> tuple[Tensor, Tensor, float, int]:
         """One DCDM iteration. Appends the new direction and ``A q`` to ``directions``/``products``.
+
+        ``null`` (from :func:`~sciml.dcdm.stencil.null_projector`, empty for a nonsingular system) makes the
+        direction orthogonal to the constant null space, so ``x`` keeps zero mean on each singular group.
 
         Returns:
             ``(x, r, step_norm, code)``: the new iterate and true residual, ``‖α q‖``, and 0 (ok),
             2 (``qᵀAq <= 0``: negative curvature, ``A`` not positive definite) or 3 (non-finite).
         """
-        q = self.direction(r, context)
+        q = project_null(self.direction(r, context), null)
         for j in range(len(directions)):
             p = directions[j]
             Ap = products[j]
@@ -146,11 +164,17 @@ class DCDMIteration(nn.Module):
         rtol: float = 1e-6,
         atol: float = 0.0,
         maxiter: int = 1000,
+        null_labels: Tensor | None = None,
     ) -> tuple[Tensor, int, Tensor, int]:
         """Solve ``A x = b`` for the operator ``(diag, couplings)``; fields of the grid's shape.
 
+        ``null_labels`` (int64 field, ``-1`` outside, ``0..m-1`` on each pure-Neumann group) declares the
+        constant null space of a singular system: ``b`` must then be consistent (its part in the null space
+        below the tolerance, else status ``inconsistent``), and ``x`` is returned with zero mean on each
+        group.
+
         Returns:
-            ``(x, iterations, residual_history, status)``: ``residual_history`` holds ‖r‖ per iteration
+            ``(x, iterations, residual_history, status)``: ``residual_history`` holds ‖b − A x‖ per iteration
             (entry 0 for ``x0``), ``status`` indexes ``status_names`` (0 = converged).
         """
         if b.shape != diag.shape:
@@ -159,16 +183,28 @@ class DCDMIteration(nn.Module):
             raise ValueError("`couplings` must hold one field per grid dimension")
         mask = (diag > 0).to(b.dtype)
         b = b * mask
+        null: list[Tensor] = []
+        if null_labels is not None:
+            if null_labels.shape != diag.shape:
+                raise ValueError("`null_labels` must have the shape of `diag` (the grid shape)")
+            null = null_projector(torch.where(diag > 0, null_labels, -torch.ones_like(null_labels)))
+        tol = max(rtol * float(torch.linalg.vector_norm(b)), atol)
+        consistent = project_null(b, null)
+        inconsistency = float(torch.linalg.vector_norm(b - consistent))
+        if inconsistency > 0.0 and inconsistency >= tol:
+            history0: list[float] = [float(torch.linalg.vector_norm(b))]
+            return torch.zeros_like(b), 0, torch.tensor(history0, dtype=torch.float64), 5
+        b = consistent
+        tol = math.sqrt(tol * tol - inconsistency * inconsistency)
         context = self.setup(diag, couplings)
         if x0 is None:
             x = torch.zeros_like(b)
             r = b.clone()
         else:
-            x = x0.to(b.dtype) * mask
+            x = project_null(x0.to(b.dtype) * mask, null)
             r = b - apply_stencil(x, diag, couplings)
-        tol = max(rtol * float(torch.linalg.vector_norm(b)), atol)
         rnorm = float(torch.linalg.vector_norm(r))
-        history: list[float] = [rnorm]
+        history: list[float] = [math.sqrt(rnorm * rnorm + inconsistency * inconsistency)]
         if not math.isfinite(rnorm):
             return x, 0, torch.tensor(history, dtype=torch.float64), 3
         directions: list[Tensor] = []
@@ -179,13 +215,13 @@ class DCDMIteration(nn.Module):
         if rnorm <= tol:
             status = 0
         while status == 1 and iterations < maxiter:
-            x, r, step_norm, code = self.step(x, r, b, diag, couplings, context, directions, products)
+            x, r, step_norm, code = self.step(x, r, b, diag, couplings, context, directions, products, null)
             if code != 0:
                 status = code
                 break
             iterations += 1
             rnorm = float(torch.linalg.vector_norm(r))
-            history.append(rnorm)
+            history.append(math.sqrt(rnorm * rnorm + inconsistency * inconsistency))
             if not math.isfinite(rnorm):
                 status = 3
             elif rnorm <= tol:
@@ -291,56 +327,85 @@ class DCDM:
         return cls(network, k=int(state.get("k", 2)), info=info)
 
     # ------------------------------------------------------------------ solving
-    def prepare(self, grid: PoissonGrid) -> PreparedSystem:
-        """Read the grid's operator and run the network's setup once, for many right-hand sides.
+    def prepare(
+        self, system: Any, *, shape: tuple[int, ...] | None = None, mask: Any = None
+    ) -> PreparedSystem:
+        """Read the system's operator and run the network's setup once, for many right-hand sides.
+
+        Args:
+            system: a :class:`~sciml.problems.linear.PoissonGrid`, a
+                :class:`~sciml.problems.linear.GridStencil` (coefficient arrays: the matrix-free form), or a
+                scipy sparse matrix on the unknowns with ``shape`` (and ``mask``), whose 5/7-point stencil is
+                recognised by :func:`~sciml.problems.linear.as_grid_stencil`.
+            shape, mask: the grid of a matrix: cells per axis and the boolean field of unknowns (C order).
 
         Raises:
-            TypeError: ``grid`` is not a :class:`PoissonGrid`.
-            ValueError: a model for another dimension, a grid without unknowns, or a singular system.
+            TypeError: another kind of ``system``.
+            ValueError: a matrix that is not a grid stencil (the message says what was expected), a model
+                for another dimension, or a system without unknowns.
         """
-        return PreparedSystem(self, grid)
+        return PreparedSystem(self, system, shape=shape, mask=mask)
 
     def solve(
         self,
-        grid: PoissonGrid,
+        system: Any,
         b: Any,
         x0: Any = None,
         *,
+        shape: tuple[int, ...] | None = None,
+        mask: Any = None,
         rtol: float = 1e-6,
         atol: float = 0.0,
         maxiter: int | None = None,
         callback: Callable[[Any], None] | None = None,
+        threads: int | None = None,
     ) -> LinearSolveResult:
-        """Solve ``A x = b`` for the grid's operator by DCDM (``prepare(grid).solve(b, ...)``).
+        """Solve ``A x = b`` by DCDM: ``prepare(system, shape=..., mask=...).solve(b, ...)``.
 
-        See :meth:`PreparedSystem.solve` for the arguments, result and errors.
+        See :meth:`prepare` for ``system``/``shape``/``mask`` and :meth:`PreparedSystem.solve` for the rest.
         """
-        return self.prepare(grid).solve(b, x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
+        return self.prepare(system, shape=shape, mask=mask).solve(
+            b, x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback, threads=threads
+        )
 
-    def precondition(self, grid: PoissonGrid, r: Any) -> Any:
+    def precondition(self, system: Any, r: Any) -> Any:
         """One network application (≈ ``A⁻¹ r``); see :meth:`PreparedSystem.precondition`."""
-        return self.prepare(grid).precondition(r)
+        return self.prepare(system).precondition(r)
 
     def as_linear_operator(
-        self, grid: PoissonGrid, *, mode: str = "solve", rtol: float = 1e-6, maxiter: int | None = None
+        self, system: Any, *, mode: str = "solve", rtol: float = 1e-6, maxiter: int | None = None
     ):
         """A scipy ``LinearOperator`` approximating ``A⁻¹``; see :meth:`PreparedSystem.as_linear_operator`."""
-        return self.prepare(grid).as_linear_operator(mode=mode, rtol=rtol, maxiter=maxiter)
+        return self.prepare(system).as_linear_operator(mode=mode, rtol=rtol, maxiter=maxiter)
 
     def export(self, path: str | os.PathLike) -> Path:
         """Write the network and the DCDM iteration as one TorchScript file.
 
-        Load it anywhere with plain PyTorch (no sciml import)::
+        Load it anywhere with plain PyTorch (no sciml import; C++: ``torch::jit::load``, see
+        ``examples/cpp``). The input/output contract::
 
             solver = torch.jit.load(path)
-            x, iterations, residuals, status = solver(b, diag, couplings, None, 1e-6, 0.0, 1000)
-            solver.status_names[status]          # "converged", "max_iterations", ...
+            x, iterations, residuals, status = solver(b, diag, couplings, x0, rtol, atol, maxiter, labels)
+            solver.status_names[status]   # "converged", "max_iterations", "negative_curvature",
+                                          # "non_finite", "stagnation", "inconsistent"
 
-        with ``b``, ``diag`` and ``couplings`` (a list of ``ndim`` fields) float64 tensors of the grid shape:
-        ``diag[i] = A_ii``, ``couplings[a][i] = −A_{i, i+e_a}`` (zero outside the unknowns and in the last
-        layer along axis ``a``) — the layout a fluid code stores its pressure matrix in. ``solver.setup``,
-        ``solver.direction`` and ``solver.step`` are exported too. The model's config and ``info`` are in the
-        archive's extra file ``sciml.json``.
+        * ``b``, ``diag`` and every ``couplings[a]`` (a list of ``ndim`` fields): float64 tensors of the grid
+          shape (2D ``(ny, nx)``, 3D ``(nz, ny, nx)``, no batch dimension): ``diag[i] = A_ii`` (> 0 on the
+          unknowns, 0 elsewhere), ``couplings[a][i] = −A_{i, i+e_a}`` (zero unless both cells are unknowns;
+          in the last layer along axis ``a`` the coupling to the first layer: nonzero only on a periodic
+          axis) — the layout a fluid code stores its pressure matrix in;
+        * ``x0``: ``None`` or a float64 field (initial guess); ``rtol``, ``atol``: stop when
+          ``‖b − A x‖ <= max(rtol ‖b‖, atol)`` (2-norm over the unknowns); ``maxiter``: int;
+        * ``null_labels``: ``None`` (a nonsingular system) or an int64 field, ``-1`` outside and
+          ``0..m−1`` on each connected group of unknowns without Dirichlet contact (pure Neumann or
+          periodic; a closed box: all zeros). ``b`` must then be consistent (else status
+          ``inconsistent``); ``x`` has zero mean on each group;
+        * returns ``x`` (float64 field, zero off the unknowns), ``iterations`` (int), ``residuals`` (float64
+          1-D tensor: ‖b − A x‖ for ``x0`` and after every iteration) and ``status`` (int, index into
+          ``status_names``; 0 = converged).
+
+        ``solver.setup``, ``solver.direction`` and ``solver.step`` are exported too. The model's config and
+        ``info`` are in the archive's extra file ``sciml.json``.
         """
         from sciml.solvers.cache import atomic_write
 
@@ -357,43 +422,76 @@ class DCDM:
         return path
 
 
+def default_threads(n_unknowns: int) -> int:
+    """Torch threads for a DCDM setup/solve when the caller does not choose: :data:`DEFAULT_THREADS`.
+
+    Measured (prepare + solve, shipped 2D model, random layouts, 2-core machine shared with other jobs,
+    ``python`` timing in README): torch's default of 2 threads took 9.5× (128²), 8.6× (256²) and 1.24×
+    (512²) the time of one thread. The per-operation work of a multigrid cycle is small, so thread hand-offs
+    cost more than they save, and far more on a busy machine; one thread is the default at every size.
+    Pass ``threads=`` to use more (a large grid on an idle many-core machine).
+    """
+    if n_unknowns < 0:
+        raise ValueError(f"`n_unknowns` must be >= 0, got {n_unknowns}")
+    return DEFAULT_THREADS
+
+
+class _Threads:
+    """Context manager: run torch with ``n`` intra-op threads, restore the previous count afterwards."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.previous = torch.get_num_threads()
+
+    def __enter__(self) -> None:
+        if self.n != self.previous:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.n != self.previous:
+            torch.set_num_threads(self.previous)
+
+
 class PreparedSystem:
-    """DCDM for one grid: the operator's fields and the network's setup, reused across right-hand sides.
+    """DCDM for one system: the operator's fields and the network's setup, reused across right-hand sides.
 
     A simulation with fixed obstacles prepares once and solves every frame (``setup_seconds`` is the
-    one-off cost).
+    one-off cost). ``system`` is the :class:`~sciml.problems.linear.GridStencil` it solves (from a grid, a
+    matrix or coefficient arrays); a singular system (pure-Neumann groups, ``system.null_space()``) is
+    solved as a simulation code does: see :meth:`solve`.
     """
 
-    def __init__(self, solver: DCDM, grid: PoissonGrid):
+    def __init__(self, solver: DCDM, system: Any, *, shape: Any = None, mask: Any = None):
         start = time.perf_counter()
-        if not isinstance(grid, PoissonGrid):
-            raise TypeError(f"`grid` must be a sciml.problems.linear.PoissonGrid, got {type(grid).__name__}")
-        if grid.ndim != solver.ndim:
+        stencil = as_grid_stencil(system, shape, mask)
+        if stencil.ndim != solver.ndim:
             raise ValueError(
-                f"this DCDM model was trained for {solver.ndim}D grids but `grid` is {grid.ndim}D; load or "
-                f"train a {grid.ndim}D model (`sciml dcdm train --ndim {grid.ndim}`)"
+                f"this DCDM model was trained for {solver.ndim}D grids but the system is {stencil.ndim}D; "
+                f"load or train a {stencil.ndim}D model (`DCDM.load(ndim={stencil.ndim})`, "
+                f"`sciml dcdm train --ndim {stencil.ndim}`)"
             )
-        if grid.n_unknowns == 0:
-            raise ValueError("`grid` has no fluid cells: there is nothing to solve")
-        singular = grid.singular_components()
-        if singular:
-            raise ValueError(
-                f"the system is singular: {singular} fluid region(s) touch no Dirichlet cell or wall, so A "
-                "is only positive semi-definite; add a Dirichlet boundary, pin a value, or fix the mean"
-            )
+        if stencil.n_unknowns == 0:
+            raise ValueError("the system has no unknowns (`diag` is 0 everywhere): there is nothing to solve")
         self.solver = solver
-        self.grid = grid
-        diag, couplings = stencil_fields(grid, torch.float64)
-        self.diag = diag[0]
-        self.couplings = [c[0] for c in couplings]
-        self._fluid = torch.as_tensor(grid.fluid, dtype=torch.float64)
-        with torch.no_grad():
+        self.system = stencil
+        self.grid = system if isinstance(system, PoissonGrid) else stencil
+        self.diag = torch.tensor(stencil.diag, dtype=torch.float64)
+        self.couplings = [torch.tensor(c, dtype=torch.float64) for c in stencil.couplings]
+        self.null_space = stencil.null_space()
+        self._null = null_projector(torch.tensor(self.null_space.labels))
+        self._fluid = torch.tensor(stencil.fluid, dtype=torch.float64)
+        with torch.no_grad(), _Threads(default_threads(stencil.n_unknowns)):
             self.context = solver._iteration.setup(self.diag, self.couplings)
         self.setup_seconds = time.perf_counter() - start
 
+    @property
+    def singular(self) -> bool:
+        """Whether the operator has a (constant, per pure-Neumann group) null space."""
+        return self.null_space.count > 0
+
     def _as_field(self, v: Any, name: str) -> tuple[Tensor, Callable[[Tensor], Any]]:
         """``v`` (field or vector of unknowns, numpy or torch) as a float64 field, and the inverse map."""
-        grid = self.grid
+        stencil = self.system
         is_torch = torch.is_tensor(v)
         arr = v if is_torch else np.asarray(v)
         if (arr.dtype.is_complex if is_torch else np.iscomplexobj(arr)) or (
@@ -401,29 +499,36 @@ class PreparedSystem:
         ):
             raise TypeError(f"`{name}` must be a real array, got dtype {arr.dtype}")
         shape = tuple(arr.shape)
-        if shape == grid.shape:
+        if not is_torch and not arr.flags.writeable:
+            arr = arr.copy()  # torch.as_tensor warns on read-only arrays (np.frombuffer, broadcasts)
+        if shape == stencil.shape:
             field = torch.as_tensor(arr, dtype=torch.float64).cpu() * self._fluid
             as_field = True
-        elif shape == (grid.n_unknowns,):
-            field = grid.to_field(torch.as_tensor(arr, dtype=torch.float64).cpu())
+        elif shape == (stencil.n_unknowns,):
+            field = stencil.to_field(torch.as_tensor(arr, dtype=torch.float64).cpu())
             as_field = False
         else:
             raise ValueError(
-                f"`{name}` must be a field of the grid shape {grid.shape} or a vector of its "
-                f"{grid.n_unknowns} "
-                f"unknowns, got shape {shape}"
+                f"`{name}` must be a field of the grid shape {stencil.shape} or a vector of its "
+                f"{stencil.n_unknowns} unknowns, got shape {shape}"
             )
         if not bool(torch.isfinite(field).all()):
             raise ValueError(f"`{name}` must be finite (it holds NaN or inf)")
         dtype = arr.dtype
 
         def back(x: Tensor) -> Any:
-            out = x if as_field else grid.to_vector(x)
+            out = x if as_field else stencil.to_vector(x)
             if is_torch:
                 return out.to(dtype=dtype if dtype.is_floating_point else torch.float64, device=v.device)
             return out.numpy().astype(dtype if np.issubdtype(dtype, np.floating) else np.float64)
 
         return field, back
+
+    def project(self, v: Any) -> Any:
+        """``v`` with its null-space part removed (each pure-Neumann group's mean subtracted), in the form of
+        ``v``; how a simulation code makes its right-hand side consistent. Identity when nonsingular."""
+        field, back = self._as_field(v, "v")
+        return back(project_null(field, self._null))
 
     def solve(
         self,
@@ -434,16 +539,26 @@ class PreparedSystem:
         atol: float = 0.0,
         maxiter: int | None = None,
         callback: Callable[[Any], None] | None = None,
+        threads: int | None = None,
     ) -> LinearSolveResult:
         """Solve ``A x = b`` by DCDM.
 
+        Singular systems (pure-Neumann groups, constant null space): the part of ``b`` in the null space
+        (each group's mean) is measured; when it is below the tolerance it is removed and the rest solved to
+        the remaining tolerance, so that the reported ‖b − A x‖ (against the ``b`` given) meets it; the
+        iterates are kept orthogonal to the null space, so ``x`` has **zero mean on each group** (the
+        minimum-norm solution; add a constant to pin a reference value). When it is not below the tolerance
+        no ``x`` can meet it and the solve is refused (``ValueError``) instead of returning a non-solution.
+
         Args:
-            b: right-hand side: a field of ``grid.shape`` (values outside the fluid are ignored) or a vector
-                of the ``grid.n_unknowns`` unknowns; numpy or torch.
+            b: right-hand side: a field of the grid shape (values off the unknowns are ignored) or a vector
+                of the ``n_unknowns`` unknowns; numpy or torch.
             x0: initial guess in the same form (default zero).
-            rtol, atol: stop when ``‖r‖ <= max(rtol·‖b‖, atol)`` (true residual, 2-norm over the unknowns).
+            rtol, atol: stop when ``‖b − A x‖ <= max(rtol·‖b‖, atol)`` (true residual, 2-norm over the
+                unknowns).
             maxiter: iteration limit (default ``10 · n_unknowns``, as CG).
             callback: called as ``callback(x)`` after every iteration (``x`` in the form of ``b``).
+            threads: torch threads for this solve (restored afterwards); default :func:`default_threads`.
 
         Returns:
             :class:`~sciml.solvers.linear.LinearSolveResult`, ``x`` in the form, type and dtype of ``b``;
@@ -452,91 +567,128 @@ class PreparedSystem:
 
         Raises:
             TypeError: complex or object input.
-            ValueError: shape mismatch, non-finite input, bad tolerances.
+            ValueError: shape mismatch, non-finite input, bad tolerances or ``threads``, or an inconsistent
+                right-hand side of a singular system.
         """
-        maxiter = check_tolerances(rtol, atol, maxiter, self.grid.n_unknowns)
+        n = self.system.n_unknowns
+        maxiter = check_tolerances(rtol, atol, maxiter, n)
+        if threads is None:
+            threads = default_threads(n)
+        elif int(threads) != threads or threads < 1:
+            raise ValueError(f"`threads` must be a positive integer, got {threads}")
         bf, back = self._as_field(b, "b")
-        diag, couplings, context = self.diag, self.couplings, self.context
+        with torch.no_grad(), _Threads(int(threads)):
+            return self._solve(bf, back, x0, rtol, atol, maxiter, callback)
+
+    def _solve(self, bf, back, x0, rtol, atol, maxiter, callback) -> LinearSolveResult:
+        diag, couplings, context, null = self.diag, self.couplings, self.context, self._null
         it = self.solver._iteration
-        with torch.no_grad():
-            if x0 is None:
-                x = torch.zeros_like(bf)
-                r = bf.clone()
-            else:
-                x = self._as_field(x0, "x0")[0]
-                r = bf - apply_stencil(x, diag, couplings)
-            bnorm = float(torch.linalg.vector_norm(bf))
-            tol = max(rtol * bnorm, atol)
-            history = [float(torch.linalg.vector_norm(r))]
+        bnorm = float(torch.linalg.vector_norm(bf))
+        tol = max(rtol * bnorm, atol)
+        consistent = project_null(bf, null)
+        inconsistency = float(torch.linalg.vector_norm(bf - consistent))
+        if inconsistency > 0 and inconsistency >= tol:
+            raise ValueError(
+                f"inconsistent right-hand side: the system is singular ({self.null_space.count} group(s) of "
+                f"unknowns without a Dirichlet boundary, where A x sums to zero), and the part of `b` that "
+                f"no x can match (its mean over those groups) has norm {inconsistency:.3e} >= the tolerance "
+                f"{tol:.3e}. The net source of a closed region must balance: make `b` consistent (e.g. "
+                "`b = prepared.project(b)`, which subtracts each group's mean, as pressure solvers do) or "
+                "add a Dirichlet boundary"
+            )
+        bf = consistent
+        tol_inner = math.sqrt(tol * tol - inconsistency * inconsistency)
+        if x0 is None:
+            x = torch.zeros_like(bf)
+            r = bf.clone()
+        else:
+            x = project_null(self._as_field(x0, "x0")[0], null)
+            r = bf - apply_stencil(x, diag, couplings)
 
-            def finish(status: SolveStatus, iterations: int, message: str) -> LinearSolveResult:
-                return LinearSolveResult(
-                    back(x), iterations, np.asarray(history), status == SolveStatus.CONVERGED, status, message
-                )
+        def true_norm(rn: float) -> float:
+            return math.sqrt(rn * rn + inconsistency * inconsistency)
 
-            if not math.isfinite(history[0]):
-                return finish(SolveStatus.NON_FINITE, 0, "the initial residual b - A x0 is not finite")
-            if history[0] <= tol:
-                return finish(SolveStatus.CONVERGED, 0, "the initial guess already meets the tolerance")
-            directions: list[Tensor] = []
-            products: list[Tensor] = []
-            stagnant = 0
-            for k in range(1, maxiter + 1):
-                x, r, step_norm, code = it.step(x, r, bf, diag, couplings, context, directions, products)
-                if code == 2:
-                    return finish(
-                        SolveStatus.NEGATIVE_CURVATURE,
-                        k - 1,
-                        f"qᵀAq <= 0 at iteration {k}: the operator is not positive definite (a singular or "
-                        "non-Poisson system) or the network returned a zero direction",
-                    )
-                if code == 3:
-                    return finish(
-                        SolveStatus.NON_FINITE,
-                        k - 1,
-                        f"the network's direction is not finite at iteration {k}",
-                    )
-                rnorm = float(torch.linalg.vector_norm(r))
-                history.append(rnorm)
-                if callback is not None:
-                    callback(back(x))
-                if not math.isfinite(rnorm):
-                    return finish(SolveStatus.NON_FINITE, k, f"the residual is not finite at iteration {k}")
-                if rnorm <= tol:
-                    return finish(SolveStatus.CONVERGED, k, f"converged in {k} iterations")
-                if step_norm < np.finfo(np.float64).eps * float(torch.linalg.vector_norm(x)):
-                    stagnant += 1
-                    if stagnant >= _STAGNATION_STEPS:
-                        return finish(
-                            SolveStatus.STAGNATION,
-                            k,
-                            f"stagnated at iteration {k} with ‖r‖/‖b‖ = {rnorm / bnorm:.3e}: the iterate no "
-                            "longer changes in float64; loosen rtol/atol",
-                        )
-                else:
-                    stagnant = 0
-            return finish(
-                SolveStatus.MAX_ITERATIONS,
-                maxiter,
-                f"not converged after {maxiter} iterations (‖r‖/‖b‖ = {history[-1] / bnorm:.3e}); the layout "
-                "may be far from the training layouts: raise maxiter or fall back to a classical solver",
+        history = [true_norm(float(torch.linalg.vector_norm(r)))]
+
+        def finish(status: SolveStatus, iterations: int, message: str) -> LinearSolveResult:
+            return LinearSolveResult(
+                back(x), iterations, np.asarray(history), status == SolveStatus.CONVERGED, status, message
             )
 
-    def precondition(self, r: Any) -> Any:
-        """One network application ``‖r‖ f(r/‖r‖)`` (≈ ``A⁻¹ r``), in the form of ``r``."""
+        if not math.isfinite(history[0]):
+            return finish(SolveStatus.NON_FINITE, 0, "the initial residual b - A x0 is not finite")
+        if history[0] <= tol:
+            return finish(SolveStatus.CONVERGED, 0, "the initial guess already meets the tolerance")
+        directions: list[Tensor] = []
+        products: list[Tensor] = []
+        stagnant = 0
+        for k in range(1, maxiter + 1):
+            x, r, step_norm, code = it.step(x, r, bf, diag, couplings, context, directions, products, null)
+            if code == 2:
+                return finish(
+                    SolveStatus.NEGATIVE_CURVATURE,
+                    k - 1,
+                    f"qᵀAq <= 0 at iteration {k}: the operator is not positive definite (a non-diffusion "
+                    "system) or the network returned a zero direction",
+                )
+            if code == 3:
+                return finish(
+                    SolveStatus.NON_FINITE,
+                    k - 1,
+                    f"the network's direction is not finite at iteration {k}",
+                )
+            rnorm = float(torch.linalg.vector_norm(r))
+            history.append(true_norm(rnorm))
+            if callback is not None:
+                callback(back(x))
+            if not math.isfinite(rnorm):
+                return finish(SolveStatus.NON_FINITE, k, f"the residual is not finite at iteration {k}")
+            if rnorm <= tol_inner:
+                return finish(SolveStatus.CONVERGED, k, f"converged in {k} iterations")
+            if step_norm < np.finfo(np.float64).eps * float(torch.linalg.vector_norm(x)):
+                stagnant += 1
+                if stagnant >= _STAGNATION_STEPS:
+                    return finish(
+                        SolveStatus.STAGNATION,
+                        k,
+                        f"stagnated at iteration {k} with ‖r‖/‖b‖ = {history[-1] / bnorm:.3e}: the iterate "
+                        "no longer changes in float64; loosen rtol/atol",
+                    )
+            else:
+                stagnant = 0
+        return finish(
+            SolveStatus.MAX_ITERATIONS,
+            maxiter,
+            f"not converged after {maxiter} iterations (‖r‖/‖b‖ = {history[-1] / bnorm:.3e}); the system "
+            "may be far from the training layouts: raise maxiter or fall back to a classical solver",
+        )
+
+    def precondition(self, r: Any, *, threads: int | None = None) -> Any:
+        """One network application ``M r`` (≈ ``A⁻¹ r``), in the form of ``r``.
+
+        For the shipped multigrid network ``M`` is linear and symmetric positive (semi-)definite, so it is a
+        preconditioner for plain PCG; on a singular system input and output are projected onto the range.
+        """
         rf, back = self._as_field(r, "r")
-        with torch.no_grad():
-            q = self.solver._iteration.direction(rf, self.context) * torch.linalg.vector_norm(rf)
+        threads = default_threads(self.system.n_unknowns) if threads is None else int(threads)
+        with torch.no_grad(), _Threads(threads):
+            rf = project_null(rf, self._null)
+            scale = torch.linalg.vector_norm(rf)
+            q = self.solver._iteration.direction(rf, self.context) * scale
+            q = project_null(q, self._null)
         return back(q)
 
-    def as_linear_operator(self, *, mode: str = "solve", rtol: float = 1e-6, maxiter: int | None = None):
-        """A scipy ``LinearOperator`` on the vector of unknowns (``grid.to_vector`` order) approximating A⁻¹.
+    def as_linear_operator(
+        self, *, mode: str = "precondition", rtol: float = 1e-6, maxiter: int | None = None
+    ):
+        """A scipy ``LinearOperator`` on the vector of unknowns (C order) approximating ``A⁻¹``.
 
         Args:
-            mode: ``"solve"`` — each product runs DCDM to ``rtol`` (an inverse accurate to ``rtol``, a
-                drop-in for ``spsolve``); ``"precondition"`` — one network application per product (cheap
-                but nonsymmetric and nonlinear: use it with a flexible method such as
-                ``scipy.sparse.linalg.gmres``, not with ``cg``).
+            mode: ``"precondition"`` (default) — one network application per product: a preconditioner
+                ``M`` for ``scipy.sparse.linalg.cg`` / ``gmres`` or pyamg's Krylov methods (``M=op``), or
+                :func:`sciml.solvers.linear.cg` (``flexible=True`` for networks that are not linear, such
+                as the paper's); ``"solve"`` — each product runs DCDM to ``rtol`` (an inverse accurate to
+                ``rtol``, a drop-in for ``spsolve``).
             rtol, maxiter: for ``mode="solve"``.
 
         Raises:
@@ -546,7 +698,7 @@ class PreparedSystem:
 
         if mode not in ("solve", "precondition"):
             raise ValueError(f"`mode` must be 'solve' or 'precondition', got {mode!r}")
-        n = self.grid.n_unknowns
+        n = self.system.n_unknowns
 
         def matvec(v: np.ndarray) -> np.ndarray:
             v = np.asarray(v, dtype=np.float64).reshape(n)
@@ -559,23 +711,29 @@ class PreparedSystem:
                 )
             return result.x
 
-        return LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+        return LinearOperator((n, n), matvec=matvec, rmatvec=matvec, dtype=np.float64)
 
 
 def dcdm(
-    grid: PoissonGrid,
+    system: Any,
     b: Any,
     x0: Any = None,
     *,
+    shape: tuple[int, ...] | None = None,
+    mask: Any = None,
     model: DCDM | str | os.PathLike | None = None,
     rtol: float = 1e-6,
     atol: float = 0.0,
     maxiter: int | None = None,
     callback: Callable[[Any], None] | None = None,
+    threads: int | None = None,
 ) -> LinearSolveResult:
-    """Solve a grid Poisson system by DCDM with ``model`` (a :class:`DCDM`, a model path, or the shipped
-    model for ``grid.ndim``). See :meth:`DCDM.solve`."""
+    """Solve a grid system by DCDM with ``model`` (a :class:`DCDM`, a model path, or the shipped model for
+    the system's dimension). ``system`` is a PoissonGrid, a GridStencil or a scipy matrix with ``shape``
+    (and ``mask``). See :meth:`DCDM.solve`."""
+    stencil = as_grid_stencil(system, shape, mask)
     if not isinstance(model, DCDM):
-        ndim = grid.ndim if isinstance(grid, PoissonGrid) else 2
-        model = DCDM.load(model, ndim=ndim)
-    return model.solve(grid, b, x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback)
+        model = DCDM.load(model, ndim=stencil.ndim)
+    return model.solve(
+        stencil, b, x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback, threads=threads
+    )

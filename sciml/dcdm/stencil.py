@@ -9,8 +9,9 @@ fluid code keeps its pressure matrix in (Bridson, *Fluid Simulation for Computer
   off-diagonal entry; 0 where either cell is no unknown, and in the last layer along ``a``),
 
 so that ``(A u)_i = diag_i u_i - Σ_a [c_a(i) u_{i+e_a} + c_a(i-e_a) u_{i-e_a}]``. :func:`stencil_fields`
-reads these fields off :meth:`PoissonGrid.matrix` (there is one stencil in sciml, the grid's; this is its
-storage layout, tested to agree with :meth:`PoissonGrid.apply`).
+returns these fields of a :class:`~sciml.problems.linear.GridStencil` (sciml's one grid operator: from a
+:class:`PoissonGrid`, a user's matrix or coefficient arrays) as tensors; :func:`project_null` removes the
+constant null space of pure-Neumann groups (labels from :meth:`GridStencil.null_space`).
 
 :func:`coarsen` forms the Galerkin operator ``Pᵀ A P`` for piecewise-constant prolongation ``P`` over
 blocks of 2^d cells, which is again such a stencil: coarse couplings are sums of the fine couplings across
@@ -19,56 +20,104 @@ a coarse face, the coarse diagonal is the children's diagonals minus twice their
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from sciml.problems.linear import PoissonGrid
+from sciml.problems.linear import as_grid_stencil
 
-__all__ = ["stencil_fields", "apply_stencil", "coarsen", "restrict", "prolong", "pad_even"]
+__all__ = [
+    "stencil_fields",
+    "apply_stencil",
+    "coarsen",
+    "restrict",
+    "prolong",
+    "pad_even",
+    "null_projector",
+    "project_null",
+    "is_periodic",
+]
 
 
 def stencil_fields(
-    grid: PoissonGrid, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+    grid: Any, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
 ) -> tuple[Tensor, list[Tensor]]:
-    """The grid's operator as ``(diag, couplings)`` fields with a leading batch dimension of 1.
+    """The system's operator as ``(diag, couplings)`` fields with a leading batch dimension of 1.
 
     Args:
-        grid: the Poisson system.
+        grid: a :class:`~sciml.problems.linear.PoissonGrid` or a
+            :class:`~sciml.problems.linear.GridStencil` (e.g. from a user's matrix by
+            :func:`~sciml.problems.linear.as_grid_stencil`).
         dtype, device: of the returned tensors.
 
     Returns:
-        ``diag`` of shape ``(1, *grid.shape)`` and a list of ``grid.ndim`` coupling fields of that shape.
+        ``diag`` of shape ``(1, *shape)`` and a list of ``ndim`` coupling fields of that shape.
     """
-    A = grid.matrix().tocoo()
-    position = np.flatnonzero(grid.fluid)  # unknown index -> flat cell index
-    strides = np.cumprod((1,) + grid.shape[::-1])[:-1][::-1]  # C-order stride of each axis
-    upper = A.col > A.row
-    rows, cols, vals = A.row[upper], A.col[upper], -A.data[upper]
-    step = position[cols] - position[rows]
-    size = int(np.prod(grid.shape))
-    couplings = []
-    for axis in range(grid.ndim):
-        field = np.zeros(size)
-        on_axis = step == strides[axis]
-        field[position[rows[on_axis]]] = vals[on_axis]
-        couplings.append(torch.as_tensor(field.reshape(1, *grid.shape), dtype=dtype, device=device))
-    diag = torch.as_tensor(grid.diagonal()[None], dtype=dtype, device=device)
+    stencil = as_grid_stencil(grid)
+    diag = torch.tensor(stencil.diag[None], dtype=dtype, device=device)
+    couplings = [torch.tensor(c[None], dtype=dtype, device=device) for c in stencil.couplings]
     return diag, couplings
 
 
-def apply_stencil(u: Tensor, diag: Tensor, couplings: list[Tensor]) -> Tensor:
-    """``A u`` for fields ``u`` of the shape of ``diag`` (broadcasting over leading dimensions)."""
+def null_projector(labels: Tensor) -> list[Tensor]:
+    """The null-space data :func:`project_null` needs, from a label field (``-1`` outside singular groups,
+    ``0..m-1`` inside; :meth:`GridStencil.null_space`): ``[flat labels + 1, 1/size per label (0 for -1)]``.
+    An empty list when no cell is labelled (nonsingular)."""
+    flat = labels.reshape(-1).to(torch.int64) + 1
+    if not bool((flat > 0).any()):
+        return []
+    counts = torch.bincount(flat).to(torch.float64)
+    inverse = torch.where(counts > 0, 1.0 / torch.where(counts > 0, counts, torch.ones_like(counts)), counts)
+    inverse[0] = 0.0
+    return [flat, inverse]
+
+
+def project_null(v: Tensor, null: list[Tensor]) -> Tensor:
+    """``v`` minus its mean over each singular group (``null`` from :func:`null_projector`; identity when
+    empty): the projection onto the range of a singular grid operator."""
+    if len(null) == 0:
+        return v
+    flat, inverse = null[0], null[1]
+    sums = torch.zeros(inverse.shape[0], dtype=v.dtype, device=v.device).index_add_(0, flat, v.reshape(-1))
+    means = sums * inverse.to(v.dtype)
+    return v - means[flat].reshape(v.shape)
+
+
+def apply_stencil(u: Tensor, diag: Tensor, couplings: list[Tensor], wrap: bool = True) -> Tensor:
+    """``A u`` for fields ``u`` of the shape of ``diag`` (broadcasting over leading dimensions).
+
+    The last layer of ``couplings[a]`` couples the last cell along ``a`` with the first (periodic axes; 0
+    otherwise); ``wrap=False`` skips those terms (a caller that knows they are all zero).
+    """
     nd = len(couplings)
     out = diag * u
     for a in range(nd):
         c = couplings[a]
         dim = a - nd
         n = out.shape[dim]
-        if n > 1:
-            out.narrow(dim, 0, n - 1).sub_(c.narrow(dim, 0, n - 1) * u.narrow(dim, 1, n - 1))
-            out.narrow(dim, 1, n - 1).sub_(c.narrow(dim, 0, n - 1) * u.narrow(dim, 0, n - 1))
+        if n > 1:  # fused multiply-subtract into views: no temporaries
+            cc = c.narrow(dim, 0, n - 1)
+            out.narrow(dim, 0, n - 1).addcmul_(cc, u.narrow(dim, 1, n - 1), value=-1.0)
+            out.narrow(dim, 1, n - 1).addcmul_(cc, u.narrow(dim, 0, n - 1), value=-1.0)
+            if wrap:
+                cw = c.narrow(dim, n - 1, 1)
+                out.narrow(dim, n - 1, 1).addcmul_(cw, u.narrow(dim, 0, 1), value=-1.0)
+                out.narrow(dim, 0, 1).addcmul_(cw, u.narrow(dim, n - 1, 1), value=-1.0)
+        elif wrap:  # one cell along a periodic axis: the wrap-around face couples it with itself
+            out.addcmul_(c, u, value=-2.0)
     return out
+
+
+def is_periodic(couplings: list[Tensor]) -> bool:
+    """Whether any coupling field has a nonzero last layer (a periodic wrap-around)."""
+    nd = len(couplings)
+    for a in range(nd):
+        c = couplings[a]
+        dim = a - nd
+        if bool((c.narrow(dim, c.shape[dim] - 1, 1) != 0).any()):
+            return True
+    return False
 
 
 def pad_even(x: Tensor, nd: int) -> Tensor:
@@ -117,12 +166,23 @@ def prolong(x: Tensor, shape: list[int]) -> Tensor:
 
 
 def coarsen(diag: Tensor, couplings: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-    """The Galerkin coarse operator ``Pᵀ A P`` (piecewise-constant ``P`` over 2^d blocks) as fields."""
+    """The Galerkin coarse operator ``Pᵀ A P`` (piecewise-constant ``P`` over 2^d blocks) as fields.
+
+    Periodic wrap-around couplings (last layer) become the coarse grid's wrap-around couplings; along an
+    odd axis the padding cell sits inside the last block, so the wrap coupling is moved onto it first.
+    """
     nd = len(couplings)
     coarse_diag = restrict(diag, nd)
     coarse: list[Tensor] = []
     for a in range(nd):
-        pairs = pad_even(couplings[a], nd).unfold(a - nd, 2, 2)
+        c = pad_even(couplings[a], nd)
+        dim = a - nd
+        n = couplings[a].shape[dim]
+        if n % 2 == 1 and n > 1:  # odd: the wrap coupling of cell n-1 belongs to the padded block's edge
+            c = c.clone()
+            c.narrow(dim, n, 1).copy_(c.narrow(dim, n - 1, 1))
+            c.narrow(dim, n - 1, 1).zero_()
+        pairs = c.unfold(dim, 2, 2)
         internal = pairs.select(-1, 0)  # coupling between children 2I and 2I+1
         across = pairs.select(-1, 1)  # coupling between child 2I+1 and the next block's child 2I+2
         for b in range(nd):

@@ -32,10 +32,49 @@ from sciml.dcdm.solver import DCDM
 from sciml.dcdm.stencil import stencil_fields
 from sciml.problems.linear.generators import random_layout, random_rhs
 
-__all__ = ["TrainConfig", "train", "VALIDATION_SEED"]
+__all__ = ["TrainConfig", "train", "VALIDATION_SEED", "BOUNDS", "CHOICES"]
 
 #: layouts for validation / tests / benchmarks come from seeds at and above this (training uses [seed, i])
 VALIDATION_SEED = 90_000
+
+
+#: allowed values of the categorical fields of :class:`TrainConfig`
+CHOICES: dict[str, tuple] = {"ndim": (2, 3), "architecture": ("multigrid", "paper"), "cycle": ("V", "W")}
+#: numeric fields of :class:`TrainConfig`: (lowest, highest or None, lowest excluded)
+BOUNDS: dict[str, tuple[float, float | None, bool]] = {
+    "size": (8, None, False),
+    "layouts": (1, None, False),
+    "rhs_per_layout": (1, None, False),
+    "lanczos_steps": (1, None, False),
+    "low_boost": (0.0, None, False),
+    "white_fraction": (0.0, 1.0, False),
+    "data_seed": (0, None, False),
+    "channels": (1, None, False),
+    "hidden": (1, None, False),
+    "coarsest": (2, None, False),
+    "k": (0, None, False),
+    "batch_size": (1, None, False),
+    "steps": (1, None, False),
+    "lr": (0.0, None, True),
+    "seed": (0, None, False),
+    "checkpoint_every": (1, None, False),
+    "validate_layouts": (0, None, False),
+    "threads": (1, None, False),
+}
+FLOAT_FIELDS = ("low_boost", "white_fraction", "lr")
+
+
+def check_number(value: Any, low: float, high: float | None, open_low: bool, *, integer: bool) -> str:
+    """What is wrong with ``value`` for the range (empty when nothing): finite, integral, within bounds."""
+    kind = "an integer" if integer else "a finite number"
+    bounds = f"{'>' if open_low else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return f"{kind} {bounds}"
+    if not math.isfinite(value) or (integer and int(value) != value):
+        return f"{kind} {bounds}"
+    if value < low or (open_low and value == low) or (high is not None and value > high):
+        return f"{kind} {bounds}"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -79,15 +118,18 @@ class TrainConfig:
     threads: int = 2
 
     def __post_init__(self) -> None:
-        if self.ndim not in (2, 3):
-            raise ValueError(f"`ndim` must be 2 or 3, got {self.ndim}")
-        if self.size < 8:
-            raise ValueError(f"`size` must be >= 8, got {self.size}")
-        for name in ("layouts", "rhs_per_layout", "batch_size", "steps", "checkpoint_every", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"`lr` must be a positive number, got {self.lr}")
+        for name, choices in CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"`{name}` ({flag}) must be one of {choices}, got {value!r}")
+        for name, (low, high, open_low) in BOUNDS.items():
+            value = getattr(self, name)
+            if value is None and name == "coarsest":
+                continue
+            problem = check_number(value, low, high, open_low, integer=name not in FLOAT_FIELDS)
+            if problem:
+                raise ValueError(f"`{name}` (--{name.replace('_', '-')}) must be {problem}, got {value}")
         coarsest = self.network_config().get("coarsest")
         if coarsest is not None and self.size <= coarsest:
             raise ValueError(
@@ -157,7 +199,7 @@ def train(
     Args:
         config: the run.
         out: output directory (created; checked writable before anything starts).
-        resume: continue from ``out/checkpoint.pt`` if present.
+        resume: continue from ``out/checkpoint.pt`` (which must exist).
         command: the command line to record in the model sidecar.
         progress: tqdm bars.
         cache_dir: directory for the cached training set (default the sciml cache).
@@ -167,10 +209,16 @@ def train(
 
     Raises:
         ValueError: an unwritable ``out``, or ``resume`` with a checkpoint of another configuration.
+        FileNotFoundError: ``resume`` without a checkpoint in ``out``.
     """
     out = check_writable_dir(out, "out")
-    torch.set_num_threads(config.threads)
     checkpoint_path = out / "checkpoint.pt"
+    if resume and not checkpoint_path.exists():
+        raise FileNotFoundError(
+            f"--resume: there is no checkpoint at {checkpoint_path} to continue from; drop --resume to start "
+            "a new run, or point --out at the run to continue"
+        )
+    torch.set_num_threads(config.threads)
     start = time.perf_counter()
 
     data = training_set(
@@ -199,7 +247,7 @@ def train(
     losses: list[float] = []
     step = 0
     stored_config = dataclasses.asdict(config)
-    if resume and checkpoint_path.exists():
+    if resume:
         state = load_checkpoint(checkpoint_path)
         if state.get("config") != stored_config:
             raise ValueError(
@@ -261,7 +309,7 @@ def train(
         "data": config.data_params(),
         "data_seconds": data_seconds,
         "train_seconds": train_seconds,
-        "final_loss": float(np.mean(losses[-50:])) if losses else None,
+        "final_loss": _final_loss(losses),
         "parameters": sum(p.numel() for p in network.parameters()),
     }
     solver = DCDM(network, k=config.k, info=info)
@@ -275,6 +323,24 @@ def train(
     return solver
 
 
+#: the training loss reported (and drawn) is the mean over this many last steps
+LOSS_WINDOW = 50
+
+
+def _trailing_mean(losses: list[float]) -> np.ndarray:
+    """Mean of the last ``min(LOSS_WINDOW, k + 1)`` losses at every step ``k``."""
+    values = np.asarray(losses, dtype=np.float64)
+    sums = np.concatenate([[0.0], np.cumsum(values)])
+    k = np.arange(1, len(values) + 1)
+    start = np.maximum(0, k - LOSS_WINDOW)
+    return (sums[k] - sums[start]) / (k - start)
+
+
+def _final_loss(losses: list[float]) -> float | None:
+    """The reported final loss: the last point of :func:`_trailing_mean` (what ``loss.png`` ends at)."""
+    return float(_trailing_mean(losses)[-1]) if losses else None
+
+
 def _plot_loss(losses: list[float], path: Path) -> None:
     import matplotlib
 
@@ -282,12 +348,16 @@ def _plot_loss(losses: list[float], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.semilogy(losses, lw=0.5, alpha=0.5, label="batch")
-    if len(losses) >= 50:
-        smooth = np.convolve(losses, np.ones(50) / 50, mode="valid")
-        ax.semilogy(np.arange(49, len(losses)), smooth, label="mean of 50")
-    ax.set_xlabel("step")
+    steps = np.arange(1, len(losses) + 1)
+    window = min(LOSS_WINDOW, len(losses))
+    if losses:
+        final = _final_loss(losses)
+        ax.semilogy(steps, losses, lw=0.5, alpha=0.4, color="tab:blue", label="batch loss")
+        ax.semilogy(steps, _trailing_mean(losses), color="tab:orange", label=f"mean of last {window} steps")
+        ax.axhline(final, color="k", ls=":", lw=1, label=f"final loss {final:.4g} (as printed)")
+    ax.set_xlabel("training step")
     ax.set_ylabel("scale-invariant loss")
+    ax.set_title("DCDM training loss")
     ax.legend()
     fig.tight_layout()
     save_figure(fig, path, dpi=120)

@@ -49,6 +49,7 @@ def cg(
     maxiter: int | None = None,
     M: Any = None,
     callback: Callable[[Any], None] | None = None,
+    flexible: bool = False,
 ) -> LinearSolveResult:
     """Solve ``A x = b`` for symmetric positive definite ``A`` by (preconditioned) conjugate gradients.
 
@@ -68,6 +69,9 @@ def cg(
             :func:`~sciml.solvers.linear.incomplete_cholesky`, :func:`~sciml.solvers.linear.amg`,
             :func:`~sciml.solvers.linear.ssor_preconditioner`).
         callback: called as ``callback(x)`` after every iteration.
+        flexible: flexible PCG (Notay, *Flexible conjugate gradients*, SIAM J. Sci. Comput. 22, 2000):
+            ``β = rₖ₊₁ᵀ(zₖ₊₁ − zₖ) / rₖᵀzₖ`` (Polak–Ribière), for a preconditioner that varies between
+            iterations or is not exactly symmetric (a network, an inner iteration); one extra vector.
 
     Returns:
         :class:`LinearSolveResult`; ``status`` says why it stopped: ``converged``, ``max_iterations``,
@@ -113,6 +117,7 @@ def cg(
     if precond is not None and not (rz > 0 and np.isfinite(rz)):
         return finish(*_bad_preconditioner(rz, 0))
     p = xp.copy(z)
+    z_old = xp.copy(z) if flexible and precond is not None else None
     stagnant = 0
     for k in range(1, maxiter + 1):
         Ap = matvec(p)
@@ -153,7 +158,11 @@ def cg(
         rz_new = rnorm * rnorm if precond is None else xp.dot(r, z)
         if precond is not None and not (rz_new > 0 and np.isfinite(rz_new)):
             return finish(*_bad_preconditioner(rz_new, k))
-        beta = rz_new / rz
+        if flexible and precond is not None:
+            beta = (rz_new - xp.dot(r, z_old)) / rz
+            z_old = xp.copy(z)
+        else:
+            beta = rz_new / rz
         rz = rz_new
         p *= beta
         p += z
