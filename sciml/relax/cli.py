@@ -153,8 +153,8 @@ def load_sequence(path: str | Path, solver: str = "sor") -> tuple[list[str], lis
             matrices[f.stem] = f
     if not matrices and not rhs:
         raise ValueError(
-            f"SEQUENCE folder {path} holds no systems: expected STEM.npz or STEM.mtx matrices with STEM.rhs.npy "
-            "or STEM.rhs.mtx right-hand sides"
+            f"SEQUENCE folder {path} holds no systems: expected STEM.npz or STEM.mtx matrices with "
+            "STEM.rhs.npy or STEM.rhs.mtx right-hand sides"
         )
     lonely = sorted(set(matrices) - set(rhs), key=_natural_key)
     orphans = sorted(set(rhs) - set(matrices), key=_natural_key)
@@ -167,7 +167,8 @@ def load_sequence(path: str | Path, solver: str = "sor") -> tuple[list[str], lis
         if orphans:
             parts.append(f"right-hand sides without matrix: {', '.join(rhs[s].name for s in orphans[:5])}")
         raise ValueError(
-            f"SEQUENCE folder {path} has unmatched files ({'; '.join(parts)}); each STEM.npz|mtx needs STEM.rhs.npy|mtx"
+            f"SEQUENCE folder {path} has unmatched files ({'; '.join(parts)}); each STEM.npz|mtx needs "
+            "STEM.rhs.npy|mtx"
         )
     names = sorted(matrices, key=_natural_key)
     systems = [
@@ -189,8 +190,8 @@ def _load_hdf5(path: Path, solver: str) -> tuple[list[str], list[LinearInstance]
             missing = [k for k in ("data", "indices", "indptr", "shape", "b") if k not in g]
             if missing:
                 raise ValueError(
-                    f"SEQUENCE file {path}: group {key!r} lacks {', '.join(missing)} (each group holds the CSR "
-                    "arrays data, indices, indptr, shape and the right-hand side b)"
+                    f"SEQUENCE file {path}: group {key!r} lacks {', '.join(missing)} (each group holds "
+                    "the CSR arrays data, indices, indptr, shape and the right-hand side b)"
                 )
             shape = tuple(int(v) for v in np.asarray(g["shape"]))
             try:
