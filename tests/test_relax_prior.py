@@ -355,3 +355,16 @@ def test_cli_names_the_problem_with_bad_input(tmp_path, case, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message.replace("(", r"\(")) as info:
         _cli(target, "--out", tmp_path / "out", *extra)
     assert "SEQUENCE" in str(info.value) or message.startswith("--")
+
+
+def test_grid_table_batched_path_matches_sequential_solves():
+    from sciml.relax.sequence import grid_table
+
+    seq = ShiftedLaplacianSequence("low", seed=2)
+    systems = list(seq.instances(8))
+    kw = {"rtol": 1e-8, "maxiter": 5000, "step": 0.05, "reference": np.full(8, 40)}
+    g1, t1 = grid_table(systems, "sor", np.array([1.5, 1.6]), **kw)
+    g2, t2 = grid_table(systems, "sor", np.array([1.5, 1.6]), shifted=(seq.matrix(), seq.shifts(8)), **kw)
+    np.testing.assert_array_equal(g1, g2)
+    np.testing.assert_array_equal(t1, t2)
+    assert (t1 <= 80).all() and (t1 == 80).any()  # capped at 2 × reference, and some ω really hit the cap

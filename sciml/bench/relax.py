@@ -118,6 +118,7 @@ def _setting(
     step: float,
     young_applies: bool,
     designed_on: bool,
+    shifted: tuple | None = None,
 ) -> tuple[list[dict], dict[str, np.ndarray]]:
     runs: dict[str, list[dict]] = {}
     runs["omega=1"] = [
@@ -161,6 +162,7 @@ def _setting(
         reference=best_seen,
         progress=True,
         desc=f"{name} fine grid",
+        shifted=shifted,
     )
     j = int(table.sum(0).argmin())
     bf_run = run_fixed(systems, solver, float(grid[j]), rtol=RTOL, maxiter=MAXITER, desc=f"{name} best-fixed")
@@ -252,7 +254,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     To = args.other_instances or (200 if args.full else 40)
     heat_N = args.heat_N or (100 if args.full else 64)
     heat_steps = args.heat_steps or (1000 if args.full else 300)
-    step = args.grid_step or (0.0025 if args.full else 0.005)
+    step = args.grid_step or 0.005
     var_N = args.varcoef_N or (64 if args.full else 32)
     for flag, value in (
         ("--instances", T),
@@ -274,9 +276,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows: list[dict] = []
     curves: dict[str, dict[str, np.ndarray]] = {}
     for key in wanted:
+        shifted = None
         if key.startswith("shift"):
             seq = ShiftedLaplacianSequence(key.split("-")[1], seed=args.seed)
             spec = (key, list(seq.instances(T)), "sor", seq.context_range, True, True)
+            shifted = (seq.matrix(), seq.shifts(T))
         elif key == "heat":
             heat = HeatEquation2D(N=heat_N, steps=heat_steps)
             spec = (
@@ -306,6 +310,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             step=step if solver == "sor" else 4 * step,  # SSOR-PCG is flat in ω: a coarser grid suffices
             young_applies=young_applies,
             designed_on=designed_on,
+            shifted=shifted,
         )
         rows += r
         curves[name] = cv

@@ -28,6 +28,7 @@ from sciml.relax.bandits import TsallisINF, default_arms
 from sciml.relax.contextual import ChebCB
 from sciml.relax.prior import SOLVERS, PriorTuner
 from sciml.solvers.linear import (
+    sor_batch,
     LinearSolveResult,
     cg,
     estimate_jacobi_spectrum,
@@ -207,6 +208,7 @@ def grid_table(
     cap_factor: float = 2.0,
     progress: bool = False,
     desc: str = "fine grid",
+    shifted: tuple[Any, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Iterations of every ω of a fine grid on every system (for best-fixed and instance-optimal).
 
@@ -214,6 +216,9 @@ def grid_table(
     ``4 · step``; it widens by ``0.03`` on a side wherever a system's least cost sits at that edge. Each
     solve stops at ``cap_factor ×`` the system's ``reference`` iterations (e.g. the best any method did),
     recorded as that cap: a lower bound on its cost, so a censored ω can never be mistaken for the best.
+
+    With ``shifted = (A, shifts)`` (SOR on systems ``A + shift_t I`` from zero initial guesses) every
+    column is computed at once by :func:`~sciml.solvers.linear.sor_batch` (same iterates, same counts).
 
     Returns:
         ``(grid, table)`` with ``table[t, j]`` the (capped) iterations of ``grid[j]`` on system ``t``.
@@ -228,6 +233,24 @@ def grid_table(
     solve = _Solver(solver)
 
     def fill(points):
+        if shifted is not None and solver == "sor":
+            points = [float(w) for w in points if float(w) not in columns]
+            if not points:
+                return
+            A, shifts = shifted
+            T = len(systems)
+            B = np.stack([inst.b for inst in systems], axis=1)
+            its = sor_batch(
+                A,
+                np.tile(B, (1, len(points))),
+                np.repeat(points, T),
+                np.tile(shifts, len(points)),
+                rtol=rtol,
+                maxiter=int(caps.max()),
+            ).iterations.reshape(len(points), T)
+            for w, col in zip(points, its):
+                columns[w] = np.minimum(col, caps)
+            return
         for w in tqdm(points, desc=desc, leave=False, disable=not progress):
             w = float(w)
             if w in columns:
