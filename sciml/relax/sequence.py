@@ -28,11 +28,11 @@ from sciml.relax.bandits import TsallisINF, default_arms
 from sciml.relax.contextual import ChebCB
 from sciml.relax.prior import SOLVERS, PriorTuner
 from sciml.solvers.linear import (
-    sor_batch,
     LinearSolveResult,
     cg,
     estimate_jacobi_spectrum,
     sor,
+    sor_batch,
     ssor_preconditioner,
     young_omega,
 )
