@@ -119,6 +119,7 @@ def _setting(
     young_applies: bool,
     designed_on: bool,
     shifted: tuple | None = None,
+    repeats: int = 1,
 ) -> tuple[list[dict], dict[str, np.ndarray]]:
     runs: dict[str, list[dict]] = {}
     runs["omega=1"] = [
@@ -182,8 +183,24 @@ def _setting(
     rows = summarise(runs, bf_run["iterations"], instance_opt, young if young_applies else None)
     order = ["omega=1", "young-estimated", "best-fixed", "instance-optimal", "tsallis-inf", "chebcb", "prior"]
     rows.sort(key=lambda r: order.index(r["method"]))
-    bf_seconds = bf_run["seconds"]
+    # wall time on a shared machine is noisy: rerun the cheap contenders interleaved and keep each one's best
+    timed = {"best-fixed": bf_run["seconds"], "prior": runs["prior"][0]["seconds"], "omega=1": None}
+    if repeats > 1:
+        timed["omega=1"] = runs["omega=1"][0]["seconds"]
+        for _ in range(repeats - 1):
+            for key, again in (
+                (
+                    "best-fixed",
+                    lambda: run_fixed(systems, solver, float(grid[j]), rtol=RTOL, maxiter=MAXITER),
+                ),
+                ("prior", lambda: run_prior(systems, solver, rtol=RTOL, maxiter=MAXITER, seed=0)),
+                ("omega=1", lambda: run_fixed(systems, solver, 1.0, rtol=RTOL, maxiter=MAXITER)),
+            ):
+                timed[key] = min(timed[key], again()["seconds"])
+    bf_seconds = timed["best-fixed"]
     for row in rows:
+        if repeats > 1 and row["method"] in timed:  # prior: its seed 0, best of `repeats` runs
+            row["seconds"], row["seconds_best_of"] = timed[row["method"]], repeats
         row.update(
             setting=name,
             solver=solver,
@@ -198,12 +215,7 @@ def _setting(
         if row["method"] == "young-estimated":
             row["young_undefined"] = runs["young-estimated"][0]["young_undefined"]
     rows[0]["grid"] = [float(grid[0]), float(grid[-1]), float(step), int(grid.size)]
-    if solver == "ssor-pcg":
-        curves = cumulative(
-            {k: v for k, v in runs.items() if k != "instance-optimal"}, lambda r: r["iterations"]
-        )
-    else:
-        curves = cumulative(runs, lambda r: r["iterations"])
+    curves = cumulative(runs, lambda r: r["iterations"])
     return rows, curves
 
 
@@ -217,10 +229,19 @@ def _plot(curves: dict[str, dict[str, np.ndarray]], path: Path) -> None:
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows), squeeze=False)
-    styles = {"omega=1": ":", "young-estimated": "--", "best-fixed": "-.", "instance-optimal": "-"}
+    styles = {
+        "omega=1": dict(ls=":", color="tab:gray"),
+        "young-estimated": dict(ls="--", color="tab:orange"),
+        "best-fixed": dict(ls="-.", color="tab:brown"),
+        "instance-optimal": dict(ls="-", color="tab:green", lw=1.0),
+        "tsallis-inf": dict(ls="-", color="tab:blue"),
+        "chebcb": dict(ls="-", color="tab:red"),
+        "prior": dict(ls="-", color="black", lw=2.2),
+    }
     for ax, (setting, series) in zip(axes.ravel(), curves.items()):
         for name, values in series.items():
-            ax.plot(np.arange(1, values.size + 1), values, styles.get(name, "-"), label=name, lw=1.5)
+            style = {"lw": 1.5, **styles.get(name, {})}
+            ax.plot(np.arange(1, values.size + 1), values, label=name, **style)
         ax.set_yscale("log")
         ax.set_title(setting)
         ax.set_xlabel("system t")
@@ -311,6 +332,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             young_applies=young_applies,
             designed_on=designed_on,
             shifted=shifted,
+            repeats=3 if solver == "ssor-pcg" else 1,
         )
         rows += r
         curves[name] = cv
