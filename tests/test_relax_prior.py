@@ -69,20 +69,33 @@ def test_lanczos_estimate_rejects_bad_input():
         estimate_jacobi_spectrum(A, max_steps=1)
 
 
-def test_spectral_prior_reuses_only_within_the_weyl_bound():
+def test_spectral_prior_warm_starts_and_backs_off_only_while_steady():
     seq = ShiftedLaplacianSequence("high", seed=0)
     A = seq.matrix()
     eye = sp.eye_array(100, format="csr")
-    prior = SpectralPrior(rtol=0.01, reuse=0.05)
-    d0 = prior.estimate(A + 0.1 * eye)
-    exact = lambda c: np.linalg.eigvalsh((A + c * eye).toarray())[0] / (4 + c)  # noqa: E731
-    assert d0 == pytest.approx(exact(0.1), rel=0.01)
-    n0 = prior.estimates
-    assert prior.estimate(A + 0.1 * eye + 0.0 * eye) == d0 and prior.estimates == n0  # unchanged: reused
-    # a shift of 0.1 changes δ by ~30 %: the bound forbids reuse, the warm start re-estimates cheaply
+
+    def exact(c):
+        return np.linalg.eigvalsh((A + c * eye).toarray())[0] / (4 + c)
+
+    prior = SpectralPrior(rtol=0.01, max_interval=4)
+    assert prior.estimate(A + 0.1 * eye) == pytest.approx(exact(0.1), rel=0.01)
+    # another shift: same lowest mode, so the warm start needs one or two products
     before = prior.matvecs
     assert prior.estimate(A + 0.2 * eye) == pytest.approx(exact(0.2), rel=0.01)
-    assert prior.estimates == n0 + 1 and prior.matvecs - before <= 2
+    assert prior.matvecs - before <= 2 and prior.interval == 1  # δ changed by ~30 %: no back-off
+    # an unchanged matrix: the interval doubles (2, then 4) and estimates are reused in between
+    counts = []
+    for _ in range(8):
+        before = prior.matvecs
+        assert prior.estimate(A + 0.2 * eye) == pytest.approx(exact(0.2), rel=0.01)
+        counts.append(prior.matvecs - before)
+    assert [c > 0 for c in counts] == [True, False, True, False, False, False, True, False]
+    assert max(counts) <= 2 and prior.interval == 4
+    # a jump after the back-off is seen at the next estimate (within the interval), which resets it
+    seen = [prior.estimate(A + 0.4 * eye) == pytest.approx(exact(0.4), rel=0.01) for _ in range(4)]
+    assert any(seen) and prior.interval <= 2  # reset to 1 by the jump, at most doubled once since
+    with pytest.raises(ValueError, match="max_interval"):
+        SpectralPrior(max_interval=0)
 
 
 def test_prior_tuner_starts_at_young_on_the_first_system():

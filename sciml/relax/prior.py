@@ -62,112 +62,106 @@ class SpectralPrior:
     """``δ̂ = λ_min(D^{-1/2} A D^{-1/2})`` of each system of a sequence, cheaply.
 
     The Lanczos start is the previous system's Ritz vector, so for related systems one or two products
-    with ``A`` suffice. When a matrix has the sparsity pattern of the one last estimated, Weyl's
-    inequality ``|λ_min(B') − λ_min(B)| <= ‖B' − B‖ <= ‖B' − B‖_∞`` (``B = D^{-1/2} A D^{-1/2}``, symmetric)
-    bounds the change of ``δ`` from the values alone, in ``O(nnz)`` work and no product with ``A``: if it
-    is at most ``reuse · δ̂``, the last estimate is kept.
+    with ``A`` suffice (one when the lowest mode did not change, as for ``A + cI`` or ``I + aK``: the Ritz
+    residual of the start is then already within ``rtol · δ̂``). Whether ``A`` is symmetric is checked
+    when its sparsity pattern changes, not for every system.
+
+    A slowly drifting sequence (time steps of one simulation) need not be re-estimated every system:
+    while consecutive estimates agree to ``rtol / 2``, the interval between estimates doubles, up to
+    ``max_interval`` systems; any larger change resets it to 1 (i.i.d. sequences are estimated every time).
 
     Args:
         rtol: relative accuracy of ``δ̂`` (see :func:`~sciml.solvers.linear.estimate_jacobi_spectrum`).
         max_steps: Lanczos steps at most per estimate.
-        reuse: keep the last estimate while the Weyl bound stays below ``reuse · δ̂`` (0: never keep).
+        max_interval: most systems one estimate serves (1: estimate every system).
         seed: seeds the random part of the first start vector.
 
     Raises:
-        ValueError: ``rtol <= 0``, ``reuse < 0``, ``max_steps < 2``.
+        ValueError: ``rtol <= 0``, ``max_steps < 2``, ``max_interval < 1``.
     """
 
     def __init__(
-        self, *, rtol: float = 0.05, max_steps: int = 80, reuse: float = 0.05, seed: int = 0
+        self, *, rtol: float = 0.05, max_steps: int = 80, max_interval: int = 16, seed: int = 0
     ) -> None:
         if not (math.isfinite(rtol) and rtol > 0):
             raise ValueError(f"`rtol` must be a positive number, got {rtol}")
-        if not (math.isfinite(reuse) and reuse >= 0):
-            raise ValueError(f"`reuse` must be a number >= 0, got {reuse}")
         if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 2:
             raise ValueError(f"`max_steps` must be an integer >= 2, got {max_steps}")
-        self.rtol, self.max_steps, self.reuse, self.seed = (
-            float(rtol),
-            int(max_steps),
-            float(reuse),
-            int(seed),
-        )
+        if isinstance(max_interval, bool) or int(max_interval) != max_interval or max_interval < 1:
+            raise ValueError(f"`max_interval` must be an integer >= 1, got {max_interval}")
+        self.rtol, self.max_steps, self.seed = float(rtol), int(max_steps), int(seed)
+        self.max_interval = int(max_interval)
+        self.interval, self.since = 1, 0  # systems per estimate now; systems served by the last one
         self.vector: np.ndarray | None = None
         self.delta = math.nan
         self.matvecs = 0  # products with A spent over the whole sequence
-        self.estimates = 0  # Lanczos runs (the rest of the systems reused an estimate)
-        self._ref: tuple | None = None  # pattern, rows, diagonal positions, row length, scaled data
+        self._pattern: tuple | None = None  # (indptr, indices, symmetric) of the last matrix
 
-    def _unchanged(self, A: sp.csr_array) -> tuple[bool, tuple | None]:
-        """Whether the Weyl bound allows keeping the estimate, and the reference data for ``A``."""
-        ref = self._ref
-        same = ref is not None and (
-            (ref[0] is A.indptr and ref[1] is A.indices)  # e.g. matrices built on one pattern's arrays
+    def _symmetric(self, A: sp.csr_array) -> bool | None:
+        p = self._pattern
+        if p is not None and (
+            (p[0] is A.indptr and p[1] is A.indices)
             or (
-                ref[0].shape == A.indptr.shape
-                and ref[1].shape == A.indices.shape
-                and np.array_equal(ref[0], A.indptr)
-                and np.array_equal(ref[1], A.indices)
+                p[0].shape == A.indptr.shape
+                and p[1].shape == A.indices.shape
+                and np.array_equal(p[0], A.indptr)
+                and np.array_equal(p[1], A.indices)
             )
+        ):
+            return p[2]
+        At = sp.csr_array(A.T)
+        symmetric = bool(
+            np.array_equal(At.indptr, A.indptr)
+            and np.array_equal(At.indices, A.indices)
+            and np.allclose(At.data, A.data, rtol=0, atol=1e-14 * np.abs(A.data).max())
         )
-        if not same:
-            if self.reuse == 0:
-                return False, None
-            n = A.shape[0]
-            rows = np.repeat(np.arange(n), np.diff(A.indptr))
-            diag_pos = np.full(n, -1)
-            on = np.flatnonzero(rows == A.indices)
-            diag_pos[rows[on]] = on
-            if (diag_pos < 0).any():
-                return False, None
-            ref = (A.indptr, A.indices, rows, diag_pos, int(np.diff(A.indptr).max()), None)
-        d = A.data[ref[3]]
-        if not (d > 0).all():
-            return False, None
-        s = 1.0 / np.sqrt(d)
-        scaled = A.data * s[ref[2]] * s[A.indices]
-        new = ref[:5] + (scaled,)
-        if not same:
-            return False, new
-        # ‖B' − B‖_∞ <= (entries per row) · max |B'_ij − B_ij|
-        change = ref[4] * float(np.abs(scaled - ref[5]).max())
-        return bool(change <= self.reuse * self.delta), ref if change <= self.reuse * self.delta else new
+        self._pattern = (A.indptr, A.indices, symmetric)
+        return symmetric
 
     def estimate(self, A: Any) -> float:
-        """``δ̂`` for ``A`` (updates the warm-start vector, :attr:`matvecs` and :attr:`estimates`).
+        """``δ̂`` for ``A`` (updates the warm-start vector and :attr:`matvecs`).
 
         Raises:
             ValueError: as :func:`~sciml.solvers.linear.estimate_jacobi_spectrum` (non-square matrix,
                 zero or negative diagonal entry, non-finite entries).
         """
         A = _square_sparse(A)
-        keep, ref = self._unchanged(A)
-        if keep:  # the reference stays the matrix last estimated, so drift accumulates in the bound
+        same_size = self.vector is not None and self.vector.shape == (A.shape[0],)
+        if same_size and self.since < self.interval:
+            self.since += 1
             return self.delta
-        v0 = self.vector if self.vector is not None and self.vector.shape == (A.shape[0],) else None
+        v0 = self.vector if same_size else None
         est = estimate_jacobi_spectrum(
-            A, v0, ends="low", rtol=self.rtol, max_steps=self.max_steps, seed=self.seed
+            A,
+            v0,
+            ends="low",
+            rtol=self.rtol,
+            max_steps=self.max_steps,
+            seed=self.seed,
+            symmetric=self._symmetric(A) if A.nnz else True,
         )
         self.matvecs += est.matvecs
-        self.estimates += 1
         self.vector = est.vector_low
-        self.delta = float(min(max(est.low, 1e-14), 1.0))
-        self._ref = ref
+        delta = float(min(max(est.low, 1e-14), 1.0))
+        steady = same_size and abs(delta - self.delta) <= 0.5 * self.rtol * delta
+        self.interval = min(2 * self.interval, self.max_interval) if steady else 1
+        self.delta, self.since = delta, 1
         return self.delta
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "delta": self.delta,
             "matvecs": self.matvecs,
-            "estimates": self.estimates,
+            "interval": self.interval,
+            "since": self.since,
             "vector": torch.as_tensor(self.vector if self.vector is not None else np.zeros(0)),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         vec = np.asarray(state["vector"], dtype=np.float64)
         self.vector = vec.copy() if vec.size else None
-        self.delta, self.matvecs = float(state["delta"]), int(state["matvecs"])
-        self.estimates, self._ref = int(state["estimates"]), None
+        self.delta, self.matvecs, self._pattern = float(state["delta"]), int(state["matvecs"]), None
+        self.interval, self.since = int(state["interval"]), int(state["since"])
 
 
 class TunedSolve(NamedTuple):

@@ -77,7 +77,7 @@ def _loop(systems, desc, progress, body) -> Run:
     T = len(systems)
     its, omegas = np.zeros(T, dtype=np.int64), np.zeros(T)
     converged = np.zeros(T, dtype=bool)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for t in tqdm(range(T), desc=desc, leave=False, disable=not progress):
         omega, res = body(t, systems[t])
         its[t], omegas[t], converged[t] = res.iterations, omega, res.converged
@@ -86,6 +86,7 @@ def _loop(systems, desc, progress, body) -> Run:
         "omega": omegas,
         "converged": converged,
         "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu,  # this process only: robust on a shared machine
     }
 
 
@@ -293,6 +294,7 @@ def summarise(
     for name, seeds in runs.items():
         totals = np.array([r["iterations"].sum() for r in seeds], dtype=np.float64)
         secs = np.array([r["seconds"] for r in seeds])
+        cpu = np.array([r.get("cpu_seconds", np.nan) for r in seeds])
         row = {
             "method": name,
             "seeds": len(seeds),
@@ -306,6 +308,7 @@ def summarise(
             "vs_instance_optimal": float(totals.mean() / io),
             "vs_instance_optimal_max": float(totals.max() / io),
             "seconds": float(secs.mean()),
+            "cpu_seconds": float(cpu.mean()),
             "all_converged": bool(all(r["converged"].all() for r in seeds)),
         }
         if "prior_matvecs" in seeds[0]:

@@ -445,6 +445,7 @@ def estimate_jacobi_spectrum(
     rtol: float = 0.02,
     max_steps: int = 80,
     seed: int = 0,
+    symmetric: bool | None = None,
 ) -> JacobiSpectrumEstimate:
     """Estimate the ends of the spectrum of ``B = D^{-1/2} A D^{-1/2}`` (hence the Jacobi spectral radius
     ``ρ(I − D⁻¹A) = max(1 − λ_min(B), λ_max(B) − 1)`` of a symmetric ``A``) by a few Lanczos steps.
@@ -466,6 +467,7 @@ def estimate_jacobi_spectrum(
         rtol: relative accuracy of ``δ`` at which to stop (> 0).
         max_steps: at most this many Lanczos steps (products with ``A``), >= 2.
         seed: seeds the random part of the default start.
+        symmetric: whether ``A`` is known to be symmetric (``None``: check; ``False``: use ``(A + Aᵀ)/2``).
 
     Returns:
         :class:`JacobiSpectrumEstimate`.
@@ -484,11 +486,15 @@ def estimate_jacobi_spectrum(
         raise ValueError(f"`max_steps` must be an integer >= 2, got {max_steps}")
     n = A.shape[0]
     s = 1.0 / np.sqrt(d)
-    At = sp.csr_array(A.T)
-    if not (np.array_equal(At.indptr, A.indptr) and np.array_equal(At.indices, A.indices)) or not np.allclose(
-        At.data, A.data, rtol=0, atol=1e-14 * np.abs(A.data).max()
-    ):
-        A = sp.csr_array((A + At) * 0.5)
+    if symmetric is None:
+        At = sp.csr_array(A.T)
+        symmetric = (
+            np.array_equal(At.indptr, A.indptr)
+            and np.array_equal(At.indices, A.indices)
+            and np.allclose(At.data, A.data, rtol=0, atol=1e-14 * np.abs(A.data).max())
+        )
+    if not symmetric:
+        A = sp.csr_array((A + A.T) * 0.5)
     if v0 is None:
         rng = np.random.default_rng(seed)
         v = np.sqrt(d) / np.linalg.norm(np.sqrt(d)) + 1e-3 * rng.standard_normal(n) / np.sqrt(n)
@@ -500,7 +506,7 @@ def estimate_jacobi_spectrum(
     if norm == 0:
         raise ValueError("`v0` must not be the zero vector")
     steps = min(int(max_steps), n)
-    V = np.zeros((steps + 1, n))
+    V = np.empty((min(steps + 1, 4), n))  # Lanczos basis, grown by doubling (warm starts need 1–2 rows)
     V[0] = v / norm
     alpha, beta = np.zeros(steps), np.zeros(steps)
     check = 1  # test convergence at m = 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, ... (eigh of T is not free)
@@ -527,6 +533,8 @@ def estimate_jacobi_spectrum(
             wanted = bound if ends == "both" else bound[:1]
             if last or ((m >= 2 or ends == "low") and wanted.max() <= rtol * delta):
                 break
+        if k + 1 == V.shape[0]:
+            V = np.concatenate([V, np.empty((min(V.shape[0], steps + 1 - V.shape[0]), n))])
         V[k + 1] = w / beta[k]
     vectors = Y[:, [0, -1]].T @ V[:m]
     return JacobiSpectrumEstimate(
