@@ -4,7 +4,9 @@ Settings (SOR unless noted; rtol 1e-8; ``T`` systems each):
 
 * ``shift-high`` / ``shift-low`` — the shifted 10×10 Laplacians of Khodak et al. (ICLR 2024);
 * ``heat-N`` — SSOR-preconditioned CG on the Crank–Nicolson heat equation (warm starts; the systems are
-  those of one reference trajectory, so every method solves the same ones); wall time is the measure;
+  those of one reference trajectory, so every method solves the same ones); time is the measure — the
+  CPU seconds of this single-threaded process (wall seconds also reported; on a shared machine they
+  depend on the other jobs), best of 3 interleaved runs for ω = 1, the best fixed ω and the new tuner;
 * ``varcoef-N`` — fresh log-normal diffusion coefficient and reaction ``c ∈ [0, 50]`` per system (not used
   to design the tuners);
 * ``aniso-N`` — rotated anisotropic diffusion, 9-point stencil: not consistently ordered, so Young's
@@ -17,7 +19,7 @@ linspace(1, 1.95, 20), and ``prior`` (:class:`~sciml.relax.PriorTuner`: spectral
 exploration). Tuners run with ``--seeds`` seeds (mean, std and worst ratio reported).
 
 JSON rows ``{"setting", "method", "total_iterations", "vs_best_fixed", ...}``; ``relax.png`` plots the
-cumulative iterations (heat: cumulative wall time) of every method.
+cumulative iterations of every method (mean over seeds).
 """
 
 from __future__ import annotations
