@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "medida": "sciml.medida.cli",
     "pde": "sciml.pinn.cli",
     "dcdm": "sciml.dcdm.cli",
+    "relax": "sciml.relax.cli",
 }
 
 

@@ -26,7 +26,14 @@ import numpy as np
 import scipy.sparse as sp
 from sciml.problems.linear.grid import PoissonGrid
 
-__all__ = ["LinearInstance", "ShiftedLaplacianSequence", "HeatEquation2D", "bump"]
+__all__ = [
+    "LinearInstance",
+    "ShiftedLaplacianSequence",
+    "HeatEquation2D",
+    "VariableDiffusionSequence",
+    "RotatedAnisotropicSequence",
+    "bump",
+]
 
 
 class LinearInstance(NamedTuple):
@@ -274,3 +281,177 @@ class HeatEquation2D:
         A.data[self._diagonal_positions(K)] += 1.0
         b = u - half * (K @ u) + self.dt * self.forcing((k + 0.5) * self.dt)
         return LinearInstance(A, b, kappa, u)
+
+
+def _grid_index(N: int) -> np.ndarray:
+    return np.arange(N * N).reshape(N, N)
+
+
+def _stencil_matrix(
+    N: int, offsets: dict[tuple[int, int], np.ndarray | float], centre: np.ndarray
+) -> sp.csr_array:
+    """Assemble ``N² × N²`` from per-node coefficients of neighbours at ``(di, dj)`` (Dirichlet: neighbours
+    outside the grid dropped) and the centre coefficient."""
+    idx = _grid_index(N)
+    rows, cols, vals = [idx.ravel()], [idx.ravel()], [np.broadcast_to(centre, (N, N)).ravel()]
+    for (di, dj), coef in offsets.items():
+        coef = np.broadcast_to(np.asarray(coef, dtype=np.float64), (N, N))
+        i0, i1 = max(0, -di), N - max(0, di)
+        j0, j1 = max(0, -dj), N - max(0, dj)
+        rows.append(idx[i0:i1, j0:j1].ravel())
+        cols.append(idx[i0 + di : i1 + di, j0 + dj : j1 + dj].ravel())
+        vals.append(coef[i0:i1, j0:j1].ravel())
+    A = sp.coo_array(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(N * N, N * N)
+    )
+    A = sp.csr_array(A)
+    A.sum_duplicates()
+    A.eliminate_zeros()
+    return A
+
+
+def _check_positive_int(name: str, value: int, least: int) -> None:
+    if isinstance(value, bool) or int(value) != value or value < least:
+        raise ValueError(f"`{name}` must be an integer >= {least}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class VariableDiffusionSequence:
+    """Variable-coefficient diffusion–reaction systems ``−∇·(a_t ∇u) + c_t u = f_t`` on the unit square.
+
+    Each system draws a fresh log-normal coefficient ``a_t = exp(σ g_t)`` (``g_t`` a smooth Gaussian
+    field: random sine modes ``k, l <= modes`` with amplitudes ``1/(k² + l²)``, normalised to unit
+    standard deviation), a reaction coefficient ``c_t ~ U[0, reaction]`` and a right-hand side
+    ``b_t ~ N(0, I)``. The 5-point finite-volume discretisation on ``N × N`` interior nodes (spacing
+    ``h = 1/(N+1)``, zero Dirichlet walls) uses harmonic means of ``a`` on the faces: symmetric positive
+    definite and consistently ordered, so Young's formula applies to every system.
+
+    Args:
+        N: interior nodes per side (64: 4096 unknowns).
+        sigma: standard deviation of ``log a``.
+        reaction: upper end of the reaction coefficient's range (``c_t ∈ [0, reaction]``).
+        modes: sine modes per direction in ``g``.
+        seed: seeds coefficients, reactions and right-hand sides (the first ``T`` systems do not depend on
+            how many are drawn).
+
+    Raises:
+        ValueError: ``N < 2``, ``modes < 1``, negative ``sigma`` or ``reaction``.
+    """
+
+    N: int = 64
+    sigma: float = 1.0
+    reaction: float = 50.0
+    modes: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_positive_int("N", self.N, 2)
+        _check_positive_int("modes", self.modes, 1)
+        if not (self.sigma >= 0 and self.reaction >= 0):
+            raise ValueError(f"`sigma` and `reaction` must be >= 0, got {self.sigma}, {self.reaction}")
+
+    @property
+    def n(self) -> int:
+        return self.N * self.N
+
+    @property
+    def context_range(self) -> tuple[float, float]:
+        """The range of the context (the reaction coefficient): ``[0, reaction]``."""
+        return (0.0, max(float(self.reaction), 1e-12))
+
+    def coefficient(self, rng: np.random.Generator) -> np.ndarray:
+        """One draw of ``a`` on the ``(N+2)²`` nodes including the walls."""
+        x = np.linspace(0.0, 1.0, self.N + 2)
+        k = np.arange(1, self.modes + 1)
+        S = np.sin(np.pi * np.outer(k, x))  # (modes, N+2)
+        amp = rng.standard_normal((self.modes, self.modes)) / (k[:, None] ** 2 + k[None, :] ** 2)
+        g = S.T @ amp @ S
+        g = (g - g.mean()) / max(g.std(), 1e-300)
+        return np.exp(self.sigma * g)
+
+    def system(self, a: np.ndarray, c: float) -> sp.csr_array:
+        """The matrix for coefficient nodes ``a`` (``(N+2)²``) and reaction ``c``."""
+        N, h2 = self.N, (1.0 / (self.N + 1)) ** 2
+        inner = a[1:-1, 1:-1]
+
+        def face(other):
+            return 2.0 * inner * other / (inner + other) / h2
+
+        east, west = face(a[2:, 1:-1]), face(a[:-2, 1:-1])
+        north, south = face(a[1:-1, 2:]), face(a[1:-1, :-2])
+        centre = east + west + north + south + c
+        return _stencil_matrix(N, {(1, 0): -east, (-1, 0): -west, (0, 1): -north, (0, -1): -south}, centre)
+
+    def instances(self, T: int) -> Iterator[LinearInstance]:
+        """The first ``T`` systems ``(A_t, b_t, context=c_t)``."""
+        coef_seed, react_seed, rhs_seed = np.random.SeedSequence(self.seed).spawn(3)
+        coef_rng, react_rng, rhs_rng = (np.random.default_rng(s) for s in (coef_seed, react_seed, rhs_seed))
+        for _ in range(_count(T)):
+            a = self.coefficient(coef_rng)
+            c = float(react_rng.uniform(0.0, self.reaction))
+            yield LinearInstance(self.system(a, c), rhs_rng.standard_normal(self.n), c)
+
+
+@dataclass(frozen=True)
+class RotatedAnisotropicSequence:
+    """Rotated anisotropic diffusion ``−∇·(K_t ∇u) = f_t`` with ``K_t = R(φ_t) diag(1, ε_t) R(φ_t)ᵀ``.
+
+    ``φ_t ~ U[0, π)``, ``ε_t`` log-uniform on ``[eps_min, 1]``, ``b_t ~ N(0, I)``; the 9-point stencil
+    (central differences, the mixed derivative on the four diagonal neighbours) on ``N × N`` interior
+    nodes with zero Dirichlet walls. Symmetric positive definite, but **not consistently ordered** (the
+    diagonal neighbours break the red–black structure), so Young's formula does not give the optimal SOR
+    factor, and for strong anisotropy at oblique angles the Jacobi iteration itself diverges.
+
+    Args:
+        N: interior nodes per side.
+        eps_min: the strongest anisotropy ratio (0 < eps_min <= 1).
+        seed: seeds angles, ratios and right-hand sides.
+
+    Raises:
+        ValueError: ``N < 2`` or ``eps_min`` outside (0, 1].
+    """
+
+    N: int = 32
+    eps_min: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_positive_int("N", self.N, 2)
+        if not 0 < self.eps_min <= 1:
+            raise ValueError(f"`eps_min` must lie in (0, 1], got {self.eps_min}")
+
+    @property
+    def n(self) -> int:
+        return self.N * self.N
+
+    @property
+    def context_range(self) -> tuple[float, float]:
+        """The range of the context ``log10 ε``: ``[log10 eps_min, 0]``."""
+        return (float(np.log10(self.eps_min)), 0.0 if self.eps_min < 1 else 1e-12)
+
+    def system(self, phi: float, eps: float) -> sp.csr_array:
+        """The 9-point matrix for angle ``phi`` and ratio ``eps``."""
+        c, s = np.cos(phi), np.sin(phi)
+        k11, k22, k12 = c * c + eps * s * s, s * s + eps * c * c, (1.0 - eps) * c * s
+        h2 = (1.0 / (self.N + 1)) ** 2
+        offsets = {
+            (1, 0): -k11 / h2,
+            (-1, 0): -k11 / h2,
+            (0, 1): -k22 / h2,
+            (0, -1): -k22 / h2,
+            (1, 1): -0.5 * k12 / h2,
+            (-1, -1): -0.5 * k12 / h2,
+            (1, -1): 0.5 * k12 / h2,
+            (-1, 1): 0.5 * k12 / h2,
+        }
+        return _stencil_matrix(self.N, offsets, np.full((self.N, self.N), 2.0 * (k11 + k22) / h2))
+
+    def instances(self, T: int) -> Iterator[LinearInstance]:
+        """The first ``T`` systems ``(A_t, b_t, context=log10 ε_t)``."""
+        par_seed, rhs_seed = np.random.SeedSequence(self.seed).spawn(2)
+        par_rng, rhs_rng = np.random.default_rng(par_seed), np.random.default_rng(rhs_seed)
+        lo = np.log10(self.eps_min)
+        for _ in range(_count(T)):
+            phi = float(par_rng.uniform(0.0, np.pi))
+            log_eps = float(par_rng.uniform(lo, 0.0))
+            yield LinearInstance(self.system(phi, 10.0**log_eps), rhs_rng.standard_normal(self.n), log_eps)

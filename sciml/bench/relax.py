@@ -1,344 +1,372 @@
-"""``sciml bench relax``: bandit-tuned SOR / SSOR-PCG across sequences of linear systems (REFERENCES §7).
+"""``sciml bench relax``: relaxation-factor tuners against every baseline, on sequences of linear systems.
 
-Settings (Khodak et al., *Learning to Relax*, ICLR 2024):
+Settings (SOR unless noted; rtol 1e-8; ``T`` systems each):
 
-* ``shift-high`` / ``shift-low``: SOR on ``A + c_t I`` (10×10 Laplacian), ``T`` i.i.d. instances, x0 = 0,
-  rtol 1e-8. Every relaxation factor of the 20-arm grid is run on every instance first (batched SOR), which
-  gives the best fixed ω in hindsight and the instance-optimal grid policy; then each method runs its own
-  sequential solves, timed: ω = 1, best fixed, instance-optimal, Young's ω* per instance, Tsallis-INF,
-  ChebCB (context c_t) and one Tsallis-INF per context bin. Each tuner's choices are also replayed on the
-  cost table for 5 more tuner seeds (mean ± std of the ratio).
-* ``heat-N``: Crank–Nicolson heat equation on N² unknowns, warm starts, rtol 1e-8: plain CG against
-  SSOR-preconditioned CG with ω = 1, Young's ω*, the best fixed ω and the tuners (context κ(t)); total
-  iterations and wall time. The best fixed ω is chosen from, and the instance-optimal policy estimated on,
-  every ``stride``-th step where all 20 arms are run from the CG trajectory's state (the instance-optimal
-  row is that estimate scaled to all steps; its seconds are not measured).
+* ``shift-high`` / ``shift-low`` — the shifted 10×10 Laplacians of Khodak et al. (ICLR 2024);
+* ``heat-N`` — SSOR-preconditioned CG on the Crank–Nicolson heat equation (warm starts; the systems are
+  those of one reference trajectory, so every method solves the same ones); time is the measure — the
+  CPU seconds of this single-threaded process (wall seconds also reported; on a shared machine they
+  depend on the other jobs), best of 3 interleaved runs for ω = 1, the best fixed ω and the new tuner;
+* ``varcoef-N`` — fresh log-normal diffusion coefficient and reaction ``c ∈ [0, 50]`` per system (not used
+  to design the tuners);
+* ``aniso-N`` — rotated anisotropic diffusion, 9-point stencil: not consistently ordered, so Young's
+  formula does not hold (not used to design the tuners).
 
-JSON rows ``{"setting", "method", "total_iterations", "seconds", ...}``; ``relax-regret.png``.
+Methods: ``omega=1``, ``young-estimated`` (Young's ω from a Lanczos estimate of each system's Jacobi
+spectral radius), ``best-fixed`` (fine ω grid, in hindsight), ``instance-optimal`` (per system the least
+over the fine grid and every ω any method used), the paper's ``tsallis-inf`` and ``chebcb`` over
+linspace(1, 1.95, 20), and ``prior`` (:class:`~sciml.relax.PriorTuner`: spectral prior + capped
+exploration). Tuners run with ``--seeds`` seeds (mean, std and worst ratio reported).
+
+JSON rows ``{"setting", "method", "total_iterations", "vs_best_fixed", ...}``; ``relax.png`` plots the
+cumulative iterations of every method (mean over seeds).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-from tqdm import tqdm
 
-from sciml.bench.report import print_table, ratio
+from sciml.bench.report import print_table
 from sciml.checkpoint import save_figure
-from sciml.problems.linear import HeatEquation2D, ShiftedLaplacianSequence
-from sciml.relax import ChebCB, ContextualBins, TsallisINF, default_arms
-from sciml.solvers.linear import cg, sor, sor_batch, ssor_preconditioner, young_omega
+from sciml.problems.linear.sequences import (
+    HeatEquation2D,
+    LinearInstance,
+    RotatedAnisotropicSequence,
+    ShiftedLaplacianSequence,
+    VariableDiffusionSequence,
+)
+from sciml.relax.sequence import (
+    cumulative,
+    grid_table,
+    run_bandit,
+    run_fixed,
+    run_prior,
+    run_young,
+    summarise,
+)
+from sciml.solvers.linear import cg
 
-DESCRIPTION = "bandit-tuned SOR / SSOR-PCG over sequences of systems (shifted Laplacians, heat equation)"
+DESCRIPTION = (
+    "relaxation-factor tuners (spectral prior + capped exploration; Tsallis-INF, ChebCB) against ω = 1, "
+    "estimated Young, best fixed and instance-optimal ω on SOR / SSOR-PCG sequences"
+)
 
 RTOL = 1e-8
-SOR_MAXITER = 10_000
-REPLAY_SEEDS = 5
+MAXITER = 20_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--instances", type=int, default=None, help="T per shift setting (default 500, full 5000)"
+        "--instances", type=int, default=None, help="T of the shift settings (default 200, full 1000)"
     )
     parser.add_argument(
-        "--heat-N", type=int, default=None, help="heat grid N (N² unknowns; default 64, full 200)"
+        "--other-instances", type=int, default=None, help="T of varcoef/aniso (default 40, full 200)"
     )
+    parser.add_argument("--heat-N", type=int, default=None, help="heat grid N (default 64, full 100)")
+    parser.add_argument("--heat-steps", type=int, default=None, help="heat steps (default 300, full 1000)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds of the new tuner per setting (default 5)")
     parser.add_argument(
-        "--heat-steps", type=int, default=1000, help="heat time steps (default 1000 = one period of κ)"
+        "--paper-seeds",
+        type=int,
+        default=None,
+        help="seeds of Tsallis-INF / ChebCB (default: --seeds; 1 on varcoef/aniso in quick mode, where they "
+        "cost thousands of iterations per system)",
     )
+    parser.add_argument("--varcoef-N", type=int, default=None, help="varcoef grid N (default 32, full 64)")
+    parser.add_argument("--grid-step", type=float, default=None, help="fine ω grid spacing (default 0.005)")
     parser.add_argument(
-        "--heat-stride", type=int, default=None, help="run all arms every k-th heat step (default steps/40)"
+        "--settings",
+        default="shift-high,shift-low,heat,varcoef,aniso",
+        help="comma-separated subset of shift-high, shift-low, heat, varcoef, aniso",
     )
-    parser.add_argument("--seed", type=int, default=1, help="seed of the shift sequences (tuners: 0)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the sequences (tuners: 0..seeds-1)")
 
 
-def _tuners(context_range: tuple[float, float], seed: int) -> dict[str, Any]:
-    return {
-        "tsallis-inf": TsallisINF(default_arms(), seed=seed),
-        "contextual-cheb": ChebCB(default_arms(), context_range=context_range, gamma=10.0, seed=seed),
-        "contextual-bins": ContextualBins(default_arms(), context_range=context_range, seed=seed),
-    }
+class _HeatSystems(Sequence):
+    """The systems of one reference trajectory (CG to rtol 1e-12; warm start = previous state), built on
+    access so a long run keeps only the states (every method solves the same systems)."""
+
+    def __init__(self, N: int, steps: int) -> None:
+        self.heat = HeatEquation2D(N=N, steps=steps)
+        self.K = self.heat.laplacian()
+        u, self.states = self.heat.initial(), []
+        for k in range(steps):
+            self.states.append(u)
+            inst = self.heat.system(k, u, self.K)
+            u = cg(inst.A, inst.b, inst.x0, rtol=1e-12).x
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        return self.heat.system(k, self.states[k], self.K)
 
 
-def _arm_index(arms: np.ndarray, omega: float) -> int:
-    return int(np.argmin(np.abs(arms - omega)))
-
-
-# --------------------------------------------------------------------------------------------- shifts
-def _shift_setting(variance: str, T: int, seed: int) -> tuple[list[dict], dict[str, np.ndarray]]:
-    seq = ShiftedLaplacianSequence(variance, seed=seed)
-    arms = default_arms()
-    A, c, B = seq.matrix(), seq.shifts(T), seq.rhs(T)
-    start = time.perf_counter()
-    batch = sor_batch(A, np.tile(B.T, (1, arms.size)), np.repeat(arms, T), np.tile(c, arms.size), rtol=RTOL)
-    table = batch.iterations.reshape(arms.size, T).T  # (T, arms)
-    table_seconds = time.perf_counter() - start
-    best = int(table.sum(0).argmin())
-    eye = sp.eye_array(seq.n, format="csr")
-    systems = [sp.csr_array(A + ct * eye) for ct in c]
-    young = [young_omega(spectral_radius=seq.jacobi_spectral_radius(ct)) for ct in c]
-    fixed_choices = {
-        "omega=1": np.ones(T),
-        "best-fixed": np.full(T, arms[best]),
-        "instance-optimal": arms[table.argmin(1)],
-        "young": np.asarray(young),
-    }
-    setting = f"shift-{variance}"
-    costs: dict[str, np.ndarray] = {}
-    seconds: dict[str, float] = {}
-    consistent = True
-    for name, omegas in fixed_choices.items():
-        its = np.empty(T, dtype=np.int64)
-        start = time.perf_counter()
-        for t in tqdm(range(T), desc=f"{setting} {name}", leave=False):
-            its[t] = sor(systems[t], B[t], omegas[t], rtol=RTOL, maxiter=SOR_MAXITER).iterations
-        seconds[name] = time.perf_counter() - start
-        costs[name] = its
-        if name != "young":
-            consistent &= bool(
-                np.array_equal(its, table[np.arange(T), [_arm_index(arms, w) for w in omegas]])
+def _setting(
+    name: str,
+    systems: Sequence[LinearInstance],
+    solver: str,
+    context_range: tuple[float, float],
+    *,
+    seeds: int,
+    paper_seeds: int,
+    step: float,
+    young_applies: bool,
+    designed_on: bool,
+    shifted: tuple | None = None,
+    repeats: int = 1,
+) -> tuple[list[dict], dict[str, np.ndarray]]:
+    runs: dict[str, list[dict]] = {}
+    runs["omega=1"] = [
+        run_fixed(systems, solver, 1.0, rtol=RTOL, maxiter=MAXITER, desc=f"{name} ω=1", progress=True)
+    ]
+    runs["young-estimated"] = [
+        run_young(systems, solver, rtol=RTOL, maxiter=MAXITER, desc=f"{name} young", progress=True)
+    ]
+    for kind in ("tsallis-inf", "chebcb"):
+        runs[kind] = [
+            run_bandit(
+                systems,
+                solver,
+                kind,
+                context_range,
+                rtol=RTOL,
+                maxiter=MAXITER,
+                seed=s,
+                desc=f"{name} {kind} {s}",
+                progress=True,
             )
-    replays: dict[str, list[float]] = {}
-    for name, tuner in _tuners(seq.context_range, 0).items():
-        its = np.empty(T, dtype=np.int64)
-        start = time.perf_counter()
-        for t in tqdm(range(T), desc=f"{setting} {name}", leave=False):
-            omega = tuner.select(c[t])
-            its[t] = sor(systems[t], B[t], omega, rtol=RTOL, maxiter=SOR_MAXITER).iterations
-            tuner.update(its[t])
-            consistent &= bool(its[t] == table[t, _arm_index(arms, omega)])
-        seconds[name] = time.perf_counter() - start
-        costs[name] = its
-        replays[name] = [_replay(make, table, c, arms) for make in _replay_makers(name, seq.context_range)]
-    bf, io, w1 = table[:, best].sum(), table.min(1).sum(), table[:, 0].sum()
-    rows = []
-    for name, its in costs.items():
-        row = {
-            "setting": setting,
-            "method": name,
-            "total_iterations": int(its.sum()),
-            "seconds": seconds[name],
-            "mean_iterations": float(its.mean()),
-            "vs_best_fixed": ratio(its.sum(), bf),
-            "vs_instance_optimal": ratio(its.sum(), io),
-            "fewer_than_omega1": ratio(w1, its.sum()),
-            "instances": T,
-        }
-        if name == "best-fixed":
-            row["omega"] = float(arms[best])
-        if name in replays:
-            base = bf if name == "tsallis-inf" else io
-            r = np.asarray(replays[name]) / base
-            row["replay_ratio_mean"], row["replay_ratio_std"] = float(r.mean()), float(r.std())
-        rows.append(row)
-    rows[0]["table_seconds"] = table_seconds
-    rows[0]["solves_match_table"] = consistent
-    # ω = 1 is off the scale of the others (its ratio is in the table); instance-optimal is the zero line
-    curves = {
-        name: np.cumsum(its - table.min(1))
-        for name, its in costs.items()
-        if name not in ("instance-optimal", "omega=1")
-    }
-    return rows, curves
-
-
-def _replay_makers(name: str, context_range: tuple[float, float]) -> list:
-    return [lambda s=s: _tuners(context_range, s)[name] for s in range(1, REPLAY_SEEDS + 1)]
-
-
-def _replay(make, table: np.ndarray, contexts: np.ndarray, arms: np.ndarray) -> float:
-    tuner, total = make(), 0
-    for t in range(table.shape[0]):
-        cost = table[t, _arm_index(arms, tuner.select(contexts[t]))]
-        tuner.update(cost)
-        total += cost
-    return float(total)
-
-
-# --------------------------------------------------------------------------------------------- heat
-def _heat_run(heat: HeatEquation2D, method: str, choose, stride: int | None = None) -> dict[str, Any]:
-    """Run the simulation with one solver policy. ``choose(k, context) -> omega`` (None: plain CG);
-    ``feedback(cost)`` via ``choose.update`` when present. With ``stride``, also run all arms every
-    ``stride``-th step from the current state (not timed)."""
-    K = heat.laplacian()
-    u = heat.initial()
-    M = None
-    arms = default_arms()
-    iterations = np.zeros(heat.steps, dtype=np.int64)
-    elapsed = np.zeros(heat.steps)
-    sampled: list[np.ndarray] = []
-    for k in tqdm(range(heat.steps), desc=f"heat-{heat.N} {method}", leave=False):
-        inst = heat.system(k, u, K)
-        start = time.perf_counter()
-        omega = choose(k, inst.context)
-        if omega is None:
-            res = cg(inst.A, inst.b, inst.x0, rtol=RTOL)
-        else:
-            M = ssor_preconditioner(inst.A, omega) if M is None else M.update(inst.A, omega)
-            res = cg(inst.A, inst.b, inst.x0, rtol=RTOL, M=M)
-        if hasattr(choose, "update"):
-            choose.update(res.iterations)
-        elapsed[k] = time.perf_counter() - start
-        if not res.converged:
-            raise RuntimeError(f"heat step {k} with {method}: {res.message}")
-        iterations[k] = res.iterations
-        if stride and k % stride == 0:
-            P = ssor_preconditioner(inst.A, 1.0)
-            sampled.append(
-                np.array(
-                    [cg(inst.A, inst.b, inst.x0, rtol=RTOL, M=P.update(omega=w)).iterations for w in arms]
-                )
-            )
-        u = res.x
-    return {"iterations": iterations, "elapsed": elapsed, "sampled": np.array(sampled)}
-
-
-class _TunerPolicy:
-    def __init__(self, tuner):
-        self.tuner = tuner
-
-    def __call__(self, k, context):
-        return self.tuner.select(context)
-
-    def update(self, cost):
-        self.tuner.update(cost)
-
-
-def _heat_setting(N: int, steps: int, stride: int) -> tuple[list[dict], dict[str, np.ndarray]]:
-    heat = HeatEquation2D(N=N, steps=steps)
-    setting = f"heat-{N}"
-    arms = default_arms()
-    runs: dict[str, dict] = {}
-    runs["cg"] = _heat_run(heat, "cg", lambda k, c: None, stride=stride)
-    table = runs["cg"]["sampled"]  # (sampled steps, arms)
-    best = int(table.sum(0).argmin())
-    runs["omega=1"] = _heat_run(heat, "omega=1", lambda k, c: 1.0)
-    runs["best-fixed"] = _heat_run(heat, "best-fixed", lambda k, c: float(arms[best]))
-    runs["young"] = _heat_run(
-        heat, "young", lambda k, c: young_omega(spectral_radius=heat.jacobi_spectral_radius(k))
+            for s in range(paper_seeds)
+        ]
+    runs["prior"] = [
+        run_prior(
+            systems, solver, rtol=RTOL, maxiter=MAXITER, seed=s, desc=f"{name} prior {s}", progress=True
+        )
+        for s in range(seeds)
+    ]
+    used = np.concatenate(
+        [r["omega"] for k, rs in runs.items() if k not in ("omega=1", "tsallis-inf", "chebcb") for r in rs]
     )
-    for name, tuner in _tuners(heat.context_range, 0).items():
-        runs[f"ssor-pcg-{name}"] = _heat_run(heat, name, _TunerPolicy(tuner))
-    cg_seconds = runs["cg"]["elapsed"].sum()
-    rows = []
-    for name, run in runs.items():
-        total, secs = int(run["iterations"].sum()), float(run["elapsed"].sum())
-        row = {
-            "setting": setting,
-            "method": name,
-            "total_iterations": total,
-            "seconds": secs,
-            "seconds_vs_cg": ratio(secs, cg_seconds),
-            "steps": steps,
-            "unknowns": heat.n,
-        }
-        if name == "best-fixed":
-            row["omega"] = float(arms[best])
-        rows.append(row)
-    sampled_total = table.min(1).mean() * steps
-    rows.append(
+    best_seen = np.min([r["iterations"] for rs in runs.values() for r in rs], axis=0)
+    grid, table = grid_table(
+        systems,
+        solver,
+        used,
+        rtol=RTOL,
+        maxiter=MAXITER,
+        step=step,
+        reference=best_seen,
+        progress=True,
+        desc=f"{name} fine grid",
+        shifted=shifted,
+    )
+    j = int(table.sum(0).argmin())
+    bf_run = run_fixed(systems, solver, float(grid[j]), rtol=RTOL, maxiter=MAXITER, desc=f"{name} best-fixed")
+    runs["best-fixed"] = [bf_run]
+    instance_opt = np.minimum(
+        table.min(1), np.min([r["iterations"] for rs in runs.values() for r in rs], axis=0)
+    )
+    runs["instance-optimal"] = [
         {
-            "setting": setting,
-            "method": "instance-optimal",
-            "total_iterations": int(round(sampled_total)),
-            "seconds": math.nan,
-            "estimated_from_steps": int(table.shape[0]),
-            "steps": steps,
-            "unknowns": heat.n,
+            "iterations": instance_opt,
+            "omega": grid[table.argmin(1)],
+            "seconds": float("nan"),
+            "cpu_seconds": float("nan"),
+            "converged": np.ones(len(systems), dtype=bool),
         }
-    )
+    ]
+    young = runs["young-estimated"][0]["iterations"]
+    rows = summarise(runs, bf_run["iterations"], instance_opt, young if young_applies else None)
+    order = ["omega=1", "young-estimated", "best-fixed", "instance-optimal", "tsallis-inf", "chebcb", "prior"]
+    rows.sort(key=lambda r: order.index(r["method"]))
+    # wall time on a shared machine is noisy: rerun the cheap contenders interleaved and keep each one's best
+    # (CPU time of this single-threaded process is the measure: wall time on a shared machine depends on
+    # the other jobs; the wall seconds are kept in the rows too)
+    cpu = "cpu_seconds"
+    timed = {"best-fixed": bf_run[cpu], "prior": runs["prior"][0][cpu], "omega=1": None}
+    if repeats > 1:
+        timed["omega=1"] = runs["omega=1"][0][cpu]
+        for _ in range(repeats - 1):
+            for key, again in (
+                (
+                    "best-fixed",
+                    lambda: run_fixed(systems, solver, float(grid[j]), rtol=RTOL, maxiter=MAXITER),
+                ),
+                ("prior", lambda: run_prior(systems, solver, rtol=RTOL, maxiter=MAXITER, seed=0)),
+                ("omega=1", lambda: run_fixed(systems, solver, 1.0, rtol=RTOL, maxiter=MAXITER)),
+            ):
+                timed[key] = min(timed[key], again()[cpu])
+    bf_seconds = timed["best-fixed"]
     for row in rows:
-        if row["method"] not in ("cg", "instance-optimal"):
-            row["vs_instance_optimal_estimate"] = ratio(row["total_iterations"], sampled_total)
-    curves = {name: np.cumsum(run["elapsed"]) for name, run in runs.items()}
+        if repeats > 1 and row["method"] in timed:  # prior: its seed 0, best of `repeats` runs
+            row[cpu], row["cpu_seconds_best_of"] = timed[row["method"]], repeats
+        row.update(
+            setting=name,
+            solver=solver,
+            systems=len(systems),
+            unknowns=int(systems[0].A.shape[0]),
+            designed_on=designed_on,
+            young_formula_applies=young_applies,
+            cpu_seconds_vs_best_fixed=row[cpu] / bf_seconds if bf_seconds > 0 else None,
+        )
+        if row["method"] == "best-fixed":
+            row["omega"] = float(grid[j])
+        if row["method"] == "young-estimated":
+            row["young_undefined"] = runs["young-estimated"][0]["young_undefined"]
+    rows[0]["grid"] = [float(grid[0]), float(grid[-1]), float(step), int(grid.size)]
+    curves = cumulative(runs, lambda r: r["iterations"])
     return rows, curves
 
 
-# --------------------------------------------------------------------------------------------- main
 def _plot(curves: dict[str, dict[str, np.ndarray]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4.2), squeeze=False)
-    for ax, (setting, series) in zip(axes[0], curves.items()):
+    n = len(curves)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows), squeeze=False)
+    styles = {
+        "omega=1": dict(ls=":", color="tab:gray"),
+        "young-estimated": dict(ls="--", color="tab:orange"),
+        "best-fixed": dict(ls="-.", color="tab:brown"),
+        "instance-optimal": dict(ls="-", color="tab:green", lw=1.0),
+        "tsallis-inf": dict(ls="-", color="tab:blue"),
+        "chebcb": dict(ls="-", color="tab:red"),
+        "prior": dict(ls="-", color="black", lw=2.2),
+    }
+    for ax, (setting, series) in zip(axes.ravel(), curves.items()):
         for name, values in series.items():
-            ax.plot(np.arange(1, values.size + 1), values, label=name, lw=1.6)
+            style = {"lw": 1.5, **styles.get(name, {})}
+            ax.plot(np.arange(1, values.size + 1), values, label=name, **style)
+        ax.set_yscale("log")
         ax.set_title(setting)
-        if setting.startswith("heat"):
-            ax.set_xlabel("time step")
-            ax.set_ylabel("cumulative solve wall time [s]")
-        else:
-            ax.set_xlabel("instance t")
-            ax.set_ylabel("cumulative iterations above instance-optimal")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.set_xlabel("system t")
+        ax.set_ylabel("cumulative iterations (mean over seeds)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
     fig.tight_layout()
-    save_figure(fig, path, dpi=120)
+    save_figure(fig, path, dpi=110)
 
 
-def run(args: argparse.Namespace) -> dict:
-    T = args.instances or (5000 if args.full else 500)
-    N = args.heat_N or (200 if args.full else 64)
-    steps = args.heat_steps
-    stride = args.heat_stride or max(1, steps // 40)
-    for name, value in (
+COLUMNS = [
+    "method",
+    "seeds",
+    "total_iterations",
+    "total_iterations_std",
+    "mean_iterations",
+    "vs_best_fixed",
+    "vs_best_fixed_max",
+    "vs_young_estimated",
+    "vs_instance_optimal",
+    "seconds",
+    "cpu_seconds",
+    "cpu_seconds_vs_best_fixed",
+    "prior_matvecs",
+]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    T = args.instances or (1000 if args.full else 200)
+    To = args.other_instances or (200 if args.full else 40)
+    heat_N = args.heat_N or (100 if args.full else 64)
+    heat_steps = args.heat_steps or (1000 if args.full else 300)
+    step = args.grid_step or 0.005
+    var_N = args.varcoef_N or (64 if args.full else 32)
+    for flag, value in (
         ("--instances", T),
-        ("--heat-N", N),
-        ("--heat-steps", steps),
-        ("--heat-stride", stride),
+        ("--other-instances", To),
+        ("--heat-N", heat_N),
+        ("--heat-steps", heat_steps),
+        ("--seeds", args.seeds),
+        ("--varcoef-N", var_N),
     ):
         if value < 1:
-            raise ValueError(f"{name} must be positive, got {value}")
-    if N < 2:
-        raise ValueError(f"--heat-N must be at least 2, got {N}")
+            raise ValueError(f"{flag} must be a positive integer, got {value}")
+    if not 0 < step <= 0.1:
+        raise ValueError(f"--grid-step must lie in (0, 0.1], got {step}")
+    wanted = [s.strip() for s in args.settings.split(",") if s.strip()]
+    known = ("shift-high", "shift-low", "heat", "varcoef", "aniso")
+    bad = [s for s in wanted if s not in known]
+    if bad or not wanted:
+        raise ValueError(f"--settings must name some of {', '.join(known)}; got {args.settings!r}")
     rows: list[dict] = []
     curves: dict[str, dict[str, np.ndarray]] = {}
-    for variance in ("high", "low"):
-        r, cv = _shift_setting(variance, T, args.seed)
+    for key in wanted:
+        shifted = None
+        if key.startswith("shift"):
+            seq = ShiftedLaplacianSequence(key.split("-")[1], seed=args.seed)
+            spec = (key, list(seq.instances(T)), "sor", seq.context_range, True, True)
+            shifted = (seq.matrix(), seq.shifts(T))
+        elif key == "heat":
+            heat = HeatEquation2D(N=heat_N, steps=heat_steps)
+            spec = (
+                f"heat-{heat_N}",
+                _HeatSystems(heat_N, heat_steps),
+                "ssor-pcg",
+                heat.context_range,
+                True,
+                True,
+            )
+        elif key == "varcoef":
+            seq = VariableDiffusionSequence(N=var_N, seed=args.seed)
+            spec = (f"varcoef-{var_N}", list(seq.instances(To)), "sor", seq.context_range, True, False)
+        else:
+            seq = RotatedAnisotropicSequence(N=32, eps_min=0.01, seed=args.seed)
+            spec = ("aniso-32", list(seq.instances(To)), "sor", seq.context_range, False, False)
+        name, systems, solver, crange, young_applies, designed_on = spec
+        cheap = key in ("shift-high", "shift-low", "heat") or args.full
+        paper_seeds = args.paper_seeds or (args.seeds if cheap else 1)
+        r, cv = _setting(
+            name,
+            systems,
+            solver,
+            crange,
+            seeds=args.seeds,
+            paper_seeds=paper_seeds,
+            step=step if solver == "sor" else 4 * step,  # SSOR-PCG is flat in ω: a coarser grid suffices
+            young_applies=young_applies,
+            designed_on=designed_on,
+            shifted=shifted,
+            repeats=3 if solver == "ssor-pcg" else 1,
+        )
         rows += r
-        curves[f"shift-{variance}"] = cv
+        curves[name] = cv
+        grid = r[0]["grid"]
         print_table(
             r,
-            [
-                "method",
-                "total_iterations",
-                "mean_iterations",
-                "seconds",
-                "vs_best_fixed",
-                "vs_instance_optimal",
-                "fewer_than_omega1",
-                "replay_ratio_mean",
-                "replay_ratio_std",
-            ],
-            title=f"shift-{variance}: SOR, T = {T} instances, rtol {RTOL:g}"
-            + ("" if T >= 5000 else " (quick: fewer than the paper's 5000)"),
+            COLUMNS,
+            title=f"{name}: {solver.upper()}, {len(systems)} systems of {systems[0].A.shape[0]} unknowns, "
+            f"rtol "
+            f"{RTOL:g}; fine grid ω ∈ [{grid[0]:.3f}, {grid[1]:.3f}] step {grid[2]:g}"
+            + ("" if designed_on else "; not used to design the tuners")
+            + ("" if young_applies else "; Young's formula does not hold"),
         )
-    r, cv = _heat_setting(N, steps, stride)
-    rows += r
-    curves[f"heat-{N}"] = cv
-    print_table(
-        r,
-        ["method", "total_iterations", "seconds", "seconds_vs_cg", "vs_instance_optimal_estimate"],
-        title=f"heat-{N}: CG vs SSOR-PCG, {N}² unknowns, {steps} steps (dt 1e-3), warm starts, "
-        f"rtol {RTOL:g}; all arms run every {stride}th step",
-    )
-    png = Path(args.out) / "relax-regret.png"
+    png = Path(args.out) / "relax.png"
     _plot(curves, png)
     print(f"wrote {png}")
     return {
         "rows": rows,
-        "instances": T,
-        "heat": {"N": N, "steps": steps, "stride": stride},
-        "quick_note": None
-        if args.full
-        else "quick mode: fewer instances and a smaller heat grid than --full",
+        "sizes": {
+            "shift": T,
+            "other": To,
+            "varcoef_N": var_N,
+            "heat_N": heat_N,
+            "heat_steps": heat_steps,
+            "grid_step": step,
+        },
+        "seeds": args.seeds,
+        "quick_note": None if args.full else "quick mode: fewer systems and a smaller heat grid than --full",
         "png": str(png),
     }

@@ -15,7 +15,9 @@ from sciml.solvers.linear.preconditioners import (
     ssor_preconditioner,
 )
 from sciml.solvers.linear.relaxation import (
+    JacobiSpectrumEstimate,
     SORBatchResult,
+    estimate_jacobi_spectrum,
     jacobi_spectral_radius,
     red_black_sor,
     sor,
@@ -42,6 +44,8 @@ __all__ = [
     "sor_batch",
     "SORBatchResult",
     "jacobi_spectral_radius",
+    "estimate_jacobi_spectrum",
+    "JacobiSpectrumEstimate",
     "young_omega",
     "UnitLowerTriangular",
     "row_levels",

@@ -39,6 +39,8 @@ __all__ = [
     "sor_batch",
     "SORBatchResult",
     "jacobi_spectral_radius",
+    "JacobiSpectrumEstimate",
+    "estimate_jacobi_spectrum",
     "young_omega",
 ]
 
@@ -412,3 +414,136 @@ def young_omega(A: Any = None, *, spectral_radius: float | None = None) -> float
             "iteration does not converge for this matrix"
         )
     return 1.0 + (beta / (1.0 + np.sqrt(1.0 - beta * beta))) ** 2
+
+
+class JacobiSpectrumEstimate(NamedTuple):
+    """Outcome of :func:`estimate_jacobi_spectrum`: extreme eigenvalues of ``B = D^{-1/2} A D^{-1/2}``.
+
+    Attributes:
+        low, high: Ritz estimates of ``λ_min(B)`` and ``λ_max(B)`` (``low`` >= the true value, ``high`` <=).
+        spectral_radius: the implied Jacobi radius ``max(1 − low, high − 1) = ρ(I − D⁻¹A)`` estimate.
+        residual_low, residual_high: Ritz residual norms; an eigenvalue of ``B`` lies within each.
+        matvecs: products with ``A`` spent.
+        vector_low, vector_high: the Ritz vectors (unit norm), to warm-start the next estimate.
+    """
+
+    low: float
+    high: float
+    spectral_radius: float
+    residual_low: float
+    residual_high: float
+    matvecs: int
+    vector_low: np.ndarray
+    vector_high: np.ndarray
+
+
+def estimate_jacobi_spectrum(
+    A: Any,
+    v0: np.ndarray | None = None,
+    *,
+    ends: str = "both",
+    rtol: float = 0.02,
+    max_steps: int = 80,
+    seed: int = 0,
+    symmetric: bool | None = None,
+) -> JacobiSpectrumEstimate:
+    """Estimate the ends of the spectrum of ``B = D^{-1/2} A D^{-1/2}`` (hence the Jacobi spectral radius
+    ``ρ(I − D⁻¹A) = max(1 − λ_min(B), λ_max(B) − 1)`` of a symmetric ``A``) by a few Lanczos steps.
+
+    Lanczos with full reorthogonalisation (Golub & Van Loan, *Matrix Computations*, §10.1) on ``B``. It
+    stops once the error bound ``res² / gap`` of each wanted extreme Ritz value (``res``: its Ritz
+    residual, ``gap``: the distance to the next Ritz value; Parlett, *The Symmetric Eigenvalue Problem*,
+    §11.7) is at most ``rtol`` times ``δ = 1 − ρ̂`` — the quantity Young's formula takes the square root
+    of — or after ``max_steps`` products. The default start is ``D^{1/2} 1`` (close to the lowest mode of
+    diffusion-type matrices) plus a small seeded random part; pass the previous estimate's ``vector_low``
+    to warm-start across a sequence of related matrices. A nonsymmetric ``A`` is replaced by its symmetric
+    part ``(A + Aᵀ)/2``.
+
+    Args:
+        A: square sparse (or dense) matrix with a positive diagonal.
+        v0: starting vector of length ``n`` (default: see above).
+        ends: ``"both"`` (converge ``λ_min`` and ``λ_max``) or ``"low"`` (only ``λ_min``; ``high`` is then
+            a lower bound).
+        rtol: relative accuracy of ``δ`` at which to stop (> 0).
+        max_steps: at most this many Lanczos steps (products with ``A``), >= 2.
+        seed: seeds the random part of the default start.
+        symmetric: whether ``A`` is known to be symmetric (``None``: check; ``False``: use ``(A + Aᵀ)/2``).
+
+    Returns:
+        :class:`JacobiSpectrumEstimate`.
+
+    Raises:
+        ValueError: a non-square or non-finite ``A``, a non-positive diagonal entry, ``v0`` of the wrong
+            length or zero, unknown ``ends``, ``rtol <= 0``, ``max_steps < 2``.
+    """
+    A = _square_sparse(A)
+    d = _positive_diagonal(A)
+    if ends not in ("both", "low"):
+        raise ValueError(f"`ends` must be 'both' or 'low', got {ends!r}")
+    if not (np.isfinite(rtol) and rtol > 0):
+        raise ValueError(f"`rtol` must be a positive number, got {rtol}")
+    if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 2:
+        raise ValueError(f"`max_steps` must be an integer >= 2, got {max_steps}")
+    n = A.shape[0]
+    s = 1.0 / np.sqrt(d)
+    if symmetric is None:
+        At = sp.csr_array(A.T)
+        symmetric = (
+            np.array_equal(At.indptr, A.indptr)
+            and np.array_equal(At.indices, A.indices)
+            and np.allclose(At.data, A.data, rtol=0, atol=1e-14 * np.abs(A.data).max())
+        )
+    if not symmetric:
+        A = sp.csr_array((A + A.T) * 0.5)
+    if v0 is None:
+        rng = np.random.default_rng(seed)
+        v = np.sqrt(d) / np.linalg.norm(np.sqrt(d)) + 1e-3 * rng.standard_normal(n) / np.sqrt(n)
+    else:
+        v = np.asarray(v0, dtype=np.float64).ravel()
+        if v.shape != (n,) or not np.isfinite(v).all():
+            raise ValueError(f"`v0` must be a finite vector of length {n}, got shape {v.shape}")
+    norm = np.linalg.norm(v)
+    if norm == 0:
+        raise ValueError("`v0` must not be the zero vector")
+    steps = min(int(max_steps), n)
+    V = np.empty((min(steps + 1, 4), n))  # Lanczos basis, grown by doubling (warm starts need 1–2 rows)
+    V[0] = v / norm
+    alpha, beta = np.zeros(steps), np.zeros(steps)
+    check = 1  # test convergence at m = 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, ... (eigh of T is not free)
+    for k in range(steps):
+        w = s * (A @ (s * V[k]))
+        alpha[k] = V[k] @ w
+        for _ in range(2):  # full reorthogonalisation (twice is enough)
+            w -= V[: k + 1].T @ (V[: k + 1] @ w)
+        beta[k] = np.linalg.norm(w)
+        m = k + 1
+        last = m == steps or beta[k] <= 1e-14 * max(abs(alpha[k]), 1.0)
+        if m >= check or last:
+            check = max(m + 1, int(1.25 * m))
+            T = np.diag(alpha[:m]) + np.diag(beta[: m - 1], 1) + np.diag(beta[: m - 1], -1)
+            theta, Y = np.linalg.eigh(T)
+            res = beta[k] * np.abs(Y[-1, [0, -1]])  # Ritz residuals of the extreme pairs
+            rho = max(1.0 - theta[0], theta[-1] - 1.0)
+            delta = max(1.0 - rho, 1e-300) if ends == "both" else max(theta[0], 1e-300)
+            if m == 1:
+                bound = res.copy()
+            else:
+                bound = res**2 / np.maximum([theta[1] - theta[0], theta[-1] - theta[-2]], 1e-300)
+                bound = np.minimum(bound, res)
+            wanted = bound if ends == "both" else bound[:1]
+            if last or ((m >= 2 or ends == "low") and wanted.max() <= rtol * delta):
+                break
+        if k + 1 == V.shape[0]:
+            V = np.concatenate([V, np.empty((min(V.shape[0], steps + 1 - V.shape[0]), n))])
+        V[k + 1] = w / beta[k]
+    vectors = Y[:, [0, -1]].T @ V[:m]
+    return JacobiSpectrumEstimate(
+        float(theta[0]),
+        float(theta[-1]),
+        float(rho),
+        float(res[0]),
+        float(res[1]),
+        m,
+        vectors[0] / np.linalg.norm(vectors[0]),
+        vectors[1] / np.linalg.norm(vectors[1]),
+    )

@@ -1,0 +1,408 @@
+"""Tuners that are safe from the first system: a spectral prior from the system itself, and exploration
+whose cost is capped by a multiple of the incumbent's.
+
+The bandits of Khodak et al. (*Learning to Relax*, ICLR 2024) start knowing nothing, so on a short
+sequence they pay for trying ω = 1 (thousands of iterations where ~300 would do) before they can earn it
+back. :class:`PriorTuner` instead
+
+1. **estimates the Jacobi spectrum of every system** with a few warm-started Lanczos steps
+   (:class:`SpectralPrior`, :func:`~sciml.solvers.linear.estimate_jacobi_spectrum`), giving
+   ``δ̂ ≈ λ_min(D^{-1/2} A D^{-1/2})`` and ``s = √(δ̂ (2 − δ̂))``; for a consistently ordered matrix
+   ``ω(0) = 2 / (1 + s)`` is Young's optimal factor (Young 1971, ch. 6), elsewhere a starting point;
+2. **learns a correction** ``θ`` on a grid of offsets, ``ω(θ) = 2 / (1 + e^θ s)``, from the costs it
+   observes, with the context ``log s`` in a shared-slope regression
+   ``log(iterations) ≈ α_θ + γ log s`` (so costs of easy and hard systems are comparable);
+3. **explores only neighbours of the incumbent offset**, on about ``explore · √t`` of the first ``t``
+   systems, and **caps each trial** at ``cap ×`` the incumbent's predicted iterations: a trial that hits
+   the cap is stopped and the solve continues from its iterate with the incumbent's ω, so one exploration
+   costs at most ``cap`` times an incumbent solve more than it would have. The censored trial still
+   teaches: its cost is recorded as the larger of the cap and the residual-decay extrapolation
+   ``cap · log(tol/r₀) / log(r_cap/r₀)`` — a capped loss, as in the paper's analysis, where costs are
+   bounded by an iteration limit.
+
+For SOR the residual history also says on which side of the optimum ω lies: past the optimum every
+eigenvalue of the SOR iteration has modulus ``ω − 1`` (Young), so an observed decay rate close to
+``ω − 1`` sends the next exploration towards smaller ω, a slower one towards larger ω.
+
+The same tuner serves SSOR-preconditioned CG (``solver="ssor-pcg"``), whose optimal ω has the same
+``2 / (1 + c √δ)`` form (Axelsson, *Iterative Solution Methods*, 1994, §7.4).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from sciml.solvers.linear import (
+    LinearSolveResult,
+    cg,
+    estimate_jacobi_spectrum,
+    sor,
+    ssor_preconditioner,
+)
+from sciml.solvers.linear.preconditioners import _square_sparse
+
+__all__ = ["SpectralPrior", "PriorTuner", "TunedSolve", "default_offsets", "SOLVERS"]
+
+SOLVERS = ("sor", "ssor-pcg")
+_SLOPE = {"sor": -1.0, "ssor-pcg": -0.5}  # iterations ∝ s^γ: SOR ~ 1/√δ, SSOR-PCG ~ δ^{-1/4}
+_OMEGA_RANGE = (0.5, 1.995)
+
+
+def default_offsets() -> np.ndarray:
+    """Offsets ``θ`` of ``ω(θ) = 2/(1 + e^θ s)``: fine (0.05) around Young's ``θ = 0``, coarser away."""
+    return np.array([-1.2, -0.9, -0.6, -0.4, -0.25, -0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15, 0.25, 0.4, 0.6])
+
+
+class SpectralPrior:
+    """``δ̂ = λ_min(D^{-1/2} A D^{-1/2})`` of each system of a sequence, cheaply.
+
+    The Lanczos start is the previous system's Ritz vector, so for related systems one or two products
+    with ``A`` suffice (one when the lowest mode did not change, as for ``A + cI`` or ``I + aK``: the Ritz
+    residual of the start is then already within ``rtol · δ̂``). Whether ``A`` is symmetric is checked
+    when its sparsity pattern changes, not for every system.
+
+    A slowly drifting sequence (time steps of one simulation) need not be re-estimated every system:
+    while consecutive estimates agree to ``rtol / 2``, the interval between estimates doubles, up to
+    ``max_interval`` systems; any larger change resets it to 1 (i.i.d. sequences are estimated every time).
+
+    Args:
+        rtol: relative accuracy of ``δ̂`` (see :func:`~sciml.solvers.linear.estimate_jacobi_spectrum`).
+        max_steps: Lanczos steps at most per estimate.
+        max_interval: most systems one estimate serves (1: estimate every system).
+        seed: seeds the random part of the first start vector.
+
+    Raises:
+        ValueError: ``rtol <= 0``, ``max_steps < 2``, ``max_interval < 1``.
+    """
+
+    def __init__(
+        self, *, rtol: float = 0.05, max_steps: int = 80, max_interval: int = 16, seed: int = 0
+    ) -> None:
+        if not (math.isfinite(rtol) and rtol > 0):
+            raise ValueError(f"`rtol` must be a positive number, got {rtol}")
+        if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 2:
+            raise ValueError(f"`max_steps` must be an integer >= 2, got {max_steps}")
+        if isinstance(max_interval, bool) or int(max_interval) != max_interval or max_interval < 1:
+            raise ValueError(f"`max_interval` must be an integer >= 1, got {max_interval}")
+        self.rtol, self.max_steps, self.seed = float(rtol), int(max_steps), int(seed)
+        self.max_interval = int(max_interval)
+        self.interval, self.since = 1, 0  # systems per estimate now; systems served by the last one
+        self.vector: np.ndarray | None = None
+        self.delta = math.nan
+        self.matvecs = 0  # products with A spent over the whole sequence
+        self._pattern: tuple | None = None  # (indptr, indices, symmetric) of the last matrix
+
+    def _symmetric(self, A: sp.csr_array) -> bool | None:
+        p = self._pattern
+        if p is not None and (
+            (p[0] is A.indptr and p[1] is A.indices)
+            or (
+                p[0].shape == A.indptr.shape
+                and p[1].shape == A.indices.shape
+                and np.array_equal(p[0], A.indptr)
+                and np.array_equal(p[1], A.indices)
+            )
+        ):
+            return p[2]
+        At = sp.csr_array(A.T)
+        symmetric = bool(
+            np.array_equal(At.indptr, A.indptr)
+            and np.array_equal(At.indices, A.indices)
+            and np.allclose(At.data, A.data, rtol=0, atol=1e-14 * np.abs(A.data).max())
+        )
+        self._pattern = (A.indptr, A.indices, symmetric)
+        return symmetric
+
+    def estimate(self, A: Any) -> float:
+        """``δ̂`` for ``A`` (updates the warm-start vector and :attr:`matvecs`).
+
+        Raises:
+            ValueError: as :func:`~sciml.solvers.linear.estimate_jacobi_spectrum` (non-square matrix,
+                zero or negative diagonal entry, non-finite entries).
+        """
+        A = _square_sparse(A)
+        same_size = self.vector is not None and self.vector.shape == (A.shape[0],)
+        if same_size and self.since < self.interval:
+            self.since += 1
+            return self.delta
+        v0 = self.vector if same_size else None
+        est = estimate_jacobi_spectrum(
+            A,
+            v0,
+            ends="low",
+            rtol=self.rtol,
+            max_steps=self.max_steps,
+            seed=self.seed,
+            symmetric=self._symmetric(A) if A.nnz else True,
+        )
+        self.matvecs += est.matvecs
+        self.vector = est.vector_low
+        delta = float(min(max(est.low, 1e-14), 1.0))
+        steady = same_size and abs(delta - self.delta) <= 0.5 * self.rtol * delta
+        self.interval = min(2 * self.interval, self.max_interval) if steady else 1
+        self.delta, self.since = delta, 1
+        return self.delta
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "delta": self.delta,
+            "matvecs": self.matvecs,
+            "interval": self.interval,
+            "since": self.since,
+            "vector": torch.as_tensor(self.vector if self.vector is not None else np.zeros(0)),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        vec = np.asarray(state["vector"], dtype=np.float64)
+        self.vector = vec.copy() if vec.size else None
+        self.delta, self.matvecs, self._pattern = float(state["delta"]), int(state["matvecs"]), None
+        self.interval, self.since = int(state["interval"]), int(state["since"])
+
+
+class TunedSolve(NamedTuple):
+    """One system solved by :meth:`PriorTuner.solve`.
+
+    Attributes:
+        result: the :class:`~sciml.solvers.linear.LinearSolveResult` (its ``iterations`` counts every
+            iteration spent on this system, the capped trial included).
+        omega: the ω the solve started with (the trial's when exploring).
+        omega_incumbent: the incumbent's ω for this system (what finished a censored trial).
+        explored: whether this system was an exploration.
+        censored: whether the exploration hit its cap (and the incumbent finished the solve).
+        cap: the trial's iteration cap (0 when not exploring).
+        trial_iterations: iterations spent with the trial's ω (at most ``cap``; 0 when not exploring).
+        delta: the prior ``δ̂`` of this system.
+    """
+
+    result: LinearSolveResult
+    omega: float
+    omega_incumbent: float
+    explored: bool
+    censored: bool
+    cap: int
+    trial_iterations: int
+    delta: float
+
+
+class PriorTuner:
+    """Relaxation factor for SOR or SSOR-PCG from a spectral prior, refined by capped exploration.
+
+    ``tuner.solve(A, b, x0, rtol=...)`` solves one system of the sequence and learns from it; see the
+    module docstring for the method.
+
+    Args:
+        solver: ``"sor"`` or ``"ssor-pcg"``.
+        offsets: grid of ``θ`` (default :func:`default_offsets`; must contain 0, where it starts).
+        cap: a trial stops after ``cap ×`` the incumbent's predicted iterations (> 1).
+        explore: explorations on the first ``t`` systems are about ``explore · √t`` (>= 0; 0: never).
+        prior: the :class:`SpectralPrior` (default one with its defaults).
+        seed: seeds the choice of which neighbour to explore.
+
+    Raises:
+        ValueError: unknown ``solver``, offsets without 0 or non-finite, ``cap <= 1``, ``explore < 0``.
+    """
+
+    def __init__(
+        self,
+        solver: str = "sor",
+        *,
+        offsets: Any = None,
+        cap: float = 1.5,
+        explore: float = 1.0,
+        prior: SpectralPrior | None = None,
+        seed: int = 0,
+    ) -> None:
+        if solver not in SOLVERS:
+            raise ValueError(f"`solver` must be one of {SOLVERS}, got {solver!r}")
+        offsets = (
+            default_offsets() if offsets is None else np.sort(np.asarray(offsets, dtype=np.float64).ravel())
+        )
+        if offsets.size < 2 or not np.isfinite(offsets).all() or not np.any(offsets == 0.0):
+            raise ValueError(f"`offsets` must be at least two finite values including 0, got {offsets}")
+        if not (math.isfinite(cap) and cap > 1):
+            raise ValueError(f"`cap` must be a number > 1 (a trial may cost cap × the incumbent), got {cap}")
+        if not (math.isfinite(explore) and explore >= 0):
+            raise ValueError(f"`explore` must be a number >= 0, got {explore}")
+        self.solver = solver
+        self.offsets = offsets
+        self.cap = float(cap)
+        self.explore = float(explore)
+        self.prior = SpectralPrior() if prior is None else prior
+        self.generator = torch.Generator().manual_seed(int(seed))
+        d = offsets.size
+        self.stats = np.zeros((d, 5))  # per offset: n, Σx, Σy, Σxx, Σxy  (x = log s, y = log iterations)
+        self._fit()
+        self.t = 0
+        self.explorations = 0
+        self.direction = 0  # SOR: +1 explore larger ω, −1 smaller, 0 unknown
+        self._M = None
+
+    # ------------------------------------------------------------------ model
+    def _fit(self) -> None:
+        """Refit the shared slope ``γ`` of ``log(iterations)`` on ``log s`` (within-offset regression, prior
+        −1 for SOR and −0.5 for SSOR-PCG with the weight of one unit of ``Σ(x − x̄)²``), the intercepts
+        ``α_θ`` and the incumbent (plain Python: 15 offsets, called once per system)."""
+        cxx = cxy = 0.0
+        rows = self.stats.tolist()
+        for n, sx, sy, sxx, sxy in rows:
+            if n > 0:
+                cxx += sxx - sx * sx / n
+                cxy += sxy - sx * sy / n
+        slope = (cxy + _SLOPE[self.solver]) / (cxx + 1.0)
+        alpha = [(sy - slope * sx) / n if n > 0 else math.nan for n, sx, sy, _, _ in rows]
+        seen = [j for j, a in enumerate(alpha) if a == a]
+        self.slope, self.alpha = float(slope), np.array(alpha)
+        self.incumbent = (
+            min(seen, key=alpha.__getitem__) if seen else int(np.flatnonzero(self.offsets == 0.0)[0])
+        )
+
+    def intercepts(self) -> np.ndarray:
+        """``α_θ`` per offset (``nan`` for offsets never tried)."""
+        return self.alpha.copy()
+
+    def omega(self, delta: float, index: int) -> float:
+        """``ω(θ_index) = 2 / (1 + e^θ √(δ(2 − δ)))`` clipped to [0.5, 1.995]."""
+        s = math.sqrt(max(delta * (2.0 - delta), 1e-300))
+        return float(np.clip(2.0 / (1.0 + math.exp(self.offsets[index]) * s), *_OMEGA_RANGE))
+
+    def _record(self, index: int, delta: float, iterations: float) -> None:
+        x = math.log(max(delta * (2.0 - delta), 1e-300)) / 2.0
+        y = math.log(max(iterations, 1.0))
+        self.stats[index] += (1.0, x, y, x * x, x * y)
+        self._fit()
+
+    def _explore_now(self) -> bool:
+        return self.t > 0 and self.explorations < math.floor(self.explore * math.sqrt(self.t))
+
+    def _neighbour(self, inc: int) -> int | None:
+        d = self.offsets.size
+        options = [j for j in (inc - 1, inc + 1) if 0 <= j < d]
+        if not options:
+            return None
+        u = float(torch.rand((), generator=self.generator, dtype=torch.float64))
+        if len(options) == 1:
+            return options[0]
+        if self.solver == "sor" and self.direction != 0 and u < 0.75:
+            return inc - 1 if self.direction > 0 else inc + 1  # smaller θ = larger ω
+        n = self.stats[options, 0]
+        if n[0] != n[1] and u < 0.75:
+            return options[int(np.argmin(n))]
+        return options[int(u * 2) % 2]
+
+    # ------------------------------------------------------------------ solving
+    def _run(self, A, b, x0, omega, rtol, maxiter) -> LinearSolveResult:
+        if self.solver == "sor":
+            return sor(A, b, omega, x0, rtol=rtol, maxiter=maxiter)
+        self._M = (
+            ssor_preconditioner(A, omega)
+            if self._M is None or self._M.shape != A.shape
+            else self._M.update(A, omega)
+        )
+        return cg(A, b, x0, rtol=rtol, maxiter=maxiter, M=self._M)
+
+    def solve(
+        self, A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-8, maxiter: int = 10_000
+    ) -> TunedSolve:
+        """Solve ``A x = b`` with the tuned ω and learn from the cost.
+
+        Args:
+            A: square sparse matrix with a positive diagonal (symmetric positive definite for
+                ``ssor-pcg``).
+            b: right-hand side; x0: initial guess (default zero).
+            rtol: relative residual tolerance; maxiter: iteration limit of the whole solve.
+
+        Returns:
+            :class:`TunedSolve`.
+
+        Raises:
+            ValueError: as :func:`~sciml.solvers.linear.sor` / :func:`~sciml.solvers.linear.cg` and the
+                prior (non-square matrix, non-positive diagonal entry, shapes, tolerances).
+        """
+        A = _square_sparse(A)
+        delta = self.prior.estimate(A)
+        inc = self.incumbent
+        w_inc = self.omega(delta, inc)
+        trial = self._neighbour(inc) if self._explore_now() else None
+        explored = censored = False
+        cap = trial_its = 0
+        if trial is not None:
+            self.explorations += 1
+            explored = True
+            alpha = self.alpha[inc]
+            predicted = math.exp(alpha + self.slope * math.log(max(delta * (2 - delta), 1e-300)) / 2)
+            cap = max(2, math.ceil(self.cap * predicted))
+            w = self.omega(delta, trial)
+            first = self._run(A, b, x0, w, rtol, min(cap, maxiter))
+            trial_its = first.iterations
+            if first.converged or cap >= maxiter:
+                result, cost = first, float(first.iterations)
+            else:
+                censored = True
+                rest = self._run(A, b, first.x, w_inc, rtol, maxiter - first.iterations)
+                h = first.residual_history
+                tol = rtol * float(np.linalg.norm(np.asarray(b, dtype=np.float64)))
+                drop = math.log(max(h[-1], 1e-300) / max(h[0], 1e-300))
+                need = math.log(max(tol, 1e-300) / max(h[0], 1e-300))
+                cost = cap * (need / drop if drop < 0 else 10.0)
+                cost = max(float(cap), cost)
+                result = LinearSolveResult(
+                    rest.x,
+                    first.iterations + rest.iterations,
+                    np.concatenate([h, rest.residual_history[1:]]),
+                    rest.converged,
+                    rest.status,
+                    rest.message,
+                )
+            self._record(trial, delta, cost)  # (a censored run's incumbent part is no clean sample)
+            omega_used = w
+        else:
+            result = self._run(A, b, x0, w_inc, rtol, maxiter)
+            self._record(inc, delta, float(result.iterations))
+            omega_used = w_inc
+            h = result.residual_history
+            k = h.size - 1
+            if self.solver == "sor" and k >= 8 and result.converged:
+                rate = (h[k] / max(h[k // 2], 1e-300)) ** (1.0 / (k - k // 2))
+                self.direction = -1 if rate <= 1.05 * abs(w_inc - 1.0) + 1e-3 else 1
+        self.t += 1
+        return TunedSolve(result, omega_used, w_inc, explored, censored, cap, trial_its, delta)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume (tensors and plain values; ``weights_only``-loadable)."""
+        return {
+            "kind": "PriorTuner",
+            "solver": self.solver,
+            "offsets": torch.as_tensor(self.offsets),
+            "stats": torch.as_tensor(self.stats),
+            "t": self.t,
+            "explorations": self.explorations,
+            "direction": self.direction,
+            "generator": self.generator.get_state(),
+            "prior": self.prior.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`.
+
+        Raises:
+            ValueError: a state of another kind, solver or offset grid.
+        """
+        if state.get("kind") != "PriorTuner":
+            raise ValueError(f"state is for a {state.get('kind')!r}, not a PriorTuner")
+        if state["solver"] != self.solver:
+            raise ValueError(f"state was saved for solver {state['solver']!r}, this tuner is {self.solver!r}")
+        offsets = np.asarray(state["offsets"], dtype=np.float64)
+        if offsets.shape != self.offsets.shape or not np.allclose(offsets, self.offsets):
+            raise ValueError("state was saved with another grid of offsets")
+        self.stats = np.asarray(state["stats"], dtype=np.float64).copy()
+        self._fit()
+        self.t, self.explorations = int(state["t"]), int(state["explorations"])
+        self.direction = int(state["direction"])
+        self.generator.set_state(state["generator"])
+        self.prior.load_state_dict(state["prior"])
