@@ -463,10 +463,11 @@ class DCDM:
 def default_threads(n_unknowns: int) -> int:
     """Torch threads for a DCDM setup/solve when the caller does not choose: :data:`DEFAULT_THREADS`.
 
-    Measured (prepare + solve, shipped 2D model, random layouts, 2-core machine shared with other jobs,
-    ``python`` timing in README): torch's default of 2 threads took 9.5× (128²), 8.6× (256²) and 1.24×
-    (512²) the time of one thread. The per-operation work of a multigrid cycle is small, so thread hand-offs
-    cost more than they save, and far more on a busy machine; one thread is the default at every size.
+    Measured (prepare + solve, shipped 2D model, random layouts, 2-core machine shared with other jobs; see
+    README): torch's default of 2 threads took 9.1× (128²), 3.0× (256²) and 8.1× (512²) the time of one
+    thread (an earlier run: 9.5×, 8.6×, 1.24×). The per-operation work of a multigrid cycle is small, so
+    thread hand-offs cost more than they save, and far more on a busy machine; one thread is the default
+    at every size.
     Pass ``threads=`` to use more (a large grid on an idle many-core machine).
     """
     if n_unknowns < 0:
