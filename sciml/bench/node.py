@@ -271,17 +271,8 @@ def run_sweep(args: argparse.Namespace) -> dict:
                 "test_nfe": mean_std(e[3] for e in evals)[0],
             }
         )
+    chosen = choose_weight(points, accuracy, tolerance)
     base = points[0]
-    for p in points:
-        p["val_nfe_vs_vanilla"] = ratio(p["val_nfe"], base["val_nfe"])
-        change = p["val_metric"] - base["val_metric"]
-        p["val_metric_change"] = change if accuracy else ratio(p["val_metric"], base["val_metric"]) - 1
-        worse = -p["val_metric_change"] if accuracy else p["val_metric_change"]
-        p["admissible"] = worse <= tolerance
-    admissible = [p for p in points[1:] if p["admissible"]]
-    chosen = min(admissible, key=lambda p: p["val_nfe"]) if admissible else None
-    for p in points:
-        p["chosen"] = p is chosen
     columns = [
         "method",
         "weight",
@@ -317,6 +308,36 @@ def run_sweep(args: argparse.Namespace) -> dict:
         "tolerance": tolerance,
         "chosen_weight": None if chosen is None else chosen["weight"],
     }
+
+
+def choose_weight(points: list[dict], higher_is_better: bool, tolerance: float) -> dict | None:
+    """Mark the sweep points and return the chosen one — from validation columns only.
+
+    Args:
+        points: vanilla first, then one dict per weight with ``val_metric`` and ``val_nfe`` (other keys,
+            such as test metrics, are ignored).
+        higher_is_better: the metric is an accuracy (tolerance in points) rather than a loss (relative).
+        tolerance: how much worse than vanilla's validation metric a weight may be.
+
+    Returns:
+        The admissible point with the fewest validation NFE, or None; every point gets
+        ``val_nfe_vs_vanilla``, ``val_metric_change``, ``admissible`` and ``chosen``.
+    """
+    base = points[0]
+    for p in points:
+        p["val_nfe_vs_vanilla"] = ratio(p["val_nfe"], base["val_nfe"])
+        if higher_is_better:
+            p["val_metric_change"] = p["val_metric"] - base["val_metric"]
+            worse = -p["val_metric_change"]
+        else:
+            p["val_metric_change"] = ratio(p["val_metric"], base["val_metric"]) - 1
+            worse = p["val_metric_change"]
+        p["admissible"] = worse <= tolerance
+    admissible = [p for p in points[1:] if p["admissible"]]
+    chosen = min(admissible, key=lambda p: p["val_nfe"]) if admissible else None
+    for p in points:
+        p["chosen"] = p is chosen
+    return chosen
 
 
 def _plot_sweep(points: list[dict], task: str, variant: str, metric: str, path: Path) -> None:

@@ -193,7 +193,7 @@ def mnist1d(
         seq = np.roll(seq, int(rng.integers(-max_shift, max_shift + 1)))
         grid = np.linspace(-1, 1, total)
         seq = seq + rng.uniform(-shear, shear) * grid
-        seq = seq + corr_noise * np.convolve(rng.standard_normal(total), smooth, mode="same")
+        seq = seq + corr_noise * np.convolve(rng.standard_normal(total), smooth)[6 : 6 + total]
         stretch = rng.uniform(1 - scale, 1 + scale)
         query = np.linspace(-1, 1, length) / stretch
         out[i] = np.interp(query, grid, seq) + iid_noise * rng.standard_normal(length)
