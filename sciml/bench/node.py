@@ -43,7 +43,7 @@ DESCRIPTION = (
 )
 
 #: epochs per task: quick, full
-EPOCHS = {"digits": (10, 30), "latent": (10, 40), "latent-hard": (10, 100), "mnist1d": (10, 75)}
+EPOCHS = {"digits": (10, 30), "latent": (10, 40), "latent-hard": (25, 100), "mnist1d": (10, 75)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -54,8 +54,8 @@ def split_indices(n: int, fractions: tuple[float, float, float], seed: int) -> d
 def multiscale_series(
     n: int,
     *,
-    n_times: int = 60,
-    horizon: float = 10.0,
+    n_times: int = 80,
+    horizon: float = 15.0,
     channels: int = 4,
     keep_time: float = 0.6,
     keep_value: float = 0.7,
@@ -67,9 +67,9 @@ def multiscale_series(
     Five hidden states per series (closed forms, so the data need no solver and are exact):
 
     * a slow damped oscillator ``s = A_s e^{−γ_s t}(cos(ω_s t + φ_s), sin(ω_s t + φ_s))``,
-      ω_s ~ U(0.4, 0.8), γ_s ~ U(0, 0.1), A_s ~ U(0.5, 1.5);
+      ω_s ~ U(1, 2), γ_s ~ U(0, 0.1), A_s ~ U(0.5, 1.5);
     * a fast oscillator whose amplitude the slow one modulates,
-      ``f = A_f (1 + ½ s_1)(cos(ω_f t + φ_f), sin(ω_f t + φ_f))``, ω_f ~ U(3, 6), A_f ~ U(0.3, 0.8);
+      ``f = A_f (1 + ½ s_1)(cos(ω_f t + φ_f), sin(ω_f t + φ_f))``, ω_f ~ U(4, 8), A_f ~ U(0.3, 0.8);
     * a fast transient ``r = c + (r_0 − c) e^{−k t}``, k ~ U(2, 8), c ~ U(−0.5, 0.5), r_0 ~ U(−2, 2).
 
     ``channels`` observations are a fixed random linear mixture of the five states (fewer channels than
@@ -103,8 +103,8 @@ def multiscale_series(
     rng = np.random.default_rng(seed)
     times = np.concatenate([[0.0], np.sort(rng.uniform(0.0, horizon, n_times - 1))])
     u = lambda lo, hi: rng.uniform(lo, hi, (n, 1))  # noqa: E731
-    w_s, g_s, a_s, p_s = u(0.4, 0.8), u(0.0, 0.1), u(0.5, 1.5), u(0, 2 * math.pi)
-    w_f, a_f, p_f = u(3.0, 6.0), u(0.3, 0.8), u(0, 2 * math.pi)
+    w_s, g_s, a_s, p_s = u(1.0, 2.0), u(0.0, 0.1), u(0.5, 1.5), u(0, 2 * math.pi)
+    w_f, a_f, p_f = u(4.0, 8.0), u(0.3, 0.8), u(0, 2 * math.pi)
     k, c, r0 = u(2.0, 8.0), u(-0.5, 0.5), u(-2.0, 2.0)
     t = times[None, :]
     s1 = a_s * np.exp(-g_s * t) * np.cos(w_s * t + p_s)

@@ -8,7 +8,7 @@
   channels, half the observations masked; a GRU encoder reads the observed values backwards in time, an
   ODE evolves the latent state, a linear readout decodes it. Metric: MSE on the masked (unseen) test values.
 * ``latent-hard`` — the same latent ODE at the Physionet experiment's shape and difficulty: 4-channel series
-  on an irregular 60-point union grid over [0, 10], about 40 % of the values observed, hidden dynamics
+  on an irregular 80-point union grid over [0, 15], about 40 % of the values observed, hidden dynamics
   with a slow and a fast oscillation and a fast transient
   (:func:`sciml.neural_de.datasets.multiscale_series`);
   the paper's model (GRU encoder with 40 units, 20-d latent, 4-layer 50-unit tanh dynamics, Tsit5 at
@@ -246,8 +246,8 @@ class LatentHardTask(Task):
     """
 
     n_series: int = 1500
-    n_times: int = 60
-    horizon: float = 10.0
+    n_times: int = 80
+    horizon: float = 15.0
     channels: int = 4
     latent: int = 20
     hidden: int = 40
@@ -386,7 +386,7 @@ TASKS: dict[str, Task] = {
         "latent", "node", "mse", False, epochs=15, batch_size=50, lr=5e-3, rtol=1e-5, atol=1e-5
     ),
     "latent-hard": LatentHardTask(
-        "latent-hard", "node", "mse", False, epochs=10, batch_size=50, lr=5e-3, rtol=1e-6, atol=1e-6
+        "latent-hard", "node", "mse", False, epochs=25, batch_size=50, lr=5e-3, rtol=1e-6, atol=1e-6
     ),
     "mnist1d": MNIST1DTask(
         "mnist1d", "node", "accuracy", True, epochs=10, batch_size=64, lr=3e-3, rtol=1e-6, atol=1e-6
