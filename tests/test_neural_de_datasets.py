@@ -167,3 +167,18 @@ def test_e2e_methods_train_the_same_model_and_report_validation_curves(monkeypat
     assert runs["torchdiffeq-odeint"]["curve"][0]["val_metric"] == pytest.approx(
         runs["torchdiffeq-adjoint"]["curve"][0]["val_metric"], rel=0.05
     )
+
+
+def test_the_torchdiffeq_script_solves_what_our_solver_solves():
+    from sciml.bench.node import _TorchdiffeqScript
+    from sciml.neural_de import NeuralODE
+    from sciml.neural_de.tasks import TimeConcatField
+
+    torch.manual_seed(0)
+    node = NeuralODE(TimeConcatField(4, 8).double(), (0.0, 1.0), rtol=1e-8, atol=1e-8).eval()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    for adjoint in (False, True):
+        script = _TorchdiffeqScript(node, adjoint=adjoint)
+        torch.testing.assert_close(script(x).ys, node(x).ys, rtol=1e-5, atol=1e-6)
+        saved = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+        torch.testing.assert_close(script(x, saveat=saved).ys, node(x, saveat=saved).ys, rtol=1e-5, atol=1e-6)

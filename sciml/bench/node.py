@@ -399,11 +399,15 @@ class _TorchdiffeqScript(torch.nn.Module):
         import torchdiffeq
 
         t = torch.as_tensor(self.t_span[1:] if saveat is None else saveat, dtype=y0.dtype)
+        start = 0 if float(t[0]) == self.t_span[0] else 1  # torchdiffeq starts at its first time
+        if start:
+            t = torch.cat([t.new_tensor([self.t_span[0]]), t])
         nfe = [0]
         f = _Counted(self.field, nfe)
         solver = torchdiffeq.odeint_adjoint if self.adjoint else torchdiffeq.odeint
         extra = {"adjoint_params": tuple(self.field.parameters())} if self.adjoint else {}
-        ys = solver(f, y0, t, rtol=self.rtol, atol=self.atol, method="dopri5", **extra)
+        ys = solver(f, y0, t, rtol=self.rtol, atol=self.atol, method="dopri5", **extra)[start:]
+        t = t[start:]
         empty = y0.new_zeros((0,))
         sol = Solution(
             t.double(), ys, Status.SUCCESS, "", SolverStats(nfe=nfe[0]), empty, empty, empty, empty, False
