@@ -230,3 +230,13 @@ def test_ddp_training_with_torchrun(tmp_path):
     history = json.loads((tmp_path / "metrics.json").read_text())["history"]
     assert summary["world_size"] == 2 and len(history) == 2
     assert history[1]["train_loss"] < history[0]["train_loss"] < 2.3  # cross-entropy at chance is ln 10
+
+
+def test_torchdiffeq_backend_integrates_from_t0_when_only_the_end_is_saved():
+    torch.manual_seed(0)
+    field = TimeConcatField(4, 8).double()
+    ours = NeuralODE(field, (0.0, 1.0), rtol=1e-8, atol=1e-8).eval()(_x())
+    theirs = NeuralODE(field, (0.0, 1.0), rtol=1e-8, atol=1e-8, backend="torchdiffeq").eval()(_x())
+    assert theirs.ys.shape == ours.ys.shape == (1, 8, 4)
+    torch.testing.assert_close(theirs.ys, ours.ys, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(theirs.ys[0], _x())

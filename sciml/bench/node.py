@@ -5,25 +5,45 @@ prediction); runs go to a pool of single-threaded processes (``--jobs``, default
 table reports mean ± std over seeds of the final test metric, training wall time, prediction wall time
 and prediction NFE on the test set, and the ratios of the means to vanilla. Wall times of runs that shared
 the machine are comparable with each other, not with a quiet machine.
+
+Two more modes:
+
+* ``--sweep``: the trade-off curve of one regularizer (``--sweep-variant``, default ``error``) over the
+  weights ``--weights`` on one task. Each run is evaluated on the task's **validation** split (prediction NFE
+  and metric); the chosen weight is the one with the fewest validation NFE whose validation metric stays
+  within ``--tolerance`` of vanilla's (relative for losses, points for accuracy). The test split is read
+  only to report the chosen run. Writes ``node-sweep.png`` (validation NFE against validation metric).
+* ``--e2e``: end-to-end training speed as a user measures it — the same model, data, seed and batches
+  trained with a plain ``torchdiffeq.odeint`` script (dopri5, backprop through the solver), with
+  ``torchdiffeq.odeint_adjoint``, and with ours (Tsit5, backprop) without and with the error regularizer;
+  the validation loss is measured after every epoch (not timed) and the table gives each method's training
+  wall time until its validation loss first reaches the torchdiffeq script's final one, and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import math
 import multiprocessing
+import time
 from pathlib import Path
 
+import torch
+
 from sciml.bench.report import mean_std, print_table, ratio
-from sciml.checkpoint import save_figure
-from sciml.neural_de.training import VARIANTS, TrainConfig, train
+from sciml.checkpoint import load_checkpoint, save_figure
+from sciml.neural_de.model import NeuralODEResult
+from sciml.neural_de.tasks import batches, get_task
+from sciml.neural_de.training import VARIANTS, TrainConfig, evaluate, make_variant, train
+from sciml.solvers.solution import Solution, SolverStats, Status
 
 DESCRIPTION = (
     "neural-ODE regularizers vs vanilla (and STEER, RNODE, TayNODE) on digits and latent, >= 3 seeds"
 )
 
 #: epochs per task: quick, full
-EPOCHS = {"digits": (10, 30), "latent": (10, 40)}
+EPOCHS = {"digits": (10, 30), "latent": (10, 40), "latent-hard": (25, 100), "mnist1d": (10, 75)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +54,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated --reg values")
     parser.add_argument("--jobs", type=int, default=2, help="parallel training processes (default 2)")
     parser.add_argument("--epochs", type=int, default=None, help="override the epochs of every run")
+    parser.add_argument("--sweep", action="store_true", help="trade-off curve over --weights on --tasks")
+    parser.add_argument("--sweep-variant", default="error", help="regularizer of --sweep (default error)")
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="comma-separated start weights of --sweep (default: 0.1,0.3,1,3,10 x the task's)",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help="--sweep: allowed validation-metric loss vs vanilla (default 0.02 relative, "
+        "0.5 points for accuracy)",
+    )
+    parser.add_argument(
+        "--e2e",
+        action="store_true",
+        help="wall time to equal validation loss: torchdiffeq scripts vs ours (--tasks)",
+    )
 
 
 def run_trainings(configs: list[TrainConfig], jobs: int, root: Path) -> list[dict]:
@@ -57,6 +96,12 @@ def run_trainings(configs: list[TrainConfig], jobs: int, root: Path) -> list[dic
 
 
 def run(args: argparse.Namespace) -> dict:
+    if getattr(args, "sweep", False) and getattr(args, "e2e", False):
+        raise ValueError("--sweep and --e2e are separate modes; run them one at a time")
+    if getattr(args, "sweep", False):
+        return run_sweep(args)
+    if getattr(args, "e2e", False):
+        return run_e2e(args)
     tasks = [t for t in args.tasks.split(",") if t]
     variants = [v for v in args.variants.split(",") if v]
     if "vanilla" not in variants:
@@ -144,3 +189,312 @@ def _plot(summary: list[dict], path: Path) -> None:
             ax.tick_params(axis="x", rotation=35)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
+
+
+# ------------------------------------------------------------------------------------------ sweep
+def _validation(config: TrainConfig) -> tuple[float, float, float, float]:
+    """Validation metric and mean NFE, test metric and mean NFE of a finished run (from its checkpoint)."""
+    task = get_task(config.task)
+    data = task.data()
+    if "val" not in data:
+        raise ValueError(f"--sweep: task {config.task!r} has no validation split; use latent-hard or mnist1d")
+    state = load_checkpoint(Path(config.out) / "checkpoint.pt")
+    backend = state["identity"]["backend"]
+    model = task.model(backend)
+    model.load_state_dict(state["model"])
+    val = evaluate(model, data["val"], 256)
+    test = evaluate(model, data["test"], 256)
+    return val[0], val[1], test[0], test[1]
+
+
+def run_sweep(args: argparse.Namespace) -> dict:
+    """NFE against metric over regularization weights, the weight chosen on the validation split."""
+    tasks = [t for t in args.tasks.split(",") if t]
+    if len(tasks) != 1:
+        raise ValueError(f"--sweep takes one task in --tasks, got {tasks}")
+    task_name, variant = tasks[0], args.sweep_variant
+    task = get_task(task_name, "node")
+    if variant not in VARIANTS or variant == "vanilla":
+        raise ValueError(f"--sweep-variant must be a regularizer from {list(VARIANTS[1:])}, got {variant!r}")
+    epochs = args.epochs or EPOCHS.get(task_name, (task.epochs, task.epochs))[1 if args.full else 0]
+    _, schedule = make_variant(variant, task, epochs)
+    default = schedule(0)
+    weights = (
+        [float(w) for w in args.weights.split(",") if w]
+        if args.weights
+        else [default * f for f in (0.1, 0.3, 1.0, 3.0, 10.0)]
+    )
+    if not weights or any(not w > 0 for w in weights):
+        raise ValueError(f"--weights must be positive numbers, got {args.weights!r}")
+    accuracy = task.higher_is_better
+    tolerance = args.tolerance if args.tolerance is not None else (0.5 if accuracy else 0.02)
+    root = Path(args.out) / "node-sweep-runs"
+    configs = [
+        TrainConfig(
+            task=task_name,
+            reg="vanilla",
+            seed=s,
+            epochs=epochs,
+            out=str(root / f"vanilla-s{s}"),
+            threads=1,
+            progress=False,
+        )
+        for s in range(args.seeds)
+    ]
+    configs += [
+        TrainConfig(
+            task=task_name,
+            reg=variant,
+            seed=s,
+            epochs=epochs,
+            weight=w,
+            threads=1,
+            progress=False,
+            out=str(root / f"{variant}-w{w:g}-s{s}"),
+        )
+        for w in weights
+        for s in range(args.seeds)
+    ]
+    run_trainings(configs, args.jobs, root)
+    points = []
+    for label, group in [("vanilla", [c for c in configs if c.reg == "vanilla"])] + [
+        (w, [c for c in configs if c.reg != "vanilla" and c.weight == w]) for w in weights
+    ]:
+        evals = [_validation(c) for c in group]
+        points.append(
+            {
+                "weight": None if label == "vanilla" else label,
+                "method": "vanilla" if label == "vanilla" else variant,
+                "val_metric": mean_std(e[0] for e in evals)[0],
+                "val_nfe": mean_std(e[1] for e in evals)[0],
+                "test_metric": mean_std(e[2] for e in evals)[0],
+                "test_nfe": mean_std(e[3] for e in evals)[0],
+            }
+        )
+    chosen = choose_weight(points, accuracy, tolerance)
+    base = points[0]
+    columns = [
+        "method",
+        "weight",
+        "val_metric",
+        "val_nfe",
+        "val_nfe_vs_vanilla",
+        "val_metric_change",
+        "admissible",
+        "chosen",
+    ]
+    unit = "accuracy %, change in points" if accuracy else "MSE, relative change"
+    print_table(
+        points,
+        columns,
+        f"{task_name}: {variant} weight sweep on the validation split ({unit}; "
+        f"{args.seeds} seed(s), {epochs} epochs)",
+    )
+    if chosen is None:
+        print(f"no weight keeps the validation {task.metric} within {tolerance:g} of vanilla's")
+    else:
+        print(
+            f"chosen on validation: weight {chosen['weight']:g} -> test {task.metric} "
+            f"{chosen['test_metric']:.4g} (vanilla {base['test_metric']:.4g}), test NFE "
+            f"{chosen['test_nfe']:.0f} (vanilla {base['test_nfe']:.0f})"
+        )
+    _plot_sweep(points, task_name, variant, task.metric, Path(args.out) / "node-sweep.png")
+    return {
+        "rows": points,
+        "task": task_name,
+        "variant": variant,
+        "epochs": epochs,
+        "seeds": args.seeds,
+        "tolerance": tolerance,
+        "chosen_weight": None if chosen is None else chosen["weight"],
+    }
+
+
+def choose_weight(points: list[dict], higher_is_better: bool, tolerance: float) -> dict | None:
+    """Mark the sweep points and return the chosen one — from validation columns only.
+
+    Args:
+        points: vanilla first, then one dict per weight with ``val_metric`` and ``val_nfe`` (other keys,
+            such as test metrics, are ignored).
+        higher_is_better: the metric is an accuracy (tolerance in points) rather than a loss (relative).
+        tolerance: how much worse than vanilla's validation metric a weight may be.
+
+    Returns:
+        The admissible point with the fewest validation NFE, or None; every point gets
+        ``val_nfe_vs_vanilla``, ``val_metric_change``, ``admissible`` and ``chosen``.
+    """
+    base = points[0]
+    for p in points:
+        p["val_nfe_vs_vanilla"] = ratio(p["val_nfe"], base["val_nfe"])
+        if higher_is_better:
+            p["val_metric_change"] = p["val_metric"] - base["val_metric"]
+            worse = -p["val_metric_change"]
+        else:
+            p["val_metric_change"] = ratio(p["val_metric"], base["val_metric"]) - 1
+            worse = p["val_metric_change"]
+        p["admissible"] = worse <= tolerance
+    admissible = [p for p in points[1:] if p["admissible"]]
+    chosen = min(admissible, key=lambda p: p["val_nfe"]) if admissible else None
+    for p in points:
+        p["chosen"] = p is chosen
+    return chosen
+
+
+def _plot_sweep(points: list[dict], task: str, variant: str, metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    regs = points[1:]
+    ax.plot(
+        [p["val_nfe"] for p in regs],
+        [p["val_metric"] for p in regs],
+        "o-",
+        color="tab:blue",
+        label=f"{variant} (label: weight)",
+    )
+    for p in regs:
+        ax.annotate(
+            f"{p['weight']:g}",
+            (p["val_nfe"], p["val_metric"]),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=8,
+        )
+    ax.plot(points[0]["val_nfe"], points[0]["val_metric"], "s", color="black", markersize=8, label="vanilla")
+    chosen = [p for p in regs if p["chosen"]]
+    if chosen:
+        ax.plot(
+            chosen[0]["val_nfe"],
+            chosen[0]["val_metric"],
+            "*",
+            color="tab:red",
+            markersize=15,
+            label="chosen on validation",
+        )
+    ax.set(
+        xlabel="prediction NFE per batch (validation)",
+        ylabel=f"validation {metric}",
+        title=f"{task}: NFE vs {metric} over the {variant} weight",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
+# ------------------------------------------------------------------------------------------ end to end
+class _TorchdiffeqScript(torch.nn.Module):
+    """What a user's torchdiffeq script does: ``odeint`` (or ``odeint_adjoint``) with dopri5 on the field,
+    behind the interface of :class:`~sciml.neural_de.model.NeuralODE` so the same task model can use it."""
+
+    def __init__(self, node: torch.nn.Module, adjoint: bool):
+        super().__init__()
+        self.field, self.t_span, self.adjoint = node.field, node.t_span, adjoint
+        self.rtol, self.atol = node.rtol, node.atol
+
+    def forward(self, y0, saveat=None, regularizer=None) -> NeuralODEResult:
+        import torchdiffeq
+
+        t = torch.as_tensor(self.t_span[1:] if saveat is None else saveat, dtype=y0.dtype)
+        start = 0 if float(t[0]) == self.t_span[0] else 1  # torchdiffeq starts at its first time
+        if start:
+            t = torch.cat([t.new_tensor([self.t_span[0]]), t])
+        nfe = [0]
+        f = _Counted(self.field, nfe)
+        solver = torchdiffeq.odeint_adjoint if self.adjoint else torchdiffeq.odeint
+        extra = {"adjoint_params": tuple(self.field.parameters())} if self.adjoint else {}
+        ys = solver(f, y0, t, rtol=self.rtol, atol=self.atol, method="dopri5", **extra)[start:]
+        t = t[start:]
+        empty = y0.new_zeros((0,))
+        sol = Solution(
+            t.double(), ys, Status.SUCCESS, "", SolverStats(nfe=nfe[0]), empty, empty, empty, empty, False
+        )
+        return NeuralODEResult(ys, sol, None)
+
+
+class _Counted(torch.nn.Module):
+    """The field, counting its evaluations in ``counter[0]``."""
+
+    def __init__(self, field, counter):
+        super().__init__()
+        self.field, self.counter = field, counter
+
+    def forward(self, t, y):
+        self.counter[0] += 1
+        return self.field(t, y)
+
+
+def _train_e2e(task_name: str, method: str, epochs: int, seed: int) -> dict:
+    """One end-to-end training run: per-epoch training seconds and validation loss."""
+    torch.set_num_threads(1)
+    task = get_task(task_name, "node")
+    data = task.data()
+    torch.manual_seed(seed)
+    model = task.model("backprop")
+    if method in ("torchdiffeq-odeint", "torchdiffeq-adjoint"):
+        model.node = _TorchdiffeqScript(model.node, adjoint=method.endswith("adjoint"))
+    regularizer, schedule = make_variant("error" if method == "ours-error" else "vanilla", task, epochs)
+    optimizer = torch.optim.Adam(model.parameters(), lr=task.lr)
+    shuffle = torch.Generator().manual_seed(seed)
+    seconds, curve = 0.0, []
+    for epoch in range(epochs):
+        weight = schedule(epoch) if schedule is not None else 0.0
+        start = time.perf_counter()
+        for batch in batches(data["train"], task.batch_size, shuffle):
+            out = model(batch, regularizer=regularizer)
+            loss = (
+                out.loss
+                if out.result.regularization is None
+                else out.loss + weight * out.result.regularization
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        seconds += time.perf_counter() - start
+        val_metric, val_nfe = evaluate(model, data["val"], 256)
+        curve.append({"epoch": epoch + 1, "seconds": seconds, "val_metric": val_metric, "val_nfe": val_nfe})
+    return {"method": method, "curve": curve}
+
+
+E2E_METHODS = ("torchdiffeq-odeint", "torchdiffeq-adjoint", "ours-vanilla", "ours-error")
+
+
+def run_e2e(args: argparse.Namespace) -> dict:
+    """Wall time until the validation metric reaches the plain torchdiffeq script's final one."""
+    tasks = [t for t in args.tasks.split(",") if t]
+    if len(tasks) != 1:
+        raise ValueError(f"--e2e takes one task in --tasks, got {tasks}")
+    task = get_task(tasks[0], "node")
+    if "val" not in task.data():
+        raise ValueError(f"--e2e: task {tasks[0]!r} has no validation split; use latent-hard or mnist1d")
+    epochs = args.epochs or EPOCHS.get(tasks[0], (task.epochs, task.epochs))[1 if args.full else 0]
+    context = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        runs = list(pool.map(_train_e2e, [tasks[0]] * len(E2E_METHODS), E2E_METHODS, [epochs] * 4, [0] * 4))
+    better = (lambda a, b: a >= b) if task.higher_is_better else (lambda a, b: a <= b)
+    target = runs[0]["curve"][-1]["val_metric"]
+    rows = []
+    for r in runs:
+        hit = next((c for c in r["curve"] if better(c["val_metric"], target)), None)
+        rows.append(
+            {
+                "method": r["method"],
+                "final_val_metric": r["curve"][-1]["val_metric"],
+                "final_val_nfe": r["curve"][-1]["val_nfe"],
+                "train_seconds": r["curve"][-1]["seconds"],
+                "epochs_to_target": hit["epoch"] if hit else None,
+                "seconds_to_target": hit["seconds"] if hit else math.nan,
+            }
+        )
+    for row in rows:
+        row["time_to_target_vs_torchdiffeq"] = ratio(row["seconds_to_target"], rows[0]["seconds_to_target"])
+    print_table(
+        rows,
+        list(rows[0]),
+        f"{tasks[0]}: training wall time to the torchdiffeq script's final "
+        f"validation {task.metric} ({target:.4g}) — {epochs} epochs, seed 0",
+    )
+    return {"rows": rows, "runs": runs, "task": tasks[0], "epochs": epochs, "target": target}

@@ -7,6 +7,15 @@
   experiment): damped oscillators with random frequency, damping, phase and amplitude seen through three
   channels, half the observations masked; a GRU encoder reads the observed values backwards in time, an
   ODE evolves the latent state, a linear readout decodes it. Metric: MSE on the masked (unseen) test values.
+* ``latent-hard`` — the same latent ODE at the Physionet experiment's shape and difficulty: 4-channel series
+  on an irregular 80-point union grid over [0, 15], about 40 % of the values observed, hidden dynamics
+  with a slow and a fast oscillation and a fast transient
+  (:func:`sciml.neural_de.datasets.multiscale_series`);
+  the paper's model (GRU encoder with 40 units, 20-d latent, 4-layer 50-unit tanh dynamics, Tsit5 at
+  rtol 1e-6). Frozen seed and train/validation/test split (1000/250/250). Metric: MSE on the unseen values.
+* ``mnist1d`` — a procedurally generated MNIST-1D-style set (:func:`sciml.neural_de.datasets.mnist1d`,
+  5000 samples of 40 points, frozen 70/10/20 split) with the paper's MNIST NODE shape (state = the
+  sequence, 100 hidden units, time concatenated, linear classifier). Metric: test accuracy (%).
 * ``spiral`` — fitting the cubic spiral ``y' = y³A`` (torchdiffeq's demo) from windows of its trajectory.
   Metric: MSE of the whole trajectory predicted from ``y0``.
 
@@ -26,10 +35,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from sciml.neural_de.datasets import mnist1d, multiscale_series, split_indices
 from sciml.neural_de.model import NeuralODE, NeuralODEResult
 from sciml.neural_de.sde import DIGITS_SDE, SPIRAL_SDE
 
-__all__ = ["Task", "TaskOutput", "TASKS", "get_task", "DigitsTask", "LatentTask", "SpiralTask"]
+__all__ = [
+    "Task", "TaskOutput", "TASKS", "get_task", "DigitsTask", "LatentTask", "LatentHardTask", "MNIST1DTask",
+    "SpiralTask",
+]  # fmt: skip
 
 
 class TaskOutput(NamedTuple):
@@ -71,7 +84,8 @@ class Task:
     atol: float
 
     def data(self) -> dict[str, tuple[torch.Tensor, ...]]:
-        """``{"train": tensors, "test": tensors}`` with the sample dimension first."""
+        """``{"train": tensors, "test": tensors}`` with the sample dimension first (tasks with a validation
+        split add ``"val"``: choose hyper-parameters there, never on ``"test"``)."""
         raise NotImplementedError
 
     def model(self, backend: str) -> nn.Module:
@@ -224,6 +238,61 @@ class LatentTask(Task):
         return _LatentODE(node, self._times(), 3, self.latent, self.hidden)
 
 
+@dataclass(frozen=True)
+class LatentHardTask(Task):
+    """The Physionet-shaped latent ODE on :func:`~sciml.neural_de.datasets.multiscale_series` data.
+
+    Data seed 0 and split seed 1 are frozen: the train/validation/test series never change.
+    """
+
+    n_series: int = 1500
+    n_times: int = 80
+    horizon: float = 15.0
+    channels: int = 4
+    latent: int = 20
+    hidden: int = 40
+    width: int = 50
+    layers: int = 4
+
+    def _series(self):
+        return multiscale_series(
+            self.n_series, n_times=self.n_times, horizon=self.horizon, channels=self.channels, seed=0
+        )
+
+    def data(self):
+        _, values, mask, truth = self._series()
+        parts = split_indices(self.n_series, (2 / 3, 1 / 6, 1 / 6), seed=1)
+        return {k: (values[idx], mask[idx], truth[idx]) for k, idx in parts.items()}
+
+    def model(self, backend):
+        times = self._series()[0]
+        field = MLPField(self.latent, self.width, self.layers)
+        node = NeuralODE(field, (0.0, self.horizon), rtol=self.rtol, atol=self.atol, backend=backend)
+        return _LatentODE(node, times, self.channels, self.latent, self.hidden)
+
+
+# ------------------------------------------------------------------------------------------ MNIST-1D
+@dataclass(frozen=True)
+class MNIST1DTask(Task):
+    """The paper's MNIST NODE shape on :func:`~sciml.neural_de.datasets.mnist1d` (frozen seeds/split)."""
+
+    n_samples: int = 5000
+    length: int = 40
+    hidden: int = 100
+
+    def data(self):
+        x, labels = mnist1d(self.n_samples, length=self.length, seed=0)
+        parts = split_indices(self.n_samples, (0.7, 0.1, 0.2), seed=1)
+        return {k: (x[idx], labels[idx]) for k, idx in parts.items()}
+
+    def model(self, backend):
+        node = NeuralODE(
+            TimeConcatField(self.length, self.hidden), (0.0, 1.0), rtol=self.rtol, atol=self.atol,
+            backend=backend,
+        )  # fmt: skip
+        return _Classifier(node, self.length, 10)
+
+
 # ------------------------------------------------------------------------------------------ spiral
 class CubicField(nn.Module):
     """``f(y) = MLP(y³)``: the model of torchdiffeq's spiral demo."""
@@ -315,6 +384,12 @@ TASKS: dict[str, Task] = {
     ),
     "latent": LatentTask(
         "latent", "node", "mse", False, epochs=15, batch_size=50, lr=5e-3, rtol=1e-5, atol=1e-5
+    ),
+    "latent-hard": LatentHardTask(
+        "latent-hard", "node", "mse", False, epochs=25, batch_size=50, lr=5e-3, rtol=1e-6, atol=1e-6
+    ),
+    "mnist1d": MNIST1DTask(
+        "mnist1d", "node", "accuracy", True, epochs=10, batch_size=64, lr=3e-3, rtol=1e-6, atol=1e-6
     ),
     "spiral": SpiralTask(
         "spiral", "node", "mse", False, epochs=20, batch_size=20, lr=1e-3, rtol=1e-6, atol=1e-6
