@@ -32,7 +32,7 @@ def _control():
 
 
 DESCRIPTION = (
-    "MEDIDA on the 18 KS cases: noise-free and 1 % noise (EnKF), then sparse observations "
+    "MEDIDA on the 18 KS cases: noise-free and with 1 percent noise (EnKF), then sparse observations "
     "(RFF-MLP / cubic / plain-MLP interpolation)"
 )
 
