@@ -124,3 +124,61 @@ def test_forced_dissipative_equilibrium_statistics():
     band = slice(peak + 2, 10)
     slope = np.polyfit(np.log(k[band]), np.log(ek[band]), 1)[0]
     assert slope < -3
+
+
+# -- MEDIDA on QG ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_qg_pairs():
+    """A nonlinear (unit-RMS PV) 16² state, smoothed by 20 steps, and 4 pairs dt = 0.1 apart."""
+    from sciml.medida.qg import QG_DT
+
+    truth = QGProblem(n=16, L=L, nu=2e-2)
+    q = torch.stack([torch.as_tensor(qg_initial_condition(truth, seed=s, amplitude=1.0)) for s in range(4)])
+    st = QGStepper(truth, QG_DT)
+    q_prev = st.advance(q, 20)
+    return truth, q_prev, st.advance(q_prev, 1)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "qg-advection",
+        pytest.param("qg-beta", marks=pytest.mark.slow),
+        pytest.param("qg-drag", marks=pytest.mark.slow),
+        pytest.param("qg-hyperviscosity", marks=pytest.mark.slow),
+    ],
+)
+def test_medida_qg_noise_free_recovers_exactly_the_true_terms(small_qg_pairs, name):
+    """Full noise-free pairs: exactly the true terms, coefficient error ≤ 1e-3 (ν∇⁸ enters the truth
+    through the exponential and the correction explicitly, hence not round-off for that case)."""
+    from sciml.medida.qg import QG_CASES, discover_qg
+
+    truth, q_prev, q_next = small_qg_pairs
+    case = QG_CASES[name]
+    model = case.model(truth)
+    fit, history = discover_qg(model, q_prev.numpy(), q_next.numpy())
+    true = case.true_correction(truth)
+    assert set(fit.terms) == set(true)
+    for k, v in true.items():
+        assert fit.terms[k] == pytest.approx(v, rel=1e-3)
+    assert len(history) <= 6
+
+
+def test_medida_qg_perfect_model_finds_nothing_and_bad_input_is_named(small_qg_pairs):
+    from sciml.medida.qg import discover_qg
+
+    truth, q_prev, q_next = small_qg_pairs
+    fit, _ = discover_qg(truth, q_prev.numpy(), q_next.numpy())
+    assert fit.terms == {}
+    with pytest.raises(ValueError, match="shape"):
+        discover_qg(truth, q_prev.numpy()[:, 0], q_next.numpy()[:, 0])
+
+
+def test_medida_cli_rejects_an_unknown_qg_case(capsys):
+    from sciml.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["medida", "--case", "qg-nothing"])
+    assert "qg-beta" in capsys.readouterr().err
