@@ -188,7 +188,7 @@ def _main_qg(args: argparse.Namespace) -> int:
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     true = case.true_correction()
     print(f"{case.name}: {case.description}; 8 full noise-free observation pairs, 32x32")
-    print(f"  discovered: {fit.equation()}")
+    print(f"  discovered: {fit.equation().replace('u_t', 'q_t')}")
     print(f"  true correction: {true if case.exact else '(not a finite combination of library terms)'}")
     errors = {k: abs(fit.terms.get(k, 0.0) - v) / abs(v) for k, v in true.items()}
     row = {
