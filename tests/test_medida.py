@@ -424,3 +424,13 @@ def test_cli_case_16_noise_free_end_to_end(tmp_path, capsys):
     assert payload["valid_time_lyapunov"]["corrected"] > payload["valid_time_lyapunov"]["imperfect"]
     assert (tmp_path / "medida-case16-noise0.png").stat().st_size > 10_000
     assert "u_t + u*u_x + u_xx + u_xxxx = 0" in capsys.readouterr().out
+
+
+def test_help_texts_show_plain_percent_signs(capsys):
+    from sciml.cli import main
+
+    for argv in (["medida", "--help"], ["bench", "medida", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert "%%" not in out and "%(" not in out

@@ -107,7 +107,9 @@ def ks_truth() -> SemilinearPeriodicProblem:
 
 def _spine(truth: SemilinearPeriodicProblem, progress: bool) -> dict[str, np.ndarray]:
     times = np.arange(0.0, truth.t_span[1] + 0.5, 1.0)
-    return cached_solve(truth, TRUTH_DT, times, progress=progress)
+    steps = int(round(truth.t_span[1] / TRUTH_DT))
+    what = f"spin-up of the KS truth, t = 0..{truth.t_span[1]:g} ({steps} ETDRK4 steps; first run, cached)"
+    return cached_solve(truth, TRUTH_DT, times, progress=what if progress else False)
 
 
 def truth_window(

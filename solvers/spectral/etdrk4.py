@@ -241,7 +241,7 @@ def solve_spectral(
     dealias: bool = False,
     throw: bool = True,
     check_every: int = 200,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> SpectralSolution:
     """Integrate ``problem`` with ETDRK4 and return the states at ``saveat``.
 
@@ -257,7 +257,7 @@ def solve_spectral(
         dealias: see :class:`ETDRK4`.
         throw: raise on a blow-up (default) or return the partial solution with ``success=False``.
         check_every: steps between finiteness checks (each check is one host sync).
-        progress: show a tqdm bar.
+        progress: show a tqdm bar; a string is its description (say what is computed).
 
     Returns:
         A :class:`SpectralSolution`.
@@ -281,7 +281,8 @@ def solve_spectral(
     out = torch.full((len(saveat), *u.shape), math.nan, dtype=u.dtype)
     v = torch.fft.rfft(u)
     done = 0
-    bar = tqdm(total=int(counts[-1]), disable=not progress, desc=f"ETDRK4 {problem.name}", leave=False)
+    desc = progress if isinstance(progress, str) else f"ETDRK4 {problem.name}"
+    bar = tqdm(total=int(counts[-1]), disable=not progress, desc=desc, leave=False)
     message = f"reached t = {saveat[-1]:g} in {int(counts[-1])} steps"
     success = True
     with small_work_threads(u.numel()):

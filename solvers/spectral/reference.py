@@ -46,7 +46,7 @@ def cached_solve(
     *,
     dealias: bool = False,
     directory: str | os.PathLike | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> dict[str, np.ndarray]:
     """``{"t": save times, "u": states (T, n)}`` of an ETDRK4 solve of ``problem``, from the HDF5 cache.
 
@@ -58,7 +58,7 @@ def cached_solve(
     Other Args:
         dealias: see :class:`sciml.solvers.spectral.ETDRK4`.
         directory: overrides the cache directory (``$SCIML_CACHE_DIR`` or ``~/.cache/sciml``).
-        progress: show a tqdm bar while computing.
+        progress: show a tqdm bar while computing; a string is its description.
 
     Raises:
         ValueError: for save times off the step grid (see :func:`solve_spectral`).
