@@ -67,8 +67,9 @@ class SpectralPrior:
     when its sparsity pattern changes, not for every system.
 
     A slowly drifting sequence (time steps of one simulation) need not be re-estimated every system:
-    while consecutive estimates agree to ``rtol / 2``, the interval between estimates doubles, up to
-    ``max_interval`` systems; any larger change resets it to 1 (i.i.d. sequences are estimated every time).
+    once three consecutive estimates each agreed with the one before to ``rtol / 2``, the interval between
+    estimates doubles with every further such estimate, up to ``max_interval`` systems; any larger change
+    resets it to 1 (i.i.d. sequences, where such agreement is rare, are estimated every time).
 
     Args:
         rtol: relative accuracy of ``δ̂`` (see :func:`~sciml.solvers.linear.estimate_jacobi_spectrum`).
@@ -92,6 +93,7 @@ class SpectralPrior:
         self.rtol, self.max_steps, self.seed = float(rtol), int(max_steps), int(seed)
         self.max_interval = int(max_interval)
         self.interval, self.since = 1, 0  # systems per estimate now; systems served by the last one
+        self.streak = 0  # consecutive estimates that agreed with the one before
         self.vector: np.ndarray | None = None
         self.delta = math.nan
         self.matvecs = 0  # products with A spent over the whole sequence
@@ -125,11 +127,12 @@ class SpectralPrior:
             ValueError: as :func:`~sciml.solvers.linear.estimate_jacobi_spectrum` (non-square matrix,
                 zero or negative diagonal entry, non-finite entries).
         """
-        A = _square_sparse(A)
-        same_size = self.vector is not None and self.vector.shape == (A.shape[0],)
-        if same_size and self.since < self.interval:
+        n = A.shape[0] if getattr(A, "ndim", 0) == 2 else -1
+        same_size = self.vector is not None and self.vector.shape == (n,) and A.shape == (n, n)
+        if same_size and self.since < self.interval:  # (the solver checks A itself)
             self.since += 1
             return self.delta
+        A = _square_sparse(A)
         v0 = self.vector if same_size else None
         est = estimate_jacobi_spectrum(
             A,
@@ -144,7 +147,8 @@ class SpectralPrior:
         self.vector = est.vector_low
         delta = float(min(max(est.low, 1e-14), 1.0))
         steady = same_size and abs(delta - self.delta) <= 0.5 * self.rtol * delta
-        self.interval = min(2 * self.interval, self.max_interval) if steady else 1
+        self.streak = self.streak + 1 if steady else 0
+        self.interval = min(2 * self.interval, self.max_interval) if self.streak >= 3 else 1
         self.delta, self.since = delta, 1
         return self.delta
 
@@ -154,6 +158,7 @@ class SpectralPrior:
             "matvecs": self.matvecs,
             "interval": self.interval,
             "since": self.since,
+            "streak": self.streak,
             "vector": torch.as_tensor(self.vector if self.vector is not None else np.zeros(0)),
         }
 
@@ -162,6 +167,7 @@ class SpectralPrior:
         self.vector = vec.copy() if vec.size else None
         self.delta, self.matvecs, self._pattern = float(state["delta"]), int(state["matvecs"]), None
         self.interval, self.since = int(state["interval"]), int(state["since"])
+        self.streak = int(state["streak"])
 
 
 class TunedSolve(NamedTuple):
@@ -230,12 +236,16 @@ class PriorTuner:
             raise ValueError(f"`explore` must be a number >= 0, got {explore}")
         self.solver = solver
         self.offsets = offsets
+        self._scale = [math.exp(v) for v in offsets.tolist()]
         self.cap = float(cap)
         self.explore = float(explore)
-        self.prior = SpectralPrior() if prior is None else prior
+        # SSOR-PCG is flat in ω near its optimum: a coarser prior (fewer Lanczos runs) loses nothing
+        self.prior = SpectralPrior(rtol=0.05 if solver == "sor" else 0.2) if prior is None else prior
         self.generator = torch.Generator().manual_seed(int(seed))
         d = offsets.size
-        self.stats = np.zeros((d, 5))  # per offset: n, Σx, Σy, Σxx, Σxy  (x = log s, y = log iterations)
+        self._stats = [
+            [0.0] * 5 for _ in range(d)
+        ]  # per offset: n, Σx, Σy, Σxx, Σxy (x = log s, y = log its)
         self._fit()
         self.t = 0
         self.explorations = 0
@@ -243,12 +253,17 @@ class PriorTuner:
         self._M = None
 
     # ------------------------------------------------------------------ model
+    @property
+    def stats(self) -> np.ndarray:
+        """Per offset ``[n, Σx, Σy, Σxx, Σxy]`` with ``x = log s``, ``y = log(iterations)``."""
+        return np.array(self._stats)
+
     def _fit(self) -> None:
         """Refit the shared slope ``γ`` of ``log(iterations)`` on ``log s`` (within-offset regression, prior
         −1 for SOR and −0.5 for SSOR-PCG with the weight of one unit of ``Σ(x − x̄)²``), the intercepts
         ``α_θ`` and the incumbent (plain Python: 15 offsets, called once per system)."""
         cxx = cxy = 0.0
-        rows = self.stats.tolist()
+        rows = self._stats
         for n, sx, sy, sxx, sxy in rows:
             if n > 0:
                 cxx += sxx - sx * sx / n
@@ -268,12 +283,14 @@ class PriorTuner:
     def omega(self, delta: float, index: int) -> float:
         """``ω(θ_index) = 2 / (1 + e^θ √(δ(2 − δ)))`` clipped to [0.5, 1.995]."""
         s = math.sqrt(max(delta * (2.0 - delta), 1e-300))
-        return float(np.clip(2.0 / (1.0 + math.exp(self.offsets[index]) * s), *_OMEGA_RANGE))
+        return min(max(2.0 / (1.0 + self._scale[index] * s), _OMEGA_RANGE[0]), _OMEGA_RANGE[1])
 
     def _record(self, index: int, delta: float, iterations: float) -> None:
         x = math.log(max(delta * (2.0 - delta), 1e-300)) / 2.0
         y = math.log(max(iterations, 1.0))
-        self.stats[index] += (1.0, x, y, x * x, x * y)
+        row = self._stats[index]
+        for k, v in enumerate((1.0, x, y, x * x, x * y)):
+            row[k] += v
         self._fit()
 
     def _explore_now(self) -> bool:
@@ -289,7 +306,7 @@ class PriorTuner:
             return options[0]
         if self.solver == "sor" and self.direction != 0 and u < 0.75:
             return inc - 1 if self.direction > 0 else inc + 1  # smaller θ = larger ω
-        n = self.stats[options, 0]
+        n = np.array([self._stats[j][0] for j in options])
         if n[0] != n[1] and u < 0.75:
             return options[int(np.argmin(n))]
         return options[int(u * 2) % 2]
@@ -323,8 +340,7 @@ class PriorTuner:
             ValueError: as :func:`~sciml.solvers.linear.sor` / :func:`~sciml.solvers.linear.cg` and the
                 prior (non-square matrix, non-positive diagonal entry, shapes, tolerances).
         """
-        A = _square_sparse(A)
-        delta = self.prior.estimate(A)
+        delta = self.prior.estimate(A)  # (validates A; the solver checks it again)
         inc = self.incumbent
         w_inc = self.omega(delta, inc)
         trial = self._neighbour(inc) if self._explore_now() else None
@@ -400,7 +416,7 @@ class PriorTuner:
         offsets = np.asarray(state["offsets"], dtype=np.float64)
         if offsets.shape != self.offsets.shape or not np.allclose(offsets, self.offsets):
             raise ValueError("state was saved with another grid of offsets")
-        self.stats = np.asarray(state["stats"], dtype=np.float64).copy()
+        self._stats = np.asarray(state["stats"], dtype=np.float64).tolist()
         self._fit()
         self.t, self.explorations = int(state["t"]), int(state["explorations"])
         self.direction = int(state["direction"])
