@@ -39,6 +39,7 @@ import torch
 
 from sciml.solvers.linear import (
     LinearSolveResult,
+    SolveStatus,
     cg,
     estimate_jacobi_spectrum,
     sor,
@@ -243,9 +244,8 @@ class PriorTuner:
         self.prior = SpectralPrior(rtol=0.05 if solver == "sor" else 0.2) if prior is None else prior
         self.generator = torch.Generator().manual_seed(int(seed))
         d = offsets.size
-        self._stats = [
-            [0.0] * 5 for _ in range(d)
-        ]  # per offset: n, Σx, Σy, Σxx, Σxy (x = log s, y = log its)
+        # per offset: n, Σx, Σy, Σxx, Σxy with x = log s, y = log(iterations)
+        self._stats = [[0.0] * 5 for _ in range(d)]
         self._fit()
         self.t = 0
         self.explorations = 0
@@ -359,10 +359,13 @@ class PriorTuner:
                 result, cost = first, float(first.iterations)
             else:
                 censored = True
-                rest = self._run(A, b, first.x, w_inc, rtol, maxiter - first.iterations)
                 h = first.residual_history
+                stopped_at_cap = first.status == SolveStatus.MAX_ITERATIONS and np.isfinite(h[-1])
+                # continue from the trial's iterate, unless the trial diverged: then from the start
+                restart = first.x if stopped_at_cap else x0
+                rest = self._run(A, b, restart, w_inc, rtol, maxiter - first.iterations)
                 tol = rtol * float(np.linalg.norm(np.asarray(b, dtype=np.float64)))
-                drop = math.log(max(h[-1], 1e-300) / max(h[0], 1e-300))
+                drop = math.log(max(h[-1], 1e-300) / max(h[0], 1e-300)) if stopped_at_cap else 0.0
                 need = math.log(max(tol, 1e-300) / max(h[0], 1e-300))
                 cost = cap * (need / drop if drop < 0 else 10.0)
                 cost = max(float(cap), cost)
