@@ -244,8 +244,8 @@ class PriorTuner:
         self.prior = SpectralPrior(rtol=0.05 if solver == "sor" else 0.2) if prior is None else prior
         self.generator = torch.Generator().manual_seed(int(seed))
         d = offsets.size
-        # per offset: n, Σx, Σy, Σxx, Σxy with x = log s, y = log(iterations)
-        self._stats = [[0.0] * 5 for _ in range(d)]
+        # per offset: n, Σx, Σy, Σxx, Σxy, Σyy with x = log s, y = log(iterations)
+        self._stats = [[0.0] * 6 for _ in range(d)]
         self._fit()
         self.t = 0
         self.explorations = 0
@@ -255,26 +255,40 @@ class PriorTuner:
     # ------------------------------------------------------------------ model
     @property
     def stats(self) -> np.ndarray:
-        """Per offset ``[n, Σx, Σy, Σxx, Σxy]`` with ``x = log s``, ``y = log(iterations)``."""
+        """Per offset ``[n, Σx, Σy, Σxx, Σxy, Σyy]`` with ``x = log s``, ``y = log(iterations)``."""
         return np.array(self._stats)
 
     def _fit(self) -> None:
         """Refit the shared slope ``γ`` of ``log(iterations)`` on ``log s`` (within-offset regression, prior
         −1 for SOR and −0.5 for SSOR-PCG with the weight of one unit of ``Σ(x − x̄)²``), the intercepts
-        ``α_θ`` and the incumbent (plain Python: 15 offsets, called once per system)."""
+        ``α_θ``, the pooled residual spread ``σ`` (prior 0.1 with the weight of two residuals) and the
+        incumbent: another offset takes over only when its *upper* bound ``α_θ + σ/√n_θ`` is below the
+        incumbent's ``α`` — an offset tried once or twice must look better by more than the noise of a
+        single solve (plain Python: 15 offsets, called once per system)."""
         cxx = cxy = 0.0
         rows = self._stats
-        for n, sx, sy, sxx, sxy in rows:
+        for n, sx, sy, sxx, sxy, _ in rows:
             if n > 0:
                 cxx += sxx - sx * sx / n
                 cxy += sxy - sx * sy / n
-        slope = (cxy + _SLOPE[self.solver]) / (cxx + 1.0)
-        alpha = [(sy - slope * sx) / n if n > 0 else math.nan for n, sx, sy, _, _ in rows]
-        seen = [j for j, a in enumerate(alpha) if a == a]
-        self.slope, self.alpha = float(slope), np.array(alpha)
-        self.incumbent = (
-            min(seen, key=alpha.__getitem__) if seen else int(np.flatnonzero(self.offsets == 0.0)[0])
-        )
+        g = (cxy + _SLOPE[self.solver]) / (cxx + 1.0)
+        alpha = [(sy - g * sx) / n if n > 0 else math.nan for n, sx, sy, _, _, _ in rows]
+        rss, dof = 2 * 0.1**2, 2.0
+        for n, sx, sy, sxx, sxy, syy in rows:
+            if n > 1:  # Σ (r − r̄)² with r = y − γx
+                rss += max(syy - 2 * g * sxy + g * g * sxx - (sy - g * sx) ** 2 / n, 0.0)
+                dof += n - 1
+        sigma = math.sqrt(rss / dof)
+        inc = getattr(self, "incumbent", int(np.flatnonzero(self.offsets == 0.0)[0]))
+        score = [
+            math.inf if row[0] == 0 else a if j == inc else a + sigma / math.sqrt(row[0])
+            for j, (a, row) in enumerate(zip(alpha, rows))
+        ]
+        self.slope, self.alpha, self.sigma = float(g), np.array(alpha), sigma
+        if math.isfinite(min(score)):
+            self.incumbent = min(range(len(score)), key=score.__getitem__)
+        else:
+            self.incumbent = inc
 
     def intercepts(self) -> np.ndarray:
         """``α_θ`` per offset (``nan`` for offsets never tried)."""
@@ -289,7 +303,7 @@ class PriorTuner:
         x = math.log(max(delta * (2.0 - delta), 1e-300)) / 2.0
         y = math.log(max(iterations, 1.0))
         row = self._stats[index]
-        for k, v in enumerate((1.0, x, y, x * x, x * y)):
+        for k, v in enumerate((1.0, x, y, x * x, x * y, y * y)):
             row[k] += v
         self._fit()
 
@@ -402,6 +416,7 @@ class PriorTuner:
             "t": self.t,
             "explorations": self.explorations,
             "direction": self.direction,
+            "incumbent": self.incumbent,
             "generator": self.generator.get_state(),
             "prior": self.prior.state_dict(),
         }
@@ -420,6 +435,7 @@ class PriorTuner:
         if offsets.shape != self.offsets.shape or not np.allclose(offsets, self.offsets):
             raise ValueError("state was saved with another grid of offsets")
         self._stats = np.asarray(state["stats"], dtype=np.float64).tolist()
+        self.incumbent = int(state["incumbent"])
         self._fit()
         self.t, self.explorations = int(state["t"]), int(state["explorations"])
         self.direction = int(state["direction"])
