@@ -382,3 +382,16 @@ def test_grid_table_batched_path_matches_sequential_solves():
     np.testing.assert_array_equal(g1, g2)
     np.testing.assert_array_equal(t1, t2)
     assert (t1 <= 80).all() and (t1 == 80).any()  # capped at 2 × reference, and some ω really hit the cap
+
+
+def test_one_lucky_trial_does_not_move_the_incumbent():
+    tuner = PriorTuner("sor")
+    zero = int(np.flatnonzero(tuner.offsets == 0.0)[0])
+    delta = 0.01
+    tuner._record(zero, delta, 100.0)
+    tuner._record(zero + 1, delta, 95.0)  # 5 % cheaper once: within the noise of one solve (σ ≈ 0.1)
+    assert tuner.incumbent == zero
+    tuner._record(zero + 1, delta, 70.0)  # and again, clearly cheaper: now it takes over
+    assert tuner.incumbent == zero + 1
+    tuner._record(zero, delta, 100.0)  # the old incumbent must now beat the new one by the margin too
+    assert tuner.incumbent == zero + 1
