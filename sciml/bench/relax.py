@@ -6,7 +6,7 @@ Settings (SOR unless noted; rtol 1e-8; ``T`` systems each):
 * ``heat-N`` — SSOR-preconditioned CG on the Crank–Nicolson heat equation (warm starts; the systems are
   those of one reference trajectory, so every method solves the same ones); time is the measure — the
   CPU seconds of this single-threaded process (wall seconds also reported; on a shared machine they
-  depend on the other jobs), best of 3 interleaved runs for ω = 1, the best fixed ω and the new tuner;
+  depend on the other jobs), best of 5 interleaved runs for ω = 1, the best fixed ω and the new tuner;
 * ``varcoef-N`` — fresh log-normal diffusion coefficient and reaction ``c ∈ [0, 50]`` per system (not used
   to design the tuners);
 * ``aniso-N`` — rotated anisotropic diffusion, 9-point stencil: not consistently ordered, so Young's
@@ -339,7 +339,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             young_applies=young_applies,
             designed_on=designed_on,
             shifted=shifted,
-            repeats=3 if solver == "ssor-pcg" else 1,
+            repeats=5 if solver == "ssor-pcg" else 1,
         )
         rows += r
         curves[name] = cv
