@@ -66,13 +66,15 @@ class ImplicitMethod:
 
 
 def _registry() -> dict[str, Callable[[], ImplicitMethod]]:
+    from sciml.solvers.ode.auto import AutoSwitch
     from sciml.solvers.ode.rosenbrock import ROSENBROCK_TABLEAUS, Rosenbrock
 
     methods: dict[str, Callable[[], ImplicitMethod]] = {
         name: (lambda t=tab: Rosenbrock(t)) for name, tab in ROSENBROCK_TABLEAUS.items()
     }
+    methods["auto"] = AutoSwitch
     try:
-        from sciml.solvers.ode.esdirk import ESDIRK_TABLEAUS, ESDIRK
+        from sciml.solvers.ode.esdirk import ESDIRK, ESDIRK_TABLEAUS
     except ImportError:  # pragma: no cover - optional until the ESDIRK module exists
         return methods
     methods.update({name: (lambda t=tab: ESDIRK(t)) for name, tab in ESDIRK_TABLEAUS.items()})

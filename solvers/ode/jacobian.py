@@ -13,15 +13,14 @@ are objects handed to the method, not branches inside it:
 * :class:`DenseLU` factorises ``W`` once per step with :func:`torch.linalg.lu_factor` (batched over the
   blocks) and solves every stage with :func:`torch.linalg.lu_solve`.
 
-Differentiability: the autodiff Jacobians (built with ``create_graph`` under grad mode), the LU factorisation and the triangular solves are ordinary
-autograd operations, so a Rosenbrock step — a fixed number of linear solves, no iteration — is
+Differentiability: the autodiff Jacobians (built with ``create_graph`` when something requires grad),
+the LU factorisation and the triangular solves are ordinary autograd operations, so a Rosenbrock step — a fixed number of linear solves, no iteration — is
 differentiated exactly (no Newton loop to unroll); solutions and error estimates carry gradients with
 respect to ``y0`` and the parameters of ``f``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,10 +54,12 @@ class Jacobian:
         matrix: ``(n, n)`` (dense) or ``(B, d, d)`` (block-diagonal: block ``b`` couples entries
             ``b·d … b·d + d − 1`` of the flat state).
         blocks: True for the block-diagonal layout.
+        evaluations: calls of ``f`` it took (counted in ``njev``'s work, not in ``nfe``).
     """
 
     matrix: torch.Tensor
     blocks: bool
+    evaluations: int = 1
 
     def norm_inf(self) -> torch.Tensor:
         """``‖J‖_∞`` (the largest block's), an upper bound of the spectral radius (differentiable)."""
@@ -68,11 +69,9 @@ class Jacobian:
 class JacobianProvider:
     """Computes :class:`Jacobian` s of ``f`` at ``(t, y)``.
 
-    Subclasses implement :meth:`__call__`; ``evaluations`` tells how many calls of ``f`` one Jacobian makes
+    Subclasses implement :meth:`__call__`; the returned Jacobian says how many calls of ``f`` it took
     (for the work counters: calls of ``f`` made for a Jacobian are counted in ``njev``, not ``nfe``).
     """
-
-    evaluations: int = 1
 
     def __call__(self, f: Field, t: float, y: torch.Tensor, shape: torch.Size, fy: torch.Tensor) -> Jacobian:
         """Args: ``f`` the field, ``(t, y)`` the point (``y`` flat), ``shape`` the state's shape as ``f``
@@ -88,18 +87,44 @@ def _check_dense(n: int) -> None:
         )
 
 
-def _vjp_rows(f: Field, t: float, y: torch.Tensor, shape: torch.Size, cotangents: torch.Tensor) -> torch.Tensor:
+def _leaves(out: torch.Tensor, z: torch.Tensor) -> tuple[bool, bool]:
+    """Whether ``out``'s autograd graph reaches ``z``, and whether it reaches another leaf (a parameter)."""
+    seen, stack = set(), [out.grad_fn]
+    reaches_z = other = False
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        variable = getattr(fn, "variable", None)
+        if variable is not None:
+            reaches_z |= variable is z
+            other |= variable is not z
+            continue
+        stack.extend(nxt for nxt, _ in fn.next_functions)
+    return reaches_z, other
+
+
+def _vjp_rows(
+    f: Field, t: float, y: torch.Tensor, shape: torch.Size, cotangents: torch.Tensor
+) -> torch.Tensor | None:
     """``vᵀ ∂f/∂y`` for every ``v`` in ``cotangents`` ``(k, n)``: one evaluation of ``f`` and one vectorised
-    backward pass (``is_grads_batched``). Under autograd (grad mode on) the result keeps its history with
-    respect to ``y`` and the parameters of ``f`` (``create_graph``), so it can be differentiated again."""
-    differentiable = torch.is_grad_enabled()
+    backward pass (``is_grads_batched``). Under grad mode, when ``y`` or a parameter of ``f`` requires grad,
+    the result keeps its history (``create_graph``), so it can be differentiated again. None when ``f``
+    detaches its input from the graph (e.g. the continuous adjoint's augmented field): use differences."""
+    grad_mode = torch.is_grad_enabled()
     with torch.enable_grad():
-        z = y if differentiable and y.requires_grad else y.detach().requires_grad_(True)
+        tracked = grad_mode and y.requires_grad
+        z = y if tracked else y.detach().requires_grad_(True)
         out = f(t, z.view(shape)).reshape(-1)
         if not out.requires_grad:  # f does not depend on y
             return torch.zeros(cotangents.shape, dtype=y.dtype, device=y.device)
+        reaches_z, other = _leaves(out, z) if not tracked else (True, True)
+        if not reaches_z:
+            return None
+        create_graph = tracked or (grad_mode and other)
         (rows,) = torch.autograd.grad(
-            out, z, cotangents, is_grads_batched=True, create_graph=differentiable, allow_unused=True
+            out, z, cotangents, is_grads_batched=True, create_graph=create_graph, allow_unused=True
         )
     if rows is None:
         return torch.zeros(cotangents.shape, dtype=y.dtype, device=y.device)
@@ -115,7 +140,10 @@ class AutodiffJacobian(JacobianProvider):
         n = y.numel()
         _check_dense(n)
         eye = torch.eye(n, dtype=y.dtype, device=y.device)
-        return Jacobian(_vjp_rows(f, t, y, shape, eye), blocks=False)
+        rows = _vjp_rows(f, t, y, shape, eye)
+        if rows is None:
+            return FiniteDifferenceJacobian()(f, t, y, shape, fy)
+        return Jacobian(rows, blocks=False)
 
 
 class BatchedJacobian(JacobianProvider):
@@ -136,7 +164,10 @@ class BatchedJacobian(JacobianProvider):
         B = y.numel() // d
         eye = torch.eye(d, dtype=y.dtype, device=y.device)
         cot = eye[:, None, :].expand(d, B, d).reshape(d, -1)  # e_k in every row
-        rows = _vjp_rows(f, t, y, shape, cot).view(d, B, d)  # (k, b, j) = ∂f_{b,k}/∂y_{b,j}
+        rows = _vjp_rows(f, t, y, shape, cot)
+        if rows is None:
+            raise ValueError("jac='batched' needs a field autograd can differentiate; use jac='fd'")
+        rows = rows.view(d, B, d)  # (k, b, j) = ∂f_{b,k}/∂y_{b,j}
         return Jacobian(rows.transpose(0, 1), blocks=True)
 
 
@@ -147,8 +178,6 @@ class UserJacobian(JacobianProvider):
     Raises:
         ValueError: (when called) the returned shape fits neither layout.
     """
-
-    evaluations = 0
 
     def __init__(self, jac: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
         if not callable(jac):
@@ -162,9 +191,9 @@ class UserJacobian(JacobianProvider):
         if not torch.is_tensor(J):
             raise ValueError(f"`jac` must return a tensor, got {type(J).__name__}")
         if J.shape == (n, n):
-            return Jacobian(J.to(y), blocks=False)
+            return Jacobian(J.to(y), blocks=False, evaluations=0)
         if len(shape) >= 2 and J.shape == (*shape, shape[-1]):
-            return Jacobian(J.reshape(-1, shape[-1], shape[-1]).to(y), blocks=True)
+            return Jacobian(J.reshape(-1, shape[-1], shape[-1]).to(y), blocks=True, evaluations=0)
         raise ValueError(
             f"`jac` returned shape {tuple(J.shape)}; expected ({n}, {n}) or per-sample blocks "
             f"{(*shape, shape[-1]) if len(shape) >= 2 else '(batch, d, d)'}"
@@ -172,24 +201,25 @@ class UserJacobian(JacobianProvider):
 
 
 class FiniteDifferenceJacobian(JacobianProvider):
-    """Dense ``∂f/∂y`` by forward differences (``n`` extra calls of ``f``, step ``√ε·max(|y_j|, 1)``); for
-    fields ``torch.func`` cannot transform. Not differentiable with respect to ``y``."""
-
-    evaluations = -1  # n per Jacobian: counted by the caller from the state size
+    """Dense ``∂f/∂y`` by central differences (``2n`` extra calls of ``f``, step ``ε^{1/3}·max(|y_j|, 1)``,
+    error ~1e-10 relative); for fields autograd cannot differentiate, e.g. the continuous adjoint's augmented
+    system (whose field detaches its input). Not differentiable with respect to ``y``."""
 
     def __call__(self, f: Field, t: float, y: torch.Tensor, shape: torch.Size, fy: torch.Tensor) -> Jacobian:
         n = y.numel()
         _check_dense(n)
-        eps = math.sqrt(torch.finfo(y.dtype).eps)
+        eps = torch.finfo(y.dtype).eps ** (1 / 3)
         with torch.no_grad():
             y = y.detach()
             steps = eps * y.abs().clamp_min(1.0)
             cols = []
             for j in range(n):
-                z = y.clone()
-                z[j] += steps[j]
-                cols.append((f(t, z.view(shape)).reshape(-1) - fy.detach()) / steps[j])
-        return Jacobian(torch.stack(cols, 1), blocks=False)
+                zp, zm = y.clone(), y.clone()
+                zp[j] += steps[j]
+                zm[j] -= steps[j]
+                diff = f(t, zp.view(shape)).reshape(-1) - f(t, zm.view(shape)).reshape(-1)
+                cols.append(diff / (2 * steps[j]))
+        return Jacobian(torch.stack(cols, 1), blocks=False, evaluations=2 * n)
 
 
 def jacobian_provider(jac: Any) -> JacobianProvider:

@@ -4,6 +4,9 @@ times (see :mod:`sciml.solvers.cache`)."""
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+
 import numpy as np
 import torch
 from sciml.problems.ode import ODEProblem
@@ -23,11 +26,32 @@ def _jsonable(value):
     raise TypeError
 
 
-def reference_solution(problem: ODEProblem, ts: torch.Tensor, *, use_cache: bool = True) -> torch.Tensor:
+def _source_digest(f) -> str | None:
+    """A digest of the vector field's source code (so editing a problem's definition invalidates its cache)."""
+    target = f.forward if isinstance(f, torch.nn.Module) else f
+    try:
+        return hashlib.sha256(inspect.getsource(target).encode()).hexdigest()[:16]
+    except (OSError, TypeError):
+        return None
+
+
+def reference_solution(
+    problem: ODEProblem,
+    ts: torch.Tensor,
+    *,
+    use_cache: bool = True,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> torch.Tensor:
     """The solution of ``problem`` at ``ts`` (``(len(ts), *y0.shape)``, y0's dtype/device).
 
     The exact solution when the problem has one; otherwise scipy DOP853 (rtol 1e-13, atol 1e-13) or, for
-    problems marked stiff, Radau (rtol 1e-12, atol 1e-14), cached on disk keyed by everything it depends on.
+    problems marked stiff, Radau (rtol 1e-12, atol 1e-14, with the exact Jacobian by reverse-mode AD),
+    cached on disk keyed by everything it depends on (name, parameters, initial state, times, method,
+    tolerances and a digest of the vector field's source).
+
+    Args:
+        rtol, atol: override the tolerances above (e.g. E5's tiny concentrations need atol ≲ 1e-24).
 
     Raises:
         RuntimeError: scipy's solve fails.
@@ -37,17 +61,30 @@ def reference_solution(problem: ODEProblem, ts: torch.Tensor, *, use_cache: bool
         return problem.solution(ts)
     shape = y0.shape
     t_eval = ts.detach().cpu().double().numpy()
-    method, rtol, atol = ("Radau", 1e-12, 1e-14) if problem.stiff else ("DOP853", 1e-13, 1e-13)
+    method, rtol_, atol_ = ("Radau", 1e-12, 1e-14) if problem.stiff else ("DOP853", 1e-13, 1e-13)
+    rtol = rtol_ if rtol is None else float(rtol)
+    atol = atol_ if atol is None else float(atol)
 
     def fun(t, y):
         with torch.no_grad():
             dy = problem.rhs(torch.tensor(t, dtype=torch.float64), torch.from_numpy(y).view(shape))
         return dy.double().numpy().ravel()
 
+    def jac(t, y):
+        from sciml.solvers.ode.jacobian import AutodiffJacobian
+
+        def f(tt, z):
+            return problem.rhs(torch.tensor(tt, dtype=torch.float64), z)
+
+        with torch.no_grad():
+            z = torch.from_numpy(y)
+            return AutodiffJacobian()(f, t, z, shape, z).matrix.numpy()
+
     def compute():
+        extra = {"jac": jac} if method == "Radau" else {}
         sol = solve_ivp(
             fun, problem.t_span, y0.detach().cpu().double().numpy().ravel(), method=method, t_eval=t_eval,
-            rtol=rtol, atol=atol, dense_output=False,
+            rtol=rtol, atol=atol, dense_output=False, **extra,
         )  # fmt: skip
         if not sol.success:
             raise RuntimeError(f"reference solve of {problem.name!r} failed: {sol.message}")
@@ -57,7 +94,7 @@ def reference_solution(problem: ODEProblem, ts: torch.Tensor, *, use_cache: bool
         key = {
             "problem": problem.name, "params": _jsonable(problem.params), "y0": _jsonable(y0),
             "t_span": list(problem.t_span), "ts": t_eval.tolist(), "method": method, "rtol": rtol,
-            "atol": atol,
+            "atol": atol, "source": _source_digest(problem.f),
         }  # fmt: skip
     except TypeError:
         use_cache = False

@@ -84,7 +84,9 @@ class RosenbrockTableau:
         s = len(self.c)
         for label, rows in (("a", self.a), ("C", self.C)):
             if len(rows) != s or any(len(r) != i for i, r in enumerate(rows)):
-                raise ValueError(f"{self.name}: `{label}` must have one row per stage with i entries in row i")
+                raise ValueError(
+                    f"{self.name}: `{label}` must have one row per stage with i entries in row i"
+                )
         if not len(self.d) == len(self.m) == len(self.m_error) == len(self.dense) == s:
             raise ValueError(f"{self.name}: `d`, `m`, `m_error` and `dense` need one entry per stage")
         at_one = [float(np.polynomial.Polynomial(p)(1.0)) for p in self.dense]
@@ -327,8 +329,7 @@ class Rosenbrock(ImplicitMethod):
         J = self.jacobian(f, t, y, shape, fy)
         c = self.counters
         c.njev += 1
-        evals = self.jacobian.evaluations
-        c.nfe_jacobian += y.numel() if evals < 0 else evals
+        c.nfe_jacobian += J.evaluations
         delta = math.sqrt(torch.finfo(y.dtype).eps) * max(abs(t), abs(h), 1e-300)
         ft = None
         if self._autonomous is None:  # one probe: does f depend on t at all?
@@ -391,9 +392,10 @@ class Rosenbrock(ImplicitMethod):
             norms = torch.stack([rho, torch.ones_like(rho)])
         return StepResult(y1, y_error, norms, stages, tab.n_stages - 1)
 
-    def interpolate(self, y0: torch.Tensor, stages: torch.Tensor, h: float, thetas: np.ndarray) -> torch.Tensor:
+    def interpolate(
+        self, y0: torch.Tensor, stages: torch.Tensor, h: float, thetas: np.ndarray
+    ) -> torch.Tensor:
         """Dense output ``y(t0 + θh) = y0 + Σ P_i(θ) u_i`` (``(m,)`` -> ``(m, n)``)."""
         weights = P.polyval(np.asarray(thetas, dtype=np.float64), self._dense.T).T  # (m, stages)
         w = torch.as_tensor(weights, dtype=y0.dtype, device=y0.device)
         return torch.addmm(y0.unsqueeze(0), w, stages[: self.tableau.n_stages])
-
