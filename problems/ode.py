@@ -210,7 +210,8 @@ def van_der_pol_stiff(dtype: torch.dtype = torch.float64, mu: float = 1e3) -> OD
 
 
 def hires(dtype: torch.dtype = torch.float64) -> ODEProblem:
-    """HIRES: 8 reactions of plant physiology (Schäfer 1975; Hairer & Wanner II, IV.10) on ``[0, 321.8122]``."""
+    """HIRES: 8 reactions of plant physiology (Schäfer 1975; Hairer & Wanner II, IV.10) on
+    ``[0, 321.8122]``."""
 
     def f(t, y):
         y1, y2, y3, y4, y5, y6, y7, y8 = y.unbind(-1)
@@ -234,7 +235,8 @@ def hires(dtype: torch.dtype = torch.float64) -> ODEProblem:
 
 
 def orego(dtype: torch.dtype = torch.float64) -> ODEProblem:
-    """OREGO: the Oregonator (Field & Noyes 1974; Hairer & Wanner II, IV.10) on ``[0, 360]`` from (1, 2, 3)."""
+    """OREGO: the Oregonator (Field & Noyes 1974; Hairer & Wanner II, IV.10) on ``[0, 360]`` from
+    (1, 2, 3)."""
 
     def f(t, y):
         y1, y2, y3 = y.unbind(-1)

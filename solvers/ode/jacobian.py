@@ -14,9 +14,9 @@ are objects handed to the method, not branches inside it:
   blocks) and solves every stage with :func:`torch.linalg.lu_solve`.
 
 Differentiability: the autodiff Jacobians (built with ``create_graph`` when something requires grad),
-the LU factorisation and the triangular solves are ordinary autograd operations, so a Rosenbrock step — a fixed number of linear solves, no iteration — is
-differentiated exactly (no Newton loop to unroll); solutions and error estimates carry gradients with
-respect to ``y0`` and the parameters of ``f``.
+the LU factorisation and the triangular solves are ordinary autograd operations, so a Rosenbrock step — a
+fixed number of linear solves, no iteration — is differentiated exactly (no Newton loop to unroll);
+solutions and error estimates carry gradients with respect to ``y0`` and the parameters of ``f``.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def _jsonable(value):
 
 
 def _source_digest(f) -> str | None:
-    """A digest of the vector field's source code (so editing a problem's definition invalidates its cache)."""
+    """A digest of the vector field's source (editing a problem's definition invalidates its cache)."""
     target = f.forward if isinstance(f, torch.nn.Module) else f
     try:
         return hashlib.sha256(inspect.getsource(target).encode()).hexdigest()[:16]
