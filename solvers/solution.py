@@ -31,7 +31,8 @@ class SolverStats:
             ``backward`` runs; 0 otherwise).
         njev, nlu: Jacobians computed and matrices factorised (implicit methods; the calls of ``f`` inside a
             Jacobian are counted here, not in ``nfe``).
-        n_newton, n_newton_fail: Newton iterations and non-converged Newton solves (ESDIRK methods).
+        n_newton, n_newton_fail: Newton iterations and non-converged Newton solves (0 for the linearly
+            implicit Rosenbrock methods).
     """
 
     nfe: int = 0

@@ -27,8 +27,8 @@ class ImplicitCounters:
     Attributes:
         njev: Jacobians computed.
         nlu: factorisations of ``W = I/(hγ) − J``.
-        n_newton: Newton iterations (ESDIRK methods).
-        n_newton_fail: steps whose Newton iteration did not converge (retried with a smaller step).
+        n_newton, n_newton_fail: Newton iterations and non-converged Newton solves (0 for the Rosenbrock
+            methods, which solve linear systems only; kept so that Newton-based methods report the same).
         nfe_jacobian: calls of ``f`` made inside Jacobian evaluations (not counted in ``nfe``).
     """
 
@@ -73,21 +73,15 @@ def _registry() -> dict[str, Callable[[], ImplicitMethod]]:
         name: (lambda t=tab: Rosenbrock(t)) for name, tab in ROSENBROCK_TABLEAUS.items()
     }
     methods["auto"] = AutoSwitch
-    try:
-        from sciml.solvers.ode.esdirk import ESDIRK, ESDIRK_TABLEAUS
-    except ImportError:  # pragma: no cover - optional until the ESDIRK module exists
-        return methods
-    methods.update({name: (lambda t=tab: ESDIRK(t)) for name, tab in ESDIRK_TABLEAUS.items()})
     return methods
 
 
-#: names of the implicit methods (filled on first use)
-IMPLICIT_METHODS: tuple[str, ...] = ("rosenbrock23", "rodas4", "rodas5p", "kvaerno3", "kvaerno5", "auto")
+#: names of the implicit methods
+IMPLICIT_METHODS: tuple[str, ...] = ("rosenbrock23", "rodas4", "rodas5p", "auto")
 
 
 def implicit_method(name: str) -> ImplicitMethod | None:
     """A fresh stepper for an implicit method's name, or None if ``name`` is not one."""
     if name not in IMPLICIT_METHODS:
         return None
-    registry = _registry()
-    return registry[name]() if name in registry else None
+    return _registry()[name]()
