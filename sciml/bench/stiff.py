@@ -247,7 +247,8 @@ def _auto(repeats: int) -> list[dict]:
         works[method] = work
         rows.append(dict(part="auto", case="van_der_pol mu=1000, t in [0, 3000]", method=method, work=work,
                          seconds=seconds, status=sol.status.value, switches=len(sol.switches)))  # fmt: skip
-    best = min(w for r, w in zip(rows, works.values()) if r["status"] == "success")
+    pure = [r["work"] for r in rows if r["method"] != "auto" and r["status"] == "success"]
+    best = min(pure) if pure else math.nan
     for r in rows:
         r["work_vs_best_pure"] = ratio(r["work"], best) if r["status"] == "success" else math.nan
     return rows
