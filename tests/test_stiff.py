@@ -55,8 +55,15 @@ def test_dense_output_matches_reference_between_steps(method):
     assert (sol.ys - ref).abs().max().item() < 5 * (steps.ys[-1] - ref[-1]).abs().max().item() + 1e-7
 
 
-@pytest.mark.parametrize("method", ["rodas5p", "rodas4", "rosenbrock23"])
-@pytest.mark.parametrize("name", ["robertson", "van_der_pol_stiff"])
+@pytest.mark.parametrize(
+    "name,method",
+    [
+        ("robertson", "rodas5p"), ("robertson", "rodas4"), ("robertson", "rosenbrock23"),
+        ("van_der_pol_stiff", "rodas5p"),
+        pytest.param("van_der_pol_stiff", "rodas4", marks=pytest.mark.slow),
+        pytest.param("van_der_pol_stiff", "rosenbrock23", marks=pytest.mark.slow),
+    ],
+)  # fmt: skip
 def test_stiff_problems_against_published_values(method, name):
     p = ode.get(name)
     rtol = 1e-7 if method != "rosenbrock23" else 1e-5
@@ -139,13 +146,13 @@ def test_batched_jacobian_gradients_equal_dense_ones():
 
 
 def test_adaptive_gradient_matches_finite_difference_of_solution():
-    """Adaptive Rodas5P on Robertson: d y(40) / d k1 by backprop agrees with a central difference of two
+    """Adaptive Rodas5P on Robertson: d y(4) / d k1 by backprop agrees with a central difference of two
     tightly solved problems."""
     base = torch.tensor([0.04, 3e7, 1e4], dtype=torch.float64)
 
     def final(k):
-        p = ODEProblem(lambda t, y, k: _kinetics(y, k), torch.tensor([1.0, 0.0, 0.0]).double(), (0, 40.0), k)
-        return solve(p, "rodas5p", rtol=1e-10, atol=1e-14).ys[-1, 0]
+        p = ODEProblem(lambda t, y, k: _kinetics(y, k), torch.tensor([1.0, 0.0, 0.0]).double(), (0, 4.0), k)
+        return solve(p, "rodas5p", rtol=1e-9, atol=1e-13).ys[-1, 0]
 
     k = base.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(final(k), k)
@@ -177,9 +184,9 @@ def _batched_robertson(batch: int):
 
 
 def test_batched_jacobian_equals_per_sample_solves():
-    p = _batched_robertson(4)
+    p = _batched_robertson(3).replace(t_span=(0.0, 4.0))
     sol = solve(p, "rodas5p", rtol=1e-8, atol=1e-12, jac="batched")
-    for b in range(4):
+    for b in range(3):
         q = ODEProblem(lambda t, y, k: _kinetics(y, k), p.y0[b], p.t_span, p.params[b])
         single = solve(q, "rodas5p", rtol=1e-10, atol=1e-14)
         torch.testing.assert_close(sol.ys[-1, b], single.ys[-1], rtol=1e-5, atol=1e-10)
