@@ -166,8 +166,9 @@ def brusselator(dtype: torch.dtype = torch.float64) -> ODEProblem:
     return ODEProblem(f, _tensor([1.5, 3.0], dtype), (0.0, 20.0), (1.0, 3.0), name="brusselator")
 
 
-def robertson(dtype: torch.dtype = torch.float64) -> ODEProblem:
-    """Robertson's chemical kinetics (Hairer & Wanner II, IV.1): the classic stiff problem."""
+def robertson(dtype: torch.dtype = torch.float64, t1: float = 40.0) -> ODEProblem:
+    """Robertson's chemical kinetics (Hairer & Wanner II, IV.1): the classic stiff problem, on ``[0, t1]``
+    (40 by default; the test set's long runs use up to 1e11)."""
 
     def f(t, y, k):
         k1, k2, k3 = k
@@ -175,7 +176,7 @@ def robertson(dtype: torch.dtype = torch.float64) -> ODEProblem:
         return torch.stack([-k1 * a + k3 * b * c, k1 * a - k3 * b * c - k2 * b * b, k2 * b * b], dim=-1)
 
     return ODEProblem(
-        f, _tensor([1.0, 0.0, 0.0], dtype), (0.0, 40.0), (0.04, 3e7, 1e4), name="robertson", stiff=True
+        f, _tensor([1.0, 0.0, 0.0], dtype), (0.0, t1), (0.04, 3e7, 1e4), name="robertson", stiff=True
     )
 
 
@@ -189,6 +190,160 @@ def cubic_spiral(dtype: torch.dtype = torch.float64) -> ODEProblem:
     return ODEProblem(f, _tensor([2.0, 0.0], dtype), (0.0, 25.0), A, name="cubic_spiral")
 
 
+# ------------------------------------------------------------------------------ stiff test set problems
+# Definitions follow Hairer & Wanner, *Solving ODEs II* (2nd ed., 1996), IV.10, and the IVP test set of
+# Mazzia & Magherini (Bari, release 2.4), which lists reference values at the end times.
+
+
+def van_der_pol_stiff(dtype: torch.dtype = torch.float64, mu: float = 1e3) -> ODEProblem:
+    """Van der Pol in Liénard-scaled time (the test set's VDPOL): ``y1' = y2``, ``y2' = μ²((1 − y1²)y2 −
+    y1)`` on ``[0, 2]`` from ``(2, 0)`` (ε = 1/μ² = 1e-6 for μ = 1e3); about one relaxation period, with
+    fast transitions. ``params`` is μ."""
+
+    def f(t, y, m):
+        x, v = y[..., 0], y[..., 1]
+        return torch.stack([v, (m * m) * ((1 - x * x) * v - x)], dim=-1)
+
+    return ODEProblem(
+        f, _tensor([2.0, 0.0], dtype), (0.0, 2.0), float(mu), name="van_der_pol_stiff", stiff=True
+    )
+
+
+def hires(dtype: torch.dtype = torch.float64) -> ODEProblem:
+    """HIRES: 8 reactions of plant physiology (Schäfer 1975; Hairer & Wanner II, IV.10) on
+    ``[0, 321.8122]``."""
+
+    def f(t, y):
+        y1, y2, y3, y4, y5, y6, y7, y8 = y.unbind(-1)
+        r = 280.0 * y6 * y8
+        return torch.stack(
+            [
+                -1.71 * y1 + 0.43 * y2 + 8.32 * y3 + 0.0007,
+                1.71 * y1 - 8.75 * y2,
+                -10.03 * y3 + 0.43 * y4 + 0.035 * y5,
+                8.32 * y2 + 1.71 * y3 - 1.12 * y4,
+                -1.745 * y5 + 0.43 * y6 + 0.43 * y7,
+                -r + 0.69 * y4 + 1.71 * y5 - 0.43 * y6 + 0.69 * y7,
+                r - 1.81 * y7,
+                -r + 1.81 * y7,
+            ],
+            dim=-1,
+        )
+
+    y0 = _tensor([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057], dtype)
+    return ODEProblem(f, y0, (0.0, 321.8122), None, name="hires", stiff=True)
+
+
+def orego(dtype: torch.dtype = torch.float64) -> ODEProblem:
+    """OREGO: the Oregonator (Field & Noyes 1974; Hairer & Wanner II, IV.10) on ``[0, 360]`` from
+    (1, 2, 3)."""
+
+    def f(t, y):
+        y1, y2, y3 = y.unbind(-1)
+        return torch.stack(
+            [77.27 * (y2 + y1 * (1 - 8.375e-6 * y1 - y2)), (y3 - (1 + y1) * y2) / 77.27, 0.161 * (y1 - y3)],
+            dim=-1,
+        )
+
+    return ODEProblem(f, _tensor([1.0, 2.0, 3.0], dtype), (0.0, 360.0), None, name="orego", stiff=True)
+
+
+_POLLU_K = (
+    0.35, 26.6, 1.23e4, 8.6e-4, 8.2e-4, 1.5e4, 1.3e-4, 2.4e4, 1.65e4, 9.0e3, 2.2e-2, 1.2e4, 1.88, 1.63e4,
+    4.8e6, 3.5e-4, 1.75e-2, 1.0e8, 4.44e11, 1.24e3, 2.1, 5.78, 4.74e-2, 1.78e3, 3.12,
+)  # fmt: skip
+
+
+def pollu(dtype: torch.dtype = torch.float64) -> ODEProblem:
+    """POLLU: an air-pollution model of 20 species and 25 reactions (Verwer 1994; IVP test set) on
+    ``[0, 60]``. ``params`` are the 25 rate constants."""
+
+    def f(t, y, k):
+        y = y.unbind(-1)
+        Y = (None, *y)  # 1-based like the test set
+        r = [
+            None,
+            k[0] * Y[1], k[1] * Y[2] * Y[4], k[2] * Y[5] * Y[2], k[3] * Y[7], k[4] * Y[7],
+            k[5] * Y[7] * Y[6], k[6] * Y[9], k[7] * Y[9] * Y[6], k[8] * Y[11] * Y[2], k[9] * Y[11] * Y[1],
+            k[10] * Y[13], k[11] * Y[10] * Y[2], k[12] * Y[14], k[13] * Y[1] * Y[6], k[14] * Y[3],
+            k[15] * Y[4], k[16] * Y[4], k[17] * Y[16], k[18] * Y[16], k[19] * Y[17] * Y[6],
+            k[20] * Y[19], k[21] * Y[19], k[22] * Y[1] * Y[4], k[23] * Y[19] * Y[1], k[24] * Y[20],
+        ]  # fmt: skip
+        dy = [
+            -r[1] - r[10] - r[14] - r[23] - r[24] + r[2] + r[3] + r[9] + r[11] + r[12] + r[22] + r[25],
+            -r[2] - r[3] - r[9] - r[12] + r[1] + r[21],
+            -r[15] + r[1] + r[17] + r[19] + r[22],
+            -r[2] - r[16] - r[17] - r[23] + r[15],
+            -r[3] + 2 * r[4] + r[6] + r[7] + r[13] + r[20],
+            -r[6] - r[8] - r[14] - r[20] + r[3] + 2 * r[18],
+            -r[4] - r[5] - r[6] + r[13],
+            r[4] + r[5] + r[6] + r[7],
+            -r[7] - r[8],
+            -r[12] + r[7] + r[9],
+            -r[9] - r[10] + r[8] + r[11],
+            r[9],
+            -r[11] + r[10],
+            -r[13] + r[12],
+            r[14],
+            -r[18] - r[19] + r[16],
+            -r[20],
+            r[20],
+            -r[21] - r[22] - r[24] + r[23] + r[25],
+            -r[25] + r[24],
+        ]
+        return torch.stack(dy, dim=-1)
+
+    y0 = torch.zeros(20, dtype=dtype)
+    for i, v in ((2, 0.2), (4, 0.04), (7, 0.1), (8, 0.3), (9, 0.01), (17, 0.007)):
+        y0[i - 1] = v
+    return ODEProblem(f, y0, (0.0, 60.0), _POLLU_K, name="pollu", stiff=True)
+
+
+def e5(dtype: torch.dtype = torch.float64, t1: float = 1e13) -> ODEProblem:
+    """E5: a chemical pyrolysis model (Enright, Hull & Lindberg 1975; Hairer & Wanner II, IV.10) on
+    ``[0, t1]`` from ``(1.76e-3, 0, 0, 0)``; values down to 1e-20 and below need ``atol`` ≲ 1e-20.
+    ``params`` are (A, B, C, M)."""
+
+    def f(t, y, p):
+        A, B, C, M = p
+        y1, y2, y3, y4 = y.unbind(-1)
+        a, b, c = A * y1, B * y1 * y3, M * C * y2 * y3
+        return torch.stack([-a - b, a - c, a - b - c + C * y4, b - C * y4], dim=-1)
+
+    return ODEProblem(
+        f, _tensor([1.76e-3, 0.0, 0.0, 0.0], dtype), (0.0, t1), (7.89e-10, 1.1e7, 1.13e3, 1e6), name="e5",
+        stiff=True,
+    )  # fmt: skip
+
+
+def brusselator_1d(dtype: torch.dtype = torch.float64, n: int = 500, alpha: float = 0.02) -> ODEProblem:
+    """The 1-D Brusselator by the method of lines (Hairer & Wanner II, IV.1, BRUSS): ``u_t = 1 + u²v − 4u +
+    α u_xx``, ``v_t = 3u − u²v + α v_xx`` on ``x ∈ (0, 1)`` with ``u = 1, v = 3`` at both ends, ``u(x, 0) =
+    1 + sin 2πx``, ``v(x, 0) = 3``, ``n`` interior points (``2n`` unknowns, flat state ``(u_1, v_1, …)``),
+    ``t ∈ [0, 10]``. Stiff through diffusion: ``|λ| ≈ 4α(n + 1)²``. ``params`` is α."""
+    if n < 2:
+        raise ValueError(f"`n` must be at least 2 grid points, got {n}")
+    x = torch.arange(1, n + 1, dtype=dtype) / (n + 1)
+
+    def f(t, y, a):
+        uv = y.reshape(*y.shape[:-1], n, 2)
+        u, v = uv[..., 0], uv[..., 1]
+        c = a * (n + 1) ** 2
+
+        def lap(w, boundary):
+            left = torch.cat([torch.full_like(w[..., :1], boundary), w[..., :-1]], dim=-1)
+            right = torch.cat([w[..., 1:], torch.full_like(w[..., :1], boundary)], dim=-1)
+            return left - 2 * w + right
+
+        uuv = u * u * v
+        du = 1.0 + uuv - 4.0 * u + c * lap(u, 1.0)
+        dv = 3.0 * u - uuv + c * lap(v, 3.0)
+        return torch.stack([du, dv], dim=-1).reshape(y.shape)
+
+    y0 = torch.stack([1 + torch.sin(2 * math.pi * x), torch.full_like(x, 3.0)], dim=-1).reshape(-1)
+    return ODEProblem(f, y0, (0.0, 10.0), float(alpha), name=f"brusselator_1d_n{n}", stiff=True)
+
+
 #: name -> factory(dtype=torch.float64) for every library problem
 ODE_PROBLEMS: dict[str, Callable[..., ODEProblem]] = {
     "exponential": exponential,
@@ -199,6 +354,12 @@ ODE_PROBLEMS: dict[str, Callable[..., ODEProblem]] = {
     "brusselator": brusselator,
     "robertson": robertson,
     "cubic_spiral": cubic_spiral,
+    "van_der_pol_stiff": van_der_pol_stiff,
+    "hires": hires,
+    "orego": orego,
+    "pollu": pollu,
+    "e5": e5,
+    "brusselator_1d": brusselator_1d,
 }
 
 

@@ -29,6 +29,10 @@ class SolverStats:
         n_steps: steps tried (``n_accepted + n_rejected``).
         nfe_adjoint: evaluations of ``f`` made by the continuous adjoint's backward solve (filled in when
             ``backward`` runs; 0 otherwise).
+        njev, nlu: Jacobians computed and matrices factorised (implicit methods; the calls of ``f`` inside a
+            Jacobian are counted here, not in ``nfe``).
+        n_newton, n_newton_fail: Newton iterations and non-converged Newton solves (0 for the linearly
+            implicit Rosenbrock methods).
     """
 
     nfe: int = 0
@@ -36,6 +40,10 @@ class SolverStats:
     n_accepted: int = 0
     n_rejected: int = 0
     nfe_adjoint: int = 0
+    njev: int = 0
+    nlu: int = 0
+    n_newton: int = 0
+    n_newton_fail: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class Solution:
         stiffness_estimates: ``S_j = |ρ_j h_j| / stability_size`` of each accepted step, ``(N,)`` (empty if
             the method has no stiffness stages or the estimate was switched off).
         differentiable_estimates: True when the estimates carry autograd history (``adjoint="backprop"``).
+        switches: ``method="auto"`` only: ``(t, method)`` for the start and every switch between methods.
     """
 
     ts: torch.Tensor
@@ -66,6 +75,7 @@ class Solution:
     error_estimates: torch.Tensor
     stiffness_estimates: torch.Tensor
     differentiable_estimates: bool
+    switches: tuple[tuple[float, str], ...] = ()
 
     @property
     def success(self) -> bool:

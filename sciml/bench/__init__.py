@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "medida": "sciml.bench.medida",
     "sde": "sciml.bench.sde",
     "poisson": "sciml.bench.poisson",
+    "stiff": "sciml.bench.stiff",
 }
 
 HELP = "run a benchmark (quick by default, --full for paper scale); prints a table and writes JSON"

@@ -26,14 +26,21 @@ def _jsonable(value):
 
 
 def reference_solution(
-    problem: ODEProblem, ts: torch.Tensor, *, use_cache: bool = True, cache_version: str | None = None
+    problem: ODEProblem,
+    ts: torch.Tensor,
+    *,
+    use_cache: bool = True,
+    cache_version: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
 ) -> torch.Tensor:
     """The solution of ``problem`` at ``ts`` (``(len(ts), *y0.shape)``, y0's dtype/device).
 
     The exact solution when the problem has one; otherwise scipy DOP853 (rtol 1e-13, atol 1e-13) or, for
-    problems marked stiff, Radau (rtol 1e-12, atol 1e-14), cached on disk keyed by everything it depends on:
-    the vector field's fingerprint (:func:`~sciml.solvers.cache.callable_fingerprint`: its code, the values
-    it closes over and the module-level values it reads), its parameters, ``y0``, the times and the method.
+    problems marked stiff, Radau (rtol 1e-12, atol 1e-14, with the exact Jacobian by reverse-mode AD),
+    cached on disk keyed by everything it depends on: the vector field's fingerprint
+    (:func:`~sciml.solvers.cache.callable_fingerprint`: its code, the values it closes over and the
+    module-level values it reads), its parameters, ``y0``, the times, the method and the tolerances.
 
     Args:
         problem: the problem.
@@ -42,6 +49,7 @@ def reference_solution(
         cache_version: a string that identifies the vector field, for fields whose fingerprint cannot be
             determined (e.g. they read attributes of arbitrary objects); change it when the field changes.
             Without it such a field's reference is computed afresh every time (with a warning).
+        rtol, atol: override the tolerances above (e.g. E5's tiny concentrations need atol ≲ 1e-24).
 
     Raises:
         RuntimeError: scipy's solve fails.
@@ -51,17 +59,30 @@ def reference_solution(
         return problem.solution(ts)
     shape = y0.shape
     t_eval = ts.detach().cpu().double().numpy()
-    method, rtol, atol = ("Radau", 1e-12, 1e-14) if problem.stiff else ("DOP853", 1e-13, 1e-13)
+    method, rtol_, atol_ = ("Radau", 1e-12, 1e-14) if problem.stiff else ("DOP853", 1e-13, 1e-13)
+    rtol = rtol_ if rtol is None else float(rtol)
+    atol = atol_ if atol is None else float(atol)
 
     def fun(t, y):
         with torch.no_grad():
             dy = problem.rhs(torch.tensor(t, dtype=torch.float64), torch.from_numpy(y).view(shape))
         return dy.double().numpy().ravel()
 
+    def jac(t, y):
+        from sciml.solvers.ode.jacobian import AutodiffJacobian
+
+        def f(tt, z):
+            return problem.rhs(torch.tensor(tt, dtype=torch.float64), z)
+
+        with torch.no_grad():
+            z = torch.from_numpy(y)
+            return AutodiffJacobian()(f, t, z, shape, z).matrix.numpy()
+
     def compute():
+        extra = {"jac": jac} if method == "Radau" else {}
         sol = solve_ivp(
             fun, problem.t_span, y0.detach().cpu().double().numpy().ravel(), method=method, t_eval=t_eval,
-            rtol=rtol, atol=atol, dense_output=False,
+            rtol=rtol, atol=atol, dense_output=False, **extra,
         )  # fmt: skip
         if not sol.success:
             raise RuntimeError(f"reference solve of {problem.name!r} failed: {sol.message}")

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from sciml.problems.ode import ODEProblem
 from sciml.solvers.controllers import ConstantSteps, Controller, IController
+from sciml.solvers.ode.implicit import IMPLICIT_METHODS, ImplicitMethod, implicit_method
 from sciml.solvers.ode.rk import GradientAppeared, RungeKutta, _error_norm, initial_step_size
 from sciml.solvers.ode.tableau import TABLEAUS, Tableau
 from sciml.solvers.solution import Solution, SolveError, SolverStats, Status
@@ -43,9 +44,14 @@ def get_method(method: str | Tableau | RungeKutta) -> RungeKutta:
         return method
     if isinstance(method, Tableau):
         return RungeKutta(method)
+    if isinstance(method, ImplicitMethod):
+        return method
     name = METHOD_ALIASES.get(method, method)
+    implicit = implicit_method(name) if isinstance(name, str) else None
+    if implicit is not None:
+        return implicit
     if name not in TABLEAUS:
-        valid = sorted(TABLEAUS) + sorted(METHOD_ALIASES)
+        valid = sorted(TABLEAUS) + sorted(METHOD_ALIASES) + sorted(IMPLICIT_METHODS)
         raise ValueError(f"unknown method {method!r}; choose one of {valid}")
     if name not in _METHODS:
         _METHODS[name] = RungeKutta(TABLEAUS[name])
@@ -301,11 +307,11 @@ def _failure_message(raw: _Raw, rk: RungeKutta, t1: float, max_steps: int, rtol:
     stiff_note = ""
     if len(recent) >= 10:
         median = float(rk.stiffness_index(torch.stack([s.detach() for s in recent])).median())
-        if median >= 0.5:
+        if median >= 0.5 and not isinstance(rk, ImplicitMethod):
             stiff_note = (
                 f" The problem appears stiff (median stiffness index {median:.2f} over the last "
-                f"{len(recent)} steps: explicit methods are limited by stability there); use an implicit "
-                "solver, e.g. scipy.integrate.solve_ivp(method='Radau')."
+                f"{len(recent)} steps: explicit methods are limited by stability there); use "
+                "method='auto' (switches to the implicit rodas5p where stiff) or method='rodas5p'."
             )
     if raw.status is Status.MAX_STEPS:
         return (
@@ -367,13 +373,16 @@ def solve(
     max_steps: int = 100_000,
     stiffness: bool = True,
     throw: bool = True,
+    jac: Any = None,
 ) -> Solution:
     """Solve an :class:`~sciml.problems.ode.ODEProblem` with an explicit Runge–Kutta method.
 
     Args:
         problem: what to solve.
         method: ``"tsit5"`` (default), ``"dp5"`` (alias ``"dopri5"``), ``"bs3"`` (``"bosh3"``) — adaptive with
-            dense output — or the fixed-step ``"rk4"``, ``"midpoint"``, ``"euler"`` (need ``dt``).
+            dense output — or the fixed-step ``"rk4"``, ``"midpoint"``, ``"euler"`` (need ``dt``); for stiff
+            problems the implicit ``"rodas5p"``, ``"rodas4"``, ``"rosenbrock23"``, or ``"auto"`` (Tsit5
+            switching to Rodas5P where the stiffness index says so).
 
     Other args:
         rtol, atol: tolerances (positive numbers, or tensors broadcastable to ``y0``).
@@ -395,6 +404,10 @@ def solve(
         stiffness: compute the stiffness estimate of every step (a few cheap vector operations).
         throw: raise :class:`SolveError` when the solve fails; with False return the partial solution with
             its ``status`` and ``message``.
+        jac: Jacobian for implicit methods: None (dense forward-mode AD of the whole state), ``"batched"``
+            (the rows of a ``(batch, d)`` state are independent: block-diagonal, factorised per sample),
+            ``"fd"`` (finite differences), a callable ``jac(t, y)`` returning ``(n, n)`` or per-sample
+            blocks ``(batch, d, d)``, or a :class:`~sciml.solvers.ode.jacobian.JacobianProvider`.
 
     Returns:
         A :class:`Solution`.
@@ -407,6 +420,10 @@ def solve(
     if not isinstance(problem, ODEProblem):
         raise TypeError(f"`problem` must be an ODEProblem, got {type(problem).__name__}")
     rk = get_method(method)
+    if isinstance(rk, ImplicitMethod):
+        rk = rk.for_solve(jac)  # fresh per-solve state (Jacobian reuse, counters)
+    elif jac is not None:
+        raise ValueError("`jac` is used by implicit methods only (e.g. method='rodas5p'); remove it")
     tab = rk.tableau
     y0 = problem.y0
     t0, t1 = problem.t_span
@@ -458,6 +475,8 @@ def solve(
         differentiable = False
     message = "" if raw.status is Status.SUCCESS else _failure_message(raw, rk, t1, max_steps, rtol)
     solution = _assemble(raw, rk, shape, y0, differentiable, message)
+    if isinstance(rk, ImplicitMethod):
+        solution = rk.finish(solution)
     if throw and not solution.success:
         raise SolveError(message, solution)
     return solution

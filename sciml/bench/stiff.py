@@ -1,0 +1,304 @@
+"""``sciml bench stiff``: our implicit methods against scipy's Radau, BDF and LSODA on stiff test problems.
+
+1. Work–precision (Rodas5P, Rodas4; Rosenbrock23 with ``--full``) on the Hairer–Wanner test problems
+   (Robertson, Van der Pol μ = 1e3, HIRES, POLLU; with ``--full`` also OREGO, E5 and the 1-D Brusselator
+   with 1000 unknowns): for each tolerance, the error
+   (max over 11 save times and components of ``|y − ref| / max_t |ref_i|``, reference Radau at rtol 1e-11
+   with the exact Jacobian), the work ``NFE + n·NJEV`` and the CPU time. Every solver gets the exact
+   Jacobian (ours by reverse-mode AD; scipy's as a callable computing the same), and the same torch vector
+   field. The table compares at equal error: our work and time interpolated (log-log) on our curve at each
+   baseline point's error, divided by the baseline's. One PNG per problem (error vs work and vs time).
+2. Batched Robertson: ``B`` perturbed rate sets in one Rodas5P solve (block-diagonal Jacobian, one LU per
+   sample per step) against scipy Radau looping over the ``B`` systems.
+3. ``method="auto"`` on Van der Pol μ = 1000 over two relaxation periods: its work against pure Rodas5P
+   and pure Tsit5.
+
+diffrax's Kvaerno5 is reported when ``jax`` and ``diffrax`` are importable (``pip install sciml[bench]``);
+otherwise the table says it was skipped. Timings are process CPU time on one thread, best of the repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from sciml.bench.report import print_table, ratio
+from sciml.checkpoint import save_figure
+from sciml.problems import ode
+from sciml.problems.ode import ODEProblem
+from sciml.solvers.ode import reference_solution, solve
+from sciml.solvers.ode.jacobian import AutodiffJacobian
+
+DESCRIPTION = "stiff ODEs: Rosenbrock methods and method='auto' vs scipy Radau, BDF, LSODA (work-precision)"
+
+#: problem -> (factory kwargs, atol as a multiple of rtol, reference atol)
+QUICK = {
+    "robertson": ({}, 1e-6, 1e-16),
+    "van_der_pol_stiff": ({"mu": 1e3}, 1.0, 1e-12),
+    "hires": ({}, 1e-4, 1e-16),
+    "pollu": ({}, 1e-4, 1e-16),
+}
+FULL_EXTRA = {
+    "orego": ({}, 1.0, 1e-12),
+    "e5": ({"t1": 1e5}, 1e-16, 1e-30),  # the core refuses steps < 16 eps |t1 - t0|: 1e13 fails at t0
+    "brusselator_1d": ({"n": 500}, 1.0, 1e-12),
+}
+BASELINES = ("scipy-Radau", "scipy-BDF", "scipy-LSODA")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repeats", type=int, default=None, help="timing repeats (default 1 quick, 3 full)")
+    parser.add_argument("--batch", type=int, default=None, help="batched Robertson size (32 quick, 256 full)")
+
+
+def _work(nfe: int, njev: int, n: int) -> int:
+    return int(nfe + n * njev)
+
+
+def _best_cpu(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    best, out = math.inf, None
+    for _ in range(repeats):
+        start = time.process_time()
+        out = fn()
+        best = min(best, time.process_time() - start)
+    return best, out
+
+
+def _numpy_field(problem: ODEProblem):
+    shape = problem.y0.shape
+
+    def fun(t, y):
+        with torch.no_grad():
+            return problem.rhs(torch.tensor(t, dtype=torch.float64), torch.from_numpy(y).view(shape)).numpy()
+
+    def jac(t, y):
+        def f(tt, z):
+            return problem.rhs(torch.tensor(tt, dtype=torch.float64), z)
+
+        with torch.no_grad():
+            z = torch.from_numpy(y).view(shape)
+            return AutodiffJacobian()(f, t, z.reshape(-1), shape, z).matrix.numpy()
+
+    return fun, jac
+
+
+def _ours(problem, method, rtol, atol, ts):
+    with torch.no_grad():
+        sol = solve(problem, method, rtol=rtol, atol=atol, saveat=ts, max_steps=10**6)
+    n = problem.y0.numel()
+    return sol.ys, _work(sol.stats.nfe, sol.stats.njev, n)
+
+
+def _scipy(problem, method, rtol, atol, ts):
+    from scipy.integrate import solve_ivp
+
+    fun, jac = _numpy_field(problem)
+    sol = solve_ivp(
+        fun,
+        problem.t_span,
+        problem.y0.numpy(),
+        method=method,
+        t_eval=ts.numpy(),
+        rtol=rtol,
+        atol=atol,
+        jac=jac,
+    )
+    if not sol.success:
+        raise RuntimeError(f"scipy {method} failed: {sol.message}")
+    return torch.from_numpy(sol.y.T.copy()), _work(sol.nfev, sol.njev, problem.y0.numel())
+
+
+def _at_error(curve: list[tuple[float, float]], error: float) -> float:
+    """log-log interpolation of ``value`` at ``error`` on ``[(error, value)]``; NaN outside the range."""
+    curve = sorted(c for c in curve if c[0] > 0 and math.isfinite(c[0]))
+    if len(curve) < 2:
+        return math.nan
+    errors, values = zip(*curve)
+    if not min(errors) <= error <= max(errors):
+        return math.nan
+    return math.exp(np.interp(math.log(error), np.log(errors), np.log(values)))
+
+
+def _work_precision(problems: dict, tolerances: list[float], repeats: int, out, full: bool) -> list[dict]:
+    rows = []
+    for name, (kwargs, atol_factor, ref_atol) in problems.items():
+        problem = ode.get(name, **kwargs)
+        ts = torch.linspace(*problem.t_span, 11, dtype=torch.float64)
+        ref = reference_solution(problem, ts, rtol=1e-11, atol=ref_atol)
+        scale = ref.abs().amax(0).clamp_min(ref_atol)
+        ours = ["rodas5p", "rodas4"] + (["rosenbrock23"] if full and problem.y0.numel() <= 100 else [])
+        for tol in tolerances:
+            atol = tol * atol_factor
+            setting = (problem, tol, atol, ts)
+            runs = {m: (lambda m=m, c=setting: _ours(c[0], m, *c[1:])) for m in ours}
+            if tol < 1e-7:
+                runs.pop("rosenbrock23", None)  # order 2: hundreds of thousands of steps at rtol 1e-8
+            for b in BASELINES:
+                runs[b] = lambda b=b, c=setting: _scipy(c[0], b.split("-")[1], *c[1:])
+            for method, fn in runs.items():
+                try:
+                    seconds, (ys, work) = _best_cpu(fn, repeats)
+                except RuntimeError as exc:
+                    print(f"  {name} {method} rtol={tol:g}: {exc}")
+                    continue
+                error = ((ys - ref).abs() / scale).max().item()
+                rows.append(dict(part="work-precision", case=name, method=method, tol=tol, work=work,
+                                 error=error, seconds=seconds))  # fmt: skip
+        _plot(rows, name, out)
+    return rows
+
+
+def _equal_error(rows: list[dict]) -> list[dict]:
+    """Our work and time at each baseline point's error, as ratios to the baseline's."""
+    table = []
+    for case in dict.fromkeys(r["case"] for r in rows):
+        for method in ("rodas5p", "rodas4", "rosenbrock23"):
+            mine = [r for r in rows if r["case"] == case and r["method"] == method]
+            if not mine:
+                continue
+            for base in BASELINES:
+                for b in (r for r in rows if r["case"] == case and r["method"] == base):
+                    w = _at_error([(r["error"], r["work"]) for r in mine], b["error"])
+                    s = _at_error([(r["error"], r["seconds"]) for r in mine], b["error"])
+                    table.append(dict(part="equal-error", case=case, method=method, baseline=base,
+                                      tol=b["tol"], error=b["error"], work_ratio=ratio(w, b["work"]),
+                                      time_ratio=ratio(s, b["seconds"])))  # fmt: skip
+    return table
+
+
+def _plot(rows: list[dict], case: str, out) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for m in dict.fromkeys(r["method"] for r in rows if r["case"] == case):
+        pts = sorted(
+            (r["error"], r["work"], r["seconds"]) for r in rows if r["case"] == case and r["method"] == m
+        )
+        err, work, sec = zip(*pts)
+        style = "--" if m.startswith("scipy") else "-"
+        axes[0].loglog(work, err, marker="o", linestyle=style, label=m)
+        axes[1].loglog(sec, err, marker="o", linestyle=style, label=m)
+    axes[0].set(xlabel="work = NFE + n·NJEV", ylabel="max relative error", title=f"{case}: error vs work")
+    axes[1].set(xlabel="CPU seconds (1 thread)", ylabel="max relative error", title=f"{case}: error vs time")
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, out / f"stiff-{case}.png", dpi=110)
+
+
+def _batched(batch: int, repeats: int) -> list[dict]:
+    gen = torch.Generator().manual_seed(0)
+    rates = torch.tensor([0.04, 3e7, 1e4], dtype=torch.float64) * (
+        1 + 0.2 * (torch.rand(batch, 3, generator=gen, dtype=torch.float64) - 0.5)
+    )
+    y0 = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64).repeat(batch, 1)
+
+    def f(t, y, k):
+        a, b, c = y.unbind(-1)
+        k1, k2, k3 = k.unbind(-1)
+        return torch.stack([-k1 * a + k3 * b * c, k1 * a - k3 * b * c - k2 * b * b, k2 * b * b], -1)
+
+    problem = ODEProblem(f, y0, (0.0, 40.0), rates, name="robertson_batch", stiff=True)
+    rtol, atol = 1e-6, 1e-12
+    ts = torch.tensor([0.0, 40.0], dtype=torch.float64)
+
+    def ours():
+        with torch.no_grad():
+            return solve(problem, "rodas5p", rtol=rtol, atol=atol, saveat=ts, jac="batched")
+
+    def scipy_loop():
+        outs = []
+        for b in range(batch):
+            single = ODEProblem(f, y0[b], (0.0, 40.0), rates[b], stiff=True)
+            outs.append(_scipy(single, "Radau", rtol, atol, ts)[0][-1])
+        return torch.stack(outs)
+
+    t_ours, sol = _best_cpu(ours, repeats)
+    t_scipy, ys = _best_cpu(scipy_loop, repeats)
+    diff = (sol.ys[-1] - ys).abs().max().item()
+    return [
+        dict(part="batched", case=f"robertson x{batch}", method="rodas5p (one batched solve)", seconds=t_ours,
+             time_vs_radau_loop=1.0 * t_ours / t_scipy, max_difference_vs_radau=diff),
+        dict(part="batched", case=f"robertson x{batch}", method="scipy-Radau (loop)", seconds=t_scipy,
+             time_vs_radau_loop=1.0, max_difference_vs_radau=0.0),
+    ]  # fmt: skip
+
+
+def _auto(repeats: int) -> list[dict]:
+    problem = ode.van_der_pol(mu=1000.0).replace(t_span=(0.0, 3000.0))
+    rows = []
+    works = {}
+    for method in ("rodas5p", "auto", "tsit5"):
+        kwargs = dict(rtol=1e-5, atol=1e-7, throw=False)
+        if method == "tsit5":  # bounded: ≥ 6 evaluations per step, so hitting the bound means more work
+            kwargs["max_steps"] = works["rodas5p"] // 6 + 1
+        with torch.no_grad():
+            seconds, sol = _best_cpu(lambda m=method, kw=kwargs: solve(problem, m, **kw), repeats)
+        work = _work(sol.stats.nfe, sol.stats.njev, 2)
+        works[method] = work
+        rows.append(dict(part="auto", case="van_der_pol mu=1000, t in [0, 3000]", method=method, work=work,
+                         seconds=seconds, status=sol.status.value, switches=len(sol.switches)))  # fmt: skip
+    pure = [r["work"] for r in rows if r["method"] != "auto" and r["status"] == "success"]
+    best = min(pure) if pure else math.nan
+    for r in rows:
+        r["work_vs_best_pure"] = ratio(r["work"], best) if r["status"] == "success" else math.nan
+    return rows
+
+
+def run(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    full = bool(args.full)
+    repeats = args.repeats or (3 if full else 1)
+    problems = {**QUICK, **FULL_EXTRA} if full else QUICK
+    tolerances = [1e-4, 1e-5, 1e-6, 1e-7, 1e-8] if full else [1e-4, 1e-6, 1e-8]
+    with torch.no_grad():  # first-call costs (autograd's vmap set-up, coefficient casts) kept out of timings
+        solve(ode.robertson(), "rodas5p", rtol=1e-4, atol=1e-8, jac=None)
+    rows = _work_precision(problems, tolerances, repeats, out, full)
+    print_table(rows, ["case", "method", "tol", "work", "error", "seconds"], title="work-precision")
+    equal = _equal_error(rows)
+    print_table(
+        [r for r in equal if r["method"] == "rodas5p"],
+        ["case", "method", "baseline", "tol", "error", "work_ratio", "time_ratio"],
+        title="Rodas5P at the baseline's error (ratio < 1: we need less)",
+    )
+    summary = []
+    for case in dict.fromkeys(r["case"] for r in equal):
+        for base in BASELINES:
+            sel = [
+                r for r in equal if r["case"] == case and r["baseline"] == base and r["method"] == "rodas5p"
+            ]
+            w = [r["work_ratio"] for r in sel if math.isfinite(r["work_ratio"])]
+            s = [r["time_ratio"] for r in sel if math.isfinite(r["time_ratio"])]
+            summary.append(dict(part="summary", case=case, baseline=base,
+                                median_work_ratio=float(np.median(w)) if w else math.nan,
+                                median_time_ratio=float(np.median(s)) if s else math.nan))  # fmt: skip
+    print_table(summary, ["case", "baseline", "median_work_ratio", "median_time_ratio"],
+                title="Rodas5P vs baselines at equal error (median over baseline tolerances)")  # fmt: skip
+    batched = _batched(args.batch or (256 if full else 32), repeats)
+    print_table(batched, ["case", "method", "seconds", "time_vs_radau_loop", "max_difference_vs_radau"],
+                title="batched Robertson (rtol 1e-6)")  # fmt: skip
+    auto = _auto(repeats)
+    print_table(auto, ["case", "method", "work", "seconds", "status", "switches", "work_vs_best_pure"],
+                title="method='auto'")  # fmt: skip
+    try:
+        import diffrax  # noqa: F401
+        import jax  # noqa: F401
+
+        diffrax_note = "diffrax is installed, but this benchmark has no diffrax baseline (not measured)"
+    except ImportError:
+        diffrax_note = "diffrax/jax not installed: Kvaerno5 baseline skipped (pip install sciml[bench])"
+    print(diffrax_note)
+    return {"rows": rows + equal + summary + batched + auto, "diffrax": diffrax_note}

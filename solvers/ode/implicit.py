@@ -1,0 +1,87 @@
+"""What every implicit (stiff) ODE method shares: per-solve work counters, the ``jac=`` binding, and the
+registry of method names :func:`~sciml.solvers.ode.solve` accepts.
+
+An implicit method honours the explicit methods' step contract (``step(f, t, y, h, k1, ...) ->
+StepResult``, ``interpolate``, ``stiffness_index``, a ``tableau`` with ``order``/``error_order``/``fsal``),
+so the same integration loop, controllers, ``saveat``, dense output, statuses and adjoints serve both. What
+it adds is state that lives for one solve (the Jacobian and factorisation it reuses, its counters), so
+:func:`solve` asks the registry for a fresh instance per solve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from sciml.solvers.solution import Solution
+
+__all__ = ["ImplicitCounters", "ImplicitMethod", "IMPLICIT_METHODS", "implicit_method"]
+
+
+@dataclass
+class ImplicitCounters:
+    """Work of one solve beyond evaluations of ``f``.
+
+    Attributes:
+        njev: Jacobians computed.
+        nlu: factorisations of ``W = I/(hγ) − J``.
+        n_newton, n_newton_fail: Newton iterations and non-converged Newton solves (0 for the Rosenbrock
+            methods, which solve linear systems only; kept so that Newton-based methods report the same).
+        nfe_jacobian: calls of ``f`` made inside Jacobian evaluations (not counted in ``nfe``).
+    """
+
+    njev: int = 0
+    nlu: int = 0
+    n_newton: int = 0
+    n_newton_fail: int = 0
+    nfe_jacobian: int = 0
+
+
+class ImplicitMethod:
+    """Base of the implicit steppers: :meth:`for_solve` returns a fresh copy bound to a Jacobian option."""
+
+    implicit = True
+    counters: ImplicitCounters
+
+    def for_solve(self, jac: Any = None) -> ImplicitMethod:
+        raise NotImplementedError
+
+    def finish(self, solution: Solution) -> Solution:
+        """Add this solve's counters to ``solution.stats`` (``f`` calls inside Jacobians move from ``nfe``
+        to ``njev``)."""
+        c, st = self.counters, solution.stats
+        st.nfe -= c.nfe_jacobian
+        st.njev, st.nlu, st.n_newton, st.n_newton_fail = c.njev, c.nlu, c.n_newton, c.n_newton_fail
+        return solution
+
+    def stiffness_index(self, norms: torch.Tensor) -> torch.Tensor:
+        """``S = |h| ‖J‖_∞ / stability_size(Tsit5)`` from ``(|h|‖J‖_∞, 1)`` pairs: S ≥ 1 means an explicit
+        Tsit5 step of this size would be unstable (what ``method="auto"`` switches on)."""
+        from sciml.solvers.ode.tableau import TSIT5
+
+        tiny = torch.finfo(norms.dtype).tiny
+        return norms[..., 0] / norms[..., 1].clamp_min(tiny) / TSIT5.stability_size
+
+
+def _registry() -> dict[str, Callable[[], ImplicitMethod]]:
+    from sciml.solvers.ode.auto import AutoSwitch
+    from sciml.solvers.ode.rosenbrock import ROSENBROCK_TABLEAUS, Rosenbrock
+
+    methods: dict[str, Callable[[], ImplicitMethod]] = {
+        name: (lambda t=tab: Rosenbrock(t)) for name, tab in ROSENBROCK_TABLEAUS.items()
+    }
+    methods["auto"] = AutoSwitch
+    return methods
+
+
+#: names of the implicit methods
+IMPLICIT_METHODS: tuple[str, ...] = ("rosenbrock23", "rodas4", "rodas5p", "auto")
+
+
+def implicit_method(name: str) -> ImplicitMethod | None:
+    """A fresh stepper for an implicit method's name, or None if ``name`` is not one."""
+    if name not in IMPLICIT_METHODS:
+        return None
+    return _registry()[name]()

@@ -1,0 +1,401 @@
+"""Rosenbrock methods (linearly implicit Runge–Kutta) as data, and their step.
+
+A Rosenbrock method replaces the Newton iteration of an implicit Runge–Kutta method by one linear solve per
+stage with the same matrix ``W = I/(hγ) − J`` (``J = ∂f/∂y`` at the step's start). In the transformed form
+of Hairer & Wanner (*Solving ODEs II*, IV.7, eq. 7.25) that the coefficients below use, the stages are
+
+    (I/(hγ) − J) u_i = f(t + c_i h, y + Σ_j a_ij u_j) + Σ_j (C_ij / h) u_j + d_i h ∂f/∂t,
+
+``y1 = y + Σ m_i u_i``, the embedded error ``Σ e_i u_i`` and the dense output
+``y(t + θh) = y + Σ P_i(θ) u_i`` with per-stage polynomials ``P_i``. Every stage is a linear solve with the
+one factorisation, so a step is a fixed, short sequence of differentiable operations: autograd through it is
+exact (no Newton iteration to unroll) and the error estimates are differentiable with respect to ``y0`` and
+the parameters of ``f`` — the regularizers of Pal et al. (2021) work under these stiff methods unchanged.
+
+Methods: ``rosenbrock23`` (Shampine & Reichelt's ode23s pair, L-stable order 2 with an order-3 error
+estimate, a W-method: it tolerates an approximate Jacobian), ``rodas4`` (Hairer & Wanner's RODAS, order 4(3))
+and ``rodas5p`` (Steinebach 2023, order 5(4), stiffly accurate, with a 4th-order dense output).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.polynomial import polynomial as P
+from sciml.solvers.ode.implicit import ImplicitCounters, ImplicitMethod
+from sciml.solvers.ode.jacobian import (
+    AutodiffJacobian,
+    DenseLU,
+    Jacobian,
+    JacobianProvider,
+    jacobian_provider,
+)
+from sciml.solvers.ode.rk import StepResult
+
+__all__ = ["RosenbrockTableau", "Rosenbrock", "ROSENBROCK23", "RODAS4", "RODAS5P", "ROSENBROCK_TABLEAUS"]
+
+
+@dataclass(frozen=True)
+class RosenbrockTableau:
+    """A Rosenbrock method in the transformed form (see the module docstring).
+
+    Args:
+        name: short name.
+        gamma: the diagonal ``γ``.
+        a: stage-input coefficients, row ``i`` has ``i`` entries.
+        C: stage-coupling coefficients, row ``i`` has ``i`` entries.
+        c: abscissae.
+        d: coefficients of ``h ∂f/∂t`` per stage.
+        m: solution weights.
+        m_error: error weights (``ẽ = Σ e_i u_i``).
+        order, error_order: orders of the solution and of the embedded one.
+        dense: per stage, polynomial coefficients in θ (ascending) of ``P_i(θ)``.
+        citation: the source of the coefficients.
+
+    Derived:
+        fsal: the last stage is evaluated at ``y1`` (its ``f`` value starts the next step).
+
+    Raises:
+        ValueError: inconsistent shapes or a dense output that does not reproduce ``y0``/``y1``.
+    """
+
+    name: str
+    gamma: float
+    a: tuple[tuple[float, ...], ...]
+    C: tuple[tuple[float, ...], ...]
+    c: tuple[float, ...]
+    d: tuple[float, ...]
+    m: tuple[float, ...]
+    m_error: tuple[float, ...]
+    order: int
+    error_order: int
+    dense: tuple[tuple[float, ...], ...]
+    citation: str = ""
+    fsal: bool = field(init=False)
+
+    adaptive = True
+    stability_size = math.inf  # L-stable: the whole left half-plane
+
+    def __post_init__(self) -> None:
+        s = len(self.c)
+        for label, rows in (("a", self.a), ("C", self.C)):
+            if len(rows) != s or any(len(r) != i for i, r in enumerate(rows)):
+                raise ValueError(
+                    f"{self.name}: `{label}` must have one row per stage with i entries in row i"
+                )
+        if not len(self.d) == len(self.m) == len(self.m_error) == len(self.dense) == s:
+            raise ValueError(f"{self.name}: `d`, `m`, `m_error` and `dense` need one entry per stage")
+        at_one = [float(np.polynomial.Polynomial(p)(1.0)) for p in self.dense]
+        at_zero = [float(np.polynomial.Polynomial(p)(0.0)) for p in self.dense]
+        if max(abs(x - y) for x, y in zip(at_one, self.m)) > 1e-9 or max(map(abs, at_zero)) > 1e-14:
+            raise ValueError(f"{self.name}: the dense output must give y0 at θ = 0 and y1 at θ = 1")
+        fsal = self.c[-1] == 1.0 and np.allclose(self.a[-1], self.m[:-1], atol=1e-14) and self.m[-1] == 0
+        object.__setattr__(self, "fsal", bool(fsal))
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.c)
+
+    @classmethod
+    def from_gamma_form(
+        cls,
+        name: str,
+        alpha: np.ndarray,
+        Gamma: np.ndarray,
+        b: np.ndarray,
+        b_error: np.ndarray,
+        dense_k: np.ndarray,
+        **kwargs: Any,
+    ) -> RosenbrockTableau:
+        """Build the transformed form from the classical one ``(I − hγJ) K_i = h f(y + Σ α_ij K_j) +
+        hJ Σ_{j<i} Γ_ij K_j + h² γ_i f_t`` (``Γ`` lower triangular with diagonal γ, ``γ_i = Σ_j Γ_ij``):
+        ``u = Γ K``, ``a = αΓ⁻¹``, ``C = diag(1/γ) − Γ⁻¹``, ``m = Γ⁻ᵀb`` (Hairer & Wanner II, IV.7).
+
+        ``dense_k`` holds, per stage, the polynomial coefficients of the dense output in the ``K`` basis.
+        """
+        G = np.asarray(Gamma, dtype=np.float64)
+        Gi = np.linalg.inv(G)
+        gamma = float(G[0, 0])
+        a = np.asarray(alpha, dtype=np.float64) @ Gi
+        C = np.diag(1.0 / np.diag(G)) - Gi
+        s = len(G)
+        return cls(
+            name=name,
+            gamma=gamma,
+            a=tuple(tuple(float(x) for x in a[i, :i]) for i in range(s)),
+            C=tuple(tuple(float(x) for x in C[i, :i]) for i in range(s)),
+            c=tuple(float(x) for x in np.asarray(alpha).sum(1)),
+            d=tuple(float(x) for x in G.sum(1)),
+            m=tuple(float(x) for x in Gi.T @ np.asarray(b, dtype=np.float64)),
+            m_error=tuple(float(x) for x in Gi.T @ np.asarray(b_error, dtype=np.float64)),
+            dense=tuple(tuple(float(x) for x in row) for row in Gi.T @ np.asarray(dense_k, dtype=np.float64)),
+            **kwargs,
+        )
+
+
+def _rodas_dense(m: tuple[float, ...], hs: list[tuple[float, ...]]) -> tuple[tuple[float, ...], ...]:
+    """OrdinaryDiffEq's Rodas interpolant ``y(θ) = (1−θ)y0 + θ(y1 + (1−θ)(D_1 + θ(D_2 + θ D_3)))`` with
+    ``D_l = Σ_i h_li u_i``, as per-stage polynomials ``θ m_i + θ(1−θ) Σ_l θ^{l−1} h_li``."""
+    s = len(m)
+    rows = []
+    for i in range(s):
+        poly = P.polymul([0.0, m[i]], [1.0])
+        for ell, h in enumerate(hs):
+            term = P.polymul([0.0] * (ell + 1) + [h[i]], [1.0, -1.0])  # θ^{ℓ+1} (1 − θ) h_i
+            poly = P.polyadd(poly, term)
+        rows.append(tuple(np.pad(poly, (0, len(hs) + 2 - len(poly)))))
+    return tuple(rows)
+
+
+def _rodas(name, gamma, a, C, c, d, h_dense, order, error_order, citation) -> RosenbrockTableau:
+    """A stiffly accurate Rodas method given as OrdinaryDiffEq writes it: stages ``s−1`` and ``s`` add
+    their own stage to the input (``u ← u + u_{s−1}``), ``y1 = u + u_s`` and the error is ``u_s``."""
+    s = len(C) + 1
+    last = tuple(a[-1])
+    rows = [tuple(r) for r in a]
+    while len(rows) < s - 1:  # stages after the last given row add the previous stage to the input
+        rows.append((*last, *(1.0,) * (len(rows) + 1 - len(last))))
+    m = (*last, *(1.0,) * (s - len(last)))
+    m_error = (0.0,) * (s - 1) + (1.0,)
+    dense = _rodas_dense(m, [tuple(h) + (0.0,) * (s - len(h)) for h in h_dense])
+    return RosenbrockTableau(
+        name=name, gamma=gamma, a=((),) + tuple(rows), C=((),) + tuple(tuple(r) for r in C), c=c,
+        d=tuple(d) + (0.0,) * (s - len(d)), m=m, m_error=m_error, order=order, error_order=error_order,
+        dense=dense, citation=citation,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ rosenbrock23
+_D = 1.0 / (2.0 + math.sqrt(2.0))
+_E32 = 6.0 + math.sqrt(2.0)
+ROSENBROCK23 = RosenbrockTableau.from_gamma_form(
+    "rosenbrock23",
+    alpha=np.array([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 1.0, 0.0]]),
+    Gamma=np.array([[_D, 0.0, 0.0], [-_D, _D, 0.0], [_D * (_E32 - 2.0), -_E32 * _D, _D]]),
+    b=np.array([0.0, 1.0, 0.0]),
+    b_error=np.array([1 / 6, -1 / 3, 1 / 6]),
+    # y(θ) = y0 + θ(1−θ)/(1−2d) K1 + θ(θ−2d)/(1−2d) K2
+    dense_k=np.array([[0.0, 1.0, -1.0], [0.0, -2 * _D, 1.0], [0.0, 0.0, 0.0]]) / (1 - 2 * _D),
+    order=2,
+    error_order=3,
+    citation="Shampine & Reichelt, The MATLAB ODE suite, SIAM J. Sci. Comput. 18 (1997) (ode23s); "
+    "written in Γ form as in Hairer & Wanner II, IV.7",
+)
+
+# ------------------------------------------------------------------------------------------------ rodas4
+RODAS4 = _rodas(
+    "rodas4",
+    gamma=0.25,
+    a=[
+        (1.544,),
+        (0.9466785280815826, 0.2557011698983284),
+        (3.314825187068521, 2.896124015972201, 0.9986419139977817),
+        (1.221224509226641, 6.019134481288629, 12.53708332932087, -0.6878860361058950),
+    ],
+    C=[
+        (-5.6688,),
+        (-2.430093356833875, -0.2063599157091915),
+        (-0.1073529058151375, -9.594562251023355, -20.47028614809616),
+        (7.496443313967647, -10.24680431464352, -33.99990352819905, 11.70890893206160),
+        (8.083246795921522, -7.981132988064893, -31.52159432874371, 16.31930543123136, -6.058818238834054),
+    ],
+    c=(0.0, 0.386, 0.21, 0.63, 1.0, 1.0),
+    d=(0.25, -0.1043, 0.1035, -0.0362),
+    h_dense=[
+        (10.12623508344586, -7.487995877610167, -34.80091861555747, -7.992771707568823, 1.025137723295662),
+        (-0.6762803392801253, 6.087714651680015, 16.43084320892478, 24.76722511418386, -6.594389125716872),
+    ],
+    order=4,
+    error_order=3,
+    citation="Hairer & Wanner, Solving ODEs II (1996), RODAS; dense output as in OrdinaryDiffEq",
+)
+
+# ------------------------------------------------------------------------------------------------ rodas5p
+RODAS5P = _rodas(
+    "rodas5p",
+    gamma=0.21193756319429014,
+    a=[
+        (3.0,),
+        (2.849394379747939, 0.45842242204463923),
+        (-6.954028509809101, 2.489845061869568, -10.358996098473584),
+        (2.8029986275628964, 0.5072464736228206, -0.3988312541770524, -0.04721187230404641),
+        (-7.502846399306121, 2.561846144803919, -11.627539656261098, -0.18268767659942256,
+         0.030198172008377946),
+    ],
+    C=[
+        (-14.155112264123755,),
+        (-17.97296035885952, -2.859693295451294),
+        (147.12150275711716, -1.41221402718213, 71.68940251302358),
+        (165.43517024871676, -0.4592823456491126, 42.90938336958603, -5.961986721573306),
+        (24.854864614690072, -3.0009227002832186, 47.4931110020768, 5.5814197821558125, -0.6610691825249471),
+        (30.91273214028599, -3.1208243349937974, 77.79954646070892, 34.28646028294783, -19.097331116725623,
+         -28.087943162872662),
+        (37.80277123390563, -3.2571969029072276, 112.26918849496327, 66.9347231244047, -40.06618937091002,
+         -54.66780262877968, -9.48861652309627),
+    ],
+    c=(0.0, 0.6358126895828704, 0.4095798393397535, 0.9769306725060716, 0.4288403609558664, 1.0, 1.0, 1.0),
+    d=(0.21193756319429014, -0.42387512638858027, -0.3384627126235924, 1.8046452872882734, 2.325825639765069),
+    h_dense=[
+        (25.948786856663858, -2.5579724845846235, 10.433815404888879, -2.3679251022685204, 0.524948541321073,
+         1.1241088310450404, 0.4272876194431874, -0.17202221070155493),
+        (-9.91568850695171, -0.9689944594115154, 3.0438037242978453, -24.495224566215796, 20.176138334709044,
+         15.98066361424651, -6.789040303419874, -6.710236069923372),
+        (11.419903575922262, 2.8879645146136994, 72.92137995996029, 80.12511834622643, -52.072871366152654,
+         -59.78993625266729, -0.15582684282751913, 4.883087185713722),
+    ],
+    order=5,
+    error_order=4,
+    citation="Steinebach, Construction of Rosenbrock-Wanner method Rodas5P and numerical benchmarks within "
+    "the Julia Differential Equations package, BIT Numer. Math. 63 (2023); coefficients as in OrdinaryDiffEq",
+)  # fmt: skip
+
+#: every Rosenbrock method by name
+ROSENBROCK_TABLEAUS: dict[str, RosenbrockTableau] = {t.name: t for t in (ROSENBROCK23, RODAS4, RODAS5P)}
+
+
+class _Coefficients:
+    def __init__(self, tab: RosenbrockTableau, dtype: torch.dtype, device: torch.device):
+        def as_tensor(v):
+            return torch.tensor(v, dtype=dtype, device=device)
+
+        self.a = [as_tensor(r) if r else None for r in tab.a]
+        self.C = [as_tensor(r) if r else None for r in tab.C]
+        self.m = as_tensor(tab.m)
+        self.m_error = as_tensor(tab.m_error)
+        self.has_C = [any(x != 0 for x in r) for r in tab.C]
+
+
+class Rosenbrock(ImplicitMethod):
+    """The stepper of a :class:`RosenbrockTableau`, with a Jacobian provider and a linear-solve strategy.
+
+    Per solve (:meth:`for_solve` makes a fresh instance) it keeps the Jacobian of the last step start — a
+    rejected step retries from the same point without recomputing it, only refactorising ``W`` for the new
+    ``h`` — and the counters ``njev``, ``nlu``.
+
+    Args:
+        tableau: the coefficients.
+        jacobian: a :class:`~sciml.solvers.ode.jacobian.JacobianProvider` (default: dense forward-mode AD).
+        linear_solver: a linear-solve strategy (default :class:`~sciml.solvers.ode.jacobian.DenseLU`).
+
+    ``∂f/∂t`` (needed for full order on non-autonomous problems) is a forward difference in ``t``; whether
+    ``f`` depends on ``t`` at all is probed once at the first step (one extra evaluation), and autonomous
+    fields skip it.
+    """
+
+    def __init__(
+        self,
+        tableau: RosenbrockTableau,
+        jacobian: JacobianProvider | None = None,
+        linear_solver: DenseLU | None = None,
+    ):
+        self.tableau = tableau
+        self.jacobian = jacobian if jacobian is not None else AutodiffJacobian()
+        self.linear_solver = linear_solver if linear_solver is not None else DenseLU()
+        self.counters = ImplicitCounters()
+        self._coef: dict[tuple, _Coefficients] = {}
+        self._point: tuple | None = None  # (t, y) of the cached Jacobian
+        self._J: Jacobian | None = None
+        self._ft: torch.Tensor | None = None
+        self._W = None
+        self._W_h: float | None = None
+        self._autonomous: bool | None = None
+        dense = np.array(tableau.dense)
+        self._dense = dense
+
+    def __repr__(self) -> str:
+        return f"Rosenbrock({self.tableau.name})"
+
+    def for_solve(self, jac: Any = None) -> Rosenbrock:
+        provider = jacobian_provider(jac) if jac is not None else self.jacobian
+        return Rosenbrock(self.tableau, provider, self.linear_solver)
+
+    def workspace(self, y: torch.Tensor, shape: torch.Size | None = None) -> None:
+        return None  # stages are stacked; the linear solves dominate
+
+    def _coefficients(self, y: torch.Tensor) -> _Coefficients:
+        key = (y.dtype, y.device)
+        if key not in self._coef:
+            self._coef[key] = _Coefficients(self.tableau, y.dtype, y.device)
+        return self._coef[key]
+
+    def jacobian_at(self, f, t: float, y: torch.Tensor, h: float, shape: torch.Size, fy: torch.Tensor):
+        """``(J, ∂f/∂t or None)`` at ``(t, y)``, computed once per step start (counted)."""
+        if self._point is not None and self._point[0] == t and self._point[1] is y:
+            return self._J, self._ft
+        J = self.jacobian(f, t, y, shape, fy)
+        c = self.counters
+        c.njev += 1
+        c.nfe_jacobian += J.evaluations
+        delta = math.sqrt(torch.finfo(y.dtype).eps) * max(abs(t), abs(h), 1e-300)
+        ft = None
+        if self._autonomous is None:  # one probe: does f depend on t at all?
+            probe = f(t + delta, y.view(shape)).reshape(-1)
+            self._autonomous = bool(torch.equal(probe.detach(), fy.detach()))
+            if not self._autonomous:
+                ft = (probe - fy) / delta
+        elif not self._autonomous:
+            ft = (f(t + delta, y.view(shape)).reshape(-1) - fy) / delta
+        self._point, self._J, self._ft, self._W, self._W_h = (t, y), J, ft, None, None
+        return J, ft
+
+    def factor(self, J: Jacobian, h: float):
+        if self._W is None or self._W_h != h:
+            self._W = self.linear_solver.factor(J, 1.0 / (h * self.tableau.gamma))
+            self._W_h = h
+            self.counters.nlu += 1
+        return self._W
+
+    def step(
+        self,
+        f,
+        t: float,
+        y: torch.Tensor,
+        h: float,
+        k1: torch.Tensor,
+        *,
+        shape: torch.Size | None = None,
+        stiffness: bool = True,
+        workspace: Any = None,
+    ) -> StepResult:
+        """One Rosenbrock step of size ``h`` from ``(t, y)`` (``y`` flat, ``k1 = f(t, y)`` flat); the
+        contract of :meth:`sciml.solvers.ode.rk.RungeKutta.step`. ``stages`` holds the ``u_i`` (and, for
+        FSAL methods, ``f(t + h, y1)`` as its last row)."""
+        tab = self.tableau
+        co = self._coefficients(y)
+        shape = shape if shape is not None else y.shape
+        J, ft = self.jacobian_at(f, t, y, h, shape, k1)
+        W = self.factor(J, h)
+        us: list[torch.Tensor] = []
+        g = y
+        F = k1
+        for i in range(tab.n_stages):
+            if i > 0:
+                g = torch.addmv(y, torch.stack(us, 1), co.a[i]) if co.a[i] is not None else y
+                F = f(t + tab.c[i] * h, g.view(shape)).reshape(-1)
+            rhs = F
+            if i > 0 and co.has_C[i]:
+                rhs = torch.addmv(rhs, torch.stack(us, 1), co.C[i], alpha=1.0 / h)
+            if ft is not None and tab.d[i] != 0:
+                rhs = rhs + (tab.d[i] * h) * ft
+            us.append(W.solve(rhs))
+        U = torch.stack(us, 1)
+        y1 = g if tab.fsal else torch.addmv(y, U, co.m)
+        y_error = torch.mv(U, co.m_error)
+        stages = torch.cat([U.t(), F.unsqueeze(0)]) if tab.fsal else U.t()
+        norms = None
+        if stiffness:
+            rho = J.norm_inf() * abs(h)
+            norms = torch.stack([rho, torch.ones_like(rho)])
+        return StepResult(y1, y_error, norms, stages, tab.n_stages - 1)
+
+    def interpolate(
+        self, y0: torch.Tensor, stages: torch.Tensor, h: float, thetas: np.ndarray
+    ) -> torch.Tensor:
+        """Dense output ``y(t0 + θh) = y0 + Σ P_i(θ) u_i`` (``(m,)`` -> ``(m, n)``)."""
+        weights = P.polyval(np.asarray(thetas, dtype=np.float64), self._dense.T).T  # (m, stages)
+        w = torch.as_tensor(weights, dtype=y0.dtype, device=y0.device)
+        return torch.addmm(y0.unsqueeze(0), w, stages[: self.tableau.n_stages])
