@@ -391,6 +391,18 @@ def test_cli_trains_and_writes_metrics_fields_and_plot(tmp_path, capsys):
     assert "after 40 iterations" in capsys.readouterr().out
     assert main(["pde", "--list"]) == 0
     assert "nonlinear-diffusion" in capsys.readouterr().out
+    # --resume into a folder without a checkpoint is an error, not a silent fresh run
+    empty = tmp_path / "empty"
+    assert main(["pde", "--problem", "hypergeometric", "--out", str(empty), "--resume"]) == 2
+    assert "checkpoint.pt does not exist" in capsys.readouterr().err
+    assert not (empty / "metrics.json").exists()
+    assert main(["pde", "--problem", "hypergeometric", "--adam", "-3", "--out", str(empty)]) == 2
+    assert "--adam must be ≥ 0" in capsys.readouterr().err
+    # a quick budget says that it is a smoke run
+    assert (
+        main(["pde", "--problem", "hypergeometric", "--budget", "quick", "--out", str(tmp_path / "q")]) == 0
+    )
+    assert "smoke run" in capsys.readouterr().out
     assert main(["pde", "--problem", "helmholz"]) == 2
     assert "helmholtz-high" in capsys.readouterr().err
 
