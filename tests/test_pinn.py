@@ -385,6 +385,7 @@ def test_cli_trains_and_writes_metrics_fields_and_plot(tmp_path, capsys):
         assert f["prediction"].shape == f["reference"].shape == (401, 1)
         np.testing.assert_allclose(f["error"][:], f["prediction"][:] - f["reference"][:])
     assert (out / "fields.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "history.png").read_bytes()[:4] == b"\x89PNG"
     assert (
         main(["pde", "--problem", "hypergeometric", "--iterations", "40", "--out", str(out), "--resume"]) == 0
     )

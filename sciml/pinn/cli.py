@@ -2,7 +2,8 @@
 
 Writes to ``--out``: ``metrics.json`` (final relative L2 error, iterations, wall time, parameters,
 history), ``fields.h5`` (test-grid axes, reference, prediction and error), ``fields.png`` (prediction /
-reference / error) and ``checkpoint.pt`` (for ``--resume``).
+reference / error), ``history.png``
+(loss terms and error against the iteration) and ``checkpoint.pt`` (for ``--resume``).
 """
 
 from __future__ import annotations
@@ -140,6 +141,34 @@ def plot_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str,
     save_figure(fig, path, dpi=110)
 
 
+def plot_history(path: Path, history: list[dict], title: str) -> None:
+    """PNG of the training loss (and each loss term) and the relative L2 error against the iteration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sciml.checkpoint import save_figure
+
+    it = np.array([h["iteration"] for h in history], dtype=float)
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    keys = ["loss"] + sorted(k for k in (history[0] if history else {}) if k.startswith("loss_"))
+    for key in keys:
+        values = np.array([h.get(key, np.nan) for h in history], dtype=float)
+        ax[0].semilogy(
+            it, np.where(values > 0, values, np.nan), "." + ("-" if key == "loss" else "--"), label=key
+        )
+    ax[0].set_xlabel("iteration")
+    ax[0].set_ylabel("loss")
+    ax[0].legend(fontsize=7)
+    ax[1].semilogy(it, [h["rel_l2"] for h in history], "k.-")
+    ax[1].set_xlabel("iteration")
+    ax[1].set_ylabel("relative L2 error")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
 def main(args: argparse.Namespace) -> int:
     import sciml.problems.pde as pde
     from sciml.checkpoint import check_writable_dir, write_json
@@ -212,9 +241,10 @@ def main(args: argparse.Namespace) -> int:
     save_fields(out / "fields.h5", trainer.reference, prediction, names, attrs)
     title = f"{problem.name}, {args.model.upper()}: rel. L2 error {result.rel_l2:.3e}, {result.iterations} it"
     plot_fields(out / "fields.png", trainer.reference, prediction, names, title)
+    plot_history(out / "history.png", result.history, title)
     print(
         f"{problem.name} {args.model}: relative L2 error {result.rel_l2:.4e} after {result.iterations} "
         f"iterations in {result.seconds:.1f} s ({result.params} parameters); {result.message}"
     )
-    print(f"wrote {out / 'metrics.json'}, {out / 'fields.h5'}, {out / 'fields.png'}")
+    print(f"wrote {out / 'metrics.json'}, {out / 'fields.h5'}, {out / 'fields.png'}, {out / 'history.png'}")
     return 0
