@@ -385,12 +385,25 @@ def test_cli_trains_and_writes_metrics_fields_and_plot(tmp_path, capsys):
         assert f["prediction"].shape == f["reference"].shape == (401, 1)
         np.testing.assert_allclose(f["error"][:], f["prediction"][:] - f["reference"][:])
     assert (out / "fields.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "history.png").read_bytes()[:4] == b"\x89PNG"
     assert (
         main(["pde", "--problem", "hypergeometric", "--iterations", "40", "--out", str(out), "--resume"]) == 0
     )
     assert "after 40 iterations" in capsys.readouterr().out
     assert main(["pde", "--list"]) == 0
     assert "nonlinear-diffusion" in capsys.readouterr().out
+    # --resume into a folder without a checkpoint is an error, not a silent fresh run
+    empty = tmp_path / "empty"
+    assert main(["pde", "--problem", "hypergeometric", "--out", str(empty), "--resume"]) == 2
+    assert "checkpoint.pt does not exist" in capsys.readouterr().err
+    assert not (empty / "metrics.json").exists()
+    assert main(["pde", "--problem", "hypergeometric", "--adam", "-3", "--out", str(empty)]) == 2
+    assert "--adam must be ≥ 0" in capsys.readouterr().err
+    # a quick budget says that it is a smoke run
+    assert (
+        main(["pde", "--problem", "hypergeometric", "--budget", "quick", "--out", str(tmp_path / "q")]) == 0
+    )
+    assert "smoke run" in capsys.readouterr().out
     assert main(["pde", "--problem", "helmholz"]) == 2
     assert "helmholtz-high" in capsys.readouterr().err
 

@@ -144,6 +144,8 @@ def run(args: argparse.Namespace) -> dict:
     device = resolve_device(getattr(args, "device", "cpu"), "--device")
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device: {device} ({device_name})", flush=True)
+    if quick:
+        print("--quick is a smoke run of the pipeline: its errors say nothing about the methods", flush=True)
     out = Path(args.out)
     progress_path = out / "pde-progress.json"
     rows: list[dict] = []

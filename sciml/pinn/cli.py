@@ -2,7 +2,8 @@
 
 Writes to ``--out``: ``metrics.json`` (final relative L2 error, iterations, wall time, parameters,
 history), ``fields.h5`` (test-grid axes, reference, prediction and error), ``fields.png`` (prediction /
-reference / error) and ``checkpoint.pt`` (for ``--resume``).
+reference / error), ``history.png``
+(loss terms and error against the iteration) and ``checkpoint.pt`` (for ``--resume``).
 """
 
 from __future__ import annotations
@@ -96,7 +97,11 @@ def plot_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str,
         ax[0].plot(axes[0], pred, "r--", label="prediction")
         ax[0].set_xlabel(names[0])
         ax[0].legend()
-        ax[1].semilogy(axes[0], np.abs(pred - ref) + 1e-300)
+        err = np.abs(pred - ref)
+        floor = max(
+            float(err.max()) * 1e-12, np.finfo(np.float64).tiny
+        )  # exact zeros do not stretch the axis
+        ax[1].semilogy(axes[0], np.maximum(err, floor))
         ax[1].set_title("|error|")
         ax[1].set_xlabel(names[0])
     else:
@@ -104,19 +109,61 @@ def plot_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str,
         if ref.ndim == 3:  # (x, y, t): last time slice
             ref, pred = ref[..., -1], pred[..., -1]
             label = f" at {names[2]} = {axes[2][-1]:g}"
-        extent = [axes[1][0], axes[1][-1], axes[0][0], axes[0][-1]]
+        # arrays are indexed (first coordinate, second): transpose so the first runs along the x axis
+        extent = [axes[0][0], axes[0][-1], axes[1][0], axes[1][-1]]
         fig, ax = plt.subplots(1, 3, figsize=(14, 4))
         lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
+        if lo < 0 < hi:  # a diverging map centred on zero
+            lo, hi = -max(-lo, hi), max(-lo, hi)
         for a, data, name in ((ax[0], pred, "prediction"), (ax[1], ref, "reference")):
-            im = a.imshow(data, origin="lower", extent=extent, aspect="auto", vmin=lo, vmax=hi, cmap="RdBu_r")
+            im = a.imshow(
+                data.T, origin="lower", extent=extent, aspect="auto", vmin=lo, vmax=hi, cmap="RdBu_r"
+            )
             a.set_title(name + label)
             fig.colorbar(im, ax=a)
-        im = ax[2].imshow(pred - ref, origin="lower", extent=extent, aspect="auto", cmap="RdBu_r")
+        bound = float(np.abs(pred - ref).max()) or 1.0
+        im = ax[2].imshow(
+            (pred - ref).T,
+            origin="lower",
+            extent=extent,
+            aspect="auto",
+            vmin=-bound,
+            vmax=bound,
+            cmap="RdBu_r",
+        )
         ax[2].set_title("error")
         fig.colorbar(im, ax=ax[2])
         for a in ax:
-            a.set_xlabel(names[1])
-            a.set_ylabel(names[0])
+            a.set_xlabel(names[0])
+            a.set_ylabel(names[1])
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
+def plot_history(path: Path, history: list[dict], title: str) -> None:
+    """PNG of the training loss (and each loss term) and the relative L2 error against the iteration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sciml.checkpoint import save_figure
+
+    it = np.array([h["iteration"] for h in history], dtype=float)
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    keys = ["loss"] + sorted(k for k in (history[0] if history else {}) if k.startswith("loss_"))
+    for key in keys:
+        values = np.array([h.get(key, np.nan) for h in history], dtype=float)
+        ax[0].semilogy(
+            it, np.where(values > 0, values, np.nan), "." + ("-" if key == "loss" else "--"), label=key
+        )
+    ax[0].set_xlabel("iteration")
+    ax[0].set_ylabel("loss")
+    ax[0].legend(fontsize=7)
+    ax[1].semilogy(it, [h["rel_l2"] for h in history], "k.-")
+    ax[1].set_xlabel("iteration")
+    ax[1].set_ylabel("relative L2 error")
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
@@ -134,6 +181,10 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.problem:
         raise ValueError(f"--problem is required; choose one of: {', '.join(pde.names())} (or use --list)")
+    for flag in ("iterations", "adam", "lbfgs", "seed"):
+        value = getattr(args, flag)
+        if value is not None and value < 0:
+            raise ValueError(f"--{flag} must be ≥ 0, got {value}")
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be ≥ 1, got {args.threads}")
@@ -146,6 +197,16 @@ def main(args: argparse.Namespace) -> int:
         config, seed=args.seed, device=str(device), **({"dtype": args.dtype} if args.dtype else {})
     )
     out = check_writable_dir(args.out or f"runs/pde-{problem.name}-{args.model}")
+    if args.resume and not (out / "checkpoint.pt").exists():
+        raise ValueError(
+            f"--resume: {out / 'checkpoint.pt'} does not exist; drop --resume to train from scratch "
+            "or pass the --out directory of an earlier run"
+        )
+    if args.budget == "quick" and args.iterations is None and args.adam is None and args.lbfgs is None:
+        print(
+            f"sciml pde: --budget quick is a smoke run ({config.iterations} iterations) that checks the "
+            "pipeline; its error says nothing about the method (use --budget default or full)"
+        )
     model = build_model(problem, args.model, settings, seed=args.seed)
     trainer = Trainer(problem, model, config, checkpoint=out / "checkpoint.pt")
     try:
@@ -180,9 +241,10 @@ def main(args: argparse.Namespace) -> int:
     save_fields(out / "fields.h5", trainer.reference, prediction, names, attrs)
     title = f"{problem.name}, {args.model.upper()}: rel. L2 error {result.rel_l2:.3e}, {result.iterations} it"
     plot_fields(out / "fields.png", trainer.reference, prediction, names, title)
+    plot_history(out / "history.png", result.history, title)
     print(
         f"{problem.name} {args.model}: relative L2 error {result.rel_l2:.4e} after {result.iterations} "
         f"iterations in {result.seconds:.1f} s ({result.params} parameters); {result.message}"
     )
-    print(f"wrote {out / 'metrics.json'}, {out / 'fields.h5'}, {out / 'fields.png'}")
+    print(f"wrote {out / 'metrics.json'}, {out / 'fields.h5'}, {out / 'fields.png'}, {out / 'history.png'}")
     return 0
