@@ -8,9 +8,8 @@ uses them as they are.
 
 from __future__ import annotations
 
-import torchsde
-
 import sciml.solvers.sde as _ours
+import torchsde
 
 sdeint = _ours.sdeint
 sdeint_adjoint = getattr(_ours, "sdeint_adjoint", None)
