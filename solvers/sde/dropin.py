@@ -58,8 +58,13 @@ TORCHSDE_METHODS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "reversible_heun": (("stratonovich",), NOISE_TYPES),
 }
 _NAME_KEYS = ("drift", "diffusion", "prior_drift", "drift_and_diffusion", "drift_and_diffusion_prod")
-_DEFAULT_ATTR = {"drift": "f", "diffusion": "g", "prior_drift": "h", "drift_and_diffusion": "f_and_g",
-                 "drift_and_diffusion_prod": "f_and_g_prod"}  # fmt: skip
+_DEFAULT_ATTR = {
+    "drift": "f",
+    "diffusion": "g",
+    "prior_drift": "h",
+    "drift_and_diffusion": "f_and_g",
+    "drift_and_diffusion_prod": "f_and_g_prod",
+}
 
 
 class _Contract:
@@ -94,16 +99,22 @@ class _Contract:
         if g_prod is None and g is None and f_and_g_prod is not None:
             g_prod = lambda t, y, v: f_and_g_prod(t, y, v)[1]  # noqa: E731
         if f is None:
-            raise ValueError("the SDE must define one of `f`, `f_and_g` or `f_and_g_prod` (or rename its drift "
-                             "with names={'drift': ...})")  # fmt: skip
+            raise ValueError(
+                "the SDE must define one of `f`, `f_and_g` or `f_and_g_prod` (or rename its drift "
+                "with names={'drift': ...})"
+            )
         if g is None and g_prod is None:
-            raise ValueError("the SDE must define one of `g`, `f_and_g`, `g_prod` or `f_and_g_prod` (or rename "
-                             "its diffusion with names={'diffusion': ...})")  # fmt: skip
+            raise ValueError(
+                "the SDE must define one of `g`, `f_and_g`, `g_prod` or `f_and_g_prod` (or rename "
+                "its diffusion with names={'diffusion': ...})"
+            )
         self.m: int | None = None
         if logqp:
             if g is None or h is None:
-                raise ValueError("logqp=True needs the drift `f`, the diffusion `g` and the prior drift `h` "
-                                 "(or names={'prior_drift': ...})")  # fmt: skip
+                raise ValueError(
+                    "logqp=True needs the drift `f`, the diffusion `g` and the prior drift `h` "
+                    "(or names={'prior_drift': ...})"
+                )
             f, g, g_prod = self._logqp(f, g, h), self._logqp_g(g), None
         self.f, self.g, self.g_prod = f, g, g_prod
 
@@ -170,8 +181,10 @@ def _resolve(method, contract, adaptive, options, bm_given) -> tuple[SDEMethod, 
     if method in TORCHSDE_METHODS:
         kinds, noises = TORCHSDE_METHODS[method]
         if kind not in kinds or noise not in noises:
-            raise ValueError(f"method {method!r} supports SDE types {list(kinds)} and noise types "
-                             f"{list(noises)}, not sde_type={kind!r} with {noise!r} noise")  # fmt: skip
+            raise ValueError(
+                f"method {method!r} supports SDE types {list(kinds)} and noise types "
+                f"{list(noises)}, not sde_type={kind!r} with {noise!r} noise"
+            )
         name = method
         if method == "srk":  # torchsde's SRK is Rößler's SRI2 (diagonal/scalar) or SRA1 (additive)
             name = (
@@ -208,8 +221,26 @@ def _extra_out(name: str, end: dict[str, torch.Tensor]) -> tuple[torch.Tensor, .
     return tuple(end[k] for k in ("f", "g", "z")) if name == "reversible_heun" else ()
 
 
-def _run(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, names, logqp, extra,
-         extra_solver_state, max_steps, entropy, recompute):  # fmt: skip
+def _run(
+    sde,
+    y0,
+    ts,
+    bm,
+    method,
+    dt,
+    adaptive,
+    rtol,
+    atol,
+    dt_min,
+    options,
+    names,
+    logqp,
+    extra,
+    extra_solver_state,
+    max_steps,
+    entropy,
+    recompute,
+):
     if not torch.is_tensor(y0) or y0.ndim != 2:
         raise ValueError("`y0` must be a 2-D torch.Tensor of shape (batch, state)")
     contract = _Contract(sde, names, logqp)
@@ -217,8 +248,12 @@ def _run(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, nam
     if logqp:
         y0 = torch.cat([y0, y0.new_zeros(y0.shape[0], 1)], dim=1)
     if adaptive and method == "euler" and contract.noise_type != "additive":
-        warnings.warn("adaptive steps with Euler–Maruyama are not guaranteed to converge for non-additive noise "
-                      "(as torchsde warns); use method='srk' or 'milstein'", UserWarning, stacklevel=3)  # fmt: skip
+        warnings.warn(
+            "adaptive steps with Euler–Maruyama are not guaranteed to converge for non-additive noise "
+            "(as torchsde warns); use method='srk' or 'milstein'",
+            UserWarning,
+            stacklevel=3,
+        )
     stepper, name = _resolve(method, contract, adaptive, options, bm is not None)
     dt = float(dt)
     if not (dt > 0 and math.isfinite(dt)):
@@ -231,8 +266,10 @@ def _run(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, nam
     if G is not None:
         want = 2 if contract.noise_type == "diagonal" else 3
         if G.ndim != want or G.shape[:2] != y0.shape:
-            raise ValueError(f"diffusion returned shape {tuple(G.shape)}; {contract.noise_type!r} noise needs "
-                             + ("(batch, d)" if want == 2 else "(batch, d, m)"))  # fmt: skip
+            raise ValueError(
+                f"diffusion returned shape {tuple(G.shape)}; {contract.noise_type!r} noise needs "
+                + ("(batch, d)" if want == 2 else "(batch, d, m)")
+            )
         m = y0.shape[1] if contract.noise_type == "diagonal" else G.shape[-1]
     elif bm is not None:
         m = bm.shape[-1]
@@ -243,16 +280,25 @@ def _run(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, nam
     contract.m = m
     F = contract.f(t0_tensor, y0)
     if not torch.is_tensor(F) or F.shape != y0.shape:
-        raise ValueError(f"drift returned {tuple(F.shape) if torch.is_tensor(F) else type(F).__name__} for "
-                         f"y0 of shape {tuple(y0.shape)}; they must match")  # fmt: skip
+        raise ValueError(
+            f"drift returned {tuple(F.shape) if torch.is_tensor(F) else type(F).__name__} for "
+            f"y0 of shape {tuple(y0.shape)}; they must match"
+        )
     if contract.noise_type == "scalar" and m != 1:
         raise ValueError(f"scalar noise has one Brownian channel; the diffusion has {m}")
     if bm is None:
         import torchsde
 
         area = "foster" if name == "log_ode" else ("space-time" if stepper.levy_area else "none")
-        bm = torchsde.BrownianInterval(t0=t0, t1=t1, size=(y0.shape[0], m), dtype=y0.dtype, device=y0.device,
-                                       entropy=entropy, levy_area_approximation=area)  # fmt: skip
+        bm = torchsde.BrownianInterval(
+            t0=t0,
+            t1=t1,
+            size=(y0.shape[0], m),
+            dtype=y0.dtype,
+            device=y0.device,
+            entropy=entropy,
+            levy_area_approximation=area,
+        )
     else:
         if len(bm.shape) != 2 or tuple(bm.shape) != (y0.shape[0], m):
             raise ValueError(
@@ -262,11 +308,15 @@ def _run(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, nam
         if area is None and hasattr(bm, "base_brownian"):
             area = getattr(bm.base_brownian, "levy_area_approximation", "none")
         if name == "log_ode" and area not in ("davie", "foster"):
-            raise ValueError("method 'log_ode' needs a Brownian motion with levy_area_approximation 'davie' or "
-                             f"'foster', got {area!r}")  # fmt: skip
+            raise ValueError(
+                "method 'log_ode' needs a Brownian motion with levy_area_approximation 'davie' or "
+                f"'foster', got {area!r}"
+            )
         if stepper.levy_area and name != "log_ode" and area == "none":
-            raise ValueError(f"method {name!r} needs the space-time Lévy area: create the Brownian motion with "
-                             "levy_area_approximation='space-time'")  # fmt: skip
+            raise ValueError(
+                f"method {name!r} needs the space-time Lévy area: create the Brownian motion with "
+                "levy_area_approximation='space-time'"
+            )
         _check_brownian_span(bm, t0, t1)
     start = {"f": F}
     if G is not None and stepper.name != "log_ode":
@@ -278,12 +328,30 @@ def _run(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, nam
         controller = dataclasses.replace(DEFAULT_CONTROLLER, dt_min=float(dt_min))
     else:
         controller = ConstantSteps(dt=dt)
-    raw = _integrate(stepper, terms, y0, t0, t1, times, bm, save_steps=False, rtol=float(rtol),
-                     atol=float(atol), controller=controller, dt0=dt if adaptive else None, max_steps=max_steps,
-                     stiffness=False, start=start, recompute=recompute)  # fmt: skip
+    raw = _integrate(
+        stepper,
+        terms,
+        y0,
+        t0,
+        t1,
+        times,
+        bm,
+        save_steps=False,
+        rtol=float(rtol),
+        atol=float(atol),
+        controller=controller,
+        dt0=dt if adaptive else None,
+        max_steps=max_steps,
+        stiffness=False,
+        start=start,
+        recompute=recompute,
+    )
     if raw.status is not Status.SUCCESS:
-        raise SolveError(f"sdeint stopped at t={raw.t_reached:.6g} before t1={t1:.6g}: {raw.status.name.lower()} "
-                         f"(method {stepper.name!r}, {stats.n_steps} steps)", None)  # fmt: skip
+        raise SolveError(
+            f"sdeint stopped at t={raw.t_reached:.6g} before t1={t1:.6g}: {raw.status.name.lower()} "
+            f"(method {stepper.name!r}, {stats.n_steps} steps)",
+            None,
+        )
     ys = torch.stack(raw.save_ys)
     out: list[Any] = []
     if logqp:
@@ -348,8 +416,26 @@ def sdeint(
         ValueError: bad ``sde``/``y0``/``ts``/``bm``/``options``/``names``, or a method that does not support
             the noise or SDE type (same cases as torchsde). ``SolveError``: an adaptive solve that failed.
     """
-    return _run(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, names, logqp, extra,
-                extra_solver_state, max_steps, entropy, recompute=False)  # fmt: skip
+    return _run(
+        sde,
+        y0,
+        ts,
+        bm,
+        method,
+        dt,
+        adaptive,
+        rtol,
+        atol,
+        dt_min,
+        options,
+        names,
+        logqp,
+        extra,
+        extra_solver_state,
+        max_steps,
+        entropy,
+        recompute=False,
+    )
 
 
 def sdeint_adjoint(
@@ -399,12 +485,34 @@ def sdeint_adjoint(
             "it recomputes each forward step in the backward pass (exact gradients of the discretised solve), "
             "so leave adjoint_method unset"
         )
-    if adjoint_adaptive or adjoint_rtol != 1e-5 or adjoint_atol != 1e-4 or (adjoint_options not in (None, options)
-                                                                           and adjoint_options != {}):  # fmt: skip
+    if (
+        adjoint_adaptive
+        or adjoint_rtol != 1e-5
+        or adjoint_atol != 1e-4
+        or (adjoint_options not in (None, options) and adjoint_options != {})
+    ):
         raise ValueError(
             "adjoint_adaptive/adjoint_rtol/adjoint_atol/adjoint_options configure torchsde's backward adjoint SDE "
             "solve, which sciml's sdeint_adjoint does not run (it recomputes forward steps: exact gradients); "
             "leave them at their defaults"
         )
-    return _run(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, names, logqp, extra,
-                extra_solver_state, max_steps, entropy, recompute=True)  # fmt: skip
+    return _run(
+        sde,
+        y0,
+        ts,
+        bm,
+        method,
+        dt,
+        adaptive,
+        rtol,
+        atol,
+        dt_min,
+        options,
+        names,
+        logqp,
+        extra,
+        extra_solver_state,
+        max_steps,
+        entropy,
+        recompute=True,
+    )
