@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 import torchsde
+from sciml.solvers.sde import sdeint, sdeint_adjoint
 
 from sciml import sdeint as top_level_sdeint
-from sciml.solvers.sde import sdeint, sdeint_adjoint
 
 DT = torch.float64
 
