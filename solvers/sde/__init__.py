@@ -28,7 +28,8 @@ from sciml.solvers.sde.tableau import SRA_TABLEAUS, SRI_TABLEAUS, SRATableau, SR
 from sciml.solvers.solution import Solution, SolveError, Status
 
 __all__ = [
-    "solve", "sdeint", "sdeint_adjoint", "TORCHSDE_METHODS", "single_step", "StepEstimate", "brownian_interval", "noise_size", "initial_step_size",
+    "solve", "sdeint", "sdeint_adjoint", "TORCHSDE_METHODS",
+    "single_step", "StepEstimate", "brownian_interval", "noise_size", "initial_step_size",
     "DEFAULT_CONTROLLER",
     "METHODS", "SDEMethod", "SDEStepResult", "SDESolverStats", "default_method", "get_method",
     "SRATableau", "SRITableau", "SRA_TABLEAUS", "SRI_TABLEAUS",

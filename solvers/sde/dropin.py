@@ -388,7 +388,7 @@ def sdeint(
 
     Args:
         sde: an object (e.g. an ``nn.Module``) with ``noise_type``, ``sde_type`` and the drift/diffusion as
-            any of ``f``, ``g``, ``f_and_g``, ``g_prod``, ``f_and_g_prod`` (``h``: prior drift, for ``logqp``).
+            any of ``f``, ``g``, ``f_and_g``, ``g_prod``, ``f_and_g_prod`` (``h``: prior drift for ``logqp``).
         y0: initial state ``(batch, d)`` at ``ts[0]``.
         ts: strictly increasing output times (1-D tensor or list of floats).
         bm: any torchsde Brownian object of shape ``(batch, m)`` (default: a new ``BrownianInterval``).
@@ -410,7 +410,8 @@ def sdeint(
         max_steps: limit on steps tried; entropy: seed of the default Brownian motion.
 
     Returns:
-        ``ys`` ``(len(ts), batch, d)``; with ``logqp`` ``(ys, log_ratio)``; with ``extra`` the extra state last.
+        ``ys`` ``(len(ts), batch, d)``; with ``logqp`` ``(ys, log_ratio)``; with ``extra`` the extra state
+        last.
 
     Raises:
         ValueError: bad ``sde``/``y0``/``ts``/``bm``/``options``/``names``, or a method that does not support
@@ -481,9 +482,9 @@ def sdeint_adjoint(
     matching = {None, method, f"adjoint_{method}"}
     if adjoint_method not in matching:
         raise ValueError(
-            f"adjoint_method={adjoint_method!r}: sciml's sdeint_adjoint does not integrate torchsde's adjoint SDE; "
-            "it recomputes each forward step in the backward pass (exact gradients of the discretised solve), "
-            "so leave adjoint_method unset"
+            f"adjoint_method={adjoint_method!r}: sciml's sdeint_adjoint does not integrate torchsde's "
+            "adjoint SDE; it recomputes each forward step in the backward pass (exact gradients of the "
+            "discretised solve), so leave adjoint_method unset"
         )
     if (
         adjoint_adaptive
@@ -492,9 +493,9 @@ def sdeint_adjoint(
         or (adjoint_options not in (None, options) and adjoint_options != {})
     ):
         raise ValueError(
-            "adjoint_adaptive/adjoint_rtol/adjoint_atol/adjoint_options configure torchsde's backward adjoint SDE "
-            "solve, which sciml's sdeint_adjoint does not run (it recomputes forward steps: exact gradients); "
-            "leave them at their defaults"
+            "adjoint_adaptive/adjoint_rtol/adjoint_atol/adjoint_options configure torchsde's backward "
+            "adjoint SDE solve, which sciml's sdeint_adjoint does not run (it recomputes forward steps: "
+            "exact gradients); leave them at their defaults"
         )
     return _run(
         sde,

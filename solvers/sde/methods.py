@@ -15,6 +15,8 @@ Methods:
   ``ẽ = h (f(t+h, y1) − f(t, y))/2 + M``: Heun-minus-Euler for the drift plus the Milstein correction ``M``
   itself (the local error of the embedded Euler–Maruyama step, ``O(h)``); ``f(t+h, y1)`` is reused as the
   next step's first evaluation, so the estimate costs nothing on accepted steps.
+- ``"midpoint"``, ``"heun"``, ``"reversible_heun"`` (Kidger et al. 2021), ``"log_ode"``: Stratonovich, any
+  noise, fixed steps (torchsde's methods; strong order 1.0 for commutative noise, 0.5 in general).
 - ``"sra1"``, ``"sra3"``, ``"sosra"``, ``"sosra2"``: SRA methods (additive noise, Itô = Stratonovich;
   strong order 1.5).
 - ``"sriw1"``, ``"sriw2"``, ``"sosri"``, ``"sosri2"``: SRI methods (Itô; scalar or diagonal noise; strong
@@ -306,7 +308,7 @@ def _g_dg(terms: Terms, t: float, y: torch.Tensor) -> torch.Tensor:
 
 class Midpoint(SDEMethod):
     """Stratonovich midpoint ``y' = y + ½ h f + ½ g ΔW``, ``y1 = y + h f(t + h/2, y') + g(t + h/2, y') ΔW``
-    (any noise; strong order 0.5, 1.0 for additive noise). Fixed steps; uses ``g_prod`` when the SDE has it."""
+    (any noise; strong order 0.5, 1.0 for additive noise). Fixed steps; uses the SDE's ``g_prod`` if any."""
 
     name = "midpoint"
     noise_types = ("diagonal", "additive", "scalar", "general")
