@@ -415,6 +415,8 @@ class StepDoubling(SDEMethod):
         self.method, self.bm = method, bm
         self.name = method.name
         self.noise_types, self.sde_types = method.noise_types, method.sde_types
+        self.levy_area = method.levy_area
+        self.brownian_query = getattr(method, "brownian_query", "U")
         self.strong_order = method.strong_order
         self.error_exponent = method.strong_order + 0.5
         self.stability_size = method.stability_size
