@@ -181,12 +181,3 @@ def test_what_torchsde_refuses_and_what_we_cannot_match_are_named():
         sdeint_adjoint(model, y0, [0.0, 1.0], adjoint_rtol=1e-3)
     with pytest.raises(ValueError, match="strictly increasing"):
         sdeint(model, y0, [0.0, 0.0])
-
-
-@pytest.mark.parametrize("method", ["heun", "log_ode"])
-def test_adaptive_step_doubling_for_methods_without_an_estimate(method):
-    model, y0 = General(), torch.rand(3, 2, dtype=DT)
-    with torch.no_grad():
-        loose = sdeint(model, y0, [0.0, 1.0], bm=_bm(3, 3, "foster"), method=method, adaptive=True, dt=0.1)
-        fine = sdeint(model, y0, [0.0, 1.0], bm=_bm(3, 3, "foster"), method=method, dt=2**-12)
-    torch.testing.assert_close(loose, fine, rtol=0, atol=5e-3)
