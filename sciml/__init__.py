@@ -30,6 +30,7 @@ _EXPORTS = {
     "IController": "sciml.solvers.ode",
     "PIDController": "sciml.solvers.ode",
     "sdeint": "sciml.solvers.sde",
+    "sdeint_adjoint": "sciml.solvers.sde",
     "sde_solve": ("sciml.solvers.sde", "solve"),
     "NeuralODE": "sciml.neural_de",
     "NeuralSDE": "sciml.neural_de.sde",

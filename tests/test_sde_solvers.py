@@ -319,7 +319,7 @@ def test_fixed_steps_agree_with_torchsde_to_rounding(ours, theirs, noise_type, o
     bm = torchsde.BrownianInterval(0.0, 1.0, size=(5, m), dtype=torch.float64, entropy=9,
                                    levy_area_approximation="space-time")  # fmt: skip
     with torch.no_grad():
-        a = sdeint(model, y0, ts, bm=bm, method=ours, adaptive=False, dt=1 / 32)
+        a = sdeint(model, y0, ts, bm=bm, method=ours, adaptive=False, dt=1 / 32, options=options)
         b = torchsde.sdeint(model, y0, ts, bm=bm, method=theirs, dt=1 / 32, options=options)
     torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
@@ -387,10 +387,10 @@ def test_bad_input_is_named():
         def f(self, t, y):
             return y
 
-    with pytest.raises(TypeError, match="define the diffusion as a method `g"):
+    with pytest.raises(ValueError, match="must define one of `g`, `f_and_g`, `g_prod`"):
         sdeint(NoDiffusion(), gbm.y0, [0.0, 1.0])
-    with pytest.raises(ValueError, match="needs `dt`"):
-        sdeint(_TorchsdeModel(), gbm.y0, [0.0, 1.0], adaptive=False)
+    with pytest.raises(ValueError, match="`dt` must be a positive"):
+        sdeint(_TorchsdeModel(), gbm.y0, [0.0, 1.0], dt=0.0)
     with pytest.raises(ValueError, match="`h` must be a positive"):
         single_step(gbm, "sosri", 0.0, gbm.y0, brownian_interval(gbm), -0.1)
 
@@ -422,7 +422,7 @@ def test_methods_declare_what_they_support():
                 except ValueError:
                     continue
                 assert noise_type in method.noise_types and sde_type in method.sde_types
-                assert not method.levy_area or name in SRA + SRI
+                assert not method.levy_area or name in (*SRA, *SRI, "log_ode")
     assert get_method("srk", "additive", "ito").name == "sosra"
     assert get_method("srk", "scalar", "ito").name == "sosri"
     assert math.isclose(get_method("sosri", "diagonal", "ito").error_exponent, 1.5)

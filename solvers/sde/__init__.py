@@ -6,6 +6,7 @@ as the ODE core); ``sdeint`` keeps torchsde's signature. Noise comes from torchs
 """
 
 from sciml.solvers.controllers import ConstantSteps, Controller, IController, PIDController
+from sciml.solvers.sde.dropin import TORCHSDE_METHODS, sdeint, sdeint_adjoint
 from sciml.solvers.sde.methods import (
     METHODS,
     SDEMethod,
@@ -20,7 +21,6 @@ from sciml.solvers.sde.solve import (
     brownian_interval,
     initial_step_size,
     noise_size,
-    sdeint,
     single_step,
     solve,
 )
@@ -28,7 +28,8 @@ from sciml.solvers.sde.tableau import SRA_TABLEAUS, SRI_TABLEAUS, SRATableau, SR
 from sciml.solvers.solution import Solution, SolveError, Status
 
 __all__ = [
-    "solve", "sdeint", "single_step", "StepEstimate", "brownian_interval", "noise_size", "initial_step_size",
+    "solve", "sdeint", "sdeint_adjoint", "TORCHSDE_METHODS",
+    "single_step", "StepEstimate", "brownian_interval", "noise_size", "initial_step_size",
     "DEFAULT_CONTROLLER",
     "METHODS", "SDEMethod", "SDEStepResult", "SDESolverStats", "default_method", "get_method",
     "SRATableau", "SRITableau", "SRA_TABLEAUS", "SRI_TABLEAUS",

@@ -15,6 +15,8 @@ Methods:
   ``ẽ = h (f(t+h, y1) − f(t, y))/2 + M``: Heun-minus-Euler for the drift plus the Milstein correction ``M``
   itself (the local error of the embedded Euler–Maruyama step, ``O(h)``); ``f(t+h, y1)`` is reused as the
   next step's first evaluation, so the estimate costs nothing on accepted steps.
+- ``"midpoint"``, ``"heun"``, ``"reversible_heun"`` (Kidger et al. 2021), ``"log_ode"``: Stratonovich, any
+  noise, fixed steps (torchsde's methods; strong order 1.0 for commutative noise, 0.5 in general).
 - ``"sra1"``, ``"sra3"``, ``"sosra"``, ``"sosra2"``: SRA methods (additive noise, Itô = Stratonovich;
   strong order 1.5).
 - ``"sriw1"``, ``"sriw2"``, ``"sosri"``, ``"sosri2"``: SRI methods (Itô; scalar or diagonal noise; strong
@@ -68,8 +70,9 @@ class Terms:
         noise_type: str,
         stats: SDESolverStats,
         like: torch.Tensor,
+        g_prod: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ):
-        self._f, self._g = drift, diffusion
+        self._f, self._g, self._g_prod = drift, diffusion, g_prod
         self.noise_type = noise_type
         self.stats = stats
         self.dtype, self.device = like.dtype, like.device
@@ -84,10 +87,23 @@ class Terms:
         return self._f(self._time(t), y)
 
     def g(self, t: float, y: torch.Tensor) -> torch.Tensor:
+        if self._g is None:
+            raise ValueError(
+                "this method needs the diffusion matrix `g(t, y)` but the SDE defines only the product "
+                "`g_prod(t, y, v)`; define `g` (or `f_and_g`), or choose euler, midpoint, heun or euler_heun"
+            )
         self.stats.nfe_diffusion += 1
         self.stats.nfe += 1
         out = self._g(self._time(t), y)
         return out.squeeze(-1) if self.noise_type == "scalar" else out
+
+    def gprod(self, t: float, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``g(t, y) · v``, by the SDE's own ``g_prod`` when it has one (torchsde's contract)."""
+        if self._g_prod is None:
+            return self.prod(self.g(t, y), v)
+        self.stats.nfe_diffusion += 1
+        self.stats.nfe += 1
+        return self._g_prod(self._time(t), y, v)
 
     def prod(self, G: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``g · v``: elementwise for diagonal/scalar noise, a batched matrix-vector product otherwise."""
@@ -208,8 +224,9 @@ class EulerMaruyama(SDEMethod):
     stability_size = 2.0
 
     def step(self, terms, t, y, h, dW, U, start, stiffness=True):
-        f0, g0 = self._start(terms, t, y, start)
-        y1 = y + h * f0 + terms.prod(g0, dW)
+        f0, _ = self._start(terms, t, y, start, need_g=False)
+        noise = terms.prod(start["g"], dW) if "g" in start else terms.gprod(t, y, dW)
+        y1 = y + h * f0 + noise
         return SDEStepResult(y1, None, None, {})
 
 
@@ -250,8 +267,9 @@ class Milstein(SDEMethod):
     error_exponent = 1.0
     stability_size = 2.0
 
-    def __init__(self, sde_type: str = "ito"):
+    def __init__(self, sde_type: str = "ito", grad_free: bool = True):
         self.sde_type = sde_type
+        self.grad_free = grad_free
 
     def step(self, terms, t, y, h, dW, U, start, stiffness=True):
         f0, g0 = self._start(terms, t, y, start)
@@ -259,7 +277,9 @@ class Milstein(SDEMethod):
         correction = None
         if terms.noise_type != "additive":
             sqrt_h = math.sqrt(abs(h))
-            if self.sde_type == "ito":
+            if not self.grad_free:  # g ∂g by one vector-Jacobian product (diagonal ∂g: (∂g)ᵀ g = g ∂g)
+                correction = _g_dg(terms, t, y) * ((dW**2 - h) if self.sde_type == "ito" else dW**2) * 0.5
+            elif self.sde_type == "ito":
                 gg = terms.g(t, y + h * f0 + sqrt_h * g0) - g0  # ≈ √h g ∂g
                 correction = gg * ((dW**2 - h) / (2 * sqrt_h))
             else:  # central difference: a one-sided one leaves ½ g'' g² √h · ΔW²/2, whose mean accumulates
@@ -272,6 +292,147 @@ class Milstein(SDEMethod):
             error = error + correction
         S = _stiffness_index(f0, f1, y, y1, h, self.stability_size) if stiffness else None
         return SDEStepResult(y1, error, S, {"f": f1})
+
+
+def _g_dg(terms: Terms, t: float, y: torch.Tensor) -> torch.Tensor:
+    """``g ∂g/∂y`` for diagonal/scalar noise by autograd (torchsde's Milstein without ``grad_free``)."""
+    outer = torch.is_grad_enabled()
+    with torch.enable_grad():
+        y_in = y if y.requires_grad else y.detach().requires_grad_(True)
+        G = terms.g(t, y_in)
+        if not G.requires_grad:  # g does not depend on y (nor on anything that needs a gradient)
+            return torch.zeros_like(y)
+        (vjp,) = torch.autograd.grad(G, y_in, G, create_graph=outer, allow_unused=True)
+    return torch.zeros_like(y) if vjp is None else vjp
+
+
+class Midpoint(SDEMethod):
+    """Stratonovich midpoint ``y' = y + ½ h f + ½ g ΔW``, ``y1 = y + h f(t + h/2, y') + g(t + h/2, y') ΔW``
+    (any noise; strong order 0.5, 1.0 for additive noise). Fixed steps; uses the SDE's ``g_prod`` if any."""
+
+    name = "midpoint"
+    noise_types = ("diagonal", "additive", "scalar", "general")
+    sde_types = ("stratonovich",)
+    stability_size = 2.0
+
+    def step(self, terms, t, y, h, dW, U, start, stiffness=True):
+        f0, _ = self._start(terms, t, y, start, need_g=False)
+        half = 0.5 * h
+        y_mid = y + half * f0 + 0.5 * terms.gprod(t, y, dW)
+        y1 = y + h * terms.f(t + half, y_mid) + terms.gprod(t + half, y_mid, dW)
+        return SDEStepResult(y1, None, None, {})
+
+
+class Heun(SDEMethod):
+    """Stratonovich Heun ``y' = y + h f + g ΔW``, ``y1 = y + ½ (h (f + f') + (g + g') ΔW)`` with ``f', g'`` at
+    ``(t + h, y')`` (any noise; strong order 0.5, 1.0 for additive noise). Fixed steps."""
+
+    name = "heun"
+    noise_types = ("diagonal", "additive", "scalar", "general")
+    sde_types = ("stratonovich",)
+    stability_size = 2.0
+
+    def step(self, terms, t, y, h, dW, U, start, stiffness=True):
+        f0, _ = self._start(terms, t, y, start, need_g=False)
+        n0 = terms.gprod(t, y, dW)
+        y_pred = y + h * f0 + n0
+        y1 = y + 0.5 * (h * (f0 + terms.f(t + h, y_pred)) + n0 + terms.gprod(t + h, y_pred, dW))
+        return SDEStepResult(y1, None, None, {})
+
+
+class ReversibleHeun(SDEMethod):
+    """Reversible Heun (Kidger, Foster, Li & Lyons, ICML 2021): with the extra state ``(f, g, z)`` at ``t``,
+    ``z1 = 2y − z + h f + g ΔW``, ``f1, g1`` at ``(t + h, z1)``, ``y1 = y + ½ h (f + f1) + ½ (g + g1) ΔW``.
+    Stratonovich, any noise; one ``f`` and one ``g`` per step; algebraically reversible (running it backward
+    in time from ``(y1, f1, g1, z1)`` recovers ``y``). Fixed steps. The extra state travels in ``start``."""
+
+    name = "reversible_heun"
+    noise_types = ("diagonal", "additive", "scalar", "general")
+    sde_types = ("stratonovich",)
+    stability_size = 2.0
+
+    def step(self, terms, t, y, h, dW, U, start, stiffness=True):
+        f0, g0 = self._start(terms, t, y, start)
+        z0 = start.setdefault("z", y)
+        z1 = 2 * y - z0 + h * f0 + terms.prod(g0, dW)
+        f1, g1 = terms.f(t + h, z1), terms.g(t + h, z1)
+        y1 = y + (0.5 * h) * (f0 + f1) + terms.prod(g0 + g1, 0.5 * dW)
+        return SDEStepResult(y1, None, None, {"f": f1, "g": g1, "z": z1})
+
+
+class LogODE(SDEMethod):
+    """Log-ODE midpoint (Stratonovich, any noise; strong order 0.5, 1.0 for additive noise): the midpoint
+    step plus the Lévy-area term ``Σ_jk A_jk (∂g_j/∂y) g_k`` at the midpoint (zero unless the noise is
+    general), with ``A`` from a Brownian motion with ``levy_area_approximation`` ``'davie'``/``'foster'``.
+    The derivative is taken by autograd (one Jacobian-vector product per Brownian channel). Fixed steps."""
+
+    name = "log_ode"
+    noise_types = ("diagonal", "additive", "scalar", "general")
+    sde_types = ("stratonovich",)
+    stability_size = 2.0
+    levy_area = True
+    brownian_query = "A"
+
+    def step(self, terms, t, y, h, dW, U, start, stiffness=True):
+        f0, _ = self._start(terms, t, y, start, need_g=False)
+        half = 0.5 * h
+        y_mid = y + half * f0 + 0.5 * terms.gprod(t, y, dW)
+        y1 = y + h * terms.f(t + half, y_mid) + terms.gprod(t + half, y_mid, dW)
+        if terms.noise_type == "general":
+            y1 = y1 + _levy_area_term(terms, t + half, y_mid, U)
+        return SDEStepResult(y1, None, None, {})
+
+
+def _levy_area_term(terms: Terms, t: float, y: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """``Σ_jk A_jk (∂g_j/∂y) g_k = Σ_j (∂g_j/∂y) w_j`` with ``w = g Aᵀ`` (double-vjp JVPs)."""
+    outer = torch.is_grad_enabled()
+    with torch.enable_grad():
+        y_in = y if y.requires_grad else y.detach().requires_grad_(True)
+        G = terms.g(t, y_in)
+        total = torch.zeros_like(y)
+        if not G.requires_grad:
+            return total
+        W = torch.bmm(G, A.transpose(1, 2))
+        for j in range(G.shape[-1]):
+            u = torch.zeros_like(y, requires_grad=True)
+            (vjp,) = torch.autograd.grad(G[..., j], y_in, u, create_graph=True, allow_unused=True)
+            if vjp is None or not vjp.requires_grad:
+                continue
+            (jvp,) = torch.autograd.grad(vjp, u, W[..., j], create_graph=outer, allow_unused=True)
+            if jvp is not None:
+                total = total + jvp
+    return total
+
+
+class StepDoubling(SDEMethod):
+    """Any fixed-step method made adaptive by step doubling (as torchsde's ``adaptive=True``): one step of
+    ``h`` against two of ``h/2`` on the same Brownian path; ``ẽ`` is their difference and the two half steps
+    are kept. Costs three steps per step; ``error_exponent`` = strong order + ½."""
+
+    adaptive = True
+
+    def __init__(self, method: SDEMethod, bm):
+        self.method, self.bm = method, bm
+        self.name = method.name
+        self.noise_types, self.sde_types = method.noise_types, method.sde_types
+        self.levy_area = method.levy_area
+        self.brownian_query = getattr(method, "brownian_query", "U")
+        self.strong_order = method.strong_order
+        self.error_exponent = method.strong_order + 0.5
+        self.stability_size = method.stability_size
+
+    def _query(self, ta, tb):
+        if self.method.levy_area:
+            return self.bm(ta, tb, **{f"return_{getattr(self.method, 'brownian_query', 'U')}": True})
+        return self.bm(ta, tb), None
+
+    def step(self, terms, t, y, h, dW, U, start, stiffness=True):
+        full = self.method.step(terms, t, y, h, dW, U, dict(start), False)
+        half = 0.5 * h
+        first = self.method.step(terms, t, y, half, *self._query(t, t + half), start, False)
+        second = self.method.step(terms, t + half, first.y1, half, *self._query(t + half, t + h),
+                                  dict(first.end), False)  # fmt: skip
+        return SDEStepResult(second.y1, second.y1 - full.y1, None, dict(second.end))
 
 
 class _Stages:
@@ -435,23 +596,25 @@ class SRI(SDEMethod):
         return SDEStepResult(y1, error, S, {})
 
 
-def _make(name: str, sde_type: str) -> SDEMethod:
-    if name == "euler":
-        return EulerMaruyama()
-    if name == "euler_heun":
-        return EulerHeun()
+_SIMPLE = {"euler": EulerMaruyama, "euler_heun": EulerHeun, "midpoint": Midpoint, "heun": Heun,
+           "reversible_heun": ReversibleHeun, "log_ode": LogODE}  # fmt: skip
+
+
+def _make(name: str, sde_type: str, grad_free: bool = True) -> SDEMethod:
+    if name in _SIMPLE:
+        return _SIMPLE[name]()
     if name == "milstein":
-        return Milstein(sde_type)
+        return Milstein(sde_type, grad_free)
     if name in SRA_TABLEAUS:
         return SRA(SRA_TABLEAUS[name])
     return SRI(SRI_TABLEAUS[name])
 
 
 #: every method name
-METHODS: tuple[str, ...] = ("euler", "euler_heun", "milstein", *SRA_TABLEAUS, *SRI_TABLEAUS)
+METHODS: tuple[str, ...] = (*_SIMPLE, "milstein", *SRA_TABLEAUS, *SRI_TABLEAUS)
 #: torchsde's name for a stochastic Runge–Kutta method, resolved by noise type
 TORCHSDE_ALIASES = {"srk": {"additive": "sosra", "diagonal": "sosri", "scalar": "sosri"}}
-_CACHE: dict[tuple[str, str], SDEMethod] = {}
+_CACHE: dict[tuple[str, str, bool], SDEMethod] = {}
 
 
 def default_method(noise_type: str, sde_type: str) -> str:
@@ -464,7 +627,7 @@ def default_method(noise_type: str, sde_type: str) -> str:
     return "sosri" if sde_type == "ito" else "milstein"
 
 
-def get_method(method: str | SDEMethod, noise_type: str, sde_type: str) -> SDEMethod:
+def get_method(method: str | SDEMethod, noise_type: str, sde_type: str, grad_free: bool = True) -> SDEMethod:
     """The stepper for ``method`` after checking it supports the noise and SDE type.
 
     Raises:
@@ -477,9 +640,9 @@ def get_method(method: str | SDEMethod, noise_type: str, sde_type: str) -> SDEMe
         name = TORCHSDE_ALIASES.get(method, {}).get(noise_type, method)
         if name not in METHODS:
             raise ValueError(f"unknown SDE method {method!r}; choose one of {list(METHODS)} (or 'srk')")
-        key = (name, sde_type)
+        key = (name, sde_type, grad_free)
         if key not in _CACHE:
-            _CACHE[key] = _make(name, sde_type)
+            _CACHE[key] = _make(name, sde_type, grad_free)
         stepper = _CACHE[key]
     if noise_type not in stepper.noise_types or sde_type not in stepper.sde_types:
         fits = [m for m in METHODS if noise_type in _make(m, sde_type).noise_types

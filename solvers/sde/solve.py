@@ -1,6 +1,6 @@
 """``solve(problem, method, ...)``: adaptive (or fixed-step) SDE integration on a torchsde Brownian path that
 records, for every accepted step, its size, its scaled embedded error estimate and its stiffness index as
-tensors; ``sdeint`` keeps torchsde's call signature.
+tensors (``sdeint``, torchsde's drop-in, is in :mod:`sciml.solvers.sde.dropin`).
 
 **Noise.** Increments come from a torchsde ``BrownianInterval`` (seeded by ``entropy``), queried on each
 step's interval ``[t, t + h]``. A rejected step re-queries a sub-interval of the *same* path: the interval
@@ -19,16 +19,15 @@ and is not differentiated, while ``E`` and the stiffness index keep their autogr
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from sciml.problems.sde import NOISE_TYPES, SDE_TYPES, SDEProblem
+from sciml.problems.sde import SDEProblem
 from sciml.solvers.controllers import ConstantSteps, Controller, IController
 from sciml.solvers.ode.rk import error_ratio
 from sciml.solvers.ode.solve import check_saveat, check_tolerance
@@ -36,7 +35,7 @@ from sciml.solvers.sde.methods import SDEMethod, SDESolverStats, Terms, default_
 from sciml.solvers.solution import Solution, SolveError, Status
 
 __all__ = [
-    "solve", "sdeint", "single_step", "StepEstimate", "brownian_interval", "noise_size", "initial_step_size",
+    "solve", "single_step", "StepEstimate", "brownian_interval", "noise_size", "initial_step_size",
     "DEFAULT_CONTROLLER",
 ]  # fmt: skip
 
@@ -100,6 +99,14 @@ def _brownian_span(bm: Any) -> tuple[float, float] | None:
     return None
 
 
+def _check_brownian_span(bm: Any, t0: float, t1: float) -> None:
+    """``bm`` must cover ``[t0, t1]`` (when it says what it spans)."""
+    span = _brownian_span(bm)
+    tol = 1e-12 * max(1.0, abs(t0), abs(t1))
+    if span is not None and (span[0] > t0 + tol or span[1] < t1 - tol):
+        raise ValueError(f"`bm` spans {span} but the solve needs {(t0, t1)}")
+
+
 def _check_brownian(bm: Any, problem: SDEProblem, m: int, method: SDEMethod) -> None:
     y0 = problem.y0
     if not callable(bm) or not hasattr(bm, "shape"):
@@ -121,11 +128,7 @@ def _check_brownian(bm: Any, problem: SDEProblem, m: int, method: SDEMethod) -> 
             f"method {method.name!r} needs the space-time Lévy area I_(1,0): create the Brownian motion with "
             "levy_area_approximation='space-time' (sciml.solvers.sde.brownian_interval does)"
         )
-    span = _brownian_span(bm)
-    t0, t1 = problem.t_span
-    tol = 1e-12 * max(1.0, abs(t0), abs(t1))
-    if span is not None and (span[0] > t0 + tol or span[1] < t1 - tol):
-        raise ValueError(f"`bm` spans {span} but the problem needs {(t0, t1)}")
+    _check_brownian_span(bm, *problem.t_span)
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -202,6 +205,7 @@ class _Raw:
     status: Status = Status.SUCCESS
     t_reached: float = 0.0
     nonfinite: bool = False
+    end: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _integrate(
@@ -221,6 +225,7 @@ def _integrate(
     max_steps: int,
     stiffness: bool,
     start: dict[str, torch.Tensor],
+    recompute: bool = False,
 ) -> _Raw:
     out = _Raw()
     st = terms.stats
@@ -255,10 +260,13 @@ def _integrate(
             h_try, hits_stop = stop - t, True
         t_end = stop if hits_stop else t + h_try
         if method.levy_area:
-            dW, U = bm(t, t_end, return_U=True)
+            dW, U = bm(t, t_end, **{f"return_{getattr(method, 'brownian_query', 'U')}": True})
         else:
             dW, U = bm(t, t_end), None
-        res = method.step(terms, t, y, h_try, dW, U, start, stiffness)
+        if recompute and torch.is_grad_enabled():
+            res = _recomputed_step(method, terms, t, y, h_try, dW, U, start, stiffness)
+        else:
+            res = method.step(terms, t, y, h_try, dW, U, start, stiffness)
         st.n_steps += 1
         E = error_ratio(res.y_error, y, res.y1, rtol, atol) if res.y_error is not None else None
         e = E.item() if adaptive else 0.0
@@ -288,9 +296,26 @@ def _integrate(
             out.status = Status.NON_FINITE if out.nonfinite else Status.STEP_SIZE_UNDERFLOW
             break
     out.t_reached = t
+    out.end = start
     if out.status is Status.SUCCESS and out.save_ys and not bool(torch.isfinite(out.save_ys[-1]).all()):
         out.status = Status.NON_FINITE
     return out
+
+
+def _recomputed_step(method, terms, t, y, h, dW, U, start, stiffness):
+    """One step whose intermediate values are not kept for the backward pass but recomputed there
+    (``torch.utils.checkpoint``, non-reentrant): memory per step is its inputs, gradients are exact."""
+    from torch.utils.checkpoint import checkpoint
+
+    known = dict(start)
+
+    def run(y_in):
+        inputs = dict(known)
+        res = method.step(terms, t, y_in, h, dW, U, inputs, stiffness)
+        start.update(inputs)
+        return res
+
+    return checkpoint(run, y, use_reentrant=False)
 
 
 def _failure_message(raw: _Raw, method: SDEMethod, t1: float, max_steps: int, rtol: Any) -> str:
@@ -539,97 +564,3 @@ def single_step(
     res = stepper.step(terms, t, y, h, dW, U, start, stiffness)
     E = error_ratio(res.y_error, y, res.y1, rtol, atol)
     return StepEstimate(res.y1, h, res.y_error, E, res.stiffness, terms.stats.nfe)
-
-
-def _sde_methods(sde: Any, names: dict[str, str] | None) -> tuple[Callable, Callable]:
-    names = dict(names or {})
-    unknown = set(names) - {"drift", "diffusion"}
-    if unknown:
-        raise ValueError(f"`names` may rename 'drift' and 'diffusion' only, got {sorted(unknown)}")
-    for attr in ("noise_type", "sde_type"):
-        if not hasattr(sde, attr):
-            raise ValueError(f"the SDE object has no attribute `{attr}` (torchsde's contract)")
-    if sde.noise_type not in NOISE_TYPES:
-        raise ValueError(f"`sde.noise_type` must be one of {NOISE_TYPES}, got {sde.noise_type!r}")
-    if sde.sde_type not in SDE_TYPES:
-        raise ValueError(f"`sde.sde_type` must be one of {SDE_TYPES}, got {sde.sde_type!r}")
-    out = []
-    for role, default in (("drift", "f"), ("diffusion", "g")):
-        attr = names.get(role, default)
-        fn = getattr(sde, attr, None)
-        if not callable(fn):
-            raise TypeError(
-                f"the SDE object must define the {role} as a method `{attr}(t, y)`"
-                + (" (or rename it with names={...})" if role not in names else "")
-            )
-        out.append(fn)
-    return out[0], out[1]
-
-
-def sdeint(
-    sde: Any,
-    y0: torch.Tensor,
-    ts: torch.Tensor | Sequence[float],
-    bm: Any = None,
-    method: str | None = None,
-    dt: float | None = None,
-    adaptive: bool = True,
-    rtol: float = 1e-5,
-    atol: float = 1e-4,
-    dt_min: float = 0.0,
-    *,
-    names: dict[str, str] | None = None,
-    controller: Controller | None = None,
-    max_steps: int = 100_000,
-    entropy: int | None = None,
-) -> torch.Tensor:
-    """Solve a torchsde-style SDE and return the states at ``ts`` (``(len(ts), batch, d)``), like
-    ``torchsde.sdeint``: scripts switch by changing the import.
-
-    Args:
-        sde: an object (e.g. an ``nn.Module``) with ``f(t, y)``, ``g(t, y)``, ``noise_type`` and ``sde_type``.
-        y0: initial state ``(batch, d)`` at ``ts[0]``.
-        ts: strictly increasing times (a 1-D tensor or a list of floats).
-        bm: a torchsde Brownian motion of shape ``(batch, m)`` (default: a new ``BrownianInterval``).
-        method: see :func:`solve` (default by noise and SDE type); torchsde's ``"srk"``, ``"euler"``,
-            ``"milstein"``, ``"euler_heun"`` are accepted.
-        dt: the fixed step (``adaptive=False``) or the initial step (``adaptive=True``; default automatic).
-        adaptive: adaptive stepping with the method's embedded estimate (default True, unlike torchsde).
-        rtol, atol: tolerances (torchsde's defaults).
-        dt_min: smallest step; a smaller one ends the solve with a ``SolveError`` (torchsde instead accepts
-            steps of ``dt_min`` with a warning).
-
-    Other args:
-        names: rename the methods, e.g. ``{"drift": "f_net", "diffusion": "g_net"}``.
-        controller: an adaptive controller (default :data:`DEFAULT_CONTROLLER` with ``dt_min``).
-        max_steps: limit on steps tried.
-        entropy: seed of the default Brownian motion.
-
-    Raises:
-        TypeError / ValueError: as :func:`solve`, plus an SDE object missing ``f``/``g``/``noise_type``/
-            ``sde_type``, and ``dt`` missing for a fixed-step solve. ``SolveError`` if the solve fails.
-    """
-    drift, diffusion = _sde_methods(sde, names)
-    if not torch.is_tensor(ts):
-        if not isinstance(ts, (list, tuple)):
-            raise ValueError("`ts` must be a 1-D tensor or a list of floats")
-        ts = torch.tensor([float(t) for t in ts], dtype=torch.float64)
-    if ts.ndim != 1 or ts.numel() < 2:
-        raise ValueError(f"`ts` must be a 1-D tensor of at least two times, got shape {tuple(ts.shape)}")
-    if not torch.is_tensor(y0):
-        raise ValueError(f"`y0` must be a torch.Tensor, got {type(y0).__name__}")
-    times = ts.detach().cpu().double().tolist()
-    problem = SDEProblem(drift, diffusion, y0, (times[0], times[-1]), sde.noise_type, sde.sde_type)
-    if adaptive:
-        if controller is None:
-            controller = dataclasses.replace(DEFAULT_CONTROLLER, dt_min=dt_min)
-        step, dt0 = None, dt
-    else:
-        if dt is None:
-            raise ValueError("a fixed-step solve (adaptive=False) needs `dt`")
-        step, dt0, controller = dt, None, None
-    sol = solve(
-        problem, method, bm=bm, entropy=entropy, rtol=rtol, atol=atol, saveat=ts, controller=controller,
-        dt=step, dt0=dt0, max_steps=max_steps, stiffness=False,
-    )  # fmt: skip
-    return sol.ys
