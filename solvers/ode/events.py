@@ -1,9 +1,9 @@
 """Terminal events: stop a solve where ``event_fn(t, y)`` changes sign, with the event time differentiable.
 
 After every accepted step the event function is evaluated at the step's end; on a sign change the crossing
-is bracketed inside the step and located by bisection on the step's interpolant (the method's dense output,
-or the cubic Hermite interpolant from ``y, f(t, y), y1, f(t1, y1)`` for methods without one) to
-``event_atol`` or float64 resolution. Vector-valued event functions stop at the first component to
+is bracketed inside the step and located by bisection on the step's interpolant (the method's dense output;
+for methods without one, the step re-taken from its start to the trial time) to ``atol`` or float64
+resolution. Vector-valued event functions stop at the first component to
 change sign (torchdiffeq's convention: each component is made positive at ``t0``, then their minimum is
 watched).
 
@@ -58,17 +58,14 @@ class EventLocator:
                 def interp(s: float) -> torch.Tensor:
                     return rk.interpolate(y, res.stages, h, np.array([(s - t) / h]))[0]
 
-            else:
-                k0 = res.stages[0]
-                k1 = res.stages[-1] if rk.tableau.fsal else field(t1, res.y1.view(shape)).reshape(-1)
-                y1 = res.y1.clone()
+            else:  # no dense output: re-take the step to the trial time (the method's own solution there)
+                k0 = res.stages[0].clone()
                 y_start = y.clone()
 
                 def interp(s: float) -> torch.Tensor:
-                    th = (s - t) / h
-                    h00, h10 = 2 * th**3 - 3 * th**2 + 1, th**3 - 2 * th**2 + th
-                    h01, h11 = -2 * th**3 + 3 * th**2, th**3 - th**2
-                    return h00 * y_start + h10 * h * k0 + h01 * y1 + h11 * h * k1
+                    if s == t:
+                        return y_start
+                    return rk.step(field, t, y_start, s - t, k0, shape=shape, stiffness=False).y1
 
             lo, hi = t, t1
             for _ in range(200):

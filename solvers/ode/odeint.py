@@ -59,7 +59,7 @@ def _method(method: str | None, options: dict):
     if method == "scipy_solver":
         from sciml.solvers.ode.scipy_method import ScipyMethod
 
-        solver = options.get("solver", "RK45")
+        solver = options.get("solver", "LSODA")  # torchdiffeq's default
         min_step = options.get("min_step", 0.0)
         return "scipy", ScipyMethod(solver, float(min_step) if solver == "LSODA" else 0.0)
     if method in _ADAPTIVE:
@@ -115,7 +115,7 @@ def _grid(kind, options, func, y0_user, t: torch.Tensor) -> list[float]:
     step, constructor = options.get("step_size"), options.get("grid_constructor")
     if step is not None and constructor is not None:
         raise ValueError("options 'step_size' and 'grid_constructor' are mutually exclusive")
-    t0, t1 = float(t[0]), float(t[-1])
+    t0, t1 = float(t.detach()[0]), float(t.detach()[-1])
     if constructor is not None:
         grid = constructor(func, y0_user, t)
         values = [float(v) for v in torch.as_tensor(grid).detach().reshape(-1)]
@@ -136,7 +136,7 @@ def _grid(kind, options, func, y0_user, t: torch.Tensor) -> list[float]:
     return [float(v) for v in t.detach().reshape(-1)]
 
 
-def _hooks(func, options, kind: str, adjoint_pass: bool, split) -> StepHooks:
+def _hooks(func, options, kind: str, adjoint_pass: bool, split, shape=None) -> StepHooks:
     suffix = "_adjoint" if adjoint_pass else ""
     found = {name: getattr(func, name + suffix, None) for name in _CALLBACKS}
     if kind == "scipy" and any(found.values()):
@@ -145,11 +145,11 @@ def _hooks(func, options, kind: str, adjoint_pass: bool, split) -> StepHooks:
         warnings.warn("fixed-step methods accept every step: callback_accept_step/callback_reject_step are "
                       "not called (callback_step is)")  # fmt: skip
     norm = options.get("norm") if not adjoint_pass else None
-    if norm is not None and split is not None:
+    if norm is not None:
         user_norm = norm
 
         def norm(v: torch.Tensor) -> torch.Tensor:
-            return user_norm(split(v))
+            return user_norm(split(v) if split is not None else v.view(shape))
 
     def times(name):
         v = options.get(name)
@@ -255,7 +255,7 @@ def odeint(
 def _solve(field, state, t, kind, core, func, y0_user, split, rtol, atol, options, event_fn, adjoint,
            adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options, adjoint_params):  # fmt: skip
     """The solve on a flat-or-tensor state; returns (event time or None, states at the output times)."""
-    hooks = _hooks(func, options, kind, False, split)
+    hooks = _hooks(func, options, kind, False, split, state.shape)
     fixed = kind == "fixed" and "step_size" not in options and "grid_constructor" not in options
     if kind == "fixed" and event_fn is not None and "step_size" not in options:
         raise ValueError("event handling with a fixed-step method needs options={'step_size': ...}")
@@ -303,6 +303,8 @@ def _solve(field, state, t, kind, core, func, y0_user, split, rtol, atol, option
             fs = torch.stack([field(time_tensor(s, state.dtype, state.device), y) for s, y in zip(times, ys)])
         shift = (t - t.detach())[: len(times)].to(state.dtype).view(-1, *([1] * state.ndim))
         ys = torch.cat([ys[: len(times)] + fs * shift, ys[len(times) :]]) if len(times) < len(ys) else ys + fs * shift
+    if backward is not None and ys.requires_grad:
+        ys = _AdjointOptions.apply(backward["options"], ys)
     return t_event, ys
 
 
@@ -338,29 +340,46 @@ def _adjoint_settings(kind, core, func, field, y0_user, t, split, rtol, atol, op
         back["rtol"] = float(adjoint_rtol)
     if adjoint_atol is not None:
         back["atol"] = float(adjoint_atol)
-    back["seminorm"] = norm is None or norm == "seminorm"
+    back["seminorm"] = False  # the norm below decides what it measures
     n = state.numel()
-    sizes = [p.numel() for p in adjoint_params]
-    shapes = [p.shape for p in adjoint_params]
+    params = [p for p in adjoint_params if p.requires_grad]
+    sizes, shapes = [p.numel() for p in params], [p.shape for p in params]
+    pieces = [p.numel() for p in (y0_user if isinstance(y0_user, (tuple, list)) else (y0_user,))]
+    if split is not None and getattr(split.__self__, "complex", False):
+        pieces = [2 * k for k in pieces]
+    norm_options = {"norm": _mixed_adjoint_norm(pieces, seminorm=norm == "seminorm")}
     if callable(norm):
         user_norm = norm
 
-        def aug_norm(v: torch.Tensor) -> torch.Tensor:
-            y, a, g = v[:n], v[n : 2 * n], v[2 * n :]
-            ys = split(y) if split is not None else y.view(state.shape)
-            adj = split(a) if split is not None else a.view(state.shape)
-            ys = ys if isinstance(ys, tuple) else (ys,)
-            adj = adj if isinstance(adj, tuple) else (adj,)
-            gs = [p.view(s) for p, s in zip(torch.split(g, sizes), shapes)]
-            return user_norm((v.new_zeros(()), *ys, *adj, *gs))
+        def as_pieces(v):
+            return v.view(state.shape) if split is None else tuple(torch.split(v, pieces))
+
+        def tuple_norm(parts: tuple) -> torch.Tensor:
+            t_, y, a, *gs = parts
+            ys, adj = as_pieces(y), as_pieces(a)
+            ys, adj = (ys if isinstance(ys, tuple) else (ys,)), (adj if isinstance(adj, tuple) else (adj,))
+            if split is not None:
+                full = split.__self__
+                ys = tuple(p.view(s) for p, s in zip(ys, full.shapes))
+                adj = tuple(p.view(s) for p, s in zip(adj, full.shapes))
+            return user_norm((t_, *ys, *adj, *gs))
+
+        norm_options["norm"] = tuple_norm
+    back["options"] = norm_options
+
+    def aug_norm(v: torch.Tensor) -> torch.Tensor:
+        y, a, g = v[:n], v[n : 2 * n], v[2 * n :]
+        gs = [p.view(s) for p, s in zip(torch.split(g, sizes), shapes)]
+        y = y if split is not None else y.view(state.shape)
+        a = a if split is not None else a.view(state.shape)
+        return norm_options["norm"]((v.new_zeros(()), y, a, *gs))
 
     constructor = options.get("grid_constructor")
     grid_back: list = []
 
     def make_hooks(t_from: float, t_to: float) -> StepHooks:
         h = _hooks(func, a_options, b_kind, True, None)
-        if callable(norm):
-            h.norm = aug_norm
+        h.norm = aug_norm
         if b_kind == "fixed" and "step_size" not in a_options:
             if constructor is not None:
                 if not grid_back:
@@ -374,6 +393,40 @@ def _adjoint_settings(kind, core, func, field, y0_user, t, split, rtol, atol, op
     if b_kind == "fixed" and "step_size" in a_options:
         back["controller"] = ConstantSteps(dt=float(a_options["step_size"]))
     return back
+
+
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    return x.abs().pow(2).mean().sqrt() if x.numel() else x.new_zeros(())
+
+
+def _mixed_adjoint_norm(pieces: list[int], seminorm: bool) -> Callable:
+    """torchdiffeq's default adjoint norm on ``(t, y, a, *params)``: the largest RMS over the time entry,
+    each piece of ``y`` and of ``a`` (the tuple state's tensors) and, unless ``seminorm``, each parameter."""
+
+    def norm(parts: tuple) -> torch.Tensor:
+        t_, y, a, *gs = parts
+        values = [t_.abs().reshape(())]
+        values += [_rms(p) for p in torch.split(y.reshape(-1), pieces)]
+        values += [_rms(p) for p in torch.split(a.reshape(-1), pieces)]
+        if not seminorm:
+            values += [_rms(g) for g in gs]
+        return torch.stack(values).max()
+
+    return norm
+
+
+class _AdjointOptions(torch.autograd.Function):
+    """Identity whose graph node carries ``adjoint_options`` (torchdiffeq exposes the backward norm as
+    ``ys.grad_fn.adjoint_options["norm"]``; replacing it there changes the norm the backward solve uses)."""
+
+    @staticmethod
+    def forward(ctx, options: dict, ys: torch.Tensor) -> torch.Tensor:
+        ctx.adjoint_options = options
+        return ys.view_as(ys)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, grad
 
 
 def _event_in_user_structure(event_fn, split):

@@ -21,7 +21,7 @@ class ScipyMethod:
     """One of ``solve_ivp``'s methods with the integration signature of the core loop.
 
     Args:
-        solver: ``"RK45"`` (default), ``"RK23"``, ``"DOP853"``, ``"Radau"``, ``"BDF"`` or ``"LSODA"``.
+        solver: ``"LSODA"`` (torchdiffeq's default), ``"RK45"``, ``"RK23"``, ``"DOP853"``, ``"Radau"``, ``"BDF"`` or ``"LSODA"``.
         min_step: smallest step (LSODA only, as in scipy).
 
     Raises:
@@ -30,7 +30,7 @@ class ScipyMethod:
 
     tableau = None
 
-    def __init__(self, solver: str = "RK45", min_step: float = 0.0):
+    def __init__(self, solver: str = "LSODA", min_step: float = 0.0):
         if solver not in _SOLVERS:
             raise ValueError(f"options['solver'] must be one of {_SOLVERS}, got {solver!r}")
         self.solver, self.min_step = solver, float(min_step)
