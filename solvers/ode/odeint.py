@@ -4,7 +4,7 @@ A script using ``from torchdiffeq import odeint`` (or ``odeint_adjoint``, ``odei
 changing that import to ``from sciml import odeint`` (or ``from sciml.solvers.ode import ...``). Every
 torchdiffeq method name maps to a method of our core: the Runge–Kutta tableaus ``dopri8``, ``dopri5``,
 ``bosh3``, ``fehlberg2``, ``adaptive_heun``, ``tsit5`` (adaptive) and ``euler``, ``midpoint``, ``heun2``,
-``heun3``, ``rk4`` (fixed grid), and ``scipy_solver``; our names (``dp5``, ``bs3``) work too. Options,
+``heun3``, ``rk4``, ``explicit_adams``, ``implicit_adams`` (fixed grid), and ``scipy_solver``; our names (``dp5``, ``bs3``) work too. Options,
 callbacks, events, tuple and complex states, gradients with respect to ``t`` and the ``adjoint_*``
 arguments follow torchdiffeq. Documented differences (each is an error or stated here, never silent):
 
@@ -15,7 +15,9 @@ arguments follow torchdiffeq. Documented differences (each is an error or stated
 * The adjoint's step-size control defaults to the seminorm (torchdiffeq: ``adjoint_options={"norm":
   "seminorm"}``); ``adjoint_options={"norm": callable}`` gets torchdiffeq's tuple ``(t, y…, a…, params…)``
   whose ``t`` entry is 0 (our adjoint state carries no time component).
-* The multistep (``explicit_adams``, ``implicit_adams``, ``fixed_adams``) and implicit methods are not
+* The Adams methods (``explicit_adams``, ``implicit_adams``/``fixed_adams``) use order 4 by default
+  (``options["max_order"]``, at most 8; torchdiffeq goes up to 12) with weights recomputed for the actual
+  step sizes. torchdiffeq's implicit methods (``implicit_euler``, ``gl4``, ``radauIIA5``, …) are not
   offered yet: naming one raises a ValueError that says so.
 """
 
@@ -39,18 +41,20 @@ MAX_NUM_STEPS = 100_000
 _ADAPTIVE = {"dopri8": "dopri8", "dopri5": "dp5", "bosh3": "bs3", "fehlberg2": "fehlberg2",
              "adaptive_heun": "adaptive_heun", "tsit5": "tsit5", "dp5": "dp5", "bs3": "bs3"}  # fmt: skip
 _FIXED = {"euler", "midpoint", "heun2", "heun3", "rk4"}
-_NOT_YET = {"explicit_adams", "implicit_adams", "fixed_adams", "implicit_euler", "implicit_midpoint",
-            "trapezoid", "radauIIA3", "gl4", "radauIIA5", "gl6", "sdirk2", "trbdf2"}  # fmt: skip
+_ADAMS = {"explicit_adams": False, "implicit_adams": True, "fixed_adams": True}
+_NOT_YET = {"implicit_euler", "implicit_midpoint", "trapezoid", "radauIIA3", "gl4", "radauIIA5", "gl6", "sdirk2",
+            "trbdf2"}  # fmt: skip
 _OPTIONS = {
     "step_size", "grid_constructor", "perturb", "interp", "first_step", "max_num_steps", "safety", "ifactor",
-    "dfactor", "dt_min", "min_step", "max_step", "step_t", "jump_t", "norm", "dtype", "solver",
+    "dfactor", "dt_min", "min_step", "max_step", "step_t", "jump_t", "norm", "dtype", "solver", "max_order",
+    "max_iters",
 }  # fmt: skip
 _CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
 
 
 def method_offered(method: str) -> bool:
     """True if :func:`odeint` accepts ``method`` (a torchdiffeq or sciml method name)."""
-    return method in _ADAPTIVE or method in _FIXED or method == "scipy_solver"
+    return method in _ADAPTIVE or method in _FIXED or method in _ADAMS or method == "scipy_solver"
 
 
 def _method(method: str | None, options: dict):
@@ -66,14 +70,19 @@ def _method(method: str | None, options: dict):
         return "adaptive", get_method(_ADAPTIVE[method])
     if method in _FIXED:
         return "fixed", get_method(method)
+    if method in _ADAMS:
+        from sciml.solvers.ode.adams import Adams
+
+        return "fixed", Adams(_ADAMS[method], options.get("max_order", 4), options.get("max_iters", 4))
     if method in _NOT_YET:
         raise ValueError(
-            f"method {method!r} (torchdiffeq's multistep/implicit family) is not offered by sciml's odeint "
+            f"method {method!r} (torchdiffeq's implicit family) is not offered by sciml's odeint "
             f"yet; use an explicit method ({sorted(_ADAPTIVE) + sorted(_FIXED)}) or 'scipy_solver' with "
             "options={'solver': 'Radau'} for stiff problems"
         )
     raise ValueError(
-        f"unknown method {method!r}; choose one of {sorted(_ADAPTIVE) + sorted(_FIXED) + ['scipy_solver']}"
+        f"unknown method {method!r}; choose one of "
+        f"{sorted(_ADAPTIVE) + sorted(_FIXED) + sorted(_ADAMS) + ['scipy_solver']}"
     )
 
 
@@ -283,7 +292,7 @@ def _solve(field, state, t, kind, core, func, y0_user, split, rtol, atol, option
                                      adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options, state,
                                      adjoint_params)  # fmt: skip
     sol = solve(
-        problem, core.tableau if kind != "scipy" else core, rtol=rtol, atol=atol, saveat=save,
+        problem, core, rtol=rtol, atol=atol, saveat=save,
         controller=controller, dt0=options.get("first_step"), max_steps=max_steps,
         adjoint="continuous" if adjoint else "backprop", adjoint_params=adjoint_params, stiffness=kind != "scipy",
         hooks=hooks, backward=backward,
