@@ -150,11 +150,13 @@ class NeuralODE(nn.Module):
             import torchdiffeq
 
             counter = _Counter(field)
-            t = torch.tensor(times, dtype=y0.dtype, device=y0.device)
+            # torchdiffeq starts at t[0]: prepend t0 unless the save times begin there, and drop it after
+            start = [] if times[0] == t_span[0] else [t_span[0]]
+            t = torch.tensor(start + list(times), dtype=y0.dtype, device=y0.device)
             params = tuple(p for p in field.parameters() if p.requires_grad)
             ys = torchdiffeq.odeint_adjoint(
                 counter, y0, t, rtol=self.rtol, atol=self.atol, method="dopri5", adjoint_params=params
-            )
+            )[len(start) :]
             empty = y0.new_zeros((0,))
             ts = torch.tensor(times, dtype=torch.float64, device=y0.device)  # the exact host times
             return Solution(

@@ -98,7 +98,9 @@ class Adams:
                 out.status = Status.MAX_STEPS
                 break
             t_next = t + direction * dt
-            if i_stop < len(stops) and (stops[i_stop] - t_next) * direction <= 1e-12 * abs(dt if math.isfinite(dt) else 1):
+            if i_stop < len(stops) and (stops[i_stop] - t_next) * direction <= 1e-12 * abs(
+                dt if math.isfinite(dt) else 1
+            ):
                 t_next = stops[i_stop]
                 i_stop += 1
             h = t_next - t

@@ -45,7 +45,9 @@ class EventLocator:
     def value(self, t: float, y: torch.Tensor) -> float:
         """The watched scalar: ``min_i sign_i(t0) g_i(t, y)`` (positive until the event)."""
         with torch.no_grad():
-            return float(torch.min(torch.as_tensor(self.event_fn(self.time(t), y.view(self.shape))) * self.signs))
+            return float(
+                torch.min(torch.as_tensor(self.event_fn(self.time(t), y.view(self.shape))) * self.signs)
+            )
 
     def crossed(self, rk, field, t: float, y: torch.Tensor, t1: float, res, shape) -> bool:
         """Called after each accepted step ``(t, y) -> (t1, res.y1)``; locates a crossing inside it."""

@@ -4,7 +4,8 @@ A script using ``from torchdiffeq import odeint`` (or ``odeint_adjoint``, ``odei
 changing that import to ``from sciml import odeint`` (or ``from sciml.solvers.ode import ...``). Every
 torchdiffeq method name maps to a method of our core: the Runge–Kutta tableaus ``dopri8``, ``dopri5``,
 ``bosh3``, ``fehlberg2``, ``adaptive_heun``, ``tsit5`` (adaptive) and ``euler``, ``midpoint``, ``heun2``,
-``heun3``, ``rk4``, ``explicit_adams``, ``implicit_adams`` (fixed grid), and ``scipy_solver``; our names (``dp5``, ``bs3``) work too. Options,
+``heun3``, ``rk4``, ``explicit_adams``, ``implicit_adams`` (fixed grid), and ``scipy_solver``; our names
+(``dp5``, ``bs3``) work too. Options,
 callbacks, events, tuple and complex states, gradients with respect to ``t`` and the ``adjoint_*``
 arguments follow torchdiffeq. Documented differences (each is an error or stated here, never silent):
 
@@ -42,8 +43,8 @@ _ADAPTIVE = {"dopri8": "dopri8", "dopri5": "dp5", "bosh3": "bs3", "fehlberg2": "
              "adaptive_heun": "adaptive_heun", "tsit5": "tsit5", "dp5": "dp5", "bs3": "bs3"}  # fmt: skip
 _FIXED = {"euler", "midpoint", "heun2", "heun3", "rk4"}
 _ADAMS = {"explicit_adams": False, "implicit_adams": True, "fixed_adams": True}
-_NOT_YET = {"implicit_euler", "implicit_midpoint", "trapezoid", "radauIIA3", "gl4", "radauIIA5", "gl6", "sdirk2",
-            "trbdf2"}  # fmt: skip
+_NOT_YET = {"implicit_euler", "implicit_midpoint", "trapezoid", "radauIIA3", "gl4", "radauIIA5", "gl6",
+            "sdirk2", "trbdf2"}  # fmt: skip
 _OPTIONS = {
     "step_size", "grid_constructor", "perturb", "interp", "first_step", "max_num_steps", "safety", "ifactor",
     "dfactor", "dt_min", "min_step", "max_step", "step_t", "jump_t", "norm", "dtype", "solver", "max_order",
@@ -149,10 +150,12 @@ def _hooks(func, options, kind: str, adjoint_pass: bool, split, shape=None) -> S
     suffix = "_adjoint" if adjoint_pass else ""
     found = {name: getattr(func, name + suffix, None) for name in _CALLBACKS}
     if kind == "scipy" and any(found.values()):
-        warnings.warn("scipy_solver does not call callback_step/callback_accept_step/callback_reject_step")
+        warnings.warn(
+            "scipy_solver does not call callback_step/callback_accept_step/callback_reject_step", stacklevel=4
+        )
     if kind == "fixed" and (found["callback_accept_step"] or found["callback_reject_step"]):
         warnings.warn("fixed-step methods accept every step: callback_accept_step/callback_reject_step are "
-                      "not called (callback_step is)")  # fmt: skip
+                      "not called (callback_step is)", stacklevel=4)  # fmt: skip
     norm = options.get("norm") if not adjoint_pass else None
     if norm is not None:
         user_norm = norm
@@ -173,7 +176,8 @@ def _hooks(func, options, kind: str, adjoint_pass: bool, split, shape=None) -> S
     return StepHooks(
         callback_step=cb("callback_step"), callback_accept=cb("callback_accept_step"),
         callback_reject=cb("callback_reject_step"), norm=norm, tstops=times("step_t"), jumps=times("jump_t"),
-        perturb=bool(options.get("perturb", False)) and kind == "fixed", min_step=float(options.get("min_step", 0.0)),
+        perturb=bool(options.get("perturb", False)) and kind == "fixed",
+        min_step=float(options.get("min_step", 0.0)),
     )  # fmt: skip
 
 
@@ -255,8 +259,9 @@ def odeint(
             rtol, atol = (torch.as_tensor(v).real if torch.is_tensor(v) else v for v in (rtol, atol))
     else:
         field, state, split = func, y0, None
-    sol_t, ys = _solve(field, state, t, kind, core, func, y0, split, rtol, atol, options, event_fn, adjoint,
-                       adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options, adjoint_params)  # fmt: skip
+    sol_t, ys = _solve(field, state, t, kind, core, func, y0, split, rtol, atol, options, event_fn,
+                       adjoint, adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options,
+                       adjoint_params)  # fmt: skip
     out = field.split(ys) if wrap else ys
     return (sol_t, out) if event_fn is not None else out
 
@@ -291,10 +296,11 @@ def _solve(field, state, t, kind, core, func, y0_user, split, rtol, atol, option
         backward = _adjoint_settings(kind, core, func, field, y0_user, t, split, rtol, atol, options, hooks,
                                      adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options, state,
                                      adjoint_params)  # fmt: skip
-    sol = solve(
+    sol = _solve_in_odeint_terms(
         problem, core, rtol=rtol, atol=atol, saveat=save,
         controller=controller, dt0=options.get("first_step"), max_steps=max_steps,
-        adjoint="continuous" if adjoint else "backprop", adjoint_params=adjoint_params, stiffness=kind != "scipy",
+        adjoint="continuous" if adjoint else "backprop", adjoint_params=adjoint_params,
+        stiffness=kind != "scipy",
         hooks=hooks, backward=backward,
     )  # fmt: skip
     ys = sol.ys
@@ -311,10 +317,32 @@ def _solve(field, state, t, kind, core, func, y0_user, split, rtol, atol, option
         with torch.no_grad():
             fs = torch.stack([field(time_tensor(s, state.dtype, state.device), y) for s, y in zip(times, ys)])
         shift = (t - t.detach())[: len(times)].to(state.dtype).view(-1, *([1] * state.ndim))
-        ys = torch.cat([ys[: len(times)] + fs * shift, ys[len(times) :]]) if len(times) < len(ys) else ys + fs * shift
+        ys = (
+            torch.cat([ys[: len(times)] + fs * shift, ys[len(times) :]])
+            if len(times) < len(ys)
+            else ys + fs * shift
+        )
     if backward is not None and ys.requires_grad:
         ys = _AdjointOptions.apply(backward["options"], ys)
     return t_event, ys
+
+
+def _solve_in_odeint_terms(*args, **kwargs):
+    """:func:`solve`, its failure message phrased with odeint's option names."""
+    from sciml.solvers.solution import SolveError
+
+    try:
+        return solve(*args, **kwargs)
+    except SolveError as err:
+        message = (
+            str(err)
+            .replace("raise `max_steps`", "raise options['max_num_steps']")
+            .replace(
+                "e.g. scipy.integrate.solve_ivp(method='Radau')",
+                "e.g. method='scipy_solver', options={'solver': 'Radau'}",
+            )
+        )
+        raise SolveError(message, err.solution) from None
 
 
 def _stepping(kind, core, options, hooks, field, y0_user, t, save, fixed_default):
@@ -392,8 +420,12 @@ def _adjoint_settings(kind, core, func, field, y0_user, t, split, rtol, atol, op
         if b_kind == "fixed" and "step_size" not in a_options:
             if constructor is not None:
                 if not grid_back:
-                    grid_back.extend(_grid(b_kind, {"grid_constructor": constructor}, field, y0_user, t.flip(0)))
-                h.tstops = [v for v in grid_back if (v - t_to) * (t_from - t_to) > 0 >= (v - t_from) * (t_from - t_to)]
+                    grid_back.extend(
+                        _grid(b_kind, {"grid_constructor": constructor}, field, y0_user, t.flip(0))
+                    )
+                h.tstops = [
+                    v for v in grid_back if (v - t_to) * (t_from - t_to) > 0 >= (v - t_from) * (t_from - t_to)
+                ]
             else:
                 h.tstops = [float(v) for v in t.detach()]
         return h

@@ -21,7 +21,8 @@ class ScipyMethod:
     """One of ``solve_ivp``'s methods with the integration signature of the core loop.
 
     Args:
-        solver: ``"LSODA"`` (torchdiffeq's default), ``"RK45"``, ``"RK23"``, ``"DOP853"``, ``"Radau"``, ``"BDF"`` or ``"LSODA"``.
+        solver: ``"LSODA"`` (torchdiffeq's default), ``"RK45"``, ``"RK23"``, ``"DOP853"``, ``"Radau"`` or
+            ``"BDF"``.
         min_step: smallest step (LSODA only, as in scipy).
 
     Raises:
@@ -38,13 +39,28 @@ class ScipyMethod:
     def __repr__(self) -> str:
         return f"ScipyMethod({self.solver})"
 
-    def integrate(self, f, y0, t0, t1, save_ts, *, rtol, atol, controller, max_steps, stats=None, shape=None,
-                  hooks=None, dt0=None, **_ignored):
+    def integrate(
+        self,
+        f,
+        y0,
+        t0,
+        t1,
+        save_ts,
+        *,
+        rtol,
+        atol,
+        controller,
+        max_steps,
+        stats=None,
+        shape=None,
+        hooks=None,
+        dt0=None,
+        **_ignored,
+    ):
         """Solve from ``t0`` to ``t1`` saving at ``save_ts``; returns the core loop's raw result."""
-        from scipy.integrate import solve_ivp
-
         from sciml.solvers.ode.solve import _Raw
         from sciml.solvers.solution import SolverStats, Status
+        from scipy.integrate import solve_ivp
 
         out = _Raw(stats=stats if stats is not None else SolverStats())
         shape = shape if shape is not None else y0.shape

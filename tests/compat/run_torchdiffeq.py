@@ -28,7 +28,9 @@ MODULES = ("api_tests", "event_tests", "gradient_tests", "norm_tests", "odeint_t
 
 
 def _offered(method: str) -> bool:
-    api = importlib.import_module("sciml.solvers.ode.odeint")  # the module (the package attribute is the function)
+    api = importlib.import_module(
+        "sciml.solvers.ode.odeint"
+    )  # the module (the package attribute is the function)
     check = getattr(api, "method_offered", None)
     if check is not None:
         return check(method)
@@ -177,8 +179,10 @@ def _flatten(suite):
 
 def _print(summary: dict) -> None:
     o = summary["offered"]
-    print(f"\ncases with methods sciml offers: {o['pass']} passed, {o['fail']} failed, {o['skip']} skipped "
-          f"of {o['total']}")
+    print(
+        f"\ncases with methods sciml offers: {o['pass']} passed, {o['fail']} failed, {o['skip']} skipped "
+        f"of {o['total']}"
+    )
     lack = summary["not_offered"]
     print(f"cases with methods not offered: {lack['total']} ({', '.join(lack['methods']) or 'none'})")
     print(f"\n{'test':58s} {'pass':>5s} {'fail':>5s} {'skip':>5s}")
