@@ -24,6 +24,7 @@ _EXPORTS = {
     "solve": "sciml.solvers.ode",
     "odeint": "sciml.solvers.ode",
     "odeint_adjoint": "sciml.solvers.ode",
+    "odeint_event": "sciml.solvers.ode",
     "Solution": "sciml.solvers.ode",
     "SolveError": "sciml.solvers.ode",
     "Status": "sciml.solvers.ode",

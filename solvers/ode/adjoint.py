@@ -56,23 +56,24 @@ def adjoint_parameters(problem: ODEProblem, adjoint_params: Sequence[torch.Tenso
 class _Settings:
     """Non-tensor inputs of the autograd function, and where its forward leaves the raw result."""
 
-    def __init__(self, problem, rk, save_ts, kwargs, n_params):
+    def __init__(self, problem, rk, save_ts, kwargs, n_params, backward=None):
         self.problem, self.rk, self.save_ts = problem, rk, save_ts
         self.kwargs, self.n_params = kwargs, n_params
+        self.backward = dict(backward or {})  # overrides for the backward solve (odeint's adjoint_* options)
         self.raw = None
 
 
 class _ContinuousAdjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, settings: _Settings, y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
-        from sciml.solvers.ode.solve import _integrate, _timed_field
+        from sciml.solvers.ode.solve import _timed_field, run_method
         from sciml.solvers.solution import SolverStats
 
         problem = settings.problem
         shape = problem.y0.shape
         f = _timed_field(problem.rhs, y0)
         with torch.no_grad():
-            raw = _integrate(
+            raw = run_method(
                 settings.rk, f, y0.reshape(-1), *problem.t_span, settings.save_ts,
                 stats=SolverStats(), shape=shape, **settings.kwargs,
             )  # fmt: skip
@@ -86,7 +87,8 @@ class _ContinuousAdjoint(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_ys: torch.Tensor):
         from sciml.solvers.controllers import ConstantSteps
-        from sciml.solvers.ode.solve import _integrate
+        from sciml.solvers.ode.hooks import time_tensor
+        from sciml.solvers.ode.solve import run_method
         from sciml.solvers.solution import SolveError, Status
 
         settings: _Settings = ctx.settings
@@ -94,20 +96,27 @@ class _ContinuousAdjoint(torch.autograd.Function):
         if raw.status is not Status.SUCCESS:
             raise SolveError("cannot backpropagate through a solve that did not succeed", None)
         y0, ys, *params = ctx.saved_tensors
-        problem, rk, kw = settings.problem, settings.rk, settings.kwargs
+        problem, kw = settings.problem, dict(settings.kwargs)
+        back = settings.backward
+        rk = back.get("rk", settings.rk)
+        kw.update({k: v for k, v in back.items() if k in ("rtol", "atol", "controller", "max_steps")})
         shape, n = problem.y0.shape, y0.numel()
         sizes = [p.numel() for p in params]
 
         dtype, device = y0.dtype, y0.device
 
         def augmented(t: float, z: torch.Tensor) -> torch.Tensor:
-            t = torch.full((), t, dtype=dtype, device=device)
+            t = time_tensor(t, dtype, device)
             y = z[:n].detach().view(shape).requires_grad_(True)
             a = z[n : 2 * n].view(shape)
             with torch.enable_grad():
                 fy = problem.rhs(t, y)
-                grads = torch.autograd.grad(fy, (y, *params), grad_outputs=a, allow_unused=True)
-            parts = [fy.reshape(-1), -grads[0].reshape(-1)]
+                if fy.requires_grad:  # f may depend on neither y nor the parameters
+                    grads = torch.autograd.grad(fy, (y, *params), grad_outputs=a, allow_unused=True)
+                else:
+                    grads = (None,) * (1 + len(params))
+            da = grads[0] if grads[0] is not None else torch.zeros_like(y)
+            parts = [fy.reshape(-1), -da.reshape(-1)]
             for grad, p in zip(grads[1:], params):
                 parts.append((-grad if grad is not None else torch.zeros_like(p)).reshape(-1))
             return torch.cat(parts)
@@ -132,25 +141,36 @@ class _ContinuousAdjoint(torch.autograd.Function):
             if times[i] == times[i - 1]:
                 continue
             z0 = torch.cat([states[i], a, g])
-            back = _integrate(
+            hooks = back["hooks"](times[i], times[i - 1]) if "hooks" in back else None
+            seminorm = back.get("seminorm", True)
+            back_run = run_method(
                 rk, augmented, z0, times[i], times[i - 1], [times[i - 1]], save_steps=False,
-                rtol=tol["rtol"], atol=tol["atol"], controller=controller,
+                rtol=tol["rtol"] if seminorm else _extend(tol["rtol"], g), atol=tol["atol"] if seminorm
+                else _extend(tol["atol"], g), controller=controller,
                 dt0=None if not isinstance(controller, ConstantSteps) else controller.dt,
-                max_steps=kw["max_steps"], stiffness=False, error_size=2 * n,
+                max_steps=kw["max_steps"], stiffness=False, error_size=2 * n if seminorm else None,
+                hooks=hooks,
             )  # fmt: skip
-            raw.stats.nfe_adjoint += back.stats.nfe
-            if back.status is not Status.SUCCESS:
+            raw.stats.nfe_adjoint += back_run.stats.nfe
+            if back_run.status is not Status.SUCCESS:
                 raise SolveError(
-                    f"the adjoint solve failed ({back.status.value}) between t={times[i]} and "
+                    f"the adjoint solve failed ({back_run.status.value}) between t={times[i]} and "
                     f"t={times[i - 1]}; try adjoint='backprop' or tighter tolerances",
                     None,
                 )
-            z = back.save_ys[-1]
+            z = back_run.save_ys[-1]
             a, g = z[n : 2 * n], z[2 * n :]
         a = a + grads[0]
         grad_params = list(torch.split(g, sizes)) if sizes else []
         grad_params = [gp.view_as(p) for gp, p in zip(grad_params, params)]
         return (None, a.view_as(y0), *grad_params)
+
+
+def _extend(tol, g: torch.Tensor):
+    """A tolerance on ``(y, a)`` extended to ``(y, a, g)`` (tensors: g's entries get their mean)."""
+    if not torch.is_tensor(tol):
+        return tol
+    return torch.cat([tol, tol.mean().expand(g.numel())])
 
 
 def integrate_with_adjoint(
@@ -159,11 +179,17 @@ def integrate_with_adjoint(
     save_ts: list[float],
     adjoint_params: Sequence[torch.Tensor] | None,
     kwargs: dict[str, Any],
+    backward: dict[str, Any] | None = None,
 ):
     """Run the forward solve inside the adjoint autograd function; returns the raw result whose saved states
-    are the differentiable outputs."""
+    are the differentiable outputs.
+
+    ``backward`` overrides settings of the backward solve: ``rk`` (method), ``rtol``, ``atol``,
+    ``controller``, ``max_steps``, ``seminorm`` (default True: step control ignores the parameter-gradient
+    integrals) and ``hooks`` (``hooks(t_from, t_to) -> StepHooks`` for each backward segment).
+    """
     params = adjoint_parameters(problem, adjoint_params)
-    settings = _Settings(problem, rk, save_ts, kwargs, len(params))
+    settings = _Settings(problem, rk, save_ts, kwargs, len(params), backward)
     ys = _ContinuousAdjoint.apply(settings, problem.y0, *params)
     raw = settings.raw
     raw.save_ys = list(ys.unbind(0))

@@ -1,40 +1,184 @@
-"""``odeint``: torchdiffeq's call signature on top of :func:`sciml.solvers.ode.solve`.
+"""``odeint``, ``odeint_adjoint``, ``odeint_event``: torchdiffeq's interface on top of our solve loop.
 
-A script using ``from torchdiffeq import odeint`` (or ``odeint_adjoint``) switches by changing that import
-to ``from sciml.solvers.ode import odeint`` (or ``odeint_adjoint``). Method names follow torchdiffeq
-(``"dopri5"``, ``"bosh3"``, ``"rk4"``, ``"midpoint"``, ``"euler"``) plus ``"tsit5"``; states may be tensors
-or tuples of tensors. Options torchdiffeq has and we do not are an error, not a warning.
+A script using ``from torchdiffeq import odeint`` (or ``odeint_adjoint``, ``odeint_event``) switches by
+changing that import to ``from sciml import odeint`` (or ``from sciml.solvers.ode import ...``). Every
+torchdiffeq method name maps to a method of our core: the Runge–Kutta tableaus ``dopri8``, ``dopri5``,
+``bosh3``, ``fehlberg2``, ``adaptive_heun``, ``tsit5`` (adaptive) and ``euler``, ``midpoint``, ``heun2``,
+``heun3``, ``rk4``, ``explicit_adams``, ``implicit_adams`` (fixed grid), and ``scipy_solver``; our names
+(``dp5``, ``bs3``) work too. Options,
+callbacks, events, tuple and complex states, gradients with respect to ``t`` and the ``adjoint_*``
+arguments follow torchdiffeq. Documented differences (each is an error or stated here, never silent):
+
+* ``max_num_steps`` defaults to 100 000 (torchdiffeq: 2³¹ − 1), so a stiff problem fails in bounded time
+  with a :class:`~sciml.solvers.solution.SolveError` that says when the stiffness index indicates stiffness.
+* Fixed-grid methods step on the grid (``t`` by default, or ``step_size``/``grid_constructor``) *and* on
+  every time in ``t``; torchdiffeq interpolates between grid points instead (``interp`` is accepted).
+* The adjoint's step-size control defaults to the seminorm (torchdiffeq: ``adjoint_options={"norm":
+  "seminorm"}``); ``adjoint_options={"norm": callable}`` gets torchdiffeq's tuple ``(t, y…, a…, params…)``
+  whose ``t`` entry is 0 (our adjoint state carries no time component).
+* The Adams methods (``explicit_adams``, ``implicit_adams``/``fixed_adams``) use order 4 by default
+  (``options["max_order"]``, at most 8; torchdiffeq goes up to 12) with weights recomputed for the actual
+  step sizes. torchdiffeq's implicit methods (``implicit_euler``, ``gl4``, ``radauIIA5``, …) are not
+  offered yet: naming one raises a ValueError that says so.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from sciml.problems.ode import ODEProblem
 from sciml.solvers.controllers import ConstantSteps, IController
+from sciml.solvers.ode.hooks import StepHooks, time_tensor
 from sciml.solvers.ode.solve import get_method, solve
 
-__all__ = ["odeint", "odeint_adjoint"]
+__all__ = ["odeint", "odeint_adjoint", "odeint_event", "method_offered", "MAX_NUM_STEPS"]
 
-_OPTIONS = {"step_size", "first_step", "max_num_steps", "safety", "ifactor", "dfactor", "dt_min"}
+#: default ``options["max_num_steps"]``: a solve that needs more ends with a SolveError naming the cause
+MAX_NUM_STEPS = 100_000
+_ADAPTIVE = {"dopri8": "dopri8", "dopri5": "dp5", "bosh3": "bs3", "fehlberg2": "fehlberg2",
+             "adaptive_heun": "adaptive_heun", "tsit5": "tsit5", "dp5": "dp5", "bs3": "bs3"}  # fmt: skip
+_FIXED = {"euler", "midpoint", "heun2", "heun3", "rk4"}
+_ADAMS = {"explicit_adams": False, "implicit_adams": True, "fixed_adams": True}
+_NOT_YET = {"implicit_euler", "implicit_midpoint", "trapezoid", "radauIIA3", "gl4", "radauIIA5", "gl6",
+            "sdirk2", "trbdf2"}  # fmt: skip
+_OPTIONS = {
+    "step_size", "grid_constructor", "perturb", "interp", "first_step", "max_num_steps", "safety", "ifactor",
+    "dfactor", "dt_min", "min_step", "max_step", "step_t", "jump_t", "norm", "dtype", "solver", "max_order",
+    "max_iters",
+}  # fmt: skip
+_CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
 
 
-class _TupleField(torch.nn.Module):
-    """Runs a field on tuples of tensors as one flat state (an nn.Module so its parameters are visible)."""
+def method_offered(method: str) -> bool:
+    """True if :func:`odeint` accepts ``method`` (a torchdiffeq or sciml method name)."""
+    return method in _ADAPTIVE or method in _FIXED or method in _ADAMS or method == "scipy_solver"
 
-    def __init__(self, func: Callable, shapes: Sequence[torch.Size]):
+
+def _method(method: str | None, options: dict):
+    """(kind, core method) for a torchdiffeq method name; kind is "adaptive", "fixed" or "scipy"."""
+    method = method or "dopri5"
+    if method == "scipy_solver":
+        from sciml.solvers.ode.scipy_method import ScipyMethod
+
+        solver = options.get("solver", "LSODA")  # torchdiffeq's default
+        min_step = options.get("min_step", 0.0)
+        return "scipy", ScipyMethod(solver, float(min_step) if solver == "LSODA" else 0.0)
+    if method in _ADAPTIVE:
+        return "adaptive", get_method(_ADAPTIVE[method])
+    if method in _FIXED:
+        return "fixed", get_method(method)
+    if method in _ADAMS:
+        from sciml.solvers.ode.adams import Adams
+
+        return "fixed", Adams(_ADAMS[method], options.get("max_order", 4), options.get("max_iters", 4))
+    if method in _NOT_YET:
+        raise ValueError(
+            f"method {method!r} (torchdiffeq's implicit family) is not offered by sciml's odeint "
+            f"yet; use an explicit method ({sorted(_ADAPTIVE) + sorted(_FIXED)}) or 'scipy_solver' with "
+            "options={'solver': 'Radau'} for stiff problems"
+        )
+    raise ValueError(
+        f"unknown method {method!r}; choose one of "
+        f"{sorted(_ADAPTIVE) + sorted(_FIXED) + sorted(_ADAMS) + ['scipy_solver']}"
+    )
+
+
+class _FlatField(torch.nn.Module):
+    """A field on tuples of (possibly complex) tensors run as one flat real state; an nn.Module so the
+    wrapped field's parameters stay visible."""
+
+    def __init__(self, func: Callable, shapes: Sequence[torch.Size], is_tuple: bool, complex_: bool,
+                 time_dtype: torch.dtype | None):  # fmt: skip
         super().__init__()
-        self.func = func
-        self.shapes = list(shapes)
-        self.sizes = [max(1, int(torch.Size(s).numel())) for s in shapes]
+        self.func, self.is_tuple, self.complex = func, is_tuple, complex_
+        self.shapes = [torch.Size(s) for s in shapes]
+        self.sizes = [max(1, s.numel()) * (2 if complex_ else 1) for s in self.shapes]
+        self.time_dtype = time_dtype
 
-    def split(self, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(p.view(s) for p, s in zip(torch.split(y, self.sizes), self.shapes))
+    def split(self, y: torch.Tensor) -> Any:
+        """Flat real ``(..., n)`` -> the user's structure (leading dimensions kept)."""
+        lead = y.shape[:-1]
+        parts = []
+        for p, s in zip(torch.split(y, self.sizes, dim=-1), self.shapes):
+            if self.complex:
+                p = torch.view_as_complex(p.reshape((*lead, -1, 2)).contiguous())
+            parts.append(p.reshape((*lead, *s)))
+        return tuple(parts) if self.is_tuple else parts[0]
+
+    def join(self, value: Any) -> torch.Tensor:
+        parts = value if self.is_tuple else (value,)
+        flat = [torch.view_as_real(p).reshape(-1) if self.complex else p.reshape(-1) for p in parts]
+        return torch.cat(flat) if len(flat) > 1 else flat[0]
 
     def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.cat([d.reshape(-1) for d in self.func(t, self.split(y))])
+        if self.time_dtype is not None:
+            t = t.to(self.time_dtype)
+        return self.join(self.func(t, self.split(y)))
+
+
+def _grid(kind, options, func, y0_user, t: torch.Tensor) -> list[float]:
+    """The fixed grid (host floats) from ``step_size``, ``grid_constructor`` or ``t``."""
+    step, constructor = options.get("step_size"), options.get("grid_constructor")
+    if step is not None and constructor is not None:
+        raise ValueError("options 'step_size' and 'grid_constructor' are mutually exclusive")
+    t0, t1 = float(t.detach()[0]), float(t.detach()[-1])
+    if constructor is not None:
+        grid = constructor(func, y0_user, t)
+        values = [float(v) for v in torch.as_tensor(grid).detach().reshape(-1)]
+        if len(values) < 2 or values[0] != t0 or values[-1] != t1:
+            raise ValueError(
+                f"grid_constructor must return a 1-D grid from t[0]={t0} to t[-1]={t1}, got {values[:3]}..."
+            )
+        return values
+    if step is not None:
+        step = float(step)
+        if not (step > 0 and math.isfinite(step)):
+            raise ValueError(f"options['step_size'] must be positive and finite, got {step}")
+        n = math.ceil(abs(t1 - t0) / step + 1)
+        direction = 1.0 if t1 > t0 else -1.0
+        values = [t0 + direction * i * step for i in range(n)]
+        values[-1] = t1
+        return [v for v in values if (v - t0) * direction <= (t1 - t0) * direction]
+    return [float(v) for v in t.detach().reshape(-1)]
+
+
+def _hooks(func, options, kind: str, adjoint_pass: bool, split, shape=None) -> StepHooks:
+    suffix = "_adjoint" if adjoint_pass else ""
+    found = {name: getattr(func, name + suffix, None) for name in _CALLBACKS}
+    if kind == "scipy" and any(found.values()):
+        warnings.warn(
+            "scipy_solver does not call callback_step/callback_accept_step/callback_reject_step", stacklevel=4
+        )
+    if kind == "fixed" and (found["callback_accept_step"] or found["callback_reject_step"]):
+        warnings.warn("fixed-step methods accept every step: callback_accept_step/callback_reject_step are "
+                      "not called (callback_step is)", stacklevel=4)  # fmt: skip
+    norm = options.get("norm") if not adjoint_pass else None
+    if norm is not None:
+        user_norm = norm
+
+        def norm(v: torch.Tensor) -> torch.Tensor:
+            return user_norm(split(v) if split is not None else v.view(shape))
+
+    def times(name):
+        v = options.get(name)
+        return [] if v is None else [float(x) for x in torch.as_tensor(v).detach().reshape(-1)]
+
+    def cb(name):
+        fn = found[name]
+        if fn is None or split is None:
+            return fn
+        return lambda t, y, h: fn(t, split(y.reshape(-1)), h)
+
+    return StepHooks(
+        callback_step=cb("callback_step"), callback_accept=cb("callback_accept_step"),
+        callback_reject=cb("callback_reject_step"), norm=norm, tstops=times("step_t"), jumps=times("jump_t"),
+        perturb=bool(options.get("perturb", False)) and kind == "fixed",
+        min_step=float(options.get("min_step", 0.0)),
+    )  # fmt: skip
 
 
 def odeint(
@@ -42,30 +186,44 @@ def odeint(
     y0: torch.Tensor | tuple[torch.Tensor, ...],
     t: torch.Tensor,
     *,
-    rtol: float = 1e-7,
-    atol: float = 1e-9,
+    rtol: float | torch.Tensor = 1e-7,
+    atol: float | torch.Tensor = 1e-9,
     method: str | None = None,
     options: dict[str, Any] | None = None,
+    event_fn: Callable | None = None,
     adjoint: bool = False,
+    adjoint_rtol: float | None = None,
+    adjoint_atol: float | None = None,
+    adjoint_method: str | None = None,
+    adjoint_options: dict[str, Any] | None = None,
     adjoint_params: Sequence[torch.Tensor] | None = None,
-) -> torch.Tensor | tuple[torch.Tensor, ...]:
-    """Solve ``dy/dt = func(t, y)`` and return ``y`` at the times ``t`` (``(len(t), *y0.shape)``).
+) -> Any:
+    """Solve ``dy/dt = func(t, y)`` and return ``y`` at the times ``t`` (torchdiffeq's ``odeint``).
 
     Args:
-        func: the vector field (a function or ``nn.Module``), ``func(t, y)``.
-        y0: initial state at ``t[0]`` (tensor or tuple of tensors).
-        t: 1-D floating tensor of strictly increasing or decreasing times.
+        func: the vector field ``func(t, y)`` (a function or ``nn.Module``); ``y`` has ``y0``'s structure.
+            Optional attributes ``callback_step``, ``callback_accept_step``, ``callback_reject_step``
+            (and ``*_adjoint`` for the backward solve) are called as ``cb(t, y, dt)``.
+        y0: initial state at ``t[0]``: a tensor (real or complex) or a tuple of tensors.
+        t: 1-D floating tensor of strictly monotone times (one time returns ``y0``); may require grad.
 
     Other args:
-        rtol, atol: tolerances (torchdiffeq's defaults).
-        method: default ``"dopri5"``; also ``"tsit5"``, ``"bosh3"``, ``"rk4"``, ``"midpoint"``, ``"euler"``.
-        options: ``step_size`` (fixed steps), ``first_step``, ``max_num_steps``, ``safety``, ``ifactor``,
-            ``dfactor``, ``dt_min``.
-        adjoint: use the continuous adjoint (as ``torchdiffeq.odeint_adjoint``).
+        rtol, atol: tolerances (torchdiffeq's defaults 1e-7, 1e-9).
+        method: default ``"dopri5"``; see the module docstring for all names.
+        options: ``first_step``, ``max_num_steps`` (default :data:`MAX_NUM_STEPS`), ``safety``, ``ifactor``,
+            ``dfactor``, ``min_step``, ``max_step``, ``step_t``, ``jump_t``, ``norm``, ``dtype`` (of the
+            times given to ``func``) for adaptive methods; ``step_size``, ``grid_constructor``, ``perturb``,
+            ``interp`` for fixed-grid ones; ``solver`` for ``scipy_solver``.
+        event_fn: ``event_fn(t, y)``: integrate from ``t[0]`` (towards ``t[1]`` if given) until it changes
+            sign; then ``(event_t, y)`` is returned with ``y = stack([y0, y(event_t)])``.
+        adjoint: use the continuous adjoint (what :func:`odeint_adjoint` sets).
+        adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options: for the backward solve (default: the
+            forward ones; ``adjoint_options={"norm": "seminorm"}`` or a callable norm).
         adjoint_params: tensors to differentiate with the adjoint (default: ``func``'s parameters).
 
     Returns:
-        The solution at ``t`` (a tuple of tensors if ``y0`` is a tuple).
+        The solution at ``t`` (leading dimension ``len(t)``; a tuple if ``y0`` is one), or
+        ``(event_t, solution)`` with ``event_fn``.
 
     Raises:
         ValueError: unknown method or option, bad ``t``; ``SolveError`` if the solve fails.
@@ -74,41 +232,313 @@ def odeint(
     unknown = set(options) - _OPTIONS
     if unknown:
         raise ValueError(f"unsupported option(s) {sorted(unknown)}; supported: {sorted(_OPTIONS)}")
-    rk = get_method(method or "dopri5")
-    if not torch.is_tensor(t) or t.ndim != 1 or t.numel() < 2:
-        raise ValueError("`t` must be a 1-D tensor of at least two times")
+    kind, core = _method(method, options)
+    if not torch.is_tensor(t) or t.ndim != 1 or t.numel() < 1 or not t.is_floating_point():
+        raise ValueError("`t` must be a 1-D floating tensor of at least one time")
     is_tuple = isinstance(y0, (tuple, list))
-    if is_tuple:
-        field = _TupleField(func, [y.shape for y in y0])
-        state = torch.cat([y.reshape(-1) for y in y0])
-        if adjoint and adjoint_params is None and not isinstance(func, torch.nn.Module):
-            raise ValueError("odeint_adjoint with a plain function needs `adjoint_params`")
-        if adjoint_params is None and isinstance(func, torch.nn.Module):
-            adjoint_params = tuple(func.parameters())
+    parts = tuple(y0) if is_tuple else (y0,)
+    if not all(torch.is_tensor(p) for p in parts):
+        raise ValueError("`y0` must be a tensor or a tuple of tensors")
+    complex_ = any(p.is_complex() for p in parts)
+    if t.numel() == 1 and event_fn is None:
+        return tuple(p.unsqueeze(0) for p in parts) if is_tuple else y0.unsqueeze(0)
+    diffs = t[1:] - t[:-1]
+    if t.numel() > 1 and not (bool((diffs > 0).all()) or bool((diffs < 0).all())):
+        raise ValueError("`t` must be strictly increasing or strictly decreasing")
+    if adjoint and adjoint_params is None:
+        if not isinstance(func, torch.nn.Module):
+            raise ValueError("odeint_adjoint needs func to be an nn.Module, or the tensors it depends on "
+                             "as adjoint_params=(...) (an empty tuple if none)")  # fmt: skip
+        adjoint_params = tuple(func.parameters())
+    wrap = is_tuple or complex_ or "dtype" in options
+    if wrap:
+        field = _FlatField(func, [p.shape for p in parts], is_tuple, complex_, options.get("dtype"))
+        state = field.join(y0)
+        split = field.split
+        if complex_:
+            rtol, atol = (torch.as_tensor(v).real if torch.is_tensor(v) else v for v in (rtol, atol))
     else:
-        field, state = func, y0
-    controller = None
-    if "step_size" in options:
-        controller = ConstantSteps(dt=float(options["step_size"]))
-    elif rk.tableau.adaptive:
-        controller = IController(
-            safety=options.get("safety", 0.9), factor_min=options.get("dfactor", 0.2),
-            factor_max=options.get("ifactor", 10.0), dt_min=options.get("dt_min", 0.0),
-        )  # fmt: skip
+        field, state, split = func, y0, None
+    sol_t, ys = _solve(field, state, t, kind, core, func, y0, split, rtol, atol, options, event_fn,
+                       adjoint, adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options,
+                       adjoint_params)  # fmt: skip
+    out = field.split(ys) if wrap else ys
+    return (sol_t, out) if event_fn is not None else out
+
+
+def _solve(field, state, t, kind, core, func, y0_user, split, rtol, atol, options, event_fn, adjoint,
+           adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options, adjoint_params):  # fmt: skip
+    """The solve on a flat-or-tensor state; returns (event time or None, states at the output times)."""
+    hooks = _hooks(func, options, kind, False, split, state.shape)
+    fixed = kind == "fixed" and "step_size" not in options and "grid_constructor" not in options
+    if kind == "fixed" and event_fn is not None and "step_size" not in options:
+        raise ValueError("event handling with a fixed-step method needs options={'step_size': ...}")
+    max_steps = int(options.get("max_num_steps", MAX_NUM_STEPS))
+    t_req = t.requires_grad
+    t_host = [float(v) for v in t.detach().reshape(-1)]
+    y_in = state
+    if t_req:  # d y(t_i)/d t_0 = -J_i f(t_0, y_0): route it through y0 (the value is unchanged)
+        with torch.no_grad():
+            f0 = field(time_tensor(t_host[0], state.dtype, state.device), state)
+        y_in = state - f0 * (t[0] - t[0].detach()).to(state.dtype)
+    t_event = None
+    if event_fn is not None:
+        direction = 1.0 if len(t_host) < 2 or t_host[1] > t_host[0] else -1.0
+        t_star = _locate_event(field, y_in, t_host[0], direction, kind, core, hooks, options, event_fn,
+                               split, t.dtype, rtol, atol, max_steps)  # fmt: skip
+        save = [t_host[0], t_star]
     else:
-        raise ValueError(f"method {method!r} is fixed-step: pass options={{'step_size': ...}}")
-    t_span = (float(t[0]), float(t[-1]))
-    problem = ODEProblem(field, state, t_span)
-    sol = solve(
-        problem, rk.tableau, rtol=rtol, atol=atol, saveat=t, controller=controller,
-        dt0=options.get("first_step"), max_steps=int(options.get("max_num_steps", 2**31 - 1)),
-        adjoint="continuous" if adjoint else "backprop", adjoint_params=adjoint_params, stiffness=False,
+        save = t_host
+    controller, hooks = _stepping(kind, core, options, hooks, field, y0_user, t, save, fixed)
+    problem = ODEProblem(field, y_in, (save[0], save[-1]))
+    backward = None
+    if adjoint:
+        backward = _adjoint_settings(kind, core, func, field, y0_user, t, split, rtol, atol, options, hooks,
+                                     adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options, state,
+                                     adjoint_params)  # fmt: skip
+    sol = _solve_in_odeint_terms(
+        problem, core, rtol=rtol, atol=atol, saveat=save,
+        controller=controller, dt0=options.get("first_step"), max_steps=max_steps,
+        adjoint="continuous" if adjoint else "backprop", adjoint_params=adjoint_params,
+        stiffness=kind != "scipy",
+        hooks=hooks, backward=backward,
     )  # fmt: skip
-    if is_tuple:
-        return tuple(torch.stack(parts) for parts in zip(*(field.split(y) for y in sol.ys)))
-    return sol.ys
+    ys = sol.ys
+    if event_fn is not None:
+        from sciml.solvers.ode.events import reroute_event_gradients
+
+        signs = _event_signs(event_fn, split, t_host[0], state, t.dtype)
+        ev = _event_in_user_structure(event_fn, split)
+        t_event = torch.scalar_tensor(t_star, dtype=t.dtype, device=t.device)
+        t_event, y_end = reroute_event_gradients(field, ev, t_event, ys[-1], signs)
+        ys = torch.stack([ys[0], y_end])
+    if t_req:  # d y(t_i)/d t_i = f(t_i, y(t_i))
+        times = save if event_fn is None else [t_host[0]]
+        with torch.no_grad():
+            fs = torch.stack([field(time_tensor(s, state.dtype, state.device), y) for s, y in zip(times, ys)])
+        shift = (t - t.detach())[: len(times)].to(state.dtype).view(-1, *([1] * state.ndim))
+        ys = (
+            torch.cat([ys[: len(times)] + fs * shift, ys[len(times) :]])
+            if len(times) < len(ys)
+            else ys + fs * shift
+        )
+    if backward is not None and ys.requires_grad:
+        ys = _AdjointOptions.apply(backward["options"], ys)
+    return t_event, ys
 
 
-def odeint_adjoint(func, y0, t, **kwargs) -> torch.Tensor | tuple[torch.Tensor, ...]:
-    """:func:`odeint` with the continuous adjoint (torchdiffeq's ``odeint_adjoint``)."""
+def _solve_in_odeint_terms(*args, **kwargs):
+    """:func:`solve`, its failure message phrased with odeint's option names."""
+    from sciml.solvers.solution import SolveError
+
+    try:
+        return solve(*args, **kwargs)
+    except SolveError as err:
+        message = (
+            str(err)
+            .replace("raise `max_steps`", "raise options['max_num_steps']")
+            .replace(
+                "e.g. scipy.integrate.solve_ivp(method='Radau')",
+                "e.g. method='scipy_solver', options={'solver': 'Radau'}",
+            )
+        )
+        raise SolveError(message, err.solution) from None
+
+
+def _stepping(kind, core, options, hooks, field, y0_user, t, save, fixed_default):
+    """The controller (and grid stops) of the forward solve."""
+    if kind == "fixed" or "step_size" in options and kind == "adaptive":
+        if kind == "fixed" and "step_size" not in options:
+            grid = _grid(kind, options, field, y0_user, t)
+            hooks.tstops = list(hooks.tstops) + grid
+            spacing = max(abs(b - a) for a, b in zip(grid[:-1], grid[1:]))
+            return ConstantSteps(dt=spacing), hooks
+        return ConstantSteps(dt=float(options["step_size"])), hooks
+    if kind == "scipy":
+        return IController(dt_max=float(options.get("max_step", math.inf))), hooks
+    return IController(
+        safety=options.get("safety", 0.9), factor_min=options.get("dfactor", 0.2),
+        factor_max=options.get("ifactor", 10.0), dt_min=options.get("dt_min", 0.0),
+        dt_max=float(options.get("max_step", math.inf)),
+    ), hooks  # fmt: skip
+
+
+def _adjoint_settings(kind, core, func, field, y0_user, t, split, rtol, atol, options, hooks, adjoint_rtol,
+                      adjoint_atol, adjoint_method, adjoint_options, state, adjoint_params):  # fmt: skip
+    """Overrides for the backward solve (the adjoint_* arguments)."""
+    back: dict[str, Any] = {}
+    a_options = dict(options if adjoint_options is None and adjoint_method is None else adjoint_options or {})
+    norm = a_options.pop("norm", None)
+    a_options.pop("grid_constructor", None) if adjoint_options is None else None
+    b_kind, b_core = (kind, core) if adjoint_method is None else _method(adjoint_method, a_options)
+    if b_core is not core:
+        back["rk"] = b_core if b_kind == "scipy" else b_core
+    if adjoint_rtol is not None:
+        back["rtol"] = float(adjoint_rtol)
+    if adjoint_atol is not None:
+        back["atol"] = float(adjoint_atol)
+    back["seminorm"] = False  # the norm below decides what it measures
+    n = state.numel()
+    params = [p for p in adjoint_params if p.requires_grad]
+    sizes, shapes = [p.numel() for p in params], [p.shape for p in params]
+    pieces = [p.numel() for p in (y0_user if isinstance(y0_user, (tuple, list)) else (y0_user,))]
+    if split is not None and getattr(split.__self__, "complex", False):
+        pieces = [2 * k for k in pieces]
+    norm_options = {"norm": _mixed_adjoint_norm(pieces, seminorm=norm == "seminorm")}
+    if callable(norm):
+        user_norm = norm
+
+        def as_pieces(v):
+            return v.view(state.shape) if split is None else tuple(torch.split(v, pieces))
+
+        def tuple_norm(parts: tuple) -> torch.Tensor:
+            t_, y, a, *gs = parts
+            ys, adj = as_pieces(y), as_pieces(a)
+            ys, adj = (ys if isinstance(ys, tuple) else (ys,)), (adj if isinstance(adj, tuple) else (adj,))
+            if split is not None:
+                full = split.__self__
+                ys = tuple(p.view(s) for p, s in zip(ys, full.shapes))
+                adj = tuple(p.view(s) for p, s in zip(adj, full.shapes))
+            return user_norm((t_, *ys, *adj, *gs))
+
+        norm_options["norm"] = tuple_norm
+    back["options"] = norm_options
+
+    def aug_norm(v: torch.Tensor) -> torch.Tensor:
+        y, a, g = v[:n], v[n : 2 * n], v[2 * n :]
+        gs = [p.view(s) for p, s in zip(torch.split(g, sizes), shapes)]
+        y = y if split is not None else y.view(state.shape)
+        a = a if split is not None else a.view(state.shape)
+        return norm_options["norm"]((v.new_zeros(()), y, a, *gs))
+
+    constructor = options.get("grid_constructor")
+    grid_back: list = []
+
+    def make_hooks(t_from: float, t_to: float) -> StepHooks:
+        h = _hooks(func, a_options, b_kind, True, None)
+        h.norm = aug_norm
+        if b_kind == "fixed" and "step_size" not in a_options:
+            if constructor is not None:
+                if not grid_back:
+                    grid_back.extend(
+                        _grid(b_kind, {"grid_constructor": constructor}, field, y0_user, t.flip(0))
+                    )
+                h.tstops = [
+                    v for v in grid_back if (v - t_to) * (t_from - t_to) > 0 >= (v - t_from) * (t_from - t_to)
+                ]
+            else:
+                h.tstops = [float(v) for v in t.detach()]
+        return h
+
+    back["hooks"] = make_hooks
+    if b_kind == "fixed" and "step_size" in a_options:
+        back["controller"] = ConstantSteps(dt=float(a_options["step_size"]))
+    return back
+
+
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    return x.abs().pow(2).mean().sqrt() if x.numel() else x.new_zeros(())
+
+
+def _mixed_adjoint_norm(pieces: list[int], seminorm: bool) -> Callable:
+    """torchdiffeq's default adjoint norm on ``(t, y, a, *params)``: the largest RMS over the time entry,
+    each piece of ``y`` and of ``a`` (the tuple state's tensors) and, unless ``seminorm``, each parameter."""
+
+    def norm(parts: tuple) -> torch.Tensor:
+        t_, y, a, *gs = parts
+        values = [t_.abs().reshape(())]
+        values += [_rms(p) for p in torch.split(y.reshape(-1), pieces)]
+        values += [_rms(p) for p in torch.split(a.reshape(-1), pieces)]
+        if not seminorm:
+            values += [_rms(g) for g in gs]
+        return torch.stack(values).max()
+
+    return norm
+
+
+class _AdjointOptions(torch.autograd.Function):
+    """Identity whose graph node carries ``adjoint_options`` (torchdiffeq exposes the backward norm as
+    ``ys.grad_fn.adjoint_options["norm"]``; replacing it there changes the norm the backward solve uses)."""
+
+    @staticmethod
+    def forward(ctx, options: dict, ys: torch.Tensor) -> torch.Tensor:
+        ctx.adjoint_options = options
+        return ys.view_as(ys)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, grad
+
+
+def _event_in_user_structure(event_fn, split):
+    if split is None:
+        return event_fn
+    return lambda t, y: event_fn(t, split(y.reshape(-1)))
+
+
+def _event_signs(event_fn, split, t0, state, t_dtype):
+    ev = _event_in_user_structure(event_fn, split)
+    with torch.no_grad():
+        s = torch.sign(torch.as_tensor(ev(torch.scalar_tensor(t0, dtype=t_dtype), state)))
+    return torch.where(s == 0, torch.ones_like(s), s)
+
+
+def _locate_event(field, y0, t0, direction, kind, core, hooks, options, event_fn, split, t_dtype, rtol, atol,
+                  max_steps):  # fmt: skip
+    """Integrate (without autograd) until ``event_fn`` changes sign; the event time as a host float."""
+    from sciml.solvers.ode.events import EventLocator
+    from sciml.solvers.ode.solve import _timed_field, check_tolerance, run_method
+    from sciml.solvers.solution import SolveError
+
+    if kind == "scipy":
+        raise ValueError("event_fn is not supported with method='scipy_solver' (as in torchdiffeq)")
+    ev = _event_in_user_structure(event_fn, split)
+    flat = y0.detach().reshape(-1)
+    locator = EventLocator(ev, t0, flat, y0.shape, lambda s: torch.scalar_tensor(s, dtype=t_dtype),
+                           float(atol) if not torch.is_tensor(atol) else float(atol.min()))  # fmt: skip
+    event_hooks = StepHooks(**{**hooks.__dict__, "event": locator})
+    if kind == "fixed" or "step_size" in options:
+        controller = ConstantSteps(dt=float(options["step_size"]))
+    else:
+        controller, _ = _stepping(kind, core, options, StepHooks(), field, None, None, None, False)
+    rt = check_tolerance("rtol", rtol, y0)
+    at = check_tolerance("atol", atol, y0)
+    rt, at = (v.reshape(-1) if torch.is_tensor(v) else v for v in (rt, at))
+    with torch.no_grad():
+        raw = run_method(
+            core, _timed_field(field, y0), flat, t0, direction * math.inf, [t0], save_steps=False, rtol=rt,
+            atol=at, controller=controller, dt0=options.get("first_step"), max_steps=max_steps,
+            stiffness=False, shape=y0.shape, hooks=event_hooks,
+        )  # fmt: skip
+    if locator.t_event is None:
+        raise SolveError(
+            f"event_fn did not change sign before the solve stopped at t={raw.t_reached:.6g} "
+            f"({raw.status.value}); check event_fn or raise options['max_num_steps']",
+            None,
+        )
+    return locator.t_event
+
+
+def odeint_adjoint(func, y0, t, **kwargs) -> Any:
+    """:func:`odeint` with the continuous adjoint (torchdiffeq's ``odeint_adjoint``): gradients from the
+    backward adjoint ODE, memory independent of the number of steps."""
     return odeint(func, y0, t, adjoint=True, **kwargs)
+
+
+def odeint_event(func, y0, t0, *, event_fn, reverse_time: bool = False, odeint_interface=odeint, **kwargs):
+    """Solve from ``t0`` until ``event_fn(t, y)`` changes sign (torchdiffeq's ``odeint_event``).
+
+    Args:
+        func, y0: as for :func:`odeint`.
+        t0: the start time (0-d or 1-element tensor; may require grad).
+        event_fn: the event function.
+        reverse_time: integrate towards decreasing time.
+        odeint_interface: :func:`odeint` or :func:`odeint_adjoint`.
+
+    Returns:
+        ``(event_t, solution)`` with ``solution = stack([y0, y(event_t)])``; both differentiable (the event
+        time through the implicit function theorem).
+    """
+    t0 = torch.as_tensor(t0).reshape(-1)[:1]
+    t = torch.cat([t0, t0.detach() + (-1.0 if reverse_time else 1.0)])
+    return odeint_interface(func, y0, t, event_fn=event_fn, **kwargs)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from sciml.problems.ode import ODEProblem
 from sciml.solvers.controllers import ConstantSteps, Controller, IController
+from sciml.solvers.ode.hooks import SideTime, StepHooks, time_tensor
 from sciml.solvers.ode.implicit import IMPLICIT_METHODS, ImplicitMethod, implicit_method
 from sciml.solvers.ode.rk import GradientAppeared, RungeKutta, _error_norm, initial_step_size
 from sciml.solvers.ode.tableau import TABLEAUS, Tableau
@@ -40,7 +41,7 @@ def get_method(method: str | Tableau | RungeKutta) -> RungeKutta:
     Raises:
         ValueError: unknown method name.
     """
-    if isinstance(method, RungeKutta):
+    if isinstance(method, RungeKutta) or hasattr(method, "integrate"):
         return method
     if isinstance(method, Tableau):
         return RungeKutta(method)
@@ -56,6 +57,14 @@ def get_method(method: str | Tableau | RungeKutta) -> RungeKutta:
     if name not in _METHODS:
         _METHODS[name] = RungeKutta(TABLEAUS[name])
     return _METHODS[name]
+
+
+def run_method(rk, f, y0, t0, t1, save_ts, **kwargs) -> _Raw:
+    """Integrate with a Runge–Kutta method (:func:`_integrate`) or any method object with an ``integrate``
+    method of the same signature (e.g. ``ScipyMethod``)."""
+    if hasattr(rk, "integrate"):
+        return rk.integrate(f, y0, t0, t1, save_ts, **kwargs)
+    return _integrate(rk, f, y0, t0, t1, save_ts, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------- core loop
@@ -96,24 +105,33 @@ def _integrate(
     error_size: int | None = None,
     stats: SolverStats | None = None,
     shape: torch.Size | None = None,
+    hooks: StepHooks | None = None,
 ) -> _Raw:
     """Integrate the flat system ``y' = f(t, y)`` (``t`` a host float) from ``t0`` to ``t1``.
 
     ``f`` returns tensors of ``shape`` (default flat) holding the derivative's entries in flat order.
     ``error_size`` restricts the error norm to the first entries of the state (a seminorm, used by the
     continuous adjoint to leave the parameter-gradient integrals out of step-size control); tensor
-    tolerances then refer to those entries.
+    tolerances then refer to those entries. ``hooks`` adds torchdiffeq's per-step options (callbacks, norm,
+    ``step_t``/``jump_t``, ``perturb``, ``min_step``, an event function).
     """
     tab = rk.tableau
     out = _Raw(stats=stats if stats is not None else SolverStats())
     st = out.stats
+    direction = 1.0 if t1 > t0 else -1.0
+    hk = hooks or _NO_HOOKS
+    stops = sorted({*hk.tstops, *hk.jumps}, key=lambda v: v * direction)
+    stops = [v for v in stops if (v - t0) * direction > 0]
+    jumps = set(hk.jumps)
+    ends = [t0, t0]  # the current step's start and end (to place perturbed evaluations)
 
     def field_(t: float, y: torch.Tensor) -> torch.Tensor:
         st.nfe += 1
+        if hk.perturb or jumps:
+            t = _perturbed(t, ends, direction, hk.perturb, jumps)
         return f(t, y)
 
     shape = shape if shape is not None else y0.shape
-    direction = 1.0 if t1 > t0 else -1.0
     if k1 is None:
         k1 = field_(t0, y0.view(shape)).reshape(-1)
     adaptive = controller.adaptive and tab.adaptive
@@ -148,14 +166,23 @@ def _integrate(
 
     t, y = t0, y0
     eps = float(np.finfo(np.float64).eps)
+    span = abs(t1 - t0) if math.isfinite(t1) else abs(t0)  # an event solve runs towards ±inf
+    i_stop = 0
     while (t1 - t) * direction > 0:
         if st.n_steps >= max_steps:
             out.status = Status.MAX_STEPS
             break
         stop = t1 if dense or i_save >= len(save_ts) else save_ts[i_save]
+        if i_stop < len(stops) and (stops[i_stop] - stop) * direction < 0:
+            stop = stops[i_stop]
+        if hk.min_step and abs(h) < hk.min_step:
+            h = math.copysign(hk.min_step, direction)
         h_try, hits_stop = h, False
         if (t + h - stop) * direction >= -1e-12 * abs(h):
             h_try, hits_stop = stop - t, True
+        ends[0], ends[1] = t, t + h_try
+        if hooks is not None:
+            hooks.call("callback_step", t, y.view(shape), h_try)
         try:
             res = rk.step(
                 field_,
@@ -173,11 +200,19 @@ def _integrate(
             res = rk.step(field_, t, y, h_try, k1, shape=shape, stiffness=stiffness)
         st.n_steps += 1
         norm = abs_y1 = None
-        if res.y_error is not None:
+        if res.y_error is not None and hk.norm is not None:
+            abs_y1 = part(res.y1).abs()
+            scale = torch.maximum(abs_y, abs_y1) * rtol + atol
+            norm = hk.norm(part(res.y_error) / scale) * sqrt_n
+        elif res.y_error is not None:
             norm, abs_y1 = _error_norm(part(res.y_error), abs_y, part(res.y1), rtol, atol)
         e = norm.item() / sqrt_n if adaptive else 0.0
         accept, h_next = controller.decide(e, h_try, k_exp, ctrl_state)
+        if hk.min_step and abs(h_try) <= hk.min_step * (1 + 1e-12):
+            accept = True
         out.nonfinite = not math.isfinite(e)
+        if hooks is not None:
+            hooks.call("callback_accept" if accept else "callback_reject", t, y.view(shape), h_try)
         if accept:
             st.n_accepted += 1
             t_new = stop if hits_stop else t + h_try
@@ -200,9 +235,18 @@ def _integrate(
             if at_end or save_steps:
                 out.save_ts.append(t_new)
                 out.save_ys.append(res.y1.clone() if reuse else res.y1)  # reused buffers hold y1
+            if hk.event is not None and hk.event.crossed(rk, field_, t, y, t_new, res, shape):
+                out.t_reached = t
+                return out
             t, y = t_new, res.y1
             abs_y = abs_y1 if abs_y1 is not None else part(y).abs()
-            k1 = res.stages[-1] if tab.fsal else field_(t, y.view(shape)).reshape(-1)
+            landed = hits_stop and i_stop < len(stops) and t == stops[i_stop]
+            i_stop += landed
+            ends[0] = ends[1] = t
+            if tab.fsal and not (hk.perturb or (landed and t in jumps)):
+                k1 = res.stages[-1]
+            else:
+                k1 = field_(t, y.view(shape)).reshape(-1)
             if reuse:
                 spare.reverse()
             if not hits_stop or abs(h_next) > abs(h):
@@ -210,7 +254,7 @@ def _integrate(
         else:
             st.n_rejected += 1
             h = h_next
-        if adaptive and abs(h) < max(controller.dt_min, 16 * eps * max(abs(t), abs(t1 - t0))):
+        if adaptive and abs(h) < max(controller.dt_min, 16 * eps * max(abs(t), span)):
             out.status = Status.NON_FINITE if out.nonfinite else Status.STEP_SIZE_UNDERFLOW
             break
     out.t_reached = t
@@ -218,6 +262,20 @@ def _integrate(
         out.status = Status.NON_FINITE  # fixed steps never reject: check where they arrived
     out.fixed_steps = not adaptive
     return out
+
+
+_NO_HOOKS = StepHooks()
+
+
+def _perturbed(t: float, ends: list, direction: float, perturb: bool, jumps: set) -> float:
+    """``t`` marked to be evaluated just inside the current step when it is the step's start or end (every
+    step with ``perturb``; only at a jump otherwise)."""
+    start, end = ends
+    if t == start and (perturb or start in jumps):
+        return SideTime(t, direction)
+    if abs(t - end) <= 1e-13 * max(1.0, abs(end)) and (perturb or end in jumps) and end != start:
+        return SideTime(end, -direction)
+    return t
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -280,6 +338,8 @@ def _timed_field(rhs: Callable, y0: torch.Tensor) -> Callable[[float, torch.Tens
     dtype, device = y0.dtype, y0.device
 
     def f(t: float, y: torch.Tensor) -> torch.Tensor:
+        if type(t) is SideTime:
+            return rhs(time_tensor(t, dtype, device), y)
         return rhs(torch.scalar_tensor(t, dtype=dtype, device=device), y)
 
     return f
@@ -374,6 +434,8 @@ def solve(
     stiffness: bool = True,
     throw: bool = True,
     jac: Any = None,
+    hooks: StepHooks | None = None,
+    backward: dict[str, Any] | None = None,
 ) -> Solution:
     """Solve an :class:`~sciml.problems.ode.ODEProblem` with an explicit Runge–Kutta method.
 
@@ -408,6 +470,9 @@ def solve(
             (the rows of a ``(batch, d)`` state are independent: block-diagonal, factorised per sample),
             ``"fd"`` (finite differences), a callable ``jac(t, y)`` returning ``(n, n)`` or per-sample
             blocks ``(batch, d, d)``, or a :class:`~sciml.solvers.ode.jacobian.JacobianProvider`.
+        hooks: per-step options (callbacks, norm, step/jump times, perturbation, minimum step): see
+            :class:`~sciml.solvers.ode.hooks.StepHooks`.
+        backward: for ``"continuous"``: settings of the backward solve (see ``integrate_with_adjoint``).
 
     Returns:
         A :class:`Solution`.
@@ -425,6 +490,8 @@ def solve(
     elif jac is not None:
         raise ValueError("`jac` is used by implicit methods only (e.g. method='rodas5p'); remove it")
     tab = rk.tableau
+    if tab is None and controller is None:
+        controller = IController()
     y0 = problem.y0
     t0, t1 = problem.t_span
     rtol = check_tolerance("rtol", rtol, y0)
@@ -453,25 +520,26 @@ def solve(
     else:
         save_ts = check_saveat(saveat, t0, t1, y0)
 
-    k1 = problem.rhs(torch.tensor(t0, dtype=y0.dtype, device=y0.device), y0)
+    start = SideTime(t0, 1.0 if t1 > t0 else -1.0) if hooks is not None and hooks.perturb else t0
+    k1 = problem.rhs(time_tensor(start, y0.dtype, y0.device), y0)
     _check_first_evaluation(problem, k1)
     shape = y0.shape
     kwargs = dict(
         save_steps=save_steps, rtol=rtol, atol=atol, controller=controller, dt0=dt0, max_steps=max_steps,
-        stiffness=stiffness,
+        stiffness=stiffness, hooks=hooks,
     )  # fmt: skip
 
     if adjoint == "backprop":
         stats = SolverStats(nfe=1)
         f = _timed_field(problem.rhs, y0)
-        raw = _integrate(
+        raw = run_method(
             rk, f, y0.reshape(-1), t0, t1, save_ts, k1=k1.reshape(-1), stats=stats, shape=shape, **kwargs
         )
         differentiable = torch.is_grad_enabled()
     else:
         from sciml.solvers.ode.adjoint import integrate_with_adjoint
 
-        raw = integrate_with_adjoint(problem, rk, save_ts, adjoint_params, kwargs)
+        raw = integrate_with_adjoint(problem, rk, save_ts, adjoint_params, kwargs, backward)
         differentiable = False
     message = "" if raw.status is Status.SUCCESS else _failure_message(raw, rk, t1, max_steps, rtol)
     solution = _assemble(raw, rk, shape, y0, differentiable, message)

@@ -15,7 +15,10 @@ import numpy as np
 from numpy.polynomial import Polynomial
 from scipy.optimize import brentq
 
-__all__ = ["Tableau", "EULER", "MIDPOINT", "RK4", "BS3", "DP5", "TSIT5", "TABLEAUS"]
+__all__ = [
+    "Tableau", "EULER", "MIDPOINT", "HEUN2", "HEUN3", "RK4", "HEUN_EULER", "FEHLBERG2", "BS3", "DP5", "TSIT5",
+    "DOP853", "TABLEAUS",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -290,5 +293,63 @@ TSIT5 = Tableau(
     "assumption, Comput. Math. Appl. 62 (2011)",
 )  # fmt: skip
 
+HEUN2 = Tableau(
+    name="heun2", c=(0.0, 1.0), a=((), (1.0,)), b=(0.5, 0.5), order=2,
+    citation="Heun (1900), the explicit trapezoidal rule",
+)  # fmt: skip
+
+HEUN3 = Tableau(
+    name="heun3", c=(0.0, 1 / 3, 2 / 3), a=((), (1 / 3,), (0.0, 2 / 3)), b=(0.25, 0.0, 0.75), order=3,
+    citation="Heun (1900), third-order method",
+)  # fmt: skip
+
+# Heun's method with Euler embedded: error h(k2 - k1)/2, one order below the solution.
+HEUN_EULER = Tableau(
+    name="adaptive_heun", c=(0.0, 1.0), a=((), (1.0,)), b=(0.5, 0.5), order=2,
+    b_error=(-0.5, 0.5), error_order=1,
+    stiffness_stages=(0, 1),  # g_1 - g_0 = h k_0: the only pair of stages
+    citation="Heun (1900) with the embedded Euler step (Hairer, Nørsett & Wanner I, II.4)",
+)  # fmt: skip
+
+_RKF2_B = (1 / 512, 255 / 256, 1 / 512)
+_RKF2_BHAT = (1 / 256, 255 / 256, 0.0)
+FEHLBERG2 = Tableau(
+    name="fehlberg2", c=(0.0, 0.5, 1.0), a=((), (0.5,), (1 / 256, 255 / 256)), b=_RKF2_B, order=2,
+    b_error=tuple(x - y for x, y in zip(_RKF2_B, _RKF2_BHAT)), error_order=1,
+    stiffness_stages=(1, 2),
+    citation="Fehlberg, Low-order classical Runge-Kutta formulas with stepsize control, NASA TR R-315 "
+    "(1969), the RKF1(2) pair propagated at second order",
+)  # fmt: skip
+
+
+def _dop853() -> Tableau:
+    """Dormand–Prince 8(5): scipy's published DOP853 coefficients as a 13-stage FSAL tableau.
+
+    The 13th stage is ``f(t + h, y1)`` (Hairer's error estimators use it); the embedded error here is the
+    fifth-order estimator ``E5`` alone (Hairer combines it with a third-order one, which a single weight
+    vector cannot express), so the controller works with an error of order 5. No dense output: save times
+    are stepped to.
+    """
+    from scipy.integrate._ivp import dop853_coefficients as d  # the coefficients as data (scipy ≥ 1.4)
+
+    s = d.N_STAGES + 1
+    a = [tuple(float(x) for x in d.A[i, :i]) for i in range(d.N_STAGES)]
+    a.append(tuple(float(x) for x in d.B))
+    b = (*(float(x) for x in d.B), 0.0)
+    c = (*(float(x) for x in d.C[: d.N_STAGES]), 1.0)
+    b_error = tuple(float(x) for x in d.E5[:s])
+    b_error = (*b_error[:-1], -sum(b_error[:-1]))
+    return Tableau(
+        name="dopri8", c=c, a=tuple(a), b=b, order=8, b_error=b_error, error_order=5,
+        stiffness_stages=(11, 12),  # both at c = 1
+        citation="Dormand & Prince, High order embedded Runge-Kutta formulae, J. Comput. Appl. Math. 7 "
+        "(1981); Hairer, Nørsett & Wanner I, II.10 (DOP853)",
+    )  # fmt: skip
+
+
+DOP853 = _dop853()
+
 #: every method by name
-TABLEAUS: dict[str, Tableau] = {t.name: t for t in (EULER, MIDPOINT, RK4, BS3, DP5, TSIT5)}
+TABLEAUS: dict[str, Tableau] = {
+    t.name: t for t in (EULER, MIDPOINT, HEUN2, HEUN3, RK4, HEUN_EULER, FEHLBERG2, BS3, DP5, TSIT5, DOP853)
+}
