@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from sciml.solvers.ode import SolveError, odeint, odeint_adjoint, odeint_event
 from sciml.solvers.ode.adams import adams_weights
 
@@ -75,7 +74,9 @@ def test_perturb_evaluates_just_inside_each_step(perturb):
         seen.append(t.item())
         return -y
 
-    odeint(f, torch.ones(1, dtype=F64), _t(0, 1), method="rk4", options={"step_size": 0.5, "perturb": perturb})
+    odeint(
+        f, torch.ones(1, dtype=F64), _t(0, 1), method="rk4", options={"step_size": 0.5, "perturb": perturb}
+    )
     on_grid = {0.0, 0.5, 1.0} & set(seen)
     assert on_grid == (set() if perturb else {0.0, 0.5, 1.0})
 
@@ -102,8 +103,10 @@ def test_adams_weights_integrate_polynomials_exactly():
         assert beta @ nodes**m == pytest.approx(1 / (m + 1))
 
 
-@pytest.mark.parametrize("method", ["dopri8", "fehlberg2", "adaptive_heun", "heun2", "heun3", "explicit_adams",
-                                    "implicit_adams"])  # fmt: skip
+NEW_METHODS = ["dopri8", "fehlberg2", "adaptive_heun", "heun2", "heun3", "explicit_adams", "implicit_adams"]
+
+
+@pytest.mark.parametrize("method", NEW_METHODS)
 def test_float64_gradcheck_of_new_methods(method):
     t = torch.linspace(0, 1, 4, dtype=F64)
     options = {"step_size": 0.05} if method in FIXED + ["heun2", "heun3"] else {}
@@ -218,8 +221,10 @@ def test_norm_option_and_adjoint_norms_are_used():
 
     p = torch.tensor(0.5, dtype=F64, requires_grad=True)
     field = lambda t, y: -p * y  # noqa: E731
-    ys = odeint_adjoint(field, torch.ones(2, dtype=F64), _t(0, 1), options={"norm": norm}, adjoint_params=(p,),
-                        adjoint_options={"norm": adjoint_norm})  # fmt: skip
+    ys = odeint_adjoint(
+        field, torch.ones(2, dtype=F64), _t(0, 1), options={"norm": norm}, adjoint_params=(p,),
+        adjoint_options={"norm": adjoint_norm},
+    )  # fmt: skip
     ys[-1].sum().backward()
     assert calls["forward"] > 0 and calls["adjoint"] > 0
     assert p.grad.item() == pytest.approx(-2 * math.exp(-0.5), rel=1e-5)
@@ -262,8 +267,10 @@ def test_adjoint_options_method_and_tolerances():
     y0 = torch.tensor([0.5], dtype=F64, requires_grad=True)
     ref = odeint(f, y0, _t(0, 1), rtol=1e-10, atol=1e-12)
     (g_ref,) = torch.autograd.grad(ref[-1].sum(), f.a)
-    ys = odeint_adjoint(f, y0, _t(0, 1), rtol=1e-10, atol=1e-12, adjoint_method="rk4",
-                        adjoint_options={"step_size": 0.01}, adjoint_rtol=1e-6, adjoint_atol=1e-8)  # fmt: skip
+    ys = odeint_adjoint(
+        f, y0, _t(0, 1), rtol=1e-10, atol=1e-12, adjoint_method="rk4",
+        adjoint_options={"step_size": 0.01}, adjoint_rtol=1e-6, adjoint_atol=1e-8,
+    )  # fmt: skip
     (g,) = torch.autograd.grad(ys[-1].sum(), f.a)
     assert g.item() == pytest.approx(g_ref.item(), rel=1e-6)
 
