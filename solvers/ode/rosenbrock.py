@@ -286,8 +286,8 @@ class Rosenbrock(ImplicitMethod):
     Jacobians save (measured: 1.6× the work on Robertson, n = 3; 0.41× on POLLU, n = 20). A kept Jacobian
     is recomputed when a step taken with it is rejected (as in MATLAB's ode23s), after which it may serve
     half as many steps (doubling again, up to ``max_jacobian_age``, after each term without a rejection).
-    ``W`` is refactorised only when ``h`` or the Jacobian changed. Rodas4 and Rodas5P are not W-methods (their order conditions use
-    the exact Jacobian), so they compute one Jacobian per step start.
+    ``W`` is refactorised only when ``h`` or the Jacobian changed. Rodas4 and Rodas5P are not W-methods
+    (their order conditions use the exact Jacobian), so they compute one Jacobian per step start.
 
     Args:
         tableau: the coefficients.
