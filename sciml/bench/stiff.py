@@ -210,7 +210,6 @@ def _plot(rows: list[dict], case: str, out) -> None:
     axes[1].set(xlabel="CPU seconds (1 thread)", ylabel="max relative error", title=f"{case}: error vs time")
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[0].legend(fontsize=8)
     axes[1].legend(fontsize=8)
     fig.tight_layout()
