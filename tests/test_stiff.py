@@ -296,3 +296,14 @@ def test_auto_on_non_stiff_problem_stays_explicit():
     assert auto.switches == ((0.0, "tsit5"),)
     assert auto.stats.nfe == tsit5.stats.nfe and auto.stats.njev == 0
     torch.testing.assert_close(auto.ys, tsit5.ys)
+
+
+def test_bench_equal_error_interpolation():
+    """The bench's equal-error ratios interpolate log-log on our curve and refuse to extrapolate."""
+    from sciml.bench.stiff import _at_error
+
+    curve = [(1e-4, 100.0), (1e-6, 400.0), (1e-8, 1600.0)]  # work ∝ error^(-0.3)
+    assert _at_error(curve, 1e-5) == pytest.approx(200.0)
+    assert _at_error(curve, 1e-7) == pytest.approx(800.0)
+    assert math.isnan(_at_error(curve, 1e-9)) and math.isnan(_at_error(curve, 1e-3))
+    assert math.isnan(_at_error(curve[:1], 1e-4))
