@@ -228,6 +228,49 @@ def test_jacobian_option_errors():
         solve(p, "rodas5p", jac=lambda t, y: torch.zeros(2, 2, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("tableau", ["rosenbrock23", "rodas5p"])
+def test_w_method_flag_matches_order_with_a_wrong_jacobian(tableau):
+    """A W-method keeps its order with any matrix in place of J (so it may keep a Jacobian across
+    steps); Rodas5P's order needs the exact Jacobian and drops with a wrong one."""
+    from sciml.solvers.ode.rosenbrock import ROSENBROCK_TABLEAUS, Rosenbrock
+
+    tab = ROSENBROCK_TABLEAUS[tableau]
+    p = ode.get("lotka_volterra").replace(t_span=(0.0, 2.0))
+    ts = torch.tensor([0.0, 2.0], dtype=torch.float64)
+    ref = reference_solution(p, ts)[-1]
+
+    def wrong(t, y):
+        return torch.tensor([[0.3, -1.0], [0.5, -0.7]], dtype=torch.float64)
+
+    ns = [32, 64, 128]
+    errors = [(solve(p, Rosenbrock(tab), dt=2.0 / n, saveat=ts, jac=wrong).ys[-1] - ref).abs().max().item()
+              for n in ns]  # fmt: skip
+    slope = _slope(ns[-2:], errors[-2:])
+    if tab.w_method:
+        assert tab.order - 0.3 < slope < tab.order + 0.5
+    else:
+        assert slope < tab.order - 2
+
+
+def test_rosenbrock23_keeps_its_jacobian_where_it_pays():
+    from sciml.solvers.ode.rosenbrock import ROSENBROCK23, Rosenbrock
+
+    p = ode.pollu()  # 20 unknowns: a Jacobian costs more than four steps' evaluations
+    ts = torch.linspace(*p.t_span, 5, dtype=torch.float64)
+    ref = solve(p, "rodas5p", rtol=1e-7, atol=1e-13, saveat=ts).ys  # checked against Radau above
+    kept = solve(p, Rosenbrock(ROSENBROCK23), rtol=1e-4, atol=1e-8, saveat=ts)
+    fresh = solve(p, Rosenbrock(ROSENBROCK23, max_jacobian_age=1), rtol=1e-4, atol=1e-8, saveat=ts)
+    assert fresh.stats.njev >= fresh.stats.n_accepted
+    assert kept.stats.njev < fresh.stats.njev / 3
+    scale = ref.abs().amax(0).clamp_min(1e-16)
+    for sol in (kept, fresh):
+        assert ((sol.ys - ref).abs() / scale).max().item() < 1e-3
+    small = solve(ode.robertson(), "rosenbrock23", rtol=1e-4, atol=1e-10)  # n = 3: one per step start
+    assert small.stats.njev == small.stats.n_accepted  # a rejected step's retry reuses its start's
+    with pytest.raises(ValueError, match="max_jacobian_age"):
+        Rosenbrock(ROSENBROCK23, max_jacobian_age=0)
+
+
 # ------------------------------------------------------------------------------------------ auto
 def test_auto_on_van_der_pol_costs_at_most_the_better_method_plus_20_percent():
     p = ode.van_der_pol(mu=1000.0).replace(t_span=(0.0, 3000.0))
@@ -253,3 +296,14 @@ def test_auto_on_non_stiff_problem_stays_explicit():
     assert auto.switches == ((0.0, "tsit5"),)
     assert auto.stats.nfe == tsit5.stats.nfe and auto.stats.njev == 0
     torch.testing.assert_close(auto.ys, tsit5.ys)
+
+
+def test_bench_equal_error_interpolation():
+    """The bench's equal-error ratios interpolate log-log on our curve and refuse to extrapolate."""
+    from sciml.bench.stiff import _at_error
+
+    curve = [(1e-4, 100.0), (1e-6, 400.0), (1e-8, 1600.0)]  # work ∝ error^(-0.3)
+    assert _at_error(curve, 1e-5) == pytest.approx(200.0)
+    assert _at_error(curve, 1e-7) == pytest.approx(800.0)
+    assert math.isnan(_at_error(curve, 1e-9)) and math.isnan(_at_error(curve, 1e-3))
+    assert math.isnan(_at_error(curve[:1], 1e-4))
