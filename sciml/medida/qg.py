@@ -5,16 +5,18 @@ grid because the development machine is shared), spun up from small noise to bar
 (t = 0..300, dt = 0.1, cached in HDF5 with every parameter). An imperfect model is ``truth.replace(...)``.
 Observations are pairs of consecutive truth states ``dt`` apart at ``pairs`` times in the turbulent
 window. Model-error samples ``(q_next − Φ_model(q_prev))/dt`` are regressed (scikit-learn ARD, the shared
-:func:`~sciml.medida.regression.sparse_bayesian_regression`) on a library of 18 candidate terms in
+:func:`~sciml.medida.regression.sparse_bayesian_regression`) on a library of 19 candidate terms in
 spectral form, each acting in one layer's equation (``∂xψ_i``, ``∂xq_i``, ``ψ_i``, ``q_i``, ``∇²ψ_i``,
 ``∇²q_i``, ``∇⁴q_i``, ``∇⁸q_i``, ``J(ψ_i, q_i)``; ψ from the model's inversion). As for KS, the regressors
 are the one-step-consistent ones (the change of the one-step map when the term is added) with
 Gauss–Newton rounds.
 
 Cases: ``qg-beta`` (β missing), ``qg-drag`` (bottom drag halved), ``qg-hyperviscosity`` (ν∇⁸ missing),
-``qg-advection`` (Jacobian halved: a nonlinear-term error), ``qg-rd`` (deformation radius 20 % too large:
-it changes the PV inversion, so no finite combination of library terms is the exact correction; reported
-as found).
+``qg-advection`` (Jacobian halved: a nonlinear-term error), ``qg-rd`` (deformation radius 20 % too large).
+A wrong ``Rd`` changes the PV inversion, which no finite sum of additive tendency terms corrects exactly;
+the library's 19th term is therefore the stretching coefficient ``Rd⁻²`` itself (``F_i(ψ_j − ψ_i)`` in
+``q_i``), a parameter of the model's operator whose one-step regressor is, like the others, the change of
+the one-step map; the exact answer for ``qg-rd`` is ``1 − 1/1.2²``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def qg_truth() -> QGProblem:
 
 
 _OPS = ("dpsi/dx", "dq/dx", "psi", "q", "lap psi", "lap q", "lap2 q", "lap4 q", "J(psi,q)")
+#: the last library term: a change ``c`` of the stretching coefficient ``Rd⁻²`` (``F1 = Rd⁻²/(1 + δ)``,
+#: ``F2 = δ F1``) wherever it enters the model — the PV inversion and the mean PV gradients
+STRETCHING = "Rd^-2 stretching"
 
 
 def _term_name(op: str, layer: int) -> str:
@@ -85,7 +90,7 @@ def _term_hat(stepper: QGStepper, op: str, q_hat: torch.Tensor, psi_hat: torch.T
 
 
 def qg_library() -> Library:
-    """The 18 candidate terms (9 operators × 2 layers) as a :class:`~sciml.medida.library.Library`.
+    """The 19 candidate terms (9 operators × 2 layers, then the stretching coefficient) as a Library.
 
     Each term is a function term (evaluated in spectral form by :func:`discover_qg`, not by
     ``Library.evaluate``, which is for 1-D states).
@@ -94,12 +99,13 @@ def qg_library() -> Library:
     def unavailable(u, d):  # pragma: no cover - the QG terms are evaluated spectrally
         raise ValueError("QG library terms are evaluated by sciml.medida.qg, on (…, 2, n, n) PV states")
 
-    return Library([Term(_term_name(op, i), fn=unavailable) for i in (1, 2) for op in _OPS])
+    terms = [Term(_term_name(op, i), fn=unavailable) for i in (1, 2) for op in _OPS]
+    return Library([*terms, Term(STRETCHING, fn=unavailable)])
 
 
 def _extra(weights: np.ndarray):
-    """``extra(q̂, ψ̂)`` of the correction with ``weights`` (layer 1 terms first, then layer 2)."""
-    w = np.asarray(weights, dtype=np.float64).reshape(2, len(_OPS))
+    """``extra(q̂, ψ̂)`` of the additive terms of ``weights`` (layer 1 terms first, then layer 2)."""
+    w = np.asarray(weights, dtype=np.float64)[: 2 * len(_OPS)].reshape(2, len(_OPS))
     active = [(j, float(w[0, j]), float(w[1, j])) for j in range(len(_OPS)) if w[0, j] or w[1, j]]
     if not active:
         return None
@@ -116,7 +122,17 @@ def _extra(weights: np.ndarray):
 
 
 def corrected_stepper(model: QGProblem, weights: np.ndarray | None, dt: float) -> QGStepper:
-    """A stepper of ``model`` plus the correction ``Σ w_j θ_j`` (explicit part)."""
+    """A stepper of ``model`` plus the correction ``Σ w_j θ_j``: the additive terms in the explicit part,
+    the stretching term as ``Rd⁻² → Rd⁻² + w`` in the model itself.
+
+    Raises:
+        ValueError: a stretching weight that makes ``Rd⁻²`` non-positive.
+    """
+    if weights is not None and len(weights) > 2 * len(_OPS) and weights[-1] != 0:
+        inv_rd2 = model.rd**-2 + float(weights[-1])
+        if not inv_rd2 > 0:
+            raise ValueError(f"the stretching correction {weights[-1]:g} makes Rd^-2 = {inv_rd2:g} <= 0")
+        model = model.replace(rd=inv_rd2**-0.5)
     stepper = QGStepper(model, dt)
     extra = None if weights is None else _extra(weights)
     if extra is not None:
@@ -138,7 +154,7 @@ class QGCase:
         return truth.replace(name=self.name, **self.changes)
 
     def true_correction(self, truth: QGProblem | None = None) -> dict[str, float]:
-        """``{term: coefficient}`` that turns the model into the truth (empty for ``qg-rd``: not exact)."""
+        """``{term: coefficient}`` that turns the model into the truth."""
         t = qg_truth() if truth is None else truth
         m = self.model(t)
         out: dict[str, float] = {}
@@ -148,6 +164,8 @@ class QGCase:
             out["lap psi2"] = -(t.rek - m.rek)
         if m.nu != t.nu:
             out.update({"lap4 q1": -(t.nu - m.nu), "lap4 q2": -(t.nu - m.nu)})
+        if m.rd != t.rd:
+            out[STRETCHING] = t.rd**-2 - m.rd**-2
         if m.advection != t.advection:
             d = -(t.advection - m.advection)
             out.update({"J(psi1,q1)": d, "J(psi2,q2)": d})
@@ -161,7 +179,7 @@ QG_CASES: dict[str, QGCase] = {
         QGCase("qg-drag", "bottom drag halved", {"rek": 0.347 / 2}),
         QGCase("qg-hyperviscosity", "hyperviscosity missing", {"nu": 0.0}),
         QGCase("qg-advection", "Jacobian (advection) halved", {"advection": 0.5}),
-        QGCase("qg-rd", "deformation radius 20 % too large", {"rd": 1.2}, exact=False),
+        QGCase("qg-rd", "deformation radius 20 % too large", {"rd": 1.2}),
     )
 }
 
