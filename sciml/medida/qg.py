@@ -392,6 +392,7 @@ def qg_enkf_pairs(
     burn_in: int = 10,
     radius: float = 2.0,
     seed: int = 0,
+    window: np.ndarray | None = None,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Noisy observations of every grid point, assimilated with the imperfect ``model`` by the shared EnKF.
@@ -402,6 +403,10 @@ def qg_enkf_pairs(
     half-width ``radius`` on horizontal periodic distance, the same across layers) assimilates them with
     ``model`` as its forecast. Consecutive analysis means after ``burn_in`` are the pairs for
     :func:`discover_qg`: the residual of a pair is the analysis increment (analysis − forecast)/dt.
+
+    Other Args:
+        window: ``(T, 2, n, n)`` consecutive truth states ``QG_DT`` apart to observe instead of the cached
+            truth window (then ``steps`` is ``T − 1``).
 
     Returns:
         ``(prev, next, info)``: the analysis pairs and the analysis RMSE against the truth (relative to the
@@ -416,10 +421,15 @@ def qg_enkf_pairs(
         raise ValueError(f"noise must be a fraction in (0, 1) (0.01 = 1 %), got {noise}")
     if not 2 <= int(members) <= 1000:
         raise ValueError(f"members must be in [2, 1000], got {members}")
+    n, L = model.n, model.L
+    if window is not None:
+        window = np.asarray(window, dtype=np.float64)
+        if window.ndim != 4 or window.shape[1:] != (2, n, n):
+            raise ValueError(f"window must have shape (T, 2, {n}, {n}), got {window.shape}")
+        steps = len(window) - 1
     if not 0 <= int(burn_in) < int(steps) - 1:
         raise ValueError(f"burn_in must be in [0, steps - 1), got {burn_in} with steps = {steps}")
-    n, L = model.n, model.L
-    truth = torch.as_tensor(qg_window(int(steps), n=n, progress=progress))
+    truth = torch.as_tensor(qg_window(int(steps), n=n, progress=progress) if window is None else window)
     std = truth.std(dim=(0, 2, 3)).reshape(1, 2, 1, 1)
     g = torch.Generator().manual_seed(seed)
     obs = truth + noise * std * torch.randn(truth.shape, generator=g, dtype=torch.float64)
