@@ -7,6 +7,9 @@ re-run with the corrected model), with the single-pass ablations (paper's regres
 analyses, on all modes and on the band). Table 3, sparse observations (25 % of the points, noise-free):
 periodic cubic spline vs plain MLP vs random-Fourier-feature MLP interpolation, then MEDIDA.
 
+``--system qg``: the five two-layer QG cases × observation kinds (full noise-free pairs; 25 % sparse points
+through each interpolator; 1 % noise through the EnKF), one table and JSON.
+
 Targets (REFERENCES §5): noise-free every case exactly the true terms with ≤ 0.5 % coefficient error;
 1 % noise every case the right terms with ≤ 5 % error using ≤ 1000 members; ≤ 2 minutes per case.
 """

@@ -17,6 +17,10 @@ A wrong ``Rd`` changes the PV inversion, which no finite sum of additive tendenc
 the library's 19th term is therefore the stretching coefficient ``Rd⁻²`` itself (``F_i(ψ_j − ψ_i)`` in
 ``q_i``), a parameter of the model's operator whose one-step regressor is, like the others, the change of
 the one-step map; the exact answer for ``qg-rd`` is ``1 − 1/1.2²``.
+
+Observations: full pairs (:func:`qg_observations`); 25 % sparse points interpolated back to the grid by the
+shared interpolators (:func:`sparse_qg_pairs`: cubic, plain MLP, RFF-MLP); noisy states assimilated by the
+shared EnKF with the imperfect model (:func:`qg_enkf_pairs`: consecutive analysis means are the pairs).
 """
 
 from __future__ import annotations
@@ -35,7 +39,19 @@ from sciml.medida.regression import Correction, sparse_bayesian_regression
 from sciml.problems.qg import QGProblem
 from sciml.solvers.spectral.qg import QGStepper, cached_qg
 
-__all__ = ["QG_CASES", "QGCase", "qg_truth", "qg_observations", "qg_library", "discover_qg", "QG_DT"]
+__all__ = [
+    "QG_CASES",
+    "QGCase",
+    "qg_truth",
+    "qg_observations",
+    "qg_window",
+    "qg_library",
+    "discover_qg",
+    "sparse_qg_pairs",
+    "qg_enkf_pairs",
+    "QG_DT",
+    "STRETCHING",
+]
 
 QG_DT = 0.1
 SPIN_UP = 300.0
@@ -225,7 +241,7 @@ def discover_qg(
     eps: float = 1e-4,
     progress: bool = False,
 ) -> tuple[Correction, list[dict[str, Any]]]:
-    """Discover the correction of the QG ``model`` from observed pairs (noise-free, full observations).
+    """Discover the correction of the QG ``model`` from observed pairs (full, interpolated or analyses).
 
     Args:
         model: the imperfect QG model.
@@ -294,9 +310,6 @@ def discover_qg(
         if change < tol:
             break
     return fit, history
-
-
-OBSERVATION_KINDS = ("full", "sparse-cubic", "sparse-mlp", "sparse-rff")
 
 
 def sparse_qg_pairs(
