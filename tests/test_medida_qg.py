@@ -95,3 +95,12 @@ def test_enkf_with_one_percent_noise_finds_the_right_terms(tiny):
         qg_enkf_pairs(case.model(truth), members=1, window=window)
     with pytest.raises(ValueError, match="window"):
         qg_enkf_pairs(case.model(truth), window=window[:, :1])
+
+
+def test_cli_rejects_sparse_with_noise_and_sparse_for_ks(capsys):
+    from sciml.cli import main
+
+    assert main(["medida", "--case", "qg-beta", "--sparse", "rff", "--noise", "0.01"]) != 0
+    assert "one kind of degraded observation" in capsys.readouterr().err
+    assert main(["medida", "--case", "3", "--sparse", "rff"]) != 0
+    assert "--sparse applies to the QG cases" in capsys.readouterr().err

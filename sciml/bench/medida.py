@@ -350,12 +350,24 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
                     "found": len(terms),
                     "rounds": rounds,
                     "seconds": wall,
+                    "obs s": info.get("fit_seconds", info.get("filter_seconds", 0.0)),
                 }
             )
             print(f"  {kind} {name}: ok {row['exact_terms']} err {row['max_coef_error']:.3g}", flush=True)
     print_table(
         table,
-        ["case", "observations", "state err", "true terms", "ok", "max err", "found", "rounds", "seconds"],
+        [
+            "case",
+            "observations",
+            "state err",
+            "true terms",
+            "ok",
+            "max err",
+            "found",
+            "rounds",
+            "seconds",
+            "obs s",
+        ],
         f"two-layer QG 32x32: {args.qg_pairs} full noise-free pairs / {sparse_pairs} sparse noise-free pairs "
         f"(25 % of the points) / {enkf_steps - enkf_burn_in} EnKF analysis pairs ({args.members} members, "
         f"{args.noise:g} noise); dt = 0.1",
