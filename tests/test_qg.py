@@ -145,6 +145,7 @@ def small_qg_pairs():
     "name",
     [
         "qg-advection",
+        "qg-rd",
         pytest.param("qg-beta", marks=pytest.mark.slow),
         pytest.param("qg-drag", marks=pytest.mark.slow),
         pytest.param("qg-hyperviscosity", marks=pytest.mark.slow),

@@ -5,7 +5,9 @@ grid points and needs an interpolator without spectral bias: an MLP whose first 
 features (Tancik et al., NeurIPS 2020) where a plain MLP (which learns low frequencies first) and cubic
 interpolation fall short. Three interpolators, one interface:
 
-* ``"cubic"`` — a periodic cubic spline (scipy ``CubicSpline``, ``bc_type="periodic"``);
+* ``"cubic"`` — a periodic cubic spline (scipy ``CubicSpline``, ``bc_type="periodic"``); in 2-D scipy's
+  piecewise-cubic Clough–Tocher interpolant (``griddata(method="cubic")``) of the points and their
+  periodic images;
 * ``"mlp"`` — a plain tanh MLP of the coordinate;
 * ``"rff"`` — the same MLP behind a layer of periodic random Fourier features ``cos/sin(2π m_j x / L)``
   with integer modes ``m_j ~ |N(0, scale²)|`` (integers keep the interpolant periodic).
@@ -59,7 +61,7 @@ class _Interpolant(nn.Module):
         self,
         kind: str,
         length: float,
-        x0: float,
+        x0: np.ndarray,
         outputs: int,
         *,
         features: int,
@@ -69,19 +71,23 @@ class _Interpolant(nn.Module):
         generator: torch.Generator,
     ) -> None:
         super().__init__()
-        self.kind, self.length, self.x0 = kind, length, x0
+        dim = len(x0)
+        self.kind, self.length = kind, length
+        self.register_buffer("x0", torch.as_tensor(x0, dtype=torch.float64))
         if kind == "rff":
-            modes = torch.round(torch.randn(features, generator=generator, dtype=torch.float64).abs() * scale)
-            self.register_buffer("k", 2 * math.pi * (modes + 1) / length)
+            draw = torch.randn(features, dim, generator=generator, dtype=torch.float64) * scale
+            # 1-D: positive integer modes; d-D: integer wave vectors of either sign
+            modes = torch.round(draw.abs()) + 1 if dim == 1 else torch.round(draw)
+            self.register_buffer("k", 2 * math.pi * modes / length)
             self.mlp = _MLP(2 * features, outputs, hidden, depth)
         else:
-            self.mlp = _MLP(1, outputs, hidden, depth)
+            self.mlp = _MLP(dim, outputs, hidden, depth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "rff":
-            phase = x[:, None] * self.k[None, :]
+            phase = x @ self.k.T
             return self.mlp(torch.cat([torch.cos(phase), torch.sin(phase)], dim=1))
-        return self.mlp((2 * (x - self.x0) / self.length - 1)[:, None])
+        return self.mlp(2 * (x - self.x0) / self.length - 1)
 
 
 def _fit_network(
@@ -169,10 +175,11 @@ def interpolate(
 
     Args:
         kind: ``"cubic"``, ``"mlp"`` or ``"rff"``.
-        x_obs: ``(p,)`` observed coordinates in ``[x_out[0], x_out[0] + length)``.
+        x_obs: ``(p,)`` observed coordinates in ``[x_out[0], x_out[0] + length)``, or ``(p, d)`` points of
+            a ``d``-dimensional periodic box (e.g. the 25 % observed points of the QG grid).
         values: ``(C, p)`` observed values of ``C`` fields (one network fits all of them).
-        x_out: ``(n,)`` the output grid.
-        length: the period.
+        x_out: ``(n,)`` the output grid, or ``(n, d)`` output points.
+        length: the period (of every coordinate).
 
     Other Args:
         holdout: fraction of observed points held out to measure the interpolation error.
@@ -193,6 +200,21 @@ def interpolate(
     x_obs = np.asarray(x_obs, dtype=np.float64)
     values = np.atleast_2d(np.asarray(values, dtype=np.float64))
     x_out = np.asarray(x_out, dtype=np.float64)
+    if x_obs.ndim == 2 or x_out.ndim == 2:
+        if x_obs.ndim != 2 or x_out.ndim != 2 or x_obs.shape[1] != x_out.shape[1] or x_obs.shape[1] > 2:
+            raise ValueError(
+                f"x_obs and x_out must both be (points, d) with d <= 2, got {x_obs.shape} and {x_out.shape}"
+            )
+        return _interpolate_2d(
+            kind,
+            x_obs,
+            values,
+            x_out,
+            length,
+            holdout=holdout,
+            seed=seed,
+            **_net(features, scale, hidden, depth, adam_steps, lbfgs_steps),
+        )
     if x_obs.ndim != 1 or values.shape[1] != x_obs.size:
         raise ValueError(f"values must have shape (fields, {x_obs.size}), got {values.shape}")
     if x_obs.size < 8:
@@ -208,7 +230,7 @@ def interpolate(
     if holdout > 0:
         held[rng.choice(x_obs.size, int(round(holdout * x_obs.size)), replace=False)] = True
     train = ~held
-    x0 = float(x_out[0])
+    x0 = np.array([x_out[0]])
     targets = np.concatenate([x_out, x_obs[held]])  # the grid, then the held-out points
     if kind == "cubic":
         xs = np.concatenate([x_obs[train], [x_obs[train][0] + length]])
@@ -218,22 +240,64 @@ def interpolate(
     else:
         both = _fit_network(
             kind,
-            x_obs[train],
+            x_obs[train][:, None],
             values[:, train],
-            targets,
+            targets[:, None],
             length,
             x0,
-            features=features,
-            scale=scale,
-            hidden=hidden,
-            depth=depth,
-            adam_steps=adam_steps,
-            lbfgs_steps=lbfgs_steps,
             seed=seed,
+            **_net(features, scale, hidden, depth, adam_steps, lbfgs_steps),
         )
     out, at_held = both[:, : x_out.size], both[:, x_out.size :]
     if held.any():
         rmse = np.sqrt(np.mean((at_held - values[:, held]) ** 2, axis=1))
     else:
         rmse = np.full(len(values), np.nan)
+    return Interpolation(out, rmse)
+
+
+def _net(features, scale, hidden, depth, adam_steps, lbfgs_steps) -> dict:
+    return dict(
+        features=features,
+        scale=scale,
+        hidden=hidden,
+        depth=depth,
+        adam_steps=adam_steps,
+        lbfgs_steps=lbfgs_steps,
+    )
+
+
+def _interpolate_2d(kind, x_obs, values, x_out, length, *, holdout, seed, **net) -> Interpolation:
+    """:func:`interpolate` on scattered points of a doubly periodic square of side ``length``."""
+    from scipy.interpolate import griddata
+
+    if values.shape[1] != len(x_obs):
+        raise ValueError(f"values must have shape (fields, {len(x_obs)}), got {values.shape}")
+    if len(x_obs) < 8:
+        raise ValueError(f"need at least 8 observed points, got {len(x_obs)}")
+    if not (np.all(np.isfinite(x_obs)) and np.all(np.isfinite(values))):
+        raise ValueError("observed coordinates and values must be finite")
+    if not 0 <= holdout < 0.5:
+        raise ValueError(f"holdout must be in [0, 0.5), got {holdout}")
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(x_obs), dtype=bool)
+    if holdout > 0:
+        held[rng.choice(len(x_obs), int(round(holdout * len(x_obs))), replace=False)] = True
+    train = ~held
+    x0 = x_out.min(axis=0)
+    targets = np.concatenate([x_out, x_obs[held]])
+    if kind == "cubic":
+        shifts = np.array([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)], dtype=np.float64) * length
+        points = (x_obs[train][None, :, :] + shifts[:, None, :]).reshape(-1, 2)
+        tiled = np.tile(values[:, train], (1, len(shifts)))
+        wrapped = x0 + np.mod(targets - x0, length)
+        both = np.stack([griddata(points, v, wrapped, method="cubic") for v in tiled])
+    else:
+        both = _fit_network(kind, x_obs[train], values[:, train], targets, length, x0, seed=seed, **net)
+    out, at_held = both[:, : len(x_out)], both[:, len(x_out) :]
+    rmse = (
+        np.sqrt(np.mean((at_held - values[:, held]) ** 2, axis=1))
+        if held.any()
+        else np.full(len(values), np.nan)
+    )
     return Interpolation(out, rmse)
