@@ -67,6 +67,7 @@ _REGISTRY: dict[str, Callable[..., PDEProblem]] = {
     "legendre": suite.legendre,
     "hypergeometric": suite.hypergeometric,
     "accretion": singular.accretion,
+    "khronon": singular.khronon,
 }
 
 

@@ -1,4 +1,5 @@
-"""Singular ODEs of gravitation: transonic accretion onto a Schwarzschild black hole.
+"""Singular ODEs of gravitation: transonic accretion onto a Schwarzschild black hole, and the aether of a
+Lorentz-violating black hole.
 
 Cayuso, Herrero-Valea, Barausse, *Deep Learning solutions to singular ordinary differential equations: from
 special functions to spherical accretion* (arXiv:2409.20150) solve, besides Legendre and hypergeometric,
@@ -22,7 +23,14 @@ import torch
 from sciml.problems.pde.domain import Box
 from sciml.problems.pde.problem import HardConstraint, PDEProblem
 
-__all__ = ["TransonicReference", "MichelCriticalPoint", "michel_critical_point", "accretion"]
+__all__ = [
+    "TransonicReference",
+    "MichelCriticalPoint",
+    "michel_critical_point",
+    "accretion",
+    "KhrononReference",
+    "khronon",
+]
 
 SINGULAR_PAPER = (
     "Cayuso, Herrero-Valea, Barausse, Deep Learning solutions to singular ordinary differential equations: "
@@ -194,5 +202,67 @@ def accretion(
             f"Michel accretion onto a Schwarzschild black hole, polytrope K = {K:g}, Γ = {gamma:.4g}: "
             f"transonic through r_c = {cp.r:.6g}"
         ),
+        citation=SINGULAR_PAPER,
+    )
+
+
+# ------------------------------------------------------------------------------- Lorentz-violating black hole
+@dataclass(frozen=True)
+class KhrononReference:
+    """Recipe: the regular khronon profile by shooting from both sides and matching (``solvers.ode``).
+
+    Args:
+        n_points: grid points over ``[0, x_max]`` (both ends included).
+    """
+
+    n_points: int = 2001
+
+
+def khronon(speed: float = 2.0, x_max: float = 2.0) -> PDEProblem:
+    """The aether of a Lorentz-violating (khronometric / Hořava) black hole, in the decoupling limit.
+
+    The paper's Lorentz-violating case: the khronon (the hypersurface-orthogonal aether ``u^μ``) on a
+    Schwarzschild background, static and spherically symmetric (Blas & Sibiryakov 2011). With
+    ``x = r_s/r ∈ [0, x_max]`` (``x = 0`` is spatial infinity, ``x = 1`` the Killing horizon) and
+    ``y = −u_t`` (so ``P₂ = y² − 1 + x = (u^r)²``), its equation is
+
+        ``P₁ P₂ x² y'' + c² y (−P₂ x² y'² + x² (y y' + 1/2)² + 2 P₂²) = 0``,  ``P₁ = P₂ − c² y²``,
+
+    ``c`` the speed of the khronon's spin-0 mode (the paper's code solves it for c in 0.2 … 10, c = 2 last).
+    The coefficient of ``y''`` vanishes at infinity (``P₂ ~ x⁴``) and at the spin-0 ("sound") horizon
+    ``P₁ = 0`` inside the Killing horizon (for c > 1); there the equation is regular only if the bracket
+    vanishes too, which fixes the one free constant of the asymptotically flat solutions
+    (``u^r ≈ −C x²``). Asymptotic flatness gives ``y(0) = 1``, built into the ansatz ``y = 1 + x N(x)``; the
+    network's smoothness selects the solution that is regular at the sound horizon. For ``c → ∞`` the
+    solution is the maximal foliation ``y = (1 − 3x/4) √(1 + x/2 + 3x²/16)``, with the universal horizon
+    at ``x = 4/3``. The residual is the polynomial form above divided by ``c²``.
+
+    Raises:
+        ValueError: ``speed`` not above 1 (the sound horizon must lie inside the Killing horizon), or
+            ``x_max`` not beyond it.
+    """
+    if not (isinstance(speed, (int, float)) and speed > 1 and math.isfinite(speed)):
+        raise ValueError(f"`speed` (the khronon's spin-0 speed c) must be a finite number > 1, got {speed!r}")
+    if not x_max > 4 / 3:
+        raise ValueError(f"`x_max` must exceed 4/3 so the interval holds the sound horizon, got {x_max!r}")
+
+    def residual(x, d, p):
+        s, y = x[:, 0], d["y"]
+        c2 = p["c"] ** 2
+        p2 = y**2 - 1 + s
+        p1 = p2 - c2 * y**2
+        yx = d["y_x"]
+        bracket = -p2 * s**2 * yx**2 + s**2 * (y * yx + 0.5) ** 2 + 2 * p2**2
+        return p1 * p2 * s**2 * d["y_xx"] / c2 + y * bracket
+
+    return PDEProblem(
+        name="khronon",
+        domain=Box(("x",), (0.0,), (float(x_max),)),
+        fields=("y",),
+        residual=residual,
+        params={"c": float(speed)},
+        reference=KhrononReference(),
+        constraint=HardConstraint(particular=lambda x: torch.ones_like(x[:, 0]), factor=lambda x: x[:, 0]),
+        description=f"khronon of a Lorentz-violating black hole (decoupling limit), spin-0 speed {speed:g}",
         citation=SINGULAR_PAPER,
     )

@@ -272,4 +272,11 @@ def reference_solution(
 
         axes, values = transonic_reference(problem, recipe, directory)
         return ReferenceSolution(axes, values, "invariants")
+    from sciml.problems.pde.singular import KhrononReference
+
+    if isinstance(recipe, KhrononReference):
+        from sciml.solvers.ode.singular import khronon_reference
+
+        axes, values = khronon_reference(problem, recipe, directory)
+        return ReferenceSolution(axes, values, "shooting")
     raise TypeError(f"{problem.name}: no solver for a reference recipe of type {type(recipe).__name__}")
