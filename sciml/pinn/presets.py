@@ -202,6 +202,12 @@ PRESETS: dict[str, Preset] = {
         train=_ODE_TRAIN.replace(lbfgs_iterations=3000, n_residual=512),
         quick=_QUICK,
     ),
+    "khronon": Preset(
+        pinn=_ODE_PINN,
+        pig=_ODE_PIG,
+        train=_ODE_TRAIN.replace(lbfgs_iterations=2000, n_residual=512),
+        quick=_QUICK,
+    ),
 }
 
 
