@@ -94,3 +94,62 @@ def test_pinn_training_smoke(tmp_path, monkeypatch):
     result = trainer.fit(progress=False)
     assert math.isfinite(result.rel_l2)
     assert result.rel_l2 < 0.1 * start
+
+
+# ------------------------------------------------------------------------------- khronon
+def _flat_limit(x):
+    return (1 - 0.75 * x) * np.sqrt(1 + x / 2 + 3 * x**2 / 16)
+
+
+def test_khronon_series_satisfies_the_equation():
+    """The series at infinity (free constant C) makes the residual vanish to high order."""
+    from sciml.solvers.ode.singular import _khronon_series
+
+    c, C2 = 2.0, 0.11
+    x = np.array([0.01, 0.02])
+    h = 1e-4
+    w, wp = _khronon_series(x, C2, c)
+    wpp = (_khronon_series(x + h, C2, c)[1] - _khronon_series(x - h, C2, c)[1]) / (2 * h)
+    y = np.sqrt(w + 1 - x)
+    yp = (wp - 1) / (2 * y)
+    ypp = (wpp / 2 - yp**2) / y
+    problem = pde.get("khronon", speed=c)
+    d = {"y": torch.tensor(y), "y_x": torch.tensor(yp), "y_xx": torch.tensor(ypp)}
+    res = problem.residual(torch.tensor(x[:, None]), d, problem.params).numpy()
+    assert np.all(np.abs(res) < 1e-10 * np.maximum(1, x**-4) * x**10 + 1e-13)
+
+
+def test_khronon_matching_converges_and_is_regular():
+    from sciml.solvers.ode.singular import _khronon_jet, khronon_shooting
+
+    C2, xs = khronon_shooting(2.0, guess=(0.1137, 1.136))
+    assert C2 == pytest.approx(0.1137035348, rel=1e-7)
+    assert xs == pytest.approx(1.1359815939, rel=1e-8)
+    y, p, _ = _khronon_jet(xs, 2.0)
+    p2 = y * y - 1 + xs
+    assert p2 - 4 * y * y == pytest.approx(0, abs=1e-14)  # P₁ = 0: the sound horizon
+    bracket = -p2 * xs**2 * p**2 + xs**2 * (y * p + 0.5) ** 2 + 2 * p2**2
+    assert bracket == pytest.approx(0, abs=1e-12)  # the regularity condition
+
+
+@pytest.mark.slow
+def test_khronon_reference_tends_to_the_maximal_foliation_and_solves_the_equation(tmp_path):
+    """c → ∞: the regular solution outside the universal horizon tends to the closed form as 1/c²."""
+    from sciml.solvers.ode.singular import khronon_profile
+
+    x = np.linspace(0, 1.25, 251)
+    errors = [np.abs(khronon_profile(x, c)[0] - _flat_limit(x)).max() for c in (30.0, 300.0)]
+    assert errors[1] < 1e-5
+    assert errors[0] / errors[1] == pytest.approx(100, rel=0.2)
+    problem = pde.get("khronon")
+    ref = reference_solution(problem, directory=tmp_path)
+    xx, y = ref.axes[0], ref.values[:, 0]
+    h = xx[1] - xx[0]
+    d = {
+        "y": torch.tensor(y[1:-1]),
+        "y_x": torch.tensor((y[2:] - y[:-2]) / (2 * h)),
+        "y_xx": torch.tensor((y[2:] - 2 * y[1:-1] + y[:-2]) / h**2),
+    }
+    res = problem.residual(torch.tensor(xx[1:-1, None]), d, problem.params)
+    assert res.abs().max() < 1e-5  # the O(h²) error of the finite differences
+    assert y[0] == 1.0 and y[-1] < 0  # at rest at infinity; u_t changes sign inside the universal horizon
