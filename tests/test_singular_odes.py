@@ -153,3 +153,20 @@ def test_khronon_reference_tends_to_the_maximal_foliation_and_solves_the_equatio
     res = problem.residual(torch.tensor(xx[1:-1, None]), d, problem.params)
     assert res.abs().max() < 1e-5  # the O(h²) error of the finite differences
     assert y[0] == 1.0 and y[-1] < 0  # at rest at infinity; u_t changes sign inside the universal horizon
+
+
+def test_accretion_ansatz_fixes_value_and_slope_at_the_critical_point():
+    problem = pde.get("accretion")
+    cp = michel_critical_point(**PAPER)
+    c = problem.constraint
+
+    def fn(z):  # any network output
+        return c.particular(z) + c.factor(z) * torch.sin(3 * z + 1)
+
+    x = torch.tensor([[cp.r]], dtype=torch.float64, requires_grad=True)
+    out = fn(x)
+    assert out.detach().numpy() == pytest.approx(np.ones((1, 2)), abs=1e-14)
+    slope_rho = torch.autograd.grad(out[0, 0], x, retain_graph=True)[0].item()
+    slope_v = torch.autograd.grad(out[0, 1], x)[0].item()
+    assert slope_rho == pytest.approx(cp.slope_rho / cp.rho, rel=1e-12)
+    assert slope_v == pytest.approx(cp.slope_v / cp.v, rel=1e-12)

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from sciml.problems.pde.conditions import Dirichlet
 from sciml.problems.pde.domain import Box
 from sciml.problems.pde.problem import HardConstraint, PDEProblem
 
@@ -275,7 +276,10 @@ def khronon(speed: float = 2.0, x_max: float = 2.0) -> PDEProblem:
         residual=residual,
         params={"c": float(speed)},
         reference=KhrononReference(),
-        constraint=HardConstraint(particular=_flat, factor=lambda x: (x[:, 0] / x_max) ** 4),
+        conditions=(Dirichlet(value=1.0, on=("x-",)),),
+        constraint=HardConstraint(
+            particular=_flat, factor=lambda x: (x[:, 0] / x_max) ** 4, enforces=("dirichlet",)
+        ),
         description=f"khronon of a Lorentz-violating black hole (decoupling limit), spin-0 speed {speed:g}",
         citation=SINGULAR_PAPER,
     )
