@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sciml.problems.pde import suite
+from sciml.problems.pde import singular, suite
 from sciml.problems.pde.conditions import (
     Condition,
     Dirichlet,
@@ -66,6 +66,8 @@ _REGISTRY: dict[str, Callable[..., PDEProblem]] = {
     "poisson": suite.poisson,
     "legendre": suite.legendre,
     "hypergeometric": suite.hypergeometric,
+    "accretion": singular.accretion,
+    "khronon": singular.khronon,
 }
 
 

@@ -170,7 +170,9 @@ def function_jet(fn, x: torch.Tensor, spec: JetSpec) -> Jet:
         for c in range(v.shape[1]):
             col = v[:, c]
             if col.requires_grad:
-                (g,) = torch.autograd.grad(col.sum(), xr, create_graph=bool(spec.second), allow_unused=True)
+                (g,) = torch.autograd.grad(
+                    col.sum(), xr, create_graph=bool(spec.second), retain_graph=True, allow_unused=True
+                )  # the columns may share a graph
             else:
                 g = None
             g = torch.zeros_like(xr) if g is None else g

@@ -195,6 +195,19 @@ PRESETS: dict[str, Preset] = {
     ),
     "legendre": Preset(pinn=_ODE_PINN, pig=_ODE_PIG, train=_ODE_TRAIN, quick=_QUICK),
     "hypergeometric": Preset(pinn=_ODE_PINN, pig=_ODE_PIG, train=_ODE_TRAIN, quick=_QUICK),
+    # singular ODEs of gravitation (sciml.problems.pde.singular): L-BFGS does the work, float64
+    "accretion": Preset(
+        pinn=_ODE_PINN,
+        pig=_ODE_PIG,
+        train=_ODE_TRAIN.replace(lbfgs_iterations=3000, n_residual=512),
+        quick=_QUICK,
+    ),
+    "khronon": Preset(
+        pinn=_ODE_PINN,
+        pig=_ODE_PIG,
+        train=_ODE_TRAIN.replace(lbfgs_iterations=2000, n_residual=512),
+        quick=_QUICK,
+    ),
 }
 
 

@@ -265,4 +265,18 @@ def reference_solution(
         return _nonlinear_diffusion(problem, recipe, directory, progress)
     if isinstance(recipe, SemilinearReference):
         return _semilinear(problem, recipe, directory, progress)
+    from sciml.problems.pde.singular import TransonicReference
+
+    if isinstance(recipe, TransonicReference):  # Michel accretion: sciml.solvers.ode.singular
+        from sciml.solvers.ode.singular import transonic_reference
+
+        axes, values = transonic_reference(problem, recipe, directory)
+        return ReferenceSolution(axes, values, "invariants")
+    from sciml.problems.pde.singular import KhrononReference
+
+    if isinstance(recipe, KhrononReference):
+        from sciml.solvers.ode.singular import khronon_reference
+
+        axes, values = khronon_reference(problem, recipe, directory)
+        return ReferenceSolution(axes, values, "shooting")
     raise TypeError(f"{problem.name}: no solver for a reference recipe of type {type(recipe).__name__}")

@@ -1,0 +1,285 @@
+"""Singular ODEs of gravitation: transonic accretion onto a Schwarzschild black hole, and the aether of a
+Lorentz-violating black hole.
+
+Cayuso, Herrero-Valea, Barausse, *Deep Learning solutions to singular ordinary differential equations: from
+special functions to spherical accretion* (arXiv:2409.20150) solve, besides Legendre and hypergeometric,
+the spherical accretion of a polytropic perfect fluid onto a Schwarzschild black hole (Michel's relativistic
+Bondi flow). The flow is transonic: it passes through a critical (sonic) point where the ODE for the
+velocity becomes ``0/0``. This module holds the problem definition; the reference is computed by
+:mod:`sciml.solvers.ode.singular` from the two exact invariants of the flow.
+
+Units ``G = c = 1``; the black-hole mass ``M`` sets the length scale. The fields are the rest-mass density
+``ρ`` and the speed ``v`` of the inflow measured by a static observer (``u^r = −γ v √(1 − 2M/r)``, the
+paper's variables), both in units of their critical values (``rho = ρ/ρ_c``, ``v = v/v_c``) so the two
+fields are O(1) and the relative error weighs them alike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from sciml.problems.pde.conditions import Dirichlet
+from sciml.problems.pde.domain import Box
+from sciml.problems.pde.problem import HardConstraint, PDEProblem
+
+__all__ = [
+    "TransonicReference",
+    "MichelCriticalPoint",
+    "michel_critical_point",
+    "accretion",
+    "KhrononReference",
+    "khronon",
+]
+
+SINGULAR_PAPER = (
+    "Cayuso, Herrero-Valea, Barausse, Deep Learning solutions to singular ordinary differential equations: "
+    "from special functions to spherical accretion, arXiv:2409.20150"
+)
+
+
+@dataclass(frozen=True)
+class TransonicReference:
+    """Recipe: the transonic accretion profile from its two exact invariants (mass flux and Bernoulli).
+
+    ``sciml.solvers.ode.singular`` solves the Bernoulli invariant for ``v`` at every grid point (bracketed
+    root on the subsonic branch outside the critical radius, the supersonic one inside).
+
+    Args:
+        n_points: grid points over the radial interval (both ends included).
+    """
+
+    n_points: int = 2001
+
+
+@dataclass(frozen=True)
+class MichelCriticalPoint:
+    """The sonic point of Michel's flow and its two invariants, in closed form.
+
+    Attributes:
+        r: critical radius ``r_c = M / (2 u_c²)``.
+        u: ``|u^r|`` there, ``u_c² = M / (2 r_c)``.
+        v: static-observer speed there, equal to the sound speed: ``v_c² = a_c² = u_c² / (1 − 3 u_c²)``.
+        rho: rest-mass density there.
+        mass_flux: ``ρ u r²`` (constant along the flow).
+        bernoulli: ``h √(1 − 2M/r + u²) = h γ √(1 − 2M/r)`` (constant along the flow).
+        slope_v, slope_rho: ``dv/dr`` and ``dρ/dr`` at ``r_c`` on the accretion branch (L'Hôpital: the
+            negative root of the quadratic that the ``0/0`` limit gives).
+    """
+
+    r: float
+    u: float
+    v: float
+    rho: float
+    mass_flux: float
+    bernoulli: float
+    slope_v: float
+    slope_rho: float
+
+
+def _sound_speed2(rho, K: float, gamma: float):
+    """``a² = Γ p / (ρ h)`` for ``p = K ρ^Γ``, ``h = 1 + Γ p / ((Γ − 1) ρ)``."""
+    q = gamma * K * rho ** (gamma - 1)
+    return q / (1 + q / (gamma - 1))
+
+
+def michel_critical_point(K: float, gamma: float, mass: float, rho_c: float) -> MichelCriticalPoint:
+    """The critical point of a polytrope ``p = K ρ^Γ`` with critical density ``rho_c`` (closed form).
+
+    At the sonic point ``u_c² = M/(2 r_c)`` and ``a_c² = u_c²/(1 − 3 u_c²)`` (Michel 1972), so
+    ``u_c² = a_c²/(1 + 3 a_c²)`` with ``a_c`` the sound speed at ``rho_c``. The slope there follows from
+    differentiating numerator and denominator of ``dv/dr = D/N`` (both vanish).
+
+    Raises:
+        ValueError: non-positive ``K``, ``mass`` or ``rho_c``, or ``gamma`` outside (1, 5/3].
+    """
+    if not (K > 0 and mass > 0 and rho_c > 0):
+        raise ValueError(f"`K`, `mass` and `rho_c` must be positive, got {K}, {mass}, {rho_c}")
+    if not (1 < gamma <= 5 / 3):
+        raise ValueError(f"`gamma` must lie in (1, 5/3], got {gamma}")
+    a2 = _sound_speed2(rho_c, K, gamma)
+    u2 = a2 / (1 + 3 * a2)
+    r_c = mass / (2 * u2)
+    u_c, v_c = math.sqrt(u2), math.sqrt(a2)
+    h = 1 + gamma / (gamma - 1) * K * rho_c ** (gamma - 1)
+    # L'Hôpital at r_c: N v' = D with N = r(r−2M)(v² − a²), D = v(1−v²)(a²(2r−3M) − M); d(a²)/dρ =
+    # a²(Γ − 1 − a²)/ρ and ρ'/ρ = −v'/(v(1−v²)) − (2r−3M)/(r(r−2M)) (mass flux) give a quadratic in v'
+    w = v_c * (1 - a2)
+    b = a2 * (gamma - 1 - a2)
+    g = (2 * r_c - 3 * mass) / (r_c * (r_c - 2 * mass))
+    rr = r_c * (r_c - 2 * mass)
+    qa = rr * (2 * v_c + b / w)
+    qb = rr * b * g + b * (2 * r_c - 3 * mass)
+    qc = w * (b * g * (2 * r_c - 3 * mass) - 2 * a2)
+    disc = math.sqrt(qb * qb - 4 * qa * qc)
+    slope_v = (-qb - disc) / (2 * qa)  # the accretion branch: the flow speeds up inwards (v' < 0)
+    slope_rho = rho_c * (-slope_v / w - g)
+    return MichelCriticalPoint(
+        r=r_c,
+        u=u_c,
+        v=v_c,
+        rho=rho_c,
+        mass_flux=rho_c * u_c * r_c**2,
+        bernoulli=h * math.sqrt(1 - 3 * u2),
+        slope_v=slope_v,
+        slope_rho=slope_rho,
+    )
+
+
+def accretion(
+    K: float = 0.1,
+    gamma: float = 4 / 3,
+    mass: float = 1.0,
+    rho_c: float = 1e-3,
+    r_min: float = 20.0,
+    r_max: float = 140.5,
+) -> PDEProblem:
+    """Michel's transonic accretion of a polytrope onto a Schwarzschild black hole, on ``[r_min, r_max]``.
+
+    Defaults are the paper's: ``K = 0.1``, ``Γ = 4/3``, ``M = 1`` on ``r ∈ [20, 140.5]``; the critical
+    density ``ρ_c = 10⁻³`` puts the sonic point at ``r_c = 40.5`` (``v_c² = 1/78``) and gives the paper's
+    outer values ``ρ(140.5) = 3.24197·10⁻⁴``, ``v(140.5) = 0.0286708``.
+
+    Equations (``f = 1 − 2M/r``, ``a²`` the sound speed squared), both free of denominators:
+
+    * mass flux ``(ρ γ v √f r²)' = 0``:
+      ``f [(1 − v²) r ρ' v + r ρ v'] + (1 − v²)(2 − 3M/r) ρ v = 0``;
+    * momentum, in the regularised form that the critical point makes ``0/0``:
+      ``f (v² − a²) r v' − v (1 − v²)(a² (2 − 3M/r) − M/r) = 0`` — the coefficient of ``v'`` and the
+      right-hand side vanish together only at ``r_c``; a smooth solution crossing ``v = a`` must do so there.
+
+    Ansatz (the critical-point condition built in):
+    ``ρ/ρ_c = 1 + s_ρ (r − r_c) + ((r − r_c)/L)² N_ρ(r)`` with ``L = r_max − r_min``, and likewise for
+    ``v/v_c``, with the L'Hôpital slopes ``s`` of the accretion branch. In the regularised form a kink at
+    ``r_c`` costs no residual (``N = D = 0`` there), so the two branches through the X-point (accretion and
+    wind) could otherwise be glued together; fixing value and slope at ``r_c`` leaves exactly one smooth
+    solution, and no boundary condition is needed. The critical radius is therefore exact by construction;
+    what the network learns is the profile on both sides of it. The problem's coefficients are tied to the
+    ansatz: make variants with ``accretion(K=..., rho_c=...)`` rather than ``replace(params=...)``.
+
+    Raises:
+        ValueError: bad parameters, or ``r_c`` outside ``(r_min, r_max)``.
+    """
+    cp = michel_critical_point(K, gamma, mass, rho_c)
+    if not (2 * mass < r_min < cp.r < r_max):
+        raise ValueError(
+            f"the critical radius r_c = {cp.r:.6g} must lie inside (r_min, r_max) = ({r_min}, {r_max}), "
+            f"with r_min > 2M = {2 * mass}; change rho_c or the interval"
+        )
+    s_rho, s_v = cp.slope_rho / cp.rho, cp.slope_v / cp.v
+
+    def residual(x, d, p):
+        r = x[:, 0]
+        m, vc = p["M"], p["v_c"]
+        rho, vel = d["rho"], d["v"]
+        v = vc * vel
+        f = 1 - 2 * m / r
+        a2 = _sound_speed2(p["rho_c"] * rho.abs(), p["K"], p["gamma"])  # |ρ|: a real power early on
+        one = 1 - v**2
+        mass_flux = f * (one * r * d["rho_r"] * vel + r * rho * d["v_r"]) + one * (2 - 3 * m / r) * rho * vel
+        ac2 = vc**2
+        momentum = f * (v**2 - a2) / ac2 * r * d["v_r"] - vel * one * (a2 * (2 - 3 * m / r) - m / r) / ac2
+        return torch.stack([mass_flux, momentum], dim=1)
+
+    def particular(x):
+        dr = x[:, 0] - cp.r
+        return torch.stack([1 + s_rho * dr, 1 + s_v * dr], dim=1)
+
+    def factor(x):
+        z = ((x[:, 0] - cp.r) / (r_max - r_min)) ** 2
+        return torch.stack([z, z], dim=1)
+
+    return PDEProblem(
+        name="accretion",
+        domain=Box(("r",), (float(r_min),), (float(r_max),)),
+        fields=("rho", "v"),
+        residual=residual,
+        params={"K": float(K), "gamma": float(gamma), "M": float(mass), "rho_c": float(rho_c), "v_c": cp.v},
+        reference=TransonicReference(),
+        constraint=HardConstraint(particular=particular, factor=factor),
+        n_equations=2,
+        description=(
+            f"Michel accretion onto a Schwarzschild black hole, polytrope K = {K:g}, Γ = {gamma:.4g}: "
+            f"transonic through r_c = {cp.r:.6g}"
+        ),
+        citation=SINGULAR_PAPER,
+    )
+
+
+# ------------------------------------------------------------------------------- Lorentz-violating black hole
+@dataclass(frozen=True)
+class KhrononReference:
+    """Recipe: the regular khronon profile by shooting from both sides and matching (``solvers.ode``).
+
+    Args:
+        n_points: grid points over ``[0, x_max]`` (both ends included).
+    """
+
+    n_points: int = 2001
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    """``√(1 − x)`` to third order: every asymptotically flat aether has ``y² = 1 − x + O(x⁴)``."""
+    s = x[:, 0]
+    return 1 - s / 2 - s**2 / 8 - s**3 / 16
+
+
+def khronon(speed: float = 2.0, x_max: float = 2.0) -> PDEProblem:
+    """The aether of a Lorentz-violating (khronometric / Hořava) black hole, in the decoupling limit.
+
+    The paper's Lorentz-violating case: the khronon (the hypersurface-orthogonal aether ``u^μ``) on a
+    Schwarzschild background, static and spherically symmetric (Blas & Sibiryakov 2011). With
+    ``x = r_s/r ∈ [0, x_max]`` (``x = 0`` is spatial infinity, ``x = 1`` the Killing horizon) and
+    ``y = −u_t`` (so ``P₂ = y² − 1 + x = (u^r)²``), its equation is
+
+        ``P₁ P₂ x² y'' + c² y (−P₂ x² y'² + x² (y y' + 1/2)² + 2 P₂²) = 0``,  ``P₁ = P₂ − c² y²``,
+
+    ``c`` the speed of the khronon's spin-0 mode (the paper's code solves it for c in 0.2 … 10, c = 2 last).
+    The coefficient of ``y''`` vanishes at infinity (``P₂ ~ x⁴``) and at the spin-0 ("sound") horizon
+    ``P₁ = 0`` inside the Killing horizon (for c > 1); there the equation is regular only if the bracket
+    vanishes too, which fixes the one free constant of the asymptotically flat solutions
+    (``u^r ≈ −C x²``). Asymptotic flatness (``y² = 1 − x + C² x⁴ + …``) is built into the ansatz
+    ``y = 1 − x/2 − x²/8 − x³/16 + (x/x_max)⁴ N(x)``: with only ``y(0) = 1`` (the paper's code) the residual,
+    weighted by ``x² P₂`` near infinity, also admits solutions with ``u^r`` falling off more slowly, and a
+    network converges to one of them. Even so the problem is not closed: solutions with another ``C`` either
+    stay away from the sound horizon (``P₁ < 0`` throughout, smooth) or are singular there only in a thin
+    layer that a mean-square residual hardly sees, and a network trained on this residual converges to a
+    smooth neighbour of the reference about 3 % away (see the README); selecting the regular solution needs
+    more than the equation and ``y(0) = 1`` — the reference imposes regularity at ``P₁ = 0`` explicitly.
+    For ``c → ∞`` the
+    solution is the maximal foliation ``y = (1 − 3x/4) √(1 + x/2 + 3x²/16)``, with the universal horizon
+    at ``x = 4/3``. The residual is the polynomial form above divided by ``c²``.
+
+    Raises:
+        ValueError: ``speed`` not above 1 (the sound horizon must lie inside the Killing horizon), or
+            ``x_max`` not beyond it.
+    """
+    if not (isinstance(speed, (int, float)) and speed > 1 and math.isfinite(speed)):
+        raise ValueError(f"`speed` (the khronon's spin-0 speed c) must be a finite number > 1, got {speed!r}")
+    if not x_max > 4 / 3:
+        raise ValueError(f"`x_max` must exceed 4/3 so the interval holds the sound horizon, got {x_max!r}")
+
+    def residual(x, d, p):
+        s, y = x[:, 0], d["y"]
+        c2 = p["c"] ** 2
+        p2 = y**2 - 1 + s
+        p1 = p2 - c2 * y**2
+        yx = d["y_x"]
+        bracket = -p2 * s**2 * yx**2 + s**2 * (y * yx + 0.5) ** 2 + 2 * p2**2
+        return p1 * p2 * s**2 * d["y_xx"] / c2 + y * bracket
+
+    return PDEProblem(
+        name="khronon",
+        domain=Box(("x",), (0.0,), (float(x_max),)),
+        fields=("y",),
+        residual=residual,
+        params={"c": float(speed)},
+        reference=KhrononReference(),
+        conditions=(Dirichlet(value=1.0, on=("x-",)),),
+        constraint=HardConstraint(
+            particular=_flat, factor=lambda x: (x[:, 0] / x_max) ** 4, enforces=("dirichlet",)
+        ),
+        description=f"khronon of a Lorentz-violating black hole (decoupling limit), spin-0 speed {speed:g}",
+        citation=SINGULAR_PAPER,
+    )

@@ -1,0 +1,172 @@
+"""Singular ODEs of gravitation: Michel accretion (closed-form critical point, invariant reference, PINN)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import sciml.problems.pde as pde
+import torch
+from sciml.problems.pde.singular import accretion, michel_critical_point
+from sciml.solvers.fd import reference_solution
+from sciml.solvers.ode.singular import michel_invariants, michel_profile, sonic_radius
+
+from sciml.pinn.presets import build_model, preset
+from sciml.pinn.trainer import TrainConfig, Trainer
+
+PAPER = dict(K=0.1, gamma=4 / 3, mass=1.0, rho_c=1e-3)
+
+
+def test_critical_point_closed_form():
+    cp = michel_critical_point(**PAPER)
+    # ρ_c = 1e-3: p = 1e-5, h = 1.04, a² = (4/3)·1e-5/(1e-3·1.04) = 1/78, u² = a²/(1+3a²) = 1/81
+    assert cp.v**2 == pytest.approx(1 / 78, rel=1e-14)
+    assert cp.u**2 == pytest.approx(1 / 81, rel=1e-14)
+    assert cp.r == pytest.approx(40.5, rel=1e-14)
+    assert cp.u**2 == pytest.approx(PAPER["mass"] / (2 * cp.r), rel=1e-14)  # u_c² = M/(2 r_c)
+    assert cp.v**2 == pytest.approx(cp.u**2 / (1 - 3 * cp.u**2), rel=1e-14)  # a_c² = u_c²/(1 − 3u_c²)
+    # the paper's outer boundary values at r = 140.5 (quoted to 6 digits)
+    rho, v = michel_profile(np.array([140.5]), **PAPER)
+    assert rho[0] == pytest.approx(3.24197e-4, rel=2e-6)
+    assert v[0] == pytest.approx(0.0286708, rel=2e-6)
+
+
+def test_lhopital_slope_matches_the_profile():
+    cp = michel_critical_point(**PAPER)
+    h = 1e-3
+    rho, v = michel_profile(np.array([cp.r - h, cp.r + h]), **PAPER)
+    assert (v[1] - v[0]) / (2 * h) == pytest.approx(cp.slope_v, rel=1e-5)
+    assert (rho[1] - rho[0]) / (2 * h) == pytest.approx(cp.slope_rho, rel=1e-5)
+    assert cp.slope_v < 0  # accretion: faster inwards
+
+
+def test_reference_conserves_the_invariants_and_crosses_at_r_c(tmp_path):
+    problem = pde.get("accretion")
+    ref = reference_solution(problem, directory=tmp_path)
+    cp = michel_critical_point(**PAPER)
+    r = ref.axes[0]
+    rho, v = ref.values[:, 0] * cp.rho, ref.values[:, 1] * cp.v
+    flux, bernoulli = michel_invariants(r, rho, v, PAPER["K"], PAPER["gamma"], PAPER["mass"])
+    assert np.abs(flux / cp.mass_flux - 1).max() < 1e-10
+    assert np.abs(bernoulli / cp.bernoulli - 1).max() < 1e-10
+    # subsonic outside r_c, supersonic inside: one crossing, at the analytic radius
+    assert sonic_radius(r, rho, v, PAPER["K"], PAPER["gamma"]) == pytest.approx(cp.r, rel=1e-5)
+    # the regularised residual of the problem vanishes on the reference (up to the FD derivative error)
+    fine = np.linspace(25.0, 120.0, 4001)
+    rho_f, v_f = michel_profile(fine, **PAPER)
+    x = torch.tensor(fine[1:-1, None])
+    dr = fine[1] - fine[0]
+    d = {
+        "rho": torch.tensor(rho_f[1:-1] / cp.rho),
+        "v": torch.tensor(v_f[1:-1] / cp.v),
+        "rho_r": torch.tensor((rho_f[2:] - rho_f[:-2]) / (2 * dr) / cp.rho),
+        "v_r": torch.tensor((v_f[2:] - v_f[:-2]) / (2 * dr) / cp.v),
+    }
+    res = problem.residual(x, d, problem.params)
+    assert res.shape == (fine.size - 2, 2)
+    assert res.abs().max() < 1e-5
+    # cached: a second call reads the same arrays
+    again = reference_solution(problem, directory=tmp_path)
+    np.testing.assert_array_equal(again.values, ref.values)
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(ValueError, match="gamma"):
+        michel_critical_point(0.1, 2.0, 1.0, 1e-3)
+    with pytest.raises(ValueError, match="r_c"):
+        accretion(r_min=50.0)
+    with pytest.raises(ValueError, match="horizon"):
+        michel_profile(np.array([1.5]), **PAPER)
+
+
+def test_pinn_training_smoke(tmp_path, monkeypatch):
+    """A short run through the shared trainer: the error drops by an order of magnitude."""
+    monkeypatch.setenv("SCIML_CACHE_DIR", str(tmp_path))
+    torch.manual_seed(0)
+    problem = pde.get("accretion")
+    model = build_model(problem, "pinn", preset("accretion"), seed=0)
+    config = TrainConfig(
+        adam_iterations=100, lbfgs_iterations=150, lr=3e-3, n_residual=256, eval_every=50, dtype="float64"
+    )
+    trainer = Trainer(problem, model, config)
+    start = trainer.evaluate()
+    result = trainer.fit(progress=False)
+    assert math.isfinite(result.rel_l2)
+    assert result.rel_l2 < 0.1 * start
+
+
+# ------------------------------------------------------------------------------- khronon
+def _flat_limit(x):
+    return (1 - 0.75 * x) * np.sqrt(1 + x / 2 + 3 * x**2 / 16)
+
+
+def test_khronon_series_satisfies_the_equation():
+    """The series at infinity (free constant C) makes the residual vanish to high order."""
+    from sciml.solvers.ode.singular import _khronon_series
+
+    c, C2 = 2.0, 0.11
+    x = np.array([0.01, 0.02])
+    h = 1e-4
+    w, wp = _khronon_series(x, C2, c)
+    wpp = (_khronon_series(x + h, C2, c)[1] - _khronon_series(x - h, C2, c)[1]) / (2 * h)
+    y = np.sqrt(w + 1 - x)
+    yp = (wp - 1) / (2 * y)
+    ypp = (wpp / 2 - yp**2) / y
+    problem = pde.get("khronon", speed=c)
+    d = {"y": torch.tensor(y), "y_x": torch.tensor(yp), "y_xx": torch.tensor(ypp)}
+    res = problem.residual(torch.tensor(x[:, None]), d, problem.params).numpy()
+    assert np.all(np.abs(res) < 1e-10 * np.maximum(1, x**-4) * x**10 + 1e-13)
+
+
+def test_khronon_matching_converges_and_is_regular():
+    from sciml.solvers.ode.singular import _khronon_jet, khronon_shooting
+
+    C2, xs = khronon_shooting(2.0, guess=(0.1137, 1.136))
+    assert C2 == pytest.approx(0.1137035348, rel=1e-7)
+    assert xs == pytest.approx(1.1359815939, rel=1e-8)
+    y, p, _ = _khronon_jet(xs, 2.0)
+    p2 = y * y - 1 + xs
+    assert p2 - 4 * y * y == pytest.approx(0, abs=1e-14)  # P₁ = 0: the sound horizon
+    bracket = -p2 * xs**2 * p**2 + xs**2 * (y * p + 0.5) ** 2 + 2 * p2**2
+    assert bracket == pytest.approx(0, abs=1e-12)  # the regularity condition
+
+
+@pytest.mark.slow
+def test_khronon_reference_tends_to_the_maximal_foliation_and_solves_the_equation(tmp_path):
+    """c → ∞: the regular solution outside the universal horizon tends to the closed form as 1/c²."""
+    from sciml.solvers.ode.singular import khronon_profile
+
+    x = np.linspace(0, 1.25, 251)
+    errors = [np.abs(khronon_profile(x, c)[0] - _flat_limit(x)).max() for c in (30.0, 300.0)]
+    assert errors[1] < 1e-5
+    assert errors[0] / errors[1] == pytest.approx(100, rel=0.2)
+    problem = pde.get("khronon")
+    ref = reference_solution(problem, directory=tmp_path)
+    xx, y = ref.axes[0], ref.values[:, 0]
+    h = xx[1] - xx[0]
+    d = {
+        "y": torch.tensor(y[1:-1]),
+        "y_x": torch.tensor((y[2:] - y[:-2]) / (2 * h)),
+        "y_xx": torch.tensor((y[2:] - 2 * y[1:-1] + y[:-2]) / h**2),
+    }
+    res = problem.residual(torch.tensor(xx[1:-1, None]), d, problem.params)
+    assert res.abs().max() < 1e-5  # the O(h²) error of the finite differences
+    assert y[0] == 1.0 and y[-1] < 0  # at rest at infinity; u_t changes sign inside the universal horizon
+
+
+def test_accretion_ansatz_fixes_value_and_slope_at_the_critical_point():
+    problem = pde.get("accretion")
+    cp = michel_critical_point(**PAPER)
+    c = problem.constraint
+
+    def fn(z):  # any network output
+        return c.particular(z) + c.factor(z) * torch.sin(3 * z + 1)
+
+    x = torch.tensor([[cp.r]], dtype=torch.float64, requires_grad=True)
+    out = fn(x)
+    assert out.detach().numpy() == pytest.approx(np.ones((1, 2)), abs=1e-14)
+    slope_rho = torch.autograd.grad(out[0, 0], x, retain_graph=True)[0].item()
+    slope_v = torch.autograd.grad(out[0, 1], x)[0].item()
+    assert slope_rho == pytest.approx(cp.slope_rho / cp.rho, rel=1e-12)
+    assert slope_v == pytest.approx(cp.slope_v / cp.v, rel=1e-12)
