@@ -14,7 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sciml.problems.pde.geometry import _TOL, Geometry, Selector, _check_count, _cube, _device, _r_and, _r_equivalence
+from sciml.problems.pde.geometry import (
+    _TOL,
+    Geometry,
+    Selector,
+    _check_count,
+    _cube,
+    _device,
+    _r_and,
+    _r_equivalence,
+)
 
 __all__ = ["Box"]
 
@@ -293,5 +302,8 @@ class Box(Geometry):
         measures = np.array([self.face_measure(f) for f in faces])
         counts = np.maximum(1, np.round(n * measures / measures.sum()).astype(int))
         return torch.cat(
-            [self.sample_face(f, int(c), generator, dtype=dtype, device=device) for f, c in zip(faces, counts)]
+            [
+                self.sample_face(f, int(c), generator, dtype=dtype, device=device)
+                for f, c in zip(faces, counts)
+            ]
         )

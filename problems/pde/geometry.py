@@ -222,7 +222,9 @@ class Geometry:
             return on
         names = (on,) if isinstance(on, str) else tuple(on)
         if not names or any(p not in self.parts() for p in names):
-            raise ValueError(f"unknown boundary part(s) {on!r}; the parts are {self.parts()} (or a predicate)")
+            raise ValueError(
+                f"unknown boundary part(s) {on!r}; the parts are {self.parts()} (or a predicate)"
+            )
         return names
 
     def _part_mask(self, x: torch.Tensor, on: Selector) -> torch.Tensor:
@@ -306,6 +308,8 @@ class Geometry:
         while have < n:
             m = max(64, 2 * (n - have))
             x = self._boundary_candidates(m, generator, device)
+            # candidates may come grouped (by face, by operand): shuffle so that truncating stays uniform
+            x = x[torch.randperm(x.shape[0], generator=generator, device=device)]
             x = x[self.on_boundary(x)]
             x = x[self._part_mask(x, on)]
             drawn += m
@@ -423,7 +427,9 @@ class Ball(Geometry):
         return torch.tensor(self.center, dtype=torch.float64, device=device) + self.radius * z
 
 
-def Disk(center: Sequence[float] = (0.0, 0.0), radius: float = 1.0, names: Sequence[str] = ("x", "y")) -> Ball:
+def Disk(
+    center: Sequence[float] = (0.0, 0.0), radius: float = 1.0, names: Sequence[str] = ("x", "y")
+) -> Ball:
     """The closed disk ``|x − center| ≤ radius`` (a 2-D :class:`Ball`)."""
     return Ball(_check_point("center", center, 2), radius, names)
 

@@ -271,7 +271,9 @@ class PDEProblem:
         if self.exact is not None and self.test_shape is None:
             raise ValueError("a problem with an exact solution needs `test_shape` (its test grid)")
         if self.constraint == "auto":
-            object.__setattr__(self, "constraint", HardConstraint.from_conditions(self.domain, conditions, fields))
+            object.__setattr__(
+                self, "constraint", HardConstraint.from_conditions(self.domain, conditions, fields)
+            )
         if self.constraint is not None:
             missing = set(self.constraint.enforces) - set(names)
             if missing:
