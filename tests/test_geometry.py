@@ -4,9 +4,8 @@ import math
 
 import numpy as np
 import pytest
-import torch
-
 import sciml.problems.pde as pde
+import torch
 from sciml.problems.pde import Ball, Box, Disk, Interval, LShape, Polygon
 
 G = torch.Generator

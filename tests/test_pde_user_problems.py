@@ -6,11 +6,8 @@ import math
 import h5py
 import numpy as np
 import pytest
-import torch
-from torch import nn
-
 import sciml.problems.pde as pde
-from sciml.pinn import PIG, PINN, Constrained, TrainConfig, Trainer
+import torch
 from sciml.problems.pde import (
     Box,
     Dirichlet,
@@ -23,6 +20,9 @@ from sciml.problems.pde import (
     Robin,
 )
 from sciml.problems.pde.examples import disk_poisson, lshape_poisson, neumann_poisson
+from torch import nn
+
+from sciml.pinn import PIG, PINN, Constrained, TrainConfig, Trainer
 
 
 def _u(x):  # a smooth test function of (x, y)

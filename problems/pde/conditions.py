@@ -149,9 +149,8 @@ class _OnFaces(Condition):
         """``∇u · n`` at boundary points ``x`` with the domain's outward normals (``(n,)``)."""
         normal = domain.normal(x, self.on)
         out = torch.zeros_like(x[:, 0])
-        for i, name in enumerate(domain.space_names):
-            column = domain.index(name)
-            out = out + normal[:, column] * d[self.key(d.fields, name)]
+        for name in domain.space_names:
+            out = out + normal[:, domain.index(name)] * d[self.key(d.fields, name)]
         return out
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
 from sciml.problems.pde.geometry import (
     _TOL,
     Geometry,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import torch
-
 from sciml.problems.pde.conditions import Dirichlet, Neumann
 from sciml.problems.pde.domain import Box
 from sciml.problems.pde.geometry import Disk, LShape
