@@ -14,11 +14,11 @@ import argparse
 from pathlib import Path
 
 import torch
+from sciml.problems.pde.examples import disk_poisson, lshape_poisson
 
 from sciml.pinn import Trainer
 from sciml.pinn.cli import plot_fields, plot_history
 from sciml.pinn.presets import build_model, preset
-from sciml.problems.pde.examples import disk_poisson, lshape_poisson
 
 
 def main() -> None:

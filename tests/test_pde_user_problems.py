@@ -199,6 +199,7 @@ def test_example_problems_are_consistent(factory):
     assert isinstance(hard.constraint, HardConstraint)
 
 
+@pytest.mark.slow  # a CLI run: the suite's Poisson reference grid, plots, metrics
 def test_cli_reference_file(tmp_path):
     from sciml.pinn import cli
 
