@@ -207,7 +207,8 @@ class Geometry:
         return self.level(x).abs() <= _TOL * self.diameter
 
     def contains(self, x: torch.Tensor | np.ndarray, tol: float = 1e-12) -> bool:
-        """Whether every row of ``x`` (shape ``(n, ndim)``) lies in the region."""
+        """Whether every row of ``x`` (shape ``(n, ndim)``) lies in the region (up to the geometry's own
+        tolerance of ~1e-7 of its diameter; ``tol`` is used by :class:`Box` only)."""
         x = torch.as_tensor(np.asarray(x.detach().cpu() if torch.is_tensor(x) else x, float))
         return bool(x.ndim == 2 and x.shape[1] == self.ndim and self.inside(x).all())
 
