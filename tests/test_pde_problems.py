@@ -215,8 +215,8 @@ def test_problem_validation_and_replace():
         PDEProblem(**base, conditions=(Dirichlet(), Dirichlet()))
     with pytest.raises(ValueError, match="unknown terms"):
         PDEProblem(**base, loss_weights={"boundary": 1.0})
-    with pytest.raises(ValueError, match="exact"):
-        PDEProblem(**{**base, "exact": None})
+    # a problem without exact solution or reference recipe is accepted (a user's own equation)
+    assert PDEProblem(**{**base, "exact": None}).exact is None
     with pytest.raises(ValueError, match="fields"):
         PDEProblem(**{**base, "fields": ("u_1",)})
     with pytest.raises(ValueError, match="unknown conditions"):

@@ -1,7 +1,10 @@
 """PDE problems for physics-informed models and grid discretisations: one definition each.
 
 ``get(name)`` returns a problem of the suite; ``names()`` lists them; ``describe()`` gives one line each.
-Problems are frozen :class:`PDEProblem` objects (``replace(**changes)`` for variants).
+Problems are frozen :class:`PDEProblem` objects (``replace(**changes)`` for variants). A user's own problem
+is a :class:`PDEProblem` on any geometry (:class:`Box`, :class:`Ball`/:func:`Disk`, :class:`Polygon`/
+:func:`LShape`, ``a | b``, ``a & b``, ``a - b``, ``shape.times(t0, t1)``) with conditions on named parts
+or predicate-selected parts of its boundary.
 """
 
 from __future__ import annotations
@@ -17,9 +20,22 @@ from sciml.problems.pde.conditions import (
     Neumann,
     Observations,
     Periodic,
+    Robin,
 )
 from sciml.problems.pde.derivatives import AutogradDerivatives, Derivatives
 from sciml.problems.pde.domain import Box
+from sciml.problems.pde.geometry import (
+    Ball,
+    Difference,
+    Disk,
+    Geometry,
+    Intersection,
+    Interval,
+    LShape,
+    Polygon,
+    SpaceTime,
+    Union,
+)
 from sciml.problems.pde.poisson import PoissonProblem, PoissonSystem
 from sciml.problems.pde.problem import (
     HardConstraint,
@@ -31,14 +47,21 @@ from sciml.problems.pde.suite import GaussianBumps
 
 __all__ = [
     "AutogradDerivatives",
+    "Ball",
     "Box",
     "Condition",
     "Derivatives",
+    "Difference",
     "Dirichlet",
+    "Disk",
+    "Geometry",
     "GaussianBumps",
     "HardConstraint",
     "InitialValue",
     "InitialVelocity",
+    "Intersection",
+    "Interval",
+    "LShape",
     "Neumann",
     "NonlinearDiffusionReference",
     "Observations",
@@ -46,7 +69,11 @@ __all__ = [
     "Periodic",
     "PoissonProblem",
     "PoissonSystem",
+    "Polygon",
+    "Robin",
     "SemilinearReference",
+    "SpaceTime",
+    "Union",
     "describe",
     "get",
     "names",

@@ -19,12 +19,14 @@ import numpy as np
 import torch
 from sciml.problems.pde.derivatives import Derivatives
 from sciml.problems.pde.domain import Box, _device
+from sciml.problems.pde.geometry import Geometry, Selector
 
 __all__ = [
     "Condition",
     "Dirichlet",
     "Neumann",
     "Periodic",
+    "Robin",
     "InitialValue",
     "InitialVelocity",
     "Observations",
@@ -53,13 +55,18 @@ def _evaluate(value: Value | None, x: torch.Tensor) -> torch.Tensor | float:
     return float(value)
 
 
-def _check_faces(on: Sequence[str] | None, domain: Box) -> tuple[str, ...]:
-    faces = domain.faces() if on is None else tuple([on] if isinstance(on, str) else on)
+def _check_faces(on: Selector, domain: Geometry) -> Selector:
+    """``on`` checked against the domain's boundary parts (a predicate passes as is).
+
+    Raises:
+        ValueError: no part named, or a name the domain does not have (the message lists them).
+    """
+    if on is None or callable(on):
+        return on
+    faces = tuple([on] if isinstance(on, str) else on)
     if not faces:
-        raise ValueError(f"`on` must name at least one face of {domain.faces()}")
-    for face in faces:
-        domain.parse_face(face)
-    return faces
+        raise ValueError(f"`on` must name at least one boundary part of {domain.parts()}")
+    return domain._check_part(faces)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,7 +81,7 @@ class Condition:
     field: str | None = None
     name: str = "condition"
 
-    def validate(self, domain: Box, fields: Sequence[str]) -> None:
+    def validate(self, domain: Geometry, fields: Sequence[str]) -> None:
         """Check the condition fits the problem.
 
         Raises:
@@ -95,7 +102,7 @@ class Condition:
 
     def sample(
         self,
-        domain: Box,
+        domain: Geometry,
         n: int,
         generator: torch.Generator | None,
         dtype: torch.dtype,
@@ -107,87 +114,111 @@ class Condition:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def residual(
-        self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
+        self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
     ) -> torch.Tensor:
         """What must vanish at the points ``x``: shape ``(n,)``."""
         raise NotImplementedError  # pragma: no cover - abstract
 
 
-def _sample_faces(
-    domain: Box,
-    faces: tuple[str, ...],
-    n: int,
-    generator: torch.Generator | None,
-    dtype: torch.dtype,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """``n`` points over ``faces`` shared in proportion to their measure (at least one per face)."""
-    measures = np.array([domain.face_measure(f) for f in faces])
-    counts = np.maximum(1, np.round(n * measures / measures.sum()).astype(int))
-    return torch.cat(
-        [domain.sample_face(f, int(c), generator, dtype=dtype, device=device) for f, c in zip(faces, counts)]
-    )
-
-
 @dataclass(frozen=True, kw_only=True)
 class _OnFaces(Condition):
-    """A condition on spatial faces of the box: ``on`` names them (default: every spatial face)."""
+    """A condition on the spatial boundary or a part of it: ``on`` is a part name of the domain's
+    ``parts()`` (box faces ``"x-"``, polygon edges ``"edge0"``, ``"boundary"``), several names, or a
+    predicate ``on(x) -> bool (n,)`` on boundary points; default: the whole spatial boundary."""
 
-    on: tuple[str, ...] | None = None
+    on: Selector = None
 
-    def validate(self, domain: Box, fields: Sequence[str]) -> None:
+    def validate(self, domain: Geometry, fields: Sequence[str]) -> None:
         super().validate(domain, fields)
         _check_faces(self.on, domain)
 
     def sample(
         self,
-        domain: Box,
+        domain: Geometry,
         n: int,
         generator: torch.Generator | None,
         dtype: torch.dtype,
         *,
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        return _sample_faces(domain, _check_faces(self.on, domain), n, generator, dtype, device)
+        return domain.sample_boundary(
+            n, generator, dtype=dtype, device=device, on=_check_faces(self.on, domain)
+        )
+
+    def normal_derivative(self, domain: Geometry, x: torch.Tensor, d: Derivatives) -> torch.Tensor:
+        """``∇u · n`` at boundary points ``x`` with the domain's outward normals (``(n,)``)."""
+        normal = domain.normal(x, self.on)
+        out = torch.zeros_like(x[:, 0])
+        for name in domain.space_names:
+            out = out + normal[:, domain.index(name)] * d[self.key(d.fields, name)]
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
 class Dirichlet(_OnFaces):
-    """``u = value`` on the faces ``on`` (default: every spatial face).
+    """``u = value`` on the boundary part ``on`` (default: the whole spatial boundary).
 
     Args:
-        value: a number or a function of the points; ``None`` means zero.
-        on: face names such as ``("x-", "x+")``.
+        value: a number or a function of the points; ``None`` means zero. For a hard constraint
+            (:meth:`HardConstraint.from_conditions`) a function must be defined (smoothly) inside the
+            domain too: it is used as the boundary data's extension.
+        on: part names such as ``("x-", "x+")`` or ``"edge0"``, or a predicate on points.
     """
 
     value: Value | None = None
     name: str = "dirichlet"
 
     def residual(
-        self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
+        self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
     ) -> torch.Tensor:
         return d[self.key(d.fields)] - _evaluate(self.value, x)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Neumann(_OnFaces):
-    """Outward normal derivative ``∂u/∂n = value`` on the faces ``on`` (default: every spatial face)."""
+    """Outward normal derivative ``∂u/∂n = value`` on the boundary part ``on`` (default: all of it).
+
+    The normals are the domain's (``domain.normal``): exact for boxes, balls, polygons and their set
+    operations.
+    """
 
     value: Value | None = None
     name: str = "neumann"
 
     def residual(
-        self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
+        self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
     ) -> torch.Tensor:
-        normal = torch.zeros_like(x[:, 0])
-        for face in _check_faces(self.on, domain):
-            axis, upper = domain.parse_face(face)
-            bound = domain.upper[axis] if upper else domain.lower[axis]
-            width = domain.upper[axis] - domain.lower[axis]
-            on_face = (x[:, axis] - bound).abs() <= 1e-6 * width
-            derivative = d[self.key(d.fields, face[0])]
-            normal = normal + torch.where(on_face, derivative if upper else -derivative, 0.0)
-        return normal - _evaluate(self.value, x)
+        return self.normal_derivative(domain, x, d) - _evaluate(self.value, x)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Robin(_OnFaces):
+    """``alpha · u + beta · ∂u/∂n = value`` on the boundary part ``on`` (default: all of it).
+
+    Args:
+        alpha, beta: the coefficients (numbers or functions of the points).
+        value: the right-hand side; ``None`` means zero.
+
+    Raises:
+        ValueError: ``alpha`` and ``beta`` both the number 0.
+    """
+
+    alpha: Value = 1.0
+    beta: Value = 1.0
+    value: Value | None = None
+    name: str = "robin"
+
+    def validate(self, domain: Geometry, fields: Sequence[str]) -> None:
+        super().validate(domain, fields)
+        if not callable(self.alpha) and not callable(self.beta) and self.alpha == 0 and self.beta == 0:
+            raise ValueError(f"condition {self.name!r}: `alpha` and `beta` cannot both be 0")
+
+    def residual(
+        self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
+    ) -> torch.Tensor:
+        u = d[self.key(d.fields)]
+        du = self.normal_derivative(domain, x, d)
+        return _evaluate(self.alpha, x) * u + _evaluate(self.beta, x) * du - _evaluate(self.value, x)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,8 +232,13 @@ class Periodic(Condition):
     derivatives: int = 1
     name: str = "periodic"
 
-    def validate(self, domain: Box, fields: Sequence[str]) -> None:
+    def validate(self, domain: Geometry, fields: Sequence[str]) -> None:
         super().validate(domain, fields)
+        if not isinstance(domain, Box):
+            raise ValueError(
+                f"condition {self.name!r}: periodic conditions pair opposite faces of a Box, "
+                f"got {type(domain).__name__}"
+            )
         if self.coordinate not in domain.space_names:
             raise ValueError(
                 f"condition {self.name!r}: `coordinate` must be one of {domain.space_names}, "
@@ -213,7 +249,7 @@ class Periodic(Condition):
 
     def sample(
         self,
-        domain: Box,
+        domain: Geometry,
         n: int,
         generator: torch.Generator | None,
         dtype: torch.dtype,
@@ -226,7 +262,7 @@ class Periodic(Condition):
         return torch.cat([low, high])
 
     def residual(
-        self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
+        self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
     ) -> torch.Tensor:
         n = x.shape[0] // 2
         parts = []
@@ -240,14 +276,14 @@ class Periodic(Condition):
 class _AtInitialTime(Condition):
     """A condition on the initial time slice of a space-time domain."""
 
-    def validate(self, domain: Box, fields: Sequence[str]) -> None:
+    def validate(self, domain: Geometry, fields: Sequence[str]) -> None:
         super().validate(domain, fields)
         if domain.time is None:
             raise ValueError(f"condition {self.name!r} needs a domain with a time coordinate")
 
     def sample(
         self,
-        domain: Box,
+        domain: Geometry,
         n: int,
         generator: torch.Generator | None,
         dtype: torch.dtype,
@@ -265,7 +301,7 @@ class InitialValue(_AtInitialTime):
     name: str = "initial"
 
     def residual(
-        self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
+        self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
     ) -> torch.Tensor:
         return d[self.key(d.fields)] - _evaluate(self.value, x)
 
@@ -278,7 +314,7 @@ class InitialVelocity(_AtInitialTime):
     name: str = "initial-velocity"
 
     def residual(
-        self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
+        self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
     ) -> torch.Tensor:
         return d[self.key(d.fields, domain.time)] - _evaluate(self.value, x)
 
@@ -325,7 +361,7 @@ class Observations(Condition):
         object.__setattr__(self, "points", points)
         object.__setattr__(self, "values", values)
 
-    def validate(self, domain: Box, fields: Sequence[str]) -> None:
+    def validate(self, domain: Geometry, fields: Sequence[str]) -> None:
         super().validate(domain, fields)
         if self.points.shape[1] != domain.ndim or not domain.contains(self.points, tol=1e-9):
             raise ValueError(
@@ -334,7 +370,7 @@ class Observations(Condition):
 
     def sample(
         self,
-        domain: Box,
+        domain: Geometry,
         n: int,
         generator: torch.Generator | None,
         dtype: torch.dtype,
@@ -345,6 +381,6 @@ class Observations(Condition):
         return self._as_tensors(dtype, _device(generator, device))[0]
 
     def residual(
-        self, domain: Box, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
+        self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
     ) -> torch.Tensor:
         return d[self.key(d.fields)] - self._as_tensors(x.dtype, x.device)[1]

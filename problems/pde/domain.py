@@ -13,29 +13,24 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sciml.problems.pde.geometry import (
+    _TOL,
+    Geometry,
+    Selector,
+    _check_count,
+    _cube,
+    _device,
+    _r_and,
+    _r_equivalence,
+)
 
 __all__ = ["Box"]
 
-
-def _device(generator: torch.Generator | None, device: torch.device | str | None) -> torch.device:
-    """The device to sample on: ``device``, else the generator's, else the CPU.
-
-    Raises:
-        ValueError: a generator on another device than ``device``.
-    """
-    if device is None:
-        return generator.device if generator is not None else torch.device("cpu")
-    device = torch.device(device)
-    if generator is not None and generator.device.type != device.type:
-        raise ValueError(
-            f"the generator lives on {generator.device} but points were requested on {device}; "
-            f"create it with torch.Generator(device={str(device)!r})"
-        )
-    return device
+_ = _device  # re-exported: conditions import it from here
 
 
 @dataclass(frozen=True)
-class Box:
+class Box(Geometry):
     """The box ``[lower_0, upper_0] × ... × [lower_{d-1}, upper_{d-1}]`` with named coordinates.
 
     Args:
@@ -127,6 +122,7 @@ class Box:
         dtype: torch.dtype = torch.float32,
         fixed: dict[int, float] | None = None,
         device: torch.device | str | None = None,
+        method: str = "uniform",
     ) -> torch.Tensor:
         """``n`` points uniformly distributed in the box, shape ``(n, ndim)``.
 
@@ -137,14 +133,15 @@ class Box:
             fixed: columns held at a value instead (e.g. ``{time_index: t0}`` for initial points).
             device: where the points are created (default: the generator's device, else the CPU); a CUDA
                 generator draws them on the GPU directly, with no host-to-device copy.
+            method: ``"uniform"`` (torch's stream), ``"sobol"`` or ``"halton"`` (scrambled
+                :mod:`scipy.stats.qmc` sequences seeded from ``generator``).
 
         Raises:
-            ValueError: ``n`` is not a positive integer.
+            ValueError: ``n`` is not a positive integer, or an unknown ``method``.
         """
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
-            raise ValueError(f"the number of points must be a positive integer, got {n!r}")
+        n = _check_count(n)
         device = _device(generator, device)
-        x = torch.rand(int(n), self.ndim, generator=generator, dtype=torch.float64, device=device)
+        x = _cube(n, self.ndim, generator, device, method)
         # lower + u (upper − lower), column by column with Python scalars (bit-identical to the tensor
         # form, and no small host-to-device copy per call, which would synchronise a GPU)
         for i, (lo, hi) in enumerate(zip(self.lower, self.upper)):
@@ -205,3 +202,107 @@ class Box:
         lo, hi = np.array(self.lower), np.array(self.upper)
         pad = tol * (hi - lo)
         return bool(x.ndim == 2 and x.shape[1] == self.ndim and np.all((x >= lo - pad) & (x <= hi + pad)))
+
+    # ----------------------------------------------------------------- geometry
+    def times(self, t0: float, t1: float, name: str = "t") -> Box:
+        """This spatial box × ``[t0, t1]`` as a box with time coordinate ``name`` (last).
+
+        Raises:
+            ValueError: the box already has time.
+        """
+        if self.time is not None:
+            raise ValueError(f"this box already has the time coordinate {self.time!r}")
+        return Box((*self.names, name), (*self.lower, t0), (*self.upper, t1), time=name)
+
+    def parts(self) -> tuple[str, ...]:
+        return ("boundary", *self.faces())
+
+    def _faces_of(self, on: Selector) -> tuple[str, ...]:
+        names = (on,) if isinstance(on, str) else tuple(on)
+        return self.faces() if "boundary" in names else names
+
+    def inside(self, x: torch.Tensor) -> torch.Tensor:
+        ok = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        for i, (lo, hi) in enumerate(zip(self.lower, self.upper)):
+            pad = _TOL * (hi - lo)
+            ok &= (x[:, i] >= lo - pad) & (x[:, i] <= hi + pad)
+        return ok
+
+    def _face_levels(self, x: torch.Tensor, faces: tuple[str, ...]) -> list[torch.Tensor]:
+        out = []
+        for face in faces:
+            axis, upper = self.parse_face(face)
+            out.append(self.upper[axis] - x[:, axis] if upper else x[:, axis] - self.lower[axis])
+        return out
+
+    def level(self, x: torch.Tensor) -> torch.Tensor:
+        levels = self._face_levels(x, self.faces())
+        out = levels[0]
+        for v in levels[1:]:
+            out = _r_and(out, v)
+        return out
+
+    def on_boundary(self, x: torch.Tensor) -> torch.Tensor:
+        near = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        for face, v in zip(self.faces(), self._face_levels(x, self.faces())):
+            axis, _ = self.parse_face(face)
+            near |= v.abs() <= _TOL * (self.upper[axis] - self.lower[axis])
+        return near & self.inside(x)
+
+    def _named_mask(self, x: torch.Tensor, names: tuple[str, ...]) -> torch.Tensor:
+        mask = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        for face in self._faces_of(names):
+            axis, _ = self.parse_face(face)
+            v = self._face_levels(x, (face,))[0]
+            mask |= v.abs() <= _TOL * (self.upper[axis] - self.lower[axis])
+        return mask
+
+    def _part_distance(self, x: torch.Tensor, names: tuple[str, ...]) -> torch.Tensor:
+        return _r_equivalence(self._face_levels(x, self._faces_of(names)))
+
+    def normal(self, x: torch.Tensor, on: Selector = None) -> torch.Tensor:
+        """Outward unit normals at boundary points: of the nearest face (among the named faces ``on``)."""
+        faces = self.faces() if on is None or callable(on) else self._faces_of(self._check_part(on))
+        levels = torch.stack([v.abs() for v in self._face_levels(x, faces)], dim=1)
+        nearest = levels.argmin(dim=1)
+        table = torch.zeros(len(faces), self.ndim, dtype=x.dtype, device=x.device)
+        for k, face in enumerate(faces):
+            axis, upper = self.parse_face(face)
+            table[k, axis] = 1.0 if upper else -1.0
+        return table[nearest]
+
+    def boundary_measure(self) -> float:
+        """Measure of the spatial boundary (× the time span for a space-time box)."""
+        return sum(self.face_measure(f) for f in self.faces())
+
+    def _boundary_candidates(self, n, generator, device):
+        return self.sample_boundary(n, generator, dtype=torch.float64, device=device)
+
+    def sample_boundary(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+        on: Selector = None,
+    ) -> torch.Tensor:
+        """``n`` points on the spatial faces ``on`` (names; default all), shared in proportion to their
+        measure with at least one per face, or on the part selected by a predicate ``on(x)``.
+
+        Raises:
+            ValueError: an unknown face, or a predicate that selects (almost) nothing.
+        """
+        n = _check_count(n)
+        on = self._check_part(on)
+        if callable(on):
+            return super().sample_boundary(n, generator, dtype=dtype, device=device, on=on)
+        faces = self.faces() if on is None else self._faces_of(on)
+        measures = np.array([self.face_measure(f) for f in faces])
+        counts = np.maximum(1, np.round(n * measures / measures.sum()).astype(int))
+        return torch.cat(
+            [
+                self.sample_face(f, int(c), generator, dtype=dtype, device=device)
+                for f, c in zip(faces, counts)
+            ]
+        )

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from sciml.problems.pde.conditions import Condition
+from sciml.problems.pde.conditions import Condition, Dirichlet, InitialValue, _evaluate
 from sciml.problems.pde.derivatives import AutogradDerivatives, Derivatives
-from sciml.problems.pde.domain import Box
+from sciml.problems.pde.geometry import Geometry
 
 __all__ = [
     "PDEProblem",
@@ -51,6 +51,90 @@ class HardConstraint:
     particular: Callable[[torch.Tensor], torch.Tensor]
     factor: Callable[[torch.Tensor], torch.Tensor]
     enforces: tuple[str, ...] = ()
+
+    @classmethod
+    def from_conditions(
+        cls, domain: Geometry, conditions: tuple[Condition, ...], fields: tuple[str, ...] = ("u",)
+    ) -> HardConstraint:
+        """The hard constraint of the Dirichlet and initial-value conditions, on any geometry.
+
+        Per field, with Dirichlet data ``g_k`` on the parts ``P_k`` (distance-like ``φ_k``, zero on
+        ``P_k``, see ``Geometry.distance``) and an initial value ``u₀``:
+
+        - ``particular = Σ_k w_k g_k`` with the transfinite weights ``w_k = (1/φ_k) / Σ_j 1/φ_j``
+          (``w_k = 1`` on ``P_k``), plus ``u₀(x) − particular(x, t₀)`` in time;
+        - ``factor = φ_D · (t − t₀)/(t₁ − t₀)`` with ``φ_D = 1/Σ_k 1/φ_k`` (the R-equivalence of
+          Sukumar & Srivastava, CMAME 389, 2022); a factor is left out where no condition applies.
+
+        A Dirichlet value given as a function must be smooth inside the domain (it is the data's
+        extension); initial and boundary data must agree where they meet.
+
+        Args:
+            domain: the geometry.
+            conditions: the problem's conditions (others than Dirichlet / InitialValue stay in the loss).
+            fields: the problem's fields.
+
+        Returns:
+            A constraint whose ``enforces`` names the conditions it builds in.
+
+        Raises:
+            ValueError: no Dirichlet or initial-value condition, or a Dirichlet condition selected by a
+                predicate (there is no smooth distance to it: name the parts).
+        """
+        per_field: dict[str, dict[str, list]] = {f: {"dirichlet": [], "initial": []} for f in fields}
+        enforces = []
+        for c in conditions:
+            field_name = c.field if c.field is not None else fields[0]
+            if isinstance(c, Dirichlet):
+                if callable(c.on):
+                    raise ValueError(
+                        f"condition {c.name!r} selects its boundary by a predicate: a hard constraint needs "
+                        f"named parts ({domain.parts()})"
+                    )
+                domain._check_part(c.on)
+                per_field[field_name]["dirichlet"].append(c)
+                enforces.append(c.name)
+            elif isinstance(c, InitialValue):
+                per_field[field_name]["initial"].append(c)
+                enforces.append(c.name)
+        if not enforces:
+            raise ValueError("a hard constraint needs at least one Dirichlet or InitialValue condition")
+        t_index = domain.time_index
+
+        def boundary_part(x: torch.Tensor, f: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+            ds = per_field[f]["dirichlet"]
+            if not ds:
+                return torch.zeros_like(x[:, 0]), None
+            phis = [domain.distance(x, c.on).clamp_min(torch.finfo(x.dtype).tiny ** 0.5) for c in ds]
+            inverse = [1.0 / p for p in phis]
+            total = sum(inverse)
+            g = sum(_evaluate(c.value, x) * w / total for c, w in zip(ds, inverse))
+            return g, 1.0 / total
+
+        def particular(x: torch.Tensor) -> torch.Tensor:
+            out = []
+            for f in fields:
+                g, _ = boundary_part(x, f)
+                initial = per_field[f]["initial"]
+                if initial and t_index is not None:
+                    x0 = x.clone()
+                    x0[:, t_index] = domain.lower[t_index]
+                    g = g + _evaluate(initial[0].value, x0) - boundary_part(x0, f)[0]
+                out.append(g if torch.is_tensor(g) else torch.full_like(x[:, 0], float(g)))
+            return torch.stack(out, dim=1)
+
+        def factor(x: torch.Tensor) -> torch.Tensor:
+            out = []
+            for f in fields:
+                _, phi = boundary_part(x, f)
+                h = torch.ones_like(x[:, 0]) if phi is None else phi
+                if per_field[f]["initial"] and t_index is not None:
+                    span = domain.upper[t_index] - domain.lower[t_index]
+                    h = h * (x[:, t_index] - domain.lower[t_index]) / span
+                out.append(h)
+            return torch.stack(out, dim=1)
+
+        return cls(particular=particular, factor=factor, enforces=tuple(enforces))
 
 
 @dataclass(frozen=True)
@@ -99,11 +183,17 @@ class NonlinearDiffusionReference:
 
 @dataclass(frozen=True, eq=False)
 class PDEProblem:
-    """A PDE on a box with conditions and an exact solution or a reference recipe.
+    """A PDE on a geometry with conditions, and optionally an exact solution or a reference recipe.
+
+    A problem with neither trains all the same (a trainer reports losses and residual statistics);
+    errors are computed once a reference is given (``Trainer(reference=...)`` or
+    ``Trainer.evaluate(reference=...)``: a callable, arrays of points and values, or an ``.npz`` / HDF5
+    file).
 
     Args:
         name: registry name (e.g. ``"helmholtz"``).
-        domain: the space(-time) box.
+        domain: the space(-time) geometry (:class:`Box`, :class:`Ball`, :class:`Polygon`, set operations,
+            ``shape.times(t0, t1)``); test grids cover its bounding box and errors are taken inside it.
         fields: names of the unknown fields (single words without ``_``), e.g. ``("u",)``.
         residual: ``residual(x, d, params)``; returns ``(n,)`` or ``(n, n_equations)`` that vanishes for the
             solution.
@@ -111,7 +201,8 @@ class PDEProblem:
         params: coefficients passed to the residual (numbers; a trainer may swap in trainable tensors).
         exact: points ``(n, ndim)`` -> ``(n,)`` or ``(n, n_fields)``, in torch.
         reference: a recipe for a numerical reference when there is no exact solution.
-        constraint: an optional hard-constraint output transform.
+        constraint: an optional hard-constraint output transform; ``"auto"`` builds one from the Dirichlet
+            and initial-value conditions (:meth:`HardConstraint.from_conditions`).
         n_equations: number of residual components.
         test_shape: points per coordinate of the test grid for an exact solution.
         loss_weights: default weight per loss term (``"residual"`` and condition names; 1 when absent).
@@ -119,19 +210,19 @@ class PDEProblem:
         citation: where the problem comes from.
 
     Raises:
-        ValueError: bad names, duplicate condition names, weights for unknown terms, no exact solution and
-            no reference, or a test grid that does not fit the domain.
+        ValueError: bad names, duplicate condition names, weights for unknown terms, or a test grid that
+            does not fit the domain.
     """
 
     name: str
-    domain: Box
+    domain: Geometry
     fields: tuple[str, ...]
     residual: Residual
     conditions: tuple[Condition, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
     exact: Callable[[torch.Tensor], torch.Tensor] | None = None
     reference: SemilinearReference | NonlinearDiffusionReference | None = None
-    constraint: HardConstraint | None = None
+    constraint: HardConstraint | str | None = None
     n_equations: int = 1
     test_shape: tuple[int, ...] | None = None
     loss_weights: Mapping[str, float] = field(default_factory=dict)
@@ -141,8 +232,11 @@ class PDEProblem:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError("`name` must be a non-empty string")
-        if not isinstance(self.domain, Box):
-            raise TypeError(f"`domain` must be a sciml.problems.pde.Box, got {type(self.domain).__name__}")
+        if not isinstance(self.domain, Geometry):
+            raise TypeError(
+                f"`domain` must be a sciml.problems.pde geometry (Box, Ball, Polygon, …), "
+                f"got {type(self.domain).__name__}"
+            )
         fields = (self.fields,) if isinstance(self.fields, str) else tuple(self.fields)
         if (
             not fields
@@ -172,12 +266,14 @@ class PDEProblem:
         for key, w in self.loss_weights.items():
             if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
                 raise ValueError(f"loss weight {key!r} must be a finite number ≥ 0, got {w!r}")
-        if self.exact is None and self.reference is None:
-            raise ValueError("a problem needs an `exact` solution or a `reference` recipe")
         if self.exact is not None and self.test_shape is not None:
             self.domain.axes(self.test_shape)  # validates the shape
         if self.exact is not None and self.test_shape is None:
             raise ValueError("a problem with an exact solution needs `test_shape` (its test grid)")
+        if self.constraint == "auto":
+            object.__setattr__(
+                self, "constraint", HardConstraint.from_conditions(self.domain, conditions, fields)
+            )
         if self.constraint is not None:
             missing = set(self.constraint.enforces) - set(names)
             if missing:

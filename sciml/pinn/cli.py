@@ -1,4 +1,5 @@
-"""``sciml pde``: train a PINN or a PIG on a problem of the PDE suite.
+"""``sciml pde``: train a PINN or a PIG on a problem of the PDE suite (``--reference FILE``: errors against
+points and values from a file, e.g. a finite-element solution).
 
 Writes to ``--out``: ``metrics.json`` (final relative L2 error, iterations, wall time, parameters,
 history), ``fields.h5`` (test-grid axes, reference, prediction and error), ``fields.png`` (prediction /
@@ -44,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default=None, help="output directory (default: runs/pde-PROBLEM-MODEL)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="measure errors against FILE (.npz or .h5 with arrays 'points' (m, ndim) and 'values'), "
+        "e.g. a finite-element solution, instead of the problem's own reference",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
 
 
@@ -99,7 +106,7 @@ def plot_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str,
         ax[0].legend()
         err = np.abs(pred - ref)
         floor = max(
-            float(err.max()) * 1e-12, np.finfo(np.float64).tiny
+            float(np.nanmax(err)) * 1e-12, np.finfo(np.float64).tiny
         )  # exact zeros do not stretch the axis
         ax[1].semilogy(axes[0], np.maximum(err, floor))
         ax[1].set_title("|error|")
@@ -112,7 +119,8 @@ def plot_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str,
         # arrays are indexed (first coordinate, second): transpose so the first runs along the x axis
         extent = [axes[0][0], axes[0][-1], axes[1][0], axes[1][-1]]
         fig, ax = plt.subplots(1, 3, figsize=(14, 4))
-        lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
+        # NaN marks grid points outside a non-box domain (left blank)
+        lo, hi = float(min(np.nanmin(ref), np.nanmin(pred))), float(max(np.nanmax(ref), np.nanmax(pred)))
         if lo < 0 < hi:  # a diverging map centred on zero
             lo, hi = -max(-lo, hi), max(-lo, hi)
         for a, data, name in ((ax[0], pred, "prediction"), (ax[1], ref, "reference")):
@@ -121,7 +129,7 @@ def plot_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str,
             )
             a.set_title(name + label)
             fig.colorbar(im, ax=a)
-        bound = float(np.abs(pred - ref).max()) or 1.0
+        bound = float(np.nanmax(np.abs(pred - ref))) or 1.0
         im = ax[2].imshow(
             (pred - ref).T,
             origin="lower",
@@ -208,13 +216,12 @@ def main(args: argparse.Namespace) -> int:
             "pipeline; its error says nothing about the method (use --budget default or full)"
         )
     model = build_model(problem, args.model, settings, seed=args.seed)
-    trainer = Trainer(problem, model, config, checkpoint=out / "checkpoint.pt")
+    trainer = Trainer(problem, model, config, reference=args.reference, checkpoint=out / "checkpoint.pt")
     try:
         result = trainer.fit(progress=not args.no_progress, resume=args.resume)
     except TrainingDiverged as exc:
         print(f"sciml pde: {exc}", file=sys.stderr)
         return 1
-    prediction = trainer.prediction_grid()
     names = problem.domain.names
     metrics = {
         "problem": problem.name,
@@ -227,7 +234,7 @@ def main(args: argparse.Namespace) -> int:
         "message": result.message,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "reference": trainer.reference.source,
+        "reference": trainer.reference_source,
         "config": config.to_dict(),
         "history": result.history,
     }
@@ -238,13 +245,17 @@ def main(args: argparse.Namespace) -> int:
         "rel_l2": result.rel_l2,
         "coordinates": ",".join(names),
     }
-    save_fields(out / "fields.h5", trainer.reference, prediction, names, attrs)
     title = f"{problem.name}, {args.model.upper()}: rel. L2 error {result.rel_l2:.3e}, {result.iterations} it"
-    plot_fields(out / "fields.png", trainer.reference, prediction, names, title)
+    written = [out / "metrics.json", out / "history.png"]
+    if trainer.reference is not None:  # a grid: fields on it (scattered reference points have none)
+        prediction = trainer.prediction_grid()
+        save_fields(out / "fields.h5", trainer.reference, prediction, names, attrs)
+        plot_fields(out / "fields.png", trainer.reference, prediction, names, title)
+        written[1:1] = [out / "fields.h5", out / "fields.png"]
     plot_history(out / "history.png", result.history, title)
     print(
         f"{problem.name} {args.model}: relative L2 error {result.rel_l2:.4e} after {result.iterations} "
         f"iterations in {result.seconds:.1f} s ({result.params} parameters); {result.message}"
     )
-    print(f"wrote {out / 'metrics.json'}, {out / 'fields.h5'}, {out / 'fields.png'}, {out / 'history.png'}")
+    print(f"wrote {', '.join(str(p) for p in written)}")
     return 0

@@ -23,7 +23,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,12 @@ from sciml.solvers.fd.reference import ReferenceSolution, reference_solution
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingDiverged", "resolve_device", "train"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_SAMPLINGS = ("uniform", "sobol", "halton")
+#: points per coordinate of the test grid built for a callable reference when the problem has no
+#: ``test_shape`` (by the number of coordinates)
+_DEFAULT_GRID = {1: 1001, 2: 201, 3: 41}
+#: points on which residual statistics are logged
+_N_RESIDUAL_STATS = 2048
 
 #: on a GPU the Adam loop checks the loss for NaN/inf every so many iterations (and at every log entry
 #: and checkpoint) instead of every step: each check is a host-device synchronisation
@@ -112,6 +118,34 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
+#: what a trainer accepts as a reference (see :class:`Trainer`)
+ReferenceLike = ReferenceSolution | Callable[[torch.Tensor], Any] | tuple | str | os.PathLike
+
+
+def _read_reference(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``points`` and ``values`` arrays from an ``.npz`` or HDF5 (``.h5``/``.hdf5``) file.
+
+    Raises:
+        ValueError: a missing file, another suffix, or missing arrays (the message names them).
+    """
+    if not path.is_file():
+        raise ValueError(f"reference file {path} does not exist")
+    if path.suffix == ".npz":
+        with np.load(path) as data:
+            arrays = {k: np.asarray(data[k], dtype=float) for k in ("points", "values") if k in data}
+    elif path.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            arrays = {k: np.asarray(f[k], dtype=float) for k in ("points", "values") if k in f}
+    else:
+        raise ValueError(f"reference file {path}: use .npz, .h5 or .hdf5 (arrays 'points' and 'values')")
+    missing = {"points", "values"} - set(arrays)
+    if missing:
+        raise ValueError(f"reference file {path} lacks the arrays {sorted(missing)} (needs points, values)")
+    return arrays["points"], arrays["values"]
+
+
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite."""
 
@@ -149,6 +183,8 @@ class TrainConfig:
         engine: derivative engine: ``"auto"`` (forward jets when the model has them), ``"jet"``,
             ``"autograd"``.
         eval_batch: points per batch when evaluating on the test grid.
+        sampling: how collocation points are drawn inside the domain: ``"uniform"`` (torch's stream),
+            ``"sobol"`` or ``"halton"`` (scrambled low-discrepancy sequences, scipy.stats.qmc).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available): where the model,
             the points, the test grid and every tensor of training live (resolved by the trainer, which
             raises a ValueError if CUDA is asked for but not available). Not part of a checkpoint's
@@ -177,6 +213,7 @@ class TrainConfig:
     engine: str = "auto"
     eval_batch: int = 8192
     device: str = "cpu"
+    sampling: str = "uniform"
 
     def __post_init__(self) -> None:
         _positive_int("adam_iterations", self.adam_iterations, 0)
@@ -205,6 +242,8 @@ class TrainConfig:
             raise ValueError(f"`dtype` must be one of {list(_DTYPES)}, got {self.dtype!r}")
         if self.engine not in ("auto", "jet", "autograd"):
             raise ValueError(f"`engine` must be 'auto', 'jet' or 'autograd', got {self.engine!r}")
+        if self.sampling not in _SAMPLINGS:
+            raise ValueError(f"`sampling` must be one of {_SAMPLINGS}, got {self.sampling!r}")
         object.__setattr__(self, "device", _device_name(self.device))
         object.__setattr__(self, "condition_points", dict(self.condition_points))
         object.__setattr__(self, "weights", dict(self.weights))
@@ -225,18 +264,20 @@ class TrainResult:
     """What a run produced.
 
     Attributes:
-        rel_l2: final relative L2 error on the reference grid (all fields together).
+        rel_l2: final relative L2 error on the reference points inside the domain (all fields together);
+            ``None`` when the trainer has no reference (give one with ``Trainer.evaluate(reference=...)``).
         iterations: iterations done (Adam + L-BFGS).
         seconds: wall time of training (including evaluations; summed over resumed sessions).
         cpu_seconds: CPU time of this process over the same span (on a shared machine, the better measure
             of the work done; with one thread it is what the wall time would be on an idle core).
         params: trainable parameters of the model (plus fitted coefficients).
-        history: log entries ``{"iteration", "phase", "loss", "rel_l2", "seconds", "loss_<term>", ...}``.
+        history: log entries ``{"iteration", "phase", "loss", "rel_l2", "seconds", "loss_<term>",
+            "residual_rms", "residual_max", ...}`` (residual statistics on fixed points of the domain).
         unknowns: fitted coefficients of an inverse problem.
         message: how training ended.
     """
 
-    rel_l2: float
+    rel_l2: float | None
     iterations: int
     seconds: float
     cpu_seconds: float
@@ -254,7 +295,12 @@ class Trainer:
         model: maps ``(n, ndim)`` points to ``(n, n_fields)``; wrap it in :class:`~sciml.pinn.Constrained`
             to use the problem's hard constraint (its enforced conditions then leave the loss).
         config: budget and settings.
-        reference: test grid and values (default: ``sciml.solvers.fd.reference_solution(problem)``).
+        reference: what errors are measured against (default: ``sciml.solvers.fd.reference_solution``
+            for a problem with an exact solution or a recipe, else none): a ``ReferenceSolution`` (grid),
+            a callable ``points -> values`` (evaluated on the problem's test grid), a pair
+            ``(points (m, ndim), values (m,) or (m, n_fields))``, or the path of an ``.npz`` / HDF5 file
+            with arrays ``points`` and ``values`` (e.g. exported from a finite-element code). Only
+            points inside the domain count; grid points outside it are NaN in ``prediction_grid``.
         unknowns: coefficients of ``problem.params`` to fit (inverse problem): ``{"D": initial guess}``.
         checkpoint: file for atomic checkpoints (and ``resume``).
 
@@ -270,7 +316,7 @@ class Trainer:
         model: nn.Module,
         config: TrainConfig | None = None,
         *,
-        reference: ReferenceSolution | None = None,
+        reference: ReferenceLike | None = None,
         unknowns: Mapping[str, float] | None = None,
         checkpoint: str | os.PathLike | None = None,
     ) -> None:
@@ -323,15 +369,18 @@ class Trainer:
 
         # on a GPU the points are drawn there (a CUDA generator: another stream than the CPU's)
         self.generator = torch.Generator(device=self.device).manual_seed(int(self.config.seed))
-        self.reference = reference if reference is not None else reference_solution(problem, progress=True)
-        if self.reference.values.shape[-1] != len(problem.fields) or len(self.reference.axes) != domain.ndim:
-            raise ValueError(
-                f"`reference` has {len(self.reference.axes)} axes and {self.reference.values.shape[-1]} "
-                f"fields; {problem.name} needs {domain.ndim} and {len(problem.fields)}"
-            )
-        # the test grid is moved to the device once; evaluations never copy it again
-        self._test_x = torch.as_tensor(self.reference.points(), dtype=self.dtype, device=self.device)
-        self._test_u = torch.as_tensor(self.reference.flat_values(), dtype=torch.float64, device=self.device)
+        if reference is None and (problem.exact is not None or problem.reference is not None):
+            reference = reference_solution(problem, progress=True)
+        #: the reference grid (``None`` for scattered reference points or no reference)
+        self.reference: ReferenceSolution | None = None
+        self._test_x: torch.Tensor | None = None
+        self._test_u: torch.Tensor | None = None
+        self._grid_inside: np.ndarray | None = None
+        self.reference_source: str | None = None
+        if reference is not None:
+            self.set_reference(reference)
+        stats = torch.Generator(device=self.device).manual_seed(int(self.config.seed) + 7919)
+        self._stats_x = domain.sample(_N_RESIDUAL_STATS, stats, dtype=self.dtype, device=self.device)
         self.keys = self._probe()
 
     # ----------------------------------------------------------------- validation
@@ -398,7 +447,13 @@ class Trainer:
         """Fresh collocation points for the residual and every condition (drawn on the trainer's device)."""
         domain, device = self.problem.domain, self.device
         points = {
-            "residual": domain.sample(self.config.n_residual, self.generator, dtype=self.dtype, device=device)
+            "residual": domain.sample(
+                self.config.n_residual,
+                self.generator,
+                dtype=self.dtype,
+                device=device,
+                method=self.config.sampling,
+            )
         }
         for c in self.conditions:
             points[c.name] = c.sample(domain, self.counts[c.name], self.generator, self.dtype, device=device)
@@ -435,14 +490,90 @@ class Trainer:
         """Model values at points ``(m, ndim)`` as float64 numpy ``(m, n_fields)`` (batched)."""
         return self._predict(torch.as_tensor(x, dtype=self.dtype, device=self.device)).cpu().numpy()
 
-    def evaluate(self) -> float:
-        """Relative L2 error ``‖u − u_ref‖ / ‖u_ref‖`` on the reference grid (computed on the device)."""
+    def set_reference(self, reference: ReferenceLike) -> None:
+        """Use ``reference`` for errors from now on (see the class docstring for the accepted forms).
+
+        Raises:
+            ValueError: a file without ``points`` / ``values`` arrays, shapes that do not match the
+                problem, non-finite values, or no reference point inside the domain.
+            TypeError: an unsupported kind of reference.
+        """
+        problem, domain = self.problem, self.problem.domain
+        grid = None
+        if isinstance(reference, (str, os.PathLike)):
+            points, values = _read_reference(Path(reference))
+        elif isinstance(reference, ReferenceSolution):
+            grid = reference
+            points, values = grid.points(), grid.flat_values()
+        elif callable(reference):
+            shape = problem.test_shape or (_DEFAULT_GRID.get(domain.ndim, 21),) * domain.ndim
+            axes = domain.axes(shape)
+            mesh = np.stack([m.reshape(-1) for m in np.meshgrid(*axes, indexing="ij")], axis=1)
+            out = reference(torch.as_tensor(mesh, dtype=torch.float64))
+            out = np.asarray(out.detach().cpu() if torch.is_tensor(out) else out, dtype=float)
+            out = out[:, None] if out.ndim == 1 else out
+            grid = ReferenceSolution(axes, out.reshape(*shape, -1), "callable")
+            points, values = mesh, out
+        elif isinstance(reference, (tuple, list)) and len(reference) == 2:
+            points, values = (np.asarray(v, dtype=float) for v in reference)
+        else:
+            raise TypeError(
+                "`reference` must be a ReferenceSolution, a callable, (points, values) or an .npz/.h5 path, "
+                f"got {type(reference).__name__}"
+            )
+        values = values[:, None] if values.ndim == 1 else values
+        n_fields = len(problem.fields)
+        if points.ndim != 2 or points.shape[1] != domain.ndim or values.shape != (points.shape[0], n_fields):
+            raise ValueError(
+                f"`reference` has points {points.shape} and values {values.shape}; {problem.name} needs "
+                f"(m, {domain.ndim}) points {domain.names} and (m,) or (m, {n_fields}) values"
+            )
+        inside = domain.inside(torch.as_tensor(points, dtype=torch.float64)).cpu().numpy()
+        if not inside.any():
+            raise ValueError(f"`reference`: none of its {points.shape[0]} points lies inside the domain")
+        if not np.isfinite(values[inside]).all():
+            raise ValueError("`reference` has non-finite values inside the domain")
+        if grid is not None:
+            masked = np.where(inside[:, None], grid.flat_values(), np.nan).reshape(grid.values.shape)
+            grid = dataclasses.replace(grid, values=masked)
+        self.reference, self._grid_inside = grid, inside
+        self.reference_source = grid.source if grid is not None else "points"
+        # the test points are moved to the device once; evaluations never copy them again
+        self._test_x = torch.as_tensor(points[inside], dtype=self.dtype, device=self.device)
+        self._test_u = torch.as_tensor(values[inside], dtype=torch.float64, device=self.device)
+
+    def evaluate(self, reference: ReferenceLike | None = None) -> float | None:
+        """Relative L2 error ``‖u − u_ref‖ / ‖u_ref‖`` over the reference points inside the domain
+        (computed on the device); ``None`` without a reference.
+
+        Args:
+            reference: a new reference to use from now on (any form the class accepts).
+        """
+        if reference is not None:
+            self.set_reference(reference)
+        if self._test_x is None:
+            return None
         pred = self._predict(self._test_x)
         return float(torch.linalg.norm(pred - self._test_u) / torch.linalg.norm(self._test_u))
 
+    def residual_statistics(self) -> dict[str, float]:
+        """Root mean square and maximum of ``|residual|`` on fixed points of the domain (by the derivative
+        engine; a measure of progress that needs no reference)."""
+        d = self._derivatives("residual", self._stats_x)
+        r = self.problem.residual(d.x, d, self.params()).detach().abs()
+        return {"residual_rms": float(r.pow(2).mean().sqrt()), "residual_max": float(r.max())}
+
     def prediction_grid(self) -> np.ndarray:
-        """The model on the reference grid, shaped like ``reference.values``."""
-        return self.predict(self._test_x).reshape(self.reference.values.shape)
+        """The model on the reference grid, shaped like ``reference.values`` (NaN outside the domain).
+
+        Raises:
+            ValueError: the reference is not a grid (scattered points, or none).
+        """
+        if self.reference is None:
+            raise ValueError("the trainer has no reference grid: pass a ReferenceSolution or a callable")
+        values = self.predict(self.reference.points())
+        values[~self._grid_inside] = np.nan
+        return values.reshape(self.reference.values.shape)
 
     # ----------------------------------------------------------------- checkpoints
     def _fingerprint(self) -> dict[str, Any]:
@@ -563,8 +694,10 @@ class Trainer:
             values = torch.stack(values).tolist() if values else []  # one device-to-host copy
             names = [f"loss_{k}" for k in terms] + [f"coef_{k}" for k in self.coefficients.keys()]
             entry.update(zip(names, values))
+            entry.update(self.residual_statistics())
             history.append(entry)
-            bar.set_postfix(loss=f"{total:.3e}", rel_l2=f"{entry['rel_l2']:.3e}", refresh=False)
+            shown = entry["rel_l2"] if entry["rel_l2"] is not None else entry["residual_rms"]
+            bar.set_postfix(loss=f"{total:.3e}", rel_l2=f"{shown:.3e}", refresh=False)
 
         def boundary(i: int, every: int) -> bool:
             return every > 0 and i % every == 0
@@ -729,7 +862,7 @@ def train(
     model: nn.Module,
     config: TrainConfig | None = None,
     *,
-    reference: ReferenceSolution | None = None,
+    reference: ReferenceLike | None = None,
     unknowns: Mapping[str, float] | None = None,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,

@@ -1,0 +1,726 @@
+"""Geometries in space (× time): membership, interior and boundary sampling, outward normals, distances.
+
+A geometry has named coordinates (``names``), a bounding box (``lower``, ``upper``) and optionally a time
+coordinate. Shapes: :class:`~sciml.problems.pde.Box` (with :func:`Interval` for one dimension),
+:class:`Ball` (a disk in 2-D), :class:`Polygon` (e.g. :func:`LShape`), the set operations
+:class:`Union`, :class:`Intersection`, :class:`Difference` (also ``a | b``, ``a & b``, ``a - b``), and
+:class:`SpaceTime` (``shape.times(0, 1)``).
+
+Every geometry provides
+
+- ``inside(x)``: a boolean mask of the rows of ``x`` in the closed set (boundary included);
+- ``sample(n, generator, method=...)``: interior points, uniform (``"uniform"``, rejection from the
+  bounding box) or low-discrepancy (``"sobol"``, ``"halton"`` via :mod:`scipy.stats.qmc`);
+- ``sample_boundary(n, generator, on=...)``: points uniformly distributed on the (spatial) boundary or on
+  a part of it, ``on`` being a part name (``parts()``: box faces ``"x-"``, polygon edges ``"edge0"``, …),
+  several names, or a predicate ``on(x) -> bool mask``;
+- ``normal(x, on=None)``: the outward unit normal at boundary points ``(n, ndim)`` (zero in time);
+- ``distance(x, on=None)``: a smooth distance-like function, positive inside and zero exactly on the
+  boundary (or on the named parts ``on``), normalised to first order (``|∇φ| = 1`` on the boundary). Hard
+  constraints multiply the network by it. Edges and faces use the trimmed distance functions and
+  R-equivalence of Sukumar & Srivastava, *Exact imposition of boundary conditions with distance functions
+  in physics-informed deep neural networks*, CMAME 389 (2022); set operations use Rvachev's R-functions
+  (``φ₁ + φ₂ ± √(φ₁² + φ₂²)``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "Ball",
+    "Difference",
+    "Disk",
+    "Geometry",
+    "Intersection",
+    "Interval",
+    "LShape",
+    "Polygon",
+    "Selector",
+    "SpaceTime",
+    "Union",
+]
+
+#: a boundary selector: ``None`` (all of it), a part name, several names, or a predicate on points
+Selector = str | Sequence[str] | Callable[[torch.Tensor], torch.Tensor] | None
+
+_METHODS = ("uniform", "sobol", "halton")
+#: relative tolerance (of the bounding-box diameter) for membership and "on the boundary"
+_TOL = 1e-7
+
+
+def _device(generator: torch.Generator | None, device: torch.device | str | None) -> torch.device:
+    """The device to sample on: ``device``, else the generator's, else the CPU.
+
+    Raises:
+        ValueError: a generator on another device than ``device``.
+    """
+    if device is None:
+        return generator.device if generator is not None else torch.device("cpu")
+    device = torch.device(device)
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(
+            f"the generator lives on {generator.device} but points were requested on {device}; "
+            f"create it with torch.Generator(device={str(device)!r})"
+        )
+    return device
+
+
+def _check_count(n: object) -> int:
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
+        raise ValueError(f"the number of points must be a positive integer, got {n!r}")
+    return int(n)
+
+
+def _check_names(names: Sequence[str]) -> tuple[str, ...]:
+    names = tuple(names)
+    if not names or any(not isinstance(n, str) or len(n) != 1 or not n.isalpha() for n in names):
+        raise ValueError(f"`names` must be single letters such as ('x', 'y'), got {names!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"`names` must be distinct, got {names}")
+    return names
+
+
+def _cube(
+    n: int, d: int, generator: torch.Generator | None, device: torch.device, method: str
+) -> torch.Tensor:
+    """``n`` points of ``[0, 1]^d`` in float64: torch's uniform stream or a scrambled scipy QMC sequence
+    (its seed drawn from ``generator``, so runs stay reproducible and resumable)."""
+    if method == "uniform":
+        return torch.rand(n, d, generator=generator, dtype=torch.float64, device=device)
+    if method not in _METHODS:
+        raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}")
+    from scipy.stats import qmc
+
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device))
+    if method == "sobol":
+        engine = qmc.Sobol(d, scramble=True, seed=seed)
+        u = engine.random_base2(max(0, math.ceil(math.log2(n))))[:n]
+    else:
+        u = qmc.Halton(d, scramble=True, seed=seed).random(n)
+    return torch.as_tensor(u, dtype=torch.float64, device=device)
+
+
+def _r_and(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Rvachev's R-conjunction: positive where both are, zero on the boundary of the intersection."""
+    return a + b - torch.sqrt(a * a + b * b)
+
+
+def _r_or(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Rvachev's R-disjunction: positive where either is."""
+    return a + b + torch.sqrt(a * a + b * b)
+
+
+def _r_equivalence(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``1 / Σ 1/φᵢ``: zero where any ``φᵢ ≥ 0`` vanishes, ≈ the nearest ``φᵢ`` near it (m = 1)."""
+    tiny = torch.finfo(parts[0].dtype).tiny ** 0.5
+    return 1.0 / sum(1.0 / p.clamp_min(tiny) for p in parts)
+
+
+class Geometry:
+    """Base class: a closed region with named coordinates and a bounding box (see the module docstring).
+
+    Subclasses set ``names``, ``lower``, ``upper`` and ``time`` and implement :meth:`inside`,
+    :meth:`level`, :meth:`_boundary_candidates`, :meth:`normal` and :meth:`boundary_measure`.
+    """
+
+    names: tuple[str, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    time: str | None = None
+
+    # ----------------------------------------------------------------- structure
+    @property
+    def ndim(self) -> int:
+        return len(self.names)
+
+    def index(self, name: str) -> int:
+        """Column of coordinate ``name``.
+
+        Raises:
+            ValueError: ``name`` is not a coordinate of this geometry.
+        """
+        if name not in self.names:
+            raise ValueError(f"unknown coordinate {name!r}; this domain has {self.names}")
+        return self.names.index(name)
+
+    @property
+    def time_index(self) -> int | None:
+        return None if self.time is None else self.names.index(self.time)
+
+    @property
+    def space_names(self) -> tuple[str, ...]:
+        return tuple(n for n in self.names if n != self.time)
+
+    @property
+    def diameter(self) -> float:
+        """Diameter of the bounding box (the scale of tolerances)."""
+        return math.dist(self.lower, self.upper)
+
+    def parts(self) -> tuple[str, ...]:
+        """Names of the boundary parts a condition can select with ``on=`` (a predicate always works)."""
+        return ("boundary",)
+
+    def times(self, t0: float, t1: float, name: str = "t") -> Geometry:
+        """This spatial geometry × the time interval ``[t0, t1]`` (coordinate ``name``)."""
+        return SpaceTime(self, t0, t1, name)
+
+    def __or__(self, other: Geometry) -> Geometry:
+        return Union(self, other)
+
+    def __and__(self, other: Geometry) -> Geometry:
+        return Intersection(self, other)
+
+    def __sub__(self, other: Geometry) -> Geometry:
+        return Difference(self, other)
+
+    # ----------------------------------------------------------------- to implement
+    def inside(self, x: torch.Tensor) -> torch.Tensor:
+        """Boolean mask ``(n,)``: rows of ``x`` in the closed region (tolerance ~1e-7 of the diameter)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def level(self, x: torch.Tensor) -> torch.Tensor:
+        """A signed distance-like function ``(n,)``: > 0 inside, 0 on the boundary, < 0 outside."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def normal(self, x: torch.Tensor, on: Selector = None) -> torch.Tensor:
+        """Outward unit normals ``(n, ndim)`` at boundary points ``x`` (of the part ``on`` if named)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def boundary_measure(self) -> float:
+        """Length / area of the spatial boundary."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _boundary_candidates(
+        self, n: int, generator: torch.Generator | None, device: torch.device
+    ) -> torch.Tensor:
+        """About ``n`` float64 points uniformly on a superset of the boundary (filtered by the caller)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    # ----------------------------------------------------------------- generic parts
+    def on_boundary(self, x: torch.Tensor) -> torch.Tensor:
+        """Boolean mask: rows of ``x`` on the boundary (``|level| ≤ 1e-7 · diameter``)."""
+        return self.level(x).abs() <= _TOL * self.diameter
+
+    def contains(self, x: torch.Tensor | np.ndarray, tol: float = 1e-12) -> bool:
+        """Whether every row of ``x`` (shape ``(n, ndim)``) lies in the region (up to the geometry's own
+        tolerance of ~1e-7 of its diameter; ``tol`` is used by :class:`Box` only)."""
+        x = torch.as_tensor(np.asarray(x.detach().cpu() if torch.is_tensor(x) else x, float))
+        return bool(x.ndim == 2 and x.shape[1] == self.ndim and self.inside(x).all())
+
+    def _check_part(self, on: Selector) -> tuple[str, ...] | Callable | None:
+        """``on`` as a tuple of part names, a predicate or None.
+
+        Raises:
+            ValueError: an unknown part name (the message lists the parts).
+        """
+        if on is None or callable(on):
+            return on
+        names = (on,) if isinstance(on, str) else tuple(on)
+        if not names or any(p not in self.parts() for p in names):
+            raise ValueError(
+                f"unknown boundary part(s) {on!r}; the parts are {self.parts()} (or a predicate)"
+            )
+        return names
+
+    def _part_mask(self, x: torch.Tensor, on: Selector) -> torch.Tensor:
+        """Boolean mask of boundary points ``x`` that belong to the part ``on``."""
+        on = self._check_part(on)
+        if on is None or on == ("boundary",):
+            return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        if callable(on):
+            mask = on(x)
+            if not torch.is_tensor(mask) or mask.shape != (x.shape[0],):
+                raise ValueError(
+                    f"a boundary predicate must return a boolean tensor of shape ({x.shape[0]},) for "
+                    f"{x.shape[0]} points"
+                )
+            return mask.bool()
+        return self._named_mask(x, on)
+
+    def _named_mask(self, x: torch.Tensor, names: tuple[str, ...]) -> torch.Tensor:
+        raise ValueError(f"{type(self).__name__} has no named boundary parts besides 'boundary'")
+
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        fixed: dict[int, float] | None = None,
+        device: torch.device | str | None = None,
+        method: str = "uniform",
+    ) -> torch.Tensor:
+        """``n`` points in the region, shape ``(n, ndim)``: uniform by rejection from the bounding box,
+        or low-discrepancy (``method="sobol"`` / ``"halton"``, then kept if inside).
+
+        Args:
+            n: number of points (positive).
+            generator: the random stream (reproducible training).
+            dtype: floating dtype of the result.
+            fixed: columns held at a value (e.g. ``{time_index: t0}``), applied after sampling.
+            device: where the points are created (default: the generator's device, else the CPU).
+            method: ``"uniform"``, ``"sobol"`` or ``"halton"``.
+
+        Raises:
+            ValueError: a bad ``n`` or ``method``, or a region too thin to hit (under 1e-4 of its box).
+        """
+        n = _check_count(n)
+        device = _device(generator, device)
+        lo = torch.tensor(self.lower, dtype=torch.float64, device=device)
+        width = torch.tensor(self.upper, dtype=torch.float64, device=device) - lo
+        chunks, have, drawn = [], 0, 0
+        while have < n:
+            m = max(64, 2 * (n - have))
+            x = lo + width * _cube(m, self.ndim, generator, device, method)
+            x = x[self.inside(x)]
+            drawn += m
+            chunks.append(x)
+            have += x.shape[0]
+            if have == 0 and drawn > 10_000 * n:
+                raise ValueError(f"{self!r} covers under 1e-4 of its bounding box: cannot sample it")
+        x = torch.cat(chunks)[:n]
+        for column, value in (fixed or {}).items():
+            x[:, column] = value
+        return x.to(dtype)
+
+    def sample_boundary(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+        on: Selector = None,
+    ) -> torch.Tensor:
+        """``n`` points uniformly on the boundary, or on its part ``on`` (see :meth:`normal` for normals).
+
+        Raises:
+            ValueError: a bad ``n``, an unknown part, or a predicate that selects (almost) nothing.
+        """
+        n = _check_count(n)
+        device = _device(generator, device)
+        chunks, have, drawn = [], 0, 0
+        while have < n:
+            m = max(64, 2 * (n - have))
+            x = self._boundary_candidates(m, generator, device)
+            # candidates may come grouped (by face, by operand): shuffle so that truncating stays uniform
+            x = x[torch.randperm(x.shape[0], generator=generator, device=device)]
+            x = x[self.on_boundary(x)]
+            x = x[self._part_mask(x, on)]
+            drawn += m
+            chunks.append(x)
+            have += x.shape[0]
+            if have == 0 and drawn > 1000 * n:
+                raise ValueError(f"the boundary part {on!r} of {self!r} is empty or too small to sample")
+        return torch.cat(chunks)[:n].to(dtype)
+
+    def sample_initial(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """``n`` points at the initial time.
+
+        Raises:
+            ValueError: the domain has no time coordinate.
+        """
+        if self.time is None:
+            raise ValueError("this domain has no time coordinate, so it has no initial slice")
+        fixed = {self.time_index: self.lower[self.time_index]}
+        return self.sample(n, generator, dtype=dtype, fixed=fixed, device=device)
+
+    def distance(self, x: torch.Tensor, on: Selector = None) -> torch.Tensor:
+        """Distance-like factor ``(n,)``: positive inside, zero on the boundary (or the parts ``on``).
+
+        Raises:
+            ValueError: ``on`` is a predicate (no smooth distance to an arbitrary set) or unknown.
+        """
+        on = self._check_part(on)
+        if callable(on):
+            raise ValueError(
+                "a distance to a predicate-selected boundary part is not defined; select parts by name "
+                f"({self.parts()}) for a hard constraint"
+            )
+        if on is None or on == ("boundary",):
+            return self.level(x)
+        return self._part_distance(x, on)
+
+    def _part_distance(self, x: torch.Tensor, names: tuple[str, ...]) -> torch.Tensor:
+        raise ValueError(f"{type(self).__name__} has no named boundary parts besides 'boundary'")
+
+    def axes(self, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+        """Evenly spaced points per coordinate over the bounding box, both bounds included.
+
+        Raises:
+            ValueError: ``shape`` does not have one entry ≥ 2 per coordinate.
+        """
+        shape = tuple(shape)
+        if len(shape) != self.ndim or any(int(s) < 2 for s in shape):
+            raise ValueError(f"`shape` needs {self.ndim} entries ≥ 2 (one per {self.names}), got {shape}")
+        return tuple(np.linspace(lo, hi, int(s)) for lo, hi, s in zip(self.lower, self.upper, shape))
+
+
+# --------------------------------------------------------------------------------------------- shapes
+def _check_point(name: str, p: Sequence[float], d: int | None = None) -> tuple[float, ...]:
+    p = tuple(float(v) for v in p)
+    if not p or (d is not None and len(p) != d) or not all(math.isfinite(v) for v in p):
+        raise ValueError(f"`{name}` must be {d or 'some'} finite numbers, got {p!r}")
+    return p
+
+
+class Ball(Geometry):
+    """The closed ball ``|x − center| ≤ radius`` in any dimension (a disk in 2-D).
+
+    Args:
+        center: the centre, one number per coordinate.
+        radius: positive.
+        names: coordinate names (default ``x, y, z, w`` up to the dimension).
+
+    Raises:
+        ValueError: a non-positive radius, or names that do not match the centre.
+    """
+
+    def __init__(self, center: Sequence[float], radius: float, names: Sequence[str] | None = None) -> None:
+        self.center = _check_point("center", center)
+        d = len(self.center)
+        if not (isinstance(radius, (int, float)) and math.isfinite(radius) and radius > 0):
+            raise ValueError(f"`radius` must be a positive number, got {radius!r}")
+        self.radius = float(radius)
+        self.names = _check_names(names if names is not None else "xyzw"[:d])
+        if len(self.names) != d:
+            raise ValueError(f"`names` needs {d} entries (one per centre coordinate), got {self.names}")
+        self.lower = tuple(c - self.radius for c in self.center)
+        self.upper = tuple(c + self.radius for c in self.center)
+
+    def __repr__(self) -> str:
+        return f"Ball(center={self.center}, radius={self.radius})"
+
+    def _offset(self, x: torch.Tensor) -> torch.Tensor:
+        return x - torch.tensor(self.center, dtype=x.dtype, device=x.device)
+
+    def inside(self, x: torch.Tensor) -> torch.Tensor:
+        return self._offset(x).norm(dim=1) <= self.radius * (1 + _TOL)
+
+    def level(self, x: torch.Tensor) -> torch.Tensor:
+        r2 = (self._offset(x) ** 2).sum(dim=1)
+        return (self.radius**2 - r2) / (2 * self.radius)
+
+    def normal(self, x: torch.Tensor, on: Selector = None) -> torch.Tensor:
+        v = self._offset(x)
+        return v / v.norm(dim=1, keepdim=True).clamp_min(1e-300)
+
+    def boundary_measure(self) -> float:
+        d = len(self.center)
+        return 2 * math.pi ** (d / 2) / math.gamma(d / 2) * self.radius ** (d - 1)
+
+    def _boundary_candidates(self, n, generator, device):
+        z = torch.randn(n, len(self.center), generator=generator, dtype=torch.float64, device=device)
+        z = z / z.norm(dim=1, keepdim=True)
+        return torch.tensor(self.center, dtype=torch.float64, device=device) + self.radius * z
+
+
+def Disk(
+    center: Sequence[float] = (0.0, 0.0), radius: float = 1.0, names: Sequence[str] = ("x", "y")
+) -> Ball:
+    """The closed disk ``|x − center| ≤ radius`` (a 2-D :class:`Ball`)."""
+    return Ball(_check_point("center", center, 2), radius, names)
+
+
+class Polygon(Geometry):
+    """A simple polygon (no self-intersections) given by its vertices in order (either orientation).
+
+    Its edges are the boundary parts ``"edge0"`` (from vertex 0 to 1), ``"edge1"``, …
+
+    Args:
+        vertices: ``(m, 2)`` with m ≥ 3.
+        names: the two coordinate names.
+
+    Raises:
+        ValueError: fewer than 3 vertices, non-finite ones, or zero area.
+    """
+
+    def __init__(self, vertices: Sequence[Sequence[float]], names: Sequence[str] = ("x", "y")) -> None:
+        v = np.asarray(vertices, dtype=float)
+        if v.ndim != 2 or v.shape[1] != 2 or v.shape[0] < 3 or not np.isfinite(v).all():
+            raise ValueError(f"`vertices` must be (m ≥ 3, 2) finite numbers, got shape {v.shape}")
+        w = np.roll(v, -1, axis=0)
+        area = 0.5 * float(np.sum(v[:, 0] * w[:, 1] - w[:, 0] * v[:, 1]))
+        if abs(area) < 1e-14:
+            raise ValueError("`vertices` enclose no area")
+        self.vertices = v
+        self.names = _check_names(names)
+        if len(self.names) != 2:
+            raise ValueError(f"a polygon has 2 coordinates, got names {self.names}")
+        self.lower = tuple(float(c) for c in v.min(axis=0))
+        self.upper = tuple(float(c) for c in v.max(axis=0))
+        self._a, self._b = v, w  # edge k from _a[k] to _b[k], in the user's order
+        self._ccw = area > 0
+        self._lengths = np.linalg.norm(w - v, axis=1)
+        if np.any(self._lengths == 0):
+            raise ValueError("`vertices` has repeated consecutive points")
+
+    def __repr__(self) -> str:
+        return f"Polygon({self.vertices.tolist()})"
+
+    def parts(self) -> tuple[str, ...]:
+        return ("boundary", *(f"edge{k}" for k in range(len(self.vertices))))
+
+    def _edges(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = torch.as_tensor(self._a, dtype=x.dtype, device=x.device)
+        b = torch.as_tensor(self._b, dtype=x.dtype, device=x.device)
+        return a, b
+
+    def _segment_distance(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n, m)`` Euclidean distances from the points to each edge."""
+        a, b = self._edges(x)
+        ab = b - a
+        t = (((x[:, None, :] - a) * ab).sum(-1) / (ab * ab).sum(-1)).clamp(0, 1)
+        return (x[:, None, :] - (a + t[..., None] * ab)).norm(dim=-1)
+
+    def inside(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self._edges(x)
+        px, py = x[:, :1], x[:, 1:2]
+        crosses = (a[:, 1] > py) != (b[:, 1] > py)
+        xint = a[:, 0] + (py - a[:, 1]) * (b[:, 0] - a[:, 0]) / (b[:, 1] - a[:, 1]).where(
+            b[:, 1] != a[:, 1], torch.ones_like(a[:, 1])
+        )
+        odd = ((crosses & (px < xint)).sum(dim=1) % 2) == 1
+        near = self._segment_distance(x).min(dim=1).values <= _TOL * self.diameter
+        return odd | near
+
+    def _trimmed(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n, m)`` smooth trimmed distances to each edge (Sukumar & Srivastava 2022, eq. 8)."""
+        a, b = self._edges(x)
+        ab = b - a
+        length = ab.norm(dim=1)
+        f = ((x[..., None, 0] - a[:, 0]) * ab[:, 1] - (x[..., None, 1] - a[:, 1]) * ab[:, 0]) / length
+        centre = (a + b) / 2
+        t = ((length / 2) ** 2 - ((x[:, None, :] - centre) ** 2).sum(-1)) / length
+        return torch.sqrt(f**2 + ((torch.sqrt(t**2 + f**4) - t) / 2) ** 2)
+
+    def level(self, x: torch.Tensor) -> torch.Tensor:
+        phi = self._trimmed(x)
+        value = _r_equivalence(list(phi.unbind(dim=1)))
+        inside = self.inside(x) & (self._segment_distance(x).min(dim=1).values > _TOL * self.diameter)
+        return torch.where(inside | (value == 0), value, -value)
+
+    def _named_indices(self, names: tuple[str, ...]) -> list[int]:
+        return list(range(len(self.vertices))) if "boundary" in names else [int(p[4:]) for p in names]
+
+    def _named_mask(self, x, names):
+        dist = self._segment_distance(x)
+        nearest = dist.argmin(dim=1)
+        keep = torch.tensor(self._named_indices(names), device=x.device)
+        return torch.isin(nearest, keep)
+
+    def _part_distance(self, x, names):
+        phi = self._trimmed(x)
+        return _r_equivalence([phi[:, k] for k in self._named_indices(names)])
+
+    def normal(self, x: torch.Tensor, on: Selector = None) -> torch.Tensor:
+        a, b = self._edges(x)
+        ab = b - a
+        outward = torch.stack([ab[:, 1], -ab[:, 0]], dim=1) / ab.norm(dim=1, keepdim=True)
+        if not self._ccw:
+            outward = -outward
+        dist = self._segment_distance(x)
+        if isinstance(on, (str, tuple, list)) and "boundary" not in ((on,) if isinstance(on, str) else on):
+            names = self._check_part(on)
+            mask = torch.full_like(dist, math.inf)
+            mask[:, self._named_indices(names)] = 0
+            dist = dist + mask
+        return outward[dist.argmin(dim=1)]
+
+    def boundary_measure(self) -> float:
+        return float(self._lengths.sum())
+
+    def _boundary_candidates(self, n, generator, device):
+        p = torch.as_tensor(self._lengths / self._lengths.sum(), device=device)
+        k = torch.multinomial(p, n, replacement=True, generator=generator)
+        s = torch.rand(n, 1, generator=generator, dtype=torch.float64, device=device)
+        a = torch.as_tensor(self._a, device=device)[k]
+        b = torch.as_tensor(self._b, device=device)[k]
+        return a + s * (b - a)
+
+
+def LShape(size: float = 1.0, names: Sequence[str] = ("x", "y")) -> Polygon:
+    """The L-shaped domain ``[−s, s]² \\ (0, s]×(0, s]`` (s = ``size``) as a :class:`Polygon`."""
+    s = float(size)
+    return Polygon([(-s, -s), (s, -s), (s, 0.0), (0.0, 0.0), (0.0, s), (-s, s)], names)
+
+
+def Interval(lower: float, upper: float, name: str = "x"):
+    """The interval ``[lower, upper]`` as a one-coordinate :class:`~sciml.problems.pde.Box`
+    (faces ``"x-"`` and ``"x+"``)."""
+    from sciml.problems.pde.domain import Box
+
+    return Box((name,), (lower,), (upper,))
+
+
+# --------------------------------------------------------------------------------------------- set operations
+class _SetOperation(Geometry):
+    def __init__(self, a: Geometry, b: Geometry) -> None:
+        for g in (a, b):
+            if not isinstance(g, Geometry) or g.time is not None:
+                raise ValueError(
+                    f"set operations take spatial geometries (add time afterwards with .times()), got {g!r}"
+                )
+        if a.names != b.names:
+            raise ValueError(f"set operations need the same coordinates, got {a.names} and {b.names}")
+        self.a, self.b, self.names = a, b, a.names
+        self.lower, self.upper = self._bounds()
+
+    def _bounds(self):
+        lo = tuple(min(p, q) for p, q in zip(self.a.lower, self.b.lower))
+        hi = tuple(max(p, q) for p, q in zip(self.a.upper, self.b.upper))
+        return lo, hi
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.a!r}, {self.b!r})"
+
+    def boundary_measure(self) -> float:
+        return self.a.boundary_measure() + self.b.boundary_measure()  # of the candidates' support
+
+    def _boundary_candidates(self, n, generator, device):
+        ma, mb = self.a.boundary_measure(), self.b.boundary_measure()
+        u = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
+        na = int((u < ma / (ma + mb)).sum())
+        parts = []
+        if na:
+            parts.append(self.a.sample_boundary(na, generator, dtype=torch.float64, device=device))
+        if n - na:
+            parts.append(self.b.sample_boundary(n - na, generator, dtype=torch.float64, device=device))
+        return torch.cat(parts)
+
+    def _strict(self, g: Geometry, x: torch.Tensor) -> torch.Tensor:
+        """Strictly inside ``g`` (off its boundary)."""
+        return g.inside(x) & ~g.on_boundary(x)
+
+    def normal(self, x: torch.Tensor, on: Selector = None) -> torch.Tensor:
+        on_a = self.a.level(x).abs() <= self.b.level(x).abs()
+        na, nb = self.a.normal(x), self.b.normal(x)
+        if isinstance(self, Difference):
+            nb = -nb
+        return torch.where(on_a[:, None], na, nb)
+
+
+class Union(_SetOperation):
+    """``a ∪ b`` (also ``a | b``)."""
+
+    def inside(self, x):
+        return self.a.inside(x) | self.b.inside(x)
+
+    def level(self, x):
+        return _r_or(self.a.level(x), self.b.level(x))
+
+    def on_boundary(self, x):
+        return (self.a.on_boundary(x) & ~self._strict(self.b, x)) | (
+            self.b.on_boundary(x) & ~self._strict(self.a, x)
+        )
+
+
+class Intersection(_SetOperation):
+    """``a ∩ b`` (also ``a & b``)."""
+
+    def _bounds(self):
+        lo = tuple(max(p, q) for p, q in zip(self.a.lower, self.b.lower))
+        hi = tuple(min(p, q) for p, q in zip(self.a.upper, self.b.upper))
+        if any(h <= low for low, h in zip(lo, hi)):
+            raise ValueError(f"the intersection of {self.a!r} and {self.b!r} is empty")
+        return lo, hi
+
+    def inside(self, x):
+        return self.a.inside(x) & self.b.inside(x)
+
+    def level(self, x):
+        return _r_and(self.a.level(x), self.b.level(x))
+
+    def on_boundary(self, x):
+        return (self.a.on_boundary(x) & self.b.inside(x)) | (self.b.on_boundary(x) & self.a.inside(x))
+
+
+class Difference(_SetOperation):
+    """``a \\ b`` (also ``a - b``), closed: the part of ``b``'s boundary inside ``a`` belongs to it."""
+
+    def _bounds(self):
+        return self.a.lower, self.a.upper
+
+    def inside(self, x):
+        return self.a.inside(x) & ~self._strict(self.b, x)
+
+    def level(self, x):
+        return _r_and(self.a.level(x), -self.b.level(x))
+
+    def on_boundary(self, x):
+        return (self.a.on_boundary(x) & ~self._strict(self.b, x)) | (self.b.on_boundary(x) & self.a.inside(x))
+
+
+# --------------------------------------------------------------------------------------------- space-time
+class SpaceTime(Geometry):
+    """``space × [t0, t1]``; the time coordinate comes last. Boundary parts are those of ``space`` (the
+    lateral boundary); the initial slice is reached by ``sample_initial`` (initial conditions).
+
+    Raises:
+        ValueError: ``space`` already has time, ``t0 ≥ t1``, or ``name`` is taken.
+    """
+
+    def __init__(self, space: Geometry, t0: float, t1: float, name: str = "t") -> None:
+        if not isinstance(space, Geometry) or space.time is not None:
+            raise ValueError(f"`space` must be a spatial geometry, got {space!r}")
+        if not (math.isfinite(t0) and math.isfinite(t1) and t0 < t1):
+            raise ValueError(f"the time interval needs finite t0 < t1, got [{t0}, {t1}]")
+        self.space = space
+        self.names = _check_names((*space.names, name))
+        self.time = name
+        self.lower = (*space.lower, float(t0))
+        self.upper = (*space.upper, float(t1))
+
+    def __repr__(self) -> str:
+        return f"SpaceTime({self.space!r}, {self.lower[-1]}, {self.upper[-1]})"
+
+    def parts(self) -> tuple[str, ...]:
+        return self.space.parts()
+
+    @property
+    def diameter(self) -> float:
+        return self.space.diameter
+
+    def inside(self, x):
+        t = x[:, -1]
+        span = self.upper[-1] - self.lower[-1]
+        in_time = (t >= self.lower[-1] - _TOL * span) & (t <= self.upper[-1] + _TOL * span)
+        return self.space.inside(x[:, :-1]) & in_time
+
+    def level(self, x):
+        return self.space.level(x[:, :-1])
+
+    def on_boundary(self, x):
+        return self.space.on_boundary(x[:, :-1])
+
+    def _part_mask(self, x, on):
+        if callable(on):
+            return super()._part_mask(x, on)
+        return self.space._part_mask(x[:, :-1], on)
+
+    def _part_distance(self, x, names):
+        return self.space._part_distance(x[:, :-1], names)
+
+    def normal(self, x, on=None):
+        n = self.space.normal(x[:, :-1], on)
+        return torch.cat([n, torch.zeros_like(n[:, :1])], dim=1)
+
+    def boundary_measure(self) -> float:
+        return self.space.boundary_measure() * (self.upper[-1] - self.lower[-1])
+
+    def _boundary_candidates(self, n, generator, device):
+        x = self.space.sample_boundary(n, generator, dtype=torch.float64, device=device)
+        t = torch.rand(n, 1, generator=generator, dtype=torch.float64, device=device)
+        return torch.cat([x, self.lower[-1] + t * (self.upper[-1] - self.lower[-1])], dim=1)

@@ -1,0 +1,218 @@
+"""Users' own PDE problems: conditions on boundary parts of any geometry, hard constraints built from the
+conditions, training without a known solution and references given later."""
+
+import math
+
+import h5py
+import numpy as np
+import pytest
+import sciml.problems.pde as pde
+import torch
+from sciml.problems.pde import (
+    Box,
+    Dirichlet,
+    Disk,
+    HardConstraint,
+    InitialValue,
+    LShape,
+    Neumann,
+    PDEProblem,
+    Robin,
+)
+from sciml.problems.pde.examples import disk_poisson, lshape_poisson, neumann_poisson
+from torch import nn
+
+from sciml.pinn import PIG, PINN, Constrained, TrainConfig, Trainer
+
+
+def _u(x):  # a smooth test function of (x, y)
+    return torch.exp(x[:, 0]) * torch.sin(x[:, 1]) + x[:, 0] ** 2
+
+
+def _grad(x):
+    return torch.stack(
+        [torch.exp(x[:, 0]) * torch.sin(x[:, 1]) + 2 * x[:, 0], torch.exp(x[:, 0]) * torch.cos(x[:, 1])], 1
+    )
+
+
+def _laplace(x, d, p):
+    return d["u_xx"] + d["u_yy"]
+
+
+def _problem(domain, conditions, **kw):
+    return PDEProblem(
+        name="user", domain=domain, fields=("u",), residual=_laplace, conditions=conditions, **kw
+    )
+
+
+@pytest.mark.parametrize("domain", [Disk((0.2, 0.1), 0.8), LShape(), Disk() - Disk((0.3, 0), 0.3)])
+def test_neumann_and_robin_use_the_domain_normals(domain):
+    exact_flux = lambda x: (_grad(x) * domain.normal(x)).sum(1)  # noqa: E731
+    neumann = Neumann(value=exact_flux)
+    robin = Robin(alpha=2.0, beta=0.5, value=lambda x: 2 * _u(x) + 0.5 * exact_flux(x))
+    problem = _problem(domain, (neumann, robin))
+    g = torch.Generator().manual_seed(0)
+    for c in (neumann, robin):
+        x = c.sample(domain, 300, g, torch.float64)
+        assert domain.on_boundary(x).all()
+        assert problem.condition_residual_of(c, _u, x).abs().max() < 1e-10
+        wrong = problem.condition_residual_of(c, lambda x: _u(x) + x[:, 0] * x[:, 1], x)
+        assert wrong.abs().max() > 1e-2
+
+
+def test_conditions_on_parts_named_or_selected_by_a_predicate():
+    disk = Disk()
+    top = Dirichlet(value=1.0, on=lambda x: x[:, 1] > 0, name="top")
+    bottom = Neumann(on=lambda x: x[:, 1] <= 0, name="bottom")
+    problem = _problem(disk, (top, bottom))
+    g = torch.Generator().manual_seed(0)
+    assert (top.sample(disk, 64, g, torch.float64)[:, 1] > 0).all()
+    assert (bottom.sample(disk, 64, g, torch.float64)[:, 1] <= 0).all()
+    L = LShape()
+    c = Dirichlet(on=("edge3", "edge4"))
+    x = c.sample(L, 100, g, torch.float64)
+    assert (x[:, 0].abs() < 1e-12).sum() + (x[:, 1] - 1).abs().lt(1e-12).sum() == 100
+    with pytest.raises(ValueError, match="parts"):
+        _problem(L, (Dirichlet(on="x-"),))
+    with pytest.raises(ValueError, match="Box"):
+        _problem(disk, (pde.Periodic(coordinate="x"),))
+    assert problem.conditions == (top, bottom)
+
+
+def test_hard_constraints_from_conditions_on_any_domain():
+    g = torch.Generator().manual_seed(0)
+    for domain, conditions in [
+        (Disk(), (Dirichlet(value=_u),)),
+        (LShape(), (Dirichlet(value=_u, on=("edge0", "edge1")), Neumann(on="edge3"))),
+        (
+            Box(("x", "y"), (0, 0), (1, 2)),
+            (Dirichlet(value=2.0, on="x-"), Dirichlet(value=_u, on="y+", name="d2")),
+        ),
+    ]:
+        problem = _problem(domain, conditions, constraint="auto")
+        enforced = [c for c in conditions if isinstance(c, Dirichlet)]
+        assert set(problem.constraint.enforces) == {c.name for c in enforced}
+        for net in (PINN(2, 1, (16,), generator=g).double(), PIG(2, 1, 20, generator=g).double()):
+            model = Constrained(net, problem.constraint)
+            for c in enforced:
+                x = c.sample(domain, 200, g, torch.float64)
+                assert problem.condition_residual_of(c, model, x).abs().max() < 1e-6
+            inside = domain.sample(50, g, dtype=torch.float64)
+            assert torch.isfinite(problem.residual_of(model, inside)).all()
+    with pytest.raises(ValueError, match="predicate"):
+        _problem(Disk(), (Dirichlet(on=lambda x: x[:, 0] > 0),), constraint="auto")
+
+
+def test_hard_constraint_with_an_initial_value_in_space_time():
+    domain = Disk().times(0.0, 1.0)
+
+    def heat(x, d, p):
+        return d["u_t"] - d["u_xx"] - d["u_yy"]
+
+    u0 = lambda x: 1 - x[:, 0] ** 2 - x[:, 1] ** 2  # noqa: E731  (zero on the circle: compatible)
+    problem = PDEProblem(
+        name="heat-disk",
+        domain=domain,
+        fields=("u",),
+        residual=heat,
+        conditions=(Dirichlet(value=0.0), InitialValue(value=u0)),
+        constraint="auto",
+    )
+    g = torch.Generator().manual_seed(0)
+    model = Constrained(PINN(3, 1, (16,), generator=g).double(), problem.constraint)
+    for c in problem.conditions:
+        x = c.sample(domain, 100, g, torch.float64)
+        assert problem.condition_residual_of(c, model, x).abs().max() < 1e-6
+
+
+def _disk_without_solution():
+    def residual(x, d, p):
+        return d["u_xx"] + d["u_yy"] + 4.0
+
+    return PDEProblem(name="disk", domain=Disk(), fields=("u",), residual=residual, conditions=(Dirichlet(),))
+
+
+def test_training_without_a_known_solution_and_a_reference_later(tmp_path):
+    problem = _disk_without_solution()  # −Δu = 4, u = 0 on the unit circle: u = 1 − r²
+    torch.manual_seed(0)
+    config = TrainConfig(
+        adam_iterations=200, lr=1e-2, n_residual=128, n_condition=32, eval_every=100, dtype="float64"
+    )
+    trainer = Trainer(problem, PINN(2, 1, (24, 24)), config)
+    result = trainer.fit(progress=False)
+    assert result.rel_l2 is None and trainer.evaluate() is None
+    assert all(h["rel_l2"] is None and h["residual_rms"] >= 0 for h in result.history)
+    assert result.history[-1]["residual_rms"] < 0.7 * result.history[0]["residual_rms"]
+
+    exact = lambda x: 1 - x[:, 0] ** 2 - x[:, 1] ** 2  # noqa: E731
+    e_callable = trainer.evaluate(reference=exact)
+    assert 0 < e_callable < 0.1
+    grid = trainer.prediction_grid()
+    axes = trainer.reference.axes
+    X, Y = np.meshgrid(*axes, indexing="ij")
+    outside = X**2 + Y**2 > 1 + 1e-6
+    assert np.isnan(grid[..., 0][outside]).all() and np.isfinite(grid[..., 0][~outside]).all()
+
+    pts = Disk().sample(2000, torch.Generator().manual_seed(5), dtype=torch.float64)
+    vals = exact(pts).numpy()
+    e_points = trainer.evaluate(reference=(pts.numpy(), vals))
+    np.savez(tmp_path / "fem.npz", points=pts.numpy(), values=vals)
+    with h5py.File(tmp_path / "fem.h5", "w") as f:
+        f["points"], f["values"] = pts.numpy(), vals
+    assert trainer.evaluate(reference=tmp_path / "fem.npz") == pytest.approx(e_points)
+    assert trainer.evaluate(reference=str(tmp_path / "fem.h5")) == pytest.approx(e_points)
+    assert abs(e_points - e_callable) < 0.5 * e_callable + 1e-3
+    np.savez(tmp_path / "bad.npz", points=pts.numpy())
+    with pytest.raises(ValueError, match="values"):
+        trainer.evaluate(reference=tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match="does not exist"):
+        trainer.evaluate(reference=tmp_path / "missing.npz")
+    with pytest.raises(ValueError, match="points"):
+        trainer.evaluate(reference=(pts.numpy()[:, :1], vals))
+
+
+def test_errors_are_taken_on_the_domain_not_its_bounding_box():
+    class Exact(nn.Module):
+        in_features, out_features = 2, 1
+
+        def forward(self, x):
+            return (1 - x[:, 0] ** 2 - x[:, 1] ** 2)[:, None]
+
+    problem = _disk_without_solution()
+    # a reference that is right on the disk and wildly off outside it: only the disk counts
+    off = lambda x: torch.where(x.norm(dim=1) <= 1, 1 - (x**2).sum(1), torch.full_like(x[:, 0], 1e3))  # noqa: E731
+    config = TrainConfig(adam_iterations=0, lbfgs_iterations=0, dtype="float64")
+    trainer = Trainer(problem, Exact(), config, reference=off)
+    assert trainer.evaluate() < 1e-12
+
+
+@pytest.mark.parametrize("factory", [disk_poisson, lshape_poisson, neumann_poisson])
+def test_example_problems_are_consistent(factory):
+    problem = factory()
+    x = problem.domain.sample(200, torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert problem.residual_of(problem.exact, x).abs().max() < 1e-9
+    g = torch.Generator().manual_seed(1)
+    for c in problem.conditions:
+        xc = c.sample(problem.domain, 100, g, torch.float64)
+        assert problem.condition_residual_of(c, problem.exact, xc).abs().max() < 1e-9
+    hard = factory(constraint="auto")
+    assert isinstance(hard.constraint, HardConstraint)
+
+
+@pytest.mark.slow  # a CLI run: the suite's Poisson reference grid, plots, metrics
+def test_cli_reference_file(tmp_path):
+    from sciml.pinn import cli
+
+    problem = pde.get("poisson")
+    pts = problem.domain.sample(500, torch.Generator().manual_seed(0), dtype=torch.float64)
+    np.savez(tmp_path / "ref.npz", points=pts.numpy(), values=problem.exact(pts).numpy())
+    parser = __import__("argparse").ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(
+        ["--problem", "poisson", "--model", "pinn", "--iterations", "3", "--no-progress", "--out",
+         str(tmp_path / "run"), "--reference", str(tmp_path / "ref.npz")]
+    )  # fmt: skip
+    assert cli.main(args) == 0
+    metrics = __import__("json").loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["reference"] == "points" and math.isfinite(metrics["rel_l2"])
+    assert not (tmp_path / "run" / "fields.png").exists()
