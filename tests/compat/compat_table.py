@@ -161,7 +161,8 @@ def torchsde_markdown(ours: dict, upstream: dict | None = None) -> str:
         up = theirs.get(name) if theirs is not None else None
         lines.append(f"| {label} (`{name}`) | {c['total']} | {_cell(up)} | {_cell(c)} |")
     lines.append(f"| **all solver cases run** | {solver['total']} | | **{_cell(solver)}** |")
-    lines.append(f"| **all Brownian cases** | {brownian['total']} | | {_cell(brownian)} |")
+    if brownian["total"]:
+        lines.append(f"| **all Brownian cases** | {brownian['total']} | | {_cell(brownian)} |")
     return "\n".join(lines)
 
 
