@@ -51,7 +51,7 @@ def test_every_torchdiffeq_method_name_solves_decay(method):
 
 
 def test_implicit_methods_are_refused_with_a_clear_error():
-    with pytest.raises(ValueError, match="not offered"):
+    with pytest.raises(ValueError, match=r"not offered.*scipy_solver.*'Radau'.*rodas5p"):
         odeint(decay, torch.ones(1, dtype=F64), _t(0, 1), method="radauIIA5")
 
 

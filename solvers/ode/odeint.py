@@ -77,9 +77,10 @@ def _method(method: str | None, options: dict):
         return "fixed", Adams(_ADAMS[method], options.get("max_order", 4), options.get("max_iters", 4))
     if method in _NOT_YET:
         raise ValueError(
-            f"method {method!r} (torchdiffeq's implicit family) is not offered by sciml's odeint "
-            f"yet; use an explicit method ({sorted(_ADAPTIVE) + sorted(_FIXED)}) or 'scipy_solver' with "
-            "options={'solver': 'Radau'} for stiff problems"
+            f"method {method!r} (torchdiffeq's fixed-step implicit Runge-Kutta family) is not offered by "
+            "sciml's odeint; for stiff problems use method='scipy_solver' with options={'solver': 'Radau'} "
+            "here, or the adaptive implicit Rosenbrock methods of sciml.solvers.ode.solve (method='rodas5p' "
+            f"or 'auto'); explicit methods here: {sorted(_ADAPTIVE) + sorted(_FIXED) + sorted(_ADAMS)}"
         )
     raise ValueError(
         f"unknown method {method!r}; choose one of "

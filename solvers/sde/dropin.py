@@ -484,7 +484,7 @@ def sdeint_adjoint(
         raise ValueError(
             f"adjoint_method={adjoint_method!r}: sciml's sdeint_adjoint does not integrate torchsde's "
             "adjoint SDE; it recomputes each forward step in the backward pass (exact gradients of the "
-            "discretised solve), so leave adjoint_method unset"
+            "discretised solve), so leave adjoint_method unset (torchsde.sdeint_adjoint runs the adjoint SDE)"
         )
     if (
         adjoint_adaptive
@@ -495,7 +495,7 @@ def sdeint_adjoint(
         raise ValueError(
             "adjoint_adaptive/adjoint_rtol/adjoint_atol/adjoint_options configure torchsde's backward "
             "adjoint SDE solve, which sciml's sdeint_adjoint does not run (it recomputes forward steps: "
-            "exact gradients); leave them at their defaults"
+            "exact gradients); leave them at their defaults (torchsde.sdeint_adjoint runs the adjoint SDE)"
         )
     return _run(
         sde,

@@ -2,12 +2,15 @@
 
 Usage::
 
-    python tests/compat/run_torchdiffeq.py /path/to/torchdiffeq/tests [--json out.json] [-k pattern]
+    python tests/compat/run_torchdiffeq.py /path/to/torchdiffeq/tests [--json out.json] [--markdown]
+        [-k pattern] [--upstream]
 
 The upstream test files are imported unchanged; ``import torchdiffeq`` inside them resolves to the stand-in
 module of ``torchdiffeq_shim.py``. Every ``subTest`` is one case (a test without subtests is one case). A
 case whose ``method`` parameter names a method sciml does not offer is counted apart as "not offered".
-The summary (per test, per method, the most common failure messages) is printed and written as JSON.
+The summary (per test, per method, the most common failure messages) is printed and written as JSON;
+``--markdown`` also prints the compatibility table of README (``compat_table.py`` prints it from the JSON).
+``--upstream`` runs the same cases against the installed torchdiffeq instead (the reference column).
 Not collected by pytest (the file name does not start with ``test_``).
 """
 
@@ -137,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the summary and every case here")
     parser.add_argument("-k", dest="pattern", default=None, help="run only tests whose id contains this")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--markdown", action="store_true", help="print the README compatibility table")
+    parser.add_argument("--upstream", action="store_true", help="run against the installed torchdiffeq")
     args = parser.parse_args(argv)
     folder = args.tests.resolve()
     if not (folder / "problems.py").is_file():
@@ -146,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(folder))
     import torchdiffeq_shim
 
-    torchdiffeq_shim.install()
+    if not args.upstream:
+        torchdiffeq_shim.install()
     loader = unittest.TestLoader()
     suite = unittest.TestSuite()
     for name in MODULES:
@@ -159,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     suite.run(recorder)
     summary = summarize(recorder.cases)
     summary["seconds"] = round(time.perf_counter() - started, 1)
+    summary["against"] = "torchdiffeq" if args.upstream else "sciml"
+    summary["selection"] = args.pattern
     _print(summary)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -166,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(json.dumps({"summary": summary, "cases": recorder.cases}, indent=1))
         os.replace(tmp, args.json)
         print(f"wrote {args.json}")
+    if args.markdown:
+        from compat_table import torchdiffeq_markdown
+
+        print("\n" + torchdiffeq_markdown({"summary": summary, "cases": recorder.cases}))
     return 0
 
 

@@ -2,13 +2,16 @@
 
 Usage (from the repository root)::
 
-    python tests/compat/run_torchsde.py /path/to/torchsde/tests [--json out.json] [--upstream] [-k EXPR]
+    python tests/compat/run_torchsde.py /path/to/torchsde/tests[/test_FILE.py] [--json out.json] [--upstream]
+        [-k EXPR] [--markdown]
 
 The argument is the ``tests`` folder of a torchsde checkout (0.2.6). ``torchsde.sdeint`` and
 ``torchsde.sdeint_adjoint`` are rebound to sciml's (``torchsde_shim.install``) before the tests import
 torchsde, unless ``--upstream`` (torchsde's own functions, for reference). Prints pass/fail/skip counts per
 test function and per ``method`` parameter, the failures' first error lines, and writes the same as JSON.
 The Brownian-object tests (``test_brownian_*.py``) exercise torchsde's classes only; they are counted apart.
+Give one test file to run the suite file by file; ``compat_table.py`` merges the files' JSON into README's
+compatibility table (``--markdown`` prints it for this run).
 """
 
 from __future__ import annotations
@@ -61,18 +64,20 @@ def _group(nodeid: str, params: dict) -> tuple[str, str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("tests", help="the tests/ folder of a torchsde 0.2.6 checkout")
+    parser.add_argument("tests", help="torchsde 0.2.6 tests/ folder, or one file in it")
     parser.add_argument("--json", default="torchsde_compat.json", help="where to write the counts")
     parser.add_argument("--upstream", action="store_true", help="run against torchsde's own functions")
     parser.add_argument("-k", default=None, help="pytest -k expression")
+    parser.add_argument("--markdown", action="store_true", help="print the README compatibility table")
     args = parser.parse_args(argv)
-    if not os.path.isdir(args.tests) or not os.path.exists(os.path.join(args.tests, "test_sdeint.py")):
-        parser.error(f"{args.tests!r} is not torchsde's tests folder (no test_sdeint.py in it)")
+    folder = args.tests if os.path.isdir(args.tests) else os.path.dirname(os.path.abspath(args.tests))
+    if not os.path.exists(os.path.join(folder, "test_sdeint.py")) or not os.path.exists(args.tests):
+        parser.error(f"{args.tests!r} is not torchsde's tests folder or a file in it (no test_sdeint.py)")
     if not args.upstream:
         torchsde_shim.install()
     collector = _Collector()
     pytest_args = [os.path.abspath(args.tests), "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-                   "--rootdir", os.path.dirname(os.path.abspath(args.tests)), "-W", "ignore::FutureWarning",
+                   "--rootdir", os.path.dirname(os.path.abspath(folder)), "-W", "ignore::FutureWarning",
                    "--no-header", "--tb=short", "-rN"]  # fmt: skip
     if args.k:
         pytest_args += ["-k", args.k]
@@ -109,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{count:>5}  {text}")
     result = {
         "against": "torchsde" if args.upstream else "sciml",
+        "selection": args.k,
         "totals": {kind: dict(counter) for kind, counter in totals.items()},
         "per_test": {name: dict(counter) for name, counter in per_test.items()},
         "per_method": {name: dict(counter) for name, counter in per_method.items()},
@@ -118,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
 
     write_json(args.json, result)
     print(f"\nwrote {args.json}")
+    if args.markdown:
+        from compat_table import _merge_torchsde, torchsde_markdown
+
+        print("\n" + torchsde_markdown(_merge_torchsde([result])))
     return 0 if not totals["solver"]["failed"] else 1
 
 
