@@ -176,3 +176,18 @@ def test_causal_weighting_needs_a_time_coordinate():
     model = PINN(1, 1, (8,), lower=(0,), upper=(1,))
     with pytest.raises(ValueError, match="no time coordinate"):
         Trainer(problem, model, TrainConfig(causal_chunks=4))
+
+
+def test_bench_pde_skips_deepxde_with_a_message_when_it_is_missing(monkeypatch, tmp_path, capsys):
+    import sciml.bench.deepxde_baseline as baseline
+    from sciml.cli import main
+
+    monkeypatch.setattr(baseline, "available", lambda: "deepxde is not installed (test)")
+    out = str(tmp_path / "b")
+    assert (
+        main(["bench", "pde", "--quick", "--problems", "legendre", "--models", "pinn,deepxde", "--out", out])
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "DeepXDE baseline skipped: deepxde is not installed (test)" in text
+    assert "smoke run" in text
