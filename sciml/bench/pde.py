@@ -33,7 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; --quick: 0)")
     parser.add_argument("--problems", default=None, help="comma-separated problem names (default: all)")
-    parser.add_argument("--models", default="pinn,pig", help="comma-separated: pinn, pig (default: both)")
+    parser.add_argument(
+        "--models",
+        default="pinn,pig,deepxde",
+        help="comma-separated: pinn, pig, deepxde (DeepXDE's PyTorch trainer on the same problem, points, "
+        "test grid and CPU seconds as our PINN; skipped with a message when deepxde is not installed)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default: 1)")
     parser.add_argument("--resume", action="store_true", help="skip runs already in OUT/pde-progress.json")
     parser.add_argument(
@@ -81,6 +86,39 @@ def _step_seconds(trainer, engine: str, repeat: int = 3) -> float:
         trainer.model.zero_grad(set_to_none=True)
 
 
+def _deepxde_rows(problem, settings, config, reference, seeds, rows, done, device) -> list[dict]:
+    """DeepXDE runs for ``problem``, each with the CPU seconds our PINN (else PIG) used for that seed."""
+    from sciml.bench.deepxde_baseline import train_deepxde
+    from sciml.pinn.presets import build_model
+    from sciml.pinn.trainer import Trainer
+
+    out = []
+    for seed in seeds:
+        if (problem.name, "deepxde", seed) in done:
+            continue
+        ours = [
+            r for r in rows if r["problem"] == problem.name and r["seed"] == seed and r["model"] != "deepxde"
+        ]
+        ours.sort(key=lambda r: r["model"] != "pinn")
+        budget = ours[0]["cpu_seconds"] if ours else 60.0
+        # the trainer supplies the problem's sampler, weights, hard constraint and test grid
+        model = build_model(problem, "pinn", settings, seed=seed)
+        trainer = Trainer(problem, model, config.replace(seed=seed), reference=reference)
+        start = time.perf_counter()
+        result = train_deepxde(trainer, tuple(settings.pinn.get("hidden", (64, 64, 64))), budget, seed)
+        row = {"problem": problem.name, "model": "deepxde", "seed": seed, "rel_l2": result["rel_l2"],
+               "iterations": result["iterations"], "seconds": time.perf_counter() - start,
+               "cpu_seconds": result["cpu_seconds"], "params": result["params"], "message": result["message"],
+               "device": "cpu"}  # fmt: skip
+        print(
+            f"{problem.name:20s} deepxde seed {seed}: rel L2 {row['rel_l2']:.3e}  {row['iterations']} it  "
+            f"(CPU {row['cpu_seconds']:.1f} s of {budget:.1f} s)",
+            flush=True,
+        )
+        out.append(row)
+    return out
+
+
 def _plot(path: Path, summary: list[dict], models: list[str]) -> None:
     import matplotlib
 
@@ -120,7 +158,14 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError("choose one of --full and --quick")
     budget = "full" if args.full else "quick" if quick else "default"
     names = _parse(args.problems, pde.names(), "problems")
-    models = _parse(args.models, ["pinn", "pig"], "models")
+    models = _parse(args.models, ["pinn", "pig", "deepxde"], "models")
+    if "deepxde" in models:
+        from sciml.bench.deepxde_baseline import available
+
+        reason = available()
+        if reason is not None:
+            print(f"DeepXDE baseline skipped: {reason}", flush=True)
+            models = [m for m in models if m != "deepxde"]
     seeds_text = args.seeds if args.seeds is not None else ("0" if quick else "0,1,2")
     try:
         seeds = [int(s) for s in seeds_text.split(",") if s.strip()]
@@ -159,10 +204,12 @@ def run(args: argparse.Namespace) -> dict:
             "dtype": config.dtype,
             "pinn": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.pinn.items()},
             "pig": settings.pig,
+            "pinn_train": dict(settings.pinn_train),
             "hard_constraint": bool(settings.hard_constraint and problem.constraint is not None),
         }
         reference = reference_solution(problem, progress=True)
-        for kind in models:
+        for kind in [m for m in models if m != "deepxde"]:
+            config = settings.config(budget, kind).replace(device=str(device))
             # engine speed: one training step with forward jets vs reverse-mode autograd
             probe = Trainer(
                 problem, build_model(problem, kind, settings, seed=0), config, reference=reference
@@ -205,6 +252,10 @@ def run(args: argparse.Namespace) -> dict:
                     flush=True,
                 )
                 write_json(progress_path, {"budget": budget, "device": device.type, "rows": rows})
+        if "deepxde" in models:
+            shared = settings.config(budget).replace(device="cpu")
+            rows.extend(_deepxde_rows(problem, settings, shared, reference, seeds, rows, done, device))
+            write_json(progress_path, {"budget": budget, "device": device.type, "rows": rows})
 
     summary = []
     for name in names:
@@ -229,6 +280,9 @@ def run(args: argparse.Namespace) -> dict:
                 }
             )
     for row in summary:
+        dx = next((r for r in summary if r["problem"] == row["problem"] and r["model"] == "deepxde"), None)
+        if row["model"] != "deepxde":
+            row["over_deepxde"] = ratio(row["rel_l2_mean"], dx["rel_l2_mean"]) if dx else math.nan
         if row["model"] != "pig":
             continue
         pinn = next((r for r in summary if r["problem"] == row["problem"] and r["model"] == "pinn"), None)
@@ -241,9 +295,11 @@ def run(args: argparse.Namespace) -> dict:
         "rel_l2_std",
         "iterations",
         "seconds_mean",
+        "cpu_seconds_mean",
         "params",
     ]
-    print_table(summary, columns + ["pig_over_pinn"], title=f"budget: {budget}")
+    extra = ["pig_over_pinn"] + (["over_deepxde"] if "deepxde" in models else [])
+    print_table(summary, columns + extra, title=f"budget: {budget}")
     print_table(speed, ["problem", "model", "jet_ms", "autograd_ms", "speedup"], title="one training step")
     pig_rows = [
         r for r in summary if r["model"] == "pig" and not math.isnan(r.get("pig_over_pinn", math.nan))

@@ -200,7 +200,7 @@ def main(args: argparse.Namespace) -> int:
     device = resolve_device(getattr(args, "device", "cpu"), "--device")
     problem = pde.get(args.problem)
     settings = preset(problem.name)
-    config = _split(settings.config(args.budget), args.iterations, args.adam, args.lbfgs)
+    config = _split(settings.config(args.budget, args.model), args.iterations, args.adam, args.lbfgs)
     config = dataclasses.replace(
         config, seed=args.seed, device=str(device), **({"dtype": args.dtype} if args.dtype else {})
     )

@@ -75,10 +75,15 @@ class PINN(_Normalized):
         fourier_features: if > 0, the inputs first go through ``[sin(2π B x), cos(2π B x)]`` with a fixed
             ``B ~ N(0, fourier_scale²)`` of this many rows.
         fourier_scale: standard deviation of ``B``.
+        periodic: input columns that are periodic over the box (period = the box width): each is replaced by
+            ``cos(kπh), sin(kπh)``, k = 1..``harmonics``, of its normalised value h ∈ [−1, 1], so the network
+            is exactly periodic in it (Dong & Ni, JCP 2021; Wang et al., *An expert's guide to training
+            PINNs*, 2023). Not combined with ``fourier_features``.
+        harmonics: number of harmonics per periodic column.
         generator: seeds the initialisation.
 
     Raises:
-        ValueError: non-positive sizes.
+        ValueError: non-positive sizes, or periodic columns out of range.
     """
 
     def __init__(
@@ -91,11 +96,22 @@ class PINN(_Normalized):
         upper: Sequence[float] | None = None,
         fourier_features: int = 0,
         fourier_scale: float = 1.0,
+        periodic: Sequence[int] = (),
+        harmonics: int = 1,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         _check_features(in_features, out_features)
         hidden = tuple(hidden)
+        periodic = tuple(periodic)
+        if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < in_features for i in periodic):
+            raise ValueError(f"`periodic` must list input columns in [0, {in_features}), got {periodic!r}")
+        if len(set(periodic)) != len(periodic):
+            raise ValueError(f"`periodic` lists a column twice: {periodic!r}")
+        if isinstance(harmonics, bool) or not isinstance(harmonics, int) or harmonics < 1:
+            raise ValueError(f"`harmonics` must be a positive integer, got {harmonics!r}")
+        if periodic and fourier_features:
+            raise ValueError("`periodic` and `fourier_features` cannot be combined; choose one embedding")
         if not hidden or any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in hidden):
             raise ValueError(f"`hidden` must be a non-empty list of positive widths, got {hidden!r}")
         features = fourier_features
@@ -111,6 +127,16 @@ class PINN(_Normalized):
         self.in_features, self.out_features = in_features, out_features
         self._set_box(in_features, lower, upper)
         width = in_features
+        self.periodic = periodic
+        if periodic:
+            # rows kπ e_i (the phases of the harmonics) and the selection of the non-periodic columns
+            rows = [
+                k * math.pi * torch.eye(in_features)[i] for i in periodic for k in range(1, harmonics + 1)
+            ]
+            self.register_buffer("periodic_phase", torch.stack(rows))
+            keep = [i for i in range(in_features) if i not in periodic]
+            self.register_buffer("periodic_keep", torch.eye(in_features)[keep])
+            width = 2 * len(rows) + len(keep)
         if fourier_features:
             B = torch.randn(fourier_features, in_features, generator=generator) * fourier_scale
             self.register_buffer("fourier", 2 * math.pi * B)
@@ -128,6 +154,9 @@ class PINN(_Normalized):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.normalize(x)
+        if self.periodic:
+            z = h @ self.periodic_phase.T
+            h = torch.cat([torch.cos(z), torch.sin(z), h @ self.periodic_keep.T], dim=-1)
         if self.fourier is not None:
             z = h @ self.fourier.T
             h = torch.cat([torch.sin(z), torch.cos(z)], dim=-1)
@@ -138,6 +167,13 @@ class PINN(_Normalized):
     def jet(self, x: torch.Tensor, spec: J.JetSpec) -> J.Jet:
         """Value and input derivatives in one forward pass (see :mod:`sciml.pinn.jet`)."""
         jet = J.affine(J.input_jet(x, spec), self.box_centre, self.box_half)
+        if self.periodic:
+            z = J.linear(jet, self.periodic_phase, None)
+            keep = J.linear(jet, self.periodic_keep, None)
+            if spec.second and keep.second is None:  # the identity's second derivatives are zero
+                zeros = keep.value.new_zeros(len(spec.second), *keep.value.shape)
+                keep = J.Jet(keep.value, keep.first, zeros)
+            jet = J.concat([J.cos(z, spec), J.sin(z, spec), keep])
         if self.fourier is not None:
             z = J.linear(jet, self.fourier, None)
             jet = J.concat([J.sin(z, spec), J.cos(z, spec)])

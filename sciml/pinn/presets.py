@@ -38,6 +38,8 @@ class Preset:
         train: the default budget.
         quick, full: overrides of ``train`` for the other budgets.
         hard_constraint: wrap both models in the problem's hard constraint (when it has one).
+        pinn_train: overrides of ``train`` (every budget) for the PINN only, e.g. its training strategies
+            where they were measured for the PINN alone.
     """
 
     pinn: dict[str, Any] = field(default_factory=lambda: {"hidden": (64, 64, 64)})
@@ -46,16 +48,19 @@ class Preset:
     quick: dict[str, Any] = field(default_factory=dict)
     full: dict[str, Any] = field(default_factory=dict)
     hard_constraint: bool = True
+    pinn_train: dict[str, Any] = field(default_factory=dict)
 
-    def config(self, budget: str) -> TrainConfig:
-        """The :class:`TrainConfig` of ``budget`` (``"quick"``, ``"default"`` or ``"full"``)."""
+    def config(self, budget: str, model: str | None = None) -> TrainConfig:
+        """The :class:`TrainConfig` of ``budget`` (``"quick"``, ``"default"`` or ``"full"``) for ``model``
+        (``"pinn"``, ``"pig"``; None: the shared settings without ``pinn_train``)."""
         if budget not in BUDGETS:
             raise ValueError(f"`budget` must be one of {BUDGETS}, got {budget!r}")
+        train = dataclasses.replace(self.train, **self.pinn_train) if model == "pinn" else self.train
         if budget == "default":
-            return self.train
+            return train
         base = {"adam_iterations": 20, "lbfgs_iterations": 5, "eval_every": 10} if budget == "quick" else {}
         overrides = self.quick if budget == "quick" else self.full
-        return dataclasses.replace(self.train, **{**base, **overrides})
+        return dataclasses.replace(train, **{**base, **overrides})
 
 
 _QUICK = {"n_residual": 256, "n_condition": 64}
@@ -148,6 +153,10 @@ PRESETS: dict[str, Preset] = {
         full=_FULL_ADAM,
     ),
     "allen-cahn": Preset(
+        # measured (OMP_NUM_THREADS=1, seed 0): periodic embedding + causal weighting + RAD, Adam only,
+        # 2000 steps: 4.8e-2 in 135 CPU s against 0.74 with the shared schedule below
+        pinn={"hidden": (64, 64, 64), "periodic": (0,)},
+        pinn_train={"adam_iterations": 2000, "lbfgs_iterations": 0, "causal_chunks": 32, "rad": True},
         pig={"n_gaussians": 1000, "sigma": 0.05},
         train=TrainConfig(
             adam_iterations=1000,

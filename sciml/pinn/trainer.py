@@ -34,6 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sciml.checkpoint import load_checkpoint, save_checkpoint
+from sciml.pinn import strategies
 from sciml.pinn.derivatives import derivatives
 from sciml.pinn.models import Constrained, count_parameters
 from sciml.problems.pde.derivatives import AutogradDerivatives
@@ -189,6 +190,15 @@ class TrainConfig:
             the points, the test grid and every tensor of training live (resolved by the trainer, which
             raises a ValueError if CUDA is asked for but not available). Not part of a checkpoint's
             fingerprint: a run may resume on another device.
+        causal_chunks: causal weighting of the residual over this many time chunks (0: off; needs a
+            time coordinate), see :func:`sciml.pinn.strategies.causal_residual`.
+        causal_eps: its causality parameter ε.
+        rad: residual-based adaptive resampling (RAD): each resampling draws the residual points from a
+            uniform pool of ``rad_pool × n_residual`` with probability ``∝ |r|^rad_k / mean + rad_c``.
+        rad_pool, rad_k, rad_c: see ``rad``.
+        balance: ``"none"`` or ``"grad_norm"``: loss weights balanced by the terms' gradient norms (Adam
+            phase only; L-BFGS keeps the last weights), updated every ``balance_every`` iterations with
+            smoothing ``balance_alpha``; they multiply the configured weights.
 
     Raises:
         ValueError: non-positive counts or rates, unknown dtype, engine or device.
@@ -214,6 +224,15 @@ class TrainConfig:
     eval_batch: int = 8192
     device: str = "cpu"
     sampling: str = "uniform"
+    causal_chunks: int = 0
+    causal_eps: float = 1.0
+    rad: bool = False
+    rad_pool: int = 4
+    rad_k: float = 1.0
+    rad_c: float = 1.0
+    balance: str = "none"
+    balance_every: int = 100
+    balance_alpha: float = 0.9
 
     def __post_init__(self) -> None:
         _positive_int("adam_iterations", self.adam_iterations, 0)
@@ -240,6 +259,19 @@ class TrainConfig:
                 raise ValueError(f"loss weight {key!r} must be a finite number ≥ 0, got {w!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"`dtype` must be one of {list(_DTYPES)}, got {self.dtype!r}")
+        _positive_int("causal_chunks", self.causal_chunks, 0)
+        _positive_int("rad_pool", self.rad_pool)
+        _positive_int("balance_every", self.balance_every)
+        for name in ("causal_eps", "rad_k", "rad_c"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"`{name}` must be a finite number ≥ 0, got {v!r}")
+        if not isinstance(self.rad, bool):
+            raise ValueError(f"`rad` must be True or False, got {self.rad!r}")
+        if self.balance not in ("none", "grad_norm"):
+            raise ValueError(f"`balance` must be 'none' or 'grad_norm', got {self.balance!r}")
+        if not (0 <= self.balance_alpha < 1):
+            raise ValueError(f"`balance_alpha` must be in [0, 1), got {self.balance_alpha!r}")
         if self.engine not in ("auto", "jet", "autograd"):
             raise ValueError(f"`engine` must be 'auto', 'jet' or 'autograd', got {self.engine!r}")
         if self.sampling not in _SAMPLINGS:
@@ -382,6 +414,16 @@ class Trainer:
         stats = torch.Generator(device=self.device).manual_seed(int(self.config.seed) + 7919)
         self._stats_x = domain.sample(_N_RESIDUAL_STATS, stats, dtype=self.dtype, device=self.device)
         self.keys = self._probe()
+        if self.config.causal_chunks and problem.domain.time_index is None:
+            raise ValueError(
+                f"`causal_chunks` weights the residual over time, but {problem.name} has no time "
+                "coordinate; set causal_chunks=0"
+            )
+        self._balance = None
+        if self.config.balance == "grad_norm":
+            self._balance = strategies.GradNormBalance(
+                sorted(terms), self.weights, self.config.balance_every, self.config.balance_alpha
+            )
 
     # ----------------------------------------------------------------- validation
     def _check_model(self) -> None:
@@ -469,12 +511,40 @@ class Trainer:
         """The weighted loss and its unweighted terms (mean squares)."""
         params = self.params()
         d = self._derivatives("residual", points["residual"])
-        terms = {"residual": (self.problem.residual(d.x, d, params) ** 2).mean()}
+        squares = self.problem.residual(d.x, d, params) ** 2
+        if self.config.causal_chunks:  # causal weighting over time chunks (sciml.pinn.strategies)
+            domain, ti = self.problem.domain, self.problem.domain.time_index
+            terms = {
+                "residual": strategies.causal_residual(
+                    squares, d.x[:, ti], float(domain.lower[ti]), float(domain.upper[ti]),
+                    self.config.causal_chunks, self.config.causal_eps,
+                )[0]
+            }  # fmt: skip
+        else:
+            terms = {"residual": squares.mean()}
         for c in self.conditions:
             dc = self._derivatives(c.name, points[c.name])
             terms[c.name] = (c.residual(self.problem.domain, dc.x, dc, params) ** 2).mean()
-        total = sum(self.weights[k] * v for k, v in terms.items())
+        weights = self.weights if self._balance is None else self._balance.weights()
+        total = sum(weights[k] * v for k, v in terms.items())
         return total, terms
+
+    def _adapt(self, points: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Freshly sampled ``points`` with the residual points redrawn by RAD when configured."""
+        cfg = self.config
+        if not cfg.rad:
+            return points
+        domain, n = self.problem.domain, cfg.n_residual
+        pool = domain.sample(n * cfg.rad_pool, self.generator, dtype=self.dtype, device=self.device)
+
+        def residual(x: torch.Tensor) -> torch.Tensor:
+            d = self._derivatives("residual", x)
+            return self.problem.residual(d.x, d, self.params())
+
+        return {
+            **points,
+            "residual": strategies.rad_points(pool, residual, n, self.generator, k=cfg.rad_k, c=cfg.rad_c),
+        }
 
     # ----------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -655,6 +725,8 @@ class Trainer:
                     int(state["stalls"]),
                 )
                 message = state.get("message", "")
+                if self._balance is not None and state.get("balance") is not None:
+                    self._balance.factors.update(state["balance"])
         total_iterations = cfg.iterations
         start, cpu_start = time.perf_counter(), time.process_time()
 
@@ -679,6 +751,7 @@ class Trainer:
                 "optimizer": None if optimizer is None else optimizer.state_dict(),
                 "stalls": stalls,
                 "message": message,
+                "balance": None if self._balance is None else dict(self._balance.factors),
             }
 
         def log(total: float, terms: Mapping[str, torch.Tensor]) -> None:
@@ -716,11 +789,14 @@ class Trainer:
                 finite, checked = None, iteration
                 while iteration < cfg.adam_iterations:
                     if points is None or boundary(iteration, cfg.resample_every):
-                        points = self.sample()
+                        points = self._adapt(self.sample())
                     for group in opt.param_groups:
                         group["lr"] = cfg.lr * cfg.lr_decay ** (iteration / cfg.decay_every)
                     opt.zero_grad(set_to_none=True)
                     total, terms = self.loss(points)
+                    if self._balance is not None and self._balance.due(iteration):
+                        self._balance.update(terms, params)
+                        total = sum(w * terms[k] for k, w in self._balance.weights().items())
                     if deferred:
                         ok = torch.isfinite(total.detach())
                         finite = ok if finite is None else finite & ok
@@ -761,7 +837,7 @@ class Trainer:
                 if opt_state is not None:
                     opt.load_state_dict(opt_state)
                 if points is None:
-                    points = self.sample()
+                    points = self._adapt(self.sample())
                 if lbfgs_scale is None:
                     with torch.no_grad():
                         lbfgs_scale = 1.0 / max(float(self.loss(points)[0]), 1e-30)
@@ -783,7 +859,7 @@ class Trainer:
 
                 while iteration < total_iterations:
                     if boundary(iteration, cfg.resample_every):
-                        points = self.sample()
+                        points = self._adapt(self.sample())
                     stops = [total_iterations]
                     for every in (cfg.resample_every, cfg.eval_every, cfg.checkpoint_every):
                         if every > 0:

@@ -1,0 +1,193 @@
+"""Training strategies (causal weighting, RAD, gradient-norm balancing) and the periodic PINN embedding."""
+
+import math
+
+import pytest
+import torch
+from sciml.problems.pde import Box, Dirichlet, InitialValue, PDEProblem
+from sciml.problems.pde.derivatives import AutogradDerivatives
+
+from sciml.pinn import PINN, TrainConfig, Trainer
+from sciml.pinn.derivatives import JetDerivatives, derivatives
+from sciml.pinn.strategies import GradNormBalance, causal_residual, rad_points
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_causal_weights_follow_the_formula():
+    t = torch.tensor([0.1, 0.2, 0.6, 0.9, 0.95], dtype=torch.float64)
+    squares = torch.tensor([1.0, 3.0, 4.0, 0.5, 1.5], dtype=torch.float64, requires_grad=True)
+    loss, weights = causal_residual(squares, t, 0.0, 1.0, chunks=2, eps=0.5)
+    means = torch.tensor(
+        [2.0, 2.0], dtype=torch.float64
+    )  # chunk [0, .5): (1 + 3)/2; [.5, 1]: (4 + .5 + 1.5)/3
+    expected_w = torch.tensor([1.0, math.exp(-0.5 * 2.0)], dtype=torch.float64)
+    torch.testing.assert_close(weights, expected_w)
+    torch.testing.assert_close(loss, (expected_w * means).mean())
+    # the weights are constants in the gradient: d loss / d squares_i = w_chunk / (M · count_chunk)
+    (grad,) = torch.autograd.grad(loss, squares)
+    torch.testing.assert_close(
+        grad, torch.tensor([0.25, 0.25, *([expected_w[1] / 6] * 3)], dtype=torch.float64)
+    )
+    plain, w0 = causal_residual(squares, t, 0.0, 1.0, chunks=2, eps=0.0)
+    torch.testing.assert_close(plain, means.mean())
+    torch.testing.assert_close(w0, torch.ones(2, dtype=torch.float64))
+
+
+def test_rad_concentrates_points_where_the_residual_is_large():
+    g = torch.Generator().manual_seed(0)
+    pool = torch.rand(4000, 1, generator=g, dtype=torch.float64)
+
+    def residual(x):
+        return torch.where(x[:, 0] < 0.1, 100.0, 0.0)
+
+    chosen = rad_points(pool, residual, 500, g, k=1.0, c=0.01)
+    assert chosen.shape == (500, 1)
+    assert (chosen[:, 0] < 0.1).float().mean() > 0.6  # 10 % of the pool, most of the choice
+    assert len(torch.unique(chosen)) == 500  # without replacement
+    uniform = rad_points(pool, residual, 500, g, k=1.0, c=1e6)
+    assert (uniform[:, 0] < 0.1).float().mean() < 0.2
+    zero = rad_points(pool, lambda x: torch.zeros(len(x)), 500, g)  # nothing to adapt to: uniform
+    assert zero.shape == (500, 1)
+
+
+def test_grad_norm_balance_weights_by_inverse_gradient_norms():
+    p = torch.nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    terms = {"a": 3 * p.sum(), "b": p.sum()}  # gradient norms 3·√2 and √2
+    balance = GradNormBalance(["a", "b"], {"a": 1.0, "b": 1.0}, every=10, alpha=0.0)
+    balance.update(terms, [p])
+    assert balance.factors["a"] == pytest.approx(4 / 3) and balance.factors["b"] == pytest.approx(4.0)
+    smooth = GradNormBalance(["a", "b"], {"a": 2.0, "b": 1.0}, every=10, alpha=0.5)
+    smooth.update(terms, [p])  # weighted norms 6√2 and √2: new factors 7/6 and 7
+    assert smooth.factors == pytest.approx({"a": 0.5 + 0.5 * 7 / 6, "b": 0.5 + 0.5 * 7})
+    assert smooth.weights()["a"] == pytest.approx(2 * (0.5 + 0.5 * 7 / 6))
+    assert balance.due(20) and not balance.due(21)
+
+
+def test_periodic_pinn_is_exactly_periodic_and_its_jet_matches_autograd():
+    g = torch.Generator().manual_seed(0)
+    model = PINN(
+        2, 1, (16, 16), lower=(-1, 0), upper=(1, 2), periodic=(0,), harmonics=3, generator=g
+    ).double()
+    t = torch.rand(20, dtype=torch.float64) * 2
+    left, right = torch.stack([-torch.ones(20), t], 1).double(), torch.stack([torch.ones(20), t], 1).double()
+    torch.testing.assert_close(model(left), model(right), rtol=0, atol=1e-6)  # float32 phases of π
+    x = torch.rand(30, 2, dtype=torch.float64) * torch.tensor([2.0, 2.0]) - torch.tensor([1.0, 0.0])
+    keys = {(0, dims) for dims in [(), (0,), (1,), (0, 0), (1, 1)]}
+    fast = derivatives(model, x, ("x", "t"), ("u",), keys)
+    slow = AutogradDerivatives(model, x, ("x", "t"), ("u",))
+    assert isinstance(fast, JetDerivatives)
+    for key in ("u", "u_x", "u_t", "u_xx", "u_tt"):
+        torch.testing.assert_close(fast[key], slow[key], rtol=1e-11, atol=1e-11, msg=key)
+
+
+def test_periodic_options_are_validated():
+    with pytest.raises(ValueError, match="periodic"):
+        PINN(2, 1, periodic=(2,))
+    with pytest.raises(ValueError, match="twice"):
+        PINN(2, 1, periodic=(0, 0))
+    with pytest.raises(ValueError, match="harmonics"):
+        PINN(2, 1, periodic=(0,), harmonics=0)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        PINN(2, 1, periodic=(0,), fourier_features=4)
+
+
+def test_config_validates_the_strategy_settings():
+    for bad in (
+        {"causal_chunks": -1},
+        {"causal_eps": -1.0},
+        {"causal_eps": math.nan},
+        {"rad": 1},
+        {"rad_pool": 0},
+        {"rad_c": -1.0},
+        {"balance": "ntk"},
+        {"balance_every": 0},
+        {"balance_alpha": 1.0},
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TrainConfig(**bad)
+
+
+def _heat() -> PDEProblem:
+    """``u_t = u_xx / π²`` on [0, 1] × [0, 1]: ``u = exp(−t) sin(πx)``."""
+    return PDEProblem(
+        "heat-test",
+        Box(("x", "t"), (0.0, 0.0), (1.0, 1.0), time="t"),
+        ("u",),
+        lambda x, d, p: d["u_t"] - d["u_xx"] / math.pi**2,
+        (Dirichlet(on=("x-", "x+")), InitialValue(value=lambda x: torch.sin(math.pi * x[:, 0]))),
+        exact=lambda x: torch.exp(-x[:, 1]) * torch.sin(math.pi * x[:, 0]),
+        test_shape=(21, 11),
+    )
+
+
+def _model(seed=0):
+    return PINN(2, 1, (16, 16), lower=(0, 0), upper=(1, 1), generator=torch.Generator().manual_seed(seed))
+
+
+STRATEGIES = dict(causal_chunks=8, causal_eps=1.0, rad=True, balance="grad_norm", balance_every=5)
+
+
+def test_all_strategies_train_and_resume_bit_for_bit(tmp_path):
+    problem = _heat()
+    config = TrainConfig(
+        adam_iterations=80, lbfgs_iterations=0, lr=1e-2, n_residual=128, n_condition=32, resample_every=10,
+        eval_every=40, checkpoint_every=40, **STRATEGIES,
+    )  # fmt: skip
+    straight = _model()
+    trainer = Trainer(problem, straight, config, checkpoint=tmp_path / "a.pt")
+    before = trainer.evaluate()
+    result = trainer.fit(progress=False)
+    assert result.rel_l2 < 0.5 * before, (before, result.rel_l2)
+    assert trainer._balance.factors != {"dirichlet": 1.0, "initial": 1.0, "residual": 1.0}
+
+    class Interrupted(Trainer):
+        def loss(self, points):
+            path = tmp_path / "b.pt"
+            if path.exists() and torch.load(path, weights_only=True)["iteration"] == 40:
+                raise KeyboardInterrupt
+            return super().loss(points)
+
+    with pytest.raises(KeyboardInterrupt):
+        Interrupted(problem, _model(), config, checkpoint=tmp_path / "b.pt").fit(progress=False)
+    resumed = _model(seed=1)
+    again = Trainer(problem, resumed, config, checkpoint=tmp_path / "b.pt").fit(progress=False, resume=True)
+    assert again.iterations == 80
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_causal_weighting_needs_a_time_coordinate():
+    problem = PDEProblem(
+        "steady",
+        Box(("x",), (0.0,), (1.0,)),
+        ("u",),
+        lambda x, d, p: d["u_xx"] + math.pi**2 * torch.sin(math.pi * d["x"]),
+        (Dirichlet(on=("x-", "x+")),),
+        exact=lambda x: torch.sin(math.pi * x[:, 0]),
+        test_shape=(11,),
+    )
+    model = PINN(1, 1, (8,), lower=(0,), upper=(1,))
+    with pytest.raises(ValueError, match="no time coordinate"):
+        Trainer(problem, model, TrainConfig(causal_chunks=4))
+
+
+def test_bench_pde_skips_deepxde_with_a_message_when_it_is_missing(monkeypatch, tmp_path, capsys):
+    import sciml.bench.deepxde_baseline as baseline
+    from sciml.cli import main
+
+    monkeypatch.setattr(baseline, "available", lambda: "deepxde is not installed (test)")
+    out = str(tmp_path / "b")
+    assert (
+        main(["bench", "pde", "--quick", "--problems", "legendre", "--models", "pinn,deepxde", "--out", out])
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "DeepXDE baseline skipped: deepxde is not installed (test)" in text
+    assert "smoke run" in text
