@@ -101,11 +101,11 @@ _WEIGHTS = {
     "rnode": {"digits": (0.01, 0.01), "latent": (0.001, 0.001), "spiral": (0.01, 0.01)},
     "taynode": {"digits": (3e-3, 3e-3), "latent": (3e-4, 3e-4), "spiral": (3e-3, 3e-3)},
 }
-# the harder tasks start from their easier siblings' weights; latent-hard's error weight sits below the
-# smallest one its validation sweep measured (1e-3 already cost +39 % validation MSE; see README)
+# the harder tasks start from their easier siblings' weights; latent-hard's error weight is the one its
+# validation sweep chose (3 seeds: 0.75x the NFE within the validation MSE of vanilla; see README)
 for _variant, _table in _WEIGHTS.items():
     _table.setdefault("mnist1d", _table["digits"])
-    _table.setdefault("latent-hard", (1e-4, 1e-5) if _variant == "error" else _table["latent"])
+    _table.setdefault("latent-hard", (2e-4, 2e-5) if _variant == "error" else _table["latent"])
 
 
 def make_variant(
