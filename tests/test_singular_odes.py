@@ -170,3 +170,41 @@ def test_accretion_ansatz_fixes_value_and_slope_at_the_critical_point():
     slope_v = torch.autograd.grad(out[0, 1], x)[0].item()
     assert slope_rho == pytest.approx(cp.slope_rho / cp.rho, rel=1e-12)
     assert slope_v == pytest.approx(cp.slope_v / cp.v, rel=1e-12)
+
+
+class _Jet(dict):
+    """Field values by key, as the trainer's derivatives hand them to a condition."""
+
+    fields = ("y",)
+
+
+def test_khronon_regularity_vanishes_on_the_reference_and_not_on_a_neighbour():
+    """The sound-horizon condition: zero on the regular solution (to the grid's O(h²)), non-zero on the
+    asymptotically flat solution with a 10 % larger C² (smooth, P₁ < 0 throughout: no sound horizon)."""
+    from sciml.problems.pde.singular import SoundHorizonRegularity
+    from sciml.solvers.ode.singular import _X0, _khronon_rhs_w, _khronon_series, khronon_profile
+    from scipy.integrate import solve_ivp
+
+    problem = pde.get("khronon")
+    (condition,) = [c for c in problem.conditions if isinstance(c, SoundHorizonRegularity)]
+    x = condition.sample(problem.domain, 0, None, torch.float64)
+    xs = x[:, 0].numpy()
+    h = 1e-6
+    y, C2, _ = khronon_profile(xs, 2.0)
+    yx = (khronon_profile(xs + h, 2.0)[0] - khronon_profile(xs - h, 2.0)[0]) / (2 * h)
+    yx[0], yx[-1] = -0.5, (y[-1] - y[-2]) / (xs[-1] - xs[-2])  # ends: outside the central stencil's reach
+    r = condition.residual(problem.domain, x, _Jet(y=torch.tensor(y), y_x=torch.tensor(yx)), problem.params)
+    assert r.shape == (1,) and abs(r.item()) < 1e-5
+
+    w0, wp0 = _khronon_series(_X0, 1.1 * C2, 2.0)
+    tol = dict(rtol=1e-10, atol=1e-12, dense_output=True)
+    leg = solve_ivp(_khronon_rhs_w, (_X0, 2.0), [w0, wp0], args=(2.0,), **tol)
+    assert leg.status == 0
+    far = xs >= _X0
+    w, wp = leg.sol(xs[far])
+    yn = y.copy()
+    yn[far] = np.sqrt(w + 1 - xs[far])  # y > 0 on this branch (P₁ < 0 keeps y² > (x − 1)/(c² − 1))
+    ynx = yx.copy()
+    ynx[far] = (wp - 1) / (2 * yn[far])
+    r = condition.residual(problem.domain, x, _Jet(y=torch.tensor(yn), y_x=torch.tensor(ynx)), problem.params)
+    assert r.item() < -0.05  # max P₁: the neighbour never reaches a sound horizon

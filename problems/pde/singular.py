@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from sciml.problems.pde.conditions import Dirichlet
+from sciml.problems.pde.conditions import Condition, Dirichlet
 from sciml.problems.pde.domain import Box
 from sciml.problems.pde.problem import HardConstraint, PDEProblem
 
@@ -30,6 +30,7 @@ __all__ = [
     "michel_critical_point",
     "accretion",
     "KhrononReference",
+    "SoundHorizonRegularity",
     "khronon",
 ]
 
@@ -219,6 +220,58 @@ class KhrononReference:
     n_points: int = 2001
 
 
+def _khronon_terms(s: torch.Tensor, y: torch.Tensor, yx: torch.Tensor, c2):
+    """``(P₁, P₂, bracket)`` of the khronon equation ``P₁ P₂ x² y'' + c² y · bracket = 0``."""
+    p2 = y**2 - 1 + s
+    p1 = p2 - c2 * y**2
+    bracket = -p2 * s**2 * yx**2 + s**2 * (y * yx + 0.5) ** 2 + 2 * p2**2
+    return p1, p2, bracket
+
+
+@dataclass(frozen=True, kw_only=True)
+class SoundHorizonRegularity(Condition):
+    """Regularity of the khronon at its sound horizon: ``bracket = 0`` where ``P₁ = 0``.
+
+    The sound horizon is located on the current network each iteration: ``P₁(x, y(x))`` is evaluated on
+    a fixed uniform grid of ``n_grid`` points, its first sign change from ``−`` (infinity side) to ``+`` is
+    found, and the bracket is interpolated to the root of the linear interpolant of ``P₁`` (error
+    ``O(h²)``; ``x_s`` is not taken from the reference). The residual is that interpolated bracket. If
+    ``P₁`` does not change sign (a smooth neighbour that never reaches a sound horizon), the residual is
+    ``max P₁`` instead, which pushes the profile until it does. Gradients flow through ``y`` and ``y'`` at
+    the two bracketing grid points (``x_s`` itself is held fixed within an iteration).
+
+    Args:
+        n_grid: grid points over the domain (the trainer's point count is ignored).
+    """
+
+    name: str = "regularity"
+    n_grid: int = 401
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.n_grid, int) and self.n_grid >= 3):
+            raise ValueError(f"`n_grid` must be an integer >= 3, got {self.n_grid!r}")
+
+    def sample(self, domain, n, generator, dtype, *, device=None) -> torch.Tensor:
+        """The fixed grid (``n`` and ``generator`` are ignored: the root search needs ordered points)."""
+        lo, hi = float(domain.lower[0]), float(domain.upper[0])
+        return torch.linspace(lo, hi, self.n_grid, dtype=dtype, device=device)[:, None]
+
+    def residual(self, domain, x, d, params) -> torch.Tensor:
+        """The interpolated bracket at the first ``−→+`` sign change of ``P₁`` (shape ``(1,)``), or
+        ``max P₁`` when there is none."""
+        s = x[:, 0]
+        order = torch.argsort(s.detach())
+        s, y, yx = s[order], d[self.key(d.fields)][order], d[self.key(d.fields, "x")][order]
+        p1, _, bracket = _khronon_terms(s, y, yx, params["c"] ** 2)
+        p1d = p1.detach()
+        up = torch.nonzero((p1d[:-1] < 0) & (p1d[1:] >= 0)).flatten()
+        if up.numel() == 0:
+            return p1.max().reshape(1)
+        i = int(up[0])
+        t = p1d[i] / (p1d[i] - p1d[i + 1])  # where the linear interpolant of P₁ vanishes
+        return ((1 - t) * bracket[i] + t * bracket[i + 1]).reshape(1)
+
+
 def _flat(x: torch.Tensor) -> torch.Tensor:
     """``√(1 − x)`` to third order: every asymptotically flat aether has ``y² = 1 − x + O(x⁴)``."""
     s = x[:, 0]
@@ -245,8 +298,9 @@ def khronon(speed: float = 2.0, x_max: float = 2.0) -> PDEProblem:
     network converges to one of them. Even so the problem is not closed: solutions with another ``C`` either
     stay away from the sound horizon (``P₁ < 0`` throughout, smooth) or are singular there only in a thin
     layer that a mean-square residual hardly sees, and a network trained on this residual converges to a
-    smooth neighbour of the reference about 3 % away (see the README); selecting the regular solution needs
-    more than the equation and ``y(0) = 1`` — the reference imposes regularity at ``P₁ = 0`` explicitly.
+    smooth neighbour of the reference about 3 % away. Selecting the regular solution needs more than the
+    equation and ``y(0) = 1``, so the problem carries :class:`SoundHorizonRegularity`: the bracket must
+    vanish where the network's own ``P₁`` does (located each iteration, not taken from the reference).
     For ``c → ∞`` the
     solution is the maximal foliation ``y = (1 − 3x/4) √(1 + x/2 + 3x²/16)``, with the universal horizon
     at ``x = 4/3``. The residual is the polynomial form above divided by ``c²``.
@@ -263,10 +317,7 @@ def khronon(speed: float = 2.0, x_max: float = 2.0) -> PDEProblem:
     def residual(x, d, p):
         s, y = x[:, 0], d["y"]
         c2 = p["c"] ** 2
-        p2 = y**2 - 1 + s
-        p1 = p2 - c2 * y**2
-        yx = d["y_x"]
-        bracket = -p2 * s**2 * yx**2 + s**2 * (y * yx + 0.5) ** 2 + 2 * p2**2
+        p1, p2, bracket = _khronon_terms(s, y, d["y_x"], c2)
         return p1 * p2 * s**2 * d["y_xx"] / c2 + y * bracket
 
     return PDEProblem(
@@ -276,7 +327,7 @@ def khronon(speed: float = 2.0, x_max: float = 2.0) -> PDEProblem:
         residual=residual,
         params={"c": float(speed)},
         reference=KhrononReference(),
-        conditions=(Dirichlet(value=1.0, on=("x-",)),),
+        conditions=(Dirichlet(value=1.0, on=("x-",)), SoundHorizonRegularity()),
         constraint=HardConstraint(
             particular=_flat, factor=lambda x: (x[:, 0] / x_max) ** 4, enforces=("dirichlet",)
         ),
