@@ -101,6 +101,32 @@ def test_distance_functions_vanish_on_their_parts_and_are_positive_inside():
         box.distance(faces, lambda x: x[:, 0] < 1)
 
 
+def _laplacian(f, x):
+    x = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(f(x).sum(), x, create_graph=True)
+    return sum(torch.autograd.grad(grad[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(2))
+
+
+def test_polygon_distance_has_a_bounded_laplacian_at_the_vertices():
+    # the plain R-equivalence has |Δφ| ≈ 2/r next to each vertex (2e4 at r = 1e-4); the vertex factor
+    # keeps it O(1/δ) however close, while φ stays zero on the edges and positive inside
+    L = LShape()
+    theta = torch.rand(2000, generator=_g(), dtype=torch.float64) * 2 * math.pi
+    ring = torch.stack([theta.cos(), theta.sin()], dim=1)
+    for v in L.vertices:
+        for r in (1e-2, 1e-4):
+            x = torch.as_tensor(v) + r * ring
+            off_edges = ((x - torch.as_tensor(v)).abs() > 1e-2 * r).all(dim=1)  # the edges are axis-parallel
+            x = x[L.inside(x) & off_edges]
+            assert len(x) > 100 and (L.distance(x) > 0).all()
+            assert _laplacian(L.distance, x).abs().max() < 50, (v, r)
+    b = L.sample_boundary(500, _g(2), dtype=torch.float64)
+    assert L.distance(b).abs().max() < 1e-6
+    # the named-part distance gets the same treatment at vertices joining two selected edges
+    x = torch.tensor([[1e-4, -1e-4], [2e-4, 1e-3]], dtype=torch.float64)  # at the re-entrant corner (0, 0)
+    assert _laplacian(lambda p: L.distance(p, ("edge2", "edge3")), x).abs().max() < 50
+
+
 def test_set_operations():
     big, hole = Disk((0, 0), 1.0), Disk((0.3, 0), 0.4)
     ring = big - hole
