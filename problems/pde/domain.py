@@ -66,29 +66,7 @@ class Box(Geometry):
         object.__setattr__(self, "lower", lower)
         object.__setattr__(self, "upper", upper)
 
-    # ----------------------------------------------------------------- structure
-    @property
-    def ndim(self) -> int:
-        return len(self.names)
-
-    def index(self, name: str) -> int:
-        """Column of coordinate ``name``.
-
-        Raises:
-            ValueError: ``name`` is not a coordinate of this box.
-        """
-        if name not in self.names:
-            raise ValueError(f"unknown coordinate {name!r}; this domain has {self.names}")
-        return self.names.index(name)
-
-    @property
-    def time_index(self) -> int | None:
-        return None if self.time is None else self.names.index(self.time)
-
-    @property
-    def space_names(self) -> tuple[str, ...]:
-        return tuple(n for n in self.names if n != self.time)
-
+    # ------------------------------------------------ structure: ndim, index, time_index... from Geometry
     def faces(self) -> tuple[str, ...]:
         """The spatial faces, named ``"x-"`` (at the lower bound of x) and ``"x+"`` (upper bound)."""
         return tuple(f"{n}{s}" for n in self.space_names for s in "-+")
@@ -165,36 +143,6 @@ class Box(Geometry):
         if self.ndim == 1:
             n = 1  # a point face: repeated points add nothing
         return self.sample(n, generator, dtype=dtype, fixed={axis: value}, device=device)
-
-    def sample_initial(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        *,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """``n`` points at the initial time.
-
-        Raises:
-            ValueError: the domain has no time coordinate.
-        """
-        if self.time is None:
-            raise ValueError("this domain has no time coordinate, so it has no initial slice")
-        fixed = {self.time_index: self.lower[self.time_index]}
-        return self.sample(n, generator, dtype=dtype, fixed=fixed, device=device)
-
-    # ----------------------------------------------------------------- grids
-    def axes(self, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-        """Evenly spaced points per coordinate including both bounds.
-
-        Raises:
-            ValueError: ``shape`` does not have one entry ≥ 2 per coordinate.
-        """
-        shape = tuple(shape)
-        if len(shape) != self.ndim or any(int(s) < 2 for s in shape):
-            raise ValueError(f"`shape` needs {self.ndim} entries ≥ 2 (one per {self.names}), got {shape}")
-        return tuple(np.linspace(lo, hi, int(s)) for lo, hi, s in zip(self.lower, self.upper, shape))
 
     def contains(self, x: torch.Tensor | np.ndarray, tol: float = 1e-12) -> bool:
         """Whether every row of ``x`` lies in the box (up to ``tol`` relative to the side lengths)."""
