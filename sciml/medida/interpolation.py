@@ -215,14 +215,9 @@ def interpolate(
             seed=seed,
             **_net(features, scale, hidden, depth, adam_steps, lbfgs_steps),
         )
-    if x_obs.ndim != 1 or values.shape[1] != x_obs.size:
+    if x_obs.ndim != 1:
         raise ValueError(f"values must have shape (fields, {x_obs.size}), got {values.shape}")
-    if x_obs.size < 8:
-        raise ValueError(f"need at least 8 observed points, got {x_obs.size}")
-    if not (np.all(np.isfinite(x_obs)) and np.all(np.isfinite(values))):
-        raise ValueError("observed coordinates and values must be finite")
-    if not 0 <= holdout < 0.5:
-        raise ValueError(f"holdout must be in [0, 0.5), got {holdout}")
+    _check_observations(x_obs, values, holdout)
     rng = np.random.default_rng(seed)
     order = np.argsort(x_obs)
     x_obs, values = x_obs[order], values[:, order]
@@ -256,6 +251,22 @@ def interpolate(
     return Interpolation(out, rmse)
 
 
+def _check_observations(x_obs: np.ndarray, values: np.ndarray, holdout: float) -> None:
+    """Shape, count and finiteness of observed points (rows of ``x_obs``) and values, and the hold-out share.
+
+    Raises:
+        ValueError: naming what is wrong.
+    """
+    if values.shape[1] != len(x_obs):
+        raise ValueError(f"values must have shape (fields, {len(x_obs)}), got {values.shape}")
+    if len(x_obs) < 8:
+        raise ValueError(f"need at least 8 observed points, got {len(x_obs)}")
+    if not (np.all(np.isfinite(x_obs)) and np.all(np.isfinite(values))):
+        raise ValueError("observed coordinates and values must be finite")
+    if not 0 <= holdout < 0.5:
+        raise ValueError(f"holdout must be in [0, 0.5), got {holdout}")
+
+
 def _net(features, scale, hidden, depth, adam_steps, lbfgs_steps) -> dict:
     return dict(
         features=features,
@@ -271,14 +282,7 @@ def _interpolate_2d(kind, x_obs, values, x_out, length, *, holdout, seed, **net)
     """:func:`interpolate` on scattered points of a doubly periodic square of side ``length``."""
     from scipy.interpolate import griddata
 
-    if values.shape[1] != len(x_obs):
-        raise ValueError(f"values must have shape (fields, {len(x_obs)}), got {values.shape}")
-    if len(x_obs) < 8:
-        raise ValueError(f"need at least 8 observed points, got {len(x_obs)}")
-    if not (np.all(np.isfinite(x_obs)) and np.all(np.isfinite(values))):
-        raise ValueError("observed coordinates and values must be finite")
-    if not 0 <= holdout < 0.5:
-        raise ValueError(f"holdout must be in [0, 0.5), got {holdout}")
+    _check_observations(x_obs, values, holdout)
     rng = np.random.default_rng(seed)
     held = np.zeros(len(x_obs), dtype=bool)
     if holdout > 0:
