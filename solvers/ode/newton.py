@@ -6,11 +6,13 @@ where ``R`` collects the step's start and the earlier stages. :func:`newton_stag
     (I − hγ J̃) ΔY_m = R + hγ f(t, Y_m) − Y_m,    Y_{m+1} = Y_m + ΔY_m
 
 with one factorisation of an approximate matrix ``I − hγ J̃`` (a Jacobian kept across steps, possibly for a
-nearby ``h``) and stops with the convergence test of Hairer & Wanner (*Solving ODEs II*, IV.8, eqs. 8.10–8.13):
+nearby ``h``) and stops with the convergence test of Hairer & Wanner (*Solving ODEs II*, IV.8, 8.10–8.13):
 the contraction rate ``θ_m = ‖ΔY_m‖ / ‖ΔY_{m−1}‖`` estimates the distance to the solution,
 ``η_m ‖ΔY_m‖`` with ``η_m = θ_m / (1 − θ_m)``, which must fall below ``κ`` (in the norm scaled by the
 tolerances); the iteration is abandoned when ``θ_m ≥ 1`` (divergence) or when the rate predicts that the
-remaining iterations cannot reach ``κ``.
+remaining iterations cannot reach ``κ`` — unless ``‖ΔY_m‖`` is already below the tolerance (1 in the scaled
+norm), where a stalling rate is round-off noise and the iterate is accepted, as it is when ``ΔY_m`` is
+within 100 ε of ``max |Y|``.
 
 The iteration runs without autograd history. The converged stage is then given its derivative exactly by
 the implicit function theorem: with the residual ``r = R + hγ f(t, Y_m; p) − Y_m`` evaluated with history
@@ -85,7 +87,8 @@ class _ImplicitSolve(torch.autograd.Function):
                     F, leaf, cot, retain_graph=True, is_grads_batched=True, allow_unused=True
                 )
             except RuntimeError:  # an operation without a batching rule: one product at a time
-                parts = [torch.autograd.grad(F, leaf, c, retain_graph=True, allow_unused=True)[0] for c in cot]
+                grad = torch.autograd.grad
+                parts = [grad(F, leaf, c, retain_graph=True, allow_unused=True)[0] for c in cot]
                 rows = None if parts[0] is None else torch.stack(parts)
         if rows is None:
             raise RuntimeError(
@@ -136,7 +139,7 @@ def newton_stage(
     """
     Rd = R.detach()
     Y = Y0.detach()
-    tiny = 8 * torch.finfo(Y.dtype).eps
+    tiny = 100 * torch.finfo(Y.dtype).eps
     eta = max(eta, torch.finfo(Y.dtype).eps) ** 0.8
     previous = rate = math.nan
     residual = F = leaf = None
@@ -149,23 +152,25 @@ def newton_stage(
             delta = lin(residual.detach())
         else:
             delta = lin(Rd + hg * f(Y) - Y)
-        norm = float(torch.sqrt(torch.mean(torch.square(delta / scale))))
+        norm = float(torch.sqrt(torch.mean(torch.square(delta.detach() / scale))))
         if not math.isfinite(norm):
             return NewtonOutcome(Y, False, m + 1, math.inf, eta)
-        if m > 0:
+        small = float(delta.abs().max()) <= tiny * float(Y.abs().max())  # at round-off: stop here
+        if m > 0 and not small:
             rate = norm / previous if previous > 0 else 0.0
-            if rate >= 1.0:
-                return NewtonOutcome(Y, False, m + 1, rate, eta)
-            eta = rate / (1.0 - rate)
-            if rate ** (max_iter - 1 - m) / (1.0 - rate) * norm > kappa:  # cannot converge in time
-                return NewtonOutcome(Y, False, m + 1, rate, eta)
+            eta = rate / (1.0 - rate) if rate < 1.0 else math.inf
+            # diverging, or too slow to reach κ in the iterations left
+            if rate >= 1.0 or rate ** (max_iter - 1 - m) / (1.0 - rate) * norm > kappa:
+                if norm > 1.0:
+                    return NewtonOutcome(Y, False, m + 1, rate, 1.0)
+                small = True  # stagnating within the tolerance: round-off, not a failure
         previous = norm
-        converged = eta * norm <= kappa or float(delta.abs().max()) <= tiny * float(Y.abs().max())
+        converged = small or eta * norm <= kappa
         if converged:
             if track:
                 Y = leaf.detach() + _ImplicitSolve.apply(residual, delta, F, leaf, hg, block)
             else:
                 Y = Y + delta
-            return NewtonOutcome(Y, True, m + 1, 0.0 if m == 0 else rate, eta)
+            return NewtonOutcome(Y, True, m + 1, 0.0 if m == 0 or small else rate, eta)
         Y = Y + delta
     return NewtonOutcome(Y, False, max_iter, rate, eta)
