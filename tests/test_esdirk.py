@@ -129,7 +129,7 @@ def _slope(ns, errors):
 
 
 @pytest.mark.parametrize("name", KVAERNO)
-@pytest.mark.parametrize("problem", ["forced_linear", "lotka_volterra"])
+@pytest.mark.parametrize("problem", ["forced_linear", pytest.param("lotka_volterra", marks=pytest.mark.slow)])
 def test_convergence_order(name, problem):
     """Fixed steps (Newton converged to round-off, far below the truncation error; up to 30 iterations as
     the predictors are poor at these step sizes): the log-log slope is the order."""
@@ -164,7 +164,7 @@ def test_stiff_problems_against_published_values(name, method, rtol):
     assert st.n_newton >= 2 * st.n_steps and st.nlu >= st.njev > 0
 
 
-@pytest.mark.parametrize("name", ["robertson", "hires"])
+@pytest.mark.parametrize("name", ["robertson", pytest.param("hires", marks=pytest.mark.slow)])
 def test_jacobian_and_factorisation_are_reused(name):
     sol = solve(ode.get(name), "kvaerno5", rtol=1e-6, atol=1e-10)
     st = sol.stats
@@ -208,7 +208,7 @@ def test_jacobian_options_agree():
         ]
         return torch.stack(rows, -2)
 
-    p = ODEProblem(f, y0, (0.0, 10.0))
+    p = ODEProblem(f, y0, (0.0, 1.0))
     sols = {j: solve(p, "kvaerno5", rtol=1e-8, atol=1e-12, jac=j) for j in (None, "batched", "fd", jac)}
     base = sols[None].ys[-1]
     for s in sols.values():
@@ -234,11 +234,11 @@ def _kinetics(y, k):
     return torch.stack([-k[0] * a + k[2] * b * c, k[0] * a - k[2] * b * c - k[1] * b * b, k[1] * b * b], -1)
 
 
-@pytest.mark.parametrize("name", KVAERNO)
+@pytest.mark.parametrize("name", ["kvaerno5", pytest.param("kvaerno3", marks=pytest.mark.slow)])
 def test_gradcheck_solution_and_error_regularizer(name):
     """The stages are converged without autograd history and differentiated by the implicit function
     theorem: the solution and Σ E_j |h_j| have the finite-difference gradients with respect to y0 and the
-    rate constants (fixed steps; tight tolerances so that Newton errors are far below the differences, and a
+    rate constants (fixed steps; Newton converged far below the differences (κ = 1e-6), and a
     difference step of 1e-4: the estimates are differences of converged stages, in which Newton errors of
     ~1e-15 weigh ~1e-6 relative, too much for steps of 1e-6)."""
     k = torch.tensor([0.04, 30.0, 10.0], dtype=torch.float64, requires_grad=True)
@@ -246,7 +246,7 @@ def test_gradcheck_solution_and_error_regularizer(name):
 
     def output(y0, k):
         p = ODEProblem(lambda t, y, k: _kinetics(y, k), y0, (0.0, 0.5), k)
-        sol = solve(p, ESDIRK(KVAERNO[name], max_newton=30), dt=0.1, rtol=1e-9, atol=1e-11)
+        sol = solve(p, ESDIRK(KVAERNO[name], max_newton=30, newton_kappa=1e-6), dt=0.1, rtol=1e-9, atol=1e-11)
         return sol.ys[-1], (sol.error_estimates * sol.step_sizes.abs().to(y0)).sum()
 
     assert torch.autograd.gradcheck(output, (y0, k), eps=1e-4, atol=1e-6, rtol=1e-4)
