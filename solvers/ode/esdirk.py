@@ -275,6 +275,8 @@ class ESDIRK(ImplicitMethod):
         otherwise (see the class docstring). Returns ``(J, computed_here)``."""
         retry = self._start is not None and self._start[0] == t and self._start[1] is y
         here = self._J_at is not None and self._J_at[0] == t and self._J_at[1] is y
+        if self._J_at is not None and self._J_at[1].numel() != y.numel():  # another system (an adjoint's)
+            self._J = None
         if self._J is not None and not fresh and (here or not (self._slow or (retry and self._start[2]))):
             return self._J, here
         with torch.no_grad():
