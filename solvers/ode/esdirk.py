@@ -217,7 +217,7 @@ class ESDIRK(ImplicitMethod):
         jacobian: JacobianProvider | None = None,
         linear_solver: DenseLU | None = None,
         max_newton: int = 10,
-        jacobian_rate: float = 0.05,
+        jacobian_rate: float = 0.2,
         refactor_ratio: float = 0.2,
         smooth_error: bool = False,
         newton_kappa: float | None = None,
