@@ -2,7 +2,8 @@
 
 1. Work–precision on the Hairer–Wanner test problems (Robertson, Van der Pol μ = 1e3, HIRES, POLLU; with
    ``--full`` also OREGO, E5 and the 1-D Brusselator with 1000 unknowns): Rodas5P everywhere, Rosenbrock23
-   where it keeps its Jacobian across steps (more than 8 unknowns), Rodas4 with ``--full``. For each
+   where it keeps its Jacobian across steps (more than 8 unknowns), Kvaerno5 everywhere, Rodas4 and Kvaerno3
+   with ``--full``. For each
    tolerance, the error (max over 11 save times and components of ``|y − ref| / max_t |ref_i|``, reference
    Radau at rtol 1e-11 with the exact Jacobian), the work ``NFE + n·NJEV`` and the CPU time. Every solver
    gets the exact Jacobian (ours by reverse-mode AD; scipy's as a callable computing the same), and the
@@ -43,7 +44,7 @@ from sciml.problems.ode import ODEProblem
 from sciml.solvers.ode import reference_solution, solve
 from sciml.solvers.ode.jacobian import AutodiffJacobian
 
-DESCRIPTION = "stiff ODEs: Rosenbrock methods and method='auto' vs scipy Radau, BDF, LSODA (work-precision)"
+DESCRIPTION = "stiff ODEs: Rosenbrock, ESDIRK and method='auto' vs scipy Radau, BDF, LSODA (work-precision)"
 
 #: problem -> (factory kwargs, atol as a multiple of rtol, reference atol)
 QUICK = {
@@ -59,7 +60,7 @@ FULL_EXTRA = {
 }
 BASELINES = ("scipy-Radau", "scipy-BDF", "scipy-LSODA")
 DIFFRAX = "diffrax-Kvaerno5"
-OURS = ("rodas5p", "rodas4", "rosenbrock23")
+OURS = ("rodas5p", "rodas4", "rosenbrock23", "kvaerno5", "kvaerno3")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -145,7 +146,8 @@ def _work_precision(
         ref = reference_solution(problem, ts, rtol=1e-11, atol=ref_atol)
         scale = ref.abs().amax(0).clamp_min(ref_atol)
         n = problem.y0.numel()
-        ours = ["rodas5p"] + (["rodas4"] if full else []) + (["rosenbrock23"] if 8 < n <= 100 else [])
+        ours = ["rodas5p", "kvaerno5"] + (["rodas4", "kvaerno3"] if full else [])
+        ours += ["rosenbrock23"] if 8 < n <= 100 else []
         started = time.time()
         for tol in sorted(set(tolerances) | set(baseline_tolerances), reverse=True):
             atol = tol * atol_factor

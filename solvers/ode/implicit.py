@@ -48,6 +48,9 @@ class ImplicitMethod:
     def for_solve(self, jac: Any = None) -> ImplicitMethod:
         raise NotImplementedError
 
+    def set_tolerances(self, rtol: Any, atol: Any) -> None:
+        """The solve's ``rtol``/``atol`` (Newton-based methods scale their convergence test by them)."""
+
     def finish(self, solution: Solution) -> Solution:
         """Add this solve's counters to ``solution.stats`` (``f`` calls inside Jacobians move from ``nfe``
         to ``njev``)."""
@@ -73,11 +76,14 @@ def _registry() -> dict[str, Callable[[], ImplicitMethod]]:
         name: (lambda t=tab: Rosenbrock(t)) for name, tab in ROSENBROCK_TABLEAUS.items()
     }
     methods["auto"] = AutoSwitch
+    from sciml.solvers.ode.esdirk import ESDIRK, ESDIRK_TABLEAUS
+
+    methods.update({name: (lambda t=tab: ESDIRK(t)) for name, tab in ESDIRK_TABLEAUS.items()})
     return methods
 
 
 #: names of the implicit methods
-IMPLICIT_METHODS: tuple[str, ...] = ("rosenbrock23", "rodas4", "rodas5p", "auto")
+IMPLICIT_METHODS: tuple[str, ...] = ("rosenbrock23", "rodas4", "rodas5p", "auto", "kvaerno3", "kvaerno5")
 
 
 def implicit_method(name: str) -> ImplicitMethod | None:

@@ -497,6 +497,8 @@ def solve(
     rtol = check_tolerance("rtol", rtol, y0)
     atol = check_tolerance("atol", atol, y0)
     rtol, atol = (t.reshape(-1) if torch.is_tensor(t) else t for t in (rtol, atol))  # on the flat state
+    if isinstance(rk, ImplicitMethod):
+        rk.set_tolerances(rtol, atol)  # Newton-based methods scale their convergence test by them
     if adjoint not in ("backprop", "continuous"):
         raise ValueError(f"`adjoint` must be 'backprop' or 'continuous', got {adjoint!r}")
     if not isinstance(max_steps, int) or max_steps < 1:
