@@ -468,7 +468,7 @@ class Radau(ImplicitMethod):
     def interpolate(
         self, y0: torch.Tensor, stages: torch.Tensor, h: float, thetas: np.ndarray
     ) -> torch.Tensor:
-        """The collocation polynomial ``y0 + Σ_i Z_i (P_i1 θ + P_i2 θ² + P_i3 θ³)`` (``(m,)`` -> ``(m, n)``)."""
+        """Collocation polynomial ``y0 + Σ_i Z_i (P_i1 θ + P_i2 θ² + P_i3 θ³)``, ``(m,)`` -> ``(m, n)``."""
         th = np.asarray(thetas, dtype=np.float64)
         weights = np.stack([th, th**2, th**3], 1) @ self.tableau.P.T  # (m, stages)
         w = torch.as_tensor(weights, dtype=y0.dtype, device=y0.device)

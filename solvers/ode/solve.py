@@ -445,8 +445,8 @@ def solve(
         problem: what to solve.
         method: ``"tsit5"`` (default), ``"dp5"`` (alias ``"dopri5"``), ``"bs3"`` (``"bosh3"``) — adaptive with
             dense output — or the fixed-step ``"rk4"``, ``"midpoint"``, ``"euler"`` (need ``dt``); for stiff
-            problems the implicit ``"rodas5p"``, ``"rodas4"``, ``"rosenbrock23"``, ``"radau5"``, or ``"auto"`` (Tsit5
-            switching to Rodas5P where the stiffness index says so).
+            problems the implicit ``"rodas5p"``, ``"rodas4"``, ``"rosenbrock23"``, ``"radau5"`` (Radau IIA),
+            or ``"auto"`` (Tsit5 switching to Rodas5P where the stiffness index says so).
 
     Other args:
         rtol, atol: tolerances (positive numbers, or tensors broadcastable to ``y0``).
