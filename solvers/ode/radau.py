@@ -337,6 +337,11 @@ class Radau(ImplicitMethod):
             dW_norm = float(torch.linalg.vector_norm(dW / scale)) / (sqrt_n * math.sqrt(3))
             if dW_norm_old is not None:
                 rate = dW_norm / dW_norm_old
+            if rate is not None and rate >= 1 and dW_norm < self._newton_tol:
+                converged = True  # stagnating below the tolerance: round-off (tight rtol), not divergence
+                W = W + dW
+                Z = co.T @ W
+                break
             if rate is not None and (
                 rate >= 1 or rate ** (NEWTON_MAXITER - k) / (1 - rate) * dW_norm > self._newton_tol
             ):
