@@ -163,6 +163,8 @@ class RadauController(Controller):
         ``method``: the :class:`Radau` stepper whose Newton statistics it reads.
     """
 
+    hold_min: float = 1.0
+    hold_max: float = 1.2
     method: Any = field(default=None, compare=False, repr=False)
 
     def new_state(self) -> _History:
@@ -190,7 +192,7 @@ class RadauController(Controller):
         factor = min(self.factor_max, safety * factor)
         if state.rejected:
             factor = min(factor, 1.0)
-        if not info.recompute_jac and 1.0 <= factor <= 1.2:
+        if not info.recompute_jac and self.hold_min <= factor <= self.hold_max:
             factor = 1.0  # keep h: the factorisations stay valid
         state.h_old, state.err_old, state.rejected = abs(h), max(error, 1e-2), False
         h_next = h * factor
@@ -311,44 +313,47 @@ class Radau(ImplicitMethod):
         return torch.linalg.lu_solve(LU, piv, rhs.unsqueeze(-1)).squeeze(-1)
 
     def _newton(self, f, t, y, h, shape, Z0, scale, co, lus):
-        """Simplified Newton on the transformed system; ``(converged, Z, n_iter, rate)`` (no history)."""
+        """Simplified Newton on the transformed system; ``(converged, Z, n_iter, rate)`` (no history).
+
+        ``W = T⁻¹Z`` is kept as its real part ``W_0`` and the complex ``W_1 + iW_2``; the increment norm is
+        the RMS of ``ΔW / scale`` over all ``3n`` entries (as scipy's)."""
         mr, mc = self.tableau.mu_real / h, self.tableau.mu_complex / h
-        n = y.numel()
-        sqrt_n = math.sqrt(n)
+        norm_factor = 1.0 / math.sqrt(3 * y.numel())
+        inv_scale = 1.0 / scale
         ts = [t + float(ci) * h for ci in self.tableau.c]
         Z = Z0
         W = co.TI @ Z0
-        dW_norm_old = None
-        rate = None
+        W0, Wc = W[0], torch.complex(W[1], W[2])
+        dW_norm_old = rate = None
         converged = False
         k = 0
         for k in range(NEWTON_MAXITER):
-            F = torch.stack([f(ts[i], (y + Z[i]).view(shape)).reshape(-1) for i in range(3)])
-            if not bool(torch.isfinite(F).all()):
-                break
+            Y = y + Z
+            F = torch.stack([f(ts[i], Y[i].view(shape)).reshape(-1) for i in range(3)])
             TF = co.TI @ F
-            f_real = TF[0] - mr * W[0]
-            f_cplx = torch.complex(
-                TF[1] - (mc.real * W[1] - mc.imag * W[2]), TF[2] - (mc.imag * W[1] + mc.real * W[2])
-            )
-            dW_real = self._solve(lus[0], f_real)
-            dW_cplx = self._solve(lus[1], f_cplx)
-            dW = torch.stack([dW_real, dW_cplx.real, dW_cplx.imag])
-            dW_norm = float(torch.linalg.vector_norm(dW / scale)) / (sqrt_n * math.sqrt(3))
+            dW0 = self._solve(lus[0], torch.sub(TF[0], W0, alpha=mr))
+            dWc = self._solve(lus[1], torch.complex(TF[1], TF[2]) - mc * Wc)
+            dW_norm = float(torch.linalg.vector_norm(torch.stack([dW0, dWc.real, dWc.imag]) * inv_scale))
+            dW_norm *= norm_factor
+            if not math.isfinite(dW_norm):
+                break
             if dW_norm_old is not None:
                 rate = dW_norm / dW_norm_old
-            if rate is not None and rate >= 1 and dW_norm < self._newton_tol:
-                converged = True  # stagnating below the tolerance: round-off (tight rtol), not divergence
-                W = W + dW
-                Z = co.T @ W
-                break
-            if rate is not None and (
-                rate >= 1 or rate ** (NEWTON_MAXITER - k) / (1 - rate) * dW_norm > self._newton_tol
+            stagnates = (
+                rate is not None and rate >= 1 and dW_norm < self._newton_tol
+            )  # round-off (tight rtol)
+            if not stagnates and (
+                rate is not None
+                and (rate >= 1 or rate ** (NEWTON_MAXITER - k) / (1 - rate) * dW_norm > self._newton_tol)
             ):
                 break
-            W = W + dW
-            Z = co.T @ W
-            if dW_norm == 0 or (rate is not None and rate / (1 - rate) * dW_norm < self._newton_tol):
+            W0, Wc = W0 + dW0, Wc + dWc
+            Z = co.T @ torch.stack([W0, Wc.real, Wc.imag])
+            if (
+                stagnates
+                or dW_norm == 0
+                or (rate is not None and rate / (1 - rate) * dW_norm < self._newton_tol)
+            ):
                 converged = True
                 break
             dW_norm_old = dW_norm
