@@ -54,7 +54,7 @@ def test_convergence_order_five(problem):
 
 
 @pytest.mark.parametrize(
-    "name", ["robertson", "hires", pytest.param("van_der_pol_stiff", marks=pytest.mark.slow)]
+    "name", ["robertson", *(pytest.param(n, marks=pytest.mark.slow) for n in ("hires", "van_der_pol_stiff"))]
 )
 def test_stiff_problems_against_published_values(name):
     sol = solve(ode.get(name), "radau5", rtol=1e-8, atol=1e-12 if name != "van_der_pol_stiff" else 1e-8)
@@ -98,7 +98,7 @@ def test_jacobian_and_factorisations_are_reused():
 
 
 def test_user_fd_and_batched_jacobians_agree():
-    p = ode.robertson().replace(t_span=(0.0, 4.0))
+    p = ode.robertson().replace(t_span=(0.0, 1.0))
 
     def jac(t, y):
         k1, k2, k3 = p.params
@@ -109,18 +109,18 @@ def test_user_fd_and_batched_jacobians_agree():
             torch.stack([0 * a, 2 * k2 * b, 0 * a]),
         ])  # fmt: skip
 
-    runs = {name: solve(p, "radau5", rtol=1e-8, atol=1e-12, jac=j) for name, j in
+    runs = {name: solve(p, "radau5", rtol=1e-7, atol=1e-11, jac=j) for name, j in
             (("auto", None), ("user", jac), ("fd", "fd"))}  # fmt: skip
     for name in ("user", "fd"):
         torch.testing.assert_close(runs[name].ys, runs["auto"].ys, rtol=1e-6, atol=1e-12)
     assert runs["user"].stats.nfe == runs["auto"].stats.nfe  # Jacobian calls of f are not counted as nfe
     rates = torch.tensor([[0.04, 3e7, 1e4], [0.05, 2e7, 2e4]], dtype=torch.float64)
-    batch = ODEProblem(lambda t, y, k: _kinetics(y, k.T), p.y0.repeat(2, 1), (0.0, 4.0), rates)
-    sol = solve(batch, "radau5", rtol=1e-8, atol=1e-12, jac="batched")
+    batch = ODEProblem(lambda t, y, k: _kinetics(y, k.T), p.y0.repeat(2, 1), (0.0, 1.0), rates)
+    sol = solve(batch, "radau5", rtol=1e-7, atol=1e-11, jac="batched")
     for b in range(2):
-        q = ODEProblem(lambda t, y, k: _kinetics(y, k), p.y0, (0.0, 4.0), rates[b])
-        single = solve(q, "radau5", rtol=1e-10, atol=1e-14)
-        torch.testing.assert_close(sol.ys[-1, b], single.ys[-1], rtol=1e-5, atol=1e-10)
+        q = ODEProblem(lambda t, y, k: _kinetics(y, k), p.y0, (0.0, 1.0), rates[b])
+        single = solve(q, "radau5", rtol=1e-9, atol=1e-13)
+        torch.testing.assert_close(sol.ys[-1, b], single.ys[-1], rtol=1e-5, atol=1e-9)
 
 
 def test_clear_errors_and_failures():
@@ -143,8 +143,8 @@ def test_clear_errors_and_failures():
 
 def test_default_controller_is_radau5s_and_others_work():
     p = ode.hires()
-    sol = solve(p, "radau5", rtol=1e-6, atol=1e-10)
-    pi = solve(p, "radau5", rtol=1e-6, atol=1e-10, controller=RadauController())  # without Newton info
+    sol = solve(p, "radau5", rtol=1e-5, atol=1e-9)
+    pi = solve(p, "radau5", rtol=1e-5, atol=1e-9, controller=RadauController())  # without Newton info
     ref = torch.tensor(PUBLISHED["hires"], dtype=torch.float64)
     for s in (sol, pi):
         assert ((s.ys[-1] - ref).abs() / ref).max().item() < 1e-3
@@ -179,11 +179,11 @@ def test_batched_gradients_equal_dense_ones():
 
 
 def test_adaptive_gradient_matches_central_difference():
-    """Adaptive radau5 on Robertson: d y(4)/d k1 by backprop against a central difference."""
+    """Adaptive radau5 on Robertson: d y(1)/d k1 by backprop against a central difference."""
     base = torch.tensor([0.04, 3e7, 1e4], dtype=torch.float64)
 
     def final(k):
-        p = ODEProblem(lambda t, y, k: _kinetics(y, k), torch.tensor([1.0, 0.0, 0.0]).double(), (0, 4.0), k)
+        p = ODEProblem(lambda t, y, k: _kinetics(y, k), torch.tensor([1.0, 0.0, 0.0]).double(), (0, 1.0), k)
         return solve(p, "radau5", rtol=1e-9, atol=1e-13).ys[-1, 0]
 
     k = base.clone().requires_grad_(True)

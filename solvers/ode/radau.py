@@ -5,16 +5,17 @@ The stage increments ``Z_i = Y_i − y`` solve ``Z = h (A ⊗ I) F(y + Z)``. Tra
 ``A⁻¹`` (``W = T⁻¹ Z``) the simplified Newton iteration decouples into one real system with ``γ/h·I − J`` and
 one complex one with ``(α − iβ)/h·I − J``: two factorisations per ``(h, J)`` (:func:`torch.linalg.lu_factor`,
 per sample for ``jac="batched"``), started from the previous step's collocation polynomial extrapolated to
-the new abscissae. Newton stops on RADAU5's convergence-rate test ``θ/(1 − θ)‖ΔW‖ < κ`` (and gives up when
-``θ ≥ 1`` or the predicted remainder after ``NEWTON_MAXITER`` iterations is too large); the Jacobian is kept
-across steps and recomputed only when Newton converged slowly (``n_iter > 2`` and ``θ > 10⁻³``) or failed,
-or when a step taken with a kept Jacobian was rejected; ``W`` is refactorised only when ``h`` or ``J``
-changed, and :class:`RadauController` (Gustafsson's predictive controller, as in RADAU5) holds ``h`` when
-the proposed ratio lies in ``[1, 1.2]`` so that the factorisations are reused too.
+the new abscissae. Newton stops on RADAU5's convergence-rate test ``θ/(1 − θ)‖ΔW‖ ≤ κ`` (at the first
+iteration with the previous step's ``(θ/(1 − θ))^0.8``, so a step may stop after one iteration; it gives
+up when ``θ ≥ 1`` or the predicted remainder after ``NEWTON_MAXITER`` iterations is too large); the
+Jacobian is kept across steps and recomputed only when Newton converged slowly (``n_iter > 2`` and
+``θ > 10⁻³``) or failed, or when a step taken with a kept Jacobian was rejected; ``W`` is refactorised
+only when ``h`` or ``J`` changed, and :class:`RadauController` (Gustafsson's predictive controller, as in
+RADAU5) holds ``h`` when the proposed ratio lies in ``[1, 1.2]`` so that the factorisations are reused too.
 
 The error estimate is the embedded one filtered by ``(γ/h·I − J)⁻¹`` (Hairer & Wanner II, IV.8, eq. 8.20),
 refiltered once through ``f`` at the first step and after a rejection when it still exceeds 1.
-The dense output is the collocation polynomial (order 3 between steps, exact at the step's ends).
+The dense output is the collocation polynomial (degree 3, through ``y`` and the three stages).
 
 Differentiability: Newton runs without autograd history. When the solve is differentiated the converged
 stages receive their gradients by the implicit function theorem: ``Z = Z* − (M⁻¹G(Z*)) + (M⁻¹G(Z*))``
@@ -153,14 +154,17 @@ class RadauController(Controller):
     safety factor (Hairer & Wanner II, IV.8, eq. 8.21–8.25).
 
     ``factor = min(1, (h/h_old)(E_old/E)^{1/4}) · E^{−1/4}``, multiplied by
-    ``safety · (2·NEWTON_MAXITER + 1)/(2·NEWTON_MAXITER + n_iter)``; a Newton failure halves ``h``; after
-    an accepted step the proposal is held at ``h`` when it lies in ``[1, 1.2]`` and the Jacobian is kept, so
+    ``safety · (2·NEWTON_MAXITER + 1)/(2·NEWTON_MAXITER + n_iter)``;
+    a Newton failure halves ``h`` (as scipy; RADAU5 predicts a factor from the contraction rate); after an
+    accepted step the proposal is held at ``h`` when it lies in ``[1, 1.2]`` and the Jacobian is kept, so
     the factorisations are reused; no growth right after a rejection. :class:`Radau` supplies it as its
     default controller (bound to the stepper, which reports its Newton iterations); any other controller
     works too, without these refinements.
 
     Args: as :class:`~sciml.solvers.controllers.Controller` (``factor_min=0.2``, ``factor_max=10``) plus
-        ``method``: the :class:`Radau` stepper whose Newton statistics it reads.
+        ``hold_min``, ``hold_max``: the band of proposed ratios held at 1 (RADAU5's QUOT1, QUOT2), and
+        ``method``: the :class:`Radau` stepper whose Newton statistics it reads (a controller made without
+        one — e.g. passed by the user — sees no Newton statistics).
     """
 
     hold_min: float = 1.0
@@ -266,6 +270,7 @@ class Radau(ImplicitMethod):
         self._accepted: _Step | None = None
         self._jac_due = False
         self._n_accepted = 0
+        self._faccon = 1.0
         self.info = _StepInfo()
 
     def workspace(self, y: torch.Tensor, shape: torch.Size | None = None) -> None:
@@ -326,6 +331,8 @@ class Radau(ImplicitMethod):
         W0, Wc = W[0], torch.complex(W[1], W[2])
         dW_norm_old = rate = None
         converged = False
+        # RADAU5: the contraction factor θ/(1 − θ) of the last step lets a step stop after one iteration
+        faccon = max(self._faccon, float(np.finfo(np.float64).eps)) ** 0.8
         k = 0
         for k in range(NEWTON_MAXITER):
             Y = y + Z
@@ -349,14 +356,14 @@ class Radau(ImplicitMethod):
                 break
             W0, Wc = W0 + dW0, Wc + dWc
             Z = co.T @ torch.stack([W0, Wc.real, Wc.imag])
-            if (
-                stagnates
-                or dW_norm == 0
-                or (rate is not None and rate / (1 - rate) * dW_norm < self._newton_tol)
-            ):
+            if rate is not None and rate < 1:
+                faccon = rate / (1 - rate)
+            if stagnates or faccon * dW_norm <= self._newton_tol:
                 converged = True
                 break
             dW_norm_old = dW_norm
+        if converged:
+            self._faccon = faccon
         self.counters.n_newton += k + 1
         return converged, Z, k + 1, rate
 
