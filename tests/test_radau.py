@@ -191,3 +191,13 @@ def test_adaptive_gradient_matches_central_difference():
     d = 1e-6 * base[0]
     fd = (final(base + torch.tensor([d, 0, 0])) - final(base - torch.tensor([d, 0, 0]))) / (2 * d)
     assert g[0].item() == pytest.approx(fd.item(), rel=1e-4)
+
+
+def test_method_of_lines_system_with_separate_factorisations():
+    """70 unknowns (> FUSED_MAX): the real and the complex system are factorised separately."""
+    p = ode.brusselator_1d(n=35).replace(t_span=(0.0, 0.5))
+    ts = torch.tensor([0.0, 0.25, 0.5], dtype=torch.float64)
+    ref = reference_solution(p, ts, rtol=1e-10, atol=1e-12)
+    sol = solve(p, "radau5", rtol=1e-6, atol=1e-8, saveat=ts)
+    assert (sol.ys - ref).abs().max().item() < 1e-5
+    assert sol.stats.njev < sol.stats.n_steps

@@ -127,6 +127,8 @@ RADAU5 = RadauIIA()
 
 #: Newton iterations per step before giving up (scipy's value; RADAU5 uses 7)
 NEWTON_MAXITER = 6
+#: blocks up to this size factorise the real and the complex system as one batched complex LU
+FUSED_MAX = 64
 
 
 @dataclass
@@ -214,6 +216,12 @@ class _Tensors:
             t(v) for v in (tab.A, tab.c, tab.E, tab.P, tab.T, tab.TI)
         )
         self.complex = torch.complex128 if dtype == torch.float64 else torch.complex64
+        # the transforms as complex (2, 3) and (3, 2): row 0 the real eigenvalue's, row 1 the complex pair's
+        self.TIc = torch.complex(self.TI[[0, 1]], torch.stack([torch.zeros_like(self.TI[2]), self.TI[2]]))
+        self.Tc = torch.complex(
+            self.T[:, [0, 1]], torch.stack([torch.zeros_like(self.T[:, 2]), -self.T[:, 2]], 1)
+        )
+        self.mu = torch.tensor([tab.mu_real, tab.mu_complex], dtype=self.complex, device=device).view(2, 1)
 
 
 @dataclass
@@ -265,7 +273,8 @@ class Radau(ImplicitMethod):
         self._newton_tol = max(10 * eps / r, min(0.03, r**0.5))
         self._J: Jacobian | None = None
         self._J_point: tuple | None = None  # (t, y) where J was computed
-        self._lu: tuple | None = None  # (h, J id, real LU, complex LU)
+        self._lu: tuple | None = None  # (h, J, real LU or None, complex LU(s), fused)
+        self._J_norms: tuple | None = None  # (J, (‖J‖_∞, 1))
         self._tried: _Step | None = None
         self._accepted: _Step | None = None
         self._jac_due = False
@@ -296,19 +305,58 @@ class Radau(ImplicitMethod):
         self.counters.nfe_jacobian += J.evaluations
         self._J, self._J_point, self._lu = J, (t, y), None
 
-    def _factor(self, h: float, co: _Tensors, grad: bool):
+    def _factor(self, h: float, co: _Tensors, grad: bool) -> None:
+        """Factorise ``γ/h·I − J`` and ``(α − iβ)/h·I − J`` unless ``h`` and ``J`` are unchanged.
+
+        Small blocks (``≤ FUSED_MAX`` unknowns per block) factorise both as one batched complex LU (half the
+        tensor operations per Newton iteration; the real matrix in complex arithmetic costs nothing there);
+        larger ones separately (real and complex). The real factorisation with ``J``'s autograd history is
+        made too when the solve is differentiated (for the error estimate)."""
         if self._lu is not None and self._lu[0] == h and self._lu[1] is self._J:
-            return self._lu[2], self._lu[3]
+            return
         J = self._J.matrix
-        eye = torch.eye(J.shape[-1], dtype=J.dtype, device=J.device)
-        with torch.set_grad_enabled(grad):  # keeps J's history (for the error estimate)
-            real = torch.linalg.lu_factor(self.tableau.mu_real / h * eye - J)
+        d = J.shape[-1]
+        eye = torch.eye(d, dtype=J.dtype, device=J.device)
+        real = pair = None
+        if grad or d > FUSED_MAX:
+            with torch.set_grad_enabled(grad):  # keeps J's history (for the error estimate)
+                real = torch.linalg.lu_factor(self.tableau.mu_real / h * eye - J)
+            self.counters.nlu += 1
         with torch.no_grad():
-            Mc = (self.tableau.mu_complex / h) * eye.to(co.complex) - J.detach().to(co.complex)
-            cplx = torch.linalg.lu_factor(Mc)
-        self.counters.nlu += 2
-        self._lu = (h, self._J, real, cplx)
-        return real, cplx
+            Jc = J.detach().to(co.complex)
+            if d <= FUSED_MAX:
+                mus = co.mu.view(2, *([1] * J.dim())) / h
+                pair = torch.linalg.lu_factor(mus * eye.to(co.complex) - Jc.unsqueeze(0))
+                self.counters.nlu += 2
+            else:
+                cplx = torch.linalg.lu_factor((self.tableau.mu_complex / h) * eye.to(co.complex) - Jc)
+                self.counters.nlu += 1
+        self._lu = (h, self._J, real, pair if pair is not None else cplx, pair is not None)
+
+    def _solve_pair(self, rhs: torch.Tensor) -> torch.Tensor:
+        """``(2, n)`` complex right-hand sides of the real and the complex system -> their solutions."""
+        _, J, real, lu, fused = self._lu
+        n = rhs.shape[-1]
+        if fused:
+            LU, piv = lu
+            if J.blocks:
+                B, d = LU.shape[1], LU.shape[-1]
+                return torch.linalg.lu_solve(LU, piv, rhs.view(2, B, d, 1)).view(2, n)
+            return torch.linalg.lu_solve(LU, piv, rhs.unsqueeze(-1)).squeeze(-1)
+        dW0 = self._solve(real, rhs[0].real.contiguous())
+        dWc = self._solve(lu, rhs[1].contiguous())
+        return torch.stack([dW0.to(rhs.dtype), dWc])
+
+    def _solve_real(self, rhs: torch.Tensor) -> torch.Tensor:
+        """``(γ/h·I − J)⁻¹ rhs`` (differentiable when the real factorisation was made with history)."""
+        _, J, real, lu, fused = self._lu
+        if real is not None:
+            return self._solve(real, rhs)
+        LU, piv = lu
+        if J.blocks:
+            B, d = LU.shape[1], LU.shape[-1]
+            return torch.linalg.lu_solve(LU[0], piv[0], rhs.to(LU.dtype).view(B, d, 1)).real.reshape(-1)
+        return torch.linalg.lu_solve(LU[0], piv[0], rhs.to(LU.dtype).unsqueeze(-1)).real.squeeze(-1)
 
     def _solve(self, lu, rhs: torch.Tensor) -> torch.Tensor:
         LU, piv = lu
@@ -317,31 +365,27 @@ class Radau(ImplicitMethod):
             return torch.linalg.lu_solve(LU, piv, rhs.reshape(B, d, 1)).reshape(-1)
         return torch.linalg.lu_solve(LU, piv, rhs.unsqueeze(-1)).squeeze(-1)
 
-    def _newton(self, f, t, y, h, shape, Z0, scale, co, lus):
+    def _newton(self, f, t, y, h, shape, Z0, scale, co):
         """Simplified Newton on the transformed system; ``(converged, Z, n_iter, rate)`` (no history).
 
-        ``W = T⁻¹Z`` is kept as its real part ``W_0`` and the complex ``W_1 + iW_2``; the increment norm is
-        the RMS of ``ΔW / scale`` over all ``3n`` entries (as scipy's)."""
-        mr, mc = self.tableau.mu_real / h, self.tableau.mu_complex / h
+        ``W = T⁻¹Z`` is kept as one complex ``(2, n)`` tensor: ``W_0`` (real) and ``W_1 + iW_2``; the
+        increment norm is the RMS of ``ΔW / scale`` over all ``3n`` real entries (as scipy's)."""
+        mus = co.mu / h
         norm_factor = 1.0 / math.sqrt(3 * y.numel())
         inv_scale = 1.0 / scale
         ts = [t + float(ci) * h for ci in self.tableau.c]
         Z = Z0
-        W = co.TI @ Z0
-        W0, Wc = W[0], torch.complex(W[1], W[2])
+        W = co.TIc @ Z0.to(co.complex)
         dW_norm_old = rate = None
         converged = False
         # RADAU5: the contraction factor θ/(1 − θ) of the last step lets a step stop after one iteration
         faccon = max(self._faccon, float(np.finfo(np.float64).eps)) ** 0.8
         k = 0
         for k in range(NEWTON_MAXITER):
-            Y = y + Z
-            F = torch.stack([f(ts[i], Y[i].view(shape)).reshape(-1) for i in range(3)])
-            TF = co.TI @ F
-            dW0 = self._solve(lus[0], torch.sub(TF[0], W0, alpha=mr))
-            dWc = self._solve(lus[1], torch.complex(TF[1], TF[2]) - mc * Wc)
-            dW_norm = float(torch.linalg.vector_norm(torch.stack([dW0, dWc.real, dWc.imag]) * inv_scale))
-            dW_norm *= norm_factor
+            Y = (y + Z).view(3, *shape)
+            F = torch.stack([f(ts[i], Y[i]) for i in range(3)]).view(3, -1)
+            dW = self._solve_pair(torch.addcmul(co.TIc @ F.to(co.complex), mus, W, value=-1))
+            dW_norm = float(torch.linalg.vector_norm(dW * inv_scale)) * norm_factor
             if not math.isfinite(dW_norm):
                 break
             if dW_norm_old is not None:
@@ -354,8 +398,8 @@ class Radau(ImplicitMethod):
                 and (rate >= 1 or rate ** (NEWTON_MAXITER - k) / (1 - rate) * dW_norm > self._newton_tol)
             ):
                 break
-            W0, Wc = W0 + dW0, Wc + dWc
-            Z = co.T @ torch.stack([W0, Wc.real, Wc.imag])
+            W = W + dW
+            Z = (co.Tc @ W).real
             if rate is not None and rate < 1:
                 faccon = rate / (1 - rate)
             if stagnates or faccon * dW_norm <= self._newton_tol:
@@ -399,21 +443,21 @@ class Radau(ImplicitMethod):
             current = True
         self._jac_due = False
         nfe = 0
-        grad = torch.is_grad_enabled()
+        grad = torch.is_grad_enabled() and (y.requires_grad or k1.requires_grad)
         with torch.no_grad():
             yd = y.detach()
             scale = self._scale(yd)
             acc = self._accepted
             if acc is not None and acc.y1 is y:  # extrapolate the last collocation polynomial
-                theta = 1.0 + co.c * (h / acc.h)
-                w = co.P @ torch.stack([theta, theta**2, theta**3])  # (stage j, new stage i)
+                theta = 1.0 + self.tableau.c * (h / acc.h)
+                w = self.tableau.P @ np.stack([theta, theta**2, theta**3])  # (stage j, new stage i)
                 w[2] -= 1.0  # relative to y = y_old + Z_old[2]
-                Z0 = w.t() @ acc.Z
+                Z0 = torch.as_tensor(w.T, dtype=yd.dtype, device=yd.device) @ acc.Z
             else:
                 Z0 = yd.new_zeros((3, yd.numel()))
             while True:
-                lus = self._factor(h, co, grad)
-                converged, Z, n_iter, rate = self._newton(f, t, yd, h, shape, Z0, scale, co, lus)
+                self._factor(h, co, grad)
+                converged, Z, n_iter, rate = self._newton(f, t, yd, h, shape, Z0, scale, co)
                 nfe += 3 * n_iter
                 if converged or current:
                     break
@@ -427,23 +471,24 @@ class Radau(ImplicitMethod):
             return StepResult(bad, torch.full_like(yd, math.inf), None, Z0, nfe)
         recompute = n_iter > 2 and rate is not None and rate > 1e-3
         self.info = _StepInfo(n_iter, rate or 0.0, newton_failed=False, recompute_jac=recompute)
-        if torch.is_grad_enabled() and (y.requires_grad or k1.requires_grad):
+        if grad:
             Z, extra = self._implicit_gradient(f, t, y, h, shape, Z, co)
             nfe += extra
         y1 = y + Z[2]
-        real_lu = self._lu[2]
-        ZE = (co.E @ Z) / h
-        err = self._solve(real_lu, k1 + ZE)
+        err = self._solve_real(torch.addmv(k1, Z.t(), co.E, alpha=1.0 / h))
         if retry or self._n_accepted == 0:  # RADAU5: refilter at the first step and after a rejection
-            sc = self._scale(torch.maximum(yd, y1.detach().abs()))
+            sc = self._scale(torch.maximum(yd.abs(), y1.detach().abs()))
             if float(torch.linalg.vector_norm(err.detach() / sc)) / math.sqrt(yd.numel()) > 1:
-                err = self._solve(real_lu, f(t, (y + err).view(shape)).reshape(-1) + ZE)
+                ZE = torch.mv(Z.t(), co.E) / h
+                err = self._solve_real(f(t, (y + err).view(shape)).reshape(-1) + ZE)
                 nfe += 1
         self._tried = _Step(t, h, y, y1, Z.detach(), recompute)
         norms = None
         if stiffness:
-            rho = self._J.norm_inf() * abs(h)
-            norms = torch.stack([rho, torch.ones_like(rho)])
+            if self._J_norms is None or self._J_norms[0] is not self._J:
+                rho = self._J.norm_inf()
+                self._J_norms = (self._J, torch.stack([rho, torch.ones_like(rho)]))
+            norms = self._J_norms[1] * torch.tensor([abs(h), 1.0], dtype=yd.dtype, device=yd.device)
         return StepResult(y1, err, norms, Z, nfe)
 
     def _implicit_gradient(self, f, t, y, h, shape, Z, co) -> tuple[torch.Tensor, int]:
