@@ -466,8 +466,8 @@ class Radau(ImplicitMethod):
         if not converged:
             self.counters.n_newton_fail += 1
             self.info = _StepInfo(n_iter, rate or 0.0, newton_failed=True)
-            self._tried = None
             bad = torch.full_like(yd, math.nan)
+            self._tried = _Step(t, h, y, bad, Z0, False)  # the retry from (t, y) is recognised as one
             return StepResult(bad, torch.full_like(yd, math.inf), None, Z0, nfe)
         recompute = n_iter > 2 and rate is not None and rate > 1e-3
         self.info = _StepInfo(n_iter, rate or 0.0, newton_failed=False, recompute_jac=recompute)
