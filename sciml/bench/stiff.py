@@ -1,9 +1,9 @@
 """``sciml bench stiff``: our implicit methods against scipy's Radau, BDF and LSODA on stiff test problems.
 
 1. Work–precision on the Hairer–Wanner test problems (Robertson, Van der Pol μ = 1e3, HIRES, POLLU; with
-   ``--full`` also OREGO, E5 and the 1-D Brusselator with 1000 unknowns): Rodas5P everywhere, Rosenbrock23
-   where it keeps its Jacobian across steps (more than 8 unknowns), Kvaerno5 everywhere, Rodas4 and Kvaerno3
-   with ``--full``. For each
+   ``--full`` also OREGO, E5 and the 1-D Brusselator with 1000 unknowns; ``--problems`` picks some of
+   them): Rodas5P, Radau5 (Radau IIA) and Kvaerno5 everywhere, Rosenbrock23 where it keeps its Jacobian
+   across steps (more than 8 unknowns), Rodas4 and Kvaerno3 with ``--full``. For each
    tolerance, the error (max over 11 save times and components of ``|y − ref| / max_t |ref_i|``, reference
    Radau at rtol 1e-11 with the exact Jacobian), the work ``NFE + n·NJEV`` and the CPU time. Every solver
    gets the exact Jacobian (ours by reverse-mode AD; scipy's as a callable computing the same), and the
@@ -44,7 +44,9 @@ from sciml.problems.ode import ODEProblem
 from sciml.solvers.ode import reference_solution, solve
 from sciml.solvers.ode.jacobian import AutodiffJacobian
 
-DESCRIPTION = "stiff ODEs: Rosenbrock, ESDIRK and method='auto' vs scipy Radau, BDF, LSODA (work-precision)"
+DESCRIPTION = (
+    "stiff ODEs: Rosenbrock, Radau IIA, ESDIRK, method='auto' vs scipy Radau, BDF, LSODA (work-precision)"
+)
 
 #: problem -> (factory kwargs, atol as a multiple of rtol, reference atol)
 QUICK = {
@@ -60,12 +62,15 @@ FULL_EXTRA = {
 }
 BASELINES = ("scipy-Radau", "scipy-BDF", "scipy-LSODA")
 DIFFRAX = "diffrax-Kvaerno5"
-OURS = ("rodas5p", "rodas4", "rosenbrock23", "kvaerno5", "kvaerno3")
+OURS = ("rodas5p", "radau5", "kvaerno5", "rodas4", "kvaerno3", "rosenbrock23")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timing repeats (default 1 quick, 3 full)")
     parser.add_argument("--batch", type=int, default=None, help="batched Robertson size (default 256)")
+    parser.add_argument(
+        "--problems", default=None, help=f"comma-separated subset of {', '.join({**QUICK, **FULL_EXTRA})}"
+    )
 
 
 def _work(nfe: int, njev: int, n: int) -> int:
@@ -146,7 +151,7 @@ def _work_precision(
         ref = reference_solution(problem, ts, rtol=1e-11, atol=ref_atol)
         scale = ref.abs().amax(0).clamp_min(ref_atol)
         n = problem.y0.numel()
-        ours = ["rodas5p", "kvaerno5"] + (["rodas4", "kvaerno3"] if full else [])
+        ours = ["rodas5p", "radau5", "kvaerno5"] + (["rodas4", "kvaerno3"] if full else [])
         ours += ["rosenbrock23"] if 8 < n <= 100 else []
         started = time.time()
         for tol in sorted(set(tolerances) | set(baseline_tolerances), reverse=True):
@@ -351,19 +356,28 @@ def run(args: argparse.Namespace) -> dict:
     full = bool(args.full)
     repeats = args.repeats or (3 if full else 1)
     problems = {**QUICK, **FULL_EXTRA} if full else QUICK
+    if args.problems:
+        names = args.problems.split(",")
+        unknown = [n for n in names if n not in {**QUICK, **FULL_EXTRA}]
+        if unknown:
+            raise ValueError(
+                f"--problems: unknown {unknown}; choose from {', '.join({**QUICK, **FULL_EXTRA})}"
+            )
+        problems = {n: {**QUICK, **FULL_EXTRA}[n] for n in names}
     tolerances = [1e-4, 1e-5, 1e-6, 1e-7, 1e-8] if full else [1e-4, 1e-6, 1e-8]
     # quick: the baselines at the loose end only (their errors at rtol ≤ 1e-6 fall in our curve's range;
     # Radau's at 1e-8 fall below it), which keeps the run to a few minutes
     baseline_tolerances = tolerances if full else [1e-4, 1e-5, 1e-6]
     with torch.no_grad():  # first-call costs (autograd's vmap set-up, coefficient casts) kept out of timings
         solve(ode.robertson(), "rodas5p", rtol=1e-4, atol=1e-8, jac=None)
+        solve(ode.robertson(), "radau5", rtol=1e-4, atol=1e-8, jac=None)
     rows = _work_precision(problems, tolerances, baseline_tolerances, repeats, out, full)
     print_table(rows, ["case", "method", "tol", "work", "error", "seconds"], title="work-precision")
     equal = _equal_error(rows)
     print_table(
-        [r for r in equal if r["method"] == "rodas5p"],
+        [r for r in equal if r["method"] in ("rodas5p", "radau5")],
         ["case", "method", "baseline", "tol", "error", "work_ratio", "time_ratio"],
-        title="Rodas5P at the baseline's error (ratio < 1: we need less)",
+        title="Rodas5P and Radau5 at the baseline's error (ratio < 1: we need less)",
     )
     summary = []
     for case in dict.fromkeys(r["case"] for r in equal):

@@ -261,8 +261,9 @@ class ESDIRK(ImplicitMethod):
             self.refactor_ratio, self.smooth_error, self.kappa,
         )  # fmt: skip
 
-    def set_tolerances(self, rtol: Any, atol: Any) -> None:
-        """The solve's tolerances, which scale the Newton convergence test (tensors: their smallest entry)."""
+    def begin(self, rtol: float | torch.Tensor, atol: float | torch.Tensor) -> None:
+        """Start one integration with its tolerances, which scale the Newton convergence test (tensors: their
+        smallest entry)."""
         self.rtol = float(rtol.min()) if torch.is_tensor(rtol) else float(rtol)
         self.atol = float(atol.min()) if torch.is_tensor(atol) else float(atol)
 

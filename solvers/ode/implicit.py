@@ -48,8 +48,16 @@ class ImplicitMethod:
     def for_solve(self, jac: Any = None) -> ImplicitMethod:
         raise NotImplementedError
 
-    def set_tolerances(self, rtol: Any, atol: Any) -> None:
-        """The solve's ``rtol``/``atol`` (Newton-based methods scale their convergence test by them)."""
+    def begin(self, rtol: float | torch.Tensor, atol: float | torch.Tensor) -> None:
+        """Called by the integration loop before each integration (forward or adjoint) with its tolerances;
+        methods whose Newton iteration needs them (``radau5``, ESDIRK) keep them. Default: nothing."""
+
+    def default_controller(self) -> Any:
+        """The controller :func:`~sciml.solvers.ode.solve` uses when none is given (default: the integral
+        controller; ``radau5`` supplies RADAU5's predictive one)."""
+        from sciml.solvers.controllers import IController
+
+        return IController()
 
     def finish(self, solution: Solution) -> Solution:
         """Add this solve's counters to ``solution.stats`` (``f`` calls inside Jacobians move from ``nfe``
@@ -70,20 +78,29 @@ class ImplicitMethod:
 
 def _registry() -> dict[str, Callable[[], ImplicitMethod]]:
     from sciml.solvers.ode.auto import AutoSwitch
+    from sciml.solvers.ode.esdirk import ESDIRK, ESDIRK_TABLEAUS
+    from sciml.solvers.ode.radau import Radau
     from sciml.solvers.ode.rosenbrock import ROSENBROCK_TABLEAUS, Rosenbrock
 
     methods: dict[str, Callable[[], ImplicitMethod]] = {
         name: (lambda t=tab: Rosenbrock(t)) for name, tab in ROSENBROCK_TABLEAUS.items()
     }
     methods["auto"] = AutoSwitch
-    from sciml.solvers.ode.esdirk import ESDIRK, ESDIRK_TABLEAUS
-
     methods.update({name: (lambda t=tab: ESDIRK(t)) for name, tab in ESDIRK_TABLEAUS.items()})
+    methods["radau5"] = Radau
     return methods
 
 
 #: names of the implicit methods
-IMPLICIT_METHODS: tuple[str, ...] = ("rosenbrock23", "rodas4", "rodas5p", "auto", "kvaerno3", "kvaerno5")
+IMPLICIT_METHODS: tuple[str, ...] = (
+    "rosenbrock23",
+    "rodas4",
+    "rodas5p",
+    "radau5",
+    "kvaerno3",
+    "kvaerno5",
+    "auto",
+)
 
 
 def implicit_method(name: str) -> ImplicitMethod | None:

@@ -149,6 +149,8 @@ def _integrate(
     h = math.copysign(min(abs(h), controller.dt_max), direction)
     k_exp = (tab.error_order or tab.order) + 1
     ctrl_state = controller.new_state()
+    if isinstance(rk, ImplicitMethod):
+        rk.begin(rtol, atol)
     dense = tab.dense is not None
     # Without autograd two stage buffers alternate (the accepted one holds the FSAL stage); with autograd
     # the stages are stacked afresh every step.
@@ -443,8 +445,9 @@ def solve(
         problem: what to solve.
         method: ``"tsit5"`` (default), ``"dp5"`` (alias ``"dopri5"``), ``"bs3"`` (``"bosh3"``) — adaptive with
             dense output — or the fixed-step ``"rk4"``, ``"midpoint"``, ``"euler"`` (need ``dt``); for stiff
-            problems the implicit ``"rodas5p"``, ``"rodas4"``, ``"rosenbrock23"``, or ``"auto"`` (Tsit5
-            switching to Rodas5P where the stiffness index says so).
+            problems the implicit ``"rodas5p"``, ``"rodas4"``, ``"rosenbrock23"``, ``"radau5"`` (Radau IIA),
+            ``"kvaerno5"``, ``"kvaerno3"`` (ESDIRK), or ``"auto"`` (Tsit5 switching to Rodas5P
+            where the stiffness index says so).
 
     Other args:
         rtol, atol: tolerances (positive numbers, or tensors broadcastable to ``y0``).
@@ -497,8 +500,6 @@ def solve(
     rtol = check_tolerance("rtol", rtol, y0)
     atol = check_tolerance("atol", atol, y0)
     rtol, atol = (t.reshape(-1) if torch.is_tensor(t) else t for t in (rtol, atol))  # on the flat state
-    if isinstance(rk, ImplicitMethod):
-        rk.set_tolerances(rtol, atol)  # Newton-based methods scale their convergence test by them
     if adjoint not in ("backprop", "continuous"):
         raise ValueError(f"`adjoint` must be 'backprop' or 'continuous', got {adjoint!r}")
     if not isinstance(max_steps, int) or max_steps < 1:
@@ -514,7 +515,7 @@ def solve(
             raise ValueError(
                 f"method {tab.name!r} has no error estimate: pass a fixed step size, e.g. dt=0.01"
             )
-        controller = IController()
+        controller = rk.default_controller() if isinstance(rk, ImplicitMethod) else IController()
     if not isinstance(controller, Controller):
         raise TypeError(f"`controller` must be a Controller, got {type(controller).__name__}")
     if saveat is None:
