@@ -18,7 +18,7 @@ arguments follow torchdiffeq. Documented differences (each is an error or stated
   whose ``t`` entry is 0 (our adjoint state carries no time component).
 * The Adams methods (``explicit_adams``, ``implicit_adams``/``fixed_adams``) use order 4 by default
   (``options["max_order"]``, at most 8; torchdiffeq goes up to 12) with weights recomputed for the actual
-  step sizes. torchdiffeq's implicit methods (``implicit_euler``, ``gl4``, ``radauIIA5``, …) are not
+  step sizes. torchdiffeq's implicit methods (``implicit_euler``, ``gl4``, …) other than ``radauIIA5`` are not
   offered yet: naming one raises a ValueError that says so.
 """
 
@@ -43,8 +43,9 @@ _ADAPTIVE = {"dopri8": "dopri8", "dopri5": "dp5", "bosh3": "bs3", "fehlberg2": "
              "adaptive_heun": "adaptive_heun", "tsit5": "tsit5", "dp5": "dp5", "bs3": "bs3"}  # fmt: skip
 _FIXED = {"euler", "midpoint", "heun2", "heun3", "rk4"}
 _ADAMS = {"explicit_adams": False, "implicit_adams": True, "fixed_adams": True}
-_NOT_YET = {"implicit_euler", "implicit_midpoint", "trapezoid", "radauIIA3", "gl4", "radauIIA5", "gl6",
-            "sdirk2", "trbdf2"}  # fmt: skip
+#: torchdiffeq's fixed-step implicit methods we run with our own implicit stepper of the same method
+_IMPLICIT = {"radauIIA5": "radau5"}
+_NOT_YET = {"implicit_euler", "implicit_midpoint", "trapezoid", "radauIIA3", "gl4", "gl6", "sdirk2", "trbdf2"}
 _OPTIONS = {
     "step_size", "grid_constructor", "perturb", "interp", "first_step", "max_num_steps", "safety", "ifactor",
     "dfactor", "dt_min", "min_step", "max_step", "step_t", "jump_t", "norm", "dtype", "solver", "max_order",
@@ -55,7 +56,13 @@ _CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
 
 def method_offered(method: str) -> bool:
     """True if :func:`odeint` accepts ``method`` (a torchdiffeq or sciml method name)."""
-    return method in _ADAPTIVE or method in _FIXED or method in _ADAMS or method == "scipy_solver"
+    return (
+        method in _ADAPTIVE
+        or method in _FIXED
+        or method in _ADAMS
+        or method in _IMPLICIT
+        or method == "scipy_solver"
+    )
 
 
 def _method(method: str | None, options: dict):
@@ -75,12 +82,17 @@ def _method(method: str | None, options: dict):
         from sciml.solvers.ode.adams import Adams
 
         return "fixed", Adams(_ADAMS[method], options.get("max_order", 4), options.get("max_iters", 4))
+    if method in _IMPLICIT:  # the same Runge-Kutta method, solved by simplified Newton on the given grid
+        from sciml.solvers.ode.implicit import implicit_method
+
+        return "fixed", implicit_method(_IMPLICIT[method])
     if method in _NOT_YET:
         raise ValueError(
             f"method {method!r} (torchdiffeq's fixed-step implicit Runge-Kutta family) is not offered by "
-            "sciml's odeint; for stiff problems use method='scipy_solver' with options={'solver': 'Radau'} "
-            "here, or the adaptive implicit Rosenbrock methods of sciml.solvers.ode.solve (method='rodas5p' "
-            f"or 'auto'); explicit methods here: {sorted(_ADAPTIVE) + sorted(_FIXED) + sorted(_ADAMS)}"
+            "sciml's odeint; for stiff problems use 'radauIIA5' (Radau IIA, order 5) or "
+            "method='scipy_solver' with options={'solver': 'Radau'}, or the adaptive implicit methods of "
+            "sciml.solvers.ode.solve (method='radau5', 'rodas5p', 'kvaerno5' or 'auto'); explicit methods "
+            f"here: {sorted(_ADAPTIVE) + sorted(_FIXED) + sorted(_ADAMS)}"
         )
     raise ValueError(
         f"unknown method {method!r}; choose one of "
