@@ -120,7 +120,7 @@ def test_new_tasks_train_one_tiny_epoch(name, monkeypatch, tmp_path):
     if name == "latent-hard":
         task = dataclasses.replace(task, latent=4, width=8, hidden=8)
     else:
-        task = dataclasses.replace(task, hidden=8)
+        task = dataclasses.replace(task, channels=4)
     monkeypatch.setitem(TASKS, task.name, task)
     summary = train(TrainConfig(task=task.name, reg="error", epochs=1, out=str(tmp_path), progress=False))
     assert summary["predict_nfe"] > 0 and np.isfinite(summary["test_metric"])
