@@ -57,3 +57,19 @@ def test_the_model_is_deterministic_given_the_seed():
     assert torch.equal(outs[0].result.ys, outs[1].result.ys)
     assert outs[0].result.solution.stats.nfe == outs[1].result.solution.stats.nfe
     assert not torch.equal(outs[0].result.ys, outs[2].result.ys)
+
+
+def test_the_sweep_reuses_only_finished_runs_with_the_same_configuration(tmp_path):
+    import json
+
+    from sciml.bench.node import finished_run
+    from sciml.neural_de.training import TrainConfig
+
+    config = TrainConfig(task="mnist1d", reg="error", seed=1, epochs=10, weight=3.0, out=str(tmp_path))
+    stored = dataclasses.asdict(config) | {"backend": "backprop", "lr": 3e-3}
+    (tmp_path / "metrics.json").write_text(json.dumps({"config": stored, "history": []}))
+    assert not finished_run(config)  # no summary.json: the run did not finish
+    (tmp_path / "summary.json").write_text("{}")
+    assert finished_run(config)
+    assert not finished_run(dataclasses.replace(config, weight=1.0))
+    assert not finished_run(dataclasses.replace(config, seed=2))

@@ -13,6 +13,8 @@ Two more modes:
   and metric); the chosen weight is the one with the fewest validation NFE whose validation metric stays
   within ``--tolerance`` of vanilla's (relative for losses, points for accuracy). The test split is read
   only to report the chosen run. Writes ``node-sweep.png`` (validation NFE against validation metric).
+  ``--reuse`` keeps the finished runs in ``--out`` whose stored configuration matches, so a sweep can be
+  extended by weights or seeds without retraining.
 * ``--e2e``: end-to-end training speed as a user measures it — the same model, data, seed and batches
   trained with a plain ``torchdiffeq.odeint`` script (dopri5, backprop through the solver), with
   ``torchdiffeq.odeint_adjoint``, and with ours (Tsit5, backprop) without and with the error regularizer;
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import dataclasses
+import json
 import math
 import multiprocessing
 import time
@@ -67,6 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="--sweep: allowed validation-metric loss vs vanilla (default 0.02 relative, "
         "0.5 points for accuracy)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="--sweep: keep finished runs in --out whose stored configuration matches (add weights or seeds "
+        "to a sweep without retraining)",
     )
     parser.add_argument(
         "--e2e",
@@ -255,7 +265,12 @@ def run_sweep(args: argparse.Namespace) -> dict:
         for w in weights
         for s in range(args.seeds)
     ]
-    run_trainings(configs, args.jobs, root)
+    done = [c for c in configs if getattr(args, "reuse", False) and finished_run(c)]
+    if done:
+        print(f"--reuse: {len(done)} finished run(s) with the same configuration kept", flush=True)
+    todo = [c for c in configs if c not in done]
+    if todo:
+        run_trainings(todo, args.jobs, root)
     points = []
     for label, group in [("vanilla", [c for c in configs if c.reg == "vanilla"])] + [
         (w, [c for c in configs if c.reg != "vanilla" and c.weight == w]) for w in weights
@@ -308,6 +323,16 @@ def run_sweep(args: argparse.Namespace) -> dict:
         "tolerance": tolerance,
         "chosen_weight": None if chosen is None else chosen["weight"],
     }
+
+
+def finished_run(config: TrainConfig) -> bool:
+    """Whether ``config.out`` holds a finished run (``summary.json``) trained with this exact configuration
+    (every option ``config`` sets equals the one stored in ``metrics.json``)."""
+    out = Path(config.out)
+    if not (out / "summary.json").is_file() or not (out / "metrics.json").is_file():
+        return False
+    stored = json.loads((out / "metrics.json").read_text())["config"]
+    return all(stored.get(k) == v for k, v in dataclasses.asdict(config).items() if v is not None)
 
 
 def choose_weight(points: list[dict], higher_is_better: bool, tolerance: float) -> dict | None:

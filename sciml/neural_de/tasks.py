@@ -14,8 +14,9 @@
   the paper's model (GRU encoder with 40 units, 20-d latent, 4-layer 50-unit tanh dynamics, Tsit5 at
   rtol 1e-6). Frozen seed and train/validation/test split (1000/250/250). Metric: MSE on the unseen values.
 * ``mnist1d`` — a procedurally generated MNIST-1D-style set (:func:`sciml.neural_de.datasets.mnist1d`,
-  5000 samples of 40 points, frozen 70/10/20 split) with the paper's MNIST NODE shape (state = the
-  sequence, 100 hidden units, time concatenated, linear classifier). Metric: test accuracy (%).
+  5000 samples of 40 points, frozen 70/10/20 split) with the structure of the paper's MNIST model: a
+  downsampling 1-D convolutional stem (32 maps of 20 points), the ODE block with a convolutional field
+  (time concatenated as a channel), global max pooling and a linear head. Metric: test accuracy (%).
 * ``spiral`` — fitting the cubic spiral ``y' = y³A`` (torchdiffeq's demo) from windows of its trajectory.
   Metric: MSE of the whole trajectory predicted from ``y0``.
 
