@@ -163,6 +163,7 @@ def test_e2e_methods_train_the_same_model_and_report_validation_curves(monkeypat
     for m, r in runs.items():
         (point,) = r["curve"]
         assert point["seconds"] > 0 and np.isfinite(point["val_metric"]) and point["val_nfe"] > 0, m
+        assert point["cpu_seconds"] > 0, m
     # the two torchdiffeq scripts compute the same forward pass: same start, same first-epoch data
     assert runs["torchdiffeq-odeint"]["curve"][0]["val_metric"] == pytest.approx(
         runs["torchdiffeq-adjoint"]["curve"][0]["val_metric"], rel=0.05
