@@ -120,7 +120,7 @@ def test_new_tasks_train_one_tiny_epoch(name, monkeypatch, tmp_path):
     if name == "latent-hard":
         task = dataclasses.replace(task, latent=4, width=8, hidden=8)
     else:
-        task = dataclasses.replace(task, hidden=8)
+        task = dataclasses.replace(task, channels=4)
     monkeypatch.setitem(TASKS, task.name, task)
     summary = train(TrainConfig(task=task.name, reg="error", epochs=1, out=str(tmp_path), progress=False))
     assert summary["predict_nfe"] > 0 and np.isfinite(summary["test_metric"])
@@ -163,6 +163,7 @@ def test_e2e_methods_train_the_same_model_and_report_validation_curves(monkeypat
     for m, r in runs.items():
         (point,) = r["curve"]
         assert point["seconds"] > 0 and np.isfinite(point["val_metric"]) and point["val_nfe"] > 0, m
+        assert point["cpu_seconds"] > 0, m
     # the two torchdiffeq scripts compute the same forward pass: same start, same first-epoch data
     assert runs["torchdiffeq-odeint"]["curve"][0]["val_metric"] == pytest.approx(
         runs["torchdiffeq-adjoint"]["curve"][0]["val_metric"], rel=0.05

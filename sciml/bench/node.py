@@ -13,17 +13,22 @@ Two more modes:
   and metric); the chosen weight is the one with the fewest validation NFE whose validation metric stays
   within ``--tolerance`` of vanilla's (relative for losses, points for accuracy). The test split is read
   only to report the chosen run. Writes ``node-sweep.png`` (validation NFE against validation metric).
+  ``--reuse`` keeps the finished runs in ``--out`` whose stored configuration matches, so a sweep can be
+  extended by weights or seeds without retraining.
 * ``--e2e``: end-to-end training speed as a user measures it — the same model, data, seed and batches
   trained with a plain ``torchdiffeq.odeint`` script (dopri5, backprop through the solver), with
   ``torchdiffeq.odeint_adjoint``, and with ours (Tsit5, backprop) without and with the error regularizer;
   the validation loss is measured after every epoch (not timed) and the table gives each method's training
-  wall time until its validation loss first reaches the torchdiffeq script's final one, and the ratio.
+  wall time until its validation loss first reaches the torchdiffeq script's final one, and the ratio; and
+  the same in CPU time of the training process (steadier than wall time on a shared machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import dataclasses
+import json
 import math
 import multiprocessing
 import time
@@ -67,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="--sweep: allowed validation-metric loss vs vanilla (default 0.02 relative, "
         "0.5 points for accuracy)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="--sweep: keep finished runs in --out whose stored configuration matches (add weights or seeds "
+        "to a sweep without retraining)",
     )
     parser.add_argument(
         "--e2e",
@@ -255,7 +266,12 @@ def run_sweep(args: argparse.Namespace) -> dict:
         for w in weights
         for s in range(args.seeds)
     ]
-    run_trainings(configs, args.jobs, root)
+    done = [c for c in configs if getattr(args, "reuse", False) and finished_run(c)]
+    if done:
+        print(f"--reuse: {len(done)} finished run(s) with the same configuration kept", flush=True)
+    todo = [c for c in configs if c not in done]
+    if todo:
+        run_trainings(todo, args.jobs, root)
     points = []
     for label, group in [("vanilla", [c for c in configs if c.reg == "vanilla"])] + [
         (w, [c for c in configs if c.reg != "vanilla" and c.weight == w]) for w in weights
@@ -308,6 +324,16 @@ def run_sweep(args: argparse.Namespace) -> dict:
         "tolerance": tolerance,
         "chosen_weight": None if chosen is None else chosen["weight"],
     }
+
+
+def finished_run(config: TrainConfig) -> bool:
+    """Whether ``config.out`` holds a finished run (``summary.json``) trained with this exact configuration
+    (every option ``config`` sets equals the one stored in ``metrics.json``)."""
+    out = Path(config.out)
+    if not (out / "summary.json").is_file() or not (out / "metrics.json").is_file():
+        return False
+    stored = json.loads((out / "metrics.json").read_text())["config"]
+    return all(stored.get(k) == v for k, v in dataclasses.asdict(config).items() if v is not None)
 
 
 def choose_weight(points: list[dict], higher_is_better: bool, tolerance: float) -> dict | None:
@@ -439,10 +465,10 @@ def _train_e2e(task_name: str, method: str, epochs: int, seed: int) -> dict:
     regularizer, schedule = make_variant("error" if method == "ours-error" else "vanilla", task, epochs)
     optimizer = torch.optim.Adam(model.parameters(), lr=task.lr)
     shuffle = torch.Generator().manual_seed(seed)
-    seconds, curve = 0.0, []
+    seconds, cpu, curve = 0.0, 0.0, []
     for epoch in range(epochs):
         weight = schedule(epoch) if schedule is not None else 0.0
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         for batch in batches(data["train"], task.batch_size, shuffle):
             out = model(batch, regularizer=regularizer)
             loss = (
@@ -454,8 +480,10 @@ def _train_e2e(task_name: str, method: str, epochs: int, seed: int) -> dict:
             loss.backward()
             optimizer.step()
         seconds += time.perf_counter() - start
+        cpu += time.process_time() - start_cpu
         val_metric, val_nfe = evaluate(model, data["val"], 256)
-        curve.append({"epoch": epoch + 1, "seconds": seconds, "val_metric": val_metric, "val_nfe": val_nfe})
+        curve.append({"epoch": epoch + 1, "seconds": seconds, "cpu_seconds": cpu, "val_metric": val_metric,
+                      "val_nfe": val_nfe})  # fmt: skip
     return {"method": method, "curve": curve}
 
 
@@ -487,10 +515,14 @@ def run_e2e(args: argparse.Namespace) -> dict:
                 "train_seconds": r["curve"][-1]["seconds"],
                 "epochs_to_target": hit["epoch"] if hit else None,
                 "seconds_to_target": hit["seconds"] if hit else math.nan,
+                "cpu_seconds_to_target": hit["cpu_seconds"] if hit else math.nan,
             }
         )
     for row in rows:
         row["time_to_target_vs_torchdiffeq"] = ratio(row["seconds_to_target"], rows[0]["seconds_to_target"])
+        row["cpu_to_target_vs_torchdiffeq"] = ratio(
+            row["cpu_seconds_to_target"], rows[0]["cpu_seconds_to_target"]
+        )
     print_table(
         rows,
         list(rows[0]),
