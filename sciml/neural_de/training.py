@@ -171,7 +171,9 @@ def _seed_everything(seed: int) -> None:
 
 
 def _forward_nfe(out: TaskOutput) -> int:
-    return out.result.solution.stats.nfe
+    """The solve's work: its NFE, plus ``n·NJEV`` for implicit methods (:attr:`NeuralODEResult.work`)."""
+    work = out.result.work
+    return out.result.solution.stats.nfe if work is None else work
 
 
 def evaluate(model: nn.Module, data: tuple[torch.Tensor, ...], batch_size: int) -> tuple[float, float]:
