@@ -45,8 +45,15 @@ def test_generator_agrees_with_scipy_radau(small_data):
 
     c0, truth, _ = small_data
     times = np.asarray(OBSERVATION_TIMES)
+    k1, k2, k3, k4 = RATES
+
+    def jac(t, y):  # exact Jacobian (scipy's difference quotients overflow on this problem)
+        a, b, c, _ = y
+        return np.array([[-k1, k3 * c, k3 * b, 0], [k1, -2 * k2 * b - k3 * c, -k3 * b, 0],
+                         [0, 2 * k2 * b, -k4, 0], [0, 0, k4, 0]])  # fmt: skip
+
     ref = solve_ivp(lambda t, y: kinetics_rhs(y), (0, times[-1]), c0[0], method="Radau", t_eval=times,
-                    rtol=1e-9, atol=1e-15).y.T  # fmt: skip
+                    rtol=1e-9, atol=1e-15, jac=jac).y.T  # fmt: skip
     scale = np.asarray(SCALES)
     np.testing.assert_allclose(truth[0] / scale, ref / scale, rtol=0, atol=1e-6)
 
@@ -111,6 +118,7 @@ def test_kinetics_task_splits():
     assert torch.unique(c0[:, 0]).numel() == 300  # disjoint splits
 
 
+@pytest.mark.slow  # ~15 s alone, a minute on a loaded machine: three backprops through ~90 Rodas5P steps
 def test_kinetics_task_trains_a_few_steps_and_its_loss_decreases(small_data):
     task = get_task("kinetics", "node")
     c0, truth, observed = small_data
