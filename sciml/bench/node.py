@@ -273,9 +273,9 @@ def run_sweep(args: argparse.Namespace) -> dict:
     if todo:
         run_trainings(todo, args.jobs, root)
     points = []
-    for label, group in [("vanilla", [c for c in configs if c.reg == "vanilla"])] + [
-        (w, [c for c in configs if c.reg != "vanilla" and c.weight == w]) for w in weights
-    ]:
+    groups = [[c for c in configs if c.reg == "vanilla"]]
+    groups += [[c for c in configs if c.reg != "vanilla" and c.weight == w] for w in weights]
+    for label, group in zip(["vanilla", *weights], groups):
         evals = [_validation(c) for c in group]
         points.append(
             {
@@ -315,7 +315,14 @@ def run_sweep(args: argparse.Namespace) -> dict:
             f"{chosen['test_nfe']:.0f} (vanilla {base['test_nfe']:.0f})"
         )
     _plot_sweep(points, task_name, variant, task.metric, Path(args.out) / "node-sweep.png")
+    describe = getattr(task, "describe_runs", None)  # tasks with more solver statistics (kinetics)
+    details = None
+    if describe is not None:
+        details = describe([(f"{p['method']} {p['weight'] or ''}".strip(), [c.out for c in group])
+                            for p, group in zip(points, groups)])  # fmt: skip
+        print_table(details, list(details[0]), f"{task_name}: test-split prediction cost (seed means)")
     return {
+        "details": details,
         "rows": points,
         "task": task_name,
         "variant": variant,

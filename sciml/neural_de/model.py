@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -48,11 +48,14 @@ class NeuralODEResult(NamedTuple):
         ys: states at the save times, ``(len(saveat), *y0.shape)`` (``(1, *y0.shape)`` for the final state).
         solution: the solver's :class:`~sciml.solvers.solution.Solution` (for NFE and global regularizers).
         regularization: the regularizer's scalar, or None.
+        work: ``NFE + n·NJEV`` of the solve (``n`` the size of one Jacobian block: the last dimension of
+            the state with ``jac="batched"``, the whole state otherwise); the NFE for explicit methods.
     """
 
     ys: torch.Tensor
     solution: Solution
     regularization: torch.Tensor | None
+    work: int | None = None
 
 
 class _Counter(nn.Module):
@@ -108,12 +111,16 @@ class NeuralODE(nn.Module):
         field: an ``nn.Module`` called as ``field(t, y)`` (t a 0-d tensor); wrap a network of the state alone
             in :class:`Autonomous`.
         t_span: integration interval (increasing).
-        method: ``"tsit5"`` (default), ``"dp5"`` or ``"bs3"`` (the torchdiffeq backend uses its dopri5).
+        method: ``"tsit5"`` (default), ``"dp5"`` or ``"bs3"`` (the torchdiffeq backend uses its dopri5); for
+            stiff fields the implicit ``"rodas5p"``, ``"rosenbrock23"`` or ``"auto"``.
         rtol, atol: solver tolerances.
         backend: ``"backprop"`` (differentiate through our solver: global regularizers available),
             ``"continuous"`` (our continuous adjoint) or ``"torchdiffeq"`` (``torchdiffeq.odeint_adjoint`` as
             the black-box main solver; NFE counted by wrapping the field).
         max_steps: step limit of each solve.
+        jac: Jacobian option of the implicit methods (see :func:`~sciml.solvers.ode.solve`): None
+            (dense), ``"batched"`` (the rows of a ``(batch, d)`` state are independent samples), ``"fd"`` or
+            a callable.
 
     Raises:
         ValueError: unknown backend or method, decreasing ``t_span``.
@@ -130,6 +137,7 @@ class NeuralODE(nn.Module):
         atol: float = 1e-5,
         backend: str = "backprop",
         max_steps: int = 10_000,
+        jac: Any = None,
     ):
         super().__init__()
         _check_field(field)
@@ -148,6 +156,7 @@ class NeuralODE(nn.Module):
             backend,
             max_steps,
         )
+        self.jac = jac
 
     def forward(
         self,
@@ -181,7 +190,9 @@ class NeuralODE(nn.Module):
         ys = ys_all[[index[t] for t in times]]
         if reg is not None and augmented is None:
             regularization = reg(self, solution, ys_all, index, sample)
-        return NeuralODEResult(ys, solution, regularization)
+        block = state.shape[-1] if self.jac == "batched" else state.numel()
+        work = solution.stats.nfe + block * solution.stats.njev
+        return NeuralODEResult(ys, solution, regularization, work)
 
     def _solve(self, field, y0, t_span, times, save_steps) -> Solution:
         if self.backend == "torchdiffeq":
@@ -201,9 +212,10 @@ class NeuralODE(nn.Module):
             )
         problem = ODEProblem(field, y0, t_span)
         adjoint = "continuous" if self.backend == "continuous" else "backprop"
+        implicit = {} if self.jac is None else {"jac": self.jac}
         return solve(
             problem, self.method, rtol=self.rtol, atol=self.atol, saveat=times,
-            save_steps=save_steps, adjoint=adjoint, max_steps=self.max_steps,
+            save_steps=save_steps, adjoint=adjoint, max_steps=self.max_steps, **implicit,
         )  # fmt: skip
 
     def local_error(self, t: float, y: torch.Tensor) -> torch.Tensor:

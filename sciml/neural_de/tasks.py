@@ -42,7 +42,7 @@ from sciml.neural_de.sde import DIGITS_SDE, SPIRAL_SDE
 
 __all__ = [
     "Task", "TaskOutput", "TASKS", "get_task", "DigitsTask", "LatentTask", "LatentHardTask", "MNIST1DTask",
-    "SpiralTask",
+    "SpiralTask", "KineticsTask",
 ]  # fmt: skip
 
 
@@ -416,6 +416,57 @@ class SpiralTask(Task):
         return _SpiralModel(CubicField(), window, self.horizon, times, **solver)
 
 
+# ------------------------------------------------------------------------------------------ kinetics
+class _KineticsModel(nn.Module):
+    def __init__(self, node: NeuralODE, taus: torch.Tensor):
+        super().__init__()
+        self.node = node
+        self.register_buffer("taus", taus)
+
+    def forward(self, batch, regularizer=None) -> TaskOutput:
+        x0, observed, _ = batch  # scaled initial state (B, 4), noisy observations and truth (B, 31, 4)
+        result = self.node(x0, saveat=self.taus, regularizer=regularizer)
+        sq = (result.ys.transpose(0, 1) - observed).pow(2)
+        return TaskOutput(sq.mean(), sq.sum().item(), sq.numel(), result)
+
+
+@dataclass(frozen=True)
+class KineticsTask(Task):
+    """A stiff neural ODE (:mod:`sciml.neural_de.kinetics`): candidate mass-action network with learnable
+    log rates plus an MLP correction, Rodas5P with per-trajectory Jacobian blocks, float64. 300 noisy
+    trajectories (frozen data seed 0, split seed 1: 200/50/50). Metric: MSE on the noisy scaled
+    observations (noise floor 1e-4)."""
+
+    n_traj: int = 300
+    method: str = "rodas5p"
+
+    def data(self):
+        from sciml.neural_de.kinetics import SCALES, kinetics_data
+
+        c0, truth, observed = kinetics_data(self.n_traj, seed=0)
+        s = np.asarray(SCALES)
+        arrays = [torch.from_numpy(a) for a in (c0 / s, observed, truth / s)]
+        parts = split_indices(self.n_traj, (2 / 3, 1 / 6, 1 / 6), seed=1)
+        return {k: tuple(a[idx] for a in arrays) for k, idx in parts.items()}
+
+    def model(self, backend):
+        from sciml.neural_de.kinetics import OBSERVATION_TIMES, RATES, TAU_END, KineticsField, log_time
+
+        log_k = torch.log(torch.tensor(RATES, dtype=torch.float64))  # literature values, off by <= 1.5x:
+        log_k = log_k + math.log(1.5) * (2 * torch.rand(4, dtype=torch.float64) - 1)
+        field = KineticsField(log_k).double()
+        node = NeuralODE(field, (0.0, TAU_END), method=self.method, rtol=self.rtol, atol=self.atol,
+                         backend=backend, jac="batched")  # fmt: skip
+        taus = torch.tensor([log_time(t) for t in OBSERVATION_TIMES], dtype=torch.float64)
+        return _KineticsModel(node, taus)
+
+    def describe_runs(self, groups: list[tuple[str, list[str]]]) -> list[dict]:
+        """NFE, NJEV, work and Tsit5's cost of trained runs (see :func:`.kinetics.describe_runs`)."""
+        from sciml.neural_de.kinetics import describe_runs
+
+        return describe_runs(self, groups)
+
+
 #: name -> task (``kind`` says which ``sciml train`` sub-command lists it)
 TASKS: dict[str, Task] = {
     "digits": DigitsTask(
@@ -432,6 +483,9 @@ TASKS: dict[str, Task] = {
     ),
     "spiral": SpiralTask(
         "spiral", "node", "mse", False, epochs=20, batch_size=20, lr=1e-3, rtol=1e-6, atol=1e-6
+    ),
+    "kinetics": KineticsTask(
+        "kinetics", "node", "mse", False, epochs=20, batch_size=100, lr=0.02, rtol=1e-4, atol=1e-5
     ),
     "spiral-sde": SPIRAL_SDE,
     "digits-sde": DIGITS_SDE,
