@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--qg-n", type=int, choices=(32, 64), default=32, help="QG grid (64: spun up on first use)"
     )
+    parser.add_argument(
+        "--qg-band", type=int, default=None, help="QG sparse kinds: regress on modes |k| <= this index only"
+    )
     parser.add_argument("--noise", type=float, default=0.01, help="noise level of table 2 (fraction of std)")
     parser.add_argument("--members", type=int, default=100, help="EnKF members (default 100)")
     parser.add_argument("--seeds", type=int, default=None, help="noise seeds per case (default 1; --full: 3)")
@@ -337,7 +340,8 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 p, q, info = data
             try:
-                (fit, history), wall, cpu = _timed(discover_qg, case.model(truth), p, q)
+                band = getattr(args, "qg_band", None) if kind.startswith("sparse") else None
+                (fit, history), wall, cpu = _timed(discover_qg, case.model(truth), p, q, band=band)
                 terms, failure, rounds = fit.terms, None, len(history)
             except ValueError as exc:  # e.g. a stretching correction that leaves no valid model
                 terms, failure, rounds, wall, cpu = {}, str(exc), 0, math.nan, math.nan
@@ -384,6 +388,7 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
         "rows": rows,
         "pairs": args.qg_pairs,
         "grid": n,
+        "sparse_band": getattr(args, "qg_band", None),
         "sparse_pairs": sparse_pairs,
         "interpolator_training": training,
         "enkf": {"steps": enkf_steps, "burn_in": enkf_burn_in, "members": args.members, "noise": args.noise},
