@@ -434,3 +434,12 @@ def test_help_texts_show_plain_percent_signs(capsys):
             main(argv)
         out = capsys.readouterr().out
         assert "%%" not in out and "%(" not in out
+
+
+def test_bench_qg_grid_is_checked(capsys):
+    """``--qg-n`` takes the two grids with a truth recipe (32, 64); another size is refused by name."""
+    from sciml.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "medida", "--system", "qg", "--qg-n", "48"])
+    assert "--qg-n" in capsys.readouterr().err

@@ -104,3 +104,23 @@ def test_cli_rejects_sparse_with_noise_and_sparse_for_ks(capsys):
     assert "one kind of degraded observation" in capsys.readouterr().err
     assert main(["medida", "--case", "3", "--sparse", "rff"]) != 0
     assert "--sparse applies to the QG cases" in capsys.readouterr().err
+
+
+def test_band_limited_regression_ignores_small_scale_errors(tiny):
+    """Errors confined to small scales (as interpolation leaves them) do not enter a regression on the band
+    ``max(|kx|, |ky|) <= 4``: the right terms of the β case come back; a bad band is refused by name."""
+    truth, window = tiny
+    case = QG_CASES["qg-beta"]
+    prev, nxt = window[:4], window[1:5].copy()
+    g = L / 16 * np.arange(16)
+    yy, xx = np.meshgrid(g, g, indexing="ij")
+    k = 2 * math.pi / L
+    nxt += 0.05 * nxt.std() * np.cos(5 * k * xx + 2 * k * yy)  # outside the band, inside the dealiased one
+    true = case.true_correction(truth)
+    fit, _ = discover_qg(case.model(truth), prev, nxt, band=4)
+    assert set(fit.terms) == set(true)
+    assert max(abs(fit.terms[t] - v) / abs(v) for t, v in true.items()) < 1e-6
+    loose, _ = discover_qg(case.model(truth), prev, nxt)
+    assert set(loose.terms) != set(true)
+    with pytest.raises(ValueError, match="band"):
+        discover_qg(case.model(truth), prev, nxt, band=0)

@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cases", type=int, nargs="+", default=None, help="case numbers (default: all 18)")
     parser.add_argument("--qg-pairs", type=int, default=8, help="observation pairs of the QG cases")
+    parser.add_argument(
+        "--qg-n", type=int, choices=(32, 64), default=32, help="QG grid (64: spun up on first use)"
+    )
+    parser.add_argument(
+        "--qg-band", type=int, default=None, help="QG sparse kinds: regress on modes |k| <= this index only"
+    )
     parser.add_argument("--noise", type=float, default=0.01, help="noise level of table 2 (fraction of std)")
     parser.add_argument("--members", type=int, default=100, help="EnKF members (default 100)")
     parser.add_argument("--seeds", type=int, default=None, help="noise seeds per case (default 1; --full: 3)")
@@ -302,7 +308,9 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
 
     full = bool(getattr(args, "full", False))
     print("computing / loading the QG truth (spin-up cached in HDF5 after the first run) ...", flush=True)
-    prev, nxt = qg_observations(args.qg_pairs)
+    n = int(getattr(args, "qg_n", 32))
+    truth = qg_truth(n)
+    prev, nxt = qg_observations(args.qg_pairs, n=n)
     sparse_pairs = min(args.qg_pairs, 8 if full else 4)
     training = {"scale": 2.0, "features": 128}  # RFF: scale by the hold-out error of a 64x64 pair
     training.update({} if full else {"adam_steps": 1000, "lbfgs_steps": 300})
@@ -311,7 +319,7 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
     if not args.skip_sparse:
         for interp in ("cubic", "mlp", "rff"):
             kinds[f"sparse 25% {interp}"] = sparse_qg_pairs(
-                prev[:sparse_pairs], nxt[:sparse_pairs], qg_truth().L, interp, progress=True, **training
+                prev[:sparse_pairs], nxt[:sparse_pairs], truth.L, interp, progress=True, **training
             )
             print(
                 f"  {interp}: state error {kinds[f'sparse 25% {interp}'][2]['state_error']:.3g}", flush=True
@@ -323,7 +331,7 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
         for name, case in QG_CASES.items():
             if data is None:  # the filter runs with each imperfect model
                 p, q, info = qg_enkf_pairs(
-                    case.model(),
+                    case.model(truth),
                     noise=args.noise,
                     members=args.members,
                     steps=enkf_steps,
@@ -332,11 +340,12 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 p, q, info = data
             try:
-                (fit, history), wall, cpu = _timed(discover_qg, case.model(), p, q)
+                band = getattr(args, "qg_band", None) if kind.startswith("sparse") else None
+                (fit, history), wall, cpu = _timed(discover_qg, case.model(truth), p, q, band=band)
                 terms, failure, rounds = fit.terms, None, len(history)
             except ValueError as exc:  # e.g. a stretching correction that leaves no valid model
                 terms, failure, rounds, wall, cpu = {}, str(exc), 0, math.nan, math.nan
-            true = case.true_correction()
+            true = case.true_correction(truth)
             row = _row(name, 0.0, f"qg {kind}", true, terms, wall, cpu_seconds=cpu, failure=failure, **info)
             rows.append(row)
             table.append(
@@ -368,7 +377,8 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
             "seconds",
             "obs s",
         ],
-        f"two-layer QG 32x32: {args.qg_pairs} full noise-free pairs / {sparse_pairs} sparse noise-free pairs "
+        f"two-layer QG {n}x{n}: {args.qg_pairs} full noise-free pairs / {sparse_pairs} sparse noise-free "
+        "pairs "
         f"(25 % of the points) / {enkf_steps - enkf_burn_in} EnKF analysis pairs ({args.members} members, "
         f"{args.noise:g} noise); dt = 0.1",
     )
@@ -377,6 +387,8 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
         "system": "qg",
         "rows": rows,
         "pairs": args.qg_pairs,
+        "grid": n,
+        "sparse_band": getattr(args, "qg_band", None),
         "sparse_pairs": sparse_pairs,
         "interpolator_training": training,
         "enkf": {"steps": enkf_steps, "burn_in": enkf_burn_in, "members": args.members, "noise": args.noise},

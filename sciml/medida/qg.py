@@ -229,6 +229,15 @@ def _one_step(model: QGProblem, weights, q: torch.Tensor, dt: float) -> torch.Te
     return corrected_stepper(model, weights, dt).advance(q, 1)
 
 
+def _low_pass(x: torch.Tensor, band: int) -> torch.Tensor:
+    """``x`` (``(..., n, n)``) with only its Fourier modes ``max(|kx|, |ky|) <= band`` kept."""
+    n = x.shape[-1]
+    k = torch.fft.fftfreq(n, 1.0 / n).abs()
+    kr = torch.fft.rfftfreq(n, 1.0 / n)
+    mask = (k[:, None] <= band) & (kr[None, :] <= band)
+    return torch.fft.irfft2(torch.fft.rfft2(x) * mask, s=(n, n))
+
+
 def discover_qg(
     model: QGProblem,
     q_prev: np.ndarray,
@@ -239,6 +248,7 @@ def discover_qg(
     max_iterations: int = 6,
     tol: float = 1e-8,
     eps: float = 1e-4,
+    band: int | None = None,
     progress: bool = False,
 ) -> tuple[Correction, list[dict[str, Any]]]:
     """Discover the correction of the QG ``model`` from observed pairs (full, interpolated or analyses).
@@ -252,6 +262,8 @@ def discover_qg(
         threshold_lambda: ARD pruning threshold (unit-RMS scaling).
         max_iterations, tol: Gauss–Newton rounds; stop when the terms repeat and coefficients change < tol.
         eps: central-difference step on each coefficient for the one-step regressors.
+        band: regress on the Fourier modes with ``max(|kx|, |ky|) <= band`` only (wavenumber indices;
+            ``None``: all): interpolated sparse observations resolve the large scales only.
         progress: a tqdm bar over the rounds.
 
     Returns:
@@ -267,6 +279,8 @@ def discover_qg(
         raise ValueError(f"q_prev and q_next must both have shape (P, 2, {n}, {n})")
     if not (bool(torch.isfinite(q_prev).all()) and bool(torch.isfinite(q_next).all())):
         raise ValueError("observed states hold NaN or inf")
+    if band is not None and not (isinstance(band, int) and 1 <= band <= n // 2):
+        raise ValueError(f"`band` must be an integer wavenumber index in [1, {n // 2}] or None, got {band!r}")
     library = qg_library()
     K = len(library)
     weights = np.zeros(K)
@@ -291,6 +305,9 @@ def discover_qg(
         # the weaker lower layer is not drowned by the upper one
         rows = F * row_scale[None, :, None, None, None]
         target = y * row_scale[None, :, None, None]
+        if band is not None:  # least squares on the resolved modes (Parseval: the same as filtered rows)
+            rows = _low_pass(rows.movedim(-1, 0), band).movedim(0, -1)
+            target = _low_pass(target, band)
         fit = sparse_bayesian_regression(
             rows.reshape(-1, K).numpy(),
             target.reshape(-1).numpy(),
