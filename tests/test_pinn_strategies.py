@@ -191,3 +191,31 @@ def test_bench_pde_skips_deepxde_with_a_message_when_it_is_missing(monkeypatch, 
     text = capsys.readouterr().out
     assert "DeepXDE baseline skipped: deepxde is not installed (test)" in text
     assert "smoke run" in text
+
+
+def test_rwf_starts_from_the_plain_network_and_factorises_each_weight():
+    torch.manual_seed(0)
+    plain = PINN(2, 1, (16, 16), periodic=(0,), generator=torch.Generator().manual_seed(3)).double()
+    rwf = PINN(
+        2, 1, (16, 16), periodic=(0,), rwf=True, rwf_mean=0.5, generator=torch.Generator().manual_seed(3)
+    ).double()
+    x = torch.rand(40, 2, dtype=torch.float64) * 2 - 1
+    torch.testing.assert_close(rwf(x), plain(x), rtol=1e-6, atol=1e-6)  # same function at initialisation
+    assert len(rwf.rwf_scales) == len(rwf.layers)
+    for s, layer, w in zip(rwf.rwf_scales, rwf.layers, rwf.dense_weights()):
+        assert s.shape == (layer.weight.shape[0],)
+        torch.testing.assert_close(w, torch.exp(s)[:, None] * layer.weight)  # W = diag(exp(s)) V
+    scales = torch.cat([s.detach() for s in rwf.rwf_scales])
+    assert abs(float(scales.mean()) - 0.5) < 0.05 and 0.05 < float(scales.std()) < 0.15
+    # the scales are trained: a gradient step changes the function through s alone
+    rwf(x).sum().backward()
+    assert all(s.grad is not None and s.grad.abs().sum() > 0 for s in rwf.rwf_scales)
+    keys = {(0, dims) for dims in [(), (0,), (1,), (0, 0), (1, 1)]}
+    fast = derivatives(rwf, x, ("x", "t"), ("u",), keys)
+    slow = AutogradDerivatives(rwf, x, ("x", "t"), ("u",))
+    for key in ("u", "u_x", "u_t", "u_xx", "u_tt"):
+        torch.testing.assert_close(fast[key], slow[key], rtol=1e-11, atol=1e-11, msg=key)
+    with pytest.raises(ValueError, match="rwf_std"):
+        PINN(2, 1, rwf=True, rwf_std=-0.1)
+    with pytest.raises(ValueError, match="rwf"):
+        PINN(2, 1, rwf=1)

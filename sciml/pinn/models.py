@@ -80,10 +80,18 @@ class PINN(_Normalized):
             is exactly periodic in it (Dong & Ni, JCP 2021; Wang et al., *An expert's guide to training
             PINNs*, 2023). Not combined with ``fourier_features``.
         harmonics: number of harmonics per periodic column.
+        rwf: random weight factorisation of every dense layer (Wang, Wang, Wang & Perdikaris, *Random
+            weight factorization improves the training of continuous neural representations*, 2022; the
+            expert's guide, 2023): ``W = diag(exp(s)) V`` with a trainable log-scale ``s`` per output
+            neuron, ``s ~ N(rwf_mean, rwf_std²)`` at initialisation and ``V = W₀ / exp(s)`` for the Glorot
+            ``W₀``, so the initial function is that of the plain network; only the parametrisation (and
+            hence the gradient descent path) changes.
+        rwf_mean, rwf_std: mean and standard deviation of the initial log-scales (the guide: 1.0 and 0.1,
+            or 0.5 and 0.1).
         generator: seeds the initialisation.
 
     Raises:
-        ValueError: non-positive sizes, or periodic columns out of range.
+        ValueError: non-positive sizes, periodic columns out of range, or a negative ``rwf_std``.
     """
 
     def __init__(
@@ -98,10 +106,17 @@ class PINN(_Normalized):
         fourier_scale: float = 1.0,
         periodic: Sequence[int] = (),
         harmonics: int = 1,
+        rwf: bool = False,
+        rwf_mean: float = 1.0,
+        rwf_std: float = 0.1,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         _check_features(in_features, out_features)
+        if not isinstance(rwf, bool):
+            raise ValueError(f"`rwf` must be True or False, got {rwf!r}")
+        if rwf and not (math.isfinite(rwf_mean) and math.isfinite(rwf_std) and rwf_std >= 0):
+            raise ValueError(f"`rwf_mean` must be finite and `rwf_std` ≥ 0, got {rwf_mean!r}, {rwf_std!r}")
         hidden = tuple(hidden)
         periodic = tuple(periodic)
         if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < in_features for i in periodic):
@@ -151,6 +166,22 @@ class PINN(_Normalized):
             with torch.no_grad():
                 layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * std)
                 layer.bias.zero_()
+        #: RWF log-scales, one vector per layer (``layer.weight`` then holds ``V``); None without RWF
+        self.rwf_scales: nn.ParameterList | None = None
+        if rwf:
+            scales = []
+            for layer in self.layers:
+                s = rwf_mean + rwf_std * torch.randn(layer.weight.shape[0], generator=generator)
+                with torch.no_grad():
+                    layer.weight.div_(torch.exp(s)[:, None])
+                scales.append(nn.Parameter(s))
+            self.rwf_scales = nn.ParameterList(scales)
+
+    def dense_weights(self) -> list[torch.Tensor]:
+        """The effective weight matrix of each dense layer (``diag(exp(s)) V`` with RWF)."""
+        if self.rwf_scales is None:
+            return [layer.weight for layer in self.layers]
+        return [torch.exp(s)[:, None] * layer.weight for s, layer in zip(self.rwf_scales, self.layers)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.normalize(x)
@@ -160,9 +191,10 @@ class PINN(_Normalized):
         if self.fourier is not None:
             z = h @ self.fourier.T
             h = torch.cat([torch.sin(z), torch.cos(z)], dim=-1)
-        for layer in self.layers[:-1]:
-            h = torch.tanh(layer(h))
-        return self.layers[-1](h)
+        weights = self.dense_weights()
+        for W, layer in zip(weights[:-1], self.layers[:-1]):
+            h = torch.tanh(torch.nn.functional.linear(h, W, layer.bias))
+        return torch.nn.functional.linear(h, weights[-1], self.layers[-1].bias)
 
     def jet(self, x: torch.Tensor, spec: J.JetSpec) -> J.Jet:
         """Value and input derivatives in one forward pass (see :mod:`sciml.pinn.jet`)."""
@@ -177,9 +209,10 @@ class PINN(_Normalized):
         if self.fourier is not None:
             z = J.linear(jet, self.fourier, None)
             jet = J.concat([J.sin(z, spec), J.cos(z, spec)])
-        for layer in self.layers[:-1]:
-            jet = J.tanh(J.linear(jet, layer.weight, layer.bias), spec)
-        return J.linear(jet, self.layers[-1].weight, self.layers[-1].bias)
+        weights = self.dense_weights()
+        for W, layer in zip(weights[:-1], self.layers[:-1]):
+            jet = J.tanh(J.linear(jet, W, layer.bias), spec)
+        return J.linear(jet, weights[-1], self.layers[-1].bias)
 
 
 class PIG(_Normalized):
