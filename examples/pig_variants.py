@@ -18,9 +18,9 @@ import argparse
 import dataclasses
 import json
 
+import sciml.problems.pde as pde
 import torch
 
-import sciml.problems.pde as pde
 from sciml.pinn import PIG, Constrained, train
 from sciml.pinn.presets import preset
 
@@ -64,7 +64,7 @@ def main() -> None:
         model = model.to(torch.float64 if config.dtype == "float64" else torch.float32)
         row = (name, validation_error(problem, model), result.rel_l2, result.cpu_seconds, result.iterations)
         rows.append(row)
-        print(f"{name:>24}  val {row[1]:.3e}  test {row[2]:.3e}  cpu {row[3]:6.1f} s  it {row[4]}", flush=True)
+        print(f"{name:>24}  val {row[1]:.3e}  test {row[2]:.3e}  cpu {row[3]:.1f} s  it {row[4]}", flush=True)
     base = rows[0][1]
     print(f"\n{'variant':>24}  {'validation':>10}  {'/ first':>7}  {'test':>9}  {'CPU s':>6}")
     for name, val, test, cpu, _ in rows:

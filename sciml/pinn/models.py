@@ -236,7 +236,7 @@ class PIG(_Normalized):
         self._set_box(in_features, lower, upper)
         self.channels = channels
         d = in_features
-        if channels == "separate":  # k independent sets of N Gaussians: channel c holds rows c·N … (c+1)·N − 1
+        if channels == "separate":  # k sets of N Gaussians: channel c holds rows c·N … (c+1)·N − 1
             n_gaussians = n_gaussians * feature_dim
         self.means = nn.Parameter(torch.rand(n_gaussians, d, generator=generator) * 2 - 1)
         # diagonal: log of the inverse scales; full: log-diagonal and strictly lower part of the
@@ -248,7 +248,8 @@ class PIG(_Normalized):
         else:
             self.offdiag = None
         if channels == "shared":
-            self.weights = nn.Parameter(torch.randn(n_gaussians, feature_dim, generator=generator) * weight_std)
+            weights = torch.randn(n_gaussians, feature_dim, generator=generator)
+            self.weights = nn.Parameter(weights * weight_std)
         else:  # one scalar weight per Gaussian, placed in its channel's column by a fixed one-hot matrix
             self.weights = nn.Parameter(torch.randn(n_gaussians, generator=generator) * weight_std)
             channel = torch.arange(n_gaussians) // (n_gaussians // feature_dim)
