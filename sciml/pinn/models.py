@@ -228,11 +228,15 @@ class PIG(_Normalized):
         full_covariance: learn a full covariance per Gaussian (a lower-triangular Cholesky factor of the
             precision, positive diagonal) instead of diagonal scales.
         weight_std: standard deviation of the initial Gaussian weights.
+        channels: ``"shared"`` — ``N`` Gaussians, each with a ``k``-dimensional weight vector (the paper's
+            description); ``"separate"`` — each of the ``k`` features has its own ``N`` Gaussians with a
+            scalar weight (``k·N`` Gaussians in all; the authors' released code). ``"separate"`` costs
+            ``k`` times the Gaussian evaluations of ``"shared"`` for the same ``N``.
         lower, upper: the problem's box; the means start uniform in it.
         generator: seeds the initialisation.
 
     Raises:
-        ValueError: non-positive sizes or scales.
+        ValueError: non-positive sizes or scales, an unknown ``channels``.
     """
 
     def __init__(
@@ -246,12 +250,15 @@ class PIG(_Normalized):
         sigma: float = 0.1,
         full_covariance: bool = False,
         weight_std: float = 0.01,
+        channels: str = "shared",
         lower: Sequence[float] | None = None,
         upper: Sequence[float] | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         _check_features(in_features, out_features)
+        if channels not in ("shared", "separate"):
+            raise ValueError(f"`channels` must be 'shared' or 'separate', got {channels!r}")
         for name, value in (("n_gaussians", n_gaussians), ("feature_dim", feature_dim), ("hidden", hidden)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
@@ -260,7 +267,10 @@ class PIG(_Normalized):
         self.in_features, self.out_features = in_features, out_features
         self.full_covariance = bool(full_covariance)
         self._set_box(in_features, lower, upper)
+        self.channels = channels
         d = in_features
+        if channels == "separate":  # k sets of N Gaussians: channel c holds rows c·N … (c+1)·N − 1
+            n_gaussians = n_gaussians * feature_dim
         self.means = nn.Parameter(torch.rand(n_gaussians, d, generator=generator) * 2 - 1)
         # diagonal: log of the inverse scales; full: log-diagonal and strictly lower part of the
         # Cholesky factor L of the precision (q = |Lᵀ (x − μ)|²)
@@ -270,7 +280,14 @@ class PIG(_Normalized):
             self.register_buffer("_tril", torch.tril(torch.ones(d, d), diagonal=-1))
         else:
             self.offdiag = None
-        self.weights = nn.Parameter(torch.randn(n_gaussians, feature_dim, generator=generator) * weight_std)
+        if channels == "shared":
+            weights = torch.randn(n_gaussians, feature_dim, generator=generator)
+            self.weights = nn.Parameter(weights * weight_std)
+        else:  # one scalar weight per Gaussian, placed in its channel's column by a fixed one-hot matrix
+            self.weights = nn.Parameter(torch.randn(n_gaussians, generator=generator) * weight_std)
+            channel = torch.arange(n_gaussians) // (n_gaussians // feature_dim)
+            self.register_buffer("_onehot", nn.functional.one_hot(channel, feature_dim).float())
+        self.feature_dim = feature_dim
         self.hidden = nn.Linear(feature_dim, hidden)
         self.output = nn.Linear(hidden, out_features)
         for layer in (self.hidden, self.output):
@@ -281,7 +298,14 @@ class PIG(_Normalized):
 
     @property
     def n_gaussians(self) -> int:
+        """All Gaussians (``k·N`` with ``channels="separate"``)."""
         return self.means.shape[0]
+
+    def weight_matrix(self) -> torch.Tensor:
+        """The Gaussians' weights as ``(n_gaussians, k)``: features are ``Φ @ weight_matrix()``."""
+        if self.channels == "shared":
+            return self.weights
+        return self.weights[:, None] * self._onehot
 
     def cholesky(self) -> torch.Tensor:
         """The precision's Cholesky factors ``L`` (``(N, d, d)``, lower-triangular)."""
@@ -324,7 +348,7 @@ class PIG(_Normalized):
         """The Gaussian features ``(n, k)``."""
         P = self.precision()
         b = (P @ self.means[:, :, None])[:, :, 0]
-        return self._phi(self.normalize(x), P, b) @ self.weights
+        return self._phi(self.normalize(x), P, b) @ self.weight_matrix()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output(torch.tanh(self.hidden(self.features(x))))
@@ -340,7 +364,7 @@ class PIG(_Normalized):
         P = self.precision()
         b = (P @ self.means[:, :, None])[:, :, 0]
         phi = self._phi(h, P, b)
-        W = self.weights
+        W = self.weight_matrix()
         d = h.shape[1]
         full = self.offdiag is not None
         blocks: list[torch.Tensor] = [W]

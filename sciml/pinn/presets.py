@@ -64,12 +64,17 @@ class Preset:
 
 
 _QUICK = {"n_residual": 256, "n_condition": 64}
-#: the paper's budgets: 50 000 Adam steps with decay, points resampled every step (flow mixing, Klein–Gordon,
-#: ...), or 2000 L-BFGS iterations on 10k + 10k points (Helmholtz)
-_FULL_ADAM = {"adam_iterations": 50000, "lbfgs_iterations": 0, "decay_every": 2000, "resample_every": 1}
-_FULL_LBFGS = {"lbfgs_iterations": 2000, "n_residual": 10000, "n_condition": 10000, "resample_every": 1}
+#: the paper's budgets, as its released code runs them: 50 000 Adam steps, learning rate × 0.9 every 2000,
+#: new points every 100 steps (flow mixing, Klein–Gordon, ...); Helmholtz: 2001 calls of torch's L-BFGS
+#: ``step`` with its default ``max_iter=20`` — up to 40 020 iterations — on 10k + 10k points drawn anew for
+#: each call
+_FULL_ADAM = {"adam_iterations": 50000, "lbfgs_iterations": 0, "decay_every": 2000, "resample_every": 100}
+_FULL_LBFGS = {"lbfgs_iterations": 40000, "n_residual": 10000, "n_condition": 10000, "resample_every": 20}
 _ODE_PINN = {"hidden": (32, 32)}
 _ODE_PIG = {"n_gaussians": 40, "sigma": 0.1}
+#: smooth (polynomial) solutions want wide Gaussians: validation error (seed 1, random points) at σ = 0.1,
+#: 0.2, 0.4, 0.8 — legendre 1.5e-4, 2.0e-5, 6.0e-6, 2.6e-6; hypergeometric 1.1e-5, 1.6e-6, 8.1e-7, 1.7e-6
+_SMOOTH_ODE_PIG = {"n_gaussians": 40, "sigma": 0.4}
 _ODE_TRAIN = TrainConfig(
     adam_iterations=500, lbfgs_iterations=1000, lr=3e-3, n_residual=256, resample_every=50, eval_every=250,
     dtype="float64",
@@ -198,7 +203,8 @@ PRESETS: dict[str, Preset] = {
         full=_FULL_ADAM,
     ),
     "poisson": Preset(
-        pig={"n_gaussians": 400, "sigma": 0.1},
+        # validation error (seed 1, random points): σ = 0.1: 1.7e-3, 0.2: 1.1e-4, 0.3: 1.1e-4 (smooth u)
+        pig={"n_gaussians": 400, "sigma": 0.3},
         train=TrainConfig(
             adam_iterations=0,
             lbfgs_iterations=2000,
@@ -211,8 +217,8 @@ PRESETS: dict[str, Preset] = {
         quick=_QUICK,
         full={"lbfgs_iterations": 2000, "n_residual": 10000, "n_condition": 10000},
     ),
-    "legendre": Preset(pinn=_ODE_PINN, pig=_ODE_PIG, train=_ODE_TRAIN, quick=_QUICK),
-    "hypergeometric": Preset(pinn=_ODE_PINN, pig=_ODE_PIG, train=_ODE_TRAIN, quick=_QUICK),
+    "legendre": Preset(pinn=_ODE_PINN, pig=_SMOOTH_ODE_PIG, train=_ODE_TRAIN, quick=_QUICK),
+    "hypergeometric": Preset(pinn=_ODE_PINN, pig=_SMOOTH_ODE_PIG, train=_ODE_TRAIN, quick=_QUICK),
     # singular ODEs of gravitation (sciml.problems.pde.singular): L-BFGS does the work, float64
     "accretion": Preset(
         pinn=_ODE_PINN,
