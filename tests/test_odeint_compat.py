@@ -71,6 +71,26 @@ def test_radau_iia5_converges_at_order_5_on_a_stiff_linear_system_and_backpropag
     assert lam.grad[0].item() == pytest.approx(math.exp(-1.0), rel=1e-8)
 
 
+def test_radau_iia5_on_long_grid_steps_float32_and_adjoint():
+    """On a grid whose steps cannot shrink, Newton is not abandoned early: a float32 state with odeint's
+    default rtol (below float32 resolution) and the adjoint's augmented state both solve."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(2, 10), torch.nn.Tanh(), torch.nn.Linear(10, 2), torch.nn.Tanh()
+    )
+    ys = odeint(lambda t, y: net(y), torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0]), method="radauIIA5")
+    ref = odeint(
+        lambda t, y: net(y), torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0]), rtol=1e-6, atol=1e-6
+    )
+    assert torch.isfinite(ys).all() and (ys - ref).abs().max() < 1e-3  # one step of h = 1, order 5
+    model = Linear()
+    y0 = torch.tensor([0.5], dtype=F64)
+    t = torch.linspace(0.0, 4.0, 6, dtype=F64)
+    (g_adj,) = torch.autograd.grad(odeint_adjoint(model, y0, t, method="radauIIA5").sum(), model.a)
+    (g_bp,) = torch.autograd.grad(odeint(model, y0, t, method="radauIIA5").sum(), model.a)
+    assert g_adj.item() == pytest.approx(g_bp.item(), rel=1e-3)
+
+
 def test_fixed_steps_default_to_the_t_grid_step_size_and_grid_constructor():
     growth = lambda t, y: y  # noqa: E731
     y0 = torch.ones((), dtype=F64)

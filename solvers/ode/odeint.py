@@ -44,7 +44,7 @@ _ADAPTIVE = {"dopri8": "dopri8", "dopri5": "dp5", "bosh3": "bs3", "fehlberg2": "
 _FIXED = {"euler", "midpoint", "heun2", "heun3", "rk4"}
 _ADAMS = {"explicit_adams": False, "implicit_adams": True, "fixed_adams": True}
 #: torchdiffeq's fixed-step implicit methods we run with our own implicit stepper of the same method
-_IMPLICIT = {"radauIIA5": "radau5"}
+_IMPLICIT = {"radauIIA5"}
 _NOT_YET = {"implicit_euler", "implicit_midpoint", "trapezoid", "radauIIA3", "gl4", "gl6", "sdirk2", "trbdf2"}
 _OPTIONS = {
     "step_size", "grid_constructor", "perturb", "interp", "first_step", "max_num_steps", "safety", "ifactor",
@@ -83,9 +83,9 @@ def _method(method: str | None, options: dict):
 
         return "fixed", Adams(_ADAMS[method], options.get("max_order", 4), options.get("max_iters", 4))
     if method in _IMPLICIT:  # the same Runge-Kutta method, solved by simplified Newton on the given grid
-        from sciml.solvers.ode.implicit import implicit_method
+        from sciml.solvers.ode.radau import Radau
 
-        return "fixed", implicit_method(_IMPLICIT[method])
+        return "fixed", Radau(fixed_grid=True)
     if method in _NOT_YET:
         raise ValueError(
             f"method {method!r} (torchdiffeq's fixed-step implicit Runge-Kutta family) is not offered by "

@@ -127,6 +127,8 @@ RADAU5 = RadauIIA()
 
 #: Newton iterations per step before giving up (scipy's value; RADAU5 uses 7)
 NEWTON_MAXITER = 6
+#: Newton iterations allowed where the step cannot be shrunk (``Radau(fixed_grid=True)``)
+FIXED_GRID_MAXITER = 50
 #: blocks up to this size factorise the real and the complex system as one batched complex LU
 FUSED_MAX = 64
 
@@ -245,12 +247,16 @@ class Radau(ImplicitMethod):
 
     Args:
         jacobian: a :class:`~sciml.solvers.ode.jacobian.JacobianProvider` (default: dense reverse-mode AD).
+        fixed_grid: for steps that cannot be shrunk (odeint's fixed-grid ``radauIIA5``): Newton is not given
+            up early on a slow predicted convergence and runs up to ``FIXED_GRID_MAXITER`` iterations; it
+            still fails (a non-finite solution) when it diverges.
     """
 
     tableau = RADAU5
 
-    def __init__(self, jacobian: JacobianProvider | None = None):
+    def __init__(self, jacobian: JacobianProvider | None = None, fixed_grid: bool = False):
         self.jacobian = jacobian if jacobian is not None else AutodiffJacobian()
+        self.fixed_grid = fixed_grid
         self.counters = ImplicitCounters()
         self.info = _StepInfo()
         self._tensors: dict[tuple, _Tensors] = {}
@@ -260,7 +266,7 @@ class Radau(ImplicitMethod):
         return "Radau(radau5)"
 
     def for_solve(self, jac: Any = None) -> Radau:
-        return Radau(jacobian_provider(jac) if jac is not None else self.jacobian)
+        return Radau(jacobian_provider(jac) if jac is not None else self.jacobian, self.fixed_grid)
 
     def default_controller(self) -> Controller:
         return RadauController(method=self)
@@ -268,9 +274,7 @@ class Radau(ImplicitMethod):
     def begin(self, rtol: float | torch.Tensor, atol: float | torch.Tensor) -> None:
         """Start one integration: the tolerances (for Newton's scale and stopping test), no step history."""
         self._rtol, self._atol = rtol, atol
-        r = float(rtol.min()) if torch.is_tensor(rtol) else float(rtol)
-        eps = float(np.finfo(np.float64).eps)
-        self._newton_tol = max(10 * eps / r, min(0.03, r**0.5))
+        self._rtol_min = float(rtol.min()) if torch.is_tensor(rtol) else float(rtol)
         self._J: Jacobian | None = None
         self._J_point: tuple | None = None  # (t, y) where J was computed
         self._lu: tuple | None = None  # (h, J, real LU or None, complex LU(s), fused)
@@ -380,8 +384,13 @@ class Radau(ImplicitMethod):
         converged = False
         # RADAU5: the contraction factor θ/(1 − θ) of the last step lets a step stop after one iteration
         faccon = max(self._faccon, float(np.finfo(np.float64).eps)) ** 0.8
+        # RADAU5's stopping tolerance; its floor 10·eps/rtol uses the state's precision, so a float32 state
+        # with an rtol below float32 resolution stops at what float32 can resolve instead of failing
+        r = self._rtol_min
+        newton_tol = max(10 * torch.finfo(y.dtype).eps / r, min(0.03, r**0.5))
         k = 0
-        for k in range(NEWTON_MAXITER):
+        max_iter = FIXED_GRID_MAXITER if self.fixed_grid else NEWTON_MAXITER
+        for k in range(max_iter):
             Y = (y + Z).view(3, *shape)
             F = torch.stack([f(ts[i], Y[i]) for i in range(3)]).view(3, -1)
             dW = self._solve_pair(torch.addcmul(co.TIc @ F.to(co.complex), mus, W, value=-1))
@@ -390,19 +399,21 @@ class Radau(ImplicitMethod):
                 break
             if dW_norm_old is not None:
                 rate = dW_norm / dW_norm_old
-            stagnates = (
-                rate is not None and rate >= 1 and dW_norm < self._newton_tol
-            )  # round-off (tight rtol)
+            stagnates = rate is not None and rate >= 1 and dW_norm < newton_tol  # round-off (tight rtol)
             if not stagnates and (
                 rate is not None
-                and (rate >= 1 or rate ** (NEWTON_MAXITER - k) / (1 - rate) * dW_norm > self._newton_tol)
+                and (
+                    rate >= 1
+                    or not self.fixed_grid
+                    and rate ** (max_iter - k) / (1 - rate) * dW_norm > newton_tol
+                )
             ):
                 break
             W = W + dW
             Z = (co.Tc @ W).real
             if rate is not None and rate < 1:
                 faccon = rate / (1 - rate)
-            if stagnates or faccon * dW_norm <= self._newton_tol:
+            if stagnates or faccon * dW_norm <= newton_tol:
                 converged = True
                 break
             dW_norm_old = dW_norm
