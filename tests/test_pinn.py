@@ -453,3 +453,15 @@ def test_models_and_config_reject_bad_scalars():
         TrainConfig(lr=True)
     with pytest.raises(ValueError, match="loss weight"):
         TrainConfig(weights={"residual": True})
+
+
+def test_preset_model_overrides_apply_to_their_model_only():
+    """``pinn_train`` / ``pig_train`` replace the shared settings for one model; the shared config (and the
+    DeepXDE baseline built from it) keeps neither."""
+    settings = preset("allen-cahn")
+    shared, pinn, pig = (settings.config("default", m) for m in (None, "pinn", "pig"))
+    assert pig.n_residual == settings.pig_train["n_residual"] != shared.n_residual
+    assert pinn.n_residual == settings.pinn_train["n_residual"] != pig.n_residual
+    assert pig.causal_chunks == pinn.causal_chunks == 32 and shared.causal_chunks == 0
+    assert shared == settings.train
+    assert settings.config("quick", "pig").adam_iterations == 20  # quick overrides come on top
