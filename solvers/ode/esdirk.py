@@ -281,9 +281,7 @@ class ESDIRK(ImplicitMethod):
         if self._J is not None and not fresh and (here or not (self._slow or (retry and self._start[2]))):
             return self._J, here
         with torch.no_grad():
-            J = self.jacobian(f, t, y.detach(), shape, fy.detach())
-        self.counters.njev += 1
-        self.counters.nfe_jacobian += J.evaluations
+            J = self.counted_jacobian(f, t, y.detach(), shape, fy.detach())
         self._J, self._J_at, self._W, self._W_hg, self._slow = J, (t, y), None, None, False
         return J, True
 

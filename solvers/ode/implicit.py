@@ -59,6 +59,14 @@ class ImplicitMethod:
 
         return IController()
 
+    def counted_jacobian(self, f: Any, t: float, y: torch.Tensor, shape: torch.Size, fy: torch.Tensor) -> Any:
+        """``self.jacobian`` (the method's Jacobian provider) at ``(t, y)``, counted in ``njev``, its calls of
+        ``f`` in ``nfe_jacobian``."""
+        J = self.jacobian(f, t, y, shape, fy)
+        self.counters.njev += 1
+        self.counters.nfe_jacobian += J.evaluations
+        return J
+
     def finish(self, solution: Solution) -> Solution:
         """Add this solve's counters to ``solution.stats`` (``f`` calls inside Jacobians move from ``nfe``
         to ``njev``)."""

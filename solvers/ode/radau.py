@@ -304,9 +304,7 @@ class Radau(ImplicitMethod):
         return atol + y.detach().abs() * rtol
 
     def _compute_jacobian(self, f, t: float, y: torch.Tensor, shape, fy) -> None:
-        J = self.jacobian(f, t, y, shape, fy)
-        self.counters.njev += 1
-        self.counters.nfe_jacobian += J.evaluations
+        J = self.counted_jacobian(f, t, y, shape, fy)
         self._J, self._J_point, self._lu = J, (t, y), None
 
     def _factor(self, h: float, co: _Tensors, grad: bool) -> None:
@@ -512,10 +510,8 @@ class Radau(ImplicitMethod):
             for i in range(3):
                 Yi = y.detach() + Zd[i]
                 Fi = f(ts[i], Yi.view(shape)).reshape(-1)
-                J = self.jacobian(f, ts[i], Yi, shape, Fi)
-                self.counters.njev += 1
-                self.counters.nfe_jacobian += J.evaluations + 1
-                Js.append(J)
+                Js.append(self.counted_jacobian(f, ts[i], Yi, shape, Fi))
+                self.counters.nfe_jacobian += 1  # Fi
             hA = h * co.A
             if Js[0].blocks:  # per sample: (B, 3d, 3d)
                 B, d = Js[0].matrix.shape[0], Js[0].matrix.shape[-1]

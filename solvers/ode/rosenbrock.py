@@ -364,10 +364,7 @@ class Rosenbrock(ImplicitMethod):
                 return self._J, None
             ft = self._time_derivative(f, t, y, h, shape, fy)
             return self._J, ft
-        J = self.jacobian(f, t, y, shape, fy)
-        c = self.counters
-        c.njev += 1
-        c.nfe_jacobian += J.evaluations
+        J = self.counted_jacobian(f, t, y, shape, fy)
         ft = self._time_derivative(f, t, y, h, shape, fy)
         self._point, self._J, self._ft, self._W, self._W_h = (t, y), J, ft, None, None
         self._age = 1
