@@ -33,6 +33,8 @@ class SolverStats:
             Jacobian are counted here, not in ``nfe``).
         n_newton, n_newton_fail: Newton iterations and non-converged Newton solves (0 for the linearly
             implicit Rosenbrock methods).
+        njvp: Jacobian–vector products of matrix-free Newton–Krylov (``jac="krylov"``), which forms no
+            Jacobian (``njev`` 0); its work is ``nfe + njvp``.
     """
 
     nfe: int = 0
@@ -44,6 +46,7 @@ class SolverStats:
     nlu: int = 0
     n_newton: int = 0
     n_newton_fail: int = 0
+    njvp: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
-"""Classical linear solvers: CG/PCG, preconditioners (Jacobi, IC(0), SSOR, AMG), SOR/SSOR iterations.
+"""Classical linear solvers: CG/PCG, GMRES, preconditioners (Jacobi, IC(0), SSOR, AMG), SOR/SSOR iterations.
 
 Every solver returns a :class:`LinearSolveResult` ``(x, iterations, residual_history, converged, status,
-message)`` and works on scipy sparse matrices, dense arrays, ``LinearOperator`` s or callables; CG also on
-torch fields of any shape with a callable operator.
+message)`` and works on scipy sparse matrices, dense arrays, ``LinearOperator`` s or callables; CG and GMRES
+also on torch fields of any shape with a callable operator.
 """
 
+from sciml.solvers.linear.gmres import gmres
 from sciml.solvers.linear.krylov import cg
 from sciml.solvers.linear.preconditioners import (
     IncompleteCholesky,
@@ -32,6 +33,7 @@ __all__ = [
     "LinearSolveResult",
     "SolveStatus",
     "cg",
+    "gmres",
     "jacobi",
     "incomplete_cholesky",
     "IncompleteCholesky",

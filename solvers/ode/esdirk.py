@@ -29,6 +29,8 @@ from sciml.solvers.ode.jacobian import (
     DenseLU,
     Jacobian,
     JacobianProvider,
+    KrylovSolve,
+    NewtonKrylov,
     jacobian_provider,
 )
 from sciml.solvers.ode.newton import newton_stage, newton_tolerance
@@ -196,10 +198,16 @@ class ESDIRK(ImplicitMethod):
     the derivative of its value; off by default (it changed work by < 10 % on Robertson, Van der Pol and
     HIRES here). The stiffness index ``|h|‖J‖_∞ / 3.5068`` uses the kept Jacobian and is not differentiable.
 
+    Matrix-free Newton–Krylov (``jac="krylov"`` or a :class:`~sciml.solvers.ode.jacobian.NewtonKrylov`):
+    the same iteration and reuse rules with the kept Jacobian replaced by a linearisation point (products
+    ``J v``) and the LU solve by preconditioned GMRES; no stiffness index (no ``‖J‖_∞``).
+
     Args:
         tableau: the coefficients.
-        jacobian: a :class:`~sciml.solvers.ode.jacobian.JacobianProvider` (default: dense reverse-mode AD).
-        linear_solver: a linear-solve strategy (default :class:`~sciml.solvers.ode.jacobian.DenseLU`).
+        jacobian: a :class:`~sciml.solvers.ode.jacobian.JacobianProvider` (default: dense reverse-mode AD),
+            or a :class:`~sciml.solvers.ode.jacobian.NewtonKrylov`, which is also the linear solver.
+        linear_solver: a linear-solve strategy (default :class:`~sciml.solvers.ode.jacobian.DenseLU`; not
+            with ``NewtonKrylov``).
         max_newton: Newton iterations allowed per stage.
         jacobian_rate: contraction rate above which the next step recomputes the Jacobian.
         refactor_ratio: relative change of ``hγ`` that triggers a refactorisation.
@@ -215,7 +223,7 @@ class ESDIRK(ImplicitMethod):
         self,
         tableau: ESDIRKTableau,
         jacobian: JacobianProvider | None = None,
-        linear_solver: DenseLU | None = None,
+        linear_solver: DenseLU | NewtonKrylov | None = None,
         max_newton: int = 10,
         jacobian_rate: float = 0.2,
         refactor_ratio: float = 0.2,
@@ -230,6 +238,14 @@ class ESDIRK(ImplicitMethod):
             raise ValueError(f"`refactor_ratio` must be >= 0, got {refactor_ratio!r}")
         self.tableau = tableau
         self.jacobian = jacobian if jacobian is not None else AutodiffJacobian()
+        if isinstance(self.jacobian, NewtonKrylov):
+            if linear_solver is not None and linear_solver is not self.jacobian:
+                raise ValueError("NewtonKrylov is its own linear solver (GMRES); do not pass `linear_solver`")
+            linear_solver = self.jacobian
+        elif isinstance(linear_solver, NewtonKrylov):
+            raise ValueError(
+                "pass NewtonKrylov as the Jacobian option (jac=NewtonKrylov(...)), not `linear_solver`"
+            )
         self.linear_solver = linear_solver if linear_solver is not None else DenseLU()
         self.max_newton = int(max_newton)
         self.jacobian_rate = float(jacobian_rate)
@@ -255,9 +271,14 @@ class ESDIRK(ImplicitMethod):
         return f"ESDIRK({self.tableau.name})"
 
     def for_solve(self, jac: Any = None) -> ESDIRK:
-        provider = jacobian_provider(jac) if jac is not None else self.jacobian
+        provider = jacobian_provider(jac, matrix_free=True) if jac is not None else self.jacobian
+        solver = (
+            None
+            if isinstance(provider, NewtonKrylov) or isinstance(self.linear_solver, NewtonKrylov)
+            else (self.linear_solver)
+        )
         return ESDIRK(
-            self.tableau, provider, self.linear_solver, self.max_newton, self.jacobian_rate,
+            self.tableau, provider, solver, self.max_newton, self.jacobian_rate,
             self.refactor_ratio, self.smooth_error, self.kappa,
         )  # fmt: skip
 
@@ -323,7 +344,7 @@ class ESDIRK(ImplicitMethod):
         self._start = (t, y, not computed_here)
         self._slow = slow
         norms = None
-        if stiffness:
+        if stiffness and not getattr(J, "matrix_free", False):
             rho = J.norm_inf().detach() * abs(h)
             norms = torch.stack([rho, torch.ones_like(rho)])
         if not ok:  # reject: the controller shrinks h (an infinite error); fixed steps end non-finite
@@ -354,6 +375,8 @@ class ESDIRK(ImplicitMethod):
         scale = self.atol + self.rtol * yd.abs()
         kappa = self.kappa if self.kappa is not None else newton_tolerance(self.rtol, y.dtype)
         block = self._J.matrix.shape[-1] if self._J.blocks else None
+        W.set_tolerance(scale, kappa)
+        transpose = W.solve_transpose if isinstance(W, KrylovSolve) else None
         ks = [k1]
         Ys = [y]
         iterations, worst, ok = 0, 0.0, True
@@ -371,7 +394,9 @@ class ESDIRK(ImplicitMethod):
             def fi(z, ti=ti):
                 return f(ti, z.view(shape)).reshape(-1)
 
-            out = newton_stage(fi, R, Y0, hg, lin, scale, kappa, self._eta, self.max_newton, track, block)
+            out = newton_stage(
+                fi, R, Y0, hg, lin, scale, kappa, self._eta, self.max_newton, track, block, transpose
+            )
             iterations += out.iterations
             self.counters.n_newton += out.iterations
             self._eta = out.eta

@@ -30,6 +30,7 @@ class ImplicitCounters:
         n_newton, n_newton_fail: Newton iterations and non-converged Newton solves (0 for the Rosenbrock
             methods, which solve linear systems only; kept so that Newton-based methods report the same).
         nfe_jacobian: calls of ``f`` made inside Jacobian evaluations (not counted in ``nfe``).
+        njvp: Jacobian–vector products of matrix-free Newton–Krylov (``jac="krylov"``; no ``njev`` there).
     """
 
     njev: int = 0
@@ -37,6 +38,7 @@ class ImplicitCounters:
     n_newton: int = 0
     n_newton_fail: int = 0
     nfe_jacobian: int = 0
+    njvp: int = 0
 
 
 class ImplicitMethod:
@@ -61,9 +63,12 @@ class ImplicitMethod:
 
     def counted_jacobian(self, f: Any, t: float, y: torch.Tensor, shape: torch.Size, fy: torch.Tensor) -> Any:
         """``self.jacobian`` (the method's Jacobian provider) at ``(t, y)``, counted in ``njev``, its calls of
-        ``f`` in ``nfe_jacobian``."""
+        ``f`` in ``nfe_jacobian``; a matrix-free one (products counted as they are made) not in ``njev``."""
         J = self.jacobian(f, t, y, shape, fy)
-        self.counters.njev += 1
+        if getattr(J, "matrix_free", False):
+            J.counters = self.counters
+        else:
+            self.counters.njev += 1
         self.counters.nfe_jacobian += J.evaluations
         return J
 
@@ -73,6 +78,7 @@ class ImplicitMethod:
         c, st = self.counters, solution.stats
         st.nfe -= c.nfe_jacobian
         st.njev, st.nlu, st.n_newton, st.n_newton_fail = c.njev, c.nlu, c.n_newton, c.n_newton_fail
+        st.njvp = c.njvp
         return solution
 
     def stiffness_index(self, norms: torch.Tensor) -> torch.Tensor:

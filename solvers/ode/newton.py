@@ -23,7 +23,9 @@ the implicit function theorem: with the residual ``r = R + hγ f(t, Y_m; p) − 
 so ``dY = (I − hγ J)⁻¹ (dR + hγ ∂f/∂p dp)`` — the derivative of the exact stage solution — with ``J`` the
 exact Jacobian (built in the backward pass from the residual's own graph: vector–Jacobian products, no new
 evaluations of ``f``) and one LU solve per stage. The value is the Newton iterate the untracked path
-returns, bit for bit; nothing is unrolled through the iterations.
+returns, bit for bit; nothing is unrolled through the iterations. Matrix-free (Newton–Krylov), the
+transposed system ``(I − hγ J)ᵀ v = g`` is solved by GMRES with vector–Jacobian products of the same graph
+instead of building ``J``.
 """
 
 from __future__ import annotations
@@ -70,14 +72,16 @@ class _ImplicitSolve(torch.autograd.Function):
     Jacobian ``J`` of ``F = f(Y_m)`` with respect to the leaf ``Y_m``, taken from ``F``'s graph."""
 
     @staticmethod
-    def forward(ctx, residual, delta, F, leaf, hg, block):  # noqa: D102
-        ctx.F, ctx.leaf, ctx.hg, ctx.block = F, leaf, hg, block
+    def forward(ctx, residual, delta, F, leaf, hg, block, transpose):  # noqa: D102
+        ctx.F, ctx.leaf, ctx.hg, ctx.block, ctx.transpose = F, leaf, hg, block, transpose
         return delta.clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):  # noqa: D102
         F, leaf, hg, d = ctx.F, ctx.leaf, ctx.hg, ctx.block
+        if ctx.transpose is not None:
+            return _transpose_by_products(ctx, g), None, None, None, None, None, None
         n = leaf.numel()
         size = n if d is None else d
         eye = torch.eye(size, dtype=g.dtype, device=g.device)
@@ -104,7 +108,26 @@ class _ImplicitSolve(torch.autograd.Function):
             J = rows.view(d, B, d).transpose(0, 1)  # (b, k, j) = ∂f_{b,k}/∂y_{b,j}
             M = eye - hg * J
             v = torch.linalg.solve(M.mT, g.view(B, d)).reshape(-1)
-        return v, None, None, None, None, None
+        return v, None, None, None, None, None, None
+
+
+def _transpose_by_products(ctx, g: torch.Tensor) -> torch.Tensor:
+    """``(I − hγ J)⁻ᵀ g`` by ``ctx.transpose(vjp, g, hγ)`` with ``vjp(u) = Jᵀu`` from ``F``'s graph."""
+    F, leaf = ctx.F, ctx.leaf
+    if not F.requires_grad:
+        return g
+
+    def vjp(u: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            (out,) = torch.autograd.grad(F, leaf, u, retain_graph=True, allow_unused=True)
+        if out is None:
+            raise RuntimeError(
+                "cannot differentiate an implicit stage: the vector field detaches its input from the "
+                "autograd graph; use a field autograd can differentiate"
+            )
+        return out
+
+    return ctx.transpose(vjp, g, ctx.hg)
 
 
 def newton_stage(
@@ -119,6 +142,7 @@ def newton_stage(
     max_iter: int = 10,
     track: bool = False,
     block: int | None = None,
+    transpose: Callable | None = None,
 ) -> NewtonOutcome:
     """Solve ``Y = R + hγ f(Y)`` by simplified Newton (see the module docstring).
 
@@ -135,6 +159,9 @@ def newton_stage(
         track: attach the implicit-function-theorem derivative (``R`` or the parameters of ``f`` need it).
         block: for a block-diagonal Jacobian, the block size (the backward pass builds blocks, not a dense
             matrix); None for dense.
+        transpose: matrix-free: ``transpose(vjp, g, hg)`` solves ``(I − hγ J)ᵀ v = g`` given ``vjp(u) = Jᵀu``
+            (e.g. :meth:`~sciml.solvers.ode.jacobian.KrylovSolve.solve_transpose`); used by the backward pass
+            instead of building ``J``.
 
     Returns:
         A :class:`NewtonOutcome`; when not converged, ``Y`` is the last iterate.
@@ -170,7 +197,7 @@ def newton_stage(
         converged = small or eta * norm <= kappa
         if converged:
             if track:
-                Y = leaf.detach() + _ImplicitSolve.apply(residual, delta, F, leaf, hg, block)
+                Y = leaf.detach() + _ImplicitSolve.apply(residual, delta, F, leaf, hg, block, transpose)
             else:
                 Y = Y + delta
             return NewtonOutcome(Y, True, m + 1, 0.0 if m == 0 or small else rate, eta)
