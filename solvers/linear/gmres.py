@@ -62,7 +62,8 @@ def gmres(
         b: right-hand side, numpy array or torch tensor.
         x0: initial guess shaped like ``b`` (default zero).
         rtol, atol: relative and absolute tolerance on the residual norm.
-        restart: ``m``, the Krylov vectors kept per cycle (memory ``(m + 1)·n``).
+        restart: ``m``, the Krylov vectors kept per cycle (memory ``(2m + 1)·n``: the basis ``v_j`` and its
+            preconditioned images ``M v_j``, which give the iterate without applying ``M`` again).
         maxiter: limit on iterations, i.e. Arnoldi steps, each one application of ``A`` and of ``M``
             (default ``10 · b.size``). scipy's ``maxiter`` counts restart cycles instead.
         M: right preconditioner approximating ``A⁻¹`` (any nonsingular operator, of the same kinds as ``A``).
@@ -70,9 +71,10 @@ def gmres(
 
     Returns:
         :class:`LinearSolveResult`; ``iterations`` counts Arnoldi steps (each restart costs one more
-        application of ``A`` for the true residual), ``residual_history`` holds the initial residual norm
-        and, per iteration, the norm GMRES minimises (the Givens estimate; at the end of a cycle the true
-        residual replaces it). ``status``: ``converged``, ``max_iterations``, ``stagnation`` (a whole cycle
+        application of ``A`` for the true residual; the last cycle, ending on the tolerance, does not),
+        ``residual_history`` holds the initial residual norm and, per iteration, the norm GMRES minimises
+        (the Givens estimate, equal to ``‖b − A x‖`` up to round-off; at a restart the true residual
+        replaces it). ``status``: ``converged``, ``max_iterations``, ``stagnation`` (a whole cycle
         did not reduce the residual: increase ``restart`` or precondition; or ``A M`` is singular on the
         Krylov space) or ``non_finite``.
 
@@ -116,8 +118,10 @@ def gmres(
     shape = b.shape
     if is_torch:
         V = torch.empty((m + 1, n), dtype=b.dtype, device=b.device)
+        Z = torch.empty((m, n), dtype=b.dtype, device=b.device)
     else:
         V = np.empty((m + 1, n), dtype=b.dtype)
+        Z = np.empty((m, n), dtype=b.dtype)
     k = 0  # iterations so far
     while k < maxiter:
         # one cycle: Arnoldi on A M from r, Givens rotations on the Hessenberg matrix H ((m + 1) × m)
@@ -129,7 +133,11 @@ def gmres(
         j = 0
         breakdown = False
         while j < m and k < maxiter:
-            w = matvec(precond(V[j].reshape(shape))).reshape(-1)
+            Z[j] = precond(V[j].reshape(shape)).reshape(-1)
+            w = matvec(Z[j].reshape(shape)).reshape(-1)
+            if not np.isfinite(xp.norm(w)):
+                message = f"A M v is not finite at iteration {k + 1}: A or M overflowed"
+                return finish(SolveStatus.NON_FINITE, k + 1, message)
             for _ in range(2):  # CGS2
                 h = V[: j + 1] @ w
                 w = w - h @ V[: j + 1]
@@ -140,10 +148,6 @@ def gmres(
                 H[i, j], H[i + 1, j] = (
                     cs[i] * H[i, j] + sn[i] * H[i + 1, j],
                     -sn[i] * H[i, j] + cs[i] * H[i + 1, j],
-                )
-            if not np.all(np.isfinite(H[: j + 2, j])):
-                return finish(
-                    SolveStatus.NON_FINITE, k, f"A M v is not finite at iteration {k}: A or M overflowed"
                 )
             # an invariant Krylov space: H[j+1, j] at round-off relative to the column
             breakdown = H[j + 1, j] <= 10 * xp.eps(b) * max(float(np.abs(H[: j + 1, j]).max()), 1e-300)
@@ -158,7 +162,7 @@ def gmres(
             j += 1
             if abs(g[j]) <= tol or breakdown:
                 break
-        # the iterate: x += M (V_j y) with H[:j, :j] y = g[:j] (upper triangular after the rotations)
+        # the iterate: x += M V_j y = Z_j y with H[:j, :j] y = g[:j] (upper triangular after the rotations)
         diag = np.abs(np.diag(H[:j, :j]))
         if diag.min() <= 10 * xp.eps(b) * max(diag.max(), 1e-300):
             return finish(
@@ -170,7 +174,11 @@ def gmres(
             )
         y = np.linalg.solve(np.triu(H[:j, :j]), g[:j]) if j > 1 else g[:1] / H[0, 0]
         yt = torch.as_tensor(y, dtype=b.dtype, device=b.device) if is_torch else y.astype(b.dtype)
-        x = x + precond((yt @ V[:j]).reshape(shape))
+        x = x + (yt @ Z[:j]).reshape(shape)
+        if abs(g[j]) <= tol:  # the estimate is the true residual up to round-off: no extra product
+            if callback is not None:
+                callback(x)
+            return finish(SolveStatus.CONVERGED, k, f"converged in {k} iterations")
         r = b - matvec(x)
         previous, rnorm = rnorm, xp.norm(r)
         history[-1] = rnorm

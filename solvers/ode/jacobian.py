@@ -472,7 +472,7 @@ class BandedPreconditioner(KrylovPreconditioner):
             raise ValueError(
                 f"BandedPreconditioner: I − hγ·J_band is singular (zero pivot {info}) at hγ = {hg}"
             )
-        self._lu, self._piv = lu, piv
+        self._lu, self._piv = np.asfortranarray(lu), piv  # gbtrs would copy a C-ordered array per call
 
     def _solve(self, v: torch.Tensor, trans: int) -> torch.Tensor:
         from scipy.linalg import lapack
