@@ -329,10 +329,7 @@ class JacobianOperator:
         with torch.enable_grad():
             z = self.y.clone().requires_grad_(True)
             F = f(t, z.view(shape)).reshape(-1)
-            if not F.requires_grad:  # f does not depend on y (nor on anything tracked): J = 0
-                self.mode = "zero"
-                return
-            if not _leaves(F, z)[0]:
+            if not F.requires_grad or not _leaves(F, z)[0]:  # f detaches y (or ignores it): differences
                 self.mode = "differences"
                 self._fy = F.detach()
                 return
