@@ -47,6 +47,21 @@ def test_jacobian_operator_products_equal_the_dense_jacobian():
     assert fd.mode == "differences"
     torch.testing.assert_close(fd.jvp(v), J @ v, rtol=1e-5, atol=1e-5 * (J @ v).abs().max().item())
     assert op.products == 1 and fd.products == 1
+
+    class Cube(torch.autograd.Function):  # differentiable once only
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x**3
+
+        @staticmethod
+        @torch.autograd.function.once_differentiable
+        def backward(ctx, g):
+            return 3 * ctx.saved_tensors[0] ** 2 * g
+
+    once = JacobianOperator(lambda tt, z: -Cube.apply(z), t, y, y.shape)
+    torch.testing.assert_close(once.jvp(v), -3 * y**2 * v, rtol=1e-6, atol=1e-6)
+    assert once.mode == "differences" and once.products == 1
     constant = JacobianOperator(lambda tt, z: torch.ones_like(z), t, y, y.shape)  # no graph: differences
     assert constant.jvp(v).abs().max() == 0
 

@@ -308,7 +308,7 @@ class JacobianOperator:
     graph (the continuous adjoint's augmented system), products fall back to the one-sided difference
     ``(f(y + εv) − f(y))/ε`` with ``ε = √eps (1 + ‖y‖)/‖v‖`` (Knoll & Keyes, *Jacobian-free Newton–Krylov
     methods*, J. Comput. Phys. 193 (2004), eq. 11): one call of ``f`` each, moved from ``nfe`` to the
-    product count.
+    product count; so do they for fields with an operation autograd cannot differentiate twice.
 
     Attributes:
         t, y: the point (``y`` flat, detached).
@@ -334,8 +334,13 @@ class JacobianOperator:
                 self._fy = F.detach()
                 return
             self.mode = "autodiff"
+            self._fy = F.detach()
             self._u = torch.zeros_like(F, requires_grad=True)
-            (Jt,) = torch.autograd.grad(F, z, self._u, create_graph=True, allow_unused=True)
+            try:
+                (Jt,) = torch.autograd.grad(F, z, self._u, create_graph=True, allow_unused=True)
+            except RuntimeError:  # an operation without a derivative of its backward: differences
+                self.mode = "differences"
+                return
         if Jt is None or not Jt.requires_grad:  # Jᵀu does not depend on u: J = 0
             self.mode = "zero"
         self._Jt = Jt
@@ -357,7 +362,14 @@ class JacobianOperator:
             with torch.no_grad():
                 shifted = self._f(self.t, (self.y + eps * v).view(self.shape)).reshape(-1)
             return (shifted - self._fy) / eps
-        (out,) = torch.autograd.grad(self._Jt, self._u, v, retain_graph=True)
+        try:
+            (out,) = torch.autograd.grad(self._Jt, self._u, v, retain_graph=True)
+        except RuntimeError:  # no double backward for some operation of f: differences from now on
+            self.mode = "differences"
+            self.products -= 1
+            if self.counters is not None:
+                self.counters.njvp -= 1
+            return self.jvp(v)
         return out
 
     def norm_inf(self) -> torch.Tensor:

@@ -472,7 +472,9 @@ def solve(
         jac: Jacobian for implicit methods: None (dense forward-mode AD of the whole state), ``"batched"``
             (the rows of a ``(batch, d)`` state are independent: block-diagonal, factorised per sample),
             ``"fd"`` (finite differences), a callable ``jac(t, y)`` returning ``(n, n)`` or per-sample
-            blocks ``(batch, d, d)``, or a :class:`~sciml.solvers.ode.jacobian.JacobianProvider`.
+            blocks ``(batch, d, d)``, or a :class:`~sciml.solvers.ode.jacobian.JacobianProvider`; for the
+            ESDIRK methods also ``"krylov"`` / :class:`~sciml.solvers.ode.jacobian.NewtonKrylov` (matrix-free
+            Newton–GMRES for large states).
         hooks: per-step options (callbacks, norm, step/jump times, perturbation, minimum step): see
             :class:`~sciml.solvers.ode.hooks.StepHooks`.
         backward: for ``"continuous"``: settings of the backward solve (see ``integrate_with_adjoint``).
