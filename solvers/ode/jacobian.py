@@ -434,8 +434,9 @@ class BandedPreconditioner(KrylovPreconditioner):
     ``j ≡ k mod (lower + upper + 1)`` share a product: Curtis, Powell & Reid, *On the estimation of sparse
     Jacobian matrices*, IMA J. Appl. Math. 13 (1974)); where ``J`` is banded (1-D method-of-lines problems:
     the 1-D Brusselator with interleaved ``(u_i, v_i)`` has ``lower = upper = 2``) it is exact and GMRES
-    converges in one iteration; a wider ``J`` makes it an approximation GMRES corrects. Work ``O(n·(l+u)²)``
-    per factorisation, ``O(n·(l+u))`` per application, on the CPU in float64.
+    converges in one iteration; a wider ``J`` makes it an approximation GMRES corrects. Applied with another
+    ``hγ`` than the factorised one (the backward pass's transposed solves, stage by stage), it refactorises.
+    Work ``O(n·(l+u)²)`` per factorisation, ``O(n·(l+u))`` per application, on the CPU in float64.
 
     Args:
         lower, upper: the bandwidths (non-negative integers).
@@ -452,7 +453,7 @@ class BandedPreconditioner(KrylovPreconditioner):
                 raise ValueError(f"`{name}` must be a non-negative integer bandwidth, got {value!r}")
         self.lower, self.upper = int(lower), int(upper)
         self.band: np.ndarray | None = None
-        self._lu = None
+        self._lu, self._hg = None, math.nan
 
     def update(self, jacobian: JacobianOperator) -> None:
         l, u = self.lower, self.upper
@@ -482,9 +483,13 @@ class BandedPreconditioner(KrylovPreconditioner):
                 f"BandedPreconditioner: I − hγ·J_band is singular (zero pivot {info}) at hγ = {hg}"
             )
         self._lu, self._piv = np.asfortranarray(lu), piv  # gbtrs would copy a C-ordered array per call
+        self._hg = hg
 
-    def _solve(self, v: torch.Tensor, trans: int) -> torch.Tensor:
+    def _solve(self, v: torch.Tensor, trans: int, hg: float) -> torch.Tensor:
         from scipy.linalg import lapack
+
+        if self._lu is None or abs(hg - self._hg) > 1e-12 * abs(self._hg):  # e.g. a backward pass's stage
+            self.factor(hg)
 
         x, info = lapack.dgbtrs(
             self._lu,
@@ -497,10 +502,10 @@ class BandedPreconditioner(KrylovPreconditioner):
         return torch.from_numpy(x[:, 0]).to(v)
 
     def apply(self, v: torch.Tensor, hg: float) -> torch.Tensor:
-        return self._solve(v, 0)
+        return self._solve(v, 0, hg)
 
     def apply_transpose(self, v: torch.Tensor, hg: float) -> torch.Tensor:
-        return self._solve(v, 1)
+        return self._solve(v, 1, hg)
 
 
 class NewtonKrylov(JacobianProvider):
