@@ -10,7 +10,7 @@ import torch
 from sciml.problems import ode
 from sciml.problems.ode import ODEProblem
 from sciml.solvers.ode import reference_solution, solve
-from sciml.solvers.solution import Status
+from sciml.solvers.solution import SolveError, Status
 
 ROSENBROCK = {"rosenbrock23": 2, "rodas4": 4, "rodas5p": 5}
 
@@ -180,6 +180,20 @@ def test_continuous_adjoint_with_rosenbrock_matches_backprop():
         sol = solve(q, "rodas5p", rtol=1e-9, atol=1e-11, adjoint=adjoint, adjoint_params=())
         g.append(torch.autograd.grad(sol.ys[-1].sum(), y0)[0])
     torch.testing.assert_close(g[0], g[1], rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["rodas5p", "kvaerno5"])
+def test_continuous_adjoint_refuses_stiff_dynamics_it_cannot_retrace(method):
+    # Robertson-like rates: re-solving y backwards amplifies the fast decaying mode, so y (and ∂f/∂y) at the
+    # start are meaningless; the gradient used to come back 10⁶× off without an error
+    k = torch.tensor([0.04, 3e3, 1e2], dtype=torch.float64, requires_grad=True)
+    p = ODEProblem(lambda t, y: _kinetics(y, k), torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), (0.0, 1.0))
+    sol = solve(p, method, rtol=1e-5, atol=1e-8, saveat=[1.0], adjoint="continuous", adjoint_params=(k,))
+    with pytest.raises(SolveError, match="adjoint='backprop'"):
+        sol.ys[-1][1].backward()
+    sol = solve(p, method, rtol=1e-5, atol=1e-8, saveat=[1.0])  # backprop: the IFT through each Newton solve
+    (g,) = torch.autograd.grad(sol.ys[-1][1], k)
+    assert g[0].item() == pytest.approx(0.0324188, rel=1e-3)  # central difference at rtol 1e-11
 
 
 # ------------------------------------------------------------------------------------------ Jacobians
