@@ -187,7 +187,9 @@ def test_continuous_adjoint_refuses_stiff_dynamics_it_cannot_retrace(method):
     # Robertson-like rates: re-solving y backwards amplifies the fast decaying mode, so y (and ∂f/∂y) at the
     # start are meaningless; the gradient used to come back 10⁶× off without an error
     k = torch.tensor([0.04, 3e3, 1e2], dtype=torch.float64, requires_grad=True)
-    p = ODEProblem(lambda t, y: _kinetics(y, k), torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), (0.0, 1.0))
+    p = ODEProblem(
+        lambda t, y: _kinetics(y, k), torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), (0.0, 1.0)
+    )
     sol = solve(p, method, rtol=1e-5, atol=1e-8, saveat=[1.0], adjoint="continuous", adjoint_params=(k,))
     with pytest.raises(SolveError, match="adjoint='backprop'"):
         sol.ys[-1][1].backward()
