@@ -277,7 +277,7 @@ def plot_runs(rows: list[dict], path) -> None:
                     label="≥ 30 % less work than vanilla at ≤ +5 % MSE")  # fmt: skip
     if regs:
         ax.plot([r["val_work"] for r in regs], [r["val_mse"] for r in regs], "o-", color="tab:blue",
-                label="error regularizer (label: start weight)")  # fmt: skip
+                label=f"{regs[0]['method'].split()[0]} regularizer (label: start weight)")  # fmt: skip
         for r in regs:
             ax.annotate(r["method"].split()[-1], (r["val_work"], r["val_mse"]), textcoords="offset points",
                         xytext=(4, 4), fontsize=8)  # fmt: skip
