@@ -321,6 +321,8 @@ def run_sweep(args: argparse.Namespace) -> dict:
         details = describe([(f"{p['method']} {p['weight'] or ''}".strip(), [c.out for c in group])
                             for p, group in zip(points, groups)])  # fmt: skip
         print_table(details, list(details[0]), f"{task_name}: test-split prediction cost (seed means)")
+        if hasattr(task, "plot_runs"):  # the task's own trade-off figure (kinetics: work incl. Jacobians)
+            task.plot_runs(details, Path(args.out) / f"{task_name}-tradeoff.png")
     return {
         "details": details,
         "rows": points,

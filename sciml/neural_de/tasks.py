@@ -466,6 +466,12 @@ class KineticsTask(Task):
 
         return describe_runs(self, groups)
 
+    def plot_runs(self, rows: list[dict], path) -> None:
+        """Work vs validation MSE of the sweep (see :func:`.kinetics.plot_runs`)."""
+        from sciml.neural_de.kinetics import plot_runs
+
+        plot_runs(rows, path)
+
 
 #: name -> task (``kind`` says which ``sciml train`` sub-command lists it)
 TASKS: dict[str, Task] = {
