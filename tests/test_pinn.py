@@ -465,3 +465,26 @@ def test_preset_model_overrides_apply_to_their_model_only():
     assert pig.causal_chunks == pinn.causal_chunks == 32 and shared.causal_chunks == 0
     assert shared == settings.train
     assert settings.config("quick", "pig").adam_iterations == 20  # quick overrides come on top
+
+
+@pytest.mark.parametrize("name", ["poisson", "legendre", "hypergeometric"])
+def test_tuned_pig_presets_build_and_train_a_step(name):
+    """The PIG presets chosen on validation runs build (with their own sizes and widths) and take an Adam
+    step and an L-BFGS step with their own training settings, the loss finite and the parameters moved."""
+    problem = pde.get(name)
+    settings = preset(name)
+    model = build_model(problem, "pig", settings, seed=0)
+    pig = model.net if isinstance(model, Constrained) else model
+    assert pig.means.shape[0] == settings.pig["n_gaussians"] * (4 if pig.channels == "separate" else 1)
+    assert pig.hidden.out_features == settings.pig.get("hidden", 16)
+    torch.testing.assert_close(
+        pig.log_inv_scale.detach(), torch.full_like(pig.log_inv_scale, -math.log(settings.pig["sigma"]))
+    )
+    config = settings.config("default", "pig").replace(
+        adam_iterations=1, lbfgs_iterations=1, n_residual=64, n_condition=16, eval_every=1
+    )
+    before = [p.detach().clone() for p in model.parameters()]
+    result = train(problem, model, config, progress=False)
+    assert result.iterations == 2 and math.isfinite(result.rel_l2)
+    assert all(math.isfinite(entry["loss"]) for entry in result.history)
+    assert any(not torch.equal(b, p.detach()) for b, p in zip(before, model.parameters()))

@@ -75,9 +75,13 @@ _FULL_ADAM = {"adam_iterations": 50000, "lbfgs_iterations": 0, "decay_every": 20
 _FULL_LBFGS = {"lbfgs_iterations": 40000, "n_residual": 10000, "n_condition": 10000, "resample_every": 20}
 _ODE_PINN = {"hidden": (32, 32)}
 _ODE_PIG = {"n_gaussians": 40, "sigma": 0.1}
-#: smooth (polynomial) solutions want wide Gaussians: validation error (seed 1, random points) at σ = 0.1,
-#: 0.2, 0.4, 0.8 — legendre 1.5e-4, 2.0e-5, 6.0e-6, 2.6e-6; hypergeometric 1.1e-5, 1.6e-6, 8.1e-7, 1.7e-6
-_SMOOTH_ODE_PIG = {"n_gaussians": 40, "sigma": 0.4}
+#: smooth (polynomial) solutions want wide Gaussians: validation error (seed 1, 20 000 random points) at
+#: σ = 0.1, 0.2, 0.4, 0.8 — legendre 1.5e-4, 2.0e-5, 6.0e-6, 2.6e-6; hypergeometric 1.1e-5, 1.6e-6, 8.1e-7,
+#: 1.7e-6. Each takes its best width; the rest (same validation, σ fixed): legendre at σ = 0.8 with 20 / 80
+#: Gaussians 1.1e-5 / 4.5e-6, at 0.4 with a 32-wide head 7.5e-6; hypergeometric at 0.4 with a 32-wide head
+#: 3.3e-7 (kept), 20 / 80 Gaussians 3.4e-6 / 2.2e-6, k = 8 features 2.5e-5, L-BFGS memory 100 3.1e-6
+_LEGENDRE_PIG = {"n_gaussians": 40, "sigma": 0.8}
+_HYPERGEOMETRIC_PIG = {"n_gaussians": 40, "sigma": 0.4, "hidden": 32}
 _ODE_TRAIN = TrainConfig(
     adam_iterations=500, lbfgs_iterations=1000, lr=3e-3, n_residual=256, resample_every=50, eval_every=250,
     dtype="float64",
@@ -218,8 +222,10 @@ PRESETS: dict[str, Preset] = {
         full=_FULL_ADAM,
     ),
     "poisson": Preset(
-        # validation error (seed 1, random points): σ = 0.1: 1.7e-3, 0.2: 1.1e-4, 0.3: 1.1e-4 (smooth u)
+        # validation error (seed 1, random points): σ = 0.1: 1.7e-3, 0.2: 1.1e-4, 0.3: 1.1e-4 (smooth u);
+        # at σ = 0.3, new points every 50 L-BFGS iterations instead of 10: 5.6e-5 (50 CPU s); float64: 1.1e-4
         pig={"n_gaussians": 400, "sigma": 0.3},
+        pig_train={"resample_every": 50},
         train=TrainConfig(
             adam_iterations=0,
             lbfgs_iterations=2000,
@@ -232,8 +238,8 @@ PRESETS: dict[str, Preset] = {
         quick=_QUICK,
         full={"lbfgs_iterations": 2000, "n_residual": 10000, "n_condition": 10000},
     ),
-    "legendre": Preset(pinn=_ODE_PINN, pig=_SMOOTH_ODE_PIG, train=_ODE_TRAIN, quick=_QUICK),
-    "hypergeometric": Preset(pinn=_ODE_PINN, pig=_SMOOTH_ODE_PIG, train=_ODE_TRAIN, quick=_QUICK),
+    "legendre": Preset(pinn=_ODE_PINN, pig=_LEGENDRE_PIG, train=_ODE_TRAIN, quick=_QUICK),
+    "hypergeometric": Preset(pinn=_ODE_PINN, pig=_HYPERGEOMETRIC_PIG, train=_ODE_TRAIN, quick=_QUICK),
     # singular ODEs of gravitation (sciml.problems.pde.singular): L-BFGS does the work, float64
     "accretion": Preset(
         pinn=_ODE_PINN,
