@@ -131,6 +131,7 @@ NEWTON_MAXITER = 6
 FIXED_GRID_MAXITER = 50
 #: blocks up to this size factorise the real and the complex system as one batched complex LU
 FUSED_MAX = 64
+_EPS64 = float(np.finfo(np.float64).eps)
 
 
 @dataclass
@@ -224,6 +225,21 @@ class _Tensors:
             self.T[:, [0, 1]], torch.stack([torch.zeros_like(self.T[:, 2]), -self.T[:, 2]], 1)
         )
         self.mu = torch.tensor([tab.mu_real, tab.mu_complex], dtype=self.complex, device=device).view(2, 1)
+        # per-step constants as Python floats (no numpy/finfo calls in the step)
+        self.c_float = tuple(float(ci) for ci in tab.c)
+        self.eps = float(torch.finfo(dtype).eps)
+        self._extrap: tuple[float, torch.Tensor] | None = None  # (h/h_old, weights) of the last extrapolation
+        self._norms: tuple | None = None  # (J, h, stiffness norms) of the last step
+
+    def extrapolation(self, tab: RadauIIA, ratio: float) -> torch.Tensor:
+        """``(3, 3)`` weights taking the last step's ``Z`` to the start of the new step's Newton iteration
+        (its collocation polynomial at ``1 + c·ratio``, relative to its end point); kept for a held ``h``."""
+        if self._extrap is None or self._extrap[0] != ratio:
+            theta = 1.0 + tab.c * ratio
+            w = tab.P @ np.stack([theta, theta**2, theta**3])  # (stage j, new stage i)
+            w[2] -= 1.0  # relative to y = y_old + Z_old[2]
+            self._extrap = (ratio, torch.as_tensor(w.T, dtype=self.A.dtype, device=self.A.device))
+        return self._extrap[1]
 
 
 @dataclass
@@ -372,26 +388,25 @@ class Radau(ImplicitMethod):
 
         ``W = T⁻¹Z`` is kept as one complex ``(2, n)`` tensor: ``W_0`` (real) and ``W_1 + iW_2``; the
         increment norm is the RMS of ``ΔW / scale`` over all ``3n`` real entries (as scipy's)."""
-        mus = co.mu / h
         norm_factor = 1.0 / math.sqrt(3 * y.numel())
         inv_scale = 1.0 / scale
-        ts = [t + float(ci) * h for ci in self.tableau.c]
+        ts = [t + ci * h for ci in co.c_float]
         Z = Z0
         W = co.TIc @ Z0.to(co.complex)
         dW_norm_old = rate = None
         converged = False
         # RADAU5: the contraction factor θ/(1 − θ) of the last step lets a step stop after one iteration
-        faccon = max(self._faccon, float(np.finfo(np.float64).eps)) ** 0.8
+        faccon = max(self._faccon, _EPS64) ** 0.8
         # RADAU5's stopping tolerance; its floor 10·eps/rtol uses the state's precision, so a float32 state
         # with an rtol below float32 resolution stops at what float32 can resolve instead of failing
         r = self._rtol_min
-        newton_tol = max(10 * torch.finfo(y.dtype).eps / r, min(0.03, r**0.5))
+        newton_tol = max(10 * co.eps / r, min(0.03, r**0.5))
         k = 0
         max_iter = FIXED_GRID_MAXITER if self.fixed_grid else NEWTON_MAXITER
         for k in range(max_iter):
             Y = (y + Z).view(3, *shape)
             F = torch.stack([f(ts[i], Y[i]) for i in range(3)]).view(3, -1)
-            dW = self._solve_pair(torch.addcmul(co.TIc @ F.to(co.complex), mus, W, value=-1))
+            dW = self._solve_pair(torch.addcmul(co.TIc @ F.to(co.complex), co.mu, W, value=-1.0 / h))
             dW_norm = float(torch.linalg.vector_norm(dW * inv_scale)) * norm_factor
             if not math.isfinite(dW_norm):
                 break
@@ -458,10 +473,7 @@ class Radau(ImplicitMethod):
             scale = self._scale(yd)
             acc = self._accepted
             if acc is not None and acc.y1 is y:  # extrapolate the last collocation polynomial
-                theta = 1.0 + self.tableau.c * (h / acc.h)
-                w = self.tableau.P @ np.stack([theta, theta**2, theta**3])  # (stage j, new stage i)
-                w[2] -= 1.0  # relative to y = y_old + Z_old[2]
-                Z0 = torch.as_tensor(w.T, dtype=yd.dtype, device=yd.device) @ acc.Z
+                Z0 = co.extrapolation(self.tableau, h / acc.h) @ acc.Z
             else:
                 Z0 = yd.new_zeros((3, yd.numel()))
             while True:
@@ -497,14 +509,17 @@ class Radau(ImplicitMethod):
             if self._J_norms is None or self._J_norms[0] is not self._J:
                 rho = self._J.norm_inf()
                 self._J_norms = (self._J, torch.stack([rho, torch.ones_like(rho)]))
-            norms = self._J_norms[1] * torch.tensor([abs(h), 1.0], dtype=yd.dtype, device=yd.device)
+            if co._norms is None or co._norms[0] is not self._J_norms[1] or co._norms[1] != h:
+                scaled = self._J_norms[1] * torch.tensor([abs(h), 1.0], dtype=yd.dtype, device=yd.device)
+                co._norms = (self._J_norms[1], h, scaled)
+            norms = co._norms[2]
         return StepResult(y1, err, norms, Z, nfe)
 
     def _implicit_gradient(self, f, t, y, h, shape, Z, co) -> tuple[torch.Tensor, int]:
         """The converged stages with gradients by the implicit function theorem (module docstring)."""
         n = y.numel()
         Zd = Z.detach()
-        ts = [t + float(ci) * h for ci in self.tableau.c]
+        ts = [t + ci * h for ci in co.c_float]
         with torch.no_grad():
             Js = []
             for i in range(3):
