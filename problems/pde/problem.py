@@ -166,7 +166,10 @@ class HardConstraint:
             return torch.stack(out, dim=1)
 
         return cls(
-            particular=particular, factor=factor, enforces=tuple(enforces), corner=corner if has_corner else None
+            particular=particular,
+            factor=factor,
+            enforces=tuple(enforces),
+            corner=corner if has_corner else None,
         )
 
 

@@ -448,8 +448,9 @@ class Constrained(nn.Module):
         self.split = constraint.corner is not None
         if self.split and out is not None and out % 2:
             raise ValueError(
-                f"this constraint has a corner factor (re-entrant corners): `net` needs 2 outputs per field "
-                f"(N₁ and N₂), got out_features={out}; build it with Constrained.outputs(constraint, n_fields)"
+                f"this constraint has a corner factor (re-entrant corners): `net` needs 2 outputs per "
+                f"field (N₁ and N₂), got out_features={out}; build it with "
+                f"Constrained.outputs(constraint, n_fields) outputs"
             )
         self.out_features = out // 2 if self.split and out is not None else out
         self._cache = None
@@ -477,7 +478,8 @@ class Constrained(nn.Module):
             return width
         if width % 2:
             raise ValueError(
-                f"this constraint has a corner factor: the network must return 2 columns per field, got {width}"
+                f"this constraint has a corner factor: the network must return 2 columns per field, "
+                f"got {width}"
             )
         return width // 2
 
