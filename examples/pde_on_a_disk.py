@@ -1,9 +1,11 @@
 """A PINN or PIG on a non-box domain: Poisson on the unit disk or on an L-shape (manufactured solutions).
 
 The problem is ``sciml.problems.pde.examples.disk_poisson()`` (``lshape_poisson()`` with ``--domain
-lshape``): a :class:`~sciml.problems.pde.PDEProblem` on a :func:`~sciml.problems.pde.Disk`, Dirichlet
-data on the circle; ``--hard`` builds the data into the model (distance function × network). The error is
-taken on the domain only, and the plot leaves the rest of the bounding box blank.
+lshape``, ``neumann_poisson()`` — the unit square with a Neumann wall — with ``--domain neumann``): a
+:class:`~sciml.problems.pde.PDEProblem` on a :func:`~sciml.problems.pde.Disk`, Dirichlet data on the
+circle; ``--hard`` builds the Dirichlet data into the model (distance function × network, plus a corner
+term at the L-shape's re-entrant corner). The error is taken on the domain only, and the plot leaves the
+rest of the bounding box blank.
 
     python examples/pde_on_a_disk.py --model pinn --iterations 2000 --out runs/disk
 """
@@ -14,7 +16,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from sciml.problems.pde.examples import disk_poisson, lshape_poisson
+from sciml.problems.pde.examples import disk_poisson, lshape_poisson, neumann_poisson
 
 from sciml.pinn import Trainer
 from sciml.pinn.cli import plot_fields, plot_history
@@ -23,7 +25,7 @@ from sciml.pinn.presets import build_model, preset
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--domain", choices=("disk", "lshape"), default="disk")
+    parser.add_argument("--domain", choices=("disk", "lshape", "neumann"), default="disk")
     parser.add_argument("--model", choices=("pinn", "pig"), default="pinn")
     parser.add_argument("--iterations", type=int, default=2000, help="L-BFGS iterations")
     parser.add_argument("--hard", action="store_true", help="build the Dirichlet data into the model")
@@ -36,7 +38,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    factory = disk_poisson if args.domain == "disk" else lshape_poisson
+    factory = {"disk": disk_poisson, "lshape": lshape_poisson, "neumann": neumann_poisson}[args.domain]
     problem = factory(constraint="auto" if args.hard else None)
     settings = preset("poisson")  # the suite's Poisson sizes and L-BFGS budget
     config = settings.config("default").replace(

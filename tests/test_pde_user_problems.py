@@ -216,3 +216,116 @@ def test_cli_reference_file(tmp_path):
     metrics = __import__("json").loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["reference"] == "points" and math.isfinite(metrics["rel_l2"])
     assert not (tmp_path / "run" / "fields.png").exists()
+
+
+# ------------------------------------------------------------------------------- re-entrant corners
+def _second_derivatives(fn, x):
+    """(value, u_xx, u_yy) of the first output column of ``fn`` by autograd."""
+    x = x.clone().requires_grad_(True)
+    u = fn(x)
+    u = u[:, 0] if u.ndim == 2 else u
+    (g,) = torch.autograd.grad(u.sum(), x, create_graph=True)
+    uxx = torch.autograd.grad(g[:, 0].sum(), x, retain_graph=True)[0][:, 0]
+    uyy = torch.autograd.grad(g[:, 1].sum(), x)[0][:, 1]
+    return u.detach(), uxx.detach(), uyy.detach()
+
+
+def _ring(r, n=400, lo=0.5 * math.pi, hi=2.0 * math.pi):
+    """Points at distance ``r`` from the L-shape's re-entrant corner (0, 0), strictly inside it."""
+    theta = torch.linspace(lo, hi, n + 2, dtype=torch.float64)[1:-1]
+    return r * torch.stack([theta.cos(), theta.sin()], dim=1)
+
+
+def test_corner_factor_only_at_reentrant_corners_and_zero_on_the_boundary():
+    L = LShape()
+    assert L.reentrant_vertices() == [3]
+    assert pde.Polygon(L.vertices[::-1].tolist()).reentrant_vertices() == [2]  # clockwise order
+    assert pde.Polygon([(0, 0), (1, 0), (0, 1)]).reentrant_vertices() == []
+    x = L.sample(100, torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert Disk().corner_factor(x) is None and Box(("x", "y"), (0, 0), (1, 1)).corner_factor(x) is None
+    assert L.corner_factor(x, ("edge0", "edge2")) is None  # the corner's edges are not both selected
+    b = L.sample_boundary(2000, torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert L.corner_factor(b).abs().max() < 1e-12
+    far = x[x.norm(dim=1) >= 1.0]  # beyond the cut-off (the distance to the nearest other edge)
+    assert len(far) > 0 and (L.corner_factor(far) == 0).all()
+    assert (L.corner_factor(x[x.norm(dim=1) < 0.9]) != 0).all()
+    space_time = L.times(0.0, 1.0)
+    xt = torch.cat([x, torch.rand(100, 1, dtype=torch.float64)], dim=1)
+    assert torch.equal(space_time.corner_factor(xt), L.corner_factor(x))
+
+
+def test_corner_factor_makes_the_lshape_ansatz_smooth():
+    # with one positive factor φ, N = (u − g)/φ has a direction-dependent limit at the re-entrant corner;
+    # the corner factor ψ vanishes like u − g (on both edges' lines), so (u − g)/ψ has one limit there
+    problem = lshape_poisson(constraint="auto")
+    c = problem.constraint
+    assert c.corner is not None
+    x = _ring(1e-3)
+    gap = problem.exact(x) - c.particular(x)[:, 0]
+    one_term = gap / c.factor(x)[:, 0]
+    two_term = gap / c.corner(x)[:, 0]
+    assert one_term.max() - one_term.min() > 0.5
+    assert (two_term.max() - two_term.min()) / two_term.abs().mean() < 1e-3
+
+
+@pytest.mark.parametrize("kind", ["pinn", "pig"])
+def test_lshape_hard_constraint_exact_on_the_boundary_and_smooth_at_the_corner(kind):
+    problem = lshape_poisson(constraint="auto")
+    outputs = Constrained.outputs(problem.constraint, 1)
+    assert outputs == 2 and Constrained.outputs(disk_poisson(constraint="auto").constraint, 1) == 1
+    g = torch.Generator().manual_seed(0)
+    box = dict(lower=problem.domain.lower, upper=problem.domain.upper, generator=g)
+    net = PINN(2, outputs, (16, 16), **box) if kind == "pinn" else PIG(2, outputs, 30, **box)
+    model = Constrained(net.double(), problem.constraint)
+    assert model.out_features == 1
+    # the Dirichlet data exactly, on every edge and along the two edges next to the re-entrant vertex
+    t = torch.logspace(-8, -0.5, 40, dtype=torch.float64)
+    near = torch.cat([torch.stack([t, 0 * t], 1), torch.stack([0 * t, t], 1)])
+    b = torch.cat([problem.domain.sample_boundary(500, g, dtype=torch.float64), near])
+    with torch.no_grad():
+        assert (model(b)[:, 0] - problem.exact(b)).abs().max() < 1e-12
+    # finite, bounded second derivatives ever closer to the corner (the factors' Laplacians stay O(1/δ))
+    for r in (1e-2, 1e-4, 1e-6):
+        u, uxx, uyy = _second_derivatives(model, _ring(r))
+        assert torch.isfinite(uxx).all() and torch.isfinite(uyy).all()
+        assert (uxx + uyy).abs().max() < 1e3, r
+    # the jet (the trainer's forward-mode derivatives) agrees with autograd, both factors included
+    from sciml.pinn import jet as J
+
+    x = problem.domain.sample(64, g, dtype=torch.float64)
+    jet = model.jet(x, J.JetSpec(first=(0, 1), second=(0, 1)))
+    u, uxx, uyy = _second_derivatives(model, x)
+    assert torch.allclose(jet.value[:, 0], u, atol=1e-12)
+    assert torch.allclose(jet.second[0, :, 0], uxx, atol=1e-9)
+    assert torch.allclose(jet.second[1, :, 0], uyy, atol=1e-9)
+
+
+def test_constrained_needs_two_outputs_per_field_with_a_corner_factor():
+    problem = lshape_poisson(constraint="auto")
+    with pytest.raises(ValueError, match="out_features=1"):
+        Constrained(PINN(2, 1, (8,)), problem.constraint)
+    from sciml.pinn.presets import build_model, preset
+
+    model = build_model(problem, "pinn", preset("poisson"))
+    assert model.net.out_features == 2 and model.out_features == 1
+
+
+def test_boundary_interpolation_keeps_its_derivatives_in_float32():
+    # one Dirichlet condition: g is the data itself (its Laplacian 0 for x·y), not (g/φ)/(1/φ), which
+    # rounded to Laplacians of ~300 at 1e-5 from an edge in float32; several: the product form of the weights
+    c = lshape_poisson(constraint="auto").constraint
+    s = torch.tensor([1e-5, 1e-4, 1e-3])
+    x = torch.stack([-1 + s, torch.full_like(s, -0.5)], dim=1)
+    _, uxx, uyy = _second_derivatives(c.particular, x)
+    assert (uxx + uyy).abs().max() < 1e-3
+    box = Box(("x", "y"), (0, 0), (1, 1))
+    two = _problem(
+        box,
+        (Dirichlet(value=_u, on=("x-", "y-")), Dirichlet(value=_u, on="x+", name="d2")),
+        constraint="auto",
+    )
+    x = torch.tensor([[1e-5, 0.5], [0.5, 1e-5], [1 - 1e-5, 0.3], [0.4, 0.6]])
+    v32, xx32, yy32 = _second_derivatives(two.constraint.particular, x)
+    v64, xx64, yy64 = _second_derivatives(two.constraint.particular, x.double())
+    assert torch.allclose(v32.double(), v64, atol=1e-6)
+    assert torch.allclose((xx32 + yy32).double(), xx64 + yy64, rtol=1e-2, atol=1e-2)

@@ -46,11 +46,15 @@ class HardConstraint:
         factor: points -> ``(n,)`` or ``(n, n_fields)``.
         enforces: names of the problem's conditions that the transform satisfies exactly (a trainer
             drops those loss terms when the transform is used).
+        corner: an optional second factor (same shapes as ``factor``, also zero where the conditions
+            hold): the model is then ``particular + factor · N₁ + corner · N₂`` with twice the outputs
+            (``Geometry.corner_factor``: re-entrant corners, where no ``factor`` alone is smooth).
     """
 
     particular: Callable[[torch.Tensor], torch.Tensor]
     factor: Callable[[torch.Tensor], torch.Tensor]
     enforces: tuple[str, ...] = ()
+    corner: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @classmethod
     def from_conditions(
@@ -106,10 +110,14 @@ class HardConstraint:
             if not ds:
                 return torch.zeros_like(x[:, 0]), None
             phis = [domain.distance(x, c.on).clamp_min(torch.finfo(x.dtype).tiny ** 0.5) for c in ds]
-            inverse = [1.0 / p for p in phis]
-            total = sum(inverse)
-            g = sum(_evaluate(c.value, x) * w / total for c, w in zip(ds, inverse))
-            return g, 1.0 / total
+            if len(ds) == 1:  # w = 1: (g/φ)/(1/φ) would lose g's derivatives to rounding near the boundary
+                return _evaluate(ds[0].value, x), phis[0]
+            # w_k = Π_{j≠k} φ_j / Σ_i Π_{j≠i} φ_j: the same weights, without dividing by a vanishing φ
+            # (in float32 the quotient form gave Laplacians of 300 at 1e-5 from an edge instead of 0)
+            others = [math.prod(p for j, p in enumerate(phis) if j != k) for k in range(len(phis))]
+            total = sum(others).clamp_min(torch.finfo(x.dtype).tiny)
+            g = sum(_evaluate(c.value, x) * w for c, w in zip(ds, others)) / total
+            return g, math.prod(phis) / total
 
         def particular(x: torch.Tensor) -> torch.Tensor:
             out = []
@@ -134,7 +142,35 @@ class HardConstraint:
                 out.append(h)
             return torch.stack(out, dim=1)
 
-        return cls(particular=particular, factor=factor, enforces=tuple(enforces))
+        def dirichlet_parts(f: str) -> tuple[str, ...] | None:
+            ons = [c.on for c in per_field[f]["dirichlet"]]
+            if any(on is None for on in ons):
+                return None
+            return tuple(p for on in ons for p in ((on,) if isinstance(on, str) else on))
+
+        probe = torch.zeros(1, domain.ndim, dtype=torch.float64)
+        has_corner = any(
+            per_field[f]["dirichlet"] and domain.corner_factor(probe, dirichlet_parts(f)) is not None
+            for f in fields
+        )
+
+        def corner(x: torch.Tensor) -> torch.Tensor:
+            out = []
+            for f in fields:
+                psi = domain.corner_factor(x, dirichlet_parts(f)) if per_field[f]["dirichlet"] else None
+                psi = torch.zeros_like(x[:, 0]) if psi is None else psi
+                if per_field[f]["initial"] and t_index is not None:  # zero at t₀ too, like the factor
+                    span = domain.upper[t_index] - domain.lower[t_index]
+                    psi = psi * (x[:, t_index] - domain.lower[t_index]) / span
+                out.append(psi)
+            return torch.stack(out, dim=1)
+
+        return cls(
+            particular=particular,
+            factor=factor,
+            enforces=tuple(enforces),
+            corner=corner if has_corner else None,
+        )
 
 
 @dataclass(frozen=True)

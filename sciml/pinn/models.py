@@ -420,11 +420,21 @@ class PIG(_Normalized):
 
 
 class Constrained(nn.Module):
-    """``u = particular(x) + factor(x) · net(x)``: a hard-constraint output transform around ``net``.
+    """``u = particular(x) + factor(x) · N(x)``: a hard-constraint output transform around ``net``.
+
+    When the constraint has a ``corner`` factor (a polygon with a re-entrant corner, see
+    ``Geometry.corner_factor``), ``net`` has twice the fields' outputs ``(N₁, N₂)`` and
+    ``u = particular + factor · N₁ + corner · N₂``: with a single positive factor ``(u − g)/φ`` has no limit
+    at such a corner, and the relative L2 error of a PINN on the L-shape stalls near 1e-2.
 
     Args:
-        net: the model (PINN, PIG or any module with ``in_features``/``out_features``).
+        net: the model (PINN, PIG or any module with ``in_features``/``out_features``); build it with
+            ``Constrained.outputs(constraint, n_fields)`` outputs.
         constraint: the problem's :class:`~sciml.problems.pde.problem.HardConstraint`.
+
+    Raises:
+        TypeError: ``constraint`` is not a HardConstraint.
+        ValueError: ``net`` declares an output count that does not fit the constraint.
     """
 
     def __init__(self, net: nn.Module, constraint: HardConstraint) -> None:
@@ -434,8 +444,21 @@ class Constrained(nn.Module):
         self.net = net
         self.constraint = constraint
         self.in_features = getattr(net, "in_features", None)
-        self.out_features = getattr(net, "out_features", None)
+        out = getattr(net, "out_features", None)
+        self.split = constraint.corner is not None
+        if self.split and out is not None and out % 2:
+            raise ValueError(
+                f"this constraint has a corner factor (re-entrant corners): `net` needs 2 outputs per "
+                f"field (N₁ and N₂), got out_features={out}; build it with "
+                f"Constrained.outputs(constraint, n_fields) outputs"
+            )
+        self.out_features = out // 2 if self.split and out is not None else out
         self._cache = None
+
+    @staticmethod
+    def outputs(constraint: HardConstraint | None, n_fields: int) -> int:
+        """Outputs the wrapped network needs: ``2 · n_fields`` with a corner factor, else ``n_fields``."""
+        return 2 * n_fields if constraint is not None and constraint.corner is not None else n_fields
 
     @staticmethod
     def _columns(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -445,27 +468,59 @@ class Constrained(nn.Module):
             v = torch.as_tensor(v, dtype=x.dtype, device=x.device).expand(x.shape[0])
         return v[:, None] if v.ndim == 1 else v
 
+    def _halves(self, width: int) -> int:
+        """Number of fields of a network output of ``width`` columns.
+
+        Raises:
+            ValueError: an odd width with a corner factor.
+        """
+        if not self.split:
+            return width
+        if width % 2:
+            raise ValueError(
+                f"this constraint has a corner factor: the network must return 2 columns per field, "
+                f"got {width}"
+            )
+        return width // 2
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self._columns(self.constraint.particular(x), x)
         h = self._columns(self.constraint.factor(x), x)
-        return g + h * self.net(x)
+        n = self.net(x)
+        if not self.split:
+            return g + h * n
+        f = self._halves(n.shape[1])
+        c = self._columns(self.constraint.corner(x), x)
+        return g + h * n[:, :f] + c * n[:, f:]
 
-    def _fixed_jets(self, x: torch.Tensor, spec: J.JetSpec) -> tuple[J.Jet, J.Jet]:
-        """Jets of ``particular`` and ``factor`` (parameter-free), cached for the same points tensor: the
-        collocation points stay fixed between resamplings, so the autograd work is done once per set."""
+    def _fixed_jets(self, x: torch.Tensor, spec: J.JetSpec) -> tuple[J.Jet, J.Jet, J.Jet | None]:
+        """Jets of ``particular``, ``factor`` and ``corner`` (parameter-free), cached for the same points
+        tensor: the collocation points stay fixed between resamplings, so the autograd work is done once per
+        set."""
         cache = self._cache
         if cache is None or cache[0] is not x or cache[1] != x._version or cache[2] != spec:
             g = J.function_jet(self.constraint.particular, x, spec)
             h = J.function_jet(self.constraint.factor, x, spec)
-            cache = self._cache = (x, x._version, spec, g, h)
-        return cache[3], cache[4]
+            c = J.function_jet(self.constraint.corner, x, spec) if self.split else None
+            cache = self._cache = (x, x._version, spec, g, h, c)
+        return cache[3], cache[4], cache[5]
+
+    @staticmethod
+    def _slice(jet: J.Jet, columns: slice) -> J.Jet:
+        return J.Jet(*(None if t is None else t[..., columns] for t in jet))
 
     def jet(self, x: torch.Tensor, spec: J.JetSpec) -> J.Jet:
         if not hasattr(self.net, "jet"):
             raise AttributeError("the wrapped model has no jet(); use autograd derivatives")
         n = self.net.jet(x, spec)
-        g, h = self._fixed_jets(x, spec)
-        hn = J.product(h, n, spec)
+        g, h, c = self._fixed_jets(x, spec)
+        if self.split:
+            f = self._halves(n.value.shape[-1])
+            hn = J.product(h, self._slice(n, slice(0, f)), spec)
+            cn = J.product(c, self._slice(n, slice(f, None)), spec)
+            hn = J.Jet(*(None if a is None else a + b for a, b in zip(hn, cn)))
+        else:
+            hn = J.product(h, n, spec)
         value = g.value + hn.value
         first = None if hn.first is None else g.first + hn.first
         second = None

@@ -273,12 +273,14 @@ def build_model(
         raise ValueError(f"`model` must be one of {MODELS}, got {kind!r}")
     settings = settings or preset(problem.name)
     generator = torch.Generator().manual_seed(int(seed))
-    sizes = dict(in_features=problem.domain.ndim, out_features=len(problem.fields))
+    hard = settings.hard_constraint and problem.constraint is not None
+    outputs = Constrained.outputs(problem.constraint if hard else None, len(problem.fields))
+    sizes = dict(in_features=problem.domain.ndim, out_features=outputs)
     box = dict(lower=problem.domain.lower, upper=problem.domain.upper, generator=generator)
     if kind == "pinn":
         model: nn.Module = PINN(**sizes, **settings.pinn, **box)
     else:
         model = PIG(**sizes, **settings.pig, **box)
-    if settings.hard_constraint and problem.constraint is not None:
+    if hard:
         model = Constrained(model, problem.constraint)
     return model
