@@ -127,8 +127,9 @@ def test_band_limited_regression_ignores_small_scale_errors(tiny):
 
 
 def test_band_chooser_finds_the_band_limit_of_a_sparsely_observed_field():
-    """A field with modes max(|kx|, |ky|) <= 3 only, 25 % of a 32² grid observed: the split-half
-    agreement (each half has 12.5 % of the points) disagrees by < 0.5 on shells 1 … 3 and by > 1 above (no signal there), so the chosen band is 3."""
+    """A field with modes max(|kx|, |ky|) <= 3 only, 25 % of a 32² grid observed: the split-half fits
+    (12.5 % of the points each) disagree by < 0.5 on shells 1 … 3 and by > 1 above (no signal there),
+    so the chosen band is 3."""
     from sciml.medida.qg import choose_band, shell_disagreement
 
     n, L, K0 = 32, 2 * math.pi, 3
