@@ -152,3 +152,18 @@ def test_band_chooser_finds_the_band_limit_of_a_sparsely_observed_field():
         shell_disagreement(same, same[:, :, :-1])
     with pytest.raises(ValueError, match="tol"):
         choose_band(grid[observed], field.reshape(1, -1)[:, observed], grid, L, "cubic", tol=0)
+
+
+def test_bench_qg_band_option_takes_auto_all_or_a_positive_index():
+    import argparse
+
+    from sciml.bench.medida import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args([]).qg_band == "auto"
+    assert parser.parse_args(["--qg-band", "all"]).qg_band == "all"
+    assert parser.parse_args(["--qg-band", "6"]).qg_band == 6
+    for bad in ("0", "six"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--qg-band", bad])
