@@ -124,3 +124,46 @@ def test_band_limited_regression_ignores_small_scale_errors(tiny):
     assert set(loose.terms) != set(true)
     with pytest.raises(ValueError, match="band"):
         discover_qg(case.model(truth), prev, nxt, band=0)
+
+
+def test_band_chooser_finds_the_band_limit_of_a_sparsely_observed_field():
+    """A field with modes max(|kx|, |ky|) <= 3 only, 25 % of a 32² grid observed: the split-half fits
+    (12.5 % of the points each) disagree by < 0.5 on shells 1 … 3 and by > 1 above (no signal there),
+    so the chosen band is 3."""
+    from sciml.medida.qg import choose_band, shell_disagreement
+
+    n, L, K0 = 32, 2 * math.pi, 3
+    rng = np.random.default_rng(0)
+    g = L / n * np.arange(n)
+    Y, X = np.meshgrid(g, g, indexing="ij")
+    field = np.zeros((n, n))
+    for kx in range(-K0, K0 + 1):
+        for ky in range(-K0, K0 + 1):
+            a, b = rng.normal(size=2)
+            field += a * np.cos(kx * X + ky * Y) + b * np.sin(kx * X + ky * Y)
+    grid = np.stack([Y, X], axis=-1).reshape(-1, 2)
+    observed = np.sort(rng.choice(n * n, n * n // 4, replace=False))
+    band, d = choose_band(grid[observed], field.reshape(1, -1)[:, observed], grid, L, "cubic")
+    assert band == K0, d[:8]
+    assert d.shape == (n // 2 + 1,) and np.all(d[1 : K0 + 1] <= 0.5) and d[K0 + 1] > 1
+    same = field[None]
+    assert np.all(shell_disagreement(same, same) == 0)
+    with pytest.raises(ValueError, match="shape"):
+        shell_disagreement(same, same[:, :, :-1])
+    with pytest.raises(ValueError, match="tol"):
+        choose_band(grid[observed], field.reshape(1, -1)[:, observed], grid, L, "cubic", tol=0)
+
+
+def test_bench_qg_band_option_takes_auto_all_or_a_positive_index():
+    import argparse
+
+    from sciml.bench.medida import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args([]).qg_band == "auto"
+    assert parser.parse_args(["--qg-band", "all"]).qg_band == "all"
+    assert parser.parse_args(["--qg-band", "6"]).qg_band == 6
+    for bad in ("0", "six"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--qg-band", bad])

@@ -250,3 +250,15 @@ def test_khronon_pinn_reaches_the_regular_solution(tmp_path, monkeypatch):
     config = settings.train.replace(adam_iterations=200, lbfgs_iterations=400, n_residual=256, seed=0)
     result = Trainer(problem, model, config).fit(progress=False)
     assert result.rel_l2 < 3e-3
+
+
+def test_khronon_preset_builds_both_models_with_the_flat_ansatz():
+
+    problem = pde.get("khronon")
+    settings = preset("khronon")
+    assert settings.config("default", "pig").dtype == "float64"
+    x = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    for kind in ("pinn", "pig"):
+        model = build_model(problem, kind, settings, seed=0).double()
+        y = model(x)[:, 0].detach()
+        assert torch.isfinite(y).all() and abs(float(y[0]) - 1.0) < 1e-12  # y(0) = 1 built in

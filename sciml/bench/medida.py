@@ -41,6 +41,21 @@ DESCRIPTION = (
 )
 
 
+def _band(text: str) -> str | int:
+    """``--qg-band``: ``auto``, ``all`` or a positive wavenumber index."""
+    if text in ("auto", "all"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"--qg-band must be 'auto', 'all' or a positive integer, got {text!r}"
+        )
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--system",
@@ -54,7 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--qg-n", type=int, choices=(32, 64), default=32, help="QG grid (64: spun up on first use)"
     )
     parser.add_argument(
-        "--qg-band", type=int, default=None, help="QG sparse kinds: regress on modes |k| <= this index only"
+        "--qg-band",
+        type=_band,
+        default="auto",
+        help="QG sparse kinds: regress on modes max(|kx|,|ky|) <= this index only; 'auto' (default): "
+        "chosen from the observations by split-half agreement; 'all': every mode",
     )
     parser.add_argument("--noise", type=float, default=0.01, help="noise level of table 2 (fraction of std)")
     parser.add_argument("--members", type=int, default=100, help="EnKF members (default 100)")
@@ -319,11 +338,17 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
     if not args.skip_sparse:
         for interp in ("cubic", "mlp", "rff"):
             kinds[f"sparse 25% {interp}"] = sparse_qg_pairs(
-                prev[:sparse_pairs], nxt[:sparse_pairs], truth.L, interp, progress=True, **training
+                prev[:sparse_pairs],
+                nxt[:sparse_pairs],
+                truth.L,
+                interp,
+                progress=True,
+                auto_band=getattr(args, "qg_band", None) == "auto",
+                **training,
             )
-            print(
-                f"  {interp}: state error {kinds[f'sparse 25% {interp}'][2]['state_error']:.3g}", flush=True
-            )
+            info = kinds[f"sparse 25% {interp}"][2]
+            chosen = f", band chosen from the observations: {info['band']}" if "band" in info else ""
+            print(f"  {interp}: state error {info['state_error']:.3g}{chosen}", flush=True)
     if not args.skip_noisy:
         kinds[f"EnKF {args.noise:g} noise"] = None
     rows, table = [], []
@@ -341,12 +366,14 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
                 p, q, info = data
             try:
                 band = getattr(args, "qg_band", None) if kind.startswith("sparse") else None
+                band = info["band"] if band == "auto" else None if band == "all" else band
                 (fit, history), wall, cpu = _timed(discover_qg, case.model(truth), p, q, band=band)
                 terms, failure, rounds = fit.terms, None, len(history)
             except ValueError as exc:  # e.g. a stretching correction that leaves no valid model
                 terms, failure, rounds, wall, cpu = {}, str(exc), 0, math.nan, math.nan
             true = case.true_correction(truth)
-            row = _row(name, 0.0, f"qg {kind}", true, terms, wall, cpu_seconds=cpu, failure=failure, **info)
+            extra = {**info, "band": band}
+            row = _row(name, 0.0, f"qg {kind}", true, terms, wall, cpu_seconds=cpu, failure=failure, **extra)
             rows.append(row)
             table.append(
                 {
@@ -357,6 +384,7 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
                     "ok": row["exact_terms"],
                     "max err": row["max_coef_error"],
                     "found": len(terms),
+                    "band": "all" if band is None else band,
                     "rounds": rounds,
                     "seconds": wall,
                     "obs s": info.get("fit_seconds", info.get("filter_seconds", 0.0)),
@@ -373,6 +401,7 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
             "ok",
             "max err",
             "found",
+            "band",
             "rounds",
             "seconds",
             "obs s",

@@ -48,6 +48,8 @@ __all__ = [
     "qg_library",
     "discover_qg",
     "sparse_qg_pairs",
+    "shell_disagreement",
+    "choose_band",
     "qg_enkf_pairs",
     "QG_DT",
     "STRETCHING",
@@ -329,6 +331,92 @@ def discover_qg(
     return fit, history
 
 
+def shell_disagreement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per Fourier shell ``K = max(|kx|, |ky|)``, how much two reconstructions of the same fields disagree.
+
+    ``d_K = max over fields of ‖â_K − b̂_K‖ / ‖(â_K + b̂_K)/2‖`` (the shell's modes of each field). Where
+    both reconstructions resolve the shell, ``d_K`` is about √2 times their relative error there; where
+    neither carries signal it is O(1).
+
+    Args:
+        a, b: ``(C, n, n)`` fields on the same periodic grid.
+
+    Returns:
+        ``(n // 2 + 1,)`` the disagreement of shells ``K = 0 … n/2``.
+
+    Raises:
+        ValueError: shapes that differ or are not ``(C, n, n)``.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 3 or a.shape[1] != a.shape[2]:
+        raise ValueError(f"a and b must both have shape (C, n, n), got {a.shape} and {b.shape}")
+    n = a.shape[-1]
+    k = np.abs(np.fft.fftfreq(n) * n).astype(int)
+    shell = np.maximum(k[:, None], k[None, :])
+    fa, fb = np.fft.fft2(a), np.fft.fft2(b)
+    out = np.zeros(n // 2 + 1)
+    for K in range(n // 2 + 1):
+        m = shell == K
+        diff = np.sqrt((np.abs(fa[:, m] - fb[:, m]) ** 2).sum(axis=1))
+        mean = np.sqrt((np.abs(fa[:, m] + fb[:, m]) ** 2).sum(axis=1)) / 2
+        out[K] = np.max(diff / np.maximum(mean, 1e-300))
+    return out
+
+
+def choose_band(
+    points: np.ndarray,
+    values: np.ndarray,
+    grid: np.ndarray,
+    L: float,
+    kind: str,
+    *,
+    tol: float = 0.5,
+    seed: int = 0,
+    **interpolator: Any,
+) -> tuple[int, np.ndarray]:
+    """The regression band from the sparse observations alone, by split-half agreement.
+
+    The observed points are split at random into two halves; each half is interpolated onto the grid with
+    the same interpolator (``kind``), and the band is the largest ``K`` whose shell the two reconstructions
+    agree on within ``tol`` (:func:`shell_disagreement`); a low shell with little energy that they disagree
+    on (measured on QG 64²: shell 1) does not cut the band. Each half has half the points of the fit that
+    is regressed on, so the estimate is on the safe side. No truth is used.
+
+    Args:
+        points: ``(p, 2)`` observed points; values: ``(C, p)`` the fields there.
+        grid: ``(n*n, 2)`` the grid points (row-major ``(iy, ix)``); L: the period.
+        kind: the interpolator (``"cubic"``, ``"mlp"``, ``"rff"``).
+
+    Other Args:
+        tol: the largest disagreement of a shell counted as resolved. ``d_K ≈ √2 e`` for half-fits of
+            relative error ``e`` in the shell, and ``d_K`` is O(1) or more where they carry no signal; 0.5
+            (half-fits within ~35 %) separates the two on a band-limited field (tested).
+        seed: the split and the interpolators' seeds.
+        interpolator: passed on to :func:`~sciml.medida.interpolation.interpolate`.
+
+    Returns:
+        ``(K, d)``: the band (at least 1) and the disagreement per shell.
+
+    Raises:
+        ValueError: ``tol`` not positive, or what ``interpolate`` raises.
+    """
+    from sciml.medida.interpolation import interpolate
+
+    if not tol > 0:
+        raise ValueError(f"`tol` must be positive, got {tol!r}")
+    points, values = np.asarray(points, dtype=np.float64), np.atleast_2d(np.asarray(values, dtype=np.float64))
+    n = int(round(math.sqrt(len(grid))))
+    half = np.random.default_rng(seed + 7919).permutation(points.shape[0])
+    halves = (half[: half.size // 2], half[half.size // 2 :])
+    fits = [
+        interpolate(kind, points[h], values[:, h], grid, L, seed=seed + i, **interpolator).values
+        for i, h in enumerate(halves)
+    ]
+    d = shell_disagreement(fits[0].reshape(-1, n, n), fits[1].reshape(-1, n, n))
+    good = np.nonzero(d[1:] <= tol)[0]  # the largest resolved shell: weak low shells do not cut the band
+    return (int(good[-1]) + 1 if good.size else 1), d
+
+
 def sparse_qg_pairs(
     q_prev: np.ndarray,
     q_next: np.ndarray,
@@ -339,8 +427,10 @@ def sparse_qg_pairs(
     dt: float = QG_DT,
     seed: int = 0,
     progress: bool = False,
+    auto_band: bool = False,
+    band_tol: float = 0.5,
     **interpolator: Any,
-) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Observe ``fraction`` of the grid points (a fixed random set, both layers) and interpolate back.
 
     For each pair one fit of four fields at the observed points — ``q1``, ``q2`` and the scaled increments
@@ -356,6 +446,10 @@ def sparse_qg_pairs(
         fraction: observed fraction of the grid points.
         seed: the observed points, the hold-out split and the networks' initialisation.
         progress: a tqdm bar over the pairs.
+        auto_band: also choose the regression band from the observations of the first pair
+            (:func:`choose_band`, two extra fits), returned as ``"band"`` with the per-shell
+            disagreement ``"band_disagreement"``.
+        band_tol: ``tol`` of :func:`choose_band`.
         interpolator: passed on to ``interpolate`` (e.g. ``scale``, ``adam_steps``).
 
     Returns:
@@ -401,6 +495,13 @@ def sparse_qg_pairs(
         "fit_seconds": time.perf_counter() - start,
         "observed_points": int(observed.size),
     }
+    if auto_band:
+        increment = (q_next[0] - q_prev[0]) / dt
+        fields = np.concatenate([q_prev[0], increment]).reshape(4, -1)
+        band, disagreement = choose_band(
+            grid[observed], fields[:, observed], grid, L, kind, tol=band_tol, seed=seed, **interpolator
+        )
+        info.update(band=band, band_disagreement=[float(v) for v in disagreement])
     return np.stack(prev_out), np.stack(next_out), info
 
 
