@@ -12,7 +12,8 @@
   with a slow and a fast oscillation and a fast transient
   (:func:`sciml.neural_de.datasets.multiscale_series`);
   the paper's model (GRU encoder with 40 units, 20-d latent, 4-layer 50-unit tanh dynamics, Tsit5 at
-  rtol 1e-6). Frozen seed and train/validation/test split (1000/250/250). Metric: MSE on the unseen values.
+  rtol 1e-6), Adam at 5e-3 decaying to 5e-4 over the run. Frozen seed and train/validation/test split
+  (1000/250/250). Metric: MSE on the unseen values.
 * ``mnist1d`` — a procedurally generated MNIST-1D-style set (:func:`sciml.neural_de.datasets.mnist1d`,
   5000 samples of 40 points, frozen 70/10/20 split) with the structure of the paper's MNIST model: a
   downsampling 1-D convolutional stem (32 maps of 20 points), the ODE block with a convolutional field
