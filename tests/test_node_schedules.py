@@ -29,7 +29,7 @@ def test_make_variant_spans_the_epochs_left_after_the_delay():
     task = TASKS["latent-hard"]
     _, s = make_variant("error", task, 25, weight=1e-3, delay=10)
     assert s(9) == 0.0 and s(10) == pytest.approx(1e-3) and s(24) == pytest.approx(1e-4)
-    _, plain = make_variant("error", task, 25, weight=1e-3)
+    _, plain = make_variant("error", task, 25, weight=1e-3, delay=0)
     assert plain(0) == pytest.approx(1e-3) and plain(24) == pytest.approx(1e-4)
     for bad in (25, -1):
         with pytest.raises(ValueError, match="--weight-delay"):
@@ -76,3 +76,13 @@ def test_sweep_plot_draws_each_delay_and_vanillas_course(tmp_path):
     assert choose_weight(points, False, 0.25)["weight"] == 0.1
     _plot_sweep(points, "toy", "error", "mse", tmp_path / "sweep.png", path)
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
+
+
+def test_latent_hard_error_default_regularizes_the_last_fifth_of_the_run():
+    task = TASKS["latent-hard"]
+    _, s = make_variant("error", task, 25)
+    assert s(19) == 0.0 and s(20) == pytest.approx(5e-4) and s(24) == pytest.approx(5e-5)
+    _, short = make_variant("error", task, 10)
+    assert short(7) == 0.0 and short(8) == pytest.approx(5e-4)
+    _, digits = make_variant("error", TASKS["digits"], 10)
+    assert digits(0) == pytest.approx(3.0)
