@@ -235,7 +235,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
     if variant not in VARIANTS or variant == "vanilla":
         raise ValueError(f"--sweep-variant must be a regularizer from {list(VARIANTS[1:])}, got {variant!r}")
     epochs = args.epochs or EPOCHS.get(task_name, (task.epochs, task.epochs))[1 if args.full else 0]
-    _, schedule = make_variant(variant, task, epochs)
+    _, schedule = make_variant(variant, task, epochs, delay=0)  # the start weight, whatever the delay
     default = schedule(0)
     weights = (
         [float(w) for w in args.weights.split(",") if w]
