@@ -84,5 +84,6 @@ def test_latent_hard_error_default_regularizes_the_last_fifth_of_the_run():
     assert s(19) == 0.0 and s(20) == pytest.approx(5e-4) and s(24) == pytest.approx(5e-5)
     _, short = make_variant("error", task, 10)
     assert short(7) == 0.0 and short(8) == pytest.approx(5e-4)
+    assert make_variant("error", task, 1)[1](0) == pytest.approx(5e-4)  # one epoch: regularized
     _, digits = make_variant("error", TASKS["digits"], 10)
     assert digits(0) == pytest.approx(3.0)

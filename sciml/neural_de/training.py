@@ -154,7 +154,8 @@ def make_variant(
     start, end = _WEIGHTS[name].get(task.name, next(iter(_WEIGHTS[name].values())))
     if weight is not None:
         start, end = weight, weight * end / start
-    delay = round(_DELAYS.get((name, task.name), 0.0) * epochs) if delay is None else delay
+    if delay is None:  # the table's fraction, leaving at least one regularized epoch
+        delay = min(round(_DELAYS.get((name, task.name), 0.0) * epochs), max(epochs - 1, 0))
     if isinstance(delay, bool) or int(delay) != delay or not 0 <= delay < epochs:
         raise ValueError(f"--weight-delay must be a whole number in [0, epochs={epochs}), got {delay}")
     span = epochs - int(delay)
