@@ -34,6 +34,7 @@ import multiprocessing
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from sciml.bench.report import mean_std, print_table, ratio
@@ -65,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights",
         default=None,
         help="comma-separated start weights of --sweep (default: 0.1,0.3,1,3,10 x the task's)",
+    )
+    parser.add_argument(
+        "--weight-delays",
+        default=None,
+        help="--sweep: comma-separated epochs without the regularizer before its schedule starts; every "
+        "weight is trained with each (default: the task's)",
     )
     parser.add_argument(
         "--tolerance",
@@ -228,7 +235,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
     if variant not in VARIANTS or variant == "vanilla":
         raise ValueError(f"--sweep-variant must be a regularizer from {list(VARIANTS[1:])}, got {variant!r}")
     epochs = args.epochs or EPOCHS.get(task_name, (task.epochs, task.epochs))[1 if args.full else 0]
-    _, schedule = make_variant(variant, task, epochs)
+    _, schedule = make_variant(variant, task, epochs, delay=0)  # the start weight, whatever the delay
     default = schedule(0)
     weights = (
         [float(w) for w in args.weights.split(",") if w]
@@ -237,6 +244,11 @@ def run_sweep(args: argparse.Namespace) -> dict:
     )
     if not weights or any(not w > 0 for w in weights):
         raise ValueError(f"--weights must be positive numbers, got {args.weights!r}")
+    delays_arg = getattr(args, "weight_delays", None)
+    delays: list[int | None] = [None] if not delays_arg else [int(d) for d in delays_arg.split(",") if d]
+    for d in delays:
+        make_variant(variant, task, epochs, delay=d)  # a delay that leaves no regularized epoch: error now
+    settings = [(w, d) for d in delays for w in weights]
     accuracy = task.higher_is_better
     tolerance = args.tolerance if args.tolerance is not None else (0.5 if accuracy else 0.02)
     root = Path(args.out) / "node-sweep-runs"
@@ -259,11 +271,12 @@ def run_sweep(args: argparse.Namespace) -> dict:
             seed=s,
             epochs=epochs,
             weight=w,
+            weight_delay=d,
             threads=1,
             progress=False,
-            out=str(root / f"{variant}-w{w:g}-s{s}"),
+            out=str(root / (f"{variant}-w{w:g}-s{s}" if d is None else f"{variant}-w{w:g}-d{d}-s{s}")),
         )
-        for w in weights
+        for w, d in settings
         for s in range(args.seeds)
     ]
     done = [c for c in configs if getattr(args, "reuse", False) and finished_run(c)]
@@ -274,13 +287,16 @@ def run_sweep(args: argparse.Namespace) -> dict:
         run_trainings(todo, args.jobs, root)
     points = []
     groups = [[c for c in configs if c.reg == "vanilla"]]
-    groups += [[c for c in configs if c.reg != "vanilla" and c.weight == w] for w in weights]
-    for label, group in zip(["vanilla", *weights], groups):
+    groups += [
+        [c for c in configs if c.reg != "vanilla" and (c.weight, c.weight_delay) == wd] for wd in settings
+    ]
+    for label, group in zip([(None, None), *settings], groups):
         evals = [_validation(c) for c in group]
         points.append(
             {
-                "weight": None if label == "vanilla" else label,
-                "method": "vanilla" if label == "vanilla" else variant,
+                "weight": label[0],
+                "delay": label[1],
+                "method": "vanilla" if label[0] is None else variant,
                 "val_metric": mean_std(e[0] for e in evals)[0],
                 "val_nfe": mean_std(e[1] for e in evals)[0],
                 "test_metric": mean_std(e[2] for e in evals)[0],
@@ -292,6 +308,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
     columns = [
         "method",
         "weight",
+        *(["delay"] if delays != [None] else []),
         "val_metric",
         "val_nfe",
         "val_nfe_vs_vanilla",
@@ -309,12 +326,14 @@ def run_sweep(args: argparse.Namespace) -> dict:
     if chosen is None:
         print(f"no weight keeps the validation {task.metric} within {tolerance:g} of vanilla's")
     else:
+        delay = "" if chosen["delay"] is None else f", delay {chosen['delay']}"
         print(
-            f"chosen on validation: weight {chosen['weight']:g} -> test {task.metric} "
+            f"chosen on validation: weight {chosen['weight']:g}{delay} -> test {task.metric} "
             f"{chosen['test_metric']:.4g} (vanilla {base['test_metric']:.4g}), test NFE "
             f"{chosen['test_nfe']:.0f} (vanilla {base['test_nfe']:.0f})"
         )
-    _plot_sweep(points, task_name, variant, task.metric, Path(args.out) / "node-sweep.png")
+    _plot_sweep(points, task_name, variant, task.metric, Path(args.out) / "node-sweep.png",
+                _vanilla_path([c.out for c in groups[0]]))  # fmt: skip
     describe = getattr(task, "describe_runs", None)  # tasks with more solver statistics (kinetics)
     details = None
     if describe is not None:
@@ -332,6 +351,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
         "seeds": args.seeds,
         "tolerance": tolerance,
         "chosen_weight": None if chosen is None else chosen["weight"],
+        "chosen_delay": None if chosen is None else chosen["delay"],
     }
 
 
@@ -375,7 +395,22 @@ def choose_weight(points: list[dict], higher_is_better: bool, tolerance: float) 
     return chosen
 
 
-def _plot_sweep(points: list[dict], task: str, variant: str, metric: str, path: Path) -> None:
+def _vanilla_path(outs: list[str]) -> list[tuple[int, float, float]]:
+    """``(epoch, validation NFE, validation metric)`` of vanilla after every epoch, the mean over its runs
+    (empty for runs that did not record the validation split)."""
+    histories = [json.loads((Path(o) / "metrics.json").read_text())["history"] for o in outs]
+    epochs = min(len(h) for h in histories)
+    if not all("val_nfe" in h[e] for h in histories for e in range(epochs)):
+        return []
+    return [(e + 1, float(np.mean([h[e]["val_nfe"] for h in histories])),
+             float(np.mean([h[e]["val_metric"] for h in histories]))) for e in range(epochs)]  # fmt: skip
+
+
+def _plot_sweep(
+    points: list[dict], task: str, variant: str, metric: str, path: Path, path_vanilla: list | None = None
+) -> None:
+    """Validation NFE against validation metric: one line per weight delay (label: weight), vanilla, and
+    vanilla's own course over the epochs (label: epoch) when the runs recorded it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -383,32 +418,29 @@ def _plot_sweep(points: list[dict], task: str, variant: str, metric: str, path: 
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     regs = points[1:]
-    ax.plot(
-        [p["val_nfe"] for p in regs],
-        [p["val_metric"] for p in regs],
-        "o-",
-        color="tab:blue",
-        label=f"{variant} (label: weight)",
-    )
-    for p in regs:
-        ax.annotate(
-            f"{p['weight']:g}",
-            (p["val_nfe"], p["val_metric"]),
-            textcoords="offset points",
-            xytext=(4, 4),
-            fontsize=8,
-        )
-    ax.plot(points[0]["val_nfe"], points[0]["val_metric"], "s", color="black", markersize=8, label="vanilla")
-    chosen = [p for p in regs if p["chosen"]]
+    delays = list(dict.fromkeys(p.get("delay") for p in regs))
+    for k, delay in enumerate(delays):
+        line = sorted((p for p in regs if p.get("delay") == delay), key=lambda p: p["weight"])
+        when = "" if delay is None else (f", from epoch {delay + 1}" if delay else ", from epoch 1")
+        ax.plot([p["val_nfe"] for p in line], [p["val_metric"] for p in line], "o-", color=f"C{k}",
+                label=f"{variant}{when} (label: weight)")  # fmt: skip
+        for p in line:
+            ax.annotate(f"{p['weight']:g}", (p["val_nfe"], p["val_metric"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)  # fmt: skip
+    if path_vanilla:
+        ax.plot([p[1] for p in path_vanilla], [p[2] for p in path_vanilla], ".-", color="grey", lw=0.8,
+                label="vanilla after each epoch (label: epoch)")  # fmt: skip
+        for epoch, nfe, value in path_vanilla[4::5]:
+            ax.annotate(str(epoch), (nfe, value), textcoords="offset points", xytext=(-10, -10), fontsize=7,
+                        color="grey")  # fmt: skip
+    base = points[0]
+    ax.plot(base["val_nfe"], base["val_metric"], "s", color="black", markersize=8, label="vanilla")
+    ax.axhline(base["val_metric"], color="black", lw=0.6, ls=":")
+    chosen = [p for p in regs if p.get("chosen")]
     if chosen:
-        ax.plot(
-            chosen[0]["val_nfe"],
-            chosen[0]["val_metric"],
-            "*",
-            color="tab:red",
-            markersize=15,
-            label="chosen on validation",
-        )
+        ax.plot(chosen[0]["val_nfe"], chosen[0]["val_metric"], "*", color="tab:red", markersize=15,
+                label="chosen on validation")  # fmt: skip
+    ax.axvline(0.5 * base["val_nfe"], color="grey", lw=0.6, ls="--", label="half of vanilla's NFE")
     ax.set(
         xlabel="prediction NFE per batch (validation)",
         ylabel=f"validation {metric}",

@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--backend", choices=("backprop", "continuous", "torchdiffeq"), default=None,
                        help="gradient method (default: continuous for local-*, else backprop)")  # fmt: skip
         p.add_argument("--weight", type=float, default=None, help="regularization weight (schedule start)")
+        p.add_argument("--weight-delay", type=int, default=None,
+                       help="epochs without the regularizer first (default: the task's)")  # fmt: skip
         p.add_argument("--lr", type=float, default=None)
         p.add_argument("--batch-size", type=int, default=None)
         p.add_argument("--rtol", type=float, default=None, help="solver rtol (default: the task's)")
@@ -37,7 +39,8 @@ def main(args: argparse.Namespace) -> int:
     out = args.out or f"runs/{args.kind}-{args.task}-{args.reg}-s{args.seed}"
     config = TrainConfig(
         task=args.task, reg=args.reg, seed=args.seed, epochs=args.epochs, out=out, resume=args.resume,
-        backend=args.backend, weight=args.weight, lr=args.lr, batch_size=args.batch_size, rtol=args.rtol,
+        backend=args.backend, weight=args.weight, weight_delay=args.weight_delay, lr=args.lr,
+        batch_size=args.batch_size, rtol=args.rtol,
         atol=args.atol, threads=args.threads, progress=not args.no_progress, kind=args.kind,
     )  # fmt: skip
     try:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Regularizer", "ErrorEstimateRegularizer", "StiffnessRegularizer", "LocalErrorRegularizer", "Steer",
-    "RNODE", "TayNODE", "ConstantSchedule", "ExponentialSchedule",
+    "RNODE", "TayNODE", "ConstantSchedule", "ExponentialSchedule", "DelayedSchedule",
 ]  # fmt: skip
 
 
@@ -319,3 +319,26 @@ class ExponentialSchedule:
     def __call__(self, epoch: int) -> float:
         fraction = min(max(epoch, 0), self.epochs) / self.epochs
         return self.start * math.exp(fraction * math.log(self.end / self.start))
+
+
+class DelayedSchedule:
+    """``weight(epoch) = 0`` for the first ``delay`` epochs, then ``schedule(epoch - delay)``.
+
+    The model first fits the data unregularized; the regularizer then shortens the solves of a model that
+    already resolves every time scale, instead of keeping it from learning the fast ones.
+
+    Args:
+        schedule: the weight schedule once it starts (its epoch 0 is epoch ``delay``).
+        delay: epochs without regularization (>= 0).
+
+    Raises:
+        ValueError: a negative or fractional ``delay``.
+    """
+
+    def __init__(self, schedule: ConstantSchedule | ExponentialSchedule, delay: int):
+        if isinstance(delay, bool) or int(delay) != delay or delay < 0:
+            raise ValueError(f"`delay` must be a whole number >= 0, got {delay}")
+        self.schedule, self.delay = schedule, int(delay)
+
+    def __call__(self, epoch: int) -> float:
+        return 0.0 if epoch < self.delay else self.schedule(epoch - self.delay)
