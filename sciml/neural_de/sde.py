@@ -251,6 +251,7 @@ class SpiralSDETask:
     lr: float
     rtol: float
     atol: float
+    lr_end: float | None = None  # constant learning rate
     iterations: int = 20  # training batches per epoch
     paths: int = 100  # trajectories per training batch
     test_paths: int = 2000
