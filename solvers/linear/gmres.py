@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from sciml.solvers.linear.krylov import check_tolerances
-from sciml.solvers.linear.operators import as_operator, as_vector, backend_of
+from sciml.solvers.linear.krylov import initial_status, krylov_start
+from sciml.solvers.linear.operators import as_operator
 from sciml.solvers.linear.result import LinearSolveResult, SolveStatus
 
 __all__ = ["gmres"]
@@ -83,26 +83,14 @@ def gmres(
         ValueError: shape mismatch (naming the argument), non-finite ``b``/``x0``/matrix entries, bad
             tolerances, ``restart < 1``.
     """
-    b = as_vector(b, "b")
-    xp = backend_of(b)
-    n = int(np.prod(b.shape))
-    maxiter = check_tolerances(rtol, atol, maxiter, n)
     if isinstance(restart, bool) or int(restart) != restart or restart < 1:
         raise ValueError(f"`restart` must be a positive integer (Krylov vectors per cycle), got {restart!r}")
+    b, xp, n, maxiter, matvec, x, r, tol = krylov_start(A, b, x0, rtol, atol, maxiter)
     m = int(min(restart, n))
-    matvec = as_operator(A, b, "A")
     precond = (lambda v: v) if M is None else as_operator(M, b, "M")
     is_torch = torch.is_tensor(b)
-
-    if x0 is None:
-        x = xp.zeros_like(b)
-        r = xp.copy(b)
-    else:
-        x = xp.copy(as_vector(x0, "x0", like=b))
-        r = b - matvec(x)
     bnorm = xp.norm(b)
     rnorm = xp.norm(r)
-    tol = max(rtol * bnorm, atol)
     history = [rnorm]
 
     def finish(status: SolveStatus, iterations: int, message: str) -> LinearSolveResult:
@@ -110,10 +98,8 @@ def gmres(
             x, iterations, np.asarray(history), status == SolveStatus.CONVERGED, status, message
         )
 
-    if not np.isfinite(rnorm):
-        return finish(SolveStatus.NON_FINITE, 0, "the initial residual b - A x0 is not finite")
-    if rnorm <= tol:
-        return finish(SolveStatus.CONVERGED, 0, "the initial guess already meets the tolerance")
+    if (done := initial_status(rnorm, tol)) is not None:
+        return finish(*done)
 
     shape = b.shape
     if is_torch:

@@ -39,6 +39,42 @@ def check_tolerances(rtol: float, atol: float, maxiter: int | None, n: int) -> i
     return int(maxiter)
 
 
+def krylov_start(A: Any, b: Any, x0: Any, rtol: float, atol: float, maxiter: int | None) -> tuple:
+    """The common start of the Krylov solvers: validated ``b`` and tolerances, the operator, ``x0`` and its
+    residual.
+
+    Returns:
+        ``(b, xp, n, maxiter, matvec, x, r, tol)``: ``b`` as a vector, its backend, its size, the iteration
+        limit (default ``10 n``), ``A`` as a callable, the starting iterate (a copy, or zeros), ``b − A x``
+        and the stopping threshold ``max(rtol·‖b‖, atol)``.
+
+    Raises:
+        ValueError: as :func:`check_tolerances`, or ``A``/``b``/``x0`` of the wrong kind or shape.
+    """
+    b = as_vector(b, "b")
+    xp = backend_of(b)
+    n = int(np.prod(b.shape))
+    maxiter = check_tolerances(rtol, atol, maxiter, n)
+    matvec = as_operator(A, b, "A")
+    if x0 is None:
+        x = xp.zeros_like(b)
+        r = xp.copy(b)
+    else:
+        x = xp.copy(as_vector(x0, "x0", like=b))
+        r = b - matvec(x)
+    return b, xp, n, maxiter, matvec, x, r, max(rtol * xp.norm(b), atol)
+
+
+def initial_status(rnorm: float, tol: float) -> tuple[SolveStatus, int, str] | None:
+    """``(status, 0, message)`` when the starting residual already ends the solve (not finite, or within
+    ``tol``); ``None`` otherwise."""
+    if not np.isfinite(rnorm):
+        return SolveStatus.NON_FINITE, 0, "the initial residual b - A x0 is not finite"
+    if rnorm <= tol:
+        return SolveStatus.CONVERGED, 0, "the initial guess already meets the tolerance"
+    return None
+
+
 def cg(
     A: Any,
     b: Any,
@@ -83,22 +119,10 @@ def cg(
         ValueError: shape mismatch (naming the argument), non-finite ``b``/``x0``/matrix entries, bad
             tolerances.
     """
-    b = as_vector(b, "b")
-    xp = backend_of(b)
-    n = int(np.prod(b.shape))
-    maxiter = check_tolerances(rtol, atol, maxiter, n)
-    matvec = as_operator(A, b, "A")
+    b, xp, n, maxiter, matvec, x, r, tol = krylov_start(A, b, x0, rtol, atol, maxiter)
     precond = None if M is None else as_operator(M, b, "M")
-
-    if x0 is None:
-        x = xp.zeros_like(b)
-        r = xp.copy(b)
-    else:
-        x = xp.copy(as_vector(x0, "x0", like=b))
-        r = b - matvec(x)
     bnorm = xp.norm(b)
     rnorm = xp.norm(r)
-    tol = max(rtol * bnorm, atol)
     history = [rnorm]
     eps = xp.eps(b)
 
@@ -107,10 +131,8 @@ def cg(
             x, iterations, np.asarray(history), status == SolveStatus.CONVERGED, status, message
         )
 
-    if not np.isfinite(rnorm):
-        return finish(SolveStatus.NON_FINITE, 0, "the initial residual b - A x0 is not finite")
-    if rnorm <= tol:
-        return finish(SolveStatus.CONVERGED, 0, "the initial guess already meets the tolerance")
+    if (done := initial_status(rnorm, tol)) is not None:
+        return finish(*done)
 
     z = r if precond is None else precond(r)
     rz = xp.dot(r, z)
