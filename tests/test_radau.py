@@ -174,14 +174,3 @@ def test_method_of_lines_system_with_separate_factorisations():
     sol = solve(p, "radau5", rtol=1e-6, atol=1e-8, saveat=ts)
     assert (sol.ys - ref).abs().max().item() < 1e-5
     assert sol.stats.njev < sol.stats.n_steps
-
-
-def test_continuous_adjoint_matches_backprop():
-    p = ode.exponential().replace(t_span=(0.0, 2.0))
-    y0 = p.y0.clone().requires_grad_(True)
-    q = p.replace(y0=y0)
-    g = []
-    for adjoint in ("backprop", "continuous"):
-        sol = solve(q, "radau5", rtol=1e-9, atol=1e-11, adjoint=adjoint, adjoint_params=())
-        g.append(torch.autograd.grad(sol.ys[-1].sum(), y0)[0])
-    torch.testing.assert_close(g[0], g[1], rtol=1e-6, atol=1e-8)
