@@ -194,6 +194,22 @@ def test_corrected_hyperviscosity_reproduces_the_stiff_truth_step():
     assert float((q_model - q_truth).norm() / (q_truth - q0).norm()) < 1e-12
 
 
+def test_medida_qg_finds_the_stiff_hyperviscosity_exactly():
+    """64², ν = 2e-3 (the bench's truth), one full pair from a smoothed random state: exactly ν∇⁸ in both
+    layers to round-off (with the ∇⁸ term explicit, as in an earlier version, this pair gave 7 terms)."""
+    from sciml.medida.qg import QG_CASES, QG_DT, discover_qg, qg_truth
+
+    truth = qg_truth(64)
+    st = QGStepper(truth, QG_DT)
+    q_prev = st.advance(torch.as_tensor(qg_initial_condition(truth, amplitude=1.0))[None], 20)
+    case = QG_CASES["qg-hyperviscosity"]
+    fit, _ = discover_qg(case.model(truth), q_prev.numpy(), st.advance(q_prev, 1).numpy())
+    true = case.true_correction(truth)
+    assert set(fit.terms) == set(true)
+    for k, v in true.items():
+        assert fit.terms[k] == pytest.approx(v, rel=1e-8)
+
+
 def test_medida_qg_perfect_model_finds_nothing_and_bad_input_is_named(small_qg_pairs):
     from sciml.medida.qg import discover_qg
 
