@@ -104,6 +104,8 @@ def test_cli_rejects_sparse_with_noise_and_sparse_for_ks(capsys):
     assert "one kind of degraded observation" in capsys.readouterr().err
     assert main(["medida", "--case", "3", "--sparse", "rff"]) != 0
     assert "--sparse applies to the QG cases" in capsys.readouterr().err
+    assert main(["medida", "--case", "3", "--qg-n", "64"]) != 0
+    assert "--qg-n applies to the QG cases" in capsys.readouterr().err
 
 
 def test_band_limited_regression_ignores_small_scale_errors(tiny):
@@ -152,6 +154,9 @@ def test_band_chooser_finds_the_band_limit_of_a_sparsely_observed_field():
         shell_disagreement(same, same[:, :, :-1])
     with pytest.raises(ValueError, match="tol"):
         choose_band(grid[observed], field.reshape(1, -1)[:, observed], grid, L, "cubic", tol=0)
+    noise = rng.normal(size=(1, n * n))  # white noise: no shell is resolved by a quarter of the points
+    band, d = choose_band(grid[observed], noise[:, observed], grid, L, "cubic")
+    assert band == 0 and np.all(d[1:] > 0.5), d[:8]
 
 
 def test_bench_qg_band_option_takes_auto_all_or_a_positive_index():

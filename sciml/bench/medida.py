@@ -347,7 +347,11 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
                 **training,
             )
             info = kinds[f"sparse 25% {interp}"][2]
-            chosen = f", band chosen from the observations: {info['band']}" if "band" in info else ""
+            chosen = (
+                f", band chosen from the observations: {info['band'] or 'none resolved'}"
+                if "band" in info
+                else ""
+            )
             print(f"  {interp}: state error {info['state_error']:.3g}{chosen}", flush=True)
     if not args.skip_noisy:
         kinds[f"EnKF {args.noise:g} noise"] = None
@@ -367,6 +371,11 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 band = getattr(args, "qg_band", None) if kind.startswith("sparse") else None
                 band = info["band"] if band == "auto" else None if band == "all" else band
+                if band == 0:
+                    raise ValueError(
+                        "no regression: the split-half interpolations agree on no Fourier shell (the sparse "
+                        "points resolve no band)"
+                    )
                 (fit, history), wall, cpu = _timed(discover_qg, case.model(truth), p, q, band=band)
                 terms, failure, rounds = fit.terms, None, len(history)
             except ValueError as exc:  # e.g. a stretching correction that leaves no valid model

@@ -38,9 +38,14 @@ class QGStepper:
     Other Args:
         extra: ``g(q_hat, psi_hat) -> tendency_hat`` added to the explicit part (``(..., 2, n, n//2+1)``
             complex), e.g. a discovered correction; ``None`` for none.
+        linear: a Fourier symbol ``σ`` (broadcastable to ``(2, n, n//2+1)``, one per layer) added to the
+            hyperviscosity's ``−ν κ^{2p}`` in the exactly integrated part: the term ``σ q̂`` (e.g. a
+            discovered ``c ∇⁸q``, symbol ``c κ⁸``) is then stepped as the model's own hyperviscosity is,
+            which an explicit term of that stiffness (``|σ| dt ≫ 1``) could not be. ``None`` for none.
 
     Raises:
-        ValueError: ``dt`` is not positive and finite.
+        ValueError: ``dt`` is not positive and finite, or ``linear`` does not broadcast to the layers'
+            Fourier grid or is not finite.
         TypeError: ``problem`` is not a ``QGProblem``.
     """
 
@@ -50,6 +55,7 @@ class QGStepper:
         dt: float,
         *,
         extra: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        linear: torch.Tensor | None = None,
     ) -> None:
         if not isinstance(problem, QGProblem):
             raise TypeError(f"problem must be a QGProblem, got {type(problem).__name__}")
@@ -62,9 +68,21 @@ class QGStepper:
         self.ikx, self.iky, self.k2 = 1j * kx, 1j * ky, k2
         cut = (2.0 / 3.0) * (n / 2) * (2 * math.pi / problem.L)
         self.mask = ((kx.abs() < cut) & (ky.abs() < cut)).to(torch.complex128)
-        symbol = -problem.nu * k2**problem.nu_order
-        coefficients = etdrk4_coefficients(symbol.reshape(-1).to(torch.complex128), dt)
-        self.coefficients = ETDRK4Coefficients(*(c.reshape(n, n // 2 + 1) for c in coefficients))
+        symbol = (-problem.nu * k2**problem.nu_order).to(torch.complex128)
+        if linear is not None:
+            linear = torch.as_tensor(linear).to(torch.complex128)
+            try:
+                symbol = (symbol + linear).expand(2, n, n // 2 + 1)
+            except RuntimeError:
+                raise ValueError(
+                    f"linear must broadcast to the layers' Fourier grid (2, {n}, {n // 2 + 1}), "
+                    f"got shape {tuple(linear.shape)}"
+                ) from None
+            if not bool(torch.isfinite(symbol).all()):
+                raise ValueError("linear (the added Fourier symbol) must be finite")
+        shape = symbol.shape
+        coefficients = etdrk4_coefficients(symbol.reshape(-1), dt)
+        self.coefficients = ETDRK4Coefficients(*(c.reshape(shape) for c in coefficients))
 
     def tendency_hat(self, q_hat: torch.Tensor) -> torch.Tensor:
         """The explicit (non-hyperviscous) tendency ``∂t q̂`` (dealiased)."""
