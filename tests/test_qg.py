@@ -174,7 +174,20 @@ def test_medida_qg_noise_free_recovers_exactly_the_true_terms(small_qg_pairs, na
     assert set(fit.terms) == set(true)
     for k, v in true.items():
         assert fit.terms[k] == pytest.approx(v, rel=1e-8)
-    assert len(history) <= 6
+    assert len(history) <= 6 and history[-1]["converged"]
+
+
+def test_medida_qg_says_when_its_rounds_run_out(small_qg_pairs):
+    """One round cannot confirm the terms (the first round's change is infinite): a warning naming
+    max_iterations, and the history says the rounds did not settle."""
+    from sciml.medida.qg import QG_CASES, discover_qg
+
+    truth, q_prev, q_next = small_qg_pairs
+    with pytest.warns(UserWarning, match="max_iterations=1"):
+        _, history = discover_qg(
+            QG_CASES["qg-beta"].model(truth), q_prev.numpy(), q_next.numpy(), max_iterations=1
+        )
+    assert history[-1]["converged"] is False
 
 
 def test_corrected_hyperviscosity_reproduces_the_stiff_truth_step():

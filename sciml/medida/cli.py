@@ -260,6 +260,7 @@ def _main_qg(args: argparse.Namespace) -> int:
         "exact_terms": set(fit.terms) == set(true) if case.exact else None,
         "max_coef_error": max(errors.values()) if errors else None,
         "rounds": len(history),
+        "converged": history[-1]["converged"],
         "seconds": seconds,
         "cpu_seconds": cpu,
         "observations": kind,
@@ -268,7 +269,8 @@ def _main_qg(args: argparse.Namespace) -> int:
     if case.exact:
         verdict = "exact" if row["exact_terms"] else "WRONG"
         print(f"  terms {verdict}, max coefficient error {row['max_coef_error']:.3g}")
-    print(f"  {len(history)} rounds, {seconds:.1f} s")
+    settled = "" if history[-1]["converged"] else " (the terms had not settled: see the warning above)"
+    print(f"  {len(history)} rounds{settled}, {seconds:.1f} s")
     stem = (
         f"medida-{case.name}"
         + (f"-noise{args.noise:g}" if args.noise else "")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -325,10 +326,14 @@ def discover_qg(
         progress: a tqdm bar over the rounds.
 
     Returns:
-        ``(correction, history)``.
+        ``(correction, history)``; each round's ``change`` is ``inf`` while the kept terms still change;
+        the last round has ``converged`` (whether the rounds settled).
 
     Raises:
         ValueError: states of the wrong shape or with NaN.
+
+    Warns:
+        UserWarning: the rounds ran out before the terms and coefficients settled.
     """
     q_prev = torch.as_tensor(q_prev, dtype=torch.float64)
     q_next = torch.as_tensor(q_next, dtype=torch.float64)
@@ -385,7 +390,16 @@ def discover_qg(
             {"iteration": it, "terms": fit.terms, "change": change, "seconds": time.perf_counter() - t}
         )
         if change < tol:
+            history[-1]["converged"] = True
             break
+    else:
+        history[-1]["converged"] = False
+        warnings.warn(
+            f"MEDIDA-QG stopped after max_iterations={int(max_iterations)} rounds without converging (last "
+            f"relative coefficient change {change:.3g} > tol={tol:g}): the terms may still move; raise "
+            "max_iterations or read the history",
+            stacklevel=2,
+        )
     return fit, history
 
 
