@@ -98,6 +98,7 @@ def test_the_sweep_forks_delayed_runs_and_runs_local_with_backprop(tiny, tmp_pat
     assert [c.reg for c in trained] == ["vanilla", "error"]
     assert trained[0].save_epochs == [2] and trained[1].init_from.endswith("vanilla-s0/checkpoint-e2.pt")
     assert len(result["rows"]) == 2 and (tmp_path / "node-sweep.png").is_file()
+    assert result["reference_val_nfe"] > 0  # the data's own hidden ODE, solved like the model
     trained.clear()
     result = node.run_sweep(_sweep_args(tiny, tmp_path, sweep_variant="local-unbiased", weight_delays="0",
                                         sweep_backend="backprop"))  # fmt: skip

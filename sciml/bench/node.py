@@ -14,7 +14,10 @@ Two more modes:
   within ``--tolerance`` of vanilla's (relative for losses, points for accuracy). The test split is read
   only to report the chosen run. Writes ``node-sweep.png`` (validation NFE against validation metric).
   ``--reuse`` keeps the finished runs in ``--out`` whose stored configuration matches, so a sweep can be
-  extended by weights or seeds without retraining.
+  extended by weights or seeds without retraining. A run delayed by ``d`` epochs (``--weight-delays``)
+  repeats vanilla's first ``d`` epochs exactly, so when both use backprop it starts from vanilla's
+  checkpoint after epoch ``d`` (vanilla trains first and keeps that copy). ``--sweep-backend`` sets the
+  regularized runs' gradient method (``local-unbiased`` with ``backprop``: the cheapest adjoint).
 * ``--e2e``: end-to-end training speed as a user measures it — the same model, data, seed and batches
   trained with a plain ``torchdiffeq.odeint`` script (dopri5, backprop through the solver), with
   ``torchdiffeq.odeint_adjoint``, and with ours (Tsit5, backprop) without and with the error regularizer;
@@ -350,6 +353,13 @@ def run_sweep(args: argparse.Namespace) -> dict:
             f"{chosen['test_metric']:.4g} (vanilla {base['test_metric']:.4g}), test NFE "
             f"{chosen['test_nfe']:.0f} (vanilla {base['test_nfe']:.0f})"
         )
+    reference = getattr(task, "reference_nfe", None)  # latent-hard: the data's own hidden ODE
+    reference_nfe = None if reference is None else reference("val")
+    if reference_nfe is not None:
+        print(
+            f"the data's true hidden ODE, solved with the model's solver and tolerances: "
+            f"{reference_nfe:.0f} NFE per validation batch (vanilla model {base['val_nfe']:.0f})"
+        )
     png = Path(args.out) / ("node-sweep.png" if name == "error" else f"node-sweep-{name}.png")
     _plot_sweep(points, task_name, name, task.metric, png,
                 _vanilla_path([c.out for c in groups[0]]))  # fmt: skip
@@ -367,6 +377,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
         "task": task_name,
         "variant": variant,
         "backend": backend,
+        "reference_val_nfe": reference_nfe,
         "epochs": epochs,
         "seeds": args.seeds,
         "tolerance": tolerance,
