@@ -183,3 +183,16 @@ def test_the_torchdiffeq_script_solves_what_our_solver_solves():
         torch.testing.assert_close(script(x).ys, node(x).ys, rtol=1e-5, atol=1e-6)
         saved = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
         torch.testing.assert_close(script(x, saveat=saved).ys, node(x, saveat=saved).ys, rtol=1e-5, atol=1e-6)
+
+
+def test_the_hidden_ode_reproduces_the_series_truth():
+    from sciml.neural_de.datasets import multiscale_hidden_ode
+    from sciml.neural_de.model import NeuralODE
+
+    times, _, _, truth = multiscale_series(12, n_times=30, horizon=6.0, channels=3, noise=0.0, seed=5)
+    t, y0, field, mixing = multiscale_hidden_ode(12, n_times=30, horizon=6.0, channels=3, seed=5)
+    assert torch.equal(t.float(), times) and y0.shape == (12, 5) and mixing.shape == (5, 3)
+    with torch.no_grad():
+        ys = NeuralODE(field, (0.0, 6.0), rtol=1e-9, atol=1e-9)(y0, saveat=t).ys  # (T, n, 5)
+    mixed = (ys @ mixing).transpose(0, 1)
+    assert torch.allclose(mixed.float(), truth, atol=1e-5)

@@ -14,7 +14,10 @@ Two more modes:
   within ``--tolerance`` of vanilla's (relative for losses, points for accuracy). The test split is read
   only to report the chosen run. Writes ``node-sweep.png`` (validation NFE against validation metric).
   ``--reuse`` keeps the finished runs in ``--out`` whose stored configuration matches, so a sweep can be
-  extended by weights or seeds without retraining.
+  extended by weights or seeds without retraining. A run delayed by ``d`` epochs (``--weight-delays``)
+  repeats vanilla's first ``d`` epochs exactly, so when both use backprop it starts from vanilla's
+  checkpoint after epoch ``d`` (vanilla trains first and keeps that copy). ``--sweep-backend`` sets the
+  regularized runs' gradient method (``local-unbiased`` with ``backprop``: the cheapest adjoint).
 * ``--e2e``: end-to-end training speed as a user measures it — the same model, data, seed and batches
   trained with a plain ``torchdiffeq.odeint`` script (dopri5, backprop through the solver), with
   ``torchdiffeq.odeint_adjoint``, and with ours (Tsit5, backprop) without and with the error regularizer;
@@ -72,6 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="--sweep: comma-separated epochs without the regularizer before its schedule starts; every "
         "weight is trained with each (default: the task's)",
+    )
+    parser.add_argument(
+        "--sweep-backend",
+        choices=("backprop", "continuous", "torchdiffeq"),
+        default=None,
+        help="--sweep: gradient method of the regularized runs (default: the variant's; vanilla always "
+        "backprop) — e.g. local-unbiased with backprop through the solver",
     )
     parser.add_argument(
         "--tolerance",
@@ -252,6 +262,12 @@ def run_sweep(args: argparse.Namespace) -> dict:
     accuracy = task.higher_is_better
     tolerance = args.tolerance if args.tolerance is not None else (0.5 if accuracy else 0.02)
     root = Path(args.out) / "node-sweep-runs"
+    backend = getattr(args, "sweep_backend", None)
+    name = variant if backend is None else f"{variant}-{backend}"
+    # a run delayed by d epochs repeats vanilla's first d epochs exactly (same seed, batches and backend):
+    # it starts from vanilla's copy of its checkpoint after epoch d instead of training them again
+    fork = (backend or ("continuous" if variant.startswith("local") else "backprop")) == "backprop"
+    forked = sorted({d for d in delays if d}) if fork else []
     configs = [
         TrainConfig(
             task=task_name,
@@ -261,6 +277,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
             out=str(root / f"vanilla-s{s}"),
             threads=1,
             progress=False,
+            save_epochs=forked or None,
         )
         for s in range(args.seeds)
     ]
@@ -272,9 +289,11 @@ def run_sweep(args: argparse.Namespace) -> dict:
             epochs=epochs,
             weight=w,
             weight_delay=d,
+            backend=backend,
             threads=1,
             progress=False,
-            out=str(root / (f"{variant}-w{w:g}-s{s}" if d is None else f"{variant}-w{w:g}-d{d}-s{s}")),
+            out=str(root / (f"{name}-w{w:g}-s{s}" if d is None else f"{name}-w{w:g}-d{d}-s{s}")),
+            init_from=str(root / f"vanilla-s{s}" / f"checkpoint-e{d}.pt") if d in forked else None,
         )
         for w, d in settings
         for s in range(args.seeds)
@@ -283,8 +302,10 @@ def run_sweep(args: argparse.Namespace) -> dict:
     if done:
         print(f"--reuse: {len(done)} finished run(s) with the same configuration kept", flush=True)
     todo = [c for c in configs if c not in done]
-    if todo:
-        run_trainings(todo, args.jobs, root)
+    first = [c for c in todo if c.reg == "vanilla"]  # the delayed runs start from vanilla's checkpoints
+    for stage in (first, [c for c in todo if c.reg != "vanilla"]) if forked else (todo,):
+        if stage:
+            run_trainings(stage, args.jobs, root)
     points = []
     groups = [[c for c in configs if c.reg == "vanilla"]]
     groups += [
@@ -332,7 +353,15 @@ def run_sweep(args: argparse.Namespace) -> dict:
             f"{chosen['test_metric']:.4g} (vanilla {base['test_metric']:.4g}), test NFE "
             f"{chosen['test_nfe']:.0f} (vanilla {base['test_nfe']:.0f})"
         )
-    _plot_sweep(points, task_name, variant, task.metric, Path(args.out) / "node-sweep.png",
+    reference = getattr(task, "reference_nfe", None)  # latent-hard: the data's own hidden ODE
+    reference_nfe = None if reference is None else reference("val")
+    if reference_nfe is not None:
+        print(
+            f"the data's true hidden ODE, solved with the model's solver and tolerances: "
+            f"{reference_nfe:.0f} NFE per validation batch (vanilla model {base['val_nfe']:.0f})"
+        )
+    png = Path(args.out) / ("node-sweep.png" if name == "error" else f"node-sweep-{name}.png")
+    _plot_sweep(points, task_name, name, task.metric, png,
                 _vanilla_path([c.out for c in groups[0]]))  # fmt: skip
     describe = getattr(task, "describe_runs", None)  # tasks with more solver statistics (kinetics)
     details = None
@@ -347,6 +376,8 @@ def run_sweep(args: argparse.Namespace) -> dict:
         "rows": points,
         "task": task_name,
         "variant": variant,
+        "backend": backend,
+        "reference_val_nfe": reference_nfe,
         "epochs": epochs,
         "seeds": args.seeds,
         "tolerance": tolerance,
@@ -362,7 +393,11 @@ def finished_run(config: TrainConfig) -> bool:
     if not (out / "summary.json").is_file() or not (out / "metrics.json").is_file():
         return False
     stored = json.loads((out / "metrics.json").read_text())["config"]
-    return all(stored.get(k) == v for k, v in dataclasses.asdict(config).items() if v is not None)
+    wanted = dataclasses.asdict(config)
+    kept = set(stored.get("save_epochs") or ())  # a run that kept more checkpoint copies serves as well
+    return set(wanted.pop("save_epochs") or ()) <= kept and all(
+        stored.get(k) == v for k, v in wanted.items() if v is not None
+    )
 
 
 def choose_weight(points: list[dict], higher_is_better: bool, tolerance: float) -> dict | None:

@@ -27,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--weight", type=float, default=None, help="regularization weight (schedule start)")
         p.add_argument("--weight-delay", type=int, default=None,
                        help="epochs without the regularizer first (default: the task's)")  # fmt: skip
+        p.add_argument("--save-epochs", default=None,
+                       help="comma-separated epochs after which to keep checkpoint-eN.pt copies")  # fmt: skip
+        p.add_argument("--init-from", default=None,
+                       help="a vanilla checkpoint-eN.pt to start from (with --weight-delay N)")  # fmt: skip
         p.add_argument("--lr", type=float, default=None)
         p.add_argument("--batch-size", type=int, default=None)
         p.add_argument("--rtol", type=float, default=None, help="solver rtol (default: the task's)")
@@ -35,11 +39,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
 
 
+def _epochs(text: str) -> list[int]:
+    try:
+        epochs = [int(e) for e in text.split(",") if e.strip()]
+    except ValueError:
+        epochs = []
+    if not epochs or any(e < 1 for e in epochs):
+        raise ValueError(f"--save-epochs must be comma-separated epochs >= 1, got {text!r}")
+    return epochs
+
+
 def main(args: argparse.Namespace) -> int:
     out = args.out or f"runs/{args.kind}-{args.task}-{args.reg}-s{args.seed}"
     config = TrainConfig(
         task=args.task, reg=args.reg, seed=args.seed, epochs=args.epochs, out=out, resume=args.resume,
         backend=args.backend, weight=args.weight, weight_delay=args.weight_delay, lr=args.lr,
+        save_epochs=None if args.save_epochs is None else _epochs(args.save_epochs), init_from=args.init_from,
         batch_size=args.batch_size, rtol=args.rtol,
         atol=args.atol, threads=args.threads, progress=not args.no_progress, kind=args.kind,
     )  # fmt: skip

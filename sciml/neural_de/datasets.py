@@ -2,7 +2,8 @@
 
 * :func:`multiscale_series` — irregularly sampled, partly missing multichannel series whose hidden dynamics
   mix a slow and a fast time scale and a fast transient: the shape and difficulty of the Physionet
-  experiment of Pal et al. (ICML 2021, 2023) built from closed-form dynamics.
+  experiment of Pal et al. (ICML 2021, 2023) built from closed-form dynamics; :func:`multiscale_hidden_ode`
+  gives the same dynamics as an ODE (what solving the data's own dynamics costs).
 * :func:`mnist1d` — a procedurally generated 1-D digit-like classification set following the published
   description of MNIST-1D (Greydanus, 2020): ten 1-D template patterns, randomly padded, sheared, scaled,
   shifted and noised, resampled to 40 points. Our own templates and generator (not the reference data:
@@ -19,7 +20,14 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["split_indices", "multiscale_series", "mnist1d", "MNIST1D_TEMPLATES"]
+__all__ = [
+    "split_indices",
+    "multiscale_series",
+    "multiscale_hidden_ode",
+    "MultiscaleHiddenField",
+    "mnist1d",
+    "MNIST1D_TEMPLATES",
+]
 
 
 def split_indices(n: int, fractions: tuple[float, float, float], seed: int) -> dict[str, np.ndarray]:
@@ -101,11 +109,7 @@ def multiscale_series(
     if not noise >= 0:
         raise ValueError(f"`noise` must be >= 0, got {noise}")
     rng = np.random.default_rng(seed)
-    times = np.concatenate([[0.0], np.sort(rng.uniform(0.0, horizon, n_times - 1))])
-    u = lambda lo, hi: rng.uniform(lo, hi, (n, 1))  # noqa: E731
-    w_s, g_s, a_s, p_s = u(1.0, 2.0), u(0.0, 0.1), u(0.5, 1.5), u(0, 2 * math.pi)
-    w_f, a_f, p_f = u(4.0, 8.0), u(0.3, 0.8), u(0, 2 * math.pi)
-    k, c, r0 = u(2.0, 8.0), u(-0.5, 0.5), u(-2.0, 2.0)
+    times, (w_s, g_s, a_s, p_s, w_f, a_f, p_f, k, c, r0) = _multiscale_draws(rng, n, n_times, horizon)
     t = times[None, :]
     s1 = a_s * np.exp(-g_s * t) * np.cos(w_s * t + p_s)
     s2 = a_s * np.exp(-g_s * t) * np.sin(w_s * t + p_s)
@@ -121,6 +125,62 @@ def multiscale_series(
     mask = (observed_time & (rng.uniform(size=truth.shape) < keep_value)).astype(np.float32)
     f32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     return f32(times), f32(values * mask), f32(mask), f32(truth)
+
+
+def _multiscale_draws(rng: np.random.Generator, n: int, n_times: int, horizon: float):
+    """The time grid and the per-series parameters of :func:`multiscale_series`, in its draw order."""
+    times = np.concatenate([[0.0], np.sort(rng.uniform(0.0, horizon, n_times - 1))])
+    u = lambda lo, hi: rng.uniform(lo, hi, (n, 1))  # noqa: E731
+    w_s, g_s, a_s, p_s = u(1.0, 2.0), u(0.0, 0.1), u(0.5, 1.5), u(0, 2 * math.pi)
+    w_f, a_f, p_f = u(4.0, 8.0), u(0.3, 0.8), u(0, 2 * math.pi)
+    k, c, r0 = u(2.0, 8.0), u(-0.5, 0.5), u(-2.0, 2.0)
+    return times, (w_s, g_s, a_s, p_s, w_f, a_f, p_f, k, c, r0)
+
+
+class MultiscaleHiddenField(torch.nn.Module):
+    """The hidden dynamics of :func:`multiscale_series` as an ODE on ``y = (s1, s2, f1, f2, r)``:
+    ``s' = [[−γ_s, −ω_s], [ω_s, −γ_s]] s``, ``f' = ω_f J f + (½ s1' / (1 + ½ s1)) f`` (rotation plus the
+    slow amplitude modulation), ``r' = −k (r − c)``; one parameter row per series (float64 buffers)."""
+
+    def __init__(self, w_s, g_s, w_f, k, c):
+        super().__init__()
+        for name, value in dict(w_s=w_s, g_s=g_s, w_f=w_f, k=k, c=c).items():
+            self.register_buffer(name, torch.as_tensor(value, dtype=torch.float64).reshape(-1))
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        s1, s2, f1, f2, r = y.unbind(-1)
+        ds1 = -self.g_s * s1 - self.w_s * s2
+        ds2 = self.w_s * s1 - self.g_s * s2
+        rate = 0.5 * ds1 / (1 + 0.5 * s1)
+        df1, df2 = -self.w_f * f2 + rate * f1, self.w_f * f1 + rate * f2
+        return torch.stack([ds1, ds2, df1, df2, -self.k * (r - self.c)], -1)
+
+
+def multiscale_hidden_ode(
+    n: int, *, n_times: int = 80, horizon: float = 15.0, channels: int = 4, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, MultiscaleHiddenField, torch.Tensor]:
+    """The true hidden ODE behind ``multiscale_series(n, ..., seed=seed)`` (same arguments, same series).
+
+    Solving it from ``y0`` and mixing the states gives the series' noise-free ``truth``: the cost of solving
+    the data's own dynamics, a reference for the NFE a model that reproduces them needs.
+
+    Returns:
+        ``(times (T,), y0 (n, 5), field, mixing (5, channels))``, float64.
+
+    Raises:
+        ValueError: as :func:`multiscale_series`.
+    """
+    if n < 1 or n_times < 2 or channels < 1 or not horizon > 0:
+        raise ValueError(f"need n >= 1, n_times >= 2, channels >= 1, horizon > 0; got {n}, {n_times}, "
+                         f"{channels}, {horizon}")  # fmt: skip
+    rng = np.random.default_rng(seed)
+    times, (w_s, g_s, a_s, p_s, w_f, a_f, p_f, k, c, r0) = _multiscale_draws(rng, n, n_times, horizon)
+    mixing = rng.standard_normal((5, channels)) / math.sqrt(5)  # the next draw, as in multiscale_series
+    s1, s2 = a_s * np.cos(p_s), a_s * np.sin(p_s)
+    amp = a_f * (1 + 0.5 * s1)
+    y0 = np.concatenate([s1, s2, amp * np.cos(p_f), amp * np.sin(p_f), r0], 1)
+    f64 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))  # noqa: E731
+    return f64(times), f64(y0), MultiscaleHiddenField(w_s, g_s, w_f, k, c), f64(mixing)
 
 
 # ------------------------------------------------------------------------------------------ MNIST-1D

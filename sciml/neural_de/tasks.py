@@ -37,7 +37,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from sciml.neural_de.datasets import mnist1d, multiscale_series, split_indices
+from sciml.neural_de.datasets import (
+    MultiscaleHiddenField,
+    mnist1d,
+    multiscale_hidden_ode,
+    multiscale_series,
+    split_indices,
+)
 from sciml.neural_de.model import NeuralODE, NeuralODEResult
 from sciml.neural_de.sde import DIGITS_SDE, SPIRAL_SDE
 
@@ -275,6 +281,25 @@ class LatentHardTask(Task):
         field = MLPField(self.latent, self.width, self.layers)
         node = NeuralODE(field, (0.0, self.horizon), rtol=self.rtol, atol=self.atol, backend=backend)
         return _LatentODE(node, times, self.channels, self.latent, self.hidden)
+
+    def reference_nfe(self, split: str = "val", batch_size: int = 256) -> float:
+        """Mean NFE per batch of solving the data's true 5-d hidden ODE
+        (:func:`~sciml.neural_de.datasets.multiscale_hidden_ode`) for a split's series with the model's
+        solver and tolerances, batched as :func:`~sciml.neural_de.training.evaluate` batches a split."""
+        times, y0, field, _ = multiscale_hidden_ode(
+            self.n_series, n_times=self.n_times, horizon=self.horizon, channels=self.channels, seed=0
+        )
+        idx = split_indices(self.n_series, (2 / 3, 1 / 6, 1 / 6), seed=1)[split]
+        nfe = []
+        with torch.no_grad():
+            for start in range(0, len(idx), batch_size):
+                rows = torch.as_tensor(idx[start : start + batch_size])
+                sub = MultiscaleHiddenField(
+                    *(getattr(field, k)[rows] for k in ("w_s", "g_s", "w_f", "k", "c"))
+                )
+                node = NeuralODE(sub, (0.0, self.horizon), rtol=self.rtol, atol=self.atol)
+                nfe.append(node(y0[rows], saveat=times).solution.stats.nfe)
+        return float(np.mean(nfe))
 
 
 # ------------------------------------------------------------------------------------------ MNIST-1D

@@ -73,6 +73,12 @@ class TrainConfig:
             prediction alike).
         threads: torch intra-op threads (small networks run fastest on one; use torchrun for more cores).
         progress: show tqdm bars.
+        save_epochs: also keep a copy of the checkpoint after each of these epochs
+            (``checkpoint-e{N}.pt``), for ``init_from``.
+        init_from: start from such a copy of a **vanilla** run with the same task, seed, backend and
+            training options, saved after ``weight_delay`` epochs: the first ``weight_delay`` epochs of a
+            delayed regularizer are vanilla training, so this skips repeating them (history, optimizer and
+            RNG states are taken over; the result is the same run).
     """
 
     task: str
@@ -90,6 +96,8 @@ class TrainConfig:
     atol: float | None = None
     threads: int = 1
     progress: bool = True
+    save_epochs: list[int] | None = None
+    init_from: str | None = None
     kind: str = field(default="node", repr=False)
 
 
@@ -283,6 +291,40 @@ def _check_history(state: dict, epochs: int, path: Path) -> None:
         )
 
 
+def _init_from(
+    config: TrainConfig, identity: dict, model: nn.Module, optimizer: torch.optim.Optimizer, shuffle
+) -> tuple[list[dict], int]:
+    """Load ``config.init_from`` (a vanilla run's ``checkpoint-e{N}.pt``) into a run delayed by N epochs;
+    return its history and the next epoch. Raises ValueError when the copy is not that run's prefix."""
+    path = Path(config.init_from)
+    if not path.is_file():
+        raise ValueError(f"--init-from: no checkpoint at {path}")
+    state = load_checkpoint(path)
+    source = state["identity"]
+    if source.get("reg") != "vanilla" or source.get("weight_delay") is not None:
+        raise ValueError(f"--init-from: {path} is a {source.get('reg')!r} run; it must be a vanilla run")
+    same = ("task", "seed", "backend", "rtol", "atol", "epochs", "lr", "batch_size", "lr_end")
+    changed = sorted(k for k in same if source.get(k) != identity[k])
+    if changed:
+        raise ValueError(
+            f"--init-from: {path} differs in {', '.join(changed)} "
+            f"({ {k: source.get(k) for k in changed} } there, { {k: identity[k] for k in changed} } here)"
+        )
+    _check_history(state, identity["epochs"], path)
+    epochs = int(state["epoch"]) + 1
+    delay = config.weight_delay
+    if config.reg == "vanilla" or delay != epochs:
+        raise ValueError(
+            f"--init-from: {path} holds {epochs} vanilla epochs; it starts a regularized run with "
+            f"--weight-delay {epochs} (got --reg {config.reg}, --weight-delay {delay})"
+        )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng_torch"])
+    shuffle.set_state(state["rng_shuffle"])
+    return list(state["history"]), epochs
+
+
 def train(config: TrainConfig) -> dict:
     """Train a task with a regularization variant; return the final summary (also in ``summary.json``).
 
@@ -300,6 +342,10 @@ def train(config: TrainConfig) -> dict:
     if epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {epochs}")
     _check_options(config)
+    if config.save_epochs is not None and not all(
+        isinstance(e, int) and not isinstance(e, bool) and 1 <= e <= epochs for e in config.save_epochs
+    ):
+        raise ValueError(f"--save-epochs must be epochs in [1, {epochs}], got {config.save_epochs}")
     regularizer, schedule = make_variant(config.reg, task, epochs, config.weight, config.weight_delay)
     backend = config.backend or ("continuous" if config.reg.startswith("local") else "backprop")
     if regularizer is not None and config.reg in ("error", "stiffness") and backend != "backprop":
@@ -335,7 +381,9 @@ def train(config: TrainConfig) -> dict:
                 "rtol": task.rtol, "atol": task.atol, "epochs": epochs, "lr": lr, "batch_size": batch_size,
                 "weight": config.weight, "weight_delay": config.weight_delay,
                 "lr_end": None if task.lr_end is None else lr * task.lr_end / task.lr}  # fmt: skip
-    if config.resume:
+    if config.init_from is not None and not (config.resume and ckpt_path.exists()):
+        history, start_epoch = _init_from(config, identity, model, optimizer, shuffle)
+    elif config.resume:
         state = load_checkpoint(ckpt_path)
         changed = sorted(k for k in identity if state["identity"].get(k) != identity[k])
         if changed:
@@ -406,18 +454,18 @@ def train(config: TrainConfig) -> dict:
                 "train_nfe": nfe_sum / n_batches, "test_metric": test_metric, "test_nfe": test_nfe,
                 "epoch_seconds": epoch_seconds,
             } | ({} if val is None else {"val_metric": val[0], "val_nfe": val[1]}))  # fmt: skip
-            save_checkpoint(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": epoch,
-                    "history": history,
-                    "identity": identity,
-                    "rng_torch": torch.get_rng_state(),
-                    "rng_shuffle": shuffle.get_state(),
-                },  # fmt: skip
-                ckpt_path,
-            )
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch,
+                "history": history,
+                "identity": identity,
+                "rng_torch": torch.get_rng_state(),
+                "rng_shuffle": shuffle.get_state(),
+            }
+            save_checkpoint(state, ckpt_path)
+            if epoch + 1 in (config.save_epochs or ()):  # a copy to start delayed regularized runs from
+                save_checkpoint(state, out / f"checkpoint-e{epoch + 1}.pt")
             write_json(metrics_path, {"config": asdict(config) | identity, "history": history})
             if config.progress:
                 h = history[-1]
