@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import sciml.problems.pde as pde
 import torch
-from sciml.problems.pde.singular import _KHRONON_EPS, accretion, michel_critical_point
+from sciml.problems.pde.singular import _KHRONON_DELTA, _KHRONON_EPS, accretion, michel_critical_point
 from sciml.solvers.fd import reference_solution
 from sciml.solvers.ode.singular import michel_invariants, michel_profile, sonic_radius
 
@@ -113,11 +113,49 @@ def test_khronon_series_satisfies_the_equation():
     y = np.sqrt(w + 1 - x)
     yp = (wp - 1) / (2 * y)
     ypp = (wpp / 2 - yp**2) / y
-    problem = pde.get("khronon", speed=c)
     d = {"y": torch.tensor(y), "y_x": torch.tensor(yp), "y_xx": torch.tensor(ypp)}
-    res = problem.residual(torch.tensor(x[:, None]), d, problem.params).numpy()
-    res = res * x**2 * (x**2 + _KHRONON_EPS) ** 2  # back to the polynomial form (the residual is scaled)
-    assert np.all(np.abs(res) < 1e-10 * np.maximum(1, x**-4) * x**10 + 1e-13)
+    scales = {"infinity": x**2 * (x**2 + _KHRONON_EPS) ** 2, "radial": w**2 + (_KHRONON_DELTA * x**4) ** 2}
+    for name, scale in scales.items():
+        problem = pde.get("khronon", speed=c, residual_scale=name)
+        res = problem.residual(torch.tensor(x[:, None]), d, problem.params).numpy()
+        res = res * scale  # back to the polynomial form (the residual is scaled)
+        assert np.all(np.abs(res) < 1e-10 * np.maximum(1, x**-4) * x**10 + 1e-13)
+
+
+def _near_static(eps: float, x: np.ndarray):
+    """``y = √(1 − x + ε x⁴ (1 + x))`` and its derivatives: the static aether plus a small ``u^r``."""
+    t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    y = torch.sqrt(1 - t + eps * t**4 * (1 + t))
+    (yx,) = torch.autograd.grad(y.sum(), t, create_graph=True)
+    (yxx,) = torch.autograd.grad(yx.sum(), t)
+    return {"y": y.detach(), "y_x": yx.detach(), "y_xx": yxx}
+
+
+def test_khronon_residual_does_not_vanish_towards_the_static_aether():
+    """Towards the static aether (``P₂ = ε g(x)``, ε from 0.1 to 3δ) the polynomial form falls like ε² (the
+    static branch is a cheap limit), the radial-scale residual (divided by ``P₂² + δ² x⁸``) stays O(1)
+    (measured 0.40, 0.51, 0.51); below ``ε ~ δ`` the floor takes over and it falls again."""
+    problem = pde.get("khronon", residual_scale="radial")
+    x = np.linspace(0.2, 0.8, 7)
+    scaled, poly = [], []
+    for eps in (1e-1, 1e-2, 3e-3):
+        d = _near_static(eps, x)
+        res = problem.residual(torch.tensor(x[:, None]), d, problem.params)
+        assert torch.isfinite(res).all()
+        p2 = (d["y"] ** 2 - 1 + torch.tensor(x)).numpy()
+        scaled.append(np.sqrt(np.mean(res.numpy() ** 2)))
+        poly.append(np.sqrt(np.mean((res.numpy() * (p2**2 + (_KHRONON_DELTA * x**4) ** 2)) ** 2)))
+    assert poly[2] < 1e-2 * poly[0]  # the polynomial form: ~ε² (measured 2.5e-3)
+    assert min(scaled) > 0.5 * max(scaled) and min(scaled) > 0.1  # ours: O(1), independent of ε
+
+
+def test_khronon_speed_and_interval_are_checked():
+    with pytest.raises(ValueError, match="speed"):
+        pde.get("khronon", speed=1.0)
+    with pytest.raises(ValueError, match="x_max"):
+        pde.get("khronon", x_max=1.2)
+    with pytest.raises(ValueError, match="residual_scale"):
+        pde.get("khronon", residual_scale="log")
 
 
 def test_khronon_matching_converges_and_is_regular():
