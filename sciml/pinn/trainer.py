@@ -385,6 +385,8 @@ class Trainer:
         if self.config.time_windows > 1:
             model, self.window_problems = self._marching_model(problem, model, unknowns)
         self.model = model.to(device=self.device, dtype=self.dtype)
+        #: trainable parameters (counted once: time-marching freezes earlier windows while it trains)
+        self._n_params = count_parameters(self.model)
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         domain = problem.domain
         self._check_model()
@@ -694,7 +696,7 @@ class Trainer:
         return {
             "problem": self.problem.name,
             "model": type(self.model).__name__,
-            "params": count_parameters(self.model),
+            "params": self._n_params,
             "config": {k: v for k, v in self.config.to_dict().items() if k != "device"},
             "unknowns": sorted(self.coefficients.keys()),
         }
@@ -1058,7 +1060,7 @@ class Trainer:
             iterations=done,
             seconds=march["seconds"],
             cpu_seconds=march["cpu_seconds"],
-            params=count_parameters(self.model),
+            params=self._n_params,
             history=march["history"],
             unknowns={},
             message=message,
