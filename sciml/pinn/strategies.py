@@ -276,6 +276,26 @@ def _window_constraint(
     )
 
 
+class _WindowConstrained(Constrained):
+    """:class:`~sciml.pinn.Constrained` for a later window, whose fixed functions evaluate the earlier windows
+    (a network each): their jets are kept for the last few point sets (the residual's and each condition's
+    points, fixed between resamplings) instead of the last one only."""
+
+    _KEEP = 8
+
+    def _fixed_jets(self, x: torch.Tensor, spec):
+        store = self.__dict__.setdefault("_store", {})
+        hit = store.get(id(x))
+        if hit is not None and hit[0] is x and hit[1] == x._version and hit[2] == spec:
+            return hit[3]
+        self._cache = None
+        jets = super()._fixed_jets(x, spec)
+        if len(store) >= self._KEEP:
+            store.pop(next(iter(store)))
+        store[id(x)] = (x, x._version, spec, jets)
+        return jets
+
+
 class TimeWindows(nn.Module):
     """A model made of one model per time window: each point goes to the window that holds its time.
 
@@ -401,7 +421,7 @@ def window_problems(
                 window_constraint = constraint
                 if mask.any():
                     window_constraint = _window_constraint(constraint, previous, mask, edges[k], edges[0], ti)
-                net = Constrained(copy.deepcopy(model.net), window_constraint)
+                net = _WindowConstrained(copy.deepcopy(model.net), window_constraint)
             else:
                 net = copy.deepcopy(model)
             changes["constraint"] = window_constraint
