@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "test grid and CPU seconds as our PINN; skipped with a message when deepxde is not installed)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default: 1)")
+    parser.add_argument(
+        "--time-windows",
+        type=int,
+        default=None,
+        help="time-marching over K windows for our models (the same total iterations; default: the presets')",
+    )
     parser.add_argument("--resume", action="store_true", help="skip runs already in OUT/pde-progress.json")
     parser.add_argument(
         "--device",
@@ -176,6 +182,9 @@ def run(args: argparse.Namespace) -> dict:
     if args.threads < 1:
         raise ValueError(f"--threads must be ≥ 1, got {args.threads}")
     torch.set_num_threads(args.threads)
+    windows = getattr(args, "time_windows", None)
+    if windows is not None and windows < 1:
+        raise ValueError(f"--time-windows must be ≥ 1, got {windows}")
     device = resolve_device(getattr(args, "device", "cpu"), "--device")
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device: {device} ({device_name})", flush=True)
@@ -186,9 +195,12 @@ def run(args: argparse.Namespace) -> dict:
     rows: list[dict] = []
     if getattr(args, "resume", False) and progress_path.exists():
         stored = json.loads(progress_path.read_text())
-        if stored.get("budget") == budget and stored.get("device", "cpu") == device.type:
+        if (stored.get("budget"), stored.get("device", "cpu"), stored.get("time_windows")) == (
+            budget, device.type, windows
+        ):  # fmt: skip
             rows = stored.get("rows", [])
     done = {(r["problem"], r["model"], r["seed"]) for r in rows}
+    meta = {"budget": budget, "device": device.type, "time_windows": windows}
     speed: list[dict] = []
     budgets: dict[str, dict] = {}
     for name in names:
@@ -210,10 +222,12 @@ def run(args: argparse.Namespace) -> dict:
         reference = reference_solution(problem, progress=True)
         for kind in [m for m in models if m != "deepxde"]:
             config = settings.config(budget, kind).replace(device=str(device))
-            # engine speed: one training step with forward jets vs reverse-mode autograd
+            # engine speed: one training step with forward jets vs reverse-mode autograd (one window)
             probe = Trainer(
                 problem, build_model(problem, kind, settings, seed=0), config, reference=reference
             )
+            if windows is not None:
+                config = config.replace(time_windows=windows)
             jet, autograd = _step_seconds(probe, "jet"), _step_seconds(probe, "autograd")
             speed.append(
                 {"problem": name, "model": kind, "jet_ms": 1e3 * jet, "autograd_ms": 1e3 * autograd,
@@ -251,11 +265,11 @@ def run(args: argparse.Namespace) -> dict:
                     f"(CPU {row['cpu_seconds']:.1f} s)",
                     flush=True,
                 )
-                write_json(progress_path, {"budget": budget, "device": device.type, "rows": rows})
+                write_json(progress_path, {**meta, "rows": rows})
         if "deepxde" in models:
             shared = settings.config(budget).replace(device="cpu")
             rows.extend(_deepxde_rows(problem, settings, shared, reference, seeds, rows, done, device))
-            write_json(progress_path, {"budget": budget, "device": device.type, "rows": rows})
+            write_json(progress_path, {**meta, "rows": rows})
 
     summary = []
     for name in names:
@@ -299,7 +313,8 @@ def run(args: argparse.Namespace) -> dict:
         "params",
     ]
     extra = ["pig_over_pinn"] + (["over_deepxde"] if "deepxde" in models else [])
-    print_table(summary, columns + extra, title=f"budget: {budget}")
+    marching = f", time-marching over {windows} windows" if windows else ""
+    print_table(summary, columns + extra, title=f"budget: {budget}{marching}")
     print_table(speed, ["problem", "model", "jet_ms", "autograd_ms", "speedup"], title="one training step")
     pig_rows = [
         r for r in summary if r["model"] == "pig" and not math.isnan(r.get("pig_over_pinn", math.nan))
@@ -319,6 +334,7 @@ def run(args: argparse.Namespace) -> dict:
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "torch": torch.__version__,
         "threads": args.threads,
+        "time_windows": windows,
         "rows": rows,
         "summary": summary,
         "speed": speed,

@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adam", type=int, default=None, help="Adam iterations (overrides the split)")
     parser.add_argument("--lbfgs", type=int, default=None, help="L-BFGS iterations (overrides the split)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--time-windows",
+        type=int,
+        default=None,
+        help="time-marching over K time windows, the iterations split between them (default: the preset's)",
+    )
     parser.add_argument("--dtype", choices=("float32", "float64"), default=None, help="default: the preset's")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument(
@@ -201,6 +207,10 @@ def main(args: argparse.Namespace) -> int:
     problem = pde.get(args.problem)
     settings = preset(problem.name)
     config = _split(settings.config(args.budget, args.model), args.iterations, args.adam, args.lbfgs)
+    if args.time_windows is not None:
+        if args.time_windows < 1:
+            raise ValueError(f"--time-windows must be ≥ 1, got {args.time_windows}")
+        config = dataclasses.replace(config, time_windows=args.time_windows)
     config = dataclasses.replace(
         config, seed=args.seed, device=str(device), **({"dtype": args.dtype} if args.dtype else {})
     )

@@ -1,6 +1,7 @@
-"""Training strategies of the trainer: causal weighting, residual-based adaptive resampling, loss balancing.
+"""Training strategies of the trainer: causal weighting, residual-based adaptive resampling, loss balancing,
+time-marching.
 
-All three are from the list in Wang, Sankaran, Wang & Perdikaris, *An expert's guide to training
+All four are from the list in Wang, Sankaran, Wang & Perdikaris, *An expert's guide to training
 physics-informed neural networks* (2023) and apply to PINNs and PIGs alike (they act on the loss and the
 collocation points, not on the model):
 
@@ -14,15 +15,43 @@ collocation points, not on the model):
 * :class:`GradNormBalance` — the guide's gradient-norm weighting (Wang, Teng & Perdikaris, SIAM J. Sci.
   Comput. 2021, in the guide's form): ``λ_j = Σ_i ‖∇L_i‖ / ‖∇L_j‖`` relative to the total, smoothed by
   ``λ ← α λ + (1 − α) λ_new``, recomputed every ``every`` iterations.
+* :class:`TimeWindows` and :func:`window_problems` — the guide's time-marching (also Wight & Zhao,
+  *Solving Allen–Cahn and Cahn–Hilliard equations using the adaptive physics informed neural networks*,
+  2020): ``[t0, T]`` is cut into ``K`` windows trained one after the other; the initial condition of window
+  ``k`` is window ``k − 1``'s prediction at their shared time (its value, and its time derivative where the
+  problem has an initial velocity), and window ``k``'s network starts from window ``k − 1``'s weights. The
+  trained model is one :class:`TimeWindows` module that dispatches each point on its time.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
+from torch import nn
 
-__all__ = ["causal_residual", "rad_points", "GradNormBalance"]
+from sciml.pinn.models import Constrained
+from sciml.problems.pde.conditions import (
+    Condition,
+    InitialValue,
+    InitialVelocity,
+    Periodic,
+    _OnFaces,
+)
+from sciml.problems.pde.domain import Box
+from sciml.problems.pde.geometry import Geometry, SpaceTime
+from sciml.problems.pde.problem import HardConstraint, PDEProblem
+
+__all__ = [
+    "causal_residual",
+    "rad_points",
+    "GradNormBalance",
+    "TimeWindows",
+    "window_edges",
+    "window_problems",
+]
 
 
 def causal_residual(
@@ -128,3 +157,274 @@ class GradNormBalance:
         for name, norm in valid.items():
             new = total / norm
             self.factors[name] = self.alpha * self.factors[name] + (1 - self.alpha) * new
+
+
+# --------------------------------------------------------------------------------------------- time-marching
+def window_edges(domain: Geometry, windows: int) -> list[float]:
+    """The ``windows + 1`` times that cut the domain's time interval into equal windows (ends exact).
+
+    Raises:
+        ValueError: ``windows < 1`` or a domain without a time coordinate.
+    """
+    if isinstance(windows, bool) or not isinstance(windows, int) or windows < 1:
+        raise ValueError(f"`time_windows` must be an integer ≥ 1, got {windows!r}")
+    ti = domain.time_index
+    if ti is None:
+        raise ValueError(
+            f"`time_windows` cuts the time interval into windows, but the domain {domain!r} has no time "
+            "coordinate; set time_windows=1"
+        )
+    t0, t1 = float(domain.lower[ti]), float(domain.upper[ti])
+    return [t0 + (t1 - t0) * k / windows for k in range(windows)] + [t1]
+
+
+def _window_domain(domain: Geometry, t0: float, t1: float) -> Geometry:
+    """``domain`` with its time interval replaced by ``[t0, t1]``."""
+    ti = domain.time_index
+    if isinstance(domain, Box):
+        lower, upper = list(domain.lower), list(domain.upper)
+        lower[ti], upper[ti] = t0, t1
+        return dataclasses.replace(domain, lower=tuple(lower), upper=tuple(upper))
+    if isinstance(domain, SpaceTime):
+        return SpaceTime(domain.space, t0, t1, domain.time)
+    raise ValueError(
+        f"time-marching needs a Box with a time coordinate or a SpaceTime domain (shape.times(t0, t1)), "
+        f"got {type(domain).__name__}"
+    )
+
+
+class _PreviousWindow:
+    """The previous window's field ``column`` (or its time derivative) at points on the shared time: the
+    initial data of the next window. Detached; the last result is reused while the points are unchanged
+    (collocation points stay fixed between resamplings)."""
+
+    def __init__(self, model: nn.Module, column: int, time_index: int, velocity: bool) -> None:
+        self.model, self.column, self.time_index, self.velocity = model, column, time_index, velocity
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach()
+        last = self._last
+        if (
+            last is not None
+            and last[0].shape == x.shape
+            and last[0].device == x.device
+            and torch.equal(last[0], x)
+        ):
+            return last[1]
+        if self.velocity:
+            with torch.enable_grad():
+                xr = x.clone().requires_grad_(True)
+                u = self.model(xr)[:, self.column]
+                (g,) = torch.autograd.grad(u.sum(), xr)
+            out = g[:, self.time_index].detach()
+        else:
+            with torch.no_grad():
+                out = self.model(x)[:, self.column]
+        self._last = (x.clone(), out)
+        return out
+
+
+def _columns(v: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    if not torch.is_tensor(v):
+        v = x.new_full((x.shape[0],), float(v))
+    return v[:, None] if v.ndim == 1 else v
+
+
+def _window_constraint(
+    constraint: HardConstraint,
+    previous: nn.Module,
+    mask: torch.Tensor,
+    t_start: float,
+    t_origin: float,
+    ti: int,
+) -> HardConstraint:
+    """The hard constraint of a later window: the initial value moves from ``t_origin`` to ``t_start``.
+
+    With the problem's ``u = P + F · N`` and the previous window's model ``U``, on fields whose initial
+    value the constraint enforces (``mask``): ``P' = P(x, t) − P(x, t_s) + U(x, t_s)`` and
+    ``F' = F(x, t) · (t − t_s)/(t − t_origin)`` (smooth on the window, where ``t ≥ t_s > t_origin``):
+    ``P'`` is ``U`` at ``t_s`` and keeps the Dirichlet data (``U`` satisfies them exactly), ``F'``
+    vanishes at ``t_s`` and wherever ``F`` does.
+    """
+
+    def at_start(x: torch.Tensor) -> torch.Tensor:
+        xs = x.clone()
+        xs[:, ti] = t_start
+        return xs
+
+    def particular(x: torch.Tensor) -> torch.Tensor:
+        p = _columns(constraint.particular(x), x)
+        xs = at_start(x)
+        jump = previous(xs) - _columns(constraint.particular(xs), x)
+        return p + jump * mask.to(dtype=x.dtype, device=x.device)
+
+    def scale(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        def scaled(x: torch.Tensor) -> torch.Tensor:
+            t = x[:, ti]
+            s = ((t - t_start) / (t - t_origin))[:, None]
+            m = mask.to(dtype=x.dtype, device=x.device)
+            return _columns(fn(x), x) * (1 + m * (s - 1))
+
+        return scaled
+
+    return HardConstraint(
+        particular=particular,
+        factor=scale(constraint.factor),
+        enforces=constraint.enforces,
+        corner=None if constraint.corner is None else scale(constraint.corner),
+    )
+
+
+class _WindowConstrained(Constrained):
+    """:class:`~sciml.pinn.Constrained` for a later window, whose fixed functions evaluate the earlier windows
+    (a network each): their jets are kept for the last few point sets (the residual's and each condition's
+    points, fixed between resamplings) instead of the last one only."""
+
+    _KEEP = 8
+
+    def _fixed_jets(self, x: torch.Tensor, spec):
+        store = self.__dict__.setdefault("_store", {})
+        hit = store.get(id(x))
+        if hit is not None and hit[0] is x and hit[1] == x._version and hit[2] == spec:
+            return hit[3]
+        self._cache = None
+        jets = super()._fixed_jets(x, spec)
+        if len(store) >= self._KEEP:
+            store.pop(next(iter(store)))
+        store[id(x)] = (x, x._version, spec, jets)
+        return jets
+
+
+class TimeWindows(nn.Module):
+    """A model made of one model per time window: each point goes to the window that holds its time.
+
+    Window ``k`` covers ``[edges[k], edges[k+1])`` (the last one also its end time), so a point on a shared
+    time goes to the later window, whose initial value there is the earlier window's prediction. Built by
+    the trainer for ``TrainConfig(time_windows=K)``; saved and loaded like any module (``state_dict``).
+
+    Args:
+        windows: the ``K`` window models (each maps ``(n, ndim)`` points to ``(n, n_fields)``).
+        edges: ``K + 1`` increasing times.
+        time_index: the column of the time coordinate.
+
+    Raises:
+        ValueError: ``len(edges) != len(windows) + 1`` or edges that do not increase.
+    """
+
+    def __init__(self, windows: Sequence[nn.Module], edges: Sequence[float], time_index: int) -> None:
+        super().__init__()
+        edges = [float(e) for e in edges]
+        if len(edges) != len(windows) + 1 or any(b <= a for a, b in zip(edges, edges[1:])):
+            raise ValueError(
+                f"`edges` must be {len(windows) + 1} increasing times for {len(windows)} windows, got {edges}"
+            )
+        self.windows = nn.ModuleList(windows)
+        self.edges = tuple(edges)
+        self.time_index = int(time_index)
+        self.in_features = getattr(windows[0], "in_features", None)
+        self.out_features = getattr(windows[0], "out_features", None)
+
+    def window_of(self, t: torch.Tensor) -> torch.Tensor:
+        """The window index of each time in ``t`` (``(n,)`` long)."""
+        inner = torch.tensor(self.edges[1:-1], dtype=t.dtype, device=t.device)
+        return torch.bucketize(t.detach().contiguous(), inner, right=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        index = self.window_of(x[:, self.time_index])
+        order = torch.argsort(index, stable=True)
+        counts = torch.bincount(index, minlength=len(self.windows)).tolist()
+        pieces, start = [], 0
+        for model, count in zip(self.windows, counts):
+            if count:
+                pieces.append(model(x[order[start : start + count]]))
+                start += count
+        out = torch.cat(pieces)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(order.numel(), device=order.device)
+        return out[inverse]
+
+
+def _supported(problem: PDEProblem) -> None:
+    for c in problem.conditions:
+        if isinstance(c, (InitialValue, InitialVelocity, _OnFaces, Periodic)):
+            continue
+        raise ValueError(
+            f"time-marching supports Dirichlet, Neumann, Robin, periodic, initial value and initial velocity "
+            f"conditions; {problem.name}'s condition {c.name!r} is a {type(c).__name__} (observations are "
+            "not split between windows); set time_windows=1"
+        )
+
+
+def window_problems(
+    problem: PDEProblem, model: nn.Module, windows: int
+) -> tuple[TimeWindows, list[PDEProblem]]:
+    """The piecewise model and one problem per window for time-marching over ``windows`` windows.
+
+    Window 0 is ``model`` itself on ``problem`` restricted to the first window. Window ``k ≥ 1`` is a copy
+    of ``model`` (the trainer loads window ``k − 1``'s weights into it before training it) on the problem
+    restricted to ``[t_k, t_{k+1}]``, whose initial conditions are window ``k − 1``'s prediction at ``t_k``:
+    each :class:`InitialValue` takes its value, each :class:`InitialVelocity` its time derivative, and a hard
+    constraint (``model`` a :class:`~sciml.pinn.Constrained`) that enforces an initial value is moved to
+    ``t_k`` (see :func:`_window_constraint`). The window problems have no exact solution or reference:
+    errors are measured with the whole :class:`TimeWindows` model on the original problem's reference.
+
+    Args:
+        problem: a time-dependent problem on a Box or SpaceTime domain.
+        model: the (untrained) model for the first window.
+        windows: ``K ≥ 1``.
+
+    Returns:
+        ``(TimeWindows model, [K problems])``.
+
+    Raises:
+        ValueError: no time coordinate, another kind of domain, or a condition that cannot be handed
+            between windows (observations, custom condition classes).
+    """
+    edges = window_edges(problem.domain, windows)
+    _supported(problem)
+    domain, ti = problem.domain, problem.domain.time_index
+    fields = problem.fields
+
+    def column(c: Condition) -> int:
+        return fields.index(c.field) if c.field is not None else 0
+
+    constraint = model.constraint if isinstance(model, Constrained) else None
+    mask = torch.zeros(len(fields))
+    if constraint is not None:
+        for name in constraint.enforces:
+            c = problem.condition(name)
+            if isinstance(c, InitialValue):
+                mask[column(c)] = 1.0
+    models: list[nn.Module] = [model]
+    problems = []
+    for k in range(windows):
+        label = f"{problem.name} (window {k + 1}/{windows})" if windows > 1 else problem.name
+        changes = dict(
+            name=label,
+            domain=_window_domain(domain, edges[k], edges[k + 1]),
+            exact=None,
+            reference=None,
+            test_shape=None,
+        )
+        if k > 0:
+            previous = models[k - 1]
+            conditions = []
+            for c in problem.conditions:
+                if isinstance(c, (InitialValue, InitialVelocity)):
+                    velocity = isinstance(c, InitialVelocity)
+                    c = dataclasses.replace(c, value=_PreviousWindow(previous, column(c), ti, velocity))
+                conditions.append(c)
+            changes["conditions"] = tuple(conditions)
+            window_constraint = None
+            if constraint is not None:
+                window_constraint = constraint
+                if mask.any():
+                    window_constraint = _window_constraint(constraint, previous, mask, edges[k], edges[0], ti)
+                net = _WindowConstrained(copy.deepcopy(model.net), window_constraint)
+            else:
+                net = copy.deepcopy(model)
+            changes["constraint"] = window_constraint
+            models.append(net)
+        problems.append(problem.replace(**changes))
+    return TimeWindows(models, edges, ti), problems

@@ -10,6 +10,10 @@ rescaled to 1 at the start of the L-BFGS phase (torch skips curvature pairs with
 absolute threshold), and an early stop resets the L-BFGS memory instead of ending training; only when
 a fresh start makes no progress either does training stop, with the reason in ``TrainResult.message``.
 
+With ``time_windows = K > 1`` (time-marching, :mod:`sciml.pinn.strategies`) the run trains ``K`` copies of
+the model one time window after the other, each on its share of the iterations, and the trained model is
+one :class:`~sciml.pinn.strategies.TimeWindows` module over the whole time interval.
+
 Every ``eval_every`` iterations the relative L2 error on the reference grid is logged; the result holds
 the *final* error, not the minimum over training. Checkpoints are atomic and hold everything needed to
 resume bit-for-bit (parameters, optimiser state, RNG state, collocation points, history). A non-finite
@@ -199,6 +203,15 @@ class TrainConfig:
         balance: ``"none"`` or ``"grad_norm"``: loss weights balanced by the terms' gradient norms (Adam
             phase only; L-BFGS keeps the last weights), updated every ``balance_every`` iterations with
             smoothing ``balance_alpha``; they multiply the configured weights.
+        time_windows: time-marching over this many equal time windows (1: off; needs a time coordinate).
+            Window ``k`` trains a copy of the model that starts from window ``k − 1``'s weights, with
+            window ``k − 1``'s prediction (value, and time derivative for an initial velocity) as its
+            initial condition; the Adam and L-BFGS iterations are split evenly over the windows (the
+            first windows take the remainder) so the run costs what it costs without marching, and
+            ``decay_every`` is divided by ``K`` so each window runs the whole learning-rate schedule;
+            window ``k`` draws its points with seed ``seed + k``. Causal weighting, RAD, balancing and hard
+            constraints act inside each window. Errors, residual statistics and the history are over the
+            whole domain (windows not trained yet still hold their initial weights).
 
     Raises:
         ValueError: non-positive counts or rates, unknown dtype, engine or device.
@@ -233,6 +246,7 @@ class TrainConfig:
     balance: str = "none"
     balance_every: int = 100
     balance_alpha: float = 0.9
+    time_windows: int = 1
 
     def __post_init__(self) -> None:
         _positive_int("adam_iterations", self.adam_iterations, 0)
@@ -262,6 +276,7 @@ class TrainConfig:
         _positive_int("causal_chunks", self.causal_chunks, 0)
         _positive_int("rad_pool", self.rad_pool)
         _positive_int("balance_every", self.balance_every)
+        _positive_int("time_windows", self.time_windows)
         for name in ("causal_eps", "rad_k", "rad_c"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
@@ -307,6 +322,8 @@ class TrainResult:
             "residual_rms", "residual_max", ...}`` (residual statistics on fixed points of the domain).
         unknowns: fitted coefficients of an inverse problem.
         message: how training ended.
+        model: the trained model (the one passed in; with ``time_windows > 1`` the
+            :class:`~sciml.pinn.strategies.TimeWindows` module made of all windows).
     """
 
     rel_l2: float | None
@@ -317,6 +334,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     unknowns: dict[str, float]
     message: str
+    model: nn.Module | None = None
 
 
 class Trainer:
@@ -362,7 +380,13 @@ class Trainer:
         self.device = resolve_device(self.config.device)
         #: on a GPU the Adam loop checks for NaN every ``_CHECK_EVERY`` steps (a sync), not every step
         self._defer_checks = self.device.type != "cpu"
+        #: time-marching: one problem per window (``None`` without marching)
+        self.window_problems: list[PDEProblem] | None = None
+        if self.config.time_windows > 1:
+            model, self.window_problems = self._marching_model(problem, model, unknowns)
         self.model = model.to(device=self.device, dtype=self.dtype)
+        #: trainable parameters (counted once: time-marching freezes earlier windows while it trains)
+        self._n_params = count_parameters(self.model)
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         domain = problem.domain
         self._check_model()
@@ -426,6 +450,28 @@ class Trainer:
             )
 
     # ----------------------------------------------------------------- validation
+    def _marching_model(
+        self, problem: PDEProblem, model: nn.Module, unknowns: Mapping[str, float] | None
+    ) -> tuple[strategies.TimeWindows, list[PDEProblem]]:
+        """The piecewise model and the window problems of ``time_windows > 1`` (checked)."""
+        k = self.config.time_windows
+        if problem.domain.time_index is None:
+            raise ValueError(
+                f"`time_windows` = {k} cuts the time interval into windows, but {problem.name} has no time "
+                f"coordinate (coordinates {problem.domain.names}); set time_windows=1"
+            )
+        if unknowns:
+            raise ValueError(
+                f"`time_windows` = {k}: time-marching does not fit `unknowns` (each window would fit its "
+                "own coefficients); set time_windows=1 for an inverse problem"
+            )
+        if self.config.iterations < k:
+            raise ValueError(
+                f"`time_windows` = {k} needs at least {k} iterations (one per window), got "
+                f"{self.config.iterations}"
+            )
+        return strategies.window_problems(problem, model, k)
+
     def _check_model(self) -> None:
         problem, model = self.problem, self.model
         ndim, n_fields = problem.domain.ndim, len(problem.fields)
@@ -503,9 +549,9 @@ class Trainer:
 
     def _derivatives(self, term: str, x: torch.Tensor):
         domain = self.problem.domain
-        return derivatives(
-            self.model, x, domain.names, self.problem.fields, self.keys[term], engine=self.config.engine
-        )
+        # the piecewise model of time-marching has no jets of its own (each window trains with them)
+        engine = "autograd" if isinstance(self.model, strategies.TimeWindows) else self.config.engine
+        return derivatives(self.model, x, domain.names, self.problem.fields, self.keys[term], engine=engine)
 
     def loss(self, points: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The weighted loss and its unweighted terms (mean squares)."""
@@ -650,7 +696,7 @@ class Trainer:
         return {
             "problem": self.problem.name,
             "model": type(self.model).__name__,
-            "params": count_parameters(self.model),
+            "params": self._n_params,
             "config": {k: v for k, v in self.config.to_dict().items() if k != "device"},
             "unknowns": sorted(self.coefficients.keys()),
         }
@@ -700,6 +746,8 @@ class Trainer:
 
     def fit(self, *, progress: bool = True, resume: bool = False) -> TrainResult:
         """Train to the configured budget (continuing from the checkpoint with ``resume``)."""
+        if self.window_problems is not None:
+            return self._fit_windows(progress=progress, resume=resume)
         cfg = self.config
         params = self._trainable()
         iteration, phase, history, points, elapsed, message = 0, "adam", [], None, 0.0, ""
@@ -930,7 +978,127 @@ class Trainer:
             history=history,
             unknowns={k: float(v.detach()) for k, v in self.coefficients.items()},
             message=message,
+            model=self.model,
         )
+
+    # ----------------------------------------------------------------- time-marching
+    def _window_config(self, k: int) -> TrainConfig:
+        """Window ``k``'s share of the budget (see ``TrainConfig.time_windows``)."""
+        cfg, n = self.config, self.config.time_windows
+
+        def share(total: int) -> int:
+            return total // n + (1 if k < total % n else 0)
+
+        return cfg.replace(
+            time_windows=1,
+            adam_iterations=share(cfg.adam_iterations),
+            lbfgs_iterations=share(cfg.lbfgs_iterations),
+            decay_every=max(1, round(cfg.decay_every / n)),
+            seed=cfg.seed + k,
+        )
+
+    def _fit_windows(self, *, progress: bool, resume: bool) -> TrainResult:
+        """Time-marching: train the windows in turn (each by a :class:`_WindowTrainer`), one checkpoint."""
+        wrapper: strategies.TimeWindows = self.model
+        n = len(wrapper.windows)
+        flags = [p.requires_grad for p in wrapper.parameters()]
+        march = {
+            "window": 0,
+            "history": [],
+            "seconds": 0.0,
+            "cpu_seconds": 0.0,
+            "iterations": 0,
+            "messages": [],
+        }
+        inner = None
+        if resume:
+            state = self._load()
+            if state is not None:
+                wrapper.load_state_dict(state["model"])
+                march = {key: state[key] for key in march}
+                march["history"], march["messages"] = list(march["history"]), list(march["messages"])
+                inner = state["inner"]
+        self._march = march
+        try:
+            for k in range(int(march["window"]), n):
+                for window in wrapper.windows[:k]:  # earlier windows only supply initial data now
+                    window.requires_grad_(False)
+                if inner is None and k > 0:  # start from the previous window's weights
+                    start = wrapper.windows[k - 1]
+                    own = wrapper.windows[k]
+                    source = start.net if isinstance(start, Constrained) else start
+                    target = own.net if isinstance(own, Constrained) else own
+                    target.load_state_dict(source.state_dict())
+                trainer = _WindowTrainer(self, k, inner)
+                result = trainer.fit(progress=progress, resume=inner is not None)
+                inner = None
+                for entry in result.history:
+                    march["history"].append(
+                        {
+                            **entry,
+                            "iteration": entry["iteration"] + march["iterations"],
+                            "seconds": entry["seconds"] + march["seconds"],
+                            "cpu_seconds": entry["cpu_seconds"] + march["cpu_seconds"],
+                            "window": k,
+                        }
+                    )
+                march["iterations"] += result.iterations
+                march["seconds"] += result.seconds
+                march["cpu_seconds"] += result.cpu_seconds
+                if not result.message.startswith("finished"):
+                    march["messages"].append(f"window {k + 1}: {result.message}")
+                march["window"] = k + 1
+                self._save_windows(None)
+        finally:
+            for p, flag in zip(wrapper.parameters(), flags):
+                p.requires_grad_(flag)
+        done = march["iterations"]
+        message = "; ".join([f"finished {done} iterations in {n} time windows", *march["messages"]])
+        self._save_windows(None)
+        return TrainResult(
+            rel_l2=self.evaluate(),
+            iterations=done,
+            seconds=march["seconds"],
+            cpu_seconds=march["cpu_seconds"],
+            params=self._n_params,
+            history=march["history"],
+            unknowns={},
+            message=message,
+            model=self.model,
+        )
+
+    def _save_windows(self, inner: dict[str, Any] | None) -> None:
+        """Checkpoint of time-marching: every window's weights, the finished windows' history and times,
+        and the current window's own trainer state (``inner``; ``None`` between windows)."""
+        march = self._march
+        self._save({**march, "model": self.model.state_dict(), "inner": inner})
+
+
+class _WindowTrainer(Trainer):
+    """Trains window ``k`` of a time-marching run: the window's model on the window's problem, with errors
+    and residual statistics of the whole piecewise model and checkpoints inside the parent's."""
+
+    def __init__(self, parent: Trainer, k: int, inner: dict[str, Any] | None) -> None:
+        self._parent, self._inner = parent, inner
+        super().__init__(
+            parent.window_problems[k],
+            parent.model.windows[k],
+            parent._window_config(k),
+            checkpoint=parent.checkpoint,
+        )
+
+    def evaluate(self, reference: ReferenceLike | None = None) -> float | None:
+        return self._parent.evaluate(reference)
+
+    def residual_statistics(self) -> dict[str, float]:
+        return self._parent.residual_statistics()
+
+    def _save(self, state: dict[str, Any]) -> None:
+        if self.checkpoint is not None:
+            self._parent._save_windows({**state, "generator_device": self.device.type})
+
+    def _load(self) -> dict[str, Any] | None:
+        return self._inner
 
 
 def train(
