@@ -265,12 +265,11 @@ class PIG(_Normalized):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
         sigmas = [sigma] * in_features if isinstance(sigma, (int, float)) else list(sigma)
-        if len(sigmas) != in_features or not all(
-            isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 and math.isfinite(s) for s in sigmas
-        ):
+        valid = [isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in sigmas]
+        if len(sigmas) != in_features or not all(v and math.isfinite(s) for v, s in zip(valid, sigmas)):
             raise ValueError(
-                f"`sigma` must be a positive number or {in_features} positive numbers (one per input column), "
-                f"got {sigma!r}"
+                f"`sigma` must be a positive number or {in_features} positive numbers (one per input "
+                f"column), got {sigma!r}"
             )
         if not weight_std >= 0:
             raise ValueError(f"`weight_std` must be ≥ 0, got {weight_std}")
