@@ -489,7 +489,7 @@ def test_preset_model_overrides_apply_to_their_model_only():
     assert settings.config("quick", "pig").adam_iterations == 20  # quick overrides come on top
 
 
-@pytest.mark.parametrize("name", ["poisson", "legendre", "hypergeometric"])
+@pytest.mark.parametrize("name", ["poisson", "legendre", "hypergeometric", "klein-gordon"])
 def test_tuned_pig_presets_build_and_train_a_step(name):
     """The PIG presets chosen on validation runs build (with their own sizes and widths) and take an Adam
     step and an L-BFGS step with their own training settings, the loss finite and the parameters moved."""
@@ -499,9 +499,8 @@ def test_tuned_pig_presets_build_and_train_a_step(name):
     pig = model.net if isinstance(model, Constrained) else model
     assert pig.means.shape[0] == settings.pig["n_gaussians"] * (4 if pig.channels == "separate" else 1)
     assert pig.hidden.out_features == settings.pig.get("hidden", 16)
-    torch.testing.assert_close(
-        pig.log_inv_scale.detach(), torch.full_like(pig.log_inv_scale, -math.log(settings.pig["sigma"]))
-    )
+    sigma = torch.as_tensor(settings.pig["sigma"], dtype=pig.log_inv_scale.dtype)  # one, or one per axis
+    torch.testing.assert_close(pig.log_inv_scale.detach(), (-torch.log(sigma)).expand_as(pig.log_inv_scale))
     config = settings.config("default", "pig").replace(
         adam_iterations=1, lbfgs_iterations=1, n_residual=64, n_condition=16, eval_every=1
     )

@@ -117,7 +117,10 @@ PRESETS: dict[str, Preset] = {
         full=_FULL_LBFGS,
     ),
     "klein-gordon": Preset(
-        pig={"n_gaussians": 100, "sigma": 0.5},
+        # validation error (seed 1, 20 000 random points): σ = 0.5 on every axis (the paper's) 1.60e-2, its
+        # error growing with t from 2.9e-3 (t < 1) to 2.4e-2 (t > 9) and the trained widths near 0.85 in x, y
+        # and 0.32 in t; σ = (0.5, 0.5, 0.1) 1.70e-2; σ = (1, 1, 0.3) 7.0e-3 (kept; 181 CPU s)
+        pig={"n_gaussians": 100, "sigma": (1.0, 1.0, 0.3)},
         train=TrainConfig(
             adam_iterations=2000,
             lbfgs_iterations=6000,
