@@ -9,7 +9,7 @@ differences between our PIG and the authors' code matter (README, "PINNs and Phy
         --variant 'shared:{}' --variant 'separate:{"pig": {"channels": "separate", "n_gaussians": 200}}'
 
 A variant is ``NAME:JSON`` with keys ``"pig"`` (PIG keyword arguments) and ``"train"`` (TrainConfig
-fields), both merged over the preset.
+fields), both merged over the preset (its PIG training settings, ``pig_train`` included).
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def main() -> None:
     for spec in args.variant:
         name, _, text = spec.partition(":")
         changes = json.loads(text or "{}")
-        config = dataclasses.replace(settings.train, seed=args.seed, **changes.get("train", {}))
+        own = settings.config("default", "pig")  # the shared schedule with the PIG's own overrides
+        config = dataclasses.replace(own, seed=args.seed, **changes.get("train", {}))
         kwargs = {**settings.pig, **changes.get("pig", {})}
         generator = torch.Generator().manual_seed(args.seed)
         box = dict(lower=problem.domain.lower, upper=problem.domain.upper, generator=generator)

@@ -43,6 +43,7 @@ def _models():
         "pinn-fourier": PINN(3, 2, (16,), fourier_features=8, fourier_scale=2.0, generator=g, **box),
         "pig": PIG(3, 2, 20, sigma=0.5, generator=g, **box),
         "pig-full": full,
+        "pig-anisotropic": PIG(3, 2, 20, sigma=(0.5, 0.2, 0.1), generator=g, **box),
         "constrained": Constrained(PIG(3, 2, 20, sigma=0.5, generator=g, **box), constraint),
     }
 
@@ -103,6 +104,23 @@ def test_pig_features_are_the_gaussian_sum():
     torch.testing.assert_close(model.features(x), direct)
 
 
+def test_pig_per_axis_sigma_sets_each_columns_initial_scale():
+    g = torch.Generator().manual_seed(3)
+    model = PIG(3, 1, 5, sigma=(0.5, 0.25, 0.125), lower=(0, 0, 0), upper=(2, 4, 8), generator=g).double()
+    scale = torch.exp(-model.log_inv_scale.detach())
+    torch.testing.assert_close(scale, torch.tensor([[0.5, 0.25, 0.125]], dtype=torch.float64).expand(5, 3))
+    # the features are the anisotropic Gaussian sum, in the normalised coordinates
+    x = torch.rand(9, 3, dtype=torch.float64) * torch.tensor([2.0, 4.0, 8.0])
+    h = (x - torch.tensor([1.0, 2.0, 4.0])) / torch.tensor([1.0, 2.0, 4.0])
+    direct = torch.exp(-0.5 * (((h[:, None, :] - model.means) / scale) ** 2).sum(-1)) @ model.weights
+    torch.testing.assert_close(model.features(x), direct)
+    # one number is the same as that number on every axis
+    a = PIG(3, 1, 5, sigma=0.3, generator=torch.Generator().manual_seed(4))
+    b = PIG(3, 1, 5, sigma=[0.3, 0.3, 0.3], generator=torch.Generator().manual_seed(4))
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q)
+
+
 def test_model_constructors_reject_bad_sizes():
     with pytest.raises(ValueError, match="hidden"):
         PINN(2, 1, ())
@@ -112,6 +130,10 @@ def test_model_constructors_reject_bad_sizes():
         PIG(2, 1, 0)
     with pytest.raises(ValueError, match="sigma"):
         PIG(2, 1, 4, sigma=-1.0)
+    with pytest.raises(ValueError, match="one per input column"):
+        PIG(2, 1, 4, sigma=(0.1, 0.2, 0.3))
+    with pytest.raises(ValueError, match="sigma"):
+        PIG(2, 1, 4, sigma=(0.1, float("nan")))
     with pytest.raises(ValueError, match="lower"):
         PINN(2, 1, lower=(1, 1), upper=(0, 2))
 
@@ -467,7 +489,7 @@ def test_preset_model_overrides_apply_to_their_model_only():
     assert settings.config("quick", "pig").adam_iterations == 20  # quick overrides come on top
 
 
-@pytest.mark.parametrize("name", ["poisson", "legendre", "hypergeometric"])
+@pytest.mark.parametrize("name", ["poisson", "legendre", "hypergeometric", "klein-gordon"])
 def test_tuned_pig_presets_build_and_train_a_step(name):
     """The PIG presets chosen on validation runs build (with their own sizes and widths) and take an Adam
     step and an L-BFGS step with their own training settings, the loss finite and the parameters moved."""
@@ -477,9 +499,8 @@ def test_tuned_pig_presets_build_and_train_a_step(name):
     pig = model.net if isinstance(model, Constrained) else model
     assert pig.means.shape[0] == settings.pig["n_gaussians"] * (4 if pig.channels == "separate" else 1)
     assert pig.hidden.out_features == settings.pig.get("hidden", 16)
-    torch.testing.assert_close(
-        pig.log_inv_scale.detach(), torch.full_like(pig.log_inv_scale, -math.log(settings.pig["sigma"]))
-    )
+    sigma = torch.as_tensor(settings.pig["sigma"], dtype=pig.log_inv_scale.dtype)  # one, or one per axis
+    torch.testing.assert_close(pig.log_inv_scale.detach(), (-torch.log(sigma)).expand_as(pig.log_inv_scale))
     config = settings.config("default", "pig").replace(
         adam_iterations=1, lbfgs_iterations=1, n_residual=64, n_condition=16, eval_every=1
     )

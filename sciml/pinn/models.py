@@ -224,7 +224,9 @@ class PIG(_Normalized):
         n_gaussians: number of Gaussians ``N``.
         feature_dim: ``k``, the dimension of each Gaussian's weight vector (features fed to the MLP).
         hidden: width of the MLP's one hidden layer.
-        sigma: initial scale of every Gaussian, in the normalised [−1, 1] coordinates.
+        sigma: initial scale of every Gaussian, in the normalised [−1, 1] coordinates: one number for
+            every axis, or one per input column (anisotropic Gaussians, e.g. narrower along a long time
+            axis on which the solution oscillates).
         full_covariance: learn a full covariance per Gaussian (a lower-triangular Cholesky factor of the
             precision, positive diagonal) instead of diagonal scales.
         weight_std: standard deviation of the initial Gaussian weights.
@@ -247,7 +249,7 @@ class PIG(_Normalized):
         *,
         feature_dim: int = 4,
         hidden: int = 16,
-        sigma: float = 0.1,
+        sigma: float | Sequence[float] = 0.1,
         full_covariance: bool = False,
         weight_std: float = 0.01,
         channels: str = "shared",
@@ -262,8 +264,15 @@ class PIG(_Normalized):
         for name, value in (("n_gaussians", n_gaussians), ("feature_dim", feature_dim), ("hidden", hidden)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-        if not (sigma > 0 and math.isfinite(sigma)) or not weight_std >= 0:
-            raise ValueError(f"`sigma` must be positive and `weight_std` ≥ 0, got {sigma}, {weight_std}")
+        sigmas = [sigma] * in_features if isinstance(sigma, (int, float)) else list(sigma)
+        valid = [isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in sigmas]
+        if len(sigmas) != in_features or not all(v and math.isfinite(s) for v, s in zip(valid, sigmas)):
+            raise ValueError(
+                f"`sigma` must be a positive number or {in_features} positive numbers (one per input "
+                f"column), got {sigma!r}"
+            )
+        if not weight_std >= 0:
+            raise ValueError(f"`weight_std` must be ≥ 0, got {weight_std}")
         self.in_features, self.out_features = in_features, out_features
         self.full_covariance = bool(full_covariance)
         self._set_box(in_features, lower, upper)
@@ -274,7 +283,8 @@ class PIG(_Normalized):
         self.means = nn.Parameter(torch.rand(n_gaussians, d, generator=generator) * 2 - 1)
         # diagonal: log of the inverse scales; full: log-diagonal and strictly lower part of the
         # Cholesky factor L of the precision (q = |Lᵀ (x − μ)|²)
-        self.log_inv_scale = nn.Parameter(torch.full((n_gaussians, d), -math.log(sigma)))
+        inv_scale = -torch.log(torch.tensor(sigmas, dtype=torch.float32))
+        self.log_inv_scale = nn.Parameter(inv_scale.expand(n_gaussians, d).clone())
         if self.full_covariance:
             self.offdiag = nn.Parameter(torch.zeros(n_gaussians, d, d))
             self.register_buffer("_tril", torch.tril(torch.ones(d, d), diagonal=-1))
