@@ -109,10 +109,11 @@ def _deepxde_rows(problem, settings, config, reference, seeds, rows, done, devic
         row = {"problem": problem.name, "model": "deepxde", "seed": seed, "rel_l2": result["rel_l2"],
                "iterations": result["iterations"], "seconds": time.perf_counter() - start,
                "cpu_seconds": result["cpu_seconds"], "params": result["params"], "message": result["message"],
-               "device": "cpu"}  # fmt: skip
+               "adam_iterations": result["adam_iterations"], "lbfgs_iterations": result["lbfgs_iterations"],
+               "cpu_budget": budget, "device": "cpu"}  # fmt: skip
         print(
             f"{problem.name:20s} deepxde seed {seed}: rel L2 {row['rel_l2']:.3e}  {row['iterations']} it  "
-            f"(CPU {row['cpu_seconds']:.1f} s of {budget:.1f} s)",
+            f"(CPU {row['cpu_seconds']:.1f} s of {budget:.1f} s; {result['message']})",
             flush=True,
         )
         out.append(row)
