@@ -5,6 +5,7 @@ trainer's own on the same test grid."""
 from __future__ import annotations
 
 import builtins
+import copy
 import math
 import sys
 
@@ -55,3 +56,27 @@ def test_deepxde_trains_on_our_points_schedule_and_is_scored_like_ours():
     # its error is the trainer's own on the same test grid
     scored = Trainer(problem, result["net"], config.replace(engine="autograd"))
     assert math.isclose(scored.evaluate(), result["rel_l2"], rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["legendre", "lshape"])
+def test_deepxde_output_transform_is_our_hard_constraint(name):
+    """DeepXDE's network with its output transform computes what Constrained computes around the same raw
+    network (the L-shape: twice the outputs and the corner factor)."""
+    if deepxde_baseline.available() is not None:
+        pytest.skip(deepxde_baseline.available())
+    from sciml.problems.pde.examples import lshape_poisson
+
+    from sciml.pinn.models import Constrained
+
+    problem = lshape_poisson("auto") if name == "lshape" else pde.get(name)
+    settings = preset(problem.name)
+    config = settings.config("quick").replace(adam_iterations=2, lbfgs_iterations=0, n_residual=32)
+    trainer = Trainer(problem, build_model(problem, "pinn", settings), config)
+    assert isinstance(trainer.model, Constrained)
+    assert (problem.constraint.corner is not None) == (name == "lshape")
+    net = deepxde_baseline.train_deepxde(trainer, (8,), 0.05, 0)["net"]
+    raw = copy.deepcopy(net)
+    raw._output_transform = None
+    x = problem.domain.sample(50, torch.Generator().manual_seed(2), dtype=trainer.dtype)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), Constrained(raw, problem.constraint)(x))

@@ -135,20 +135,27 @@ def train_deepxde(trainer, hidden: tuple[int, ...], cpu_budget: float, seed: int
                 out.append((r**2).mean())
             return out
 
-    ndim = problem.domain.ndim
-    net = dde.nn.FNN([ndim, *hidden, len(fields)], "tanh", "Glorot normal")
+    ndim, n_fields = problem.domain.ndim, len(fields)
+    constraint = getattr(trainer.model, "constraint", None)
+    corner = getattr(constraint, "corner", None)
+    # our hard constraint as DeepXDE's output transform: u = g + h·N (+ corner·N₂ on re-entrant corners,
+    # with twice the outputs), as sciml.pinn.Constrained builds it
+    n_out = 2 * n_fields if corner is not None else n_fields
+    net = dde.nn.FNN([ndim, *hidden, n_out], "tanh", "Glorot normal")
     lower = torch.tensor(problem.domain.lower, dtype=trainer.dtype)
     upper = torch.tensor(problem.domain.upper, dtype=trainer.dtype)
     net.apply_feature_transform(lambda x: 2 * (x - lower) / (upper - lower) - 1)
-    model_under_test = getattr(trainer.model, "constraint", None)
-    if model_under_test is not None:
-        constraint = model_under_test
+    if constraint is not None:
+
+        def column(v, x):
+            v = x.new_full((x.shape[0],), float(v)) if isinstance(v, (int, float)) else v
+            return v[:, None] if v.ndim == 1 else v
 
         def transform(x, y):
-            g, h = constraint.particular(x), constraint.factor(x)
-            g = g[:, None] if torch.is_tensor(g) and g.ndim == 1 else g
-            h = h[:, None] if torch.is_tensor(h) and h.ndim == 1 else h
-            return g + h * y
+            u = column(constraint.particular(x), x) + column(constraint.factor(x), x) * y[:, :n_fields]
+            if corner is not None:
+                u = u + column(corner(x), x) * y[:, n_fields:]
+            return u
 
         net.apply_output_transform(transform)
 
