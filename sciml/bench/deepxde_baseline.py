@@ -15,6 +15,7 @@ DeepXDE is optional (the ``bench`` extra); :func:`available` says whether it can
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any
@@ -74,7 +75,9 @@ def train_deepxde(trainer, hidden: tuple[int, ...], cpu_budget: float, seed: int
         seed: DeepXDE's random seed (network initialisation).
 
     Returns:
-        ``{"rel_l2", "iterations", "cpu_seconds", "params", "message"}``.
+        ``{"rel_l2", "iterations", "adam_iterations", "lbfgs_iterations", "cpu_seconds", "params",
+        "message", "draws", "net"}`` (``iterations`` = Adam + L-BFGS iterations, ``draws`` how often the
+        points were drawn, ``net`` DeepXDE's trained network with its input and output transforms).
 
     Raises:
         ImportError: DeepXDE is missing (call :func:`available` first).
@@ -91,19 +94,27 @@ def train_deepxde(trainer, hidden: tuple[int, ...], cpu_budget: float, seed: int
     terms = ["residual", *(c.name for c in trainer.conditions)]
 
     class SuiteData(dde.data.Data):
+        """The suite's points, redrawn at the same iterations as ours (every ``resample_every``)."""
+
         def __init__(self) -> None:
-            self.calls, self.X, self.offsets = 0, None, None
+            self.X, self.offsets, self.block, self.draws = None, None, None, 0
+            self.model = None  # set once DeepXDE's Model exists: its step count decides the redraws
 
         def _draw(self) -> None:
             points = trainer._adapt(trainer.sample())
             parts = [points[t].detach().cpu().numpy() for t in terms]
             self.offsets = np.cumsum([0] + [len(p) for p in parts])
             self.X = np.concatenate(parts)
+            self.draws += 1
 
         def train_next_batch(self, batch_size=None):
-            if self.X is None or (cfg.resample_every and self.calls % cfg.resample_every == 0):
+            # DeepXDE asks for a batch before every Adam step but only once per L-BFGS ``step`` (of
+            # ``iter_per_step`` iterations): the iteration count, not the number of calls, says when
+            step = int(self.model.train_state.step) if self.model is not None else 0
+            block = step // cfg.resample_every if cfg.resample_every else 0
+            if self.X is None or block != self.block:
                 self._draw()
-            self.calls += 1
+                self.block = block
             return self.X, None, None
 
         def test(self):
@@ -124,20 +135,27 @@ def train_deepxde(trainer, hidden: tuple[int, ...], cpu_budget: float, seed: int
                 out.append((r**2).mean())
             return out
 
-    ndim = problem.domain.ndim
-    net = dde.nn.FNN([ndim, *hidden, len(fields)], "tanh", "Glorot normal")
+    ndim, n_fields = problem.domain.ndim, len(fields)
+    constraint = getattr(trainer.model, "constraint", None)
+    corner = getattr(constraint, "corner", None)
+    # our hard constraint as DeepXDE's output transform: u = g + h·N (+ corner·N₂ on re-entrant corners,
+    # with twice the outputs), as sciml.pinn.Constrained builds it
+    n_out = 2 * n_fields if corner is not None else n_fields
+    net = dde.nn.FNN([ndim, *hidden, n_out], "tanh", "Glorot normal")
     lower = torch.tensor(problem.domain.lower, dtype=trainer.dtype)
     upper = torch.tensor(problem.domain.upper, dtype=trainer.dtype)
     net.apply_feature_transform(lambda x: 2 * (x - lower) / (upper - lower) - 1)
-    model_under_test = getattr(trainer.model, "constraint", None)
-    if model_under_test is not None:
-        constraint = model_under_test
+    if constraint is not None:
+
+        def column(v, x):
+            v = x.new_full((x.shape[0],), float(v)) if isinstance(v, (int, float)) else v
+            return v[:, None] if v.ndim == 1 else v
 
         def transform(x, y):
-            g, h = constraint.particular(x), constraint.factor(x)
-            g = g[:, None] if torch.is_tensor(g) and g.ndim == 1 else g
-            h = h[:, None] if torch.is_tensor(h) and h.ndim == 1 else h
-            return g + h * y
+            u = column(constraint.particular(x), x) + column(constraint.factor(x), x) * y[:, :n_fields]
+            if corner is not None:
+                u = u + column(corner(x), x) * y[:, n_fields:]
+            return u
 
         net.apply_output_transform(transform)
 
@@ -152,20 +170,25 @@ def train_deepxde(trainer, hidden: tuple[int, ...], cpu_budget: float, seed: int
 
     data = SuiteData()
     model = dde.Model(data, net)
+    data.model = model
     weights = [trainer.weights[t] for t in terms]
     start = time.process_time()
     adam_share = cfg.adam_iterations / max(cfg.iterations, 1)
     iterations = 0
     if adam_share > 0:
-        model.compile("adam", lr=cfg.lr, loss_weights=weights)
+        # our schedule lr · lr_decay^(step / decay_every), as DeepXDE's step decay (StepLR)
+        decay = ("step", cfg.decay_every, cfg.lr_decay) if cfg.lr_decay != 1 else None
+        model.compile("adam", lr=cfg.lr, loss_weights=weights, decay=decay)
         model.train(iterations=10**7, display_every=10**7, verbose=0,
                             callbacks=[Deadline(start + adam_share * cpu_budget)])  # fmt: skip
         iterations = int(model.train_state.step)
+    adam_steps = iterations
     if adam_share < 1:
         dde.optimizers.config.set_LBFGS_options(maxiter=10**7, ftol=0, gtol=0)
         # DeepXDE's PyTorch L-BFGS runs ``iter_per_step`` iterations (1000) between callbacks: fewer, so
-        # that the CPU-time deadline is kept and the points are redrawn as often as ours
-        per_step = max(1, min(cfg.resample_every or 10, 10))
+        # that the CPU-time deadline is kept and the points are redrawn at our iterations (a divisor of
+        # ``resample_every``; at least 2, since DeepXDE reads a step of one iteration as converged)
+        per_step = max(2, math.gcd(cfg.resample_every, 10)) if cfg.resample_every else 10
         dde.optimizers.config.LBFGS_options["iter_per_step"] = per_step
         dde.optimizers.config.LBFGS_options["fun_per_step"] = per_step * 25
         model.compile("L-BFGS", loss_weights=weights)
@@ -177,5 +200,11 @@ def train_deepxde(trainer, hidden: tuple[int, ...], cpu_budget: float, seed: int
     pred = pred.reshape(trainer._test_u.shape)
     rel = float(torch.linalg.norm(pred - trainer._test_u) / torch.linalg.norm(trainer._test_u))
     n_params = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    return {"rel_l2": rel, "iterations": iterations, "cpu_seconds": cpu, "params": n_params,
-            "message": f"deepxde {dde.__version__}: {iterations} steps in {cpu:.1f} CPU s"}  # fmt: skip
+    lbfgs_steps = iterations - adam_steps
+    message = (
+        f"deepxde {dde.__version__}: {adam_steps} Adam + {lbfgs_steps} L-BFGS iterations in {cpu:.1f} CPU s, "
+        f"points drawn {data.draws} times"
+    )
+    return {"rel_l2": rel, "iterations": iterations, "adam_iterations": adam_steps,
+            "lbfgs_iterations": lbfgs_steps, "cpu_seconds": cpu, "params": n_params,
+            "message": message, "draws": data.draws, "net": net}  # fmt: skip
