@@ -13,6 +13,40 @@ def _private_cache(tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of small-tensor tests (threads only add overhead and contention on a
+    shared machine); a module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def heat_problem():
+    """``heat_problem(constraint=None)``: ``u_t = u_xx / π²`` on [0, 1] × [0, 1] with ``u = exp(−t) sin(πx)``
+    (Dirichlet walls, initial value)."""
+    return _heat_problem
+
+
+def _heat_problem(constraint=None):
+    import math
+
+    from sciml.problems.pde import Box, Dirichlet, InitialValue, PDEProblem
+
+    return PDEProblem(
+        "heat-test",
+        Box(("x", "t"), (0.0, 0.0), (1.0, 1.0), time="t"),
+        ("u",),
+        lambda x, d, p: d["u_t"] - d["u_xx"] / math.pi**2,
+        (Dirichlet(on=("x-", "x+")), InitialValue(value=lambda x: torch.sin(math.pi * x[:, 0]))),
+        exact=lambda x: torch.exp(-x[:, 1]) * torch.sin(math.pi * x[:, 0]),
+        constraint=constraint,
+        test_shape=(21, 11),
+    )
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -37,13 +37,7 @@ from sciml.medida import (
 DT = 1e-3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: threads only add overhead (and contention on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,7 @@ from sciml.neural_de.sde import (
 )
 from sciml.neural_de.training import TrainConfig, train
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _sde(dtype=torch.float64, rtol=1e-2):

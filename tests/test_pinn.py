@@ -15,14 +15,7 @@ from sciml.pinn import PIG, PINN, Constrained, TrainConfig, Trainer, TrainingDiv
 from sciml.pinn.derivatives import JetDerivatives
 from sciml.pinn.presets import build_model, preset
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: one thread is faster, and robust on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 KEYS = ["u", "u_x", "u_y", "u_t", "u_xx", "u_yy", "u_tt", "u_xy", "u_xxt"]

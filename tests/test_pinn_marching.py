@@ -19,27 +19,7 @@ from sciml.pinn import PIG, PINN, Constrained, TrainConfig, Trainer, train
 from sciml.pinn import trainer as trainer_module
 from sciml.pinn.strategies import TimeWindows, window_edges, window_problems
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _heat(constraint=None) -> PDEProblem:
-    """``u_t = u_xx / π²`` on [0, 1] × [0, 1]: ``u = exp(−t) sin(πx)``."""
-    return PDEProblem(
-        "heat-test",
-        Box(("x", "t"), (0.0, 0.0), (1.0, 1.0), time="t"),
-        ("u",),
-        lambda x, d, p: d["u_t"] - d["u_xx"] / math.pi**2,
-        (Dirichlet(on=("x-", "x+")), InitialValue(value=lambda x: torch.sin(math.pi * x[:, 0]))),
-        exact=lambda x: torch.exp(-x[:, 1]) * torch.sin(math.pi * x[:, 0]),
-        constraint=constraint,
-        test_shape=(21, 11),
-    )
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _wave() -> PDEProblem:
@@ -138,8 +118,8 @@ def test_each_window_starts_from_the_previous_prediction_value_and_velocity():
 
 
 @pytest.mark.parametrize("kind", ["pinn", "pig"])
-def test_a_hard_initial_constraint_moves_to_each_window_start(kind):
-    problem = _heat(constraint="auto")
+def test_a_hard_initial_constraint_moves_to_each_window_start(kind, heat_problem):
+    problem = heat_problem(constraint="auto")
     trainer, result = _trained(problem, _pinn(problem, constrained=True, kind=kind))
     assert result.rel_l2 < 1.0 and len(result.history) == 3
     wrapper = result.model
@@ -156,8 +136,8 @@ def test_a_hard_initial_constraint_moves_to_each_window_start(kind):
 
 
 # ------------------------------------------------------------------------------ plain run, budget, errors
-def test_one_window_is_the_plain_trainer_and_windows_share_the_budget():
-    problem = _heat()
+def test_one_window_is_the_plain_trainer_and_windows_share_the_budget(heat_problem):
+    problem = heat_problem()
     base = TrainConfig(adam_iterations=20, lbfgs_iterations=5, n_residual=64, n_condition=16, eval_every=5)
     a = Trainer(problem, _pinn(problem), base).fit(progress=False)
     b = Trainer(problem, _pinn(problem), base.replace(time_windows=1)).fit(progress=False)
@@ -174,7 +154,7 @@ def test_one_window_is_the_plain_trainer_and_windows_share_the_budget():
     assert all(c.time_windows == 1 for c in shares)
 
 
-def test_bad_input_is_refused_with_a_message():
+def test_bad_input_is_refused_with_a_message(heat_problem):
     with pytest.raises(ValueError, match="time_windows"):
         TrainConfig(time_windows=0)
     steady = PDEProblem(
@@ -189,7 +169,7 @@ def test_bad_input_is_refused_with_a_message():
     net = PINN(1, 1, (8,), lower=(0,), upper=(1,))
     with pytest.raises(ValueError, match="no time coordinate.*time_windows=1"):
         Trainer(steady, net, TrainConfig(time_windows=2))
-    problem = _heat()
+    problem = heat_problem()
     with pytest.raises(ValueError, match="at least 4 iterations"):
         Trainer(problem, _pinn(problem), TrainConfig(adam_iterations=3, time_windows=4))
     with pytest.raises(ValueError, match="unknowns"):
@@ -202,8 +182,8 @@ def test_bad_input_is_refused_with_a_message():
 
 
 # ------------------------------------------------------------------------------ accuracy and resume
-def test_heat_with_two_windows_reaches_a_small_error_over_the_whole_domain():
-    problem = _heat(constraint="auto")
+def test_heat_with_two_windows_reaches_a_small_error_over_the_whole_domain(heat_problem):
+    problem = heat_problem(constraint="auto")
     config = TrainConfig(
         adam_iterations=200, lbfgs_iterations=200, lr=1e-2, n_residual=256, n_condition=64, eval_every=100,
         dtype="float64", time_windows=2,

@@ -4,20 +4,14 @@ import math
 
 import pytest
 import torch
-from sciml.problems.pde import Box, Dirichlet, InitialValue, PDEProblem
+from sciml.problems.pde import Box, Dirichlet, PDEProblem
 from sciml.problems.pde.derivatives import AutogradDerivatives
 
 from sciml.pinn import PINN, TrainConfig, Trainer
 from sciml.pinn.derivatives import JetDerivatives, derivatives
 from sciml.pinn.strategies import GradNormBalance, causal_residual, rad_points
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_causal_weights_follow_the_formula():
@@ -114,19 +108,6 @@ def test_config_validates_the_strategy_settings():
             TrainConfig(**bad)
 
 
-def _heat() -> PDEProblem:
-    """``u_t = u_xx / π²`` on [0, 1] × [0, 1]: ``u = exp(−t) sin(πx)``."""
-    return PDEProblem(
-        "heat-test",
-        Box(("x", "t"), (0.0, 0.0), (1.0, 1.0), time="t"),
-        ("u",),
-        lambda x, d, p: d["u_t"] - d["u_xx"] / math.pi**2,
-        (Dirichlet(on=("x-", "x+")), InitialValue(value=lambda x: torch.sin(math.pi * x[:, 0]))),
-        exact=lambda x: torch.exp(-x[:, 1]) * torch.sin(math.pi * x[:, 0]),
-        test_shape=(21, 11),
-    )
-
-
 def _model(seed=0):
     return PINN(2, 1, (16, 16), lower=(0, 0), upper=(1, 1), generator=torch.Generator().manual_seed(seed))
 
@@ -134,8 +115,8 @@ def _model(seed=0):
 STRATEGIES = dict(causal_chunks=8, causal_eps=1.0, rad=True, balance="grad_norm", balance_every=5)
 
 
-def test_all_strategies_train_and_resume_bit_for_bit(tmp_path):
-    problem = _heat()
+def test_all_strategies_train_and_resume_bit_for_bit(tmp_path, heat_problem):
+    problem = heat_problem()
     config = TrainConfig(
         adam_iterations=80, lbfgs_iterations=0, lr=1e-2, n_residual=128, n_condition=32, resample_every=10,
         eval_every=40, checkpoint_every=40, **STRATEGIES,

@@ -28,14 +28,7 @@ SRI = list(SRI_TABLEAUS)
 SRA = list(SRA_TABLEAUS)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread (on a loaded 2-core machine a 2-thread 400×2 matmul measured 31 ms, 1 thread
-    40 µs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _slope(hs, errors):
