@@ -318,11 +318,18 @@ def _init_from(
             f"--init-from: {path} holds {epochs} vanilla epochs; it starts a regularized run with "
             f"--weight-delay {epochs} (got --reg {config.reg}, --weight-delay {delay})"
         )
+    return _restore(state, model, optimizer, shuffle)
+
+
+def _restore(
+    state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, shuffle
+) -> tuple[list[dict], int]:
+    """Load a checkpoint's weights, optimizer and RNG states; return its history and the next epoch."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng_torch"])
     shuffle.set_state(state["rng_shuffle"])
-    return list(state["history"]), epochs
+    return list(state["history"]), int(state["epoch"]) + 1
 
 
 def train(config: TrainConfig) -> dict:
@@ -394,12 +401,7 @@ def train(config: TrainConfig) -> dict:
                 "into a new --out"
             )
         _check_history(state, epochs, ckpt_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng_torch"])
-        shuffle.set_state(state["rng_shuffle"])
-        history = list(state["history"])
-        start_epoch = int(state["epoch"]) + 1
+        history, start_epoch = _restore(state, model, optimizer, shuffle)
     net = nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
     train_seconds = sum(h["epoch_seconds"] for h in history)
 
