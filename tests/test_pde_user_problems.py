@@ -169,6 +169,10 @@ def test_training_without_a_known_solution_and_a_reference_later(tmp_path):
         trainer.evaluate(reference=tmp_path / "missing.npz")
     with pytest.raises(ValueError, match="points"):
         trainer.evaluate(reference=(pts.numpy()[:, :1], vals))
+    # a user's own solution given to the problem instead of the trainer: told where it goes
+    for own in (exact, (pts.numpy(), vals), str(tmp_path / "fem.npz"), tmp_path / "fem.npz"):
+        with pytest.raises(TypeError, match=r"Trainer\(problem, model, config, reference=\.\.\.\)"):
+            problem.replace(reference=own)
 
 
 def test_errors_are_taken_on_the_domain_not_its_bounding_box():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -236,7 +237,8 @@ class PDEProblem:
         conditions: boundary / initial / data conditions (unique ``name`` each).
         params: coefficients passed to the residual (numbers; a trainer may swap in trainable tensors).
         exact: points ``(n, ndim)`` -> ``(n,)`` or ``(n, n_fields)``, in torch.
-        reference: a recipe for a numerical reference when there is no exact solution.
+        reference: a recipe for a numerical reference when there is no exact solution (a user's own
+            reference solution goes to ``Trainer(reference=...)`` instead).
         constraint: an optional hard-constraint output transform; ``"auto"`` builds one from the Dirichlet
             and initial-value conditions (:meth:`HardConstraint.from_conditions`).
         n_equations: number of residual components.
@@ -248,6 +250,8 @@ class PDEProblem:
     Raises:
         ValueError: bad names, duplicate condition names, weights for unknown terms, or a test grid that
             does not fit the domain.
+        TypeError: a domain, residual or condition of the wrong type, or a user's reference solution given
+            as ``reference`` (it belongs to the trainer).
     """
 
     name: str
@@ -302,6 +306,18 @@ class PDEProblem:
         for key, w in self.loss_weights.items():
             if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
                 raise ValueError(f"loss weight {key!r} must be a finite number ≥ 0, got {w!r}")
+        if self.reference is not None and (
+            callable(self.reference) or isinstance(self.reference, (tuple, list, dict, str, os.PathLike))
+            or hasattr(self.reference, "__array__")
+        ):  # fmt: skip
+            kind = type(self.reference).__name__
+            raise TypeError(
+                "`reference` takes a recipe that sciml.solvers computes a reference from "
+                f"(SemilinearReference, NonlinearDiffusionReference, …), got {kind}; to measure errors "
+                "against your own solution "
+                "(a callable, arrays of points and values, or an .npz / HDF5 file) pass it as "
+                "Trainer(problem, model, config, reference=...) or trainer.evaluate(reference=...)"
+            )
         if self.exact is not None and self.test_shape is not None:
             self.domain.axes(self.test_shape)  # validates the shape
         if self.exact is not None and self.test_shape is None:
