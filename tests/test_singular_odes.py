@@ -373,3 +373,8 @@ def test_khronon_regularity_beyond_penalises_a_second_sound_horizon():
     # y = 0.3 − 1.2 (x − 1) crosses P₁ = 0 upwards near x = 1.1 and ends below −√((x − 1)/3): P₁ < 0 again
     out = residual(lambda t: 0.3 - 1.2 * (t - 1))
     assert out.shape == (2,) and out[1].item() > 0
+
+
+def test_khronon_ansatz_is_checked():
+    with pytest.raises(ValueError, match="ansatz"):
+        pde.get("khronon", ansatz="static")
