@@ -300,3 +300,81 @@ def test_khronon_preset_builds_both_models_with_the_flat_ansatz():
         model = build_model(problem, kind, settings, seed=0).double()
         y = model(x)[:, 0].detach()
         assert torch.isfinite(y).all() and abs(float(y[0]) - 1.0) < 1e-12  # y(0) = 1 built in
+
+
+# ----------------------------------------------------------------- khronon: the sound-horizon ansatz (opt-in)
+def test_khronon_horizon_jet_is_regular_and_differentiable():
+    from sciml.problems.pde.singular import _khronon_terms, khronon_horizon_jet
+
+    xs = torch.tensor(1.15, dtype=torch.float64, requires_grad=True)
+    y, p, _ = khronon_horizon_jet(xs, 2.0)
+    p1, _, bracket = _khronon_terms(xs, y, p, 4.0)
+    assert float(p1) == pytest.approx(0, abs=1e-14) and float(bracket) == pytest.approx(0, abs=1e-13)
+    assert torch.autograd.gradcheck(lambda t: torch.stack(khronon_horizon_jet(t, 2.0)), (xs,))
+
+
+def test_khronon_horizon_guess_is_the_sound_horizon_of_the_closed_form():
+    from sciml.problems.pde.singular import khronon_horizon_guess
+
+    xs = khronon_horizon_guess(2.0)
+    y2 = (1 - 3 * xs / 4) ** 2 * (1 + xs / 2 + 3 * xs**2 / 16)
+    assert (xs - 1) / 3 == pytest.approx(y2, abs=1e-12)  # P₁ = 0 on y_∞
+    assert 1.12 < xs < 1.14  # c → ∞: 4/3; the shooting reference at c = 2: 1.13598
+
+
+@pytest.mark.parametrize("kind", ["pinn", "pig"])
+def test_khronon_horizon_ansatz_builds_in_the_jet_and_trains_the_horizon(kind):
+    from sciml.problems.pde.singular import _khronon_terms, khronon_horizon_jet
+
+    from sciml.pinn.derivatives import derivatives
+
+    problem = pde.get("khronon", ansatz="horizon", residual_scale="radial")
+    assert problem.constraint.enforces == ("dirichlet",)  # the regularity condition stays in the loss
+    model = build_model(problem, kind, preset("khronon"), seed=0).double()
+    with torch.no_grad():  # move the horizon off its start: the jet must follow
+        model.scalars["horizon"].add_(0.05)
+    xs = 1 + torch.exp(model.scalars["horizon"])
+    point = torch.cat([xs.detach().reshape(1, 1), torch.zeros(1, 1, dtype=torch.float64)])
+    keys = [(0, ()), (0, (0,)), (0, (0, 0))]
+    jet = derivatives(model, point, ("x",), ("y",), keys, engine="jet")
+    auto = derivatives(model, point, ("x",), ("y",), keys, engine="autograd")
+    expected = [float(v) for v in khronon_horizon_jet(xs, 2.0)]
+    for name, value in zip(("y", "y_x", "y_xx"), expected):
+        assert float(jet[name][0]) == pytest.approx(value, abs=1e-12)  # value, slope, curvature at x_s
+        assert float(auto[name][0]) == pytest.approx(value, abs=1e-12)
+    assert float(jet["y"][1]) == pytest.approx(1.0, abs=1e-14)  # y(0) = 1
+    p1, p2, bracket = _khronon_terms(point[:1, 0], jet["y"][:1], jet["y_x"][:1], 4.0)
+    assert abs(float(p1)) < 1e-13 and abs(float(bracket)) < 1e-12 and float(p2) > 0
+    # gradients reach the trainable horizon through both engines, and agree
+    x = torch.linspace(0.05, 2.0, 17, dtype=torch.float64)[:, None]
+    grads = []
+    for engine in ("jet", "autograd"):
+        d = derivatives(model, x, ("x",), ("y",), keys, engine=engine)
+        loss = problem.residual(x, d, problem.params).pow(2).mean()
+        (g,) = torch.autograd.grad(loss, model.scalars["horizon"])
+        grads.append(float(g))
+    assert grads[0] != 0 and grads[0] == pytest.approx(grads[1], rel=1e-8)
+
+
+def test_khronon_regularity_beyond_penalises_a_second_sound_horizon():
+    from sciml.problems.pde.derivatives import AutogradDerivatives
+    from sciml.problems.pde.singular import SoundHorizonRegularity
+
+    problem = pde.get("khronon")
+    condition = SoundHorizonRegularity(n_grid=201, beyond=True)
+    x = condition.sample(problem.domain, 0, None, torch.float64)
+
+    def residual(fn):
+        d = AutogradDerivatives(lambda t: fn(t[:, :1]), x.clone().requires_grad_(True), ("x",), ("y",))
+        return condition.residual(problem.domain, d.x, d, problem.params)
+
+    # P₁ = y²(1 − c²) − 1 + x: y = 0.2 crosses P₁ = 0 once upwards (x = 1.12) and stays positive after
+    assert residual(lambda t: 0.2 + 0 * t)[1].item() == 0
+    # y = 0.3 − 1.2 (x − 1) crosses P₁ = 0 upwards near x = 1.1 and ends below −√((x − 1)/3): P₁ < 0 again
+    out = residual(lambda t: 0.3 - 1.2 * (t - 1))
+    assert out.shape == (2,) and out[1].item() > 0
+
+
+def test_khronon_ansatz_is_checked():
+    with pytest.raises(ValueError, match="ansatz"):
+        pde.get("khronon", ansatz="static")

@@ -40,7 +40,7 @@ class HardConstraint:
 
     ``factor`` vanishes where the conditions hold, ``particular`` carries their values (Lagaris et al.,
     *Artificial neural networks for solving ordinary and partial differential equations*, 1998). Neither
-    may depend on trainable parameters.
+    may depend on trainable parameters, except the scalars named in ``parameters``.
 
     Args:
         particular: points ``(n, ndim)`` -> ``(n,)`` (one field) or ``(n, n_fields)``.
@@ -50,12 +50,16 @@ class HardConstraint:
         corner: an optional second factor (same shapes as ``factor``, also zero where the conditions
             hold): the model is then ``particular + factor · N₁ + corner · N₂`` with twice the outputs
             (``Geometry.corner_factor``: re-entrant corners, where no ``factor`` alone is smooth).
+        parameters: initial values of trainable scalars of the ansatz (e.g. the unknown position of a
+            critical point). When given, ``particular`` and ``factor`` are called as ``fn(x, theta)`` with
+            ``theta`` a dict of 0-dim tensors, which :class:`sciml.pinn.Constrained` trains with the network.
     """
 
-    particular: Callable[[torch.Tensor], torch.Tensor]
-    factor: Callable[[torch.Tensor], torch.Tensor]
+    particular: Callable[..., torch.Tensor]
+    factor: Callable[..., torch.Tensor]
     enforces: tuple[str, ...] = ()
     corner: Callable[[torch.Tensor], torch.Tensor] | None = None
+    parameters: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_conditions(

@@ -150,10 +150,11 @@ def product(a: Jet, b: Jet, spec: JetSpec) -> Jet:
     return Jet(value, first, second)
 
 
-def function_jet(fn, x: torch.Tensor, spec: JetSpec) -> Jet:
+def function_jet(fn, x: torch.Tensor, spec: JetSpec, *, detach: bool = True) -> Jet:
     """The jet of a parameter-free function ``fn`` (points -> ``(n,)`` or ``(n, c)``) by autograd, detached.
 
     Used for the fixed factors of hard constraints; it costs a few backward passes through ``fn`` only.
+    With ``detach=False`` the jet keeps its graph (``fn`` with trainable scalars: gradients reach them).
     """
     with torch.enable_grad():
         xr = x.detach().requires_grad_(True)
@@ -171,7 +172,11 @@ def function_jet(fn, x: torch.Tensor, spec: JetSpec) -> Jet:
             col = v[:, c]
             if col.requires_grad:
                 (g,) = torch.autograd.grad(
-                    col.sum(), xr, create_graph=bool(spec.second), retain_graph=True, allow_unused=True
+                    col.sum(),
+                    xr,
+                    create_graph=bool(spec.second) or not detach,
+                    retain_graph=True,
+                    allow_unused=True,
                 )  # the columns may share a graph
             else:
                 g = None
@@ -181,12 +186,15 @@ def function_jet(fn, x: torch.Tensor, spec: JetSpec) -> Jet:
                 rows = []
                 for j in spec.second:
                     if g[:, j].requires_grad:
-                        (h,) = torch.autograd.grad(g[:, j].sum(), xr, retain_graph=True, allow_unused=True)
+                        (h,) = torch.autograd.grad(
+                            g[:, j].sum(), xr, retain_graph=True, allow_unused=True, create_graph=not detach
+                        )
                     else:
                         h = None
                     rows.append(torch.zeros_like(xr[:, 0]) if h is None else h[:, j])
                 seconds.append(torch.stack(rows))
-    value = v.detach()
-    first = torch.stack(firsts, dim=-1).detach() if spec.first else None
-    second = torch.stack(seconds, dim=-1).detach() if spec.second else None
-    return Jet(value, first, second)
+    first = torch.stack(firsts, dim=-1) if spec.first else None
+    second = torch.stack(seconds, dim=-1) if spec.second else None
+    if detach:
+        v, first, second = (None if t is None else t.detach() for t in (v, first, second))
+    return Jet(v, first, second)

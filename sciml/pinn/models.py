@@ -19,7 +19,7 @@ derivatives in one forward pass (:mod:`sciml.pinn.jet`) — which the trainer us
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -464,6 +464,21 @@ class Constrained(nn.Module):
             )
         self.out_features = out // 2 if self.split and out is not None else out
         self._cache = None
+        # trainable scalars of the ansatz (float64 start values; the trainer casts the model's dtype)
+        self.scalars = nn.ParameterDict(
+            {
+                k: nn.Parameter(torch.tensor(float(v), dtype=torch.float64))
+                for k, v in constraint.parameters.items()
+            }
+        )
+
+    def _fixed(self) -> tuple[Callable, Callable]:
+        """``particular`` and ``factor`` as functions of the points (bound to the trainable scalars)."""
+        c = self.constraint
+        if not c.parameters:
+            return c.particular, c.factor
+        theta = dict(self.scalars)
+        return (lambda x: c.particular(x, theta)), (lambda x: c.factor(x, theta))
 
     @staticmethod
     def outputs(constraint: HardConstraint | None, n_fields: int) -> int:
@@ -494,8 +509,9 @@ class Constrained(nn.Module):
         return width // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g = self._columns(self.constraint.particular(x), x)
-        h = self._columns(self.constraint.factor(x), x)
+        particular, factor = self._fixed()
+        g = self._columns(particular(x), x)
+        h = self._columns(factor(x), x)
         n = self.net(x)
         if not self.split:
             return g + h * n
@@ -506,7 +522,12 @@ class Constrained(nn.Module):
     def _fixed_jets(self, x: torch.Tensor, spec: J.JetSpec) -> tuple[J.Jet, J.Jet, J.Jet | None]:
         """Jets of ``particular``, ``factor`` and ``corner`` (parameter-free), cached for the same points
         tensor: the collocation points stay fixed between resamplings, so the autograd work is done once per
-        set."""
+        set. With trainable scalars they are recomputed each call and keep their graph."""
+        if self.constraint.parameters:
+            particular, factor = self._fixed()
+            g = J.function_jet(particular, x, spec, detach=False)
+            h = J.function_jet(factor, x, spec, detach=False)
+            return g, h, J.function_jet(self.constraint.corner, x, spec) if self.split else None
         cache = self._cache
         if cache is None or cache[0] is not x or cache[1] != x._version or cache[2] != spec:
             g = J.function_jet(self.constraint.particular, x, spec)

@@ -16,7 +16,12 @@ import os
 
 import numpy as np
 from sciml.problems.pde.problem import PDEProblem
-from sciml.problems.pde.singular import MichelCriticalPoint, TransonicReference, michel_critical_point
+from sciml.problems.pde.singular import (
+    MichelCriticalPoint,
+    TransonicReference,
+    khronon_horizon_jet,
+    michel_critical_point,
+)
 from sciml.solvers.cache import cached_arrays
 from scipy.optimize import brentq
 
@@ -195,21 +200,8 @@ def _khronon_rhs_y(x, s, c):
 
 
 def _khronon_jet(xs: float, c: float) -> tuple[float, float, float]:
-    """``y, y', y''`` of the regular solution at the sound horizon ``xs`` (where ``P₁ = 0``).
-
-    ``y² = (xs − 1)/(c² − 1)``; ``y'`` is the root of the bracket (a quadratic) that continues the flow
-    inwards; ``y''`` follows from differentiating the equation once (L'Hôpital)."""
-    y = math.sqrt((1 - xs) / (1 - c * c))
-    x = xs
-    p2 = y * y - 1 + x
-    qa, qb, qc = x * x * (1 - x), x * x * y, x * x / 4 + 2 * p2 * p2
-    p = (-qb + math.sqrt(qb * qb - 4 * qa * qc)) / (2 * qa)
-    n_p = -2 * p2 * x * x * p + 2 * x * x * y * (y * p + 0.5)
-    n_x = -x * x * p * p - 2 * p2 * x * p * p + 2 * x * (y * p + 0.5) ** 2 + 4 * p2
-    n_y = -2 * y * x * x * p * p + 2 * x * x * p * (y * p + 0.5) + 8 * p2 * y
-    dp1 = 2 * y * p * (1 - c * c) + 1
-    q = -c * c * y * (n_x + n_y * p) / (dp1 * p2 * x * x + c * c * y * n_p)
-    return y, p, q
+    """``y, y', y''`` of the regular solution at the sound horizon ``xs`` (the problem's L'Hôpital jet)."""
+    return tuple(float(v) for v in khronon_horizon_jet(float(xs), float(c)))
 
 
 def _khronon_legs(C2: float, xs: float, c: float, x_max: float, dense: bool):
