@@ -58,10 +58,11 @@ def test_deepxde_trains_on_our_points_schedule_and_is_scored_like_ours():
     assert math.isclose(scored.evaluate(), result["rel_l2"], rel_tol=1e-9)
 
 
-@pytest.mark.parametrize("name", ["legendre", "lshape"])
+@pytest.mark.parametrize("name", ["legendre", "lshape", "khronon"])
 def test_deepxde_output_transform_is_our_hard_constraint(name):
     """DeepXDE's network with its output transform computes what Constrained computes around the same raw
-    network (the L-shape: twice the outputs and the corner factor)."""
+    network (the L-shape: twice the outputs and the corner factor; khronon: the ansatz's trainable sound
+    horizon, a parameter of DeepXDE's network)."""
     if deepxde_baseline.available() is not None:
         pytest.skip(deepxde_baseline.available())
     from sciml.problems.pde.examples import lshape_poisson
@@ -78,5 +79,11 @@ def test_deepxde_output_transform_is_our_hard_constraint(name):
     raw = copy.deepcopy(net)
     raw._output_transform = None
     x = problem.domain.sample(50, torch.Generator().manual_seed(2), dtype=trainer.dtype)
+    ours = Constrained(raw, problem.constraint)
+    scalars = dict(getattr(net, "ansatz_scalars", {}))
+    assert set(scalars) == set(problem.constraint.parameters) == set(ours.scalars)
+    assert all(any(v is p for p in net.parameters()) for v in scalars.values())  # trained with the network
     with torch.no_grad():
-        torch.testing.assert_close(net(x), Constrained(raw, problem.constraint)(x))
+        for k, v in scalars.items():
+            ours.scalars[k].copy_(v)
+        torch.testing.assert_close(net(x), ours(x))

@@ -264,7 +264,7 @@ PRESETS: dict[str, Preset] = {
     "khronon": Preset(
         pinn=_ODE_PINN,
         pig=_ODE_PIG,
-        train=_ODE_TRAIN.replace(lbfgs_iterations=2000, n_residual=512),
+        train=_ODE_TRAIN.replace(lbfgs_iterations=4000, n_residual=512),
         quick=_QUICK,
     ),
 }
