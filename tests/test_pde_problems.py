@@ -75,11 +75,12 @@ def test_hard_constraints_meet_the_conditions_they_claim(name):
     g = torch.Generator().manual_seed(0)
 
     # an ansatz with trainable scalars (khronon's sound horizon) at their start values
-    theta = {k: torch.tensor(float(v), dtype=torch.float64) for k, v in c.parameters.items()}
-    args = (theta,) if theta else ()
+    particular, factor = c.bind(
+        {k: torch.tensor(float(v), dtype=torch.float64) for k, v in c.parameters.items()}
+    )
 
     def fn(z):  # any network output
-        return c.particular(z, *args) + c.factor(z, *args) * torch.sin(3 * z.sum(1) + 1)
+        return particular(z) + factor(z) * torch.sin(3 * z.sum(1) + 1)
 
     assert c.enforces
     for condition in problem.conditions:

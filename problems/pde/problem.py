@@ -61,6 +61,28 @@ class HardConstraint:
     corner: Callable[[torch.Tensor], torch.Tensor] | None = None
     parameters: Mapping[str, float] = field(default_factory=dict)
 
+    def bind(self, theta: Mapping[str, torch.Tensor] | None = None) -> tuple[Callable, Callable]:
+        """``particular`` and ``factor`` as functions of the points alone.
+
+        Args:
+            theta: current values of the trainable scalars (one per name in ``parameters``); ignored
+                when the ansatz has none.
+
+        Returns:
+            ``(particular, factor)``, bound to ``theta`` when the ansatz has ``parameters``.
+
+        Raises:
+            ValueError: ``theta`` does not name exactly the ansatz's ``parameters``.
+        """
+        if not self.parameters:
+            return self.particular, self.factor
+        if theta is None or set(theta) != set(self.parameters):
+            raise ValueError(
+                f"`theta` must give the ansatz's trainable scalars {sorted(self.parameters)}, "
+                f"got {None if theta is None else sorted(theta)}"
+            )
+        return (lambda x: self.particular(x, theta)), (lambda x: self.factor(x, theta))
+
     @classmethod
     def from_conditions(
         cls, domain: Geometry, conditions: tuple[Condition, ...], fields: tuple[str, ...] = ("u",)

@@ -337,7 +337,7 @@ def _horizon_position(theta) -> torch.Tensor:
 def _horizon_ansatz(c: float, x_max: float):
     """``particular`` and ``factor`` of the sound-horizon ansatz of :func:`khronon`."""
 
-    def parts(x, theta):
+    def particular(x, theta):
         s, xs = x[:, 0], _horizon_position(theta)
         ys, ps, qs = khronon_horizon_jet(xs, c)
         # flat(x) + x⁴ (a + b d + e d²), d = x − x_s: value, slope and curvature of the jet at x_s
@@ -348,10 +348,13 @@ def _horizon_ansatz(c: float, x_max: float):
         b = (ps - f1 - 4 * xs**3 * a) / xs**4
         e = (qs - f2 - 12 * xs**2 * a - 8 * xs**3 * b) / (2 * xs**4)
         d = s - xs
-        particular = _flat(x) + s**4 * (a + b * d + e * d**2)
-        return particular, (s / x_max) ** 4 * (d / x_max) ** 3
+        return _flat(x) + s**4 * (a + b * d + e * d**2)
 
-    return (lambda x, theta: parts(x, theta)[0]), (lambda x, theta: parts(x, theta)[1])
+    def factor(x, theta):
+        s = x[:, 0]
+        return (s / x_max) ** 4 * ((s - _horizon_position(theta)) / x_max) ** 3
+
+    return particular, factor
 
 
 #: ε of the khronon residual's first scale ``x² (x² + ε)²`` (see :func:`khronon`)

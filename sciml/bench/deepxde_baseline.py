@@ -151,15 +151,12 @@ def train_deepxde(trainer, hidden: tuple[int, ...], cpu_budget: float, seed: int
             v = x.new_full((x.shape[0],), float(v)) if isinstance(v, (int, float)) else v
             return v[:, None] if v.ndim == 1 else v
 
-        particular, factor = constraint.particular, constraint.factor
-        if constraint.parameters:  # trainable scalars of the ansatz, trained with DeepXDE's network
-            net.ansatz_scalars = torch.nn.ParameterDict(
-                {k: torch.nn.Parameter(torch.tensor(float(v), dtype=trainer.dtype))
-                 for k, v in constraint.parameters.items()}
-            )  # fmt: skip
-            theta = dict(net.ansatz_scalars)
-            particular = lambda x: constraint.particular(x, theta)  # noqa: E731
-            factor = lambda x: constraint.factor(x, theta)  # noqa: E731
+        # trainable scalars of the ansatz (if any), trained with DeepXDE's network
+        net.ansatz_scalars = torch.nn.ParameterDict(
+            {k: torch.nn.Parameter(torch.tensor(float(v), dtype=trainer.dtype))
+             for k, v in constraint.parameters.items()}
+        )  # fmt: skip
+        particular, factor = constraint.bind(dict(net.ansatz_scalars))
 
         def transform(x, y):
             u = column(particular(x), x) + column(factor(x), x) * y[:, :n_fields]

@@ -474,11 +474,7 @@ class Constrained(nn.Module):
 
     def _fixed(self) -> tuple[Callable, Callable]:
         """``particular`` and ``factor`` as functions of the points (bound to the trainable scalars)."""
-        c = self.constraint
-        if not c.parameters:
-            return c.particular, c.factor
-        theta = dict(self.scalars)
-        return (lambda x: c.particular(x, theta)), (lambda x: c.factor(x, theta))
+        return self.constraint.bind(dict(self.scalars))
 
     @staticmethod
     def outputs(constraint: HardConstraint | None, n_fields: int) -> int:
