@@ -7,6 +7,7 @@ from __future__ import annotations
 import builtins
 import copy
 import math
+import random
 import sys
 
 import pytest
@@ -87,3 +88,23 @@ def test_deepxde_output_transform_is_our_hard_constraint(name):
         for k, v in scalars.items():
             ours.scalars[k].copy_(v)
         torch.testing.assert_close(net(x), ours(x))
+
+
+def test_deepxde_leaves_the_process_as_it_found_it():
+    """DeepXDE sets torch's default dtype (float64 for khronon) and reseeds Python, NumPy and torch; the
+    baseline puts them back, so models built after it in the same benchmark run start as without it."""
+    if deepxde_baseline.available() is not None:
+        pytest.skip(deepxde_baseline.available())
+    import numpy as np
+
+    problem = pde.get("khronon")
+    settings = preset(problem.name)
+    config = settings.config("quick").replace(adam_iterations=2, lbfgs_iterations=0, n_residual=32)
+    assert config.dtype == "float64"
+    trainer = Trainer(problem, build_model(problem, "pinn", settings), config)
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    expected = random.random(), np.random.rand(), torch.rand(()).item()
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    deepxde_baseline.train_deepxde(trainer, (8,), 0.05, 0)
+    assert torch.get_default_dtype() == torch.float32
+    assert (random.random(), np.random.rand(), torch.rand(()).item()) == expected

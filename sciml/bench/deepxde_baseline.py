@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import time
 from typing import Any
 
@@ -67,6 +68,10 @@ class _Rows(Derivatives):
 def train_deepxde(trainer, hidden: tuple[int, ...], cpu_budget: float, seed: int) -> dict[str, Any]:
     """Train DeepXDE on ``trainer``'s problem, points and weights for ``cpu_budget`` CPU seconds.
 
+    DeepXDE configures the process as a whole (``set_default_float`` sets torch's default dtype,
+    ``set_random_seed`` reseeds Python, NumPy and torch); both are put back on return, so the models a
+    benchmark builds after this baseline start as they would without it.
+
     Args:
         trainer: a :class:`~sciml.pinn.Trainer` of the suite problem (its sampler, conditions, weights,
             hard constraint, reference grid and configuration are used; its own model is not trained).
@@ -85,6 +90,19 @@ def train_deepxde(trainer, hidden: tuple[int, ...], cpu_budget: float, seed: int
     reason = available()
     if reason is not None:
         raise ImportError(reason)
+    dtype = torch.get_default_dtype()
+    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    try:
+        return _train(trainer, hidden, cpu_budget, seed)
+    finally:
+        torch.set_default_dtype(dtype)
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.random.set_rng_state(states[2])
+
+
+def _train(trainer, hidden: tuple[int, ...], cpu_budget: float, seed: int) -> dict[str, Any]:
+    """:func:`train_deepxde`'s training, which leaves DeepXDE's process-wide settings behind."""
     import deepxde as dde
 
     problem, cfg = trainer.problem, trainer.config
