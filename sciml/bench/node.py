@@ -18,12 +18,13 @@ Two more modes:
   repeats vanilla's first ``d`` epochs exactly, so when both use backprop it starts from vanilla's
   checkpoint after epoch ``d`` (vanilla trains first and keeps that copy). ``--sweep-backend`` sets the
   regularized runs' gradient method (``local-unbiased`` with ``backprop``: the cheapest adjoint).
-* ``--e2e``: end-to-end training speed as a user measures it — the same model, data, seed and batches
-  trained with a plain ``torchdiffeq.odeint`` script (dopri5, backprop through the solver), with
-  ``torchdiffeq.odeint_adjoint``, and with ours (Tsit5, backprop) without and with the error regularizer;
-  the validation loss is measured after every epoch (not timed) and the table gives each method's training
-  wall time until its validation loss first reaches the torchdiffeq script's final one, and the ratio; and
-  the same in CPU time of the training process (steadier than wall time on a shared machine).
+* ``--e2e``: end-to-end training speed as a user measures it — the same model, data, seed, batches and
+  learning-rate schedule trained with a plain ``torchdiffeq.odeint`` script (dopri5, backprop through the
+  solver), with ``torchdiffeq.odeint_adjoint``, and with ours (Tsit5, backprop) without and with the error
+  regularizer; the validation loss is measured after every epoch (not timed) and the table gives each
+  method's training wall time until its validation loss first reaches the torchdiffeq script's final one,
+  and the ratio; and the same in CPU time of the training process (steadier than wall time on a shared
+  machine).
 """
 
 from __future__ import annotations
