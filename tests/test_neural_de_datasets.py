@@ -2,6 +2,7 @@
 latent-hard and mnist1d tasks, and the weight sweep that chooses on the validation split."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -168,6 +169,25 @@ def test_e2e_methods_train_the_same_model_and_report_validation_curves(monkeypat
     assert runs["torchdiffeq-odeint"]["curve"][0]["val_metric"] == pytest.approx(
         runs["torchdiffeq-adjoint"]["curve"][0]["val_metric"], rel=0.05
     )
+
+
+def test_e2e_trains_ours_exactly_as_sciml_train_does(monkeypatch, tmp_path):
+    """The end-to-end runs of ours follow the task's recipe: the learning rate decays to ``lr_end`` and a
+    delayed regularizer starts on the same epoch, so their validation curves are `sciml train`'s."""
+    from sciml.bench.node import _train_e2e
+    from sciml.neural_de import training
+
+    task = dataclasses.replace(TASKS["latent-hard"], name="tiny-e2e-lr", n_series=40, n_times=10, latent=3,
+                               width=6, hidden=6, rtol=1e-3, atol=1e-3, lr=2e-2, lr_end=2e-3)  # fmt: skip
+    monkeypatch.setitem(TASKS, task.name, task)
+    monkeypatch.setitem(training._DELAYS, ("error", task.name), 0.5)  # regularized from epoch 2 of 3
+    for method, reg in (("ours-vanilla", "vanilla"), ("ours-error", "error")):
+        curve = _train_e2e(task.name, method, 3, 0)["curve"]
+        out = tmp_path / reg
+        train(TrainConfig(task=task.name, reg=reg, seed=0, epochs=3, out=str(out), progress=False))
+        history = json.loads((out / "metrics.json").read_text())["history"]
+        assert [c["val_metric"] for c in curve] == pytest.approx([h["val_metric"] for h in history], rel=1e-5)
+        assert [c["val_nfe"] for c in curve] == [h["val_nfe"] for h in history], method
 
 
 def test_the_torchdiffeq_script_solves_what_our_solver_solves():
