@@ -190,6 +190,24 @@ def test_e2e_trains_ours_exactly_as_sciml_train_does(monkeypatch, tmp_path):
         assert [c["val_nfe"] for c in curve] == [h["val_nfe"] for h in history], method
 
 
+def test_e2e_counts_the_same_loss_within_rounding_as_reached():
+    """A run ending 2.5e-6 (relative) above the script's final loss has reached it; +0.7 % has not; for
+    accuracy, the first epoch at or above the target."""
+    from sciml.bench.node import first_reaching
+
+    target = 0.151065
+    curve = [{"epoch": 1, "val_metric": 0.2}, {"epoch": 2, "val_metric": target * (1 + 2.5e-6)}]
+    assert first_reaching(curve, target, higher_is_better=False)["epoch"] == 2
+    assert first_reaching([{"epoch": 1, "val_metric": target * 1.007}], target, False) is None
+    accuracy = [
+        {"epoch": 1, "val_metric": 0.90},
+        {"epoch": 2, "val_metric": 0.93},
+        {"epoch": 3, "val_metric": 0.95},
+    ]
+    assert first_reaching(accuracy, 0.932, higher_is_better=True)["epoch"] == 3
+    assert first_reaching(accuracy, 0.96, higher_is_better=True) is None
+
+
 def test_the_torchdiffeq_script_solves_what_our_solver_solves():
     from sciml.bench.node import _TorchdiffeqScript
     from sciml.neural_de import NeuralODE
