@@ -144,11 +144,15 @@ def _plot(path: Path, summary: list[dict], models: list[str]) -> None:
             next((r["rel_l2_mean"] for r in summary if r["problem"] == p and r["model"] == model), math.nan)
             for p in problems
         ]
-        ax.bar(np.arange(len(problems)) + k * width, values, width, label=model.upper())
+        # markers, not bars: a bar's length on a log axis depends on where the axis happens to start
+        ax.plot(np.arange(len(problems)) + k * width, values, "o", markersize=8, label=model.upper())
     ax.set_yscale("log")
+    ax.grid(True, which="both", axis="y", alpha=0.3)
     ax.set_xticks(np.arange(len(problems)) + width * (len(models) - 1) / 2)
     ax.set_xticklabels(problems, rotation=30, ha="right")
-    ax.set_ylabel("final relative L2 error")
+    ax.set_xlim(-0.5, len(problems) - 0.5 + width * (len(models) - 1))
+    ax.set_ylabel("final relative L2 error (mean over seeds)")
+    ax.set_title("test-grid error by problem and model")
     ax.legend()
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
