@@ -45,7 +45,15 @@ from sciml.bench.report import mean_std, print_table, ratio
 from sciml.checkpoint import load_checkpoint, save_figure
 from sciml.neural_de.model import NeuralODEResult
 from sciml.neural_de.tasks import batches, get_task
-from sciml.neural_de.training import VARIANTS, TrainConfig, evaluate, make_variant, train
+from sciml.neural_de.training import (
+    VARIANTS,
+    TrainConfig,
+    active_regularizer,
+    epoch_learning_rate,
+    evaluate,
+    make_variant,
+    train,
+)
 from sciml.solvers.solution import Solution, SolverStats, Status
 
 DESCRIPTION = (
@@ -541,16 +549,14 @@ def _train_e2e(task_name: str, method: str, epochs: int, seed: int) -> dict:
         model.node = _TorchdiffeqScript(model.node, adjoint=method.endswith("adjoint"))
     regularizer, schedule = make_variant("error" if method == "ours-error" else "vanilla", task, epochs)
     optimizer = torch.optim.Adam(model.parameters(), lr=task.lr)
-    # the task's recipe, as `train` runs it: Adam's rate decays once an epoch to lr_end, and a delayed
-    # regularizer costs nothing before its start
-    lr_decay = 1.0 if task.lr_end is None else (task.lr_end / task.lr) ** (1 / max(1, epochs - 1))
+    learning_rate = epoch_learning_rate(task, task.lr, epochs)  # as `train` runs the task
     shuffle = torch.Generator().manual_seed(seed)
     seconds, cpu, curve = 0.0, 0.0, []
     for epoch in range(epochs):
         weight = schedule(epoch) if schedule is not None else 0.0
         for group in optimizer.param_groups:
-            group["lr"] = task.lr * lr_decay**epoch
-        active = regularizer if schedule is None or weight > 0 else None
+            group["lr"] = learning_rate(epoch)
+        active = active_regularizer(regularizer, schedule, weight)
         start, start_cpu = time.perf_counter(), time.process_time()
         for batch in batches(data["train"], task.batch_size, shuffle):
             out = model(batch, regularizer=active)

@@ -130,6 +130,28 @@ _DELAYS: dict[tuple[str, str], float] = {("error", "latent-hard"): 0.8}
 _WEIGHTS["error"]["latent-hard"] = (5e-4, 5e-5)
 
 
+def epoch_learning_rate(task: Task, lr: float, epochs: int):
+    """The task's learning rate per epoch, shared by ``train`` and ``sciml bench node --e2e``.
+
+    Args:
+        task: the task (its ``lr`` and ``lr_end``).
+        lr: the learning rate of the first epoch (the task's, or an overridden one).
+        epochs: epochs of the run (the decay spans them).
+
+    Returns:
+        ``epoch -> rate``: exponential decay, once an epoch, from ``lr`` to ``lr · lr_end / task.lr``
+        (constant without ``lr_end``).
+    """
+    decay = 1.0 if task.lr_end is None else (task.lr_end / task.lr) ** (1 / max(1, epochs - 1))
+    return lambda epoch: lr * decay**epoch
+
+
+def active_regularizer(regularizer, schedule, weight: float):
+    """The regularizer to evaluate this epoch: None while a delayed schedule's weight is 0, so that it costs
+    nothing before it starts (STEER has no schedule: always on)."""
+    return regularizer if schedule is None or weight > 0 else None
+
+
 def make_variant(
     name: str, task: Task, epochs: int, weight: float | None = None, delay: int | None = None
 ) -> tuple[Regularizer | None, ConstantSchedule | ExponentialSchedule | DelayedSchedule | None]:
@@ -377,8 +399,7 @@ def train(config: TrainConfig) -> dict:
     lr = config.lr if config.lr is not None else task.lr
     batch_size = config.batch_size if config.batch_size is not None else task.batch_size
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    # exponential decay once an epoch to the task's lr_end (scaled with an overridden lr)
-    lr_decay = 1.0 if task.lr_end is None else (task.lr_end / task.lr) ** (1 / max(1, epochs - 1))
+    learning_rate = epoch_learning_rate(task, lr, epochs)
     shuffle = torch.Generator().manual_seed(config.seed)
     history: list[dict] = []
     start_epoch = 0
@@ -408,14 +429,13 @@ def train(config: TrainConfig) -> dict:
     for epoch in range(start_epoch, epochs):
         weight = schedule(epoch) if schedule is not None else 0.0
         for group in optimizer.param_groups:
-            group["lr"] = lr * lr_decay**epoch
+            group["lr"] = learning_rate(epoch)
         start = time.perf_counter()
         sums = {"loss": 0.0, "metric": 0.0, "count": 0, "nfe": 0, "reg": 0.0, "batches": 0}
         epoch_batches = batches(data["train"], batch_size, shuffle)
         bar = tqdm(epoch_batches, desc=f"{task.name}/{config.reg} epoch {epoch + 1}/{epochs}",
                    disable=not (config.progress and dist.main), leave=False)  # fmt: skip
-        # a delayed schedule's zero weight skips the regularizer's cost (steer has no schedule: always on)
-        active = regularizer if schedule is None or weight > 0 else None
+        active = active_regularizer(regularizer, schedule, weight)
         for b, batch in enumerate(bar):
             out_b = net(dist.shard(batch), regularizer=active)
             loss = out_b.loss
