@@ -59,8 +59,15 @@ def test_global_error_regularizer_is_the_weighted_sum_and_has_gradients():
     torch.testing.assert_close(out.regularization, expected)
     grads = torch.autograd.grad(out.regularization, list(node.parameters()))
     assert all(torch.isfinite(g).all() for g in grads) and sum(g.abs().sum() for g in grads) > 0
-    for reduction in ("mean", "squared"):
-        assert ErrorEstimateRegularizer(reduction)(node, sol, None, None, None).ndim == 0
+    weighted = sol.error_estimates * sol.step_sizes.abs()
+    torch.testing.assert_close(ErrorEstimateRegularizer("mean")(node, sol, None, None, None), weighted.mean())
+    squared = node(_x(), regularizer=ErrorEstimateRegularizer("squared"))  # a fresh graph for its gradients
+    torch.testing.assert_close(squared.regularization, squared.solution.error_estimates.pow(2).sum())
+    squared = squared.regularization
+    assert all(
+        g is not None and torch.isfinite(g).all()
+        for g in torch.autograd.grad(squared, list(node.parameters()))
+    )
     assert StiffnessRegularizer("max")(node, sol, None, None, None) == sol.stiffness_estimates.max()
 
 
@@ -178,8 +185,9 @@ def test_bad_training_input_fails_before_training(tiny_digits, tmp_path):
         train(_config(tmp_path, task="mnist"))
     with pytest.raises(ValueError, match="unknown --reg"):
         train(_config(tmp_path, reg="l2"))
-    with pytest.raises(ValueError, match="backprop"):
-        train(_config(tmp_path, backend="continuous"))
+    for reg in ("error", "error-squared", "stiffness"):
+        with pytest.raises(ValueError, match=f"--reg {reg} .*backprop"):
+            train(_config(tmp_path, reg=reg, backend="continuous"))
     with pytest.raises(ValueError, match="no checkpoint"):
         train(_config(tmp_path / "empty", resume=True))
     blocker = tmp_path / "file"

@@ -109,6 +109,45 @@ def test_the_sweep_forks_delayed_runs_and_runs_local_with_backprop(tiny, tmp_pat
     assert result["backend"] == "backprop" and (tmp_path / "node-sweep-local-unbiased-backprop.png").is_file()
 
 
+def test_one_sweep_puts_several_regularizers_each_with_its_own_weights_on_one_curve(
+    tiny, tmp_path, monkeypatch
+):
+    from sciml.bench import node
+
+    trained = []
+    monkeypatch.setattr(node, "run_trainings", lambda configs, jobs, root: trained.extend(configs) or
+                        [train(c) for c in configs])  # fmt: skip
+    args = _sweep_args(
+        tiny, tmp_path, sweep_variant=["error-squared=0.001", "stiffness"], weights="0.02,0.05"
+    )
+    result = node.run_sweep(args)
+    runs = [(c.reg, c.weight) for c in trained]
+    assert runs == [("vanilla", None), ("error-squared", 0.001), ("stiffness", 0.02), ("stiffness", 0.05)]
+    assert all(c.init_from.endswith("vanilla-s0/checkpoint-e2.pt") for c in trained[1:])
+    assert [(r["method"], r["weight"]) for r in result["rows"]] == runs
+    chosen = [r["method"] for r in result["rows"] if r["chosen"]]
+    assert result["variant"] == "error-squared,stiffness" and [result["chosen_variant"]] == (chosen or [None])
+    assert (tmp_path / "node-sweep-error-squared-stiffness.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("variants", "weights", "message"),
+    [
+        (["vanilla"], None, "must be a regularizer"),
+        (["error", "error=0.1"], None, "given twice"),
+        (["error=-1"], None, "--sweep-variant error= must be positive"),
+        (["error=a"], None, "positive numbers"),
+        (["error"], "0", "--weights must be positive"),
+    ],
+)
+def test_sweep_variants_are_checked_before_training(tiny, tmp_path, variants, weights, message):
+    from sciml.bench import node
+
+    with pytest.raises(ValueError, match=message):
+        node.run_sweep(_sweep_args(tiny, tmp_path, sweep_variant=variants, weights=weights))
+    assert not (tmp_path / "node-sweep-runs").exists()
+
+
 def test_save_epochs_must_be_epochs_of_the_run(tmp_path):
     with pytest.raises(ValueError, match="--save-epochs"):
         train(TrainConfig(task="latent-hard", epochs=3, out=str(tmp_path), save_epochs=[4]))

@@ -36,6 +36,18 @@ def test_make_variant_spans_the_epochs_left_after_the_delay():
             make_variant("error", task, 25, weight=1e-3, delay=bad)
 
 
+def test_error_squared_weights_are_constant_and_latent_hard_other_forms_wait_for_the_last_fifth():
+    for name in ("digits", "latent", "mnist1d"):
+        regularizer, schedule = make_variant("error-squared", TASKS[name], 10)
+        assert regularizer.reduction == "squared" and isinstance(schedule, ConstantSchedule)
+        assert schedule(0) == schedule(9) > 0
+    for variant, weight in (("error-squared", 1e-4), ("stiffness", 3e-3)):  # latent-hard: the last fifth
+        _, schedule = make_variant(variant, TASKS["latent-hard"], 25)
+        assert schedule(19) == 0.0 and schedule(20) == schedule(24) == pytest.approx(weight)
+    _, delayed = make_variant("error-squared", TASKS["latent-hard"], 25, weight=3e-3, delay=20)
+    assert delayed(19) == 0.0 and delayed(20) == delayed(24) == pytest.approx(3e-3)
+
+
 def test_training_decays_the_lr_to_lr_end_and_skips_the_delayed_regularizer(monkeypatch, tmp_path):
     task = dataclasses.replace(TASKS["latent-hard"], name="tiny-sched", n_series=60, n_times=12, latent=4,
                                width=8, hidden=8, rtol=1e-3, atol=1e-3, lr=1e-2, lr_end=1e-3)  # fmt: skip
@@ -70,11 +82,13 @@ def test_sweep_plot_draws_each_delay_and_vanillas_course(tmp_path):
     ]
     write_json(tmp_path / "old" / "metrics.json", {"history": [{"epoch": 1}]})
     assert _vanilla_path([str(tmp_path / "old")]) == []
-    points = [{"weight": None, "delay": None, "val_metric": 0.5, "val_nfe": 150}]
-    points += [{"weight": w, "delay": d, "val_metric": 0.5 + w, "val_nfe": 100 - 100 * w}
+    points = [{"method": "vanilla", "weight": None, "delay": None, "val_metric": 0.5, "val_nfe": 150}]
+    points += [{"method": "error", "weight": w, "delay": d, "val_metric": 0.5 + w, "val_nfe": 100 - 100 * w}
                for d in (0, 2) for w in (0.1, 0.3)]  # fmt: skip
-    assert choose_weight(points, False, 0.25)["weight"] == 0.1
-    _plot_sweep(points, "toy", "error", "mse", tmp_path / "sweep.png", path)
+    points += [{"method": "stiffness", "weight": 0.2, "delay": 2, "val_metric": 0.7, "val_nfe": 60}]
+    chosen = choose_weight(points, False, 0.25)
+    assert chosen["weight"] == 0.1 and chosen["method"] == "error"
+    _plot_sweep(points, "toy", "mse", tmp_path / "sweep.png", path)
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
 
 

@@ -73,11 +73,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="parallel training processes (default 2)")
     parser.add_argument("--epochs", type=int, default=None, help="override the epochs of every run")
     parser.add_argument("--sweep", action="store_true", help="trade-off curve over --weights on --tasks")
-    parser.add_argument("--sweep-variant", default="error", help="regularizer of --sweep (default error)")
+    parser.add_argument(
+        "--sweep-variant",
+        action="append",
+        default=None,
+        help="regularizer of --sweep (default error); NAME=W1,W2 gives it its own start weights; repeat it "
+        "to put several regularizers on one trade-off curve",
+    )
     parser.add_argument(
         "--weights",
         default=None,
-        help="comma-separated start weights of --sweep (default: 0.1,0.3,1,3,10 x the task's)",
+        help="comma-separated start weights of --sweep for the variants without their own "
+        "(default: 0.1,0.3,1,3,10 x the task's)",
     )
     parser.add_argument(
         "--weight-delays",
@@ -244,39 +251,74 @@ def _validation(config: TrainConfig) -> tuple[float, float, float, float]:
     return val[0], val[1], test[0], test[1]
 
 
+def _weights(text: str, option: str) -> list[float]:
+    try:
+        weights = [float(w) for w in text.split(",") if w]
+    except ValueError:
+        weights = []
+    if not weights or any(not w > 0 for w in weights):
+        raise ValueError(f"{option} must be positive numbers, got {text!r}")
+    return weights
+
+
+def sweep_specs(args: argparse.Namespace, task, epochs: int) -> list[tuple[str, list[float]]]:
+    """``(regularizer, start weights)`` of each ``--sweep-variant`` (``NAME`` or ``NAME=W1,W2``; a plain
+    name takes ``--weights``, or 0.1, 0.3, 1, 3 and 10 × the task's start weight).
+
+    Raises:
+        ValueError: an unknown or repeated regularizer, or weights that are not positive numbers.
+    """
+    items = args.sweep_variant or ["error"]
+    specs = []
+    for item in [items] if isinstance(items, str) else items:
+        name, _, own = item.partition("=")
+        if name not in VARIANTS or name == "vanilla":
+            raise ValueError(f"--sweep-variant must be a regularizer from {list(VARIANTS[1:])}, got {name!r}")
+        if name in [n for n, _ in specs]:
+            raise ValueError(f"--sweep-variant {name} is given twice; list all its weights in one NAME=W1,W2")
+        if own:
+            weights = _weights(own, f"--sweep-variant {name}=")
+        elif args.weights:
+            weights = _weights(args.weights, "--weights")
+        else:
+            _, schedule = make_variant(name, task, epochs, delay=0)  # the start weight, whatever the delay
+            weights = [schedule(0) * f for f in (0.1, 0.3, 1.0, 3.0, 10.0)]
+        specs.append((name, weights))
+    return specs
+
+
 def run_sweep(args: argparse.Namespace) -> dict:
-    """NFE against metric over regularization weights, the weight chosen on the validation split."""
+    """NFE against metric over regularization weights (of one or several regularizers), the weight chosen on
+    the validation split."""
     tasks = [t for t in args.tasks.split(",") if t]
     if len(tasks) != 1:
         raise ValueError(f"--sweep takes one task in --tasks, got {tasks}")
-    task_name, variant = tasks[0], args.sweep_variant
+    task_name = tasks[0]
     task = get_task(task_name, "node")
-    if variant not in VARIANTS or variant == "vanilla":
-        raise ValueError(f"--sweep-variant must be a regularizer from {list(VARIANTS[1:])}, got {variant!r}")
     epochs = args.epochs or EPOCHS.get(task_name, (task.epochs, task.epochs))[1 if args.full else 0]
-    _, schedule = make_variant(variant, task, epochs, delay=0)  # the start weight, whatever the delay
-    default = schedule(0)
-    weights = (
-        [float(w) for w in args.weights.split(",") if w]
-        if args.weights
-        else [default * f for f in (0.1, 0.3, 1.0, 3.0, 10.0)]
-    )
-    if not weights or any(not w > 0 for w in weights):
-        raise ValueError(f"--weights must be positive numbers, got {args.weights!r}")
+    specs = sweep_specs(args, task, epochs)
     delays_arg = getattr(args, "weight_delays", None)
     delays: list[int | None] = [None] if not delays_arg else [int(d) for d in delays_arg.split(",") if d]
-    for d in delays:
-        make_variant(variant, task, epochs, delay=d)  # a delay that leaves no regularized epoch: error now
-    settings = [(w, d) for d in delays for w in weights]
+    for variant, _ in specs:
+        for d in delays:
+            make_variant(
+                variant, task, epochs, delay=d
+            )  # a delay that leaves no regularized epoch: error now
+    settings = [(v, w, d) for v, weights in specs for d in delays for w in weights]
     accuracy = task.higher_is_better
     tolerance = args.tolerance if args.tolerance is not None else (0.5 if accuracy else 0.02)
     root = Path(args.out) / "node-sweep-runs"
     backend = getattr(args, "sweep_backend", None)
-    name = variant if backend is None else f"{variant}-{backend}"
+
+    def run_name(variant: str) -> str:
+        return variant if backend is None else f"{variant}-{backend}"
+
     # a run delayed by d epochs repeats vanilla's first d epochs exactly (same seed, batches and backend):
     # it starts from vanilla's copy of its checkpoint after epoch d instead of training them again
-    fork = (backend or ("continuous" if variant.startswith("local") else "backprop")) == "backprop"
-    forked = sorted({d for d in delays if d}) if fork else []
+    def forks(variant: str) -> bool:
+        return (backend or ("continuous" if variant.startswith("local") else "backprop")) == "backprop"
+
+    forked = sorted({d for d in delays if d}) if any(forks(v) for v, _ in specs) else []
     configs = [
         TrainConfig(
             task=task_name,
@@ -293,7 +335,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
     configs += [
         TrainConfig(
             task=task_name,
-            reg=variant,
+            reg=v,
             seed=s,
             epochs=epochs,
             weight=w,
@@ -301,10 +343,12 @@ def run_sweep(args: argparse.Namespace) -> dict:
             backend=backend,
             threads=1,
             progress=False,
-            out=str(root / (f"{name}-w{w:g}-s{s}" if d is None else f"{name}-w{w:g}-d{d}-s{s}")),
-            init_from=str(root / f"vanilla-s{s}" / f"checkpoint-e{d}.pt") if d in forked else None,
+            out=str(root / (f"{run_name(v)}-w{w:g}" + ("" if d is None else f"-d{d}") + f"-s{s}")),
+            init_from=str(root / f"vanilla-s{s}" / f"checkpoint-e{d}.pt")
+            if d in forked and forks(v)
+            else None,
         )
-        for w, d in settings
+        for v, w, d in settings
         for s in range(args.seeds)
     ]
     done = [c for c in configs if getattr(args, "reuse", False) and finished_run(c)]
@@ -317,16 +361,14 @@ def run_sweep(args: argparse.Namespace) -> dict:
             run_trainings(stage, args.jobs, root)
     points = []
     groups = [[c for c in configs if c.reg == "vanilla"]]
-    groups += [
-        [c for c in configs if c.reg != "vanilla" and (c.weight, c.weight_delay) == wd] for wd in settings
-    ]
-    for label, group in zip([(None, None), *settings], groups):
+    groups += [[c for c in configs if (c.reg, c.weight, c.weight_delay) == vwd] for vwd in settings]
+    for label, group in zip([("vanilla", None, None), *settings], groups):
         evals = [_validation(c) for c in group]
         points.append(
             {
-                "weight": label[0],
-                "delay": label[1],
-                "method": "vanilla" if label[0] is None else variant,
+                "weight": label[1],
+                "delay": label[2],
+                "method": label[0],
                 "val_metric": mean_std(e[0] for e in evals)[0],
                 "val_nfe": mean_std(e[1] for e in evals)[0],
                 "test_metric": mean_std(e[2] for e in evals)[0],
@@ -350,7 +392,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
     print_table(
         points,
         columns,
-        f"{task_name}: {variant} weight sweep on the validation split ({unit}; "
+        f"{task_name}: {', '.join(v for v, _ in specs)} weight sweep on the validation split ({unit}; "
         f"{args.seeds} seed(s), {epochs} epochs)",
     )
     if chosen is None:
@@ -358,8 +400,8 @@ def run_sweep(args: argparse.Namespace) -> dict:
     else:
         delay = "" if chosen["delay"] is None else f", delay {chosen['delay']}"
         print(
-            f"chosen on validation: weight {chosen['weight']:g}{delay} -> test {task.metric} "
-            f"{chosen['test_metric']:.4g} (vanilla {base['test_metric']:.4g}), test NFE "
+            f"chosen on validation: {chosen['method']} weight {chosen['weight']:g}{delay} -> test "
+            f"{task.metric} {chosen['test_metric']:.4g} (vanilla {base['test_metric']:.4g}), test NFE "
             f"{chosen['test_nfe']:.0f} (vanilla {base['test_nfe']:.0f})"
         )
     reference = getattr(task, "reference_nfe", None)  # latent-hard: the data's own hidden ODE
@@ -369,9 +411,10 @@ def run_sweep(args: argparse.Namespace) -> dict:
             f"the data's true hidden ODE, solved with the model's solver and tolerances: "
             f"{reference_nfe:.0f} NFE per validation batch (vanilla model {base['val_nfe']:.0f})"
         )
+    name = "-".join(run_name(v) for v, _ in specs)
     png = Path(args.out) / ("node-sweep.png" if name == "error" else f"node-sweep-{name}.png")
-    _plot_sweep(points, task_name, name, task.metric, png,
-                _vanilla_path([c.out for c in groups[0]]))  # fmt: skip
+    _plot_sweep(points, task_name, task.metric, png, _vanilla_path([c.out for c in groups[0]]),
+                {v: run_name(v) for v, _ in specs})  # fmt: skip
     describe = getattr(task, "describe_runs", None)  # tasks with more solver statistics (kinetics)
     details = None
     if describe is not None:
@@ -384,12 +427,13 @@ def run_sweep(args: argparse.Namespace) -> dict:
         "details": details,
         "rows": points,
         "task": task_name,
-        "variant": variant,
+        "variant": ",".join(v for v, _ in specs),
         "backend": backend,
         "reference_val_nfe": reference_nfe,
         "epochs": epochs,
         "seeds": args.seeds,
         "tolerance": tolerance,
+        "chosen_variant": None if chosen is None else chosen["method"],
         "chosen_weight": None if chosen is None else chosen["weight"],
         "chosen_delay": None if chosen is None else chosen["delay"],
     }
@@ -451,10 +495,16 @@ def _vanilla_path(outs: list[str]) -> list[tuple[int, float, float]]:
 
 
 def _plot_sweep(
-    points: list[dict], task: str, variant: str, metric: str, path: Path, path_vanilla: list | None = None
+    points: list[dict],
+    task: str,
+    metric: str,
+    path: Path,
+    path_vanilla: list | None = None,
+    labels: dict[str, str] | None = None,
 ) -> None:
-    """Validation NFE against validation metric: one line per weight delay (label: weight), vanilla, and
-    vanilla's own course over the epochs (label: epoch) when the runs recorded it."""
+    """Validation NFE against validation metric: one line per regularizer and weight delay (label: weight),
+    vanilla, and vanilla's own course over the epochs (label: epoch) when the runs recorded it; ``labels``
+    names the regularizers in the legend (default: their ``method``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -462,12 +512,14 @@ def _plot_sweep(
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     regs = points[1:]
-    delays = list(dict.fromkeys(p.get("delay") for p in regs))
-    for k, delay in enumerate(delays):
-        line = sorted((p for p in regs if p.get("delay") == delay), key=lambda p: p["weight"])
+    labels = labels or {}
+    lines = list(dict.fromkeys((p["method"], p.get("delay")) for p in regs))
+    for k, (method, delay) in enumerate(lines):
+        line = sorted((p for p in regs if (p["method"], p.get("delay")) == (method, delay)),
+                      key=lambda p: p["weight"])  # fmt: skip
         when = "" if delay is None else (f", from epoch {delay + 1}" if delay else ", from epoch 1")
         ax.plot([p["val_nfe"] for p in line], [p["val_metric"] for p in line], "o-", color=f"C{k}",
-                label=f"{variant}{when} (label: weight)")  # fmt: skip
+                label=f"{labels.get(method, method)}{when} (label: weight)")  # fmt: skip
         for p in line:
             ax.annotate(f"{p['weight']:g}", (p["val_nfe"], p["val_metric"]), textcoords="offset points",
                         xytext=(4, 4), fontsize=8)  # fmt: skip
@@ -488,7 +540,7 @@ def _plot_sweep(
     ax.set(
         xlabel="prediction NFE per batch (validation)",
         ylabel=f"validation {metric}",
-        title=f"{task}: NFE vs {metric} over the {variant} weight",
+        title=f"{task}: NFE vs {metric} over the regularization weight",
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
