@@ -299,11 +299,9 @@ def run_sweep(args: argparse.Namespace) -> dict:
     specs = sweep_specs(args, task, epochs)
     delays_arg = getattr(args, "weight_delays", None)
     delays: list[int | None] = [None] if not delays_arg else [int(d) for d in delays_arg.split(",") if d]
-    for variant, _ in specs:
+    for variant, _ in specs:  # a delay that leaves no regularized epoch: an error now, not after training
         for d in delays:
-            make_variant(
-                variant, task, epochs, delay=d
-            )  # a delay that leaves no regularized epoch: error now
+            make_variant(variant, task, epochs, delay=d)
     settings = [(v, w, d) for v, weights in specs for d in delays for w in weights]
     accuracy = task.higher_is_better
     tolerance = args.tolerance if args.tolerance is not None else (0.5 if accuracy else 0.02)
