@@ -49,6 +49,7 @@ from sciml.neural_de.training import (
     VARIANTS,
     TrainConfig,
     active_regularizer,
+    default_backend,
     epoch_learning_rate,
     evaluate,
     make_variant,
@@ -314,7 +315,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
     # a run delayed by d epochs repeats vanilla's first d epochs exactly (same seed, batches and backend):
     # it starts from vanilla's copy of its checkpoint after epoch d instead of training them again
     def forks(variant: str) -> bool:
-        return (backend or ("continuous" if variant.startswith("local") else "backprop")) == "backprop"
+        return (backend or default_backend(variant)) == "backprop"
 
     forked = sorted({d for d in delays if d}) if any(forks(v) for v, _ in specs) else []
     configs = [

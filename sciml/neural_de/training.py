@@ -157,6 +157,12 @@ def epoch_learning_rate(task: Task, lr: float, epochs: int):
     return lambda epoch: lr * decay**epoch
 
 
+def default_backend(reg: str) -> str:
+    """The gradient method a ``--reg`` variant trains with unless told otherwise: the continuous adjoint for
+    the local variants (their point is that the main solve can use any adjoint), else backprop."""
+    return "continuous" if reg.startswith("local") else "backprop"
+
+
 def active_regularizer(regularizer, schedule, weight: float):
     """The regularizer to evaluate this epoch: None while a delayed schedule's weight is 0, so that it costs
     nothing before it starts (STEER has no schedule: always on)."""
@@ -388,12 +394,9 @@ def train(config: TrainConfig) -> dict:
     ):
         raise ValueError(f"--save-epochs must be epochs in [1, {epochs}], got {config.save_epochs}")
     regularizer, schedule = make_variant(config.reg, task, epochs, config.weight, config.weight_delay)
-    backend = config.backend or ("continuous" if config.reg.startswith("local") else "backprop")
-    if (
-        regularizer is not None
-        and config.reg in ("error", "error-squared", "stiffness")
-        and backend != "backprop"
-    ):
+    backend = config.backend or default_backend(config.reg)
+    # the global regularizers differentiate every step: refuse another backend now, not at the first batch
+    if isinstance(regularizer, (ErrorEstimateRegularizer, StiffnessRegularizer)) and backend != "backprop":
         raise ValueError(
             f"--reg {config.reg} differentiates every solver step and needs --backend backprop; with a "
             "continuous adjoint use --reg local-unbiased"
