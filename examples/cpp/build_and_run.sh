@@ -4,19 +4,19 @@
 #
 #   examples/cpp/build_and_run.sh [BUILD_DIR]      (default build/cpp; PYTHON=... to pick the interpreter)
 #
-# Needs cmake (>= 3.18) and a C++17 compiler. Exit status 0 when the C++ program converged and agrees with
+# Needs cmake (>= 3.18) and a C++20 compiler. Exit status 0 when the C++ program converged and agrees with
 # Python.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python}
 for tool in cmake c++; do
   if ! command -v "$tool" >/dev/null; then
-    echo "build_and_run.sh: '$tool' not found: install cmake (>= 3.18) and a C++17 compiler" >&2
+    echo "build_and_run.sh: '$tool' not found: install cmake (>= 3.18) and a C++20 compiler" >&2
     exit 2
   fi
 done
 BUILD=${1:-build/cpp}
-prefix=$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)')
-cmake -S examples/cpp -B "$BUILD" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
+read -r root abi < <("$PYTHON" -c 'import os, torch; print(os.path.dirname(torch.__file__), "ON" if torch.compiled_with_cxx11_abi() else "OFF")')
+cmake -S examples/cpp -B "$BUILD" -DTORCH_ROOT="$root" -DTORCH_CXX11_ABI="$abi" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j 2
 "$PYTHON" examples/cpp/check_cpp.py --exe "$BUILD/pressure_solve" --work "$BUILD"
