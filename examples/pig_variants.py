@@ -42,20 +42,51 @@ def validation_points(problem, n: int = 20000, seed: int = 12345) -> tuple[np.nd
     return x.numpy(), u.numpy()
 
 
+def finer_reference_points(problem, n: int = 20000, seed: int = 12345) -> tuple[np.ndarray, np.ndarray]:
+    """Validation data from a finer run of the problem's own reference recipe (not the test grid).
+
+    Spectral recipes (Allen–Cahn, Burgers): the whole 320 × 126 grid of ``n_points=2560, x_stride=8,
+    n_times=126``. The nonlinear-diffusion recipe: saved at 41 times on every second node; ``n`` random points
+    (their own seed) at the 20 times between the test grid's 21.
+    """
+    recipe = problem.reference
+    if isinstance(recipe, pde.NonlinearDiffusionReference):
+        finer = dataclasses.replace(recipe, n_times=2 * recipe.n_times - 1, stride=recipe.stride // 2)
+    elif isinstance(recipe, pde.SemilinearReference):
+        finer = dataclasses.replace(recipe, n_points=2560, x_stride=8, n_times=126)
+    else:
+        exact = problem.exact is not None
+        hint = "omit --validation (it has an exact solution)" if exact else "pass --validation FILE.npz"
+        raise SystemExit(f"{problem.name} has no reference recipe to refine: {hint}")
+    solved = reference_solution(problem.replace(reference=finer))
+    points, values = solved.points(), solved.values.reshape(-1, solved.values.shape[-1])
+    if isinstance(recipe, pde.NonlinearDiffusionReference):
+        t = points[:, problem.domain.time_index]
+        steps = np.rint((t - t.min()) / (t.max() - t.min()) * (finer.n_times - 1)).astype(int)
+        between = np.flatnonzero(steps % 2 == 1)
+        keep = np.random.default_rng(seed).choice(between, n, replace=False)
+        points, values = points[keep], values[keep]
+    return points, values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problem", required=True)
     parser.add_argument("--model", choices=("pig", "pinn"), default="pig")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
-        "--validation", help="NPZ with points and values (problems without an exact solution)"
+        "--validation",
+        help="problems without an exact solution: an NPZ with points and values, or 'finer' for a finer run "
+        "of the problem's reference recipe (see finer_reference_points)",
     )
     parser.add_argument("--curve", action="store_true", help="print the validation error along each run")
     parser.add_argument("--variant", action="append", required=True, help="NAME:JSON (see the docstring)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     problem = pde.get(args.problem)
-    if args.validation:
+    if args.validation == "finer":
+        validation = finer_reference_points(problem)
+    elif args.validation:
         data = np.load(args.validation)
         validation = (data["points"], data["values"])
     elif problem.exact is not None:
