@@ -51,7 +51,7 @@ def finer_reference_points(problem, n: int = 20000, seed: int = 12345) -> tuple[
     """
     recipe = problem.reference
     if isinstance(recipe, pde.NonlinearDiffusionReference):
-        finer = dataclasses.replace(recipe, n_times=2 * recipe.n_times - 1, stride=recipe.stride // 2)
+        finer = dataclasses.replace(recipe, n_times=2 * recipe.n_times - 1, stride=max(recipe.stride // 2, 1))
     elif isinstance(recipe, pde.SemilinearReference):
         finer = dataclasses.replace(recipe, n_points=2560, x_stride=8, n_times=126)
     else:

@@ -16,7 +16,8 @@ for tool in cmake c++; do
   fi
 done
 BUILD=${1:-build/cpp}
-read -r root abi < <("$PYTHON" -c 'import os, torch; print(os.path.dirname(torch.__file__), "ON" if torch.compiled_with_cxx11_abi() else "OFF")')
+# the ABI flag first: `read` gives the last name the rest of the line, so a folder with spaces stays whole
+read -r abi root < <("$PYTHON" -c 'import os, torch; print("ON" if torch.compiled_with_cxx11_abi() else "OFF", os.path.dirname(torch.__file__))')
 cmake -S examples/cpp -B "$BUILD" -DTORCH_ROOT="$root" -DTORCH_CXX11_ABI="$abi" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j 2
 "$PYTHON" examples/cpp/check_cpp.py --exe "$BUILD/pressure_solve" --work "$BUILD"
