@@ -13,8 +13,14 @@ budget (``--curve``: the validation error every ``eval_every`` iterations of eac
     OMP_NUM_THREADS=1 python examples/pig_variants.py --problem legendre --model pinn --curve \\
         --variant 'it4000:{"train": {"lbfgs_iterations": 4000, "eval_every": 500}}'
 
-A variant is ``NAME:JSON`` with keys ``"pig"`` or ``"pinn"`` (keyword arguments of the model) and
-``"train"`` (TrainConfig fields), merged over the preset (its model's own training settings included).
+A variant is ``NAME:JSON`` with keys ``"pig"`` or ``"pinn"`` (keyword arguments of the model),
+``"train"`` (TrainConfig fields), merged over the preset (its model's own training settings included), and
+``"model"`` (``"pig"`` or ``"pinn"``: this variant's model, instead of ``--model``), so one run can put both
+models side by side; ``--plot FILE.png`` draws each variant's validation error against its CPU seconds:
+
+    OMP_NUM_THREADS=1 python examples/pig_variants.py --problem poisson --plot poisson.png \\
+        --variant 'PINN:{"model": "pinn"}' --variant 'PIG:{}' \\
+        --variant 'PIG float64:{"train": {"dtype": "float64", "lbfgs_iterations": 4000}}'
 """
 
 from __future__ import annotations
@@ -81,6 +87,7 @@ def main() -> None:
     )
     parser.add_argument("--curve", action="store_true", help="print the validation error along each run")
     parser.add_argument("--variant", action="append", required=True, help="NAME:JSON (see the docstring)")
+    parser.add_argument("--plot", help="write a PNG of each variant's validation error against CPU seconds")
     args = parser.parse_args()
     torch.set_num_threads(1)
     problem = pde.get(args.problem)
@@ -95,25 +102,38 @@ def main() -> None:
         raise SystemExit(f"{args.problem} has no exact solution: pass --validation FILE.npz (points, values)")
     test = reference_solution(problem)
     settings = preset(args.problem)
-    rows = []
+    rows, curves = [], []
     for spec in args.variant:
         name, _, text = spec.partition(":")
-        changes = json.loads(text or "{}")
-        own = settings.config("default", args.model)  # the shared schedule with the model's own overrides
+        try:
+            changes = json.loads(text or "{}")
+        except json.JSONDecodeError as error:
+            raise SystemExit(f"--variant {name!r}: its settings are not JSON ({error})") from None
+        if not isinstance(changes, dict):
+            raise SystemExit(f"--variant {name!r}: settings must be a JSON object, got {text}")
+        unknown = set(changes) - {"model", "pig", "pinn", "train"}
+        kind = changes.get("model", args.model)
+        if unknown or kind not in ("pig", "pinn"):
+            raise SystemExit(
+                f"--variant {name!r}: keys are 'model' ('pig' or 'pinn'), 'pig', 'pinn' and 'train'; got "
+                f"{sorted(changes)} with model {kind!r}"
+            )
+        own = settings.config("default", kind)  # the shared schedule with the model's own overrides
         config = dataclasses.replace(own, seed=args.seed, **changes.get("train", {}))
-        kwargs = {**getattr(settings, args.model), **changes.get(args.model, {})}
+        kwargs = {**getattr(settings, kind), **changes.get(kind, {})}
         generator = torch.Generator().manual_seed(args.seed)
         box = dict(lower=problem.domain.lower, upper=problem.domain.upper, generator=generator)
-        model = (PIG if args.model == "pig" else PINN)(
-            problem.domain.ndim, len(problem.fields), **kwargs, **box
-        )
+        model = (PIG if kind == "pig" else PINN)(problem.domain.ndim, len(problem.fields), **kwargs, **box)
         if settings.hard_constraint and problem.constraint is not None:
             model = Constrained(model, problem.constraint)
         trainer = Trainer(problem, model, config, reference=validation)
         result = trainer.fit(progress=False)
         row = (name, result.rel_l2, trainer.evaluate(test), result.cpu_seconds, result.iterations)
         rows.append(row)
+        curves.append((name, result.history))
         print(f"{name:>24}  val {row[1]:.3e}  test {row[2]:.3e}  cpu {row[3]:.1f} s  it {row[4]}", flush=True)
+        if not result.message.startswith("finished"):  # e.g. L-BFGS gave up before the budget
+            print(f"{'':>24}  {result.message}", flush=True)
         if args.curve:
             curve = "  ".join(
                 f"{h['iteration']}:{h['rel_l2']:.2e}@{h['cpu_seconds']:.1f}s" for h in result.history
@@ -123,6 +143,31 @@ def main() -> None:
     print(f"\n{'variant':>24}  {'validation':>10}  {'/ first':>7}  {'test':>9}  {'CPU s':>6}")
     for name, val, test_error, cpu, _ in rows:
         print(f"{name:>24}  {val:10.3e}  {val / base:7.2f}  {test_error:9.3e}  {cpu:6.1f}")
+    if args.plot:
+        plot_curves(args.plot, curves, f"{args.problem}, seed {args.seed}")
+
+
+def plot_curves(path: str, curves: list, title: str) -> None:
+    """Each variant's validation error (log scale) against the CPU seconds of its run, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sciml.checkpoint import save_figure
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name, history in curves:
+        ax.plot([h["cpu_seconds"] for h in history], [h["rel_l2"] for h in history], ".-", label=name)
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_xlabel("CPU seconds (one thread)")
+    ax.set_ylabel("validation relative L2 error")
+    ax.set_title(f"{title}: error along each run")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    print(f"wrote {path}", flush=True)
 
 
 if __name__ == "__main__":
