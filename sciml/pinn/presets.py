@@ -282,7 +282,8 @@ PRESETS: dict[str, Preset] = {
         # Later (seed 1, same validation, README "Poisson at 10×"): float32 runs stop near 2000 iterations
         # ("no decrease after 3 memory resets", the loss's round-off floor) at 5.3e-5 (24 CPU s); float64 with
         # 4000: 2.9e-5 (91 s), residual weight 1e-4 too: 2.9e-5 (97 s), 1e-5: 6.2e-5, 8192 + 2048 points:
-        # 1.7e-5 (298 s); new points every 200: 3.1e-5, σ = (0.3, 0.2): 3.1e-5, 600 Gaussians: 2.6e-5 (116 s)
+        # 1.7e-5 (298 s); new points every 200: 3.1e-5, σ = (0.3, 0.2): 3.1e-5, 600 Gaussians: 2.6e-5 (116 s),
+        # Sobol points: 3.0e-5 (float32: 5.05e-5)
         pig={"n_gaussians": 400, "sigma": 0.3},
         pig_train={"resample_every": 50},
         train=TrainConfig(
