@@ -56,7 +56,8 @@ def finer_reference_points(problem, n: int = 20000, seed: int = 12345) -> tuple[
     (their own seed) at the 20 times between the test grid's 21.
     """
     recipe = problem.reference
-    if isinstance(recipe, pde.NonlinearDiffusionReference):
+    diffusion = isinstance(recipe, pde.NonlinearDiffusionReference)
+    if diffusion:
         finer = dataclasses.replace(recipe, n_times=2 * recipe.n_times - 1, stride=max(recipe.stride // 2, 1))
     elif isinstance(recipe, pde.SemilinearReference):
         finer = dataclasses.replace(recipe, n_points=2560, x_stride=8, n_times=126)
@@ -66,7 +67,7 @@ def finer_reference_points(problem, n: int = 20000, seed: int = 12345) -> tuple[
         raise SystemExit(f"{problem.name} has no reference recipe to refine: {hint}")
     solved = reference_solution(problem.replace(reference=finer))
     points, values = solved.points(), solved.values.reshape(-1, solved.values.shape[-1])
-    if isinstance(recipe, pde.NonlinearDiffusionReference):
+    if diffusion:
         t = points[:, problem.domain.time_index]
         steps = np.rint((t - t.min()) / (t.max() - t.min()) * (finer.n_times - 1)).astype(int)
         between = np.flatnonzero(steps % 2 == 1)
