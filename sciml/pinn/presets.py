@@ -179,9 +179,12 @@ PRESETS: dict[str, Preset] = {
         # a pool of 8× 2.66e-3 / 4.10e-3, 4096 points 1.80e-3 / 4.13e-3 (200 CPU s); (k = 1, c = 1) with 700
         # Gaussians 3.34e-3 / 3.68e-3 (145 CPU s), seed 1 with causal weighting (16 chunks) 2.68e-3, new
         # points every 50 2.99e-3, 1000 Adam + 5000 L-BFGS 3.95e-3; without RAD, float64 5.17e-3 / 1.20e-2
-        # and causal weighting 4.25e-3 (seed 1)
+        # and causal weighting 4.25e-3 (seed 1). With RAD, the PIG's new points every 200 iterations instead
+        # of 100: 2.10e-3 / 3.59e-3 (kept; every 400: 2.04e-3 / 3.87e-3; 32 hidden units: 4.04e-3 / 3.81e-3);
+        # the PINN's (seeds 1 / 2, at 10 500 + 3000): every 200 1.86e-2 / 1.57e-2 against 100's 1.73e-2 /
+        # 1.52e-2, so it keeps 100
         pig={"n_gaussians": 500, "sigma": (0.25, 0.25, 0.8)},
-        pig_train={"adam_iterations": 2000, "lbfgs_iterations": 4000},
+        pig_train={"adam_iterations": 2000, "lbfgs_iterations": 4000, "resample_every": 200},
         train=TrainConfig(
             adam_iterations=6000,
             lbfgs_iterations=500,
