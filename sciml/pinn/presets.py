@@ -180,9 +180,9 @@ PRESETS: dict[str, Preset] = {
         # Gaussians 3.34e-3 / 3.68e-3 (145 CPU s), seed 1 with causal weighting (16 chunks) 2.68e-3, new
         # points every 50 2.99e-3, 1000 Adam + 5000 L-BFGS 3.95e-3; without RAD, float64 5.17e-3 / 1.20e-2
         # and causal weighting 4.25e-3 (seed 1). With RAD, the PIG's new points every 200 iterations instead
-        # of 100: 2.10e-3 / 3.59e-3 (kept; every 400: 2.04e-3 / 3.87e-3; 32 hidden units: 4.04e-3 / 3.81e-3);
-        # the PINN's (seeds 1 / 2, at 10 500 + 3000): every 200 1.86e-2 / 1.57e-2 against 100's 1.73e-2 /
-        # 1.52e-2, so it keeps 100
+        # of 100: 2.10e-3 / 3.59e-3 (kept; every 400: 2.04e-3 / 3.87e-3; 32 hidden units at every 100:
+        # 4.04e-3 / 3.81e-3); the PINN's (seeds 1 / 2, at 10 500 + 3000): every 200 1.86e-2 / 1.57e-2
+        # against 100's 1.73e-2 / 1.52e-2, so it keeps 100
         pig={"n_gaussians": 500, "sigma": (0.25, 0.25, 0.8)},
         pig_train={"adam_iterations": 2000, "lbfgs_iterations": 4000, "resample_every": 200},
         train=TrainConfig(
