@@ -172,18 +172,11 @@ PRESETS: dict[str, Preset] = {
         # The shared 6000 Adam + 500 L-BFGS (8.38e-3, 95 CPU s) moved to 2000 + 4000: 4.45e-3 (118 s); not
         # kept (seed 1): 3000 + 3000 4.88e-3, 4000 + 2000 6.49e-3, 1000 + 5000 6.64e-3; with 2000 + 4000, 700
         # Gaussians 5.47e-3, 300 2.52e-2, σ = (0.3, 0.3, 0.8) 6.45e-3; 250 with 12 000 Adam 1.05e-2, 250 with
-        # 6000 + 3000 1.25e-2, 1000 with 3000 + 500 1.50e-2. Both models then took RAD (new
-        # points drawn from a 4× pool ∝ |r|^k / mean + c), chosen on validation (README footnote 9): PIG seed
-        # 1 / seed 2 4.45e-3 / 1.41e-2 → k = 1, c = 1: 2.27e-3 / 5.16e-3, k = 2, c = 0: 2.29e-3 / 4.67e-3
-        # (kept); PINN seed 1 3.48e-2 → 2.86e-2 / 2.19e-2 (kept). Not kept (PIG, k = 2, c = 0, seeds 1 / 2):
-        # a pool of 8× 2.66e-3 / 4.10e-3, 4096 points 1.80e-3 / 4.13e-3 (200 CPU s); (k = 1, c = 1) with 700
-        # Gaussians 3.34e-3 / 3.68e-3 (145 CPU s), seed 1 with causal weighting (16 chunks) 2.68e-3, new
-        # points every 50 2.99e-3, 1000 Adam + 5000 L-BFGS 3.95e-3; without RAD, float64 5.17e-3 / 1.20e-2
-        # and causal weighting 4.25e-3 (seed 1). With RAD, the PIG's new points every 200 iterations instead
-        # of 100: 2.10e-3 / 3.59e-3 (kept; every 400: 2.04e-3 / 3.87e-3; 32 hidden units at every 100:
-        # 4.04e-3 / 3.81e-3); the PINN's (seeds 1 / 2, at 10 500 + 3000): every 200 1.86e-2 / 1.57e-2
-        # against 100's 1.73e-2 / 1.52e-2, so it keeps 100. At every 200, 600 Gaussians instead of 500:
-        # 2.15e-3 / 2.22e-3 (124 CPU s; kept); 3000 Adam + 3000 L-BFGS 2.12e-3 / 3.53e-3
+        # 6000 + 3000 1.25e-2, 1000 with 3000 + 500 1.50e-2. Then, on validation seeds 1 / 2 (README
+        # footnote 9 lists what was not kept): RAD with k = 2, c = 0 for both models (PIG 4.45e-3 / 1.41e-2
+        # → 2.29e-3 / 4.67e-3, PINN seed 1 3.48e-2 → 2.19e-2); the PIG's points redrawn every 200
+        # iterations (2.10e-3 / 3.59e-3; the PINN is worse with 200 and keeps 100); 600 Gaussians
+        # (2.15e-3 / 2.22e-3, 124 CPU s)
         pig={"n_gaussians": 600, "sigma": (0.25, 0.25, 0.8)},
         pig_train={"adam_iterations": 2000, "lbfgs_iterations": 4000, "resample_every": 200},
         train=TrainConfig(
