@@ -16,7 +16,8 @@ budget (``--curve``: the validation error every ``eval_every`` iterations of eac
 A variant is ``NAME:JSON`` with keys ``"pig"`` or ``"pinn"`` (keyword arguments of the model),
 ``"train"`` (TrainConfig fields), merged over the preset (its model's own training settings included), and
 ``"model"`` (``"pig"`` or ``"pinn"``: this variant's model, instead of ``--model``), so one run can put both
-models side by side; ``--plot FILE.png`` draws each variant's validation error against its CPU seconds:
+models side by side; ``--plot FILE.png`` draws each variant's validation error and training loss against its
+CPU seconds:
 
     OMP_NUM_THREADS=1 python examples/pig_variants.py --problem poisson --plot poisson.png \\
         --variant 'PINN:{"model": "pinn"}' --variant 'PIG:{}' \\
@@ -149,7 +150,8 @@ def main() -> None:
 
 
 def plot_curves(path: str, curves: list, title: str) -> None:
-    """Each variant's validation error (log scale) against the CPU seconds of its run, as a PNG."""
+    """Each variant's validation error and training loss (log scales) against the CPU seconds of its run,
+    as a PNG of two panels (a loss that falls while the error grows shows up side by side)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,14 +159,18 @@ def plot_curves(path: str, curves: list, title: str) -> None:
 
     from sciml.checkpoint import save_figure
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name, history in curves:
-        ax.plot([h["cpu_seconds"] for h in history], [h["rel_l2"] for h in history], ".-", label=name)
-    ax.set_yscale("log")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.set_xlabel("CPU seconds (one thread)")
-    ax.set_ylabel("validation relative L2 error")
+        seconds = [h["cpu_seconds"] for h in history]
+        ax.plot(seconds, [h["rel_l2"] for h in history], ".-", label=name)
+        ax_loss.plot(seconds, [h["loss"] for h in history], ".-", label=name)
+    for axis, label in ((ax, "validation relative L2 error"), (ax_loss, "training loss (weighted)")):
+        axis.set_yscale("log")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.set_xlabel("CPU seconds (one thread)")
+        axis.set_ylabel(label)
     ax.set_title(f"{title}: error along each run")
+    ax_loss.set_title("loss at the same iterations")
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
