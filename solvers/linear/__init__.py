@@ -5,7 +5,6 @@ message)`` and works on scipy sparse matrices, dense arrays, ``LinearOperator`` 
 also on torch fields of any shape with a callable operator.
 """
 
-from sciml.solvers.linear.gmres import gmres
 from sciml.solvers.linear.krylov import cg
 from sciml.solvers.linear.preconditioners import (
     IncompleteCholesky,
@@ -26,6 +25,7 @@ from sciml.solvers.linear.relaxation import (
     ssor,
     young_omega,
 )
+from sciml.solvers.linear.restarted_gmres import gmres
 from sciml.solvers.linear.result import LinearSolveResult, SolveStatus
 from sciml.solvers.linear.triangular import UnitLowerTriangular, row_levels
 
