@@ -272,10 +272,8 @@ PRESETS: dict[str, Preset] = {
         # finer reference grid, not the test grid), seeds 0 / 1 / 2: 1.05e-2 / 4.8e-3 / 1.26e-2 (mean 9.3e-3)
         # against ×0.9's 4.4e-2 / 1.10e-2 / 1.09e-2 (mean 2.2e-2). Tried and not kept (seed 0): lr 3e-3 + new
         # points every 500: 0.24; lr 5e-3 decayed every 250 + every 500: 0.21; lr_decay 0.5 + every 250:
-        # 9.0e-2 (seed 1: 0.12); lr 5e-3 (every 100): 7.3e-2 (README, footnote 6). Later, on an AVX-512
-        # machine where the same settings land elsewhere (validation seeds 0 / 1 / 2 1.16e-2 / 6.53e-2 /
-        # 3.31e-2), RAD (k = 1, c = 1) for the PIG: 1.74e-2 / 1.94e-2 / 5.95e-3 (mean 2.5× lower); RAD with
-        # k = 2, c = 0: 8.2e-2 (seed 1); the PINN with RAD (seed 1): 2.10e-2 against 1.04e-2, so it keeps none
+        # 9.0e-2 (seed 1: 0.12); lr 5e-3 (every 100): 7.3e-2 (README, footnote 6). Later, on an AVX-512 CPU:
+        # RAD (k = 1, c = 1) for the PIG only, chosen on the same validation over 3 seeds (footnote 6)
         pig={"n_gaussians": 1000, "sigma": 0.05},
         pig_train={"lr_decay": 0.5, "rad": True},
         train=TrainConfig(
