@@ -1,9 +1,9 @@
 """Training strategies of the trainer: causal weighting, residual-based adaptive resampling, loss balancing,
-time-marching.
+time-marching, a preconditioned residual.
 
-All four are from the list in Wang, Sankaran, Wang & Perdikaris, *An expert's guide to training
-physics-informed neural networks* (2023) and apply to PINNs and PIGs alike (they act on the loss and the
-collocation points, not on the model):
+The first four are from the list in Wang, Sankaran, Wang & Perdikaris, *An expert's guide to training
+physics-informed neural networks* (2023); all five apply to PINNs and PIGs alike (they act on the loss and
+the collocation points, not on the model):
 
 * :func:`causal_residual` — Wang, Sankaran & Perdikaris, *Respecting causality is all you need for
   training physics-informed neural networks* (CMAME 2024): the time interval is cut into ``M`` chunks with
@@ -21,6 +21,11 @@ collocation points, not on the model):
   ``k`` is window ``k − 1``'s prediction at their shared time (its value, and its time derivative where the
   problem has an initial velocity), and window ``k``'s network starts from window ``k − 1``'s weights. The
   trained model is one :class:`TimeWindows` module that dispatches each point on its time.
+* :class:`PreconditionedResidual` — the residual's inverse-Laplacian norm ``mean(((−Δ)⁻¹ r)²)`` on a grid,
+  operator preconditioning in the sense of De Ryck, Bonnet, Mishra & de Bézenac, *An operator
+  preconditioning perspective on training in physics-informed machine learning* (ICLR 2024): the pointwise
+  loss ``mean(r²)`` of a second-order problem weighs an error component of wavenumber ``κ`` by about
+  ``κ⁴``, so smooth errors cost it almost nothing; ``(−Δ)⁻¹`` weighs them about equally.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ __all__ = [
     "TimeWindows",
     "window_edges",
     "window_problems",
+    "PreconditionedResidual",
 ]
 
 
@@ -157,6 +163,76 @@ class GradNormBalance:
         for name, norm in valid.items():
             new = total / norm
             self.factors[name] = self.alpha * self.factors[name] + (1 - self.alpha) * new
+
+
+def _orthonormal_dst(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Orthonormal type-I discrete sine transform of ``x`` along ``dim`` (through a real FFT, so autograd
+    and any dtype work): ``X_k = √(2/(n+1)) Σ_j x_j sin(π j k / (n + 1))``, ``j, k = 1..n``."""
+    n = x.shape[dim]
+    shape = list(x.shape)
+    shape[dim] = 1
+    zero = x.new_zeros(shape)
+    odd = torch.cat([zero, x, zero, -torch.flip(x, (dim,))], dim=dim)  # length 2n + 2, odd about 0
+    spectrum = torch.fft.rfft(odd, dim=dim)
+    return -spectrum.imag.narrow(dim, 1, n) * (0.5 * (2.0 / (n + 1)) ** 0.5)
+
+
+class PreconditionedResidual:
+    """``mean(((−Δ)⁻¹ r)²)``: the residual's inverse-Laplacian norm on a grid of the domain's bounding box.
+
+    The residual is evaluated on the interior grid of ``n`` points per axis of the bounding box
+    (``lower + (upper − lower) j / (n + 1)``, ``j = 1..n``; points outside the domain count as ``r = 0``),
+    transformed by an orthonormal discrete sine transform per axis, divided by the Laplacian's eigenvalue
+    ``Σ_a (π m_a / L_a)²`` of each mode (Dirichlet on the box; every coordinate counts, time too) and summed
+    in squares (Parseval), over the grid's ``n^d`` points and the equations. For ``−Δu = f`` it is the
+    squared L2 error of the grid modes; for another second-order operator it weighs every error component
+    about equally instead of by its eigenvalue squared, as ``mean(r²)`` does. Added to the pointwise loss
+    (which still sees the frequencies above the grid's), not instead of it.
+
+    Args:
+        domain: the problem's domain.
+        points: grid points per axis (≥ 2); ``points ** ndim`` residual evaluations per loss.
+        dtype, device: of the grid and the result.
+
+    Raises:
+        ValueError: fewer than 2 points per axis, or no grid point inside the domain.
+    """
+
+    def __init__(
+        self, domain: Geometry, points: int, *, dtype: torch.dtype, device: torch.device | str = "cpu"
+    ) -> None:
+        if not isinstance(points, int) or isinstance(points, bool) or points < 2:
+            raise ValueError(f"`preconditioned_points` must be an integer ≥ 2, got {points!r}")
+        n, d = points, domain.ndim
+        steps = torch.arange(1, n + 1, dtype=torch.float64) / (n + 1)
+        axes = [lo + (hi - lo) * steps for lo, hi in zip(domain.lower, domain.upper)]
+        grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, d)
+        inside = domain.inside(grid)
+        if not bool(inside.any()):
+            raise ValueError(
+                f"no point of the {n}^{d} preconditioning grid lies inside the domain; raise "
+                "`preconditioned_points`"
+            )
+        modes = torch.arange(1, n + 1, dtype=torch.float64)
+        eigenvalue = torch.zeros((n,) * d, dtype=torch.float64)
+        for a, (lo, hi) in enumerate(zip(domain.lower, domain.upper)):
+            view = [1] * d
+            view[a] = n
+            eigenvalue = eigenvalue + ((torch.pi * modes / (hi - lo)) ** 2).reshape(view)
+        self.shape = (n,) * d
+        #: the grid points inside the domain, where the trainer evaluates the residual ``(m, d)``
+        self.points = grid[inside].to(device=device, dtype=dtype)
+        self._index = inside.nonzero().squeeze(1).to(device)
+        self._inverse = (1.0 / eigenvalue).to(device=device, dtype=dtype)
+
+    def __call__(self, residual: torch.Tensor) -> torch.Tensor:
+        """The norm of ``residual`` (at :attr:`points`: ``(m,)`` or ``(m, e)``), a scalar."""
+        r = residual.reshape(len(self.points), -1)
+        field = r.new_zeros((self._inverse.numel(), r.shape[1])).index_copy(0, self._index, r)
+        field = field.reshape(*self.shape, r.shape[1])
+        for dim in range(len(self.shape)):
+            field = _orthonormal_dst(field, dim)
+        return ((field * self._inverse.unsqueeze(-1)) ** 2).sum() / self._inverse.numel()
 
 
 # --------------------------------------------------------------------------------------------- time-marching

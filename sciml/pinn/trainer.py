@@ -1,7 +1,8 @@
 """One trainer for PINNs, PIGs and any coordinate-to-field model on a :class:`~sciml.problems.pde.PDEProblem`.
 
 Loss: ``w_res · mean(residual²) + Σ_c w_c · mean(condition_c²)`` on collocation points drawn uniformly
-(resampled every ``resample_every`` iterations). Optimisation: Adam with exponential learning-rate decay
+(resampled every ``resample_every`` iterations), plus ``w_pre · mean(((−Δ)⁻¹ residual)²)`` on a fixed grid
+when ``preconditioned = w_pre > 0`` (:class:`~sciml.pinn.strategies.PreconditionedResidual`). Optimisation: Adam with exponential learning-rate decay
 (``lr · lr_decay^(iteration / decay_every)``), then optionally L-BFGS with a strong-Wolfe line search.
 torch's L-BFGS stops as soon as a step changes the loss by less than ``tolerance_change`` (1e-9) or the
 gradient falls below ``tolerance_grad`` (1e-7) — with the small losses of a good PINN that happens long
@@ -203,6 +204,12 @@ class TrainConfig:
         balance: ``"none"`` or ``"grad_norm"``: loss weights balanced by the terms' gradient norms (Adam
             phase only; L-BFGS keeps the last weights), updated every ``balance_every`` iterations with
             smoothing ``balance_alpha``; they multiply the configured weights.
+        preconditioned: weight of the preconditioned residual ``mean(((−Δ)⁻¹ r)²)`` on a grid of the
+            domain's bounding box, added to the loss as the term ``"preconditioned"`` (0: off), see
+            :class:`sciml.pinn.strategies.PreconditionedResidual`; it makes smooth errors cost what they
+            weigh in the L2 error, which the pointwise residual does not (high-wavenumber Helmholtz: README).
+        preconditioned_points: its grid points per axis (``points ** ndim`` residual evaluations per loss;
+            0: about 4096 in all, ``round(4096 ** (1 / ndim))``).
         time_windows: time-marching over this many equal time windows (1: off; needs a time coordinate).
             Window ``k`` trains a copy of the model that starts from window ``k − 1``'s weights, with
             window ``k − 1``'s prediction (value, and time derivative for an initial velocity) as its
@@ -246,6 +253,8 @@ class TrainConfig:
     balance: str = "none"
     balance_every: int = 100
     balance_alpha: float = 0.9
+    preconditioned: float = 0.0
+    preconditioned_points: int = 0
     time_windows: int = 1
 
     def __post_init__(self) -> None:
@@ -277,7 +286,10 @@ class TrainConfig:
         _positive_int("rad_pool", self.rad_pool)
         _positive_int("balance_every", self.balance_every)
         _positive_int("time_windows", self.time_windows)
-        for name in ("causal_eps", "rad_k", "rad_c"):
+        if self.preconditioned_points == 1:
+            raise ValueError("`preconditioned_points` must be 0 (automatic) or ≥ 2, got 1")
+        _positive_int("preconditioned_points", self.preconditioned_points, 0)
+        for name in ("causal_eps", "rad_k", "rad_c", "preconditioned"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"`{name}` must be a finite number ≥ 0, got {v!r}")
@@ -418,6 +430,15 @@ class Trainer:
         if bad:
             raise ValueError(f"`condition_points` names unknown conditions {sorted(bad)}")
         self.weights = {t: float(self.config.weights.get(t, problem.weight(t))) for t in terms}
+        #: the preconditioned residual term (``None`` when ``config.preconditioned`` is 0)
+        self._preconditioned: strategies.PreconditionedResidual | None = None
+        if self.config.preconditioned > 0:
+            n = self.config.preconditioned_points or max(2, round(4096 ** (1 / domain.ndim)))
+            self._preconditioned = strategies.PreconditionedResidual(
+                domain, n, dtype=self.dtype, device=self.device
+            )
+            terms.add("preconditioned")
+            self.weights["preconditioned"] = float(self.config.preconditioned)
         self.counts = {
             c.name: int(self.config.condition_points.get(c.name, self.config.n_condition))
             for c in self.conditions
@@ -568,6 +589,9 @@ class Trainer:
             }  # fmt: skip
         else:
             terms = {"residual": squares.mean()}
+        if self._preconditioned is not None:
+            dp = self._derivatives("residual", self._preconditioned.points)
+            terms["preconditioned"] = self._preconditioned(self.problem.residual(dp.x, dp, params))
         for c in self.conditions:
             dc = self._derivatives(c.name, points[c.name])
             terms[c.name] = (c.residual(self.problem.domain, dc.x, dc, params) ** 2).mean()
