@@ -108,3 +108,14 @@ def test_deepxde_leaves_the_process_as_it_found_it():
     deepxde_baseline.train_deepxde(trainer, (8,), 0.05, 0)
     assert torch.get_default_dtype() == torch.float32
     assert (random.random(), np.random.rand(), torch.rand(()).item()) == expected
+
+
+def test_a_diverged_seed_makes_the_summary_nan_instead_of_crashing():
+    """DeepXDE's L-BFGS can end in NaN (high-wavenumber Helmholtz, seed 0): the bench's mean ± std of a
+    model with such a seed is NaN (``statistics.stdev`` raised on it and lost the whole run's table)."""
+    from sciml.bench.report import mean_std
+
+    mean, std = mean_std([7.8e-2, math.nan, 8.0e-2])
+    assert math.isnan(mean) and math.isnan(std)
+    assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2)))
+    assert mean_std([5.0]) == (5.0, 0.0)

@@ -502,3 +502,27 @@ def test_tuned_pig_presets_build_and_train_a_step(name):
     assert result.iterations == 2 and math.isfinite(result.rel_l2)
     assert all(math.isfinite(entry["loss"]) for entry in result.history)
     assert any(not torch.equal(b, p.detach()) for b, p in zip(before, model.parameters()))
+
+
+def test_bench_pde_resume_reruns_runs_whose_preset_changed(monkeypatch, tmp_path, capsys):
+    """``--resume`` keys on the settings that decide a run's answer: unchanged runs are skipped, a run
+    whose preset changed since runs again (it used to be reused silently)."""
+    import dataclasses
+
+    from sciml.cli import main
+    from sciml.pinn import presets
+
+    out = str(tmp_path / "b")
+    args = ["bench", "pde", "--quick", "--problems", "legendre", "--models", "pinn", "--seeds", "0"]
+    args += ["--out", out]
+    assert main(args) == 0
+    assert "pinn seed 0: rel L2" in capsys.readouterr().out
+    assert main([*args, "--resume"]) == 0
+    assert "pinn seed 0: rel L2" not in capsys.readouterr().out  # skipped
+    changed = dataclasses.replace(presets.PRESETS["legendre"], pinn={"hidden": (8, 8)})
+    monkeypatch.setitem(presets.PRESETS, "legendre", changed)
+    assert main([*args, "--resume"]) == 0
+    text = capsys.readouterr().out
+    assert "1 stored run(s) had other settings" in text and "pinn seed 0: rel L2" in text
+    rows = json.loads((tmp_path / "b" / "pde-progress.json").read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["fingerprint"]["model"] == {"hidden": [8, 8]}

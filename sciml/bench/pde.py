@@ -8,7 +8,8 @@ training step with forward jets against reverse-mode autograd (same model, same 
 
 Budgets (iterations, points, model sizes) are the presets of :mod:`sciml.pinn.presets`: ``--quick`` a
 smoke run, default ≈ 3 minutes per PIG run on two CPU cores, ``--full`` the paper's. Completed runs are
-saved after each one to ``OUT/pde-progress.json``; ``--resume`` skips them.
+saved after each one to ``OUT/pde-progress.json``; ``--resume`` skips them unless the settings that decide
+their answer (the preset's model and training settings, the budget) changed since.
 """
 
 from __future__ import annotations
@@ -93,9 +94,46 @@ def _step_seconds(trainer, engine: str, repeat: int = 3) -> float:
         trainer.model.zero_grad(set_to_none=True)
 
 
-def _deepxde_rows(problem, settings, config, reference, seeds, rows, done, device) -> list[dict]:
+def _fingerprint(name: str, kind: str, budget: str) -> dict:
+    """What decides a run's answer besides its seed: the preset's model and training settings for ``kind``
+    (DeepXDE: the PINN's network and the shared schedule), as JSON would store them."""
+    from sciml.pinn.presets import preset
+
+    settings = preset(name)
+    config = settings.config(budget, None if kind == "deepxde" else kind).to_dict()
+    return json.loads(
+        json.dumps(
+            {
+                "model": settings.pig if kind == "pig" else settings.pinn,
+                "hard_constraint": settings.hard_constraint,
+                "train": {k: v for k, v in config.items() if k not in ("seed", "device")},
+            },
+            default=str,
+        )
+    )
+
+
+def _current_rows(rows: list[dict], names: list[str], budget: str) -> list[dict]:
+    """The stored ``rows`` still valid for ``--resume``: those of the problems asked for whose settings are
+    unchanged; a DeepXDE row also needs our runs of its seed (they set its CPU time) to be kept."""
+    kept = [
+        r for r in rows
+        if r["problem"] in names and r.get("fingerprint") == _fingerprint(r["problem"], r["model"], budget)
+    ]  # fmt: skip
+    ours = {(r["problem"], r["seed"]) for r in kept if r["model"] != "deepxde"}
+    kept = [r for r in kept if r["model"] != "deepxde" or (r["problem"], r["seed"]) in ours]
+    stale = len([r for r in rows if r["problem"] in names]) - len(kept)
+    if stale:
+        print(f"--resume: {stale} stored run(s) had other settings (a preset changed since); they run again")
+    return kept + [r for r in rows if r["problem"] not in names]
+
+
+def _deepxde_rows(
+    problem, settings, config, reference, seeds, rows, done, device, budget_name: str
+) -> list[dict]:
     """DeepXDE runs for ``problem``, each with the CPU seconds of our slower model for that seed (PINN and
-    PIG, whichever of them ran): DeepXDE never gets less CPU time than the model it is compared with."""
+    PIG, whichever of them ran): DeepXDE never gets less CPU time than the model it is compared with;
+    ``budget_name`` is ``"quick"``, ``"default"`` or ``"full"`` (for the row's fingerprint)."""
     from sciml.bench.deepxde_baseline import train_deepxde
     from sciml.pinn.presets import build_model
     from sciml.pinn.trainer import Trainer
@@ -117,7 +155,8 @@ def _deepxde_rows(problem, settings, config, reference, seeds, rows, done, devic
                "iterations": result["iterations"], "seconds": time.perf_counter() - start,
                "cpu_seconds": result["cpu_seconds"], "params": result["params"], "message": result["message"],
                "adam_iterations": result["adam_iterations"], "lbfgs_iterations": result["lbfgs_iterations"],
-               "cpu_budget": budget, "device": "cpu"}  # fmt: skip
+               "cpu_budget": budget, "device": "cpu",
+               "fingerprint": _fingerprint(problem.name, "deepxde", budget_name)}  # fmt: skip
         print(
             f"{problem.name:20s} deepxde seed {seed}: rel L2 {row['rel_l2']:.3e}  {row['iterations']} it  "
             f"(CPU {row['cpu_seconds']:.1f} s of {budget:.1f} s; {result['message']})",
@@ -204,7 +243,9 @@ def run(args: argparse.Namespace) -> dict:
         if (stored.get("budget"), stored.get("device", "cpu"), stored.get("time_windows")) == (
             budget, device.type, windows
         ):  # fmt: skip
-            rows = stored.get("rows", [])
+            rows = _current_rows(stored.get("rows", []), names, budget)
+            for r in rows:  # JSON holds a diverged run's NaN error as null
+                r["rel_l2"] = math.nan if r.get("rel_l2") is None else r["rel_l2"]
     done = {(r["problem"], r["model"], r["seed"]) for r in rows}
     meta = {"budget": budget, "device": device.type, "time_windows": windows}
     speed: list[dict] = []
@@ -264,6 +305,7 @@ def run(args: argparse.Namespace) -> dict:
                     "params": params,
                     "message": message,
                     "device": str(device),
+                    "fingerprint": _fingerprint(name, kind, budget),
                 }
                 rows.append(row)
                 print(
@@ -274,7 +316,8 @@ def run(args: argparse.Namespace) -> dict:
                 write_json(progress_path, {**meta, "rows": rows})
         if "deepxde" in models:
             shared = settings.config(budget).replace(device="cpu")
-            rows.extend(_deepxde_rows(problem, settings, shared, reference, seeds, rows, done, device))
+            new = _deepxde_rows(problem, settings, shared, reference, seeds, rows, done, device, budget)
+            rows.extend(new)
             write_json(progress_path, {**meta, "rows": rows})
 
     summary = []

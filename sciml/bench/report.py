@@ -40,9 +40,10 @@ def time_call(fn: Callable[[], Any], *, repeat: int = 5, warmup: int = 1, min_se
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value; NaN for none)."""
+    """Mean and sample standard deviation (0 for a single value; NaN for none, and for values of which one
+    is not finite, e.g. a diverged run's error: ``statistics.stdev`` raises on NaN)."""
     values = [float(v) for v in values]
-    if not values:
+    if not values or not all(math.isfinite(v) for v in values):
         return math.nan, math.nan
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
