@@ -2,8 +2,9 @@
 
 Loss: ``w_res · mean(residual²) + Σ_c w_c · mean(condition_c²)`` on collocation points drawn uniformly
 (resampled every ``resample_every`` iterations), plus ``w_pre · mean(((−Δ)⁻¹ residual)²)`` on a fixed grid
-when ``preconditioned = w_pre > 0`` (:class:`~sciml.pinn.strategies.PreconditionedResidual`). Optimisation: Adam with exponential learning-rate decay
-(``lr · lr_decay^(iteration / decay_every)``), then optionally L-BFGS with a strong-Wolfe line search.
+when ``preconditioned = w_pre > 0`` (:class:`~sciml.pinn.strategies.PreconditionedResidual`).
+Optimisation: Adam with exponential learning-rate decay (``lr · lr_decay^(iteration / decay_every)``), then
+optionally L-BFGS with a strong-Wolfe line search.
 torch's L-BFGS stops as soon as a step changes the loss by less than ``tolerance_change`` (1e-9) or the
 gradient falls below ``tolerance_grad`` (1e-7) — with the small losses of a good PINN that happens long
 before the budget is spent (a recurring DeepXDE complaint). Here both tolerances are 0, the loss is
