@@ -109,12 +109,16 @@ PRESETS: dict[str, Preset] = {
         full=_FULL_LBFGS,
     ),
     "helmholtz-high": Preset(
-        # validation error (seed 1, 20 000 random points) scatters without a trend, so nothing replaced the
-        # preset (0.91, 117 CPU s): 1600 Gaussians with 500 L-BFGS iterations at σ = 0.03 0.37, at 0.02 0.80,
-        # 0.025 0.91, 0.04 2.9; 2500 at 0.05 8.4; 1200 at 0.025 with 650 1.8; 1000 at 0.03 with 800 2.1.
-        # More iterations do not help: along 1500 the error is lowest near 500 (0.84) and then grows (2.23)
-        # while the loss keeps falling (README, "Where we fall short")
-        pig={"n_gaussians": 2500, "sigma": 0.03},
+        # validation error (seed 1, 20 000 random points). Without a preconditioned residual the PIG's error
+        # scattered without a trend (2500 Gaussians at σ = 0.03 with 300 L-BFGS iterations 0.91, 1600 with
+        # 500 0.37, 0.02–0.05 0.80–8.4) and grew along longer runs (0.84 at 500 → 2.23 at 1500) while its
+        # loss fell: a smooth error drifts unseen (README). With `preconditioned=100` (64² grid): 2500 at
+        # 0.03, 300 iterations 0.165 (weights 10 / 1000: 0.177 / 0.177); 1600 with 800 0.133, at σ = 0.04
+        # 0.137, 1000 at σ = 0.05 with 1000 0.174; 1600 with 1000 and L-BFGS memory 100 / 200 / 500 / 1000:
+        # about 0.12 / 0.111 / 0.098 / 0.095 (the last 195 CPU s). Without the pointwise residual 0.255. The
+        # PINN: 2.11 without, 1.00 with it (the zero function: L-BFGS stops after 56 iterations)
+        pig={"n_gaussians": 1600, "sigma": 0.03},
+        pig_train={"lbfgs_iterations": 1000, "lbfgs_history": 1000, "n_residual": 4096},
         train=TrainConfig(
             adam_iterations=0,
             lbfgs_iterations=300,
@@ -123,8 +127,10 @@ PRESETS: dict[str, Preset] = {
             n_condition=1024,
             resample_every=10,
             eval_every=100,
+            preconditioned=100.0,
+            preconditioned_points=64,
         ),
-        quick=_QUICK,
+        quick={**_QUICK, "preconditioned_points": 16},
         full=_FULL_LBFGS,
     ),
     "klein-gordon": Preset(

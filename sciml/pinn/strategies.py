@@ -187,7 +187,9 @@ class PreconditionedResidual:
     in squares (Parseval), over the grid's ``n^d`` points and the equations. For ``−Δu = f`` it is the
     squared L2 error of the grid modes; for another second-order operator it weighs every error component
     about equally instead of by its eigenvalue squared, as ``mean(r²)`` does. Added to the pointwise loss
-    (which still sees the frequencies above the grid's), not instead of it.
+    (which still sees the frequencies above the grid's), not instead of it. Residual content above the grid's
+    ``n`` modes per axis aliases onto lower modes, whose smaller eigenvalues amplify it: choose ``n`` so that
+    the grid resolves the solution (more than two points per wavelength along each axis).
 
     Args:
         domain: the problem's domain.
