@@ -301,3 +301,15 @@ def test_preconditioned_residual_lets_a_pig_learn_a_high_wavenumber_helmholtz_pr
         model = Constrained(pig, problem.constraint)
         errors[weight] = Trainer(problem, model, config).fit(progress=False).rel_l2
     assert errors[0.0] > 0.5 and errors[1.0] < 0.3, errors
+
+
+def test_the_disk_helmholtz_example_runs(monkeypatch, capsys):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "helmholtz_disk_preconditioned.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--iterations", "3"])
+    runpy.run_path(str(script), run_name="__main__")
+    text = capsys.readouterr().out
+    assert "preconditioned=0: rel. L2 on the disk" in text and "preconditioned=100: rel. L2" in text
