@@ -128,12 +128,9 @@ def _current_rows(rows: list[dict], names: list[str], budget: str) -> list[dict]
     return kept + [r for r in rows if r["problem"] not in names]
 
 
-def _deepxde_rows(
-    problem, settings, config, reference, seeds, rows, done, device, budget_name: str
-) -> list[dict]:
+def _deepxde_rows(problem, settings, config, reference, seeds, rows, done, device) -> list[dict]:
     """DeepXDE runs for ``problem``, each with the CPU seconds of our slower model for that seed (PINN and
-    PIG, whichever of them ran): DeepXDE never gets less CPU time than the model it is compared with;
-    ``budget_name`` is ``"quick"``, ``"default"`` or ``"full"`` (for the row's fingerprint)."""
+    PIG, whichever of them ran): DeepXDE never gets less CPU time than the model it is compared with."""
     from sciml.bench.deepxde_baseline import train_deepxde
     from sciml.pinn.presets import build_model
     from sciml.pinn.trainer import Trainer
@@ -155,8 +152,7 @@ def _deepxde_rows(
                "iterations": result["iterations"], "seconds": time.perf_counter() - start,
                "cpu_seconds": result["cpu_seconds"], "params": result["params"], "message": result["message"],
                "adam_iterations": result["adam_iterations"], "lbfgs_iterations": result["lbfgs_iterations"],
-               "cpu_budget": budget, "device": "cpu",
-               "fingerprint": _fingerprint(problem.name, "deepxde", budget_name)}  # fmt: skip
+               "cpu_budget": budget, "device": "cpu"}  # fmt: skip
         print(
             f"{problem.name:20s} deepxde seed {seed}: rel L2 {row['rel_l2']:.3e}  {row['iterations']} it  "
             f"(CPU {row['cpu_seconds']:.1f} s of {budget:.1f} s; {result['message']})",
@@ -316,8 +312,8 @@ def run(args: argparse.Namespace) -> dict:
                 write_json(progress_path, {**meta, "rows": rows})
         if "deepxde" in models:
             shared = settings.config(budget).replace(device="cpu")
-            new = _deepxde_rows(problem, settings, shared, reference, seeds, rows, done, device, budget)
-            rows.extend(new)
+            for row in _deepxde_rows(problem, settings, shared, reference, seeds, rows, done, device):
+                rows.append({**row, "fingerprint": _fingerprint(name, "deepxde", budget)})
             write_json(progress_path, {**meta, "rows": rows})
 
     summary = []
