@@ -504,6 +504,23 @@ def test_tuned_pig_presets_build_and_train_a_step(name):
     assert any(not torch.equal(b, p.detach()) for b, p in zip(before, model.parameters()))
 
 
+def test_bench_pde_resume_reruns_deepxde_when_any_of_our_runs_of_its_seed_reruns(capsys):
+    """DeepXDE gets the CPU seconds of our slower model per seed, so its stored row is stale as soon as
+    one of our runs of that seed is (here the PINN's preset changed while the PIG's did not); it used to be
+    kept whenever any of ours was."""
+    from sciml.bench.pde import _current_rows, _fingerprint
+
+    def row(kind, seed, fingerprint=None):
+        fingerprint = _fingerprint("legendre", kind, "quick") if fingerprint is None else fingerprint
+        return {"problem": "legendre", "model": kind, "seed": seed, "fingerprint": fingerprint}
+
+    rows = [row("pinn", 0, {"old": True}), row("pig", 0), row("deepxde", 0)]
+    rows += [row("pinn", 1), row("pig", 1), row("deepxde", 1), row("deepxde", 2)]
+    kept = _current_rows(rows, ["legendre"], "quick")
+    assert {(r["model"], r["seed"]) for r in kept} == {("pig", 0), ("pinn", 1), ("pig", 1), ("deepxde", 1)}
+    assert "3 stored run(s) had other settings" in capsys.readouterr().out
+
+
 def test_bench_pde_resume_reruns_runs_whose_preset_changed(monkeypatch, tmp_path, capsys):
     """``--resume`` keys on the settings that decide a run's answer: unchanged runs are skipped, a run
     whose preset changed since runs again (it used to be reused silently)."""

@@ -115,14 +115,14 @@ def _fingerprint(name: str, kind: str, budget: str) -> dict:
 
 def _current_rows(rows: list[dict], names: list[str], budget: str) -> list[dict]:
     """The stored ``rows`` still valid for ``--resume``: those of the problems asked for whose settings are
-    unchanged; a DeepXDE row also needs our runs of its seed (they set its CPU time) to be kept."""
-    kept = [
-        r for r in rows
-        if r["problem"] in names and r.get("fingerprint") == _fingerprint(r["problem"], r["model"], budget)
-    ]  # fmt: skip
-    ours = {(r["problem"], r["seed"]) for r in kept if r["model"] != "deepxde"}
-    kept = [r for r in kept if r["model"] != "deepxde" or (r["problem"], r["seed"]) in ours]
-    stale = len([r for r in rows if r["problem"] in names]) - len(kept)
+    unchanged; a DeepXDE row also needs every stored run of ours for its seed (they set its CPU time) to be
+    kept, and at least one of them."""
+    asked = [r for r in rows if r["problem"] in names]
+    current = [r for r in asked if r.get("fingerprint") == _fingerprint(r["problem"], r["model"], budget)]
+    ours = {(r["problem"], r["seed"]) for r in current if r["model"] != "deepxde"}
+    ours -= {(r["problem"], r["seed"]) for r in asked if r["model"] != "deepxde" and r not in current}
+    kept = [r for r in current if r["model"] != "deepxde" or (r["problem"], r["seed"]) in ours]
+    stale = len(asked) - len(kept)
     if stale:
         print(f"--resume: {stale} stored run(s) had other settings (a preset changed since); they run again")
     return kept + [r for r in rows if r["problem"] not in names]
