@@ -506,19 +506,23 @@ def test_tuned_pig_presets_build_and_train_a_step(name):
 
 def test_bench_pde_resume_reruns_deepxde_when_any_of_our_runs_of_its_seed_reruns(capsys):
     """DeepXDE gets the CPU seconds of our slower model per seed, so its stored row is stale as soon as
-    one of our runs of that seed is (here the PINN's preset changed while the PIG's did not); it used to be
-    kept whenever any of ours was."""
+    one of our runs of that seed is (seed 0: the PINN's preset changed, the PIG's did not), or when those
+    seconds are no longer what it was given (seed 2: the PINN ran again in an earlier ``--resume``); it used
+    to be kept whenever any of ours was."""
     from sciml.bench.pde import _current_rows, _fingerprint
 
-    def row(kind, seed, fingerprint=None):
+    def row(kind, seed, cpu, fingerprint=None):
         fingerprint = _fingerprint("legendre", kind, "quick") if fingerprint is None else fingerprint
-        return {"problem": "legendre", "model": kind, "seed": seed, "fingerprint": fingerprint}
+        key = "cpu_budget" if kind == "deepxde" else "cpu_seconds"
+        return {"problem": "legendre", "model": kind, "seed": seed, key: cpu, "fingerprint": fingerprint}
 
-    rows = [row("pinn", 0, {"old": True}), row("pig", 0), row("deepxde", 0)]
-    rows += [row("pinn", 1), row("pig", 1), row("deepxde", 1), row("deepxde", 2)]
+    rows = [row("pinn", 0, 5.0, {"old": True}), row("pig", 0, 4.0), row("deepxde", 0, 5.0)]
+    rows += [row("pinn", 1, 3.0), row("pig", 1, 4.0), row("deepxde", 1, 4.0), row("deepxde", 3, 4.0)]
+    rows += [row("pinn", 2, 6.0), row("pig", 2, 4.0), row("deepxde", 2, 4.0)]
     kept = _current_rows(rows, ["legendre"], "quick")
-    assert {(r["model"], r["seed"]) for r in kept} == {("pig", 0), ("pinn", 1), ("pig", 1), ("deepxde", 1)}
-    assert "3 stored run(s) had other settings" in capsys.readouterr().out
+    expected = {("pig", 0), ("pinn", 1), ("pig", 1), ("deepxde", 1), ("pinn", 2), ("pig", 2)}
+    assert {(r["model"], r["seed"]) for r in kept} == expected
+    assert "4 stored run(s) had other settings" in capsys.readouterr().out
 
 
 def test_bench_pde_resume_reruns_runs_whose_preset_changed(monkeypatch, tmp_path, capsys):

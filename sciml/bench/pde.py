@@ -115,16 +115,28 @@ def _fingerprint(name: str, kind: str, budget: str) -> dict:
 
 def _current_rows(rows: list[dict], names: list[str], budget: str) -> list[dict]:
     """The stored ``rows`` still valid for ``--resume``: those of the problems asked for whose settings are
-    unchanged; a DeepXDE row also needs every stored run of ours for its seed (they set its CPU time) to be
-    kept, and at least one of them."""
+    unchanged; a DeepXDE row also needs the CPU seconds it was given to be those of our slowest stored run of
+    its seed, with every stored run of ours for that seed kept (one that runs again changes them)."""
     asked = [r for r in rows if r["problem"] in names]
     current = [r for r in asked if r.get("fingerprint") == _fingerprint(r["problem"], r["model"], budget)]
-    ours = {(r["problem"], r["seed"]) for r in current if r["model"] != "deepxde"}
-    ours -= {(r["problem"], r["seed"]) for r in asked if r["model"] != "deepxde" and r not in current}
-    kept = [r for r in current if r["model"] != "deepxde" or (r["problem"], r["seed"]) in ours]
+    slowest: dict[tuple, float] = {}
+    for r in current:
+        if r["model"] != "deepxde":
+            key = (r["problem"], r["seed"])
+            slowest[key] = max(slowest.get(key, -math.inf), r["cpu_seconds"])
+    for r in asked:
+        if r["model"] != "deepxde" and r not in current:
+            slowest.pop((r["problem"], r["seed"]), None)
+    kept = [
+        r for r in current
+        if r["model"] != "deepxde" or r.get("cpu_budget") == slowest.get((r["problem"], r["seed"]))
+    ]  # fmt: skip
     stale = len(asked) - len(kept)
     if stale:
-        print(f"--resume: {stale} stored run(s) had other settings (a preset changed since); they run again")
+        print(
+            f"--resume: {stale} stored run(s) had other settings (a preset changed since, or the runs that "
+            "set DeepXDE's CPU time ran again); they run again"
+        )
     return kept + [r for r in rows if r["problem"] not in names]
 
 
