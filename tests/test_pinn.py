@@ -525,6 +525,39 @@ def test_bench_pde_resume_reruns_deepxde_when_any_of_our_runs_of_its_seed_reruns
     assert "4 stored run(s) had other settings" in capsys.readouterr().out
 
 
+def test_bench_pde_reruns_a_stored_deepxde_run_when_a_slower_model_of_ours_was_added(monkeypatch, capsys):
+    """``--models pinn,deepxde`` first, then ``--models pig,deepxde --resume``: the PIG's longer run sets a
+    new CPU time for DeepXDE, so the stored DeepXDE run (given the PINN's seconds) runs again."""
+    import sciml.problems.pde as pde
+
+    from sciml.bench import deepxde_baseline
+    from sciml.bench.pde import _deepxde_rows
+    from sciml.pinn.presets import preset
+
+    given = []
+
+    def fake(trainer, hidden, budget, seed):
+        given.append(budget)
+        return {"rel_l2": 0.5, "iterations": 3, "cpu_seconds": budget, "params": 1, "message": "fake",
+                "adam_iterations": 2, "lbfgs_iterations": 1}  # fmt: skip
+
+    monkeypatch.setattr(deepxde_baseline, "train_deepxde", fake)
+    problem, settings = pde.get("legendre"), preset("legendre")
+    rows = [
+        {"problem": "legendre", "model": "pinn", "seed": 0, "cpu_seconds": 3.0},
+        {"problem": "legendre", "model": "deepxde", "seed": 0, "cpu_budget": 3.0},
+        {"problem": "legendre", "model": "pig", "seed": 0, "cpu_seconds": 7.0},
+        {"problem": "legendre", "model": "pinn", "seed": 1, "cpu_seconds": 3.0},
+        {"problem": "legendre", "model": "deepxde", "seed": 1, "cpu_budget": 3.0},
+    ]
+    done = {(r["problem"], r["model"], r["seed"]) for r in rows}
+    config = settings.config("quick")
+    new = _deepxde_rows(problem, settings, config, None, [0, 1], rows, done, "cpu")
+    assert given == [7.0] and [(r["seed"], r["cpu_budget"]) for r in new] == [(0, 7.0)]
+    assert [(r["model"], r["seed"]) for r in rows] == [("pinn", 0), ("pig", 0), ("pinn", 1), ("deepxde", 1)]
+    assert "DeepXDE seed 0 was given 3.0 CPU s" in capsys.readouterr().out
+
+
 def test_bench_pde_resume_reruns_runs_whose_preset_changed(monkeypatch, tmp_path, capsys):
     """``--resume`` keys on the settings that decide a run's answer: unchanged runs are skipped, a run
     whose preset changed since runs again (it used to be reused silently)."""
