@@ -113,23 +113,30 @@ def _fingerprint(name: str, kind: str, budget: str) -> dict:
     )
 
 
+def _our_slowest(rows: list[dict], problem: str, seed: int, default: float | None = None) -> float | None:
+    """The CPU seconds of our slowest run (PINN or PIG) of ``problem`` and ``seed`` in ``rows``: what DeepXDE
+    is given for that seed."""
+    seconds = [
+        r["cpu_seconds"]
+        for r in rows
+        if (r["problem"], r["seed"]) == (problem, seed) and r["model"] != "deepxde"
+    ]
+    return max(seconds, default=default)
+
+
 def _current_rows(rows: list[dict], names: list[str], budget: str) -> list[dict]:
     """The stored ``rows`` still valid for ``--resume``: those of the problems asked for whose settings are
     unchanged; a DeepXDE row also needs the CPU seconds it was given to be those of our slowest stored run of
     its seed, with every stored run of ours for that seed kept (one that runs again changes them)."""
     asked = [r for r in rows if r["problem"] in names]
     current = [r for r in asked if r.get("fingerprint") == _fingerprint(r["problem"], r["model"], budget)]
-    slowest: dict[tuple, float] = {}
-    for r in current:
-        if r["model"] != "deepxde":
-            key = (r["problem"], r["seed"])
-            slowest[key] = max(slowest.get(key, -math.inf), r["cpu_seconds"])
-    for r in asked:
-        if r["model"] != "deepxde" and r not in current:
-            slowest.pop((r["problem"], r["seed"]), None)
+    rerun = {(r["problem"], r["seed"]) for r in asked if r not in current}
     kept = [
         r for r in current
-        if r["model"] != "deepxde" or r.get("cpu_budget") == slowest.get((r["problem"], r["seed"]))
+        if r["model"] != "deepxde" or (
+            (r["problem"], r["seed"]) not in rerun
+            and r.get("cpu_budget") == _our_slowest(current, r["problem"], r["seed"])
+        )
     ]  # fmt: skip
     stale = len(asked) - len(kept)
     if stale:
@@ -151,10 +158,7 @@ def _deepxde_rows(problem, settings, config, reference, seeds, rows, done, devic
 
     out = []
     for seed in seeds:
-        ours = [
-            r for r in rows if r["problem"] == problem.name and r["seed"] == seed and r["model"] != "deepxde"
-        ]
-        budget = max((r["cpu_seconds"] for r in ours), default=60.0)
+        budget = _our_slowest(rows, problem.name, seed, default=60.0)
         if (problem.name, "deepxde", seed) in done:
             stored = [
                 r
