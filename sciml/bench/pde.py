@@ -167,9 +167,11 @@ def _deepxde_rows(problem, settings, config, reference, seeds, rows, done, devic
             ]
             if all(r.get("cpu_budget") == budget for r in stored):
                 continue
+            given = stored[0].get("cpu_budget")
+            given = "an unrecorded number of" if given is None else f"{given:.1f}"
             print(
-                f"--resume: DeepXDE seed {seed} was given {stored[0].get('cpu_budget')} CPU s, our slower "
-                f"model now took {budget:.1f}; it runs again"
+                f"--resume: DeepXDE seed {seed} was given {given} CPU s, our slower model now took "
+                f"{budget:.1f}; it runs again"
             )
             rows[:] = [r for r in rows if r not in stored]
         # the trainer supplies the problem's sampler, weights, hard constraint and test grid
