@@ -580,3 +580,92 @@ def test_bench_pde_resume_reruns_runs_whose_preset_changed(monkeypatch, tmp_path
     assert "1 stored run(s) had other settings" in text and "pinn seed 0: rel L2" in text
     rows = json.loads((tmp_path / "b" / "pde-progress.json").read_text())["rows"]
     assert len(rows) == 1 and rows[0]["fingerprint"]["model"] == {"hidden": [8, 8]}
+
+
+def test_rescaling_the_lbfgs_state_leaves_its_iterates_unchanged():
+    """L-BFGS on c·f after ``_rescale_lbfgs(opt, c)`` takes the same steps as on f (float64 Rosenbrock)."""
+    from sciml.pinn.trainer import _rescale_lbfgs
+
+    def run(factor: float) -> torch.Tensor:
+        x = torch.tensor([-1.2, 1.0, -0.5, 0.8], dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([x], max_iter=15, history_size=5, line_search_fn="strong_wolfe",
+                                tolerance_grad=0.0, tolerance_change=0.0)  # fmt: skip
+        scale = 1.0
+
+        def closure():
+            opt.zero_grad()
+            f = scale * ((1 - x[:-1]) ** 2 + 100 * (x[1:] - x[:-1] ** 2) ** 2).sum()
+            f.backward()
+            return f
+
+        opt.step(closure)
+        _rescale_lbfgs(opt, factor)
+        scale = factor
+        opt.step(closure)
+        return x.detach()
+
+    reference = run(1.0)
+    # mid-run (not yet at the minimum), so the stored pairs matter
+    assert not torch.allclose(reference, torch.ones(4, dtype=torch.float64), atol=1e-3)
+    for factor in (1e-6, 1e5):
+        torch.testing.assert_close(run(factor), reference, rtol=1e-9, atol=1e-12)
+
+
+def test_lbfgs_keeps_its_curvature_pairs_when_the_loss_falls_by_orders_of_magnitude(monkeypatch):
+    """torch drops pairs with yᵀs ≤ 1e-10 (absolute): without rescaling the loss it sees, this float64 run
+    stalls at ~1e-6; with it the loss keeps falling."""
+    import sciml.pinn.trainer as trainer_module
+
+    problem = pde.get("legendre")
+    config = TrainConfig(adam_iterations=200, lbfgs_iterations=600, lr=3e-3, n_residual=128, resample_every=0,
+                         eval_every=100, dtype="float64")  # fmt: skip
+
+    def final_loss() -> float:
+        g = torch.Generator().manual_seed(0)
+        net = PINN(1, 1, hidden=(16, 16), lower=(-1.0,), upper=(1.0,), generator=g)
+        result = Trainer(problem, Constrained(net, problem.constraint), config).fit(progress=False)
+        assert result.iterations == 800
+        return result.history[-1]["loss"]
+
+    rescaled = final_loss()
+    monkeypatch.setattr(trainer_module, "_LBFGS_RESCALE_BELOW", 0.0)
+    unscaled = final_loss()
+    assert rescaled < 0.1 * unscaled, (rescaled, unscaled)
+
+
+def test_resume_is_exact_across_lbfgs_loss_rescalings(tmp_path, monkeypatch):
+    """The L-BFGS loss scale and its rescaled memory are part of the checkpoint."""
+    import sciml.pinn.trainer as trainer_module
+
+    calls = []
+    rescale = trainer_module._rescale_lbfgs
+    monkeypatch.setattr(trainer_module, "_rescale_lbfgs", lambda opt, f: calls.append(f) or rescale(opt, f))
+    problem, _, config = _small(
+        adam_iterations=20,
+        lbfgs_iterations=200,
+        resample_every=0,
+        checkpoint_every=60,
+        dtype="float64",
+        lr=3e-3,
+    )
+    straight = build_model(problem, "pinn", seed=0)
+    Trainer(problem, straight, config, checkpoint=tmp_path / "a.pt").fit(progress=False)
+    assert len(calls) >= 2
+
+    class Interrupted(Trainer):
+        def loss(self, points):
+            path = tmp_path / "b.pt"
+            if path.exists() and torch.load(path, weights_only=True)["iteration"] == 120:
+                raise KeyboardInterrupt
+            return super().loss(points)
+
+    with pytest.raises(KeyboardInterrupt):
+        Interrupted(problem, build_model(problem, "pinn", seed=0), config, checkpoint=tmp_path / "b.pt").fit(
+            progress=False
+        )
+    calls.clear()
+    resumed = build_model(problem, "pinn", seed=1)
+    Trainer(problem, resumed, config, checkpoint=tmp_path / "b.pt").fit(progress=False, resume=True)
+    assert calls, "no rescaling after the resume: the test would not cover it"
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
