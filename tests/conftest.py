@@ -76,3 +76,23 @@ def crash_at_epoch():
             yield
 
     return crash
+
+
+@pytest.fixture
+def interrupted_trainer():
+    """``interrupted_trainer(checkpoint, iteration)``: a ``Trainer`` subclass whose loss raises
+    ``KeyboardInterrupt`` once ``checkpoint`` holds the state of ``iteration`` (a run stopped by hand right
+    after that checkpoint, to test ``resume``)."""
+    from sciml.pinn import Trainer
+
+    def make(checkpoint, iteration: int):
+        class Interrupted(Trainer):
+            def loss(self, points):
+                if checkpoint.exists():
+                    if torch.load(checkpoint, weights_only=True)["iteration"] == iteration:
+                        raise KeyboardInterrupt
+                return super().loss(points)
+
+        return Interrupted
+
+    return make

@@ -177,17 +177,12 @@ def test_nan_loss_stops_training_with_a_clear_message(tmp_path):
         trainer.fit(progress=False)
 
 
-def test_resume_continues_exactly_through_adam_and_lbfgs(tmp_path):
+def test_resume_continues_exactly_through_adam_and_lbfgs(tmp_path, interrupted_trainer):
     problem, _, config = _small(adam_iterations=6, lbfgs_iterations=6, resample_every=3, checkpoint_every=4)
     straight = build_model(problem, "pinn", seed=0)
     Trainer(problem, straight, config, checkpoint=tmp_path / "a.pt").fit(progress=False)
 
-    class Interrupted(Trainer):
-        def loss(self, points):
-            path = tmp_path / "b.pt"
-            if path.exists() and torch.load(path, weights_only=True)["iteration"] == 8:
-                raise KeyboardInterrupt  # inside the L-BFGS phase, after the checkpoint at iteration 8
-            return super().loss(points)
+    Interrupted = interrupted_trainer(tmp_path / "b.pt", 8)  # inside the L-BFGS phase
 
     first = build_model(problem, "pinn", seed=0)
     with pytest.raises(KeyboardInterrupt):
@@ -232,17 +227,12 @@ def test_device_option_cpu_auto_and_a_clear_error_without_cuda(monkeypatch, tmp_
     assert main(["bench", "pde", "--quick", "--problems", "legendre", "--device", "cuda", "--out", out]) == 2
 
 
-def test_checkpoints_hold_cpu_tensors_and_resume_under_another_device_setting(tmp_path):
+def test_checkpoints_hold_cpu_tensors_and_resume_under_another_device_setting(tmp_path, interrupted_trainer):
     problem, _, config = _small(adam_iterations=6, lbfgs_iterations=4, resample_every=3, checkpoint_every=4)
     straight = build_model(problem, "pig", seed=0)
     Trainer(problem, straight, config, checkpoint=tmp_path / "a.pt").fit(progress=False)
 
-    class Interrupted(Trainer):
-        def loss(self, points):
-            path = tmp_path / "b.pt"
-            if path.exists() and torch.load(path, weights_only=True)["iteration"] == 4:
-                raise KeyboardInterrupt  # in the Adam phase, after the checkpoint at iteration 4
-            return super().loss(points)
+    Interrupted = interrupted_trainer(tmp_path / "b.pt", 4)  # in the Adam phase
 
     with pytest.raises(KeyboardInterrupt):
         Interrupted(problem, build_model(problem, "pig", seed=0), config, checkpoint=tmp_path / "b.pt").fit(
@@ -633,7 +623,7 @@ def test_lbfgs_keeps_its_curvature_pairs_when_the_loss_falls_by_orders_of_magnit
     assert rescaled < 0.1 * unscaled, (rescaled, unscaled)
 
 
-def test_resume_is_exact_across_lbfgs_loss_rescalings(tmp_path, monkeypatch):
+def test_resume_is_exact_across_lbfgs_loss_rescalings(tmp_path, monkeypatch, interrupted_trainer):
     """The L-BFGS loss scale and its rescaled memory are part of the checkpoint."""
     import sciml.pinn.trainer as trainer_module
 
@@ -652,12 +642,7 @@ def test_resume_is_exact_across_lbfgs_loss_rescalings(tmp_path, monkeypatch):
     Trainer(problem, straight, config, checkpoint=tmp_path / "a.pt").fit(progress=False)
     assert len(calls) >= 2
 
-    class Interrupted(Trainer):
-        def loss(self, points):
-            path = tmp_path / "b.pt"
-            if path.exists() and torch.load(path, weights_only=True)["iteration"] == 120:
-                raise KeyboardInterrupt
-            return super().loss(points)
+    Interrupted = interrupted_trainer(tmp_path / "b.pt", 120)
 
     with pytest.raises(KeyboardInterrupt):
         Interrupted(problem, build_model(problem, "pinn", seed=0), config, checkpoint=tmp_path / "b.pt").fit(

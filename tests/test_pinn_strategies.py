@@ -123,7 +123,7 @@ STRATEGIES = dict(
 )  # fmt: skip
 
 
-def test_all_strategies_train_and_resume_bit_for_bit(tmp_path, heat_problem):
+def test_all_strategies_train_and_resume_bit_for_bit(tmp_path, heat_problem, interrupted_trainer):
     problem = heat_problem()
     config = TrainConfig(
         adam_iterations=80, lbfgs_iterations=0, lr=1e-2, n_residual=128, n_condition=32, resample_every=10,
@@ -138,12 +138,7 @@ def test_all_strategies_train_and_resume_bit_for_bit(tmp_path, heat_problem):
     assert set(trainer._balance.factors.values()) != {1.0}
     assert "loss_preconditioned" in result.history[-1]
 
-    class Interrupted(Trainer):
-        def loss(self, points):
-            path = tmp_path / "b.pt"
-            if path.exists() and torch.load(path, weights_only=True)["iteration"] == 40:
-                raise KeyboardInterrupt
-            return super().loss(points)
+    Interrupted = interrupted_trainer(tmp_path / "b.pt", 40)
 
     with pytest.raises(KeyboardInterrupt):
         Interrupted(problem, _model(), config, checkpoint=tmp_path / "b.pt").fit(progress=False)

@@ -15,8 +15,8 @@ of them and L-BFGS stalls (a float64 Legendre PINN stopped at loss 1.6e-7, 1130 
 So the loss L-BFGS sees is rescaled to 1 when the phase starts and, in float64, again whenever it has fallen
 below 1e-2 of that, with the stored pairs rescaled alike (the iterates do not depend on the scale otherwise).
 float32 runs keep the one rescaling at the start: their losses do not fall far enough for the threshold to
-matter (a Poisson run dropped 21 of its 3998 pairs), and rescaling them again would only
-changes their rounding.
+matter (a Poisson run dropped 21 of its 3998 pairs), and rescaling them again would only change their
+rounding.
 
 With ``time_windows = K > 1`` (time-marching, :mod:`sciml.pinn.strategies`) the run trains ``K`` copies of
 the model one time window after the other, each on its share of the iterations, and the trained model is
@@ -945,6 +945,7 @@ class Trainer:
                     with torch.no_grad():
                         lbfgs_scale = 1.0 / max(float(self.loss(points)[0]), 1e-30)
                 last, non_finite = {}, 0
+                rescale_below = _LBFGS_RESCALE_BELOW if self.dtype == torch.float64 else 0.0
 
                 def closure() -> torch.Tensor:
                     opt.zero_grad(set_to_none=True)
@@ -972,8 +973,7 @@ class Trainer:
                     group["max_iter"], group["max_eval"] = chunk, chunk * 25
                     state = opt.state[opt._params[0]]
                     scaled_loss = state.get("prev_loss")
-                    wide = self.dtype == torch.float64
-                    if wide and scaled_loss is not None and 0 < scaled_loss < _LBFGS_RESCALE_BELOW:
+                    if scaled_loss is not None and 0 < scaled_loss < rescale_below:
                         _rescale_lbfgs(opt, 1.0 / scaled_loss)
                         lbfgs_scale /= scaled_loss
                     before = state.get("n_iter", 0)
