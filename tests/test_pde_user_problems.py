@@ -1,7 +1,10 @@
 """Users' own PDE problems: conditions on boundary parts of any geometry, hard constraints built from the
 conditions, training without a known solution and references given later."""
 
+import json
 import math
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -101,6 +104,38 @@ def test_hard_constraints_from_conditions_on_any_domain():
             assert torch.isfinite(problem.residual_of(model, inside)).all()
     with pytest.raises(ValueError, match="predicate"):
         _problem(Disk(), (Dirichlet(on=lambda x: x[:, 0] > 0),), constraint="auto")
+
+
+def test_polygon_hard_dirichlet_beside_a_neumann_edge_trains():
+    # a Neumann edge next to hard Dirichlet edges: the trimmed distance of an edge at a point on that edge
+    # is √0, whose derivative is infinite; it once put NaN into the Neumann loss's gradient at iteration 0
+    # (the edge's distance was computed though the edge is not selected)
+    square = pde.Polygon([(0, 0), (1, 0), (1, 1), (0, 1)])  # edges y = 0, x = 1, y = 1, x = 0
+    exact = lambda x: torch.sin(math.pi * x[:, 0]) * torch.sin(math.pi * x[:, 1])  # noqa: E731
+    problem = PDEProblem(
+        name="square-mixed",
+        domain=square,
+        fields=("u",),
+        residual=lambda x, d, p: d["u_xx"] + d["u_yy"] + 2 * math.pi**2 * exact(x),
+        conditions=(
+            Dirichlet(on=("edge0", "edge2", "edge3")),
+            Neumann(value=lambda x: -math.pi * torch.sin(math.pi * x[:, 1]), on="edge1"),
+        ),
+        exact=exact,
+        test_shape=(21, 21),
+        constraint="auto",
+    )
+    g = torch.Generator().manual_seed(0)
+    for engine in ("jet", "autograd"):
+        model = Constrained(PINN(2, 1, (16, 16), generator=g), problem.constraint)
+        trainer = Trainer(problem, model, TrainConfig(n_residual=256, n_condition=64, engine=engine))
+        total, terms = trainer.loss(trainer.sample())
+        total.backward()
+        assert set(terms) == {"residual", "neumann"}
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    config = TrainConfig(adam_iterations=0, lbfgs_iterations=800, n_residual=256, n_condition=64)
+    result = Trainer(problem, model, config).fit(progress=False)
+    assert result.rel_l2 < 1e-2, result.rel_l2
 
 
 def test_hard_constraint_with_an_initial_value_in_space_time():
@@ -333,3 +368,119 @@ def test_boundary_interpolation_keeps_its_derivatives_in_float32():
     v64, xx64, yy64 = _second_derivatives(two.constraint.particular, x.double())
     assert torch.allclose(v32.double(), v64, atol=1e-6)
     assert torch.allclose((xx32 + yy32).double(), xx64 + yy64, rtol=1e-2, atol=1e-2)
+
+
+def _disk_problem(value=0.0, **kw):
+    return _problem(Disk(), (Dirichlet(value=value),), **kw)
+
+
+def test_replace_builds_an_auto_constraint_again():
+    problem = _disk_problem(constraint="auto")
+    x = torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    moved = problem.replace(conditions=(Dirichlet(value=1.0),))
+    assert torch.allclose(moved.constraint.particular(x), torch.ones(2, 1, dtype=torch.float64))
+    bigger = problem.replace(domain=Disk(radius=2.0))
+    assert bigger.constraint.factor(torch.tensor([[1.5, 0.0]])).item() > 0.1  # not pinned at r = 1
+    assert problem.replace(params={"k": 1.0}).constraint_from_conditions
+    assert problem.replace(constraint=None).constraint is None
+
+
+def test_replace_refuses_to_keep_a_hand_written_constraint_for_other_data():
+    burgers = pde.get("burgers")
+    other = (InitialValue(value=lambda x: 0.5 * torch.sin(math.pi * x[:, 0])), Dirichlet(value=0.0))
+    with pytest.raises(ValueError, match=r"conditions \['dirichlet', 'initial'\].*constraint="):
+        burgers.replace(conditions=other)
+    with pytest.raises(ValueError, match="domain"):
+        burgers.replace(domain=Box(("x", "t"), (-2.0, 0.0), (2.0, 1.0), time="t"))
+    assert burgers.replace(params={"nu": 0.01}).constraint is burgers.constraint  # data unchanged
+    assert burgers.replace(conditions=other, constraint=None).constraint is None
+    assert burgers.replace(conditions=other, constraint="auto").constraint_from_conditions
+
+
+def test_constraint_argument_is_checked():
+    with pytest.raises(ValueError, match="'auto'"):
+        _disk_problem(constraint="Auto")
+    with pytest.raises(TypeError, match="HardConstraint"):
+        _disk_problem(constraint=1.0)
+
+
+def test_fingerprint_probes_the_functions_and_is_the_same_in_another_process():
+    base = lshape_poisson(constraint="auto").fingerprint()
+    assert base == lshape_poisson(constraint="auto").fingerprint()
+    code = (
+        "import json; from sciml.problems.pde.examples import lshape_poisson; "
+        "print(json.dumps(lshape_poisson(constraint='auto').fingerprint()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == json.loads(json.dumps(base))
+    problem = _disk_problem()
+    changed = [
+        problem.replace(residual=lambda x, d, p: d["u_xx"] - d["u_yy"]),
+        problem.replace(conditions=(Dirichlet(value=lambda x: x[:, 0]),)),
+        problem.replace(domain=Disk(radius=2.0)),
+        problem.replace(params={"k": 2.0}),
+        problem.replace(constraint="auto"),
+    ]
+    prints = [problem.fingerprint()] + [p.fingerprint() for p in changed]
+    assert all(prints[i] != prints[j] for i in range(len(prints)) for j in range(i))
+
+
+def test_resume_refuses_a_checkpoint_of_another_problem_with_the_same_name(tmp_path):
+    checkpoint = tmp_path / "run.pt"
+    config = TrainConfig(adam_iterations=5, n_residual=32, n_condition=16, checkpoint_every=5)
+    for value, resume in ((0.0, False), (0.0, True)):  # the same problem resumes
+        model = PINN(2, 1, (8,), generator=torch.Generator().manual_seed(0))
+        Trainer(_disk_problem(value), model, config, checkpoint=checkpoint).fit(progress=False, resume=resume)
+    model = PINN(2, 1, (8,), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"another run \(differs in \['problem'\]\)"):
+        Trainer(_disk_problem(1.0), model, config, checkpoint=checkpoint).fit(progress=False, resume=True)
+
+
+def test_bad_problem_data_get_errors_that_say_what_to_do():
+    with pytest.raises(TypeError, match="`value` must be a number or a function"):
+        _problem(Disk(), (Dirichlet(value="1.0"),))
+    with pytest.raises(ValueError, match="`alpha` must be finite"):
+        _problem(Disk(), (Robin(alpha=math.inf),))
+    with pytest.raises(ValueError, match="self-intersecting"):
+        pde.Polygon([(0, 0), (2, 2), (2, 0), (0, 1)])  # a bow tie
+    model = PINN(2, 1, (8,))
+    with pytest.raises(ValueError, match="every loss term has weight 0"):
+        Trainer(_disk_problem(), model, TrainConfig(weights={"residual": 0, "dirichlet": 0}))
+    missing = _disk_problem().replace(residual=lambda x, d, p: d["u_xx"] + p["k"])
+    with pytest.raises(ValueError, match=r"params\['k'\], which the problem does not define"):
+        Trainer(missing, model, TrainConfig())
+    from sciml.pinn import TrainingDiverged
+
+    with pytest.raises(ValueError, match="`value` must be finite"):
+        _problem(Disk(), (Dirichlet(value=math.nan),))
+    nan_data = _problem(Disk(), (Dirichlet(value=lambda x: torch.sqrt(x[:, 0] - 2)),))  # NaN everywhere
+    with pytest.raises(TrainingDiverged, match="at the initial parameters"):
+        Trainer(nan_data, model, TrainConfig(adam_iterations=2, n_residual=16)).fit(progress=False)
+
+
+def test_cli_trains_a_users_own_problem_from_a_file(tmp_path):
+    from sciml.pinn import cli
+
+    (tmp_path / "mine.py").write_text(
+        "import sciml.problems.pde as pde\n"
+        "def disk():\n"
+        "    return pde.PDEProblem(name='mine', domain=pde.Disk(), fields=('u',),\n"
+        "        residual=lambda x, d, p: d['u_xx'] + d['u_yy'] + 4.0, conditions=(pde.Dirichlet(),),\n"
+        "        exact=lambda x: 1 - (x**2).sum(1), test_shape=(21, 21))\n"
+        "NOT_A_FUNCTION = 1\n"
+    )
+    parser = __import__("argparse").ArgumentParser()
+    cli.add_arguments(parser)
+    out = tmp_path / "run"
+    spec = f"{tmp_path / 'mine.py'}:disk"
+    args = parser.parse_args(["--problem", spec, "--iterations", "3", "--no-progress", "--out", str(out)])
+    assert cli.main(args) == 0
+    assert json.loads((out / "metrics.json").read_text())["problem"] == "mine"
+    for bad, message in ((":nope", "defines no function 'nope'"), (":NOT_A_FUNCTION", "no function")):
+        args = parser.parse_args(["--problem", str(tmp_path / "mine.py") + bad, "--out", str(out)])
+        with pytest.raises(ValueError, match=message):
+            cli.main(args)
+    args = parser.parse_args(["--problem", spec, "--resume", "--out", str(tmp_path / "new")])
+    with pytest.raises(ValueError, match="does not exist"):
+        cli.main(args)
+    assert not (tmp_path / "new").exists()  # --resume without a checkpoint creates nothing

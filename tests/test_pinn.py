@@ -173,7 +173,17 @@ def test_nan_loss_stops_training_with_a_clear_message(tmp_path):
     problem, model, config = _small()
     poisoned = problem.replace(residual=lambda x, d, p: d["y"] * torch.where(d["x"] > 2, 1.0, float("nan")))
     trainer = Trainer(poisoned, model, config, checkpoint=tmp_path / "ck.pt")
-    with pytest.raises(TrainingDiverged, match=r"iteration 0 \(adam\).*residual.*learning rate"):
+    # NaN before any update: the data are at fault, not the learning rate
+    with pytest.raises(TrainingDiverged, match=r"initial parameters \(iteration 0.*residual.*square root"):
+        trainer.fit(progress=False)
+    calls = []
+
+    def later(x, d, p):  # finite for the first losses, then NaN: training diverged
+        calls.append(1)
+        return d["y_xx"] + (float("nan") if len(calls) > 3 else 0.0)
+
+    trainer = Trainer(problem.replace(residual=later), model, config)
+    with pytest.raises(TrainingDiverged, match=r"iteration [1-9]\d* \(adam\).*residual.*learning rate"):
         trainer.fit(progress=False)
 
 

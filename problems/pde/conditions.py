@@ -94,6 +94,17 @@ class Condition:
             raise ValueError(
                 f"condition {self.name!r}: unknown field {self.field!r}; fields are {tuple(fields)}"
             )
+        for attr in ("value", "alpha", "beta"):
+            v = getattr(self, attr, None)
+            if v is None or callable(v):
+                continue
+            if isinstance(v, (bool, str)) or not isinstance(v, (int, float, np.floating, np.integer)):
+                raise TypeError(
+                    f"condition {self.name!r}: `{attr}` must be a number or a function of the points "
+                    f"(n, ndim) -> (n,), got {type(v).__name__} {v!r}"
+                )
+            if not np.isfinite(v):
+                raise ValueError(f"condition {self.name!r}: `{attr}` must be finite, got {v!r}")
 
     def key(self, fields: Sequence[str], letters: str = "") -> str:
         """The look-up key of this condition's field, with derivative ``letters``."""

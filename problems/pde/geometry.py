@@ -125,6 +125,33 @@ def _r_or(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a + b + torch.sqrt(a * a + b * b)
 
 
+def _crossing_edges(v: np.ndarray) -> tuple[int, int] | None:
+    """The first pair of non-adjacent edges of the closed polygon ``v`` that touch or cross, else None."""
+    m = len(v)
+    w = np.roll(v, -1, axis=0)
+
+    def orient(p, q, r) -> float:
+        return float((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]))
+
+    def on_segment(p, q, r) -> bool:  # r on segment pq, given that the three are collinear
+        return min(p[0], q[0]) <= r[0] <= max(p[0], q[0]) and min(p[1], q[1]) <= r[1] <= max(p[1], q[1])
+
+    scale = float(np.abs(v).max()) or 1.0
+    tol = 1e-12 * scale**2
+    for i in range(m):
+        for j in range(i + 2, m):
+            if i == 0 and j == m - 1:  # adjacent through vertex 0
+                continue
+            a, b, c, d = v[i], w[i], v[j], w[j]
+            o1, o2, o3, o4 = orient(a, b, c), orient(a, b, d), orient(c, d, a), orient(c, d, b)
+            if o1 * o2 < -(tol**2) and o3 * o4 < -(tol**2):
+                return i, j
+            for o, p, q, r in ((o1, a, b, c), (o2, a, b, d), (o3, c, d, a), (o4, c, d, b)):
+                if abs(o) <= tol and on_segment(p, q, r):
+                    return i, j
+    return None
+
+
 def _r_equivalence(parts: Sequence[torch.Tensor]) -> torch.Tensor:
     """``1 / Σ 1/φᵢ``: zero where any ``φᵢ ≥ 0`` vanishes, ≈ the nearest ``φᵢ`` near it (m = 1).
 
@@ -317,6 +344,9 @@ class Geometry:
     ) -> torch.Tensor:
         """``n`` points uniformly on the boundary, or on its part ``on`` (see :meth:`normal` for normals).
 
+        A boundary made of points (an interval's two ends, a box face in one dimension) gives each point
+        once, whatever ``n`` is.
+
         Raises:
             ValueError: a bad ``n``, an unknown part, or a predicate that selects (almost) nothing.
         """
@@ -480,7 +510,7 @@ class Polygon(Geometry):
         names: the two coordinate names.
 
     Raises:
-        ValueError: fewer than 3 vertices, non-finite ones, or zero area.
+        ValueError: fewer than 3 vertices, non-finite ones, zero area, or edges that cross.
     """
 
     def __init__(self, vertices: Sequence[Sequence[float]], names: Sequence[str] = ("x", "y")) -> None:
@@ -502,6 +532,12 @@ class Polygon(Geometry):
         self._lengths = np.linalg.norm(w - v, axis=1)
         if np.any(self._lengths == 0):
             raise ValueError("`vertices` has repeated consecutive points")
+        crossing = _crossing_edges(v)
+        if crossing is not None:
+            raise ValueError(
+                f"`vertices` make a self-intersecting polygon (edges {crossing[0]} and {crossing[1]} cross); "
+                "list the vertices in order around the boundary"
+            )
 
     def __repr__(self) -> str:
         return f"Polygon({self.vertices.tolist()})"
@@ -532,15 +568,26 @@ class Polygon(Geometry):
         near = self._segment_distance(x).min(dim=1).values <= _TOL * self.diameter
         return odd | near
 
-    def _trimmed(self, x: torch.Tensor) -> torch.Tensor:
-        """``(n, m)`` smooth trimmed distances to each edge (Sukumar & Srivastava 2022, eq. 8)."""
+    def _trimmed(self, x: torch.Tensor, indices: Sequence[int]) -> torch.Tensor:
+        """``(n, len(indices))`` smooth trimmed distances to the edges ``indices`` (Sukumar & Srivastava
+        2022, eq. 8).
+
+        Only the selected edges are computed, and the square roots are taken of values clamped to the
+        dtype's ``tiny``: the derivative of ``√v`` at ``v = 0`` is infinite, so an edge's distance at a point
+        on that edge would put 0 · ∞ = NaN into any gradient through it (a Neumann condition on an edge
+        beside hard Dirichlet edges did, even though that edge's column is not used).
+        """
         a, b = self._edges(x)
+        keep = torch.as_tensor(list(indices), dtype=torch.long, device=x.device)
+        a, b = a[keep], b[keep]
         ab = b - a
         length = ab.norm(dim=1)
         f = ((x[..., None, 0] - a[:, 0]) * ab[:, 1] - (x[..., None, 1] - a[:, 1]) * ab[:, 0]) / length
         centre = (a + b) / 2
         t = ((length / 2) ** 2 - ((x[:, None, :] - centre) ** 2).sum(-1)) / length
-        return torch.sqrt(f**2 + ((torch.sqrt(t**2 + f**4) - t) / 2) ** 2)
+        tiny = torch.finfo(x.dtype).tiny
+        beta = (torch.sqrt((t**2 + f**4).clamp_min(tiny)) - t) / 2
+        return torch.sqrt((f**2 + beta**2).clamp_min(tiny))
 
     def _smoothed(self, phi: torch.Tensor, indices: Sequence[int]) -> torch.Tensor:
         """R-equivalence of the edges ``indices`` with its vertex singularities removed.
@@ -556,19 +603,19 @@ class Polygon(Geometry):
         changes sign across the edges' extensions, ``φ`` does not), which no ``φ`` can remove: hard
         constraints add :meth:`corner_factor` there.
         """
-        value = _r_equivalence([phi[:, k] for k in indices])
-        selected = set(indices)
+        column = {k: j for j, k in enumerate(indices)}  # phi's column of edge k
+        value = _r_equivalence([phi[:, j] for j in range(len(column))])
         m = len(self.vertices)
         delta = _VERTEX_SMOOTHING * float(self._lengths.min())
         for k in range(m):
-            if k in selected and (k - 1) % m in selected:  # vertex k joins edges k − 1 and k
-                s = phi[:, k] + phi[:, (k - 1) % m]
+            if k in column and (k - 1) % m in column:  # vertex k joins edges k − 1 and k
+                s = phi[:, column[k]] + phi[:, column[(k - 1) % m]]
                 value = value * s / (s**4 + delta**4) ** 0.25
         return value
 
     def level(self, x: torch.Tensor) -> torch.Tensor:
-        phi = self._trimmed(x)
-        value = self._smoothed(phi, range(len(self.vertices)))
+        edges = range(len(self.vertices))
+        value = self._smoothed(self._trimmed(x, edges), edges)
         inside = self.inside(x) & (self._segment_distance(x).min(dim=1).values > _TOL * self.diameter)
         return torch.where(inside | (value == 0), value, -value)
 
@@ -630,7 +677,8 @@ class Polygon(Geometry):
         return torch.isin(nearest, keep)
 
     def _part_distance(self, x, names):
-        return self._smoothed(self._trimmed(x), self._named_indices(names))
+        edges = self._named_indices(names)
+        return self._smoothed(self._trimmed(x, edges), edges)
 
     def normal(self, x: torch.Tensor, on: Selector = None) -> torch.Tensor:
         a, b = self._edges(x)

@@ -34,6 +34,13 @@ __all__ = [
 Residual = Callable[[torch.Tensor, Derivatives, Mapping[str, Any]], torch.Tensor]
 
 
+def _stable_repr(value: Any) -> str:
+    """``repr`` without memory addresses: a function by its qualified name."""
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+    return repr(value)
+
+
 @dataclass(frozen=True)
 class HardConstraint:
     """An output transform that builds conditions into the model: ``u = particular(x) + factor(x) · N(x)``.
@@ -294,6 +301,8 @@ class PDEProblem:
     loss_weights: Mapping[str, float] = field(default_factory=dict)
     description: str = ""
     citation: str = ""
+    #: the constraint was built from the conditions (``"auto"``): :meth:`replace` builds it again
+    constraint_from_conditions: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -348,9 +357,19 @@ class PDEProblem:
             self.domain.axes(self.test_shape)  # validates the shape
         if self.exact is not None and self.test_shape is None:
             raise ValueError("a problem with an exact solution needs `test_shape` (its test grid)")
-        if self.constraint == "auto":
+        if isinstance(self.constraint, str):
+            if self.constraint != "auto":
+                raise ValueError(
+                    f"`constraint` takes a HardConstraint, None, or the string 'auto' (built from the "
+                    f"Dirichlet and initial-value conditions), got {self.constraint!r}"
+                )
             object.__setattr__(
                 self, "constraint", HardConstraint.from_conditions(self.domain, conditions, fields)
+            )
+            object.__setattr__(self, "constraint_from_conditions", True)
+        elif self.constraint is not None and not isinstance(self.constraint, HardConstraint):
+            raise TypeError(
+                f"`constraint` takes a HardConstraint, None or 'auto', got {type(self.constraint).__name__}"
             )
         if self.constraint is not None:
             missing = set(self.constraint.enforces) - set(names)
@@ -367,11 +386,43 @@ class PDEProblem:
     def replace(self, **changes: Any) -> PDEProblem:
         """A copy with some attributes changed (like Julia's ``remake``); validated again.
 
-        ``params`` given as a dict is merged into the current parameters (to drop one, build anew).
+        ``params`` given as a dict is merged into the current parameters (to drop one, build anew). A hard
+        constraint built from the conditions (``constraint="auto"``) is built again from the new domain and
+        conditions.
+
+        Raises:
+            ValueError: the changes move the domain, the fields or a condition that a hand-written hard
+                constraint builds in, without a new ``constraint`` (it would still impose the old data).
         """
         if "params" in changes:
             changes["params"] = {**self.params, **changes["params"]}
+        if "constraint" not in changes and self.constraint is not None:
+            if self.constraint_from_conditions:
+                changes["constraint"] = "auto"
+            else:
+                stale = self._constraint_moved_by(changes)
+                if stale:
+                    raise ValueError(
+                        f"replace() changes the {stale} that the hard constraint of {self.name!r} builds in, "
+                        "and the constraint would still impose the old ones: pass constraint= with one for "
+                        "the new problem, constraint='auto' to build it from the Dirichlet and initial-value "
+                        "conditions, or constraint=None to train with those conditions in the loss"
+                    )
         return dataclasses.replace(self, **changes)
+
+    def _constraint_moved_by(self, changes: Mapping[str, Any]) -> str:
+        """What of the data that the (hand-written) constraint builds in ``changes`` alters ('' if none)."""
+        moved = []
+        for key in ("domain", "fields"):
+            if key in changes and changes[key] != getattr(self, key):
+                moved.append(key)
+        if "conditions" in changes:
+            enforced = set(self.constraint.enforces)
+            old = {c.name: c for c in self.conditions if c.name in enforced}
+            new = {c.name: c for c in changes["conditions"] if c.name in enforced}
+            if old != new:
+                moved.append(f"conditions {sorted(enforced)}")
+        return " and ".join(moved)
 
     def condition(self, name: str) -> Condition:
         """The condition called ``name``.
@@ -419,6 +470,58 @@ class PDEProblem:
         """A condition's residual for any function ``fn`` at ``x`` (by autograd)."""
         d = AutogradDerivatives(fn, x, self.domain.names, self.fields)
         return condition.residual(self.domain, d.x, d, self.params)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What determines a solution of this problem, comparable across processes (checkpoints key on it).
+
+        Functions (the residual, condition data, the exact solution) cannot be compared by identity across
+        processes, so they are probed: their values for a fixed smooth test function at fixed points of
+        the domain and of each condition's boundary part, in float64, to 8 significant digits.
+
+        Returns:
+            A dict of strings, numbers and lists (JSON-like).
+        """
+        g = torch.Generator().manual_seed(0)
+        k = len(self.fields)
+        scale = torch.arange(1, self.domain.ndim + 1, dtype=torch.float64)
+
+        def smooth(x: torch.Tensor) -> torch.Tensor:  # a fixed test function, (n, k)
+            phase = 0.3 * torch.arange(k, dtype=x.dtype) + 0.1
+            wave = torch.sin(0.7 * (x * scale).sum(1, keepdim=True) + phase)
+            return wave + 0.2 * (x**2).sum(1, keepdim=True)
+
+        def probe(fn: Callable[[], torch.Tensor]) -> list[str] | str:
+            try:
+                values = fn().detach().reshape(-1)[:16]
+            except Exception as error:  # noqa: BLE001 — a probe that fails is part of the fingerprint
+                return f"raises {type(error).__name__}"
+            return [f"{float(v):.8g}" for v in values]
+
+        inside = self.domain.sample(6, g, dtype=torch.float64)
+        out: dict[str, Any] = {
+            "name": self.name,
+            "domain": repr(self.domain),
+            "fields": list(self.fields),
+            "params": {key: _stable_repr(v) for key, v in sorted(self.params.items())},
+            "loss_weights": dict(sorted(self.loss_weights.items())),
+            "constraint": None if self.constraint is None else self._constraint_probe(inside, probe),
+            "residual": probe(lambda: self.residual_of(smooth, inside)),
+            "exact": None if self.exact is None else probe(lambda: self.exact(inside)),
+        }
+        for c in self.conditions:
+
+            def condition(c: Condition = c) -> torch.Tensor:
+                x = c.sample(self.domain, 4, g, torch.float64)
+                return self.condition_residual_of(c, smooth, x)
+
+            out[f"condition {c.name}"] = [type(c).__name__, probe(condition)]
+        return out
+
+    def _constraint_probe(self, x: torch.Tensor, probe: Callable) -> list:
+        c = self.constraint
+        theta = {k: torch.tensor(float(v), dtype=torch.float64) for k, v in c.parameters.items()}
+        particular, factor = c.bind(theta or None)
+        return [sorted(c.enforces), probe(lambda: particular(x)), probe(lambda: factor(x))]
 
     def __repr__(self) -> str:
         return (

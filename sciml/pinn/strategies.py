@@ -484,6 +484,7 @@ def window_problems(
             exact=None,
             reference=None,
             test_shape=None,
+            constraint=problem.constraint,  # the first window keeps it as it is; later ones move it (below)
         )
         if k > 0:
             previous = models[k - 1]
