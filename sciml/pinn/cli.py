@@ -1,5 +1,6 @@
-"""``sciml pde``: train a PINN or a PIG on a problem of the PDE suite (``--reference FILE``: errors against
-points and values from a file, e.g. a finite-element solution).
+"""``sciml pde``: train a PINN or a PIG on a problem of the PDE suite, or on a user's own problem
+(``--problem FILE.py:FUNCTION``); ``--reference FILE``: errors against points and values from a file, e.g. a
+finite-element solution.
 
 Writes to ``--out``: ``metrics.json`` (final relative L2 error, iterations, wall time, parameters,
 history), ``fields.h5`` (test-grid axes, reference, prediction and error), ``fields.png`` (prediction /
@@ -11,17 +12,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from sciml.problems.pde import PDEProblem
 
 HELP = "train a PINN or PIG on a PDE problem (--list shows the problems)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--problem", help="problem name (see --list)")
+    parser.add_argument(
+        "--problem",
+        help="problem name (see --list), or FILE.py:FUNCTION, a function of yours that returns a PDEProblem",
+    )
     parser.add_argument("--model", choices=("pinn", "pig"), default="pig", help="default: %(default)s")
     parser.add_argument("--list", action="store_true", help="list the problems and exit")
     parser.add_argument(
@@ -183,6 +192,34 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
     save_figure(fig, path, dpi=110)
 
 
+def _load_problem(spec: str) -> PDEProblem:
+    """A registered problem by name, or ``FILE.py:FUNCTION``: a user's function that returns a problem.
+
+    Raises:
+        ValueError: an unknown name, a missing file or function, or a function that does not return a
+            ``PDEProblem``.
+    """
+    import sciml.problems.pde as pde
+
+    path, sep, function = spec.rpartition(":")
+    if not sep or not path.endswith(".py"):
+        return pde.get(spec)
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"--problem {spec}: no file {file}")
+    module_spec = importlib.util.spec_from_file_location(f"sciml_user_problem_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    factory = getattr(module, function, None)
+    if not callable(factory):
+        raise ValueError(f"--problem {spec}: {file} defines no function {function!r}")
+    problem = factory()
+    if not isinstance(problem, pde.PDEProblem):
+        kind = type(problem).__name__
+        raise ValueError(f"--problem {spec}: {function}() returned {kind}, not a PDEProblem")
+    return problem
+
+
 def main(args: argparse.Namespace) -> int:
     import sciml.problems.pde as pde
     from sciml.checkpoint import check_writable_dir, write_json
@@ -204,7 +241,7 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError(f"--threads must be ≥ 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     device = resolve_device(getattr(args, "device", "cpu"), "--device")
-    problem = pde.get(args.problem)
+    problem = _load_problem(args.problem)
     settings = preset(problem.name)
     config = _split(settings.config(args.budget, args.model), args.iterations, args.adam, args.lbfgs)
     if args.time_windows is not None:
@@ -214,12 +251,13 @@ def main(args: argparse.Namespace) -> int:
     config = dataclasses.replace(
         config, seed=args.seed, device=str(device), **({"dtype": args.dtype} if args.dtype else {})
     )
-    out = check_writable_dir(args.out or f"runs/pde-{problem.name}-{args.model}")
-    if args.resume and not (out / "checkpoint.pt").exists():
+    out = Path(args.out or f"runs/pde-{problem.name}-{args.model}")
+    if args.resume and not (out / "checkpoint.pt").exists():  # checked before the directory is created
         raise ValueError(
             f"--resume: {out / 'checkpoint.pt'} does not exist; drop --resume to train from scratch "
             "or pass the --out directory of an earlier run"
         )
+    out = check_writable_dir(out)
     if args.budget == "quick" and args.iterations is None and args.adam is None and args.lbfgs is None:
         print(
             f"sciml pde: --budget quick is a smoke run ({config.iterations} iterations) that checks the "

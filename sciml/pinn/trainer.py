@@ -31,6 +31,7 @@ loss stops training with :class:`TrainingDiverged` naming the iteration and the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -181,6 +182,16 @@ def _rescale_lbfgs(opt: torch.optim.LBFGS, factor: float) -> None:
         state["prev_flat_grad"] = state["prev_flat_grad"] * factor
     if state.get("prev_loss") is not None:
         state["prev_loss"] = state["prev_loss"] * factor
+
+
+class _ProbeParams(dict):
+    """The coefficients as the residual's first trial run sees them: a missing name says what to do."""
+
+    def __missing__(self, key):
+        raise KeyError(
+            f"params[{key!r}], which the problem does not define (its params: {sorted(self)}); add it with "
+            f"PDEProblem(..., params={{{key!r}: ...}}) or problem.replace(params={{{key!r}: ...}})"
+        )
 
 
 class TrainingDiverged(FloatingPointError):
@@ -470,6 +481,11 @@ class Trainer:
             )
             terms.add("preconditioned")
             self.weights["preconditioned"] = float(self.config.preconditioned)
+        if not any(self.weights.values()):
+            raise ValueError(
+                f"every loss term has weight 0 ({self.weights}): nothing would be trained; give the residual "
+                "or a condition a positive weight in TrainConfig(weights=...) or the problem's loss_weights"
+            )
         self.counts = {
             c.name: int(self.config.condition_points.get(c.name, self.config.n_condition))
             for c in self.conditions
@@ -558,8 +574,9 @@ class Trainer:
         keys: dict[str, set] = {}
         x = domain.sample(n, g, dtype=self.dtype).to(self.device)
         d = AutogradDerivatives(self.model, x, domain.names, problem.fields)
+        params = _ProbeParams(self.params())
         try:
-            r = problem.residual(d.x, d, self.params())
+            r = problem.residual(d.x, d, params)
         except KeyError as exc:
             raise ValueError(f"{problem.name}: the residual looks up {exc.args[0]}") from exc
         allowed = {(n,), (n, problem.n_equations)} | ({(n, 1)} if problem.n_equations == 1 else set())
@@ -574,7 +591,7 @@ class Trainer:
             xc = c.sample(domain, 4, g, self.dtype).to(self.device)
             dc = AutogradDerivatives(self.model, xc, domain.names, problem.fields)
             try:
-                rc = c.residual(domain, dc.x, dc, self.params())
+                rc = c.residual(domain, dc.x, dc, params)
             except KeyError as exc:
                 raise ValueError(f"{problem.name}: condition {c.name!r} looks up {exc.args[0]}") from exc
             if not torch.is_tensor(rc) or rc.ndim != 1:
@@ -702,8 +719,14 @@ class Trainer:
         inside = domain.inside(torch.as_tensor(points, dtype=torch.float64)).cpu().numpy()
         if not inside.any():
             raise ValueError(f"`reference`: none of its {points.shape[0]} points lies inside the domain")
-        if not np.isfinite(values[inside]).all():
-            raise ValueError("`reference` has non-finite values inside the domain")
+        bad = inside & ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            first = dict(zip(domain.names, points[bad][0].tolist()))
+            raise ValueError(
+                f"the reference (or the problem's `exact`) has non-finite values at {int(bad.sum())} of its "
+                f"{int(inside.sum())} points in the domain, e.g. at {first}; a callable that rounds to a "
+                "tiny negative number under a square root on the boundary needs a clamp there"
+            )
         if grid is not None:
             masked = np.where(inside[:, None], grid.flat_values(), np.nan).reshape(grid.values.shape)
             grid = dataclasses.replace(grid, values=masked)
@@ -747,9 +770,15 @@ class Trainer:
         return values.reshape(self.reference.values.shape)
 
     # ----------------------------------------------------------------- checkpoints
+    @functools.cached_property
+    def _problem_fingerprint(self) -> dict[str, Any]:
+        # not just the name: a checkpoint of another problem of the same name (a user's replace(...)) must
+        # not resume; computed once, when a checkpoint is written or read
+        return self.problem.fingerprint()
+
     def _fingerprint(self) -> dict[str, Any]:
         return {
-            "problem": self.problem.name,
+            "problem": self._problem_fingerprint,
             "model": type(self.model).__name__,
             "params": self._n_params,
             "config": {k: v for k, v in self.config.to_dict().items() if k != "device"},
@@ -792,6 +821,14 @@ class Trainer:
             bad = [k for k, v in terms.items() if not torch.isfinite(v)] or ["(weighted sum)"]
             where = f"; the last checkpoint is {self.checkpoint}" if self.checkpoint else ""
             when = f"iteration {iteration}" if since is None else f"iterations {max(since, 0)}–{iteration}"
+            if iteration == 0 and since is None:  # nothing has been trained yet: the data are at fault
+                raise TrainingDiverged(
+                    f"{self.problem.name}: the loss is {float(total.detach())} at the initial parameters "
+                    f"(iteration 0, before any update); non-finite terms: {', '.join(bad)}. Check that the "
+                    "residual, the condition values and the hard constraint are finite at every point of "
+                    "the domain and its boundary (a square root or logarithm of a negative number, a "
+                    "division by zero, a NaN in the data)"
+                )
             raise TrainingDiverged(
                 f"{self.problem.name}: the loss became {float(total.detach())} at {when} "
                 f"({phase}); "
