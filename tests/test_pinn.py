@@ -664,3 +664,70 @@ def test_resume_is_exact_across_lbfgs_loss_rescalings(tmp_path, monkeypatch, int
     assert calls, "no rescaling after the resume: the test would not cover it"
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------------ tail averaging
+def test_tail_average_is_the_mean_of_the_counted_iterates():
+    from sciml.pinn.strategies import TailAverage
+
+    p = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    average = TailAverage([p], start=10)
+    seen = []
+    for iteration, value in ((5, 9.0), (10, 1.0), (10, 7.0), (20, 2.0), (30, 6.0)):
+        with torch.no_grad():
+            p.fill_(value)
+        average.add(iteration)
+        if iteration >= 10 and iteration not in [i for i, _ in seen]:
+            seen.append((iteration, value))
+    assert average.count == 3  # before the start and a repeated iteration do not count
+    average.apply()
+    torch.testing.assert_close(p, torch.full((3,), (1.0 + 2.0 + 6.0) / 3, dtype=torch.float64))
+
+
+def test_average_last_averages_the_period_ends_and_leaves_training_unchanged():
+    problem, _, _ = _small()
+    config = TrainConfig(adam_iterations=20, lbfgs_iterations=20, n_residual=32, n_condition=8,
+                         resample_every=5, eval_every=10)  # fmt: skip
+    plain = build_model(problem, "pinn", seed=0)
+    ends = {}
+
+    class Recording(Trainer):  # the parameters at each resampling (the end of a period)
+        def _adapt(self, points):
+            ends[len(ends)] = [p.detach().clone() for p in self._trainable()]
+            return super()._adapt(points)
+
+    Recording(problem, plain, config).fit(progress=False)
+    averaged = build_model(problem, "pinn", seed=0)
+    result = Trainer(problem, averaged, config.replace(average_last=0.25)).fit(progress=False)
+    # the last 10 of 40 iterations: the ends of the periods at 30 and 35, and the last iterate (40)
+    last = [p.detach() for p in plain.parameters()]
+    expected = [(a + b + c) / 3 for a, b, c in zip(ends[6], ends[7], last)]
+    for got, want in zip(averaged.parameters(), expected):
+        torch.testing.assert_close(got.detach(), want, rtol=1e-6, atol=1e-7)
+    assert result.history[-1]["phase"] == "average" and result.history[-2]["phase"] == "lbfgs"
+    assert result.rel_l2 == result.history[-1]["rel_l2"]
+    assert "averaged over the ends of 3 resampling periods (iterations 30–40)" in result.message
+    with pytest.raises(ValueError, match="resample_every=0"):
+        TrainConfig(average_last=0.2, resample_every=0)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        TrainConfig(average_last=1.0)
+
+
+def test_resume_with_tail_averaging_is_exact(tmp_path, interrupted_trainer):
+    problem, _, config = _small(adam_iterations=6, lbfgs_iterations=6, resample_every=2, checkpoint_every=4,
+                                average_last=0.75)  # fmt: skip
+    straight = build_model(problem, "pinn", seed=0)
+    Trainer(problem, straight, config, checkpoint=tmp_path / "a.pt").fit(progress=False)
+    Interrupted = interrupted_trainer(tmp_path / "b.pt", 8)  # after some iterates were counted
+    with pytest.raises(KeyboardInterrupt):
+        Interrupted(problem, build_model(problem, "pinn", seed=0), config, checkpoint=tmp_path / "b.pt").fit(
+            progress=False
+        )
+    resumed = build_model(problem, "pinn", seed=1)
+    Trainer(problem, resumed, config, checkpoint=tmp_path / "b.pt").fit(progress=False, resume=True)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    again = Trainer(problem, resumed, config, checkpoint=tmp_path / "b.pt").fit(progress=False, resume=True)
+    assert [h["phase"] for h in again.history].count("average") == 1  # a finished run is not averaged twice
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

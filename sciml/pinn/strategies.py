@@ -1,9 +1,9 @@
 """Training strategies of the trainer: causal weighting, residual-based adaptive resampling, loss balancing,
-time-marching, a preconditioned residual.
+time-marching, a preconditioned residual, tail averaging.
 
 The first four are from the list in Wang, Sankaran, Wang & Perdikaris, *An expert's guide to training
-physics-informed neural networks* (2023); all five apply to PINNs and PIGs alike (they act on the loss and
-the collocation points, not on the model):
+physics-informed neural networks* (2023); all six apply to PINNs and PIGs alike (they act on the loss, the
+collocation points or the iterates, not on the model):
 
 * :func:`causal_residual` — Wang, Sankaran & Perdikaris, *Respecting causality is all you need for
   training physics-informed neural networks* (CMAME 2024): the time interval is cut into ``M`` chunks with
@@ -26,6 +26,8 @@ the collocation points, not on the model):
   preconditioning perspective on training in physics-informed machine learning* (ICLR 2024): the pointwise
   loss ``mean(r²)`` of a second-order problem weighs an error component of wavenumber ``κ`` by about
   ``κ⁴``, so smooth errors cost it almost nothing; ``(−Δ)⁻¹`` weighs them about equally.
+* :class:`TailAverage` — iterate averaging (Polyak & Juditsky 1992): the mean of the parameters at the ends
+  of the last resampling periods, each of which ends fitted to its own collocation points.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -163,6 +166,53 @@ class GradNormBalance:
         for name, norm in valid.items():
             new = total / norm
             self.factors[name] = self.alpha * self.factors[name] + (1 - self.alpha) * new
+
+
+class TailAverage:
+    """Running mean of the trainable parameters at the ends of the resampling periods from ``start`` on.
+
+    Iterate averaging (Polyak & Juditsky, *Acceleration of stochastic approximation by averaging*, SIAM J.
+    Control Optim. 1992; as stochastic weight averaging, Izmailov et al., UAI 2018) for training on
+    collocation points that are redrawn every period: each period ends fitted to its own points, and the
+    mean of those ends cancels much of that scatter. Training itself is unchanged; :meth:`apply` puts the
+    mean into the parameters at the end.
+
+    Args:
+        params: the trainable parameters.
+        start: the first iteration whose iterate counts.
+    """
+
+    def __init__(self, params: list[torch.Tensor], start: int) -> None:
+        self.params, self.start = params, int(start)
+        self.mean: list[torch.Tensor] | None = None
+        self.count, self.last = 0, -1
+
+    def add(self, iteration: int) -> None:
+        """Count the current parameters as the iterate of ``iteration`` (once; none before ``start``)."""
+        if iteration < self.start or iteration == self.last or iteration == 0:
+            return
+        self.count, self.last = self.count + 1, iteration
+        with torch.no_grad():
+            if self.mean is None:
+                self.mean = [p.detach().clone() for p in self.params]
+            else:
+                for m, p in zip(self.mean, self.params):
+                    m.add_(p.detach() - m, alpha=1.0 / self.count)
+
+    def apply(self) -> None:
+        """Put the mean into the parameters (nothing if no iterate was counted)."""
+        if self.mean is not None:
+            with torch.no_grad():
+                for m, p in zip(self.mean, self.params):
+                    p.copy_(m)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "last": self.last, "mean": self.mean}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.count, self.last = int(state["count"]), int(state["last"])
+        mean = state["mean"]
+        self.mean = None if mean is None else [m.to(p) for m, p in zip(mean, self.params)]
 
 
 def _orthonormal_dst(x: torch.Tensor, dim: int) -> torch.Tensor:

@@ -261,6 +261,11 @@ class TrainConfig:
             window ``k`` draws its points with seed ``seed + k``. Causal weighting, RAD, balancing and hard
             constraints act inside each window. Errors, residual statistics and the history are over the
             whole domain (windows not trained yet still hold their initial weights).
+        average_last: tail averaging: the trained parameters are the mean of the iterates at the ends of
+            the resampling periods that fall in the last ``average_last`` fraction of the iterations (0:
+            off, the last iterate), see :class:`sciml.pinn.strategies.TailAverage`. Each period ends fitted
+            to its own points; the mean cancels much of that scatter (the history gets a last entry,
+            phase ``"average"``, for the averaged model). Needs ``resample_every > 0``.
 
     Raises:
         ValueError: non-positive counts or rates, unknown dtype, engine or device.
@@ -298,6 +303,7 @@ class TrainConfig:
     preconditioned: float = 0.0
     preconditioned_points: int = 0
     time_windows: int = 1
+    average_last: float = 0.0
 
     def __post_init__(self) -> None:
         _positive_int("adam_iterations", self.adam_iterations, 0)
@@ -328,6 +334,13 @@ class TrainConfig:
         _positive_int("rad_pool", self.rad_pool)
         _positive_int("balance_every", self.balance_every)
         _positive_int("time_windows", self.time_windows)
+        if not (isinstance(self.average_last, (int, float)) and 0 <= self.average_last < 1):
+            raise ValueError(f"`average_last` must be a fraction in [0, 1), got {self.average_last!r}")
+        if self.average_last > 0 and self.resample_every == 0:
+            raise ValueError(
+                "`average_last` averages the iterates at the ends of the resampling periods, and "
+                "resample_every=0 has none: set resample_every > 0 or average_last=0"
+            )
         if self.preconditioned_points == 1:
             raise ValueError("`preconditioned_points` must be 0 (automatic) or ≥ 2, got 1")
         _positive_int("preconditioned_points", self.preconditioned_points, 0)
@@ -868,6 +881,12 @@ class Trainer:
                 if self._balance is not None and state.get("balance") is not None:
                     self._balance.factors.update(state["balance"])
         total_iterations = cfg.iterations
+        average = None
+        if cfg.average_last > 0:
+            first = total_iterations - round(cfg.average_last * total_iterations)
+            average = strategies.TailAverage(params, first)
+            if resume and state is not None and state.get("average") is not None:
+                average.load_state_dict(state["average"])
         start, cpu_start = time.perf_counter(), time.process_time()
 
         def seconds() -> float:
@@ -892,12 +911,13 @@ class Trainer:
                 "stalls": stalls,
                 "message": message,
                 "balance": None if self._balance is None else dict(self._balance.factors),
+                "average": None if average is None else average.state_dict(),
             }
 
-        def log(total: float, terms: Mapping[str, torch.Tensor]) -> None:
+        def log(total: float, terms: Mapping[str, torch.Tensor], stage: str | None = None) -> None:
             entry = {
                 "iteration": iteration,
-                "phase": phase,
+                "phase": stage or phase,
                 "loss": total,
                 "rel_l2": self.evaluate(),
                 "seconds": seconds(),
@@ -929,6 +949,8 @@ class Trainer:
                 finite, checked = None, iteration
                 while iteration < cfg.adam_iterations:
                     if points is None or boundary(iteration, cfg.resample_every):
+                        if average is not None:  # the iterate that ends this period
+                            average.add(iteration)
                         points = self._adapt(self.sample())
                     for group in opt.param_groups:
                         group["lr"] = cfg.lr * cfg.lr_decay ** (iteration / cfg.decay_every)
@@ -1000,6 +1022,8 @@ class Trainer:
 
                 while iteration < total_iterations:
                     if boundary(iteration, cfg.resample_every):
+                        if average is not None:
+                            average.add(iteration)
                         points = self._adapt(self.sample())
                     stops = [total_iterations]
                     for every in (cfg.resample_every, cfg.eval_every, cfg.checkpoint_every):
@@ -1061,8 +1085,18 @@ class Trainer:
             if not history or history[-1]["iteration"] != iteration:
                 total, terms = self.loss(points if points is not None else self.sample())
                 log(float(total.detach()), terms)
-            final = self.evaluate()
             message = message or f"finished {iteration} iterations"
+            if average is not None and average.count:
+                average.add(iteration)  # the last iterate
+                average.apply()
+                if history[-1]["phase"] != "average":  # (a finished run resumed: logged already)
+                    total, terms = self.loss(points if points is not None else self.sample())
+                    log(float(total.detach()), terms, "average")
+                    message += (
+                        f"; parameters averaged over the ends of {average.count} resampling periods "
+                        f"(iterations {average.start}–{iteration})"
+                    )
+            final = self.evaluate()
             self._save(snapshot(opt))
         finally:
             bar.close()
