@@ -173,6 +173,8 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
 
     from sciml.checkpoint import save_figure
 
+    averaged = [h for h in history if h.get("phase") == "average"]  # the tail-averaged model, if any
+    history = [h for h in history if h.get("phase") != "average"]
     it = np.array([h["iteration"] for h in history], dtype=float)
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     keys = ["loss"] + sorted(k for k in (history[0] if history else {}) if k.startswith("loss_"))
@@ -181,12 +183,18 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
         ax[0].semilogy(
             it, np.where(values > 0, values, np.nan), "." + ("-" if key == "loss" else "--"), label=key
         )
+    ax[1].semilogy(it, [h["rel_l2"] for h in history], "k.-", label="last iterate")
+    for h in averaged:
+        ax[0].semilogy([h["iteration"]], [h["loss"]], "r*", markersize=10, label="loss, tail average")
+        if h["rel_l2"] is not None:
+            ax[1].semilogy([h["iteration"]], [h["rel_l2"]], "r*", markersize=10, label="tail average")
     ax[0].set_xlabel("iteration")
     ax[0].set_ylabel("loss")
     ax[0].legend(fontsize=7)
-    ax[1].semilogy(it, [h["rel_l2"] for h in history], "k.-")
     ax[1].set_xlabel("iteration")
     ax[1].set_ylabel("relative L2 error")
+    if averaged:
+        ax[1].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
