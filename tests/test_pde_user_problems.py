@@ -383,6 +383,8 @@ def test_replace_builds_an_auto_constraint_again():
     assert bigger.constraint.factor(torch.tensor([[1.5, 0.0]])).item() > 0.1  # not pinned at r = 1
     assert problem.replace(params={"k": 1.0}).constraint_from_conditions
     assert problem.replace(constraint=None).constraint is None
+    with pytest.raises(ValueError, match="pass constraint=None"):
+        problem.replace(conditions=(Neumann(),))  # nothing left to build in
 
 
 def test_replace_refuses_to_keep_a_hand_written_constraint_for_other_data():

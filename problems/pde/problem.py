@@ -136,7 +136,10 @@ class HardConstraint:
                 per_field[field_name]["initial"].append(c)
                 enforces.append(c.name)
         if not enforces:
-            raise ValueError("a hard constraint needs at least one Dirichlet or InitialValue condition")
+            raise ValueError(
+                "a hard constraint needs at least one Dirichlet or InitialValue condition; without one, pass "
+                "constraint=None (the conditions then stay in the loss)"
+            )
         t_index = domain.time_index
 
         def boundary_part(x: torch.Tensor, f: str) -> tuple[torch.Tensor, torch.Tensor | None]:
