@@ -98,7 +98,7 @@ class Condition:
             v = getattr(self, attr, None)
             if v is None or callable(v):
                 continue
-            if isinstance(v, (bool, str)) or not isinstance(v, (int, float, np.floating, np.integer)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
                 raise TypeError(
                     f"condition {self.name!r}: `{attr}` must be a number or a function of the points "
                     f"(n, ndim) -> (n,), got {type(v).__name__} {v!r}"
