@@ -11,6 +11,7 @@ import torch
 
 from sciml.neural_de import (
     RNODE,
+    Autonomous,
     ErrorEstimateRegularizer,
     ExponentialSchedule,
     LocalErrorRegularizer,
@@ -248,3 +249,44 @@ def test_torchdiffeq_backend_integrates_from_t0_when_only_the_end_is_saved():
     assert theirs.ys.shape == ours.ys.shape == (1, 8, 4)
     torch.testing.assert_close(theirs.ys, ours.ys, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(theirs.ys[0], _x())
+
+
+def _small_field():
+    torch.manual_seed(0)
+    return Autonomous(torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)))
+
+
+def test_fixed_step_method_is_refused_when_built():
+    with pytest.raises(ValueError, match="no error estimate.*'tsit5'"):
+        NeuralODE(_small_field(), method="rk4")
+
+
+@pytest.mark.parametrize(
+    "method, reg", [("radau5", LocalErrorRegularizer()), ("kvaerno5", StiffnessRegularizer())]
+)
+def test_a_regularizer_without_gradient_is_an_error_not_a_silent_no_op(method, reg):
+    node = NeuralODE(_small_field(), method=method)
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="gives no gradient with method"):
+        node(x, regularizer=reg)
+
+
+@pytest.mark.parametrize("reg", [RNODE(), TayNODE(order=2)])
+def test_augmented_regularizers_take_one_unbatched_state(reg):
+    node = NeuralODE(_small_field().double(), rtol=1e-8, atol=1e-8)
+    x = torch.tensor([0.3, -0.7], dtype=torch.float64)
+    torch.manual_seed(5)
+    one = node(x, saveat=[0.5, 1.0], regularizer=reg)
+    torch.manual_seed(5)
+    batch = node(x[None], saveat=[0.5, 1.0], regularizer=reg)
+    assert one.ys.shape == (2, 2) and batch.ys.shape == (2, 1, 2)
+    torch.testing.assert_close(one.ys, batch.ys[:, 0])
+    torch.testing.assert_close(one.regularization, batch.regularization)
+
+
+def test_torchdiffeq_backend_takes_save_times_that_round_to_one_float32():
+    node = NeuralODE(_small_field(), (1000.0, 1001.0), backend="torchdiffeq")
+    x = torch.randn(3, 2, generator=torch.Generator().manual_seed(0))
+    ys = node(x, saveat=[1000.5, 1000.5 + 1e-6, 1001.0]).ys  # the first two are one float32
+    assert ys.shape == (3, 3, 2)
+    torch.testing.assert_close(ys[0], ys[1])

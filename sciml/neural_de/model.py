@@ -144,7 +144,13 @@ class NeuralODE(nn.Module):
         if backend not in BACKENDS:
             raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
         if backend != "torchdiffeq":
-            get_method(method)
+            tableau = getattr(get_method(method), "tableau", None)
+            if not getattr(tableau, "adaptive", True):
+                raise ValueError(
+                    f"`method` {method!r} has no error estimate, and NeuralODE solves adaptively (the "
+                    "regularizers need the estimates): use 'tsit5', 'dp5' or 'bs3', or 'rodas5p' for stiff "
+                    "fields"
+                )
         if not t_span[1] > t_span[0]:
             raise ValueError(f"`t_span` must be increasing, got {t_span}")
         self.field = field
@@ -190,6 +196,17 @@ class NeuralODE(nn.Module):
         ys = ys_all[[index[t] for t in times]]
         if reg is not None and augmented is None:
             regularization = reg(self, solution, ys_all, index, sample)
+            if (
+                regularization is not None
+                and torch.is_grad_enabled()
+                and not regularization.requires_grad
+                and any(p.requires_grad for p in self.field.parameters())
+            ):
+                raise ValueError(
+                    f"{type(reg).__name__} gives no gradient with method {self.method!r} (its estimate is "
+                    "not differentiable there), so it would not regularize: use an explicit method ('tsit5', "
+                    "'dp5', 'bs3') or, for stiff fields, 'rodas5p' or 'rosenbrock23'"
+                )
         block = state.shape[-1] if self.jac == "batched" else state.numel()
         work = solution.stats.nfe + block * solution.stats.njev
         return NeuralODEResult(ys, solution, regularization, work)
@@ -201,10 +218,13 @@ class NeuralODE(nn.Module):
             counter = _Counter(field)
             start = [] if times[0] == t_span[0] else [t_span[0]]  # torchdiffeq starts at its first time
             t = torch.tensor(start + list(times), dtype=y0.dtype, device=y0.device)
+            # times a few ulps apart can round to one value in y0's dtype; torchdiffeq needs them strictly
+            # increasing, so solve at the distinct ones and repeat the state
+            t, repeat = torch.unique_consecutive(t, return_inverse=True)
             params = tuple(p for p in field.parameters() if p.requires_grad)
             ys = torchdiffeq.odeint_adjoint(
                 counter, y0, t, rtol=self.rtol, atol=self.atol, method="dopri5", adjoint_params=params
-            )[len(start) :]
+            )[repeat[len(start) :]]
             empty = y0.new_zeros((0,))
             ts = torch.tensor(times, dtype=torch.float64, device=y0.device)  # the exact host times
             return Solution(

@@ -182,29 +182,39 @@ class Steer(Regularizer):
 
 
 class AugmentedField(nn.Module):
-    """A field integrated together with ``m`` extra scalars per sample (states ``(B, D + m)``)."""
+    """A field integrated together with ``m`` extra scalars per sample (states ``(B, D + m)``).
+
+    ``y0`` of shape ``(B, ...)`` is a batch of ``B`` samples; a 1-d ``y0`` is one sample (``B = 1``), and the
+    field then sees states of ``y0``'s shape.
+    """
 
     n_extra = 0
 
     def __init__(self, field: nn.Module):
         super().__init__()
         self.field = field
-        self.shape: tuple[int, ...] = ()
+        self.shape: tuple[int, ...] = ()  # the shape of the states the field sees
 
     def initial_state(self, y0: torch.Tensor) -> torch.Tensor:
-        self.shape = tuple(y0.shape[1:])
-        return torch.cat([y0.flatten(1), y0.new_zeros(y0.shape[0], self.n_extra)], dim=1)
+        batch = y0 if y0.dim() >= 2 else y0.reshape(1, -1)
+        self.shape = tuple(y0.shape)
+        return torch.cat([batch.flatten(1), y0.new_zeros(batch.shape[0], self.n_extra)], dim=1)
 
     def split(self, ys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Saved states ``(m, B, D + n_extra)`` -> states ``(m, B, *shape)``, extras ``(m, B, n_extra)``."""
-        return ys[..., : -self.n_extra].reshape(*ys.shape[:2], *self.shape), ys[..., -self.n_extra :]
+        """Saved states ``(m, B, D + n_extra)`` -> states ``(m, *y0.shape)``, extras ``(m, B, n_extra)``."""
+        return ys[..., : -self.n_extra].reshape(ys.shape[0], *self.shape), ys[..., -self.n_extra :]
 
     def value(self, extra: torch.Tensor) -> torch.Tensor:
         """The regularizer from the extras at the final time ``(B, n_extra)``: their batch mean, summed."""
         return extra.mean(0).sum()
 
     def _state(self, s: torch.Tensor) -> torch.Tensor:
-        return s[:, : -self.n_extra].reshape(s.shape[0], *self.shape)
+        return s[:, : -self.n_extra].reshape(self.shape)
+
+    @staticmethod
+    def _rows(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """``x`` (a field-shaped tensor) as one row per sample of the augmented state ``s``."""
+        return x.reshape(s.shape[0], -1)
 
 
 class _RNODEField(AugmentedField):
@@ -226,9 +236,9 @@ class _RNODEField(AugmentedField):
                 y = y.detach().requires_grad_(True)
             dy = self.field(t, y)
             (vjp,) = torch.autograd.grad(dy, y, self.noise, create_graph=True)
-        kinetic = self.kinetic * dy.pow(2).flatten(1).sum(1, keepdim=True)
-        frobenius = self.jacobian * vjp.pow(2).flatten(1).sum(1, keepdim=True)
-        return torch.cat([dy.flatten(1), kinetic, frobenius], dim=1)
+        kinetic = self.kinetic * self._rows(dy, s).pow(2).sum(1, keepdim=True)
+        frobenius = self.jacobian * self._rows(vjp, s).pow(2).sum(1, keepdim=True)
+        return torch.cat([self._rows(dy, s), kinetic, frobenius], dim=1)
 
 
 class RNODE(Regularizer):
@@ -273,7 +283,7 @@ class _TaylorField(AugmentedField):
 
         dy = field(t, y)
         high = derivative(self.order)(t, y)
-        return torch.cat([dy.flatten(1), high.pow(2).flatten(1).sum(1, keepdim=True)], dim=1)
+        return torch.cat([self._rows(dy, s), self._rows(high, s).pow(2).sum(1, keepdim=True)], dim=1)
 
 
 class TayNODE(Regularizer):
