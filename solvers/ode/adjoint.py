@@ -10,6 +10,8 @@ from each save time to the previous one, adding the incoming gradient at every s
 control of the backward solve measures only ``(y, a)`` (a seminorm: Kidger, Chen & Lyons, *"Hey, that's not
 an ODE"*, ICML 2021), which saves steps without changing accuracy of the gradients it controls.
 Gradients agree with ``adjoint="backprop"`` up to the solver tolerance; they are not twice differentiable.
+``stats.nfe`` counts the forward solve's calls of ``f`` (the first one, made by ``solve`` to check ``f``,
+included and reused); ``stats.nfe_adjoint`` those of the backward solve (one per augmented evaluation).
 """
 
 from __future__ import annotations
@@ -56,9 +58,10 @@ def adjoint_parameters(problem: ODEProblem, adjoint_params: Sequence[torch.Tenso
 class _Settings:
     """Non-tensor inputs of the autograd function, and where its forward leaves the raw result."""
 
-    def __init__(self, problem, rk, save_ts, kwargs, n_params, backward=None):
+    def __init__(self, problem, rk, save_ts, kwargs, n_params, backward=None, k1=None):
         self.problem, self.rk, self.save_ts = problem, rk, save_ts
         self.kwargs, self.n_params = kwargs, n_params
+        self.k1 = None if k1 is None else k1.detach().reshape(-1)  # f(t0, y0), already evaluated by solve
         self.backward = dict(backward or {})  # overrides for the backward solve (odeint's adjoint_* options)
         self.raw = None
 
@@ -72,10 +75,11 @@ class _ContinuousAdjoint(torch.autograd.Function):
         problem = settings.problem
         shape = problem.y0.shape
         f = _timed_field(problem.rhs, y0)
+        k1 = settings.k1
         with torch.no_grad():
             raw = run_method(
-                settings.rk, f, y0.reshape(-1), *problem.t_span, settings.save_ts,
-                stats=SolverStats(), shape=shape, **settings.kwargs,
+                settings.rk, f, y0.reshape(-1), *problem.t_span, settings.save_ts, k1=k1,
+                stats=SolverStats(nfe=int(k1 is not None)), shape=shape, **settings.kwargs,
             )  # fmt: skip
         settings.raw = raw
         ys = torch.stack(raw.save_ys) if raw.save_ys else y0.new_zeros((0, y0.numel()))
@@ -159,7 +163,12 @@ class _ContinuousAdjoint(torch.autograd.Function):
                     None,
                 )
             z = back_run.save_ys[-1]
-            _check_backward_state(z[:n], states[i - 1], kw["rtol"], kw["atol"], times[i], times[i - 1])
+            fwd, bwd = (settings.kwargs["rtol"], settings.kwargs["atol"]), (kw["rtol"], kw["atol"])
+            tolerances = [fwd] if bwd[0] is fwd[0] and bwd[1] is fwd[1] else [fwd, bwd]
+            fixed = raw.fixed_steps or back_run.fixed_steps
+            lo, hi = sorted((times[i - 1], times[i]))
+            n_steps = back_run.stats.n_accepted + sum(lo <= s < hi for s in raw.step_ts)
+            _check_backward_state(z[:n], states[i - 1], tolerances, fixed, n_steps, times[i], times[i - 1])
             a, g = z[n : 2 * n], z[2 * n :]
         a = a + grads[0]
         grad_params = list(torch.split(g, sizes)) if sizes else []
@@ -168,33 +177,72 @@ class _ContinuousAdjoint(torch.autograd.Function):
 
 
 #: how far (in units of atol + rtol·|y|) the backward re-solve of y may end from the forward state before the
-#: gradients are refused; non-stiff problems end within ~10², stiff ones diverge by 10⁶ and more
+#: gradients are refused; well-conditioned problems end within ~10², the stiff test problem at ~4·10⁵
 _MAX_BACKWARD_DRIFT = 1e4
+#: round-off allowed per step of the two solves, in units of eps(dtype)·max|y| (non-stiff float32 problems
+#: drift by ≤ 5 per step, a stiff one by 350-600)
+_ROUNDOFF_PER_STEP = 40.0
 
 
-def _check_backward_state(y_back: torch.Tensor, y_fwd: torch.Tensor, rtol, atol, t_from: float, t_to: float):
+def _check_backward_state(y_back: torch.Tensor, y_fwd: torch.Tensor, tolerances, fixed_steps: bool,
+                          n_steps: int, t_from: float, t_to: float):  # fmt: skip
     """Refuse gradients whose backward re-solve of ``y`` lost the forward trajectory.
 
     The continuous adjoint integrates ``y`` backwards beside ``a``; on stiff (strongly dissipative) dynamics
     the decaying modes grow backwards in time and ``y`` — hence ``∂f/∂y`` and the gradients — become
     meaningless without any step failing. The forward state at each save time is known, so the drift is
-    measured there.
+    measured there. Adaptive solves may drift by ``_MAX_BACKWARD_DRIFT·(atol + rtol·|y|)`` for the looser of
+    the ``(rtol, atol)`` pairs in ``tolerances`` (forward and backward: both solves' errors end up in the
+    drift), and at least by the round-off of their ``n_steps`` steps, ``_ROUNDOFF_PER_STEP·n_steps·
+    eps·max|y|`` (a float32 state cannot be retraced to atol = 1e-9). Fixed steps control no error, so their
+    drift (of the order of the discretisation error) is refused only beyond the state's own size
+    ``max|y| + atol``: the backward solve diverged.
 
     Raises:
-        SolveError: the drift exceeds ``_MAX_BACKWARD_DRIFT`` in the solve's weighted norm.
+        SolveError: the drift exceeds what is allowed (or is NaN).
     """
     from sciml.solvers.solution import SolveError
 
-    scale = atol + rtol * y_fwd.abs()
-    drift = ((y_back - y_fwd).abs() / scale).max()
-    if not bool(drift <= _MAX_BACKWARD_DRIFT):  # NaN fails too
+    diff = (y_back - y_fwd).abs()
+    size = float(y_fwd.abs().max())
+    atol_max = max(float(a.max()) if torch.is_tensor(a) else float(a) for _, a in tolerances)
+    if fixed_steps:
+        ratio = float(diff.max()) / (size + atol_max)
+        allowed = f"max|y| + atol = {size + atol_max:.3g}, as fixed steps control no error"
+        fixes = "a smaller step_size / dt or an adaptive method"
+    else:
+        dtype = y_fwd.dtype
+        roundoff = _ROUNDOFF_PER_STEP * max(n_steps, 1) * torch.finfo(dtype).eps * size
+        limit = torch.full_like(y_fwd, roundoff)
+        for rtol, atol in tolerances:
+            limit = torch.maximum(limit, _MAX_BACKWARD_DRIFT * (atol + rtol * y_fwd.abs()))
+        ratio = float((diff / limit).max())
+        allowed = (
+            f"per entry {_MAX_BACKWARD_DRIFT:g}·(atol + rtol·|y|) for the looser of the forward and backward "
+            f"tolerances ({_describe(tolerances)}), at least the round-off of {n_steps} steps "
+            f"{_ROUNDOFF_PER_STEP:g}·{n_steps}·eps·max|y| = {roundoff:.3g}"
+        )
+        fixes = "tighter adjoint_rtol/adjoint_atol (solve: backward={'rtol': ..., 'atol': ...})"
+        fixes += ", float64" if dtype != torch.float64 else ""
+    if not ratio <= 1.0:  # NaN fails too
         raise SolveError(
             f"the continuous adjoint lost the forward solution: re-solving y backwards from t={t_from} to "
-            f"t={t_to} ended {float(drift):.3g}× the tolerance away from the forward state (stiff dynamics "
-            "are unstable backwards in time), so its gradients would be wrong; use adjoint='backprop' "
-            "(implicit methods differentiate their Newton solves exactly)",
+            f"t={t_to} ended {ratio:.3g}× farther from the forward state than allowed ({allowed}), so the "
+            "gradients would be wrong. Causes: dynamics that decay fast forwards grow backwards in time "
+            f"(stiffness), or errors too large to retrace. Fixes: {fixes}, or differentiate through the "
+            "solver: adjoint='backprop' (solve) / odeint instead of odeint_adjoint (implicit methods "
+            "differentiate their Newton solves exactly)",
             None,
         )
+
+
+def _describe(tolerances) -> str:
+    """``(rtol, atol)`` pairs for a message (tensor tolerances by their range)."""
+
+    def one(v):
+        return f"{float(v):.3g}" if not torch.is_tensor(v) else f"{float(v.min()):.3g}..{float(v.max()):.3g}"
+
+    return ", ".join(f"rtol={one(r)} atol={one(a)}" for r, a in tolerances)
 
 
 def _extend(tol, g: torch.Tensor):
@@ -211,16 +259,17 @@ def integrate_with_adjoint(
     adjoint_params: Sequence[torch.Tensor] | None,
     kwargs: dict[str, Any],
     backward: dict[str, Any] | None = None,
+    k1: torch.Tensor | None = None,
 ):
     """Run the forward solve inside the adjoint autograd function; returns the raw result whose saved states
-    are the differentiable outputs.
+    are the differentiable outputs. ``k1``: ``f(t0, y0)`` if already evaluated (reused and counted in nfe).
 
     ``backward`` overrides settings of the backward solve: ``rk`` (method), ``rtol``, ``atol``,
     ``controller``, ``max_steps``, ``seminorm`` (default True: step control ignores the parameter-gradient
     integrals) and ``hooks`` (``hooks(t_from, t_to) -> StepHooks`` for each backward segment).
     """
     params = adjoint_parameters(problem, adjoint_params)
-    settings = _Settings(problem, rk, save_ts, kwargs, len(params), backward)
+    settings = _Settings(problem, rk, save_ts, kwargs, len(params), backward, k1)
     ys = _ContinuousAdjoint.apply(settings, problem.y0, *params)
     raw = settings.raw
     raw.save_ys = list(ys.unbind(0))

@@ -109,7 +109,7 @@ class _FlatField(torch.nn.Module):
         super().__init__()
         self.func, self.is_tuple, self.complex = func, is_tuple, complex_
         self.shapes = [torch.Size(s) for s in shapes]
-        self.sizes = [max(1, s.numel()) * (2 if complex_ else 1) for s in self.shapes]
+        self.sizes = [s.numel() * (2 if complex_ else 1) for s in self.shapes]
         self.time_dtype = time_dtype
 
     def split(self, y: torch.Tensor) -> Any:
@@ -217,7 +217,8 @@ def odeint(
         func: the vector field ``func(t, y)`` (a function or ``nn.Module``); ``y`` has ``y0``'s structure.
             Optional attributes ``callback_step``, ``callback_accept_step``, ``callback_reject_step``
             (and ``*_adjoint`` for the backward solve) are called as ``cb(t, y, dt)``.
-        y0: initial state at ``t[0]``: a tensor (real or complex) or a tuple of tensors.
+        y0: initial state at ``t[0]``: a tensor (real or complex) or a tuple of tensors (an empty one is
+            returned unchanged at every time).
         t: 1-D floating tensor of strictly monotone times (one time returns ``y0``); may require grad.
 
     Other args:
@@ -253,6 +254,8 @@ def odeint(
     if not all(torch.is_tensor(p) for p in parts):
         raise ValueError("`y0` must be a tensor or a tuple of tensors")
     complex_ = any(p.is_complex() for p in parts)
+    if event_fn is not None and sum(p.numel() for p in parts) == 0:
+        raise ValueError("`y0` has no entries: event_fn needs a state to integrate until it changes sign")
     if t.numel() == 1 and event_fn is None:
         return tuple(p.unsqueeze(0) for p in parts) if is_tuple else y0.unsqueeze(0)
     diffs = t[1:] - t[:-1]

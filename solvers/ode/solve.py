@@ -418,6 +418,18 @@ def _assemble(
     )
 
 
+def _empty_state_raw(
+    y0: torch.Tensor, k1: torch.Tensor, t0: float, t1: float, save_ts: list, save_steps: bool
+):
+    """The exact solution of a state with no entries: ``y0`` at every save time, one evaluation of ``f``
+    (``+ 0·f(t0, y0)`` keeps the tensors ``f`` uses in the graph: their gradients are zeros, as after a
+    real solve, not missing)."""
+    direction = 1.0 if t1 > t0 else -1.0
+    times = sorted({*save_ts, t0, t1} if save_steps else set(save_ts), key=lambda v: v * direction)
+    y = (y0 + 0 * k1).reshape(-1)
+    return _Raw(save_ts=times, save_ys=[y] * len(times), stats=SolverStats(nfe=1), t_reached=t1)
+
+
 # ---------------------------------------------------------------------------------------------- entry point
 def solve(
     problem: ODEProblem,
@@ -442,7 +454,7 @@ def solve(
     """Solve an :class:`~sciml.problems.ode.ODEProblem` with an explicit Runge–Kutta method.
 
     Args:
-        problem: what to solve.
+        problem: what to solve (a ``y0`` with no entries is returned unchanged at every save time).
         method: ``"tsit5"`` (default), ``"dp5"`` (alias ``"dopri5"``), ``"bs3"`` (``"bosh3"``) — adaptive with
             dense output — or the fixed-step ``"rk4"``, ``"midpoint"``, ``"euler"`` (need ``dt``); for stiff
             problems the implicit ``"rodas5p"``, ``"rodas4"``, ``"rosenbrock23"``, ``"radau5"`` (Radau IIA),
@@ -529,6 +541,14 @@ def solve(
     k1 = problem.rhs(time_tensor(start, y0.dtype, y0.device), y0)
     _check_first_evaluation(problem, k1)
     shape = y0.shape
+    if y0.numel() == 0:
+        if adjoint == "continuous":
+            from sciml.solvers.ode.adjoint import adjoint_parameters
+
+            adjoint_parameters(problem, adjoint_params)  # the same argument check as a real solve
+        raw = _empty_state_raw(y0, k1, t0, t1, save_ts, save_steps)
+        solution = _assemble(raw, rk, shape, y0, torch.is_grad_enabled() and adjoint == "backprop", "")
+        return rk.finish(solution) if isinstance(rk, ImplicitMethod) else solution
     kwargs = dict(
         save_steps=save_steps, rtol=rtol, atol=atol, controller=controller, dt0=dt0, max_steps=max_steps,
         stiffness=stiffness, hooks=hooks,
@@ -544,7 +564,7 @@ def solve(
     else:
         from sciml.solvers.ode.adjoint import integrate_with_adjoint
 
-        raw = integrate_with_adjoint(problem, rk, save_ts, adjoint_params, kwargs, backward)
+        raw = integrate_with_adjoint(problem, rk, save_ts, adjoint_params, kwargs, backward, k1=k1)
         differentiable = False
     message = "" if raw.status is Status.SUCCESS else _failure_message(raw, rk, t1, max_steps, rtol)
     solution = _assemble(raw, rk, shape, y0, differentiable, message)
