@@ -290,3 +290,23 @@ def test_torchdiffeq_backend_takes_save_times_that_round_to_one_float32():
     ys = node(x, saveat=[1000.5, 1000.5 + 1e-6, 1001.0]).ys  # the first two are one float32
     assert ys.shape == (3, 3, 2)
     torch.testing.assert_close(ys[0], ys[1])
+
+
+def test_torchdiffeq_backend_counts_its_backward_evaluations():
+    calls = []
+
+    class Field(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2)
+
+        def forward(self, t, y):
+            calls.append(1)
+            return torch.tanh(self.lin(y))
+
+    node = NeuralODE(Field(), backend="torchdiffeq")
+    out = node(torch.randn(3, 2, generator=torch.Generator().manual_seed(0)))
+    forward = len(calls)
+    assert out.solution.stats.nfe == forward and out.solution.stats.nfe_adjoint == 0
+    out.ys.sum().backward()
+    assert out.solution.stats.nfe_adjoint == len(calls) - forward > 0

@@ -59,14 +59,21 @@ class NeuralODEResult(NamedTuple):
 
 
 class _Counter(nn.Module):
-    """Counts evaluations of a field (for torchdiffeq, which reports none)."""
+    """Counts evaluations of a field (for torchdiffeq, which reports none): ``n`` until :meth:`report_to`,
+    then into the stats' ``nfe_adjoint`` (torchdiffeq's backward solve runs after the forward returns)."""
 
     def __init__(self, field: nn.Module):
         super().__init__()
-        self.field, self.n = field, 0
+        self.field, self.n, self.stats = field, 0, None
+
+    def report_to(self, stats: SolverStats) -> None:
+        self.stats = stats
 
     def forward(self, t, y):
-        self.n += 1
+        if self.stats is None:
+            self.n += 1
+        else:
+            self.stats.nfe_adjoint += 1
         return self.field(t, y)
 
 
@@ -227,9 +234,9 @@ class NeuralODE(nn.Module):
             )[repeat[len(start) :]]
             empty = y0.new_zeros((0,))
             ts = torch.tensor(times, dtype=torch.float64, device=y0.device)  # the exact host times
-            return Solution(
-                ts, ys, Status.SUCCESS, "", SolverStats(nfe=counter.n), empty, empty, empty, empty, False
-            )
+            stats = SolverStats(nfe=counter.n)
+            counter.report_to(stats)  # nfe_adjoint fills in when the loss is backpropagated
+            return Solution(ts, ys, Status.SUCCESS, "", stats, empty, empty, empty, empty, False)
         problem = ODEProblem(field, y0, t_span)
         adjoint = "continuous" if self.backend == "continuous" else "backprop"
         implicit = {} if self.jac is None else {"jac": self.jac}
