@@ -44,11 +44,12 @@ import torch
 from sciml.bench.report import mean_std, print_table, ratio
 from sciml.checkpoint import load_checkpoint, save_figure
 from sciml.neural_de.model import NeuralODEResult
-from sciml.neural_de.tasks import batches, get_task
+from sciml.neural_de.tasks import TASKS, batches, get_task
 from sciml.neural_de.training import (
     VARIANTS,
     TrainConfig,
     active_regularizer,
+    check_variant,
     default_backend,
     epoch_learning_rate,
     evaluate,
@@ -70,7 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tasks", default="digits,latent", help="comma-separated tasks (default digits,latent)"
     )
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated --reg values")
+    parser.add_argument(
+        "--variants", default=None, help="comma-separated --reg values (default: all; not with --sweep/--e2e)"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="parallel training processes (default 2)")
     parser.add_argument("--epochs", type=int, default=None, help="override the epochs of every run")
     parser.add_argument("--sweep", action="store_true", help="trade-off curve over --weights on --tasks")
@@ -140,22 +143,55 @@ def run_trainings(configs: list[TrainConfig], jobs: int, root: Path) -> list[dic
     return rows
 
 
-def run(args: argparse.Namespace) -> dict:
-    if getattr(args, "sweep", False) and getattr(args, "e2e", False):
+#: options that only ``--sweep`` reads (argument name -> flag)
+SWEEP_ONLY = {
+    "sweep_variant": "--sweep-variant", "weights": "--weights", "weight_delays": "--weight-delays",
+    "sweep_backend": "--sweep-backend", "tolerance": "--tolerance", "reuse": "--reuse",
+}  # fmt: skip
+
+
+def check_mode_options(args: argparse.Namespace) -> None:
+    """Refuse options the chosen mode would ignore, and counts it cannot use, before any training.
+
+    Raises:
+        ValueError: naming the option and the mode it belongs to.
+    """
+    sweep, e2e = getattr(args, "sweep", False), getattr(args, "e2e", False)
+    if sweep and e2e:
         raise ValueError("--sweep and --e2e are separate modes; run them one at a time")
+    if not sweep:
+        given = [flag for name, flag in SWEEP_ONLY.items() if getattr(args, name, None) not in (None, False)]
+        if given:
+            mode = "--e2e" if e2e else "the default bench (every variant at its default weight)"
+            raise ValueError(
+                f"{', '.join(given)} only applies to --sweep, and {mode} would ignore it: add --sweep, or "
+                "drop it"
+            )
+    if (sweep or e2e) and getattr(args, "variants", None) is not None:
+        instead = "--sweep reads --sweep-variant" if sweep else "--e2e has fixed methods"
+        raise ValueError(f"--variants is for the default bench; {instead}: drop --variants")
+    if args.seeds < 1 or args.jobs < 1:
+        raise ValueError(f"--seeds and --jobs must be at least 1, got {args.seeds} and {args.jobs}")
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+    tolerance = getattr(args, "tolerance", None)
+    if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"--tolerance must be a finite number >= 0, got {tolerance}")
+
+
+def run(args: argparse.Namespace) -> dict:
+    check_mode_options(args)
     if getattr(args, "sweep", False):
         return run_sweep(args)
     if getattr(args, "e2e", False):
         return run_e2e(args)
     tasks = [t for t in args.tasks.split(",") if t]
-    variants = [v for v in args.variants.split(",") if v]
+    variants = [v for v in (args.variants or ",".join(VARIANTS)).split(",") if v]
     if "vanilla" not in variants:
         variants.insert(0, "vanilla")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
-    if args.seeds < 1 or args.jobs < 1:
-        raise ValueError("--seeds and --jobs must be at least 1")
     root = Path(args.out) / "node-runs"
     configs = []
     for task in tasks:
@@ -163,6 +199,7 @@ def run(args: argparse.Namespace) -> dict:
             raise ValueError(f"--tasks: unknown task {task!r}; choose from {sorted(EPOCHS)}")
         epochs = args.epochs or EPOCHS[task][1 if args.full else 0]
         for variant in variants:
+            check_variant(get_task(task, "node"), variant)  # a pair that cannot train: refused before any run
             for seed in range(args.seeds):
                 out = root / f"{task}-{variant}-s{seed}"
                 configs.append(TrainConfig(task=task, reg=variant, seed=seed, epochs=epochs, out=str(out),
@@ -296,18 +333,27 @@ def run_sweep(args: argparse.Namespace) -> dict:
         raise ValueError(f"--sweep takes one task in --tasks, got {tasks}")
     task_name = tasks[0]
     task = get_task(task_name, "node")
+    if "val" not in task.data():  # the weight is chosen on validation: an error now, not after training
+        with_val = sorted(n for n, t in TASKS.items() if t.kind == "node" and "val" in _split_names(t))
+        raise ValueError(
+            f"--sweep: task {task_name!r} has no validation split to choose the weight on; pass --tasks with "
+            f"one of {with_val}"
+        )
     epochs = args.epochs or EPOCHS.get(task_name, (task.epochs, task.epochs))[1 if args.full else 0]
     specs = sweep_specs(args, task, epochs)
-    delays_arg = getattr(args, "weight_delays", None)
-    delays: list[int | None] = [None] if not delays_arg else [int(d) for d in delays_arg.split(",") if d]
-    for variant, _ in specs:  # a delay that leaves no regularized epoch: an error now, not after training
+    delays = _delays(getattr(args, "weight_delays", None))
+    backend = getattr(args, "sweep_backend", None)
+    for variant, _ in specs:  # a delay or backend that cannot train: an error now, not after training
+        try:
+            check_variant(task, variant, backend)
+        except ValueError as exc:  # the sweep's option is --sweep-backend
+            raise ValueError(str(exc).replace("--backend", "--sweep-backend")) from exc
         for d in delays:
             make_variant(variant, task, epochs, delay=d)
     settings = [(v, w, d) for v, weights in specs for d in delays for w in weights]
     accuracy = task.higher_is_better
     tolerance = args.tolerance if args.tolerance is not None else (0.5 if accuracy else 0.02)
     root = Path(args.out) / "node-sweep-runs"
-    backend = getattr(args, "sweep_backend", None)
 
     def run_name(variant: str) -> str:
         return variant if backend is None else f"{variant}-{backend}"
@@ -436,6 +482,24 @@ def run_sweep(args: argparse.Namespace) -> dict:
         "chosen_weight": None if chosen is None else chosen["weight"],
         "chosen_delay": None if chosen is None else chosen["delay"],
     }
+
+
+def _split_names(task) -> set[str]:
+    """The data splits a task has (``train``, ``test`` and maybe ``val``)."""
+    return set(task.data())
+
+
+def _delays(text: str | None) -> list[int | None]:
+    """``--weight-delays`` as epochs (``[None]``: the task's default)."""
+    if not text:
+        return [None]
+    try:
+        delays = [int(d) for d in text.split(",") if d.strip()]
+    except ValueError:
+        delays = []
+    if not delays or any(d < 0 for d in delays):
+        raise ValueError(f"--weight-delays must be comma-separated whole epochs >= 0, got {text!r}")
+    return delays
 
 
 def finished_run(config: TrainConfig) -> bool:

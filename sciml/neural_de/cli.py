@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from sciml.neural_de.tasks import TASKS
 from sciml.neural_de.training import VARIANTS, TrainConfig, TrainingDiverged, train
@@ -20,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--reg", default="vanilla", help=f"one of {list(VARIANTS)} (default: vanilla)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--epochs", type=int, default=None, help="default: the task's")
-        p.add_argument("--out", default=None, help="output directory (default: runs/KIND-TASK-REG-sSEED)")
+        p.add_argument("--out", default=None,
+                       help="output directory (default: runs/KIND-TASK-REG-sSEED); one that already holds a "
+                       "run needs --resume")  # fmt: skip
         p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
         p.add_argument("--backend", choices=("backprop", "continuous", "torchdiffeq"), default=None,
                        help="gradient method (default: continuous for local-*, else backprop)")  # fmt: skip
@@ -49,8 +53,27 @@ def _epochs(text: str) -> list[int]:
     return epochs
 
 
+#: files a training run writes into --out
+RUN_FILES = ("checkpoint.pt", "metrics.json", "summary.json")
+
+
+def check_fresh_out(out: str | Path, resume: bool) -> None:
+    """Refuse to train afresh into an ``--out`` that already holds a run (it would be overwritten).
+
+    Raises:
+        ValueError: saying to pass ``--resume`` or a new ``--out``.
+    """
+    found = [name for name in RUN_FILES if (Path(out) / name).exists()]
+    if found and not resume:
+        raise ValueError(
+            f"--out {out} already holds a run ({', '.join(found)}); pass --resume to continue it, or a new "
+            "--out (or delete the folder) to train afresh"
+        )
+
+
 def main(args: argparse.Namespace) -> int:
     out = args.out or f"runs/{args.kind}-{args.task}-{args.reg}-s{args.seed}"
+    check_fresh_out(out, args.resume)
     config = TrainConfig(
         task=args.task, reg=args.reg, seed=args.seed, epochs=args.epochs, out=out, resume=args.resume,
         backend=args.backend, weight=args.weight, weight_delay=args.weight_delay, lr=args.lr,
@@ -61,7 +84,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         summary = train(config)
     except TrainingDiverged as exc:
-        print(f"sciml train: {exc}")
+        print(f"sciml train: {exc}", file=sys.stderr)
         return 1
     if summary:
         print(

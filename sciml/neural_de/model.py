@@ -188,7 +188,7 @@ class NeuralODE(nn.Module):
         reg = regularizer if self.training else None  # regularizers shape training solves only
         end = reg.end_time(self.t_span) if reg is not None else t1
         if end != t1:  # STEER: stretch the time axis to the sampled end time
-            times = [t0 + (t - t0) * (end - t0) / (t1 - t0) for t in times]
+            times = [end if t == t1 else t0 + (t - t0) * (end - t0) / (t1 - t0) for t in times]  # exact end
         sample = reg.save_time((t0, end)) if reg is not None else None
         solve_times = sorted({*times, *(() if sample is None else (sample,))})
         augmented = reg.augment(self.field) if reg is not None else None

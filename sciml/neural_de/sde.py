@@ -123,7 +123,7 @@ class NeuralSDE(nn.Module):
             )
         end = reg.end_time(self.t_span) if reg is not None else t1
         if end != t1:  # STEER: stretch the time axis to the sampled end time
-            times = [t0 + (t - t0) * (end - t0) / (t1 - t0) for t in times]
+            times = [end if t == t1 else t0 + (t - t0) * (end - t0) / (t1 - t0) for t in times]  # exact end
         sample = reg.save_time((t0, end)) if reg is not None else None
         solve_times = sorted({*times, *(() if sample is None else (sample,))})
         if entropy is None:

@@ -31,7 +31,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -82,6 +82,8 @@ class Task:
         lr_end: the learning rate of the last epoch: Adam's rate decays exponentially, once an epoch, from
             ``lr`` to ``lr_end`` (Rubanova et al.'s latent ODEs decay theirs to a tenth); ``None`` keeps
             ``lr`` constant.
+        backends: (class attribute) the ``--backend`` values its model trains with.
+        unsupported: (class attribute) ``--reg`` variants it refuses, with the reason.
     """
 
     name: str
@@ -94,6 +96,12 @@ class Task:
     rtol: float
     atol: float
     lr_end: float | None = None
+    backends: ClassVar[tuple[str, ...]] = ("backprop", "continuous", "torchdiffeq")
+    unsupported: ClassVar[dict[str, str]] = {}
+
+    def train_span(self) -> tuple[float, float]:
+        """The time interval one training solve integrates (STEER's random end time must stay inside it)."""
+        return (0.0, 1.0)
 
     def data(self) -> dict[str, tuple[torch.Tensor, ...]]:
         """``{"train": tensors, "test": tensors}`` with the sample dimension first (tasks with a validation
@@ -154,9 +162,8 @@ class DigitsTask(Task):
         }
 
     def model(self, backend):
-        node = NeuralODE(
-            TimeConcatField(64, self.hidden), (0.0, 1.0), rtol=self.rtol, atol=self.atol, backend=backend
-        )
+        field = TimeConcatField(64, self.hidden)
+        node = NeuralODE(field, self.train_span(), rtol=self.rtol, atol=self.atol, backend=backend)
         return _Classifier(node, 64, 10)
 
 
@@ -236,6 +243,9 @@ class LatentTask(Task):
     def _times(self) -> torch.Tensor:
         return torch.linspace(0.0, self.horizon, self.n_times)
 
+    def train_span(self):
+        return (0.0, self.horizon)
+
     def data(self):
         values, mask, truth = damped_oscillators(self.n_series, self._times(), seed=0)
         cut = int(0.8 * self.n_series)
@@ -246,7 +256,7 @@ class LatentTask(Task):
 
     def model(self, backend):
         field = MLPField(self.latent, self.width, self.layers)
-        node = NeuralODE(field, (0.0, self.horizon), rtol=self.rtol, atol=self.atol, backend=backend)
+        node = NeuralODE(field, self.train_span(), rtol=self.rtol, atol=self.atol, backend=backend)
         return _LatentODE(node, self._times(), 3, self.latent, self.hidden)
 
 
@@ -266,6 +276,9 @@ class LatentHardTask(Task):
     width: int = 50
     layers: int = 4
 
+    def train_span(self):
+        return (0.0, self.horizon)
+
     def _series(self):
         return multiscale_series(
             self.n_series, n_times=self.n_times, horizon=self.horizon, channels=self.channels, seed=0
@@ -279,7 +292,7 @@ class LatentHardTask(Task):
     def model(self, backend):
         times = self._series()[0]
         field = MLPField(self.latent, self.width, self.layers)
-        node = NeuralODE(field, (0.0, self.horizon), rtol=self.rtol, atol=self.atol, backend=backend)
+        node = NeuralODE(field, self.train_span(), rtol=self.rtol, atol=self.atol, backend=backend)
         return _LatentODE(node, times, self.channels, self.latent, self.hidden)
 
     def reference_nfe(self, split: str = "val", batch_size: int = 256) -> float:
@@ -357,7 +370,7 @@ class MNIST1DTask(Task):
 
     def model(self, backend):
         node = NeuralODE(
-            ConcatConvField(self.channels), (0.0, 1.0), rtol=self.rtol, atol=self.atol, backend=backend
+            ConcatConvField(self.channels), self.train_span(), rtol=self.rtol, atol=self.atol, backend=backend
         )
         return _ConvODEClassifier(node, self.channels, 10)
 
@@ -439,9 +452,13 @@ class SpiralTask(Task):
         fig.tight_layout()
         save_figure(fig, path)
 
+    def train_span(self):
+        """Training solves integrate one window of ``window`` samples (0.225 long by default)."""
+        return (0.0, float(torch.linspace(0.0, self.horizon, self.n_times)[self.window - 1]))
+
     def model(self, backend):
         times = torch.linspace(0.0, self.horizon, self.n_times)
-        window = float(times[self.window - 1])
+        window = self.train_span()[1]
         solver = dict(rtol=self.rtol, atol=self.atol, backend=backend)
         return _SpiralModel(CubicField(), window, self.horizon, times, **solver)
 
@@ -465,10 +482,25 @@ class KineticsTask(Task):
     """A stiff neural ODE (:mod:`sciml.neural_de.kinetics`): candidate mass-action network with learnable
     log rates plus an MLP correction, Rodas5P with per-trajectory Jacobian blocks, float64. 300 noisy
     trajectories (frozen data seed 0, split seed 1: 200/50/50). Metric: MSE on the noisy scaled
-    observations (noise floor 1e-4)."""
+    observations (noise floor 1e-4).
+
+    Trains by backprop only: the continuous adjoint cannot use the per-trajectory Jacobian blocks, and
+    torchdiffeq would replace Rodas5P by its explicit dopri5. RNODE and TayNODE are refused: their extra
+    states make every Rodas5P Jacobian a nested derivative (RNODE: a minute for a batch of 2; TayNODE: out of
+    memory)."""
 
     n_traj: int = 300
     method: str = "rodas5p"
+    backends: ClassVar[tuple[str, ...]] = ("backprop",)
+    unsupported: ClassVar[dict[str, str]] = {
+        "rnode": "its extra states make every Rodas5P Jacobian a nested derivative (minutes per batch)",
+        "taynode": "its Taylor terms make every Rodas5P Jacobian a nested derivative (runs out of memory)",
+    }
+
+    def train_span(self):
+        from sciml.neural_de.kinetics import TAU_END
+
+        return (0.0, TAU_END)
 
     def data(self):
         from sciml.neural_de.kinetics import SCALES, kinetics_data
@@ -480,12 +512,12 @@ class KineticsTask(Task):
         return {k: tuple(a[idx] for a in arrays) for k, idx in parts.items()}
 
     def model(self, backend):
-        from sciml.neural_de.kinetics import OBSERVATION_TIMES, RATES, TAU_END, KineticsField, log_time
+        from sciml.neural_de.kinetics import OBSERVATION_TIMES, RATES, KineticsField, log_time
 
         log_k = torch.log(torch.tensor(RATES, dtype=torch.float64))  # literature values, off by <= 1.5x:
         log_k = log_k + math.log(1.5) * (2 * torch.rand(4, dtype=torch.float64) - 1)
         field = KineticsField(log_k).double()
-        node = NeuralODE(field, (0.0, TAU_END), method=self.method, rtol=self.rtol, atol=self.atol,
+        node = NeuralODE(field, self.train_span(), method=self.method, rtol=self.rtol, atol=self.atol,
                          backend=backend, jac="batched")  # fmt: skip
         taus = torch.tensor([log_time(t) for t in OBSERVATION_TIMES], dtype=torch.float64)
         return _KineticsModel(node, taus)

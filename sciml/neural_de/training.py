@@ -2,10 +2,12 @@
 
 ``train(TrainConfig(...))`` seeds everything, trains with Adam, and after every epoch writes the metrics
 (``metrics.json``) and an atomic checkpoint (``checkpoint.pt``: model, optimizer, RNG states, history) that
-``resume=True`` continues exactly. A non-finite loss stops training with a message and keeps the last good
-checkpoint. At the end it measures prediction wall time and NFE on the test set (eval mode, no
-regularizer, the same tolerances for every variant) and plots the curves (``curves.png``; the spiral tasks
-also draw the predicted trajectories against the data, ``trajectories.png``).
+``resume=True`` continues exactly. Divergence — a non-finite loss, non-finite parameters after an optimizer
+step, or a solve that cannot finish once training has started — stops training with one message
+(:class:`TrainingDiverged`) that keeps the last good checkpoint. At the end it measures prediction wall time
+and NFE on the test set (eval mode, no regularizer, the same tolerances for every variant) and plots the
+curves (``curves.png``; the spiral tasks also draw the predicted trajectories against the data,
+``trajectories.png``).
 
 Launched by ``torchrun --nproc_per_node N``, it trains data-parallel (DDP over gloo on the CPU): every
 batch is split across the processes, gradients are averaged, and only rank 0 writes files.
@@ -40,6 +42,7 @@ from sciml.neural_de.regularizers import (
     TayNODE,
 )
 from sciml.neural_de.tasks import Task, TaskOutput, batches, get_task
+from sciml.solvers.solution import SolveError
 
 __all__ = ["VARIANTS", "TrainConfig", "TrainingDiverged", "train", "make_variant"]
 
@@ -51,7 +54,8 @@ VARIANTS = (
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN/inf; the message says where and which checkpoint is kept."""
+    """Training diverged (non-finite loss or parameters, or a solve that cannot finish); the message says
+    where, the likely cause and which checkpoint is kept."""
 
 
 @dataclass
@@ -65,8 +69,7 @@ class TrainConfig:
         epochs: total epochs (default: the task's).
         out: output directory (created; must be writable).
         resume: continue from ``out/checkpoint.pt``.
-        backend: ``"backprop"``, ``"continuous"`` or ``"torchdiffeq"`` (default: continuous for the local
-            variants — their point is that the main solve can use any adjoint — else backprop).
+        backend: ``"backprop"``, ``"continuous"`` or ``"torchdiffeq"`` (default: :func:`default_backend`).
         weight: override the regularization weight (start of the schedule).
         weight_delay: epochs trained without the regularizer before its schedule starts (default: the
             task's; the schedule then spans the remaining epochs).
@@ -157,10 +160,71 @@ def epoch_learning_rate(task: Task, lr: float, epochs: int):
     return lambda epoch: lr * decay**epoch
 
 
+def task_backends(task) -> tuple[str, ...]:
+    """The ``--backend`` values a task trains with (``Task.backends``; the SDE tasks: backprop only)."""
+    default = ("backprop",) if task.kind == "sde" else ("backprop", "continuous", "torchdiffeq")
+    return tuple(getattr(task, "backends", default))
+
+
 def default_backend(reg: str) -> str:
     """The gradient method a ``--reg`` variant trains with unless told otherwise: the continuous adjoint for
     the local variants (their point is that the main solve can use any adjoint), else backprop."""
     return "continuous" if reg.startswith("local") else "backprop"
+
+
+def check_variant(task, reg: str, backend: str | None = None) -> str:
+    """Refuse a ``--reg``/``--backend`` pair that cannot train on ``task``, before any work; return the
+    backend to train with (``backend``, or the default).
+
+    Raises:
+        ValueError: naming the option and what to pass instead.
+    """
+    if reg not in VARIANTS:
+        raise ValueError(f"unknown --reg {reg!r}; choose one of {list(VARIANTS)}")
+    unsupported = dict(getattr(task, "unsupported", {}))
+    if task.kind == "sde":
+        extra_states = "it integrates extra ODE states, which are not defined for neural SDEs here"
+        unsupported |= {"rnode": extra_states, "taynode": extra_states}
+    if reg in unsupported:
+        usable = [v for v in VARIANTS if v not in unsupported]
+        raise ValueError(
+            f"--reg {reg} is not available on --task {task.name}: {unsupported[reg]}; choose one of {usable}"
+        )
+    backends = task_backends(task)
+    chosen = backend or default_backend(reg)
+    if chosen not in backends:
+        what = f"--backend {chosen} is"
+        if backend is None:
+            what = f"--reg {reg} defaults to --backend {chosen}, which is"
+        raise ValueError(
+            f"{what} not available on --task {task.name} (it trains with {', '.join(backends)}); pass "
+            f"--backend {backends[0]}"
+        )
+    backend = chosen
+    # the global regularizers differentiate every step: refuse another backend now, not at the first batch
+    if reg in ("error", "error-squared", "stiffness") and backend != "backprop":
+        raise ValueError(
+            f"--reg {reg} differentiates every solver step and needs --backend backprop; with a "
+            "continuous adjoint use --reg local-unbiased"
+        )
+    if reg == "local-biased" and backend == "torchdiffeq":
+        raise ValueError(
+            "--reg local-biased needs the solver's accepted steps; torchdiffeq does not report them"
+        )
+    return backend
+
+
+#: STEER's half-width ``b`` (a training solve over ``[t0, T]`` ends at a time drawn from ``U(T − b, T + b)``,
+#: so ``b`` must stay below ``T − t0``): 0.5, as in the README's digits and latent runs, capped at this
+#: fraction of the task's training interval (``Task.train_span``): spiral trains on windows 0.225 long, so
+#: b = 0.113 there. :func:`steer_half_width` is the one place that chooses ``b`` per task.
+STEER_B, STEER_MAX_FRACTION = 0.5, 0.5
+
+
+def steer_half_width(task) -> float:
+    """STEER's ``b`` on a task: ``min(STEER_B, STEER_MAX_FRACTION · (T − t0))`` of its training solves."""
+    t0, t1 = task.train_span() if hasattr(task, "train_span") else (0.0, 1.0)  # the SDE tasks: [0, 1]
+    return min(STEER_B, STEER_MAX_FRACTION * (t1 - t0))
 
 
 def active_regularizer(regularizer, schedule, weight: float):
@@ -176,7 +240,8 @@ def make_variant(
 
     Args:
         name: one of :data:`VARIANTS`.
-        task: the task (its row of the weight table gives the schedule).
+        task: the task (its row of the weight table gives the schedule; STEER's ``b`` fits its training
+            interval: :func:`steer_half_width`).
         epochs: the run's epochs (an exponential schedule spans them, less the delay).
         weight: the schedule's start weight instead of the table's (the end keeps the table's ratio).
         delay: epochs without the regularizer first (default: the table's fraction of ``epochs``, 0 for
@@ -190,7 +255,7 @@ def make_variant(
     if name == "vanilla":
         return None, None
     if name == "steer":
-        return Steer(b=0.5), None
+        return Steer(b=steer_half_width(task)), None
     regularizer = {
         "error": lambda: ErrorEstimateRegularizer("sum"),
         "error-squared": lambda: ErrorEstimateRegularizer("squared"),
@@ -247,6 +312,11 @@ def _forward_nfe(out: TaskOutput) -> int:
     """The solve's work: its NFE, plus ``n·NJEV`` for implicit methods (:attr:`NeuralODEResult.work`)."""
     work = out.result.work
     return out.result.solution.stats.nfe if work is None else work
+
+
+def _all_finite(params: list[torch.Tensor]) -> bool:
+    """Whether every parameter is finite (one host synchronisation)."""
+    return bool(torch.stack([p.detach().isfinite().all() for p in params]).all())
 
 
 def evaluate(model: nn.Module, data: tuple[torch.Tensor, ...], batch_size: int) -> tuple[float, float]:
@@ -317,6 +387,32 @@ def _check_options(config: TrainConfig) -> None:
             raise ValueError(f"{flag} must be a whole number >= 1, got {value}")
 
 
+#: what a checkpoint of :func:`train` holds
+_STATE_KEYS = ("model", "optimizer", "epoch", "history", "identity", "rng_torch", "rng_shuffle")
+
+
+def _load_run(path: Path, flag: str) -> dict:
+    """A checkpoint written by :func:`train` (``weights_only=True``); for any other file a ValueError naming
+    ``flag`` says what is wrong."""
+    if path.stat().st_size == 0:
+        raise ValueError(
+            f"{flag}: {path} is empty (0 bytes): a corrupt or truncated checkpoint; delete it, or train into "
+            "a new --out"
+        )
+    try:
+        state = load_checkpoint(path)
+    except ValueError as exc:
+        raise ValueError(f"{flag}: {exc}") from exc
+    missing = [k for k in _STATE_KEYS if k not in state] if isinstance(state, dict) else list(_STATE_KEYS)
+    if missing or not isinstance(state["identity"], dict):
+        lacks = ", ".join(missing or ["identity"])
+        raise ValueError(
+            f"{flag}: {path} is not a checkpoint of `sciml train` (it lacks {lacks}); pass the checkpoint.pt "
+            "that a training run wrote, or train into a new --out"
+        )
+    return state
+
+
 def _check_history(state: dict, epochs: int, path: Path) -> None:
     """A checkpoint's epoch must agree with its history: a run resumed from it continues exactly."""
     history = state.get("history")
@@ -339,7 +435,7 @@ def _init_from(
     path = Path(config.init_from)
     if not path.is_file():
         raise ValueError(f"--init-from: no checkpoint at {path}")
-    state = load_checkpoint(path)
+    state = _load_run(path, "--init-from")
     source = state["identity"]
     if source.get("reg") != "vanilla" or source.get("weight_delay") is not None:
         raise ValueError(f"--init-from: {path} is a {source.get('reg')!r} run; it must be a vanilla run")
@@ -376,9 +472,11 @@ def train(config: TrainConfig) -> dict:
     """Train a task with a regularization variant; return the final summary (also in ``summary.json``).
 
     Raises:
-        ValueError: unknown task or variant, unwritable ``out``, a checkpoint from another configuration,
-            ``resume`` without a checkpoint — all before any training.
-        TrainingDiverged: the loss became non-finite (the last good checkpoint is kept).
+        ValueError: unknown task or variant, a variant or backend the task cannot train with, unwritable
+            ``out``, a checkpoint from another configuration or not from ``train``, ``resume`` without a
+            checkpoint — all before any training; a first solve that fails at the initial parameters.
+        TrainingDiverged: the loss or the parameters became non-finite, or a solve could not finish after
+            training started (the last good checkpoint is kept).
     """
     task = get_task(config.task, config.kind)
     overrides = {k: getattr(config, k) for k in ("rtol", "atol") if getattr(config, k) is not None}
@@ -393,23 +491,17 @@ def train(config: TrainConfig) -> dict:
         isinstance(e, int) and not isinstance(e, bool) and 1 <= e <= epochs for e in config.save_epochs
     ):
         raise ValueError(f"--save-epochs must be epochs in [1, {epochs}], got {config.save_epochs}")
+    backend = check_variant(task, config.reg, config.backend)
     regularizer, schedule = make_variant(config.reg, task, epochs, config.weight, config.weight_delay)
-    backend = config.backend or default_backend(config.reg)
-    # the global regularizers differentiate every step: refuse another backend now, not at the first batch
-    if isinstance(regularizer, (ErrorEstimateRegularizer, StiffnessRegularizer)) and backend != "backprop":
+    ckpt_path = Path(config.out) / "checkpoint.pt"
+    if config.resume and not ckpt_path.is_file():  # checked before the directory is created
         raise ValueError(
-            f"--reg {config.reg} differentiates every solver step and needs --backend backprop; with a "
-            "continuous adjoint use --reg local-unbiased"
-        )
-    if config.reg == "local-biased" and backend == "torchdiffeq":
-        raise ValueError(
-            "--reg local-biased needs the solver's accepted steps; torchdiffeq does not report them"
+            f"--resume: no checkpoint at {ckpt_path}; drop --resume to train from scratch, or pass the --out "
+            "of an earlier run"
         )
     dist = _Dist()
     out = check_writable_dir(config.out) if dist.main else Path(config.out)
-    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.json"
-    if config.resume and not ckpt_path.exists():
-        raise ValueError(f"--resume: no checkpoint at {ckpt_path}")
+    metrics_path = out / "metrics.json"
     torch.set_num_threads(config.threads)
 
     _seed_everything(config.seed)
@@ -431,7 +523,7 @@ def train(config: TrainConfig) -> dict:
     if config.init_from is not None and not (config.resume and ckpt_path.exists()):
         history, start_epoch = _init_from(config, identity, model, optimizer, shuffle)
     elif config.resume:
-        state = load_checkpoint(ckpt_path)
+        state = _load_run(ckpt_path, "--resume")
         changed = sorted(k for k in identity if state["identity"].get(k) != identity[k])
         if changed:
             raise ValueError(
@@ -444,6 +536,19 @@ def train(config: TrainConfig) -> dict:
         history, start_epoch = _restore(state, model, optimizer, shuffle)
     net = nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
     train_seconds = sum(h["epoch_seconds"] for h in history)
+    params = list(model.parameters())
+    trained = start_epoch > 0  # whether the parameters were updated (a failing solve before: not divergence)
+
+    def diverged(where: str, what: str) -> TrainingDiverged:
+        kept = (
+            f"the last good checkpoint (epoch {history[-1]['epoch']}) is kept at {ckpt_path}"
+            if history else "no checkpoint was written yet"
+        )  # fmt: skip
+        return TrainingDiverged(
+            f"training diverged at {where}: {what}. Likely cause: the learning rate is too large "
+            f"(--lr {lr:g}; the task's default is {task.lr:g}) or the regularization weight (--weight); "
+            f"{kept}. Train again with a smaller --lr into a new --out (--resume keeps a run's options)."
+        )
 
     for epoch in range(start_epoch, epochs):
         weight = schedule(epoch) if schedule is not None else 0.0
@@ -456,23 +561,29 @@ def train(config: TrainConfig) -> dict:
                    disable=not (config.progress and dist.main), leave=False)  # fmt: skip
         active = active_regularizer(regularizer, schedule, weight)
         for b, batch in enumerate(bar):
-            out_b = net(dist.shard(batch), regularizer=active)
-            loss = out_b.loss
-            reg_value = out_b.result.regularization
-            if reg_value is not None:
-                loss = loss + weight * reg_value
-            if not torch.isfinite(loss):
-                kept = (
-                    f"the last good checkpoint (epoch {history[-1]['epoch']}) is kept at {ckpt_path}"
-                    if history else "no checkpoint was written yet"
-                )  # fmt: skip
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1}; {kept}. Lower the "
-                    f"learning rate (--lr, now {lr}) or the regularization weight (--weight)."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            where = f"epoch {epoch + 1}, batch {b + 1}"
+            try:
+                out_b = net(dist.shard(batch), regularizer=active)
+                loss = out_b.loss
+                reg_value = out_b.result.regularization
+                if reg_value is not None:
+                    loss = loss + weight * reg_value
+                if not torch.isfinite(loss):
+                    raise diverged(where, f"the loss became {loss.item()}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            except SolveError as exc:
+                if not trained:  # nothing was updated yet: the tolerances or the data are at fault
+                    raise ValueError(
+                        f"the first training solve failed at the initial parameters ({where}): {exc}; "
+                        f"nothing was trained — loosen --rtol/--atol (now {task.rtol:g}/{task.atol:g})"
+                    ) from exc
+                raise diverged(where, f"a training solve failed (solver: {exc})") from exc
+            trained = True
+            if not _all_finite(params):  # a finite loss can still take a step to NaN/inf parameters
+                what = f"the optimizer step made the parameters non-finite (the loss was {loss.item():.4g})"
+                raise diverged(where, what)
             sums["loss"] += out_b.loss.item()
             sums["reg"] += reg_value.item() if reg_value is not None else 0.0
             sums["metric"] += out_b.metric_sum
@@ -486,9 +597,13 @@ def train(config: TrainConfig) -> dict:
         epoch_seconds = time.perf_counter() - start
         train_seconds += epoch_seconds
         if dist.main:
-            test_metric, test_nfe = evaluate(model, data["test"], max(batch_size, 256))
-            # tasks with a validation split also record it (the trade-off curves are drawn from it)
-            val = evaluate(model, data["val"], max(batch_size, 256)) if "val" in data else None
+            try:
+                test_metric, test_nfe = evaluate(model, data["test"], max(batch_size, 256))
+                # tasks with a validation split also record it (the trade-off curves are drawn from it)
+                val = evaluate(model, data["val"], max(batch_size, 256)) if "val" in data else None
+            except SolveError as exc:
+                what = f"a test solve failed (solver: {exc})"
+                raise diverged(f"the evaluation after epoch {epoch + 1}", what) from exc
             history.append({
                 "epoch": epoch + 1, "train_loss": loss_sum / n_batches, "regularization": reg_sum / n_batches,
                 "weight": weight, "train_metric": metric_sum / max(count, 1),
