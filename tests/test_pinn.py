@@ -405,6 +405,11 @@ def test_cli_trains_and_writes_metrics_fields_and_plot(tmp_path, capsys):
         main(["pde", "--problem", "hypergeometric", "--iterations", "40", "--out", str(out), "--resume"]) == 0
     )
     assert "after 40 iterations" in capsys.readouterr().out
+    # a second run into the same folder without --resume would overwrite the first: refused
+    before = (out / "metrics.json").read_text()
+    assert main(["pde", "--problem", "hypergeometric", "--iterations", "40", "--out", str(out)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "metrics.json").read_text() == before
     assert main(["pde", "--list"]) == 0
     assert "nonlinear-diffusion" in capsys.readouterr().out
     # --resume into a folder without a checkpoint is an error, not a silent fresh run

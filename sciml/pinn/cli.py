@@ -265,6 +265,11 @@ def main(args: argparse.Namespace) -> int:
             f"--resume: {out / 'checkpoint.pt'} does not exist; drop --resume to train from scratch "
             "or pass the --out directory of an earlier run"
         )
+    if not args.resume and (out / "checkpoint.pt").exists():  # a second run would overwrite the first
+        raise ValueError(
+            f"--out {out} already holds a run (checkpoint.pt): pass --resume to continue it, or a new --out "
+            "(or delete that folder) to train from scratch"
+        )
     out = check_writable_dir(out)
     if args.budget == "quick" and args.iterations is None and args.adam is None and args.lbfgs is None:
         print(
