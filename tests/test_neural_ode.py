@@ -310,3 +310,10 @@ def test_torchdiffeq_backend_counts_its_backward_evaluations():
     assert out.solution.stats.nfe == forward and out.solution.stats.nfe_adjoint == 0
     out.ys.sum().backward()
     assert out.solution.stats.nfe_adjoint == len(calls) - forward > 0
+
+
+@pytest.mark.parametrize("backend", ["backprop", "continuous", "torchdiffeq"])
+def test_save_times_outside_t_span_are_refused_by_every_backend(backend):
+    node = NeuralODE(_small_field(), (0.0, 1.0), backend=backend)
+    with pytest.raises(ValueError, match="must lie within t_span"):
+        node(torch.zeros(2, 2), saveat=[0.0, 2.0])

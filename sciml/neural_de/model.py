@@ -185,6 +185,10 @@ class NeuralODE(nn.Module):
         """
         t0, t1 = self.t_span
         times = [t1] if saveat is None else host_times(saveat, self.t_span)
+        if not all(t0 <= t <= t1 for t in times):  # every backend: torchdiffeq would integrate past t1
+            raise ValueError(
+                f"`saveat` must lie within t_span {self.t_span}, got [{min(times)}, {max(times)}]"
+            )
         reg = regularizer if self.training else None  # regularizers shape training solves only
         end = reg.end_time(self.t_span) if reg is not None else t1
         if end != t1:  # STEER: stretch the time axis to the sampled end time
