@@ -340,6 +340,12 @@ class Rosenbrock(ImplicitMethod):
     def workspace(self, y: torch.Tensor, shape: torch.Size | None = None) -> None:
         return None  # stages are stacked; the linear solves dominate
 
+    def begin(self, rtol: float | torch.Tensor, atol: float | torch.Tensor) -> None:
+        """A new integration keeps nothing of the last one: the continuous adjoint's backward solve has
+        another field and a larger state, so a W-method's kept Jacobian (and the autonomy probe) must go."""
+        self._point = self._J = self._ft = self._W = self._W_h = self._start = self._autonomous = None
+        self._age, self._limit = 0, self.max_jacobian_age
+
     def _coefficients(self, y: torch.Tensor) -> _Coefficients:
         key = (y.dtype, y.device)
         if key not in self._coef:
