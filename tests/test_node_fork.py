@@ -151,8 +151,8 @@ def test_sweep_variants_are_checked_before_training(tiny, tmp_path, variants, we
 def test_save_epochs_must_be_epochs_of_the_run(tmp_path):
     with pytest.raises(ValueError, match="--save-epochs"):
         train(TrainConfig(task="latent-hard", epochs=3, out=str(tmp_path), save_epochs=[4]))
-    from sciml.neural_de.cli import _epochs
+    from sciml.neural_de.cli import epoch_list
 
-    assert _epochs("2,5") == [2, 5]
+    assert epoch_list("2,5", "--save-epochs", 1) == [2, 5]
     with pytest.raises(ValueError, match="--save-epochs"):
-        _epochs("a")
+        epoch_list("a", "--save-epochs", 1)

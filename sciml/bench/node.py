@@ -43,6 +43,7 @@ import torch
 
 from sciml.bench.report import mean_std, print_table, ratio
 from sciml.checkpoint import load_checkpoint, save_figure
+from sciml.neural_de.cli import epoch_list
 from sciml.neural_de.model import NeuralODEResult
 from sciml.neural_de.tasks import TASKS, batches, get_task
 from sciml.neural_de.training import (
@@ -491,15 +492,7 @@ def _split_names(task) -> set[str]:
 
 def _delays(text: str | None) -> list[int | None]:
     """``--weight-delays`` as epochs (``[None]``: the task's default)."""
-    if not text:
-        return [None]
-    try:
-        delays = [int(d) for d in text.split(",") if d.strip()]
-    except ValueError:
-        delays = []
-    if not delays or any(d < 0 for d in delays):
-        raise ValueError(f"--weight-delays must be comma-separated whole epochs >= 0, got {text!r}")
-    return delays
+    return epoch_list(text, "--weight-delays", 0) if text else [None]
 
 
 def finished_run(config: TrainConfig) -> bool:

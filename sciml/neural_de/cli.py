@@ -43,13 +43,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
 
 
-def _epochs(text: str) -> list[int]:
+def epoch_list(text: str, flag: str, minimum: int) -> list[int]:
+    """A comma-separated option of whole epochs ``>= minimum`` (``--save-epochs``, ``--weight-delays``).
+
+    Raises:
+        ValueError: naming ``flag``, for an empty list, a non-integer or a value below ``minimum``.
+    """
     try:
         epochs = [int(e) for e in text.split(",") if e.strip()]
     except ValueError:
         epochs = []
-    if not epochs or any(e < 1 for e in epochs):
-        raise ValueError(f"--save-epochs must be comma-separated epochs >= 1, got {text!r}")
+    if not epochs or any(e < minimum for e in epochs):
+        raise ValueError(f"{flag} must be comma-separated whole epochs >= {minimum}, got {text!r}")
     return epochs
 
 
@@ -74,11 +79,11 @@ def check_fresh_out(out: str | Path, resume: bool) -> None:
 def main(args: argparse.Namespace) -> int:
     out = args.out or f"runs/{args.kind}-{args.task}-{args.reg}-s{args.seed}"
     check_fresh_out(out, args.resume)
+    save_epochs = None if args.save_epochs is None else epoch_list(args.save_epochs, "--save-epochs", 1)
     config = TrainConfig(
         task=args.task, reg=args.reg, seed=args.seed, epochs=args.epochs, out=out, resume=args.resume,
         backend=args.backend, weight=args.weight, weight_delay=args.weight_delay, lr=args.lr,
-        save_epochs=None if args.save_epochs is None else _epochs(args.save_epochs), init_from=args.init_from,
-        batch_size=args.batch_size, rtol=args.rtol,
+        save_epochs=save_epochs, init_from=args.init_from, batch_size=args.batch_size, rtol=args.rtol,
         atol=args.atol, threads=args.threads, progress=not args.no_progress, kind=args.kind,
     )  # fmt: skip
     try:
