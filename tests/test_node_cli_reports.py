@@ -157,6 +157,7 @@ def no_training(monkeypatch):
         (["--sweep", "--tasks", "spiral"], ["--sweep", "no validation split", "mnist1d"]),
         (["--sweep", "--tasks", "mnist1d", "--variants", "error"], ["--variants", "--sweep-variant"]),
         (["--sweep", "--tasks", "mnist1d", "--weight-delays", "two"], ["--weight-delays"]),
+        (["--sweep", "--tasks", "mnist1d", "--sweep-variant", "steer"], ["--sweep-variant", "weighted"]),
     ],
 )
 def test_bench_node_refuses_options_its_mode_would_ignore(no_training, tmp_path, capsys, extra, flags):
@@ -168,6 +169,20 @@ def test_bench_node_refuses_options_its_mode_would_ignore(no_training, tmp_path,
 # ------------------------------------------------------------------------------------------ checkpoints
 def _spiral(out, **kw) -> TrainConfig:
     return TrainConfig(task="spiral", epochs=1, out=str(out), progress=False, **kw)
+
+
+@pytest.mark.parametrize(
+    ("reg", "kw", "flags"),
+    [
+        ("vanilla", {"weight": 3.0}, "--weight would"),
+        ("steer", {"weight_delay": 0}, "--weight-delay would"),
+        ("vanilla", {"weight": 1.0, "weight_delay": 1}, "--weight and --weight-delay would"),
+    ],
+)
+def test_a_weight_for_a_variant_without_one_is_refused_before_training(tmp_path, reg, kw, flags):
+    with pytest.raises(ValueError, match=f"--reg {reg} has no regularization weight, so {flags} be ignored"):
+        train(_spiral(tmp_path / "run", reg=reg, **kw))
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_empty_checkpoint_is_called_empty(tmp_path):

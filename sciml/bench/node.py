@@ -47,6 +47,7 @@ from sciml.neural_de.cli import epoch_list
 from sciml.neural_de.model import NeuralODEResult
 from sciml.neural_de.tasks import TASKS, batches, get_task
 from sciml.neural_de.training import (
+    UNWEIGHTED,
     VARIANTS,
     TrainConfig,
     active_regularizer,
@@ -311,8 +312,9 @@ def sweep_specs(args: argparse.Namespace, task, epochs: int) -> list[tuple[str, 
     specs = []
     for item in [items] if isinstance(items, str) else items:
         name, _, own = item.partition("=")
-        if name not in VARIANTS or name == "vanilla":
-            raise ValueError(f"--sweep-variant must be a regularizer from {list(VARIANTS[1:])}, got {name!r}")
+        if name not in VARIANTS or name in UNWEIGHTED:
+            weighted = [v for v in VARIANTS if v not in UNWEIGHTED]
+            raise ValueError(f"--sweep-variant must be a weighted regularizer from {weighted}, got {name!r}")
         if name in [n for n, _ in specs]:
             raise ValueError(f"--sweep-variant {name} is given twice; list all its weights in one NAME=W1,W2")
         if own:

@@ -51,6 +51,8 @@ VARIANTS = (
     "vanilla", "error", "error-squared", "stiffness", "local-unbiased", "local-biased", "steer", "rnode",
     "taynode",
 )  # fmt: skip
+#: the ``--reg`` values without a regularization weight (vanilla; STEER samples the end time instead)
+UNWEIGHTED = ("vanilla", "steer")
 
 
 class TrainingDiverged(RuntimeError):
@@ -248,14 +250,21 @@ def make_variant(
             most tasks).
 
     Raises:
-        ValueError: unknown variant, or a delay that leaves no regularized epoch.
+        ValueError: unknown variant, a delay that leaves no regularized epoch, or a weight or delay given to
+            a variant without a weight (:data:`UNWEIGHTED`).
     """
     if name not in VARIANTS:
         raise ValueError(f"unknown --reg {name!r}; choose one of {list(VARIANTS)}")
-    if name == "vanilla":
-        return None, None
-    if name == "steer":
-        return Steer(b=steer_half_width(task)), None
+    if name in UNWEIGHTED:
+        options = (("--weight", weight), ("--weight-delay", delay))
+        given = [flag for flag, value in options if value is not None]
+        if given:
+            raise ValueError(
+                f"--reg {name} has no regularization weight, so {' and '.join(given)} would be ignored; drop "
+                f"{'them' if len(given) > 1 else 'it'}, or choose a weighted --reg: "
+                f"{[v for v in VARIANTS if v not in UNWEIGHTED]}"
+            )
+        return (Steer(b=steer_half_width(task)) if name == "steer" else None), None
     regularizer = {
         "error": lambda: ErrorEstimateRegularizer("sum"),
         "error-squared": lambda: ErrorEstimateRegularizer("squared"),
