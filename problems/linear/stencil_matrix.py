@@ -38,8 +38,10 @@ import torch
 
 __all__ = ["GridStencil", "NullSpace", "as_grid_stencil", "ROW_SUM_TOLERANCE"]
 
-#: a row whose sum is at most this times its diagonal counts as zero-sum (no Dirichlet contact)
-ROW_SUM_TOLERANCE = 1e-10
+#: a row whose sum is at most this times its diagonal counts as zero-sum (no Dirichlet contact): round-off
+#: level (a 5/7-point row sums with an error of a few float64 eps ≈ 2e-16 of its diagonal), so that a
+#: regularised operator such as ``L + 1e-12 I`` counts as the nonsingular matrix it is
+ROW_SUM_TOLERANCE = 1e-13
 
 
 class NullSpace(NamedTuple):
@@ -144,10 +146,11 @@ class GridStencil:
                 default every cell (then ``A`` must have ``prod(shape)`` rows).
 
         Returns:
-            The :class:`GridStencil`; ``from_matrix(A, ...).matrix()`` equals ``A``.
+            The :class:`GridStencil`; ``from_matrix(A, ...).matrix()`` equals ``A``. ``A`` itself is not
+            modified (explicit zeros and duplicates in its pattern stay where they are).
 
         Raises:
-            TypeError: ``A`` is not a sparse matrix or 2-D array.
+            TypeError: ``A`` is not a sparse matrix or 2-D array, or it is complex.
             ValueError: sizes that disagree, a nonsymmetric matrix, an entry that couples two cells that are
                 not axis neighbours (naming the row, the cells and the expected 5/7-point stencil; periodic
                 wrap-around couplings are accepted), a positive off-diagonal, a non-positive diagonal, or
@@ -157,6 +160,8 @@ class GridStencil:
             A = sp.csr_array(A)
         if not sp.issparse(A):
             raise TypeError(f"`A` must be a scipy sparse matrix or a 2-D array, got {type(A).__name__}")
+        if A.dtype.kind not in "biuf":
+            raise TypeError(f"`A` must be a real matrix, got dtype {A.dtype}; a diffusion stencil is real")
         shape = tuple(int(n) for n in shape)
         if not shape or any(n < 1 for n in shape):
             raise ValueError(f"`shape` must be a non-empty tuple of positive cell counts, got {shape}")
@@ -174,7 +179,7 @@ class GridStencil:
                 f"`A` has shape {A.shape} but the grid {shape} has {n} unknown cells, so A must be "
                 f"{n} x {n}{hint}"
             )
-        A = sp.csr_array(A, dtype=np.float64)
+        A = sp.csr_array(A, dtype=np.float64, copy=True)  # a copy: the in-place clean-up below is ours
         A.sum_duplicates()
         A.eliminate_zeros()
         if not np.isfinite(A.data).all():

@@ -211,6 +211,9 @@ class DCDMIteration(nn.Module):
             if null_labels.shape != diag.shape:
                 raise ValueError("`null_labels` must have the shape of `diag` (the grid shape)")
             null = null_projector(torch.where(diag > 0, null_labels, -torch.ones_like(null_labels)))
+        if not bool((b != 0).any()):  # b = 0: x = 0 exactly
+            zero: list[float] = [0.0]
+            return torch.zeros_like(b), 0, torch.tensor(zero, dtype=torch.float64), 0
         tol = max(rtol * float(torch.linalg.vector_norm(b)), atol)
         consistent = project_null(b, null)
         inconsistency = float(torch.linalg.vector_norm(b - consistent))
@@ -556,11 +559,14 @@ class PreparedSystem:
         dtype = arr.dtype
 
         def back(x: Tensor) -> Any:
+            """``x`` in the form, type and dtype of ``v`` (``back.dtype``: float64 for integer input)."""
             out = x if as_field else stencil.to_vector(x)
             if is_torch:
                 return out.to(dtype=dtype if dtype.is_floating_point else torch.float64, device=v.device)
             return out.numpy().astype(dtype if np.issubdtype(dtype, np.floating) else np.float64)
 
+        floating = dtype.is_floating_point if is_torch else np.issubdtype(dtype, np.floating)
+        back.lossy = floating and dtype != (torch.float64 if is_torch else np.float64)  # rounds the iterate
         return field, back
 
     def project(self, v: Any) -> Any:
@@ -599,10 +605,15 @@ class PreparedSystem:
             callback: called as ``callback(x)`` after every iteration (``x`` in the form of ``b``).
             threads: torch threads for this solve (restored afterwards); default :func:`default_threads`.
 
+        ``b = 0`` returns ``x = 0`` at once. The iteration runs in float64; for a ``b`` of lower precision
+        (float32) the returned ``x`` is rounded to it, and convergence is judged on that rounded ``x`` (a
+        tolerance below float32's resolution ends as ``stagnation``, with the reason).
+
         Returns:
             :class:`~sciml.solvers.linear.LinearSolveResult`, ``x`` in the form, type and dtype of ``b``;
             ``status`` is ``converged``, ``max_iterations``, ``negative_curvature`` (``qᵀAq <= 0``),
-            ``non_finite`` or ``stagnation``.
+            ``non_finite`` or ``stagnation``. A message says when the returned ``x`` has a larger residual
+            than ``x0`` (a nearly singular system, or one far from the training layouts).
 
         Raises:
             TypeError: complex or object input.
@@ -651,10 +662,37 @@ class PreparedSystem:
         history = [true_norm(float(torch.linalg.vector_norm(r)))]
 
         def finish(status: SolveStatus, iterations: int, message: str) -> LinearSolveResult:
+            out = back(x)
+            if back.lossy and iterations > 0:  # judge the rounded x that is returned
+                xr = self._as_field(out, "x")[0]
+                history[-1] = true_norm(
+                    float(torch.linalg.vector_norm(bf - apply_stencil(xr, diag, couplings)))
+                )
+                if status == SolveStatus.CONVERGED and history[-1] > tol:
+                    status = SolveStatus.STAGNATION
+                    message = (
+                        f"converged in float64 in {iterations} iterations, but x rounded to the dtype of `b` "
+                        f"has ‖b − A x‖/‖b‖ = {history[-1] / bnorm:.3e} > rtol: pass `b` in float64 or "
+                        "loosen rtol/atol"
+                    )
+            if status != SolveStatus.CONVERGED and history[-1] > history[0]:
+                message += (
+                    f". The returned x has {history[-1] / history[0]:.3g}× the residual of x0 (DCDM "
+                    "lowers the A-norm of the error, not the residual): the system is probably nearly "
+                    "singular (e.g. a pure-Neumann operator plus a tiny shift) or far from the training "
+                    "layouts; use a classical solver (cg), or drop the shift and solve it as singular with a "
+                    "consistent `b`"
+                )
             return LinearSolveResult(
-                back(x), iterations, np.asarray(history), status == SolveStatus.CONVERGED, status, message
+                out, iterations, np.asarray(history), status == SolveStatus.CONVERGED, status, message
             )
 
+        if bnorm == 0:
+            x = torch.zeros_like(bf)
+            history[0] = 0.0
+            return finish(
+                SolveStatus.CONVERGED, 0, "b = 0, so x = 0 solves the system exactly (x0 is not used)"
+            )
         if not math.isfinite(history[0]):
             return finish(SolveStatus.NON_FINITE, 0, "the initial residual b - A x0 is not finite")
         if history[0] <= tol:

@@ -41,7 +41,9 @@ class Tuner:
     Args:
         arms: candidate values (e.g. relaxation factors), at least 2, finite.
         seed: seeds the sampling generator.
-        floor: the least possible cost, subtracted before normalising (1 for iteration counts).
+        floor: the least possible cost, subtracted before normalising (1 for iteration counts). A cost of
+            exactly 0 (a system its initial guess already solved, e.g. ``b = 0``) counts as ``floor``;
+            other costs below ``floor`` are errors.
 
     Raises:
         ValueError: fewer than two arms, non-finite arms or floor.
@@ -84,6 +86,8 @@ class Tuner:
             raise ValueError(
                 f"`cost` must be finite, got {cost} (cap failed solves at their iteration limit)"
             )
+        if cost == 0.0 and self.floor > 0:  # a system its initial guess already solved (e.g. b = 0)
+            cost = self.floor  # says nothing about the arm: the least cost, no penalty
         if cost < self.floor:
             raise ValueError(f"`cost` {cost} is below `floor` {self.floor}; lower `floor` for such costs")
         return cost - self.floor

@@ -31,12 +31,14 @@ The same tuner serves SSOR-preconditioned CG (``solver="ssor-pcg"``), whose opti
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from sciml.problems.linear.stencil_matrix import ROW_SUM_TOLERANCE
 from sciml.solvers.linear import (
     LinearSolveResult,
     SolveStatus,
@@ -52,6 +54,7 @@ __all__ = ["SpectralPrior", "PriorTuner", "TunedSolve", "default_offsets", "SOLV
 SOLVERS = ("sor", "ssor-pcg")
 _SLOPE = {"sor": -1.0, "ssor-pcg": -0.5}  # iterations ∝ s^γ: SOR ~ 1/√δ, SSOR-PCG ~ δ^{-1/4}
 _OMEGA_RANGE = (0.5, 1.995)
+_SINGULAR = 1e-8  # an estimate δ̂ at or below this: A is (nearly) singular
 
 
 def default_offsets() -> np.ndarray:
@@ -70,7 +73,20 @@ class SpectralPrior:
     A slowly drifting sequence (time steps of one simulation) need not be re-estimated every system:
     once three consecutive estimates each agreed with the one before to ``rtol / 2``, the interval between
     estimates doubles with every further such estimate, up to ``max_interval`` systems; any larger change
-    resets it to 1 (i.i.d. sequences, where such agreement is rare, are estimated every time).
+    resets it to 1 (i.i.d. sequences, where such agreement is rare, are estimated every time). A system is
+    served by the last estimate only while Weyl's bound shows the matrix has not moved enough to matter:
+    with ``B = D^{-1/2} A D^{-1/2}`` (the matrix ``δ̂`` is an eigenvalue of), ``|λ_min(B') − λ_min(B)| <=
+    ‖B' − B‖₂ <= max(‖B' − B‖₁, ‖B' − B‖_∞)`` (max column / row sum of ``|B' − B|``; for a nonsymmetric
+    ``A`` it bounds its symmetric part too), computed in ``O(nnz)`` against the matrix of the last estimate
+    when the sparsity pattern is the same; the estimate is redone when that bound exceeds ``rtol · δ̂``, or
+    when the pattern changed.
+
+    Singular matrices whose rows all sum to 0 (pure Neumann, solved with a consistent ``b``): ``λ_min(B)``
+    is 0, which says nothing about the speed of SOR on the consistent part; when an estimate is below
+    ``1e-8`` and ``A 1 = 0`` (to round-off), the estimate is redone orthogonal to the null vector
+    ``D^{1/2} 1`` and ``δ̂`` is the smallest *nonzero* eigenvalue. Any other ``δ̂`` below ``1e-8`` (a
+    singular matrix of another kind, or nearly singular) is kept, with a ``RuntimeWarning``: ω is then pinned
+    at the top of its range.
 
     Args:
         rtol: relative accuracy of ``δ̂`` (see :func:`~sciml.solvers.linear.estimate_jacobi_spectrum`).
@@ -99,6 +115,8 @@ class SpectralPrior:
         self.delta = math.nan
         self.matvecs = 0  # products with A spent over the whole sequence
         self._pattern: tuple | None = None  # (indptr, indices, symmetric) of the last matrix
+        self._reference: tuple | None = None  # (indptr, indices, rows, scaled data) of the last estimated A
+        self._deflated = False  # whether the last estimate left out the constant null vector
 
     def _symmetric(self, A: sp.csr_array) -> bool | None:
         p = self._pattern
@@ -125,33 +143,102 @@ class SpectralPrior:
         """``δ̂`` for ``A`` (updates the warm-start vector and :attr:`matvecs`).
 
         Raises:
+            TypeError: ``A`` not a matrix, or complex.
             ValueError: as :func:`~sciml.solvers.linear.estimate_jacobi_spectrum` (non-square matrix,
                 zero or negative diagonal entry, non-finite entries).
+
+        Warns:
+            RuntimeWarning: ``δ̂ <= 1e-8`` for a matrix whose null space is not the constant.
         """
-        n = A.shape[0] if getattr(A, "ndim", 0) == 2 else -1
-        same_size = self.vector is not None and self.vector.shape == (n,) and A.shape == (n, n)
-        if same_size and self.since < self.interval:  # (the solver checks A itself)
+        A = _square_sparse(A)
+        n = A.shape[0]
+        same_size = self.vector is not None and self.vector.shape == (n,)
+        if same_size and self.since < self.interval and self._moved(A) <= self.rtol * self.delta:
             self.since += 1
             return self.delta
-        A = _square_sparse(A)
         v0 = self.vector if same_size else None
-        est = estimate_jacobi_spectrum(
-            A,
-            v0,
-            ends="low",
-            rtol=self.rtol,
-            max_steps=self.max_steps,
-            seed=self.seed,
-            symmetric=self._symmetric(A) if A.nnz else True,
-        )
-        self.matvecs += est.matvecs
+        symmetric = self._symmetric(A) if A.nnz else True
+
+        def run(v0: np.ndarray | None, deflate: np.ndarray | None) -> Any:
+            est = estimate_jacobi_spectrum(
+                A,
+                v0,
+                ends="low",
+                rtol=self.rtol,
+                max_steps=self.max_steps,
+                seed=self.seed,
+                symmetric=symmetric,
+                deflate=deflate,
+            )
+            self.matvecs += est.matvecs
+            return est
+
+        null = self._null_vector(A) if self._deflated and same_size else None
+        est = run(v0, null)
+        if null is None and est.low <= _SINGULAR:
+            null = self._null_vector(A)
+            if null is not None:
+                est = run(None, null)
+        self._deflated = null is not None
+        if est.low <= _SINGULAR:
+            warnings.warn(
+                f"the matrix is (nearly) singular: λ_min(D^-1/2 A D^-1/2) ≈ {est.low:.1e} and its null "
+                "space is not the constant (rows do not all sum to 0), so ω sits at the top of its range; "
+                "pin a value or make the singular groups explicit",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         self.vector = est.vector_low
+        self._remember(A)
         delta = float(min(max(est.low, 1e-14), 1.0))
         steady = same_size and abs(delta - self.delta) <= 0.5 * self.rtol * delta
         self.streak = self.streak + 1 if steady else 0
         self.interval = min(2 * self.interval, self.max_interval) if self.streak >= 3 else 1
         self.delta, self.since = delta, 1
         return self.delta
+
+    def _scaled(self, A: sp.csr_array, rows: np.ndarray) -> np.ndarray:
+        s = 1.0 / np.sqrt(A.diagonal())
+        return A.data * s[rows] * s[A.indices]
+
+    def _remember(self, A: sp.csr_array) -> None:
+        """Keep what :meth:`_moved` compares the next matrices with (``A`` is canonical CSR)."""
+        if not (A.diagonal() > 0).all():
+            self._reference = None
+            return
+        rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+        self._reference = (A.indptr, A.indices, rows, self._scaled(A, rows))
+
+    def _moved(self, A: sp.csr_array) -> float:
+        """Weyl's bound on ``|λ_min(B') − λ_min(B)|`` against the last estimated matrix (``inf`` when the
+        sparsity pattern changed or ``A`` has a non-positive diagonal entry)."""
+        ref = self._reference
+        if ref is None or not (
+            (ref[0] is A.indptr and ref[1] is A.indices)
+            or (
+                ref[0].shape == A.indptr.shape
+                and ref[1].shape == A.indices.shape
+                and np.array_equal(ref[0], A.indptr)
+                and np.array_equal(ref[1], A.indices)
+            )
+        ):
+            return math.inf
+        if not (A.diagonal() > 0).all():
+            return math.inf
+        diff = np.abs(self._scaled(A, ref[2]) - ref[3])
+        n = A.shape[0]
+        rows = np.bincount(ref[2], weights=diff, minlength=n)
+        cols = np.bincount(A.indices, weights=diff, minlength=n)
+        return float(max(rows.max(initial=0.0), cols.max(initial=0.0)))
+
+    @staticmethod
+    def _null_vector(A: sp.csr_array) -> np.ndarray | None:
+        """``D^{1/2} 1 / ‖D^{1/2} 1‖`` when every row of ``A`` sums to 0 (to round-off), else ``None``."""
+        d = A.diagonal()
+        if not (d > 0).all() or not (np.abs(A @ np.ones(A.shape[0])) <= ROW_SUM_TOLERANCE * d).all():
+            return None
+        v = np.sqrt(d)
+        return v / np.linalg.norm(v)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -167,6 +254,7 @@ class SpectralPrior:
         vec = np.asarray(state["vector"], dtype=np.float64)
         self.vector = vec.copy() if vec.size else None
         self.delta, self.matvecs, self._pattern = float(state["delta"]), int(state["matvecs"]), None
+        self._reference, self._deflated = None, False  # the next system is estimated afresh
         self.interval, self.since = int(state["interval"]), int(state["since"])
         self.streak = int(state["streak"])
 

@@ -160,12 +160,16 @@ def as_operator(A: Any, b: Any, name: str = "A") -> Operator:
     first use.
 
     Raises:
-        TypeError: an unsupported kind of ``A`` for this ``b``.
+        TypeError: an unsupported kind of ``A`` for this ``b``, or a complex ``A`` (also a callable that
+            returns complex values): the solvers are real; split a complex system into real and imaginary
+            parts.
         ValueError: a shape that does not match ``b``, or non-finite matrix entries.
     """
     is_torch = torch.is_tensor(b)
     if is_torch:
         if torch.is_tensor(A):
+            if A.is_complex():
+                raise TypeError(_complex_message(name, A.dtype))
             if A.layout == torch.strided and not torch.isfinite(A).all():
                 raise ValueError(f"`{name}` has non-finite entries")
             _matrix_shape_check(tuple(A.shape), b, name)
@@ -179,15 +183,18 @@ def as_operator(A: Any, b: Any, name: str = "A") -> Operator:
     else:
         if sp.issparse(A):
             _matrix_shape_check(A.shape, b, name)
+            _check_real(A.dtype, name)
+            A = A.tocsr()  # first: lil and dok matrices have no flat `data` array
             if not np.isfinite(A.data).all():
                 raise ValueError(f"`{name}` has non-finite entries")
-            A = A.tocsr()
             return lambda v: A @ v
         if isinstance(A, spla.LinearOperator):
             _matrix_shape_check(A.shape, b, name)
-            return A.matvec
+            _check_real(A.dtype, name)
+            return _checked_callable(A.matvec, b, name)
         if isinstance(A, np.ndarray):
             _matrix_shape_check(A.shape, b, name)
+            _check_real(A.dtype, name)
             if not np.isfinite(A).all():
                 raise ValueError(f"`{name}` has non-finite entries")
             return lambda v: A @ v
@@ -199,6 +206,21 @@ def as_operator(A: Any, b: Any, name: str = "A") -> Operator:
             f"got {type(A).__name__}"
         )
     return _checked_callable(A, b, name)
+
+
+def _complex_message(name: str, dtype: Any) -> str:
+    return (
+        f"`{name}` is complex (dtype {dtype}) but the solvers are real; solve the real system "
+        f"[[Re {name}, -Im {name}], [Im {name}, Re {name}]] [Re x; Im x] = [Re b; Im b] instead"
+    )
+
+
+def _check_real(dtype: Any, name: str) -> None:
+    """Refuse complex (and other non-real) matrix dtypes instead of dropping the imaginary part."""
+    if dtype is not None and np.dtype(dtype).kind not in "biuf":
+        if np.dtype(dtype).kind == "c":
+            raise TypeError(_complex_message(name, dtype))
+        raise TypeError(f"`{name}` must hold real numbers, got dtype {dtype}")
 
 
 def _checked_callable(fn: Callable, b: Any, name: str) -> Operator:
@@ -213,6 +235,8 @@ def _checked_callable(fn: Callable, b: Any, name: str) -> Operator:
                     f"`{name}` returned {type(out).__name__} of shape {tuple(getattr(out, 'shape', ()))} "
                     f"for input of shape {shape}; it must return the same type and shape"
                 )
+            if out.is_complex() if torch.is_tensor(out) else np.iscomplexobj(out):
+                raise TypeError(_complex_message(name, out.dtype))
             state["checked"] = True
         return out
 

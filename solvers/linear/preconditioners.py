@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
+from sciml.solvers.linear.operators import _check_real
 from sciml.solvers.linear.triangular import UnitLowerTriangular, row_levels
 
 __all__ = [
@@ -33,12 +34,20 @@ __all__ = [
 
 
 def _square_sparse(A: Any, name: str = "A") -> sp.csr_array:
+    """``A`` as a canonical float64 CSR array (the caller's matrix is never modified).
+
+    Raises:
+        TypeError: not a sparse matrix or 2-D array, or complex/non-numeric entries.
+        ValueError: not square, or non-finite entries.
+    """
     if isinstance(A, np.ndarray) and A.ndim == 2:
+        _check_real(A.dtype, name)
         A = sp.csr_array(A)
     if not sp.issparse(A):
         raise TypeError(
             f"`{name}` must be a scipy sparse matrix or a dense 2-D array, got {type(A).__name__}"
         )
+    _check_real(A.dtype, name)
     if not (isinstance(A, sp.csr_array) and A.dtype == np.float64):
         A = sp.csr_array(A, dtype=np.float64)
     if A.shape[0] != A.shape[1]:
@@ -62,11 +71,16 @@ def _positive_diagonal(A: sp.csr_array, name: str = "A") -> np.ndarray:
     return d
 
 
-def _check_symmetric(A: sp.csr_array, name: str = "A") -> None:
+def _asymmetry(A: sp.csr_array) -> float:
+    """``max |A − Aᵀ|`` where it exceeds ``1e-12 max |A|`` (round-off), else 0."""
     asym = abs(A - A.T)
     scale = abs(A).max() if A.nnz else 1.0
-    if asym.nnz and asym.max() > 1e-12 * scale:
-        raise ValueError(f"`{name}` is not symmetric (max |A - Aᵀ| = {asym.max():.3e}); it must be SPD")
+    return float(asym.max()) if asym.nnz and asym.max() > 1e-12 * scale else 0.0
+
+
+def _check_symmetric(A: sp.csr_array, name: str = "A") -> None:
+    if asym := _asymmetry(A):
+        raise ValueError(f"`{name}` is not symmetric (max |A - Aᵀ| = {asym:.3e}); it must be SPD")
 
 
 class _Diagonal:

@@ -24,6 +24,7 @@ from sciml.solvers.linear.krylov import check_tolerances
 from sciml.solvers.linear.operators import NUMPY, as_vector
 from sciml.solvers.linear.preconditioners import (
     SSORPreconditioner,
+    _asymmetry,
     _check_omega,
     _positive_diagonal,
     _square_sparse,
@@ -58,18 +59,41 @@ def _stationary(
     maxiter: int,
     callback: Callable[[np.ndarray], None] | None,
     method: str,
+    dtype: Any = np.float64,
 ) -> LinearSolveResult:
-    """``x ← x + step(r)`` until ``‖b − A x‖ <= max(rtol‖b‖, atol)``; the true residual is tracked."""
-    x = np.zeros_like(b) if x0 is None else np.array(as_vector(x0, "x0", like=b), dtype=np.float64)
-    r = b - matvec(x) if x0 is not None else b.copy()
+    """``x ← x + step(r)`` until ``‖b − A x‖ <= max(rtol‖b‖, atol)``; the true residual is tracked.
+
+    The iteration runs in float64 (``b`` is float64); ``x`` is returned in ``dtype`` (that of the caller's
+    ``b``). When that is a lower precision the residual of the rounded ``x`` replaces the last history
+    entry and decides convergence, so ``converged`` holds for the vector returned.
+    """
+    if x0 is not None:
+        x0 = as_vector(x0, "x0", like=b)
+    bnorm = NUMPY.norm(b)
+    x = np.zeros_like(b) if x0 is None or bnorm == 0 else np.array(x0, dtype=np.float64)
+    r = b - matvec(x) if x0 is not None and bnorm > 0 else b.copy()
     rnorm = NUMPY.norm(r)
-    tol = max(rtol * NUMPY.norm(b), atol)
+    tol = max(rtol * bnorm, atol)
     history = [rnorm]
     r0 = max(rnorm, 1e-300)
 
     def finish(status, k, message):
-        return LinearSolveResult(x, k, np.asarray(history), status == SolveStatus.CONVERGED, status, message)
+        out = x
+        if np.dtype(dtype) != x.dtype:  # judge the vector returned, not the float64 iterate
+            out = x.astype(dtype)
+            history[-1] = NUMPY.norm(b - matvec(out.astype(np.float64)))
+            if status == SolveStatus.CONVERGED and history[-1] > tol:
+                status = SolveStatus.STAGNATION
+                message = (
+                    f"{method} met the tolerance in float64, but x rounded to {dtype} (the dtype of `b`) has "
+                    f"‖b − A x‖ = {history[-1]:.3e} > {tol:.3e}: pass `b` in float64 or loosen rtol/atol"
+                )
+        return LinearSolveResult(
+            out, k, np.asarray(history), status == SolveStatus.CONVERGED, status, message
+        )
 
+    if bnorm == 0:
+        return finish(SolveStatus.CONVERGED, 0, "b = 0, so x = 0 solves the system exactly (x0 is not used)")
     if rnorm <= tol:
         return finish(SolveStatus.CONVERGED, 0, "the initial guess already meets the tolerance")
     for k in range(1, maxiter + 1):
@@ -96,15 +120,18 @@ def _stationary(
     )
 
 
-def _prepare(A: Any, b: Any) -> tuple[sp.csr_array, np.ndarray, np.ndarray]:
+def _prepare(A: Any, b: Any) -> tuple[sp.csr_array, np.ndarray, np.ndarray, np.dtype]:
+    """``(A, b, diag(A), dtype)``: canonical float64 CSR, ``b`` in float64, the positive diagonal, and the
+    dtype the solution is returned in (that of ``b``; float64 for integer ``b``)."""
     A = _square_sparse(A)
     b = as_vector(b, "b")
     if torch.is_tensor(b):
         raise TypeError("`b` must be a numpy array for matrix SOR; use red_black_sor for torch fields")
+    dtype = b.dtype
     b = np.asarray(b, dtype=np.float64)
     if b.ndim != 1 or b.shape[0] != A.shape[0]:
         raise ValueError(f"`A` has shape {A.shape} but `b` has shape {b.shape}; `b` must be 1-D of length n")
-    return A, b, _positive_diagonal(A)
+    return A, b, _positive_diagonal(A), dtype
 
 
 def sor(
@@ -121,7 +148,10 @@ def sor(
     """Solve ``A x = b`` by SOR in natural (row) order: ``x ← x + (D/ω + S)⁻¹ (b − A x)``.
 
     Each iteration costs one triangular solve and one product with ``A``; the stopping test uses the true
-    residual, ``‖b − A x‖ <= max(rtol·‖b‖, atol)``. ``omega = 1`` is Gauss–Seidel.
+    residual, ``‖b − A x‖ <= max(rtol·‖b‖, atol)``. ``omega = 1`` is Gauss–Seidel. The iteration runs in
+    float64; ``x`` is returned in the dtype of ``b``, and for a float32 ``b`` convergence is judged on the
+    rounded ``x`` (a tolerance below float32's resolution then ends as ``stagnation``). ``b = 0`` returns
+    ``x = 0`` at once.
 
     Args:
         A: square sparse (or dense) matrix with a positive diagonal (SOR converges for every ω ∈ (0, 2)
@@ -136,11 +166,12 @@ def sor(
         :class:`~sciml.solvers.linear.LinearSolveResult` (status ``non_finite`` when the iteration diverges).
 
     Raises:
+        TypeError: complex ``A`` or ``b`` (the imaginary part is never dropped), a torch ``b``.
         ValueError: ``omega`` outside (0, 2), a non-positive diagonal entry, non-finite ``A``/``b``/``x0``,
             mismatched shapes, bad tolerances.
     """
     omega = _check_omega(omega)
-    A, b, d = _prepare(A, b)
+    A, b, d, dtype = _prepare(A, b)
     maxiter = check_tolerances(rtol, atol, maxiter, b.size)
     if A.shape[0] <= _DENSE_MAX:  # small systems: dense BLAS kernels have far less call overhead
         dense = A.toarray()
@@ -162,7 +193,7 @@ def sor(
         def matvec(v):
             return A @ v
 
-    return _stationary(matvec, b, x0, step, rtol, atol, maxiter, callback, f"SOR(ω={omega:g})")
+    return _stationary(matvec, b, x0, step, rtol, atol, maxiter, callback, f"SOR(ω={omega:g})", dtype)
 
 
 def ssor(
@@ -182,10 +213,12 @@ def ssor(
     for CG use :func:`~sciml.solvers.linear.ssor_preconditioner`.
     """
     omega = _check_omega(omega)
-    A, b, _ = _prepare(A, b)
+    A, b, _, dtype = _prepare(A, b)
     maxiter = check_tolerances(rtol, atol, maxiter, b.size)
     M = SSORPreconditioner(A, omega)
-    return _stationary(lambda v: A @ v, b, x0, M.matvec, rtol, atol, maxiter, callback, f"SSOR(ω={omega:g})")
+    return _stationary(
+        lambda v: A @ v, b, x0, M.matvec, rtol, atol, maxiter, callback, f"SSOR(ω={omega:g})", dtype
+    )
 
 
 # ------------------------------------------------------------------------------------------ red–black
@@ -244,6 +277,9 @@ def red_black_sor(
             out, k, np.asarray(history), status == SolveStatus.CONVERGED, status, message
         )
 
+    if not bool(b_t.any()):  # b = 0: x = 0 exactly
+        x = torch.zeros_like(b_t)
+        return result(SolveStatus.CONVERGED, 0, [0.0], "b = 0, so x = 0 solves the system exactly")
     r = b_t - grid.apply(x)
     history = [float(torch.linalg.vector_norm(r))]
     r0 = max(history[0], 1e-300)
@@ -377,26 +413,33 @@ def sor_batch(
 
 # ------------------------------------------------------------------------------------------ Young
 def jacobi_spectral_radius(A: Any) -> float:
-    """``ρ(I − D⁻¹A)`` for a symmetric matrix with positive diagonal (dense eigenvalues up to n = 2000,
-    Lanczos beyond).
+    """``ρ(I − D⁻¹A)``, the largest eigenvalue modulus of the Jacobi iteration matrix, for a matrix with
+    positive diagonal (dense eigenvalues up to n = 2000, Lanczos/Arnoldi beyond). A symmetric ``A`` uses the
+    symmetric eigensolver; a nonsymmetric one the general one (its eigenvalues may be complex).
 
     Raises:
+        TypeError: complex ``A``.
         ValueError: a non-positive diagonal entry, a non-square or non-finite matrix.
     """
     A = _square_sparse(A)
     d = _positive_diagonal(A)
     s = 1.0 / np.sqrt(d)
     J = sp.eye(A.shape[0]) - sp.diags_array(s) @ A @ sp.diags_array(s)  # similar to I − D⁻¹A
+    symmetric = not _asymmetry(A)
     if A.shape[0] <= 2000:
-        return float(np.abs(np.linalg.eigvalsh(J.toarray())).max())
-    vals = spla.eigsh(J, k=1, which="LM", tol=1e-10, return_eigenvectors=False)
+        dense = J.toarray()
+        return float(np.abs(np.linalg.eigvalsh(dense) if symmetric else np.linalg.eigvals(dense)).max())
+    solver = spla.eigsh if symmetric else spla.eigs
+    vals = solver(J, k=1, which="LM", tol=1e-10, return_eigenvectors=False)
     return float(abs(vals[0]))
 
 
 def young_omega(A: Any = None, *, spectral_radius: float | None = None) -> float:
     """Young's optimal SOR factor ``ω* = 1 + (β / (1 + √(1 − β²)))²`` with ``β = ρ(I − D⁻¹A)``.
 
-    Optimal for consistently ordered matrices (e.g. 5-point stencils); a good reference elsewhere.
+    Optimal for consistently ordered matrices whose Jacobi eigenvalues are real (e.g. symmetric 5-point
+    stencils, and nonsymmetric ones such as central-difference convection–diffusion below cell Péclet 1); a
+    good reference elsewhere. β of a nonsymmetric ``A`` is that of its general eigenvalues.
 
     Args:
         A: the matrix (β from :func:`jacobi_spectral_radius`), or
@@ -446,6 +489,7 @@ def estimate_jacobi_spectrum(
     max_steps: int = 80,
     seed: int = 0,
     symmetric: bool | None = None,
+    deflate: np.ndarray | None = None,
 ) -> JacobiSpectrumEstimate:
     """Estimate the ends of the spectrum of ``B = D^{-1/2} A D^{-1/2}`` (hence the Jacobi spectral radius
     ``ρ(I − D⁻¹A) = max(1 − λ_min(B), λ_max(B) − 1)`` of a symmetric ``A``) by a few Lanczos steps.
@@ -468,13 +512,17 @@ def estimate_jacobi_spectrum(
         max_steps: at most this many Lanczos steps (products with ``A``), >= 2.
         seed: seeds the random part of the default start.
         symmetric: whether ``A`` is known to be symmetric (``None``: check; ``False``: use ``(A + Aᵀ)/2``).
+        deflate: a unit vector of length ``n`` that is an eigenvector of ``B`` to leave out (the Lanczos
+            basis is kept orthogonal to it): for a singular ``A`` whose rows sum to 0 (pure Neumann),
+            ``D^{1/2} 1 / ‖D^{1/2} 1‖``, so that ``low`` estimates the smallest *nonzero* eigenvalue.
 
     Returns:
         :class:`JacobiSpectrumEstimate`.
 
     Raises:
         ValueError: a non-square or non-finite ``A``, a non-positive diagonal entry, ``v0`` of the wrong
-            length or zero, unknown ``ends``, ``rtol <= 0``, ``max_steps < 2``.
+            length or zero (after deflation), ``deflate`` of the wrong length or not of unit norm, unknown
+            ``ends``, ``rtol <= 0``, ``max_steps < 2``.
     """
     A = _square_sparse(A)
     d = _positive_diagonal(A)
@@ -502,10 +550,15 @@ def estimate_jacobi_spectrum(
         v = np.asarray(v0, dtype=np.float64).ravel()
         if v.shape != (n,) or not np.isfinite(v).all():
             raise ValueError(f"`v0` must be a finite vector of length {n}, got shape {v.shape}")
+    if deflate is not None:
+        deflate = np.asarray(deflate, dtype=np.float64).ravel()
+        if deflate.shape != (n,) or not abs(np.linalg.norm(deflate) - 1.0) < 1e-8:
+            raise ValueError(f"`deflate` must be a unit vector of length {n}")
+        v = v - deflate * (deflate @ v)
     norm = np.linalg.norm(v)
     if norm == 0:
-        raise ValueError("`v0` must not be the zero vector")
-    steps = min(int(max_steps), n)
+        raise ValueError("`v0` must not be the zero vector (nor, with `deflate`, parallel to it)")
+    steps = min(int(max_steps), max(n - (deflate is not None), 1))
     V = np.empty((min(steps + 1, 4), n))  # Lanczos basis, grown by doubling (warm starts need 1–2 rows)
     V[0] = v / norm
     alpha, beta = np.zeros(steps), np.zeros(steps)
@@ -515,6 +568,8 @@ def estimate_jacobi_spectrum(
         alpha[k] = V[k] @ w
         for _ in range(2):  # full reorthogonalisation (twice is enough)
             w -= V[: k + 1].T @ (V[: k + 1] @ w)
+            if deflate is not None:
+                w -= deflate * (deflate @ w)
         beta[k] = np.linalg.norm(w)
         m = k + 1
         last = m == steps or beta[k] <= 1e-14 * max(abs(alpha[k]), 1.0)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sciml.solvers.linear.krylov import initial_status, krylov_start
+from sciml.solvers.linear.krylov import initial_status, krylov_start, precision_hint
 from sciml.solvers.linear.operators import as_operator
 from sciml.solvers.linear.result import LinearSolveResult, SolveStatus
 
@@ -51,7 +51,10 @@ def gmres(
     Stops when ``‖b − A x‖ <= max(rtol·‖b‖, atol)`` (scipy's convention; the residual of the original
     system, also with a preconditioner). Each cycle builds an orthonormal basis of at most ``restart``
     Krylov vectors, takes the iterate minimising the residual over it, then recomputes the true residual
-    and restarts from there. A Krylov space that becomes invariant (a "lucky breakdown": the exact solution
+    and restarts from there. Convergence is always decided on that true residual (also when the cycle's
+    Givens estimate met the tolerance: in finite precision the two can differ by far more than the
+    tolerance); when it misses, GMRES goes on with another cycle. ``b = 0`` returns ``x = 0`` at once (as
+    scipy). A Krylov space that becomes invariant (a "lucky breakdown": the exact solution
     lies in it, e.g. ``A`` with ``k < restart`` distinct eigenvalues) ends the cycle early with that
     solution. Dot products run over all entries, so ``b`` may be a torch field of any shape with ``A`` a
     callable on such fields.
@@ -70,13 +73,14 @@ def gmres(
         callback: called as ``callback(x)`` with the iterate at the end of every cycle.
 
     Returns:
-        :class:`LinearSolveResult`; ``iterations`` counts Arnoldi steps (each restart costs one more
-        application of ``A`` for the true residual; the last cycle, ending on the tolerance, does not),
-        ``residual_history`` holds the initial residual norm and, per iteration, the norm GMRES minimises
-        (the Givens estimate, equal to ``‖b − A x‖`` up to round-off; at a restart the true residual
-        replaces it). ``status``: ``converged``, ``max_iterations``, ``stagnation`` (a whole cycle
-        did not reduce the residual: increase ``restart`` or precondition; or ``A M`` is singular on the
-        Krylov space) or ``non_finite``.
+        :class:`LinearSolveResult`; ``iterations`` counts Arnoldi steps (each cycle costs one more
+        application of ``A`` for the true residual), ``residual_history`` holds the initial residual norm
+        and, per iteration, the norm GMRES minimises (the Givens estimate, equal to ``‖b − A x‖`` up to
+        round-off); at the end of each cycle the true residual replaces it, so the last entry is
+        ``‖b − A x‖`` of the returned ``x``. ``status``: ``converged``, ``max_iterations``, ``stagnation``
+        (a whole cycle did not reduce the true residual: increase ``restart`` or precondition; or the
+        tolerance is below the attainable accuracy; or ``A M`` is singular on the Krylov space) or
+        ``non_finite``.
 
     Raises:
         TypeError: unsupported kinds of ``A``/``M``, or numpy and torch mixed.
@@ -98,7 +102,7 @@ def gmres(
             x, iterations, np.asarray(history), status == SolveStatus.CONVERGED, status, message
         )
 
-    if (done := initial_status(rnorm, tol)) is not None:
+    if (done := initial_status(rnorm, tol, bnorm)) is not None:
         return finish(*done)
 
     shape = b.shape
@@ -161,11 +165,7 @@ def gmres(
         y = np.linalg.solve(np.triu(H[:j, :j]), g[:j]) if j > 1 else g[:1] / H[0, 0]
         yt = torch.as_tensor(y, dtype=b.dtype, device=b.device) if is_torch else y.astype(b.dtype)
         x = x + (yt @ Z[:j]).reshape(shape)
-        if abs(g[j]) <= tol:  # the estimate is the true residual up to round-off: no extra product
-            if callback is not None:
-                callback(x)
-            return finish(SolveStatus.CONVERGED, k, f"converged in {k} iterations")
-        r = b - matvec(x)
+        r = b - matvec(x)  # also when the estimate met the tolerance: the true residual decides
         previous, rnorm = rnorm, xp.norm(r)
         history[-1] = rnorm
         if callback is not None:
@@ -174,13 +174,26 @@ def gmres(
             return finish(SolveStatus.NON_FINITE, k, f"the residual is not finite at iteration {k}")
         if rnorm <= tol:
             return finish(SolveStatus.CONVERGED, k, f"converged in {k} iterations")
-        if k < maxiter and rnorm >= previous * (1 - 10 * xp.eps(b)):
+        estimate_met = abs(g[j]) <= tol  # the cycle ended on its estimate, the true residual disagrees
+        if k < maxiter and (
+            rnorm >= previous * (1 - 10 * xp.eps(b)) or (estimate_met and rnorm > 0.5 * previous)
+        ):
+            hint = precision_hint(xp.eps(b), tol, bnorm, b.dtype)
             return finish(
                 SolveStatus.STAGNATION,
                 k,
-                f"GMRES({m}) stagnated at iteration {k}: a whole cycle left ‖r‖/‖b‖ = "
-                f"{rnorm / max(bnorm, 1e-300):.3e}; increase `restart`, use a preconditioner, or loosen "
-                "rtol/atol if this is round-off",
+                f"GMRES({m}) stagnated at iteration {k}: a whole cycle left ‖b − A x‖/‖b‖ = "
+                f"{rnorm / bnorm:.3e}"
+                + (
+                    hint
+                    or (
+                        " (its residual estimate met the tolerance, the true residual does not: the "
+                        "tolerance is below the attainable accuracy; loosen rtol/atol)"
+                        if estimate_met
+                        else "; increase `restart`, use a preconditioner, or loosen rtol/atol if this is "
+                        "round-off"
+                    )
+                ),
             )
     return finish(
         SolveStatus.MAX_ITERATIONS,
