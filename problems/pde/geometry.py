@@ -520,7 +520,13 @@ class Polygon(Geometry):
         w = np.roll(v, -1, axis=0)
         area = 0.5 * float(np.sum(v[:, 0] * w[:, 1] - w[:, 0] * v[:, 1]))
         if abs(area) < 1e-14:
-            raise ValueError("`vertices` enclose no area")
+            crossing = _crossing_edges(v)  # a figure eight has zero signed area: say why
+            if crossing is not None:
+                raise ValueError(
+                    f"`vertices` make a self-intersecting polygon (edges {crossing[0]} and {crossing[1]} "
+                    "cross); list the vertices in order around the boundary"
+                )
+            raise ValueError("`vertices` enclose no area (collinear or repeated vertices)")
         self.vertices = v
         self.names = _check_names(names)
         if len(self.names) != 2:

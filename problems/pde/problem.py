@@ -13,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from sciml.problems.pde.conditions import Condition, Dirichlet, InitialValue, _evaluate
 from sciml.problems.pde.derivatives import AutogradDerivatives, Derivatives
@@ -39,6 +41,88 @@ def _stable_repr(value: Any) -> str:
     if callable(value) and hasattr(value, "__qualname__"):
         return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
     return repr(value)
+
+
+def _check_compatible(domain: Geometry, per_field: Mapping[str, Mapping[str, list]]) -> None:
+    """Initial and Dirichlet data of each field agree on the boundary at the initial time.
+
+    ``HardConstraint.from_conditions`` adds ``u₀(x) − g(x, t₀)`` to the boundary data at every time, so
+    where they disagree the Dirichlet condition fails for all ``t`` (and it has left the loss).
+
+    Raises:
+        ValueError: a mismatch above 1e-4 of the data's scale (the message says what to do).
+    """
+    t_index = domain.time_index
+    t0 = domain.lower[t_index]
+    g = torch.Generator().manual_seed(0)
+    for f, found in per_field.items():
+        if not found["initial"] or not found["dirichlet"]:
+            continue
+        initial = found["initial"][0]
+        try:
+            inner = domain.sample_initial(64, g, dtype=torch.float64)
+            scale = float(torch.as_tensor(_evaluate(initial.value, inner)).abs().max())
+            for c in found["dirichlet"]:
+                x = domain.sample_boundary(64, g, dtype=torch.float64, on=c.on)
+                x[:, t_index] = t0
+                u0 = torch.as_tensor(_evaluate(initial.value, x), dtype=torch.float64).expand(x.shape[0])
+                gb = torch.as_tensor(_evaluate(c.value, x), dtype=torch.float64).expand(x.shape[0])
+                gap = (u0 - gb).abs()
+                bound = 1e-4 * max(scale, float(u0.abs().max()), float(gb.abs().max()), 1e-300)
+                worst = float(gap.max())
+                if not worst > bound:  # (NaN data are reported where they are used)
+                    continue
+                i = int(gap.argmax())
+                where = ", ".join(f"{k}={float(v):.4g}" for k, v in zip(domain.names, x[i]))
+                raise _Incompatible(
+                    f"constraint='auto': the initial value {initial.name!r} and the Dirichlet condition "
+                    f"{c.name!r} of field {f!r} disagree where they meet (at {where}: initial "
+                    f"{float(u0[i]):.6g}, boundary {float(gb[i]):.6g}). The hard constraint would impose the "
+                    f"initial value on that boundary for all times, and {c.name!r} would leave the loss. "
+                    "Pass constraint=None (both conditions stay in the loss, which balances them) or give an "
+                    "initial value that matches the boundary data there"
+                )
+        except _Incompatible as exc:
+            raise ValueError(str(exc)) from None
+        except Exception:  # noqa: BLE001 — data that fail here fail, with their own error, where they are used
+            continue
+
+
+class _Incompatible(Exception):
+    """Raised inside :func:`_check_compatible` (kept apart from the data's own errors)."""
+
+
+def _as_conditions(conditions: Any) -> tuple[Condition, ...]:
+    """``conditions`` as a tuple: one Condition alone is accepted too.
+
+    Raises:
+        TypeError: neither a Condition nor an iterable of them.
+    """
+    if isinstance(conditions, Condition):
+        return (conditions,)
+    try:
+        return tuple(conditions)
+    except TypeError:
+        raise TypeError(
+            f"`conditions` must be a Condition or a tuple of them, e.g. (pde.Dirichlet(),), got "
+            f"{type(conditions).__name__}"
+        ) from None
+
+
+def _check_test_shape(test_shape: Any, domain: Geometry) -> None:
+    """Raises ValueError unless ``test_shape`` has one integer ≥ 2 per coordinate of ``domain``."""
+    try:
+        shape = tuple(test_shape)
+        good = len(shape) == domain.ndim and all(
+            not isinstance(s, bool) and int(s) == s and s >= 2 for s in shape
+        )
+    except (TypeError, ValueError):
+        good, shape = False, test_shape
+    if not good:
+        raise ValueError(
+            f"`test_shape` needs {domain.ndim} integers ≥ 2, one per coordinate {domain.names} (the test "
+            f"grid's points per coordinate), got {shape!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -116,8 +200,11 @@ class HardConstraint:
             A constraint whose ``enforces`` names the conditions it builds in.
 
         Raises:
-            ValueError: no Dirichlet or initial-value condition, or a Dirichlet condition selected by a
-                predicate (there is no smooth distance to it: name the parts).
+            ValueError: no Dirichlet or initial-value condition, a Dirichlet condition selected by a
+                predicate (there is no smooth distance to it: name the parts), or initial and Dirichlet
+                data that disagree where they meet (checked at 64 points of each Dirichlet part at the
+                initial time, up to 1e-4 of the data's scale): the constraint would impose the initial
+                value on that boundary for all times.
         """
         per_field: dict[str, dict[str, list]] = {f: {"dirichlet": [], "initial": []} for f in fields}
         enforces = []
@@ -141,6 +228,8 @@ class HardConstraint:
                 "constraint=None (the conditions then stay in the loss)"
             )
         t_index = domain.time_index
+        if t_index is not None:
+            _check_compatible(domain, per_field)
 
         def boundary_part(x: torch.Tensor, f: str) -> tuple[torch.Tensor, torch.Tensor | None]:
             ds = per_field[f]["dirichlet"]
@@ -270,7 +359,7 @@ class PDEProblem:
         fields: names of the unknown fields (single words without ``_``), e.g. ``("u",)``.
         residual: ``residual(x, d, params)``; returns ``(n,)`` or ``(n, n_equations)`` that vanishes for the
             solution.
-        conditions: boundary / initial / data conditions (unique ``name`` each).
+        conditions: boundary / initial / data conditions (unique ``name`` each): a tuple, or one Condition.
         params: coefficients passed to the residual (numbers; a trainer may swap in trainable tensors).
         exact: points ``(n, ndim)`` -> ``(n,)`` or ``(n, n_fields)``, in torch.
         reference: a recipe for a numerical reference when there is no exact solution (a user's own
@@ -284,10 +373,16 @@ class PDEProblem:
         citation: where the problem comes from.
 
     Raises:
-        ValueError: bad names, duplicate condition names, weights for unknown terms, or a test grid that
-            does not fit the domain.
-        TypeError: a domain, residual or condition of the wrong type, or a user's reference solution given
-            as ``reference`` (it belongs to the trainer).
+        ValueError: bad names, duplicate condition names, weights for unknown terms, a ``test_shape`` that
+            does not have one entry ≥ 2 per coordinate, or (``constraint="auto"``) initial and Dirichlet
+            data that disagree where they meet.
+        TypeError: a domain, residual or condition of the wrong type (``conditions`` takes a Condition or a
+            tuple of them), or a user's reference solution given as ``reference`` (it belongs to the
+            trainer).
+
+    Warns:
+        UserWarning: a coordinate named ``"t"`` in a domain without a time coordinate (it is treated as
+            space unless the domain is built with ``time="t"``).
     """
 
     name: str
@@ -328,7 +423,7 @@ class PDEProblem:
             )
         if not callable(self.residual):
             raise TypeError("`residual` must be callable as residual(x, d, params)")
-        conditions = tuple(self.conditions)
+        conditions = _as_conditions(self.conditions)
         for c in conditions:
             if not isinstance(c, Condition):
                 raise TypeError(f"`conditions` must hold Condition objects, got {type(c).__name__}")
@@ -356,8 +451,15 @@ class PDEProblem:
                 "(a callable, arrays of points and values, or an .npz / HDF5 file) pass it as "
                 "Trainer(problem, model, config, reference=...) or trainer.evaluate(reference=...)"
             )
-        if self.exact is not None and self.test_shape is not None:
-            self.domain.axes(self.test_shape)  # validates the shape
+        if self.test_shape is not None:
+            _check_test_shape(self.test_shape, self.domain)
+        if self.domain.time is None and "t" in self.domain.names:
+            warnings.warn(
+                f"{self.name}: the domain's coordinate 't' is treated as a space coordinate (no initial "
+                "conditions, no time-marching or causal weighting); if it is time, build the domain with "
+                "time='t', e.g. Box(('x', 't'), lower, upper, time='t') or Interval(a, b).times(t0, t1)",
+                stacklevel=3,
+            )
         if self.exact is not None and self.test_shape is None:
             raise ValueError("a problem with an exact solution needs `test_shape` (its test grid)")
         if isinstance(self.constraint, str):
@@ -399,6 +501,8 @@ class PDEProblem:
         """
         if "params" in changes:
             changes["params"] = {**self.params, **changes["params"]}
+        if "conditions" in changes:
+            changes["conditions"] = _as_conditions(changes["conditions"])
         if "constraint" not in changes and self.constraint is not None:
             if self.constraint_from_conditions:
                 changes["constraint"] = "auto"
@@ -446,14 +550,35 @@ class PDEProblem:
     def exact_values(self, x: torch.Tensor) -> torch.Tensor:
         """The exact solution at ``x`` as ``(n, n_fields)``.
 
+        A numpy array from ``exact`` is accepted (as float64).
+
         Raises:
-            ValueError: the problem has no exact solution.
+            ValueError: the problem has no exact solution, or ``exact`` returns another shape than
+                ``(n,)`` / ``(n, n_fields)``.
+            TypeError: ``exact`` returns something that is not an array of numbers.
         """
         if self.exact is None:
             raise ValueError(
                 f"{self.name} has no exact solution; compute its reference with sciml.solvers.fd"
             )
         u = self.exact(x)
+        if not torch.is_tensor(u):  # a numpy array (DeepXDE style) or a list: taken as is
+            try:
+                u = torch.as_tensor(np.asarray(u, dtype=np.float64), device=x.device)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(
+                    f"{self.name}: `exact` must return a tensor (n,) or (n, n_fields) of numbers, got "
+                    f"{type(u).__name__}: {exc}"
+                ) from None
+        n, k = x.shape[0], len(self.fields)
+        allowed = {(n,), (n, k)} | ({(n, 1)} if k == 1 else set())
+        if tuple(u.shape) not in allowed:
+            raise ValueError(
+                f"{self.name}: `exact` returned shape {tuple(u.shape)} for {n} points {self.domain.names}; "
+                "it "
+                f"must return one value per point and field {self.fields}: "
+                f"{' or '.join(str(a) for a in sorted(allowed))}"
+            )
         return u[:, None] if u.ndim == 1 else u
 
     def residual_of(

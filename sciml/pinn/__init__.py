@@ -9,7 +9,15 @@
 
 from sciml.pinn.derivatives import JetDerivatives, derivatives
 from sciml.pinn.models import PIG, PINN, Constrained, count_parameters
-from sciml.pinn.trainer import TrainConfig, Trainer, TrainingDiverged, TrainResult, resolve_device, train
+from sciml.pinn.trainer import (
+    CheckpointMismatch,
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+    TrainResult,
+    resolve_device,
+    train,
+)
 
 __all__ = [
     "PINN",
@@ -22,6 +30,7 @@ __all__ = [
     "Trainer",
     "TrainResult",
     "TrainingDiverged",
+    "CheckpointMismatch",
     "resolve_device",
     "train",
 ]

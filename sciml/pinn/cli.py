@@ -4,8 +4,11 @@ finite-element solution.
 
 Writes to ``--out``: ``metrics.json`` (final relative L2 error, iterations, wall time, parameters,
 history), ``fields.h5`` (test-grid axes, reference, prediction and error), ``fields.png`` (prediction /
-reference / error), ``history.png``
-(loss terms and error against the iteration) and ``checkpoint.pt`` (for ``--resume``).
+reference / error, one row per field; grids of more than two coordinates are sliced at the last time and
+through the middle of the other spatial coordinates), ``history.png``
+(loss terms and error against the iteration; without a reference, the residual statistics) and
+``checkpoint.pt`` (for ``--resume``). A problem from a file gets its suite preset only if it is the suite
+problem of its name (the same content); otherwise the generic preset. The command prints which.
 """
 
 from __future__ import annotations
@@ -102,8 +105,61 @@ def save_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str,
                 f.attrs[key] = value
 
 
-def plot_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str, ...], title: str) -> None:
-    """PNG of prediction / reference / error (1-D: curves; 2-D: images; 3-D: the last time slice)."""
+#: ``plot_fields(time=...)`` left out: a coordinate named ``"t"`` is time
+_GUESS_TIME = object()
+
+
+def _slice_plan(
+    axes: tuple[np.ndarray, ...], names: tuple[str, ...], time: str | None
+) -> tuple[list[int], tuple, str]:
+    """Which grid axes a field plot shows (one or two), the index that slices the others away, and a
+    label for the slice: the last time, the middle of extra spatial coordinates."""
+    ndim = len(axes)
+    ti = names.index(time) if time is not None and time in names else None
+    space = [i for i in range(ndim) if i != ti]
+    if len(space) >= 2:
+        shown = space[:2]
+    elif space and ti is not None:  # one space coordinate: the (x, t) plane
+        shown = [space[0], ti]
+    else:
+        shown = [0]
+    index, labels = [], []
+    for i in range(ndim):
+        if i in shown:
+            index.append(slice(None))
+            continue
+        k = len(axes[i]) - 1 if i == ti else len(axes[i]) // 2
+        index.append(k)
+        labels.append(f"{names[i]} = {axes[i][k]:g}")
+    return shown, tuple(index), (" at " + ", ".join(labels)) if labels else ""
+
+
+def plot_fields(
+    path: Path,
+    reference,
+    prediction: np.ndarray,
+    names: tuple[str, ...],
+    title: str,
+    *,
+    time: str | None = _GUESS_TIME,  # type: ignore[assignment]
+    fields: tuple[str, ...] | None = None,
+) -> None:
+    """PNG of prediction / reference / error, one row per field.
+
+    One coordinate: curves; two: images; more: images of the first two spatial coordinates (or of space and
+    time with one spatial coordinate) at the last time and through the middle of the other spatial
+    coordinates (the panel titles say where).
+
+    Args:
+        path: the PNG file.
+        reference: the reference grid (``axes``, ``values`` ``(*shape, n_fields)``).
+        prediction: the model on that grid, like ``reference.values``.
+        names: the coordinate names.
+        title: the figure's title.
+        time: the time coordinate's name (``None``: all coordinates are spatial; left out: a coordinate
+            named ``"t"``).
+        fields: the field names (row labels; default ``field 0``, ``field 1``, … for several fields).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,61 +167,76 @@ def plot_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str,
 
     from sciml.checkpoint import save_figure
 
-    ref, pred = reference.values[..., 0], prediction[..., 0]
+    names = tuple(names)
+    if time is _GUESS_TIME:
+        time = "t" if "t" in names else None
     axes = reference.axes
-    if ref.ndim == 1:
-        fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-        ax[0].plot(axes[0], ref, "k-", label="reference")
-        ax[0].plot(axes[0], pred, "r--", label="prediction")
-        ax[0].set_xlabel(names[0])
-        ax[0].legend()
-        err = np.abs(pred - ref)
-        floor = max(
-            float(np.nanmax(err)) * 1e-12, np.finfo(np.float64).tiny
-        )  # exact zeros do not stretch the axis
-        ax[1].semilogy(axes[0], np.maximum(err, floor))
-        ax[1].set_title("|error|")
-        ax[1].set_xlabel(names[0])
-    else:
-        label = ""
-        if ref.ndim == 3:  # (x, y, t): last time slice
-            ref, pred = ref[..., -1], pred[..., -1]
-            label = f" at {names[2]} = {axes[2][-1]:g}"
+    n_fields = reference.values.shape[-1]
+    if fields is None:
+        fields = ("",) if n_fields == 1 else tuple(f"field {k}" for k in range(n_fields))
+    shown, index, label = _slice_plan(axes, names, time)
+    order = sorted(shown)
+    perm = [order.index(a) for a in shown] + [len(shown)]
+    ref_all = np.asarray(reference.values)[index].transpose(perm)
+    pred_all = np.asarray(prediction)[index].transpose(perm)
+    columns = 2 if len(shown) == 1 else 3
+    fig, ax = plt.subplots(
+        n_fields, columns, figsize=(5 * columns - (1 if columns == 3 else 0), 3.5 * n_fields), squeeze=False
+    )
+    for row, field_name in enumerate(fields):
+        ref, pred = ref_all[..., row], pred_all[..., row]
+        prefix = f"{field_name}: " if field_name else ""
+        if len(shown) == 1:
+            xs, xname = axes[shown[0]], names[shown[0]]
+            a0, a1 = ax[row]
+            a0.plot(xs, ref, "k-", label="reference")
+            a0.plot(xs, pred, "r--", label="prediction")
+            a0.set_xlabel(xname)
+            a0.set_title(f"{prefix}prediction and reference{label}".strip())
+            a0.legend()
+            err = np.abs(pred - ref)
+            peak = float(np.nanmax(err)) if np.isfinite(err).any() else 0.0
+            floor = max(peak * 1e-12, np.finfo(np.float64).tiny)  # exact zeros do not stretch the axis
+            a1.semilogy(xs, np.maximum(err, floor))
+            a1.set_title(f"{prefix}|error|{label}")
+            a1.set_xlabel(xname)
+            continue
+        (i, j) = shown
         # arrays are indexed (first coordinate, second): transpose so the first runs along the x axis
-        extent = [axes[0][0], axes[0][-1], axes[1][0], axes[1][-1]]
-        fig, ax = plt.subplots(1, 3, figsize=(14, 4))
+        extent = [axes[i][0], axes[i][-1], axes[j][0], axes[j][-1]]
         # NaN marks grid points outside a non-box domain (left blank)
-        lo, hi = float(min(np.nanmin(ref), np.nanmin(pred))), float(max(np.nanmax(ref), np.nanmax(pred)))
+        finite = np.isfinite(ref).any() and np.isfinite(pred).any()
+        lo = float(min(np.nanmin(ref), np.nanmin(pred))) if finite else -1.0
+        hi = float(max(np.nanmax(ref), np.nanmax(pred))) if finite else 1.0
         if lo < 0 < hi:  # a diverging map centred on zero
             lo, hi = -max(-lo, hi), max(-lo, hi)
-        for a, data, name in ((ax[0], pred, "prediction"), (ax[1], ref, "reference")):
+        for a, data, name in ((ax[row][0], pred, "prediction"), (ax[row][1], ref, "reference")):
             im = a.imshow(
                 data.T, origin="lower", extent=extent, aspect="auto", vmin=lo, vmax=hi, cmap="RdBu_r"
             )
-            a.set_title(name + label)
+            a.set_title(prefix + name + label)
             fig.colorbar(im, ax=a)
-        bound = float(np.nanmax(np.abs(pred - ref))) or 1.0
-        im = ax[2].imshow(
-            (pred - ref).T,
-            origin="lower",
-            extent=extent,
-            aspect="auto",
-            vmin=-bound,
-            vmax=bound,
-            cmap="RdBu_r",
+        diff = pred - ref
+        bound = (float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 0.0) or 1.0
+        im = ax[row][2].imshow(
+            diff.T, origin="lower", extent=extent, aspect="auto", vmin=-bound, vmax=bound, cmap="RdBu_r"
         )
-        ax[2].set_title("error")
-        fig.colorbar(im, ax=ax[2])
-        for a in ax:
-            a.set_xlabel(names[0])
-            a.set_ylabel(names[1])
+        ax[row][2].set_title(prefix + "error" + label)
+        fig.colorbar(im, ax=ax[row][2])
+        for a in ax[row]:
+            a.set_xlabel(names[i])
+            a.set_ylabel(names[j])
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
 
 
 def plot_history(path: Path, history: list[dict], title: str) -> None:
-    """PNG of the training loss (and each loss term) and the relative L2 error against the iteration."""
+    """PNG of the training loss (and each loss term) and the relative L2 error against the iteration.
+
+    Without a reference (every ``rel_l2`` None) the right panel shows the residual statistics
+    (``residual_rms``, ``residual_max``) instead.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,17 +254,26 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
         ax[0].semilogy(
             it, np.where(values > 0, values, np.nan), "." + ("-" if key == "loss" else "--"), label=key
         )
-    ax[1].semilogy(it, [h["rel_l2"] for h in history], "k.-", label="last iterate")
+    # without a reference (rel_l2 None) the right panel shows the residual statistics instead
+    has_error = any(h.get("rel_l2") is not None for h in history + averaged)
+    if has_error:
+        errors = np.array([np.nan if h.get("rel_l2") is None else h["rel_l2"] for h in history], dtype=float)
+        ax[1].semilogy(it, errors, "k.-", label="last iterate")
+    else:
+        for key, style in (("residual_rms", "k.-"), ("residual_max", "k.--")):
+            values = np.array([h.get(key, np.nan) for h in history], dtype=float)
+            ax[1].semilogy(it, np.where(values > 0, values, np.nan), style, label=key.replace("_", " "))
     for h in averaged:
         ax[0].semilogy([h["iteration"]], [h["loss"]], "r*", markersize=10, label="loss, tail average")
-        if h["rel_l2"] is not None:
-            ax[1].semilogy([h["iteration"]], [h["rel_l2"]], "r*", markersize=10, label="tail average")
+        shown = h.get("rel_l2") if has_error else h.get("residual_rms")
+        if shown is not None:
+            ax[1].semilogy([h["iteration"]], [shown], "r*", markersize=10, label="tail average")
     ax[0].set_xlabel("iteration")
     ax[0].set_ylabel("loss")
     ax[0].legend(fontsize=7)
     ax[1].set_xlabel("iteration")
-    ax[1].set_ylabel("relative L2 error")
-    if averaged:
+    ax[1].set_ylabel("relative L2 error" if has_error else "|residual| (no reference)")
+    if averaged or not has_error:
         ax[1].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
@@ -231,8 +311,8 @@ def _load_problem(spec: str) -> PDEProblem:
 def main(args: argparse.Namespace) -> int:
     import sciml.problems.pde as pde
     from sciml.checkpoint import check_writable_dir, write_json
-    from sciml.pinn.presets import build_model, preset
-    from sciml.pinn.trainer import Trainer, TrainingDiverged, resolve_device
+    from sciml.pinn.presets import PRESETS, build_model, preset
+    from sciml.pinn.trainer import CheckpointMismatch, Trainer, TrainingDiverged, resolve_device
 
     if args.list:
         for name, description in pde.describe().items():
@@ -250,7 +330,19 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(getattr(args, "device", "cpu"), "--device")
     problem = _load_problem(args.problem)
-    settings = preset(problem.name)
+    from_file = args.problem.rpartition(":")[0].endswith(".py")
+    # a user's problem gets a suite preset only if it is that suite problem, not for sharing its name
+    settings = preset(problem) if from_file else preset(problem.name)
+    if settings is PRESETS.get(problem.name):
+        origin = "" if not from_file else " (the problem is the suite's problem of that name)"
+        print(f"sciml pde: using the suite preset of {problem.name!r}{origin}")
+    elif problem.name in PRESETS:
+        print(
+            f"sciml pde: using the generic preset: {problem.name!r} from {args.problem} differs from the "
+            "suite problem of that name, so the suite's settings (network, training strategies) do not apply"
+        )
+    else:
+        print(f"sciml pde: using the generic preset (no suite preset for {problem.name!r})")
     config = _split(settings.config(args.budget, args.model), args.iterations, args.adam, args.lbfgs)
     if args.time_windows is not None:
         if args.time_windows < 1:
@@ -283,6 +375,11 @@ def main(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"sciml pde: {exc}", file=sys.stderr)
         return 1
+    except CheckpointMismatch as exc:  # the command line's own way out
+        raise ValueError(
+            f"--resume: {exc}. From the command line: resume with the options of that run, or train into "
+            "another --out directory"
+        ) from None
     names = problem.domain.names
     metrics = {
         "problem": problem.name,
@@ -303,19 +400,34 @@ def main(args: argparse.Namespace) -> int:
     attrs = {
         "problem": problem.name,
         "model": args.model,
-        "rel_l2": result.rel_l2,
+        "rel_l2": np.nan if result.rel_l2 is None else result.rel_l2,
         "coordinates": ",".join(names),
     }
-    title = f"{problem.name}, {args.model.upper()}: rel. L2 error {result.rel_l2:.3e}, {result.iterations} it"
+    error = "n/a (no reference)" if result.rel_l2 is None else f"{result.rel_l2:.3e}"
+    title = f"{problem.name}, {args.model.upper()}: rel. L2 error {error}, {result.iterations} it"
     written = [out / "metrics.json", out / "history.png"]
     if trainer.reference is not None:  # a grid: fields on it (scattered reference points have none)
         prediction = trainer.prediction_grid()
         save_fields(out / "fields.h5", trainer.reference, prediction, names, attrs)
-        plot_fields(out / "fields.png", trainer.reference, prediction, names, title)
+        plot_fields(
+            out / "fields.png",
+            trainer.reference,
+            prediction,
+            names,
+            title,
+            time=problem.domain.time,
+            fields=problem.fields,
+        )
         written[1:1] = [out / "fields.h5", out / "fields.png"]
     plot_history(out / "history.png", result.history, title)
+    if result.rel_l2 is None:
+        last = result.history[-1] if result.history else {}
+        rms = last.get("residual_rms")
+        error = "n/a (no reference" + (f"; residual RMS {rms:.4e})" if rms is not None else ")")
+    else:
+        error = f"{result.rel_l2:.4e}"
     print(
-        f"{problem.name} {args.model}: relative L2 error {result.rel_l2:.4e} after {result.iterations} "
+        f"{problem.name} {args.model}: relative L2 error {error} after {result.iterations} "
         f"iterations in {result.seconds:.1f} s ({result.params} parameters); {result.message}"
     )
     print(f"wrote {', '.join(str(p) for p in written)}")

@@ -404,9 +404,34 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def preset(name: str) -> Preset:
-    """The preset of problem ``name`` (a generic one for problems without their own)."""
-    return PRESETS.get(name, Preset(quick=_QUICK))
+def preset(name: str | PDEProblem) -> Preset:
+    """The preset of a suite problem (a generic one for problems without their own).
+
+    Args:
+        name: a suite problem's name, or a :class:`PDEProblem`. A problem gets the suite preset only when
+            it *is* the registered suite problem of its name (the same fingerprint: domain, residual,
+            conditions, coefficients, ...); a user's problem that merely shares the name (a non-periodic
+            problem called ``"allen-cahn"``) gets the generic preset, not the suite's periodic network and
+            training strategies.
+
+    Returns:
+        The :class:`Preset`.
+    """
+    generic = Preset(quick=_QUICK)
+    if not isinstance(name, PDEProblem):
+        return PRESETS.get(name, generic)
+    problem = name
+    if problem.name not in PRESETS:
+        return generic
+    from sciml.problems.pde import get
+
+    try:
+        registered = get(problem.name)
+    except (KeyError, ValueError):  # a preset without a registered problem: keyed by name alone
+        return PRESETS[problem.name]
+    if registered is problem or registered.fingerprint() == problem.fingerprint():
+        return PRESETS[problem.name]
+    return generic
 
 
 def build_model(

@@ -35,6 +35,7 @@ import functools
 import math
 import os
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,12 +50,20 @@ from tqdm.auto import tqdm
 from sciml.checkpoint import load_checkpoint, save_checkpoint
 from sciml.pinn import strategies
 from sciml.pinn.derivatives import derivatives
-from sciml.pinn.models import Constrained, count_parameters
+from sciml.pinn.models import Constrained, _Normalized, count_parameters
 from sciml.problems.pde.derivatives import AutogradDerivatives
 from sciml.problems.pde.problem import PDEProblem
 from sciml.solvers.fd.reference import ReferenceSolution, reference_solution
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingDiverged", "resolve_device", "train"]
+__all__ = [
+    "CheckpointMismatch",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "TrainingDiverged",
+    "resolve_device",
+    "train",
+]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _SAMPLINGS = ("uniform", "sobol", "halton")
@@ -196,6 +205,37 @@ class _ProbeParams(dict):
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite."""
+
+
+class CheckpointMismatch(ValueError):
+    """``resume``: the checkpoint was written for another run (problem, model, config or unknowns)."""
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _fingerprint_differences(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """What differs between two run fingerprints, one entry per field (``config.adam_iterations: 20 in
+    the checkpoint, 40 now``; functions of the problem by the name of what was probed)."""
+    out = []
+    for key in sorted(set(stored) | set(now), key=str):
+        a, b = stored.get(key), now.get(key)
+        if a == b:
+            continue
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for sub in sorted(set(a) | set(b), key=str):
+                if a.get(sub) == b.get(sub):
+                    continue
+                x, y = a.get(sub), b.get(sub)
+                if isinstance(x, (list, tuple, Mapping)) or isinstance(y, (list, tuple, Mapping)):
+                    out.append(f"{key}.{sub} (its probed values differ)")
+                else:
+                    out.append(f"{key}.{sub}: {_short(x)} in the checkpoint, {_short(y)} now")
+        else:
+            out.append(f"{key}: {_short(a)} in the checkpoint, {_short(b)} now")
+    return out
 
 
 class _NonFiniteTrial(Exception):
@@ -410,7 +450,9 @@ class Trainer:
     Args:
         problem: the PDE.
         model: maps ``(n, ndim)`` points to ``(n, n_fields)``; wrap it in :class:`~sciml.pinn.Constrained`
-            to use the problem's hard constraint (its enforced conditions then leave the loss).
+            to use the problem's hard constraint (its enforced conditions then leave the loss; they are
+            checked to hold for this problem). A PINN or PIG must be built with a box that covers the
+            domain (``lower=problem.domain.lower, upper=problem.domain.upper``).
         config: budget and settings.
         reference: what errors are measured against (default: ``sciml.solvers.fd.reference_solution``
             for a problem with an exact solution or a recipe, else none): a ``ReferenceSolution`` (grid),
@@ -419,12 +461,18 @@ class Trainer:
             with arrays ``points`` and ``values`` (e.g. exported from a finite-element code). Only
             points inside the domain count; grid points outside it are NaN in ``prediction_grid``.
         unknowns: coefficients of ``problem.params`` to fit (inverse problem): ``{"D": initial guess}``.
-        checkpoint: file for atomic checkpoints (and ``resume``).
+        checkpoint: file for atomic checkpoints (and ``resume``): ``fit()`` refuses to overwrite an
+            existing one (an earlier run's), ``fit(resume=True)`` needs it.
 
     Raises:
         ValueError: before any training, for a model whose input or output size does not match the
-            problem, unknown coefficient or loss-term names, or a residual / condition that returns the
-            wrong shape or asks for an unknown derivative.
+            problem, a model whose input box (``lower``/``upper`` of a PINN or PIG) does not cover the
+            domain, a :class:`~sciml.pinn.Constrained` model whose constraint does not satisfy the
+            conditions it claims to enforce for *this* problem (a wrapper built for another problem, e.g.
+            before ``problem.replace(conditions=...)``: wrap the network with
+            ``Constrained(net, problem.constraint)``), unknown coefficient or loss-term names, a residual /
+            condition that returns the wrong shape or asks for an unknown derivative, or a reference that
+            does not fit the problem (see :meth:`set_reference`).
     """
 
     def __init__(
@@ -472,6 +520,7 @@ class Trainer:
             }
         )
 
+        self._check_constraint()
         enforced = set(model.constraint.enforces) if isinstance(model, Constrained) else set()
         self.conditions = [c for c in problem.conditions if c.name not in enforced]
         terms = {"residual", *(c.name for c in self.conditions)}
@@ -574,6 +623,81 @@ class Trainer:
                 f"the model returns {shape} for 2 points, but {problem.name} has {n_fields} field(s) "
                 f"{problem.fields}: it must return (2, {n_fields}); build it with out_features={n_fields}"
             )
+        self._check_box()
+
+    def _check_box(self) -> None:
+        """Every PINN / PIG inside the model (also inside a Constrained or time-window wrapper) maps a box
+        that covers the domain's bounding box to [−1, 1]^d; other modules are not checked.
+
+        Raises:
+            ValueError: a box that leaves part of the domain outside (the default [−1, 1]^d of a model
+                built without ``lower=`` / ``upper=`` on another domain).
+        """
+        domain = self.problem.domain
+        lo, hi = np.asarray(domain.lower, dtype=float), np.asarray(domain.upper, dtype=float)
+        for module in self.model.modules():
+            if not isinstance(module, _Normalized) or not hasattr(module, "box_centre"):
+                continue
+            centre = module.box_centre.detach().double().cpu().numpy()
+            half = module.box_half.detach().double().cpu().numpy()
+            if centre.shape != lo.shape:  # a sub-model on other coordinates: not ours to judge
+                continue
+            slack = 1e-5 * (np.abs(half) + np.abs(centre)) + 1e-6 * (hi - lo)  # the box is stored in float32
+            if np.all(centre - half <= lo + slack) and np.all(centre + half >= hi - slack):
+                continue
+            fmt = lambda a: "[" + ", ".join(f"{v:g}" for v in a) + "]"  # noqa: E731
+            kind = type(module).__name__
+            raise ValueError(
+                f"the model's {kind} maps the box lower={fmt(centre - half)}, upper={fmt(centre + half)} to "
+                f"[-1, 1]^{domain.ndim}, but {self.problem.name}'s domain spans lower={fmt(lo)}, "
+                f"upper={fmt(hi)} {domain.names}: part of the domain lies outside the box (a {kind} built "
+                "without lower=/upper= assumes [-1, 1] per coordinate). Build it with the domain's box, "
+                f"e.g. {kind}({domain.ndim}, ..., lower=problem.domain.lower, upper=problem.domain.upper)"
+            )
+
+    def _check_constraint(self) -> None:
+        """A :class:`Constrained` model must satisfy the conditions its constraint names in ``enforces``
+        for *this* problem (those leave the loss): checked at 16 points of each such condition, where its
+        residual must vanish up to rounding (whatever the network's weights).
+
+        Raises:
+            ValueError: the constraint names conditions the problem does not have, or does not satisfy one
+                of them (a wrapper built for another problem).
+        """
+        model, problem = self.model, self.problem
+        if not isinstance(model, Constrained):
+            return
+        names = [c.name for c in problem.conditions]
+        unknown = [n for n in model.constraint.enforces if n not in names]
+        fix = (
+            "the Constrained wrapper was built for another problem (e.g. before problem.replace(...)); wrap "
+            "the network with this problem's constraint, Constrained(net, problem.constraint)"
+        )
+        if unknown:
+            raise ValueError(
+                f"the model's hard constraint enforces conditions {unknown} that {problem.name} does not "
+                "have "
+                f"(its conditions: {names}): {fix}"
+            )
+        g = torch.Generator().manual_seed(3)
+        params = self.params()
+        rel = 1e-3 if self.dtype == torch.float32 else 1e-6
+        for name in model.constraint.enforces:
+            c = problem.condition(name)
+            x = c.sample(problem.domain, 16, g, self.dtype).to(self.device)
+            d = AutogradDerivatives(model, x, problem.domain.names, problem.fields)
+            r = c.residual(problem.domain, d.x, d, params).detach().abs()
+            u = d.value().detach().abs()
+            scale = max(1.0, float(u.max())) if u.numel() else 1.0
+            worst = float(r.max()) if r.numel() else 0.0
+            if worst > rel * scale:  # (NaN passes: the loss check reports non-finite values)
+                i = int(r.argmax())
+                where = ", ".join(f"{k}={float(v):.4g}" for k, v in zip(problem.domain.names, x[i]))
+                raise ValueError(
+                    f"the model's hard constraint claims to enforce condition {name!r} of {problem.name}, "
+                    f"which then leaves the loss, but it violates it: |residual| up to {worst:.3g} at its "
+                    f"points (e.g. at {where}); {fix}"
+                )
 
     def params(self) -> dict[str, Any]:
         """Coefficients for the residual: the problem's, with the fitted unknowns swapped in."""
@@ -696,8 +820,14 @@ class Trainer:
 
         Raises:
             ValueError: a file without ``points`` / ``values`` arrays, shapes that do not match the
-                problem, non-finite values, or no reference point inside the domain.
-            TypeError: an unsupported kind of reference.
+                problem (a callable that returns another shape than one value per grid point and field),
+                non-finite values, no reference point inside the domain, or a reference that is zero at
+                every point inside it (the relative error is undefined).
+            TypeError: an unsupported kind of reference, or a callable that returns no array.
+
+        Warns:
+            UserWarning: scattered reference points outside the domain (they are left out; the warning
+                says how many).
         """
         problem, domain = self.problem, self.problem.domain
         grid = None
@@ -711,7 +841,21 @@ class Trainer:
             axes = domain.axes(shape)
             mesh = np.stack([m.reshape(-1) for m in np.meshgrid(*axes, indexing="ij")], axis=1)
             out = reference(torch.as_tensor(mesh, dtype=torch.float64))
-            out = np.asarray(out.detach().cpu() if torch.is_tensor(out) else out, dtype=float)
+            try:
+                out = np.asarray(out.detach().cpu() if torch.is_tensor(out) else out, dtype=float)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(
+                    f"a callable `reference` must return values (m,) or (m, n_fields) as a tensor or array, "
+                    f"got {type(out).__name__}: {exc}"
+                ) from None
+            m, n_fields = mesh.shape[0], len(problem.fields)
+            allowed = {(m,), (m, n_fields)} | ({(m, 1)} if n_fields == 1 else set())
+            if out.shape not in allowed:
+                raise ValueError(
+                    f"a callable `reference` returned shape {out.shape} for the {m} points of the test grid "
+                    f"{tuple(shape)} {domain.names}; it must return one value per point (and field): "
+                    f"{' or '.join(str(a) for a in sorted(allowed))}"
+                )
             out = out[:, None] if out.ndim == 1 else out
             grid = ReferenceSolution(axes, out.reshape(*shape, -1), "callable")
             points, values = mesh, out
@@ -732,6 +876,12 @@ class Trainer:
         inside = domain.inside(torch.as_tensor(points, dtype=torch.float64)).cpu().numpy()
         if not inside.any():
             raise ValueError(f"`reference`: none of its {points.shape[0]} points lies inside the domain")
+        if grid is None and not inside.all():  # (a grid covers the bounding box: its outside is expected)
+            warnings.warn(
+                f"`reference`: {int((~inside).sum())} of its {points.shape[0]} points lie outside the domain "
+                f"of {problem.name} and are left out of the error",
+                stacklevel=2,
+            )
         bad = inside & ~np.isfinite(values).all(axis=1)
         if bad.any():
             first = dict(zip(domain.names, points[bad][0].tolist()))
@@ -739,6 +889,14 @@ class Trainer:
                 f"the reference (or the problem's `exact`) has non-finite values at {int(bad.sum())} of its "
                 f"{int(inside.sum())} points in the domain, e.g. at {first}; a callable that rounds to a "
                 "tiny negative number under a square root on the boundary needs a clamp there"
+            )
+        if not np.any(values[inside]):
+            raise ValueError(
+                f"the reference (or the problem's `exact`) is zero at all its {int(inside.sum())} points in "
+                "the "
+                "domain: the relative L2 error ‖u − u_ref‖ / ‖u_ref‖ is undefined. Measure against a nonzero "
+                "reference, or leave `exact` out of the problem (it trains without one; the history then "
+                "logs the residual statistics)"
             )
         if grid is not None:
             masked = np.where(inside[:, None], grid.flat_values(), np.nan).reshape(grid.values.shape)
@@ -810,11 +968,40 @@ class Trainer:
         stored, now = state.get("fingerprint", {}), self._fingerprint()
         if stored != now:
             diff = sorted(k for k in now if stored.get(k) != now[k])
-            raise ValueError(
-                f"checkpoint {self.checkpoint} was written for another run (differs in {diff}); "
-                "use another --out directory or drop --resume"
+            details = "; ".join(_fingerprint_differences(stored, now))
+            raise CheckpointMismatch(
+                f"checkpoint {self.checkpoint} was written for another run (differs in {diff}): {details}. "
+                "To continue that run, resume with the problem, model and TrainConfig it was written with "
+                "(a longer budget is another run); to train this one, pass another checkpoint= path (or "
+                "delete the file) and call fit() without resume=True"
             )
         return state
+
+    def _check_checkpoint_use(self, resume: bool) -> None:
+        """``fit(resume=True)`` needs an existing checkpoint; ``fit()`` does not overwrite one.
+
+        Raises:
+            ValueError: ``resume=True`` without a ``checkpoint`` path.
+            FileNotFoundError: ``resume=True`` and the checkpoint file does not exist.
+            FileExistsError: ``resume=False`` and the checkpoint file exists (an earlier run's).
+        """
+        if resume and self.checkpoint is None:
+            raise ValueError(
+                "fit(resume=True) continues from a checkpoint, but this Trainer has none: build it with "
+                "checkpoint=PATH (the file of an earlier run), or call fit() without resume=True to train "
+                "from scratch"
+            )
+        if resume and not self.checkpoint.exists():
+            raise FileNotFoundError(
+                f"fit(resume=True): the checkpoint {self.checkpoint} does not exist; pass the checkpoint= "
+                "path of an earlier run, or call fit() without resume=True to train from scratch"
+            )
+        if not resume and self.checkpoint is not None and self.checkpoint.exists():
+            raise FileExistsError(
+                f"the checkpoint {self.checkpoint} already exists (an earlier run) and fit() would overwrite "
+                "it: call fit(resume=True) to continue that run, or pass another checkpoint= path (or delete "
+                "the file) to train from scratch"
+            )
 
     # ----------------------------------------------------------------- training
     def _trainable(self) -> list[nn.Parameter]:
@@ -850,7 +1037,25 @@ class Trainer:
             )
 
     def fit(self, *, progress: bool = True, resume: bool = False) -> TrainResult:
-        """Train to the configured budget (continuing from the checkpoint with ``resume``)."""
+        """Train to the configured budget (continuing from the checkpoint with ``resume``).
+
+        Args:
+            progress: show a tqdm bar.
+            resume: continue the run saved in ``checkpoint`` (bit-for-bit, as if it had not stopped).
+
+        Returns:
+            The :class:`TrainResult`.
+
+        Raises:
+            ValueError: ``resume=True`` without a ``checkpoint`` path.
+            FileNotFoundError: ``resume=True`` and the checkpoint file does not exist.
+            FileExistsError: ``resume=False`` and the checkpoint file exists: an earlier run would be
+                overwritten (resume it, or pass another path).
+            CheckpointMismatch: (a ValueError) ``resume=True`` with a checkpoint of another run; the message
+                names the fields that differ.
+            TrainingDiverged: the loss became NaN or infinite.
+        """
+        self._check_checkpoint_use(resume)
         if self.window_problems is not None:
             return self._fit_windows(progress=progress, resume=resume)
         cfg = self.config
@@ -1230,6 +1435,9 @@ class _WindowTrainer(Trainer):
 
     def _load(self) -> dict[str, Any] | None:
         return self._inner
+
+    def _check_checkpoint_use(self, resume: bool) -> None:
+        pass  # the parent's checkpoint, checked by the parent's fit()
 
 
 def train(

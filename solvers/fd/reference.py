@@ -137,10 +137,16 @@ def _recipe_params(recipe) -> dict:
 
 
 def _exact(problem: PDEProblem) -> ReferenceSolution:
+    """The exact solution on the test grid.
+
+    Raises:
+        ValueError: ``exact`` returns another shape than one value per grid point and field.
+        TypeError: ``exact`` returns no array of numbers (a numpy array is accepted).
+    """
     axes = problem.domain.axes(problem.test_shape)
     mesh = np.stack([m.reshape(-1) for m in np.meshgrid(*axes, indexing="ij")], axis=1)
-    with torch.no_grad():
-        values = problem.exact_values(torch.as_tensor(mesh, dtype=torch.float64)).numpy()
+    with torch.no_grad():  # (exact_values checks the shape and takes numpy arrays too)
+        values = problem.exact_values(torch.as_tensor(mesh, dtype=torch.float64)).detach().cpu().numpy()
     return ReferenceSolution(axes, values.reshape(*problem.test_shape, -1), "exact")
 
 
