@@ -197,7 +197,7 @@ def test_bad_training_input_fails_before_training(tiny_digits, tmp_path):
         train(_config(blocker / "sub"))
     train(_config(tmp_path / "a", epochs=1))
     with pytest.raises(ValueError, match="is from"):
-        train(_config(tmp_path / "a", reg="vanilla", resume=True))
+        train(_config(tmp_path / "a", reg="vanilla", weight=None, resume=True))
 
 
 @dataclass(frozen=True)
