@@ -157,7 +157,7 @@ def no_training(monkeypatch):
         (["--sweep", "--tasks", "spiral"], ["--sweep", "no validation split", "mnist1d"]),
         (["--sweep", "--tasks", "mnist1d", "--variants", "error"], ["--variants", "--sweep-variant"]),
         (["--sweep", "--tasks", "mnist1d", "--weight-delays", "two"], ["--weight-delays"]),
-        (["--sweep", "--tasks", "mnist1d", "--sweep-variant", "steer"], ["--sweep-variant", "weighted"]),
+        (["--sweep", "--tasks", "mnist1d", "--sweep-variant", "steer"], ["--sweep-variant", "with a weight"]),
     ],
 )
 def test_bench_node_refuses_options_its_mode_would_ignore(no_training, tmp_path, capsys, extra, flags):

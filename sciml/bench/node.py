@@ -314,7 +314,9 @@ def sweep_specs(args: argparse.Namespace, task, epochs: int) -> list[tuple[str, 
         name, _, own = item.partition("=")
         if name not in VARIANTS or name in UNWEIGHTED:
             weighted = [v for v in VARIANTS if v not in UNWEIGHTED]
-            raise ValueError(f"--sweep-variant must be a weighted regularizer from {weighted}, got {name!r}")
+            raise ValueError(
+                f"--sweep-variant must be a regularizer with a weight, one of {weighted}; got {name!r}"
+            )
         if name in [n for n, _ in specs]:
             raise ValueError(f"--sweep-variant {name} is given twice; list all its weights in one NAME=W1,W2")
         if own:
