@@ -48,6 +48,8 @@ __all__ = [
     "SemilinearPeriodicProblem",
     "kuramoto_sivashinsky",
     "ks_initial_condition",
+    "KSInitialCondition",
+    "unbounded_growth_term",
     "term_name",
     "parse_term",
     "spectral_derivative",
@@ -159,6 +161,39 @@ def ks_initial_condition(x: np.ndarray, length: float = 100.0) -> np.ndarray:
     return -np.cos(2 * np.pi * x / length) * (1 + np.sin(-2 * np.pi * x / length))
 
 
+class KSInitialCondition:
+    """The default KS initial state, ``-cos(2πx/L)(1 + sin(-2πx/L))`` with ``L`` the problem's period.
+
+    :meth:`SemilinearPeriodicProblem.initial_condition` calls it with the problem's own ``length``, so a
+    ``replace(length=...)`` keeps the state periodic; called directly, ``u0(x)`` uses the period the
+    problem was built with.
+    """
+
+    def __init__(self, length: float) -> None:
+        self.length = float(length)
+
+    def __call__(self, x: np.ndarray, length: float | None = None) -> np.ndarray:
+        return ks_initial_condition(x, self.length if length is None else float(length))
+
+    def __repr__(self) -> str:
+        return f"KSInitialCondition(length={self.length!r})"
+
+
+def unbounded_growth_term(linear_terms: Mapping[int, float]) -> tuple[int, float] | None:
+    """``(q, a_q)`` of the linear term that makes the symbol's real part grow without bound in ``k``, or None.
+
+    The real part of ``(ik)^q`` is ``0`` for odd ``q`` and ``(-1)^{q/2} k^q`` for even ``q``, so at high
+    ``k`` the highest even ``q`` present decides: the growth is unbounded (the problem is ill-posed, e.g.
+    backward diffusion) when ``a_q (-1)^{q/2} > 0``. Lower-order growth balanced by higher-order damping
+    (KS's ``-u_xx - u_xxxx``) is bounded and well posed.
+    """
+    even = {q: a for q, a in linear_terms.items() if q % 2 == 0 and q > 0}
+    if not even:
+        return None
+    q = max(even)
+    return (q, even[q]) if even[q] * (-1) ** (q // 2) > 0 else None
+
+
 @dataclass(frozen=True, eq=False)
 class SemilinearPeriodicProblem:
     """``u_t = Σ_{(p,q)} coefficient · u^p ∂_x^q u`` on a periodic interval (see the module docstring).
@@ -175,7 +210,12 @@ class SemilinearPeriodicProblem:
 
     Raises:
         ValueError: for malformed term keys, non-finite coefficients, ``n < 4``, a non-positive or
-            non-finite ``length``, a ``u0`` array of the wrong length or with NaNs, or ``t1 <= t0``.
+            non-finite ``length``, a ``u0`` array of the wrong length, complex or with NaNs, or
+            ``t1 <= t0``.
+
+    An ill-posed linear part (:attr:`ill_posed_term`, e.g. KS without ``u_xxxx``) is allowed: MEDIDA
+    integrates such imperfect models over short intervals; :func:`~sciml.solvers.spectral.solve_spectral`
+    refuses to report a long run of one as a success.
     """
 
     terms: Mapping[TermKey, float]
@@ -217,6 +257,11 @@ class SemilinearPeriodicProblem:
             raise ValueError(f"t_span must be (t0, t1) with finite t0 < t1, got {self.t_span!r}")
         object.__setattr__(self, "t_span", (t0, t1))
         if not callable(self.u0):
+            if np.iscomplexobj(self.u0):
+                raise ValueError(
+                    "u0 is complex, but complex fields are not supported (the solver evolves real u with "
+                    "rfft); pass a real array (for a complex amplitude, split it into real equations)"
+                )
             values = np.asarray(self.u0, dtype=np.float64)
             if values.shape != (self.n,):
                 raise ValueError(
@@ -233,10 +278,22 @@ class SemilinearPeriodicProblem:
         return dataclasses.replace(self, **changes)
 
     def update_terms(self, changes: Mapping, **other) -> SemilinearPeriodicProblem:
-        """A copy whose terms are ``self.terms`` updated by ``changes`` (a zero removes a term)."""
+        """A copy whose terms are ``self.terms`` updated by ``changes`` (a zero removes a term).
+
+        Raises:
+            ValueError: a malformed term key, or a coefficient that is not a real number (the message names
+                the term), or what the constructor raises.
+        """
         merged = dict(self.terms)
         for key, value in changes.items():
-            merged[_check_key(key)] = float(value)
+            key = _check_key(key)
+            try:
+                merged[key] = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"update_terms: the coefficient of {term_name(*key)} must be a real number (0 removes "
+                    f"the term), got {value!r}"
+                ) from None
         return self.replace(terms=merged, **other)
 
     # -- grid and operators ----------------------------------------------------------------------------
@@ -253,6 +310,14 @@ class SemilinearPeriodicProblem:
     def linear_terms(self) -> dict[int, float]:
         """``{q: a_q}`` of the linear part."""
         return {q: c for (p, q), c in self.terms.items() if p == 0}
+
+    @property
+    def ill_posed_term(self) -> str | None:
+        """The linear term whose growth rate ``a_q (-1)^{q/2} k^q`` is unbounded in ``k`` (the highest even
+        derivative with the anti-damping sign, e.g. ``-0.1*u_xx``), as ``"-0.1*u_xx"``; ``None`` when the
+        linear part is well posed (:func:`unbounded_growth_term`)."""
+        found = unbounded_growth_term(self.linear_terms)
+        return None if found is None else f"{found[1]:g}*{term_name(0, found[0])}"
 
     @property
     def nonlinear_terms(self) -> dict[TermKey, float]:
@@ -276,11 +341,20 @@ class SemilinearPeriodicProblem:
     def initial_condition(self) -> np.ndarray:
         """``u0`` on the grid (float64, shape ``(n,)``).
 
+        The default KS initial state (:class:`KSInitialCondition`) is evaluated with this problem's own
+        ``length``, so ``kuramoto_sivashinsky().replace(length=22.0, n=64)`` starts from a periodic state.
+
         Raises:
-            ValueError: a callable ``u0`` returns the wrong shape or non-finite values.
+            ValueError: a callable ``u0`` returns the wrong shape, complex or non-finite values.
         """
         if callable(self.u0):
-            values = np.asarray(self.u0(self.x), dtype=np.float64)
+            raw = self.u0(self.x, self.length) if isinstance(self.u0, KSInitialCondition) else self.u0(self.x)
+            if np.iscomplexobj(raw):
+                raise ValueError(
+                    f"u0(x) of problem {self.name!r} returned complex values, but complex fields are not "
+                    "supported (the solver evolves real u with rfft); return real values"
+                )
+            values = np.asarray(raw, dtype=np.float64)
             if values.shape != (self.n,):
                 values = np.broadcast_to(values, (self.n,)) if values.ndim == 0 else values
             if values.shape != (self.n,):
@@ -399,7 +473,8 @@ def kuramoto_sivashinsky(
             ``{"u^2*u_x": 1.5}`` for the ``(u² + u³)/2`` flux's extra part.
         length, n, x0: the periodic grid; default ``[-50, 50)`` with 1024 points.
         t_span: the time interval (default ``(0, 200)``: 100 of spin-up, then the observed window).
-        u0: default ``-cos(2πx/L)(1 + sin(-2πx/L))``.
+        u0: default ``-cos(2πx/L)(1 + sin(-2πx/L))`` (:class:`KSInitialCondition`), with ``L`` the
+            problem's period at the time the state is made (so ``replace(length=...)`` keeps it periodic).
 
     Returns:
         The :class:`SemilinearPeriodicProblem` with ``terms = {(1,1): -c1, (0,2): -c2, (0,4): -c3, ...}``.
@@ -411,11 +486,8 @@ def kuramoto_sivashinsky(
     for key, value in (extra or {}).items():
         key = _check_key(key)
         terms[key] = terms.get(key, 0.0) - float(value)
-    if u0 is None:
-        period = float(length)
-
-        def u0(x: np.ndarray) -> np.ndarray:
-            return ks_initial_condition(x, period)
+    if u0 is None:  # evaluated with the problem's own period, also after replace(length=...)
+        u0 = KSInitialCondition(length)
 
     return SemilinearPeriodicProblem(
         terms,

@@ -115,10 +115,14 @@ def _spine(truth: SemilinearPeriodicProblem, progress: bool) -> dict[str, np.nda
 def truth_window(
     t0: float, steps: int, *, truth: SemilinearPeriodicProblem | None = None, progress: bool = False
 ) -> np.ndarray:
-    """Truth states at ``t0 + j·dt``, j = 0..steps-1 (``dt = 1e-3``), ``(steps, n)``, cached in HDF5."""
+    """Truth states at ``t0 + j·dt``, j = 0..steps-1 (``dt = 1e-3``), ``(steps, n)``, cached in HDF5.
+
+    Raises:
+        ValueError: the window ``[t0, t0 + steps·dt]`` is not inside the truth run.
+    """
     truth = ks_truth() if truth is None else truth
     spine = _spine(truth, progress)
-    if not truth.t_span[0] <= t0 and t0 + steps * TRUTH_DT <= spine["t"][-1] + 1e-9:
+    if not (truth.t_span[0] <= t0 and t0 + steps * TRUTH_DT <= spine["t"][-1] + 1e-9):
         raise ValueError(f"window [{t0}, {t0 + steps * TRUTH_DT}] is outside the truth run {truth.t_span}")
     i = int(np.searchsorted(spine["t"], t0 + 1e-9)) - 1
     start = float(spine["t"][i])

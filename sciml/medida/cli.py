@@ -175,7 +175,7 @@ def _plot(path: Path, x, t, trajectories, valid, lam: float, title: str) -> None
         ax.set_title(label)
         ax.set_xlabel("x")
     axes[0].set_ylabel("t · λ (Lyapunov times)")
-    fig.colorbar(image, ax=axes[2], shrink=0.8)
+    fig.colorbar(image, ax=axes[2], shrink=0.8, label="u")
     for name in names[1:]:
         errors = np.where(np.isfinite(valid[name].errors), valid[name].errors, np.nan)
         axes[3].semilogy(t * lam, np.maximum(errors, 1e-16), label=name)

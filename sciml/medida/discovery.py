@@ -70,6 +70,14 @@ class Discovery:
         features: ``"one-step"`` or ``"library"``.
         analysis: the final analysis means ``(windows, steps, filter_n)`` (noisy data), else ``None``.
         seconds: wall time.
+        converged: whether the last round's kept terms repeated and its coefficients changed by less than
+            ``tol``; ``None`` for ``features="library"`` (one pass, nothing to converge). ``False`` comes
+            with a warning.
+        threshold_lambda: the ARD pruning threshold of the final fit (it differs from the default when a
+            noise-free fit was refitted with a lower threshold; see :func:`discover`).
+        residual: (noise-free data) the last round's RMS regression residual relative to the RMS
+            observed tendency ``(u_next − u_prev)/dt`` (round-off, ~1e-12, when the data are explained
+            exactly); NaN for noisy data.
     """
 
     model: SemilinearPeriodicProblem
@@ -81,6 +89,9 @@ class Discovery:
     features: str = "one-step"
     analysis: np.ndarray | None = field(default=None, repr=False)
     seconds: float = math.nan
+    converged: bool | None = None
+    threshold_lambda: float = math.nan
+    residual: float = math.nan
 
     @property
     def terms(self) -> dict[str, float]:
@@ -105,6 +116,9 @@ class Discovery:
             "band": self.band,
             "features": self.features,
             "iterations": self.history,
+            "converged": self.converged,
+            "threshold_lambda": self.threshold_lambda,
+            "residual": self.residual,
             "seconds": self.seconds,
         }
 
@@ -141,10 +155,27 @@ def _changed(old: Correction | None, new: Correction) -> float:
     return float(np.max(np.abs(new.weights[kept] - old.weights[kept]) / np.abs(new.weights[kept])))
 
 
-def _fit(
-    model, library, u_prev, u_next, dt, correction, features, substeps, threshold_lambda, band
-) -> Correction:
-    """One regression round on pairs ``(u_prev, u_next)`` (``(P, n)``), linearized about ``correction``."""
+#: noise-free data: a fit whose residual is below this fraction of the RMS observed tendency explains them
+#: (round-off is ~1e-12 on the shipped KS cases, ~1e-10 at L = 22, N = 64); far above it, something is missing
+EXPLAINED = 1e-6
+#: noise-free data: a kept term whose contribution (RMS of its column times its weight) is below this
+#: fraction of the RMS observed tendency is round-off (measured: <= 3e-10 on a perfect KS model at N = 64;
+#: the smallest real term of the shipped cases contributes 4e-2) and is dropped
+ROUNDOFF_TERM = 1e-8
+#: lower ARD thresholds tried, in order, when a noise-free fit with the default prunes a real small term
+REFIT_THRESHOLDS = (1e4, 1e6)
+
+
+def _rms(x) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    return float(np.sqrt(np.mean(x**2))) if x.size else 0.0
+
+
+def _system(
+    model, library, u_prev, u_next, dt, correction, features, substeps, band
+) -> tuple[np.ndarray, np.ndarray]:
+    """The regression rows ``(X, Y)`` of one round on pairs ``(u_prev, u_next)``, linearized about
+    ``correction``."""
     r = one_step_targets(model, u_prev, u_next, dt, correction=correction, substeps=substeps)
     if features == "library":
         F = library_features(library, u_prev, model.length)
@@ -157,7 +188,44 @@ def _fit(
     else:  # one row per degree of freedom of the band
         X = band_coefficients(F, band, dim=-2).reshape(-1, len(library))
         Y = band_coefficients(y, band, dim=-1).reshape(-1)
-    return sparse_bayesian_regression(X.numpy(), Y.numpy(), library, threshold_lambda=threshold_lambda)
+    if X.shape[0] < len(library):
+        per_state = 2 * band + 1 if band is not None else model.n
+        where = f"band = {band}: {per_state} Fourier rows per state" if band is not None else "the grid"
+        raise ValueError(
+            f"the regression has {X.shape[0]} rows ({where}, {X.shape[0] // per_state} pair(s)) for "
+            f"{len(library)} library terms and needs at least {len(library)}: "
+            + ("raise band (at most n/2 - 1), " if band is not None else "")
+            + "observe more pairs, or use a smaller library"
+        )
+    return X.numpy(), Y.numpy()
+
+
+def _fit(
+    model, library, u_prev, u_next, dt, correction, features, substeps, threshold_lambda, band
+) -> Correction:
+    """One regression round on pairs ``(u_prev, u_next)`` (``(P, n)``), linearized about ``correction``."""
+    X, Y = _system(model, library, u_prev, u_next, dt, correction, features, substeps, band)
+    return sparse_bayesian_regression(X, Y, library, threshold_lambda=threshold_lambda)
+
+
+def _drop_roundoff_terms(fit: Correction, X: np.ndarray, Y: np.ndarray, floor: float) -> Correction:
+    """``fit`` without the kept terms whose contribution ``RMS(w_i X_i)`` is below ``floor`` (round-off),
+    the rest re-fitted by least squares; ``fit`` itself when none is that small."""
+    kept = np.flatnonzero(fit.weights)
+    small = [i for i in kept if _rms(X[:, i] * fit.weights[i]) < floor]
+    if not small:
+        return fit
+    keep = np.array([i for i in kept if i not in small], dtype=int)
+    weights, std = np.zeros_like(fit.weights), np.zeros_like(fit.std)
+    noise = _rms(Y)
+    if keep.size:
+        coef, *_ = np.linalg.lstsq(X[:, keep], Y, rcond=None)
+        residual = Y - X[:, keep] @ coef
+        noise = float(np.sqrt(residual @ residual / max(Y.size - keep.size, 1)))
+        weights[keep] = coef
+        cov = np.linalg.pinv(X[:, keep].T @ X[:, keep])
+        std[keep] = noise * np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    return Correction(fit.library, weights, std, noise, fit.n_samples)
 
 
 def _threads_by_work(fn):
@@ -210,12 +278,19 @@ def discover(
         library: candidate terms (default: the 24-term ``u^p ∂^q u`` library).
         features: ``"one-step"`` (consistent regressors, iterated) or ``"library"`` (the paper's: library at
             the observed state, one pass).
-        noise_std: observation noise; default ``observations.noise_std``, else estimated from the
-            spectrum. Zero (or an estimate below ``1e-9`` of the RMS) means noise-free: no filter.
+        noise_std: observation noise (``>= 0``); default ``observations.noise_std``, else estimated from
+            the spectrum. Zero (or an estimate below ``1e-9`` of the RMS) means noise-free: no filter.
         threshold_lambda: ARD pruning threshold in unit-RMS scaling; default 100 (the paper's) for
             noise-free data and 1000 for noisy data, whose target RMS is mostly the filter's increment
             noise, so that 100 would prune a real but small term (|w| below ~0.1 of that RMS; case 18).
-            Irrelevant terms are still removed by ARD's evidence (a perfect model gets no terms).
+            Irrelevant terms are still removed by ARD's evidence. With the default on noise-free data
+            (``features="one-step"``), a fit that leaves a residual above ``1e-6`` of the observed tendency
+            while a fit with every term leaves 100 times less (ARD pruned a real but small term) is
+            refitted, continuing the rounds, with ``threshold_lambda`` 1e4, then 1e6; the first that explains
+            the data (residual <= 1e-6) is kept (``Discovery.threshold_lambda``, and
+            ``history[i]["threshold_lambda"]`` on those rounds). A given ``threshold_lambda`` is never
+            changed. On noise-free data, kept terms that contribute less than ``1e-8`` of the RMS observed
+            tendency are round-off and dropped (a perfect model gets no terms).
         max_iterations, tol: Gauss–Newton / filter-re-run rounds; stop when the kept terms repeat and no
             coefficient changes by more than ``tol`` (default ``1e-8`` noise-free, ``0.02`` noisy).
         substeps: ETDRK4 steps per observation interval in the one-step map.
@@ -235,11 +310,24 @@ def discover(
         progress: tqdm bars.
 
     Returns:
-        A :class:`Discovery`.
+        A :class:`Discovery` (``converged``, ``threshold_lambda`` and ``residual`` say how it ended; each
+        ``history`` round has its ``terms``, ``change`` and, noise-free, ``residual``).
 
     Raises:
         ValueError: observations on another grid, bad settings (``features``, ``members < 2``,
-            ``burn_in`` leaving no pairs, ``filter_n`` larger than the grid), a model that blows up.
+            ``burn_in`` leaving no pairs, ``filter_n`` larger than the grid — the message says when the
+            data were classified noisy by the estimated ``noise_std`` —, a negative or NaN ``noise_std``,
+            a ``band`` or pair count giving fewer regression rows than library terms), a model that blows
+            up.
+        TypeError: ``model`` or ``observations`` of the wrong type, ``noise_std`` not a number.
+
+    Warns:
+        UserWarning: the rounds stopped at ``max_iterations`` before the kept terms repeated and the
+            coefficients changed by less than ``tol`` (``Discovery.converged`` is ``False``); or, on
+            noise-free data, the final fit leaves a residual far above round-off (above ``1e-6`` of the
+            observed tendency): a term missing from the library, noisy data, an interval too long for
+            one model step (``substeps``), or — with a given ``threshold_lambda`` — a real term it pruned
+            (the message says which).
     """
     start = time.perf_counter()
     if not isinstance(model, SemilinearPeriodicProblem):
@@ -253,8 +341,19 @@ def discover(
     observations.check_grid(model)
     library = as_library(library)
     check_pair_spacing(observations.dt, lyapunov_exponent)
+    if noise_std is not None:
+        try:
+            noise_std = float(noise_std)
+        except (TypeError, ValueError):
+            raise TypeError(f"noise_std must be a number or None, got {type(noise_std).__name__}") from None
+        if not (math.isfinite(noise_std) and noise_std >= 0):
+            raise ValueError(
+                f"noise_std must be >= 0 (0: noise-free) or None (estimate it from the spectrum), got "
+                f"{noise_std}"
+            )
     values = torch.tensor(observations.values)
-    sigma = observations.noise_std if noise_std is None else float(noise_std)
+    sigma = observations.noise_std if noise_std is None else noise_std
+    estimated = sigma is None
     if sigma is None:
         sigma = estimate_noise_std(values)
     rms = float(values.pow(2).mean().sqrt())
@@ -266,39 +365,92 @@ def discover(
     if band is not None and not 0 <= int(band) < model.n // 2:
         raise ValueError(f"band must be a Fourier mode in [0, {model.n // 2}), got {band}")
 
+    user_threshold = threshold_lambda is not None
     if threshold_lambda is None:
         threshold_lambda = 1000.0 if noisy else 100.0
+    residual = math.nan
     if not noisy:
         tol = 1e-8 if tol is None else tol
         u_prev, u_next = (torch.tensor(a) for a in observations.pairs(stride=stride))
-        for it in range(iterations):
-            t = time.perf_counter()
-            new = _fit(
-                model,
-                library,
-                u_prev,
-                u_next,
-                observations.dt,
-                correction,
-                features,
-                substeps,
-                threshold_lambda,
-                band,
-            )
-            change = _changed(correction, new)
-            correction = new
-            history.append(
-                {"iteration": it, "terms": new.terms, "change": change, "seconds": time.perf_counter() - t}
-            )
-            if change < tol:
-                break
+        tendency = _rms(((u_next - u_prev) / observations.dt).numpy())
+        one_step = features == "one-step"
+
+        def rounds(start: Correction | None, lam: float, first: int):
+            """Gauss–Newton rounds from ``start`` with threshold ``lam``; returns the last fit, the change,
+            the relative residual and the unpruned least-squares one of the last round."""
+            current, change, rel, rel_full = start, math.inf, math.nan, math.nan
+            for it in range(first, first + iterations):
+                t = time.perf_counter()
+                X, Y = _system(
+                    model, library, u_prev, u_next, observations.dt, current, features, substeps, band
+                )
+                new = sparse_bayesian_regression(X, Y, library, threshold_lambda=lam)
+                if one_step:  # round-off "terms" of a (nearly) perfect model
+                    new = _drop_roundoff_terms(new, X, Y, ROUNDOFF_TERM * tendency)
+                change = _changed(current, new)
+                current = new
+                rel = _rms(Y - X @ new.weights) / tendency if tendency > 0 else 0.0
+                record = {"iteration": it, "terms": new.terms, "change": change, "residual": rel}
+                if lam != threshold_lambda:
+                    record["threshold_lambda"] = lam
+                history.append({**record, "seconds": time.perf_counter() - t})
+                if change < tol:
+                    break
+            if one_step and rel > EXPLAINED:
+                usable = np.flatnonzero(np.any(X != 0, axis=0))
+                coef, *_ = np.linalg.lstsq(X[:, usable], Y, rcond=None)
+                rel_full = _rms(Y - X[:, usable] @ coef) / tendency
+            return current, change, rel, rel_full
+
+        correction, change, residual, residual_full = rounds(None, threshold_lambda, 0)
+        if one_step and residual > EXPLAINED:
+            # noise-free data not explained to round-off by the pruned fit
+            if residual_full < 1e-2 * residual and not user_threshold:
+                # ... while all terms explain them far better: ARD pruned a real but small term (its scaled
+                # weight below ~1/sqrt(threshold_lambda)); refit with lower thresholds, keep the first that
+                # explains the data
+                for lam in REFIT_THRESHOLDS:
+                    mark = len(history)
+                    trial = rounds(correction, lam, len(history))
+                    if trial[2] <= EXPLAINED:
+                        correction, change, residual, _ = trial
+                        threshold_lambda = lam
+                        break
+                    del history[mark:]
+            if residual > EXPLAINED:
+                pruned = residual_full < 1e-2 * residual
+                cause = (
+                    f"a fit with all {len(library)} terms leaves {residual_full:.2g}: "
+                    f"threshold_lambda={threshold_lambda:g} likely pruned a real but small term; pass a "
+                    "larger threshold_lambda (e.g. 1e4)"
+                    if pruned
+                    else "the library may lack a term of the truth (extend it), the data may be noisy (pass "
+                    "noise_std), or the observation interval is too long for one ETDRK4 step of the model "
+                    "(raise substeps)"
+                )
+                warnings.warn(
+                    f"discover: the noise-free observations are not explained: the fit leaves a residual of "
+                    f"{residual:.3g} of the observed tendency (round-off would be below {EXPLAINED:g}); "
+                    f"{cause}",
+                    stacklevel=3,
+                )
         sigma = 0.0
     else:
         tol = 0.02 if tol is None else tol
         if int(members) < 2:
             raise ValueError(f"members must be at least 2, got {members}")
         if not 8 <= int(filter_n) <= model.n:
-            raise ValueError(f"filter_n must be between 8 and the model's n = {model.n}, got {filter_n}")
+            why = (
+                f"the observations were classified noisy: noise_std is unknown and the spectrum's tail "
+                f"estimates it at {sigma:.3g} ({sigma / rms:.2g} of the RMS, above the 1e-09 noise-free "
+                "cutoff), so the filter runs on filter_n points; if the data are noise-free pass "
+                "noise_std=0, else pass filter_n <= n (e.g. filter_n=n)"
+                if estimated
+                else "pass filter_n <= n (e.g. filter_n=n)"
+            )
+            raise ValueError(
+                f"filter_n must be between 8 and the model's n = {model.n}, got {filter_n}: {why}"
+            )
         steps = observations.values.shape[1]
         if burn_in < 0 or burn_in >= steps - 1:
             raise ValueError(f"burn_in must leave pairs in each window of {steps} states, got {burn_in}")
@@ -403,10 +555,21 @@ def discover(
                 }
             correction = new
             history.append(record)
-            if record["change"] < tol:
+            change = record["change"]
+            if change < tol:
                 break
         analysis = analysis.numpy()
 
+    converged = None if features == "library" else bool(change < tol)
+    if converged is False:
+        warnings.warn(
+            f"discover stopped after max_iterations={iterations} rounds without converging (last relative "
+            f"coefficient change {change:.3g} > tol={tol:g}"
+            + (", the kept terms still changing" if math.isinf(change) else "")
+            + "): the terms and coefficients may be wrong; raise max_iterations, read the history, or "
+            "check the library and the noise level",
+            stacklevel=3,
+        )
     try:
         corrected = corrected_problem(model, correction)
     except ValueError:
@@ -421,4 +584,7 @@ def discover(
         features=features,
         analysis=analysis,
         seconds=time.perf_counter() - start,
+        converged=converged,
+        threshold_lambda=float(threshold_lambda),
+        residual=residual,
     )

@@ -296,13 +296,17 @@ def _low_pass(x: torch.Tensor, band: int) -> torch.Tensor:
     return torch.fft.irfft2(torch.fft.rfft2(x) * mask, s=(n, n))
 
 
+#: a QG fit whose residual is below this fraction of the observed tendency explains the data (round-off)
+QG_EXPLAINED = 1e-6
+
+
 def discover_qg(
     model: QGProblem,
     q_prev: np.ndarray,
     q_next: np.ndarray,
     dt: float = QG_DT,
     *,
-    threshold_lambda: float = 100.0,
+    threshold_lambda: float | None = None,
     max_iterations: int = 6,
     tol: float = 1e-8,
     eps: float = 1e-4,
@@ -317,7 +321,13 @@ def discover_qg(
         dt: the observation interval (one model step).
 
     Other Args:
-        threshold_lambda: ARD pruning threshold (unit-RMS scaling).
+        threshold_lambda: ARD pruning threshold (unit-RMS scaling); default 100. With the default, when
+            the fit leaves a residual above ``1e-6`` of the observed tendency while a fit with every term
+            leaves 100 times less (noise-free data from which ARD pruned a real but small term, e.g. a
+            0.2 ``dq2/dx``), the rounds continue with ``threshold_lambda`` 1e4, then 1e6, and the first that
+            explains the data (residual <= 1e-6) is kept; its rounds carry ``"threshold_lambda"`` in the
+            history. Noisy or interpolated observations never meet that test, so their fit is unchanged.
+            A given ``threshold_lambda`` is kept (with a warning in that situation).
         max_iterations, tol: Gauss–Newton rounds; stop when the terms repeat and coefficients change < tol.
         eps: central-difference step on each coefficient for the one-step regressors (smaller for a stiff
             diagonal term: no mode's one-step exponent moves by more than ``eps``).
@@ -327,13 +337,15 @@ def discover_qg(
 
     Returns:
         ``(correction, history)``; each round's ``change`` is ``inf`` while the kept terms still change;
-        the last round has ``converged`` (whether the rounds settled).
+        the last round has ``converged`` (whether the rounds settled) and ``residual`` (the RMS residual
+        relative to the observed tendency; round-off when noise-free data are explained).
 
     Raises:
         ValueError: states of the wrong shape or with NaN.
 
     Warns:
-        UserWarning: the rounds ran out before the terms and coefficients settled.
+        UserWarning: the rounds ran out before the terms and coefficients settled; or a given
+            ``threshold_lambda`` pruned a real term of noise-free data (see ``threshold_lambda``).
     """
     q_prev = torch.as_tensor(q_prev, dtype=torch.float64)
     q_next = torch.as_tensor(q_next, dtype=torch.float64)
@@ -346,52 +358,91 @@ def discover_qg(
         raise ValueError(f"`band` must be an integer wavenumber index in [1, {n // 2}] or None, got {band!r}")
     library = qg_library()
     K = len(library)
-    weights = np.zeros(K)
     history: list[dict[str, Any]] = []
-    old_kept = None
     steps = _difference_steps(model, dt, eps)
     tendency = (q_next - q_prev) / dt
     row_scale = 1.0 / tendency.pow(2).mean(dim=(0, 2, 3)).sqrt()
-    for it in tqdm(range(int(max_iterations)), disable=not progress, desc="MEDIDA-QG rounds"):
-        t = time.perf_counter()
-        base = _one_step(model, weights, q_prev, dt)
-        r = (q_next - base) / dt
-        columns = []
-        for j in range(K):
-            plus, minus = weights.copy(), weights.copy()
-            plus[j] += steps[j]
-            minus[j] -= steps[j]
-            delta = _one_step(model, plus, q_prev, dt) - _one_step(model, minus, q_prev, dt)
-            col = delta / (2 * steps[j] * dt)
-            columns.append(col.reshape(-1))
-        F = torch.stack(columns, dim=-1).reshape(*q_prev.shape, K)
-        y = r + F @ torch.as_tensor(weights)
-        # one joint fit (exact Gauss–Newton), each layer's rows scaled by its observed tendency RMS so that
-        # the weaker lower layer is not drowned by the upper one
-        rows = F * row_scale[None, :, None, None, None]
-        target = y * row_scale[None, :, None, None]
-        if band is not None:  # least squares on the resolved modes (Parseval: the same as filtered rows)
-            rows = _low_pass(rows.movedim(-1, 0), band).movedim(0, -1)
-            target = _low_pass(target, band)
-        fit = sparse_bayesian_regression(
-            rows.reshape(-1, K).numpy(),
-            target.reshape(-1).numpy(),
-            library,
-            threshold_lambda=threshold_lambda,
-        )
-        kept = fit.weights != 0
-        change = (
-            math.inf
-            if old_kept is None or not np.array_equal(kept, old_kept)
-            else float(np.max(np.abs(fit.weights - weights)[kept] / np.abs(fit.weights[kept]), initial=0.0))
-        )
-        weights, old_kept = fit.weights.copy(), kept
-        history.append(
-            {"iteration": it, "terms": fit.terms, "change": change, "seconds": time.perf_counter() - t}
-        )
-        if change < tol:
-            history[-1]["converged"] = True
-            break
+    user_threshold = threshold_lambda is not None
+    threshold_lambda = 100.0 if threshold_lambda is None else float(threshold_lambda)
+
+    def rounds(weights: np.ndarray, lam: float, first: int, bar: bool):
+        """Gauss–Newton rounds from ``weights`` with ARD threshold ``lam``: the last fit, its change, its
+        residual (relative to the tendency: the rows are scaled by it) and that of an unpruned fit."""
+        old_kept = None if first == 0 else weights != 0
+        fit, change = None, math.inf
+        for it in tqdm(range(first, first + int(max_iterations)), disable=not bar, desc="MEDIDA-QG rounds"):
+            t = time.perf_counter()
+            base = _one_step(model, weights, q_prev, dt)
+            r = (q_next - base) / dt
+            columns = []
+            for j in range(K):
+                plus, minus = weights.copy(), weights.copy()
+                plus[j] += steps[j]
+                minus[j] -= steps[j]
+                delta = _one_step(model, plus, q_prev, dt) - _one_step(model, minus, q_prev, dt)
+                col = delta / (2 * steps[j] * dt)
+                columns.append(col.reshape(-1))
+            F = torch.stack(columns, dim=-1).reshape(*q_prev.shape, K)
+            y = r + F @ torch.as_tensor(weights)
+            # one joint fit (exact Gauss–Newton), each layer's rows scaled by its observed tendency RMS so
+            # that the weaker lower layer is not drowned by the upper one
+            rows = F * row_scale[None, :, None, None, None]
+            target = y * row_scale[None, :, None, None]
+            if band is not None:  # least squares on the resolved modes (Parseval: the same as filtered rows)
+                rows = _low_pass(rows.movedim(-1, 0), band).movedim(0, -1)
+                target = _low_pass(target, band)
+            X, Y = rows.reshape(-1, K).numpy(), target.reshape(-1).numpy()
+            fit = sparse_bayesian_regression(X, Y, library, threshold_lambda=lam)
+            kept = fit.weights != 0
+            change = (
+                math.inf
+                if old_kept is None or not np.array_equal(kept, old_kept)
+                else float(
+                    np.max(np.abs(fit.weights - weights)[kept] / np.abs(fit.weights[kept]), initial=0.0)
+                )
+            )
+            weights, old_kept = fit.weights.copy(), kept
+            record = {
+                "iteration": it,
+                "terms": fit.terms,
+                "change": change,
+                "seconds": time.perf_counter() - t,
+            }
+            if lam != threshold_lambda:
+                record["threshold_lambda"] = lam
+            history.append(record)
+            if change < tol:
+                break
+        rel = float(np.sqrt(np.mean((Y - X @ fit.weights) ** 2)))
+        rel_full = math.nan
+        if rel > QG_EXPLAINED:
+            usable = np.flatnonzero(np.any(X != 0, axis=0))
+            coef, *_ = np.linalg.lstsq(X[:, usable], Y, rcond=None)
+            rel_full = float(np.sqrt(np.mean((Y - X[:, usable] @ coef) ** 2)))
+        return fit, change, rel, rel_full
+
+    fit, change, residual, residual_full = rounds(np.zeros(K), threshold_lambda, 0, progress)
+    if residual > QG_EXPLAINED and residual_full < 1e-2 * residual:
+        # all terms explain the data 100 times better than the pruned fit: ARD may have pruned a real but
+        # small term of noise-free observations; the refit is kept only if it explains them to round-off
+        if not user_threshold:
+            for lam in (1e4, 1e6):
+                mark = len(history)
+                trial = rounds(fit.weights.copy(), lam, mark, False)
+                if trial[2] <= QG_EXPLAINED:
+                    fit, change, residual, _ = trial
+                    break
+                del history[mark:]
+        elif residual > QG_EXPLAINED:
+            warnings.warn(
+                f"MEDIDA-QG: the fit leaves a residual of {residual:.3g} of the observed tendency while a "
+                f"fit with all {K} terms leaves {residual_full:.2g}: threshold_lambda={threshold_lambda:g} "
+                "likely pruned a real but small term; pass a larger threshold_lambda (e.g. 1e4)",
+                stacklevel=2,
+            )
+    history[-1]["residual"] = residual
+    if change < tol:
+        history[-1]["converged"] = True
     else:
         history[-1]["converged"] = False
         warnings.warn(

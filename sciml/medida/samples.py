@@ -59,6 +59,7 @@ class Observations:
         ValueError: wrong number of dimensions, fewer than two observations per window, NaN/inf (the
             message gives the window and step), a non-positive ``dt`` or ``length``, a negative
             ``noise_std``.
+        TypeError: ``dt``, ``length`` or ``noise_std`` is not a number (e.g. the string ``"1e-3"``).
     """
 
     values: np.ndarray = field(repr=False)
@@ -87,6 +88,15 @@ class Observations:
             raise ValueError(
                 f"observations hold NaN or inf (first at window {w}, step {s}); drop or fill those states"
             )
+        for name in ("dt", "length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+        if self.noise_std is not None and (
+            isinstance(self.noise_std, bool)
+            or not isinstance(self.noise_std, (int, float, np.integer, np.floating))
+        ):
+            raise TypeError(f"noise_std must be a number or None, got {type(self.noise_std).__name__}")
         if not (math.isfinite(self.dt) and self.dt > 0):
             raise ValueError(f"dt (time between observations) must be positive, got {self.dt}")
         if not (math.isfinite(self.length) and self.length > 0):

@@ -3,6 +3,7 @@
 from sciml.solvers.spectral.etdrk4 import (
     ETDRK4,
     ETDRK4Coefficients,
+    IllPosedProblemError,
     SpectralSolution,
     etdrk4_coefficients,
     small_work_threads,
@@ -14,6 +15,7 @@ from sciml.solvers.spectral.reference import cached_solve, problem_parameters
 __all__ = [
     "ETDRK4",
     "ETDRK4Coefficients",
+    "IllPosedProblemError",
     "SpectralSolution",
     "etdrk4_coefficients",
     "solve_spectral",

@@ -33,7 +33,47 @@ import torch
 from sciml.problems.semilinear import SemilinearPeriodicProblem
 from tqdm.auto import tqdm
 
-__all__ = ["ETDRK4", "ETDRK4Coefficients", "SpectralSolution", "solve_spectral", "small_work_threads"]
+__all__ = [
+    "ETDRK4",
+    "ETDRK4Coefficients",
+    "IllPosedProblemError",
+    "SpectralSolution",
+    "solve_spectral",
+    "small_work_threads",
+]
+
+#: an ill-posed run is reported as failed once round-off at the grid scale can grow by more than this
+ILL_POSED_AMPLIFICATION = 1e12
+
+
+class IllPosedProblemError(ValueError, FloatingPointError):
+    """:func:`solve_spectral` of an ill-posed problem over a span where its growth swamps the solution.
+
+    A ``ValueError`` (bad input) and a ``FloatingPointError`` (what a blow-up raises), so either catches it.
+    """
+
+
+def _ill_posed_message(problem: SemilinearPeriodicProblem, span: float) -> str | None:
+    """Why integrating ``problem`` over ``span`` is meaningless, or ``None`` when it is not.
+
+    The linear symbol's real part grows without bound in ``k`` (:attr:`~SemilinearPeriodicProblem.
+    ill_posed_term`) and its largest value on the grid, times ``span``, amplifies round-off by more than
+    :data:`ILL_POSED_AMPLIFICATION`.
+    """
+    term = problem.ill_posed_term
+    if term is None:
+        return None
+    rate = float(problem.linear_symbol().real.max())
+    if not rate * span > math.log(ILL_POSED_AMPLIFICATION):
+        return None
+    return (
+        f"the model {problem.name!r} is ill-posed: its linear term {term} gives Fourier mode k a growth rate "
+        f"that increases without bound with k (here {rate:.3g} at the grid's highest mode), so over "
+        f"t = {span:g} round-off at the grid scale grows by e^{rate * span:.3g} and swamps the solution (it "
+        "blows up or becomes meaningless, whatever the grid or dt); make the highest even derivative damp "
+        "(e.g. +u_xx or -u_xxxx in u_t = ...) or integrate over a much shorter time"
+    )
+
 
 #: below this many state values per step, stepping runs on one thread (more only add overhead)
 SMALL_WORK = 1 << 16
@@ -207,7 +247,8 @@ class SpectralSolution(NamedTuple):
     Attributes:
         ts: the save times, shape ``(T,)`` (numpy).
         us: the states at ``ts``, shape ``(T, ..., n)`` (torch); NaN after a blow-up with ``throw=False``.
-        success: whether every save time was reached with finite values.
+        success: whether every save time was reached with finite values, and the problem is not ill-posed
+            over the run (an ill-posed run that stays finite keeps its states but has ``success=False``).
         message: what happened.
         n_steps: ETDRK4 steps taken.
     """
@@ -256,16 +297,35 @@ def solve_spectral(
         t0: the start time (default ``problem.t_span[0]``).
         dealias: see :class:`ETDRK4`.
         throw: raise on a blow-up (default) or return the partial solution with ``success=False``.
-        check_every: steps between finiteness checks (each check is one host sync).
+        check_every: steps between finiteness checks (each check is one host sync); a positive integer.
         progress: show a tqdm bar; a string is its description (say what is computed).
 
     Returns:
         A :class:`SpectralSolution`.
 
     Raises:
-        ValueError: for save times off the step grid, unsorted or before ``t0``, a wrong-shaped ``u0``.
+        ValueError: for save times off the step grid, unsorted or before ``t0``, a wrong-shaped or complex
+            ``u0``, or ``check_every`` not a positive integer.
+        TypeError: ``problem`` is not a ``SemilinearPeriodicProblem``.
         FloatingPointError: the solution became non-finite (``throw=True``); the message gives the time.
+        IllPosedProblemError: (a ``ValueError`` and ``FloatingPointError``; ``throw=True``) the linear part
+            is ill-posed (:attr:`~sciml.problems.semilinear.SemilinearPeriodicProblem.ill_posed_term`, e.g.
+            negative viscosity) and its growth at the grid's highest mode amplifies round-off by more than
+            ``1e12`` over the run: raised before integrating. With ``throw=False`` the run is integrated
+            and returned with ``success=False`` and this message (unless it became non-finite first).
     """
+    if not isinstance(problem, SemilinearPeriodicProblem):
+        raise TypeError(f"problem must be a SemilinearPeriodicProblem, got {type(problem).__name__}")
+    if isinstance(check_every, bool) or not isinstance(check_every, (int, np.integer)) or check_every < 1:
+        raise ValueError(
+            f"check_every must be a positive integer (steps between finiteness checks, default 200), got "
+            f"{check_every!r}"
+        )
+    if u0 is not None and (torch.is_tensor(u0) and u0.is_complex() or np.iscomplexobj(u0)):
+        raise ValueError(
+            "u0 is complex, but complex fields are not supported (the solver evolves real u with rfft); "
+            "pass real grid values"
+        )
     t0 = problem.t_span[0] if t0 is None else float(t0)
     saveat = np.atleast_1d(np.asarray(problem.t_span[1] if saveat is None else saveat, dtype=np.float64))
     if saveat.ndim != 1 or saveat.size == 0 or not np.all(np.isfinite(saveat)):
@@ -274,6 +334,9 @@ def solve_spectral(
         raise ValueError(f"saveat must be sorted and start at or after t0 = {t0}")
     stepper = ETDRK4(problem, dt, dealias=dealias)
     counts = _step_counts(t0, saveat, stepper.dt)
+    ill_posed = _ill_posed_message(problem, float(counts[-1]) * stepper.dt)
+    if ill_posed is not None and throw:
+        raise IllPosedProblemError(ill_posed)
     u = stepper._check_state(problem.initial_condition() if u0 is None else u0)
     if not bool(torch.isfinite(u).all()):
         raise ValueError("`u0` must be finite: it holds NaN or inf values")
@@ -306,6 +369,8 @@ def solve_spectral(
                 break
             out[i] = torch.fft.irfft(v, n=n)
     bar.close()
+    if success and ill_posed is not None:  # finite, but amplified round-off (throw=False)
+        success, message = False, ill_posed
     if not success and throw:
         raise FloatingPointError(message)
     return SpectralSolution(saveat, out, success, message, done)

@@ -71,8 +71,10 @@ def largest_lyapunov_exponent(
         A :class:`LyapunovEstimate`.
 
     Raises:
-        ValueError: for non-positive times, ``n_trajectories < 1``, ``epsilon`` outside (0, 1e-3], or a
-            trajectory that blows up.
+        ValueError: for non-positive times, ``n_trajectories < 1``, ``epsilon`` outside (0, 1e-3], a
+            trajectory that blows up, or one that decayed to the fixed point ``u = 0`` (a zero ``u0``, or a
+            transient long enough for a damped system to underflow), where a separation relative to the
+            state's RMS is zero: the message says so (the exponent is then the linearization's decay rate).
     """
     for label, value in (("t_transient", t_transient), ("t_average", t_average), ("dt", dt)):
         if not (math.isfinite(value) and value >= (0 if label == "t_transient" else 1e-300)):
@@ -112,7 +114,21 @@ def _benettin(
     u = stepper.advance(u, round(t_transient / dt))
     if not bool(torch.isfinite(u).all()):
         raise ValueError(f"the trajectory of {problem.name!r} blew up during the transient; reduce dt")
-    scale = epsilon * float(u.pow(2).mean().sqrt())
+    rms = float(u.pow(2).mean().sqrt())
+    if not rms > 1e-280:  # the separation epsilon * rms would underflow: nothing is left to perturb
+        # at u = 0 every nonlinear term u^p d^q u (p >= 1) vanishes with its derivative: the linearization is
+        # the linear symbol, whose largest real part over the zero-mean modes is the exponent there
+        rate = float(problem.linear_symbol().real[1:].max())
+        raise ValueError(
+            f"the trajectory of {problem.name!r} is at the fixed point u = 0 after the transient "
+            f"(t_transient = {t_transient:g}; state RMS {rms:.3g}: a zero u0, or a state that decayed), not "
+            "blown up; a "
+            "separation relative to the state's RMS is then zero and Benettin's method is undefined. At "
+            "u = 0 the largest exponent is that of the linear part, the largest real part of its symbol over "
+            f"the zero-mean modes: {rate:.6g} for this problem; to measure it along a trajectory, start from "
+            "a nonzero u0 and shorten t_transient"
+        )
+    scale = epsilon * rms
     d = torch.randn(m, problem.n, generator=generator, dtype=torch.float64)
     d = d - d.mean(dim=-1, keepdim=True)  # keep the mean (a conserved quantity) unchanged
     d = scale * d / d.norm(dim=-1, keepdim=True)
@@ -124,8 +140,14 @@ def _benettin(
         x = torch.fft.irfft(v, n=problem.n)
         sep = x[m:] - x[:m]
         norm = sep.norm(dim=-1)
-        if not bool(torch.isfinite(norm).all()):
+        if not bool(torch.isfinite(x).all()) or not bool(torch.isfinite(norm).all()):
             raise ValueError(f"the trajectory of {problem.name!r} blew up; reduce dt")
+        if not bool((norm > 0).all()):
+            raise ValueError(
+                f"the separation of the perturbed trajectory of {problem.name!r} underflowed to 0: the state "
+                "decays so fast to a fixed point that the log growth is -inf; the exponent is the decay "
+                "rate of the linearization there (average over a shorter t_average)"
+            )
         log_growth += torch.log(norm / scale)
         x = torch.cat([x[:m], x[:m] + sep * (scale / norm)[:, None]])
         v = torch.fft.rfft(x)
