@@ -30,7 +30,8 @@ class ODEProblem:
 
     Args:
         f: the vector field (a function or an ``nn.Module``).
-        y0: the initial state (a floating tensor; lists are converted to float64).
+        y0: the initial state (a real floating tensor; lists are converted to float64; complex states are
+            refused: :func:`~sciml.solvers.ode.odeint` integrates them).
         t_span: ``(t0, t1)``; ``t1 < t0`` integrates backwards.
         params: passed as the third argument of ``f`` when not None (e.g. Van der Pol's μ).
         exact: ``exact(ts, y0, params) -> (len(ts), *y0.shape)``, if a closed form exists.
@@ -38,7 +39,9 @@ class ODEProblem:
         stiff: True if explicit methods are stability-limited on this problem.
 
     Raises:
-        ValueError: ``y0`` not finite or not floating, ``t_span`` not two distinct finite times.
+        ValueError: ``y0`` not finite or not real floating (complex states: use
+            :func:`~sciml.solvers.ode.odeint`, or split them with ``torch.view_as_real``), ``t_span`` not two
+            distinct finite times.
         TypeError: ``f`` not callable.
     """
 
@@ -54,6 +57,14 @@ class ODEProblem:
         if not callable(self.f):
             raise TypeError(f"`f` must be callable as f(t, y), got {type(self.f).__name__}")
         y0 = self.y0 if torch.is_tensor(self.y0) else torch.as_tensor(self.y0, dtype=torch.float64)
+        if y0.is_complex():
+            raise ValueError(
+                f"`y0` is complex ({y0.dtype}): complex states are not supported by ODEProblem/solve() (the "
+                "error norm, Jacobians and stiffness index are real; casting with .double() would silently "
+                "drop the imaginary part). Use sciml.solvers.ode.odeint, which integrates complex states, or "
+                "solve for the real and imaginary parts: torch.view_as_real(y0) with a field that maps "
+                "view_as_real(f(t, view_as_complex(y)))"
+            )
         if not y0.is_floating_point():
             raise ValueError(f"`y0` must be a floating-point tensor, got dtype {y0.dtype}; e.g. y0.double()")
         if not bool(torch.isfinite(y0).all()):

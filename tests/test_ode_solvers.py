@@ -277,8 +277,10 @@ def test_bad_input_is_named():
         solve(problem, saveat=torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match="within t_span"):
         solve(problem, saveat=[0.0, 6.0])
-    with pytest.raises(ValueError, match="`rtol` must be positive"):
-        solve(problem, rtol=0.0)
+    with pytest.raises(ValueError, match="`rtol` must be"):
+        solve(problem, rtol=-1.0)
+    with pytest.raises(ValueError, match="both 0"):
+        solve(problem, rtol=0.0, atol=0.0)
     with pytest.raises(ValueError, match="`atol` of shape"):
         solve(problem, atol=torch.ones(3))
     with pytest.raises(ValueError, match="unknown method 'rk45'"):

@@ -256,6 +256,7 @@ class ESDIRK(ImplicitMethod):
         self.kappa = newton_kappa
         self.counters = ImplicitCounters()
         self.rtol, self.atol = 1e-6, 1e-9
+        self._entry_tols = None
         self._J: Jacobian | None = None
         self._J_at: tuple | None = None  # (t, y) where the kept Jacobian was computed
         self._W = None
@@ -284,9 +285,21 @@ class ESDIRK(ImplicitMethod):
 
     def begin(self, rtol: float | torch.Tensor, atol: float | torch.Tensor) -> None:
         """Start one integration with its tolerances, which scale the Newton convergence test (tensors: their
-        smallest entry)."""
+        smallest entry; per entry where rtol is 0 in some entries and atol in others, whose minima would
+        make a zero scale)."""
         self.rtol = float(rtol.min()) if torch.is_tensor(rtol) else float(rtol)
         self.atol = float(atol.min()) if torch.is_tensor(atol) else float(atol)
+        # a zero atol arrives as the dtype's smallest normal number (check_tolerances)
+        degenerate = self.rtol == 0 and torch.is_tensor(atol) and self.atol == torch.finfo(atol.dtype).tiny
+        self._entry_tols = (rtol, atol) if degenerate else None
+
+    def _newton_scale(self, yd: torch.Tensor) -> torch.Tensor:
+        """``atol + rtol·|y|`` of the Newton test."""
+        if self._entry_tols is not None:
+            rtol, atol = self._entry_tols
+            if torch.is_tensor(rtol) and rtol.numel() == yd.numel() and atol.numel() == yd.numel():
+                return atol + rtol * yd.abs()
+        return self.atol + self.rtol * yd.abs()
 
     def workspace(self, y: torch.Tensor, shape: torch.Size | None = None) -> None:
         return None  # stages are stacked; the Newton iterations dominate
@@ -372,7 +385,7 @@ class ESDIRK(ImplicitMethod):
             return W.solve(v) / hg_w
 
         yd = y.detach()
-        scale = self.atol + self.rtol * yd.abs()
+        scale = self._newton_scale(yd)
         kappa = self.kappa if self.kappa is not None else newton_tolerance(self.rtol, y.dtype)
         block = self._J.matrix.shape[-1] if self._J.blocks else None
         if hasattr(W, "set_tolerance"):  # iterative solves stop at a fraction of Newton's tolerance

@@ -8,8 +8,10 @@ are objects handed to the method, not branches inside it:
   :class:`AutodiffJacobian` (reverse mode: ``n`` vector–Jacobian products in one vectorised backward),
   :class:`BatchedJacobian` (``d`` products whose cotangents are broadcast over the batch, so a batch of
   256 three-species systems costs three, not 768, and each block is its own sample's Jacobian),
-  :class:`UserJacobian` (an analytic ``jac(t, y[, params])``) and :class:`FiniteDifferenceJacobian` (for
-  fields ``torch.func`` cannot transform, e.g. the continuous adjoint's augmented system);
+  :class:`UserJacobian` (an analytic ``jac(t, y[, params])``; sparse results densified) and
+  :class:`FiniteDifferenceJacobian` (for fields autograd cannot differentiate, e.g. the continuous adjoint's
+  augmented system, or a user field that detaches its input: the autodiff providers detect those, probing
+  an output without autograd history once with a perturbed ``y``, and fall back to differences);
 * :class:`DenseLU` factorises ``W`` once per step with :func:`torch.linalg.lu_factor` (batched over the
   blocks) and solves every stage with :func:`torch.linalg.lu_solve`;
 * :class:`NewtonKrylov` (``jac="krylov"``, ESDIRK methods) forms no matrix: its
@@ -117,45 +119,113 @@ def _leaves(out: torch.Tensor, z: torch.Tensor) -> tuple[bool, bool]:
     return reaches_z, other
 
 
+def _fd_step(y: torch.Tensor) -> torch.Tensor:
+    """Central-difference steps ``ε^{1/3}·max(|y_j|, 1)``."""
+    return torch.finfo(y.dtype).eps ** (1 / 3) * y.abs().clamp_min(1.0)
+
+
+def _depends_on_y(f: Field, t: float, y: torch.Tensor, shape: torch.Size, fy: torch.Tensor) -> bool:
+    """Whether ``f`` changes when ``y`` does: one call of ``f`` at ``y + δ`` (``δ_j`` a difference step times
+    a factor in [0.5, 1.5) that varies with ``j``, so that no linear combination of the entries cancels by
+    symmetry). For an output without autograd history, which is either constant in ``y`` or a field that
+    detached its input (numpy inside, ``y.detach()``, ``torch.no_grad()``)."""
+    with torch.no_grad():
+        y = y.detach()
+        j = torch.arange(y.numel(), dtype=y.dtype, device=y.device)
+        weights = 0.5 + torch.remainder(j * 0.6180339887498949 + 0.3, 1.0)
+        shifted = f(t, (y + _fd_step(y) * weights).view(shape)).reshape(-1)
+        return not torch.equal(shifted, fy.detach().reshape(-1))
+
+
+def _warn_differences(provider: str, why: str) -> None:
+    import warnings
+
+    warnings.warn(
+        f"{provider}: {why}, so autograd cannot give its Jacobian; using central finite differences for the "
+        "rest of this solve (the documented fallback; about 2·n extra calls of f per Jacobian). Pass "
+        "jac='fd' to choose this explicitly (and silence this warning), or an analytic jac=callable",
+        UserWarning,
+        stacklevel=2,
+    )
+
+
 def _vjp_rows(
     f: Field, t: float, y: torch.Tensor, shape: torch.Size, cotangents: torch.Tensor
-) -> torch.Tensor | None:
+) -> tuple[torch.Tensor | None, int, str]:
     """``vᵀ ∂f/∂y`` for every ``v`` in ``cotangents`` ``(k, n)``: one evaluation of ``f`` and one vectorised
     backward pass (``is_grads_batched``). Under grad mode, when ``y`` or a parameter of ``f`` requires grad,
-    the result keeps its history (``create_graph``), so it can be differentiated again. None when ``f``
-    detaches its input from the graph (e.g. the continuous adjoint's augmented field): use differences."""
+    the result keeps its history (``create_graph``), so it can be differentiated again.
+
+    Returns ``(rows, calls of f, why)``: ``rows`` is None when ``f`` detaches its input from the graph (the
+    continuous adjoint's augmented field; numpy inside, ``y.detach()``, ``torch.no_grad()``): use
+    differences, for the reason ``why``. An output without any autograd history is probed once
+    (:func:`_depends_on_y`): zeros if ``f`` is constant in ``y``, None if it detached ``y``."""
     grad_mode = torch.is_grad_enabled()
     with torch.enable_grad():
         tracked = grad_mode and y.requires_grad
         z = y if tracked else y.detach().requires_grad_(True)
         out = f(t, z.view(shape)).reshape(-1)
-        if not out.requires_grad:  # f does not depend on y
-            return torch.zeros(cotangents.shape, dtype=y.dtype, device=y.device)
+        if not out.requires_grad:  # no graph: f is constant in y, or detached it
+            if _depends_on_y(f, t, y, shape, out):
+                return None, 2, "f(t, y) returns a tensor without autograd history that changes with y"
+            return torch.zeros(cotangents.shape, dtype=y.dtype, device=y.device), 2, ""
         reaches_z, other = _leaves(out, z) if not tracked else (True, True)
         if not reaches_z:
-            return None
+            return None, 1, "the autograd graph of f(t, y) does not reach y"
         create_graph = tracked or (grad_mode and other)
         (rows,) = torch.autograd.grad(
             out, z, cotangents, is_grads_batched=True, create_graph=create_graph, allow_unused=True
         )
     if rows is None:
-        return torch.zeros(cotangents.shape, dtype=y.dtype, device=y.device)
-    return rows
+        return torch.zeros(cotangents.shape, dtype=y.dtype, device=y.device), 1, ""
+    return rows, 1, ""
 
 
 class AutodiffJacobian(JacobianProvider):
     """Dense ``∂f/∂y`` of the whole flat state by reverse-mode AD: one evaluation of ``f`` and ``n``
     vector–Jacobian products in one vectorised backward pass (for small systems far cheaper than
-    ``torch.func.jacfwd``, whose forward-mode decompositions dominate tiny fields)."""
+    ``torch.func.jacfwd``, whose forward-mode decompositions dominate tiny fields).
+
+    Fallback: a field that detaches its input (numpy inside, ``y.detach()``, ``torch.no_grad()``; its output
+    has no autograd history although it changes with ``y``, which one extra call of ``f`` tells from a field
+    constant in ``y``), or whose graph does not reach ``y``, gets central differences
+    (:class:`FiniteDifferenceJacobian`) for the rest of the solve, with a one-time ``UserWarning`` (silenced
+    by ``jac="fd"``; not for the continuous adjoint's augmented field, which always detaches)."""
+
+    def __init__(self) -> None:
+        self._differences_for: Any = None  # the field found to detach its input
 
     def __call__(self, f: Field, t: float, y: torch.Tensor, shape: torch.Size, fy: torch.Tensor) -> Jacobian:
         n = y.numel()
         _check_dense(n)
-        eye = torch.eye(n, dtype=y.dtype, device=y.device)
-        rows = _vjp_rows(f, t, y, shape, eye)
-        if rows is None:
+        if f is self._differences_for:
             return FiniteDifferenceJacobian()(f, t, y, shape, fy)
-        return Jacobian(rows, blocks=False)
+        eye = torch.eye(n, dtype=y.dtype, device=y.device)
+        rows, calls, why = _vjp_rows(f, t, y, shape, eye)
+        if rows is None:
+            if calls > 1:  # no autograd history at all: a user field (the adjoint's keeps a graph)
+                _warn_differences("the default autodiff Jacobian", why)
+                self._differences_for = f
+            J = FiniteDifferenceJacobian()(f, t, y, shape, fy)
+            return Jacobian(J.matrix, blocks=False, evaluations=J.evaluations + calls - 1)
+        return Jacobian(rows, blocks=False, evaluations=calls)
+
+
+def _batched_differences(f: Field, t: float, y: torch.Tensor, shape: torch.Size) -> Jacobian:
+    """Block-diagonal ``∂f/∂y`` of a ``(*batch, d)`` state by central differences: entry ``k`` of every batch
+    row is perturbed at once (the rows are independent), ``2d`` calls of ``f`` for all blocks."""
+    d = shape[-1]
+    with torch.no_grad():
+        Y = y.detach().reshape(-1, d)
+        steps = _fd_step(Y)
+        cols = []
+        for k in range(d):
+            zp, zm = Y.clone(), Y.clone()
+            zp[:, k] += steps[:, k]
+            zm[:, k] -= steps[:, k]
+            diff = f(t, zp.view(shape)).reshape(-1, d) - f(t, zm.view(shape)).reshape(-1, d)
+            cols.append(diff / (2 * steps[:, k : k + 1]))
+    return Jacobian(torch.stack(cols, -1), blocks=True, evaluations=2 * d)
 
 
 class BatchedJacobian(JacobianProvider):
@@ -163,8 +233,14 @@ class BatchedJacobian(JacobianProvider):
 
     Row ``k`` of every block comes from one vector–Jacobian product with the cotangent ``e_k`` repeated in
     every batch row (exact because row ``b`` of ``f`` depends on row ``b`` of ``y`` only): ``d`` products in
-    one vectorised backward pass give all ``B`` blocks ``(B, d, d)``, whatever ``B``.
+    one vectorised backward pass give all ``B`` blocks ``(B, d, d)``, whatever ``B``. A field autograd cannot
+    differentiate (one that detaches its input, as for :class:`AutodiffJacobian`) gets the blocks by central
+    differences instead — entry ``k`` of every row perturbed at once, ``2d`` calls of ``f`` — with a one-time
+    ``UserWarning``.
     """
+
+    def __init__(self) -> None:
+        self._differences_for: Any = None
 
     def __call__(self, f: Field, t: float, y: torch.Tensor, shape: torch.Size, fy: torch.Tensor) -> Jacobian:
         if len(shape) < 2:
@@ -172,20 +248,27 @@ class BatchedJacobian(JacobianProvider):
                 f"jac='batched' needs a state of shape (batch, ..., d); got {tuple(shape)}. Use the default "
                 "dense Jacobian for a single system"
             )
+        if f is self._differences_for:
+            return _batched_differences(f, t, y, shape)
         d = shape[-1]
         B = y.numel() // d
         eye = torch.eye(d, dtype=y.dtype, device=y.device)
         cot = eye[:, None, :].expand(d, B, d).reshape(d, -1)  # e_k in every row
-        rows = _vjp_rows(f, t, y, shape, cot)
+        rows, calls, why = _vjp_rows(f, t, y, shape, cot)
         if rows is None:
-            raise ValueError("jac='batched' needs a field autograd can differentiate; use jac='fd'")
+            _warn_differences("jac='batched'", why)
+            self._differences_for = f
+            J = _batched_differences(f, t, y, shape)
+            return Jacobian(J.matrix, blocks=True, evaluations=J.evaluations + calls - 1)
         rows = rows.view(d, B, d)  # (k, b, j) = ∂f_{b,k}/∂y_{b,j}
-        return Jacobian(rows.transpose(0, 1), blocks=True)
+        return Jacobian(rows.transpose(0, 1), blocks=True, evaluations=calls)
 
 
 class UserJacobian(JacobianProvider):
     """An analytic Jacobian ``jac(t, y)`` (tensor time, state of the problem's shape) returning ``(n, n)``
-    or, for a ``(*batch, d)`` state, per-sample blocks ``(*batch, d, d)``.
+    or, for a ``(*batch, d)`` state, per-sample blocks ``(*batch, d, d)``. A sparse tensor (COO, CSR, …) is
+    densified with ``to_dense()``: the factorisations are dense LU, so sparsity saves nothing here (for large
+    sparse systems use ``jac="batched"`` or ``jac="krylov"`` with a preconditioner).
 
     Raises:
         ValueError: (when called) the returned shape fits neither layout.
@@ -202,6 +285,8 @@ class UserJacobian(JacobianProvider):
         n = y.numel()
         if not torch.is_tensor(J):
             raise ValueError(f"`jac` must return a tensor, got {type(J).__name__}")
+        if J.layout != torch.strided:  # sparse: the LU factorisations are dense
+            J = J.to_dense()
         if J.shape == (n, n):
             return Jacobian(J.to(y), blocks=False, evaluations=0)
         if len(shape) >= 2 and J.shape == (*shape, shape[-1]):
@@ -220,10 +305,9 @@ class FiniteDifferenceJacobian(JacobianProvider):
     def __call__(self, f: Field, t: float, y: torch.Tensor, shape: torch.Size, fy: torch.Tensor) -> Jacobian:
         n = y.numel()
         _check_dense(n)
-        eps = torch.finfo(y.dtype).eps ** (1 / 3)
         with torch.no_grad():
             y = y.detach()
-            steps = eps * y.abs().clamp_min(1.0)
+            steps = _fd_step(y)
             cols = []
             for j in range(n):
                 zp, zm = y.clone(), y.clone()

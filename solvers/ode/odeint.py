@@ -222,7 +222,8 @@ def odeint(
         t: 1-D floating tensor of strictly monotone times (one time returns ``y0``); may require grad.
 
     Other args:
-        rtol, atol: tolerances (torchdiffeq's defaults 1e-7, 1e-9).
+        rtol, atol: tolerances (torchdiffeq's defaults 1e-7, 1e-9); either may be 0 (pure absolute or pure
+            relative control, as torchdiffeq accepts), not both.
         method: default ``"dopri5"``; see the module docstring for all names.
         options: ``first_step``, ``max_num_steps`` (default :data:`MAX_NUM_STEPS`), ``safety``, ``ifactor``,
             ``dfactor``, ``min_step``, ``max_step``, ``step_t``, ``jump_t``, ``norm``, ``dtype`` (of the
@@ -503,7 +504,7 @@ def _locate_event(field, y0, t0, direction, kind, core, hooks, options, event_fn
                   max_steps):  # fmt: skip
     """Integrate (without autograd) until ``event_fn`` changes sign; the event time as a host float."""
     from sciml.solvers.ode.events import EventLocator
-    from sciml.solvers.ode.solve import _timed_field, check_tolerance, run_method
+    from sciml.solvers.ode.solve import _timed_field, check_tolerances, run_method
     from sciml.solvers.solution import SolveError
 
     if kind == "scipy":
@@ -517,8 +518,7 @@ def _locate_event(field, y0, t0, direction, kind, core, hooks, options, event_fn
         controller = ConstantSteps(dt=float(options["step_size"]))
     else:
         controller, _ = _stepping(kind, core, options, StepHooks(), field, None, None, None, False)
-    rt = check_tolerance("rtol", rtol, y0)
-    at = check_tolerance("atol", atol, y0)
+    rt, at = check_tolerances(rtol, atol, y0)
     rt, at = (v.reshape(-1) if torch.is_tensor(v) else v for v in (rt, at))
     with torch.no_grad():
         raw = run_method(

@@ -399,8 +399,9 @@ class Radau(ImplicitMethod):
         faccon = max(self._faccon, _EPS64) ** 0.8
         # RADAU5's stopping tolerance; its floor 10·eps/rtol uses the state's precision, so a float32 state
         # with an rtol below float32 resolution stops at what float32 can resolve instead of failing
+        # (rtol = 0, pure absolute control: Hairer's fixed 0.03)
         r = self._rtol_min
-        newton_tol = max(10 * co.eps / r, min(0.03, r**0.5))
+        newton_tol = max(10 * co.eps / r, min(0.03, r**0.5)) if r > 0 else 0.03
         k = 0
         max_iter = FIXED_GRID_MAXITER if self.fixed_grid else NEWTON_MAXITER
         for k in range(max_iter):

@@ -167,8 +167,11 @@ def _integrate(
         out.save_ys.append(y0)
 
     t, y = t0, y0
+    # The smallest step is relative to |t| (the resolution of the time, as scipy's 10·ulp(t)), not to the
+    # span: Robertson over [0, 1e11] takes steps ~1e-5 near t = 0. `tiny` (the smallest normal float64)
+    # keeps a floor at t = 0; 16·eps·|t| keeps t + h ≠ t everywhere else.
     eps = float(np.finfo(np.float64).eps)
-    span = abs(t1 - t0) if math.isfinite(t1) else abs(t0)  # an event solve runs towards ±inf
+    tiny = float(np.finfo(np.float64).tiny)
     i_stop = 0
     while (t1 - t) * direction > 0:
         if st.n_steps >= max_steps:
@@ -256,7 +259,7 @@ def _integrate(
         else:
             st.n_rejected += 1
             h = h_next
-        if adaptive and abs(h) < max(controller.dt_min, 16 * eps * max(abs(t), span)):
+        if adaptive and abs(h) < max(controller.dt_min, 16 * eps * abs(t), tiny):
             out.status = Status.NON_FINITE if out.nonfinite else Status.STEP_SIZE_UNDERFLOW
             break
     out.t_reached = t
@@ -281,9 +284,12 @@ def _perturbed(t: float, ends: list, direction: float, perturb: bool, jumps: set
 
 
 # ---------------------------------------------------------------------------------------------- validation
-def check_tolerance(name: str, value: Any, y0: torch.Tensor) -> float | torch.Tensor:
-    """``rtol``/``atol`` as a positive float, or a tensor broadcast to ``y0``'s shape (shared with the SDE
-    solver); a clear ValueError otherwise."""
+def check_tolerance(name: str, value: Any, y0: torch.Tensor, positive: bool = False) -> float | torch.Tensor:
+    """``rtol``/``atol`` as a non-negative float, or a tensor broadcast to ``y0``'s shape; a clear ValueError
+    otherwise. Zero is allowed unless ``positive`` (the SDE solver); :func:`check_tolerances` refuses
+    ``rtol`` and ``atol`` both zero."""
+    if positive:
+        _check_positive(name, value)
     if torch.is_tensor(value) or isinstance(value, (list, tuple, np.ndarray)):
         tol = torch.as_tensor(value, dtype=y0.dtype, device=y0.device)
         try:
@@ -292,16 +298,65 @@ def check_tolerance(name: str, value: Any, y0: torch.Tensor) -> float | torch.Te
             raise ValueError(
                 f"`{name}` of shape {tuple(tol.shape)} does not broadcast to y0's shape {tuple(y0.shape)}"
             ) from None
-        if not bool((tol > 0).all()) or not bool(torch.isfinite(tol).all()):
-            raise ValueError(f"`{name}` must be positive and finite everywhere")
+        if not bool((tol >= 0).all()) or not bool(torch.isfinite(tol).all()):
+            raise ValueError(
+                f"`{name}` must be positive (or 0 where the other tolerance is positive) and finite "
+                "everywhere"
+            )
         return tol
     try:
         tol = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"`{name}` must be a positive number or tensor, got {value!r}") from None
-    if not (tol > 0 and math.isfinite(tol)):
-        raise ValueError(f"`{name}` must be positive and finite, got {value}; e.g. {name}=1e-6")
+    if not (tol >= 0 and math.isfinite(tol)):
+        raise ValueError(
+            f"`{name}` must be positive (or 0 with a positive {'atol' if name == 'rtol' else 'rtol'}) and "
+            f"finite, got {value}; e.g. {name}=1e-6"
+        )
     return tol
+
+
+def _check_positive(name: str, value: Any) -> None:
+    try:
+        bad = not bool((torch.as_tensor(value) > 0).all())
+    except (TypeError, ValueError, RuntimeError):
+        return  # check_tolerance names what is wrong
+    if bad and (torch.is_tensor(value) or isinstance(value, (list, tuple, np.ndarray))):
+        raise ValueError(f"`{name}` must be positive and finite everywhere")
+    if bad:
+        raise ValueError(f"`{name}` must be positive and finite, got {value}; e.g. {name}=1e-6")
+
+
+def check_tolerances(
+    rtol: Any, atol: Any, y0: torch.Tensor
+) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+    """``(rtol, atol)`` checked by :func:`check_tolerance` and together (shared with ``odeint`` and the SDE
+    solver): either may be 0 (``rtol = 0``: pure absolute control; ``atol = 0``: pure relative control, as
+    torchdiffeq and scipy accept), not both in the same entry. A zero ``atol`` is replaced by the smallest
+    normal number of ``y0``'s dtype, which changes no sum ``atol + rtol·|y|`` with ``|y| ≠ 0`` but keeps the
+    scale of an entry that is exactly 0 from being 0 (``0/0`` in the error norm); such an entry then needs an
+    exactly zero error, as pure relative control implies.
+
+    Raises:
+        ValueError: a tolerance negative, non-finite or of the wrong shape, or both 0 in some entry.
+    """
+    rtol = check_tolerance("rtol", rtol, y0)
+    atol = check_tolerance("atol", atol, y0)
+    both_zero = (torch.as_tensor(rtol) == 0) & (torch.as_tensor(atol) == 0)
+    if bool(both_zero.any()):
+        raise ValueError(
+            "`rtol` and `atol` are both 0"
+            + (" in some entries" if both_zero.ndim else "")
+            + ": the error test atol + rtol·|y| would be 0; make at least one of them positive, e.g. "
+            "rtol=1e-6 or atol=1e-9"
+        )
+    tiny = torch.finfo(y0.dtype).tiny
+    if torch.is_tensor(atol):
+        if bool((atol == 0).any()):
+            atol = torch.where(atol == 0, torch.full_like(atol, tiny), atol)
+    elif atol == 0:
+        atol = tiny
+    return rtol, atol
 
 
 def check_saveat(saveat: Any, t0: float, t1: float, y0: torch.Tensor) -> list[float]:
@@ -363,7 +418,40 @@ def _check_first_evaluation(problem: ODEProblem, k1: Any) -> None:
         raise ValueError(f"`f(t0, y0)` is not finite (t0 = {problem.t_span[0]}); check the vector field")
 
 
-def _failure_message(raw: _Raw, rk: RungeKutta, t1: float, max_steps: int, rtol: Any) -> str:
+def _resolution_note(rtol: Any, atol: Any, y0: torch.Tensor) -> str:
+    """A sentence when the tolerances ask for less than the state's dtype resolves, else "".
+
+    Per entry, the tolerance at the state's scale ``atol + rtol·max|y0|`` is compared with a quarter of the
+    dtype's resolution there, ``eps·max|y0|``: float32 with rtol = 1e-12 (or 1e-8) is flagged, torchdiffeq's
+    defaults rtol = 1e-7, atol = 1e-9 (which float32 solves take in their stride) and float64 at any usual
+    tolerance are not. A state that is exactly zero has no scale to compare with: nothing is said."""
+    if not y0.is_floating_point() or y0.numel() == 0:
+        return ""
+    eps = torch.finfo(y0.dtype).eps
+    size = float(y0.detach().abs().max())
+    if not size > 0:
+        return ""
+    tol = torch.as_tensor(atol, dtype=torch.float64) + torch.as_tensor(rtol, dtype=torch.float64) * size
+    if not bool((tol < 0.25 * eps * size).any()):
+        return ""
+    fix = "use float64 (y0.double()) or loosen them" if y0.dtype != torch.float64 else "loosen them"
+    return (
+        f"rtol/atol (rtol={_tol_repr(rtol)}, atol={_tol_repr(atol)}) ask for less than {y0.dtype} resolves "
+        f"(eps = {eps:.3g} relative, {eps * size:.3g} at the state's size {size:.3g}): the error estimates "
+        f"are round-off there, so steps shrink until max_steps or underflow; {fix}"
+    )
+
+
+def _tol_repr(v: Any) -> str:
+    if not torch.is_tensor(v):
+        return f"{v:.3g}"
+    lo, hi = float(v.min()), float(v.max())
+    return f"{lo:.3g}" if lo == hi else f"{lo:.3g}…{hi:.3g}"
+
+
+def _failure_message(
+    raw: _Raw, rk: RungeKutta, t1: float, max_steps: int, rtol: Any, resolution: str = ""
+) -> str:
     t = raw.t_reached
     recent = raw.stiffness_norms[-50:]
     stiff_note = ""
@@ -376,6 +464,8 @@ def _failure_message(raw: _Raw, rk: RungeKutta, t1: float, max_steps: int, rtol:
                 "method='auto' (switches to the implicit rodas5p where stiff) or method='rodas5p'."
             )
     if raw.status is Status.MAX_STEPS:
+        if resolution:
+            return f"reached max_steps={max_steps} at t={t:.6g} before t1={t1:.6g}: {resolution}."
         return (
             f"reached max_steps={max_steps} at t={t:.6g} before t1={t1:.6g}.{stiff_note or ''} "
             "Otherwise raise `max_steps` or loosen rtol/atol."
@@ -391,9 +481,16 @@ def _failure_message(raw: _Raw, rk: RungeKutta, t1: float, max_steps: int, rtol:
             "shrinking the step did not help; check the vector field, or the problem may blow up in "
             "finite time"
         )
+    cause = (
+        "the solution may be singular there (a blow-up, or f discontinuous or noisy at this tolerance)"
+        if isinstance(rk, ImplicitMethod) or stiff_note
+        else "the problem may be stiff or singular there"
+    )
+    if resolution:
+        return f"step size underflow at t={t:.6g}: {resolution}."
     return (
-        f"step size underflow at t={t:.6g}: the problem may be stiff or singular there.{stiff_note} "
-        f"Alternatively loosen rtol (now {rtol}) / atol or lower `dt_min`."
+        f"step size underflow at t={t:.6g}: the step fell below max(dt_min, 16·eps·|t|), the resolution "
+        f"of t; {cause}.{stiff_note} Alternatively loosen rtol (now {rtol}) / atol or lower `dt_min`."
     )
 
 
@@ -454,7 +551,8 @@ def solve(
     """Solve an :class:`~sciml.problems.ode.ODEProblem` with an explicit Runge–Kutta method.
 
     Args:
-        problem: what to solve (a ``y0`` with no entries is returned unchanged at every save time).
+        problem: what to solve (a ``y0`` with no entries is returned unchanged at every save time; real
+            states only: :func:`~sciml.solvers.ode.odeint` integrates complex ones).
         method: ``"tsit5"`` (default), ``"dp5"`` (alias ``"dopri5"``), ``"bs3"`` (``"bosh3"``) — adaptive with
             dense output — or the fixed-step ``"rk4"``, ``"midpoint"``, ``"euler"`` (need ``dt``); for stiff
             problems the implicit ``"rodas5p"``, ``"rodas4"``, ``"rosenbrock23"``, ``"radau5"`` (Radau IIA),
@@ -462,7 +560,9 @@ def solve(
             where the stiffness index says so).
 
     Other args:
-        rtol, atol: tolerances (positive numbers, or tensors broadcastable to ``y0``).
+        rtol, atol: tolerances (non-negative numbers, or tensors broadcastable to ``y0``): the error test is
+            ``|err| ≤ atol + rtol·max(|y0|, |y1|)`` per entry. Either may be 0 (pure absolute or pure relative
+            control), not both in the same entry.
         saveat: times at which to return the solution (within ``t_span``, in its direction); default
             ``t_span`` itself (or nothing beyond the steps with ``save_steps``). Adaptive methods interpolate
             with their dense output; fixed-step methods shorten steps to land on them.
@@ -481,10 +581,13 @@ def solve(
         stiffness: compute the stiffness estimate of every step (a few cheap vector operations).
         throw: raise :class:`SolveError` when the solve fails; with False return the partial solution with
             its ``status`` and ``message``.
-        jac: Jacobian for implicit methods: None (dense forward-mode AD of the whole state), ``"batched"``
-            (the rows of a ``(batch, d)`` state are independent: block-diagonal, factorised per sample),
+        jac: Jacobian for implicit methods: None (dense reverse-mode AD of the whole state; a field that
+            detaches its input — numpy inside, ``y.detach()``, ``torch.no_grad()`` — is detected and gets
+            central differences, with a one-time warning), ``"batched"`` (the rows of a ``(batch, d)`` state
+            are independent: block-diagonal, factorised per sample; the same fallback, per row),
             ``"fd"`` (finite differences), a callable ``jac(t, y)`` returning ``(n, n)`` or per-sample
-            blocks ``(batch, d, d)``, or a :class:`~sciml.solvers.ode.jacobian.JacobianProvider`; for the
+            blocks ``(batch, d, d)`` (a sparse tensor is densified), or a
+            :class:`~sciml.solvers.ode.jacobian.JacobianProvider`; for the
             ESDIRK methods also ``"krylov"`` / :class:`~sciml.solvers.ode.jacobian.NewtonKrylov` (matrix-free
             Newton–GMRES for large states).
         hooks: per-step options (callbacks, norm, step/jump times, perturbation, minimum step): see
@@ -497,7 +600,12 @@ def solve(
     Raises:
         ValueError: bad tolerances, ``saveat``, method, adjoint, or ``f`` returning the wrong shape/dtype or a
             non-finite value at the start.
-        SolveError: the solve failed (max_steps, step-size underflow, non-finite values) and ``throw``.
+        SolveError: the solve failed (max_steps, step-size underflow — a step below
+            ``max(dt_min, 16·eps·|t|)``, the resolution of ``t`` — non-finite values) and ``throw``.
+
+    Warns:
+        UserWarning: the tolerances ask for less than ``y0``'s dtype resolves (e.g. float32 with rtol 1e-12:
+            use float64 or loosen them); the default Jacobian falls back to finite differences.
     """
     if not isinstance(problem, ODEProblem):
         raise TypeError(f"`problem` must be an ODEProblem, got {type(problem).__name__}")
@@ -511,8 +619,12 @@ def solve(
         controller = IController()
     y0 = problem.y0
     t0, t1 = problem.t_span
-    rtol = check_tolerance("rtol", rtol, y0)
-    atol = check_tolerance("atol", atol, y0)
+    rtol, atol = check_tolerances(rtol, atol, y0)
+    resolution = _resolution_note(rtol, atol, y0)
+    if resolution:
+        import warnings
+
+        warnings.warn(f"solve(): {resolution}.", UserWarning, stacklevel=2)
     rtol, atol = (t.reshape(-1) if torch.is_tensor(t) else t for t in (rtol, atol))  # on the flat state
     if adjoint not in ("backprop", "continuous"):
         raise ValueError(f"`adjoint` must be 'backprop' or 'continuous', got {adjoint!r}")
@@ -566,7 +678,9 @@ def solve(
 
         raw = integrate_with_adjoint(problem, rk, save_ts, adjoint_params, kwargs, backward, k1=k1)
         differentiable = False
-    message = "" if raw.status is Status.SUCCESS else _failure_message(raw, rk, t1, max_steps, rtol)
+    message = (
+        "" if raw.status is Status.SUCCESS else _failure_message(raw, rk, t1, max_steps, rtol, resolution)
+    )
     solution = _assemble(raw, rk, shape, y0, differentiable, message)
     if isinstance(rk, ImplicitMethod):
         solution = rk.finish(solution)

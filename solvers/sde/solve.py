@@ -454,8 +454,8 @@ def solve(
     stepper, bm, terms, start = _prepare(problem, method, bm, entropy)
     y0 = problem.y0
     t0, t1 = problem.t_span
-    rtol = check_tolerance("rtol", rtol, y0)
-    atol = check_tolerance("atol", atol, y0)
+    rtol = check_tolerance("rtol", rtol, y0, positive=True)
+    atol = check_tolerance("atol", atol, y0, positive=True)
     if not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"`max_steps` must be a positive integer, got {max_steps!r}")
     if dt0 is not None and not (isinstance(dt0, numbers.Real) and math.isfinite(dt0) and dt0 > 0):
@@ -549,8 +549,8 @@ def single_step(
                                         bm, None)  # fmt: skip
     if not stepper.adaptive:
         raise ValueError(f"method {stepper.name!r} has no error estimate; choose an adaptive method")
-    rtol = check_tolerance("rtol", rtol, y)
-    atol = check_tolerance("atol", atol, y)
+    rtol = check_tolerance("rtol", rtol, y, positive=True)
+    atol = check_tolerance("atol", atol, y, positive=True)
     if h is None:
         h = initial_step_size(terms, t, y, start["f"], start["g"], stepper.error_exponent, rtol, atol)
         h = min(h, problem.t_span[1] - t)
