@@ -69,6 +69,12 @@ class SDEProblem:
                 kind = type(getattr(self, name)).__name__
                 raise TypeError(f"`{name}` must be callable as {name}(t, y), got {kind}")
         y0 = self.y0 if torch.is_tensor(self.y0) else torch.as_tensor(self.y0, dtype=torch.float64)
+        if y0.is_complex():
+            raise ValueError(
+                f"`y0` is complex ({y0.dtype}): complex states are not supported by the SDE solvers (casting "
+                "with .double() would silently drop the imaginary part); solve for the real and imaginary "
+                "parts as separate real states (torch.view_as_real)"
+            )
         if not y0.is_floating_point():
             raise ValueError(f"`y0` must be a floating-point tensor, got dtype {y0.dtype}; e.g. y0.double()")
         if y0.ndim != 2:

@@ -129,6 +129,15 @@ def test_complex_y0_points_to_odeint():
     torch.testing.assert_close(ys[-1], y0 * torch.exp(torch.tensor(3j, dtype=torch.complex128)))
 
 
+def test_complex_sde_state_is_refused_without_the_double_hint():
+    from sciml.problems.sde import SDEProblem
+
+    y0 = torch.ones(2, 1, dtype=torch.complex128)
+    with pytest.raises(ValueError, match="complex states are not supported") as info:
+        SDEProblem(lambda t, y: y, lambda t, y: y, y0, (0.0, 1.0))
+    assert "view_as_real" in str(info.value)
+
+
 # ------------------------------------------------------------------ 4. rtol = 0 or atol = 0
 @pytest.mark.parametrize("method", ["tsit5", "rodas5p", "radau5", "kvaerno5"])
 def test_zero_rtol_or_zero_atol_is_accepted(method):
