@@ -129,6 +129,16 @@ def test_complex_y0_points_to_odeint():
     torch.testing.assert_close(ys[-1], y0 * torch.exp(torch.tensor(3j, dtype=torch.complex128)))
 
 
+@pytest.mark.parametrize("method", ["tsit5", "rodas5p"])
+def test_zero_atol_with_an_entry_that_starts_at_zero(method):
+    """Pure relative control of an entry that starts at 0 but moves: the starting step had d1 = inf."""
+    y0 = torch.tensor([1.0, 0.0], dtype=F64)
+    problem = ODEProblem(lambda t, y: torch.stack([-y[0], y[0]]), y0, (0.0, 1.0))
+    sol = solve(problem, method, rtol=1e-6, atol=0.0)
+    e = math.exp(-1.0)
+    torch.testing.assert_close(sol.ys[-1], torch.tensor([e, 1 - e], dtype=F64), rtol=1e-4, atol=0.0)
+
+
 def test_complex_sde_state_is_refused_without_the_double_hint():
     from sciml.problems.sde import SDEProblem
 

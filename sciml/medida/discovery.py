@@ -341,11 +341,10 @@ def discover(
     observations.check_grid(model)
     library = as_library(library)
     check_pair_spacing(observations.dt, lyapunov_exponent)
-    if noise_std is not None:
-        try:
-            noise_std = float(noise_std)
-        except (TypeError, ValueError):
-            raise TypeError(f"noise_std must be a number or None, got {type(noise_std).__name__}") from None
+    if noise_std is not None:  # the same rule as Observations(noise_std=...): a real number, not a bool
+        if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float, np.integer, np.floating)):
+            raise TypeError(f"noise_std must be a number or None, got {type(noise_std).__name__}")
+        noise_std = float(noise_std)
         if not (math.isfinite(noise_std) and noise_std >= 0):
             raise ValueError(
                 f"noise_std must be >= 0 (0: noise-free) or None (estimate it from the spectrum), got "

@@ -414,12 +414,14 @@ def sor_batch(
 # ------------------------------------------------------------------------------------------ Young
 def jacobi_spectral_radius(A: Any) -> float:
     """``ρ(I − D⁻¹A)``, the largest eigenvalue modulus of the Jacobi iteration matrix, for a matrix with
-    positive diagonal (dense eigenvalues up to n = 2000, Lanczos/Arnoldi beyond). A symmetric ``A`` uses the
-    symmetric eigensolver; a nonsymmetric one the general one (its eigenvalues may be complex).
+    positive diagonal (dense eigenvalues up to n = 2000, Lanczos beyond for a symmetric ``A``). A symmetric
+    ``A`` uses the symmetric eigensolver; a nonsymmetric one the general dense one (its eigenvalues may be
+    complex).
 
     Raises:
         TypeError: complex ``A``.
-        ValueError: a non-positive diagonal entry, a non-square or non-finite matrix.
+        ValueError: a non-positive diagonal entry, a non-square or non-finite matrix, or a nonsymmetric
+            ``A`` of more than 2000 rows (no reliable sparse estimate).
     """
     A = _square_sparse(A)
     d = _positive_diagonal(A)
@@ -429,8 +431,14 @@ def jacobi_spectral_radius(A: Any) -> float:
     if A.shape[0] <= 2000:
         dense = J.toarray()
         return float(np.abs(np.linalg.eigvalsh(dense) if symmetric else np.linalg.eigvals(dense)).max())
-    solver = spla.eigsh if symmetric else spla.eigs
-    vals = solver(J, k=1, which="LM", tol=1e-10, return_eigenvectors=False)
+    if not symmetric:  # ARPACK's largest-modulus eigenvalue of a non-normal J with ± pairs is unreliable
+        raise ValueError(
+            f"jacobi_spectral_radius: `A` is nonsymmetric and has {A.shape[0]} > 2000 rows, where no "
+            "reliable estimate of ρ(I − D⁻¹A) is available here (ARPACK returns run-to-run different values "
+            "for such non-normal matrices); pass young_omega(spectral_radius=...) a value you know, or "
+            "tune ω across your systems with sciml.relax.PriorTuner"
+        )
+    vals = spla.eigsh(J, k=1, which="LM", tol=1e-10, return_eigenvectors=False)
     return float(abs(vals[0]))
 
 

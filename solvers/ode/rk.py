@@ -255,11 +255,15 @@ def initial_step_size(
         d0 = float(torch.linalg.vector_norm(y / scale)) / n
         d1 = float(torch.linalg.vector_norm(f_0 / scale)) / n
         h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+        if not (math.isfinite(h0) and h0 > 0):  # atol = 0 on an entry that starts at 0 but moves: d1 = inf
+            h0 = 1e-6
         z = y0 + direction * h0 * f0
         f1 = f(t0 + direction * h0, z.view(shape) if shape is not None else z).reshape(-1)[part]
         d2 = float(torch.linalg.vector_norm((f1 - f_0) / scale)) / n / h0
         if max(d1, d2) <= 1e-15:
             h1 = max(1e-6, h0 * 1e-3)
+        elif not math.isfinite(max(d1, d2)):  # pure relative control of an entry at 0: no scale to use
+            h1 = h0
         else:
             h1 = (0.01 / max(d1, d2)) ** (1.0 / (order + 1))
         return direction * min(100 * h0, h1)

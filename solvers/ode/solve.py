@@ -330,9 +330,10 @@ def _check_positive(name: str, value: Any) -> None:
 def check_tolerances(
     rtol: Any, atol: Any, y0: torch.Tensor
 ) -> tuple[float | torch.Tensor, float | torch.Tensor]:
-    """``(rtol, atol)`` checked by :func:`check_tolerance` and together (shared with ``odeint`` and the SDE
-    solver): either may be 0 (``rtol = 0``: pure absolute control; ``atol = 0``: pure relative control, as
-    torchdiffeq and scipy accept), not both in the same entry. A zero ``atol`` is replaced by the smallest
+    """``(rtol, atol)`` checked by :func:`check_tolerance` and together (used by ``solve`` and ``odeint``;
+    the SDE solver needs both positive, ``check_tolerance(..., positive=True)``): either may be 0
+    (``rtol = 0``: pure absolute control; ``atol = 0``: pure relative control, as torchdiffeq and scipy
+    accept), not both in the same entry. A zero ``atol`` is replaced by the smallest
     normal number of ``y0``'s dtype, which changes no sum ``atol + rtol·|y|`` with ``|y| ≠ 0`` but keeps the
     scale of an entry that is exactly 0 from being 0 (``0/0`` in the error norm); such an entry then needs an
     exactly zero error, as pure relative control implies.
