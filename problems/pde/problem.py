@@ -125,6 +125,12 @@ def _check_test_shape(test_shape: Any, domain: Geometry) -> None:
         )
 
 
+def value_shapes(n: int, n_fields: int) -> list[tuple[int, ...]]:
+    """The array shapes that hold one value per point and field for ``n`` points (sorted): ``(n,)``,
+    ``(n, n_fields)``, and ``(n, 1)`` for one field."""
+    return sorted({(n,), (n, n_fields)} | ({(n, 1)} if n_fields == 1 else set()))
+
+
 @dataclass(frozen=True)
 class HardConstraint:
     """An output transform that builds conditions into the model: ``u = particular(x) + factor(x) · N(x)``.
@@ -570,14 +576,14 @@ class PDEProblem:
                     f"{self.name}: `exact` must return a tensor (n,) or (n, n_fields) of numbers, got "
                     f"{type(u).__name__}: {exc}"
                 ) from None
-        n, k = x.shape[0], len(self.fields)
-        allowed = {(n,), (n, k)} | ({(n, 1)} if k == 1 else set())
+        n = x.shape[0]
+        allowed = value_shapes(n, len(self.fields))
         if tuple(u.shape) not in allowed:
             raise ValueError(
                 f"{self.name}: `exact` returned shape {tuple(u.shape)} for {n} points {self.domain.names}; "
                 "it "
                 f"must return one value per point and field {self.fields}: "
-                f"{' or '.join(str(a) for a in sorted(allowed))}"
+                f"{' or '.join(str(a) for a in allowed)}"
             )
         return u[:, None] if u.ndim == 1 else u
 

@@ -37,7 +37,13 @@ from tqdm.auto import tqdm
 
 from sciml.medida.enkf import EnsembleKalmanFilter, gaspari_cohn, periodic_distances
 from sciml.medida.library import Library, as_library
-from sciml.medida.regression import Correction, sparse_bayesian_regression
+from sciml.medida.regression import (
+    EXPLAINED,
+    Correction,
+    least_squares_residual,
+    refit_until_explained,
+    sparse_bayesian_regression,
+)
 from sciml.medida.samples import (
     Observations,
     band_coefficients,
@@ -155,15 +161,10 @@ def _changed(old: Correction | None, new: Correction) -> float:
     return float(np.max(np.abs(new.weights[kept] - old.weights[kept]) / np.abs(new.weights[kept])))
 
 
-#: noise-free data: a fit whose residual is below this fraction of the RMS observed tendency explains them
-#: (round-off is ~1e-12 on the shipped KS cases, ~1e-10 at L = 22, N = 64); far above it, something is missing
-EXPLAINED = 1e-6
 #: noise-free data: a kept term whose contribution (RMS of its column times its weight) is below this
 #: fraction of the RMS observed tendency is round-off (measured: <= 3e-10 on a perfect KS model at N = 64;
 #: the smallest real term of the shipped cases contributes 4e-2) and is dropped
 ROUNDOFF_TERM = 1e-8
-#: lower ARD thresholds tried, in order, when a noise-free fit with the default prunes a real small term
-REFIT_THRESHOLDS = (1e4, 1e6)
 
 
 def _rms(x) -> float:
@@ -396,9 +397,7 @@ def discover(
                 if change < tol:
                     break
             if one_step and rel > EXPLAINED:
-                usable = np.flatnonzero(np.any(X != 0, axis=0))
-                coef, *_ = np.linalg.lstsq(X[:, usable], Y, rcond=None)
-                rel_full = _rms(Y - X[:, usable] @ coef) / tendency
+                rel_full = least_squares_residual(X, Y) / tendency
             return current, change, rel, rel_full
 
         correction, change, residual, residual_full = rounds(None, threshold_lambda, 0)
@@ -408,14 +407,10 @@ def discover(
                 # ... while all terms explain them far better: ARD pruned a real but small term (its scaled
                 # weight below ~1/sqrt(threshold_lambda)); refit with lower thresholds, keep the first that
                 # explains the data
-                for lam in REFIT_THRESHOLDS:
-                    mark = len(history)
-                    trial = rounds(correction, lam, len(history))
-                    if trial[2] <= EXPLAINED:
-                        correction, change, residual, _ = trial
-                        threshold_lambda = lam
-                        break
-                    del history[mark:]
+                pruned_fit = correction
+                refit = refit_until_explained(lambda lam, first: rounds(pruned_fit, lam, first), history)
+                if refit is not None:
+                    (correction, change, residual, _), threshold_lambda = refit
             if residual > EXPLAINED:
                 pruned = residual_full < 1e-2 * residual
                 cause = (

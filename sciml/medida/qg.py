@@ -38,7 +38,13 @@ import torch
 from tqdm.auto import tqdm
 
 from sciml.medida.library import Library, Term
-from sciml.medida.regression import Correction, sparse_bayesian_regression
+from sciml.medida.regression import (
+    EXPLAINED,
+    Correction,
+    least_squares_residual,
+    refit_until_explained,
+    sparse_bayesian_regression,
+)
 from sciml.problems.qg import QGProblem
 from sciml.solvers.spectral.qg import QGStepper, cached_qg
 
@@ -296,10 +302,6 @@ def _low_pass(x: torch.Tensor, band: int) -> torch.Tensor:
     return torch.fft.irfft2(torch.fft.rfft2(x) * mask, s=(n, n))
 
 
-#: a QG fit whose residual is below this fraction of the observed tendency explains the data (round-off)
-QG_EXPLAINED = 1e-6
-
-
 def discover_qg(
     model: QGProblem,
     q_prev: np.ndarray,
@@ -414,26 +416,19 @@ def discover_qg(
             if change < tol:
                 break
         rel = float(np.sqrt(np.mean((Y - X @ fit.weights) ** 2)))
-        rel_full = math.nan
-        if rel > QG_EXPLAINED:
-            usable = np.flatnonzero(np.any(X != 0, axis=0))
-            coef, *_ = np.linalg.lstsq(X[:, usable], Y, rcond=None)
-            rel_full = float(np.sqrt(np.mean((Y - X[:, usable] @ coef) ** 2)))
+        rel_full = least_squares_residual(X, Y) if rel > EXPLAINED else math.nan
         return fit, change, rel, rel_full
 
     fit, change, residual, residual_full = rounds(np.zeros(K), threshold_lambda, 0, progress)
-    if residual > QG_EXPLAINED and residual_full < 1e-2 * residual:
+    if residual > EXPLAINED and residual_full < 1e-2 * residual:
         # all terms explain the data 100 times better than the pruned fit: ARD may have pruned a real but
         # small term of noise-free observations; the refit is kept only if it explains them to round-off
         if not user_threshold:
-            for lam in (1e4, 1e6):
-                mark = len(history)
-                trial = rounds(fit.weights.copy(), lam, mark, False)
-                if trial[2] <= QG_EXPLAINED:
-                    fit, change, residual, _ = trial
-                    break
-                del history[mark:]
-        elif residual > QG_EXPLAINED:
+            pruned = fit.weights.copy()
+            refit = refit_until_explained(lambda lam, i: rounds(pruned.copy(), lam, i, False), history)
+            if refit is not None:
+                fit, change, residual, _ = refit[0]
+        else:
             warnings.warn(
                 f"MEDIDA-QG: the fit leaves a residual of {residual:.3g} of the observed tendency while a "
                 f"fit with all {K} terms leaves {residual_full:.2g}: threshold_lambda={threshold_lambda:g} "

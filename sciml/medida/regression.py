@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,6 +85,42 @@ class Correction:
         """No correction."""
         k = len(library)
         return cls(library, np.zeros(k), np.zeros(k))
+
+
+#: noise-free data: a fit whose residual is below this fraction of the RMS observed tendency explains them
+#: (round-off is ~1e-12 on the shipped KS cases, ~1e-10 at L = 22, N = 64); far above it, something is missing
+EXPLAINED = 1e-6
+#: lower ARD thresholds tried, in order, when a noise-free fit with the default prunes a real small term
+REFIT_THRESHOLDS = (1e4, 1e6)
+
+
+def least_squares_residual(X: np.ndarray, Y: np.ndarray) -> float:
+    """RMS residual of the unpruned least-squares fit of ``Y`` on every column of ``X`` that is not all
+    zero: what the library can explain at best (compared with a pruned fit's residual)."""
+    usable = np.flatnonzero(np.any(X != 0, axis=0))
+    coef, *_ = np.linalg.lstsq(X[:, usable], Y, rcond=None)
+    return float(np.sqrt(np.mean((Y - X[:, usable] @ coef) ** 2)))
+
+
+def refit_until_explained(rounds: Callable[[float, int], tuple], history: list) -> tuple[tuple, float] | None:
+    """Rerun the regression rounds at each of :data:`REFIT_THRESHOLDS` until one explains noise-free data.
+
+    Args:
+        rounds: ``rounds(threshold_lambda, first_iteration)`` runs the rounds, appends them to ``history``
+            and returns a tuple whose third entry is the relative residual of the last round.
+        history: the discovery's round records; the records of a refit that fails are removed again.
+
+    Returns:
+        ``(result of rounds, threshold_lambda)`` of the first refit whose residual is at most
+        :data:`EXPLAINED`, or ``None`` when none is.
+    """
+    for lam in REFIT_THRESHOLDS:
+        mark = len(history)
+        trial = rounds(lam, mark)
+        if trial[2] <= EXPLAINED:
+            return trial, lam
+        del history[mark:]
+    return None
 
 
 def sparse_bayesian_regression(

@@ -52,7 +52,7 @@ from sciml.pinn import strategies
 from sciml.pinn.derivatives import derivatives
 from sciml.pinn.models import Constrained, _Normalized, count_parameters
 from sciml.problems.pde.derivatives import AutogradDerivatives
-from sciml.problems.pde.problem import PDEProblem
+from sciml.problems.pde.problem import PDEProblem, value_shapes
 from sciml.solvers.fd.reference import ReferenceSolution, reference_solution
 
 __all__ = [
@@ -848,13 +848,13 @@ class Trainer:
                     f"a callable `reference` must return values (m,) or (m, n_fields) as a tensor or array, "
                     f"got {type(out).__name__}: {exc}"
                 ) from None
-            m, n_fields = mesh.shape[0], len(problem.fields)
-            allowed = {(m,), (m, n_fields)} | ({(m, 1)} if n_fields == 1 else set())
+            m = mesh.shape[0]
+            allowed = value_shapes(m, len(problem.fields))
             if out.shape not in allowed:
                 raise ValueError(
                     f"a callable `reference` returned shape {out.shape} for the {m} points of the test grid "
                     f"{tuple(shape)} {domain.names}; it must return one value per point (and field): "
-                    f"{' or '.join(str(a) for a in sorted(allowed))}"
+                    f"{' or '.join(str(a) for a in allowed)}"
                 )
             out = out[:, None] if out.ndim == 1 else out
             grid = ReferenceSolution(axes, out.reshape(*shape, -1), "callable")

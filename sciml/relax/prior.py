@@ -62,6 +62,18 @@ def default_offsets() -> np.ndarray:
     return np.array([-1.2, -0.9, -0.6, -0.4, -0.25, -0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15, 0.25, 0.4, 0.6])
 
 
+def _same_pattern(indptr: np.ndarray, indices: np.ndarray, A: sp.csr_array) -> bool:
+    """Whether the CSR sparsity pattern ``(indptr, indices)`` is that of ``A`` (the same arrays, or equal)."""
+    if indptr is A.indptr and indices is A.indices:
+        return True
+    return (
+        indptr.shape == A.indptr.shape
+        and indices.shape == A.indices.shape
+        and np.array_equal(indptr, A.indptr)
+        and np.array_equal(indices, A.indices)
+    )
+
+
 class SpectralPrior:
     """``δ̂ = λ_min(D^{-1/2} A D^{-1/2})`` of each system of a sequence, cheaply.
 
@@ -120,15 +132,7 @@ class SpectralPrior:
 
     def _symmetric(self, A: sp.csr_array) -> bool | None:
         p = self._pattern
-        if p is not None and (
-            (p[0] is A.indptr and p[1] is A.indices)
-            or (
-                p[0].shape == A.indptr.shape
-                and p[1].shape == A.indices.shape
-                and np.array_equal(p[0], A.indptr)
-                and np.array_equal(p[1], A.indices)
-            )
-        ):
+        if p is not None and _same_pattern(p[0], p[1], A):
             return p[2]
         At = sp.csr_array(A.T)
         symmetric = bool(
@@ -213,15 +217,7 @@ class SpectralPrior:
         """Weyl's bound on ``|λ_min(B') − λ_min(B)|`` against the last estimated matrix (``inf`` when the
         sparsity pattern changed or ``A`` has a non-positive diagonal entry)."""
         ref = self._reference
-        if ref is None or not (
-            (ref[0] is A.indptr and ref[1] is A.indices)
-            or (
-                ref[0].shape == A.indptr.shape
-                and ref[1].shape == A.indices.shape
-                and np.array_equal(ref[0], A.indptr)
-                and np.array_equal(ref[1], A.indices)
-            )
-        ):
+        if ref is None or not _same_pattern(ref[0], ref[1], A):
             return math.inf
         if not (A.diagonal() > 0).all():
             return math.inf
