@@ -168,7 +168,9 @@ class _ContinuousAdjoint(torch.autograd.Function):
             fixed = raw.fixed_steps or back_run.fixed_steps
             lo, hi = sorted((times[i - 1], times[i]))
             n_steps = back_run.stats.n_accepted + sum(lo <= s < hi for s in raw.step_ts)
-            _check_backward_state(z[:n], states[i - 1], tolerances, fixed, n_steps, times[i], times[i - 1])
+            _check_backward_state(
+                z[:n], states[i - 1], states[i], tolerances, fixed, n_steps, times[i], times[i - 1]
+            )
             a, g = z[n : 2 * n], z[2 * n :]
         a = a + grads[0]
         grad_params = list(torch.split(g, sizes)) if sizes else []
@@ -184,8 +186,8 @@ _MAX_BACKWARD_DRIFT = 1e4
 _ROUNDOFF_PER_STEP = 40.0
 
 
-def _check_backward_state(y_back: torch.Tensor, y_fwd: torch.Tensor, tolerances, fixed_steps: bool,
-                          n_steps: int, t_from: float, t_to: float):  # fmt: skip
+def _check_backward_state(y_back: torch.Tensor, y_fwd: torch.Tensor, y_start: torch.Tensor, tolerances,
+                          fixed_steps: bool, n_steps: int, t_from: float, t_to: float):  # fmt: skip
     """Refuse gradients whose backward re-solve of ``y`` lost the forward trajectory.
 
     The continuous adjoint integrates ``y`` backwards beside ``a``; on stiff (strongly dissipative) dynamics
@@ -193,10 +195,12 @@ def _check_backward_state(y_back: torch.Tensor, y_fwd: torch.Tensor, tolerances,
     meaningless without any step failing. The forward state at each save time is known, so the drift is
     measured there. Adaptive solves may drift by ``_MAX_BACKWARD_DRIFT·(atol + rtol·|y|)`` for the looser of
     the ``(rtol, atol)`` pairs in ``tolerances`` (forward and backward: both solves' errors end up in the
-    drift), and at least by the round-off of their ``n_steps`` steps, ``_ROUNDOFF_PER_STEP·n_steps·
-    eps·max|y|`` (a float32 state cannot be retraced to atol = 1e-9). Fixed steps control no error, so their
-    drift (of the order of the discretisation error) is refused only beyond the state's own size
-    ``max|y| + atol``: the backward solve diverged.
+    drift), with ``|y|`` per entry the larger of the forward states at the interval's two ends (``y_fwd``
+    and ``y_start``, where the backward solve began: an entry that ends at 0 was of order one on the way,
+    as error controllers scale each step by ``max(|y_n|, |y_n+1|)``), and at least by the round-off of their
+    ``n_steps`` steps, ``_ROUNDOFF_PER_STEP·n_steps·eps·max|y|`` (a float32 state cannot be retraced to
+    atol = 1e-9). Fixed steps control no error, so their drift (of the order of the discretisation error)
+    is refused only beyond the state's own size ``max|y| + atol``: the backward solve diverged.
 
     Raises:
         SolveError: the drift exceeds what is allowed (or is NaN).
@@ -214,13 +218,14 @@ def _check_backward_state(y_back: torch.Tensor, y_fwd: torch.Tensor, tolerances,
         dtype = y_fwd.dtype
         roundoff = _ROUNDOFF_PER_STEP * max(n_steps, 1) * torch.finfo(dtype).eps * size
         limit = torch.full_like(y_fwd, roundoff)
+        scale = torch.maximum(y_fwd.abs(), y_start.abs())
         for rtol, atol in tolerances:
-            limit = torch.maximum(limit, _MAX_BACKWARD_DRIFT * (atol + rtol * y_fwd.abs()))
+            limit = torch.maximum(limit, _MAX_BACKWARD_DRIFT * (atol + rtol * scale))
         ratio = float((diff / limit).max())
         allowed = (
-            f"per entry {_MAX_BACKWARD_DRIFT:g}·(atol + rtol·|y|) for the looser of the forward and backward "
-            f"tolerances ({_describe(tolerances)}), at least the round-off of {n_steps} steps "
-            f"{_ROUNDOFF_PER_STEP:g}·{n_steps}·eps·max|y| = {roundoff:.3g}"
+            f"per entry {_MAX_BACKWARD_DRIFT:g}·(atol + rtol·|y|), |y| the larger at the interval's ends, "
+            f"for the looser of the forward and backward tolerances ({_describe(tolerances)}), at least the "
+            f"round-off of {n_steps} steps {_ROUNDOFF_PER_STEP:g}·{n_steps}·eps·max|y| = {roundoff:.3g}"
         )
         fixes = "tighter adjoint_rtol/adjoint_atol (solve: backward={'rtol': ..., 'atol': ...})"
         fixes += ", float64" if dtype != torch.float64 else ""
