@@ -156,6 +156,39 @@ def test_adjoint_gradients_equal_backprop(method):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("logqp", [False, True])
+def test_adjoint_output_joins_autograd_when_the_solution_ignores_the_parameters(logqp):
+    # torchsde's sdeint_adjoint output requires grad whenever the SDE has parameters requiring grad; ours was
+    # a constant when f and g used none of them, and loss.backward() raised (torchsde's test_basic)
+    class Constant(torch.nn.Module):
+        noise_type, sde_type = "diagonal", "ito"
+
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.ones(3, dtype=DT))
+
+        def f(self, t, y):
+            return torch.full_like(y, 0.5)
+
+        def g(self, t, y):
+            return torch.full_like(y, 0.2)
+
+        def h(self, t, y):
+            return torch.zeros_like(y)
+
+    sde, y0 = Constant(), torch.zeros(5, 3, dtype=DT)
+    if logqp:
+        ys, log_ratio = sdeint_adjoint(sde, y0, [0.0, 1.0], method="milstein", dt=0.1, logqp=True)
+        (ys.sum() + log_ratio.sum()).backward()
+    else:
+        ys = sdeint_adjoint(sde, y0, [0.0, 1.0], bm=_bm(5, 3), method="milstein", dt=0.1)
+        ys.sum().backward()
+        torch.testing.assert_close(ys[-1], torch.full((5, 3), 0.5, dtype=DT) + _bm(5, 3)(0.0, 1.0) * 0.2)
+    assert torch.equal(sde.unused.grad, torch.zeros(3, dtype=DT))
+    with torch.no_grad():
+        assert not sdeint_adjoint(sde, y0, [0.0, 1.0], bm=_bm(5, 3), method="milstein", dt=0.1).requires_grad
+
+
 def test_gradcheck_of_new_methods_in_float64():
     model = General()
     bm = _bm(2, 3, "foster")

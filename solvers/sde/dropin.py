@@ -473,7 +473,9 @@ def sdeint_adjoint(
             its backward adjoint SDE solve, which this function does not run: accepted at their defaults or
             when they name the forward method's own adjoint (``"adjoint_reversible_heun"`` for
             ``reversible_heun``, or the forward method itself).
-        adjoint_params: accepted for compatibility; gradients reach every tensor the solve used.
+        adjoint_params: gradients reach every tensor the solve used; as in torchsde, the outputs take part in
+            autograd whenever these (default: the SDE module's parameters that require grad, and ``y0``)
+            exist, with zero gradients for those the solution does not depend on.
         Other arguments: as :func:`sdeint`.
 
     Raises:
@@ -497,7 +499,7 @@ def sdeint_adjoint(
             "adjoint SDE solve, which sciml's sdeint_adjoint does not run (it recomputes forward steps: "
             "exact gradients); leave them at their defaults (torchsde.sdeint_adjoint runs the adjoint SDE)"
         )
-    return _run(
+    result = _run(
         sde,
         y0,
         ts,
@@ -517,3 +519,42 @@ def sdeint_adjoint(
         entropy,
         recompute=True,
     )
+    return _joined_to_parameters(result, sde, y0, adjoint_params)
+
+
+class _ZeroGradients(torch.autograd.Function):
+    """``value`` unchanged, made a function of ``params`` whose gradients are zeros."""
+
+    @staticmethod
+    def forward(ctx, value, *params):
+        ctx.like = [(p.shape, p.dtype, p.device) for p in params]
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (None, *(torch.zeros(shape, dtype=dtype, device=device) for shape, dtype, device in ctx.like))
+
+
+def _joined_to_parameters(result, sde, y0: torch.Tensor, adjoint_params):
+    """As torchsde's ``sdeint_adjoint``: the outputs take part in autograd whenever there are adjoint
+    parameters (``adjoint_params``, default the SDE module's parameters that require grad, and ``y0``), even
+    when the solution depends on none of them (their gradients are then zeros), so that ``loss.backward()``
+    does not fail on a solve whose values happen to be constants."""
+    if not torch.is_grad_enabled():
+        return result
+    if adjoint_params is not None:
+        candidates = list(adjoint_params)
+    else:
+        candidates = list(sde.parameters()) if isinstance(sde, torch.nn.Module) else []
+    params = [p for p in candidates + [y0] if torch.is_tensor(p) and p.requires_grad]
+    if not params:
+        return result
+
+    def join(value):
+        if torch.is_tensor(value) and value.is_floating_point() and not value.requires_grad:
+            return _ZeroGradients.apply(value, *params)
+        return value
+
+    if isinstance(result, tuple):
+        return tuple(join(v) for v in result)
+    return join(result)
