@@ -17,6 +17,7 @@ fields are O(1) and the relative error weighs them alike.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -258,13 +259,17 @@ class SoundHorizonRegularity(Condition):
     beyond: bool = False
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.n_grid, int) and self.n_grid >= 3):
+        if not (
+            isinstance(self.n_grid, numbers.Integral)
+            and not isinstance(self.n_grid, bool)
+            and self.n_grid >= 3
+        ):
             raise ValueError(f"`n_grid` must be an integer >= 3, got {self.n_grid!r}")
 
     def sample(self, domain, n, generator, dtype, *, device=None) -> torch.Tensor:
         """The fixed grid (``n`` and ``generator`` are ignored: the root search needs ordered points)."""
         lo, hi = float(domain.lower[0]), float(domain.upper[0])
-        return torch.linspace(lo, hi, self.n_grid, dtype=dtype, device=device)[:, None]
+        return torch.linspace(lo, hi, int(self.n_grid), dtype=dtype, device=device)[:, None]
 
     def residual(self, domain, x, d, params) -> torch.Tensor:
         """The interpolated bracket at the first ``−→+`` sign change of ``P₁`` (shape ``(1,)``), or
@@ -287,6 +292,19 @@ class SoundHorizonRegularity(Condition):
         return out
 
 
+def _is_real(value) -> bool:
+    """A real number: Python or numpy (``numbers.Real``), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_speed(value, name: str) -> None:
+    """Refuse a khronon speed that is not a finite real number > 1 (a numpy scalar is accepted)."""
+    if not (_is_real(value) and math.isfinite(value) and value > 1):
+        raise ValueError(
+            f"`{name}` (the khronon's spin-0 speed c) must be a finite number > 1, got {value!r}"
+        )
+
+
 def _flat(x: torch.Tensor) -> torch.Tensor:
     """``√(1 − x)`` to third order: every asymptotically flat aether has ``y² = 1 − x + O(x⁴)``."""
     s = x[:, 0]
@@ -298,8 +316,21 @@ def khronon_horizon_jet(xs, c: float):
 
     At ``P₁ = 0``: ``y² = (xs − 1)/(c² − 1)``; ``y'`` is the root of the bracket (a quadratic,
     ``x²(1 − x) y'² + x² y y' + x²/4 + 2P₂² = 0``) that continues the flow inwards; ``y''`` follows from
-    differentiating the equation once (L'Hôpital: both terms vanish at ``xs``). ``xs`` must exceed 1.
+    differentiating the equation once (L'Hôpital: both terms vanish at ``xs``). ``xs`` must exceed 1 (the
+    sound horizon lies inside the Killing horizon) and ``c`` must exceed 1.
+
+    Raises:
+        ValueError: ``c`` not a finite real number > 1, or a number ``xs`` that is not a finite real > 1
+            (a tensor ``xs`` is not checked, so that the check costs no device synchronisation inside a
+            training step: :func:`khronon`'s ansatz keeps ``xs = 1 + exp(θ) > 1`` by construction; a tensor
+            entry <= 1 gives NaN).
     """
+    _check_speed(c, "c")
+    if not isinstance(xs, torch.Tensor) and not (_is_real(xs) and math.isfinite(xs) and xs > 1):
+        raise ValueError(
+            f"`xs` (the sound horizon x_s = r_s/r) must be a finite number > 1, inside the Killing horizon "
+            f"x = 1, got {xs!r}"
+        )
     c2 = c * c
     y = ((xs - 1) / (c2 - 1)) ** 0.5
     x = xs
@@ -320,7 +351,12 @@ def khronon_horizon_guess(c: float) -> float:
     A start for the trainable sound horizon of :func:`khronon` (``ansatz="horizon"``) from the closed form
     alone (1.128 for c = 2; the shooting reference has 1.13598). Bisection on ``(1, 4/3)``, where
     ``(x − 1)/(c² − 1) − y_∞(x)²`` goes from negative to positive.
+
+    Raises:
+        ValueError: ``c`` not a finite real number > 1 (for ``c <= 1`` there is no sound horizon inside the
+            Killing horizon).
     """
+    _check_speed(c, "c")
     lo, hi = 1.0, 4 / 3
     for _ in range(60):
         x = (lo + hi) / 2
@@ -427,8 +463,7 @@ def khronon(
         ValueError: ``speed`` not above 1 (the sound horizon must lie inside the Killing horizon),
             ``x_max`` not beyond it, or an unknown ``residual_scale`` or ``ansatz``.
     """
-    if not (isinstance(speed, (int, float)) and speed > 1 and math.isfinite(speed)):
-        raise ValueError(f"`speed` (the khronon's spin-0 speed c) must be a finite number > 1, got {speed!r}")
+    _check_speed(speed, "speed")
     if not x_max > 4 / 3:
         raise ValueError(f"`x_max` must exceed 4/3 so the interval holds the sound horizon, got {x_max!r}")
     if residual_scale is None:

@@ -63,6 +63,10 @@ STATUS_NAMES = [
     "inconsistent",
 ]
 _STAGNATION_STEPS = 3
+#: iterations over which the best residual must at least halve once it is at the round-off level
+_STAGNATION_WINDOW = 20
+#: the torch.jit deprecation warnings (FutureWarning in torch >= 2.5) silenced at sciml's own jit calls
+_JIT_DEPRECATED = r"`torch\.jit\.\w+` is deprecated"
 #: torch threads of a DCDM setup/solve unless ``threads=`` is given (measured: see :func:`default_threads`)
 DEFAULT_THREADS = 1
 
@@ -88,6 +92,7 @@ class DCDMIteration(nn.Module):
         super().__init__()
         self.network = network
         self.k = k
+        self.window = _STAGNATION_WINDOW
         self.ndim = int(network.ndim)
         self.status_names = list(STATUS_NAMES)
 
@@ -178,6 +183,27 @@ class DCDMIteration(nn.Module):
             products.pop(0)
         return x, r, abs(alpha) * float(torch.linalg.vector_norm(q)), 0
 
+    @torch.jit.export
+    def roundoff(self, x: Tensor, b: Tensor, diag: Tensor, couplings: list[Tensor]) -> float:
+        """``eps · ‖|b| + |A| |x|‖`` (``eps`` of the dtype of ``x``): the size of the rounding error in
+        computing ``b − A x`` at ``x``, below which no iteration can push the true residual."""
+        absolute: list[Tensor] = []
+        for c in couplings:
+            absolute.append(-torch.abs(c))
+        eps = 2.220446049250313e-16 if x.dtype == torch.float64 else 1.1920928955078125e-07
+        spread = torch.abs(b) + apply_stencil(torch.abs(x), torch.abs(diag), absolute)
+        return eps * float(torch.linalg.vector_norm(spread))
+
+    @torch.jit.export
+    def stalled(self, best: list[float], x: Tensor, b: Tensor, diag: Tensor, couplings: list[Tensor]) -> bool:
+        """Whether the iteration has stagnated at the attainable accuracy: ``best`` (the lowest residual norm
+        after each iteration, entry 0 for ``x0``) has not halved over the last ``window`` (20) iterations and
+        is below :meth:`roundoff` (the network's directions then only stir round-off)."""
+        n = len(best)
+        if n <= self.window or best[n - 1] <= 0.5 * best[n - 1 - self.window]:
+            return False
+        return best[n - 1] <= self.roundoff(x, b, diag, couplings)
+
     def forward(
         self,
         b: Tensor,
@@ -194,18 +220,33 @@ class DCDMIteration(nn.Module):
         ``null_labels`` (int64 field, ``-1`` outside, ``0..m-1`` on each pure-Neumann group) declares the
         constant null space of a singular system: ``b`` must then be consistent (its part in the null space
         below the tolerance, else status ``inconsistent``), and ``x`` is returned with zero mean on each
-        group.
+        group. Values of ``b`` and ``x0`` off the unknowns (``diag <= 0``) are ignored, NaN and inf included.
+        Status ``stagnation``: the step fell below round-off three times in a row, or the best residual has
+        not halved in 20 iterations and is at the round-off level (:meth:`stalled`).
 
         Returns:
             ``(x, iterations, residual_history, status)``: ``residual_history`` holds ‖b − A x‖ per iteration
             (entry 0 for ``x0``), ``status`` indexes ``status_names`` (0 = converged).
+
+        Raises:
+            ValueError (``torch.jit.Error`` from TorchScript): shape mismatch, ``rtol``/``atol`` negative or
+                not finite or both 0, or a negative ``maxiter`` (as the Python API).
         """
         if b.shape != diag.shape:
             raise ValueError("`b` must have the shape of `diag` (the grid shape)")
         if len(couplings) != self.ndim:
             raise ValueError("`couplings` must hold one field per grid dimension")
-        mask = (diag > 0).to(b.dtype)
-        b = b * mask
+        if not (math.isfinite(rtol) and rtol >= 0.0):
+            raise ValueError(f"`rtol` must be a finite number >= 0, got {rtol}")
+        if not (math.isfinite(atol) and atol >= 0.0):
+            raise ValueError(f"`atol` must be a finite number >= 0, got {atol}")
+        if rtol == 0.0 and atol == 0.0:
+            raise ValueError("`rtol` and `atol` are both 0, so the solve could never stop; set one > 0")
+        if maxiter < 0:
+            raise ValueError(f"`maxiter` must be a non-negative integer, got {maxiter}")
+        unknown = diag > 0
+        mask = unknown.to(b.dtype)
+        b = torch.where(unknown | torch.isfinite(b), b, torch.zeros_like(b)) * mask  # values off the unknowns
         null: list[Tensor] = []
         if null_labels is not None:
             if null_labels.shape != diag.shape:
@@ -227,7 +268,8 @@ class DCDMIteration(nn.Module):
             x = torch.zeros_like(b)
             r = b.clone()
         else:
-            x = project_null(x0.to(b.dtype) * mask, null)
+            x0 = x0.to(b.dtype)
+            x = project_null(torch.where(unknown | torch.isfinite(x0), x0, torch.zeros_like(x0)) * mask, null)
             r = b - apply_stencil(x, diag, couplings)
         rnorm = float(torch.linalg.vector_norm(r))
         history: list[float] = [math.sqrt(rnorm * rnorm + inconsistency * inconsistency)]
@@ -235,6 +277,7 @@ class DCDMIteration(nn.Module):
             return x, 0, torch.tensor(history, dtype=torch.float64), 3
         directions: list[Tensor] = []
         products: list[Tensor] = []
+        best: list[float] = [rnorm]
         stagnant = 0
         iterations = 0
         status = 1
@@ -252,12 +295,16 @@ class DCDMIteration(nn.Module):
                 status = 3
             elif rnorm <= tol:
                 status = 0
-            elif step_norm < 2.220446049250313e-16 * float(torch.linalg.vector_norm(x)):
-                stagnant += 1
-                if stagnant >= 3:
-                    status = 4
             else:
-                stagnant = 0
+                if step_norm < 2.220446049250313e-16 * float(torch.linalg.vector_norm(x)):
+                    stagnant += 1
+                    if stagnant >= 3:
+                        status = 4
+                else:
+                    stagnant = 0
+                best.append(min(best[-1], rnorm))
+                if status == 1 and self.stalled(best, x, b, diag, couplings):
+                    status = 4
         return x, iterations, torch.tensor(history, dtype=torch.float64), status
 
 
@@ -272,7 +319,8 @@ class DCDM:
     Example:
         >>> solver = DCDM.load()                       # the model shipped with sciml
         >>> result = solver.solve(grid, b, rtol=1e-6)  # LinearSolveResult
-        >>> Ainv = solver.as_linear_operator(grid)     # scipy LinearOperator ≈ A⁻¹
+        >>> M = solver.as_linear_operator(grid)        # scipy LinearOperator ≈ A⁻¹ (a preconditioner)
+        >>> Ainv = solver.as_linear_operator(grid, mode="solve")  # each product a DCDM solve
         >>> solver.export("dcdm.pt")                   # torch.jit.load("dcdm.pt")(b, diag, couplings)
     """
 
@@ -301,6 +349,7 @@ class DCDM:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)
+                    warnings.filterwarnings("ignore", _JIT_DEPRECATED, FutureWarning)
                     self._scripted = torch.jit.script(module)
             except Exception:  # noqa: BLE001 - TorchScript unavailable: the eager module is equivalent
                 self._scripted = self._iteration
@@ -414,9 +463,19 @@ class DCDM:
         return self.prepare(system).precondition(r)
 
     def as_linear_operator(
-        self, system: Any, *, mode: str = "solve", rtol: float = 1e-6, maxiter: int | None = None
+        self,
+        system: Any,
+        *,
+        mode: str | None = None,
+        rtol: float | None = None,
+        maxiter: int | None = None,
     ):
-        """A scipy ``LinearOperator`` approximating ``A⁻¹``; see :meth:`PreparedSystem.as_linear_operator`."""
+        """A scipy ``LinearOperator`` approximating ``A⁻¹``: ``prepare(system).as_linear_operator(...)``.
+
+        The default ``mode`` is ``"precondition"`` (one network application per product, the ``M`` of a
+        Krylov solver), or ``"solve"`` when ``rtol`` or ``maxiter`` is given; see
+        :meth:`PreparedSystem.as_linear_operator`.
+        """
         return self.prepare(system).as_linear_operator(mode=mode, rtol=rtol, maxiter=maxiter)
 
     def export(self, path: str | os.PathLike) -> Path:
@@ -457,6 +516,7 @@ class DCDM:
             # TorchScript is in maintenance mode (torch.jit.* warn); it is still the format that C++ and
             # plain-PyTorch simulation codes load without Python-side dependencies
             warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", _JIT_DEPRECATED, FutureWarning)
             scripted = torch.jit.script(module)
             with atomic_write(path) as tmp:
                 torch.jit.save(scripted, str(tmp), _extra_files=extra)
@@ -541,13 +601,23 @@ class PreparedSystem:
         ):
             raise TypeError(f"`{name}` must be a real array, got dtype {arr.dtype}")
         shape = tuple(arr.shape)
-        if not is_torch and not arr.flags.writeable:
+        dtype = arr.dtype
+        if not is_torch and np.issubdtype(dtype, np.floating) and dtype.itemsize > 8:
+            arr = arr.astype(np.float64)  # long double: torch has no such dtype; the iteration is float64
+        elif not is_torch and not arr.flags.writeable:
             arr = arr.copy()  # torch.as_tensor warns on read-only arrays (np.frombuffer, broadcasts)
+        try:
+            values = torch.as_tensor(arr, dtype=torch.float64).cpu()
+        except TypeError as exc:
+            raise TypeError(f"`{name}` must be a real array that torch can read, got dtype {dtype}") from exc
         if shape == stencil.shape:
-            field = torch.as_tensor(arr, dtype=torch.float64).cpu() * self._fluid
+            fluid = self._fluid
+            # values off the unknowns are ignored, NaN and inf included (a simulation's marker for solids)
+            values = torch.where((fluid > 0) | torch.isfinite(values), values, torch.zeros_like(values))
+            field = values * fluid
             as_field = True
         elif shape == (stencil.n_unknowns,):
-            field = stencil.to_field(torch.as_tensor(arr, dtype=torch.float64).cpu())
+            field = stencil.to_field(values)
             as_field = False
         else:
             raise ValueError(
@@ -555,8 +625,7 @@ class PreparedSystem:
                 f"{stencil.n_unknowns} unknowns, got shape {shape}"
             )
         if not bool(torch.isfinite(field).all()):
-            raise ValueError(f"`{name}` must be finite (it holds NaN or inf)")
-        dtype = arr.dtype
+            raise ValueError(f"`{name}` must be finite on the unknowns (it holds NaN or inf there)")
 
         def back(x: Tensor) -> Any:
             """``x`` in the form, type and dtype of ``v`` (``back.dtype``: float64 for integer input)."""
@@ -566,7 +635,8 @@ class PreparedSystem:
             return out.numpy().astype(dtype if np.issubdtype(dtype, np.floating) else np.float64)
 
         floating = dtype.is_floating_point if is_torch else np.issubdtype(dtype, np.floating)
-        back.lossy = floating and dtype != (torch.float64 if is_torch else np.float64)  # rounds the iterate
+        # rounds the iterate: a dtype below float64 (long double keeps it exactly)
+        back.lossy = floating and (dtype != torch.float64 if is_torch else dtype.itemsize < 8)
         return field, back
 
     def project(self, v: Any) -> Any:
@@ -596,8 +666,8 @@ class PreparedSystem:
         no ``x`` can meet it and the solve is refused (``ValueError``) instead of returning a non-solution.
 
         Args:
-            b: right-hand side: a field of the grid shape (values off the unknowns are ignored) or a vector
-                of the ``n_unknowns`` unknowns; numpy or torch.
+            b: right-hand side: a field of the grid shape (values off the unknowns are ignored, NaN and inf
+                included) or a vector of the ``n_unknowns`` unknowns; numpy or torch.
             x0: initial guess in the same form (default zero).
             rtol, atol: stop when ``‖b − A x‖ <= max(rtol·‖b‖, atol)`` (true residual, 2-norm over the
                 unknowns).
@@ -607,7 +677,10 @@ class PreparedSystem:
 
         ``b = 0`` returns ``x = 0`` at once. The iteration runs in float64; for a ``b`` of lower precision
         (float32) the returned ``x`` is rounded to it, and convergence is judged on that rounded ``x`` (a
-        tolerance below float32's resolution ends as ``stagnation``, with the reason).
+        tolerance below float32's resolution ends as ``stagnation``, with the reason); a long double ``b`` is
+        rounded to float64 (``x`` is returned as long double with float64 accuracy). A tolerance below
+        float64's attainable accuracy ends as ``stagnation`` too: when the best residual has not halved in 20
+        iterations and is below the round-off level ``eps ‖|b| + |A| |x|‖`` of ``b − A x``.
 
         Returns:
             :class:`~sciml.solvers.linear.LinearSolveResult`, ``x`` in the form, type and dtype of ``b``;
@@ -617,8 +690,9 @@ class PreparedSystem:
 
         Raises:
             TypeError: complex or object input.
-            ValueError: shape mismatch, non-finite input, bad tolerances or ``threads``, or an inconsistent
-                right-hand side of a singular system.
+            ValueError: shape mismatch, non-finite input on the unknowns, bad tolerances or ``threads``, an
+                inconsistent right-hand side of a singular system, or a nonzero ``b`` whose norm underflows
+                in float64.
         """
         n = self.system.n_unknowns
         maxiter = check_tolerances(rtol, atol, maxiter, n)
@@ -688,6 +762,11 @@ class PreparedSystem:
             )
 
         if bnorm == 0:
+            if bool((bf != 0).any()):  # not b = 0: its norm underflows in float64
+                raise ValueError(
+                    f"`b` is too small to solve in float64: its norm underflows to 0 (largest entry "
+                    f"{float(bf.abs().max()):.3e}); scale `b` up (x scales with it)"
+                )
             x = torch.zeros_like(bf)
             history[0] = 0.0
             return finish(
@@ -699,6 +778,7 @@ class PreparedSystem:
             return finish(SolveStatus.CONVERGED, 0, "the initial guess already meets the tolerance")
         directions: list[Tensor] = []
         products: list[Tensor] = []
+        best = [float(torch.linalg.vector_norm(r))]  # the lowest residual (without the inconsistency) so far
         stagnant = 0
         for k in range(1, maxiter + 1):
             q = network.direction(r, context)
@@ -735,6 +815,16 @@ class PreparedSystem:
                     )
             else:
                 stagnant = 0
+            best.append(min(best[-1], rnorm))
+            if it.stalled(best, x, bf, diag, couplings):
+                return finish(
+                    SolveStatus.STAGNATION,
+                    k,
+                    f"stagnated at iteration {k} with ‖r‖/‖b‖ = {history[-1] / bnorm:.3e}: the best residual "
+                    f"has not halved in {_STAGNATION_WINDOW} iterations and is at float64's round-off level "
+                    f"for this system (‖r‖/‖b‖ ≈ {it.roundoff(x, bf, diag, couplings) / bnorm:.1e}); the "
+                    "tolerance is below the attainable accuracy: loosen rtol/atol",
+                )
         return finish(
             SolveStatus.MAX_ITERATIONS,
             maxiter,
@@ -745,8 +835,11 @@ class PreparedSystem:
     def precondition(self, r: Any, *, threads: int | None = None) -> Any:
         """One network application ``M r`` (≈ ``A⁻¹ r``), in the form of ``r``.
 
-        For the shipped multigrid network ``M`` is linear and symmetric positive (semi-)definite, so it is a
-        preconditioner for plain PCG; on a singular system input and output are projected onto the range.
+        For the shipped multigrid network ``M`` is linear and symmetric, and positive (semi-)definite on
+        systems like the training layouts, so it is a preconditioner for plain PCG there; where coefficients
+        jump strongly between cells (two-phase media, identity rows among 1/h² rows) the learned smoother can
+        stop converging and ``M`` can be indefinite (``sciml.solvers.linear.cg`` then stops with status
+        ``indefinite_preconditioner``). On a singular system input and output are projected onto the range.
         """
         rf, back = self._as_field(r, "r")
         threads = default_threads(self.system.n_unknowns) if threads is None else int(threads)
@@ -758,25 +851,35 @@ class PreparedSystem:
         return back(q)
 
     def as_linear_operator(
-        self, *, mode: str = "precondition", rtol: float = 1e-6, maxiter: int | None = None
+        self, *, mode: str | None = None, rtol: float | None = None, maxiter: int | None = None
     ):
         """A scipy ``LinearOperator`` on the vector of unknowns (C order) approximating ``A⁻¹``.
 
         Args:
-            mode: ``"precondition"`` (default) — one network application per product: a preconditioner
-                ``M`` for ``scipy.sparse.linalg.cg`` / ``gmres`` or pyamg's Krylov methods (``M=op``), or
+            mode: ``"precondition"`` — one network application per product: a preconditioner ``M`` for
+                ``scipy.sparse.linalg.cg`` / ``gmres`` or pyamg's Krylov methods (``M=op``), or
                 :func:`sciml.solvers.linear.cg` (``flexible=True`` for networks that are not linear, such
                 as the paper's); ``"solve"`` — each product runs DCDM to ``rtol`` (an inverse accurate to
-                ``rtol``, a drop-in for ``spsolve``).
-            rtol, maxiter: for ``mode="solve"``.
+                ``rtol``, a drop-in for ``spsolve``). Default (``None``): ``"precondition"``, or
+                ``"solve"`` when ``rtol`` or ``maxiter`` is given (they only apply to solving); the same
+                default as :meth:`DCDM.as_linear_operator`.
+            rtol, maxiter: for ``mode="solve"`` (default ``rtol=1e-6``, ``maxiter`` as :meth:`solve`).
 
         Raises:
-            ValueError: an unknown ``mode``.
+            ValueError: an unknown ``mode``, or ``rtol``/``maxiter`` with ``mode="precondition"``.
         """
         from scipy.sparse.linalg import LinearOperator
 
+        if mode is None:
+            mode = "precondition" if rtol is None and maxiter is None else "solve"
         if mode not in ("solve", "precondition"):
             raise ValueError(f"`mode` must be 'solve' or 'precondition', got {mode!r}")
+        if mode == "precondition" and not (rtol is None and maxiter is None):
+            raise ValueError(
+                "`rtol` and `maxiter` apply to mode='solve' only (mode='precondition' is one network "
+                "application per product)"
+            )
+        rtol = 1e-6 if rtol is None else rtol
         n = self.system.n_unknowns
 
         def matvec(v: np.ndarray) -> np.ndarray:

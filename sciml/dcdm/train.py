@@ -199,7 +199,7 @@ def train(
     Args:
         config: the run.
         out: output directory (created; checked writable before anything starts).
-        resume: continue from ``out/checkpoint.pt`` (which must exist).
+        resume: continue from ``out/checkpoint.pt`` (which must exist; checked before ``out`` is created).
         command: the command line to record in the model sidecar.
         progress: tqdm bars.
         cache_dir: directory for the cached training set (default the sciml cache).
@@ -211,13 +211,14 @@ def train(
         ValueError: an unwritable ``out``, or ``resume`` with a checkpoint of another configuration.
         FileNotFoundError: ``resume`` without a checkpoint in ``out``.
     """
-    out = check_writable_dir(out, "out")
-    checkpoint_path = out / "checkpoint.pt"
-    if resume and not checkpoint_path.exists():
+    checkpoint_path = Path(out) / "checkpoint.pt"
+    if resume and not checkpoint_path.exists():  # before check_writable_dir creates `out`
         raise FileNotFoundError(
             f"--resume: there is no checkpoint at {checkpoint_path} to continue from; drop --resume to start "
             "a new run, or point --out at the run to continue"
         )
+    out = check_writable_dir(out, "out")
+    checkpoint_path = out / "checkpoint.pt"
     torch.set_num_threads(config.threads)
     start = time.perf_counter()
 
