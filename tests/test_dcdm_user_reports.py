@@ -235,3 +235,17 @@ def test_exported_solver_checks_its_tolerances(solver, exported, rtol, atol, max
     result = solver.solve(grid, b.numpy(), rtol=1e-8)
     assert exported.status_names[status] == "converged" and iterations == result.iterations
     np.testing.assert_array_equal(x.numpy(), result.x)
+
+
+def test_exported_residual_history_is_float64(solver, exported):
+    # TorchScript built the history with torch.tensor(list, dtype=float64), which passes through float32:
+    # the exported solver's history was rounded to ~1e-8 relative though documented as float64
+    grid = random_layout((24, 24), seed=2)
+    stencil = solver.prepare(grid).system
+    diag = torch.tensor(stencil.diag)
+    couplings = [torch.tensor(c) for c in stencil.couplings]
+    b = torch.tensor(random_rhs(grid, seed=0))
+    _, _, history, _ = one_thread(exported, b, diag, couplings, None, 1e-8, 0.0, 500, None)
+    result = solver.solve(grid, b.numpy(), rtol=1e-8)
+    assert history.dtype == torch.float64
+    np.testing.assert_array_equal(history.numpy(), result.residual_history)

@@ -76,6 +76,15 @@ def default_model_path(ndim: int = 2) -> Path:
     return Path(__file__).resolve().parent.parent / "data" / f"dcdm_{ndim}d.pt"
 
 
+def _float64_tensor(values: list[float]) -> Tensor:
+    """``values`` as a float64 tensor, exactly: in TorchScript ``torch.tensor(list, dtype=float64)`` (and an
+    element assignment of a float) passes through the default float32, so a 1e-300 residual became 0."""
+    out = torch.zeros(len(values), dtype=torch.float64)
+    for i in range(len(values)):
+        out[i] = torch.full([1], values[i], dtype=torch.float64)[0]
+    return out
+
+
 class DCDMIteration(nn.Module):
     """Network + DCDM iteration on one system given as stencil fields (TorchScript-compatible).
 
@@ -260,7 +269,7 @@ class DCDMIteration(nn.Module):
         inconsistency = float(torch.linalg.vector_norm(b - consistent))
         if inconsistency > 0.0 and inconsistency >= tol:
             history0: list[float] = [float(torch.linalg.vector_norm(b))]
-            return torch.zeros_like(b), 0, torch.tensor(history0, dtype=torch.float64), 5
+            return torch.zeros_like(b), 0, _float64_tensor(history0), 5
         b = consistent
         tol = math.sqrt(tol * tol - inconsistency * inconsistency)
         context = self.setup(diag, couplings)
@@ -274,7 +283,7 @@ class DCDMIteration(nn.Module):
         rnorm = float(torch.linalg.vector_norm(r))
         history: list[float] = [math.sqrt(rnorm * rnorm + inconsistency * inconsistency)]
         if not math.isfinite(rnorm):
-            return x, 0, torch.tensor(history, dtype=torch.float64), 3
+            return x, 0, _float64_tensor(history), 3
         directions: list[Tensor] = []
         products: list[Tensor] = []
         best: list[float] = [rnorm]
@@ -305,7 +314,7 @@ class DCDMIteration(nn.Module):
                 best.append(min(best[-1], rnorm))
                 if status == 1 and self.stalled(best, x, b, diag, couplings):
                     status = 4
-        return x, iterations, torch.tensor(history, dtype=torch.float64), status
+        return x, iterations, _float64_tensor(history), status
 
 
 class DCDM:
