@@ -2,7 +2,8 @@
 
 * ``sciml dcdm train --out DIR [--resume] [options]`` — train on random layouts (see
   :class:`~sciml.dcdm.train.TrainConfig`); writes ``DIR/model.pt``, ``model.json`` (with this command),
-  ``checkpoint.pt`` and ``loss.png``.
+  ``checkpoint.pt`` and ``loss.png``. A ``DIR`` that already holds a run needs ``--resume`` (which
+  continues it with the same options; ``--checkpoint-every`` and ``--validate-layouts`` may change).
 * ``sciml dcdm eval [--model PATH] [--sizes 64 128 256]`` — DCDM and CG iterations on unseen layouts.
 * ``sciml dcdm export [--model PATH] OUT.pt`` — TorchScript for ``torch.jit.load`` without sciml.
 * ``sciml dcdm info [--model PATH]`` — the model's configuration and training record.
@@ -16,6 +17,7 @@ import json
 import shlex
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -51,7 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", required=True, help="output directory (model.pt, model.json, checkpoint.pt, loss.png)"
     )
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoint.pt with the same options (but --checkpoint-every and "
+        "--validate-layouts may change)",
+    )
     p.add_argument(
         "--cache-dir", default=None, help="where the training set is cached (default: sciml cache)"
     )
@@ -105,10 +112,49 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def _load_model(path: str | None, ndim: int):
+    """:meth:`DCDM.load`, with a message for a ``--model`` file that torch cannot read at all (empty, a
+    folder, not a torch file, changed after it was written): it names the file and says what to pass.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a sciml DCDM model file (or weights that do not fit its configuration).
+    """
+    from sciml.dcdm.solver import DCDM
+
+    try:
+        return DCDM.load(path, ndim=ndim)
+    except ValueError as exc:
+        what = None if path is None else _unreadable(Path(path))
+        if what is None:  # a readable file: DCDM.load's message says what is wrong with it
+            raise
+        raise ValueError(
+            f"--model {path} {what}, so it is not a usable sciml DCDM model file; pass a model.pt written by "
+            "`sciml dcdm train --out DIR` (DIR/model.pt) or by `DCDM.save`"
+        ) from exc
+
+
+def _unreadable(file: Path) -> str | None:
+    """Why torch cannot read ``file`` at all, or None when it can."""
+    from sciml.checkpoint import load_checkpoint
+
+    if file.is_dir():
+        return "is a folder"
+    if file.stat().st_size == 0:
+        return "is empty (0 bytes)"
+    try:
+        load_checkpoint(file)
+    except ValueError as exc:
+        cause = exc.__cause__
+        if cause is None:
+            return "fails its checksum (it was changed after it was written)"
+        # (torch's own text, e.g. advice to load with weights_only=False, does not help here)
+        return f"cannot be read by torch.load ({type(cause).__name__}: not a torch file, or a truncated one)"
+    return None
+
+
 def main(args: argparse.Namespace) -> int:
     import torch
-
-    from sciml.dcdm.solver import DCDM
 
     if args.action == "train":
         from sciml.dcdm.train import TrainConfig, train
@@ -130,7 +176,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}/model.pt")
         return 0
 
-    solver = DCDM.load(args.model, ndim=getattr(args, "ndim", 2))
+    solver = _load_model(args.model, getattr(args, "ndim", 2))
     if args.action == "info":
         print(json.dumps({"config": solver.config, "k": solver.k, "info": solver.info}, indent=2))
         return 0

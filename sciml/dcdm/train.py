@@ -5,7 +5,9 @@ Kaneda et al. (ICML 2023) train on one domain for days; we train the few-paramet
 that it generalises to unseen layouts and larger grids. The run writes into ``out``:
 
 * ``checkpoint.pt`` — model, optimiser, scheduler and RNG state, atomically every ``checkpoint_every``
-  steps; ``resume=True`` continues from it (the configuration must match);
+  steps; ``resume=True`` continues from it, bit for bit as if never interrupted (every field of the
+  configuration must match except :data:`RESUMABLE_FIELDS`); without ``resume`` an ``out`` that already
+  holds a run (:data:`RUN_FILES`) is refused rather than overwritten;
 * ``model.pt`` — the trained model (:meth:`DCDM.save`), ``model.json`` — its sidecar: the command, the
   configuration, the data parameters, the loss curve summary and the validation iteration counts;
 * ``loss.png`` — the training loss.
@@ -32,7 +34,7 @@ from sciml.dcdm.solver import DCDM
 from sciml.dcdm.stencil import stencil_fields
 from sciml.problems.linear.generators import random_layout, random_rhs
 
-__all__ = ["TrainConfig", "train", "VALIDATION_SEED", "BOUNDS", "CHOICES"]
+__all__ = ["TrainConfig", "train", "TrainingDiverged", "VALIDATION_SEED", "BOUNDS", "CHOICES"]
 
 #: layouts for validation / tests / benchmarks come from seeds at and above this (training uses [seed, i])
 VALIDATION_SEED = 90_000
@@ -62,6 +64,19 @@ BOUNDS: dict[str, tuple[float, float | None, bool]] = {
     "threads": (1, None, False),
 }
 FLOAT_FIELDS = ("low_boost", "white_fraction", "lr")
+#: fields of :class:`TrainConfig` that change neither the trained weights nor the loss history, so a run
+#: may be resumed with other values. ``threads`` is not one: the thread count changes how torch splits
+#: its sums, so a run on 1 thread and one on 2 differ in the last bits from the second step on.
+RESUMABLE_FIELDS = ("checkpoint_every", "validate_layouts")
+#: files a training run writes into ``out``: a new run (without ``resume``) refuses an ``out`` holding one
+RUN_FILES = ("checkpoint.pt", "model.pt", "model.json")
+
+
+class TrainingDiverged(FloatingPointError, ValueError):
+    """The training loss became NaN or infinite; the message says what to change and what was kept.
+
+    A :class:`FloatingPointError`, and a :class:`ValueError` so that ``sciml`` prints it as one line.
+    """
 
 
 def check_number(value: Any, low: float, high: float | None, open_low: bool, *, integer: bool) -> str:
@@ -208,8 +223,10 @@ def train(
         The trained :class:`DCDM` (also saved as ``out/model.pt``).
 
     Raises:
-        ValueError: an unwritable ``out``, or ``resume`` with a checkpoint of another configuration.
+        ValueError: an unwritable ``out``, an ``out`` that already holds a run without ``resume``, or
+            ``resume`` with a checkpoint of another configuration (each differing field is named).
         FileNotFoundError: ``resume`` without a checkpoint in ``out``.
+        TrainingDiverged: the loss became NaN or infinite (the message names --lr and the checkpoint kept).
     """
     checkpoint_path = Path(out) / "checkpoint.pt"
     if resume and not checkpoint_path.exists():  # before check_writable_dir creates `out`
@@ -217,8 +234,25 @@ def train(
             f"--resume: there is no checkpoint at {checkpoint_path} to continue from; drop --resume to start "
             "a new run, or point --out at the run to continue"
         )
+    found = [name for name in RUN_FILES if (Path(out) / name).exists()]
+    if found and not resume:  # a new run would overwrite them
+        raise ValueError(
+            f"--out {out} already holds a run ({', '.join(found)}); pass --resume to continue it, or another "
+            "--out (or delete those files) to train afresh"
+        )
     out = check_writable_dir(out, "out")
     checkpoint_path = out / "checkpoint.pt"
+    state = None
+    if resume:  # checked before the training set is made
+        state = load_checkpoint(checkpoint_path)
+        differences = _resume_differences(state.get("config") if isinstance(state, dict) else None, config)
+        if differences:
+            raise ValueError(
+                f"--resume: {checkpoint_path} was written for another configuration: "
+                f"{'; '.join(differences)}. "
+                "Resume with the stored values, or train with the new ones into another --out (only "
+                f"{', '.join('--' + f.replace('_', '-') for f in RESUMABLE_FIELDS)} may change on resume)"
+            )
     torch.set_num_threads(config.threads)
     start = time.perf_counter()
 
@@ -247,23 +281,18 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     losses: list[float] = []
     step = 0
+    saved_step: int | None = None  # the step of the checkpoint on disk
     stored_config = dataclasses.asdict(config)
-    if resume:
-        state = load_checkpoint(checkpoint_path)
-        if state.get("config") != stored_config:
-            raise ValueError(
-                f"{checkpoint_path} was written for another configuration ({state.get('config')}); "
-                "use another "
-                "--out directory or drop --resume"
-            )
+    if state is not None:
         network.load_state_dict(state["network"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         losses = list(state["losses"])
-        step = int(state["step"])
+        step = saved_step = int(state["step"])
 
     def checkpoint() -> None:
+        nonlocal saved_step
         save_checkpoint(
             {
                 "config": stored_config,
@@ -276,6 +305,7 @@ def train(
             },
             checkpoint_path,
         )
+        saved_step = step
 
     network.train()
     train_start = time.perf_counter()
@@ -288,9 +318,7 @@ def train(
             couplings = [c[li] for c in couplings_all]
             loss = scale_invariant_loss(network(b, diag, couplings), b, diag, couplings)
             if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"the training loss became {loss.item()} at step {step}; lower --lr and retrain"
-                )
+                raise TrainingDiverged(_divergence_message(loss.item(), step, config, out, saved_step))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -322,6 +350,73 @@ def train(
     write_json(out / "model.json", info | {"config": solver.config, "k": solver.k, "loss_history": losses})
     _plot_loss(losses, out / "loss.png")
     return solver
+
+
+_MISSING = "(not recorded)"
+
+
+def _result_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a stored configuration that determine the trained result (defaults resolved)."""
+    fields = {
+        f.name: config.get(f.name, _MISSING)
+        for f in dataclasses.fields(TrainConfig)
+        if f.name not in RESUMABLE_FIELDS
+    }
+    if fields["architecture"] == "multigrid":
+        if fields["coarsest"] is None:  # TrainConfig.network_config's default
+            fields["coarsest"] = 16 if fields["ndim"] == 2 else 8
+    else:  # these shape only the multigrid network (a change of architecture is named on its own)
+        for name in ("hidden", "coarsest", "cycle"):
+            fields.pop(name)
+    return fields
+
+
+def _resume_differences(stored: Any, config: TrainConfig) -> list[str]:
+    """Each field of ``stored`` (a checkpoint's configuration) that differs from ``config`` in a way that
+    changes the result, as ``--flag: stored X, given Y``; empty when the run can be resumed."""
+    if not isinstance(stored, dict):
+        return ["the checkpoint records no training configuration (not written by `sciml dcdm train`?)"]
+    old, new = _result_fields(stored), _result_fields(dataclasses.asdict(config))
+    differences = []
+    for name in [f.name for f in dataclasses.fields(TrainConfig) if f.name in old and f.name in new]:
+        stored_value, given = old.get(name, _MISSING), new.get(name, _MISSING)
+        if stored_value != given:
+            line = f"--{name.replace('_', '-')}: stored {stored_value}, given {given}"
+            if name == "threads":
+                line += (
+                    " (the thread count changes the rounding of every training step, so the resumed run "
+                    "would not reproduce the uninterrupted one)"
+                )
+            differences.append(line)
+    return differences
+
+
+def _divergence_message(
+    value: float, step: int, config: TrainConfig, out: Path, saved_step: int | None
+) -> str:
+    """What to do when the loss became ``value`` (NaN / inf) after ``step`` steps, and what was kept."""
+    if step == 0:
+        cause = (
+            f"the training loss was {value} on the first batch, before any update (so not --lr): the "
+            "training data or the network configuration produced it"
+        )
+    else:
+        cause = (
+            f"the training loss became {value} after {step} of {config.steps} steps: --lr {config.lr:g} is "
+            f"likely too high; lower it (the default is {TrainConfig.lr:g}) and train again"
+        )
+    if saved_step is None:
+        kept = (
+            f"nothing was kept: no checkpoint had been written yet (--checkpoint-every "
+            f"{config.checkpoint_every}), so {out} holds no run and can be trained into again"
+        )
+    else:
+        kept = (
+            f"kept {out / 'checkpoint.pt'} from step {saved_step} (no model.pt): `--resume` with the same "
+            "options continues from it but repeats the same steps and diverges again, so train with a lower "
+            f"--lr into another --out, or delete {out / 'checkpoint.pt'} first"
+        )
+    return f"{cause}; {kept}"
 
 
 #: the training loss reported (and drawn) is the mean over this many last steps
