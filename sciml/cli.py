@@ -1,8 +1,9 @@
 """The ``sciml`` command.
 
 Each sub-command lives in its own module exposing ``HELP``, ``add_arguments(parser)`` and
-``main(args) -> int``; :data:`COMMANDS` lists them. Errors users can fix (bad arguments, unwritable paths)
-are printed as one line without a traceback (``SCIML_DEBUG=1`` shows it).
+``main(args) -> int`` (and optionally ``interrupt_hint(args) -> str | None``: what to say after Ctrl-C);
+:data:`COMMANDS` lists them. Errors users can fix (bad arguments, unwritable paths) are printed as one line
+without a traceback (``SCIML_DEBUG=1`` shows it); so is Ctrl-C (exit status 130).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib
 import math
 import os
 import sys
+from pathlib import Path
 
 #: sub-command -> module implementing it
 COMMANDS: dict[str, str] = {
@@ -48,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 #: options whose numbers must be whole and at least 1 (counts and sizes), and those that must be positive
 _AT_LEAST_ONE = {
     "threads", "jobs", "seeds", "epochs", "repeats", "members", "sparse_pairs", "batch_size", "windows",
-    "steps", "layouts", "sizes", "frames", "paths", "iterations",
+    "steps", "layouts", "sizes", "frames", "paths", "iterations", "batch", "instances", "other_instances",
+    "heat_steps", "heat_N", "varcoef_N", "paper_seeds", "qg_pairs",
 }  # fmt: skip
 _POSITIVE = {"lr", "rtol", "atol", "tol"}
 _NON_NEGATIVE = {"noise", "weight", "burn_in", "adam", "lbfgs", "localization"}
@@ -77,18 +80,63 @@ def check_numbers(args: argparse.Namespace) -> None:
                 raise ValueError(f"{flag} must be zero or positive, got {v}")
 
 
+def _train_hint(args: argparse.Namespace) -> str:
+    """Where an interrupted ``sciml train`` left its last checkpoint (written after every epoch)."""
+    # the default --out of sciml.neural_de.cli.main
+    out = Path(args.out or f"runs/{args.kind}-{args.task}-{args.reg}-s{args.seed}")
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.exists():
+        return (
+            f"the last checkpoint is {checkpoint} (written after every epoch); continue the run with the "
+            f"same options and --resume --out {out}"
+        )
+    return "no epoch had finished, so there is no checkpoint to resume from"
+
+
+def _interrupt_hint(args: argparse.Namespace) -> str | None:
+    if args.command == "train":
+        return _train_hint(args)
+    hint = getattr(args._module, "interrupt_hint", None)
+    return hint(args) if hint is not None else None
+
+
+def _error_text(exc: BaseException) -> str:
+    """One line for an error users can fix; a file-system error names its path."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        paths = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        return f"{exc.strerror or exc}: {paths}"
+    return str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--version"]:  # answered without importing the sub-commands (torch, scipy, ...)
+        from sciml import __version__
+
+        print(f"sciml {__version__}")
+        return 0
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("sciml: interrupted", file=sys.stderr)
+        return 130
     try:
         check_numbers(args)
         return int(args._module.main(args) or 0)
-    except (ValueError, FileNotFoundError, PermissionError) as exc:
+    except (ValueError, OSError) as exc:
         if os.environ.get("SCIML_DEBUG"):
             raise
-        print(f"sciml {args.command}: error: {exc}  (set SCIML_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(
+            f"sciml {args.command}: error: {_error_text(exc)}  (set SCIML_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
-        print(f"sciml {args.command}: interrupted", file=sys.stderr)
+        try:
+            hint = _interrupt_hint(args)
+        except Exception:  # a hint must never turn Ctrl-C into a traceback
+            hint = None
+        print(f"sciml {args.command}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 130
 
 

@@ -1,7 +1,8 @@
 """``sciml bench NAME``: benchmarks against the baselines users already have, in one run.
 
 Each entry of :data:`BENCHMARKS` names a module with ``DESCRIPTION``, optional ``add_arguments(parser)``
-and ``run(args) -> dict``; see :mod:`sciml.bench.report` for the shared contract.
+and ``interrupt_hint(args)``, and ``run(args) -> dict``; see :mod:`sciml.bench.report` for the shared
+contract.
 """
 
 from __future__ import annotations
@@ -44,16 +45,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             module.add_arguments(p)
 
 
+def json_path(args: argparse.Namespace) -> Path:
+    """Where the JSON goes, checked before any work: ``--json`` (or ``OUT/NAME.json``) must name a file whose
+    folder can be created and written, not a directory; ``--out`` must be a writable directory.
+
+    Raises:
+        ValueError: naming the option and the path.
+    """
+    out = check_writable_dir(args.out)
+    if not args.json:
+        path = out / f"{args.benchmark}.json"
+        if path.is_dir():
+            raise ValueError(f"--out {out} holds a folder named {path.name}, where the JSON goes; move it")
+        return path
+    path = Path(args.json)
+    if path.is_dir():
+        raise ValueError(
+            f"--json {path} is a directory; give a file path, e.g. --json {path / (args.benchmark + '.json')}"
+        )
+    try:
+        check_writable_dir(path.parent, "--json")
+    except ValueError as exc:
+        raise ValueError(
+            f"--json {path}: its folder {path.parent} cannot be created or written ({exc.__cause__})"
+        ) from None
+    return path
+
+
+def interrupt_hint(args: argparse.Namespace) -> str | None:
+    """What the benchmark's own ``interrupt_hint`` says after Ctrl-C (e.g. which runs ``--resume`` keeps)."""
+    hint = getattr(importlib.import_module(BENCHMARKS[args.benchmark]), "interrupt_hint", None)
+    return hint(args) if hint is not None else None
+
+
 def main(args: argparse.Namespace) -> int:
     module = importlib.import_module(BENCHMARKS[args.benchmark])
-    out = check_writable_dir(args.out)
-    json_path = Path(args.json) if args.json else out / f"{args.benchmark}.json"
+    json_file = json_path(args)
     start = time.perf_counter()
     payload = module.run(args)
     payload.setdefault("benchmark", args.benchmark)
     payload.setdefault("full", bool(args.full))
     payload.setdefault("seconds_total", time.perf_counter() - start)
     payload.setdefault("argv", sys.argv[1:])
-    write_json(json_path, payload)
-    print(f"wrote {json_path}")
+    write_json(json_file, payload)
+    print(f"wrote {json_file}")
     return 0

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sciml.bench.report import print_table
+from sciml.bench.report import check_unique, print_table, refuse_ignored
 
 
 def _control():
@@ -64,24 +64,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="ks",
         help="ks: the 18 Kuramoto-Sivashinsky cases (default); qg: the two-layer QG cases (full and sparse)",
     )
-    parser.add_argument("--cases", type=int, nargs="+", default=None, help="case numbers (default: all 18)")
-    parser.add_argument("--qg-pairs", type=int, default=8, help="observation pairs of the QG cases")
     parser.add_argument(
-        "--qg-n", type=int, choices=(32, 64), default=32, help="QG grid (64: spun up on first use)"
+        "--cases", type=int, nargs="+", default=None, help="KS case numbers (default: all 18; not with qg)"
+    )
+    parser.add_argument(
+        "--qg-pairs", type=int, default=None, help="--system qg: full observation pairs (default 8)"
+    )
+    parser.add_argument(
+        "--qg-n",
+        type=int,
+        choices=(32, 64),
+        default=None,
+        help="--system qg: the grid (default 32; 64 is spun up on first use)",
     )
     parser.add_argument(
         "--qg-band",
         type=_band,
         default="auto",
-        help="QG sparse kinds: regress on modes max(|kx|,|ky|) <= this index only; 'auto' (default): "
-        "chosen from the observations by split-half agreement; 'all': every mode",
+        help="--system qg, sparse kinds: regress on modes max(|kx|,|ky|) <= this index only; 'auto' "
+        "(default): chosen from the observations by split-half agreement; 'all': every mode",
     )
-    parser.add_argument("--noise", type=float, default=0.01, help="noise level of table 2 (fraction of std)")
-    parser.add_argument("--members", type=int, default=100, help="EnKF members (default 100)")
-    parser.add_argument("--seeds", type=int, default=None, help="noise seeds per case (default 1; --full: 3)")
-    parser.add_argument("--skip-noisy", action="store_true", help="skip table 2")
-    parser.add_argument("--skip-sparse", action="store_true", help="skip table 3")
-    parser.add_argument("--sparse-pairs", type=int, default=4, help="observation pairs for table 3")
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        help="observation noise of the EnKF runs (table 2; qg: the EnKF kind), a fraction of the state's "
+        "standard deviation (default 0.01)",
+    )
+    parser.add_argument(
+        "--members", type=int, default=None, help="EnKF members of the noisy runs (default 100)"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="KS: noise seeds per case (default 1; --full: 3)"
+    )
+    parser.add_argument("--skip-noisy", action="store_true", help="skip the noisy (EnKF) runs: table 2")
+    parser.add_argument("--skip-sparse", action="store_true", help="skip the sparse observations: table 3")
+    parser.add_argument(
+        "--sparse-pairs", type=int, default=None, help="KS: observation pairs of table 3 (default 4)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
 
@@ -404,6 +424,13 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
             print(f"  {kind} {name}: ok {row['exact_terms']} err {row['max_coef_error']:.3g}", flush=True)
+    described = [f"{args.qg_pairs} full noise-free pairs"]  # the kinds that ran
+    if not args.skip_sparse:
+        described.append(f"{sparse_pairs} sparse noise-free pairs (25 % of the points)")
+    if not args.skip_noisy:
+        described.append(
+            f"{enkf_steps - enkf_burn_in} EnKF analysis pairs ({args.members} members, {args.noise:g} noise)"
+        )
     print_table(
         table,
         [
@@ -419,10 +446,7 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
             "seconds",
             "obs s",
         ],
-        f"two-layer QG {n}x{n}: {args.qg_pairs} full noise-free pairs / {sparse_pairs} sparse noise-free "
-        "pairs "
-        f"(25 % of the points) / {enkf_steps - enkf_burn_in} EnKF analysis pairs ({args.members} members, "
-        f"{args.noise:g} noise); dt = 0.1",
+        f"two-layer QG {n}x{n}: {' / '.join(described)}; dt = 0.1",
     )
     return {
         "benchmark": "medida",
@@ -438,22 +462,62 @@ def _run_qg(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+#: defaults of the options left out (None on the command line, so that a given value is told from them)
+DEFAULTS = {"noise": 0.01, "members": 100, "sparse_pairs": 4, "qg_pairs": 8, "qg_n": 32}
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse, before any work, options the chosen system and tables would ignore and counts they cannot
+    use; then fill in the defaults of the options left out.
+
+    Raises:
+        ValueError: naming the option.
+    """
+    qg = getattr(args, "system", "ks") == "qg"
+    if args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    if qg:
+        refuse_ignored(args, ["cases", "seeds", "sparse_pairs"], "by --system qg (they set the KS tables)")
+    else:
+        refuse_ignored(args, ["qg_pairs", "qg_n"], "by the KS cases (they set --system qg)")
+        if getattr(args, "qg_band", "auto") != "auto":
+            raise ValueError("--qg-band is ignored by the KS cases (it sets --system qg): drop it")
+    if args.skip_noisy:
+        refuse_ignored(args, ["noise", "members", *([] if qg else ["seeds"])], "with --skip-noisy")
+    if args.skip_sparse:
+        if qg and getattr(args, "qg_band", "auto") != "auto":
+            raise ValueError("--qg-band is ignored with --skip-sparse (it sets the sparse kinds): drop it")
+        refuse_ignored(args, [] if qg else ["sparse_pairs"], "with --skip-sparse")
+    for name, value in DEFAULTS.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+    for name in ("qg_pairs", "sparse_pairs"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if not args.skip_noisy:
+        if not (math.isfinite(args.noise) and 0 < args.noise < 1):
+            raise ValueError(f"--noise must be a fraction in (0, 1) (0.01 = 1 %), got {args.noise}")
+        if args.members < 2 or args.members > 1000:
+            raise ValueError(
+                f"--members must be in [2, 1000] (the bar allows at most 1000), got {args.members}"
+            )
+    if args.cases is not None:
+        from sciml.medida import CASES
+
+        unknown = sorted(set(args.cases) - set(CASES))
+        if unknown:
+            raise ValueError(f"--cases: unknown case numbers {unknown}; choose from 1-{max(CASES)}")
+        check_unique(args.cases, "--cases")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from sciml.medida import CASES, ks_lyapunov_exponent
 
-    if args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    check_options(args)
     if getattr(args, "system", "ks") == "qg":
         torch.set_num_threads(args.threads)
         return _run_qg(args)
-    if args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}")
-    if args.members < 2 or args.members > 1000:
-        raise ValueError(f"--members must be in [2, 1000] (the bar allows at most 1000), got {args.members}")
     cases = sorted(CASES) if args.cases is None else args.cases
-    unknown = sorted(set(cases) - set(CASES))
-    if unknown:
-        raise ValueError(f"--cases: unknown case numbers {unknown}; choose from 1-{max(CASES)}")
     seeds = args.seeds if args.seeds is not None else (3 if args.full else 1)
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sciml.bench.report import mean_std, print_table, ratio
+from sciml.bench.report import blank_single_std, check_unique, mean_std, print_table, ratio
 from sciml.checkpoint import load_checkpoint, save_figure
 from sciml.neural_de.cli import epoch_list
 from sciml.neural_de.model import NeuralODEResult
@@ -188,7 +188,9 @@ def run(args: argparse.Namespace) -> dict:
     if getattr(args, "e2e", False):
         return run_e2e(args)
     tasks = [t for t in args.tasks.split(",") if t]
+    check_unique(tasks, "--tasks")
     variants = [v for v in (args.variants or ",".join(VARIANTS)).split(",") if v]
+    check_unique(variants, "--variants")
     if "vanilla" not in variants:
         variants.insert(0, "vanilla")
     unknown = [v for v in variants if v not in VARIANTS]
@@ -208,21 +210,41 @@ def run(args: argparse.Namespace) -> dict:
                                            threads=1, progress=False))  # fmt: skip
     rows = run_trainings(configs, args.jobs, root)
     rows.sort(key=lambda r: (tasks.index(r["task"]), variants.index(r["method"]), r["seed"]))
-    summary = summarize(rows, tasks, variants, points_tasks=("digits",), keep="backend")
+    summary = summarize(rows, tasks, variants, points_tasks=accuracy_tasks(tasks, "node"), keep="backend")
     columns = ["task", "method", "backend", "test_metric", "test_std", "train_seconds", "predict_seconds",
                "predict_nfe", "nfe_vs_vanilla", "train_time_vs_vanilla", "metric_delta"]  # fmt: skip
     print_table(
-        summary, columns, f"Means over {args.seeds} seeds (digits: accuracy %, latent: MSE on unseen values)"
+        blank_single_std(summary, "seeds", ["test_std"]),
+        columns,
+        f"Means over {args.seeds} seed(s); {metric_units(tasks, 'node')}",
     )
     _plot(summary, Path(args.out) / "node.png")
     return {"rows": rows, "summary": summary}
+
+
+def accuracy_tasks(tasks: list[str], kind: str) -> tuple[str, ...]:
+    """The ``tasks`` whose test metric is an accuracy (in %): their ``metric_delta`` is in points."""
+    return tuple(t for t in tasks if get_task(t, kind).higher_is_better)
+
+
+def metric_units(tasks: list[str], kind: str) -> str:
+    """The table title's account of each task's metric and of the unit of its ``metric_delta``."""
+    parts = []
+    for t in tasks:
+        task = get_task(t, kind)
+        if task.higher_is_better:
+            parts.append(f"{t}: {task.metric} %, metric_delta in points")
+        else:
+            parts.append(f"{t}: {task.metric}, metric_delta relative to vanilla")
+    return "; ".join(parts)
 
 
 def summarize(
     rows: list[dict], tasks: list[str], variants: list[str], points_tasks: tuple[str, ...], keep: str
 ) -> list[dict]:
     """Mean ± std per (task, variant) and the ratios to vanilla; ``metric_delta`` is in points for
-    ``points_tasks`` (accuracy) and relative otherwise; ``keep`` names a run column copied to the summary."""
+    ``points_tasks`` (accuracy) and relative otherwise (``metric_delta_unit`` says which); ``keep`` names a
+    run column copied to the summary."""
     out = []
     for task in tasks:
         by = {v: [r for r in rows if r["task"] == task and r["method"] == v] for v in variants}
@@ -242,13 +264,14 @@ def summarize(
                 else ratio(metric, base["test_metric"]) - 1
             )
             out.append({
-                "task": task, "method": v, keep: by[v][0][keep], "test_metric": metric,
+                "task": task, "method": v, keep: by[v][0][keep], "seeds": len(by[v]), "test_metric": metric,
                 "test_std": stats["test_metric"][1], "train_seconds": stats["train_seconds"][0],
                 "train_std": stats["train_seconds"][1], "predict_seconds": stats["predict_seconds"][0],
                 "predict_nfe": stats["predict_nfe"][0], "predict_nfe_std": stats["predict_nfe"][1],
                 "nfe_vs_vanilla": ratio(stats["predict_nfe"][0], base["predict_nfe"]),
                 "train_time_vs_vanilla": ratio(stats["train_seconds"][0], base["train_seconds"]),
                 "metric_delta": delta,
+                "metric_delta_unit": "points" if task in points_tasks else "relative",
             })  # fmt: skip
     return out
 
@@ -265,7 +288,8 @@ def _plot(summary: list[dict], path: Path) -> None:
         rs = [r for r in summary if r["task"] == task]
         names = [r["method"] for r in rs]
         row[0].bar(names, [r["nfe_vs_vanilla"] for r in rs], color="tab:blue")
-        row[0].axhline(0.5, color="k", linestyle="--", linewidth=1)
+        row[0].axhline(0.5, color="k", linestyle="--", linewidth=1, label="half of vanilla's NFE")
+        row[0].legend(fontsize=8)
         row[0].set(title=f"{task}: prediction NFE / vanilla", ylim=(0, None))
         row[1].bar(names, [r["test_metric"] for r in rs], yerr=[r["test_std"] for r in rs], color="tab:green")
         row[1].set(title=f"{task}: test metric (mean ± std)")
@@ -298,6 +322,7 @@ def _weights(text: str, option: str) -> list[float]:
         weights = []
     if not weights or any(not w > 0 for w in weights):
         raise ValueError(f"{option} must be positive numbers, got {text!r}")
+    check_unique(weights, option.rstrip("="))
     return weights
 
 
@@ -496,7 +521,11 @@ def _split_names(task) -> set[str]:
 
 def _delays(text: str | None) -> list[int | None]:
     """``--weight-delays`` as epochs (``[None]``: the task's default)."""
-    return epoch_list(text, "--weight-delays", 0) if text else [None]
+    if not text:
+        return [None]
+    delays = epoch_list(text, "--weight-delays", 0)
+    check_unique(delays, "--weight-delays")
+    return delays
 
 
 def finished_run(config: TrainConfig) -> bool:

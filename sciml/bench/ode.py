@@ -321,10 +321,25 @@ def _overhead(batches: list[int], repeats: int, rtol: float, atol: float, scale:
     return rows
 
 
+def _torchode_note() -> str | None:
+    """None when torchode is importable, else what the output says about the skipped baseline."""
+    try:
+        import torchode  # noqa: F401
+    except ImportError:
+        return "torchode is not installed: its baseline is skipped (python -m pip install -e '.[bench]')"
+    return None
+
+
 def run(args: argparse.Namespace) -> dict:
     global _clock
     _clock = _CLOCKS[args.clock]
-    repeats = args.repeats or (15 if args.full else 5)
+    repeats = (15 if args.full else 5) if args.repeats is None else args.repeats
+    if repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {repeats}")
+    clock = "CPU time of the process" if args.clock == "cpu" else "wall time"
+    torchode_note = _torchode_note()
+    if torchode_note:
+        print(torchode_note, flush=True)
     torch.set_num_threads(args.threads)
     tolerances = [10.0**-k for k in range(3, 11)] if args.full else [1e-3, 1e-5, 1e-7, 1e-9]
     wp = _work_precision(tolerances, max(1, repeats // 2))
@@ -338,7 +353,9 @@ def run(args: argparse.Namespace) -> dict:
         "nfe_vs_torchdiffeq",
         "error_vs_torchdiffeq",
     ]
-    print_table(wp, columns, "Work-precision (error = max relative error over 21 save points)")
+    print_table(
+        wp, columns, f"Work-precision (error = max relative error over 21 save points; seconds: {clock})"
+    )
     png = Path(args.out) / "ode-work-precision.png"
     _plot_work_precision(wp, png)
     print(f"wrote {png}")
@@ -347,13 +364,18 @@ def run(args: argparse.Namespace) -> dict:
     columns = ["case", "batch", "method", "nfe", "error", "seconds", "floor_ratio", "time_vs_torchdiffeq",
                "nfe_vs_torchdiffeq"]  # fmt: skip
     print_table(
-        overhead, columns, f"Neural-ODE overhead (float32, rtol=atol=1e-6, {torch.get_num_threads()} thread)"
+        overhead,
+        columns,
+        f"Neural-ODE overhead (float32, rtol=atol=1e-6, {torch.get_num_threads()} thread; seconds: {clock})",
     )
     summary = _summary(wp, overhead)
     print_table(
         summary, ["comparison", "ratio"], "Summary (ratios of times or NFE; below 1 favours the first)"
     )
-    return {"rows": wp + overhead, "summary": summary, "threads": torch.get_num_threads(), "repeats": repeats}
+    if torchode_note:
+        print(torchode_note)
+    return {"rows": wp + overhead, "summary": summary, "threads": torch.get_num_threads(), "repeats": repeats,
+            "clock": args.clock, "torchode": torchode_note or "torchode-tsit5 baseline included"}  # fmt: skip
 
 
 def _summary(wp: list[dict], overhead: list[dict]) -> list[dict]:

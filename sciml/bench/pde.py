@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from sciml.bench.report import mean_std, print_table, ratio
+from sciml.bench.report import blank_single_std, check_unique, mean_std, print_table, ratio
 
 DESCRIPTION = "PINN vs PIG on the PDE suite at the same budget: final relative L2 error, time, parameters"
 
@@ -37,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models",
         default="pinn,pig,deepxde",
-        help="comma-separated: pinn, pig, deepxde (DeepXDE's PyTorch trainer on the same problem, points, "
-        "test grid, and the CPU seconds of our slower model (PINN or PIG); skipped with a message when "
-        "deepxde is not installed)",
+        help="comma-separated, default %(default)s: pinn, pig, deepxde (DeepXDE's PyTorch trainer on the "
+        "same problem, points, test grid, and the CPU seconds of our slower model (PINN or PIG); skipped "
+        "with a message when deepxde is not installed)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default: 1)")
     parser.add_argument(
@@ -48,7 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="time-marching over K windows for our models (the same total iterations; default: the presets')",
     )
-    parser.add_argument("--resume", action="store_true", help="skip runs already in OUT/pde-progress.json")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip runs already in OUT/pde-progress.json (the tables and JSON still cover exactly the "
+        "problems, models and seeds asked for)",
+    )
     parser.add_argument(
         "--device",
         default="cpu",
@@ -70,7 +75,16 @@ def _parse(text: str | None, valid: list[str], what: str) -> list[str]:
     bad = [t for t in items if t not in valid]
     if bad or not items:
         raise ValueError(f"unknown {what} {bad or text!r}; choose from: {', '.join(valid)}")
+    check_unique(items, f"--{what}")
     return items
+
+
+def interrupt_hint(args: argparse.Namespace) -> str | None:
+    """After Ctrl-C: the finished runs are in the progress file, and ``--resume`` skips them."""
+    path = Path(args.out) / "pde-progress.json"
+    if not path.exists():
+        return None
+    return f"the finished runs are saved in {path}; the same command with --resume skips them"
 
 
 def _step_seconds(trainer, engine: str, repeat: int = 3) -> float:
@@ -251,6 +265,7 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError(f"--seeds must be comma-separated integers, got {seeds_text!r}") from None
     if not seeds or any(s < 0 for s in seeds):
         raise ValueError(f"--seeds must be non-negative integers, got {seeds_text!r}")
+    check_unique(seeds, "--seeds")
     if args.threads < 1:
         raise ValueError(f"--threads must be ≥ 1, got {args.threads}")
     torch.set_num_threads(args.threads)
@@ -347,10 +362,12 @@ def run(args: argparse.Namespace) -> dict:
                 rows.append({**row, "fingerprint": _fingerprint(name, "deepxde", budget)})
             write_json(progress_path, {**meta, "rows": rows})
 
+    # this run's rows: exactly the problems x models x seeds asked for (the progress file may hold others)
+    reported = [r for r in rows if r["problem"] in names and r["model"] in models and r["seed"] in seeds]
     summary = []
     for name in names:
         for kind in models:
-            selected = [r for r in rows if r["problem"] == name and r["model"] == kind]
+            selected = [r for r in reported if r["problem"] == name and r["model"] == kind]
             if not selected:
                 continue
             mean, std = mean_std(r["rel_l2"] for r in selected)
@@ -390,17 +407,22 @@ def run(args: argparse.Namespace) -> dict:
     ]
     extra = ["pig_over_pinn"] + (["over_deepxde"] if "deepxde" in models else [])
     marching = f", time-marching over {windows} windows" if windows else ""
-    print_table(summary, columns + extra, title=f"budget: {budget}{marching}")
+    print_table(
+        blank_single_std(summary, "seeds", ["rel_l2_std"]),
+        columns + extra,
+        title=f"budget: {budget}{marching}",
+    )
     print_table(speed, ["problem", "model", "jet_ms", "autograd_ms", "speedup"], title="one training step")
     pig_rows = [
         r for r in summary if r["model"] == "pig" and not math.isnan(r.get("pig_over_pinn", math.nan))
     ]
     better = sum(1 for r in pig_rows if r["pig_over_pinn"] < 1)
     wins = sum(1 for r in pig_rows if r["pig_over_pinn"] <= 0.1)
-    print(
-        f"PIG's error is below the PINN's on {better} of {len(pig_rows)} problems, 10x below on {wins}",
-        flush=True,
-    )
+    if pig_rows:  # both models ran on some problem
+        print(
+            f"PIG's error is below the PINN's on {better} of {len(pig_rows)} problems, 10x below on {wins}",
+            flush=True,
+        )
     if summary:
         _plot(out / "pde.png", summary, models)
     return {
@@ -411,7 +433,7 @@ def run(args: argparse.Namespace) -> dict:
         "torch": torch.__version__,
         "threads": args.threads,
         "time_windows": windows,
-        "rows": rows,
+        "rows": reported,
         "summary": summary,
         "speed": speed,
         "budgets": budgets,

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from sciml.bench.report import print_table, ratio
+from sciml.bench.report import check_unique, print_table, ratio, refuse_ignored
 from sciml.problems.linear import FLUID, PoissonGrid, as_grid_stencil
 from sciml.problems.linear.generators import fill_unanchored, random_layout, random_obstacles, random_rhs
 
@@ -83,11 +83,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="3D cells per side (default 32 64; full +128)",
     )
-    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="system kinds")
+    parser.add_argument(
+        "--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="system kinds (default: all of them)"
+    )
     parser.add_argument(
         "--layouts", type=_positive_int, default=None, help="systems per kind and size (default 1, full 3)"
     )
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        choices=METHODS,
+        help="solvers to compare (default: all of them; amg-pcg is skipped, with a message, without pyamg)",
+    )
     parser.add_argument(
         "--threads", type=_positive_int, default=None, help="torch threads for DCDM (default: its own rule)"
     )
@@ -251,10 +259,20 @@ def _solve(method: str, system: dict[str, Any], solvers, repeat: int, threads: i
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from sciml.dcdm import DCDM
 
-    sizes2d = args.sizes or [64, 128, 256, 512]
-    sizes3d = args.sizes3d or ([32, 64, 128] if args.full else [32, 64])
-    layouts = args.layouts or (3 if args.full else 1)
-    repeat = args.repeat or (3 if args.full else 1)
+    kinds = list(args.kinds)
+    for flag, values in (("--kinds", kinds), ("--methods", args.methods), ("--sizes", args.sizes or ()),
+                         ("--sizes3d", args.sizes3d or ())):  # fmt: skip
+        check_unique(values, flag)
+    refuse_ignored(
+        args,
+        ([] if "box3d" in kinds else ["sizes3d"]) + ([] if set(kinds) - {"box3d"} else ["sizes"]),
+        f"by --kinds {' '.join(kinds)}",
+    )
+    refuse_ignored(args, [] if "dcdm" in args.methods else ["threads"], "without dcdm in --methods")
+    sizes2d = [64, 128, 256, 512] if args.sizes is None else args.sizes
+    sizes3d = ([32, 64, 128] if args.full else [32, 64]) if args.sizes3d is None else args.sizes3d
+    layouts = (3 if args.full else 1) if args.layouts is None else args.layouts
+    repeat = (3 if args.full else 1) if args.repeat is None else args.repeat
     methods = list(args.methods)
     if "amg-pcg" in methods:
         try:
@@ -262,7 +280,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         except ImportError:
             print("pyamg is not installed (python -m pip install '.[bench]'): skipping amg-pcg")
             methods.remove("amg-pcg")
-    kinds = list(args.kinds)
     solvers: dict[int, Any] = {}
     if "dcdm" in methods:
         for ndim in sorted({3 if k == "box3d" else 2 for k in kinds}):

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from sciml.bench.report import print_table
+from sciml.bench.report import blank_single_std, check_unique, print_table, refuse_ignored
 from sciml.checkpoint import save_figure
 from sciml.problems.linear.sequences import (
     HeatEquation2D,
@@ -82,9 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--settings",
         default="shift-high,shift-low,heat,varcoef,aniso",
-        help="comma-separated subset of shift-high, shift-low, heat, varcoef, aniso",
+        help="comma-separated subset of shift-high, shift-low, heat, varcoef, aniso (default: all of them)",
     )
-    parser.add_argument("--seed", type=int, default=1, help="seed of the sequences (tuners: 0..seeds-1)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="seed of the sequences (default %(default)s; the tuners use seeds 0 to --seeds minus 1)",
+    )
 
 
 class _HeatSystems(Sequence):
@@ -277,13 +282,18 @@ COLUMNS = [
 ]
 
 
+def _or(value, default):
+    """``value`` unless it was left out (None): a given 0 stays 0, and is refused, instead of the default."""
+    return default if value is None else value
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    T = args.instances or (1000 if args.full else 200)
-    To = args.other_instances or (200 if args.full else 40)
-    heat_N = args.heat_N or (100 if args.full else 64)
-    heat_steps = args.heat_steps or (1000 if args.full else 300)
-    step = args.grid_step or 0.005
-    var_N = args.varcoef_N or (64 if args.full else 32)
+    T = _or(args.instances, 1000 if args.full else 200)
+    To = _or(args.other_instances, 200 if args.full else 40)
+    heat_N = _or(args.heat_N, 100 if args.full else 64)
+    heat_steps = _or(args.heat_steps, 1000 if args.full else 300)
+    step = _or(args.grid_step, 0.005)
+    var_N = _or(args.varcoef_N, 64 if args.full else 32)
     for flag, value in (
         ("--instances", T),
         ("--other-instances", To),
@@ -291,6 +301,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ("--heat-steps", heat_steps),
         ("--seeds", args.seeds),
         ("--varcoef-N", var_N),
+        ("--paper-seeds", _or(args.paper_seeds, 1)),
     ):
         if value < 1:
             raise ValueError(f"{flag} must be a positive integer, got {value}")
@@ -301,6 +312,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bad = [s for s in wanted if s not in known]
     if bad or not wanted:
         raise ValueError(f"--settings must name some of {', '.join(known)}; got {args.settings!r}")
+    check_unique(wanted, "--settings")
+    unused = {
+        "instances": not any(k.startswith("shift") for k in wanted),
+        "other_instances": not any(k in ("varcoef", "aniso") for k in wanted),
+        "heat_N": "heat" not in wanted,
+        "heat_steps": "heat" not in wanted,
+        "varcoef_N": "varcoef" not in wanted,
+    }
+    refuse_ignored(args, [k for k, v in unused.items() if v], f"by --settings {','.join(wanted)}")
     rows: list[dict] = []
     curves: dict[str, dict[str, np.ndarray]] = {}
     for key in wanted:
@@ -327,7 +347,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             spec = ("aniso-32", list(seq.instances(To)), "sor", seq.context_range, False, False)
         name, systems, solver, crange, young_applies, designed_on = spec
         cheap = key in ("shift-high", "shift-low", "heat") or args.full
-        paper_seeds = args.paper_seeds or (args.seeds if cheap else 1)
+        paper_seeds = _or(args.paper_seeds, args.seeds if cheap else 1)
         r, cv = _setting(
             name,
             systems,
@@ -345,7 +365,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         curves[name] = cv
         grid = r[0]["grid"]
         print_table(
-            r,
+            blank_single_std(r, "seeds", ["total_iterations_std"]),
             COLUMNS,
             title=f"{name}: {solver.upper()}, {len(systems)} systems of {systems[0].A.shape[0]} unknowns, "
             f"rtol "

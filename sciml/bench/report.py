@@ -9,13 +9,17 @@ because these machines are shared and absolute times are noisy.
 
 from __future__ import annotations
 
+import argparse
 import math
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["time_call", "mean_std", "ratio", "format_table", "print_table"]
+__all__ = [
+    "time_call", "mean_std", "ratio", "format_table", "print_table", "check_unique", "refuse_ignored",
+    "blank_single_std",
+]  # fmt: skip
 
 
 def time_call(fn: Callable[[], Any], *, repeat: int = 5, warmup: int = 1, min_seconds: float = 0.0) -> float:
@@ -86,3 +90,47 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], titl
 def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
     """Print :func:`format_table` followed by a blank line."""
     print(format_table(rows, columns, title), end="\n\n", flush=True)
+
+
+def check_unique(items: Iterable[Any], flag: str) -> None:
+    """Refuse a list option that names an entry twice: it would run (or average) the same thing twice.
+
+    Raises:
+        ValueError: naming ``flag`` and the repeated entries.
+    """
+    seen: list[Any] = []
+    repeated: list[Any] = []
+    for item in items:
+        if item in seen and item not in repeated:
+            repeated.append(item)
+        seen.append(item)
+    if repeated:
+        raise ValueError(f"{flag} lists {', '.join(map(str, repeated))} more than once; give each entry once")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def refuse_ignored(args: argparse.Namespace, names: Iterable[str], why: str) -> None:
+    """Refuse options the run would ignore: each of ``names`` (argument names) given on the command line
+    (not None, not False; their defaults are None so that a given value is told from the default).
+
+    Raises:
+        ValueError: naming the options and ``why`` they would be ignored.
+    """
+    given = [_flag(n) for n in names if getattr(args, n, None) not in (None, False)]
+    if given:
+        verb = "is" if len(given) == 1 else "are"
+        raise ValueError(
+            f"{', '.join(given)} {verb} ignored {why}: drop {'it' if len(given) == 1 else 'them'}"
+        )
+
+
+def blank_single_std(rows: Sequence[Mapping[str, Any]], count: str, stds: Sequence[str]) -> list[dict]:
+    """Copies of ``rows`` for a printed table: the ``stds`` columns of a row whose ``count`` is below 2 shown
+    as ``-`` (a standard deviation of one value is undefined; the JSON keeps the rows as they are)."""
+    return [
+        {**row, **{k: math.nan for k in stds if k in row}} if row.get(count, 2) < 2 else dict(row)
+        for row in rows
+    ]

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sciml.bench.report import print_table, ratio
+from sciml.bench.report import blank_single_std, check_unique, print_table, ratio, refuse_ignored
 from sciml.checkpoint import save_figure
 from sciml.problems import sde as problems
 from sciml.solvers.sde import brownian_interval, get_method, solve
@@ -88,20 +88,86 @@ WEIGHTS = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--part", choices=("solvers", "neural", "all"), default="all", help="which part to run"
+        "--part",
+        choices=("solvers", "neural", "all"),
+        default="all",
+        help="which part to run: solvers (1), neural (2) or all (default: %(default)s)",
     )
     parser.add_argument(
-        "--paths", type=int, default=None, help="part 1: paths per problem (256 quick, 1024 full)"
+        "--paths", type=int, default=None, help="part 1: paths per problem (default 256; --full 1024)"
     )
-    parser.add_argument("--repeats", type=int, default=None, help="part 1: timing repeats (2 quick, 5 full)")
-    parser.add_argument("--seed", type=int, default=0, help="part 1: entropy of the Brownian paths")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="part 1: timing repeats (default 2; --full 5)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="part 1: entropy of the Brownian paths (default 0)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--seeds", type=int, default=3, help="part 2: seeds per variant (default 3)")
-    parser.add_argument("--tasks", default="spiral-sde,digits-sde", help="part 2: comma-separated tasks")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="part 2: comma-separated --reg values")
-    parser.add_argument("--jobs", type=int, default=2, help="part 2: parallel training processes (default 2)")
+    parser.add_argument("--seeds", type=int, default=None, help="part 2: seeds per variant (default 3)")
+    parser.add_argument(
+        "--tasks", default=None, help=f"part 2: comma-separated tasks (default: {','.join(EPOCHS)})"
+    )
+    parser.add_argument(
+        "--variants",
+        default=None,
+        help=f"part 2: comma-separated --reg values (default: {','.join(VARIANTS)}; vanilla is always run)",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="part 2: parallel training processes (default 2)"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="part 2: override the epochs of every run")
     parser.add_argument("--weight", type=float, default=None, help="part 2: override every variant's weight")
+
+
+#: the options of each part (argument names), and the defaults of those left out
+SOLVER_OPTIONS = ("paths", "repeats", "seed")
+NEURAL_OPTIONS = ("seeds", "tasks", "variants", "jobs", "epochs", "weight")
+NEURAL_DEFAULTS = {"seeds": 3, "jobs": 2, "tasks": ",".join(EPOCHS), "variants": ",".join(VARIANTS)}
+
+
+def check_options(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """Refuse, before either part runs, the options of a part that does not run, counts that cannot be
+    used, and unknown or repeated tasks and variants; fill in the defaults of the options left out.
+
+    Returns:
+        The part-2 tasks and variants (vanilla first when it was not listed).
+
+    Raises:
+        ValueError: naming the option.
+    """
+    from sciml.neural_de.training import VARIANTS as ALL_VARIANTS
+
+    if args.part == "neural":
+        refuse_ignored(args, SOLVER_OPTIONS, "by --part neural (they set part 1)")
+    if args.part == "solvers":
+        refuse_ignored(args, NEURAL_OPTIONS, "by --part solvers (they set part 2)")
+    for name in ("paths", "repeats", "seeds", "jobs", "epochs"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be at least 1, got {value}")
+    for name, value in NEURAL_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.seed is None:
+        args.seed = 0
+    tasks = [t for t in args.tasks.split(",") if t]
+    variants = [v for v in args.variants.split(",") if v]
+    if args.part == "solvers":
+        return tasks, variants
+    check_unique(tasks, "--tasks")
+    check_unique(variants, "--variants")
+    if "vanilla" not in variants:
+        variants.insert(0, "vanilla")
+    bad = [v for v in variants if v not in ALL_VARIANTS or v in ("rnode", "taynode")]
+    if bad:
+        raise ValueError(f"--variants: {bad} not available for neural SDEs; choose from "
+                         f"{[v for v in ALL_VARIANTS if v not in ('rnode', 'taynode')]}")  # fmt: skip
+    unknown = [t for t in tasks if t not in EPOCHS]
+    if unknown or not tasks:
+        raise ValueError(
+            f"--tasks: unknown task {(unknown or [args.tasks])[0]!r}; choose from {sorted(EPOCHS)}"
+        )
+    return tasks, variants
 
 
 class _CountedSDE(torch.nn.Module):
@@ -276,8 +342,8 @@ def _summary(rows: list[dict]) -> list[dict]:
 
 
 def _solver_part(args: argparse.Namespace) -> dict:
-    n_paths = args.paths or (1024 if args.full else 256)
-    repeats = args.repeats or (5 if args.full else 2)
+    n_paths = (1024 if args.full else 256) if args.paths is None else args.paths
+    repeats = (5 if args.full else 2) if args.repeats is None else args.repeats
     # torchsde's sweep reaches further on both sides, so that our errors fall inside its curve
     tols = [10 ** (-k / 2) for k in range(2, 10)] if args.full else [10 ** (-k / 2) for k in range(2, 9)]
     their_tols = [10 ** (-k / 2) for k in range(0, 13)] if args.full else [10.0**-k for k in range(0, 7)]
@@ -300,26 +366,13 @@ def _solver_part(args: argparse.Namespace) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- neural SDEs
-def _neural_part(args: argparse.Namespace) -> dict:
-    from sciml.bench.node import run_trainings, summarize
-    from sciml.neural_de.training import VARIANTS as ALL_VARIANTS
+def _neural_part(args: argparse.Namespace, tasks: list[str], variants: list[str]) -> dict:
+    from sciml.bench.node import accuracy_tasks, metric_units, run_trainings, summarize
     from sciml.neural_de.training import TrainConfig
 
-    tasks = [t for t in args.tasks.split(",") if t]
-    variants = [v for v in args.variants.split(",") if v]
-    if "vanilla" not in variants:
-        variants.insert(0, "vanilla")
-    bad = [v for v in variants if v not in ALL_VARIANTS or v in ("rnode", "taynode")]
-    if bad:
-        raise ValueError(f"--variants: {bad} not available for neural SDEs; choose from "
-                         f"{[v for v in ALL_VARIANTS if v not in ('rnode', 'taynode')]}")  # fmt: skip
-    if args.seeds < 1 or args.jobs < 1:
-        raise ValueError("--seeds and --jobs must be at least 1")
     root = Path(args.out) / "sde-runs"
     configs = []
     for task in tasks:
-        if task not in EPOCHS:
-            raise ValueError(f"--tasks: unknown task {task!r}; choose from {sorted(EPOCHS)}")
         epochs = args.epochs or EPOCHS[task][1 if args.full else 0]
         for variant in variants:
             weight = (
@@ -333,20 +386,21 @@ def _neural_part(args: argparse.Namespace) -> dict:
                 ))  # fmt: skip
     rows = run_trainings(configs, args.jobs, root)
     rows.sort(key=lambda r: (tasks.index(r["task"]), variants.index(r["method"]), r["seed"]))
-    summary = summarize(rows, tasks, variants, points_tasks=("digits-sde",), keep="weight")
+    summary = summarize(rows, tasks, variants, points_tasks=accuracy_tasks(tasks, "sde"), keep="weight")
     columns = ["task", "method", "test_metric", "test_std", "train_seconds", "predict_seconds", "predict_nfe",
                "nfe_vs_vanilla", "train_time_vs_vanilla", "metric_delta"]  # fmt: skip
-    print_table(summary, columns, f"Neural SDEs: means over {args.seeds} seeds (spiral-sde: moment loss, "
-                "digits-sde: accuracy %; metric_delta: relative for spiral, points for digits)")  # fmt: skip
+    print_table(blank_single_std(summary, "seeds", ["test_std"]), columns,
+                f"Neural SDEs: means over {args.seeds} seed(s); {metric_units(tasks, 'sde')}")  # fmt: skip
     return {"rows": rows, "summary": summary}
 
 
 def run(args: argparse.Namespace) -> dict:
+    tasks, variants = check_options(args)
     torch.set_num_threads(args.threads)
     payload: dict = {"threads": torch.get_num_threads()}
     if args.part in ("solvers", "all"):
         payload["solvers"] = _solver_part(args)
     if args.part in ("neural", "all"):
-        payload["neural"] = _neural_part(args)
+        payload["neural"] = _neural_part(args, tasks, variants)
     rows = payload.get("solvers", {}).get("rows", []) + payload.get("neural", {}).get("rows", [])
     return {"rows": rows, **payload}

@@ -39,7 +39,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from sciml.bench.report import print_table, ratio
+from sciml.bench.report import check_unique, print_table, ratio, refuse_ignored
 from sciml.checkpoint import save_figure
 from sciml.problems import ode
 from sciml.problems.ode import ODEProblem
@@ -69,9 +69,14 @@ OURS = ("rodas5p", "radau5", "kvaerno5", "rodas4", "kvaerno3", "rosenbrock23")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timing repeats (default 1 quick, 3 full)")
-    parser.add_argument("--batch", type=int, default=None, help="batched Robertson size (default 256)")
     parser.add_argument(
-        "--problems", default=None, help=f"comma-separated subset of {', '.join({**QUICK, **FULL_EXTRA})}"
+        "--batch", type=int, default=None, help="batched Robertson size (default 256; not with --mol)"
+    )
+    parser.add_argument(
+        "--problems",
+        default=None,
+        help=f"comma-separated subset of {', '.join({**QUICK, **FULL_EXTRA})} (default: the first four; "
+        "--full: all; not with --mol)",
     )
     parser.add_argument(
         "--mol", action="store_true", help="only the large method-of-lines case: 1-D Brusselator, 2 x 5000 "
@@ -223,10 +228,32 @@ def _plot(rows: list[dict], case: str, out, work_label: str = "work = NFE + n·N
     axes[1].set(xlabel="CPU seconds (1 thread)", ylabel="max relative error", title=f"{case}: error vs time")
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
+        _few_log_ticks(ax)
     axes[0].legend(fontsize=8)
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, out / f"stiff-{case}.png", dpi=110)
+
+
+def _few_log_ticks(ax, most: int = 6) -> None:
+    """Label a log x axis at a few ticks only: matplotlib labels the minor ticks too when the axis spans
+    less than about two decades, and they overlap. Decades when at least three are in view, else 1, 2 and 5
+    times them, else 1 to 9 times them, thinned to at most ``most`` labels."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    low, high = ax.get_xlim()
+    if not (0 < low < high and math.isfinite(high)):
+        return
+    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    for subs in ((1,), (1, 2, 5), tuple(range(1, 10))):
+        ticks = [m * 10.0**k for k in decades for m in subs if low <= m * 10.0**k <= high]
+        if len(ticks) >= 3:
+            break
+    ticks = ticks[:: max(1, math.ceil(len(ticks) / most))]
+    ax.set_xlim(low, high)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _diffrax():
@@ -357,24 +384,34 @@ def _auto(repeats: int) -> list[dict]:
 def run(args: argparse.Namespace) -> dict:
     from pathlib import Path
 
-    torch.set_num_threads(1)
     out = Path(args.out)
     full = bool(args.full)
-    repeats = args.repeats or (3 if full else 1)
+    repeats = (3 if full else 1) if args.repeats is None else args.repeats
+    batch = 256 if args.batch is None else args.batch
+    for flag, value in (("--repeats", repeats), ("--batch", batch)):
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
     problems = {**QUICK, **FULL_EXTRA} if full else QUICK
-    if args.problems:
-        names = args.problems.split(",")
+    if args.mol:
+        refuse_ignored(args, ["problems", "batch"], "by --mol (it runs only the large Brusselator case)")
+    if args.problems is not None:
+        names = [n.strip() for n in args.problems.split(",") if n.strip()]
         unknown = [n for n in names if n not in {**QUICK, **FULL_EXTRA}]
-        if unknown:
+        if unknown or not names:
             raise ValueError(
-                f"--problems: unknown {unknown}; choose from {', '.join({**QUICK, **FULL_EXTRA})}"
+                f"--problems: unknown {unknown or repr(args.problems)}; choose from "
+                f"{', '.join({**QUICK, **FULL_EXTRA})}"
             )
+        check_unique(names, "--problems")
         problems = {n: {**QUICK, **FULL_EXTRA}[n] for n in names}
+    torch.set_num_threads(1)
     if args.mol:
         rows = _mol(repeats, out)
         columns = ["case", "method", "tol", "work", "error", "seconds", "work_vs_BDF", "time_vs_BDF",
                    "work_vs_Radau", "time_vs_Radau"]  # fmt: skip
-        print_table(rows, columns, title="method of lines, matrix-free (ratios < 1: we need less)")
+        print_table(
+            rows, columns, title="method of lines, matrix-free (ratios < 1: we need less; seconds: CPU time)"
+        )
         return {"rows": rows}
     # ours at every decade in both modes: a chord over two decades of a convex work-precision curve
     # overstates the work between its ends (Van der Pol: radau5 1.21x instead of 1.04x at rtol 1e-5)
@@ -386,7 +423,11 @@ def run(args: argparse.Namespace) -> dict:
         solve(ode.robertson(), "rodas5p", rtol=1e-4, atol=1e-8, jac=None)
         solve(ode.robertson(), "radau5", rtol=1e-4, atol=1e-8, jac=None)
     rows = _work_precision(problems, tolerances, baseline_tolerances, repeats, out, full)
-    print_table(rows, ["case", "method", "tol", "work", "error", "seconds"], title="work-precision")
+    print_table(
+        rows,
+        ["case", "method", "tol", "work", "error", "seconds"],
+        title="work-precision (seconds: CPU time of the process, best of the repeats)",
+    )
     equal = _equal_error(rows)
     print_table(
         [r for r in equal if r["method"] in ("rodas5p", "radau5")],
@@ -407,12 +448,13 @@ def run(args: argparse.Namespace) -> dict:
                                     median_time_ratio=float(np.median(s)) if s else math.nan))  # fmt: skip
     print_table(summary, ["case", "method", "baseline", "median_work_ratio", "median_time_ratio"],
                 title="ours vs baselines at equal error (median over baseline tolerances)")  # fmt: skip
-    batched = _batched(args.batch or 256, repeats, full)
+    batched = _batched(batch, repeats, full)
     print_table(batched, ["case", "method", "seconds", "time_vs_radau_loop", "time_vs_diffrax",
-                          "max_difference_vs_radau"], title="batched Robertson (rtol 1e-6)")  # fmt: skip
+                          "max_difference_vs_radau"],
+                title="batched Robertson (rtol 1e-6; seconds: CPU time)")  # fmt: skip
     auto = _auto(repeats)
     print_table(auto, ["case", "method", "work", "seconds", "status", "switches", "work_vs_best_pure"],
-                title="method='auto'")  # fmt: skip
+                title="method='auto' (seconds: CPU time)")  # fmt: skip
     if _diffrax() is not None:
         diffrax_note = f"{DIFFRAX}: JAX CPU, float64, compiled call timed (Robertson and the batched case)"
     else:

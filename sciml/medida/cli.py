@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sciml.bench.report import refuse_ignored
 from sciml.checkpoint import check_writable_dir, save_figure, write_json
 
 HELP = (
@@ -56,22 +57,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"KS case number 1-{max(CASES)} (sciml.medida.cases) or a QG case: "
         "qg-beta, qg-drag, qg-hyperviscosity, qg-advection, qg-rd (sciml.medida.qg)",
     )
-    parser.add_argument("--noise", type=float, default=0.0, help="observation noise as a fraction of std(u)")
-    parser.add_argument("--windows", type=int, default=None, help="observation windows in [100, 200)")
-    parser.add_argument("--steps", type=int, default=None, help="consecutive observations per window")
-    parser.add_argument("--members", type=int, default=NOISY_DEFAULTS["members"], help="EnKF ensemble size")
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        help="observation noise as a fraction of std(u) (default 0: noise-free observations, no filter)",
+    )
+    parser.add_argument(
+        "--windows",
+        type=int,
+        default=None,
+        help=f"KS cases: observation windows in [100, 200) (default {NOISY_DEFAULTS['windows']})",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="KS cases: consecutive observations per window (default 2; with --noise "
+        f"{NOISY_DEFAULTS['steps']})",
+    )
+    parser.add_argument(
+        "--members",
+        type=int,
+        default=None,
+        help=f"EnKF ensemble size (with --noise; default {NOISY_DEFAULTS['members']})",
+    )
     parser.add_argument(
         "--inflation",
-        default="adaptive",
-        help="EnKF multiplicative inflation: a number >= 1 or 'adaptive' (default)",
+        default=None,
+        help="KS cases with --noise: EnKF multiplicative inflation, a number >= 1 or 'adaptive' (default)",
     )
-    parser.add_argument("--localization", type=float, default=10.0, help="Gaspari-Cohn radius (0: none)")
-    parser.add_argument("--burn-in", type=int, default=NOISY_DEFAULTS["burn_in"], help="filter steps skipped")
+    parser.add_argument(
+        "--localization",
+        type=float,
+        default=None,
+        help="KS cases with --noise: Gaspari-Cohn localization radius, 0 for none (default 10)",
+    )
+    parser.add_argument(
+        "--burn-in",
+        type=int,
+        default=None,
+        help=f"KS cases with --noise: filter steps skipped (default {NOISY_DEFAULTS['burn_in']})",
+    )
     parser.add_argument(
         "--features",
         choices=("one-step", "library"),
-        default="one-step",
-        help="one-step-consistent regressors (default) or library at the state (paper)",
+        default=None,
+        help="KS cases: one-step-consistent regressors (default) or library at the state (paper)",
     )
     parser.add_argument(
         "--sparse",
@@ -86,10 +118,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="QG cases: the grid (default 32; sparse observations resolve a band only at 64)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the observation noise, the EnKF ensembles and the sparse interpolators (default 0)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--out", default="medida-results", help="directory for the JSON and PNG")
-    parser.add_argument("--no-plot", action="store_true", help="skip the valid-time runs and the PNG")
+    parser.add_argument(
+        "--out", default="medida-results", help="directory for the JSON and PNG (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--no-plot", action="store_true", help="KS cases: skip the valid-time runs and the PNG"
+    )
 
 
 def run_case(
@@ -185,6 +226,56 @@ def _plot(path: Path, x, t, trajectories, valid, lam: float, title: str) -> None
     axes[3].legend()
     fig.suptitle(title)
     save_figure(fig, path, dpi=110)
+
+
+#: options only the noisy KS pipeline (the EnKF) reads, and those only the KS cases read
+KS_NOISY_ONLY = ("members", "inflation", "localization", "burn_in")
+KS_ONLY = ("features", "windows", "steps", "inflation", "localization", "burn_in", "no_plot")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse, before any work, options the chosen case and observations would ignore and values the run
+    would refuse only later (after the spin-up); fill in the defaults of the options left out.
+
+    Raises:
+        ValueError: naming the option.
+    """
+    qg = isinstance(args.case, str)
+    if qg:
+        refuse_ignored(args, KS_ONLY, "by the QG cases (they set the KS cases)")
+        if args.noise is None or args.noise == 0:
+            refuse_ignored(args, ["members"], "without --noise (the EnKF runs only on noisy observations)")
+    else:
+        if getattr(args, "sparse", None):
+            raise ValueError(
+                "--sparse applies to the QG cases (qg-...); KS sparse runs: `sciml bench medida`"
+            )
+        if getattr(args, "qg_n", None) is not None:
+            raise ValueError("--qg-n applies to the QG cases (qg-...)")
+        if args.noise is None or args.noise == 0:
+            refuse_ignored(args, KS_NOISY_ONLY, "without --noise (the EnKF runs only on noisy observations)")
+    args.noise = 0.0 if args.noise is None else args.noise
+    if not (math.isfinite(args.noise) and 0 <= args.noise < 1):
+        raise ValueError(f"--noise must be a fraction in [0, 1) (0.01 = 1 %), got {args.noise}")
+    args.members = NOISY_DEFAULTS["members"] if args.members is None else args.members
+    if args.members < 2:
+        raise ValueError(f"--members must be at least 2, got {args.members}")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    inflation = "adaptive" if args.inflation is None else args.inflation
+    if inflation != "adaptive":
+        try:
+            inflation = float(inflation)
+        except ValueError:
+            inflation = math.nan
+        if not (math.isfinite(inflation) and inflation >= 1):
+            raise ValueError(
+                f"--inflation must be a number >= 1 (1: none) or 'adaptive', got {args.inflation!r}"
+            )
+    args.inflation = inflation
+    args.localization = 10.0 if args.localization is None else args.localization
+    args.burn_in = NOISY_DEFAULTS["burn_in"] if args.burn_in is None else args.burn_in
+    args.features = "one-step" if args.features is None else args.features
 
 
 def _main_qg(args: argparse.Namespace) -> int:
@@ -285,27 +376,10 @@ def main(args: argparse.Namespace) -> int:
     from sciml.medida.cases import ks_lyapunov_exponent, ks_truth, truth_window
     from sciml.medida.valid_time import valid_times
 
+    check_options(args)
     if isinstance(args.case, str):
         return _main_qg(args)
-    if getattr(args, "sparse", None):
-        raise ValueError("--sparse applies to the QG cases (qg-...); KS sparse runs: `sciml bench medida`")
-    if getattr(args, "qg_n", None) is not None:
-        raise ValueError("--qg-n applies to the QG cases (qg-...)")
-
-    if not (math.isfinite(args.noise) and 0 <= args.noise < 1):
-        raise ValueError(f"--noise must be a fraction in [0, 1) (0.01 = 1 %), got {args.noise}")
-    if args.members < 2:
-        raise ValueError(f"--members must be at least 2, got {args.members}")
-    if args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}")
     inflation: float | str = args.inflation
-    if inflation != "adaptive":
-        try:
-            inflation = float(inflation)
-        except ValueError:
-            raise ValueError(
-                f"--inflation must be a number >= 1 or 'adaptive', got {args.inflation!r}"
-            ) from None
     out = check_writable_dir(args.out)
     torch.set_num_threads(args.threads)
     discovery, spec, row = run_case(

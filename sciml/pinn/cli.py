@@ -43,11 +43,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="preset budget: quick smoke run, default (~3 min on 2 CPU cores), full (the paper's)",
     )
     parser.add_argument(
-        "--iterations", type=int, default=None, help="total iterations, split like the preset's Adam/L-BFGS"
+        "--iterations",
+        type=int,
+        default=None,
+        help="total iterations, split like the preset's Adam/L-BFGS (default: the budget's; not with "
+        "--adam/--lbfgs)",
     )
-    parser.add_argument("--adam", type=int, default=None, help="Adam iterations (overrides the split)")
-    parser.add_argument("--lbfgs", type=int, default=None, help="L-BFGS iterations (overrides the split)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--adam",
+        type=int,
+        default=None,
+        help="Adam iterations (default: the budget's; not with --iterations)",
+    )
+    parser.add_argument(
+        "--lbfgs",
+        type=int,
+        default=None,
+        help="L-BFGS iterations (default: the budget's; not with --iterations)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the network's initial weights and the points (default 0)"
+    )
     parser.add_argument(
         "--time-windows",
         type=int,
@@ -324,6 +340,12 @@ def main(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None and value < 0:
             raise ValueError(f"--{flag} must be ≥ 0, got {value}")
+    split = [f"--{flag}" for flag in ("adam", "lbfgs") if getattr(args, flag) is not None]
+    if args.iterations is not None and split:
+        raise ValueError(
+            f"--iterations and {' and '.join(split)} both set the iterations: give --iterations (split like "
+            "the preset's), or --adam and/or --lbfgs"
+        )
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be ≥ 1, got {args.threads}")
@@ -344,6 +366,11 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(f"sciml pde: using the generic preset (no suite preset for {problem.name!r})")
     config = _split(settings.config(args.budget, args.model), args.iterations, args.adam, args.lbfgs)
+    if split and config.adam_iterations + config.lbfgs_iterations == 0:
+        raise ValueError(
+            f"{' and '.join(split)}: no iterations left to train (Adam {config.adam_iterations}, L-BFGS "
+            f"{config.lbfgs_iterations}); give at least one iteration"
+        )
     if args.time_windows is not None:
         if args.time_windows < 1:
             raise ValueError(f"--time-windows must be ≥ 1, got {args.time_windows}")
@@ -375,11 +402,27 @@ def main(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"sciml pde: {exc}", file=sys.stderr)
         return 1
-    except CheckpointMismatch as exc:  # the command line's own way out
+    except CheckpointMismatch as exc:  # the command line's own way out, not the Python API's
+        what = str(exc).split(". To continue that run")[0]
         raise ValueError(
-            f"--resume: {exc}. From the command line: resume with the options of that run, or train into "
-            "another --out directory"
+            f"--resume: {what}. To continue that run, give the options it was started with (--problem, "
+            "--model, --budget, --iterations/--adam/--lbfgs, --time-windows, --dtype, --seed) with --resume; "
+            "to train with these options, drop --resume and pass another --out directory"
         ) from None
+    except KeyboardInterrupt:
+        checkpoint = out / "checkpoint.pt"
+        if checkpoint.exists():
+            where = (
+                f"the last checkpoint is {checkpoint} (written every {config.checkpoint_every} iterations); "
+                f"continue with the same options and --resume --out {out}"
+            )
+        else:
+            where = (
+                f"no checkpoint was written yet (one is written every {config.checkpoint_every} iterations), "
+                "so there is nothing to resume"
+            )
+        print(f"sciml pde: interrupted; {where}", file=sys.stderr)
+        return 130
     names = problem.domain.names
     metrics = {
         "problem": problem.name,
