@@ -96,8 +96,11 @@ class JacobianProvider:
 def _check_dense(n: int) -> None:
     if n > MAX_DENSE:
         raise ValueError(
-            f"a dense Jacobian of {n} unknowns needs {n * n * 8 / 2**30:.1f} GiB; pass jac='batched' if the "
-            "rows of a (batch, d) state are independent, or an analytic jac=..."
+            f"a dense Jacobian of {n} unknowns needs {n * n * 8 / 2**30:.1f} GiB (and a dense LU of it); "
+            "pass jac='batched' if the rows of a (batch, d) state are independent, or use "
+            "method='kvaerno5' (or 'kvaerno3') with jac='krylov' (matrix-free Newton-Krylov, optionally "
+            "preconditioned: jac=NewtonKrylov(preconditioner=...)); an analytic jac=... returning an (n, n) "
+            "matrix is factorised densely too"
         )
 
 
@@ -268,10 +271,11 @@ class UserJacobian(JacobianProvider):
     """An analytic Jacobian ``jac(t, y)`` (tensor time, state of the problem's shape) returning ``(n, n)``
     or, for a ``(*batch, d)`` state, per-sample blocks ``(*batch, d, d)``. A sparse tensor (COO, CSR, …) is
     densified with ``to_dense()``: the factorisations are dense LU, so sparsity saves nothing here (for large
-    sparse systems use ``jac="batched"`` or ``jac="krylov"`` with a preconditioner).
+    sparse systems use ``jac="batched"`` or ``jac="krylov"`` with a preconditioner), and an ``(n, n)``
+    Jacobian above the dense limit (``MAX_DENSE`` unknowns) is refused as the autodiff one is.
 
     Raises:
-        ValueError: (when called) the returned shape fits neither layout.
+        ValueError: (when called) the returned shape fits neither layout, or ``n`` exceeds the dense limit.
     """
 
     def __init__(self, jac: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
@@ -285,6 +289,8 @@ class UserJacobian(JacobianProvider):
         n = y.numel()
         if not torch.is_tensor(J):
             raise ValueError(f"`jac` must return a tensor, got {type(J).__name__}")
+        if J.shape == (n, n):  # an (n, n) matrix is factorised densely: the same size limit
+            _check_dense(n)
         if J.layout != torch.strided:  # sparse: the LU factorisations are dense
             J = J.to_dense()
         if J.shape == (n, n):

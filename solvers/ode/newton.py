@@ -36,7 +36,11 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["NewtonOutcome", "newton_stage", "newton_tolerance"]
+__all__ = ["NewtonOutcome", "newton_stage", "newton_tolerance", "STALE_RATE"]
+
+#: a contraction rate above which a kept (earlier step's) Jacobian is taken as stale: the stage fails and is
+#: retried with a fresh one (Van der Pol, ε = 1e-6: a stale J̃ stalls at θ ≈ 1 − 1e-5 with ‖ΔY‖ ≈ 0.01 κ)
+STALE_RATE = 0.5
 
 
 def newton_tolerance(rtol: float, dtype: torch.dtype = torch.float64) -> float:
@@ -143,6 +147,7 @@ def newton_stage(
     track: bool = False,
     block: int | None = None,
     transpose: Callable | None = None,
+    kept: bool = False,
 ) -> NewtonOutcome:
     """Solve ``Y = R + hγ f(Y)`` by simplified Newton (see the module docstring).
 
@@ -162,6 +167,12 @@ def newton_stage(
         transpose: matrix-free: ``transpose(vjp, g, hg)`` solves ``(I − hγ J)ᵀ v = g`` given ``vjp(u) = Jᵀu``
             (e.g. :meth:`~sciml.solvers.ode.jacobian.KrylovSolve.solve_transpose`); used by the backward pass
             instead of building ``J``.
+        kept: the iteration matrix comes from a Jacobian of an earlier step. The first correction alone then
+            proves nothing (a stale ``J̃`` can give a small ``ΔY`` for a stage far from its solution, and
+            take it no closer), so a stage it would accept gets one more correction, which only measures
+            the contraction rate ``θ`` (the first iterate is returned); ``θ > STALE_RATE`` there, or a later
+            rate that stalls or is too slow to reach ``κ``, fails the solve (the caller retries with a fresh
+            Jacobian) instead of being taken for round-off.
 
     Returns:
         A :class:`NewtonOutcome`; when not converged, ``Y`` is the last iterate.
@@ -172,6 +183,7 @@ def newton_stage(
     eta = max(eta, torch.finfo(Y.dtype).eps) ** 0.8
     previous = rate = math.nan
     residual = F = leaf = None
+    checking = False  # accepted on the first correction with a kept J̃: this iteration only measures θ
     for m in range(max_iter):
         if track:
             with torch.enable_grad():
@@ -185,16 +197,28 @@ def newton_stage(
         if not math.isfinite(norm):
             return NewtonOutcome(Y, False, m + 1, math.inf, eta)
         small = float(delta.abs().max()) <= tiny * float(Y.abs().max())  # at round-off: stop here
+        if checking:  # the iterate stands; the rate decides whether the kept J̃ still serves
+            rate = norm / previous if previous > 0 and not small else 0.0
+            if rate > STALE_RATE:
+                return NewtonOutcome(Y, False, m + 1, rate, 1.0)
+            if track:  # the value is the checked iterate (a zero correction), the derivative the IFT's
+                zero = torch.zeros_like(delta)
+                Y = leaf.detach() + _ImplicitSolve.apply(residual, zero, F, leaf, hg, block, transpose)
+            return NewtonOutcome(Y, True, m + 1, rate, eta)  # η as accepted on the first correction
         if m > 0 and not small:
             rate = norm / previous if previous > 0 else 0.0
             eta = rate / (1.0 - rate) if rate < 1.0 else math.inf
             # diverging, or too slow to reach κ in the iterations left
             if rate >= 1.0 or rate ** (max_iter - 1 - m) / (1.0 - rate) * norm > kappa:
-                if norm > 1.0:
+                if norm > 1.0 or (kept and rate > STALE_RATE):  # a kept Jacobian gone stale, not round-off
                     return NewtonOutcome(Y, False, m + 1, rate, 1.0)
                 small = True  # stagnating within the tolerance: round-off, not a failure
         previous = norm
         converged = small or eta * norm <= kappa
+        if converged and m == 0 and kept and not small and max_iter > 1:
+            checking = True
+            Y = Y + delta
+            continue
         if converged:
             if track:
                 Y = leaf.detach() + _ImplicitSolve.apply(residual, delta, F, leaf, hg, block, transpose)

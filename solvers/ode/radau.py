@@ -281,6 +281,12 @@ class Radau(ImplicitMethod):
     def __repr__(self) -> str:
         return "Radau(radau5)"
 
+    @property
+    def newton_failed(self) -> bool:
+        """The last step's Newton iteration failed (read by :func:`~sciml.solvers.ode.solve`'s loop, which
+        ends a fixed-step solve there; odeint's fixed grid keeps its own handling)."""
+        return self.info.newton_failed and not self.fixed_grid
+
     def for_solve(self, jac: Any = None) -> Radau:
         return Radau(jacobian_provider(jac) if jac is not None else self.jacobian, self.fixed_grid)
 

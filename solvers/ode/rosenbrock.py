@@ -20,6 +20,7 @@ and ``rodas5p`` (Steinebach 2023, order 5(4), stiffly accurate, with a 4th-order
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ from sciml.solvers.ode.implicit import ImplicitCounters, ImplicitMethod
 from sciml.solvers.ode.jacobian import (
     AutodiffJacobian,
     DenseLU,
+    FiniteDifferenceJacobian,
     Jacobian,
     JacobianProvider,
     jacobian_provider,
@@ -262,6 +264,25 @@ RODAS5P = _rodas(
 ROSENBROCK_TABLEAUS: dict[str, RosenbrockTableau] = {t.name: t for t in (ROSENBROCK23, RODAS4, RODAS5P)}
 
 
+_FAILED = object()
+
+
+def _forward_time_derivative(f, t: float, y: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
+    """``∂f/∂t`` at ``(t, y)`` by forward-mode AD (one call of ``f`` with a dual time tensor); None when the
+    output carries no tangent (``f`` does not use ``t`` through differentiable operations). Differentiable
+    with respect to ``y`` and the parameters of ``f`` where autograd records."""
+    import torch.autograd.forward_ad as fwAD
+
+    one = torch.ones((), dtype=y.dtype, device=y.device)
+    with fwAD.dual_level():
+        with warnings.catch_warnings():  # the first make_dual scripts torch's decompositions: a FutureWarning
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+            tt = fwAD.make_dual(torch.scalar_tensor(t, dtype=y.dtype, device=y.device), one)
+        out = f(tt, y.view(shape))
+        tangent = fwAD.unpack_dual(out).tangent
+    return None if tangent is None else tangent.reshape(-1)
+
+
 class _Coefficients:
     def __init__(self, tab: RosenbrockTableau, dtype: torch.dtype, device: torch.device):
         def as_tensor(v):
@@ -298,9 +319,12 @@ class Rosenbrock(ImplicitMethod):
     Raises:
         ValueError: ``max_jacobian_age`` < 1.
 
-    ``∂f/∂t`` (needed for full order on non-autonomous problems) is a forward difference in ``t``; whether
-    ``f`` depends on ``t`` at all is probed once at the first step (one extra evaluation), and autonomous
-    fields skip it.
+    ``∂f/∂t`` (needed for full order on non-autonomous problems) is computed at every Jacobian (for a
+    W-method every step) by forward-mode AD in ``t`` — exact, one evaluation of ``f`` — where the field
+    takes a time tensor (fields given to :func:`~sciml.solvers.ode.solve`); a field whose output carries no
+    tangent in ``t`` at the first step (and whose difference probe agrees) is autonomous and skips it from
+    then on. Fields reached only with host times (the continuous adjoint's) or that forward AD cannot
+    evaluate get a forward difference every time instead (see :meth:`_time_derivative`).
     """
 
     def __init__(
@@ -323,7 +347,8 @@ class Rosenbrock(ImplicitMethod):
         self._ft: torch.Tensor | None = None
         self._W = None
         self._W_h: float | None = None
-        self._autonomous: bool | None = None
+        self._time_mode: str | None = None  # how ∂f/∂t is had: None (not yet), "ad", "fd", "autonomous"
+        self._warned = False  # the gradient warning of a finite-difference Jacobian (once per solve)
         self._start: tuple | None = None  # (t, y) of the last step's start
         self._age = 0  # steps the current Jacobian has served
         self._limit = self.max_jacobian_age  # steps it may serve: halved by a rejection, doubled by a term
@@ -343,7 +368,7 @@ class Rosenbrock(ImplicitMethod):
     def begin(self, rtol: float | torch.Tensor, atol: float | torch.Tensor) -> None:
         """A new integration keeps nothing of the last one: the continuous adjoint's backward solve has
         another field and a larger state, so a W-method's kept Jacobian (and the autonomy probe) must go."""
-        self._point = self._J = self._ft = self._W = self._W_h = self._start = self._autonomous = None
+        self._point = self._J = self._ft = self._W = self._W_h = self._start = self._time_mode = None
         self._age, self._limit = 0, self.max_jacobian_age
 
     def _coefficients(self, y: torch.Tensor) -> _Coefficients:
@@ -366,8 +391,6 @@ class Rosenbrock(ImplicitMethod):
             self._limit = min(self.max_jacobian_age, 2 * self._limit)
         keep = self.tableau.w_method and y.numel() > 4 * (self.tableau.n_stages - self.tableau.fsal)
         if keep and self._J is not None and not retry and self._age <= self._limit:
-            if self._autonomous:
-                return self._J, None
             ft = self._time_derivative(f, t, y, h, shape, fy)
             return self._J, ft
         J = self.counted_jacobian(f, t, y, shape, fy)
@@ -377,15 +400,64 @@ class Rosenbrock(ImplicitMethod):
         return J, ft
 
     def _time_derivative(self, f, t: float, y: torch.Tensor, h: float, shape: torch.Size, fy: torch.Tensor):
-        """``∂f/∂t`` by a forward difference, None for autonomous fields (probed once per solve)."""
-        delta = math.sqrt(torch.finfo(y.dtype).eps) * max(abs(t), abs(h), 1e-300)
-        if self._autonomous is None:  # one probe: does f depend on t at all?
-            probe = f(t + delta, y.view(shape)).reshape(-1)
-            self._autonomous = bool(torch.equal(probe.detach(), fy.detach()))
-            return None if self._autonomous else (probe - fy) / delta
-        if self._autonomous:
+        """``∂f/∂t`` at ``(t, y)``, or None where ``f`` does not depend on ``t`` (see the class docstring).
+
+        Forward-mode AD in ``t`` (one evaluation of ``f``, exact) where the field takes a time tensor
+        (``f.tensor_time``, set by :func:`~sciml.solvers.ode.solve`); a field whose output carries no tangent
+        is autonomous — decided once, structurally, and confirmed by a difference probe (a field reading
+        ``t`` through ``float(t)`` carries no tangent either). Otherwise a forward difference with a step
+        scaled by ``|h|`` (not ``|t|``: far from ``t = 0`` that made the step, and its truncation error,
+        grow with ``t``), a few ulps of ``t`` at least; it is recomputed at every Jacobian, never taken as
+        proof of autonomy (one probe can miss the time dependence: ``f`` may change with ``t`` below
+        round-off there, or only through a component that is 0 at that state)."""
+        mode = self._time_mode
+        if mode == "autonomous":
             return None
-        return (f(t + delta, y.view(shape)).reshape(-1) - fy) / delta
+        if mode in (None, "ad") and getattr(f, "tensor_time", False):
+            try:
+                ft = _forward_time_derivative(f, t, y, shape)
+            except (RuntimeError, NotImplementedError, TypeError):  # an operation forward AD cannot do
+                ft, mode = _FAILED, "fd"
+            if ft is not _FAILED:
+                if ft is not None or mode == "ad":
+                    self._time_mode = "ad"
+                    return ft
+                probe, delta = self._difference(f, t, y, h, shape)
+                if torch.equal(probe.detach(), fy.detach()):
+                    self._time_mode = "autonomous"
+                    return None
+                self._time_mode = "fd"  # t enters f outside autograd (float(t), numpy)
+                return (probe - fy) / delta
+        self._time_mode = "fd"
+        probe, delta = self._difference(f, t, y, h, shape)
+        if torch.equal(probe.detach(), fy.detach()):
+            return None  # no change here; probed again at the next Jacobian
+        return (probe - fy) / delta
+
+    @staticmethod
+    def _difference(f, t: float, y: torch.Tensor, h: float, shape: torch.Size) -> tuple[torch.Tensor, float]:
+        """``(f(t + δ, y), δ)`` with ``δ = √eps·|h|`` (a few ulps of ``t`` at least), rounded so that
+        ``t + δ`` is exact."""
+        eps = torch.finfo(y.dtype).eps
+        ulp = math.ulp(t) if t != 0 else 0.0
+        delta = max(math.sqrt(eps) * abs(h), 4 * ulp, 1e-300)
+        delta = (t + delta) - t
+        return f(t + delta, y.view(shape)).reshape(-1), delta
+
+    def _warn_untracked_jacobian(self) -> None:
+        """Once per solve: a finite-difference Jacobian has no autograd history, so the gradient of a
+        Rosenbrock solution (whose stages use ``J`` explicitly) misses ``∂J/∂p`` and is not the derivative of
+        the computed solution (rodas4, dt = 0.02: 120 % off on a kinetics problem)."""
+        self._warned = True
+        if isinstance(self.jacobian, FiniteDifferenceJacobian):
+            warnings.warn(
+                f"differentiating through {self.tableau.name} with a finite-difference Jacobian (jac='fd'): "
+                "the Jacobian carries no autograd history, so the gradient misses its dependence on the "
+                "parameters and is not the derivative of the computed solution; use jac=None (the default "
+                "autodiff Jacobian) when you need gradients",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def factor(self, J: Jacobian, h: float):
         if self._W is None or self._W_h != h:
@@ -412,6 +484,8 @@ class Rosenbrock(ImplicitMethod):
         tab = self.tableau
         co = self._coefficients(y)
         shape = shape if shape is not None else y.shape
+        if not self._warned and torch.is_grad_enabled() and (y.requires_grad or k1.requires_grad):
+            self._warn_untracked_jacobian()
         J, ft = self.jacobian_at(f, t, y, h, shape, k1)
         W = self.factor(J, h)
         us: list[torch.Tensor] = []

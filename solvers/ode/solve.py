@@ -84,6 +84,7 @@ class _Raw:
     t_reached: float = 0.0
     nonfinite: bool = False
     fixed_steps: bool = False
+    newton_failed: bool = False  # a fixed-step solve ended at a step whose Newton iteration failed
 
 
 def _integrate(
@@ -130,6 +131,9 @@ def _integrate(
         if hk.perturb or jumps:
             t = _perturbed(t, ends, direction, hk.perturb, jumps)
         return f(t, y)
+
+    # a field that takes a time tensor (∂f/∂t by forward-mode AD in the Rosenbrock methods)
+    field_.tensor_time = getattr(f, "tensor_time", False) and not (hk.perturb or jumps)
 
     shape = shape if shape is not None else y0.shape
     if k1 is None:
@@ -204,6 +208,9 @@ def _integrate(
             y, k1 = y.clone(), k1.clone()  # they may live in the reused buffers
             res = rk.step(field_, t, y, h_try, k1, shape=shape, stiffness=stiffness)
         st.n_steps += 1
+        if not adaptive and getattr(rk, "newton_failed", False):  # fixed steps cannot shrink: stop here
+            out.status, out.newton_failed = Status.NON_FINITE, True
+            break
         norm = abs_y1 = None
         if res.y_error is not None and hk.norm is not None:
             abs_y1 = part(res.y1).abs()
@@ -392,14 +399,18 @@ def check_saveat(saveat: Any, t0: float, t1: float, y0: torch.Tensor) -> list[fl
 
 
 def _timed_field(rhs: Callable, y0: torch.Tensor) -> Callable[[float, torch.Tensor], torch.Tensor]:
-    """``rhs`` called with host times turned into 0-d tensors of y0's dtype (as torchdiffeq passes them)."""
+    """``rhs`` called with host times turned into 0-d tensors of y0's dtype (as torchdiffeq passes them); a
+    time tensor is passed through (marked by ``f.tensor_time``)."""
     dtype, device = y0.dtype, y0.device
 
     def f(t: float, y: torch.Tensor) -> torch.Tensor:
         if type(t) is SideTime:
             return rhs(time_tensor(t, dtype, device), y)
+        if torch.is_tensor(t):  # already a time tensor (a dual one: ∂f/∂t by forward-mode AD)
+            return rhs(t, y)
         return rhs(torch.scalar_tensor(t, dtype=dtype, device=device), y)
 
+    f.tensor_time = True
     return f
 
 
@@ -464,12 +475,32 @@ def _failure_message(
                 f"{len(recent)} steps: explicit methods are limited by stability there); use "
                 "method='auto' (switches to the implicit rodas5p where stiff) or method='rodas5p'."
             )
+    from sciml.solvers.ode.auto import AutoSwitch
+
+    if len(recent) >= 10 and isinstance(rk, AutoSwitch) and rk.current is rk.explicit:
+        median = float(rk.stiffness_index(torch.stack([s.detach() for s in recent])).median())
+        if median >= 0.5:
+            limit = rk.settings["stifftol"]
+            stiff_note = (
+                f" The problem may be stiff: method='auto' stayed with tsit5 (median stiffness index "
+                f"{median:.2f} over the last {len(recent)} steps; it switches to rodas5p after "
+                f"{rk.settings['maxstiffstep']} consecutive steps above stifftol={limit:g}); use an implicit "
+                "method, e.g. method='rodas5p'."
+            )
     if raw.status is Status.MAX_STEPS:
         if resolution:
             return f"reached max_steps={max_steps} at t={t:.6g} before t1={t1:.6g}: {resolution}."
+        advice = "Otherwise raise" if stiff_note else "Raise"
         return (
-            f"reached max_steps={max_steps} at t={t:.6g} before t1={t1:.6g}.{stiff_note or ''} "
-            "Otherwise raise `max_steps` or loosen rtol/atol."
+            f"reached max_steps={max_steps} at t={t:.6g} before t1={t1:.6g}.{stiff_note} "
+            f"{advice} `max_steps` or loosen rtol/atol."
+        )
+    if raw.status is Status.NON_FINITE and raw.newton_failed:
+        return (
+            f"the Newton iteration of the implicit stages failed at t={t:.6g} (the step from there is "
+            "non-finite): with fixed steps it cannot be shrunk and retried, so the solve stops there; use a "
+            "smaller `dt`, an adaptive solve (leave `dt` out), a Rosenbrock method (method='rodas5p': no "
+            "Newton iteration), or odeint(..., method='radauIIA5') on your time grid"
         )
     if raw.status is Status.NON_FINITE and raw.fixed_steps:
         return (
