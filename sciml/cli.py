@@ -13,7 +13,6 @@ import importlib
 import math
 import os
 import sys
-from pathlib import Path
 
 #: sub-command -> module implementing it
 COMMANDS: dict[str, str] = {
@@ -80,22 +79,7 @@ def check_numbers(args: argparse.Namespace) -> None:
                 raise ValueError(f"{flag} must be zero or positive, got {v}")
 
 
-def _train_hint(args: argparse.Namespace) -> str:
-    """Where an interrupted ``sciml train`` left its last checkpoint (written after every epoch)."""
-    # the default --out of sciml.neural_de.cli.main
-    out = Path(args.out or f"runs/{args.kind}-{args.task}-{args.reg}-s{args.seed}")
-    checkpoint = out / "checkpoint.pt"
-    if checkpoint.exists():
-        return (
-            f"the last checkpoint is {checkpoint} (written after every epoch); continue the run with the "
-            f"same options and --resume --out {out}"
-        )
-    return "no epoch had finished, so there is no checkpoint to resume from"
-
-
 def _interrupt_hint(args: argparse.Namespace) -> str | None:
-    if args.command == "train":
-        return _train_hint(args)
     hint = getattr(args._module, "interrupt_hint", None)
     return hint(args) if hint is not None else None
 

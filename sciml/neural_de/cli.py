@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from sciml.neural_de.tasks import TASKS
-from sciml.neural_de.training import VARIANTS, TrainConfig, TrainingDiverged, train
+from sciml.neural_de.training import VARIANTS, TrainConfig, TrainingDiverged, check_seed, train
 
 HELP = "train a neural ODE/SDE task with a solver-heuristic regularizer (tqdm, JSON metrics, checkpoints)"
 
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p = sub.add_parser(kind, help=f"tasks: {', '.join(tasks)}")
         p.add_argument("--task", required=True, help=f"one of {tasks}")
         p.add_argument("--reg", default="vanilla", help=f"one of {list(VARIANTS)} (default: vanilla)")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=int, default=0, help="in [0, 2**32 - 1] (default 0)")
         p.add_argument("--epochs", type=int, default=None, help="default: the task's")
         p.add_argument("--out", default=None,
                        help="output directory (default: runs/KIND-TASK-REG-sSEED); one that already holds a "
@@ -76,8 +76,26 @@ def check_fresh_out(out: str | Path, resume: bool) -> None:
         )
 
 
+def default_out(args: argparse.Namespace) -> str:
+    """The run's output directory: ``--out``, or ``runs/KIND-TASK-REG-sSEED``."""
+    return args.out or f"runs/{args.kind}-{args.task}-{args.reg}-s{args.seed}"
+
+
+def interrupt_hint(args: argparse.Namespace) -> str:
+    """Where an interrupted run left its last checkpoint (written after every epoch)."""
+    out = Path(default_out(args))
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.exists():
+        return (
+            f"the last checkpoint is {checkpoint} (written after every epoch); continue the run with the "
+            f"same options and --resume --out {out}"
+        )
+    return "no epoch had finished, so there is no checkpoint to resume from"
+
+
 def main(args: argparse.Namespace) -> int:
-    out = args.out or f"runs/{args.kind}-{args.task}-{args.reg}-s{args.seed}"
+    check_seed(args.seed)  # before --out is looked at or created
+    out = default_out(args)
     check_fresh_out(out, args.resume)
     save_epochs = None if args.save_epochs is None else epoch_list(args.save_epochs, "--save-epochs", 1)
     config = TrainConfig(

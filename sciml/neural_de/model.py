@@ -48,8 +48,11 @@ class NeuralODEResult(NamedTuple):
         ys: states at the save times, ``(len(saveat), *y0.shape)`` (``(1, *y0.shape)`` for the final state).
         solution: the solver's :class:`~sciml.solvers.solution.Solution` (for NFE and global regularizers).
         regularization: the regularizer's scalar, or None.
-        work: ``NFE + n·NJEV`` of the solve (``n`` the size of one Jacobian block: the last dimension of
-            the state with ``jac="batched"``, the whole state otherwise); the NFE for explicit methods.
+        work: the evaluations the solve cost. :class:`NeuralODE`: ``NFE + n·NJEV`` (``n`` the size of one
+            Jacobian block: the last dimension of the state with ``jac="batched"``, the whole state otherwise;
+            the NFE for explicit methods). :class:`~sciml.neural_de.sde.NeuralSDE`: its ``stats.nfe``, every
+            evaluation of the drift or the diffusion (``nfe_drift + nfe_diffusion``; SDE methods use no
+            Jacobian). Neither counts a local regularizer's extra step.
     """
 
     ys: torch.Tensor
@@ -95,9 +98,94 @@ class Autonomous(nn.Module):
         return self.net(y)
 
 
-def _check_field(field: nn.Module) -> None:
+def _parameters(field) -> list[torch.Tensor]:
+    """The parameters of a field (none for a plain function, which ``backend="backprop"`` accepts)."""
+    return list(field.parameters()) if isinstance(field, nn.Module) else []
+
+
+def _graph_leaves(output: torch.Tensor, own: set[int], boundary) -> list[torch.Tensor]:
+    """The leaf tensors requiring grad that ``output``'s autograd graph reaches, except those in ``own``
+    (ids) and those reached only through the node ``boundary``."""
+    found, seen, stack = [], set(), [output.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node is boundary or node in seen:
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)  # an AccumulateGrad node: the leaf it accumulates into
+        if leaf is not None:
+            if id(leaf) not in own:
+                found.append(leaf)
+            continue
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return found
+
+
+class _CapturedTensorCheck(nn.Module):
+    """The field, with its first evaluation checked (autograd on, also inside torchdiffeq's no-grad forward
+    solve): a field that depends on tensors requiring grad besides its parameters and the state — an
+    encoder's output stored on the module, a tensor it closes over — is refused, since the adjoint backends
+    differentiate only those two and the other gradients would be silently missing. It costs no extra
+    evaluation (the field's call count and every value are unchanged)."""
+
+    def __init__(self, field: nn.Module, backend: str):
+        super().__init__()
+        self.field, self.backend, self.pending = field, backend, True
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if not self.pending:
+            return self.field(t, y)
+        self.pending = False
+        grad_enabled = torch.is_grad_enabled()
+        with torch.enable_grad():
+            out = self.field(t, y)
+        own = {id(p) for p in _parameters(self.field)}
+        if y.requires_grad and y.grad_fn is None:
+            own.add(id(y))
+        # the state's own history (e.g. an encoder that produced y0) is the adjoint's business: stop there
+        foreign = _graph_leaves(out, own, y.grad_fn) if torch.is_tensor(out) else []
+        if foreign:
+            shapes = ", ".join(str(tuple(x.shape)) for x in foreign[:4]) + (", ..." if foreign[4:] else "")
+            adjoint = "our continuous adjoint" if self.backend == "continuous" else "torchdiffeq's adjoint"
+            raise ValueError(
+                f"NeuralODE(backend={self.backend!r}): the field depends on {len(foreign)} tensor(s) that "
+                f"require grad but are neither its parameters nor the state (leaf shapes {shapes}), e.g. an "
+                f"encoder's output stored on the module or a tensor it closes over; {adjoint} differentiates "
+                "only the field's parameters and the state, so their gradients would be silently missing. "
+                "Use backend='backprop', or make such a tensor an input of the state (concatenate it to y0, "
+                "with zero time derivative) or an nn.Parameter of the field; detach it if it is not trained"
+            )
+        return out if grad_enabled else out.detach()
+
+
+class _SaveTimeGradient(torch.autograd.Function):
+    """The identity on the saved states ``ys``, giving ``saveat`` its gradient: ``d ys[i] / d saveat[i]`` is
+    ``rates[i]``, the field at that time and state (first order: the rates carry no graph)."""
+
+    @staticmethod
+    def forward(ctx, ys, saveat, rates):
+        ctx.save_for_backward(rates)
+        ctx.saveat_shape, ctx.saveat_dtype = saveat.shape, saveat.dtype
+        return ys.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (rates,) = ctx.saved_tensors
+        grad_saveat = (grad * rates).reshape(grad.shape[0], -1).sum(1)
+        return grad, grad_saveat.reshape(ctx.saveat_shape).to(ctx.saveat_dtype), None
+
+
+def _check_field(field: nn.Module, backend: str = "backprop") -> None:
     if not callable(field):
         raise TypeError(f"`field` must be an nn.Module called as field(t, y), got {type(field).__name__}")
+    if backend != "backprop" and not isinstance(field, nn.Module):
+        # an adjoint differentiates the parameters of the field, and a plain function has none it can see
+        raise TypeError(
+            f"backend={backend!r} differentiates the field's parameters, and `field` is a plain "
+            f"{type(field).__name__}, whose tensors the adjoint cannot see (their gradients would be lost): "
+            "wrap it in an nn.Module that holds them as nn.Parameter and computes it in forward(t, y), or "
+            "use backend='backprop', which differentiates whatever the function uses"
+        )
     try:
         params = list(inspect.signature(getattr(field, "forward", field)).parameters.values())
     except (TypeError, ValueError):  # no signature to inspect: trust the caller
@@ -116,7 +204,11 @@ class NeuralODE(nn.Module):
 
     Args:
         field: an ``nn.Module`` called as ``field(t, y)`` (t a 0-d tensor); wrap a network of the state alone
-            in :class:`Autonomous`.
+            in :class:`Autonomous`. ``backend="backprop"`` also takes a plain function. With the adjoint
+            backends the field may depend on tensors that require grad only through its parameters and the
+            state: one it stores or closes over (e.g. an encoder's output) would get no gradient, so a
+            forward pass with grad enabled refuses it (use ``backend="backprop"``, or make it part of the
+            state).
         t_span: integration interval (increasing).
         method: ``"tsit5"`` (default), ``"dp5"`` or ``"bs3"`` (the torchdiffeq backend uses its dopri5); for
             stiff fields the implicit ``"rodas5p"``, ``"rosenbrock23"`` or ``"auto"``.
@@ -131,7 +223,8 @@ class NeuralODE(nn.Module):
 
     Raises:
         ValueError: unknown backend or method, decreasing ``t_span``.
-        TypeError: ``field`` cannot be called as ``field(t, y)``.
+        TypeError: ``field`` cannot be called as ``field(t, y)``, or is not an ``nn.Module`` with the
+            ``"continuous"`` or ``"torchdiffeq"`` backend.
     """
 
     def __init__(
@@ -147,9 +240,9 @@ class NeuralODE(nn.Module):
         jac: Any = None,
     ):
         super().__init__()
-        _check_field(field)
         if backend not in BACKENDS:
             raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
+        _check_field(field, backend)
         if backend != "torchdiffeq":
             tableau = getattr(get_method(method), "tableau", None)
             if not getattr(tableau, "adaptive", True):
@@ -182,6 +275,16 @@ class NeuralODE(nn.Module):
         In training mode a regularizer's hooks decide extra save times (local unbiased sampling), whether
         every step is saved (local biased sampling), augmented states (RNODE, TayNODE) and the end time
         (STEER); in eval mode it is ignored, so predictions are plain solves.
+
+        A ``saveat`` tensor that requires grad gets its gradient: ``d ys[i] / d saveat[i] = field(t_i,
+        ys[i])`` (first order; one extra evaluation of the field per save time). The solve starts at
+        ``t_span[0]`` whatever ``saveat`` holds.
+
+        Raises:
+            ValueError: ``saveat`` outside ``t_span``; with the ``"continuous"`` or ``"torchdiffeq"`` backend
+                and grad enabled, a field that depends on tensors requiring grad other than its parameters
+                and the state (checked on the solve's first evaluation of the field, whose autograd graph is
+                walked to its leaves; no extra evaluation): their gradients would be silently missing.
         """
         t0, t1 = self.t_span
         times = [t1] if saveat is None else host_times(saveat, self.t_span)
@@ -195,10 +298,13 @@ class NeuralODE(nn.Module):
             times = [end if t == t1 else t0 + (t - t0) * (end - t0) / (t1 - t0) for t in times]  # exact end
         sample = reg.save_time((t0, end)) if reg is not None else None
         solve_times = sorted({*times, *(() if sample is None else (sample,))})
-        augmented = reg.augment(self.field) if reg is not None else None
+        field = self.field
+        if self.backend != "backprop" and torch.is_grad_enabled():  # the adjoints see only the parameters
+            field = _CapturedTensorCheck(field, self.backend)
+        augmented = reg.augment(field) if reg is not None else None
         state = y0 if augmented is None else augmented.initial_state(y0)
         save_steps = reg is not None and reg.needs_steps
-        solution = self._solve(augmented or self.field, state, (t0, end), solve_times, save_steps)
+        solution = self._solve(augmented or field, state, (t0, end), solve_times, save_steps)
         ys_all, regularization = solution.ys, None
         if augmented is not None:
             ys_all, extra = augmented.split(ys_all)
@@ -211,16 +317,30 @@ class NeuralODE(nn.Module):
                 regularization is not None
                 and torch.is_grad_enabled()
                 and not regularization.requires_grad
-                and any(p.requires_grad for p in self.field.parameters())
+                and any(p.requires_grad for p in _parameters(self.field))
             ):
                 raise ValueError(
                     f"{type(reg).__name__} gives no gradient with method {self.method!r} (its estimate is "
                     "not differentiable there), so it would not regularize: use an explicit method ('tsit5', "
                     "'dp5', 'bs3') or, for stiff fields, 'rodas5p' or 'rosenbrock23'"
                 )
+        if torch.is_tensor(saveat) and saveat.requires_grad and torch.is_grad_enabled():
+            # STEER's stretched time axis: a save time s is solved at t0 + (s - t0)·(end - t0)/(t1 - t0)
+            ys = self._with_save_time_gradient(ys, saveat, times, (end - t0) / (t1 - t0))
         block = state.shape[-1] if self.jac == "batched" else state.numel()
         work = solution.stats.nfe + block * solution.stats.njev
         return NeuralODEResult(ys, solution, regularization, work)
+
+    def _with_save_time_gradient(
+        self, ys: torch.Tensor, saveat: torch.Tensor, times: list[float], scale: float
+    ) -> torch.Tensor:
+        """``ys`` with a gradient to ``saveat`` too: ``d ys[i] / d saveat[i] = scale · field(t_i, ys[i])``."""
+        with torch.no_grad():
+            rates = torch.stack([
+                self.field(torch.full((), t, dtype=y.dtype, device=y.device), y)
+                for t, y in zip(times, ys.detach())
+            ])  # fmt: skip
+        return _SaveTimeGradient.apply(ys, saveat, rates * scale)
 
     def _solve(self, field, y0, t_span, times, save_steps) -> Solution:
         if self.backend == "torchdiffeq":

@@ -70,12 +70,16 @@ class Regularizer:
 
 
 def _require_differentiable(solution: Solution, name: str) -> None:
-    if not solution.differentiable_estimates:
-        raise ValueError(
-            f"the {name} regularizer sums the error/stiffness estimates of every step, which are only "
-            "differentiable when backpropagating through the solver (backend='backprop'); with a continuous "
-            "adjoint the steps are not part of the graph: use LocalErrorRegularizer (local-unbiased) instead"
-        )
+    """Refuse per-step estimates that a loss could not differentiate. Under ``torch.no_grad()`` (e.g. a
+    validation pass in training mode) nothing is differentiated, so the value of any solve that recorded
+    its steps' estimates is returned as it is."""
+    if solution.differentiable_estimates or (not torch.is_grad_enabled() and solution.step_ts.numel() > 0):
+        return
+    raise ValueError(
+        f"the {name} regularizer sums the error/stiffness estimates of every step, which are only "
+        "differentiable when backpropagating through the solver (backend='backprop'); with a continuous "
+        "adjoint the steps are not part of the graph: use LocalErrorRegularizer (local-unbiased) instead"
+    )
 
 
 class ErrorEstimateRegularizer(Regularizer):
@@ -86,7 +90,8 @@ class ErrorEstimateRegularizer(Regularizer):
             (RegNeuralDE.jl's choice); ``"squared"`` — ``Σ E_j²``.
 
     Raises:
-        ValueError: unknown reduction; at call time, a solve without differentiable estimates.
+        ValueError: unknown reduction; at call time with grad enabled, a solve without differentiable
+            estimates (a continuous adjoint).
     """
 
     def __init__(self, reduction: str = "sum"):

@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from sciml.neural_de.model import NeuralODEResult, host_times
-from sciml.problems.sde import SDEProblem, spiral
-from sciml.solvers.sde import brownian_interval, default_method, get_method, single_step, solve
+from sciml.problems.sde import NOISE_TYPES, SDE_TYPES, SDEProblem, spiral
+from sciml.solvers.sde import METHODS, brownian_interval, default_method, get_method, single_step, solve
 
 if TYPE_CHECKING:
     from sciml.neural_de.regularizers import Regularizer
@@ -51,19 +51,25 @@ class NeuralSDE(nn.Module):
 
     Args:
         drift, diffusion: ``nn.Module``s called as ``(t, y)`` with ``y`` of shape ``(batch, d)``; the
-            diffusion returns ``(batch, d)`` for diagonal noise, ``(batch, d, m)`` otherwise.
+            diffusion returns ``(batch, d)`` for diagonal noise, ``(batch, d, 1)`` for scalar noise and
+            ``(batch, d, m)`` for additive noise.
         t_span: integration interval (increasing).
-        noise_type, sde_type: torchsde's names (``"diagonal"``/``"additive"``/``"scalar"``/``"general"``,
-            ``"ito"``/``"stratonovich"``).
+        noise_type, sde_type: torchsde's names: ``"diagonal"``, ``"scalar"`` or ``"additive"``, and
+            ``"ito"`` or ``"stratonovich"``. General (non-commuting, ``(batch, d, m)`` state-dependent) noise
+            is refused: a neural SDE is solved adaptively (the step control and the regularizers need each
+            step's embedded error estimate), and :mod:`sciml.solvers.sde` has no adaptive method for it,
+            only fixed-step ones (solve such an SDE with ``sciml.sdeint(..., dt=...)``).
         method: an adaptive method of :mod:`sciml.solvers.sde` (default: SOSRI for Itô diagonal/scalar
-            noise, SOSRA
-            for additive noise, Milstein for Stratonovich).
+            noise, SOSRA for additive noise, Milstein for Stratonovich).
         rtol, atol: solver tolerances.
         max_steps: step limit of each solve.
 
+    The result's ``work`` is the solve's ``stats.nfe``: every evaluation of the drift or the diffusion (as
+    :class:`~sciml.neural_de.model.NeuralODE`'s is its NFE; SDE methods use no Jacobian).
+
     Raises:
-        ValueError: a method without an error estimate or that does not fit the noise/SDE type, decreasing
-            ``t_span``.
+        ValueError: general noise, a method without an error estimate or that does not fit the noise/SDE
+            type (the message names the adaptive methods that do), decreasing ``t_span``.
     """
 
     def __init__(
@@ -83,10 +89,13 @@ class NeuralSDE(nn.Module):
         if not t_span[1] > t_span[0]:
             raise ValueError(f"`t_span` must be increasing, got {t_span}")
         self.method = method or default_method(noise_type, sde_type)
-        if not get_method(self.method, noise_type, sde_type).adaptive:
-            raise ValueError(
-                f"method {self.method!r} has no error estimate; neural SDEs need an adaptive one"
-            )
+        try:
+            stepper = get_method(self.method, noise_type, sde_type)
+        except ValueError:
+            stepper = None
+        if stepper is None or not stepper.adaptive:
+            _check_adaptive(self.method, noise_type, sde_type, stepper is not None)
+            get_method(self.method, noise_type, sde_type)  # the solver's message: the method does not fit
         self.drift, self.diffusion = drift, diffusion
         self.t_span = (float(t_span[0]), float(t_span[1]))
         self.noise_type, self.sde_type = noise_type, sde_type
@@ -140,7 +149,7 @@ class NeuralSDE(nn.Module):
         index = {t: i for i, t in enumerate(solution.ts.tolist())}
         ys = solution.ys[[index[t] for t in times]]
         regularization = reg(self, solution, solution.ys, index, sample) if reg is not None else None
-        return NeuralODEResult(ys, solution, regularization)
+        return NeuralODEResult(ys, solution, regularization, solution.stats.nfe)
 
     def local_error(self, t: float, y: torch.Tensor) -> torch.Tensor:
         """One differentiable step from ``(t, y)`` on the last forward pass's Brownian path: ``E · h``.
@@ -159,6 +168,49 @@ class NeuralSDE(nn.Module):
         step = single_step(problem, self.method, t, y.detach(), bm, None, rtol=self.rtol, atol=self.atol,
                            stiffness=False, detach_first_stage=True)  # fmt: skip
         return step.error_estimate * step.h
+
+
+def _adaptive_methods(noise_type: str, sde_type: str) -> list[str]:
+    """The methods of :mod:`sciml.solvers.sde` with an error estimate for this noise and SDE type."""
+    found = []
+    for name in METHODS:
+        try:
+            if get_method(name, noise_type, sde_type).adaptive:
+                found.append(name)
+        except ValueError:
+            continue
+    return found
+
+
+def _check_adaptive(method: str, noise_type: str, sde_type: str, fits: bool) -> None:
+    """Refuse a NeuralSDE whose method has no error estimate, naming the ones that have; or, for a noise
+    type without any (general noise), say why it cannot be solved here."""
+    if noise_type not in NOISE_TYPES or sde_type not in SDE_TYPES:
+        return  # the solver's own message names the valid types
+    adaptive = _adaptive_methods(noise_type, sde_type)
+    if not adaptive:
+        supported = [n for n in NOISE_TYPES if _adaptive_methods(n, sde_type)]
+        raise ValueError(
+            f"NeuralSDE cannot solve noise_type={noise_type!r} (sde_type={sde_type!r}): it solves adaptively "
+            "(the step control and the regularizers need each step's embedded error estimate), and no "
+            f"adaptive method of sciml.solvers.sde handles {noise_type} noise, only fixed-step ones "
+            f"({', '.join(m for m in METHODS if _fits(m, noise_type, sde_type))}). Use noise_type "
+            f"{' or '.join(repr(n) for n in supported)} (e.g. a diagonal diffusion returning (batch, d)), or "
+            f"solve the {noise_type}-noise SDE with fixed steps: sciml.sdeint(sde, y0, ts, dt=...)"
+        )
+    if fits:
+        raise ValueError(
+            f"method {method!r} has no error estimate; neural SDEs need an adaptive one: for {noise_type} "
+            f"noise ({sde_type}) one of {adaptive}"
+        )
+
+
+def _fits(method: str, noise_type: str, sde_type: str) -> bool:
+    try:
+        get_method(method, noise_type, sde_type)
+    except ValueError:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------------------------ spiral SDE

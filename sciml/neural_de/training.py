@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import random
 import time
@@ -41,10 +42,13 @@ from sciml.neural_de.regularizers import (
     StiffnessRegularizer,
     TayNODE,
 )
-from sciml.neural_de.tasks import Task, TaskOutput, batches, get_task
+from sciml.neural_de.tasks import TASKS, Task, TaskOutput, batches, get_task
 from sciml.solvers.solution import SolveError
 
-__all__ = ["VARIANTS", "TrainConfig", "TrainingDiverged", "train", "make_variant"]
+__all__ = [
+    "VARIANTS", "TrainConfig", "TrainingDiverged", "train", "make_variant", "calibrated_weight",
+    "check_weight", "check_seed",
+]  # fmt: skip
 
 #: ``--reg`` values
 VARIANTS = (
@@ -107,8 +111,9 @@ class TrainConfig:
     kind: str = field(default="node", repr=False)
 
 
-#: (regularizer factory, weight schedule kind, start weight, end weight) per variant and task; tuned on
-#: the quick budget (see README). Weights multiply the regularizer's value in the loss.
+#: variant -> task -> (start weight, end weight) of its schedule; tuned on the quick budget (see README).
+#: Weights multiply the regularizer's value in the loss. A task without a row for a variant has no default:
+#: training it needs --weight (:func:`check_weight`).
 _WEIGHTS = {
     # digits-sde: constant, on the edge of a cliff (0.6 falls to a few large steps and loses accuracy, a
     # decaying weight lets the step count climb back; calibration in sciml/bench/sde.py)
@@ -144,6 +149,75 @@ _WEIGHTS["error"]["latent-hard"] = (5e-4, 5e-5)
 for _variant, _weight in (("error-squared", 1e-4), ("stiffness", 3e-3)):
     _DELAYS[(_variant, "latent-hard")] = 0.8
     _WEIGHTS[_variant]["latent-hard"] = (_weight, _weight)
+#: the schedule shape (end / start) of a variant where its task has no (start, end) row: the variant's usual
+#: one, as on digits (10x decay for the error and local forms, constant otherwise)
+_SHAPES = {_variant: _table["digits"] for _variant, _table in _WEIGHTS.items()}
+#: calibrated start weights of tasks whose schedule takes that usual shape: the neural SDE tasks' are those
+#: `sciml bench sde` trains with (sciml.bench.sde.WEIGHTS, calibrated there; the digits-sde error weight, a
+#: constant, has its row above); kinetics' stiffness weight is the one its sweep chose (3e-12, 3e-11: README)
+_STARTS: dict[tuple[str, str], float] = {
+    ("error", "spiral-sde"): 30.0, ("stiffness", "spiral-sde"): 1.0, ("stiffness", "digits-sde"): 0.05,
+    ("local-unbiased", "spiral-sde"): 1e3, ("local-biased", "spiral-sde"): 1e3,
+    ("local-unbiased", "digits-sde"): 3e5, ("local-biased", "digits-sde"): 3e5,
+    ("stiffness", "kinetics"): 3e-11,
+}  # fmt: skip
+
+
+def _calibration_key(name: str, task) -> str | None:
+    """The task name under which ``name``'s weight is looked up: the task's own if it has one, else that of
+    the registered task of its class (a renamed copy, e.g. ``dataclasses.replace(TASKS["latent-hard"],
+    name="tiny")``, takes its row and delay); None when neither has one."""
+
+    def calibrated(key: str) -> bool:
+        return key in _WEIGHTS.get(name, {}) or (name, key) in _STARTS
+
+    if calibrated(task.name):
+        return task.name
+    return next((n for n, t in TASKS.items() if type(t) is type(task) and calibrated(n)), None)
+
+
+def calibrated_weight(name: str, task) -> tuple[float, float] | None:
+    """The (start, end) weight calibrated for a weighted ``--reg`` variant on a task, or None when there is
+    none: training then needs ``--weight`` (never a weight tuned on another task)."""
+    key = _calibration_key(name, task)
+    if key is None:
+        return None
+    if key in _WEIGHTS[name]:
+        return _WEIGHTS[name][key]
+    start = _STARTS[(name, key)]
+    return start, start * _SHAPES[name][1] / _SHAPES[name][0]
+
+
+def _missing_weight(name: str, task) -> str:
+    calibrated = sorted({*_WEIGHTS.get(name, {}), *(t for v, t in _STARTS if v == name)})
+    return (
+        f"--reg {name} has no calibrated regularization weight on --task {task.name} (calibrated on: "
+        f"{', '.join(calibrated)}), and a weight tuned for another task can be off by orders of magnitude: "
+        f"pass --weight W (the schedule's start weight)"
+    )
+
+
+def check_weight(name: str, task, weight: float | None) -> None:
+    """Refuse, before any work, a weighted ``--reg`` variant without ``--weight`` on a task that has no
+    calibrated weight for it.
+
+    Raises:
+        ValueError: asking for ``--weight``.
+    """
+    weighted = name in VARIANTS and name not in UNWEIGHTED
+    if weighted and weight is None and calibrated_weight(name, task) is None:
+        raise ValueError(_missing_weight(name, task))
+
+
+class _MissingWeight:
+    """The schedule of a variant without a calibrated weight on its task: it has no value to give (never a
+    weight borrowed from another task), and says so when asked for one."""
+
+    def __init__(self, name: str, task):
+        self.message = _missing_weight(name, task)
+
+    def __call__(self, epoch: int) -> float:
+        raise ValueError(self.message)
 
 
 def epoch_learning_rate(task: Task, lr: float, epochs: int):
@@ -242,12 +316,18 @@ def make_variant(
 
     Args:
         name: one of :data:`VARIANTS`.
-        task: the task (its row of the weight table gives the schedule; STEER's ``b`` fits its training
-            interval: :func:`steer_half_width`).
+        task: the task (its row of the weight table gives the schedule: :func:`calibrated_weight`; STEER's
+            ``b`` fits its training interval: :func:`steer_half_width`).
         epochs: the run's epochs (an exponential schedule spans them, less the delay).
-        weight: the schedule's start weight instead of the table's (the end keeps the table's ratio).
+        weight: the schedule's start weight instead of the table's (the end keeps the table's ratio, or the
+            variant's usual shape on a task without a calibrated weight).
         delay: epochs without the regularizer first (default: the table's fraction of ``epochs``, 0 for
             most tasks).
+
+    Returns:
+        The regularizer and its schedule. Without ``weight`` on a task that has no calibrated weight for
+        the variant, the schedule raises a ValueError asking for ``--weight`` when evaluated
+        (:func:`train` refuses such a run up front: :func:`check_weight`).
 
     Raises:
         ValueError: unknown variant, a delay that leaves no regularized epoch, or a weight or delay given to
@@ -274,13 +354,20 @@ def make_variant(
         "rnode": lambda: RNODE(),
         "taynode": lambda: TayNODE(order=2),
     }[name]()
-    start, end = _WEIGHTS[name].get(task.name, next(iter(_WEIGHTS[name].values())))
-    if weight is not None:
-        start, end = weight, weight * end / start
+    key = _calibration_key(name, task)
     if delay is None:  # the table's fraction, leaving at least one regularized epoch
-        delay = min(round(_DELAYS.get((name, task.name), 0.0) * epochs), max(epochs - 1, 0))
+        fraction = _DELAYS.get((name, task.name), _DELAYS.get((name, key), 0.0))
+        delay = min(round(fraction * epochs), max(epochs - 1, 0))
     if isinstance(delay, bool) or int(delay) != delay or not 0 <= delay < epochs:
         raise ValueError(f"--weight-delay must be a whole number in [0, epochs={epochs}), got {delay}")
+    if key is None and weight is None:
+        return regularizer, _MissingWeight(name, task)
+    row = _WEIGHTS[name].get(key)
+    start, end = row or _SHAPES[name]
+    if weight is None and row is None:
+        weight = _STARTS[(name, key)]  # a calibrated start weight with the variant's usual shape
+    if weight is not None:
+        start, end = weight, weight * end / start
     span = epochs - int(delay)
     schedule = ConstantSchedule(start) if start == end else ExponentialSchedule(start, end, max(1, span - 1))
     return regularizer, (DelayedSchedule(schedule, int(delay)) if delay else schedule)
@@ -383,12 +470,23 @@ def _plot(history: list[dict], path: Path, title: str, metric: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ train
+def check_seed(seed) -> None:
+    """``--seed`` must be a whole number in ``[0, 2**32)`` (numpy's seed range).
+
+    Raises:
+        ValueError: naming ``--seed``.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise ValueError(f"--seed must be a whole number in [0, 2**32 - 1], got {seed}")
+
+
 def _check_options(config: TrainConfig) -> None:
     """Refuse option values that cannot mean what the user asked (never fall back to a default)."""
     positive = {"--lr": config.lr, "--rtol": config.rtol, "--atol": config.atol}
     for flag, value in positive.items():
         if value is not None and (isinstance(value, bool) or not math.isfinite(value) or value <= 0):
             raise ValueError(f"{flag} must be a positive finite number, got {value}")
+    check_seed(config.seed)
     if config.weight is not None and (not math.isfinite(config.weight) or config.weight < 0):
         raise ValueError(f"--weight must be a finite number >= 0, got {config.weight}")
     for flag, value in {"--batch-size": config.batch_size, "--threads": config.threads}.items():
@@ -501,6 +599,7 @@ def train(config: TrainConfig) -> dict:
     ):
         raise ValueError(f"--save-epochs must be epochs in [1, {epochs}], got {config.save_epochs}")
     backend = check_variant(task, config.reg, config.backend)
+    check_weight(config.reg, task, config.weight)
     regularizer, schedule = make_variant(config.reg, task, epochs, config.weight, config.weight_delay)
     ckpt_path = Path(config.out) / "checkpoint.pt"
     if config.resume and not ckpt_path.is_file():  # checked before the directory is created
