@@ -63,7 +63,9 @@ def main() -> None:
         loss = (node(y0).ys[-1] - target).pow(2).mean()
         loss.backward()
         optimizer.step()
-    report.append((f"after {args.steps} Adam steps (MSE {float(loss):.2e})", compare(node, y0, times)))
+    report.append(
+        (f"after {args.steps} Adam steps (MSE {float(loss.detach()):.2e})", compare(node, y0, times))
+    )
     for label, rows in report:
         print(label)
         print("    t     E·|h| float32   E·|h| float64   float32 / float64   gradient cosine")

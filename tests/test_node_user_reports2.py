@@ -220,3 +220,31 @@ def test_save_times_that_require_grad_get_their_gradient():
     ys = odeint(field, x, full, rtol=1e-10, atol=1e-10)
     (ys[1:].sum((1, 2)) * weights).sum().backward()
     assert torch.allclose(ts.grad, full.grad[1:], rtol=1e-6)
+
+
+def test_local_dtype_float64_computes_the_local_step_of_a_float32_model_in_float64():
+    # in float32 the local estimate (Hairer's initial step, accurate by design) is mostly round-off:
+    # 1e5x its float64 value at initialisation, gradients nearly unrelated (examples/local_error_precision.py)
+    import copy
+
+    from sciml.neural_de import Autonomous, NeuralODE
+
+    torch.manual_seed(0)
+    field = Autonomous(torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.Tanh(), torch.nn.Linear(32, 2)))
+    y = torch.randn(16, 2)
+    f32 = NeuralODE(field, rtol=1e-6, atol=1e-6)
+    cast = NeuralODE(copy.deepcopy(field), rtol=1e-6, atol=1e-6, local_dtype=torch.float64)
+    f64 = NeuralODE(copy.deepcopy(field).double(), rtol=1e-6, atol=1e-6)
+    values, grads = [], []
+    for node, state in ((f32, y), (cast, y), (f64, y.double())):
+        value = node.local_error(0.3, state)
+        value.backward()
+        values.append(value)
+        grads.append(torch.cat([p.grad.flatten().double() for p in node.parameters()]))
+    assert values[1].dtype == torch.float32 and values[1].requires_grad
+    assert abs(float(values[1]) / float(values[2]) - 1) < 1e-5  # the float64 value, returned in float32
+    assert float(values[0]) / float(values[2]) > 100  # float32 is round-off
+    cosine = torch.nn.functional.cosine_similarity(grads[1], grads[2], dim=0)
+    assert cosine > 0.9999
+    with pytest.raises(ValueError, match="local_dtype"):
+        NeuralODE(field, local_dtype=torch.int64)

@@ -34,5 +34,4 @@ __all__ = [
     "apply_stencil",
     "coarsen",
     "TrainConfig",
-    "train",
 ]
