@@ -19,6 +19,7 @@ from torch import nn
 
 from sciml.problems.ode import ODEProblem
 from sciml.solvers.ode import error_ratio, get_method, initial_step_size, solve
+from sciml.solvers.ode.jacobian import graph_leaves
 from sciml.solvers.solution import Solution, SolverStats, Status
 
 if TYPE_CHECKING:
@@ -104,24 +105,6 @@ def _parameters(field) -> list[torch.Tensor]:
     return list(field.parameters()) if isinstance(field, nn.Module) else []
 
 
-def _graph_leaves(output: torch.Tensor, own: set[int], boundary) -> list[torch.Tensor]:
-    """The leaf tensors requiring grad that ``output``'s autograd graph reaches, except those in ``own``
-    (ids) and those reached only through the node ``boundary``."""
-    found, seen, stack = [], set(), [output.grad_fn]
-    while stack:
-        node = stack.pop()
-        if node is None or node is boundary or node in seen:
-            continue
-        seen.add(node)
-        leaf = getattr(node, "variable", None)  # an AccumulateGrad node: the leaf it accumulates into
-        if leaf is not None:
-            if id(leaf) not in own:
-                found.append(leaf)
-            continue
-        stack.extend(next_node for next_node, _ in node.next_functions)
-    return found
-
-
 class _CapturedTensorCheck(nn.Module):
     """The field, with its first evaluation checked (autograd on, also inside torchdiffeq's no-grad forward
     solve): a field that depends on tensors requiring grad besides its parameters and the state — an
@@ -144,7 +127,9 @@ class _CapturedTensorCheck(nn.Module):
         if y.requires_grad and y.grad_fn is None:
             own.add(id(y))
         # the state's own history (e.g. an encoder that produced y0) is the adjoint's business: stop there
-        foreign = _graph_leaves(out, own, y.grad_fn) if torch.is_tensor(out) else []
+        foreign = (
+            [v for v in graph_leaves(out, y.grad_fn) if id(v) not in own] if torch.is_tensor(out) else []
+        )
         if foreign:
             shapes = ", ".join(str(tuple(x.shape)) for x in foreign[:4]) + (", ..." if foreign[4:] else "")
             adjoint = "our continuous adjoint" if self.backend == "continuous" else "torchdiffeq's adjoint"

@@ -172,14 +172,9 @@ class NeuralSDE(nn.Module):
 
 def _adaptive_methods(noise_type: str, sde_type: str) -> list[str]:
     """The methods of :mod:`sciml.solvers.sde` with an error estimate for this noise and SDE type."""
-    found = []
-    for name in METHODS:
-        try:
-            if get_method(name, noise_type, sde_type).adaptive:
-                found.append(name)
-        except ValueError:
-            continue
-    return found
+    return [
+        m for m in METHODS if _fits(m, noise_type, sde_type) and get_method(m, noise_type, sde_type).adaptive
+    ]
 
 
 def _check_adaptive(method: str, noise_type: str, sde_type: str, fits: bool) -> None:

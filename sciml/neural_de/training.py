@@ -152,9 +152,10 @@ for _variant, _weight in (("error-squared", 1e-4), ("stiffness", 3e-3)):
 #: the schedule shape (end / start) of a variant where its task has no (start, end) row: the variant's usual
 #: one, as on digits (10x decay for the error and local forms, constant otherwise)
 _SHAPES = {_variant: _table["digits"] for _variant, _table in _WEIGHTS.items()}
-#: calibrated start weights of tasks whose schedule takes that usual shape: the neural SDE tasks' are those
-#: `sciml bench sde` trains with (sciml.bench.sde.WEIGHTS, calibrated there; the digits-sde error weight, a
-#: constant, has its row above); kinetics' stiffness weight is the one its sweep chose (3e-12, 3e-11: README)
+#: calibrated start weights of tasks whose schedule takes that usual shape: the neural SDE tasks' were
+#: calibrated with `sciml bench sde`, which trains with them (its calibration runs: sciml/bench/sde.py; the
+#: digits-sde error weight, a constant, has its row above); kinetics' stiffness weight is the one its sweep
+#: chose (3e-12, 3e-11: README)
 _STARTS: dict[tuple[str, str], float] = {
     ("error", "spiral-sde"): 30.0, ("stiffness", "spiral-sde"): 1.0, ("stiffness", "digits-sde"): 0.05,
     ("local-unbiased", "spiral-sde"): 1e3, ("local-biased", "spiral-sde"): 1e3,

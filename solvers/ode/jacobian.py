@@ -104,22 +104,27 @@ def _check_dense(n: int) -> None:
         )
 
 
-def _leaves(out: torch.Tensor, z: torch.Tensor) -> tuple[bool, bool]:
-    """Whether ``out``'s autograd graph reaches ``z``, and whether it reaches another leaf (a parameter)."""
-    seen, stack = set(), [out.grad_fn]
-    reaches_z = other = False
+def graph_leaves(out: torch.Tensor, stop: Any = None) -> list[torch.Tensor]:
+    """The leaf tensors (those autograd accumulates gradients into) that ``out``'s autograd graph reaches,
+    without walking past the graph node ``stop``."""
+    found, seen, stack = [], set(), [out.grad_fn]
     while stack:
         fn = stack.pop()
-        if fn is None or fn in seen:
+        if fn is None or fn is stop or fn in seen:
             continue
         seen.add(fn)
         variable = getattr(fn, "variable", None)
         if variable is not None:
-            reaches_z |= variable is z
-            other |= variable is not z
+            found.append(variable)
             continue
         stack.extend(nxt for nxt, _ in fn.next_functions)
-    return reaches_z, other
+    return found
+
+
+def _leaves(out: torch.Tensor, z: torch.Tensor) -> tuple[bool, bool]:
+    """Whether ``out``'s autograd graph reaches ``z``, and whether it reaches another leaf (a parameter)."""
+    leaves = graph_leaves(out)
+    return any(v is z for v in leaves), any(v is not z for v in leaves)
 
 
 def _fd_step(y: torch.Tensor) -> torch.Tensor:

@@ -295,10 +295,11 @@ def check_tolerance(name: str, value: Any, y0: torch.Tensor, positive: bool = Fa
     """``rtol``/``atol`` as a non-negative float, or a tensor broadcast to ``y0``'s shape; a clear ValueError
     otherwise. Zero is allowed unless ``positive`` (the SDE solver); :func:`check_tolerances` refuses
     ``rtol`` and ``atol`` both zero."""
-    if positive:
-        _check_positive(name, value)
+    zero_ok = "" if positive else " (or 0 where the other tolerance is positive)"
     if torch.is_tensor(value) or isinstance(value, (list, tuple, np.ndarray)):
         tol = torch.as_tensor(value, dtype=y0.dtype, device=y0.device)
+        if positive and not bool((tol > 0).all()):
+            raise ValueError(f"`{name}` must be positive and finite everywhere")
         try:
             tol = torch.broadcast_to(tol, y0.shape)
         except RuntimeError:
@@ -306,32 +307,17 @@ def check_tolerance(name: str, value: Any, y0: torch.Tensor, positive: bool = Fa
                 f"`{name}` of shape {tuple(tol.shape)} does not broadcast to y0's shape {tuple(y0.shape)}"
             ) from None
         if not bool((tol >= 0).all()) or not bool(torch.isfinite(tol).all()):
-            raise ValueError(
-                f"`{name}` must be positive (or 0 where the other tolerance is positive) and finite "
-                "everywhere"
-            )
+            raise ValueError(f"`{name}` must be positive{zero_ok} and finite everywhere")
         return tol
     try:
         tol = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"`{name}` must be a positive number or tensor, got {value!r}") from None
-    if not (tol >= 0 and math.isfinite(tol)):
-        raise ValueError(
-            f"`{name}` must be positive (or 0 with a positive {'atol' if name == 'rtol' else 'rtol'}) and "
-            f"finite, got {value}; e.g. {name}=1e-6"
-        )
+    if not ((tol > 0 if positive else tol >= 0) and math.isfinite(tol)):
+        other = "atol" if name == "rtol" else "rtol"
+        zero_ok = "" if positive else f" (or 0 with a positive {other})"
+        raise ValueError(f"`{name}` must be positive{zero_ok} and finite, got {value}; e.g. {name}=1e-6")
     return tol
-
-
-def _check_positive(name: str, value: Any) -> None:
-    try:
-        bad = not bool((torch.as_tensor(value) > 0).all())
-    except (TypeError, ValueError, RuntimeError):
-        return  # check_tolerance names what is wrong
-    if bad and (torch.is_tensor(value) or isinstance(value, (list, tuple, np.ndarray))):
-        raise ValueError(f"`{name}` must be positive and finite everywhere")
-    if bad:
-        raise ValueError(f"`{name}` must be positive and finite, got {value}; e.g. {name}=1e-6")
 
 
 def check_tolerances(
