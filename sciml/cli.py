@@ -3,7 +3,8 @@
 Each sub-command lives in its own module exposing ``HELP``, ``add_arguments(parser)`` and
 ``main(args) -> int`` (and optionally ``interrupt_hint(args) -> str | None``: what to say after Ctrl-C);
 :data:`COMMANDS` lists them. Errors users can fix (bad arguments, unwritable paths) are printed as one line
-without a traceback (``SCIML_DEBUG=1`` shows it); so is Ctrl-C (exit status 130).
+without a traceback (``SCIML_DEBUG=1`` shows it); so is Ctrl-C (exit status 130). Output piped into a reader
+that stops early (``sciml ... | head``) ends quietly with status 141, as a process stopped by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -92,6 +93,15 @@ def _error_text(exc: BaseException) -> str:
     return str(exc)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so the interpreter's last flush into a closed pipe is not reported
+    as an error (Python's documented recipe for SIGPIPE)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file descriptor (embedded, captured): nothing to flush
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["--version"]:  # answered without importing the sub-commands (torch, scipy, ...)
@@ -107,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_numbers(args)
         return int(args._module.main(args) or 0)
+    except BrokenPipeError:  # the reader went away (`sciml ... | head`): stop quietly, as `cat` does
+        _silence_stdout()
+        return 141
     except (ValueError, OSError) as exc:
         if os.environ.get("SCIML_DEBUG"):
             raise

@@ -475,3 +475,36 @@ def test_options_say_their_defaults(command, flags):
     helps = _option_help(command)
     for flag in flags:
         assert "default" in helps[flag], f"sciml {' '.join(command)} {flag}: {helps[flag]!r}"
+
+
+# ------------------------------------------------------------------------------------------ pipes
+_LONG_OUTPUT = """
+import sys
+import sciml.cli as cli
+
+class Flood:  # a sub-command whose output is longer than any pipe buffer
+    HELP = "prints many lines"
+    def add_arguments(parser):
+        pass
+    def main(args):
+        for i in range(200_000):
+            print(f"line {i}")
+        return 0
+
+cli.COMMANDS = {"flood": "flood"}
+sys.modules["flood"] = Flood
+sys.exit(cli.main(["flood"]))
+"""
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`sciml ... | head -1`: once the reader has gone, the command stops with SIGPIPE's status 141 and
+    says nothing (no 'error: Broken pipe', no 'Exception ignored' from the interpreter's last flush)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LONG_OUTPUT], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout.readline() == b"line 0\n"
+    proc.stdout.close()  # the reader stops, as `head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert err == ""

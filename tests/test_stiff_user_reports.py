@@ -141,6 +141,96 @@ def test_rosenbrock_time_derivative_gradient_matches_differences():
     assert abs(float(g - fd)) < 1e-6 * max(1.0, abs(float(fd)))
 
 
+@pytest.mark.parametrize("method", ["rosenbrock23", "rodas5p"])
+def test_continuous_adjoint_backward_skips_time_derivative_of_an_autonomous_field(method, monkeypatch):
+    """The backward field takes plain float times, so by itself it could only get ∂f/∂t by a difference
+    quotient (one more evaluation per Jacobian); where the forward solve found the field autonomous, the
+    backward solve skips it. A field that reads t keeps its difference quotients."""
+    from sciml.solvers.ode.rosenbrock import Rosenbrock
+
+    probes = []
+    difference = Rosenbrock._difference
+
+    def counted(f, t, y, h, shape):
+        probes.append(t)
+        return difference(f, t, y, h, shape)
+
+    monkeypatch.setattr(Rosenbrock, "_difference", staticmethod(counted))
+    A = torch.tensor([[-1.0, 0.5, 0.0], [0.0, -2.0, 0.3], [0.1, 0.0, -3.0]], dtype=torch.float64)
+    A.requires_grad_(True)
+    y0 = torch.tensor([1.0, 0.5, -0.2], dtype=torch.float64)
+    for forced, expect_probes in ((None, False), (torch.cos, True)):
+
+        def f(t, y, forced=forced):
+            out = A @ y
+            return out if forced is None else out + forced(t) * torch.ones_like(y)
+
+        sol = solve(ODEProblem(f, y0, (0.0, 1.0)), method, rtol=1e-8, atol=1e-10, adjoint="continuous",
+                    adjoint_params=(A,))  # fmt: skip
+        probes.clear()
+        sol.ys[-1].sum().backward()
+        assert bool(probes) == expect_probes, (forced, len(probes))
+    with torch.no_grad():  # the gradient is still right: d(1ᵀ y(1))/dA against expm
+        A.grad.zero_()
+    sol = solve(ODEProblem(lambda t, y: A @ y, y0, (0.0, 1.0)), method, rtol=1e-8, atol=1e-10,
+                adjoint="continuous", adjoint_params=(A,))  # fmt: skip
+    sol.ys[-1].sum().backward()
+    exact = torch.func.grad(lambda M: (torch.linalg.matrix_exp(M) @ y0).sum())(A.detach())
+    assert torch.allclose(A.grad, exact, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["rosenbrock23", "rodas5p"])
+def test_continuous_adjoint_forward_keeps_the_time_derivative(method):
+    """The continuous adjoint's forward solve once ran inside an autograd.Function, where forward-mode AD is
+    off: ∂f/∂t came back as "no tangent", and a field whose time dependence is flat at t0 (cos) was taken
+    for autonomous, so Rodas5P lost its order and took 3939 steps instead of 70. Both forward solves are
+    now the same solve."""
+    A = torch.tensor([[-1.0, 0.5, 0.0], [0.0, -2.0, 0.3], [0.1, 0.0, -3.0]], dtype=torch.float64)
+    A.requires_grad_(True)
+    y0 = torch.tensor([1.0, 0.5, -0.2], dtype=torch.float64)
+
+    def f(t, y):
+        return A @ y + 20.0 * torch.cos(5.0 * t) * torch.ones_like(y)
+
+    problem = ODEProblem(f, y0, (0.0, 3.0))
+    runs = {"backprop": solve(problem, method, rtol=1e-6, atol=1e-8)}
+    tol = dict(rtol=1e-6, atol=1e-8)
+    runs["continuous"] = solve(problem, method, **tol, adjoint="continuous", adjoint_params=(A,))
+    assert runs["continuous"].stats.n_steps == runs["backprop"].stats.n_steps
+    assert torch.equal(runs["continuous"].ys.detach(), runs["backprop"].ys.detach())
+
+
+def test_rosenbrock_without_forward_ad_never_calls_a_field_autonomous():
+    """Where forward-mode AD is off (a solve inside the user's own autograd.Function), a field whose time
+    dependence is flat at t0 still gets ∂f/∂t (by differences) and full order."""
+    A = torch.tensor([[-1.0, 0.5], [0.0, -2.0]], dtype=torch.float64)
+    y0 = torch.tensor([1.0, 0.5], dtype=torch.float64)
+
+    def f(t, y):
+        return A @ y + 20.0 * torch.cos(5.0 * t) * torch.ones_like(y)
+
+    def run():
+        return solve(ODEProblem(f, y0, (0.0, 3.0)), "rodas5p", rtol=1e-6, atol=1e-8)
+
+    solved = []
+
+    class Inside(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            solved.append(run())
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+
+    outside = run()
+    Inside.apply(torch.zeros((), requires_grad=True))
+    (sol,) = solved
+    assert sol.stats.n_steps <= 1.2 * outside.stats.n_steps  # 70 and 70 (3939 when taken for autonomous)
+    assert torch.allclose(sol.ys[-1], outside.ys[-1], rtol=1e-5, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------- 3. messages
 def test_auto_max_steps_message_hints_at_stiffness():
     """method='auto' stayed with tsit5 on a stiff problem (complex stiff eigenvalues): the max-steps message

@@ -64,24 +64,34 @@ class _Settings:
         self.k1 = None if k1 is None else k1.detach().reshape(-1)  # f(t0, y0), already evaluated by solve
         self.backward = dict(backward or {})  # overrides for the backward solve (odeint's adjoint_* options)
         self.raw = None
+        self.autonomous = False  # set by the forward solve: the field does not depend on t
+
+
+def _forward_solve(settings: _Settings, y0: torch.Tensor) -> None:
+    """The forward solve, without a graph, into ``settings.raw``; run before (not inside) the autograd
+    function, whose ``forward`` has forward-mode AD switched off: a Rosenbrock method there would get no
+    tangent for ``∂f/∂t``, and take a field whose time dependence is below round-off at ``t0`` for
+    autonomous."""
+    from sciml.solvers.ode.solve import _timed_field, run_method
+    from sciml.solvers.solution import SolverStats
+
+    problem = settings.problem
+    f = _timed_field(problem.rhs, y0)
+    k1 = settings.k1
+    with torch.no_grad():
+        settings.raw = run_method(
+            settings.rk, f, y0.reshape(-1), *problem.t_span, settings.save_ts, k1=k1,
+            stats=SolverStats(nfe=int(k1 is not None)), shape=problem.y0.shape, **settings.kwargs,
+        )  # fmt: skip
+    # a field the forward Rosenbrock solve found autonomous makes an autonomous backward field, whose
+    # plain-float times would otherwise cost a difference quotient of ∂f/∂t at every backward Jacobian
+    settings.autonomous = bool(getattr(settings.rk, "found_autonomous", False))
 
 
 class _ContinuousAdjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, settings: _Settings, y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
-        from sciml.solvers.ode.solve import _timed_field, run_method
-        from sciml.solvers.solution import SolverStats
-
-        problem = settings.problem
-        shape = problem.y0.shape
-        f = _timed_field(problem.rhs, y0)
-        k1 = settings.k1
-        with torch.no_grad():
-            raw = run_method(
-                settings.rk, f, y0.reshape(-1), *problem.t_span, settings.save_ts, k1=k1,
-                stats=SolverStats(nfe=int(k1 is not None)), shape=shape, **settings.kwargs,
-            )  # fmt: skip
-        settings.raw = raw
+        raw = settings.raw  # solved by _forward_solve
         ys = torch.stack(raw.save_ys) if raw.save_ys else y0.new_zeros((0, y0.numel()))
         ctx.settings = settings
         ctx.save_for_backward(y0, ys, *params)
@@ -125,6 +135,7 @@ class _ContinuousAdjoint(torch.autograd.Function):
                 parts.append((-grad if grad is not None else torch.zeros_like(p)).reshape(-1))
             return torch.cat(parts)
 
+        augmented.autonomous = settings.autonomous
         t0 = problem.t_span[0]
         times = list(raw.save_ts)
         states = list(ys.unbind(0))
@@ -266,8 +277,9 @@ def integrate_with_adjoint(
     backward: dict[str, Any] | None = None,
     k1: torch.Tensor | None = None,
 ):
-    """Run the forward solve inside the adjoint autograd function; returns the raw result whose saved states
-    are the differentiable outputs. ``k1``: ``f(t0, y0)`` if already evaluated (reused and counted in nfe).
+    """Run the forward solve and wrap its saved states in the adjoint autograd function; returns the raw
+    result whose saved states are the differentiable outputs. ``k1``: ``f(t0, y0)`` if already evaluated
+    (reused and counted in nfe).
 
     ``backward`` overrides settings of the backward solve: ``rk`` (method), ``rtol``, ``atol``,
     ``controller``, ``max_steps``, ``seminorm`` (default True: step control ignores the parameter-gradient
@@ -275,6 +287,7 @@ def integrate_with_adjoint(
     """
     params = adjoint_parameters(problem, adjoint_params)
     settings = _Settings(problem, rk, save_ts, kwargs, len(params), backward, k1)
+    _forward_solve(settings, problem.y0)
     ys = _ContinuousAdjoint.apply(settings, problem.y0, *params)
     raw = settings.raw
     raw.save_ys = list(ys.unbind(0))

@@ -278,6 +278,8 @@ def _forward_time_derivative(f, t: float, y: torch.Tensor, shape: torch.Size) ->
         with warnings.catch_warnings():  # the first make_dual scripts torch's decompositions: a FutureWarning
             warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
             tt = fwAD.make_dual(torch.scalar_tensor(t, dtype=y.dtype, device=y.device), one)
+        if fwAD.unpack_dual(tt).tangent is None:  # forward AD is off here (inside an autograd.Function's
+            raise RuntimeError("forward-mode AD is unavailable")  # forward, inference mode): no verdict
         out = f(tt, y.view(shape))
         tangent = fwAD.unpack_dual(out).tangent
     return None if tangent is None else tangent.reshape(-1)
@@ -324,7 +326,9 @@ class Rosenbrock(ImplicitMethod):
     takes a time tensor (fields given to :func:`~sciml.solvers.ode.solve`); a field whose output carries no
     tangent in ``t`` at the first step (and whose difference probe agrees) is autonomous and skips it from
     then on. Fields reached only with host times (the continuous adjoint's) or that forward AD cannot
-    evaluate get a forward difference every time instead (see :meth:`_time_derivative`).
+    evaluate get a forward difference every time instead (see :meth:`_time_derivative`), unless the field is
+    marked ``f.autonomous = True`` (the continuous adjoint's backward field, where the forward solve found
+    the user's field autonomous: :attr:`found_autonomous`).
     """
 
     def __init__(
@@ -364,6 +368,12 @@ class Rosenbrock(ImplicitMethod):
 
     def workspace(self, y: torch.Tensor, shape: torch.Size | None = None) -> None:
         return None  # stages are stacked; the linear solves dominate
+
+    @property
+    def found_autonomous(self) -> bool:
+        """Whether the last integration found its field autonomous (no tangent in ``t`` and a difference probe
+        that agrees), so that ``∂f/∂t`` was skipped."""
+        return self._time_mode == "autonomous"
 
     def begin(self, rtol: float | torch.Tensor, atol: float | torch.Tensor) -> None:
         """A new integration keeps nothing of the last one: the continuous adjoint's backward solve has
@@ -411,7 +421,7 @@ class Rosenbrock(ImplicitMethod):
         proof of autonomy (one probe can miss the time dependence: ``f`` may change with ``t`` below
         round-off there, or only through a component that is 0 at that state)."""
         mode = self._time_mode
-        if mode == "autonomous":
+        if mode == "autonomous" or getattr(f, "autonomous", False):
             return None
         if mode in (None, "ad") and getattr(f, "tensor_time", False):
             try:

@@ -134,6 +134,7 @@ def _integrate(
 
     # a field that takes a time tensor (∂f/∂t by forward-mode AD in the Rosenbrock methods)
     field_.tensor_time = getattr(f, "tensor_time", False) and not (hk.perturb or jumps)
+    field_.autonomous = getattr(f, "autonomous", False)  # known not to read t (the adjoint's backward field)
 
     shape = shape if shape is not None else y0.shape
     if k1 is None:
