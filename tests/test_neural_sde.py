@@ -96,6 +96,16 @@ def test_state_augmenting_baselines_are_refused():
     assert steer.solution.ts[-1] != 1.0  # the end time was sampled from (0.5, 1.5)
 
 
+def test_save_times_that_require_grad_are_refused():
+    """A sample path has no time derivative: NeuralSDE refuses a saveat that asks for one (NeuralODE gives
+    save times their gradient; here it used to be silently None)."""
+    sde = _sde()
+    saveat = torch.tensor([0.5, 1.0], dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match="saveat.detach"):
+        sde(_y0(), saveat=saveat, entropy=0)
+    assert sde(_y0(), saveat=saveat.detach(), entropy=0).ys.shape == (2, 16, 2)
+
+
 def test_local_step_estimate_matches_finite_differences():
     """The local regularizer's step on a fixed path with a fixed h: E is differentiable in the state and in
     the parameters of the drift and the diffusion."""

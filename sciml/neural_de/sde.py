@@ -120,8 +120,15 @@ class NeuralSDE(nn.Module):
         :class:`~sciml.neural_de.model.NeuralODE`; in eval mode it is ignored.
 
         Raises:
-            ValueError: a regularizer that augments the state (RNODE, TayNODE: ODE baselines).
+            ValueError: a regularizer that augments the state (RNODE, TayNODE: ODE baselines); a ``saveat``
+                tensor that requires grad (a sample path has no derivative in time).
         """
+        if torch.is_tensor(saveat) and saveat.requires_grad:
+            raise ValueError(
+                "`saveat` requires grad, but a neural SDE's sample path is not differentiable in time (its "
+                "Brownian part is nowhere differentiable), so the save times get no gradient; pass "
+                "saveat.detach() (NeuralODE gives save times their gradient)"
+            )
         t0, t1 = self.t_span
         times = [t1] if saveat is None else host_times(saveat, self.t_span)
         reg = regularizer if self.training else None
