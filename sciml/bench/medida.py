@@ -474,8 +474,6 @@ def check_options(args: argparse.Namespace) -> None:
         ValueError: naming the option.
     """
     qg = getattr(args, "system", "ks") == "qg"
-    if args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}")
     if qg:
         refuse_ignored(args, ["cases", "seeds", "sparse_pairs"], "by --system qg (they set the KS tables)")
     else:
@@ -491,9 +489,6 @@ def check_options(args: argparse.Namespace) -> None:
     for name, value in DEFAULTS.items():
         if getattr(args, name, None) is None:
             setattr(args, name, value)
-    for name in ("qg_pairs", "sparse_pairs"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if not args.skip_noisy:
         if not (math.isfinite(args.noise) and 0 < args.noise < 1):
             raise ValueError(f"--noise must be a fraction in (0, 1) (0.01 = 1 %), got {args.noise}")

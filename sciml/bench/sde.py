@@ -139,16 +139,14 @@ def check_options(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     Raises:
         ValueError: naming the option.
     """
+    from sciml.cli import check_numbers
     from sciml.neural_de.training import VARIANTS as ALL_VARIANTS
 
+    check_numbers(args)  # also when run() is called without the command (counts at least 1, ...)
     if args.part == "neural":
         refuse_ignored(args, SOLVER_OPTIONS, "by --part neural (they set part 1)")
     if args.part == "solvers":
         refuse_ignored(args, NEURAL_OPTIONS, "by --part solvers (they set part 2)")
-    for name in ("paths", "repeats", "seeds", "jobs", "epochs"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name} must be at least 1, got {value}")
     for name, value in NEURAL_DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, value)

@@ -388,9 +388,6 @@ def run(args: argparse.Namespace) -> dict:
     full = bool(args.full)
     repeats = (3 if full else 1) if args.repeats is None else args.repeats
     batch = 256 if args.batch is None else args.batch
-    for flag, value in (("--repeats", repeats), ("--batch", batch)):
-        if value < 1:
-            raise ValueError(f"{flag} must be at least 1, got {value}")
     problems = {**QUICK, **FULL_EXTRA} if full else QUICK
     if args.mol:
         refuse_ignored(args, ["problems", "batch"], "by --mol (it runs only the large Brusselator case)")

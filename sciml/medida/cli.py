@@ -260,8 +260,6 @@ def check_options(args: argparse.Namespace) -> None:
     args.members = NOISY_DEFAULTS["members"] if args.members is None else args.members
     if args.members < 2:
         raise ValueError(f"--members must be at least 2, got {args.members}")
-    if args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}")
     inflation = "adaptive" if args.inflation is None else args.inflation
     if inflation != "adaptive":
         try:
