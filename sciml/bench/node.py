@@ -17,7 +17,9 @@ Two more modes:
   extended by weights or seeds without retraining. A run delayed by ``d`` epochs (``--weight-delays``)
   repeats vanilla's first ``d`` epochs exactly, so when both use backprop it starts from vanilla's
   checkpoint after epoch ``d`` (vanilla trains first and keeps that copy). ``--sweep-backend`` sets the
-  regularized runs' gradient method (``local-unbiased`` with ``backprop``: the cheapest adjoint).
+  regularized runs' gradient method (``local-unbiased`` with ``backprop``: the cheapest adjoint), and
+  ``--local-dtype float64`` the dtype of the local regularizers' step (weights given; its runs are folders
+  of their own, and ``--reuse`` keys on it).
 * ``--e2e``: end-to-end training speed as a user measures it — the same model, data, seed, batches and
   learning-rate schedule trained with a plain ``torchdiffeq.odeint`` script (dopri5, backprop through the
   solver), with ``torchdiffeq.odeint_adjoint``, and with ours (Tsit5, backprop) without and with the error
@@ -47,15 +49,20 @@ from sciml.neural_de.cli import epoch_list
 from sciml.neural_de.model import NeuralODEResult
 from sciml.neural_de.tasks import TASKS, batches, get_task
 from sciml.neural_de.training import (
+    LOCAL_DTYPES,
+    LOCAL_VARIANTS,
     UNWEIGHTED,
     VARIANTS,
     TrainConfig,
     active_regularizer,
+    check_local_dtype,
     check_variant,
     default_backend,
     epoch_learning_rate,
     evaluate,
+    local_cast,
     make_variant,
+    model_dtype,
     train,
 )
 from sciml.solvers.solution import Solution, SolverStats, Status
@@ -106,6 +113,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "backprop) — e.g. local-unbiased with backprop through the solver",
     )
     parser.add_argument(
+        "--local-dtype",
+        choices=tuple(LOCAL_DTYPES),
+        default=None,
+        help="--sweep: dtype of the local regularizers' extra step (default: the model's, float32); only for "
+        "a --sweep-variant local-unbiased or local-biased (other variants keep theirs). float64 has no "
+        "calibrated weight: give --weights or NAME=W1,W2. Its runs are kept apart (run folders "
+        "VARIANT[-BACKEND]-float64-w...; --reuse never takes a run of another dtype)",
+    )
+    parser.add_argument(
         "--tolerance",
         type=float,
         default=None,
@@ -149,6 +165,7 @@ def run_trainings(configs: list[TrainConfig], jobs: int, root: Path) -> list[dic
 SWEEP_ONLY = {
     "sweep_variant": "--sweep-variant", "weights": "--weights", "weight_delays": "--weight-delays",
     "sweep_backend": "--sweep-backend", "tolerance": "--tolerance", "reuse": "--reuse",
+    "local_dtype": "--local-dtype",
 }  # fmt: skip
 
 
@@ -326,12 +343,17 @@ def _weights(text: str, option: str) -> list[float]:
     return weights
 
 
-def sweep_specs(args: argparse.Namespace, task, epochs: int) -> list[tuple[str, list[float]]]:
+def sweep_specs(
+    args: argparse.Namespace, task, epochs: int, local_dtype: str | None = None
+) -> list[tuple[str, list[float]]]:
     """``(regularizer, start weights)`` of each ``--sweep-variant`` (``NAME`` or ``NAME=W1,W2``; a plain
-    name takes ``--weights``, or 0.1, 0.3, 1, 3 and 10 × the task's start weight).
+    name takes ``--weights``, or 0.1, 0.3, 1, 3 and 10 × the task's start weight — not for a local
+    variant whose step runs in ``local_dtype``, another dtype than the model's: no weight is calibrated
+    there).
 
     Raises:
-        ValueError: an unknown or repeated regularizer, or weights that are not positive numbers.
+        ValueError: an unknown or repeated regularizer, weights that are not positive numbers, or no weights
+            for a local variant in ``local_dtype``.
     """
     items = args.sweep_variant or ["error"]
     specs = []
@@ -348,6 +370,12 @@ def sweep_specs(args: argparse.Namespace, task, epochs: int) -> list[tuple[str, 
             weights = _weights(own, f"--sweep-variant {name}=")
         elif args.weights:
             weights = _weights(args.weights, "--weights")
+        elif local_dtype is not None and name in LOCAL_VARIANTS:
+            raise ValueError(
+                f"--sweep-variant {name} with --local-dtype {local_dtype} has no calibrated weight to sweep "
+                f"around (the task's local weights were measured with the step in the model's dtype, "
+                f"{model_dtype(task)}): give its weights, --weights W1,W2 or --sweep-variant {name}=W1,W2"
+            )
         else:
             _, schedule = make_variant(name, task, epochs, delay=0)  # the start weight, whatever the delay
             weights = [schedule(0) * f for f in (0.1, 0.3, 1.0, 3.0, 10.0)]
@@ -370,23 +398,32 @@ def run_sweep(args: argparse.Namespace) -> dict:
             f"one of {with_val}"
         )
     epochs = args.epochs or EPOCHS.get(task_name, (task.epochs, task.epochs))[1 if args.full else 0]
-    specs = sweep_specs(args, task, epochs)
+    local_dtype = sweep_local_dtype(args, task)  # None: the model's dtype
+    specs = sweep_specs(args, task, epochs, local_dtype)
     delays = _delays(getattr(args, "weight_delays", None))
     backend = getattr(args, "sweep_backend", None)
+
+    def dtype_of(variant: str) -> str | None:  # the local variants take --local-dtype, the others nothing
+        return local_dtype if variant in LOCAL_VARIANTS else None
+
     for variant, _ in specs:  # a delay or backend that cannot train: an error now, not after training
         try:
             check_variant(task, variant, backend)
         except ValueError as exc:  # the sweep's option is --sweep-backend
             raise ValueError(str(exc).replace("--backend", "--sweep-backend")) from exc
         for d in delays:
-            make_variant(variant, task, epochs, delay=d)
+            make_variant(variant, task, epochs, delay=d, local_dtype=dtype_of(variant))
     settings = [(v, w, d) for v, weights in specs for d in delays for w in weights]
     accuracy = task.higher_is_better
     tolerance = args.tolerance if args.tolerance is not None else (0.5 if accuracy else 0.02)
     root = Path(args.out) / "node-sweep-runs"
 
+    def step_dtype(variant: str) -> str | None:  # the dtype a variant's local step runs in (None: no step)
+        return (dtype_of(variant) or model_dtype(task)) if variant in LOCAL_VARIANTS else None
+
     def run_name(variant: str) -> str:
-        return variant if backend is None else f"{variant}-{backend}"
+        name = variant if backend is None else f"{variant}-{backend}"
+        return name if dtype_of(variant) is None else f"{name}-{dtype_of(variant)}"
 
     # a run delayed by d epochs repeats vanilla's first d epochs exactly (same seed, batches and backend):
     # it starts from vanilla's copy of its checkpoint after epoch d instead of training them again
@@ -416,6 +453,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
             weight=w,
             weight_delay=d,
             backend=backend,
+            local_dtype=dtype_of(v),
             threads=1,
             progress=False,
             out=str(root / (f"{run_name(v)}-w{w:g}" + ("" if d is None else f"-d{d}") + f"-s{s}")),
@@ -444,6 +482,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
                 "weight": label[1],
                 "delay": label[2],
                 "method": label[0],
+                "local_dtype": step_dtype(label[0]),
                 "val_metric": mean_std(e[0] for e in evals)[0],
                 "val_nfe": mean_std(e[1] for e in evals)[0],
                 "test_metric": mean_std(e[2] for e in evals)[0],
@@ -456,6 +495,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
         "method",
         "weight",
         *(["delay"] if delays != [None] else []),
+        *(["local_dtype"] if any(v in LOCAL_VARIANTS for v, _ in specs) else []),
         "val_metric",
         "val_nfe",
         "val_nfe_vs_vanilla",
@@ -474,6 +514,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
         print(f"no weight keeps the validation {task.metric} within {tolerance:g} of vanilla's")
     else:
         delay = "" if chosen["delay"] is None else f", delay {chosen['delay']}"
+        delay += "" if chosen["local_dtype"] is None else f", local step in {chosen['local_dtype']}"
         print(
             f"chosen on validation: {chosen['method']} weight {chosen['weight']:g}{delay} -> test "
             f"{task.metric} {chosen['test_metric']:.4g} (vanilla {base['test_metric']:.4g}), test NFE "
@@ -504,6 +545,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
         "task": task_name,
         "variant": ",".join(v for v, _ in specs),
         "backend": backend,
+        "local_dtype": local_dtype,
         "reference_val_nfe": reference_nfe,
         "epochs": epochs,
         "seeds": args.seeds,
@@ -530,16 +572,43 @@ def _delays(text: str | None) -> list[int | None]:
 
 def finished_run(config: TrainConfig) -> bool:
     """Whether ``config.out`` holds a finished run (``summary.json``) trained with this exact configuration
-    (every option ``config`` sets equals the one stored in ``metrics.json``)."""
+    (every option ``config`` sets equals the one stored in ``metrics.json``; the local step's dtype always,
+    as runs record it: None for the model's own, so a run of one dtype never serves another)."""
     out = Path(config.out)
     if not (out / "summary.json").is_file() or not (out / "metrics.json").is_file():
         return False
     stored = json.loads((out / "metrics.json").read_text())["config"]
     wanted = dataclasses.asdict(config)
     kept = set(stored.get("save_epochs") or ())  # a run that kept more checkpoint copies serves as well
-    return set(wanted.pop("save_epochs") or ()) <= kept and all(
-        stored.get(k) == v for k, v in wanted.items() if v is not None
+    dtype = wanted.pop("local_dtype")
+    if dtype is not None:  # float32 on a float32 model is the default run
+        dtype = local_cast(get_task(config.task, config.kind), dtype)
+    return (
+        set(wanted.pop("save_epochs") or ()) <= kept
+        and stored.get("local_dtype") == dtype  # runs from before --local-dtype: the model's dtype
+        and all(stored.get(k) == v for k, v in wanted.items() if v is not None)
     )
+
+
+def sweep_local_dtype(args: argparse.Namespace, task) -> str | None:
+    """``--local-dtype`` of a sweep as its local runs record it (None: the model's dtype).
+
+    Raises:
+        ValueError: no ``--sweep-variant`` is a local regularizer (every run would ignore it).
+    """
+    requested = getattr(args, "local_dtype", None)
+    if requested is None:
+        return None
+    items = args.sweep_variant or ["error"]
+    names = [item.partition("=")[0] for item in ([items] if isinstance(items, str) else items)]
+    local = [n for n in names if n in LOCAL_VARIANTS]
+    if not local:
+        raise ValueError(
+            f"--local-dtype only applies to the local regularizers ({', '.join(LOCAL_VARIANTS)}), and "
+            f"--sweep-variant {', '.join(names)} would ignore it: add --sweep-variant local-unbiased, or "
+            "drop --local-dtype"
+        )
+    return check_local_dtype(local[0], task, requested)
 
 
 def choose_weight(points: list[dict], higher_is_better: bool, tolerance: float) -> dict | None:
@@ -766,20 +835,22 @@ def run_e2e(args: argparse.Namespace) -> dict:
                 "final_val_metric": r["curve"][-1]["val_metric"],
                 "final_val_nfe": r["curve"][-1]["val_nfe"],
                 "train_seconds": r["curve"][-1]["seconds"],
-                "epochs_to_target": hit["epoch"] if hit else None,
-                "seconds_to_target": hit["seconds"] if hit else math.nan,
-                "cpu_seconds_to_target": hit["cpu_seconds"] if hit else math.nan,
+                "epochs_to_reference": hit["epoch"] if hit else None,
+                "seconds_to_reference": hit["seconds"] if hit else math.nan,
+                "cpu_seconds_to_reference": hit["cpu_seconds"] if hit else math.nan,
             }
         )
     for row in rows:
-        row["time_to_target_vs_torchdiffeq"] = ratio(row["seconds_to_target"], rows[0]["seconds_to_target"])
-        row["cpu_to_target_vs_torchdiffeq"] = ratio(
-            row["cpu_seconds_to_target"], rows[0]["cpu_seconds_to_target"]
+        row["time_to_reference_vs_torchdiffeq"] = ratio(
+            row["seconds_to_reference"], rows[0]["seconds_to_reference"]
+        )
+        row["cpu_to_reference_vs_torchdiffeq"] = ratio(
+            row["cpu_seconds_to_reference"], rows[0]["cpu_seconds_to_reference"]
         )
     print_table(
         rows,
         list(rows[0]),
         f"{tasks[0]}: training wall time to the torchdiffeq script's final "
-        f"validation {task.metric} ({target:.4g}) — {epochs} epochs, seed 0",
+        f"validation {task.metric} ({target:.4g}, the reference) — {epochs} epochs, seed 0",
     )
-    return {"rows": rows, "runs": runs, "task": tasks[0], "epochs": epochs, "target": target}
+    return {"rows": rows, "runs": runs, "task": tasks[0], "epochs": epochs, "reference_metric": target}

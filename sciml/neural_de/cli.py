@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from sciml.neural_de.tasks import TASKS
-from sciml.neural_de.training import VARIANTS, TrainConfig, TrainingDiverged, check_seed, train
+from sciml.neural_de.training import LOCAL_DTYPES, VARIANTS, TrainConfig, TrainingDiverged, check_seed, train
 
 HELP = "train a neural ODE/SDE task with a solver-heuristic regularizer (tqdm, JSON metrics, checkpoints)"
 
@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--seed", type=int, default=0, help="in [0, 2**32 - 1] (default 0)")
         p.add_argument("--epochs", type=int, default=None, help="default: the task's")
         p.add_argument("--out", default=None,
-                       help="output directory (default: runs/KIND-TASK-REG-sSEED); one that already holds a "
-                       "run needs --resume")  # fmt: skip
+                       help="output directory (default: runs/KIND-TASK-REG[-LOCAL_DTYPE]-sSEED); one that "
+                       "already holds a run needs --resume")  # fmt: skip
         p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
         p.add_argument("--backend", choices=("backprop", "continuous", "torchdiffeq"), default=None,
                        help="gradient method (default: continuous for local-*, else backprop)")  # fmt: skip
@@ -39,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--batch-size", type=int, default=None)
         p.add_argument("--rtol", type=float, default=None, help="solver rtol (default: the task's)")
         p.add_argument("--atol", type=float, default=None, help="solver atol (default: the task's)")
+        if kind == "node":
+            p.add_argument("--local-dtype", choices=tuple(LOCAL_DTYPES), default=None,
+                           help="dtype of the local regularizers' extra step (--reg local-unbiased or "
+                           "local-biased only; default: the model's, float32 except kinetics). In float32 "
+                           "its estimate is mostly round-off; the calibrated local weights are for the "
+                           "model's dtype, so another dtype needs --weight")  # fmt: skip
         p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
         p.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
 
@@ -77,8 +83,10 @@ def check_fresh_out(out: str | Path, resume: bool) -> None:
 
 
 def default_out(args: argparse.Namespace) -> str:
-    """The run's output directory: ``--out``, or ``runs/KIND-TASK-REG-sSEED``."""
-    return args.out or f"runs/{args.kind}-{args.task}-{args.reg}-s{args.seed}"
+    """The run's output directory: ``--out``, or ``runs/KIND-TASK-REG[-LOCAL_DTYPE]-sSEED``."""
+    dtype = getattr(args, "local_dtype", None)  # a float64 local run never lands in the float32 run's folder
+    reg = args.reg if dtype is None else f"{args.reg}-{dtype}"
+    return args.out or f"runs/{args.kind}-{args.task}-{reg}-s{args.seed}"
 
 
 def interrupt_hint(args: argparse.Namespace) -> str:
@@ -103,6 +111,7 @@ def main(args: argparse.Namespace) -> int:
         backend=args.backend, weight=args.weight, weight_delay=args.weight_delay, lr=args.lr,
         save_epochs=save_epochs, init_from=args.init_from, batch_size=args.batch_size, rtol=args.rtol,
         atol=args.atol, threads=args.threads, progress=not args.no_progress, kind=args.kind,
+        local_dtype=getattr(args, "local_dtype", None),
     )  # fmt: skip
     try:
         summary = train(config)

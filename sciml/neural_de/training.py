@@ -30,6 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from sciml.checkpoint import check_writable_dir, load_checkpoint, save_checkpoint, save_figure, write_json
+from sciml.neural_de.model import NeuralODE
 from sciml.neural_de.regularizers import (
     RNODE,
     ConstantSchedule,
@@ -47,7 +48,7 @@ from sciml.solvers.solution import SolveError
 
 __all__ = [
     "VARIANTS", "TrainConfig", "TrainingDiverged", "train", "make_variant", "calibrated_weight",
-    "check_weight", "check_seed",
+    "check_weight", "check_seed", "LOCAL_DTYPES", "check_local_dtype",
 ]  # fmt: skip
 
 #: ``--reg`` values
@@ -57,6 +58,10 @@ VARIANTS = (
 )  # fmt: skip
 #: the ``--reg`` values without a regularization weight (vanilla; STEER samples the end time instead)
 UNWEIGHTED = ("vanilla", "steer")
+#: the ``--reg`` values that take one extra step (:meth:`NeuralODE.local_error`), in ``--local-dtype``
+LOCAL_VARIANTS = ("local-unbiased", "local-biased")
+#: ``--local-dtype`` values: the dtype the local regularizers' step is computed in
+LOCAL_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class TrainingDiverged(RuntimeError):
@@ -89,6 +94,11 @@ class TrainConfig:
             training options, saved after ``weight_delay`` epochs: the first ``weight_delay`` epochs of a
             delayed regularizer are vanilla training, so this skips repeating them (history, optimizer and
             RNG states are taken over; the result is the same run).
+        local_dtype: ``"float32"`` or ``"float64"``: the dtype the local regularizers (``local-unbiased``,
+            ``local-biased``) compute their step in (default None: the model's; refused for the other
+            variants and the neural SDE tasks). In float32 that step's estimate is mostly round-off; the
+            calibrated local weights were measured in the model's dtype, so another dtype needs ``weight``.
+            A run records it as None when it is the model's dtype (the same run as the default).
     """
 
     task: str
@@ -108,6 +118,7 @@ class TrainConfig:
     progress: bool = True
     save_epochs: list[int] | None = None
     init_from: str | None = None
+    local_dtype: str | None = None
     kind: str = field(default="node", repr=False)
 
 
@@ -198,24 +209,92 @@ def _missing_weight(name: str, task) -> str:
     )
 
 
-def check_weight(name: str, task, weight: float | None) -> None:
+def check_weight(name: str, task, weight: float | None, local_dtype: str | None = None) -> None:
     """Refuse, before any work, a weighted ``--reg`` variant without ``--weight`` on a task that has no
-    calibrated weight for it.
+    calibrated weight for it, or a local variant whose step runs in another dtype than the model's
+    (``local_dtype``, as :func:`check_local_dtype` returns it): the calibrated weights are the model dtype's.
 
     Raises:
         ValueError: asking for ``--weight``.
     """
     weighted = name in VARIANTS and name not in UNWEIGHTED
+    if weighted and weight is None and name in LOCAL_VARIANTS and local_dtype is not None:
+        raise ValueError(_missing_local_weight(name, task, local_dtype))
     if weighted and weight is None and calibrated_weight(name, task) is None:
         raise ValueError(_missing_weight(name, task))
 
 
-class _MissingWeight:
-    """The schedule of a variant without a calibrated weight on its task: it has no value to give (never a
-    weight borrowed from another task), and says so when asked for one."""
+def model_dtype(task) -> str:
+    """The name of the dtype a task's neural ODE solves in (its fields' parameters): the dtype of the local
+    regularizers' step unless ``--local-dtype`` says otherwise. Builds a model without touching the RNGs."""
+    with torch.random.fork_rng(devices=[]):
+        return _dtype_of(task.model(task_backends(task)[0]))
 
-    def __init__(self, name: str, task):
-        self.message = _missing_weight(name, task)
+
+def _dtype_of(model: nn.Module) -> str:
+    """The name of the dtype of a task model's neural ODE fields' parameters (all its parameters' without
+    such fields)."""
+    fields = [m.field for m in model.modules() if isinstance(m, NeuralODE) and isinstance(m.field, nn.Module)]
+    dtypes = {p.dtype for f in fields for p in f.parameters() if p.is_floating_point()}
+    dtypes = dtypes or {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if len(dtypes) != 1:
+        raise ValueError(f"the model's fields' parameters have several dtypes, {sorted(map(str, dtypes))}")
+    return str(dtypes.pop()).removeprefix("torch.")
+
+
+def local_cast(task, local_dtype: str | None) -> str | None:
+    """``--local-dtype`` as a run records it: None for the model's own dtype (the default run), else its
+    name (no checks: :func:`check_local_dtype`)."""
+    return None if local_dtype is None or local_dtype == model_dtype(task) else local_dtype
+
+
+def _local_dtype_ignored(reg: str) -> str:
+    return (
+        f"--local-dtype only applies to the local regularizers ({', '.join(LOCAL_VARIANTS)}), which take one "
+        f"extra step in that dtype; --reg {reg} would ignore it: drop --local-dtype, or choose --reg "
+        f"{' or '.join(LOCAL_VARIANTS)}"
+    )
+
+
+def check_local_dtype(reg: str, task, local_dtype: str | None) -> str | None:
+    """Refuse a ``--local-dtype`` that cannot mean what it says, before any work; return it as a run records
+    it (:func:`local_cast`: None for the model's own dtype).
+
+    Raises:
+        ValueError: an unknown dtype, a ``--reg`` that is not a local regularizer (it would ignore it), or a
+            neural SDE task.
+    """
+    if local_dtype is None:
+        return None
+    if local_dtype not in LOCAL_DTYPES:
+        raise ValueError(f"--local-dtype must be one of {list(LOCAL_DTYPES)}, got {local_dtype!r}")
+    if reg not in LOCAL_VARIANTS:
+        raise ValueError(_local_dtype_ignored(reg))
+    if task.kind != "node":
+        raise ValueError(
+            f"--local-dtype is for the neural ODE tasks; --task {task.name} is a neural SDE, whose local "
+            "step runs in the model's dtype: drop --local-dtype"
+        )
+    return local_cast(task, local_dtype)
+
+
+def _missing_local_weight(name: str, task, local_dtype: str) -> str:
+    calibrated = sorted({*_WEIGHTS.get(name, {}), *(t for v, t in _STARTS if v == name)})
+    return (
+        f"--reg {name} with --local-dtype {local_dtype} has no calibrated regularization weight on --task "
+        f"{task.name}: the local weights (calibrated on: {', '.join(calibrated)}) were measured with the "
+        f"step in the model's dtype ({model_dtype(task)}), and a {local_dtype} step's value and gradient "
+        "differ from that by orders of magnitude (in float32 the estimate is mostly round-off), so no "
+        "calibrated weight carries over: pass --weight W (the schedule's start weight)"
+    )
+
+
+class _MissingWeight:
+    """The schedule of a variant without a calibrated weight on its task (or for its ``--local-dtype``): it
+    has no value to give (never a weight borrowed from another task or dtype), and says so when asked."""
+
+    def __init__(self, name: str, task, message: str | None = None):
+        self.message = message or _missing_weight(name, task)
 
     def __call__(self, epoch: int) -> float:
         raise ValueError(self.message)
@@ -311,7 +390,12 @@ def active_regularizer(regularizer, schedule, weight: float):
 
 
 def make_variant(
-    name: str, task: Task, epochs: int, weight: float | None = None, delay: int | None = None
+    name: str,
+    task: Task,
+    epochs: int,
+    weight: float | None = None,
+    delay: int | None = None,
+    local_dtype: str | None = None,
 ) -> tuple[Regularizer | None, ConstantSchedule | ExponentialSchedule | DelayedSchedule | None]:
     """The regularizer and weight schedule of a ``--reg`` variant on a task.
 
@@ -324,18 +408,23 @@ def make_variant(
             variant's usual shape on a task without a calibrated weight).
         delay: epochs without the regularizer first (default: the table's fraction of ``epochs``, 0 for
             most tasks).
+        local_dtype: a local variant's step dtype when it is not the model's (as :func:`check_local_dtype`
+            returns it): the table's weights do not apply, so ``weight`` is needed.
 
     Returns:
         The regularizer and its schedule. Without ``weight`` on a task that has no calibrated weight for
-        the variant, the schedule raises a ValueError asking for ``--weight`` when evaluated
-        (:func:`train` refuses such a run up front: :func:`check_weight`).
+        the variant, or with a ``local_dtype``, the schedule raises a ValueError asking for ``--weight`` when
+        evaluated (:func:`train` refuses such a run up front: :func:`check_weight`).
 
     Raises:
-        ValueError: unknown variant, a delay that leaves no regularized epoch, or a weight or delay given to
-            a variant without a weight (:data:`UNWEIGHTED`).
+        ValueError: unknown variant, a delay that leaves no regularized epoch, a weight or delay given to
+            a variant without a weight (:data:`UNWEIGHTED`), or a ``local_dtype`` for a variant that is not
+            local.
     """
     if name not in VARIANTS:
         raise ValueError(f"unknown --reg {name!r}; choose one of {list(VARIANTS)}")
+    if local_dtype is not None and name not in LOCAL_VARIANTS:
+        raise ValueError(_local_dtype_ignored(name))
     if name in UNWEIGHTED:
         options = (("--weight", weight), ("--weight-delay", delay))
         given = [flag for flag, value in options if value is not None]
@@ -361,6 +450,8 @@ def make_variant(
         delay = min(round(fraction * epochs), max(epochs - 1, 0))
     if isinstance(delay, bool) or int(delay) != delay or not 0 <= delay < epochs:
         raise ValueError(f"--weight-delay must be a whole number in [0, epochs={epochs}), got {delay}")
+    if local_dtype is not None and weight is None:  # the table's weights are for the model's dtype
+        return regularizer, _MissingWeight(name, task, _missing_local_weight(name, task, local_dtype))
     if key is None and weight is None:
         return regularizer, _MissingWeight(name, task)
     row = _WEIGHTS[name].get(key)
@@ -600,8 +691,11 @@ def train(config: TrainConfig) -> dict:
     ):
         raise ValueError(f"--save-epochs must be epochs in [1, {epochs}], got {config.save_epochs}")
     backend = check_variant(task, config.reg, config.backend)
-    check_weight(config.reg, task, config.weight)
-    regularizer, schedule = make_variant(config.reg, task, epochs, config.weight, config.weight_delay)
+    local_dtype = check_local_dtype(config.reg, task, config.local_dtype)  # None: the model's dtype
+    check_weight(config.reg, task, config.weight, local_dtype)
+    regularizer, schedule = make_variant(
+        config.reg, task, epochs, config.weight, config.weight_delay, local_dtype=local_dtype
+    )
     ckpt_path = Path(config.out) / "checkpoint.pt"
     if config.resume and not ckpt_path.is_file():  # checked before the directory is created
         raise ValueError(
@@ -616,6 +710,10 @@ def train(config: TrainConfig) -> dict:
     _seed_everything(config.seed)
     data = task.data()
     model = task.model(backend)
+    if local_dtype is not None:  # the local step in another dtype than the model's (gradients reach it)
+        for node in model.modules():
+            if isinstance(node, NeuralODE):
+                node.local_dtype = LOCAL_DTYPES[local_dtype]
     lr = config.lr if config.lr is not None else task.lr
     batch_size = config.batch_size if config.batch_size is not None else task.batch_size
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -628,7 +726,8 @@ def train(config: TrainConfig) -> dict:
     identity = {"task": task.name, "reg": config.reg, "seed": config.seed, "backend": backend,
                 "rtol": task.rtol, "atol": task.atol, "epochs": epochs, "lr": lr, "batch_size": batch_size,
                 "weight": config.weight, "weight_delay": config.weight_delay,
-                "lr_end": None if task.lr_end is None else lr * task.lr_end / task.lr}  # fmt: skip
+                "lr_end": None if task.lr_end is None else lr * task.lr_end / task.lr,
+                "local_dtype": local_dtype}  # fmt: skip
     if config.init_from is not None and not (config.resume and ckpt_path.exists()):
         history, start_epoch = _init_from(config, identity, model, optimizer, shuffle)
     elif config.resume:
@@ -749,6 +848,8 @@ def train(config: TrainConfig) -> dict:
             "train_metric": final.get("train_metric"), "train_seconds": train_seconds,
             "predict_seconds": predict_seconds, "predict_nfe": predict_nfe, "epochs": epochs,
             "metric": task.metric, "world_size": dist.world,
+            # the dtype the local step ran in (identity's local_dtype is None for the model's own)
+            "local_step_dtype": (local_dtype or _dtype_of(model)) if config.reg in LOCAL_VARIANTS else None,
         }  # fmt: skip
         write_json(out / "summary.json", summary)
         _plot(history, out / "curves.png", f"{task.name} / {config.reg} (seed {config.seed})", task.metric)
