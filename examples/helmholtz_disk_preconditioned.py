@@ -40,6 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=400, help="L-BFGS iterations (default: 400)")
     args = parser.parse_args()
+    if args.iterations < 1:
+        parser.error(f"argument --iterations: must be >= 1, got {args.iterations}")
     torch.set_num_threads(1)
     problem = pde.PDEProblem(
         name="disk-helmholtz",

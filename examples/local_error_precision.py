@@ -45,8 +45,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="Adam steps of training (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed (default 0)")
     args = parser.parse_args()
-    if args.steps < 0:
-        parser.error("--steps must be >= 0")
+    if args.steps < 1:
+        parser.error(f"argument --steps: must be >= 1 (the second table is after training), got {args.steps}")
     torch.manual_seed(args.seed)
     field = Autonomous(
         nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 2))

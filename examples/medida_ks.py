@@ -19,7 +19,11 @@ from sciml.medida import Library, discover, ks_lyapunov_exponent, ks_observation
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--noisy", action="store_true", help="also run with 1 % observation noise")
+    parser.add_argument(
+        "--noisy",
+        action="store_true",
+        help="also run with 1 %% observation noise (slower: about a minute per round)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
 

@@ -7,6 +7,7 @@ differentiated through the solver) to the loss. Compare the prediction NFE with 
 """
 
 import argparse
+import math
 
 import torch
 from sklearn.datasets import load_digits
@@ -16,10 +17,16 @@ from torch import nn
 from sciml.neural_de import ErrorEstimateRegularizer, NeuralODE
 from sciml.neural_de.tasks import TimeConcatField
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--weight", type=float, default=10.0, help="regularization weight (0: vanilla)")
-parser.add_argument("--epochs", type=int, default=10)
+parser = argparse.ArgumentParser(
+    description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+)
+parser.add_argument("--weight", type=float, default=10.0, help="regularization weight (>= 0; 0: vanilla)")
+parser.add_argument("--epochs", type=int, default=10, help="epochs over the training split, >= 1")
 args = parser.parse_args()
+if not (math.isfinite(args.weight) and args.weight >= 0):
+    parser.error(f"argument --weight: must be a finite number >= 0 (0: vanilla), got {args.weight}")
+if args.epochs < 1:
+    parser.error(f"argument --epochs: must be >= 1, got {args.epochs}")
 torch.manual_seed(0)
 torch.set_num_threads(1)
 

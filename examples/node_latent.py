@@ -5,6 +5,7 @@ continuous adjoint: one differentiable Tsit5 step at a random time per batch (Pa
 """
 
 import argparse
+import math
 
 import torch
 from torch import nn
@@ -12,10 +13,18 @@ from torch import nn
 from sciml.neural_de import LocalErrorRegularizer, NeuralODE
 from sciml.neural_de.tasks import MLPField, damped_oscillators
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--weight", type=float, default=100.0, help="local regularization weight (0: vanilla)")
-parser.add_argument("--epochs", type=int, default=10)
+parser = argparse.ArgumentParser(
+    description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+)
+parser.add_argument(
+    "--weight", type=float, default=100.0, help="local regularization weight (>= 0; 0: vanilla)"
+)
+parser.add_argument("--epochs", type=int, default=10, help="epochs over the 800 training series, >= 1")
 args = parser.parse_args()
+if not (math.isfinite(args.weight) and args.weight >= 0):
+    parser.error(f"argument --weight: must be a finite number >= 0 (0: vanilla), got {args.weight}")
+if args.epochs < 1:
+    parser.error(f"argument --epochs: must be >= 1, got {args.epochs}")
 torch.manual_seed(0)
 torch.set_num_threads(1)
 

@@ -1,10 +1,19 @@
-"""Learn the cubic spiral y' = y³A from windows of its trajectory (torchdiffeq's classic demo), with the
-stiffness regularizer Σ_j S_j keeping the learned field easy for an explicit solver.
+"""Learn the cubic spiral y' = y³A from windows of its trajectory (torchdiffeq's classic demo), with or
+without the stiffness regularizer Σ_j S_j (``--weight``; 0: vanilla).
 
-    python examples/node_spiral.py --epochs 20
+    python examples/node_spiral.py --epochs 20              # weight 0.05
+    python examples/node_spiral.py --epochs 20 --weight 0   # vanilla
+
+On this task the regularizer did not make the learned field cheaper to solve at any weight that still fits
+the spiral. Measured (seed 0, 20 epochs; the whole-trajectory MSE and the NFE of the whole-span solve that
+the script prints at epoch 20): weight 0 (vanilla): MSE 0.570, NFE 620; 0.001: 0.599, 644; 0.005: 0.684,
+674; 0.01: 0.681, 716; 0.02: 0.801, 812; 0.05 (the default): 1.711, 2024, after jumps from epoch 12 on
+(MSE 5.09 and NFE 3548 at epoch 15); 0.1: 1.511, 1610; 0.3: 20.8, 830; 1: 12.65, 302 (cheaper than vanilla,
+but the trajectory is not learned). The default shows that failure: compare it with ``--weight 0``.
 """
 
 import argparse
+import math
 
 import torch
 from sciml.problems.ode import cubic_spiral
@@ -13,10 +22,18 @@ from sciml.solvers.ode import reference_solution
 from sciml.neural_de import NeuralODE, StiffnessRegularizer
 from sciml.neural_de.tasks import CubicField
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--weight", type=float, default=0.05, help="stiffness regularization weight (0: vanilla)")
-parser.add_argument("--epochs", type=int, default=20)
+parser = argparse.ArgumentParser(
+    description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+)
+parser.add_argument(
+    "--weight", type=float, default=0.05, help="stiffness regularization weight (>= 0; 0: vanilla)"
+)
+parser.add_argument("--epochs", type=int, default=20, help="epochs of 20 batches, >= 1")
 args = parser.parse_args()
+if not (math.isfinite(args.weight) and args.weight >= 0):
+    parser.error(f"argument --weight: must be a finite number >= 0 (0: vanilla), got {args.weight}")
+if args.epochs < 1:
+    parser.error(f"argument --epochs: must be >= 1, got {args.epochs}")
 torch.manual_seed(0)
 torch.set_num_threads(1)
 

@@ -28,14 +28,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
+from pathlib import Path
 
 import numpy as np
 import sciml.problems.pde as pde
 import torch
 from sciml.solvers.fd import reference_solution
 
-from sciml.pinn import PIG, PINN, Constrained, Trainer
+from sciml.pinn import PIG, PINN, Constrained, TrainConfig, Trainer
 from sciml.pinn.presets import preset
 
 
@@ -47,6 +49,11 @@ def validation_points(problem, n: int = 20000, seed: int = 12345) -> tuple[np.nd
     with torch.no_grad():
         u = problem.exact(x).reshape(n, -1).double()
     return x.numpy(), u.numpy()
+
+
+def refinable(problem) -> bool:
+    """Whether ``--validation finer`` works for ``problem`` (see :func:`finer_reference_points`)."""
+    return isinstance(problem.reference, (pde.NonlinearDiffusionReference, pde.SemilinearReference))
 
 
 def finer_reference_points(problem, n: int = 20000, seed: int = 12345) -> tuple[np.ndarray, np.ndarray]:
@@ -77,11 +84,81 @@ def finer_reference_points(problem, n: int = 20000, seed: int = 12345) -> tuple[
     return points, values
 
 
+#: keyword arguments of the models that the script sets itself (not a variant's to change)
+RESERVED = {"in_features", "out_features", "lower", "upper", "generator"}
+MODELS = {"pig": PIG, "pinn": PINN}
+
+
+def model_keywords(kind: str) -> list[str]:
+    """The keyword arguments a variant may give the model ``kind`` (its constructor's, via inspect)."""
+    parameters = inspect.signature(MODELS[kind]).parameters
+    return [n for n, p in parameters.items() if n not in RESERVED and p.kind != p.VAR_KEYWORD]
+
+
+def parse_variants(specs: list[str], default_model: str, settings, seed: int) -> list[tuple]:
+    """Every ``--variant NAME:JSON`` as ``(name, model kind, TrainConfig, model keyword arguments)``, all
+    checked before anything is trained.
+
+    Raises:
+        ValueError: one line naming the variant, the bad key and the valid ones.
+    """
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    variants = []
+    for spec in specs:
+        name, _, text = spec.partition(":")
+        try:
+            changes = json.loads(text or "{}")
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--variant {name!r}: its settings are not JSON ({error})") from None
+        if not isinstance(changes, dict):
+            raise ValueError(f"--variant {name!r}: settings must be a JSON object, got {text}")
+        unknown = set(changes) - {"model", "pig", "pinn", "train"}
+        kind = changes.get("model", default_model)
+        if unknown or kind not in ("pig", "pinn"):
+            raise ValueError(
+                f"--variant {name!r}: keys are 'model' ('pig' or 'pinn'), 'pig', 'pinn' and 'train'; got "
+                f"{sorted(changes)} with model {kind!r}"
+            )
+        for key, valid in (
+            ("train", fields),
+            ("pig", model_keywords("pig")),
+            ("pinn", model_keywords("pinn")),
+        ):
+            given = changes.get(key, {})
+            if not isinstance(given, dict):
+                raise ValueError(f"--variant {name!r}: {key!r} must be a JSON object, got {given!r}")
+            bad = sorted(set(given) - set(valid))
+            if bad:
+                what = (
+                    "TrainConfig fields" if key == "train" else f"keyword arguments of {MODELS[key].__name__}"
+                )
+                raise ValueError(
+                    f"--variant {name!r}: unknown {key!r} key(s) {', '.join(map(repr, bad))}; valid {what}: "
+                    f"{', '.join(valid)}"
+                )
+        own = settings.config("default", kind)  # the shared schedule with the model's own overrides
+        try:
+            config = dataclasses.replace(own, seed=seed, **changes.get("train", {}))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"--variant {name!r}: bad 'train' settings ({error})") from None
+        kwargs = {**getattr(settings, kind), **changes.get(kind, {})}
+        variants.append((name, kind, config, kwargs))
+    return variants
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--problem", required=True)
-    parser.add_argument("--model", choices=("pig", "pinn"), default="pig")
-    parser.add_argument("--seed", type=int, default=1)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--problem", required=True, choices=pde.names(), metavar="PROBLEM",
+        help=f"the suite problem: {', '.join(pde.names())}",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model",
+        choices=("pig", "pinn"),
+        default="pig",
+        help="model of variants without 'model' (default: pig)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the models and of training (default: 1)")
     parser.add_argument(
         "--validation",
         help="problems without an exact solution: an NPZ with points and values, or 'finer' for a finer run "
@@ -93,36 +170,37 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     problem = pde.get(args.problem)
+    settings = preset(args.problem)
+    try:
+        variants = parse_variants(args.variant, args.model, settings, args.seed)
+    except ValueError as error:
+        parser.error(str(error))
     if args.validation == "finer":
+        if not refinable(problem):
+            exact = problem.exact is not None
+            hint = "omit --validation (it has an exact solution)" if exact else "pass --validation FILE.npz"
+            parser.error(f"argument --validation: {args.problem} has no reference recipe to refine: {hint}")
         validation = finer_reference_points(problem)
     elif args.validation:
-        data = np.load(args.validation)
-        validation = (data["points"], data["values"])
+        try:
+            data = np.load(args.validation)
+            validation = (np.asarray(data["points"]), np.asarray(data["values"]))
+        except (OSError, ValueError, KeyError, IndexError) as error:
+            parser.error(
+                f"argument --validation: cannot read points and values from {args.validation} ({error})"
+            )
     elif problem.exact is not None:
         validation = validation_points(problem)
     else:
-        raise SystemExit(f"{args.problem} has no exact solution: pass --validation FILE.npz (points, values)")
+        finer = "--validation finer (a finer run of its reference recipe) or " if refinable(problem) else ""
+        parser.error(
+            f"{args.problem} has no exact solution: pass {finer}--validation FILE.npz (points, values)"
+        )
+    if args.plot and not Path(args.plot).parent.is_dir():
+        parser.error(f"argument --plot: the folder of {args.plot} does not exist")
     test = reference_solution(problem)
-    settings = preset(args.problem)
     rows, curves = [], []
-    for spec in args.variant:
-        name, _, text = spec.partition(":")
-        try:
-            changes = json.loads(text or "{}")
-        except json.JSONDecodeError as error:
-            raise SystemExit(f"--variant {name!r}: its settings are not JSON ({error})") from None
-        if not isinstance(changes, dict):
-            raise SystemExit(f"--variant {name!r}: settings must be a JSON object, got {text}")
-        unknown = set(changes) - {"model", "pig", "pinn", "train"}
-        kind = changes.get("model", args.model)
-        if unknown or kind not in ("pig", "pinn"):
-            raise SystemExit(
-                f"--variant {name!r}: keys are 'model' ('pig' or 'pinn'), 'pig', 'pinn' and 'train'; got "
-                f"{sorted(changes)} with model {kind!r}"
-            )
-        own = settings.config("default", kind)  # the shared schedule with the model's own overrides
-        config = dataclasses.replace(own, seed=args.seed, **changes.get("train", {}))
-        kwargs = {**getattr(settings, kind), **changes.get(kind, {})}
+    for name, kind, config, kwargs in variants:
         generator = torch.Generator().manual_seed(args.seed)
         box = dict(lower=problem.domain.lower, upper=problem.domain.upper, generator=generator)
         model = (PIG if kind == "pig" else PINN)(problem.domain.ndim, len(problem.fields), **kwargs, **box)
@@ -172,6 +250,7 @@ def plot_curves(path: str, curves: list, title: str) -> None:
     ax.set_title(f"{title}: error along each run")
     ax_loss.set_title("loss at the same iterations")
     ax.legend(fontsize=8)
+    ax_loss.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
     print(f"wrote {path}", flush=True)

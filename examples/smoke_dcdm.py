@@ -5,7 +5,7 @@ shipped model; the geometry is fixed, so the network's setup runs once). The sam
 solved by CG on a copy of the state, so both solvers see identical systems. Printed and written per frame:
 iterations, seconds and the divergence left after the projection (‖∇·u‖ relative to before).
 
-    python examples/smoke_dcdm.py --size 128 --frames 60 --out /tmp/smoke-dcdm
+    python examples/smoke_dcdm.py --size 128 --frames 60 --out runs/smoke-dcdm
     python examples/smoke_dcdm.py --torchscript   # project through the exported TorchScript file instead
 
 With ``--torchscript`` the model is exported and loaded with ``torch.jit.load`` and driven exactly as a
@@ -47,15 +47,21 @@ def torchscript_pressure_solver(path: Path, grid, rtol: float):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=128, help="cells per side")
-    parser.add_argument("--frames", type=int, default=60)
-    parser.add_argument("--obstacles", type=int, default=4)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--size", type=int, default=128, help="cells per side, >= 16")
+    parser.add_argument("--frames", type=int, default=60, help="frames to simulate, >= 1")
+    parser.add_argument("--obstacles", type=int, default=4, help="random obstacles, >= 0")
     parser.add_argument("--seed", type=int, default=7, help="obstacle layout seed")
-    parser.add_argument("--rtol", type=float, default=1e-6)
-    parser.add_argument("--torchscript", action="store_true", help="project through the exported file")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="smoke-dcdm-results")
+    parser.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance of both pressure solves")
+    parser.add_argument(
+        "--torchscript", action="store_true", help="project through the exported file (OUT/dcdm.pt)"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, >= 1")
+    parser.add_argument(
+        "--out", default="runs/smoke-dcdm", help="directory for smoke_dcdm.json, smoke_dcdm.png (and dcdm.pt)"
+    )
     args = parser.parse_args()
     for flag, value, low in (
         ("--size", args.size, 16),
@@ -67,7 +73,10 @@ def main() -> None:
             parser.error(f"argument {flag}: must be >= {low}, got {value}")
     if not (0 < args.rtol < 1):
         parser.error(f"argument --rtol: must lie in (0, 1), got {args.rtol}")
-    out = check_writable_dir(args.out)
+    try:
+        out = check_writable_dir(args.out)
+    except ValueError as error:
+        parser.error(str(error))
     torch.set_num_threads(args.threads)
 
     walls = (("neumann", "neumann"), ("neumann", "dirichlet"))
@@ -76,10 +85,13 @@ def main() -> None:
     )
     grid = plume_grid(args.size, fill_unanchored(cells, walls))
     model = DCDM.load()
+    written = []
     if args.torchscript:
+        start = time.perf_counter()
         path = model.export(out / "dcdm.pt")
         dcdm_solver = torchscript_pressure_solver(path, grid, args.rtol)
-        setup = 0.0
+        setup = time.perf_counter() - start
+        written.append(path)
     else:
         start = time.perf_counter()
         prepared = model.prepare(grid)
@@ -91,7 +103,8 @@ def main() -> None:
     cg_solver = cg_pressure_solver(rtol=args.rtol)
     sim = SmokeSimulation(grid, pressure_solver=dcdm_solver)
     rows = []
-    print(f"{args.size}² plume, {args.obstacles} obstacles, DCDM setup {setup:.3f} s (once)")
+    what = "once: export + torch.jit.load" if args.torchscript else "once"
+    print(f"{args.size}² plume, {args.obstacles} obstacles, DCDM setup {setup:.3f} s ({what})")
     print("frame  dcdm-it  cg-it  dcdm-s  cg-s    div-left-dcdm  div-left-cg")
     for _ in range(args.frames):
         sim.advance()
@@ -131,7 +144,8 @@ def main() -> None:
     print({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in summary.items()})
     write_json(out / "smoke_dcdm.json", {"summary": summary, "frames": rows, "argv": vars(args)})
     _plot(sim, grid, rows, out / "smoke_dcdm.png")
-    print(f"wrote {out / 'smoke_dcdm.json'} and {out / 'smoke_dcdm.png'}")
+    written += [out / "smoke_dcdm.json", out / "smoke_dcdm.png"]
+    print(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
 
 
 def _plot(sim, grid, rows, path: Path) -> None:

@@ -8,14 +8,16 @@ C++ program, read the system it assembled and its answer, and check that
 * its answer agrees with Python's DCDM (``DCDM.solve`` on that system and right-hand side) to rtol 1e-6,
   and solves the system (true residual ≤ rtol·‖b‖; for the box with zero mean).
 
-    python examples/cpp/check_cpp.py --exe build/cpp/pressure_solve [--work DIR] [--n 64]
+    python examples/cpp/check_cpp.py --exe build/cpp/pressure_solve [--work runs/cpp-check] [--n 64]
 
-Exits 0 when everything agrees; prints one line per case.
+Exits 0 when everything agrees; prints one line per case and where its files went (``--work``: the exported
+model ``dcdm_2d.pt`` and the program's outputs ``plume.bin`` and ``box.bin``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import warnings
@@ -25,6 +27,7 @@ import numpy as np
 from sciml.problems.linear import PoissonGrid
 from sciml.solvers.fluid import plume_grid
 
+from sciml.checkpoint import check_writable_dir
 from sciml.dcdm import DCDM
 
 RTOL_SOLVE = 1e-8
@@ -86,21 +89,36 @@ def check(exe: Path, model: Path, work: Path, n: int, box: bool) -> tuple[bool, 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--exe", required=True, help="the built pressure_solve program")
-    parser.add_argument("--work", default=".", help="directory for the exported model and outputs")
+    parser.add_argument(
+        "--work",
+        default="runs/cpp-check",
+        help="directory for the exported model (dcdm_2d.pt) and the outputs (plume.bin, box.bin)",
+    )
     parser.add_argument("--n", type=int, default=64, help="cells per side (>= 8)")
     args = parser.parse_args()
     if args.n < 8:
         parser.error(f"--n must be >= 8, got {args.n}")
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
+    exe = Path(args.exe)
+    if not exe.is_file() or not os.access(exe, os.X_OK):
+        parser.error(
+            f"argument --exe: {exe} is not an executable file (build it with examples/cpp/build_and_run.sh)"
+        )
+    try:
+        work = check_writable_dir(args.work, "--work")
+    except ValueError as error:
+        parser.error(str(error))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         model = DCDM.load().export(work / "dcdm_2d.pt")
-    results = [check(Path(args.exe), model, work, args.n, box) for box in (False, True)]
+    results = [check(exe, model, work, args.n, box) for box in (False, True)]
     for _, line in results:
         print(line)
+    files = [f.name for f in (Path(model), work / "plume.bin", work / "box.bin") if f.exists()]
+    print(f"wrote {', '.join(files)} in {work} (the exported model and the C++ program's outputs)")
     return 0 if all(ok for ok, _ in results) else 1
 
 

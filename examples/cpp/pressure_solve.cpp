@@ -10,7 +10,7 @@
 // (the contract documented in sciml.dcdm.DCDM.export). Fields are float64 tensors of shape (n, n), index
 // [i][j] = cell (x_i, y_j), C order.
 //
-//   pressure_solve MODEL.pt [--n 64] [--box] [--rtol 1e-8] [--out system.bin]
+//   pressure_solve MODEL.pt [--n 64] [--box] [--rtol 1e-8] [--out system.bin]      (--help: the usage)
 //
 // plume (default): closed bottom and sides (Neumann), open top (Dirichlet p = 0), like
 // sciml.solvers.fluid.plume_grid. --box: every wall closed: the pure-Neumann system of a closed container,
@@ -39,41 +39,79 @@ struct Options {
   std::string out;
 };
 
+constexpr int kMaxN = 4096;  // n x n cells: larger grids would need gigabytes here
+
+const char* const kUsage =
+    "usage: pressure_solve MODEL.pt [--n N] [--box] [--rtol R] [--out FILE]\n"
+    "  MODEL.pt   the exported DCDM TorchScript file (sciml dcdm export MODEL.pt)\n"
+    "  --n N      cells per side, 8 to 4096 (default 64)\n"
+    "  --box      every wall closed (pure Neumann) instead of the plume's open top\n"
+    "  --rtol R   relative tolerance, > 0 (default 1e-8)\n"
+    "  --out FILE write n, iterations, the fields diag, couplings, b and the solution x (float64)\n";
+
+[[noreturn]] void fail(const std::string& message) {
+  std::cerr << "pressure_solve: " << message << "\n";
+  std::exit(2);
+}
+
+// the whole text as an int / a double, or a one-line error naming the flag (std::stoi / std::stod throw
+// std::invalid_argument or std::out_of_range, and accept trailing garbage such as "12abc")
+int parse_int(const std::string& flag, const std::string& text) {
+  std::size_t used = 0;
+  long long value = 0;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size()) fail(flag + " needs an integer, got '" + text + "'");
+  if (value < 8 || value > kMaxN) fail(flag + " must lie in [8, " + std::to_string(kMaxN) + "], got " + text);
+  return static_cast<int>(value);
+}
+
+double parse_double(const std::string& flag, const std::string& text) {
+  std::size_t used = 0;
+  double value = 0.0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size()) fail(flag + " needs a number, got '" + text + "'");
+  return value;
+}
+
 Options parse(int argc, char** argv) {
   Options o;
-  if (argc < 2) {
-    std::cerr << "usage: pressure_solve MODEL.pt [--n N] [--box] [--rtol R] [--out FILE]\n";
+  for (int k = 1; k < argc; ++k) {
+    const std::string a = argv[k];
+    if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      std::exit(0);
+    }
+  }
+  if (argc < 2 || std::string(argv[1]).rfind("--", 0) == 0) {
+    std::cerr << kUsage;
     std::exit(2);
   }
   o.model = argv[1];
   for (int k = 2; k < argc; ++k) {
     std::string a = argv[k];
     auto value = [&](const char* flag) -> std::string {
-      if (k + 1 >= argc) {
-        std::cerr << flag << " needs a value\n";
-        std::exit(2);
-      }
+      if (k + 1 >= argc) fail(std::string(flag) + " needs a value");
       return argv[++k];
     };
     if (a == "--n") {
-      o.n = std::stoi(value("--n"));
-      if (o.n < 8) {
-        std::cerr << "--n must be >= 8, got " << o.n << "\n";
-        std::exit(2);
-      }
+      o.n = parse_int("--n", value("--n"));
     } else if (a == "--box") {
       o.box = true;
     } else if (a == "--rtol") {
-      o.rtol = std::stod(value("--rtol"));
-      if (!(o.rtol > 0)) {
-        std::cerr << "--rtol must be > 0\n";
-        std::exit(2);
-      }
+      o.rtol = parse_double("--rtol", value("--rtol"));
+      if (!(o.rtol > 0) || !std::isfinite(o.rtol)) fail("--rtol must be a finite number > 0");
     } else if (a == "--out") {
       o.out = value("--out");
     } else {
-      std::cerr << "unknown argument " << a << "\n";
-      std::exit(2);
+      fail("unknown argument " + a + " (--help for the usage)");
     }
   }
   return o;
@@ -81,8 +119,14 @@ Options parse(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const Options opt = parse(argc, argv);
+int run(const Options& opt) {
+  torch::jit::script::Module solver;
+  try {  // before any work: a missing or foreign file is one line, not libtorch's stack trace
+    solver = torch::jit::load(opt.model);
+  } catch (const c10::Error& e) {
+    std::cerr << "pressure_solve: could not load " << opt.model << ": " << e.what_without_backtrace() << "\n";
+    return 1;
+  }
   const int n = opt.n;
   const double h = 1.0 / n;
   const double inv_h2 = 1.0 / (h * h);
@@ -152,13 +196,6 @@ int main(int argc, char** argv) {
   torch::Tensor tb = field(rhs), tdiag = field(diag);
   std::vector<torch::Tensor> couplings = {field(cx), field(cy)};
 
-  torch::jit::script::Module solver;
-  try {
-    solver = torch::jit::load(opt.model);
-  } catch (const c10::Error& e) {
-    std::cerr << "could not load " << opt.model << ": " << e.what() << "\n";
-    return 1;
-  }
   at::set_num_threads(1);  // one thread: what sciml measured to be fastest for this solver
   torch::NoGradGuard no_grad;
 
@@ -221,4 +258,14 @@ int main(int argc, char** argv) {
     }
   }
   return status_name == "converged" ? 0 : 3;
+}
+
+int main(int argc, char** argv) {
+  const Options opt = parse(argc, argv);
+  try {
+    return run(opt);
+  } catch (const c10::Error& e) {  // e.g. a TorchScript file that is not an exported DCDM solver
+    std::cerr << "pressure_solve: " << opt.model << ": " << e.what_without_backtrace() << "\n";
+    return 1;
+  }
 }
