@@ -47,6 +47,10 @@ def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, nd: int, padding: int)
     return F.conv1d(x, weight, bias, padding=padding)
 
 
+#: the robust cycle's coarse weight bound for the W-cycle, 2^{1/4} (see MultigridNet._robust_weight)
+_W_CYCLE_WEIGHT = 2.0**0.25 * (1.0 - 1e-6)
+
+
 def _level_shapes(shape: list[int], coarsest: int) -> list[list[int]]:
     """Grid shapes of the hierarchy: halve (rounding up) until every side is at most ``coarsest``."""
     shapes: list[list[int]] = [shape]
@@ -93,6 +97,14 @@ class MultigridNet(nn.Module):
     ``"W"``). The network is therefore a symmetric linear operator of the residual, so DCDM with it is a
     preconditioned CG and its A-orthogonalisation against the last directions loses nothing.
 
+    It is positive definite when every level's smoother converges in the A-norm and, for the W-cycle, the
+    weighted coarse correction stays below 2. The trained cycle meets both on the training layouts but can
+    miss them where the coefficients jump between neighbouring cells (its smoother scales a neighbour's
+    residual by the cell's own diagonal) or where the 3D model's per-cell coarse weights (up to 1.75)
+    over-correct; ``setup(..., robust=True)`` builds the form of the cycle that meets both for every
+    diffusion operator (:meth:`_robust_smoother`, :meth:`_robust_weight`), which
+    :class:`~sciml.dcdm.solver.DCDMIteration` switches to where it finds the trained cycle indefinite.
+
     Args:
         ndim: spatial dimensions (1, 2 or 3).
         channels: kernels of the smoother.
@@ -133,6 +145,7 @@ class MultigridNet(nn.Module):
         self.coarsest = coarsest
         self.cycle = cycle
         self.gamma = 1 if cycle == "V" else 2
+        self.weight_cap = _W_CYCLE_WEIGHT  # the robust W-cycle's coarse weight bound
         k = (3,) * ndim
         n_features = 2 * ndim + 2
         # the 3^d stencil offsets in the order of a flattened 3^d kernel
@@ -167,12 +180,16 @@ class MultigridNet(nn.Module):
             "cycle": self.cycle,
         }
 
-    def setup(self, diag: Tensor, couplings: list[Tensor]) -> list[Tensor]:
+    def setup(self, diag: Tensor, couplings: list[Tensor], robust: bool = False) -> list[Tensor]:
         """Hierarchy, gates and coarsest factor for operators ``(diag, couplings)`` of shape ``(B, *shape)``.
 
         Returns per level ``[diag, *couplings, smoother gates (B, channels, ...), coarse weight]``, for
         the coarsest level ``[diag, *couplings, inverse (B, N, N)]``, and last a flag (1 when some axis is
         periodic: the operators then include the wrap-around couplings; the smoother stays zero-padded).
+
+        ``robust=True`` builds the scale-consistent form of the same cycle, which is symmetric positive
+        (semi-)definite for every diffusion operator (:meth:`_robust_smoother`, :meth:`_robust_weight`);
+        the default is the trained cycle exactly (the training layouts' form).
 
         Raises:
             ValueError: when the coarsest Galerkin operator is indefinite (not a diffusion operator); a
@@ -194,15 +211,141 @@ class MultigridNet(nn.Module):
                 gates = _conv(hid, self.gate_w2, self.gate_b2, nd, 0).to(diag.dtype)
                 # S r = Σ_k a_k ⊙ (K_k ∗ r) = Σ_o β_o ⊙ r(· + o) with β_o = Σ_k a_k K_k[o]: a per-cell
                 # 3^d stencil, so each application costs 3^d multiply-adds per cell whatever `channels` is
-                a = gates[:, :c] * dinv.unsqueeze(1)
-                kernel = self.smoother.reshape([1, c, len(self.offsets)] + [1] * nd).to(diag.dtype)
-                context.append((a.unsqueeze(2) * kernel).sum(1))
-                context.append(gates[:, c] * mask)
+                if robust:
+                    context.append(self._robust_smoother(gates[:, :c], diag, couplings))
+                    context.append(self._robust_weight(gates[:, c], mask))
+                else:
+                    a = gates[:, :c] * dinv.unsqueeze(1)
+                    kernel = self.smoother.reshape([1, c, len(self.offsets)] + [1] * nd).to(diag.dtype)
+                    context.append((a.unsqueeze(2) * kernel).sum(1))
+                    context.append(gates[:, c] * mask)
                 diag, couplings = coarsen(diag, couplings)
             else:
                 context.append(_coarse_inverse(diag, couplings))
         context.append(torch.full([1], float(periodic), dtype=diag.dtype, device=diag.device))
         return context
+
+    def _robust_smoother(self, gates: Tensor, diag: Tensor, couplings: list[Tensor]) -> Tensor:
+        """The smoother's per-cell stencil in its scale-consistent form, damped until it provably converges.
+
+        The trained smoother weighs the residual of a neighbour ``j`` by ``g_k(i) K_k[j − i] / d_i``: scaled
+        by the cell's own diagonal, which is right where neighbouring diagonals are alike (the training
+        layouts) but multiplies a neighbour's error by ``d_j / d_i`` where they are not (a low-κ cell next
+        to a high-κ one, an identity row among ``1/h²`` rows), and the smoother then diverges in the
+        A-norm. Here, in the variables scaled by ``D^{1/2}`` (``Ŝ = D^{1/2} S D^{1/2}``,
+        ``Â = D^{-1/2} A D^{-1/2}``), ``Ŝ_ij = Σ_k √(g_k(i) g_k(j)) K̄_k[j − i]`` with the symmetrised kernels
+        ``K̄_k`` (the trained stencil where the cell and its neighbours are alike); its centre is raised to
+        the off-centre absolute row sum where needed (Gershgorin: ``Ŝ`` positive definite), and the whole
+        stencil is damped by ``θ = min(1, (2 − 10⁻³) / max_i Σ_j |(Â Ŝ)_ij|)``. Then the eigenvalues of
+        ``Â Ŝ`` lie in ``[0, 2)``, so ``S + Sᵀ − Sᵀ A S = D^{-1/2} Ŝ^{1/2} (2 − Ŝ^{1/2} Â Ŝ^{1/2}) Ŝ^{1/2}
+        D^{-1/2}`` is positive definite: the smoother converges in the A-norm for any diffusion operator.
+        """
+        nd = self.ndim
+        n_off = len(self.offsets)
+        centre = n_off // 2
+        shape: list[int] = list(diag.shape[1:])
+        mask = (diag > 0).to(diag.dtype)
+        root = torch.sqrt(torch.clamp(diag, min=0.0))
+        inv_root = torch.where(diag > 0, 1.0 / torch.where(diag > 0, root, torch.ones_like(root)), 0.0 * root)
+        g = torch.clamp(gates, min=0.0)
+        g_pad = F.pad(g, [1, 1] * nd)
+        mask_pad = F.pad(mask, [1, 1] * nd)
+        kernel = self.smoother.detach().reshape(self.channels, n_off).to(diag.dtype)
+        scaled: list[Tensor] = []  # Ŝ_{i, i+o} per offset o
+        for i, offset in enumerate(self.offsets):
+            kbar = 0.5 * (kernel[:, i] + kernel[:, n_off - 1 - i])  # offsets[n_off - 1 - i] == -offset
+            weight = torch.sqrt(g * self._shifted(g_pad, offset, shape))
+            s = (weight * kbar.reshape([1, self.channels] + [1] * nd)).sum(1)
+            scaled.append(s * mask * self._shifted(mask_pad, offset, shape))
+        off = torch.zeros_like(diag)
+        for i in range(n_off):
+            if i != centre:
+                off = off + scaled[i].abs()
+        scaled[centre] = torch.maximum(scaled[centre], 1.001 * off + 1e-3) * mask
+        bound = self._product_row_sum(scaled, diag, couplings, inv_root)
+        theta = torch.clamp((2.0 - 1e-3) / bound, max=1.0).reshape([-1] + [1] * nd)
+        inv_pad = F.pad(inv_root, [1, 1] * nd)
+        beta: list[Tensor] = []
+        for i, offset in enumerate(self.offsets):
+            beta.append(theta * scaled[i] * inv_root * self._shifted(inv_pad, offset, shape))
+        return torch.stack(beta, 1)
+
+    def _product_row_sum(
+        self, scaled: list[Tensor], diag: Tensor, couplings: list[Tensor], inv_root: Tensor
+    ) -> Tensor:
+        """``max_i Σ_j |(Â Ŝ)_ij|`` per batch entry, ``Ŝ`` given per offset (zero-padded) and ``Â`` the
+        unit-diagonal operator (periodic wrap-around rows bounded without cancellation)."""
+        nd = self.ndim
+        shape: list[int] = list(diag.shape[1:])
+        mask = (diag > 0).to(diag.dtype)
+        span = 1
+        for _ in range(nd):
+            span *= 5
+        acc: list[Tensor] = []
+        for _ in range(span):
+            acc.append(torch.zeros_like(diag))
+        # Â's rows: the unit diagonal and the in-grid neighbours ±e_a (the wrap-around terms come below)
+        steps: list[list[int]] = [[0] * nd]
+        values: list[Tensor] = [mask]
+        inv_pad = F.pad(inv_root, [1, 1] * nd)
+        for a in range(nd):
+            dim = a - nd
+            n = shape[a]
+            inner = torch.zeros_like(diag)
+            if n > 1:
+                inner.narrow(dim, 0, n - 1).copy_(couplings[a].narrow(dim, 0, n - 1))
+            step = [0] * nd
+            step[a] = 1
+            up = -inner * inv_root * self._shifted(inv_pad, step, shape)  # Â_{i, i+e_a}
+            down = self._shifted(F.pad(up, [1, 1] * nd), [-x for x in step], shape)  # Â_{i, i-e_a}
+            steps.append(step)
+            values.append(up)
+            steps.append([-x for x in step])
+            values.append(down)
+        padded: list[Tensor] = []
+        for s in scaled:
+            padded.append(F.pad(s, [1, 1] * nd))
+        for k in range(len(steps)):
+            step = steps[k]
+            for i, offset in enumerate(self.offsets):
+                index = 0
+                for a in range(nd):
+                    index = index * 5 + step[a] + offset[a] + 2
+                acc[index] = acc[index] + values[k] * self._shifted(padded[i], step, shape)
+        total = torch.zeros_like(diag)
+        for t in acc:
+            total = total + t.abs()
+        row_abs = torch.zeros_like(diag)  # Σ_o |Ŝ_{i, i+o}|
+        for s in scaled:
+            row_abs = row_abs + s.abs()
+        for a in range(nd):  # periodic wrap-around couplings: |Â_ij| Σ_o |Ŝ_{j, j+o}|
+            dim = a - nd
+            n = shape[a]
+            wrap = (
+                couplings[a].narrow(dim, n - 1, 1).abs()
+                * inv_root.narrow(dim, n - 1, 1)
+                * inv_root.narrow(dim, 0, 1)
+            )
+            total.narrow(dim, n - 1, 1).add_(wrap * row_abs.narrow(dim, 0, 1))
+            total.narrow(dim, 0, 1).add_(wrap * row_abs.narrow(dim, n - 1, 1))
+        return torch.amax((total * mask).flatten(1), 1)
+
+    def _robust_weight(self, weight: Tensor, mask: Tensor) -> Tensor:
+        """The coarse-grid weight of the robust cycle: one value per level (the mean of the trained weight,
+        at most ``2^{1/4}`` for the W-cycle) instead of one per cell.
+
+        A weight that varies between the cells of a coarse block adds energy the Galerkin operator does not
+        see (where the block is strongly coupled inside), and the W-cycle's second coarse visit, ``(I −
+        C A)²``, turns a coarse correction ``C A`` above 2 into a negative direction. With a constant ``w``,
+        ``C A ≤ w² B A_c``: below ``√2`` at the level above the coarsest, so at most 2 at the level above
+        that, and at most 1 after each W-cycle level, so every level stays positive definite.
+        """
+        dims: list[int] = list(range(1, weight.dim()))
+        count = torch.clamp(mask.sum(dims, keepdim=True), min=1.0)
+        mean = torch.clamp((weight * mask).sum(dims, keepdim=True) / count, min=0.0)
+        if self.gamma > 1:
+            mean = torch.clamp(mean, max=self.weight_cap)
+        return mean * mask
 
     def _shifted(self, x: Tensor, offset: list[int], shape: list[int]) -> Tensor:
         """The window of the 1-padded field ``x`` shifted by ``offset`` (``x(· + offset)``)."""
@@ -368,7 +511,8 @@ class PaperNet(nn.Module):
     def config(self) -> dict[str, Any]:
         return {"architecture": "paper", "ndim": self.ndim, "channels": self.channels, "blocks": self.blocks}
 
-    def setup(self, diag: Tensor, couplings: list[Tensor]) -> list[Tensor]:
+    def setup(self, diag: Tensor, couplings: list[Tensor], robust: bool = False) -> list[Tensor]:
+        """The mask of unknowns (the network sees the residual only; ``robust`` has no meaning here)."""
         return [(diag > 0).to(diag.dtype)]
 
     def _block_stage(self, h: Tensor, stage: int) -> Tensor:

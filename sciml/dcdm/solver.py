@@ -33,8 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from sciml.checkpoint import load_checkpoint, save_checkpoint
-from sciml.dcdm.network import build_network
-from sciml.dcdm.stencil import apply_stencil, null_projector, project_null
+from sciml.dcdm.network import MultigridNet, build_network
+from sciml.dcdm.stencil import apply_stencil, needs_cycle_check, null_projector, project_null
 from sciml.problems.linear import PoissonGrid, as_grid_stencil
 from sciml.solvers.linear import LinearSolveResult, SolveStatus
 from sciml.solvers.linear.krylov import check_tolerances
@@ -48,6 +48,7 @@ __all__ = [
     "default_threads",
     "MODEL_FORMAT",
     "STATUS_NAMES",
+    "CYCLE_NAMES",
 ]
 
 #: the ``format`` entry of a sciml DCDM model file
@@ -62,6 +63,19 @@ STATUS_NAMES = [
     "stagnation",
     "inconsistent",
 ]
+#: which multigrid cycle a prepared system runs (:meth:`DCDMIteration.setup_checked`), by code
+CYCLE_NAMES = [
+    "trained",  # the system is like the training layouts: no check needed
+    "trained, checked",  # coefficient jumps or a reaction term, but no negative curvature found
+    "robust",  # the trained cycle had negative curvature on this system: the robust form replaces it
+    "robust (requested)",
+    "trained (requested)",
+]
+#: Lanczos steps of the negative-curvature check (measured: every indefinite case found in at most 7)
+_CHECK_STEPS = 12
+#: a Ritz value of M A below this proves the cycle indefinite (M A's spectrum is positive, of order 1, where
+#: the cycle works: 0.04–1 on the training layouts)
+_CHECK_LEVEL = -1e-4
 _STAGNATION_STEPS = 3
 #: iterations over which the best residual must at least halve once it is at the round-off level
 _STAGNATION_WINDOW = 20
@@ -104,19 +118,106 @@ class DCDMIteration(nn.Module):
         self.window = _STAGNATION_WINDOW
         self.ndim = int(network.ndim)
         self.status_names = list(STATUS_NAMES)
+        self.cycle_names = list(CYCLE_NAMES)
+        # the multigrid network is a linear symmetric cycle with a robust form: its definiteness is checked
+        self.checkable = isinstance(network, MultigridNet)
+        self.check_steps = _CHECK_STEPS
+        self.check_level = _CHECK_LEVEL
 
     @torch.jit.export
     def setup(self, diag: Tensor, couplings: list[Tensor]) -> list[Tensor]:
         """The network's per-system context (float32), computed from the fields in float64 (the Galerkin
-        hierarchy and its coarsest solve; the gate net runs in float32)."""
+        hierarchy and its coarsest solve; the gate net runs in float32): the trained cycle, or its robust
+        form where the trained one is proven indefinite (:meth:`setup_checked`)."""
+        context, _ = self.setup_checked(diag, couplings, -1)
+        return context
+
+    @torch.jit.export
+    def context(self, diag: Tensor, couplings: list[Tensor], robust: bool) -> list[Tensor]:
+        """The network's context for the trained cycle (``robust=False``) or its robust form."""
         dtype = torch.float64
         batch: list[Tensor] = []
         for c in couplings:
             batch.append(c.unsqueeze(0).to(dtype))
         context: list[Tensor] = []
-        for t in self.network.setup(diag.unsqueeze(0).to(dtype), batch):
+        for t in self.network.setup(diag.unsqueeze(0).to(dtype), batch, robust):
             context.append(t.to(torch.float32))
         return context
+
+    @torch.jit.export
+    def setup_checked(self, diag: Tensor, couplings: list[Tensor], mode: int) -> tuple[list[Tensor], int]:
+        """The context and the code of its cycle (index into ``cycle_names``).
+
+        ``mode`` 0 and 1 ask for the trained cycle and its robust form. ``mode`` −1 (automatic) keeps the
+        trained cycle, exactly, on systems like the training layouts; on jumping coefficients or a
+        reaction term (:func:`~sciml.dcdm.stencil.needs_cycle_check`) it looks for negative curvature of
+        the cycle (:meth:`negative_curvature`) and, where there is some, returns the robust form instead
+        (:meth:`~sciml.dcdm.network.MultigridNet.setup` with ``robust=True``), which is symmetric positive
+        (semi-)definite on every diffusion operator. Networks without a robust form (the paper's) always
+        run as they are.
+        """
+        if not self.checkable:
+            return self.context(diag, couplings, False), 0
+        if mode == 1:
+            return self.context(diag, couplings, True), 3
+        context = self.context(diag, couplings, False)
+        if mode == 0:
+            return context, 4
+        if not needs_cycle_check(diag, couplings):
+            return context, 0
+        if not self.negative_curvature(context, diag, couplings):
+            return context, 1
+        return self.context(diag, couplings, True), 2
+
+    @torch.jit.export
+    def negative_curvature(self, context: list[Tensor], diag: Tensor, couplings: list[Tensor]) -> bool:
+        """Whether the cycle ``M`` of ``context`` is provably indefinite on this operator.
+
+        Runs a few Lanczos steps for ``M A`` in the A-inner product (``M A`` is self-adjoint there when
+        ``M`` is symmetric; its eigenvalues are positive, of order 1, where the cycle works) from a fixed
+        pseudo-random start. Ritz values are weighted means of eigenvalues, so one below ``−10⁻⁴``
+        proves an eigenvalue below it, that is a direction with ``rᵀ M r < 0``. A non-finite product counts
+        as indefinite too. On a singular operator the A-inner product ignores the null space.
+        """
+        unknown = (diag > 0).to(torch.float64)
+        index = torch.arange(diag.numel(), dtype=torch.float64).reshape(diag.shape)
+        v = (torch.frac(torch.sin(index * 12.9898 + 78.233) * 43758.5453) - 0.5) * unknown
+        Av = apply_stencil(v, diag, couplings)
+        vAv = float(torch.sum(v * Av))
+        if not vAv > 0.0:
+            return False
+        scale = math.sqrt(vAv)
+        basis: list[Tensor] = [v / scale]
+        products: list[Tensor] = [Av / scale]  # A times each basis vector
+        alphas: list[float] = []
+        betas: list[float] = []
+        for _ in range(self.check_steps):
+            p = products[len(products) - 1]
+            size = torch.linalg.vector_norm(p)
+            w = self.direction(p, context) * size  # M A v
+            alpha = float(torch.sum(w * p))
+            if not math.isfinite(alpha):
+                return True
+            alphas.append(alpha)
+            for _ in range(2):  # full reorthogonalisation in the A-inner product
+                for j in range(len(basis)):
+                    w = w - basis[j] * torch.sum(w * products[j])
+            Aw = apply_stencil(w, diag, couplings)
+            beta2 = float(torch.sum(w * Aw))
+            m = len(alphas)
+            T = torch.diag(_float64_tensor(alphas))
+            if m > 1:
+                off = _float64_tensor(betas)
+                T = T + torch.diag(off, 1) + torch.diag(off, -1)
+            if float(torch.linalg.eigvalsh(T)[0]) < self.check_level:
+                return True
+            if not (math.isfinite(beta2) and beta2 > 1e-20):
+                break  # an invariant subspace (or a breakdown): no negative Ritz value so far
+            beta = math.sqrt(beta2)
+            betas.append(beta)
+            basis.append(w / beta)
+            products.append(Aw / beta)
+        return False
 
     @torch.jit.export
     def direction(self, r: Tensor, context: list[Tensor]) -> Tensor:
@@ -427,7 +528,12 @@ class DCDM:
 
     # ------------------------------------------------------------------ solving
     def prepare(
-        self, system: Any, *, shape: tuple[int, ...] | None = None, mask: Any = None
+        self,
+        system: Any,
+        *,
+        shape: tuple[int, ...] | None = None,
+        mask: Any = None,
+        robust: bool | None = None,
     ) -> PreparedSystem:
         """Read the system's operator and run the network's setup once, for many right-hand sides.
 
@@ -437,13 +543,18 @@ class DCDM:
                 scipy sparse matrix on the unknowns with ``shape`` (and ``mask``), whose 5/7-point stencil is
                 recognised by :func:`~sciml.problems.linear.as_grid_stencil`.
             shape, mask: the grid of a matrix: cells per axis and the boolean field of unknowns (C order).
+            robust: which multigrid cycle (multigrid networks): ``None`` (default) the trained one, unless
+                the system has jumping coefficients or a reaction term and the trained cycle is found
+                indefinite on it (a few Lanczos steps at setup), then its robust form, which is positive
+                definite for every diffusion operator (``PreparedSystem.cycle`` says which); ``True`` the
+                robust form; ``False`` the trained cycle as it is.
 
         Raises:
             TypeError: another kind of ``system``.
             ValueError: a matrix that is not a grid stencil (the message says what was expected), a model
                 for another dimension, or a system without unknowns.
         """
-        return PreparedSystem(self, system, shape=shape, mask=mask)
+        return PreparedSystem(self, system, shape=shape, mask=mask, robust=robust)
 
     def solve(
         self,
@@ -458,12 +569,14 @@ class DCDM:
         maxiter: int | None = None,
         callback: Callable[[Any], None] | None = None,
         threads: int | None = None,
+        robust: bool | None = None,
     ) -> LinearSolveResult:
-        """Solve ``A x = b`` by DCDM: ``prepare(system, shape=..., mask=...).solve(b, ...)``.
+        """Solve ``A x = b`` by DCDM: ``prepare(system, shape=..., mask=..., robust=...).solve(b, ...)``.
 
-        See :meth:`prepare` for ``system``/``shape``/``mask`` and :meth:`PreparedSystem.solve` for the rest.
+        See :meth:`prepare` for ``system``/``shape``/``mask``/``robust`` and :meth:`PreparedSystem.solve`
+        for the rest.
         """
-        return self.prepare(system, shape=shape, mask=mask).solve(
+        return self.prepare(system, shape=shape, mask=mask, robust=robust).solve(
             b, x0, rtol=rtol, atol=atol, maxiter=maxiter, callback=callback, threads=threads
         )
 
@@ -572,8 +685,12 @@ class PreparedSystem:
     solved as a simulation code does: see :meth:`solve`.
     """
 
-    def __init__(self, solver: DCDM, system: Any, *, shape: Any = None, mask: Any = None):
+    def __init__(
+        self, solver: DCDM, system: Any, *, shape: Any = None, mask: Any = None, robust: bool | None = None
+    ):
         start = time.perf_counter()
+        if robust is not None and not isinstance(robust, (bool, np.bool_)):
+            raise TypeError(f"`robust` must be None, True or False, got {robust!r}")
         stencil = as_grid_stencil(system, shape, mask)
         if stencil.ndim != solver.ndim:
             raise ValueError(
@@ -592,8 +709,34 @@ class PreparedSystem:
         self._null = null_projector(torch.tensor(self.null_space.labels))
         self._fluid = torch.tensor(stencil.fluid, dtype=torch.float64)
         with torch.no_grad(), _Threads(default_threads(stencil.n_unknowns)):
-            self.context = solver._iteration.setup(self.diag, self.couplings)
+            self.context, self._cycle = self._setup(robust)
         self.setup_seconds = time.perf_counter() - start
+
+    def _setup(self, robust: bool | None) -> tuple[list[Tensor], int]:
+        """:meth:`DCDMIteration.setup_checked`, with the check's cycle applications run by the scripted
+        module (the contexts themselves come from the eager one, as always)."""
+        it = self.solver._iteration
+        if robust is not None or not it.checkable:
+            return it.setup_checked(self.diag, self.couplings, int(bool(robust)) if robust is not None else 0)
+        context = it.context(self.diag, self.couplings, False)
+        if not needs_cycle_check(self.diag, self.couplings):
+            return context, 0
+        if not self.solver._direction_module().negative_curvature(context, self.diag, self.couplings):
+            return context, 1
+        return it.context(self.diag, self.couplings, True), 2
+
+    @property
+    def cycle(self) -> str:
+        """Which multigrid cycle runs: ``"trained"`` (a system like the training layouts), ``"trained,
+        checked"`` (jumping coefficients or a reaction term, and no negative curvature found), ``"robust"``
+        (the trained cycle was indefinite here, so its robust form replaced it), or the one requested by
+        ``prepare(..., robust=True/False)``."""
+        return CYCLE_NAMES[self._cycle]
+
+    @property
+    def robust(self) -> bool:
+        """Whether the robust form of the multigrid cycle runs (see :attr:`cycle`)."""
+        return self._cycle in (2, 3)
 
     @property
     def singular(self) -> bool:
@@ -844,11 +987,11 @@ class PreparedSystem:
     def precondition(self, r: Any, *, threads: int | None = None) -> Any:
         """One network application ``M r`` (≈ ``A⁻¹ r``), in the form of ``r``.
 
-        For the shipped multigrid network ``M`` is linear and symmetric, and positive (semi-)definite on
-        systems like the training layouts, so it is a preconditioner for plain PCG there; where coefficients
-        jump strongly between cells (two-phase media, identity rows among 1/h² rows) the learned smoother can
-        stop converging and ``M`` can be indefinite (``sciml.solvers.linear.cg`` then stops with status
-        ``indefinite_preconditioner``). On a singular system input and output are projected onto the range.
+        For the shipped multigrid network ``M`` is linear and symmetric, and positive (semi-)definite, so it
+        is a preconditioner for plain PCG: on systems like the training layouts the trained cycle is; where
+        coefficients jump strongly between cells (two-phase media, identity rows among 1/h² rows) or a
+        reaction term is present, the trained cycle can be indefinite, and ``prepare`` then uses its robust
+        form (see :attr:`cycle`). On a singular system input and output are projected onto the range.
         """
         rf, back = self._as_field(r, "r")
         threads = default_threads(self.system.n_unknowns) if threads is None else int(threads)

@@ -20,6 +20,7 @@ a coarse face, the coarse diagonal is the children's diagonals minus twice their
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -37,6 +38,9 @@ __all__ = [
     "null_projector",
     "project_null",
     "is_periodic",
+    "jump_ratio",
+    "interior_reaction",
+    "needs_cycle_check",
 ]
 
 
@@ -118,6 +122,66 @@ def is_periodic(couplings: list[Tensor]) -> bool:
         if bool((c.narrow(dim, c.shape[dim] - 1, 1) != 0).any()):
             return True
     return False
+
+
+def jump_ratio(diag: Tensor, couplings: list[Tensor]) -> float:
+    """The largest ratio of the diagonals of two face-neighbouring unknowns (1 without such a pair).
+
+    Constant-coefficient grids with walls and obstacles give at most about 5 (a cell with one open face next
+    to one with four), smooth coefficient fields a little more; jumping coefficients (two-phase media,
+    identity rows among ``1/h²`` rows) give their contrast.
+    """
+    nd = len(couplings)
+    log_diag = torch.log(torch.where(diag > 0, diag, torch.full_like(diag, float("nan"))))
+    best = 0.0
+    for a in range(nd):
+        dim = a - nd
+        n = diag.shape[dim]
+        if n > 1:
+            step = (log_diag.narrow(dim, 1, n - 1) - log_diag.narrow(dim, 0, n - 1)).abs()
+            best = max(best, float(torch.nan_to_num(step, nan=0.0).max()))
+    return math.exp(best)
+
+
+def _jumps_above(diag: Tensor, nd: int, ratio: float) -> bool:
+    """Whether two face-neighbouring unknowns have diagonals more than ``ratio`` apart (NaN, off the
+    unknowns, compares false)."""
+    log_diag = torch.log(torch.where(diag > 0, diag, torch.full_like(diag, float("nan"))))
+    level = math.log(ratio)
+    for a in range(nd):
+        dim = a - nd
+        n = diag.shape[dim]
+        if n > 1:
+            step = log_diag.narrow(dim, 1, n - 1) - log_diag.narrow(dim, 0, n - 1)
+            if bool((step.abs() > level).any()):
+                return True
+    return False
+
+
+def interior_reaction(diag: Tensor, couplings: list[Tensor]) -> bool:
+    """Whether some unknown with all ``2d`` neighbours coupled has a diagonal above its couplings' sum (a
+    reaction or shift term, ``−∇·κ∇ + c``; walls and Dirichlet cells only add to cells missing a
+    neighbour)."""
+    nd = len(couplings)
+    missing = diag <= 0
+    for a in range(nd):
+        c = couplings[a]
+        dim = a - nd
+        n = c.shape[dim]
+        absent = c == 0  # the coupling to i + e_a (the last layer: to the first, periodic axes)
+        missing = missing | absent
+        if n > 1:
+            missing.narrow(dim, 1, n - 1).logical_or_(absent.narrow(dim, 0, n - 1))
+        missing.narrow(dim, 0, 1).logical_or_(absent.narrow(dim, n - 1, 1))
+    excess = apply_stencil(torch.ones_like(diag), diag, couplings)  # diag minus the couplings' sum
+    return bool(((excess > 1e-8 * diag) & ~missing).any())
+
+
+def needs_cycle_check(diag: Tensor, couplings: list[Tensor], ratio: float = 8.0) -> bool:
+    """Whether the system is outside the training layouts' kind, where the trained multigrid cycle can lose
+    positive definiteness: jumping coefficients (:func:`jump_ratio` above ``ratio``; constant-coefficient
+    grids with walls and obstacles stay below 6) or a reaction term (:func:`interior_reaction`)."""
+    return _jumps_above(diag, len(couplings), ratio) or interior_reaction(diag, couplings)
 
 
 def pad_even(x: Tensor, nd: int) -> Tensor:
