@@ -467,12 +467,12 @@ def _failure_message(
     if len(recent) >= 10 and isinstance(rk, AutoSwitch) and rk.current is rk.explicit:
         median = float(rk.stiffness_index(torch.stack([s.detach() for s in recent])).median())
         if median >= 0.5:
-            limit = rk.settings["stifftol"]
+            n = rk.settings["maxstiffstep"]
             stiff_note = (
                 f" The problem may be stiff: method='auto' stayed with tsit5 (median stiffness index "
-                f"{median:.2f} over the last {len(recent)} steps; it switches to rodas5p after "
-                f"{rk.settings['maxstiffstep']} consecutive steps above stifftol={limit:g}); use an implicit "
-                "method, e.g. method='rodas5p'."
+                f"{median:.2f} over the last {len(recent)} steps; it switches to rodas5p once {n} of the "
+                f"last {2 * n - 1} steps are stiff, index above {rk._stiff_threshold:.3g} and a slowly "
+                "moving solution); use an implicit method, e.g. method='rodas5p'."
             )
     if raw.status is Status.MAX_STEPS:
         if resolution:
