@@ -418,8 +418,11 @@ def run_sweep(args: argparse.Namespace) -> dict:
     tolerance = args.tolerance if args.tolerance is not None else (0.5 if accuracy else 0.02)
     root = Path(args.out) / "node-sweep-runs"
 
+    # the dtype of the model's own local step, found once (building a model can generate the task's data)
+    own_dtype = model_dtype(task) if any(v in LOCAL_VARIANTS for v, _ in specs) else None
+
     def step_dtype(variant: str) -> str | None:  # the dtype a variant's local step runs in (None: no step)
-        return (dtype_of(variant) or model_dtype(task)) if variant in LOCAL_VARIANTS else None
+        return (dtype_of(variant) or own_dtype) if variant in LOCAL_VARIANTS else None
 
     def run_name(variant: str) -> str:
         name = variant if backend is None else f"{variant}-{backend}"
