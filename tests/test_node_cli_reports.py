@@ -22,6 +22,7 @@ from sciml.neural_de.training import (
 
 #: the pairs the CLI refuses up front (each with its reason), and nothing else
 REFUSED = {(task, reg) for task in ("kinetics", "spiral-sde", "digits-sde") for reg in ("rnode", "taynode")}
+REFUSED |= {(task, "local-exact") for task in ("spiral-sde", "digits-sde")}  # its exact step is the ODE's
 #: tasks without the continuous adjoint: their local variants need ``--backend backprop`` (as the error says)
 BACKPROP_ONLY = ("kinetics", "spiral-sde", "digits-sde")
 

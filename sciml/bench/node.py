@@ -422,6 +422,8 @@ def run_sweep(args: argparse.Namespace) -> dict:
     own_dtype = model_dtype(task) if any(v in LOCAL_VARIANTS for v, _ in specs) else None
 
     def step_dtype(variant: str) -> str | None:  # the dtype a variant's local step runs in (None: no step)
+        if variant == "local-exact":
+            return "float64"
         return (dtype_of(variant) or own_dtype) if variant in LOCAL_VARIANTS else None
 
     def run_name(variant: str) -> str:
@@ -498,7 +500,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
         "method",
         "weight",
         *(["delay"] if delays != [None] else []),
-        *(["local_dtype"] if any(v in LOCAL_VARIANTS for v, _ in specs) else []),
+        *(["local_dtype"] if any(v in (*LOCAL_VARIANTS, "local-exact") for v, _ in specs) else []),
         "val_metric",
         "val_nfe",
         "val_nfe_vs_vanilla",

@@ -368,18 +368,27 @@ class NeuralODE(nn.Module):
             save_steps=save_steps, adjoint=adjoint, max_steps=self.max_steps, **implicit,
         )  # fmt: skip
 
-    def local_error(self, t: float, y: torch.Tensor) -> torch.Tensor:
+    def local_error(self, t: float, y: torch.Tensor, exact: bool = False) -> torch.Tensor:
         """One differentiable step from ``(t, y)``: ``E · |h|``, ``h`` the solver's automatic initial step.
 
-        ``y``, the first stage ``k1 = f(t, y)`` and ``h`` carry no gradient; the remaining stages do (through
-        the field's parameters). This is the local regularizer of Pal, Edelman & Rackauckas (ICML 2023); it
-        costs ``2 + stages − 1`` evaluations (initial-step selection included) and one step of memory.
-        With ``local_dtype`` set, the step runs in that dtype (state, parameters and buffers cast; the value
-        is returned in the state's dtype).
+        ``y`` and ``h`` carry no gradient. As Pal, Edelman & Rackauckas (ICML 2023) specify the local
+        regularizer, the first stage ``k1 = f(t, y)`` carries none either and the remaining stages do
+        (through the field's parameters); it costs ``2 + stages − 1`` evaluations (initial-step selection
+        included) and one step of memory. With ``local_dtype`` set, the step runs in that dtype (state,
+        parameters and buffers cast; the value is returned in the state's dtype).
+
+        Args:
+            t, y: where the step starts.
+            exact: give ``k1`` its gradient too, so that the gradient is the derivative of the returned value
+                (``h`` held fixed). The estimate is small because its stages cancel, so holding ``k1`` fixed
+                adds a first-order term to the paper's gradient that the value does not have. The exact
+                step runs in float64 (overriding ``local_dtype``): in float32 the value is mostly round-off.
+                One more evaluation enters the backward pass.
         """
         rk = get_method("tsit5" if self.backend == "torchdiffeq" else self.method)
         state_dtype = y.dtype
-        y = y.detach() if self.local_dtype is None else y.detach().to(self.local_dtype)
+        step_dtype = torch.float64 if exact else self.local_dtype
+        y = y.detach() if step_dtype is None else y.detach().to(step_dtype)
         shape, dtype, device = y.shape, y.dtype, y.device
         field = self.field
         if dtype != state_dtype and isinstance(field, nn.Module):
@@ -395,9 +404,11 @@ class NeuralODE(nn.Module):
 
         flat = y.reshape(-1)
         direction = 1.0 if self.t_span[1] >= self.t_span[0] else -1.0
-        with torch.no_grad():
+        with torch.set_grad_enabled(exact and torch.is_grad_enabled()):
             k1 = f(t, y).reshape(-1)
+        with torch.no_grad():
             order = rk.tableau.error_order or rk.tableau.order
-            h = initial_step_size(f, t, flat, k1, direction, order, self.rtol, self.atol, shape=shape)
+            k1_value = k1.detach()
+            h = initial_step_size(f, t, flat, k1_value, direction, order, self.rtol, self.atol, shape=shape)
         step = rk.step(f, t, flat, h, k1, shape=shape, stiffness=False)
         return (error_ratio(step.y_error, flat, step.y1, self.rtol, self.atol) * abs(h)).to(state_dtype)

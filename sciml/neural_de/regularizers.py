@@ -135,15 +135,20 @@ class LocalErrorRegularizer(Regularizer):
         sampling: ``"unbiased"`` — ``t_r ~ U[t0, t1)``, the state there saved by the main solve;
             ``"biased"`` — ``t_r`` uniform over the accepted step starts (the main solve saves every step).
         generator: a ``torch.Generator`` for the sampling (default: the global RNG).
+        exact: differentiate the step's value itself, its first stage included, in float64 (neural ODE
+            models only; see :meth:`NeuralODE.local_error`). Default False: the paper's gradient, with no
+            gradient through the first stage.
 
-    No gradient flows through the state at ``t_r``, its first stage or the step size (see
-    :meth:`NeuralODE.local_error`).
+    No gradient flows through the state at ``t_r`` or the step size, nor (unless ``exact``) through the
+    step's first stage (see :meth:`NeuralODE.local_error`).
     """
 
-    def __init__(self, sampling: str = "unbiased", generator: torch.Generator | None = None):
+    def __init__(
+        self, sampling: str = "unbiased", generator: torch.Generator | None = None, exact: bool = False
+    ):
         if sampling not in ("unbiased", "biased"):
             raise ValueError(f"`sampling` must be 'unbiased' or 'biased', got {sampling!r}")
-        self.sampling, self.generator = sampling, generator
+        self.sampling, self.generator, self.exact = sampling, generator, bool(exact)
         self.needs_steps = sampling == "biased"
 
     def save_time(self, t_span):
@@ -163,6 +168,8 @@ class LocalErrorRegularizer(Regularizer):
                 )
             j = int(torch.randint(solution.step_ts.numel(), (), generator=self.generator))
             t_r = float(solution.step_ts[j])
+        if self.exact:
+            return model.local_error(t_r, ys[index[t_r]], exact=True)
         return model.local_error(t_r, ys[index[t_r]])
 
 
