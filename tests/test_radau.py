@@ -84,8 +84,9 @@ def test_dense_output_between_steps():
     ref = reference_solution(p, ts)
     assert steps.stats.n_accepted > 20  # most save times fall inside steps
     assert (sol.ys - ref).abs().max().item() < 5 * (steps.ys[-1] - ref[-1]).abs().max().item() + 1e-6
-    # the interpolant reproduces the step ends exactly
-    ends = solve(p, "radau5", rtol=1e-6, atol=1e-8, saveat=steps.ts.to(p.y0))
+    # the interpolant reproduces the step ends exactly (the same steps: no interpolation test, which would
+    # shorten steps for the save times inside the span)
+    ends = solve(p, "radau5", rtol=1e-6, atol=1e-8, saveat=steps.ts.to(p.y0), dense_error=False)
     torch.testing.assert_close(ends.ys, steps.ys, rtol=0, atol=1e-12)
 
 

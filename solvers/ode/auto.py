@@ -253,6 +253,15 @@ class AutoSwitch(ImplicitMethod):
     ) -> torch.Tensor:
         return self.current.interpolate(y0, stages, h, thetas)
 
+    def dense_error(
+        self, f: Any, t: float, y: torch.Tensor, h: float, res: StepResult, shape: Any, theta: float
+    ) -> Any:
+        """Rodas5P's interpolation error estimate in the stiff phase; None in the Tsit5 phase (explicit
+        steps are not checked, as with ``method="tsit5"``)."""
+        if self.current is self.explicit:
+            return None
+        return self.stiff.dense_error(f, t, y, h, res, shape, theta)
+
     def finish(self, solution: Solution) -> Solution:
         solution = super().finish(solution)
         return dataclasses.replace(solution, switches=tuple(self.switches))

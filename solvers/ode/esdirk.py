@@ -446,3 +446,21 @@ class ESDIRK(ImplicitMethod):
         t2, t3 = th * th, th * th * th
         h00, h10, h01, h11 = 2 * t3 - 3 * t2 + 1, t3 - 2 * t2 + th, -2 * t3 + 3 * t2, t3 - t2
         return h00[:, None] * y0 + h01[:, None] * y1 + (h * h10)[:, None] * f0 + (h * h11)[:, None] * f1
+
+    def dense_point(
+        self, y0: torch.Tensor, stages: torch.Tensor, h: float, theta: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(y(t0 + θh), dy/dθ)`` of the cubic Hermite dense output (flat)."""
+        b = torch.as_tensor(self.tableau.b, dtype=y0.dtype, device=y0.device)
+        y1 = y0 + h * torch.mv(stages.t(), b)
+        f0, f1 = stages[0], stages[-1]
+        th, t2, t3 = theta, theta * theta, theta**3
+        p = (2 * t3 - 3 * t2 + 1) * y0 + (3 * t2 - 2 * t3) * y1 + (h * (t3 - 2 * t2 + th)) * f0
+        p = p + (h * (t3 - t2)) * f1
+        dp = (6 * t2 - 6 * th) * (y0 - y1) + (h * (3 * t2 - 4 * th + 1)) * f0 + (h * (3 * t2 - 2 * th)) * f1
+        return p, dp
+
+    def iteration_solve(self, r: torch.Tensor) -> torch.Tensor:
+        """``(I/(hγ) − J)⁻¹ r`` with the kept factorisation (its ``hγ`` within ``refactor_ratio`` of the
+        step's)."""
+        return self._W.solve(r)

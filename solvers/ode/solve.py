@@ -107,6 +107,7 @@ def _integrate(
     stats: SolverStats | None = None,
     shape: torch.Size | None = None,
     hooks: StepHooks | None = None,
+    dense_error: bool | str = "auto",
 ) -> _Raw:
     """Integrate the flat system ``y' = f(t, y)`` (``t`` a host float) from ``t0`` to ``t1``.
 
@@ -114,7 +115,9 @@ def _integrate(
     ``error_size`` restricts the error norm to the first entries of the state (a seminorm, used by the
     continuous adjoint to leave the parameter-gradient integrals out of step-size control); tensor
     tolerances then refer to those entries. ``hooks`` adds torchdiffeq's per-step options (callbacks, norm,
-    ``step_t``/``jump_t``, ``perturb``, ``min_step``, an event function).
+    ``step_t``/``jump_t``, ``perturb``, ``min_step``, an event function). ``dense_error``: test the
+    implicit methods' dense output too (see :func:`solve`; ``"auto"``: where the solution is interpolated,
+    i.e. save times strictly inside ``(t0, t1)`` or an event function, and ``rk.dense_error_auto``).
     """
     tab = rk.tableau
     out = _Raw(stats=stats if stats is not None else SolverStats())
@@ -164,6 +167,7 @@ def _integrate(
     abs_y = part(y0).abs()
 
     save_ts = list(save_ts)
+    check_dense = adaptive and _dense_check(dense_error, rk, save_ts, t0, t1, hk)
     i_save = 0
     while i_save < len(save_ts) and save_ts[i_save] == t0:
         i_save += 1
@@ -220,6 +224,8 @@ def _integrate(
         elif res.y_error is not None:
             norm, abs_y1 = _error_norm(part(res.y_error), abs_y, part(res.y1), rtol, atol)
         e = norm.item() / sqrt_n if adaptive else 0.0
+        if check_dense and e <= 1.0:  # a step that passes its own test: is its interpolant within tolerance?
+            e = _dense_error_ratio(rk, field_, t, y, h_try, res, shape, part, abs_y, rtol, atol, hk.norm, e)
         accept, h_next = controller.decide(e, h_try, k_exp, ctrl_state)
         if hk.min_step and abs(h_try) <= hk.min_step * (1 + 1e-12):
             accept = True
@@ -278,6 +284,39 @@ def _integrate(
 
 
 _NO_HOOKS = StepHooks()
+
+
+def _dense_error_ratio(rk, f, t, y, h, res, shape, part, abs_y, rtol, atol, norm, e: float) -> float:
+    """``max(e, E_θ)`` over the method's ``dense_error_thetas``: ``E_θ`` the interpolation error estimate at
+    ``t + θh`` (:meth:`ImplicitMethod.dense_error`) in the loop's error norm, scaled as the step's error is
+    (one host sync for all of them)."""
+    sizes = []
+    with torch.no_grad():
+        y1, abs_y = part(res.y1).detach(), abs_y.detach()
+        for theta in rk.dense_error_thetas:
+            err = rk.dense_error(f, t, y, h, res, shape, theta)
+            if err is None:  # method="auto" in its Tsit5 phase
+                return e
+            if norm is not None:  # the user's norm (hooks.norm) of the scaled error
+                sizes.append(norm(part(err) / (torch.maximum(abs_y, y1.abs()) * rtol + atol)).reshape(()))
+            else:
+                sizes.append(_error_norm(part(err), abs_y, y1, rtol, atol)[0] / math.sqrt(y1.numel()))
+        return max(e, float(torch.stack(sizes).max())) if sizes else e
+
+
+def _dense_check(
+    dense_error: bool | str, rk: Any, save_ts: list, t0: float, t1: float, hk: StepHooks
+) -> bool:
+    """Whether the loop tests an implicit method's dense output (see ``dense_error`` of :func:`solve`)."""
+    if dense_error is False or not isinstance(rk, ImplicitMethod):
+        return False
+    if dense_error is True:
+        return True
+    if not rk.dense_error_auto:
+        return False
+    direction = 1.0 if t1 > t0 else -1.0
+    inside = any((s - t0) * direction > 0 and (t1 - s) * direction > 0 for s in save_ts)
+    return inside or hk.event is not None
 
 
 def _perturbed(t: float, ends: list, direction: float, perturb: bool, jumps: set) -> float:
@@ -564,6 +603,7 @@ def solve(
     stiffness: bool = True,
     throw: bool = True,
     jac: Any = None,
+    dense_error: bool | str = "auto",
     hooks: StepHooks | None = None,
     backward: dict[str, Any] | None = None,
 ) -> Solution:
@@ -609,6 +649,19 @@ def solve(
             :class:`~sciml.solvers.ode.jacobian.JacobianProvider`; for the
             ESDIRK methods also ``"krylov"`` / :class:`~sciml.solvers.ode.jacobian.NewtonKrylov` (matrix-free
             Newton–GMRES for large states).
+        dense_error: for the adaptive implicit methods: accept a step only when its dense output is within
+            tolerance too, not only its end point. ``"auto"`` (default): whenever the solution is
+            interpolated (``saveat`` times strictly inside ``t_span``, or an event function), for the
+            stiffly accurate methods (all but ``rosenbrock23``, whose end point is not slaved to the slow
+            manifold, so that its own estimate controls its interpolant too); ``True``: always; ``False``:
+            never (the end point's embedded estimate alone, as before). Stiffly accurate methods need it on
+            stiff problems with slow forcing: their end point is exact whatever ``h``, so the embedded
+            estimate lets steps grow while the interpolant in between is wrong by O(1). The test (see
+            :meth:`~sciml.solvers.ode.implicit.ImplicitMethod.dense_error`) costs one evaluation of ``f``
+            (counted in ``nfe``) and one solve with the step's factorisation at each of its points (two a
+            step; ``radau5`` one) for every step that passes its own test; it is not differentiated and does
+            not enter ``error_estimates``. Explicit methods (and ``"auto"`` in its Tsit5 phase) are not
+            affected.
         hooks: per-step options (callbacks, norm, step/jump times, perturbation, minimum step): see
             :class:`~sciml.solvers.ode.hooks.StepHooks`.
         backward: for ``"continuous"``: settings of the backward solve (see ``integrate_with_adjoint``).
@@ -633,6 +686,13 @@ def solve(
         rk = rk.for_solve(jac)  # fresh per-solve state (Jacobian reuse, counters)
     elif jac is not None:
         raise ValueError("`jac` is used by implicit methods only (e.g. method='rodas5p'); remove it")
+    if not (dense_error is True or dense_error is False or dense_error == "auto"):
+        raise ValueError(f"`dense_error` must be True, False or 'auto', got {dense_error!r}")
+    if dense_error is True and not isinstance(rk, ImplicitMethod):
+        raise ValueError(
+            "`dense_error=True` is used by the adaptive implicit methods only (e.g. method='rodas5p'); "
+            "remove it"
+        )
     tab = rk.tableau
     if tab is None and controller is None:
         controller = IController()
@@ -684,6 +744,8 @@ def solve(
         save_steps=save_steps, rtol=rtol, atol=atol, controller=controller, dt0=dt0, max_steps=max_steps,
         stiffness=stiffness, hooks=hooks,
     )  # fmt: skip
+    if isinstance(rk, ImplicitMethod):
+        kwargs["dense_error"] = dense_error
 
     if adjoint == "backprop":
         stats = SolverStats(nfe=1)
