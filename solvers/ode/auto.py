@@ -191,12 +191,20 @@ class AutoSwitch(ImplicitMethod):
 
     def begin(self, rtol: float | torch.Tensor, atol: float | torch.Tensor) -> None:
         """Keep ``atol / rtol`` (per entry; inf where ``rtol`` is 0), the size below which an entry counts as
-        zero in the relative change of :meth:`_slow`."""
+        zero in the relative change of :meth:`_slow`; Rodas5P starts the integration afresh (another field,
+        e.g. the continuous adjoint's backward one, keeps nothing of the last: Jacobian, autonomy probe)."""
         if torch.is_tensor(rtol) or torch.is_tensor(atol):
             rtol, atol = (torch.as_tensor(v, dtype=torch.float64).detach() for v in (rtol, atol))
             self._zero = torch.where(rtol > 0, atol / rtol.clamp_min(torch.finfo(rtol.dtype).tiny), math.inf)
         else:
             self._zero = atol / rtol if rtol > 0 else math.inf
+        self.stiff.begin(rtol, atol)
+
+    @property
+    def found_autonomous(self) -> bool:
+        """Whether Rodas5P found the last integration's field autonomous (as :class:`Rosenbrock`: the
+        continuous adjoint then skips the backward field's time derivative)."""
+        return self.stiff.found_autonomous
 
     def _slow(self, y: torch.Tensor, y1: torch.Tensor, S: float) -> bool:
         """Whether the step from ``y`` to ``y1`` moves the solution slowly on the scale of the dominant mode:
