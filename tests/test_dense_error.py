@@ -281,3 +281,10 @@ def test_dense_point_is_the_interpolant_and_its_derivative(method):
         ends = rk.interpolate(y, res.stages, 0.1, [theta - 1e-6, theta, theta + 1e-6])
         torch.testing.assert_close(value, ends[1], rtol=0, atol=1e-14)
         torch.testing.assert_close(slope, (ends[2] - ends[0]) / 2e-6, rtol=1e-7, atol=1e-9)
+
+
+def test_dense_error_true_with_fixed_steps_is_refused():
+    p = ODEProblem(lambda t, y: -y, torch.tensor([1.0], dtype=torch.float64), (0.0, 4.0))
+    with pytest.raises(ValueError, match="fixed steps .* drop `dt`"):
+        solve(p, "rodas5p", dt=0.5, saveat=[0.0, 0.25, 4.0], dense_error=True)
+    solve(p, "rodas5p", dt=0.5, saveat=[0.0, 0.25, 4.0])  # "auto": fixed steps are simply not tested

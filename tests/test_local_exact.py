@@ -176,3 +176,32 @@ def test_no_weight_is_borrowed_from_another_task():
             schedule(0)
     _, schedule = make_variant("local-exact", TASKS["spiral"], 5, weight=3.0)
     assert schedule(0) == 3.0 and schedule(4) == pytest.approx(0.3)
+
+
+def test_an_implicit_models_exact_gradient_on_a_time_dependent_field(fixed_h):
+    """Rodas5P's step takes ∂f/∂t by forward-mode AD in the local step as in ``solve``: with differences
+    its noise was of the size of the estimate itself, and the value was not smooth in the parameters."""
+    torch.manual_seed(0)
+
+    class Field(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(2, 12), nn.Softplus(), nn.Linear(12, 2)).double()
+
+        def forward(self, t, y):
+            return self.net(y) * torch.cos(0.7 * t) - 0.5 * y
+
+    node = NeuralODE(Field(), (0.0, 1.0), method="rodas5p", rtol=1e-5, atol=1e-6)
+    y = torch.tensor([[0.5, -0.2], [0.3, 0.9]], dtype=torch.float64)
+    along, difference, _ = _directional(node, y, exact=True)
+    assert along == pytest.approx(difference, rel=2e-3)
+
+
+def test_a_plain_function_field_that_cannot_run_in_float64_is_refused_clearly():
+    w = torch.randn(2, 2)  # float32, closed over: exact=True cannot cast it
+
+    node = NeuralODE(lambda t, y: y @ w, (0.0, 1.0), rtol=1e-5, atol=1e-6)
+    y = torch.tensor([[0.5, -0.2]])
+    assert torch.isfinite(node.local_error(0.3, y))  # the paper's step, in the state's dtype
+    with pytest.raises(ValueError, match="plain-function field .* make the field an nn.Module"):
+        node.local_error(0.3, y, exact=True)

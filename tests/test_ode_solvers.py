@@ -354,3 +354,13 @@ def test_parameters_that_enter_after_t0_are_differentiated():
     exact = math.exp(-1.5)  # y(1) = exp(-0.5) exp(-p/2) at p = 2; dy/dp = -y(1)/2
     assert sol.ys[-1].item() == pytest.approx(exact, rel=1e-6)
     assert grad.item() == pytest.approx(-exact / 2, rel=1e-6)
+
+
+def test_saveat_requiring_grad_is_refused_not_silently_detached():
+    p = ODEProblem(lambda t, y: -y, torch.ones(1, dtype=torch.float64), (0.0, 1.0))
+    ts = torch.linspace(0, 1, 5, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match=r"saveat.detach\(\), or use sciml.solvers.ode.odeint"):
+        solve(p, "tsit5", saveat=ts)
+    sol = solve(p, "tsit5", saveat=ts.detach())
+    with torch.no_grad():
+        torch.testing.assert_close(solve(p, "tsit5", saveat=ts).ys, sol.ys)  # nothing to differentiate

@@ -345,3 +345,9 @@ def test_neural_ode_torchdiffeq_backend_without_saveat_integrates():
     assert theirs.shape == ours.shape == (1, 8, 4)
     assert (theirs - x).abs().max() > 1e-2  # not the input handed back
     torch.testing.assert_close(theirs, ours, atol=1e-6, rtol=1e-6)
+
+
+def test_an_adaptive_implicit_method_name_points_to_solve():
+    f = lambda t, y: -y  # noqa: E731
+    with pytest.raises(ValueError, match=r"'radauIIA5'.*'rodas5p' is an adaptive implicit method .*solve\("):
+        odeint(f, torch.ones(1), torch.linspace(0, 1, 3), method="rodas5p")

@@ -398,14 +398,27 @@ class NeuralODE(nn.Module):
             }
             field = functools.partial(torch.func.functional_call, self.field, cast)
 
-        def f(s: float, z: torch.Tensor) -> torch.Tensor:
-            args = (torch.full((), s, dtype=dtype, device=device), z)
-            return field(args) if field is not self.field else field(*args)
+        def f(s: float | torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+            # a time tensor passes through: an implicit method's ∂f/∂t by forward-mode AD, not differences
+            tt = s if torch.is_tensor(s) else torch.full((), s, dtype=dtype, device=device)
+            return field((tt, z)) if field is not self.field else field(tt, z)
+
+        f.tensor_time = True
 
         flat = y.reshape(-1)
         direction = 1.0 if self.t_span[1] >= self.t_span[0] else -1.0
         with torch.set_grad_enabled(exact and torch.is_grad_enabled()):
-            k1 = f(t, y).reshape(-1)
+            try:
+                k1 = f(t, y).reshape(-1)
+            except RuntimeError as exc:
+                if dtype == state_dtype or isinstance(self.field, nn.Module):
+                    raise
+                why = "exact=True" if exact else "`local_dtype`"
+                raise ValueError(
+                    f"the local step runs in {dtype} ({why}), and this plain-function field could not be "
+                    f"evaluated there ({exc}); its own tensors cannot be cast: make the field an nn.Module, "
+                    f"or use {dtype} tensors in it"
+                ) from exc
         with torch.no_grad():
             order = rk.tableau.error_order or rk.tableau.order
             k1_value = k1.detach()

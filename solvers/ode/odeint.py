@@ -94,9 +94,17 @@ def _method(method: str | None, options: dict):
             "sciml.solvers.ode.solve (method='radau5', 'rodas5p', 'kvaerno5' or 'auto'); explicit methods "
             f"here: {sorted(_ADAPTIVE) + sorted(_FIXED) + sorted(_ADAMS)}"
         )
+    from sciml.solvers.ode.implicit import IMPLICIT_METHODS
+
+    hint = ""
+    if method in (*IMPLICIT_METHODS, "auto"):
+        hint = (
+            f"; {method!r} is an adaptive implicit method of sciml.solvers.ode.solve: "
+            f"solve(ODEProblem(f, y0, (t0, t1)), method={method!r}, saveat=t)"
+        )
     raise ValueError(
         f"unknown method {method!r}; choose one of "
-        f"{sorted(_ADAPTIVE) + sorted(_FIXED) + sorted(_ADAMS) + ['scipy_solver']}"
+        f"{sorted(_ADAPTIVE) + sorted(_FIXED) + sorted(_ADAMS) + sorted(_IMPLICIT) + ['scipy_solver']}{hint}"
     )
 
 

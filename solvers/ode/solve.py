@@ -723,9 +723,19 @@ def solve(
         controller = rk.default_controller() if isinstance(rk, ImplicitMethod) else IController()
     if not isinstance(controller, Controller):
         raise TypeError(f"`controller` must be a Controller, got {type(controller).__name__}")
+    if dense_error is True and isinstance(controller, ConstantSteps):
+        raise ValueError(
+            "`dense_error=True` tests adaptive steps, and fixed steps (`dt` or ConstantSteps) cannot be "
+            "shortened by it: drop `dense_error`, or drop `dt` to let the steps adapt"
+        )
     if saveat is None:
         save_ts = [] if save_steps else [t0, t1]
     else:
+        if torch.is_tensor(saveat) and saveat.requires_grad and torch.is_grad_enabled():
+            raise ValueError(
+                "`saveat` requires grad, but solve() does not differentiate with respect to the save times: "
+                "pass saveat.detach(), or use sciml.solvers.ode.odeint(f, y0, t), whose `t` gets its gradient"
+            )
         save_ts = check_saveat(saveat, t0, t1, y0)
 
     start = SideTime(t0, 1.0 if t1 > t0 else -1.0) if hooks is not None and hooks.perturb else t0
