@@ -435,14 +435,19 @@ class ESDIRK(ImplicitMethod):
             return K, None, False, iterations, True
         return torch.stack(ks), Ys[-1], True, iterations, worst > self.jacobian_rate
 
+    def _hermite_ends(
+        self, y0: torch.Tensor, stages: torch.Tensor, h: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(y1, k_1, k_s)``: the end point and the end slopes the cubic Hermite output goes through."""
+        b = torch.as_tensor(self.tableau.b, dtype=y0.dtype, device=y0.device)
+        return y0 + h * torch.mv(stages.t(), b), stages[0], stages[-1]
+
     def interpolate(
         self, y0: torch.Tensor, stages: torch.Tensor, h: float, thetas: np.ndarray
     ) -> torch.Tensor:
         """Cubic Hermite dense output through ``(y0, k_1)`` and ``(y1, k_s)`` (``(m,)`` -> ``(m, n)``)."""
         th = torch.as_tensor(np.asarray(thetas, dtype=np.float64), dtype=y0.dtype, device=y0.device)
-        b = torch.as_tensor(self.tableau.b, dtype=y0.dtype, device=y0.device)
-        y1 = y0 + h * torch.mv(stages.t(), b)
-        f0, f1 = stages[0], stages[-1]
+        y1, f0, f1 = self._hermite_ends(y0, stages, h)
         t2, t3 = th * th, th * th * th
         h00, h10, h01, h11 = 2 * t3 - 3 * t2 + 1, t3 - 2 * t2 + th, -2 * t3 + 3 * t2, t3 - t2
         return h00[:, None] * y0 + h01[:, None] * y1 + (h * h10)[:, None] * f0 + (h * h11)[:, None] * f1
@@ -451,12 +456,9 @@ class ESDIRK(ImplicitMethod):
         self, y0: torch.Tensor, stages: torch.Tensor, h: float, theta: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(y(t0 + θh), dy/dθ)`` of the cubic Hermite dense output (flat)."""
-        b = torch.as_tensor(self.tableau.b, dtype=y0.dtype, device=y0.device)
-        y1 = y0 + h * torch.mv(stages.t(), b)
-        f0, f1 = stages[0], stages[-1]
-        th, t2, t3 = theta, theta * theta, theta**3
-        p = (2 * t3 - 3 * t2 + 1) * y0 + (3 * t2 - 2 * t3) * y1 + (h * (t3 - 2 * t2 + th)) * f0
-        p = p + (h * (t3 - t2)) * f1
+        p = self.interpolate(y0, stages, h, np.array([theta]))[0]
+        y1, f0, f1 = self._hermite_ends(y0, stages, h)
+        th, t2 = theta, theta * theta
         dp = (6 * t2 - 6 * th) * (y0 - y1) + (h * (3 * t2 - 4 * th + 1)) * f0 + (h * (3 * t2 - 2 * th)) * f1
         return p, dp
 

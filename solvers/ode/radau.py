@@ -574,11 +574,10 @@ class Radau(ImplicitMethod):
         self, y0: torch.Tensor, stages: torch.Tensor, h: float, theta: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(y(t0 + θh), dy/dθ)`` of the collocation polynomial (flat)."""
-        Pm = self.tableau.P
-        w = Pm @ np.array([theta, theta**2, theta**3])
-        dw = Pm @ np.array([1.0, 2 * theta, 3 * theta**2])
-        w, dw = (torch.as_tensor(v, dtype=y0.dtype, device=y0.device) for v in (w, dw))
-        return torch.addmv(y0, stages.t(), w), torch.mv(stages.t(), dw)
+        p = self.interpolate(y0, stages, h, np.array([theta]))[0]
+        dw = torch.as_tensor(self.tableau.P @ np.array([1.0, 2 * theta, 3 * theta**2]), dtype=y0.dtype,
+                             device=y0.device)  # fmt: skip
+        return p, torch.mv(stages.t(), dw)
 
     def iteration_solve(self, r: torch.Tensor) -> torch.Tensor:
         """``(γ/h·I − J)⁻¹ r`` with the last step's real factorisation (``hγ`` of the base class is

@@ -545,10 +545,9 @@ class Rosenbrock(ImplicitMethod):
         self, y0: torch.Tensor, stages: torch.Tensor, h: float, theta: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(y(t0 + θh), dy/dθ)`` of the dense output (flat)."""
-        U = stages[: self.tableau.n_stages]
-        w = torch.as_tensor(P.polyval(theta, self._dense.T), dtype=y0.dtype, device=y0.device)
+        p = self.interpolate(y0, stages, h, np.array([theta]))[0]
         dw = torch.as_tensor(P.polyval(theta, self._dense_derivative), dtype=y0.dtype, device=y0.device)
-        return torch.addmv(y0, U.t(), w), torch.mv(U.t(), dw)
+        return p, torch.mv(stages[: self.tableau.n_stages].t(), dw)
 
     def iteration_solve(self, r: torch.Tensor) -> torch.Tensor:
         """``(I/(hγ) − J)⁻¹ r`` with the last step's factorisation ``W``."""

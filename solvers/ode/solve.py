@@ -217,15 +217,13 @@ def _integrate(
             out.status, out.newton_failed = Status.NON_FINITE, True
             break
         norm = abs_y1 = None
-        if res.y_error is not None and hk.norm is not None:
-            abs_y1 = part(res.y1).abs()
-            scale = torch.maximum(abs_y, abs_y1) * rtol + atol
-            norm = hk.norm(part(res.y_error) / scale) * sqrt_n
-        elif res.y_error is not None:
-            norm, abs_y1 = _error_norm(part(res.y_error), abs_y, part(res.y1), rtol, atol)
+        if res.y_error is not None:
+            norm, abs_y1 = _step_norm(part(res.y_error), abs_y, part(res.y1), rtol, atol, hk.norm, sqrt_n)
         e = norm.item() / sqrt_n if adaptive else 0.0
         if check_dense and e <= 1.0:  # a step that passes its own test: is its interpolant within tolerance?
-            e = _dense_error_ratio(rk, field_, t, y, h_try, res, shape, part, abs_y, rtol, atol, hk.norm, e)
+            e = _dense_error_ratio(
+                rk, field_, t, y, h_try, res, shape, part, abs_y, rtol, atol, hk.norm, sqrt_n, e
+            )
         accept, h_next = controller.decide(e, h_try, k_exp, ctrl_state)
         if hk.min_step and abs(h_try) <= hk.min_step * (1 + 1e-12):
             accept = True
@@ -286,7 +284,16 @@ def _integrate(
 _NO_HOOKS = StepHooks()
 
 
-def _dense_error_ratio(rk, f, t, y, h, res, shape, part, abs_y, rtol, atol, norm, e: float) -> float:
+def _step_norm(err, abs_y, y1, rtol, atol, user_norm, sqrt_n) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(‖ẽ / (atol + rtol·max(|y0|, |y1|))‖₂, |y1|)``, or with the user's norm (``hooks.norm``, an RMS-like
+    size) that norm times ``√n``: the step's error ratio is the first over ``√n``."""
+    if user_norm is None:
+        return _error_norm(err, abs_y, y1, rtol, atol)
+    abs_y1 = y1.abs()
+    return user_norm(err / (torch.maximum(abs_y, abs_y1) * rtol + atol)) * sqrt_n, abs_y1
+
+
+def _dense_error_ratio(rk, f, t, y, h, res, shape, part, abs_y, rtol, atol, norm, sqrt_n, e: float) -> float:
     """``max(e, E_θ)`` over the method's ``dense_error_thetas``: ``E_θ`` the interpolation error estimate at
     ``t + θh`` (:meth:`ImplicitMethod.dense_error`) in the loop's error norm, scaled as the step's error is
     (one host sync for all of them)."""
@@ -297,10 +304,7 @@ def _dense_error_ratio(rk, f, t, y, h, res, shape, part, abs_y, rtol, atol, norm
             err = rk.dense_error(f, t, y, h, res, shape, theta)
             if err is None:  # method="auto" in its Tsit5 phase
                 return e
-            if norm is not None:  # the user's norm (hooks.norm) of the scaled error
-                sizes.append(norm(part(err) / (torch.maximum(abs_y, y1.abs()) * rtol + atol)).reshape(()))
-            else:
-                sizes.append(_error_norm(part(err), abs_y, y1, rtol, atol)[0] / math.sqrt(y1.numel()))
+            sizes.append(_step_norm(part(err), abs_y, y1, rtol, atol, norm, sqrt_n)[0].reshape(()) / sqrt_n)
         return max(e, float(torch.stack(sizes).max())) if sizes else e
 
 
