@@ -61,6 +61,7 @@ from sciml.neural_de.training import (
     epoch_learning_rate,
     evaluate,
     local_cast,
+    local_step_dtype,
     make_variant,
     model_dtype,
     train,
@@ -422,9 +423,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
     own_dtype = model_dtype(task) if any(v in LOCAL_VARIANTS for v, _ in specs) else None
 
     def step_dtype(variant: str) -> str | None:  # the dtype a variant's local step runs in (None: no step)
-        if variant == "local-exact":
-            return "float64"
-        return (dtype_of(variant) or own_dtype) if variant in LOCAL_VARIANTS else None
+        return local_step_dtype(variant, dtype_of(variant), lambda: own_dtype)
 
     def run_name(variant: str) -> str:
         name = variant if backend is None else f"{variant}-{backend}"
@@ -500,7 +499,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
         "method",
         "weight",
         *(["delay"] if delays != [None] else []),
-        *(["local_dtype"] if any(v in (*LOCAL_VARIANTS, "local-exact") for v, _ in specs) else []),
+        *(["local_dtype"] if any(step_dtype(v) for v, _ in specs) else []),
         "val_metric",
         "val_nfe",
         "val_nfe_vs_vanilla",

@@ -21,6 +21,7 @@ import numbers
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -246,6 +247,15 @@ def _dtype_of(model: nn.Module) -> str:
     if len(dtypes) != 1:
         raise ValueError(f"the model's fields' parameters have several dtypes, {sorted(map(str, dtypes))}")
     return str(dtypes.pop()).removeprefix("torch.")
+
+
+def local_step_dtype(reg: str, local_dtype: str | None, own_dtype: Callable[[], str]) -> str | None:
+    """The name of the dtype a ``--reg`` variant's local step runs in: float64 for ``local-exact``;
+    ``local_dtype`` (as :func:`local_cast` records it), else the model's (``own_dtype()``), for the other
+    local variants; None for variants without a local step."""
+    if reg == "local-exact":
+        return "float64"
+    return (local_dtype or own_dtype()) if reg in LOCAL_VARIANTS else None
 
 
 def local_cast(task, local_dtype: str | None) -> str | None:
@@ -864,9 +874,7 @@ def train(config: TrainConfig) -> dict:
             "predict_seconds": predict_seconds, "predict_nfe": predict_nfe, "epochs": epochs,
             "metric": task.metric, "world_size": dist.world,
             # the dtype the local step ran in (identity's local_dtype is None for the model's own)
-            "local_step_dtype": "float64" if config.reg == "local-exact" else (
-                (local_dtype or _dtype_of(model)) if config.reg in LOCAL_VARIANTS else None
-            ),
+            "local_step_dtype": local_step_dtype(config.reg, local_dtype, lambda: _dtype_of(model)),
         }  # fmt: skip
         write_json(out / "summary.json", summary)
         _plot(history, out / "curves.png", f"{task.name} / {config.reg} (seed {config.seed})", task.metric)
