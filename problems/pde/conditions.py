@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from sciml.problems.pde.derivatives import Derivatives
 from sciml.problems.pde.domain import Box, _device
-from sciml.problems.pde.geometry import Geometry, Selector
+from sciml.problems.pde.geometry import Geometry, Selector, _EmptyPart
 
 __all__ = [
     "Condition",
@@ -140,8 +140,11 @@ class _OnFaces(Condition):
     on: Selector = None
 
     def validate(self, domain: Geometry, fields: Sequence[str]) -> None:
+        """See :meth:`Condition.validate`; a predicate ``on`` must also select some boundary points."""
         super().validate(domain, fields)
         _check_faces(self.on, domain)
+        if callable(self.on):
+            self.sample(domain, 64, torch.Generator().manual_seed(0), torch.float64)
 
     def sample(
         self,
@@ -152,9 +155,17 @@ class _OnFaces(Condition):
         *,
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        return domain.sample_boundary(
-            n, generator, dtype=dtype, device=device, on=_check_faces(self.on, domain)
-        )
+        try:
+            return domain.sample_boundary(
+                n, generator, dtype=dtype, device=device, on=_check_faces(self.on, domain)
+            )
+        except _EmptyPart:
+            what = "predicate `on`" if callable(self.on) else f"boundary part on={self.on!r}"
+            raise ValueError(
+                f"condition {self.name!r}: its {what} selects no point of the boundary of {domain!r}; fix "
+                f"`on`: a predicate gets boundary points (n, {domain.ndim}) with columns {domain.names} and "
+                f"returns a bool mask (n,), or name boundary parts {domain.parts()}"
+            ) from None
 
     def normal_derivative(self, domain: Geometry, x: torch.Tensor, d: Derivatives) -> torch.Tensor:
         """``∇u · n`` at boundary points ``x`` with the domain's outward normals (``(n,)``)."""

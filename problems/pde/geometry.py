@@ -28,6 +28,7 @@ Every geometry provides
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -78,6 +79,15 @@ def _device(generator: torch.Generator | None, device: torch.device | str | None
             f"create it with torch.Generator(device={str(device)!r})"
         )
     return device
+
+
+class _EmptyPart(ValueError):
+    """``sample_boundary`` found no point of the selected boundary part (a condition names itself)."""
+
+
+def _is_real(v: object) -> bool:
+    """A finite real number (Python or numpy scalar, not a bool)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _check_count(n: object) -> int:
@@ -364,7 +374,8 @@ class Geometry:
             chunks.append(x)
             have += x.shape[0]
             if have == 0 and drawn > 1000 * n:
-                raise ValueError(f"the boundary part {on!r} of {self!r} is empty or too small to sample")
+                what = "selected by the predicate `on`" if callable(on) else repr(on)
+                raise _EmptyPart(f"the boundary part {what} of {self!r} is empty or too small to sample")
         return torch.cat(chunks)[:n].to(dtype)
 
     def sample_initial(
@@ -457,7 +468,7 @@ class Ball(Geometry):
     def __init__(self, center: Sequence[float], radius: float, names: Sequence[str] | None = None) -> None:
         self.center = _check_point("center", center)
         d = len(self.center)
-        if not (isinstance(radius, (int, float)) and math.isfinite(radius) and radius > 0):
+        if not (_is_real(radius) and radius > 0):
             raise ValueError(f"`radius` must be a positive number, got {radius!r}")
         self.radius = float(radius)
         self.names = _check_names(names if names is not None else "xyzw"[:d])

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from sciml.problems.pde.conditions import Condition, Dirichlet, InitialValue, _evaluate
 from sciml.problems.pde.derivatives import AutogradDerivatives, Derivatives
-from sciml.problems.pde.geometry import Geometry
+from sciml.problems.pde.geometry import Geometry, _is_real
 
 __all__ = [
     "PDEProblem",
@@ -88,6 +88,18 @@ def _check_compatible(domain: Geometry, per_field: Mapping[str, Mapping[str, lis
             continue
 
 
+def _origin(domain: Geometry, fields: tuple[str, ...], used: list[tuple[Condition, Any]]) -> tuple:
+    """What a constraint built from conditions depends on, exact and cheap to compare: the domain (its
+    ``repr``, which holds its kind and numbers, coordinates and time), the fields, and per enforced condition
+    its name, kind, field, parts and number value (a function's values are checked at the condition's points
+    by the trainer instead)."""
+    conditions = sorted(
+        (c.name, type(c).__name__, c.field, parts, "function" if callable(c.value) else float(c.value or 0))
+        for c, parts in used
+    )
+    return (repr(domain), domain.names, domain.time), tuple(fields), tuple(conditions)
+
+
 class _Incompatible(Exception):
     """Raised inside :func:`_check_compatible` (kept apart from the data's own errors)."""
 
@@ -126,9 +138,9 @@ def _check_test_shape(test_shape: Any, domain: Geometry) -> None:
 
 
 def value_shapes(n: int, n_fields: int) -> list[tuple[int, ...]]:
-    """The array shapes that hold one value per point and field for ``n`` points (sorted): ``(n,)``,
-    ``(n, n_fields)``, and ``(n, 1)`` for one field."""
-    return sorted({(n,), (n, n_fields)} | ({(n, 1)} if n_fields == 1 else set()))
+    """The array shapes that hold one value per point and field for ``n`` points: ``(n, n_fields)``, and
+    ``(n,)`` or ``(n, 1)`` for one field."""
+    return [(n,), (n, 1)] if n_fields == 1 else [(n, n_fields)]
 
 
 @dataclass(frozen=True)
@@ -150,6 +162,8 @@ class HardConstraint:
         parameters: initial values of trainable scalars of the ansatz (e.g. the unknown position of a
             critical point). When given, ``particular`` and ``factor`` are called as ``fn(x, theta)`` with
             ``theta`` a dict of 0-dim tensors, which :class:`sciml.pinn.Constrained` trains with the network.
+        origin: set by :meth:`from_conditions`: what the constraint was built from (a trainer refuses a
+            wrapper built from another domain or other conditions than the problem's constraint).
     """
 
     particular: Callable[..., torch.Tensor]
@@ -157,6 +171,7 @@ class HardConstraint:
     enforces: tuple[str, ...] = ()
     corner: Callable[[torch.Tensor], torch.Tensor] | None = None
     parameters: Mapping[str, float] = field(default_factory=dict)
+    origin: tuple | None = field(default=None, compare=False, repr=False)
 
     def bind(self, theta: Mapping[str, torch.Tensor] | None = None) -> tuple[Callable, Callable]:
         """``particular`` and ``factor`` as functions of the points alone.
@@ -213,7 +228,7 @@ class HardConstraint:
                 value on that boundary for all times.
         """
         per_field: dict[str, dict[str, list]] = {f: {"dirichlet": [], "initial": []} for f in fields}
-        enforces = []
+        enforces, used = [], []
         for c in conditions:
             field_name = c.field if c.field is not None else fields[0]
             if isinstance(c, Dirichlet):
@@ -222,10 +237,11 @@ class HardConstraint:
                         f"condition {c.name!r} selects its boundary by a predicate: a hard constraint needs "
                         f"named parts ({domain.parts()})"
                     )
-                domain._check_part(c.on)
+                used.append((c, domain._check_part(c.on)))
                 per_field[field_name]["dirichlet"].append(c)
                 enforces.append(c.name)
             elif isinstance(c, InitialValue):
+                used.append((c, None))
                 per_field[field_name]["initial"].append(c)
                 enforces.append(c.name)
         if not enforces:
@@ -302,6 +318,7 @@ class HardConstraint:
             factor=factor,
             enforces=tuple(enforces),
             corner=corner if has_corner else None,
+            origin=_origin(domain, fields, used),
         )
 
 
@@ -443,7 +460,7 @@ class PDEProblem:
                 f"`loss_weights` has unknown terms {sorted(unknown)}; terms are residual, {names}"
             )
         for key, w in self.loss_weights.items():
-            if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
+            if not (_is_real(w) and w >= 0):
                 raise ValueError(f"loss weight {key!r} must be a finite number ≥ 0, got {w!r}")
         if self.reference is not None and (
             callable(self.reference) or isinstance(self.reference, (tuple, list, dict, str, os.PathLike))

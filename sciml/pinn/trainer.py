@@ -51,6 +51,7 @@ from sciml.checkpoint import load_checkpoint, save_checkpoint
 from sciml.pinn import strategies
 from sciml.pinn.derivatives import derivatives
 from sciml.pinn.models import Constrained, _Normalized, count_parameters
+from sciml.problems.pde.conditions import InitialValue, Observations
 from sciml.problems.pde.derivatives import AutogradDerivatives
 from sciml.problems.pde.problem import PDEProblem, value_shapes
 from sciml.solvers.fd.reference import ReferenceSolution, reference_solution
@@ -154,18 +155,35 @@ def _read_reference(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``points`` and ``values`` arrays from an ``.npz`` or HDF5 (``.h5``/``.hdf5``) file.
 
     Raises:
-        ValueError: a missing file, another suffix, or missing arrays (the message names them).
+        ValueError: a missing file, another suffix, missing arrays or arrays of other than numbers (the
+            message names them).
     """
     if not path.is_file():
         raise ValueError(f"reference file {path} does not exist")
+
+    def numbers(data: Any, key: str) -> np.ndarray:
+        try:
+            array = np.asarray(data[key])
+        except (TypeError, ValueError) as exc:  # e.g. an object array, which np.load does not unpickle
+            raise ValueError(
+                f"reference file {path}: array {key!r} cannot be read as numbers ({exc})"
+            ) from None
+        if array.dtype.kind not in "biuf":
+            raise ValueError(
+                f"reference file {path}: array {key!r} must hold real numbers, got dtype {array.dtype} "
+                f"(e.g. {array.reshape(-1)[:1].tolist()}); save float arrays (points (m, ndim), values (m,) "
+                "or (m, n_fields))"
+            )
+        return array.astype(float)
+
     if path.suffix == ".npz":
         with np.load(path) as data:
-            arrays = {k: np.asarray(data[k], dtype=float) for k in ("points", "values") if k in data}
+            arrays = {k: numbers(data, k) for k in ("points", "values") if k in data}
     elif path.suffix in (".h5", ".hdf5"):
         import h5py
 
         with h5py.File(path, "r") as f:
-            arrays = {k: np.asarray(f[k], dtype=float) for k in ("points", "values") if k in f}
+            arrays = {k: numbers(f, k) for k in ("points", "values") if k in f}
     else:
         raise ValueError(f"reference file {path}: use .npz, .h5 or .hdf5 (arrays 'points' and 'values')")
     missing = {"points", "values"} - set(arrays)
@@ -457,9 +475,10 @@ class Trainer:
         reference: what errors are measured against (default: ``sciml.solvers.fd.reference_solution``
             for a problem with an exact solution or a recipe, else none): a ``ReferenceSolution`` (grid),
             a callable ``points -> values`` (evaluated on the problem's test grid), a pair
-            ``(points (m, ndim), values (m,) or (m, n_fields))``, or the path of an ``.npz`` / HDF5 file
-            with arrays ``points`` and ``values`` (e.g. exported from a finite-element code). Only
-            points inside the domain count; grid points outside it are NaN in ``prediction_grid``.
+            ``(points (m, ndim), values (m, n_fields))`` (``(m,)`` for one field), or the path of an
+            ``.npz`` / HDF5 file with arrays ``points`` and ``values`` (e.g. exported from a finite-element
+            code). Only points inside the domain count; grid points outside it are NaN in
+            ``prediction_grid``.
         unknowns: coefficients of ``problem.params`` to fit (inverse problem): ``{"D": initial guess}``.
         checkpoint: file for atomic checkpoints (and ``resume``): ``fit()`` refuses to overwrite an
             existing one (an earlier run's), ``fit(resume=True)`` needs it.
@@ -468,11 +487,17 @@ class Trainer:
         ValueError: before any training, for a model whose input or output size does not match the
             problem, a model whose input box (``lower``/``upper`` of a PINN or PIG) does not cover the
             domain, a :class:`~sciml.pinn.Constrained` model whose constraint does not satisfy the
-            conditions it claims to enforce for *this* problem (a wrapper built for another problem, e.g.
-            before ``problem.replace(conditions=...)``: wrap the network with
+            conditions it claims to enforce for *this* problem, was built from another domain or other
+            conditions than the problem's constraint, or whose factor vanishes inside the domain (a wrapper
+            built for another problem, e.g. before ``problem.replace(...)``: wrap the network with
             ``Constrained(net, problem.constraint)``), unknown coefficient or loss-term names, a residual /
             condition that returns the wrong shape or asks for an unknown derivative, or a reference that
             does not fit the problem (see :meth:`set_reference`).
+
+    Warns:
+        UserWarning: a problem with ``constraint="auto"`` and a model not wrapped in it (wrap it:
+            ``Constrained(net, problem.constraint)``), or a time coordinate without an ``InitialValue``
+            condition (and no ``Observations``).
     """
 
     def __init__(
@@ -490,6 +515,7 @@ class Trainer:
         if not isinstance(model, nn.Module):
             raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
         self.problem = problem
+        self._warn_setup(model)
         self.config = config or TrainConfig()
         self.dtype = _DTYPES[self.config.dtype]
         self.device = resolve_device(self.config.device)
@@ -520,7 +546,7 @@ class Trainer:
             }
         )
 
-        self._check_constraint()
+        self._check_constraint(self.model.windows[0] if self.window_problems else self.model)
         enforced = set(model.constraint.enforces) if isinstance(model, Constrained) else set()
         self.conditions = [c for c in problem.conditions if c.name not in enforced]
         terms = {"residual", *(c.name for c in self.conditions)}
@@ -602,6 +628,29 @@ class Trainer:
             )
         return strategies.window_problems(problem, model, k)
 
+    def _warn_setup(self, model: nn.Module) -> None:
+        """Warn (UserWarning) about a setup that trains, but likely not as meant: a problem with
+        ``constraint="auto"`` and a model not wrapped in it, or a time coordinate without an
+        ``InitialValue`` condition (nor ``Observations``, which may determine the solution instead)."""
+        problem = self.problem
+        if problem.constraint_from_conditions and not isinstance(model, Constrained):
+            warnings.warn(
+                f"{problem.name} has a hard constraint (constraint='auto') but the model is not wrapped in "
+                f"it, so it is not used: conditions {list(problem.constraint.enforces)} stay in the loss and "
+                "hold only approximately. Wrap the network: Constrained(model, problem.constraint); or build "
+                "the problem with constraint=None to train with every condition in the loss",
+                stacklevel=3,
+            )
+        if problem.domain.time is not None and not any(
+            isinstance(c, (InitialValue, Observations)) for c in problem.conditions
+        ):
+            warnings.warn(
+                f"{problem.name} has the time coordinate {problem.domain.time!r} but no InitialValue "
+                "condition (nor Observations), so its solution is not determined; add one, e.g. "
+                "PDEProblem(..., conditions=(..., InitialValue(value=u0)))",
+                stacklevel=3,
+            )
+
     def _check_model(self) -> None:
         problem, model = self.problem, self.model
         ndim, n_fields = problem.domain.ndim, len(problem.fields)
@@ -655,23 +704,25 @@ class Trainer:
                 f"e.g. {kind}({domain.ndim}, ..., lower=problem.domain.lower, upper=problem.domain.upper)"
             )
 
-    def _check_constraint(self) -> None:
-        """A :class:`Constrained` model must satisfy the conditions its constraint names in ``enforces``
-        for *this* problem (those leave the loss): checked at 16 points of each such condition, where its
-        residual must vanish up to rounding (whatever the network's weights).
+    def _check_constraint(self, model: nn.Module) -> None:
+        """A :class:`Constrained` model must hold this problem's hard constraint (the conditions it enforces
+        leave the loss): each such condition's residual must vanish at 16 of its points up to rounding
+        (whatever the network's weights), a constraint built from conditions must have been built from
+        those of the problem's own constraint (domain, fields, enforced conditions), and the factor must not
+        vanish inside the domain (at 2 or more of 256 points, below 1e-16 of its largest value there).
 
         Raises:
-            ValueError: the constraint names conditions the problem does not have, or does not satisfy one
-                of them (a wrapper built for another problem).
+            ValueError: the constraint names conditions the problem does not have, or fails one of those
+                checks (a wrapper built for another problem, e.g. before ``problem.replace(...)``).
         """
-        model, problem = self.model, self.problem
+        problem = self.problem
         if not isinstance(model, Constrained):
             return
-        names = [c.name for c in problem.conditions]
-        unknown = [n for n in model.constraint.enforces if n not in names]
+        constraint, names = model.constraint, [c.name for c in problem.conditions]
+        unknown = [n for n in constraint.enforces if n not in names]
         fix = (
             "the Constrained wrapper was built for another problem (e.g. before problem.replace(...)); wrap "
-            "the network with this problem's constraint, Constrained(net, problem.constraint)"
+            "the network with the constraint of the problem you train, Constrained(net, problem.constraint)"
         )
         if unknown:
             raise ValueError(
@@ -679,25 +730,45 @@ class Trainer:
                 "have "
                 f"(its conditions: {names}): {fix}"
             )
+        domain, params = problem.domain, self.params()
         g = torch.Generator().manual_seed(3)
-        params = self.params()
         rel = 1e-3 if self.dtype == torch.float32 else 1e-6
-        for name in model.constraint.enforces:
+        for name in constraint.enforces:
             c = problem.condition(name)
-            x = c.sample(problem.domain, 16, g, self.dtype).to(self.device)
-            d = AutogradDerivatives(model, x, problem.domain.names, problem.fields)
-            r = c.residual(problem.domain, d.x, d, params).detach().abs()
+            x = c.sample(domain, 16, g, self.dtype).to(self.device)
+            d = AutogradDerivatives(model, x, domain.names, problem.fields)
+            r = c.residual(domain, d.x, d, params).detach().abs()
             u = d.value().detach().abs()
             scale = max(1.0, float(u.max())) if u.numel() else 1.0
             worst = float(r.max()) if r.numel() else 0.0
             if worst > rel * scale:  # (NaN passes: the loss check reports non-finite values)
                 i = int(r.argmax())
-                where = ", ".join(f"{k}={float(v):.4g}" for k, v in zip(problem.domain.names, x[i]))
+                where = ", ".join(f"{k}={float(v):.4g}" for k, v in zip(domain.names, x[i]))
                 raise ValueError(
                     f"the model's hard constraint claims to enforce condition {name!r} of {problem.name}, "
                     f"which then leaves the loss, but it violates it: |residual| up to {worst:.3g} at its "
                     f"points (e.g. at {where}); {fix}"
                 )
+        built, own = constraint.origin, getattr(problem.constraint, "origin", None)
+        if built is not None and own is not None and built != own:
+            show = lambda k, v: f"{v[0]} (coordinates {v[1]})" if k == "domain" else v  # noqa: E731
+            what = [
+                f"{k} {show(k, a)} (the problem's: {show(k, b)})"
+                for k, a, b in zip(("domain", "fields", "conditions"), built, own)
+                if a != b
+            ]
+            raise ValueError(f"the model's hard constraint was built for another {'; '.join(what)}: {fix}")
+        x = domain.sample(256, torch.Generator().manual_seed(5), dtype=self.dtype).to(self.device)
+        with torch.no_grad():
+            h = Constrained._columns(model._fixed()[1](x), x).abs()
+        vanish = (h <= 1e-16 * h.amax(dim=0)).any(dim=1)
+        if int(vanish.sum()) >= 2:
+            where = ", ".join(f"{k}={float(v):.4g}" for k, v in zip(domain.names, x[vanish][0]))
+            raise ValueError(
+                f"the factor of the model's hard constraint vanishes at {int(vanish.sum())} of 256 points "
+                f"inside the domain of {problem.name} (e.g. at {where}), where the network cannot change the "
+                f"solution (a constraint built for a domain that does not cover this one?): {fix}"
+            )
 
     def params(self) -> dict[str, Any]:
         """Coefficients for the residual: the problem's, with the fitted unknowns swapped in."""
@@ -821,8 +892,8 @@ class Trainer:
         Raises:
             ValueError: a file without ``points`` / ``values`` arrays, shapes that do not match the
                 problem (a callable that returns another shape than one value per grid point and field),
-                non-finite values, no reference point inside the domain, or a reference that is zero at
-                every point inside it (the relative error is undefined).
+                non-finite points or values, no reference point inside the domain, or a reference that is
+                zero at every point inside it (the relative error is undefined).
             TypeError: an unsupported kind of reference, or a callable that returns no array.
 
         Warns:
@@ -866,12 +937,25 @@ class Trainer:
                 "`reference` must be a ReferenceSolution, a callable, (points, values) or an .npz/.h5 path, "
                 f"got {type(reference).__name__}"
             )
-        values = values[:, None] if values.ndim == 1 else values
-        n_fields = len(problem.fields)
-        if points.ndim != 2 or points.shape[1] != domain.ndim or values.shape != (points.shape[0], n_fields):
+        k = len(problem.fields)
+        shapes = "(m,) or (m, 1)" if k == 1 else f"(m, {k})"
+        if (
+            points.ndim != 2
+            or points.shape[1] != domain.ndim
+            or values.shape not in value_shapes(points.shape[0], k)
+        ):
             raise ValueError(
                 f"`reference` has points {points.shape} and values {values.shape}; {problem.name} needs "
-                f"(m, {domain.ndim}) points {domain.names} and (m,) or (m, {n_fields}) values"
+                f"(m, {domain.ndim}) points {domain.names} and values {shapes} "
+                f"(one per point and field {problem.fields})"
+            )
+        values = values[:, None] if values.ndim == 1 else values
+        bad = ~np.isfinite(points).all(axis=1)
+        if bad.any():
+            raise ValueError(
+                f"`reference` has non-finite points (NaN or inf) in {int(bad.sum())} of its "
+                f"{points.shape[0]} rows, e.g. row {int(bad.argmax())}: {points[bad][0].tolist()}; remove "
+                "those rows"
             )
         inside = domain.inside(torch.as_tensor(points, dtype=torch.float64)).cpu().numpy()
         if not inside.any():
@@ -1438,6 +1522,9 @@ class _WindowTrainer(Trainer):
 
     def _check_checkpoint_use(self, resume: bool) -> None:
         pass  # the parent's checkpoint, checked by the parent's fit()
+
+    def _warn_setup(self, model: nn.Module) -> None:
+        pass  # the parent warned about the whole problem
 
 
 def train(
