@@ -284,10 +284,10 @@ def plot_runs(rows: list[dict], path) -> None:
     ax.plot(base["val_work"], base["val_mse"], "s", color="black", markersize=8, label="vanilla")
     ax.plot([r["val_work"] for r in truth], [r["val_mse"] for r in truth], "D--", color="tab:orange",
             label="true mechanism, solved at ×1, ×10, ×100 the tolerances")  # fmt: skip
-    for r in truth:
+    for i, r in enumerate(truth):  # labels alternately below and above: ×10 and ×100 can lie close
         factor = r["method"].rpartition(" x")[2] if "tolerances" in r["method"] else "1"
-        ax.annotate(f"×{factor}", (r["val_work"], r["val_mse"]), textcoords="offset points", xytext=(4, -12),
-                    fontsize=8, color="tab:orange")  # fmt: skip
+        ax.annotate(f"×{factor}", (r["val_work"], r["val_mse"]), textcoords="offset points",
+                    xytext=(4, 6 if i % 2 else -12), fontsize=8, color="tab:orange")  # fmt: skip
     ax.axhline(NOISE**2, color="gray", lw=0.8, ls=":", label="noise floor σ²")
     works = [r["val_work"] for r in rows]
     ax.set(xscale="linear", yscale="log", xlim=(0, 1.1 * max(works)),
