@@ -79,7 +79,10 @@ EPOCHS = {"digits": (10, 30), "latent": (10, 40), "latent-hard": (25, 100), "mni
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (default 3)")
     parser.add_argument(
-        "--tasks", default="digits,latent", help="comma-separated tasks (default digits,latent)"
+        "--tasks",
+        default="digits,latent",
+        help=f"comma-separated tasks, from {', '.join(EPOCHS)} (default digits,latent); --sweep and --e2e "
+        "take one task with a validation split (latent-hard, mnist1d, kinetics)",
     )
     parser.add_argument(
         "--variants", default=None, help="comma-separated --reg values (default: all; not with --sweep/--e2e)"
@@ -140,6 +143,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="wall time to equal validation loss: torchdiffeq scripts vs ours (--tasks)",
     )
+    # `sciml bench` creates --out before it runs a benchmark: the command's entry point checks the options
+    # first, so that a refused invocation leaves no folder behind
+    parser.set_defaults(_module=_Command)
+
+
+class _Command:
+    """``sciml bench node`` as the ``sciml`` command runs it (its ``main`` and ``interrupt_hint``): the
+    options are checked (:func:`check_args`) before ``sciml bench`` creates ``--out``."""
+
+    @staticmethod
+    def main(args: argparse.Namespace) -> int:
+        import sciml.bench
+
+        check_args(args)
+        return sciml.bench.main(args)
+
+    @staticmethod
+    def interrupt_hint(args: argparse.Namespace) -> str | None:
+        import sciml.bench
+
+        return sciml.bench.interrupt_hint(args)
 
 
 def run_trainings(configs: list[TrainConfig], jobs: int, root: Path) -> list[dict]:
@@ -199,14 +223,37 @@ def check_mode_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--tolerance must be a finite number >= 0, got {tolerance}")
 
 
-def run(args: argparse.Namespace) -> dict:
-    check_mode_options(args)
-    if getattr(args, "sweep", False):
-        return run_sweep(args)
-    if getattr(args, "e2e", False):
-        return run_e2e(args)
+def bench_tasks(args: argparse.Namespace, mode: str | None = None) -> list[str]:
+    """``--tasks`` as a list: tasks this benchmark trains (:data:`EPOCHS`), or for ``mode`` ``"--sweep"`` or
+    ``"--e2e"`` one neural ODE task.
+
+    Raises:
+        ValueError: a repeated or unknown task, one ``sciml train`` has but this benchmark does not, or not
+            exactly one task for ``--sweep``/``--e2e``.
+    """
     tasks = [t for t in args.tasks.split(",") if t]
     check_unique(tasks, "--tasks")
+    if mode and len(tasks) != 1:
+        raise ValueError(f"{mode} takes one task in --tasks, got {tasks}")
+    known = [n for n, t in TASKS.items() if t.kind == "node"] if mode else list(EPOCHS)
+    for task in tasks:
+        if task in known:
+            continue
+        if task in TASKS:
+            raise ValueError(
+                f"--tasks: {task!r} is a `sciml train` task, but `sciml bench node` does not benchmark it; "
+                f"choose from {known}"
+            )
+        raise ValueError(f"--tasks: unknown task {task!r}; choose from {known}")
+    return tasks
+
+
+def bench_variants(args: argparse.Namespace, tasks: list[str]) -> list[str]:
+    """``--variants`` (vanilla first), each checked to train on every task.
+
+    Raises:
+        ValueError: a repeated or unknown variant, or one a task cannot train.
+    """
     variants = [v for v in (args.variants or ",".join(VARIANTS)).split(",") if v]
     check_unique(variants, "--variants")
     if "vanilla" not in variants:
@@ -214,14 +261,38 @@ def run(args: argparse.Namespace) -> dict:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
+    for task in tasks:
+        for variant in variants:
+            check_variant(get_task(task, "node"), variant)  # a pair that cannot train: refused before any run
+    return variants
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Every check that needs no data or training, before anything is written (:func:`run` repeats it).
+
+    Raises:
+        ValueError: naming the option.
+    """
+    check_mode_options(args)
+    mode = "--sweep" if getattr(args, "sweep", False) else "--e2e" if getattr(args, "e2e", False) else None
+    tasks = bench_tasks(args, mode)
+    if mode is None:
+        bench_variants(args, tasks)
+
+
+def run(args: argparse.Namespace) -> dict:
+    check_args(args)
+    if getattr(args, "sweep", False):
+        return run_sweep(args)
+    if getattr(args, "e2e", False):
+        return run_e2e(args)
+    tasks = bench_tasks(args)
+    variants = bench_variants(args, tasks)
     root = Path(args.out) / "node-runs"
     configs = []
     for task in tasks:
-        if task not in EPOCHS:
-            raise ValueError(f"--tasks: unknown task {task!r}; choose from {sorted(EPOCHS)}")
         epochs = args.epochs or EPOCHS[task][1 if args.full else 0]
         for variant in variants:
-            check_variant(get_task(task, "node"), variant)  # a pair that cannot train: refused before any run
             for seed in range(args.seeds):
                 out = root / f"{task}-{variant}-s{seed}"
                 configs.append(TrainConfig(task=task, reg=variant, seed=seed, epochs=epochs, out=str(out),
@@ -387,10 +458,7 @@ def sweep_specs(
 def run_sweep(args: argparse.Namespace) -> dict:
     """NFE against metric over regularization weights (of one or several regularizers), the weight chosen on
     the validation split."""
-    tasks = [t for t in args.tasks.split(",") if t]
-    if len(tasks) != 1:
-        raise ValueError(f"--sweep takes one task in --tasks, got {tasks}")
-    task_name = tasks[0]
+    task_name = bench_tasks(args, "--sweep")[0]
     task = get_task(task_name, "node")
     if "val" not in task.data():  # the weight is chosen on validation: an error now, not after training
         with_val = sorted(n for n, t in TASKS.items() if t.kind == "node" and "val" in _split_names(t))
@@ -819,9 +887,7 @@ def first_reaching(
 
 def run_e2e(args: argparse.Namespace) -> dict:
     """Wall time until the validation metric reaches the plain torchdiffeq script's final one."""
-    tasks = [t for t in args.tasks.split(",") if t]
-    if len(tasks) != 1:
-        raise ValueError(f"--e2e takes one task in --tasks, got {tasks}")
+    tasks = bench_tasks(args, "--e2e")
     task = get_task(tasks[0], "node")
     if "val" not in task.data():
         raise ValueError(f"--e2e: task {tasks[0]!r} has no validation split; use latent-hard or mnist1d")

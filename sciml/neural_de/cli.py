@@ -11,23 +11,59 @@ from sciml.neural_de.training import LOCAL_DTYPES, VARIANTS, TrainConfig, Traini
 
 HELP = "train a neural ODE/SDE task with a solver-heuristic regularizer (tqdm, JSON metrics, checkpoints)"
 
+#: ``--reg`` variant -> what it adds to the training loss (one line of ``--help``)
+REG_HELP = {
+    "vanilla": "no regularizer: the plain neural DE",
+    "error": "sum of the accepted steps' error estimates E_j*|h_j| (ERNODE, Pal et al. 2021)",
+    "error-squared": "sum of the squared error estimates E_j^2, with a constant weight",
+    "stiffness": "sum of the accepted steps' stiffness indices S_j (SRNODE, Pal et al. 2021)",
+    "local-unbiased": "E*h of one extra differentiable Tsit5 step at t ~ U[t0, t1) (Pal et al. 2023)",
+    "local-biased": "the same step, at the start of a random accepted step",
+    "local-exact": "local-unbiased with the step's exact derivative (first stage too, float64)",
+    "steer": "STEER: each training solve ends at a random time in [T - b, T + b]; no weight",
+    "rnode": "RNODE: kinetic energy + Hutchinson Jacobian norm, integrated as extra states",
+    "taynode": "TayNODE: integral of |d2y/dt2|^2 (nested forward-mode AD) as an extra state",
+}
+#: ``--backend`` -> how the gradient is computed
+BACKEND_HELP = {
+    "backprop": "backpropagate through our solver (default; error, error-squared, stiffness need it)",
+    "continuous": "our continuous adjoint, memory independent of the steps (default for local-*)",
+    "torchdiffeq": "torchdiffeq.odeint_adjoint, a black box: no error/stiffness/local-biased",
+}
+#: the variants the neural SDE tasks refuse (they integrate extra ODE states, or need an ODE model)
+SDE_REFUSED = ("local-exact", "rnode", "taynode")
+
+
+def epilog(kind: str) -> str:
+    """``--help``'s list of the ``--reg`` variants and ``--backend`` values of a task kind."""
+    regs = [v for v in VARIANTS if kind == "node" or v not in SDE_REFUSED]
+    width = max(map(len, [*regs, *BACKEND_HELP]))
+    lines = ["--reg (weights: the task's calibrated schedule unless --weight):"]
+    lines += [f"  {v:<{width}}  {REG_HELP[v]}" for v in regs]
+    if kind == "node":
+        lines += ["--backend:"] + [f"  {b:<{width}}  {text}" for b, text in BACKEND_HELP.items()]
+    else:
+        lines += ["--backend: backprop only (the neural SDE tasks differentiate through the solver)"]
+    return "\n".join(lines)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     kinds = sorted({t.kind for t in TASKS.values()})
     sub = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
     for kind in kinds:
         tasks = sorted(n for n, t in TASKS.items() if t.kind == kind)
-        p = sub.add_parser(kind, help=f"tasks: {', '.join(tasks)}")
+        p = sub.add_parser(kind, help=f"tasks: {', '.join(tasks)}", epilog=epilog(kind),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
         p.add_argument("--task", required=True, help=f"one of {tasks}")
-        p.add_argument("--reg", default="vanilla", help=f"one of {list(VARIANTS)} (default: vanilla)")
+        p.add_argument("--reg", default="vanilla", help="regularizer, listed below (default: vanilla)")
         p.add_argument("--seed", type=int, default=0, help="in [0, 2**32 - 1] (default 0)")
         p.add_argument("--epochs", type=int, default=None, help="default: the task's")
         p.add_argument("--out", default=None,
                        help="output directory (default: runs/KIND-TASK-REG[-LOCAL_DTYPE]-sSEED); one that "
                        "already holds a run needs --resume")  # fmt: skip
         p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-        p.add_argument("--backend", choices=("backprop", "continuous", "torchdiffeq"), default=None,
-                       help="gradient method (default: continuous for local-*, else backprop)")  # fmt: skip
+        p.add_argument("--backend", choices=tuple(BACKEND_HELP), default=None,
+                       help="gradient method, listed below")  # fmt: skip
         p.add_argument("--weight", type=float, default=None, help="regularization weight (schedule start)")
         p.add_argument("--weight-delay", type=int, default=None,
                        help="epochs without the regularizer first (default: the task's)")  # fmt: skip
@@ -35,8 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="comma-separated epochs after which to keep checkpoint-eN.pt copies")  # fmt: skip
         p.add_argument("--init-from", default=None,
                        help="a vanilla checkpoint-eN.pt to start from (with --weight-delay N)")  # fmt: skip
-        p.add_argument("--lr", type=float, default=None)
-        p.add_argument("--batch-size", type=int, default=None)
+        p.add_argument("--lr", type=float, default=None, help="Adam's learning rate (default: the task's)")
+        p.add_argument("--batch-size", type=int, default=None, help="training batch (default: the task's)")
         p.add_argument("--rtol", type=float, default=None, help="solver rtol (default: the task's)")
         p.add_argument("--atol", type=float, default=None, help="solver atol (default: the task's)")
         if kind == "node":

@@ -20,27 +20,41 @@ from torch import nn
 from sciml.problems.ode import ODEProblem
 from sciml.solvers.ode import error_ratio, get_method, initial_step_size, solve
 from sciml.solvers.ode.jacobian import graph_leaves
+from sciml.solvers.ode.solve import snap_to_span
 from sciml.solvers.solution import Solution, SolverStats, Status
 
 if TYPE_CHECKING:
     from sciml.neural_de.regularizers import Regularizer
 
-__all__ = ["NeuralODE", "NeuralODEResult", "Autonomous", "BACKENDS"]
+__all__ = ["NeuralODE", "NeuralODEResult", "Autonomous", "BACKENDS", "TORCHDIFFEQ_METHODS"]
 
 #: how gradients are computed: backprop through our solver, our continuous adjoint, or torchdiffeq's adjoint
 BACKENDS = ("backprop", "continuous", "torchdiffeq")
+#: ``method`` -> the torchdiffeq method ``backend="torchdiffeq"`` runs: its adaptive explicit ones, under
+#: their names or ours; torchdiffeq has no Tsit5, so the default "tsit5" runs its dopri5 (also a 5(4) pair)
+TORCHDIFFEQ_METHODS = {
+    "tsit5": "dopri5", "dp5": "dopri5", "dopri5": "dopri5", "bs3": "bosh3", "bosh3": "bosh3",
+    "dopri8": "dopri8", "fehlberg2": "fehlberg2", "adaptive_heun": "adaptive_heun",
+}  # fmt: skip
 
 
 def host_times(saveat: Sequence[float] | torch.Tensor, t_span: tuple[float, float]) -> list[float]:
-    """``saveat`` as Python floats, exactly as given for sequences; a tensor in a lower precision than
-    float64 has entries within a few ulps of ``t0``/``t1`` snapped to them (``float32(0.3) != 0.3``)."""
-    if not torch.is_tensor(saveat):
-        return [float(t) for t in np.atleast_1d(np.asarray(saveat, dtype=np.float64)).ravel()]
-    values = saveat.detach().flatten().cpu().double().tolist()
-    if saveat.is_floating_point():
-        tol = 4 * torch.finfo(saveat.dtype).eps * max(1.0, *(abs(t) for t in t_span))
-        values = [next((t for t in t_span if abs(v - t) <= tol), v) for v in values]
-    return values
+    """``saveat`` (one-dimensional) as Python floats, those within a few ulps of ``t0``/``t1`` snapped to them
+    as :func:`~sciml.solvers.ode.solve` snaps them (``float32(0.3) != 0.3``; ``0.1 + … + 0.1`` ten times is
+    ``0.9999999999999999``).
+
+    Raises:
+        ValueError: ``saveat`` is not one-dimensional.
+    """
+    tensor = torch.is_tensor(saveat)
+    array = saveat.detach().cpu().double() if tensor else np.asarray(saveat, dtype=np.float64)
+    if array.ndim > 1:
+        raise ValueError(
+            f"`saveat` must be one-dimensional (save times shared by every sample of the batch), got shape "
+            f"{tuple(array.shape)}; for per-sample times, solve at their sorted union and pick each sample's"
+        )
+    values = [float(t) for t in array.reshape(-1).tolist()]
+    return snap_to_span(values, *t_span, saveat.dtype if tensor else None)
 
 
 class NeuralODEResult(NamedTuple):
@@ -185,6 +199,19 @@ def _check_field(field: nn.Module, backend: str = "backprop") -> None:
         )
 
 
+def _check_torchdiffeq_regularizer(reg: Regularizer) -> None:
+    """Refuse a regularizer that reads the solver's steps: torchdiffeq's solver reports none."""
+    from sciml.neural_de.regularizers import ErrorEstimateRegularizer, StiffnessRegularizer
+
+    if isinstance(reg, (ErrorEstimateRegularizer, StiffnessRegularizer)) or reg.needs_steps:
+        what = "sums the error/stiffness estimates of every step" if not reg.needs_steps else "samples a step"
+        raise ValueError(
+            f"NeuralODE(backend='torchdiffeq'): {type(reg).__name__} {what}, and torchdiffeq's solver "
+            "reports no steps (neither differentiable estimates nor, under torch.no_grad(), their values): "
+            "use LocalErrorRegularizer('unbiased') with this backend, or backend='backprop'"
+        )
+
+
 class NeuralODE(nn.Module):
     """``dy/dt = field(t, y)`` on ``t_span``, solved adaptively.
 
@@ -196,8 +223,9 @@ class NeuralODE(nn.Module):
             forward pass with grad enabled refuses it (use ``backend="backprop"``, or make it part of the
             state).
         t_span: integration interval (increasing).
-        method: ``"tsit5"`` (default), ``"dp5"`` or ``"bs3"`` (the torchdiffeq backend uses its dopri5); for
-            stiff fields the implicit ``"rodas5p"``, ``"rosenbrock23"`` or ``"auto"``.
+        method: ``"tsit5"`` (default), ``"dp5"`` or ``"bs3"``; for stiff fields the implicit ``"rodas5p"``,
+            ``"rosenbrock23"`` or ``"auto"``. The torchdiffeq backend runs torchdiffeq's method of that
+            name (:data:`TORCHDIFFEQ_METHODS`: ``"tsit5"`` runs its dopri5, ``"bs3"`` its bosh3), no other.
         rtol, atol: solver tolerances.
         backend: ``"backprop"`` (differentiate through our solver: global regularizers available),
             ``"continuous"`` (our continuous adjoint) or ``"torchdiffeq"`` (``torchdiffeq.odeint_adjoint`` as
@@ -212,8 +240,8 @@ class NeuralODE(nn.Module):
             original parameters), at the cost of one float64 step.
 
     Raises:
-        ValueError: unknown backend or method, decreasing ``t_span``, a ``local_dtype`` that is not a
-            floating torch dtype.
+        ValueError: unknown backend or method (with ``"torchdiffeq"``: one torchdiffeq cannot run),
+            decreasing ``t_span``, a ``local_dtype`` that is not a floating torch dtype.
         TypeError: ``field`` cannot be called as ``field(t, y)``, or is not an ``nn.Module`` with the
             ``"continuous"`` or ``"torchdiffeq"`` backend.
     """
@@ -241,6 +269,12 @@ class NeuralODE(nn.Module):
         if backend not in BACKENDS:
             raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
         _check_field(field, backend)
+        if backend == "torchdiffeq" and method not in TORCHDIFFEQ_METHODS:
+            raise ValueError(
+                f"backend='torchdiffeq' runs torchdiffeq's adaptive explicit methods: `method` must be one "
+                f"of {sorted(TORCHDIFFEQ_METHODS)} ('tsit5', the default, runs its dopri5), got {method!r}; "
+                "implicit methods (e.g. 'rodas5p') need backend='backprop' or 'continuous'"
+            )
         if backend != "torchdiffeq":
             tableau = getattr(get_method(method), "tableau", None)
             if not getattr(tableau, "adaptive", True):
@@ -280,10 +314,12 @@ class NeuralODE(nn.Module):
         ``t_span[0]`` whatever ``saveat`` holds.
 
         Raises:
-            ValueError: ``saveat`` outside ``t_span``; with the ``"continuous"`` or ``"torchdiffeq"`` backend
-                and grad enabled, a field that depends on tensors requiring grad other than its parameters
-                and the state (checked on the solve's first evaluation of the field, whose autograd graph is
-                walked to its leaves; no extra evaluation): their gradients would be silently missing.
+            ValueError: ``saveat`` outside ``t_span`` or not one-dimensional; with the ``"torchdiffeq"``
+                backend, a regularizer that reads the solver's steps (global, or local biased sampling);
+                with the ``"continuous"`` or ``"torchdiffeq"`` backend and grad enabled, a field that
+                depends on tensors requiring grad other than its parameters and the state (checked on the
+                solve's first evaluation of the field, whose autograd graph is walked to its leaves; no
+                extra evaluation): their gradients would be silently missing.
         """
         t0, t1 = self.t_span
         times = [t1] if saveat is None else host_times(saveat, self.t_span)
@@ -292,6 +328,8 @@ class NeuralODE(nn.Module):
                 f"`saveat` must lie within t_span {self.t_span}, got [{min(times)}, {max(times)}]"
             )
         reg = regularizer if self.training else None  # regularizers shape training solves only
+        if reg is not None and self.backend == "torchdiffeq":
+            _check_torchdiffeq_regularizer(reg)
         end = reg.end_time(self.t_span) if reg is not None else t1
         if end != t1:  # STEER: stretch the time axis to the sampled end time
             times = [end if t == t1 else t0 + (t - t0) * (end - t0) / (t1 - t0) for t in times]  # exact end
@@ -352,8 +390,9 @@ class NeuralODE(nn.Module):
             # increasing, so solve at the distinct ones and repeat the state
             t, repeat = torch.unique_consecutive(t, return_inverse=True)
             params = tuple(p for p in field.parameters() if p.requires_grad)
+            method = TORCHDIFFEQ_METHODS[self.method]
             ys = torchdiffeq.odeint_adjoint(
-                counter, y0, t, rtol=self.rtol, atol=self.atol, method="dopri5", adjoint_params=params
+                counter, y0, t, rtol=self.rtol, atol=self.atol, method=method, adjoint_params=params
             )[repeat[len(start) :]]
             empty = y0.new_zeros((0,))
             ts = torch.tensor(times, dtype=torch.float64, device=y0.device)  # the exact host times

@@ -384,8 +384,8 @@ def check_variant(task, reg: str, backend: str | None = None) -> str:
     # the global regularizers differentiate every step: refuse another backend now, not at the first batch
     if reg in ("error", "error-squared", "stiffness") and backend != "backprop":
         raise ValueError(
-            f"--reg {reg} differentiates every solver step and needs --backend backprop; with a "
-            "continuous adjoint use --reg local-unbiased"
+            f"--reg {reg} differentiates every solver step and needs --backend backprop; with --backend "
+            f"{backend} use --reg local-unbiased"
         )
     if reg == "local-biased" and backend == "torchdiffeq":
         raise ValueError(
@@ -565,22 +565,27 @@ def measure_prediction(
     return best, nfe
 
 
-def _plot(history: list[dict], path: Path, title: str, metric: str) -> None:
+def _plot(history: list[dict], path: Path, title: str, metric: str, percent: bool) -> None:
+    """``curves.png``: training loss, the test metric (``percent``: an accuracy in %) and NFE per epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     axes[0].plot(epochs, [h["train_loss"] for h in history], marker="o")
-    axes[0].set(title="training loss", xlabel="epoch", yscale="log")
+    axes[0].set(title="training loss", ylabel="task loss (without the regularizer)", yscale="log")
     axes[1].plot(epochs, [h["test_metric"] for h in history], marker="o")
-    axes[1].set(title=f"test {metric}", xlabel="epoch")
+    axes[1].set(title=f"test {metric}", ylabel=f"{metric} (%)" if percent else metric)
     axes[2].plot(epochs, [h["train_nfe"] for h in history], marker="o", label="training forward")
     axes[2].plot(epochs, [h["test_nfe"] for h in history], marker="s", label="prediction")
-    axes[2].set(title="NFE per solve", xlabel="epoch")
+    axes[2].set(title="NFE per solve", ylabel="function evaluations")
     axes[2].legend()
+    for ax in axes:  # whole epochs (a short run's axis would otherwise show fractions of one)
+        ax.set(xlabel="epoch", xlim=(min(epochs, default=1) - 0.5, max(epochs, default=1) + 0.5))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
@@ -651,11 +656,10 @@ def _check_history(state: dict, epochs: int, path: Path) -> None:
         )
 
 
-def _init_from(
-    config: TrainConfig, identity: dict, model: nn.Module, optimizer: torch.optim.Optimizer, shuffle
-) -> tuple[list[dict], int]:
-    """Load ``config.init_from`` (a vanilla run's ``checkpoint-e{N}.pt``) into a run delayed by N epochs;
-    return its history and the next epoch. Raises ValueError when the copy is not that run's prefix."""
+def _init_from(config: TrainConfig, identity: dict) -> dict:
+    """``config.init_from`` (a vanilla run's ``checkpoint-e{N}.pt``) checked for a run delayed by N epochs,
+    before anything is created (:func:`_restore` loads it). Raises ValueError when the copy is not that
+    run's prefix."""
     path = Path(config.init_from)
     if not path.is_file():
         raise ValueError(f"--init-from: no checkpoint at {path}")
@@ -678,7 +682,7 @@ def _init_from(
             f"--init-from: {path} holds {epochs} vanilla epochs; it starts a regularized run with "
             f"--weight-delay {epochs} (got --reg {config.reg}, --weight-delay {delay})"
         )
-    return _restore(state, model, optimizer, shuffle)
+    return state
 
 
 def _restore(
@@ -727,6 +731,18 @@ def train(config: TrainConfig) -> dict:
             f"--resume: no checkpoint at {ckpt_path}; drop --resume to train from scratch, or pass the --out "
             "of an earlier run"
         )
+    lr = config.lr if config.lr is not None else task.lr
+    batch_size = config.batch_size if config.batch_size is not None else task.batch_size
+    # everything that shapes the run: a resumed run must continue exactly (the weight schedule spans
+    # `epochs`, the optimizer state carries `lr`)
+    identity = {"task": task.name, "reg": config.reg, "seed": config.seed, "backend": backend,
+                "rtol": task.rtol, "atol": task.atol, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+                "weight": config.weight, "weight_delay": config.weight_delay,
+                "lr_end": None if task.lr_end is None else lr * task.lr_end / task.lr,
+                "local_dtype": local_dtype}  # fmt: skip
+    initial = None  # a vanilla run's checkpoint to start from, checked before the directory is created
+    if config.init_from is not None and not (config.resume and ckpt_path.exists()):
+        initial = _init_from(config, identity)
     dist = _Dist()
     out = check_writable_dir(config.out) if dist.main else Path(config.out)
     metrics_path = out / "metrics.json"
@@ -739,22 +755,13 @@ def train(config: TrainConfig) -> dict:
         for node in model.modules():
             if isinstance(node, NeuralODE):
                 node.local_dtype = LOCAL_DTYPES[local_dtype]
-    lr = config.lr if config.lr is not None else task.lr
-    batch_size = config.batch_size if config.batch_size is not None else task.batch_size
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     learning_rate = epoch_learning_rate(task, lr, epochs)
     shuffle = torch.Generator().manual_seed(config.seed)
     history: list[dict] = []
     start_epoch = 0
-    # everything that shapes the run: a resumed run must continue exactly (the weight schedule spans
-    # `epochs`, the optimizer state carries `lr`)
-    identity = {"task": task.name, "reg": config.reg, "seed": config.seed, "backend": backend,
-                "rtol": task.rtol, "atol": task.atol, "epochs": epochs, "lr": lr, "batch_size": batch_size,
-                "weight": config.weight, "weight_delay": config.weight_delay,
-                "lr_end": None if task.lr_end is None else lr * task.lr_end / task.lr,
-                "local_dtype": local_dtype}  # fmt: skip
-    if config.init_from is not None and not (config.resume and ckpt_path.exists()):
-        history, start_epoch = _init_from(config, identity, model, optimizer, shuffle)
+    if initial is not None:
+        history, start_epoch = _restore(initial, model, optimizer, shuffle)
     elif config.resume:
         state = _load_run(ckpt_path, "--resume")
         changed = sorted(k for k in identity if state["identity"].get(k) != identity[k])
@@ -870,6 +877,8 @@ def train(config: TrainConfig) -> dict:
         final = history[-1] if history else {}
         summary = {
             **identity, "method": config.reg, "test_metric": final.get("test_metric"),
+            # the schedule's start weight: --weight, or the task's calibrated one (None: no weight)
+            "weight": None if schedule is None else schedule(getattr(schedule, "delay", 0)),
             "train_metric": final.get("train_metric"), "train_seconds": train_seconds,
             "predict_seconds": predict_seconds, "predict_nfe": predict_nfe, "epochs": epochs,
             "metric": task.metric, "world_size": dist.world,
@@ -877,7 +886,8 @@ def train(config: TrainConfig) -> dict:
             "local_step_dtype": local_step_dtype(config.reg, local_dtype, lambda: _dtype_of(model)),
         }  # fmt: skip
         write_json(out / "summary.json", summary)
-        _plot(history, out / "curves.png", f"{task.name} / {config.reg} (seed {config.seed})", task.metric)
+        title = f"{task.name} / {config.reg} (seed {config.seed})"
+        _plot(history, out / "curves.png", title, task.metric, task.higher_is_better)
         plot_prediction = getattr(task, "plot_prediction", None)
         if plot_prediction is not None:  # tasks whose predictions are curves draw them against the data
             model.eval()

@@ -196,7 +196,7 @@ def newton_stage(
         norm = float(torch.sqrt(torch.mean(torch.square(delta.detach() / scale))))
         if not math.isfinite(norm):
             return NewtonOutcome(Y, False, m + 1, math.inf, eta)
-        small = float(delta.abs().max()) <= tiny * float(Y.abs().max())  # at round-off: stop here
+        small = float(delta.detach().abs().max()) <= tiny * float(Y.detach().abs().max())  # round-off: stop
         if checking:  # the iterate stands; the rate decides whether the kept J̃ still serves
             rate = norm / previous if previous > 0 and not small else 0.0
             if rate > STALE_RATE:

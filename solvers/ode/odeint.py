@@ -12,7 +12,9 @@ arguments follow torchdiffeq. Documented differences (each is an error or stated
 * ``max_num_steps`` defaults to 100 000 (torchdiffeq: 2³¹ − 1), so a stiff problem fails in bounded time
   with a :class:`~sciml.solvers.solution.SolveError` that says when the stiffness index indicates stiffness.
 * Fixed-grid methods step on the grid (``t`` by default, or ``step_size``/``grid_constructor``) *and* on
-  every time in ``t``; torchdiffeq interpolates between grid points instead (``interp`` is accepted).
+  every time in ``t`` (``step_size`` steps start afresh at each); torchdiffeq interpolates between grid
+  points instead (``interp`` is accepted). Either way the gradient with respect to ``t`` is that of the
+  returned values, the grid moving with ``t``.
 * The adjoint's step-size control defaults to the seminorm (torchdiffeq: ``adjoint_options={"norm":
   "seminorm"}``); ``adjoint_options={"norm": callable}`` gets torchdiffeq's tuple ``(t, y…, a…, params…)``
   whose ``t`` entry is 0 (our adjoint state carries no time component).
@@ -24,19 +26,23 @@ arguments follow torchdiffeq. Documented differences (each is an error or stated
 
 from __future__ import annotations
 
+import bisect
 import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from sciml.problems.ode import ODEProblem
 from sciml.solvers.controllers import ConstantSteps, IController
+from sciml.solvers.ode.adams import Adams, adams_weights
 from sciml.solvers.ode.hooks import StepHooks, time_tensor
 from sciml.solvers.ode.solve import get_method, solve
 
 __all__ = ["odeint", "odeint_adjoint", "odeint_event", "method_offered", "MAX_NUM_STEPS"]
 
+_EPS = float(np.finfo(np.float64).eps)
 #: default ``options["max_num_steps"]``: a solve that needs more ends with a SolveError naming the cause
 MAX_NUM_STEPS = 100_000
 _ADAPTIVE = {"dopri8": "dopri8", "dopri5": "dp5", "bosh3": "bs3", "fehlberg2": "fehlberg2",
@@ -52,6 +58,19 @@ _OPTIONS = {
     "max_iters",
 }  # fmt: skip
 _CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
+#: option -> the methods that use it (what they are called in a warning); the others ignore it with a warning
+#: naming it, as torchdiffeq does ("Unexpected arguments"): an adaptive method keeps its error control
+_USED_BY: dict[str, tuple[Callable[[str, str], bool], str]] = {
+    **dict.fromkeys(("step_size", "grid_constructor", "perturb", "interp"),
+                    (lambda kind, method: kind == "fixed", "the fixed-grid methods (e.g. method='rk4')")),
+    **dict.fromkeys(("safety", "ifactor", "dfactor", "dt_min"),
+                    (lambda kind, method: kind == "adaptive", "the adaptive methods (e.g. method='dopri5')")),
+    **dict.fromkeys(("first_step", "max_step"), (lambda kind, method: kind != "fixed",
+                                                 "the adaptive methods and method='scipy_solver'")),
+    "solver": (lambda kind, method: kind == "scipy", "method='scipy_solver'"),
+    **dict.fromkeys(("max_order", "max_iters"),
+                    (lambda kind, method: method in _ADAMS, "the Adams methods, e.g. 'explicit_adams'")),
+}  # fmt: skip
 
 
 def method_offered(method: str) -> bool:
@@ -79,8 +98,6 @@ def _method(method: str | None, options: dict):
     if method in _FIXED:
         return "fixed", get_method(method)
     if method in _ADAMS:
-        from sciml.solvers.ode.adams import Adams
-
         return "fixed", Adams(_ADAMS[method], options.get("max_order", 4), options.get("max_iters", 4))
     if method in _IMPLICIT:  # the same Runge-Kutta method, solved by simplified Newton on the given grid
         from sciml.solvers.ode.radau import Radau
@@ -141,30 +158,49 @@ class _FlatField(torch.nn.Module):
         return self.join(self.func(t, self.split(y)))
 
 
-def _grid(kind, options, func, y0_user, t: torch.Tensor) -> list[float]:
-    """The fixed grid (host floats) from ``step_size``, ``grid_constructor`` or ``t``."""
-    step, constructor = options.get("step_size"), options.get("grid_constructor")
-    if step is not None and constructor is not None:
+def _ignore_unused_options(options: dict, kind: str, method: str | None) -> None:
+    """Drop the options ``method`` does not use, warning about each (torchdiffeq warns and ignores them)."""
+    unused = {k: _USED_BY[k][1] for k in options if k in _USED_BY and not _USED_BY[k][0](kind, method)}
+    if unused:
+        used_by = "; ".join(f"{k} is for {who}" for k, who in unused.items())
+        warnings.warn(
+            f"odeint: method={method or 'dopri5'!r} ignores options {sorted(unused)} ({used_by}), as "
+            "torchdiffeq does: drop them, or choose a method that uses them",
+            UserWarning,
+            stacklevel=3,
+        )
+        for k in unused:
+            del options[k]
+
+
+def _step_size(options: dict) -> float:
+    """``options['step_size']`` as a positive finite float."""
+    step = options["step_size"]
+    try:
+        value = float(step)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"options['step_size'] must be a positive finite number, got {step!r}")
+    return value
+
+
+def _grid(options, func, y0_user, t: torch.Tensor) -> torch.Tensor:
+    """The fixed grid from ``grid_constructor`` (1-D, from ``t[0]`` to ``t[-1]``; it keeps its dependence on
+    ``t``), or ``t`` itself."""
+    if "step_size" in options and "grid_constructor" in options:
         raise ValueError("options 'step_size' and 'grid_constructor' are mutually exclusive")
+    constructor = options.get("grid_constructor")
+    if constructor is None:
+        return t
+    grid = torch.as_tensor(constructor(func, y0_user, t)).reshape(-1)
+    values = grid.detach().tolist()
     t0, t1 = float(t.detach()[0]), float(t.detach()[-1])
-    if constructor is not None:
-        grid = constructor(func, y0_user, t)
-        values = [float(v) for v in torch.as_tensor(grid).detach().reshape(-1)]
-        if len(values) < 2 or values[0] != t0 or values[-1] != t1:
-            raise ValueError(
-                f"grid_constructor must return a 1-D grid from t[0]={t0} to t[-1]={t1}, got {values[:3]}..."
-            )
-        return values
-    if step is not None:
-        step = float(step)
-        if not (step > 0 and math.isfinite(step)):
-            raise ValueError(f"options['step_size'] must be positive and finite, got {step}")
-        n = math.ceil(abs(t1 - t0) / step + 1)
-        direction = 1.0 if t1 > t0 else -1.0
-        values = [t0 + direction * i * step for i in range(n)]
-        values[-1] = t1
-        return [v for v in values if (v - t0) * direction <= (t1 - t0) * direction]
-    return [float(v) for v in t.detach().reshape(-1)]
+    if len(values) < 2 or values[0] != t0 or values[-1] != t1:
+        raise ValueError(
+            f"grid_constructor must return a 1-D grid from t[0]={t0} to t[-1]={t1}, got {values[:3]}..."
+        )
+    return grid
 
 
 def _hooks(func, options, kind: str, adjoint_pass: bool, split, shape=None) -> StepHooks:
@@ -227,7 +263,9 @@ def odeint(
             (and ``*_adjoint`` for the backward solve) are called as ``cb(t, y, dt)``.
         y0: initial state at ``t[0]``: a tensor (real or complex) or a tuple of tensors (an empty one is
             returned unchanged at every time).
-        t: 1-D floating tensor of strictly monotone times (one time returns ``y0``); may require grad.
+        t: 1-D floating tensor of strictly monotone times (one time returns ``y0``); may require grad: a
+            fixed-grid method's grid moves with it and its solution is differentiated as computed (step
+            times included); otherwise ``d y(t_i) / d t_i = func(t_i, y(t_i))``, the flow's derivative.
 
     Other args:
         rtol, atol: tolerances (torchdiffeq's defaults 1e-7, 1e-9); either may be 0 (pure absolute or pure
@@ -236,9 +274,10 @@ def odeint(
         options: ``first_step``, ``max_num_steps`` (default :data:`MAX_NUM_STEPS`), ``safety``, ``ifactor``,
             ``dfactor``, ``min_step``, ``max_step``, ``step_t``, ``jump_t``, ``norm``, ``dtype`` (of the
             times given to ``func``) for adaptive methods; ``step_size``, ``grid_constructor``, ``perturb``,
-            ``interp`` for fixed-grid ones; ``solver`` for ``scipy_solver``.
-        event_fn: ``event_fn(t, y)``: integrate from ``t[0]`` (towards ``t[1]`` if given) until it changes
-            sign; then ``(event_t, y)`` is returned with ``y = stack([y0, y(event_t)])``.
+            ``interp`` for fixed-grid ones; ``solver`` for ``scipy_solver``. An option the method does not
+            use (``step_size`` for ``dopri5``) is ignored with a warning that names it, as in torchdiffeq.
+        event_fn: ``event_fn(t, y)``: integrate from ``t[0]`` (towards ``t[1]`` if given; no more times)
+            until it changes sign; then ``(event_t, y)`` is returned with ``y = stack([y0, y(event_t)])``.
         adjoint: use the continuous adjoint (what :func:`odeint_adjoint` sets).
         adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options: for the backward solve (default: the
             forward ones; ``adjoint_options={"norm": "seminorm"}`` or a callable norm).
@@ -256,6 +295,7 @@ def odeint(
     if unknown:
         raise ValueError(f"unsupported option(s) {sorted(unknown)}; supported: {sorted(_OPTIONS)}")
     kind, core = _method(method, options)
+    _ignore_unused_options(options, kind, method)
     if not torch.is_tensor(t) or t.ndim != 1 or t.numel() < 1 or not t.is_floating_point():
         raise ValueError("`t` must be a 1-D floating tensor of at least one time")
     is_tuple = isinstance(y0, (tuple, list))
@@ -265,6 +305,12 @@ def odeint(
     complex_ = any(p.is_complex() for p in parts)
     if event_fn is not None and sum(p.numel() for p in parts) == 0:
         raise ValueError("`y0` has no entries: event_fn needs a state to integrate until it changes sign")
+    if event_fn is not None and t.numel() > 2:
+        raise ValueError(
+            f"with event_fn, `t` must hold the start time and at most one more time (its direction), as "
+            f"torchdiffeq's len(t) == 2; got len(t)={t.numel()}: the solve ends at the event, so the other "
+            "times would not be returned. Pass t[:2], then solve from (event_t, solution[-1]) for later times"
+        )
     if t.numel() == 1 and event_fn is None:
         return tuple(p.unsqueeze(0) for p in parts) if is_tuple else y0.unsqueeze(0)
     diffs = t[1:] - t[:-1]
@@ -295,14 +341,15 @@ def _solve(field, state, t, kind, core, func, y0_user, split, rtol, atol, option
            adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options, adjoint_params):  # fmt: skip
     """The solve on a flat-or-tensor state; returns (event time or None, states at the output times)."""
     hooks = _hooks(func, options, kind, False, split, state.shape)
-    fixed = kind == "fixed" and "step_size" not in options and "grid_constructor" not in options
     if kind == "fixed" and event_fn is not None and "step_size" not in options:
         raise ValueError("event handling with a fixed-step method needs options={'step_size': ...}")
     max_steps = int(options.get("max_num_steps", MAX_NUM_STEPS))
-    t_req = t.requires_grad
     t_host = [float(v) for v in t.detach().reshape(-1)]
+    # a fixed grid moves with t: its solution is differentiated as it is computed, step times included
+    discrete = t.requires_grad and kind == "fixed" and not adjoint and event_fn is None
+    flow = t.requires_grad and not discrete  # else d y(t_i)/d t_i = f(t_i, y(t_i)), exact for the flow
     y_in = state
-    if t_req:  # d y(t_i)/d t_0 = -J_i f(t_0, y_0): route it through y0 (the value is unchanged)
+    if flow:  # d y(t_i)/d t_0 = -J_i f(t_0, y_0): route it through y0 (the value is unchanged)
         with torch.no_grad():
             f0 = field(time_tensor(t_host[0], state.dtype, state.device), state)
         y_in = state - f0 * (t[0] - t[0].detach()).to(state.dtype)
@@ -314,7 +361,14 @@ def _solve(field, state, t, kind, core, func, y0_user, split, rtol, atol, option
         save = [t_host[0], t_star]
     else:
         save = t_host
-    controller, hooks = _stepping(kind, core, options, hooks, field, y0_user, t, save, fixed)
+    controller, hooks, grid = _stepping(kind, options, hooks, field, y0_user, t)
+    moved = {}
+    if discrete:
+        shift = _NodeShift(t if grid is None else torch.cat([grid.to(t.dtype), t]), state.dtype)
+        if isinstance(core, Adams):  # its own loop: the field carries the weights' derivative
+            field = _AdamsMovedSteps(field, core.order, core.implicit, shift, hooks)
+        else:
+            moved["node_shift"] = shift
     problem = ODEProblem(field, y_in, (save[0], save[-1]))
     backward = None
     if adjoint:
@@ -326,7 +380,7 @@ def _solve(field, state, t, kind, core, func, y0_user, split, rtol, atol, option
         controller=controller, dt0=options.get("first_step"), max_steps=max_steps,
         adjoint="continuous" if adjoint else "backprop", adjoint_params=adjoint_params,
         stiffness=kind != "scipy",
-        hooks=hooks, backward=backward,
+        hooks=hooks, backward=backward, **moved,
     )  # fmt: skip
     ys = sol.ys
     if event_fn is not None:
@@ -337,7 +391,7 @@ def _solve(field, state, t, kind, core, func, y0_user, split, rtol, atol, option
         t_event = torch.scalar_tensor(t_star, dtype=t.dtype, device=t.device)
         t_event, y_end = reroute_event_gradients(field, ev, t_event, ys[-1], signs)
         ys = torch.stack([ys[0], y_end])
-    if t_req:  # d y(t_i)/d t_i = f(t_i, y(t_i))
+    if flow:  # d y(t_i)/d t_i = f(t_i, y(t_i))
         times = save if event_fn is None else [t_host[0]]
         with torch.no_grad():
             fs = torch.stack([field(time_tensor(s, state.dtype, state.device), y) for s, y in zip(times, ys)])
@@ -352,6 +406,98 @@ def _solve(field, state, t, kind, core, func, y0_user, split, rtol, atol, option
     return t_event, ys
 
 
+class _NodeShift:
+    """``s -> δ(s)``: how a node of a fixed grid moves with ``t`` (a tensor of value 0 that carries ``t``'s
+    gradient), so that the solve is differentiated with respect to its step times.
+
+    A node that is a time of ``t`` or a point of the grid moves with it; a node between them (steps of
+    ``step_size``) moves with the last one before it, where its steps started; other stops do not move.
+    """
+
+    def __init__(self, anchors: torch.Tensor, dtype: torch.dtype):
+        values = anchors.detach().tolist()
+        moves = anchors.to(dtype) - anchors.detach().to(dtype)
+        self.direction = 1.0 if values[-1] >= values[0] else -1.0
+        self.moves = dict(zip(values, moves))  # later entries (t) win over the grid's
+        self.keys = sorted(self.moves, key=lambda v: v * self.direction)
+        self.ordered = [k * self.direction for k in self.keys]
+        self.zero = moves.new_zeros(())
+
+    def __call__(self, s: float) -> torch.Tensor:
+        move = self.moves.get(s)
+        if move is not None:
+            return move
+        i = bisect.bisect_right(self.ordered, s * self.direction)
+        close = [k for k in self.keys[max(i - 1, 0) : i + 1] if abs(k - s) <= 4 * _EPS * max(abs(k), abs(s))]
+        if close:  # an end computed as t + h, an ulp off the stop it lands on
+            return self.moves[close[0]]
+        return self.moves[self.keys[i - 1]] if i > 0 else self.zero
+
+
+class _AdamsMovedSteps:
+    """The field of an Adams solve whose values carry the derivative with respect to the step times.
+
+    The Adams update ``y1 = y + Σ_j w_j F_j`` takes its weights ``w = h·β`` from host step times. The field
+    value at each step start gets a correction ``C_n`` (zero in value) such that ``Σ_j w_j (F + C)_{n-j}``
+    has the derivative of ``Σ_j w_j(τ) F_{n-j}`` with the weights of the moved times ``τ``; the RK4 starting
+    steps get the field rescaled to their moved ends, and the corrector's evaluations of implicit_adams a
+    correction ``E`` of their own. The evaluations are told apart by their order in ``Adams.integrate``:
+    after ``callback_step``, the step start, then RK4's three stages or the corrector's iterations.
+    """
+
+    def __init__(self, field, order: int, implicit: bool, shift: _NodeShift, hooks: StepHooks):
+        self.field, self.order, self.implicit, self.shift = field, order, implicit, shift
+        self.history: list[tuple[float, torch.Tensor, torch.Tensor | None]] = []  # (node, F, C), newest first
+        self.step: tuple[float, float, float] | None = None  # (start, end, size) of the current step
+        self.calls, self.rate = 0, None  # evaluations in this step; an RK4 step's (δ(b) − δ(a)) / h
+        user = hooks.callback_step
+
+        def callback(t, y, h):
+            self.step, self.calls = (float(t), float(t) + float(h), float(h)), 0
+            if user is not None:
+                user(t, y, h)
+
+        hooks.callback_step = callback
+
+    def weights(self, nodes: list[float], a: float, b: float, implicit: bool):
+        """``(w(τ) − w(τ).detach(), w̄)``: the weights of the step from ``a`` to ``b`` as functions of the
+        moved times (zero in value) and as the method computes them (host floats, newest node first)."""
+        h, da = b - a, self.shift(a)
+        span = h + (self.shift(b) - da).double()
+        x = torch.stack([(s - a) + (self.shift(s) - da).double() for s in nodes]) / span
+        x = torch.cat([x.new_ones(1), x]) if implicit else x
+        moments = 1 / torch.arange(1.0, len(x) + 1).to(x)  # ∫_0^1 x^m dx
+        w = span * torch.linalg.solve(torch.stack([x**m for m in range(len(x))]), moments)
+        host = h * adams_weights(np.array([1.0] * implicit + [(s - a) / h for s in nodes]))
+        return (w - w.detach()).to(self.shift.zero.dtype), host
+
+    def __call__(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.step is None:  # solve()'s check of the first evaluation
+            return self.field(t, y)
+        (a, b, h), call = self.step, self.calls
+        self.calls += 1
+        if call == 0:  # the derivative at the step start
+            F = self.field(t + self.shift(a), y)
+            self.history = [(a, F.detach(), None), *self.history][: self.order]
+            if len(self.history) < self.order:  # an RK4 starting step: rescaled to its moved ends
+                self.rate = (self.shift(b) - self.shift(a)) / h
+                C = self.rate * F.detach()
+            else:
+                dw, w = self.weights([s for s, _, _ in self.history], a, b, False)
+                C = sum(d * Fj for d, (_, Fj, _) in zip(dw, self.history))
+                C = (C - sum(wj * Cj for wj, (_, _, Cj) in zip(w[1:], self.history[1:]))) / w[0]
+            self.history[0] = (a, F.detach(), C)
+            return F + C
+        if len(self.history) < self.order:  # a stage of the RK4 step
+            s = float(t)
+            return (1 + self.rate) * self.field(t + self.shift(a) + (s - a) * self.rate, y)
+        f1 = self.field(t + self.shift(b), y)  # implicit_adams' corrector
+        dw, w = self.weights([s for s, _, _ in self.history], a, b, True)
+        E = dw[0] * f1.detach() + sum(d * Fj for d, (_, Fj, _) in zip(dw[1:], self.history))
+        E = E - sum(wj * Cj for wj, (_, _, Cj) in zip(w[1:], self.history))
+        return f1 + E / w[0]
+
+
 def _solve_in_odeint_terms(*args, **kwargs):
     """:func:`solve`, its failure message phrased with odeint's option names."""
     from sciml.solvers.solution import SolveError
@@ -361,7 +507,8 @@ def _solve_in_odeint_terms(*args, **kwargs):
     except SolveError as err:
         message = (
             str(err)
-            .replace("raise `max_steps`", "raise options['max_num_steps']")
+            .replace("`max_steps`", "options['max_num_steps']")
+            .replace("max_steps=", "max_num_steps=")
             .replace(
                 "e.g. scipy.integrate.solve_ivp(method='Radau')",
                 "e.g. method='scipy_solver', options={'solver': 'Radau'}",
@@ -370,22 +517,25 @@ def _solve_in_odeint_terms(*args, **kwargs):
         raise SolveError(message, err.solution) from None
 
 
-def _stepping(kind, core, options, hooks, field, y0_user, t, save, fixed_default):
-    """The controller (and grid stops) of the forward solve."""
-    if kind == "fixed" or "step_size" in options and kind == "adaptive":
-        if kind == "fixed" and "step_size" not in options:
-            grid = _grid(kind, options, field, y0_user, t)
-            hooks.tstops = list(hooks.tstops) + grid
-            spacing = max(abs(b - a) for a, b in zip(grid[:-1], grid[1:]))
-            return ConstantSteps(dt=spacing), hooks
-        return ConstantSteps(dt=float(options["step_size"])), hooks
+def _stepping(kind, options, hooks, field, y0_user, t):
+    """The controller of the forward solve, its hooks (with a fixed grid's stops) and that grid (a tensor
+    that may depend on ``t``; None without one)."""
+    if kind == "fixed":  # steps land on every time of t (radauIIA5 would interpolate across them)
+        hooks.tstops = list(hooks.tstops) + t.detach().tolist()
+        if "step_size" in options:
+            return ConstantSteps(dt=_step_size(options)), hooks, None
+        grid = _grid(options, field, y0_user, t)
+        values = grid.detach().tolist()
+        hooks.tstops += values
+        spacing = max(abs(b - a) for a, b in zip(values[:-1], values[1:]))
+        return ConstantSteps(dt=spacing), hooks, grid
     if kind == "scipy":
-        return IController(dt_max=float(options.get("max_step", math.inf))), hooks
+        return IController(dt_max=float(options.get("max_step", math.inf))), hooks, None
     return IController(
         safety=options.get("safety", 0.9), factor_min=options.get("dfactor", 0.2),
         factor_max=options.get("ifactor", 10.0), dt_min=options.get("dt_min", 0.0),
         dt_max=float(options.get("max_step", math.inf)),
-    ), hooks  # fmt: skip
+    ), hooks, None  # fmt: skip
 
 
 def _adjoint_settings(kind, core, func, field, y0_user, t, split, rtol, atol, options, hooks, adjoint_rtol,
@@ -446,7 +596,7 @@ def _adjoint_settings(kind, core, func, field, y0_user, t, split, rtol, atol, op
             if constructor is not None:
                 if not grid_back:
                     grid_back.extend(
-                        _grid(b_kind, {"grid_constructor": constructor}, field, y0_user, t.flip(0))
+                        _grid({"grid_constructor": constructor}, field, y0_user, t.flip(0)).detach().tolist()
                     )
                 h.tstops = [
                     v for v in grid_back if (v - t_to) * (t_from - t_to) > 0 >= (v - t_from) * (t_from - t_to)
@@ -457,7 +607,7 @@ def _adjoint_settings(kind, core, func, field, y0_user, t, split, rtol, atol, op
 
     back["hooks"] = make_hooks
     if b_kind == "fixed" and "step_size" in a_options:
-        back["controller"] = ConstantSteps(dt=float(a_options["step_size"]))
+        back["controller"] = ConstantSteps(dt=_step_size(a_options))
     return back
 
 
@@ -522,10 +672,10 @@ def _locate_event(field, y0, t0, direction, kind, core, hooks, options, event_fn
     locator = EventLocator(ev, t0, flat, y0.shape, lambda s: torch.scalar_tensor(s, dtype=t_dtype),
                            float(atol) if not torch.is_tensor(atol) else float(atol.min()))  # fmt: skip
     event_hooks = StepHooks(**{**hooks.__dict__, "event": locator})
-    if kind == "fixed" or "step_size" in options:
-        controller = ConstantSteps(dt=float(options["step_size"]))
+    if kind == "fixed":
+        controller = ConstantSteps(dt=_step_size(options))
     else:
-        controller, _ = _stepping(kind, core, options, StepHooks(), field, None, None, None, False)
+        controller, _, _ = _stepping(kind, options, StepHooks(), field, None, None)
     rt, at = check_tolerances(rtol, atol, y0)
     rt, at = (v.reshape(-1) if torch.is_tensor(v) else v for v in (rt, at))
     with torch.no_grad():

@@ -27,7 +27,7 @@ from sciml.solvers.ode.rk import GradientAppeared, RungeKutta, _error_norm, init
 from sciml.solvers.ode.tableau import TABLEAUS, Tableau
 from sciml.solvers.solution import Solution, SolveError, SolverStats, Status
 
-__all__ = ["solve", "get_method", "METHOD_ALIASES"]
+__all__ = ["solve", "get_method", "METHOD_ALIASES", "snap_to_span"]
 
 #: torchdiffeq's names for the same methods
 METHOD_ALIASES = {"dopri5": "dp5", "bosh3": "bs3"}
@@ -108,6 +108,7 @@ def _integrate(
     shape: torch.Size | None = None,
     hooks: StepHooks | None = None,
     dense_error: bool | str = "auto",
+    node_shift: Callable[[float], torch.Tensor] | None = None,
 ) -> _Raw:
     """Integrate the flat system ``y' = f(t, y)`` (``t`` a host float) from ``t0`` to ``t1``.
 
@@ -118,6 +119,10 @@ def _integrate(
     ``step_t``/``jump_t``, ``perturb``, ``min_step``, an event function). ``dense_error``: test the
     implicit methods' dense output too (see :func:`solve`; ``"auto"``: where the solution is interpolated,
     i.e. save times strictly inside ``(t0, t1)`` or an event function, and ``rk.dense_error_auto``).
+    ``node_shift`` (fixed steps): ``s -> δ(s)``, how the step node at ``s`` moves (a tensor of value 0 that
+    carries a gradient); each step is taken between its moved ends, the field rescaled to it (a Runge–Kutta
+    step is invariant under an affine change of time), so the values are unchanged and the solution is
+    differentiable with respect to its step times (odeint's gradient with respect to ``t``).
     """
     tab = rk.tableau
     out = _Raw(stats=stats if stats is not None else SolverStats())
@@ -129,10 +134,12 @@ def _integrate(
     jumps = set(hk.jumps)
     ends = [t0, t0]  # the current step's start and end (to place perturbed evaluations)
 
-    def field_(t: float, y: torch.Tensor) -> torch.Tensor:
+    def field_(t: float, y: torch.Tensor, shift: Callable | None = None) -> torch.Tensor:
         st.nfe += 1
         if hk.perturb or jumps:
             t = _perturbed(t, ends, direction, hk.perturb, jumps)
+        if node_shift is not None and not torch.is_tensor(t):  # the moved time (see the docstring)
+            t = time_tensor(t, y.dtype, y.device) + (shift or node_shift)(t)
         return f(t, y)
 
     # a field that takes a time tensor (∂f/∂t by forward-mode AD in the Rosenbrock methods)
@@ -162,7 +169,7 @@ def _integrate(
     dense = tab.dense is not None
     # Without autograd two stage buffers alternate (the accepted one holds the FSAL stage); with autograd
     # the stages are stacked afresh every step.
-    reuse = not (torch.is_grad_enabled() and (y0.requires_grad or k1.requires_grad))
+    reuse = not (torch.is_grad_enabled() and (y0.requires_grad or k1.requires_grad)) and node_shift is None
     spare = [rk.workspace(y0, shape), rk.workspace(y0, shape)] if reuse else None
     abs_y = part(y0).abs()
 
@@ -197,13 +204,17 @@ def _integrate(
         ends[0], ends[1] = t, t + h_try
         if hooks is not None:
             hooks.call("callback_step", t, y.view(shape), h_try)
+        step_field, step_k1 = field_, k1
+        if node_shift is not None:
+            end = stop if hits_stop else t + h_try
+            step_field, step_k1 = _moved_step(field_, node_shift, t, end, h_try, k1)
         try:
             res = rk.step(
-                field_,
+                step_field,
                 t,
                 y,
                 h_try,
-                k1,
+                step_k1,
                 shape=shape,
                 stiffness=stiffness,
                 workspace=spare[0] if reuse else None,
@@ -260,7 +271,7 @@ def _integrate(
             landed = hits_stop and i_stop < len(stops) and t == stops[i_stop]
             i_stop += landed
             ends[0] = ends[1] = t
-            if tab.fsal and not (hk.perturb or (landed and t in jumps)):
+            if tab.fsal and node_shift is None and not (hk.perturb or (landed and t in jumps)):
                 k1 = res.stages[-1]
             else:
                 k1 = field_(t, y.view(shape)).reshape(-1)
@@ -282,6 +293,20 @@ def _integrate(
 
 
 _NO_HOOKS = StepHooks()
+
+
+def _moved_step(field_: Callable, node_shift: Callable, a: float, b: float, h: float, k1: torch.Tensor):
+    """The field and first stage of the step from ``a`` to ``b`` taken between its moved ends
+    ``a + δ(a)``, ``b + δ(b)``: time ``s`` maps to ``s + δ(a) + (s − a)·r`` and the field is scaled by
+    ``1 + r``, ``r = (δ(b) − δ(a)) / h`` (``k1`` was evaluated at ``a + δ(a)``)."""
+    da = node_shift(a)
+    rate = (node_shift(b) - da) / h
+    scale = 1 + rate
+
+    def moved(s: float, y: torch.Tensor) -> torch.Tensor:
+        return scale * field_(s, y, shift=lambda u: da + (u - a) * rate)
+
+    return moved, scale * k1
 
 
 def _step_norm(err, abs_y, y1, rtol, atol, user_norm, sqrt_n) -> tuple[torch.Tensor, torch.Tensor]:
@@ -397,9 +422,19 @@ def check_tolerances(
     return rtol, atol
 
 
+def snap_to_span(values: list[float], t0: float, t1: float, dtype: torch.dtype | None = None) -> list[float]:
+    """``values`` with every time within a few ulps of ``t0`` or ``t1`` replaced by that end: within
+    ``4·eps·max(|v|, |end|)``, ``eps`` of ``dtype`` (float64 for host numbers). A float32 ``saveat`` cannot
+    hold ``t1 = 0.3`` exactly and lands on it; a genuine time of a short span (2.5e-7 in ``(0, 1e-6)``)
+    stays."""
+    eps = torch.finfo(dtype if dtype is not None and dtype.is_floating_point else torch.float64).eps
+    return [next((e for e in (t0, t1) if abs(v - e) <= 4 * eps * max(abs(v), abs(e))), v) for v in values]
+
+
 def check_saveat(saveat: Any, t0: float, t1: float, y0: torch.Tensor) -> list[float]:
     """``saveat`` as host floats, strictly monotone in the direction of ``(t0, t1)`` and within it, with
-    ends snapped to ``t0``/``t1`` (shared with the SDE solver); a clear ValueError otherwise."""
+    times a few ulps from ``t0``/``t1`` snapped to them (:func:`snap_to_span`; shared with the SDE solver and
+    ``NeuralODE``); a clear ValueError otherwise."""
     if torch.is_tensor(saveat):
         if saveat.device != y0.device:
             raise ValueError(f"`saveat` is on {saveat.device} but y0 is on {y0.device}; move it with .to()")
@@ -414,17 +449,13 @@ def check_saveat(saveat: Any, t0: float, t1: float, y0: torch.Tensor) -> list[fl
         raise ValueError("`saveat` is empty")
     if not all(math.isfinite(v) for v in values):
         raise ValueError("`saveat` must be finite")
+    values = snap_to_span(values, t0, t1, saveat.dtype if torch.is_tensor(saveat) else None)
     direction = 1.0 if t1 > t0 else -1.0
     if any((b - a) * direction <= 0 for a, b in zip(values[:-1], values[1:])):
         word = "increasing" if direction > 0 else "decreasing"
         raise ValueError(f"`saveat` must be strictly {word} (the direction of t_span {(t0, t1)})")
-    # a float32 saveat cannot hold t1 = 0.3 exactly: accept what its precision allows
-    eps = torch.finfo(saveat.dtype).eps if torch.is_tensor(saveat) else 0.0
-    tol = max(1e-12, 4 * eps) * max(1.0, abs(t0), abs(t1))
-    if (values[0] - t0) * direction < -tol or (values[-1] - t1) * direction > tol:
+    if (values[0] - t0) * direction < 0 or (values[-1] - t1) * direction > 0:
         raise ValueError(f"`saveat` must lie within t_span {(t0, t1)}, got [{values[0]}, {values[-1]}]")
-    values[-1] = t1 if abs(values[-1] - t1) <= tol else values[-1]
-    values[0] = t0 if abs(values[0] - t0) <= tol else values[0]
     return values
 
 
@@ -610,6 +641,7 @@ def solve(
     dense_error: bool | str = "auto",
     hooks: StepHooks | None = None,
     backward: dict[str, Any] | None = None,
+    node_shift: Callable[[float], torch.Tensor] | None = None,
 ) -> Solution:
     """Solve an :class:`~sciml.problems.ode.ODEProblem` with an explicit Runge–Kutta method.
 
@@ -669,6 +701,9 @@ def solve(
         hooks: per-step options (callbacks, norm, step/jump times, perturbation, minimum step): see
             :class:`~sciml.solvers.ode.hooks.StepHooks`.
         backward: for ``"continuous"``: settings of the backward solve (see ``integrate_with_adjoint``).
+        node_shift: with fixed steps and ``"backprop"``: ``s -> δ(s)``, how the step node at ``s`` moves with
+            the tensors the step times depend on (a tensor of value 0 carrying their gradient); the solution
+            is then differentiable with respect to the step times (odeint's ``t``; see ``_integrate``).
 
     Returns:
         A :class:`Solution`.
@@ -742,8 +777,11 @@ def solve(
             )
         save_ts = check_saveat(saveat, t0, t1, y0)
 
+    if node_shift is not None and (adjoint != "backprop" or hasattr(rk, "integrate") or controller.adaptive):
+        raise ValueError("`node_shift` needs a fixed-step Runge-Kutta method and adjoint='backprop'")
     start = SideTime(t0, 1.0 if t1 > t0 else -1.0) if hooks is not None and hooks.perturb else t0
-    k1 = problem.rhs(time_tensor(start, y0.dtype, y0.device), y0)
+    time0 = time_tensor(start, y0.dtype, y0.device)
+    k1 = problem.rhs(time0 if node_shift is None else time0 + node_shift(t0), y0)
     _check_first_evaluation(problem, k1)
     shape = y0.shape
     if y0.numel() == 0:
@@ -760,6 +798,8 @@ def solve(
     )  # fmt: skip
     if isinstance(rk, ImplicitMethod):
         kwargs["dense_error"] = dense_error
+    if node_shift is not None:
+        kwargs["node_shift"] = node_shift
 
     if adjoint == "backprop":
         stats = SolverStats(nfe=1)
