@@ -128,7 +128,7 @@ def test_trains_end_to_end_in_float64_with_mnist1ds_weight(tiny, tmp_path):
     out = tmp_path / "run"
     summary = train(TrainConfig(task=tiny, reg="local-exact", backend="backprop", epochs=1, out=str(out),
                                 progress=False))  # fmt: skip
-    assert summary["local_step_dtype"] == "float64" and summary["weight"] is None
+    assert summary["local_step_dtype"] == "float64" and summary["weight"] == 1e7  # the weight used
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert history[0]["weight"] == 1e7 and history[0]["regularization"] > 0
 
