@@ -33,7 +33,7 @@ from sciml.solvers.ode.jacobian import (
     NewtonKrylov,
     jacobian_provider,
 )
-from sciml.solvers.ode.newton import newton_stage, newton_tolerance
+from sciml.solvers.ode.newton import FIXED_GRID_MAXITER, newton_stage, newton_tolerance
 from sciml.solvers.ode.rk import StepResult
 
 __all__ = ["ESDIRKTableau", "ESDIRK", "KVAERNO3", "KVAERNO5", "ESDIRK_TABLEAUS"]
@@ -270,6 +270,7 @@ class ESDIRK(ImplicitMethod):
         self._start: tuple | None = None  # (t, y, whether the Jacobian was kept) of the last step
         self._slow = False  # the last step's Newton iterations contracted slowly
         self.newton_failed = False  # the last step's Newton iteration failed with a fresh Jacobian
+        self.fixed_grid = False  # steps cannot shrink (set by solve with `dt`): see newton_stage
         self._eta = 1.0
         A = tableau.full_matrix()
         self._a = [torch.tensor(A[i, :i]) for i in range(tableau.n_stages)]
@@ -404,6 +405,7 @@ class ESDIRK(ImplicitMethod):
         ks = [k1]
         Ys = [y]
         iterations, worst, ok = 0, 0.0, True
+        max_iter = max(self.max_newton, FIXED_GRID_MAXITER) if self.fixed_grid else self.max_newton
         for i in range(1, tab.n_stages):
             a = self._weights(self._a[i], y)
             R = torch.addmv(y, torch.stack(ks, 1), a, alpha=h)
@@ -419,8 +421,9 @@ class ESDIRK(ImplicitMethod):
                 return f(ti, z.view(shape)).reshape(-1)
 
             out = newton_stage(
-                fi, R, Y0, hg, lin, scale, kappa, self._eta, self.max_newton, track, block, transpose, kept
-            )
+                fi, R, Y0, hg, lin, scale, kappa, self._eta, max_iter, track, block, transpose, kept,
+                self.fixed_grid,
+            )  # fmt: skip
             iterations += out.iterations
             self.counters.n_newton += out.iterations
             self._eta = out.eta

@@ -5,7 +5,7 @@ argument: user callbacks around every step (``callback_step``, ``callback_accept
 ``callback_reject_step``), a user norm for the scaled error, times steps must land on (``step_t``; a fixed
 grid is the same thing), discontinuities (``jump_t``: land on them and re-evaluate ``f`` just after),
 evaluation just inside each step's ends (``perturb``), a smallest step (``min_step``: steps that small are
-accepted whatever their error) and an event function whose sign change ends the solve.
+accepted whatever their error) and, internally, odeint's event locator.
 """
 
 from __future__ import annotations
@@ -53,8 +53,10 @@ class StepHooks:
         jumps: discontinuities of ``f``: steps land on them and ``f`` is re-evaluated just after.
         perturb: evaluate ``f`` one ulp inside the start and end of every step.
         min_step: steps are never smaller; a step this small is accepted whatever its error.
-        event: ``event(t, y) -> tensor`` whose sign change ends the solve (see ``events.py``); the
-            integrator stores the crossing in ``event_t``/``event_bracket``.
+        event: internal to odeint's event handling: an :class:`~sciml.solvers.ode.events.EventLocator`
+            that ends the integration where its event function changes sign, not a plain ``event(t, y)``
+            function (``solve`` refuses one). User event functions go through
+            :func:`~sciml.solvers.ode.odeint_event` or ``odeint(..., event_fn=...)``.
         time_dtype: dtype of the times handed to callbacks (default the state's).
     """
 

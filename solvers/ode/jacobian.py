@@ -51,6 +51,7 @@ __all__ = [
     "KrylovSolve",
     "KrylovPreconditioner",
     "BandedPreconditioner",
+    "NonFiniteJacobian",
 ]
 
 #: ``f(t, y)`` with a host-float time and a state of the solve's shape
@@ -78,6 +79,40 @@ class Jacobian:
     def norm_inf(self) -> torch.Tensor:
         """``‖J‖_∞`` (the largest block's), an upper bound of the spectral radius (differentiable)."""
         return self.matrix.abs().sum(-1).amax()
+
+
+class NonFiniteJacobian(ValueError):
+    """A Jacobian with NaN/inf entries where ``f`` is finite: no smaller step repairs it (it is taken at the
+    step's start), so the integration loop ends the solve with this message."""
+
+
+_NON_FINITE_ADVICE = {
+    "user": "`jac(t, y)` returned non-finite values (NaN/inf) at t={t:.6g}, where f is finite; check `jac`",
+    "autodiff": (
+        "the automatic Jacobian ∂f/∂y (reverse-mode AD of f) is non-finite (NaN/inf) at t={t:.6g}, where f "
+        "is finite. The usual cause is torch.where with a branch whose derivative is infinite where it is "
+        "not selected: torch.where(y > 0, torch.sqrt(y), 0) at y = 0 has a NaN gradient (0·inf). Apply the "
+        "where to the input instead, e.g. torch.sqrt(torch.clamp(y, min=torch.finfo(y.dtype).tiny)), or "
+        "pass an analytic `jac`"
+    ),
+    "differences": (
+        "the finite-difference Jacobian ∂f/∂y is non-finite (NaN/inf) at t={t:.6g}: f is non-finite at a "
+        "state perturbed slightly from the solution there; check the vector field, or pass an analytic `jac`"
+    ),
+}
+
+
+def _finite(J: Jacobian, t: Any, fy: torch.Tensor, source: str) -> Jacobian:
+    """``J`` when its entries are finite (one check per Jacobian); :class:`NonFiniteJacobian` naming
+    ``source`` (``"user"``, ``"autodiff"`` or ``"differences"``) otherwise."""
+    if bool(torch.isfinite(J.matrix).all()):
+        return J
+    t = float(t)
+    if not bool(torch.isfinite(fy).all()):
+        raise NonFiniteJacobian(
+            f"f returned non-finite values (NaN/inf) at t={t:.6g}; check the vector field"
+        )
+    raise NonFiniteJacobian(_NON_FINITE_ADVICE[source].format(t=t))
 
 
 class JacobianProvider:
@@ -216,10 +251,12 @@ class AutodiffJacobian(JacobianProvider):
                 self._differences_for = f
             J = FiniteDifferenceJacobian()(f, t, y, shape, fy)
             return Jacobian(J.matrix, blocks=False, evaluations=J.evaluations + calls - 1)
-        return Jacobian(rows, blocks=False, evaluations=calls)
+        return _finite(Jacobian(rows, blocks=False, evaluations=calls), t, fy, "autodiff")
 
 
-def _batched_differences(f: Field, t: float, y: torch.Tensor, shape: torch.Size) -> Jacobian:
+def _batched_differences(
+    f: Field, t: float, y: torch.Tensor, shape: torch.Size, fy: torch.Tensor
+) -> Jacobian:
     """Block-diagonal ``∂f/∂y`` of a ``(*batch, d)`` state by central differences: entry ``k`` of every batch
     row is perturbed at once (the rows are independent), ``2d`` calls of ``f`` for all blocks."""
     d = shape[-1]
@@ -233,7 +270,7 @@ def _batched_differences(f: Field, t: float, y: torch.Tensor, shape: torch.Size)
             zm[:, k] -= steps[:, k]
             diff = f(t, zp.view(shape)).reshape(-1, d) - f(t, zm.view(shape)).reshape(-1, d)
             cols.append(diff / (2 * steps[:, k : k + 1]))
-    return Jacobian(torch.stack(cols, -1), blocks=True, evaluations=2 * d)
+    return _finite(Jacobian(torch.stack(cols, -1), blocks=True, evaluations=2 * d), t, fy, "differences")
 
 
 class BatchedJacobian(JacobianProvider):
@@ -257,7 +294,7 @@ class BatchedJacobian(JacobianProvider):
                 "dense Jacobian for a single system"
             )
         if f is self._differences_for:
-            return _batched_differences(f, t, y, shape)
+            return _batched_differences(f, t, y, shape, fy)
         d = shape[-1]
         B = y.numel() // d
         eye = torch.eye(d, dtype=y.dtype, device=y.device)
@@ -266,10 +303,10 @@ class BatchedJacobian(JacobianProvider):
         if rows is None:
             _warn_differences("jac='batched'", why)
             self._differences_for = f
-            J = _batched_differences(f, t, y, shape)
+            J = _batched_differences(f, t, y, shape, fy)
             return Jacobian(J.matrix, blocks=True, evaluations=J.evaluations + calls - 1)
         rows = rows.view(d, B, d)  # (k, b, j) = ∂f_{b,k}/∂y_{b,j}
-        return Jacobian(rows.transpose(0, 1), blocks=True, evaluations=calls)
+        return _finite(Jacobian(rows.transpose(0, 1), blocks=True, evaluations=calls), t, fy, "autodiff")
 
 
 class UserJacobian(JacobianProvider):
@@ -299,9 +336,10 @@ class UserJacobian(JacobianProvider):
         if J.layout != torch.strided:  # sparse: the LU factorisations are dense
             J = J.to_dense()
         if J.shape == (n, n):
-            return Jacobian(J.to(y), blocks=False, evaluations=0)
+            return _finite(Jacobian(J.to(y), blocks=False, evaluations=0), t, fy, "user")
         if len(shape) >= 2 and J.shape == (*shape, shape[-1]):
-            return Jacobian(J.reshape(-1, shape[-1], shape[-1]).to(y), blocks=True, evaluations=0)
+            J = Jacobian(J.reshape(-1, shape[-1], shape[-1]).to(y), blocks=True, evaluations=0)
+            return _finite(J, t, fy, "user")
         raise ValueError(
             f"`jac` returned shape {tuple(J.shape)}; expected ({n}, {n}) or per-sample blocks "
             f"{(*shape, shape[-1]) if len(shape) >= 2 else '(batch, d, d)'}"
@@ -326,7 +364,7 @@ class FiniteDifferenceJacobian(JacobianProvider):
                 zm[j] -= steps[j]
                 diff = f(t, zp.view(shape)).reshape(-1) - f(t, zm.view(shape)).reshape(-1)
                 cols.append(diff / (2 * steps[j]))
-        return Jacobian(torch.stack(cols, 1), blocks=False, evaluations=2 * n)
+        return _finite(Jacobian(torch.stack(cols, 1), blocks=False, evaluations=2 * n), t, fy, "differences")
 
 
 def jacobian_provider(jac: Any, matrix_free: bool = False) -> JacobianProvider:

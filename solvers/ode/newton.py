@@ -36,11 +36,14 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["NewtonOutcome", "newton_stage", "newton_tolerance", "STALE_RATE"]
+__all__ = ["NewtonOutcome", "newton_stage", "newton_tolerance", "STALE_RATE", "FIXED_GRID_MAXITER"]
 
 #: a contraction rate above which a kept (earlier step's) Jacobian is taken as stale: the stage fails and is
 #: retried with a fresh one (Van der Pol, ε = 1e-6: a stale J̃ stalls at θ ≈ 1 − 1e-5 with ‖ΔY‖ ≈ 0.01 κ)
 STALE_RATE = 0.5
+
+#: Newton iterations allowed where the step cannot be shrunk (fixed steps: ``fixed_grid``)
+FIXED_GRID_MAXITER = 50
 
 
 def newton_tolerance(rtol: float, dtype: torch.dtype = torch.float64) -> float:
@@ -148,6 +151,7 @@ def newton_stage(
     block: int | None = None,
     transpose: Callable | None = None,
     kept: bool = False,
+    fixed_grid: bool = False,
 ) -> NewtonOutcome:
     """Solve ``Y = R + hγ f(Y)`` by simplified Newton (see the module docstring).
 
@@ -173,6 +177,8 @@ def newton_stage(
             the contraction rate ``θ`` (the first iterate is returned); ``θ > STALE_RATE`` there, or a later
             rate that stalls or is too slow to reach ``κ``, fails the solve (the caller retries with a fresh
             Jacobian) instead of being taken for round-off.
+        fixed_grid: the step cannot be shrunk (fixed steps): a contracting iteration (``θ < 1``) with a fresh
+            Jacobian is not given up on a slow predicted convergence; it runs up to ``max_iter``.
 
     Returns:
         A :class:`NewtonOutcome`; when not converged, ``Y`` is the last iterate.
@@ -208,8 +214,9 @@ def newton_stage(
         if m > 0 and not small:
             rate = norm / previous if previous > 0 else 0.0
             eta = rate / (1.0 - rate) if rate < 1.0 else math.inf
-            # diverging, or too slow to reach κ in the iterations left
-            if rate >= 1.0 or rate ** (max_iter - 1 - m) / (1.0 - rate) * norm > kappa:
+            # diverging, or too slow to reach κ in the iterations left (a step that can shrink, or a kept J̃)
+            slow = (not fixed_grid or kept) and rate ** (max_iter - 1 - m) / (1.0 - rate) * norm > kappa
+            if rate >= 1.0 or slow:
                 if norm > 1.0 or (kept and rate > STALE_RATE):  # a kept Jacobian gone stale, not round-off
                     return NewtonOutcome(Y, False, m + 1, rate, 1.0)
                 small = True  # stagnating within the tolerance: round-off, not a failure

@@ -36,6 +36,7 @@ import torch
 from sciml.solvers.controllers import Controller
 from sciml.solvers.ode.implicit import ImplicitCounters, ImplicitMethod
 from sciml.solvers.ode.jacobian import AutodiffJacobian, Jacobian, JacobianProvider, jacobian_provider
+from sciml.solvers.ode.newton import FIXED_GRID_MAXITER
 from sciml.solvers.ode.rk import StepResult
 
 __all__ = ["RadauIIA", "RADAU5", "Radau", "RadauController"]
@@ -127,8 +128,6 @@ RADAU5 = RadauIIA()
 
 #: Newton iterations per step before giving up (scipy's value; RADAU5 uses 7)
 NEWTON_MAXITER = 6
-#: Newton iterations allowed where the step cannot be shrunk (``Radau(fixed_grid=True)``)
-FIXED_GRID_MAXITER = 50
 #: blocks up to this size factorise the real and the complex system as one batched complex LU
 FUSED_MAX = 64
 _EPS64 = float(np.finfo(np.float64).eps)
@@ -263,9 +262,9 @@ class Radau(ImplicitMethod):
 
     Args:
         jacobian: a :class:`~sciml.solvers.ode.jacobian.JacobianProvider` (default: dense reverse-mode AD).
-        fixed_grid: for steps that cannot be shrunk (odeint's fixed-grid ``radauIIA5``): Newton is not given
-            up early on a slow predicted convergence and runs up to ``FIXED_GRID_MAXITER`` iterations; it
-            still fails (a non-finite solution) when it diverges.
+        fixed_grid: for steps that cannot be shrunk (odeint's fixed-grid ``radauIIA5``; ``solve`` with
+            ``dt`` sets it): Newton is not given up early on a slow predicted convergence and runs up to
+            ``FIXED_GRID_MAXITER`` iterations; it still fails when it diverges, which ends the solve there.
     """
 
     tableau = RADAU5
@@ -289,8 +288,8 @@ class Radau(ImplicitMethod):
     @property
     def newton_failed(self) -> bool:
         """The last step's Newton iteration failed (read by :func:`~sciml.solvers.ode.solve`'s loop, which
-        ends a fixed-step solve there; odeint's fixed grid keeps its own handling)."""
-        return self.info.newton_failed and not self.fixed_grid
+        ends a fixed-step solve there)."""
+        return self.info.newton_failed
 
     def for_solve(self, jac: Any = None) -> Radau:
         return Radau(jacobian_provider(jac) if jac is not None else self.jacobian, self.fixed_grid)

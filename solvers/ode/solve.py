@@ -23,6 +23,8 @@ from sciml.problems.ode import ODEProblem
 from sciml.solvers.controllers import ConstantSteps, Controller, IController
 from sciml.solvers.ode.hooks import SideTime, StepHooks, time_tensor
 from sciml.solvers.ode.implicit import IMPLICIT_METHODS, ImplicitMethod, implicit_method
+from sciml.solvers.ode.jacobian import NonFiniteJacobian
+from sciml.solvers.ode.newton import FIXED_GRID_MAXITER
 from sciml.solvers.ode.rk import GradientAppeared, RungeKutta, _error_norm, initial_step_size
 from sciml.solvers.ode.tableau import TABLEAUS, Tableau
 from sciml.solvers.solution import Solution, SolveError, SolverStats, Status
@@ -85,6 +87,7 @@ class _Raw:
     nonfinite: bool = False
     fixed_steps: bool = False
     newton_failed: bool = False  # a fixed-step solve ended at a step whose Newton iteration failed
+    failure: str = ""  # the cause when a step cannot be taken at all (a non-finite Jacobian)
 
 
 def _integrate(
@@ -209,20 +212,24 @@ def _integrate(
             end = stop if hits_stop else t + h_try
             step_field, step_k1 = _moved_step(field_, node_shift, t, end, h_try, k1)
         try:
-            res = rk.step(
-                step_field,
-                t,
-                y,
-                h_try,
-                step_k1,
-                shape=shape,
-                stiffness=stiffness,
-                workspace=spare[0] if reuse else None,
-            )
-        except GradientAppeared:  # the field gained autograd history after t0: stack stages from now on
-            reuse, spare = False, None
-            y, k1 = y.clone(), k1.clone()  # they may live in the reused buffers
-            res = rk.step(field_, t, y, h_try, k1, shape=shape, stiffness=stiffness)
+            try:
+                res = rk.step(
+                    step_field,
+                    t,
+                    y,
+                    h_try,
+                    step_k1,
+                    shape=shape,
+                    stiffness=stiffness,
+                    workspace=spare[0] if reuse else None,
+                )
+            except GradientAppeared:  # the field gained autograd history after t0: stack stages from now on
+                reuse, spare = False, None
+                y, k1 = y.clone(), k1.clone()  # they may live in the reused buffers
+                res = rk.step(field_, t, y, h_try, k1, shape=shape, stiffness=stiffness)
+        except NonFiniteJacobian as err:  # taken at the step's start: no smaller step repairs it
+            out.status, out.failure = Status.NON_FINITE, str(err)
+            break
         st.n_steps += 1
         if not adaptive and getattr(rk, "newton_failed", False):  # fixed steps cannot shrink: stop here
             out.status, out.newton_failed = Status.NON_FINITE, True
@@ -475,6 +482,22 @@ def _timed_field(rhs: Callable, y0: torch.Tensor) -> Callable[[float, torch.Tens
     return f
 
 
+def _check_hooks(hooks: Any) -> None:
+    """``hooks`` is None or a :class:`StepHooks` whose ``event`` (internal) is an event locator."""
+    if hooks is None:
+        return
+    if not isinstance(hooks, StepHooks):
+        raise TypeError(f"`hooks` must be a StepHooks, got {type(hooks).__name__}")
+    if hooks.event is not None and not hasattr(hooks.event, "crossed"):
+        raise TypeError(
+            "`hooks.event` is internal to odeint's event handling (an EventLocator), not an event(t, y) "
+            "function: solve() does not locate events. Use sciml.solvers.ode.odeint_event(f, y0, t0, "
+            "event_fn=..., method=...) or odeint(f, y0, t, event_fn=...) with an adaptive method (e.g. "
+            "'dopri5') or a fixed-step one with options={'step_size': ...} (e.g. 'radauIIA5' for stiff "
+            "problems)"
+        )
+
+
 def _check_first_evaluation(problem: ODEProblem, k1: Any) -> None:
     y0 = problem.y0
     if not torch.is_tensor(k1):
@@ -556,12 +579,18 @@ def _failure_message(
             f"reached max_steps={max_steps} at t={t:.6g} before t1={t1:.6g}.{stiff_note} "
             f"{advice} `max_steps` or loosen rtol/atol."
         )
+    if raw.failure:
+        return raw.failure
     if raw.status is Status.NON_FINITE and raw.newton_failed:
+        from sciml.solvers.ode.radau import Radau
+
+        radau = "" if isinstance(rk, Radau) else ", method='radau5' (odeint's 'radauIIA5') on the same grid"
         return (
-            f"the Newton iteration of the implicit stages failed at t={t:.6g} (the step from there is "
-            "non-finite): with fixed steps it cannot be shrunk and retried, so the solve stops there; use a "
-            "smaller `dt`, an adaptive solve (leave `dt` out), a Rosenbrock method (method='rodas5p': no "
-            "Newton iteration), or odeint(..., method='radauIIA5') on your time grid"
+            f"the Newton iteration of the implicit stages did not converge at t={t:.6g} (it diverged, or "
+            f"reached {FIXED_GRID_MAXITER} iterations): with fixed steps the step cannot be shrunk and "
+            "retried, so the solve stops there; use a smaller `dt`, adaptive steps (leave `dt` out; "
+            f"`saveat` still returns your time grid){radau}, or a Rosenbrock method (method='rodas5p': no "
+            "Newton iteration)"
         )
     if raw.status is Status.NON_FINITE and raw.fixed_steps:
         return (
@@ -687,7 +716,7 @@ def solve(
             Newton–GMRES for large states).
         dense_error: for the adaptive implicit methods: accept a step only when its dense output is within
             tolerance too, not only its end point. ``"auto"`` (default): whenever the solution is
-            interpolated (``saveat`` times strictly inside ``t_span``, or an event function), for the
+            interpolated (``saveat`` times strictly inside ``t_span``), for the
             stiffly accurate methods (all but ``rosenbrock23``, whose end point is not slaved to the slow
             manifold, so that its own estimate controls its interpolant too); ``True``: always; ``False``:
             never (the end point's embedded estimate alone, as before). Stiffly accurate methods need it on
@@ -699,7 +728,8 @@ def solve(
             not enter ``error_estimates``. Explicit methods (and ``"auto"`` in its Tsit5 phase) are not
             affected.
         hooks: per-step options (callbacks, norm, step/jump times, perturbation, minimum step): see
-            :class:`~sciml.solvers.ode.hooks.StepHooks`.
+            :class:`~sciml.solvers.ode.hooks.StepHooks` (its ``event`` is odeint's internal event locator;
+            for event functions use :func:`~sciml.solvers.ode.odeint_event`).
         backward: for ``"continuous"``: settings of the backward solve (see ``integrate_with_adjoint``).
         node_shift: with fixed steps and ``"backprop"``: ``s -> δ(s)``, how the step node at ``s`` moves with
             the tensors the step times depend on (a tensor of value 0 carrying their gradient); the solution
@@ -732,6 +762,7 @@ def solve(
             "`dense_error=True` is used by the adaptive implicit methods only (e.g. method='rodas5p'); "
             "remove it"
         )
+    _check_hooks(hooks)
     tab = rk.tableau
     if tab is None and controller is None:
         controller = IController()
@@ -762,6 +793,8 @@ def solve(
         controller = rk.default_controller() if isinstance(rk, ImplicitMethod) else IController()
     if not isinstance(controller, Controller):
         raise TypeError(f"`controller` must be a Controller, got {type(controller).__name__}")
+    if hasattr(rk, "fixed_grid"):  # a user's stepper may be reused: each solve sets it
+        rk.fixed_grid = not controller.adaptive  # steps cannot shrink: Newton runs on while it contracts
     if dense_error is True and isinstance(controller, ConstantSteps):
         raise ValueError(
             "`dense_error=True` tests adaptive steps, and fixed steps (`dt` or ConstantSteps) cannot be "
