@@ -1,7 +1,8 @@
 """``sciml bench NAME``: benchmarks against the baselines users already have, in one run.
 
-Each entry of :data:`BENCHMARKS` names a module with ``DESCRIPTION``, optional ``add_arguments(parser)``
-and ``interrupt_hint(args)``, and ``run(args) -> dict``; see :mod:`sciml.bench.report` for the shared
+Each entry of :data:`BENCHMARKS` names a module with ``DESCRIPTION``, optional ``add_arguments(parser)``,
+``check_args(args)`` (refuses bad options before ``--out`` is created) and ``interrupt_hint(args)``, and
+``run(args) -> dict``; see :mod:`sciml.bench.report` for the shared
 contract.
 """
 
@@ -80,6 +81,8 @@ def interrupt_hint(args: argparse.Namespace) -> str | None:
 
 def main(args: argparse.Namespace) -> int:
     module = importlib.import_module(BENCHMARKS[args.benchmark])
+    if hasattr(module, "check_args"):  # a refused invocation leaves no --out folder behind
+        module.check_args(args)
     json_file = json_path(args)
     start = time.perf_counter()
     payload = module.run(args)

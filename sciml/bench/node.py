@@ -143,27 +143,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="wall time to equal validation loss: torchdiffeq scripts vs ours (--tasks)",
     )
-    # `sciml bench` creates --out before it runs a benchmark: the command's entry point checks the options
-    # first, so that a refused invocation leaves no folder behind
-    parser.set_defaults(_module=_Command)
-
-
-class _Command:
-    """``sciml bench node`` as the ``sciml`` command runs it (its ``main`` and ``interrupt_hint``): the
-    options are checked (:func:`check_args`) before ``sciml bench`` creates ``--out``."""
-
-    @staticmethod
-    def main(args: argparse.Namespace) -> int:
-        import sciml.bench
-
-        check_args(args)
-        return sciml.bench.main(args)
-
-    @staticmethod
-    def interrupt_hint(args: argparse.Namespace) -> str | None:
-        import sciml.bench
-
-        return sciml.bench.interrupt_hint(args)
 
 
 def run_trainings(configs: list[TrainConfig], jobs: int, root: Path) -> list[dict]:
@@ -268,7 +247,8 @@ def bench_variants(args: argparse.Namespace, tasks: list[str]) -> list[str]:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Every check that needs no data or training, before anything is written (:func:`run` repeats it).
+    """Every check that needs no data or training, before ``sciml bench`` creates ``--out`` (:func:`run`
+    repeats it for callers that call it directly).
 
     Raises:
         ValueError: naming the option.

@@ -270,7 +270,7 @@ class ESDIRK(ImplicitMethod):
         self._start: tuple | None = None  # (t, y, whether the Jacobian was kept) of the last step
         self._slow = False  # the last step's Newton iterations contracted slowly
         self.newton_failed = False  # the last step's Newton iteration failed with a fresh Jacobian
-        self.fixed_grid = False  # steps cannot shrink (set by solve with `dt`): see newton_stage
+        self.fixed_grid = False  # set by solve for fixed steps, which cannot shrink: see newton_stage
         self._eta = 1.0
         A = tableau.full_matrix()
         self._a = [torch.tensor(A[i, :i]) for i in range(tableau.n_stages)]

@@ -102,7 +102,7 @@ def _method(method: str | None, options: dict):
     if method in _IMPLICIT:  # the same Runge-Kutta method, solved by simplified Newton on the given grid
         from sciml.solvers.ode.radau import Radau
 
-        return "fixed", Radau(fixed_grid=True)
+        return "fixed", Radau()  # solve() sets fixed_grid
     if method in _NOT_YET:
         raise ValueError(
             f"method {method!r} (torchdiffeq's fixed-step implicit Runge-Kutta family) is not offered by "

@@ -262,9 +262,6 @@ class Radau(ImplicitMethod):
 
     Args:
         jacobian: a :class:`~sciml.solvers.ode.jacobian.JacobianProvider` (default: dense reverse-mode AD).
-        fixed_grid: for steps that cannot be shrunk (odeint's fixed-grid ``radauIIA5``; ``solve`` with
-            ``dt`` sets it): Newton is not given up early on a slow predicted convergence and runs up to
-            ``FIXED_GRID_MAXITER`` iterations; it still fails when it diverges, which ends the solve there.
     """
 
     tableau = RADAU5
@@ -274,9 +271,11 @@ class Radau(ImplicitMethod):
     #: method that often needs only 3–6 evaluations a step
     dense_error_thetas = (0.5,)
 
-    def __init__(self, jacobian: JacobianProvider | None = None, fixed_grid: bool = False):
+    def __init__(self, jacobian: JacobianProvider | None = None):
         self.jacobian = jacobian if jacobian is not None else AutodiffJacobian()
-        self.fixed_grid = fixed_grid
+        #: set by ``solve`` for fixed steps (odeint's ``radauIIA5``, ``dt=``), which cannot shrink: Newton is
+        #: not given up on a slow predicted convergence and runs up to ``FIXED_GRID_MAXITER`` iterations
+        self.fixed_grid = False
         self.counters = ImplicitCounters()
         self.info = _StepInfo()
         self._tensors: dict[tuple, _Tensors] = {}
@@ -292,7 +291,7 @@ class Radau(ImplicitMethod):
         return self.info.newton_failed
 
     def for_solve(self, jac: Any = None) -> Radau:
-        return Radau(jacobian_provider(jac) if jac is not None else self.jacobian, self.fixed_grid)
+        return Radau(jacobian_provider(jac) if jac is not None else self.jacobian)
 
     def default_controller(self) -> Controller:
         return RadauController(method=self)

@@ -793,8 +793,8 @@ def solve(
         controller = rk.default_controller() if isinstance(rk, ImplicitMethod) else IController()
     if not isinstance(controller, Controller):
         raise TypeError(f"`controller` must be a Controller, got {type(controller).__name__}")
-    if hasattr(rk, "fixed_grid"):  # a user's stepper may be reused: each solve sets it
-        rk.fixed_grid = not controller.adaptive  # steps cannot shrink: Newton runs on while it contracts
+    if hasattr(rk, "fixed_grid"):  # fixed steps cannot shrink: Newton runs on while it contracts
+        rk.fixed_grid = not controller.adaptive
     if dense_error is True and isinstance(controller, ConstantSteps):
         raise ValueError(
             "`dense_error=True` tests adaptive steps, and fixed steps (`dt` or ConstantSteps) cannot be "
