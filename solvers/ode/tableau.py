@@ -88,7 +88,10 @@ class Tableau:
             raise ValueError(f"{self.name}: `stiffness_stages` must index stages")
         fsal = self.c[-1] == 1.0 and self.b[-1] == 0.0 and np.allclose(self.a[-1], self.b[:-1], atol=1e-15)
         object.__setattr__(self, "fsal", bool(fsal and s > 1))
-        object.__setattr__(self, "stability_size", _real_stability_boundary(self))
+        A = np.zeros((s, s))
+        for i, row in enumerate(self.a):
+            A[i, :i] = row
+        object.__setattr__(self, "stability_size", real_stability_boundary(A, self.b))
 
     @property
     def n_stages(self) -> int:
@@ -114,18 +117,31 @@ class Tableau:
         return 1 + z * np.dot(self.b, stages)
 
 
-def _real_stability_boundary(tableau: Tableau) -> float:
-    """Smallest x > 0 with |R(−x)| = 1 (the stability interval is [−x, 0])."""
+def real_stability_boundary(A: np.ndarray, b, upper: float = 50.0) -> float:
+    """Smallest x > 0 with |R(−x)| = 1 (the stability interval is [−x, 0]) of the explicit method with
+    strictly lower-triangular stage matrix ``A`` and weights ``b``, searched on (0, ``upper``].
+
+    The stability function is the polynomial ``R(z) = 1 + Σ_k (bᵀ A^(k−1) 1) z^k``, evaluated on a fine
+    grid at once; Brent's method refines the first crossing.
+    """
+    s = len(b)
+    weights, power = np.asarray(b, dtype=np.float64), np.ones(s)
+    coefficients = [1.0]
+    for _ in range(s):
+        coefficients.append(float(weights @ power))
+        power = A @ power
+    R = Polynomial(coefficients)
 
     def excess(x: float) -> float:
-        return abs(tableau.stability_function(-x)) - 1.0
+        return abs(R(-x)) - 1.0
 
-    grid = np.linspace(1e-3, 10.0, 2001)
-    values = [excess(x) for x in grid]
-    for lo, hi, vlo, vhi in zip(grid[:-1], grid[1:], values[:-1], values[1:]):
-        if vlo <= 0 < vhi:
-            return float(brentq(excess, lo, hi, xtol=1e-12))
-    return math.inf
+    grid = np.linspace(1e-3, upper, 20001)
+    values = np.abs(R(-grid)) - 1.0
+    crossing = np.flatnonzero((values[:-1] <= 0) & (values[1:] > 0))
+    if crossing.size == 0:
+        return math.inf
+    i = int(crossing[0])
+    return float(brentq(excess, grid[i], grid[i + 1], xtol=1e-12))
 
 
 def _hermite_dense(b: tuple[float, ...]) -> tuple[tuple[float, ...], ...]:

@@ -38,11 +38,10 @@ local-error estimate and is differentiable.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import brentq
+from sciml.solvers.ode.tableau import real_stability_boundary
 
 __all__ = ["SRATableau", "SRITableau", "SRA_TABLEAUS", "SRI_TABLEAUS"]
 
@@ -63,32 +62,6 @@ def _check(name: str, conditions: list[tuple[str, float]]) -> None:
     if bad:
         listing = ", ".join(f"{label} (residual {value:.2e})" for label, value in bad)
         raise ValueError(f"{name}: strong-order-1.5 conditions violated: {listing}")
-
-
-def _real_stability_boundary(A0: np.ndarray, alpha: tuple[float, ...], upper: float = 50.0) -> float:
-    """Smallest x > 0 with |R(−x)| = 1 for the drift part (c0, A0, α), searched on (0, ``upper``] (the
-    stabilised methods reach past 10: SOSRI2's boundary is about 10.45).
-
-    For an explicit method the stability function is the polynomial ``R(z) = 1 + Σ_k (αᵀ A0^(k−1) e) z^k``.
-    """
-    s = len(alpha)
-    b, power, A = np.array(alpha), np.ones(s), A0
-    coefficients = [1.0]
-    for _ in range(s):
-        coefficients.append(float(b @ power))
-        power = A @ power
-    R = np.polynomial.Polynomial(coefficients)
-
-    def excess(x: float) -> float:
-        return abs(R(-x)) - 1.0
-
-    grid = np.linspace(1e-3, upper, 20001)
-    values = np.abs(R(-grid)) - 1.0
-    crossing = np.flatnonzero((values[:-1] <= 0) & (values[1:] > 0))
-    if crossing.size == 0:
-        return math.inf
-    i = int(crossing[0])
-    return float(brentq(excess, grid[i], grid[i + 1], xtol=1e-12))
 
 
 @dataclass(frozen=True)
@@ -144,7 +117,7 @@ class SRATableau:
         ])  # fmt: skip
         if not all(0 <= i < s for i in self.stiffness_stages) or len(set(self.stiffness_stages)) != 2:
             raise ValueError(f"{self.name}: `stiffness_stages` must be two different stages")
-        object.__setattr__(self, "stability_size", _real_stability_boundary(A0, self.alpha))
+        object.__setattr__(self, "stability_size", real_stability_boundary(A0, self.alpha))
 
     @property
     def n_stages(self) -> int:
@@ -214,7 +187,7 @@ class SRITableau:
             raise ValueError(f"{self.name}: `stiffness_stages` must be two different stages")
         object.__setattr__(self, "c0", tuple(float(x) for x in A0e))
         object.__setattr__(self, "c1", tuple(float(x) for x in A1e))
-        object.__setattr__(self, "stability_size", _real_stability_boundary(A0, self.alpha))
+        object.__setattr__(self, "stability_size", real_stability_boundary(A0, self.alpha))
 
     @property
     def n_stages(self) -> int:
