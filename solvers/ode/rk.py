@@ -170,9 +170,9 @@ class RungeKutta:
             shape = shape if shape is not None else y.shape
             ks = [k1]
             for i in range(1, s):
-                g = torch.addmv(y, torch.stack(ks, 1), a[i], alpha=h)
+                g = torch.addmv(y, torch.stack(ks).t(), a[i], alpha=h)
                 ks.append(f(t + c[i] * h, g.view(shape)).reshape(-1))
-            Kt = torch.stack(ks, 1)
+            Kt = torch.stack(ks).t()
         y1 = g if tab.fsal else torch.addmv(y, Kt, coef.b, alpha=h)
         y_error = torch.addmv(y, Kt, coef.b_error, beta=0, alpha=h) if coef.b_error is not None else None
         norms = None
