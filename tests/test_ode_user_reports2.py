@@ -210,4 +210,5 @@ def test_float32_tolerance_below_resolution_warns():
         solve(ODEProblem(lambda t, y: -y, torch.ones(3, dtype=F64), (0.0, 1.0)), rtol=1e-12, atol=1e-14)
         # torchdiffeq's defaults (rtol 1e-7, atol 1e-9) on a float32 state solve fine
         odeint(lambda t, y: -y, torch.ones(3), torch.tensor([0.0, 1.0]))
-        solve(ODEProblem(lambda t, y: -y, torch.ones(3), (0.0, 1.0)), "rodas5p", rtol=1e-6, atol=1e-8)
+        # implicit methods in float32 warn from rtol 1e-5 on (test_stiff_review_fixes), not at 1e-4
+        solve(ODEProblem(lambda t, y: -y, torch.ones(3), (0.0, 1.0)), "rodas5p", rtol=1e-4, atol=1e-6)
