@@ -17,7 +17,7 @@ REG_HELP = {
     "error": "sum of the accepted steps' error estimates E_j*|h_j| (ERNODE, Pal et al. 2021)",
     "error-squared": "sum of the squared error estimates E_j^2, with a constant weight",
     "stiffness": "sum of the accepted steps' stiffness indices S_j (SRNODE, Pal et al. 2021)",
-    "local-unbiased": "E*h of one extra differentiable Tsit5 step at t ~ U[t0, t1) (Pal et al. 2023)",
+    "local-unbiased": "E*h of one extra differentiable step of the method at t ~ U[t0, t1) (Pal et al. 2023)",
     "local-biased": "the same step, at the start of a random accepted step",
     "local-exact": "local-unbiased with the step's exact derivative (first stage too, float64)",
     "steer": "STEER: each training solve ends at a random time in [T - b, T + b]; no weight",

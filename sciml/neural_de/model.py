@@ -19,6 +19,7 @@ from torch import nn
 
 from sciml.problems.ode import ODEProblem
 from sciml.solvers.ode import error_ratio, get_method, initial_step_size, solve
+from sciml.solvers.ode.esdirk import ESDIRK
 from sciml.solvers.ode.jacobian import graph_leaves
 from sciml.solvers.ode.solve import snap_to_span
 from sciml.solvers.solution import Solution, SolverStats, Status
@@ -31,7 +32,9 @@ __all__ = ["NeuralODE", "NeuralODEResult", "Autonomous", "BACKENDS", "TORCHDIFFE
 #: how gradients are computed: backprop through our solver, our continuous adjoint, or torchdiffeq's adjoint
 BACKENDS = ("backprop", "continuous", "torchdiffeq")
 #: ``method`` -> the torchdiffeq method ``backend="torchdiffeq"`` runs: its adaptive explicit ones, under
-#: their names or ours; torchdiffeq has no Tsit5, so the default "tsit5" runs its dopri5 (also a 5(4) pair)
+#: their names or ours; torchdiffeq has no Tsit5, so the default "tsit5" runs its dopri5 (also a 5(4) pair).
+#: Every key is also a method of this package (``"dopri8"`` its DOP853, not torchdiffeq's 8(7) pair): the
+#: local regularizer's step on that backend
 TORCHDIFFEQ_METHODS = {
     "tsit5": "dopri5", "dp5": "dopri5", "dopri5": "dopri5", "bs3": "bosh3", "bosh3": "bosh3",
     "dopri8": "dopri8", "fehlberg2": "fehlberg2", "adaptive_heun": "adaptive_heun",
@@ -212,6 +215,17 @@ def _check_torchdiffeq_regularizer(reg: Regularizer) -> None:
         )
 
 
+def _empty_state_solution(field, y0: torch.Tensor, t0: float, times: list[float]) -> Solution:
+    """The exact solution of a state with no entries (torchdiffeq's solver cannot take it): ``y0`` at every
+    save time, no steps, one evaluation of the field (``+ 0·field(t0, y0)`` keeps its tensors in the graph:
+    zero gradients, not missing ones, as :func:`~sciml.solvers.ode.solve` does)."""
+    y = y0 + 0 * field(torch.full((), t0, dtype=y0.dtype, device=y0.device), y0)
+    empty = y0.new_zeros((0,))
+    ts = torch.tensor(times, dtype=torch.float64, device=y0.device)
+    ys = torch.stack([y] * len(times))
+    return Solution(ts, ys, Status.SUCCESS, "", SolverStats(nfe=1), empty, empty, empty, empty, False)
+
+
 class NeuralODE(nn.Module):
     """``dy/dt = field(t, y)`` on ``t_span``, solved adaptively.
 
@@ -225,7 +239,8 @@ class NeuralODE(nn.Module):
         t_span: integration interval (increasing).
         method: ``"tsit5"`` (default), ``"dp5"`` or ``"bs3"``; for stiff fields the implicit ``"rodas5p"``,
             ``"rosenbrock23"`` or ``"auto"``. The torchdiffeq backend runs torchdiffeq's method of that
-            name (:data:`TORCHDIFFEQ_METHODS`: ``"tsit5"`` runs its dopri5, ``"bs3"`` its bosh3), no other.
+            name (:data:`TORCHDIFFEQ_METHODS`: ``"tsit5"`` runs its dopri5, ``"bs3"`` its bosh3), no other;
+            the local regularizer's step (:meth:`local_error`) is this package's ``method`` on every backend.
         rtol, atol: solver tolerances.
         backend: ``"backprop"`` (differentiate through our solver: global regularizers available),
             ``"continuous"`` (our continuous adjoint) or ``"torchdiffeq"`` (``torchdiffeq.odeint_adjoint`` as
@@ -356,10 +371,16 @@ class NeuralODE(nn.Module):
                 and not regularization.requires_grad
                 and any(p.requires_grad for p in _parameters(self.field))
             ):
+                exact = (
+                    "; or keep 'radau5' with LocalErrorRegularizer(..., exact=True), whose step (the first "
+                    "stage differentiated too) does give a gradient with radau5"
+                    if self.method == "radau5" and getattr(reg, "exact", True) is False
+                    else ""
+                )
                 raise ValueError(
                     f"{type(reg).__name__} gives no gradient with method {self.method!r} (its estimate is "
                     "not differentiable there), so it would not regularize: use an explicit method ('tsit5', "
-                    "'dp5', 'bs3') or, for stiff fields, 'rodas5p' or 'rosenbrock23'"
+                    f"'dp5', 'bs3') or, for stiff fields, 'rodas5p' or 'rosenbrock23'{exact}"
                 )
         if torch.is_tensor(saveat) and saveat.requires_grad and torch.is_grad_enabled():
             # STEER's stretched time axis: a save time s is solved at t0 + (s - t0)·(end - t0)/(t1 - t0)
@@ -384,6 +405,8 @@ class NeuralODE(nn.Module):
             import torchdiffeq
 
             counter = _Counter(field)
+            if y0.numel() == 0:  # torchdiffeq fails on it (dt underflow): the exact solution, as our solver's
+                return _empty_state_solution(counter, y0, t_span[0], times)
             start = [] if times[0] == t_span[0] else [t_span[0]]  # torchdiffeq starts at its first time
             t = torch.tensor(start + list(times), dtype=y0.dtype, device=y0.device)
             # times a few ulps apart can round to one value in y0's dtype; torchdiffeq needs them strictly
@@ -408,23 +431,43 @@ class NeuralODE(nn.Module):
         )  # fmt: skip
 
     def local_error(self, t: float, y: torch.Tensor, exact: bool = False) -> torch.Tensor:
-        """One differentiable step from ``(t, y)``: ``E · |h|``, ``h`` the solver's automatic initial step.
+        """One differentiable step of ``method`` from ``(t, y)``: ``E · |h|``, ``h`` the solver's automatic
+        initial step, clipped so that the step ends at ``t_span[1]`` at the latest (as the solver's last step
+        does).
 
-        ``y`` and ``h`` carry no gradient. As Pal, Edelman & Rackauckas (ICML 2023) specify the local
-        regularizer, the first stage ``k1 = f(t, y)`` carries none either and the remaining stages do
-        (through the field's parameters); it costs ``2 + stages − 1`` evaluations (initial-step selection
-        included) and one step of memory. With ``local_dtype`` set, the step runs in that dtype (state,
-        parameters and buffers cast; the value is returned in the state's dtype).
+        The step is the model's own ``method`` on every backend (``"tsit5"`` a Tsit5 step also where
+        ``backend="torchdiffeq"`` solves with torchdiffeq's dopri5; torchdiffeq's names ``"dopri5"`` and
+        ``"bosh3"`` are ``"dp5"`` and ``"bs3"``; ``"dopri8"`` is this package's DOP853). ``y`` and ``h``
+        carry no gradient. As Pal, Edelman & Rackauckas (ICML 2023) specify the local regularizer, the first
+        stage ``k1 = f(t, y)`` carries none either and the remaining stages do (through the field's
+        parameters; the implicit stages of ``"kvaerno3"``/``"kvaerno5"`` by the implicit function theorem);
+        it costs ``2 + stages − 1`` evaluations (initial-step selection included) and one step of memory.
+        With ``local_dtype`` set, the step runs in that dtype (state, parameters and buffers cast; the value
+        is returned in the state's dtype). An empty state, or ``t`` at the end of ``t_span`` (no step left),
+        gives 0, with the field's tensors in the graph (zero gradients), as the solve of an empty state.
 
         Args:
-            t, y: where the step starts.
+            t, y: where the step starts (``t`` within ``t_span``).
             exact: give ``k1`` its gradient too, so that the gradient is the derivative of the returned value
                 (``h`` held fixed). The estimate is small because its stages cancel, so holding ``k1`` fixed
                 adds a first-order term to the paper's gradient that the value does not have. The exact
                 step runs in float64 (overriding ``local_dtype``): in float32 the value is mostly round-off.
                 One more evaluation enters the backward pass.
+
+        Returns:
+            The 0-d tensor ``E · |h|`` in the state's dtype.
+
+        Raises:
+            ValueError: ``t`` outside ``t_span``; a ``method`` this package has no stepper for (see
+                :data:`TORCHDIFFEQ_METHODS`).
         """
-        rk = get_method("tsit5" if self.backend == "torchdiffeq" else self.method)
+        rk = self._local_method()
+        t0, t1 = self.t_span
+        if not min(t0, t1) <= t <= max(t0, t1):
+            raise ValueError(
+                f"`t` must lie within t_span {self.t_span} (the local step starts where the solve passes), "
+                f"got {t}"
+            )
         state_dtype = y.dtype
         step_dtype = torch.float64 if exact else self.local_dtype
         y = y.detach() if step_dtype is None else y.detach().to(step_dtype)
@@ -445,7 +488,9 @@ class NeuralODE(nn.Module):
         f.tensor_time = True
 
         flat = y.reshape(-1)
-        direction = 1.0 if self.t_span[1] >= self.t_span[0] else -1.0
+        direction = 1.0 if t1 >= t0 else -1.0
+        if y.numel() == 0 or t == t1:  # no entries, or no time left: no step, no error
+            return (f(t, y).sum() * 0).to(state_dtype)
         with torch.set_grad_enabled(exact and torch.is_grad_enabled()):
             try:
                 k1 = f(t, y).reshape(-1)
@@ -462,5 +507,28 @@ class NeuralODE(nn.Module):
             order = rk.tableau.error_order or rk.tableau.order
             k1_value = k1.detach()
             h = initial_step_size(f, t, flat, k1_value, direction, order, self.rtol, self.atol, shape=shape)
+            h = direction * min(abs(h), abs(t1 - t))  # end at t1, as the solver's last step does
+        if isinstance(rk, ESDIRK):
+            rk.begin(self.rtol, self.atol)  # its Newton test in the model's tolerances, as in the main solve
+        trained = any(p.requires_grad for p in _parameters(self.field))
+        if isinstance(rk, ESDIRK) and trained and not k1.requires_grad and torch.is_grad_enabled():
+            # the paper's k1 (no gradient) as a leaf that requires one: the implicit stages are then
+            # differentiated by the implicit function theorem with k1 held fixed, without the extra evaluation
+            # the Newton iteration would otherwise spend to find out that the field's parameters need it
+            k1 = k1.detach().requires_grad_(True)
         step = rk.step(f, t, flat, h, k1, shape=shape, stiffness=False)
         return (error_ratio(step.y_error, flat, step.y1, self.rtol, self.atol) * abs(h)).to(state_dtype)
+
+    def _local_method(self):
+        """The stepper of the local step: ``method``'s on every backend (torchdiffeq's names mapped).
+
+        Raises:
+            ValueError: this package has no stepper of that name.
+        """
+        try:
+            return get_method(self.method)
+        except ValueError as exc:
+            raise ValueError(
+                f"the local regularizer steps with this package's {self.method!r}, which sciml.solvers.ode "
+                f"does not have ({exc}); choose a `method` it has, e.g. one of {sorted(TORCHDIFFEQ_METHODS)}"
+            ) from exc

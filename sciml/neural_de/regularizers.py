@@ -22,6 +22,7 @@ schedule from this module.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,13 @@ class Regularizer:
         return None
 
 
+def _empty_value(ys: torch.Tensor | None) -> torch.Tensor | None:
+    """For a state with no entries (an empty batch), the regularizer's value: 0, as the sum over no entries of
+    the saved states, so that it keeps their graph (zero gradients, as a solve without a regularizer gives);
+    None otherwise."""
+    return ys.sum() if ys is not None and ys.numel() == 0 else None
+
+
 def _require_differentiable(solution: Solution, name: str) -> None:
     """Refuse per-step estimates that a loss could not differentiate. Under ``torch.no_grad()`` (e.g. a
     validation pass in training mode) nothing is differentiated, so the value of any solve that recorded
@@ -89,9 +97,12 @@ class ErrorEstimateRegularizer(Regularizer):
         reduction: ``"sum"`` — ``Σ E_j |h_j|`` (the paper's formula); ``"mean"`` — the mean of ``E_j |h_j|``
             (RegNeuralDE.jl's choice); ``"squared"`` — ``Σ E_j²``.
 
+    An empty state (a batch of no samples) gives 0 (with a graph).
+
     Raises:
         ValueError: unknown reduction; at call time with grad enabled, a solve without differentiable
-            estimates (a continuous adjoint).
+            estimates (a continuous adjoint), or a solve that recorded no error estimates (a fixed-step
+            method without one, e.g. ``"rk4"`` with ``dt``).
     """
 
     def __init__(self, reduction: str = "sum"):
@@ -100,8 +111,18 @@ class ErrorEstimateRegularizer(Regularizer):
         self.reduction = reduction
 
     def __call__(self, model, solution, ys, index, sample):
+        empty = _empty_value(solution.ys)
+        if empty is not None:
+            return empty
         _require_differentiable(solution, "global error")
         E = solution.error_estimates
+        if E.shape[0] != solution.step_sizes.shape[0]:
+            raise ValueError(
+                f"the solve recorded {E.shape[0]} error estimates for its {solution.step_sizes.shape[0]} "
+                "steps: its method has no embedded error estimate (e.g. 'rk4', 'midpoint' or 'euler' with "
+                "fixed steps `dt`); solve with a method that has one ('tsit5', 'dp5' or 'bs3', also with "
+                "fixed steps)"
+            )
         if self.reduction == "squared":
             return E.pow(2).sum()
         weighted = E * solution.step_sizes.abs().to(E.dtype)
@@ -113,6 +134,12 @@ class StiffnessRegularizer(Regularizer):
 
     Args:
         reduction: ``"sum"`` (``Σ_j S_j``) or ``"max"`` (``max_j S_j``, the paper's experiments).
+
+    An empty state (a batch of no samples) gives 0 (with a graph).
+
+    Raises:
+        ValueError: unknown reduction; at call time, a solve without differentiable estimates (as
+            :class:`ErrorEstimateRegularizer`) or without stiffness estimates.
     """
 
     def __init__(self, reduction: str = "sum"):
@@ -121,11 +148,23 @@ class StiffnessRegularizer(Regularizer):
         self.reduction = reduction
 
     def __call__(self, model, solution, ys, index, sample):
+        empty = _empty_value(solution.ys)
+        if empty is not None:
+            return empty
         _require_differentiable(solution, "stiffness")
         S = solution.stiffness_estimates
         if S.numel() == 0:
             raise ValueError("the solve recorded no stiffness estimates; use method 'tsit5', 'dp5' or 'bs3'")
         return S.sum() if self.reduction == "sum" else S.max()
+
+
+def _takes_exact(local_error) -> bool:
+    """Whether a model's ``local_error`` accepts ``exact`` (NeuralODE's does, NeuralSDE's does not)."""
+    try:
+        parameters = inspect.signature(local_error).parameters.values()
+    except (TypeError, ValueError):  # no signature to inspect: trust the model
+        return True
+    return any(p.name == "exact" or p.kind == p.VAR_KEYWORD for p in parameters)
 
 
 class LocalErrorRegularizer(Regularizer):
@@ -140,7 +179,13 @@ class LocalErrorRegularizer(Regularizer):
             gradient through the first stage.
 
     No gradient flows through the state at ``t_r`` or the step size, nor (unless ``exact``) through the
-    step's first stage (see :meth:`NeuralODE.local_error`).
+    step's first stage (see :meth:`NeuralODE.local_error`). The step is of the model's ``method`` on every
+    backend. An empty state (a batch of no samples) gives 0 (with a graph).
+
+    Raises:
+        ValueError: unknown sampling; at call time, ``exact=True`` with a model whose ``local_error`` has no
+            exact form (:class:`~sciml.neural_de.sde.NeuralSDE`), or biased sampling of a solve that reports
+            no steps.
     """
 
     def __init__(
@@ -158,6 +203,15 @@ class LocalErrorRegularizer(Regularizer):
         return t_span[0] + u * (t_span[1] - t_span[0])
 
     def __call__(self, model, solution, ys, index, sample):
+        if self.exact and not _takes_exact(model.local_error):
+            raise ValueError(
+                f"LocalErrorRegularizer(exact=True) differentiates a neural ODE's local step with its first "
+                f"stage, and {type(model).__name__}.local_error has no such form (a neural SDE's step is "
+                "another solver's): use LocalErrorRegularizer(exact=False) with this model"
+            )
+        empty = _empty_value(ys)
+        if empty is not None:
+            return empty
         if self.sampling == "unbiased":
             t_r = sample
         else:
@@ -217,16 +271,16 @@ class AugmentedField(nn.Module):
         return ys[..., : -self.n_extra].reshape(ys.shape[0], *self.shape), ys[..., -self.n_extra :]
 
     def value(self, extra: torch.Tensor) -> torch.Tensor:
-        """The regularizer from the extras at the final time ``(B, n_extra)``: their batch mean, summed."""
-        return extra.mean(0).sum()
+        """The regularizer from the extras at the final time ``(B, n_extra)``: their batch mean, summed (0,
+        with a graph, for a batch of no samples)."""
+        return extra.sum() if extra.shape[0] == 0 else extra.mean(0).sum()
 
     def _state(self, s: torch.Tensor) -> torch.Tensor:
         return s[:, : -self.n_extra].reshape(self.shape)
 
-    @staticmethod
-    def _rows(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """``x`` (a field-shaped tensor) as one row per sample of the augmented state ``s``."""
-        return x.reshape(s.shape[0], -1)
+    def _rows(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """``x`` (a field-shaped tensor) as one row per sample of the augmented state ``s`` (also of none)."""
+        return x.reshape(s.shape[0], s.shape[1] - self.n_extra)
 
 
 class _RNODEField(AugmentedField):

@@ -166,6 +166,9 @@ def newton_stage(
         eta: ``η`` from the previous stage (the test's start, before a rate is known).
         max_iter: iterations allowed.
         track: attach the implicit-function-theorem derivative (``R`` or the parameters of ``f`` need it).
+            With grad enabled it is also switched on when ``R`` requires grad or ``f``'s output does (a field
+            whose parameters require grad, started from a first stage without gradient: one more
+            evaluation), so that an untracked stage never carries a partial gradient.
         block: for a block-diagonal Jacobian, the block size (the backward pass builds blocks, not a dense
             matrix); None for dense.
         transpose: matrix-free: ``transpose(vjp, g, hg)`` solves ``(I − hγ J)ᵀ v = g`` given ``vjp(u) = Jᵀu``
@@ -190,27 +193,40 @@ def newton_stage(
     previous = rate = math.nan
     residual = F = leaf = None
     checking = False  # accepted on the first correction with a kept J̃: this iteration only measures θ
+    track = track or (torch.is_grad_enabled() and R.requires_grad)  # an earlier stage switched to tracking
+    extra = 0  # evaluations beyond one per iteration (the switch to tracking below)
     for m in range(max_iter):
+        delta = None
+        if not track and torch.is_grad_enabled():
+            FY = f(Y)
+            if FY.requires_grad:
+                # f depends on tensors that require grad (its parameters) although neither R nor the start
+                # does (a first stage computed without gradient): the stage needs the implicit function
+                # theorem's derivative too, since untracked only the last correction would carry one (a wrong
+                # one). Evaluated again below with the leaf: one more evaluation.
+                track, extra = True, extra + 1
+            else:
+                delta = lin(Rd + hg * FY - Y)
         if track:
             with torch.enable_grad():
                 leaf = Y.detach().requires_grad_(True)
                 F = f(leaf)
                 residual = R + hg * F - leaf
             delta = lin(residual.detach())
-        else:
+        elif delta is None:
             delta = lin(Rd + hg * f(Y) - Y)
         norm = float(torch.sqrt(torch.mean(torch.square(delta.detach() / scale))))
         if not math.isfinite(norm):
-            return NewtonOutcome(Y, False, m + 1, math.inf, eta)
+            return NewtonOutcome(Y, False, m + 1 + extra, math.inf, eta)
         small = float(delta.detach().abs().max()) <= tiny * float(Y.detach().abs().max())  # round-off: stop
         if checking:  # the iterate stands; the rate decides whether the kept J̃ still serves
             rate = norm / previous if previous > 0 and not small else 0.0
             if rate > STALE_RATE:
-                return NewtonOutcome(Y, False, m + 1, rate, 1.0)
+                return NewtonOutcome(Y, False, m + 1 + extra, rate, 1.0)
             if track:  # the value is the checked iterate (a zero correction), the derivative the IFT's
                 zero = torch.zeros_like(delta)
                 Y = leaf.detach() + _ImplicitSolve.apply(residual, zero, F, leaf, hg, block, transpose)
-            return NewtonOutcome(Y, True, m + 1, rate, eta)  # η as accepted on the first correction
+            return NewtonOutcome(Y, True, m + 1 + extra, rate, eta)  # η as accepted on the first correction
         if m > 0 and not small:
             rate = norm / previous if previous > 0 else 0.0
             eta = rate / (1.0 - rate) if rate < 1.0 else math.inf
@@ -218,7 +234,7 @@ def newton_stage(
             slow = (not fixed_grid or kept) and rate ** (max_iter - 1 - m) / (1.0 - rate) * norm > kappa
             if rate >= 1.0 or slow:
                 if norm > 1.0 or (kept and rate > STALE_RATE):  # a kept Jacobian gone stale, not round-off
-                    return NewtonOutcome(Y, False, m + 1, rate, 1.0)
+                    return NewtonOutcome(Y, False, m + 1 + extra, rate, 1.0)
                 small = True  # stagnating within the tolerance: round-off, not a failure
         previous = norm
         converged = small or eta * norm <= kappa
@@ -231,6 +247,6 @@ def newton_stage(
                 Y = leaf.detach() + _ImplicitSolve.apply(residual, delta, F, leaf, hg, block, transpose)
             else:
                 Y = Y + delta
-            return NewtonOutcome(Y, True, m + 1, 0.0 if m == 0 or small else rate, eta)
+            return NewtonOutcome(Y, True, m + 1 + extra, 0.0 if m == 0 or small else rate, eta)
         Y = Y + delta
-    return NewtonOutcome(Y, False, max_iter, rate, eta)
+    return NewtonOutcome(Y, False, max_iter + extra, rate, eta)

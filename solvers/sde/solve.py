@@ -302,6 +302,17 @@ def _integrate(
     return out
 
 
+def _empty_state_raw(
+    y0: torch.Tensor, start: dict[str, torch.Tensor], t0: float, t1: float, save_ts: list, save_steps: bool
+) -> _Raw:
+    """The exact solution of a state with no entries (a batch of no samples): ``y0`` at every save time, no
+    steps (``+ 0·f(t0, y0) + 0·Σ g(t0, y0)`` keeps the tensors ``f`` and ``g`` use in the graph: their
+    gradients are zeros, as after a real solve, not missing), as the ODE solver's."""
+    times = sorted({*save_ts, t0, t1} if save_steps else set(save_ts))
+    y = y0 + 0 * start["f"] + 0 * start["g"].sum()
+    return _Raw(save_ts=times, save_ys=[y] * len(times), t_reached=t1)
+
+
 def _recomputed_step(method, terms, t, y, h, dW, U, start, stiffness):
     """One step whose intermediate values are not kept for the backward pass but recomputed there
     (``torch.utils.checkpoint``, non-reentrant): memory per step is its inputs, gradients are exact."""
@@ -442,6 +453,7 @@ def solve(
     Returns:
         A :class:`~sciml.solvers.solution.Solution` with ``ys`` of shape ``(len(ts), batch, d)`` and
         :class:`~sciml.solvers.sde.methods.SDESolverStats` (``nfe`` counts every ``f`` and ``g`` evaluation).
+        A batch of no samples is returned unchanged at every save time, without steps.
 
     Raises:
         TypeError: ``problem`` is not an SDEProblem, ``f``/``g`` do not return tensors, ``bm`` is not a
@@ -477,10 +489,13 @@ def solve(
         save_ts = [] if save_steps else [t0, t1]
     else:
         save_ts = check_saveat(saveat, t0, t1, y0)
-    raw = _integrate(
-        stepper, terms, y0, t0, t1, save_ts, bm, save_steps=save_steps, rtol=rtol, atol=atol,
-        controller=controller, dt0=dt0, max_steps=max_steps, stiffness=stiffness, start=start,
-    )  # fmt: skip
+    if y0.numel() == 0:
+        raw = _empty_state_raw(y0, start, t0, t1, save_ts, save_steps)
+    else:
+        raw = _integrate(
+            stepper, terms, y0, t0, t1, save_ts, bm, save_steps=save_steps, rtol=rtol, atol=atol,
+            controller=controller, dt0=dt0, max_steps=max_steps, stiffness=stiffness, start=start,
+        )  # fmt: skip
     message = "" if raw.status is Status.SUCCESS else _failure_message(raw, stepper, t1, max_steps, rtol)
     solution = _assemble(raw, y0, terms.stats, torch.is_grad_enabled(), message)
     if throw and not solution.success:
@@ -543,8 +558,14 @@ def single_step(
         A :class:`StepEstimate`.
 
     Raises:
-        ValueError: a method without an error estimate, a bad ``h``, or what :func:`solve` rejects.
+        ValueError: a method without an error estimate, a bad ``h``, an empty ``y``, or what :func:`solve`
+            rejects.
     """
+    if y.numel() == 0:
+        raise ValueError(
+            f"`y` has no entries (shape {tuple(y.shape)}): a step of an empty batch has no error to "
+            "estimate; skip the step (a regularizer of an empty batch is 0)"
+        )
     stepper, _, terms, start = _prepare(problem.replace(y0=y.detach(), t_span=(t, problem.t_span[1])), method,
                                         bm, None)  # fmt: skip
     if not stepper.adaptive:
