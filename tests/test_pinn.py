@@ -618,7 +618,8 @@ def test_rescaling_the_lbfgs_state_leaves_its_iterates_unchanged():
 
 def test_lbfgs_keeps_its_curvature_pairs_when_the_loss_falls_by_orders_of_magnitude(monkeypatch):
     """torch drops pairs with yᵀs ≤ 1e-10 (absolute): without rescaling the loss it sees, this float64 run
-    stalls at ~1e-6; with it the loss keeps falling."""
+    slows down below ~1e-6; with it the loss keeps falling. How much depends on the CPU's kernels: final
+    losses over 10x apart on an AVX-512 machine, 3.3x on an AVX2 one (8.3e-8 against 2.7e-7)."""
     import sciml.pinn.trainer as trainer_module
 
     problem = pde.get("legendre")
@@ -635,7 +636,7 @@ def test_lbfgs_keeps_its_curvature_pairs_when_the_loss_falls_by_orders_of_magnit
     rescaled = final_loss()
     monkeypatch.setattr(trainer_module, "_LBFGS_RESCALE_BELOW", 0.0)
     unscaled = final_loss()
-    assert rescaled < 0.1 * unscaled, (rescaled, unscaled)
+    assert rescaled < 0.5 * unscaled, (rescaled, unscaled)
 
 
 def test_resume_is_exact_across_lbfgs_loss_rescalings(tmp_path, monkeypatch, interrupted_trainer):
