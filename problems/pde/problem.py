@@ -11,6 +11,7 @@ makes a variant in one line (a new coefficient, another initial condition).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import warnings
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sciml.problems.pde.conditions import Condition, Dirichlet, InitialValue, _evaluate
+from sciml.problems.pde.conditions import Condition, Dirichlet, InitialValue, Observations, _evaluate
 from sciml.problems.pde.derivatives import AutogradDerivatives, Derivatives
 from sciml.problems.pde.geometry import Geometry, _is_real
 
@@ -627,7 +628,9 @@ class PDEProblem:
 
         Functions (the residual, condition data, the exact solution) cannot be compared by identity across
         processes, so they are probed: their values for a fixed smooth test function at fixed points of
-        the domain and of each condition's boundary part, in float64, to 8 significant digits.
+        the domain and of each condition's boundary part, in float64, to 8 significant digits. Data
+        (``Observations``) are keyed on all their points and values: their shape and a SHA-256 hash of the
+        float64 arrays (key ``"observations NAME"``).
 
         Returns:
             A dict of strings, numbers and lists (JSON-like).
@@ -666,6 +669,13 @@ class PDEProblem:
                 return self.condition_residual_of(c, smooth, x)
 
             out[f"condition {c.name}"] = [type(c).__name__, probe(condition)]
+            if isinstance(c, Observations):  # every point and value, not the 16 values probed
+                data = hashlib.sha256()
+                for array in (c.points, c.values):
+                    data.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+                m, k = c.points.shape
+                digest = data.hexdigest()[:16]
+                out[f"observations {c.name}"] = f"{m} points of {k} coordinates, sha256 {digest}"
         return out
 
     def _constraint_probe(self, x: torch.Tensor, probe: Callable) -> list:

@@ -272,6 +272,28 @@ def run(args: argparse.Namespace) -> dict:
     windows = getattr(args, "time_windows", None)
     if windows is not None and windows < 1:
         raise ValueError(f"--time-windows must be ≥ 1, got {windows}")
+    if windows is not None and windows > 1:  # time-marching needs a time coordinate: skip the others
+        timeless = [name for name in names if pde.get(name).domain.time_index is None]
+        if len(timeless) == len(names):
+            raise ValueError(
+                f"--time-windows {windows} cuts the time interval into windows, but none of the problems "
+                f"{', '.join(names)} has a time coordinate; drop --time-windows or choose problems with time "
+                "(--problems)"
+            )
+        for name in timeless:
+            print(
+                f"--time-windows {windows}: skipping {name} (no time coordinate to cut into windows)",
+                flush=True,
+            )
+        names = [name for name in names if name not in timeless]
+        for name in names:
+            for kind in [m for m in models if m != "deepxde"]:
+                iterations = preset(name).config(budget, kind).iterations
+                if iterations < windows:
+                    raise ValueError(
+                        f"--time-windows {windows} needs at least {windows} iterations (one per window), but "
+                        f"the {budget} budget of {name} ({kind}) has {iterations}; lower --time-windows"
+                    )
     device = resolve_device(getattr(args, "device", "cpu"), "--device")
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device: {device} ({device_name})", flush=True)

@@ -88,6 +88,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
 
 
+def time_windows_words(message: str) -> str:
+    """A trainer message about ``TrainConfig.time_windows`` in the words of the command line."""
+    return (
+        message.replace("set time_windows=1", "drop --time-windows (or pass --time-windows 1)")
+        .replace("`time_windows` = ", "--time-windows ")
+        .replace("`time_windows`", "--time-windows")
+    )
+
+
+def check_time_windows(problem: PDEProblem, windows: int, iterations: int) -> None:
+    """Refuse ``--time-windows K`` (before any work) for a problem without time or with fewer iterations.
+
+    Raises:
+        ValueError: naming ``--time-windows``.
+    """
+    if windows > 1 and problem.domain.time_index is None:
+        raise ValueError(
+            f"--time-windows {windows} cuts the time interval into windows, but {problem.name} has no time "
+            f"coordinate (coordinates {problem.domain.names}); drop --time-windows (or pass --time-windows 1)"
+        )
+    if windows > max(iterations, 1):
+        raise ValueError(
+            f"--time-windows {windows} needs at least {windows} iterations (one per window), got "
+            f"{iterations}; raise --iterations or lower --time-windows"
+        )
+
+
 def _split(config, iterations: int | None, adam: int | None, lbfgs: int | None):
     """Apply ``--iterations`` / ``--adam`` / ``--lbfgs`` to a config."""
     changes = {}
@@ -374,6 +401,7 @@ def main(args: argparse.Namespace) -> int:
     if args.time_windows is not None:
         if args.time_windows < 1:
             raise ValueError(f"--time-windows must be ≥ 1, got {args.time_windows}")
+        check_time_windows(problem, args.time_windows, config.iterations)
         config = dataclasses.replace(config, time_windows=args.time_windows)
     config = dataclasses.replace(
         config, seed=args.seed, device=str(device), **({"dtype": args.dtype} if args.dtype else {})
@@ -396,7 +424,12 @@ def main(args: argparse.Namespace) -> int:
             "pipeline; its error says nothing about the method (use --budget default or full)"
         )
     model = build_model(problem, args.model, settings, seed=args.seed)
-    trainer = Trainer(problem, model, config, reference=args.reference, checkpoint=out / "checkpoint.pt")
+    try:
+        trainer = Trainer(problem, model, config, reference=args.reference, checkpoint=out / "checkpoint.pt")
+    except ValueError as exc:  # time-marching's refusals, in the command line's words
+        if args.time_windows is None:
+            raise
+        raise ValueError(time_windows_words(str(exc))) from None
     try:
         result = trainer.fit(progress=not args.no_progress, resume=args.resume)
     except TrainingDiverged as exc:

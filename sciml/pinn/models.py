@@ -19,6 +19,7 @@ derivatives in one forward pass (:mod:`sciml.pinn.jet`) — which the trainer us
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
@@ -46,6 +47,25 @@ def _bounds(in_features: int, lower, upper) -> tuple[torch.Tensor, torch.Tensor]
     return (lower + upper) / 2, (upper - lower) / 2
 
 
+def _real(value) -> bool:
+    """A real number (Python or numpy scalar), not a bool or a string."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _columns(value, name: str) -> tuple:
+    """``value`` as a tuple: one integer alone is accepted too.
+
+    Raises:
+        ValueError: neither an integer nor an iterable (naming ``name``).
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return (int(value),)
+    try:
+        return tuple(value)
+    except TypeError:
+        raise ValueError(f"`{name}` must be an integer or a list of integers, got {value!r}") from None
+
+
 def _check_features(in_features: int, out_features: int) -> None:
     for name, value in (("in_features", in_features), ("out_features", out_features)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -70,12 +90,13 @@ class PINN(_Normalized):
     Args:
         in_features: number of coordinates.
         out_features: number of fields.
-        hidden: widths of the hidden layers.
+        hidden: widths of the hidden layers (one integer: one hidden layer of that width).
         lower, upper: the problem's box (inputs are mapped to [−1, 1]); default [−1, 1]^d.
         fourier_features: if > 0, the inputs first go through ``[sin(2π B x), cos(2π B x)]`` with a fixed
             ``B ~ N(0, fourier_scale²)`` of this many rows.
         fourier_scale: standard deviation of ``B``.
-        periodic: input columns that are periodic over the box (period = the box width): each is replaced by
+        periodic: input columns (one integer: one column) that are periodic over the box (period = the box
+            width, so the box must be the domain's extent there; the trainer checks it): each is replaced by
             ``cos(kπh), sin(kπh)``, k = 1..``harmonics``, of its normalised value h ∈ [−1, 1], so the network
             is exactly periodic in it (Dong & Ni, JCP 2021; Wang et al., *An expert's guide to training
             PINNs*, 2023). Not combined with ``fourier_features``.
@@ -115,10 +136,13 @@ class PINN(_Normalized):
         _check_features(in_features, out_features)
         if not isinstance(rwf, bool):
             raise ValueError(f"`rwf` must be True or False, got {rwf!r}")
+        for name, value in (("rwf_mean", rwf_mean), ("rwf_std", rwf_std)):
+            if rwf and not _real(value):
+                raise ValueError(f"`{name}` must be a number, got {value!r} ({type(value).__name__})")
         if rwf and not (math.isfinite(rwf_mean) and math.isfinite(rwf_std) and rwf_std >= 0):
             raise ValueError(f"`rwf_mean` must be finite and `rwf_std` ≥ 0, got {rwf_mean!r}, {rwf_std!r}")
-        hidden = tuple(hidden)
-        periodic = tuple(periodic)
+        hidden = _columns(hidden, "hidden")
+        periodic = _columns(periodic, "periodic")
         if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < in_features for i in periodic):
             raise ValueError(f"`periodic` must list input columns in [0, {in_features}), got {periodic!r}")
         if len(set(periodic)) != len(periodic):
@@ -264,13 +288,17 @@ class PIG(_Normalized):
         for name, value in (("n_gaussians", n_gaussians), ("feature_dim", feature_dim), ("hidden", hidden)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-        sigmas = [sigma] * in_features if isinstance(sigma, (int, float)) else list(sigma)
-        valid = [isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in sigmas]
+        try:
+            sigmas = [sigma] * in_features if _real(sigma) else list(sigma)
+        except TypeError:
+            sigmas = [sigma]
+        valid = [_real(s) and s > 0 for s in sigmas]
         if len(sigmas) != in_features or not all(v and math.isfinite(s) for v, s in zip(valid, sigmas)):
             raise ValueError(
                 f"`sigma` must be a positive number or {in_features} positive numbers (one per input "
                 f"column), got {sigma!r}"
             )
+        sigmas = [float(s) for s in sigmas]
         if not weight_std >= 0:
             raise ValueError(f"`weight_std` must be ≥ 0, got {weight_std}")
         self.in_features, self.out_features = in_features, out_features

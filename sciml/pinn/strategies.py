@@ -7,14 +7,21 @@ collocation points or the iterates, not on the model):
 
 * :func:`causal_residual` — Wang, Sankaran & Perdikaris, *Respecting causality is all you need for
   training physics-informed neural networks* (CMAME 2024): the time interval is cut into ``M`` chunks with
-  mean squared residuals ``L_1..L_M``; chunk ``i`` is weighted by ``w_i = exp(−ε Σ_{k<i} L_k)`` (held
-  constant in the gradient), so later times are trained only once earlier ones are resolved.
+  mean squared residuals ``L_1..L_M`` (averaged over equations, as the plain loss is); chunk ``i`` is
+  weighted by ``w_i = exp(−ε Σ_{k<i} L_k)`` (held constant in the gradient), so later times are trained only
+  once earlier ones are resolved. The trainer's L-BFGS holds the weights fixed for each of its steps (from
+  the step's first evaluation), so that its line search sees one objective.
 * :func:`rad_points` — Wu, Zhu, Tan, Kartha & Lu, *A comprehensive study of non-adaptive and
-  residual-based adaptive sampling for PINNs* (CMAME 2023), RAD: from a uniform pool, draw collocation
-  points with probability ``∝ |r|^k / mean(|r|^k) + c``.
+  residual-based adaptive sampling for PINNs* (CMAME 2023), RAD: from a pool of candidates (drawn as the
+  trainer's ``sampling`` says; uniform by default), draw collocation points with probability
+  ``∝ |r|^k / mean(|r|^k) + c``.
 * :class:`GradNormBalance` — the guide's gradient-norm weighting (Wang, Teng & Perdikaris, SIAM J. Sci.
-  Comput. 2021, in the guide's form): ``λ_j = Σ_i ‖∇L_i‖ / ‖∇L_j‖`` relative to the total, smoothed by
-  ``λ ← α λ + (1 − α) λ_new``, recomputed every ``every`` iterations.
+  Comput. 2021, in the guide's form): ``λ_j = Σ_i ‖∇L_i‖ / ‖∇L_j‖`` of the unweighted terms ``L_i``,
+  smoothed by ``λ ← α λ + (1 − α) λ_new``, recomputed every ``every`` iterations; the loss weights are the
+  configured weights times ``λ``. A term whose gradient norm is below the floating-point resolution
+  (machine ε of its dtype) of the largest one's is left out: its gradient is rounding noise (a condition the
+  architecture satisfies exactly, e.g. periodicity built into the network), which ``λ_j`` would scale up by
+  ~1/ε.
 * :class:`TimeWindows` and :func:`window_problems` — the guide's time-marching (also Wight & Zhao,
   *Solving Allen–Cahn and Cahn–Hilliard equations using the adaptive physics informed neural networks*,
   2020): ``[t0, T]`` is cut into ``K`` windows trained one after the other; the initial condition of window
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -64,29 +72,42 @@ __all__ = [
 
 
 def causal_residual(
-    squares: torch.Tensor, t: torch.Tensor, t0: float, t1: float, chunks: int, eps: float
+    squares: torch.Tensor,
+    t: torch.Tensor,
+    t0: float,
+    t1: float,
+    chunks: int,
+    eps: float,
+    *,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The causally weighted mean squared residual.
 
     Args:
-        squares: squared residuals ``(n,)`` (or ``(n, m)``, summed over equations first).
+        squares: squared residuals ``(n,)`` (or ``(n, m)``, averaged over equations first, as the plain
+            loss ``mean(r²)`` does: one chunk with ``ε = 0`` gives that mean).
         t: the time coordinate of the same points ``(n,)``.
         t0, t1: the time interval.
         chunks: number of time chunks ``M`` (≥ 1).
         eps: causality parameter ``ε`` (≥ 0; 0 gives equal weights, i.e. the plain mean over chunks).
+        weights: use these chunk weights ``(M,)`` instead of computing them (the trainer's L-BFGS holds the
+            weights of a step's first evaluation fixed through its line search).
 
     Returns:
         ``(loss, weights)``: ``mean_i w_i L_i`` and the weights ``(M,)`` (detached). Empty chunks count 0.
     """
     if squares.ndim > 1:
-        squares = squares.sum(dim=tuple(range(1, squares.ndim)))
+        squares = squares.mean(dim=tuple(range(1, squares.ndim)))
     index = ((t.detach() - t0) / (t1 - t0) * chunks).long().clamp_(0, chunks - 1)
     sums = squares.new_zeros(chunks).index_add(0, index, squares)
     counts = squares.new_zeros(chunks).index_add(0, index, torch.ones_like(squares)).clamp_(min=1)
     means = sums / counts
-    with torch.no_grad():
-        before = torch.cumsum(means, 0) - means
-        weights = torch.exp(-eps * before)
+    if weights is None:
+        with torch.no_grad():
+            before = torch.cumsum(means, 0) - means
+            weights = torch.exp(-eps * before)
+    else:
+        weights = weights.detach()
     return (weights * means).mean(), weights
 
 
@@ -102,7 +123,7 @@ def rad_points(
     """``n`` of the ``pool`` points drawn without replacement with probability ``∝ |r|^k / mean|r|^k + c``.
 
     Args:
-        pool: candidate points ``(m, d)``, ``m ≥ n`` (uniform in the domain).
+        pool: candidate points ``(m, d)``, ``m ≥ n`` (uniform or low-discrepancy in the domain).
         residual: maps points to residuals (``(m,)`` or ``(m, e)``); called once.
         n: points to keep.
         generator: the trainer's random stream.
@@ -129,7 +150,7 @@ class GradNormBalance:
 
     Args:
         terms: names of the loss terms.
-        base: the configured weights (the balance multiplies them).
+        base: the configured weights (the balance multiplies them; a term of weight 0 is not balanced).
         every: iterations between updates.
         alpha: smoothing factor in [0, 1).
     """
@@ -149,19 +170,26 @@ class GradNormBalance:
         return iteration % self.every == 0
 
     def update(self, terms: Mapping[str, torch.Tensor], params: Sequence[torch.nn.Parameter]) -> None:
-        """Recompute the factors from the gradient norms of the (weighted by ``base``) terms."""
+        """Recompute the factors from the gradient norms of the unweighted ``terms`` (so the factors multiply
+        the configured weights rather than cancel them).
+
+        Left out (their factors stay as they are, 1 unless balanced before): terms of weight 0, terms that do
+        not depend on ``params``, and terms whose gradient norm is at most machine ε (of the term's dtype)
+        times the largest one's — at that level the gradient is rounding noise, not a signal to balance.
+        """
         norms = {}
         for name in self.terms:
-            value = self.base[name] * terms[name]
+            value = terms[name]
             if not value.requires_grad or self.base[name] == 0:
-                norms[name] = None
                 continue
             grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
             squared = sum(float((g.detach() ** 2).sum()) for g in grads if g is not None)
-            norms[name] = squared**0.5
-        valid = {k: v for k, v in norms.items() if v is not None and v > 0}
-        if not valid:
+            if 0 < squared < math.inf:
+                norms[name] = (squared**0.5, torch.finfo(value.dtype).eps)
+        if not norms:
             return
+        largest = max(norm for norm, _ in norms.values())
+        valid = {k: norm for k, (norm, eps) in norms.items() if norm > eps * largest}
         total = sum(valid.values())
         for name, norm in valid.items():
             new = total / norm

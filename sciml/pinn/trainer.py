@@ -9,7 +9,10 @@ torch's L-BFGS stops as soon as a step changes the loss by less than ``tolerance
 gradient falls below ``tolerance_grad`` (1e-7) — with the small losses of a good PINN that happens long
 before the budget is spent (a recurring DeepXDE complaint). Here both tolerances are 0, and an early stop
 resets the L-BFGS memory instead of ending training; only when a fresh start makes no progress either does
-training stop, with the reason in ``TrainResult.message``. torch also drops every curvature pair with
+training stop (3 resets in a row without a step that lowers the loss), with the reason in
+``TrainResult.message``. An iteration whose line search finds no step still counts as one, so a run of a few
+iterations that moved nothing counts as an early stop too, whatever the chunk length between log entries,
+checkpoints and resamplings. torch also drops every curvature pair with
 ``yᵀs ≤ 1e-10``, an absolute threshold: once the loss has fallen by orders of magnitude it drops nearly all
 of them and L-BFGS stalls (a float64 Legendre PINN stopped at loss 1.6e-7, 1130 of 1499 pairs dropped).
 So the loss L-BFGS sees is rescaled to 1 when the phase starts and, in float64, again whenever it has fallen
@@ -32,7 +35,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
+import numbers
 import os
 import time
 import warnings
@@ -51,7 +56,7 @@ from sciml.checkpoint import load_checkpoint, save_checkpoint
 from sciml.pinn import strategies
 from sciml.pinn.derivatives import derivatives
 from sciml.pinn.models import Constrained, _Normalized, count_parameters
-from sciml.problems.pde.conditions import InitialValue, Observations
+from sciml.problems.pde.conditions import InitialValue, Observations, Periodic
 from sciml.problems.pde.derivatives import AutogradDerivatives
 from sciml.problems.pde.problem import PDEProblem, value_shapes
 from sciml.solvers.fd.reference import ReferenceSolution, reference_solution
@@ -236,24 +241,53 @@ def _short(value: Any, width: int = 60) -> str:
 
 def _fingerprint_differences(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     """What differs between two run fingerprints, one entry per field (``config.adam_iterations: 20 in
-    the checkpoint, 40 now``; functions of the problem by the name of what was probed)."""
+    the checkpoint, 40 now``; functions of the problem by the name of what was probed; at most
+    ``_MAX_DIFFERENCES`` entries per top-level field)."""
     out = []
     for key in sorted(set(stored) | set(now), key=str):
         a, b = stored.get(key), now.get(key)
         if a == b:
             continue
         if isinstance(a, Mapping) and isinstance(b, Mapping):
+            lines = []
             for sub in sorted(set(a) | set(b), key=str):
                 if a.get(sub) == b.get(sub):
                     continue
                 x, y = a.get(sub), b.get(sub)
                 if isinstance(x, (list, tuple, Mapping)) or isinstance(y, (list, tuple, Mapping)):
-                    out.append(f"{key}.{sub} (its probed values differ)")
+                    lines.append(f"{key}.{sub} (its probed values differ)")
                 else:
-                    out.append(f"{key}.{sub}: {_short(x)} in the checkpoint, {_short(y)} now")
+                    lines.append(f"{key}.{sub}: {_short(x)} in the checkpoint, {_short(y)} now")
+            if len(lines) > _MAX_DIFFERENCES:
+                lines[_MAX_DIFFERENCES:] = [f"{len(lines) - _MAX_DIFFERENCES} more in {key}"]
+            out.extend(lines)
         else:
             out.append(f"{key}: {_short(a)} in the checkpoint, {_short(b)} now")
     return out
+
+
+#: what a checkpoint's fingerprint holds about the model's structure (``Trainer._fingerprint``); a checkpoint
+#: written before these keys existed is compared on what it holds
+_MODEL_KEYS = ("model_modules", "model_tensors")
+#: differences listed per field of a fingerprint in a CheckpointMismatch message
+_MAX_DIFFERENCES = 4
+
+
+def _model_fingerprint(model: nn.Module) -> dict[str, dict[str, str]]:
+    """What defines ``model`` besides its trainable values: the class of every submodule, the name and shape
+    of every parameter and buffer, and a hash of the values of the buffers of the PINNs and PIGs inside it
+    (input box, Fourier matrix, periodic phases; fixed at construction). Other modules' buffers (e.g.
+    running statistics, which training changes) count by name and shape only."""
+    modules = {name: type(m).__name__ for name, m in model.named_modules() if name}
+    fixed = {id(b) for m in model.modules() if isinstance(m, _Normalized) for b in m.buffers(recurse=False)}
+    tensors = {name: f"parameter {tuple(p.shape)}" for name, p in model.named_parameters()}
+    for name, b in model.named_buffers():
+        text = f"buffer {tuple(b.shape)}"
+        if id(b) in fixed:
+            data = b.detach().double().cpu().contiguous().numpy().tobytes()
+            text += f" sha256 {hashlib.sha256(data).hexdigest()[:16]}"
+        tensors[name] = text
+    return {"model_modules": modules, "model_tensors": tensors}
 
 
 class _NonFiniteTrial(Exception):
@@ -263,6 +297,32 @@ class _NonFiniteTrial(Exception):
 def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"`{name}` must be an integer ≥ {minimum}, got {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    """A real number (Python or numpy scalar; not a bool, a string or a container)."""
+    real = isinstance(value, (numbers.Real, np.integer, np.floating))
+    return real and not isinstance(value, (bool, np.bool_))
+
+
+def _number(name: str, value: Any) -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is a real number."""
+    if not _is_number(value):
+        raise ValueError(f"`{name}` must be a number, got {value!r} ({type(value).__name__})")
+
+
+def _mapping(name: str, value: Any, example: str) -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is a mapping."""
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"`{name}` must be a mapping (a dict) like {example}, got {type(value).__name__} {value!r}"
+        )
+
+
+def _one_of(name: str, value: Any, choices: Any) -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is a string among ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -296,14 +356,21 @@ class TrainConfig:
             raises a ValueError if CUDA is asked for but not available). Not part of a checkpoint's
             fingerprint: a run may resume on another device.
         causal_chunks: causal weighting of the residual over this many time chunks (0: off; needs a
-            time coordinate), see :func:`sciml.pinn.strategies.causal_residual`.
+            time coordinate), see :func:`sciml.pinn.strategies.causal_residual`. Adam recomputes the chunk
+            weights at every step; L-BFGS once per step of its own (at the step's first evaluation, held
+            through the line search, which must see one objective), i.e. at every chunk of at most 50
+            iterations between resamplings, log entries and checkpoints.
         causal_eps: its causality parameter ε.
         rad: residual-based adaptive resampling (RAD): each resampling draws the residual points from a
-            uniform pool of ``rad_pool × n_residual`` with probability ``∝ |r|^rad_k / mean + rad_c``.
+            pool of ``rad_pool × n_residual`` (drawn as ``sampling`` says) with probability
+            ``∝ |r|^rad_k / mean + rad_c``. Needs ``resample_every > 0`` and ``rad_pool ≥ 2``.
         rad_pool, rad_k, rad_c: see ``rad``.
         balance: ``"none"`` or ``"grad_norm"``: loss weights balanced by the terms' gradient norms (Adam
             phase only; L-BFGS keeps the last weights), updated every ``balance_every`` iterations with
-            smoothing ``balance_alpha``; they multiply the configured weights.
+            smoothing ``balance_alpha``; the factors come from the unweighted terms and multiply the
+            configured weights; a term whose gradient norm is below machine ε of the largest one's (rounding
+            noise, e.g. a condition the architecture satisfies exactly) is left out of the balance (see
+            :class:`sciml.pinn.strategies.GradNormBalance`).
         preconditioned: weight of the preconditioned residual ``mean(((−Δ)⁻¹ r)²)`` on a grid of the
             domain's bounding box, added to the loss as the term ``"preconditioned"`` (0: off), see
             :class:`sciml.pinn.strategies.PreconditionedResidual`; it makes smooth errors cost what they
@@ -326,7 +393,9 @@ class TrainConfig:
             phase ``"average"``, for the averaged model). Needs ``resample_every > 0``.
 
     Raises:
-        ValueError: non-positive counts or rates, unknown dtype, engine or device.
+        ValueError: non-positive counts or rates, values of the wrong type (the message names the
+            field), unknown dtype, engine or device, and RAD that would change nothing (``rad=True`` with
+            ``resample_every=0`` or ``rad_pool=1``).
     """
 
     adam_iterations: int = 2000
@@ -368,6 +437,10 @@ class TrainConfig:
         _positive_int("lbfgs_iterations", self.lbfgs_iterations, 0)
         _positive_int("n_residual", self.n_residual)
         _positive_int("n_condition", self.n_condition)
+        _mapping("condition_points", self.condition_points, "{'initial': 2048}")
+        _mapping("weights", self.weights, "{'residual': 1e-3, 'dirichlet': 10}")
+        for name in ("lr_decay", "balance_alpha"):
+            _number(name, getattr(self, name))
         for name, n in self.condition_points.items():
             _positive_int(f"condition_points[{name!r}]", n)
         _positive_int("resample_every", self.resample_every, 0)
@@ -386,8 +459,7 @@ class TrainConfig:
         for key, w in self.weights.items():
             if not (isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0):
                 raise ValueError(f"loss weight {key!r} must be a finite number ≥ 0, got {w!r}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"`dtype` must be one of {list(_DTYPES)}, got {self.dtype!r}")
+        _one_of("dtype", self.dtype, _DTYPES)
         _positive_int("causal_chunks", self.causal_chunks, 0)
         _positive_int("rad_pool", self.rad_pool)
         _positive_int("balance_every", self.balance_every)
@@ -408,14 +480,23 @@ class TrainConfig:
                 raise ValueError(f"`{name}` must be a finite number ≥ 0, got {v!r}")
         if not isinstance(self.rad, bool):
             raise ValueError(f"`rad` must be True or False, got {self.rad!r}")
-        if self.balance not in ("none", "grad_norm"):
-            raise ValueError(f"`balance` must be 'none' or 'grad_norm', got {self.balance!r}")
+        if self.rad and self.resample_every == 0:
+            raise ValueError(
+                "`rad` draws new residual points where the residual is large at every resampling, and "
+                "resample_every=0 never resamples (the points would come once, from the untrained "
+                "network's residual): set resample_every > 0, or rad=False"
+            )
+        if self.rad and self.rad_pool < 2:
+            raise ValueError(
+                f"`rad_pool` = {self.rad_pool} with rad=True: RAD keeps n_residual of rad_pool × n_residual "
+                "candidates, so a pool of 1 is the sample itself and RAD would change nothing; use "
+                "rad_pool ≥ 2 (default 4), or rad=False"
+            )
+        _one_of("balance", self.balance, ("none", "grad_norm"))
         if not (0 <= self.balance_alpha < 1):
             raise ValueError(f"`balance_alpha` must be in [0, 1), got {self.balance_alpha!r}")
-        if self.engine not in ("auto", "jet", "autograd"):
-            raise ValueError(f"`engine` must be 'auto', 'jet' or 'autograd', got {self.engine!r}")
-        if self.sampling not in _SAMPLINGS:
-            raise ValueError(f"`sampling` must be one of {_SAMPLINGS}, got {self.sampling!r}")
+        _one_of("engine", self.engine, ("auto", "jet", "autograd"))
+        _one_of("sampling", self.sampling, _SAMPLINGS)
         object.__setattr__(self, "device", _device_name(self.device))
         object.__setattr__(self, "condition_points", dict(self.condition_points))
         object.__setattr__(self, "weights", dict(self.weights))
@@ -479,7 +560,8 @@ class Trainer:
             ``.npz`` / HDF5 file with arrays ``points`` and ``values`` (e.g. exported from a finite-element
             code). Only points inside the domain count; grid points outside it are NaN in
             ``prediction_grid``.
-        unknowns: coefficients of ``problem.params`` to fit (inverse problem): ``{"D": initial guess}``.
+        unknowns: coefficients of ``problem.params`` to fit (inverse problem): ``{"D": initial guess}``
+            (finite numbers).
         checkpoint: file for atomic checkpoints (and ``resume``): ``fit()`` refuses to overwrite an
             existing one (an earlier run's), ``fit(resume=True)`` needs it.
 
@@ -492,12 +574,19 @@ class Trainer:
             built for another problem, e.g. before ``problem.replace(...)``: wrap the network with
             ``Constrained(net, problem.constraint)``), unknown coefficient or loss-term names, a residual /
             condition that returns the wrong shape or asks for an unknown derivative, or a reference that
-            does not fit the problem (see :meth:`set_reference`).
+            does not fit the problem (see :meth:`set_reference`), or ``unknowns`` that are not a mapping
+            of names to finite numbers.
+        TypeError: a ``problem``, ``model`` or ``config`` of the wrong type (a dict for ``config``: pass
+            ``TrainConfig(**config)``).
 
     Warns:
         UserWarning: a problem with ``constraint="auto"`` and a model not wrapped in it (wrap it:
-            ``Constrained(net, problem.constraint)``), or a time coordinate without an ``InitialValue``
-            condition (and no ``Observations``).
+            ``Constrained(net, problem.constraint)``), a time coordinate without an ``InitialValue``
+            condition (and no ``Observations``), a PINN periodic in a coordinate without a ``Periodic``
+            condition, and options that would have no effect: ``balance="grad_norm"`` without Adam
+            iterations, ``weights`` or ``condition_points`` for conditions the hard constraint enforces,
+            ``unknowns`` that neither the residual nor a condition reads, or ``unknowns`` without any
+            ``Observations``.
     """
 
     def __init__(
@@ -514,6 +603,12 @@ class Trainer:
             raise TypeError(f"`problem` must be a PDEProblem, got {type(problem).__name__}")
         if not isinstance(model, nn.Module):
             raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+        if config is not None and not isinstance(config, TrainConfig):
+            raise TypeError(
+                f"`config` must be a TrainConfig, got {type(config).__name__}"
+                + (": pass TrainConfig(**config)" if isinstance(config, Mapping) else "")
+            )
+        unknowns = self._check_unknowns(problem, unknowns)
         self.problem = problem
         self._warn_setup(model)
         self.config = config or TrainConfig()
@@ -532,7 +627,6 @@ class Trainer:
         domain = problem.domain
         self._check_model()
 
-        unknowns = dict(unknowns or {})
         missing = set(unknowns) - set(problem.params)
         if missing:
             raise ValueError(
@@ -560,6 +654,7 @@ class Trainer:
         if bad:
             raise ValueError(f"`condition_points` names unknown conditions {sorted(bad)}")
         self.weights = {t: float(self.config.weights.get(t, problem.weight(t))) for t in terms}
+        self._warn_options(unknowns)
         #: the preconditioned residual term (``None`` when ``config.preconditioned`` is 0)
         self._preconditioned: strategies.PreconditionedResidual | None = None
         if self.config.preconditioned > 0:
@@ -594,6 +689,17 @@ class Trainer:
         stats = torch.Generator(device=self.device).manual_seed(int(self.config.seed) + 7919)
         self._stats_x = domain.sample(_N_RESIDUAL_STATS, stats, dtype=self.dtype, device=self.device)
         self.keys = self._probe()
+        if self._unread:
+            warnings.warn(
+                f"unknowns {self._unread} are never read by the residual or a condition of {problem.name} "
+                "(no gradient reaches them), so they would stay at their initial guesses: read them as "
+                f"params[{self._unread[0]!r}] in the residual, or drop them from `unknowns`",
+                stacklevel=2,
+            )
+        #: causal weighting: the chunk weights that L-BFGS holds through one of its steps (``None``: the
+        #: loss computes them, as it always does in the Adam phase)
+        self._causal_weights: torch.Tensor | None = None
+        self._hold_causal = False
         if self.config.causal_chunks and problem.domain.time_index is None:
             raise ValueError(
                 f"`causal_chunks` weights the residual over time, but {problem.name} has no time "
@@ -606,6 +712,68 @@ class Trainer:
             )
 
     # ----------------------------------------------------------------- validation
+    @staticmethod
+    def _check_unknowns(problem: PDEProblem, unknowns: Any) -> dict[str, float]:
+        """``unknowns`` as ``{name: initial guess}`` of finite floats.
+
+        Raises:
+            ValueError: not a mapping of names to numbers, or a guess that is not finite.
+        """
+        name = next(iter(problem.params), "D")
+        example = f"e.g. {{{name!r}: 0.1}}"
+        if unknowns is None:
+            return {}
+        if not isinstance(unknowns, Mapping) or not all(
+            isinstance(k, str) and (_is_number(v) or (torch.is_tensor(v) and v.numel() == 1))
+            for k, v in unknowns.items()
+        ):
+            raise ValueError(
+                f"`unknowns` must map coefficient names to initial guesses (numbers), {example}, got "
+                f"{unknowns!r}"
+            )
+        out = {k: float(v) for k, v in unknowns.items()}
+        for k, v in out.items():
+            if not math.isfinite(v):
+                raise ValueError(
+                    f"the initial guess of unknowns[{k!r}] is {v}, which is not finite: give a finite "
+                    f"number, e.g. unknowns={{{k!r}: 0.1}}"
+                )
+        return out
+
+    def _warn_options(self, unknowns: Mapping[str, float]) -> None:
+        """Warn (UserWarning) about options that would have no effect: ``balance="grad_norm"`` without Adam
+        iterations, ``weights`` / ``condition_points`` for conditions the hard constraint enforces, and
+        ``unknowns`` without any ``Observations``."""
+        cfg, problem = self.config, self.problem
+        if cfg.balance == "grad_norm" and cfg.adam_iterations == 0:
+            warnings.warn(
+                "balance='grad_norm' balances the loss weights during the Adam phase only, and "
+                "adam_iterations=0: L-BFGS trains with the configured weights. Give Adam iterations "
+                "(adam_iterations > 0), or set balance='none'",
+                stacklevel=3,
+            )
+        model = self.model.windows[0] if self.window_problems else self.model
+        enforced = set(model.constraint.enforces) if isinstance(model, Constrained) else set()
+        ignored = {
+            option: {k: v for k, v in getattr(cfg, option).items() if k in enforced}
+            for option in ("weights", "condition_points")
+        }
+        if any(ignored.values()):
+            what = " and ".join(f"{option} {value}" for option, value in ignored.items() if value)
+            warnings.warn(
+                f"the model's hard constraint enforces {sorted(enforced)} exactly, so they are not loss "
+                f"terms: TrainConfig {what} have no effect. Drop them, or train those conditions in the loss "
+                "(a model not wrapped in Constrained, or a problem built with constraint=None)",
+                stacklevel=3,
+            )
+        if unknowns and not any(isinstance(c, Observations) for c in problem.conditions):
+            warnings.warn(
+                f"unknowns {sorted(unknowns)} are fitted without any Observations condition: the PDE and its "
+                "boundary and initial conditions alone rarely determine a coefficient. Add data, "
+                "PDEProblem(..., conditions=(..., Observations(points=..., values=...)))",
+                stacklevel=3,
+            )
+
     def _marching_model(
         self, problem: PDEProblem, model: nn.Module, unknowns: Mapping[str, float] | None
     ) -> tuple[strategies.TimeWindows, list[PDEProblem]]:
@@ -633,6 +801,22 @@ class Trainer:
         ``constraint="auto"`` and a model not wrapped in it, or a time coordinate without an
         ``InitialValue`` condition (nor ``Observations``, which may determine the solution instead)."""
         problem = self.problem
+        periodic = {
+            problem.domain.names[i]
+            for m in model.modules()
+            if isinstance(m, _Normalized)
+            for i in getattr(m, "periodic", ())
+            if i < problem.domain.ndim
+        }
+        declared = {c.coordinate for c in problem.conditions if isinstance(c, Periodic)}
+        for name in sorted(periodic - declared):
+            warnings.warn(
+                f"the model is periodic in {name!r} (PINN(..., periodic=...)), but {problem.name} has no "
+                f"Periodic condition on {name!r}: the model cannot represent a solution that is not periodic "
+                f"there. If the solution is periodic, add Periodic(coordinate={name!r}) to the conditions "
+                "(the embedding then satisfies it); if not, leave the column out of periodic=",
+                stacklevel=3,
+            )
         if problem.constraint_from_conditions and not isinstance(model, Constrained):
             warnings.warn(
                 f"{problem.name} has a hard constraint (constraint='auto') but the model is not wrapped in "
@@ -676,11 +860,13 @@ class Trainer:
 
     def _check_box(self) -> None:
         """Every PINN / PIG inside the model (also inside a Constrained or time-window wrapper) maps a box
-        that covers the domain's bounding box to [−1, 1]^d; other modules are not checked.
+        that covers the domain's bounding box to [−1, 1]^d, and a PINN's periodic columns span exactly the
+        domain's extent (their period is the box's width); other modules are not checked.
 
         Raises:
             ValueError: a box that leaves part of the domain outside (the default [−1, 1]^d of a model
-                built without ``lower=`` / ``upper=`` on another domain).
+                built without ``lower=`` / ``upper=`` on another domain), or whose periodic column is
+                wider or narrower than the domain (the model would repeat with another period).
         """
         domain = self.problem.domain
         lo, hi = np.asarray(domain.lower, dtype=float), np.asarray(domain.upper, dtype=float)
@@ -692,10 +878,27 @@ class Trainer:
             if centre.shape != lo.shape:  # a sub-model on other coordinates: not ours to judge
                 continue
             slack = 1e-5 * (np.abs(half) + np.abs(centre)) + 1e-6 * (hi - lo)  # the box is stored in float32
-            if np.all(centre - half <= lo + slack) and np.all(centre + half >= hi - slack):
-                continue
             fmt = lambda a: "[" + ", ".join(f"{v:g}" for v in a) + "]"  # noqa: E731
             kind = type(module).__name__
+            covers = np.all(centre - half <= lo + slack) and np.all(centre + half >= hi - slack)
+            for i in getattr(module, "periodic", ()) if covers else ():
+                if (
+                    abs(centre[i] - half[i] - lo[i]) <= slack[i]
+                    and abs(centre[i] + half[i] - hi[i]) <= slack[i]
+                ):
+                    continue
+                name = domain.names[i]
+                raise ValueError(
+                    f"the model's {kind} is periodic in {name!r} with the period of its box, lower="
+                    f"{fmt(centre - half)}, upper={fmt(centre + half)}: {2 * half[i]:g} in {name!r}, but "
+                    f"{self.problem.name}'s domain spans [{lo[i]:g}, {hi[i]:g}] there, so the model would "
+                    f"repeat with another period than the domain's (a {kind} built without lower=/upper= has "
+                    f"the box [-1, 1] per coordinate). Build it with the domain's box, e.g. "
+                    f"{kind}({domain.ndim}, ..., periodic=({i},), lower=problem.domain.lower, "
+                    "upper=problem.domain.upper)"
+                )
+            if covers:
+                continue
             raise ValueError(
                 f"the model's {kind} maps the box lower={fmt(centre - half)}, upper={fmt(centre + half)} to "
                 f"[-1, 1]^{domain.ndim}, but {self.problem.name}'s domain spans lower={fmt(lo)}, "
@@ -775,7 +978,8 @@ class Trainer:
         return {**self.problem.params, **dict(self.coefficients.items())}
 
     def _probe(self) -> dict[str, set]:
-        """Run the residual and each condition once by autograd: check shapes, record derivative keys."""
+        """Run the residual and each condition once by autograd: check shapes, record derivative keys, and
+        set ``_unread`` to the unknown coefficients that no gradient of them reaches."""
         problem, domain = self.problem, self.problem.domain
         n = 8
         g = torch.Generator().manual_seed(1)
@@ -795,6 +999,7 @@ class Trainer:
                 f"shape {sorted(allowed)} (n_equations = {problem.n_equations})"
             )
         keys["residual"] = set(d.requested)
+        outputs = [r]
         for c in self.conditions:
             xc = c.sample(domain, 4, g, self.dtype).to(self.device)
             dc = AutogradDerivatives(self.model, xc, domain.names, problem.fields)
@@ -805,6 +1010,18 @@ class Trainer:
             if not torch.is_tensor(rc) or rc.ndim != 1:
                 raise ValueError(f"{problem.name}: condition {c.name!r} must return a 1-D tensor")
             keys[c.name] = set(dc.requested)
+            outputs.append(rc)
+        #: unknown coefficients that neither the residual nor a condition reads (their gradient is None)
+        self._unread: list[str] = []
+        if self.coefficients:
+            used = [o.sum() for o in outputs if o.requires_grad]
+            coefficients = list(self.coefficients.values())
+            grads = (
+                torch.autograd.grad(used, coefficients, allow_unused=True)
+                if used
+                else [None] * len(coefficients)
+            )
+            self._unread = sorted(k for k, g in zip(self.coefficients, grads) if g is None)
         return keys
 
     # ----------------------------------------------------------------- loss
@@ -837,12 +1054,14 @@ class Trainer:
         squares = self.problem.residual(d.x, d, params) ** 2
         if self.config.causal_chunks:  # causal weighting over time chunks (sciml.pinn.strategies)
             domain, ti = self.problem.domain, self.problem.domain.time_index
-            terms = {
-                "residual": strategies.causal_residual(
-                    squares, d.x[:, ti], float(domain.lower[ti]), float(domain.upper[ti]),
-                    self.config.causal_chunks, self.config.causal_eps,
-                )[0]
-            }  # fmt: skip
+            held = self._causal_weights if self._hold_causal else None
+            residual, weights = strategies.causal_residual(
+                squares, d.x[:, ti], float(domain.lower[ti]), float(domain.upper[ti]),
+                self.config.causal_chunks, self.config.causal_eps, weights=held,
+            )  # fmt: skip
+            if self._hold_causal and held is None:  # L-BFGS: the step's first evaluation sets them
+                self._causal_weights = weights
+            terms = {"residual": residual}
         else:
             terms = {"residual": squares.mean()}
         if self._preconditioned is not None:
@@ -861,7 +1080,9 @@ class Trainer:
         if not cfg.rad:
             return points
         domain, n = self.problem.domain, cfg.n_residual
-        pool = domain.sample(n * cfg.rad_pool, self.generator, dtype=self.dtype, device=self.device)
+        pool = domain.sample(
+            n * cfg.rad_pool, self.generator, dtype=self.dtype, device=self.device, method=cfg.sampling
+        )
 
         def residual(x: torch.Tensor) -> torch.Tensor:
             d = self._derivatives("residual", x)
@@ -1032,10 +1253,14 @@ class Trainer:
         return self.problem.fingerprint()
 
     def _fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed: the problem, the model (its class, parameter count and
+        structure, :func:`_model_fingerprint`; not its trainable values), the config (but the device) and
+        the unknowns' names."""
         return {
             "problem": self._problem_fingerprint,
             "model": type(self.model).__name__,
             "params": self._n_params,
+            **_model_fingerprint(self.model),
             "config": {k: v for k, v in self.config.to_dict().items() if k != "device"},
             "unknowns": sorted(self.coefficients.keys()),
         }
@@ -1050,6 +1275,8 @@ class Trainer:
             return None
         state = load_checkpoint(self.checkpoint)
         stored, now = state.get("fingerprint", {}), self._fingerprint()
+        if stored and not any(key in stored for key in _MODEL_KEYS):  # written before the model's structure
+            now = {k: v for k, v in now.items() if k not in _MODEL_KEYS}  # was part of it
         if stored != now:
             diff = sorted(k for k in now if stored.get(k) != now[k])
             details = "; ".join(_fingerprint_differences(stored, now))
@@ -1305,6 +1532,7 @@ class Trainer:
                     value = float(total.detach())
                     if not math.isfinite(value):
                         raise _NonFiniteTrial
+                    last.setdefault("start", value)  # the step's first evaluation: at its start point
                     last["total"] = value
                     last["terms"] = {k: v.detach() for k, v in terms.items()}
                     return scaled
@@ -1329,8 +1557,15 @@ class Trainer:
                     before = state.get("n_iter", 0)
                     loss_before = last.get("total", math.inf)
                     kept = [p.detach().clone() for p in params]
+                    # causal weighting: the weights of the step's first evaluation hold through the step, so
+                    # that the line search sees one objective (recomputed at the next step)
+                    self._causal_weights, self._hold_causal = None, bool(cfg.causal_chunks)
+                    last.pop("start", None)
                     try:
-                        opt.step(closure)
+                        try:
+                            opt.step(closure)
+                        finally:
+                            self._hold_causal = False
                     except _NonFiniteTrial:
                         # a line-search trial left the finite region: roll back to the parameters before
                         # this chunk, forget the curvature pairs and try again; give up after 3 in a row
@@ -1356,8 +1591,16 @@ class Trainer:
                     ran = opt.state[opt._params[0]].get("n_iter", 0) - before
                     iteration += ran
                     bar.update(ran)
-                    if ran < chunk:  # stopped early: no descent direction or no progress
-                        stalls = stalls + 1 if last.get("total", math.inf) >= loss_before else 1
+                    # progress: the parameters moved (the line search accepts only a decrease) and the loss
+                    # fell; with causal weights, against this step's start under the same weights. An
+                    # iteration whose line search found no step still counts in n_iter, so a chunk of a few
+                    # iterations can run to its end without moving: that is a stall too
+                    moved = any(not torch.equal(p, k) for p, k in zip(params, kept))
+                    if cfg.causal_chunks:
+                        loss_before = last.get("start", loss_before)
+                    progress = moved and last.get("total", math.inf) < loss_before
+                    if ran < chunk or not moved:  # stopped early (no descent direction or no progress)
+                        stalls = 1 if progress else stalls + 1
                         opt.state = defaultdict(dict)  # forget the curvature pairs, restart
                         if ran == 0 or stalls >= 3:
                             message = (
@@ -1525,6 +1768,9 @@ class _WindowTrainer(Trainer):
 
     def _warn_setup(self, model: nn.Module) -> None:
         pass  # the parent warned about the whole problem
+
+    def _warn_options(self, unknowns: Mapping[str, float]) -> None:
+        pass  # and about the whole run's options
 
 
 def train(
