@@ -514,6 +514,20 @@ def _check_first_evaluation(problem: ODEProblem, k1: Any) -> None:
         raise ValueError(f"`f(t0, y0)` is not finite (t0 = {problem.t_span[0]}); check the vector field")
 
 
+def _within_resolution(rtol: Any, atol: Any, y0: torch.Tensor, factor: float) -> tuple[float, float] | None:
+    """``(eps, max|y0|)`` when some entry's tolerance at the state's scale, ``atol + rtol·max|y0|``, is below
+    ``factor · eps · max|y0|`` (``eps`` of ``y0``'s dtype), else None (also for a non-float, empty or zero
+    state, which has no scale to compare with)."""
+    if not y0.is_floating_point() or y0.numel() == 0:
+        return None
+    eps = torch.finfo(y0.dtype).eps
+    size = float(y0.detach().abs().max())
+    if not size > 0:
+        return None
+    tol = torch.as_tensor(atol, dtype=torch.float64) + torch.as_tensor(rtol, dtype=torch.float64) * size
+    return (eps, size) if bool((tol < factor * eps * size).any()) else None
+
+
 def _resolution_note(rtol: Any, atol: Any, y0: torch.Tensor) -> str:
     """A sentence when the tolerances ask for less than the state's dtype resolves, else "".
 
@@ -521,15 +535,10 @@ def _resolution_note(rtol: Any, atol: Any, y0: torch.Tensor) -> str:
     dtype's resolution there, ``eps·max|y0|``: float32 with rtol = 1e-12 (or 1e-8) is flagged, torchdiffeq's
     defaults rtol = 1e-7, atol = 1e-9 (which float32 solves take in their stride) and float64 at any usual
     tolerance are not. A state that is exactly zero has no scale to compare with: nothing is said."""
-    if not y0.is_floating_point() or y0.numel() == 0:
+    scale = _within_resolution(rtol, atol, y0, 0.25)
+    if scale is None:
         return ""
-    eps = torch.finfo(y0.dtype).eps
-    size = float(y0.detach().abs().max())
-    if not size > 0:
-        return ""
-    tol = torch.as_tensor(atol, dtype=torch.float64) + torch.as_tensor(rtol, dtype=torch.float64) * size
-    if not bool((tol < 0.25 * eps * size).any()):
-        return ""
+    eps, size = scale
     fix = "use float64 (y0.double()) or loosen them" if y0.dtype != torch.float64 else "loosen them"
     return (
         f"rtol/atol (rtol={_tol_repr(rtol)}, atol={_tol_repr(atol)}) ask for less than {y0.dtype} resolves "
@@ -545,15 +554,10 @@ def _implicit_precision_note(rtol: Any, atol: Any, y0: torch.Tensor) -> str:
     The linear solves with ``I − hγJ`` lose further digits in low precision, while the error estimate still
     passes: Rodas5P on the Oregonator over [0, 360] at rtol 1e-6 ends 120× farther from the solution in
     float32 than in float64 (1e-5: 20×), with status SUCCESS. float64 states are never flagged."""
-    if not y0.is_floating_point() or y0.dtype == torch.float64 or y0.numel() == 0:
+    scale = _within_resolution(rtol, atol, y0, 100.0) if y0.dtype != torch.float64 else None
+    if scale is None:
         return ""
-    eps = torch.finfo(y0.dtype).eps
-    size = float(y0.detach().abs().max())
-    if not size > 0:
-        return ""
-    tol = torch.as_tensor(atol, dtype=torch.float64) + torch.as_tensor(rtol, dtype=torch.float64) * size
-    if not bool((tol < 100 * eps * size).any()):
-        return ""
+    eps = scale[0]
     return (
         f"rtol/atol (rtol={_tol_repr(rtol)}, atol={_tol_repr(atol)}) are within 100× of {y0.dtype}'s "
         f"resolution (eps = {eps:.3g}): implicit methods lose further digits in their linear solves, so the "
@@ -795,11 +799,8 @@ def solve(
     t0, t1 = problem.t_span
     rtol, atol = check_tolerances(rtol, atol, y0)
     resolution = _resolution_note(rtol, atol, y0)
-    if resolution:
-        import warnings
-
-        warnings.warn(f"solve(): {resolution}.", UserWarning, stacklevel=2)
-    elif isinstance(rk, ImplicitMethod) and (note := _implicit_precision_note(rtol, atol, y0)):
+    note = resolution or (_implicit_precision_note(rtol, atol, y0) if isinstance(rk, ImplicitMethod) else "")
+    if note:
         import warnings
 
         warnings.warn(f"solve(): {note}.", UserWarning, stacklevel=2)
