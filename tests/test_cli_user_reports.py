@@ -275,6 +275,17 @@ def test_bench_checks_the_json_path_before_running(tmp_path, capsys, monkeypatch
     _refused(argv, capsys, "--json", str(path))
 
 
+@pytest.mark.parametrize("mode, name", [([], "node.json"), (["--sweep"], "node-sweep.json"),
+                                        (["--e2e"], "node-e2e.json")])  # fmt: skip
+def test_bench_node_modes_write_their_own_json(tmp_path, monkeypatch, mode, name):
+    """A sweep and an end-to-end run into one --out keep both files (each used to overwrite node.json)."""
+    import sciml.bench.node as node
+
+    monkeypatch.setattr(node, "run", lambda args: {"rows": []})
+    assert main(["bench", "node", *mode, "--tasks", "mnist1d", "--out", str(tmp_path)]) == 0
+    assert [p.name for p in tmp_path.glob("*.json")] == [name]
+
+
 def test_an_os_error_is_one_line_naming_the_path(tmp_path, capsys, monkeypatch):
     import sciml.bench.relax as relax
 

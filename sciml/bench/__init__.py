@@ -1,7 +1,8 @@
 """``sciml bench NAME``: benchmarks against the baselines users already have, in one run.
 
 Each entry of :data:`BENCHMARKS` names a module with ``DESCRIPTION``, optional ``add_arguments(parser)``,
-``check_args(args)`` (refuses bad options before ``--out`` is created) and ``interrupt_hint(args)``, and
+``check_args(args)`` (refuses bad options before ``--out`` is created), ``interrupt_hint(args)`` and
+``json_stem(args)`` (the default JSON's name for a mode, so that modes do not overwrite each other's), and
 ``run(args) -> dict``; see :mod:`sciml.bench.report` for the shared
 contract.
 """
@@ -41,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--out", default="bench-results", help="directory for JSON and PNG (default: %(default)s)"
         )
-        p.add_argument("--json", default=None, help="JSON path (default: OUT/NAME.json)")
+        default_json = getattr(module, "JSON_DEFAULT", "OUT/NAME.json")
+        p.add_argument("--json", default=None, help=f"JSON path (default: {default_json})")
         if hasattr(module, "add_arguments"):
             module.add_arguments(p)
 
@@ -55,7 +57,8 @@ def json_path(args: argparse.Namespace) -> Path:
     """
     out = check_writable_dir(args.out)
     if not args.json:
-        path = out / f"{args.benchmark}.json"
+        stem = getattr(importlib.import_module(BENCHMARKS[args.benchmark]), "json_stem", None)
+        path = out / f"{stem(args) if stem is not None else args.benchmark}.json"
         if path.is_dir():
             raise ValueError(f"--out {out} holds a folder named {path.name}, where the JSON goes; move it")
         return path

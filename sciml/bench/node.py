@@ -260,6 +260,17 @@ def check_args(args: argparse.Namespace) -> None:
         bench_variants(args, tasks)
 
 
+#: the ``--json`` help's default: each mode writes its own file
+JSON_DEFAULT = "OUT/node.json; OUT/node-sweep.json with --sweep, OUT/node-e2e.json with --e2e"
+
+
+def json_stem(args: argparse.Namespace) -> str:
+    """The default JSON's name: ``node``, ``node-sweep`` or ``node-e2e``, so one ``--out`` keeps all three."""
+    if getattr(args, "sweep", False):
+        return "node-sweep"
+    return "node-e2e" if getattr(args, "e2e", False) else "node"
+
+
 def run(args: argparse.Namespace) -> dict:
     check_args(args)
     if getattr(args, "sweep", False):
