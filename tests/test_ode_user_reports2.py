@@ -212,3 +212,34 @@ def test_float32_tolerance_below_resolution_warns():
         odeint(lambda t, y: -y, torch.ones(3), torch.tensor([0.0, 1.0]))
         # implicit methods in float32 warn from rtol 1e-5 on (test_stiff_review_fixes), not at 1e-4
         solve(ODEProblem(lambda t, y: -y, torch.ones(3), (0.0, 1.0)), "rodas5p", rtol=1e-4, atol=1e-6)
+
+
+class _DefinedOnlyUntil(torch.nn.Module):
+    """A slow field defined only for t ≤ t_end (an interpolated input, say): evaluating past it fails."""
+
+    def __init__(self, t_end: float):
+        super().__init__()
+        self.t_end, self.rate = t_end, torch.nn.Parameter(torch.tensor(1e-3, dtype=torch.float64))
+
+    def forward(self, t, y):
+        if float(t) > self.t_end * (1 + 1e-12):
+            raise RuntimeError(f"field evaluated at t={float(t)} past its end {self.t_end}")
+        return -self.rate * y
+
+
+def test_initial_step_probe_stays_inside_the_span():
+    """Hairer's starting-step probe evaluated f at t0 + 10 on a span [0, 1] (scipy clips it to the span)."""
+    field = _DefinedOnlyUntil(1.0)
+    y0 = torch.ones(3, dtype=torch.float64)
+    sol = solve(ODEProblem(field, y0, (0.0, 1.0)), rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(sol.ys[-1], y0 * math.exp(-1e-3), rtol=1e-8, atol=0)
+    backward = solve(ODEProblem(_DefinedOnlyUntil(0.0), y0, (0.0, -1.0)), rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(backward.ys[-1], y0 * math.exp(1e-3), rtol=1e-8, atol=0)
+
+
+def test_local_step_probe_stays_inside_the_span():
+    from sciml.neural_de import NeuralODE
+
+    model = NeuralODE(_DefinedOnlyUntil(1.0), t_span=(0.0, 1.0), rtol=1e-6, atol=1e-9)
+    value = model.local_error(0.99, torch.ones(2, 3, dtype=torch.float64))
+    assert torch.isfinite(value) and value >= 0

@@ -506,7 +506,9 @@ class NeuralODE(nn.Module):
         with torch.no_grad():
             order = rk.tableau.error_order or rk.tableau.order
             k1_value = k1.detach()
-            h = initial_step_size(f, t, flat, k1_value, direction, order, self.rtol, self.atol, shape=shape)
+            h = initial_step_size(
+                f, t, flat, k1_value, direction, order, self.rtol, self.atol, shape=shape, span=abs(t1 - t)
+            )
             h = direction * min(abs(h), abs(t1 - t))  # end at t1, as the solver's last step does
         if isinstance(rk, ESDIRK):
             rk.begin(self.rtol, self.atol)  # its Newton test in the model's tolerances, as in the main solve

@@ -241,11 +241,13 @@ def initial_step_size(
     *,
     shape: torch.Size | None = None,
     part: slice = slice(None),
+    span: float = math.inf,
 ) -> float:
     """Hairer's starting step (Hairer, Nørsett & Wanner I, II.4): one extra evaluation of ``f``.
 
     ``f`` takes states of ``shape`` (default flat); ``part`` restricts the norms to part of the flat state
-    (tolerances then refer to that part).
+    (tolerances then refer to that part); ``span`` = |t1 − t0| keeps the probe evaluation inside the
+    interval (as scipy's), for fields defined only there.
     Returns the signed step size as a host float (a decision, not differentiated).
     """
     with torch.no_grad():
@@ -257,6 +259,7 @@ def initial_step_size(
         h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
         if not (math.isfinite(h0) and h0 > 0):  # atol = 0 on an entry that starts at 0 but moves: d1 = inf
             h0 = 1e-6
+        h0 = min(h0, span) if span > 0 else h0
         z = y0 + direction * h0 * f0
         f1 = f(t0 + direction * h0, z.view(shape) if shape is not None else z).reshape(-1)[part]
         d2 = float(torch.linalg.vector_norm((f1 - f_0) / scale)) / n / h0

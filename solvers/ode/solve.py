@@ -163,7 +163,9 @@ def _integrate(
         h = direction * abs(dt0)
     else:
         order = tab.error_order or tab.order
-        h = initial_step_size(field_, t0, y0, k1, direction, order, rtol, atol, shape=shape, part=sl)
+        h = initial_step_size(
+            field_, t0, y0, k1, direction, order, rtol, atol, shape=shape, part=sl, span=abs(t1 - t0)
+        )
     h = math.copysign(min(abs(h), controller.dt_max), direction)
     k_exp = (tab.error_order or tab.order) + 1
     ctrl_state = controller.new_state()
