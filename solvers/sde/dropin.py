@@ -31,8 +31,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from sciml.problems.sde import NOISE_TYPES, SDE_TYPES
+from sciml.problems.sde import NOISE_TYPES, SDE_TYPES, SDEProblem
 from sciml.solvers.controllers import ConstantSteps
+from sciml.solvers.ode.solve import check_tolerance
 from sciml.solvers.sde.methods import (
     SDEMethod,
     SDESolverStats,
@@ -41,7 +42,13 @@ from sciml.solvers.sde.methods import (
     default_method,
     get_method,
 )
-from sciml.solvers.sde.solve import DEFAULT_CONTROLLER, _check_brownian_span, _integrate
+from sciml.solvers.sde.solve import (
+    DEFAULT_CONTROLLER,
+    _channels,
+    _check_brownian_span,
+    _check_first_evaluations,
+    _integrate,
+)
 from sciml.solvers.solution import SolveError, Status
 
 __all__ = ["sdeint", "sdeint_adjoint", "TORCHSDE_METHODS"]
@@ -247,45 +254,40 @@ def _run(
     times = _times(ts, y0)
     if logqp:
         y0 = torch.cat([y0, y0.new_zeros(y0.shape[0], 1)], dim=1)
-    if adaptive and method == "euler" and contract.noise_type != "additive":
+    t0, t1 = times[0], times[-1]
+    # solve()'s checks: y0 (SDEProblem; g_prod stands in for a missing g, never called as g), the
+    # tolerances of adaptive steps, and f(t0, y0), g(t0, y0) below
+    problem = SDEProblem(contract.f, contract.g or contract.g_prod, y0, (t0, t1), contract.noise_type,
+                         contract.sde_type)  # fmt: skip
+    if adaptive:  # fixed steps ignore them, as torchsde's
+        rtol = check_tolerance("rtol", rtol, y0, positive=True)
+        atol = check_tolerance("atol", atol, y0, positive=True)
+    stepper, name = _resolve(method, contract, adaptive, options, bm is not None)
+    if adaptive and name == "euler" and contract.noise_type != "additive":  # also method=None (resolved)
         warnings.warn(
             "adaptive steps with Euler–Maruyama are not guaranteed to converge for non-additive noise "
             "(as torchsde warns); use method='srk' or 'milstein'",
             UserWarning,
             stacklevel=3,
         )
-    stepper, name = _resolve(method, contract, adaptive, options, bm is not None)
     dt = float(dt)
     if not (dt > 0 and math.isfinite(dt)):
         raise ValueError(f"`dt` must be a positive finite step, got {dt}")
-    t0, t1 = times[0], times[-1]
     t0_tensor = torch.tensor(t0, dtype=y0.dtype, device=y0.device)
     stats = SDESolverStats()
-    terms = Terms(contract.f, contract.g, contract.noise_type, stats, y0, g_prod=contract.g_prod)
+    terms = Terms(contract.f, contract.g, contract.noise_type, stats, y0, g_prod=contract.g_prod,
+                  sde_type=contract.sde_type)  # fmt: skip
     G = contract.g(t0_tensor, y0) if contract.g is not None else None
-    if G is not None:
-        want = 2 if contract.noise_type == "diagonal" else 3
-        if G.ndim != want or G.shape[:2] != y0.shape:
+    m = _channels(contract.noise_type, y0, G)
+    if G is None and not m:  # matrix noise given by g_prod only: the Brownian motion says how many channels
+        if bm is None:
             raise ValueError(
-                f"diffusion returned shape {tuple(G.shape)}; {contract.noise_type!r} noise needs "
-                + ("(batch, d)" if want == 2 else "(batch, d, m)")
+                "cannot infer the number of Brownian channels from `g_prod`: pass `bm` or define `g`"
             )
-        m = y0.shape[1] if contract.noise_type == "diagonal" else G.shape[-1]
-    elif bm is not None:
         m = bm.shape[-1]
-    else:
-        raise ValueError(
-            "cannot infer the number of Brownian channels from `g_prod`: pass `bm` or define `g`"
-        )
     contract.m = m
     F = contract.f(t0_tensor, y0)
-    if not torch.is_tensor(F) or F.shape != y0.shape:
-        raise ValueError(
-            f"drift returned {tuple(F.shape) if torch.is_tensor(F) else type(F).__name__} for "
-            f"y0 of shape {tuple(y0.shape)}; they must match"
-        )
-    if contract.noise_type == "scalar" and m != 1:
-        raise ValueError(f"scalar noise has one Brownian channel; the diffusion has {m}")
+    _check_first_evaluations(problem, F, G, m)
     if bm is None:
         import torchsde
 
@@ -337,8 +339,8 @@ def _run(
         times,
         bm,
         save_steps=False,
-        rtol=float(rtol),
-        atol=float(atol),
+        rtol=rtol if adaptive else float(rtol),
+        atol=atol if adaptive else float(atol),
         controller=controller,
         dt0=dt if adaptive else None,
         max_steps=max_steps,

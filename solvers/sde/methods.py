@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+from sciml.problems.sde import NOISE_TYPES, SDE_TYPES
 from sciml.solvers.sde.tableau import SRA_TABLEAUS, SRI_TABLEAUS, SRATableau, SRITableau
 from sciml.solvers.solution import SolverStats
 
@@ -71,9 +72,10 @@ class Terms:
         stats: SDESolverStats,
         like: torch.Tensor,
         g_prod: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        sde_type: str = "ito",
     ):
         self._f, self._g, self._g_prod = drift, diffusion, g_prod
-        self.noise_type = noise_type
+        self.noise_type, self.sde_type = noise_type, sde_type
         self.stats = stats
         self.dtype, self.device = like.dtype, like.device
         self.elementwise = noise_type in ("diagonal", "scalar")
@@ -87,10 +89,14 @@ class Terms:
         return self._f(self._time(t), y)
 
     def g(self, t: float, y: torch.Tensor) -> torch.Tensor:
-        if self._g is None:
+        if self._g is None:  # the methods that use only g_prod: Euler–Maruyama, midpoint, Heun, log-ODE
+            works = ["euler"] if self.sde_type == "ito" else ["midpoint", "heun"]
+            if self.sde_type != "ito" and self.noise_type != "general":  # no Lévy-area term, which needs g
+                works.append("log_ode")
             raise ValueError(
                 "this method needs the diffusion matrix `g(t, y)` but the SDE defines only the product "
-                "`g_prod(t, y, v)`; define `g` (or `f_and_g`), or choose euler, midpoint, heun or euler_heun"
+                f"`g_prod(t, y, v)`; define `g` (or `f_and_g`), or choose {' or '.join(works)} (the "
+                f"{self.sde_type} methods that need only g_prod for {self.noise_type} noise)"
             )
         self.stats.nfe_diffusion += 1
         self.stats.nfe += 1
@@ -277,7 +283,7 @@ class Milstein(SDEMethod):
         correction = None
         if terms.noise_type != "additive":
             sqrt_h = math.sqrt(abs(h))
-            if not self.grad_free:  # g ∂g by one vector-Jacobian product (diagonal ∂g: (∂g)ᵀ g = g ∂g)
+            if not self.grad_free:  # g ∂g by autograd
                 correction = _g_dg(terms, t, y) * ((dW**2 - h) if self.sde_type == "ito" else dW**2) * 0.5
             elif self.sde_type == "ito":
                 gg = terms.g(t, y + h * f0 + sqrt_h * g0) - g0  # ≈ √h g ∂g
@@ -295,15 +301,32 @@ class Milstein(SDEMethod):
 
 
 def _g_dg(terms: Terms, t: float, y: torch.Tensor) -> torch.Tensor:
-    """``g ∂g/∂y`` for diagonal/scalar noise by autograd (torchsde's Milstein without ``grad_free``)."""
+    """``L¹g = (∂g/∂y) g`` for diagonal/scalar noise by autograd (torchsde's Milstein without ``grad_free``).
+
+    Scalar noise needs the Jacobian-vector product ``(∂g) g``; for diagonal noise ``∂g`` is diagonal and one
+    vector-Jacobian product ``(∂g)ᵀ g`` gives the same (torchsde 0.2.6 uses that product for scalar noise
+    too, which caps the strong order at 0.5 when ``d > 1``).
+    """
     outer = torch.is_grad_enabled()
     with torch.enable_grad():
         y_in = y if y.requires_grad else y.detach().requires_grad_(True)
         G = terms.g(t, y_in)
         if not G.requires_grad:  # g does not depend on y (nor on anything that needs a gradient)
             return torch.zeros_like(y)
-        (vjp,) = torch.autograd.grad(G, y_in, G, create_graph=outer, allow_unused=True)
-    return torch.zeros_like(y) if vjp is None else vjp
+        if terms.noise_type == "scalar":
+            out = _jvp(G, y_in, G, outer)
+        else:
+            (out,) = torch.autograd.grad(G, y_in, G, create_graph=outer, allow_unused=True)
+    return torch.zeros_like(y) if out is None else out
+
+
+def _jvp(out: torch.Tensor, y: torch.Tensor, v: torch.Tensor, create_graph: bool) -> torch.Tensor | None:
+    """``(∂out/∂y) v`` by two vector-Jacobian products (None where ``out`` does not depend on ``y``)."""
+    u = torch.zeros_like(out, requires_grad=True)
+    (vjp,) = torch.autograd.grad(out, y, u, create_graph=True, allow_unused=True)
+    if vjp is None or not vjp.requires_grad:
+        return None
+    return torch.autograd.grad(vjp, u, v, create_graph=create_graph, allow_unused=True)[0]
 
 
 class Midpoint(SDEMethod):
@@ -394,11 +417,7 @@ def _levy_area_term(terms: Terms, t: float, y: torch.Tensor, A: torch.Tensor) ->
             return total
         W = torch.bmm(G, A.transpose(1, 2))
         for j in range(G.shape[-1]):
-            u = torch.zeros_like(y, requires_grad=True)
-            (vjp,) = torch.autograd.grad(G[..., j], y_in, u, create_graph=True, allow_unused=True)
-            if vjp is None or not vjp.requires_grad:
-                continue
-            (jvp,) = torch.autograd.grad(vjp, u, W[..., j], create_graph=outer, allow_unused=True)
+            jvp = _jvp(G[..., j], y_in, W[..., j], outer)
             if jvp is not None:
                 total = total + jvp
     return total
@@ -631,9 +650,12 @@ def get_method(method: str | SDEMethod, noise_type: str, sde_type: str, grad_fre
     """The stepper for ``method`` after checking it supports the noise and SDE type.
 
     Raises:
-        ValueError: unknown method, or one that does not support ``noise_type``/``sde_type`` (the message
-            names the methods that do).
+        ValueError: an unknown ``noise_type``/``sde_type`` or method, or a method that does not support them
+            (the message names the methods that do).
     """
+    for arg, value, valid in (("noise_type", noise_type, NOISE_TYPES), ("sde_type", sde_type, SDE_TYPES)):
+        if value not in valid:
+            raise ValueError(f"`{arg}` must be one of {valid} (torchsde's names), got {value!r}")
     if isinstance(method, SDEMethod):
         stepper = method
     else:

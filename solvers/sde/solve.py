@@ -73,7 +73,8 @@ def brownian_interval(
         problem: sets the span, shape, dtype and device.
         entropy: the seed (None: random).
         levy_area: also sample the space-time Lévy area (``I_(1,0)``; needed by SRA/SRI methods).
-        **kwargs: passed on (e.g. ``tol``, ``halfway_tree``, ``cache_size``).
+        **kwargs: passed on (e.g. ``tol``, ``halfway_tree``, ``cache_size``, or
+            ``levy_area_approximation='foster'``, the Lévy area ``A`` that ``log_ode`` needs).
 
     The interval is given the step hint ``dt = (t1 − t0)/1024`` (override it in ``kwargs``), so its internal
     dependency tree is built once. Without a hint, torchsde rebuilds that tree from the size of the query
@@ -86,9 +87,10 @@ def brownian_interval(
     y0 = problem.y0
     t0, t1 = problem.t_span
     kwargs.setdefault("dt", (t1 - t0) / 1024)
+    kwargs.setdefault("levy_area_approximation", "space-time" if levy_area else "none")
     return torchsde.BrownianInterval(
         t0=t0, t1=t1, size=(y0.shape[0], noise_size(problem)), dtype=y0.dtype, device=y0.device,
-        entropy=entropy, levy_area_approximation="space-time" if levy_area else "none", **kwargs,
+        entropy=entropy, **kwargs,
     )  # fmt: skip
 
 
@@ -123,7 +125,14 @@ def _check_brownian(bm: Any, problem: SDEProblem, m: int, method: SDEMethod) -> 
         or torch.device(getattr(bm, "device", y0.device)) != y0.device
     ):
         raise ValueError(f"`bm` is {bm.dtype} on {bm.device} but y0 is {y0.dtype} on {y0.device}")
-    if method.levy_area and getattr(bm, "levy_area_approximation", "none") == "none":
+    area = getattr(bm, "levy_area_approximation", "none")
+    if getattr(method, "brownian_query", "U") == "A" and area not in ("davie", "foster"):
+        raise ValueError(
+            f"method {method.name!r} needs the Lévy area A: create the Brownian motion with "
+            f"levy_area_approximation 'davie' or 'foster' (got {area!r}), e.g. "
+            "sciml.solvers.sde.brownian_interval(problem, levy_area_approximation='foster')"
+        )
+    if method.levy_area and area == "none":
         raise ValueError(
             f"method {method.name!r} needs the space-time Lévy area I_(1,0): create the Brownian motion with "
             "levy_area_approximation='space-time' (sciml.solvers.sde.brownian_interval does)"
@@ -132,11 +141,22 @@ def _check_brownian(bm: Any, problem: SDEProblem, m: int, method: SDEMethod) -> 
 
 
 # ---------------------------------------------------------------------------------------------- validation
+def _channels(noise_type: str, y0: torch.Tensor, G: Any) -> int:
+    """The number of Brownian channels ``m`` given ``G = g(t0, y0)``: ``d`` for diagonal noise, 1 for scalar
+    noise, else ``G``'s last dimension (0 for a malformed ``G``, which the checks below refuse)."""
+    if noise_type == "diagonal":
+        return y0.shape[1]
+    if noise_type == "scalar":
+        return 1
+    return G.shape[-1] if torch.is_tensor(G) and G.ndim == 3 else 0
+
+
 def _check_first_evaluations(problem: SDEProblem, F: Any, G: Any, m: int) -> None:
-    """Shapes, dtypes and finiteness of ``f(t0, y0)`` and ``g(t0, y0)`` (torchsde's ``check_contract``)."""
+    """Shapes, dtypes and finiteness of ``f(t0, y0)`` and ``g(t0, y0)`` (torchsde's ``check_contract``;
+    ``G`` None: an SDE that defines only ``g_prod``)."""
     y0 = problem.y0
     batch, d = y0.shape
-    for name, out in (("f", F), ("g", G)):
+    for name, out in (("f", F), ("g", G)) if G is not None else (("f", F),):
         if not torch.is_tensor(out):
             raise TypeError(f"`{name}` must return a tensor, got {type(out).__name__}")
         if out.dtype != y0.dtype or out.device != y0.device:
@@ -151,9 +171,10 @@ def _check_first_evaluations(problem: SDEProblem, F: Any, G: Any, m: int) -> Non
             f"drift `f` returned shape {tuple(F.shape)} for y0 of shape {(batch, d)}; they must match"
         )
     expected = (batch, d) if problem.noise_type == "diagonal" else (batch, d, m)
-    if tuple(G.shape) != expected:
-        layout = "(batch, d)" if problem.noise_type == "diagonal" else "(batch, d, m)"
-        note = " (m = 1 for scalar noise)" if problem.noise_type == "scalar" else ""
+    if G is not None and tuple(G.shape) != expected:
+        layouts = {"diagonal": "(batch, d)", "scalar": "(batch, d, 1)"}
+        layout = layouts.get(problem.noise_type, "(batch, d, m)")
+        note = " (scalar noise has exactly one Brownian channel)" if problem.noise_type == "scalar" else ""
         raise ValueError(
             f"diffusion `g` returned shape {tuple(G.shape)} but {problem.noise_type!r} noise needs "
             f"{layout} = {expected}{note}"
@@ -167,8 +188,10 @@ def initial_step_size(
     """A starting step after Hairer's rule (Hairer, Nørsett & Wanner I, II.4), extended to the noise.
 
     With ``s = atol + rtol |y0|`` and a probe step ``h0 = 0.01 ‖y0/s‖ / ‖f0/s‖`` (RMS norms), the drift part
-    gives ``h_f = min(100 h0, (0.01 / max(‖f0/s‖, ‖(f(t0 + h0, y0 + h0 f0) − f0)/s‖ / h0))^(1/k))`` and the
-    noise part ``h_g = (0.02 / d_g)^(1/k)`` with ``d_g = ‖(g(t0, y0 + √h0 g0) − g0)/s‖ / √h0 ≈ ‖g ∂g / s‖``
+    gives ``h_f = min(100 h0, (0.01 / max(‖f0/s‖, ‖(f(t0 + h0, y0 + h0 f0) − f0)/s‖ / h0))^(1/2))`` (the
+    drift's share of every embedded estimate here is Heun minus Euler, ``O(h²)``, whatever the method's
+    ``k``) and the noise part ``h_g = (0.02 / d_g)^(1/k)`` with
+    ``d_g = ‖(g(t0, y0 + √h0 g0) − g0)/s‖ / √h0 ≈ ‖g ∂g / s‖``
     (for matrix noise along the sum of the columns; the size of the terms the embedded estimates measure;
     no limit for additive noise). Two extra evaluations (one ``f``, one ``g``); the result is a host float,
     not differentiated.
@@ -184,7 +207,7 @@ def initial_step_size(
         h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
         d2 = rms(terms.f(t0 + h0, y0 + h0 * f0) - f0) / h0
         d_max = max(d1, d2)
-        h = min(100 * h0, max(1e-6, h0 * 1e-3) if d_max <= 1e-15 else (0.01 / d_max) ** (1.0 / k))
+        h = min(100 * h0, max(1e-6, h0 * 1e-3) if d_max <= 1e-15 else math.sqrt(0.01 / d_max))
         shift = g0 if terms.elementwise else g0.sum(-1)
         dg = terms.g(t0, y0 + math.sqrt(h0) * shift) - g0
         d_noise = rms(dg if terms.elementwise else dg.norm(dim=-1)) / math.sqrt(h0)
@@ -203,9 +226,16 @@ class _Raw:
     errors: list[torch.Tensor] = field(default_factory=list)
     stiffness: list[torch.Tensor] = field(default_factory=list)
     status: Status = Status.SUCCESS
+    h_initial: float = 0.0
     t_reached: float = 0.0
     nonfinite: bool = False
     end: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _underflow_limit(controller: Controller, t: float, t0: float, t1: float) -> float:
+    """The smallest adaptive step at ``t``: ``max(dt_min, 1e-9·(t1 − t0))`` (and a few ulps of ``t``)."""
+    eps = float(np.finfo(np.float64).eps)
+    return max(controller.dt_min, 1e-9 * (t1 - t0), 16 * eps * max(abs(t), abs(t1 - t0)))
 
 
 def _integrate(
@@ -232,11 +262,12 @@ def _integrate(
     adaptive = controller.adaptive and method.adaptive
     if isinstance(controller, ConstantSteps):
         h = controller.dt
-    elif dt0 is not None:
-        h = abs(dt0)
-    else:
+    elif dt0 is not None:  # never below the underflow limit (sdeint's dt < dt_min starts at dt_min)
+        h = max(abs(dt0), _underflow_limit(controller, t0, t0, t1))
+    else:  # room for a rejection (a factor ≥ 0.2) above the underflow limit
         h = initial_step_size(terms, t0, y0, start["f"], start["g"], method.error_exponent, rtol, atol)
-    h = min(h, controller.dt_max)
+        h = max(h, 10 * _underflow_limit(controller, t0, t0, t1))
+    h = out.h_initial = min(h, controller.dt_max)
     k = method.error_exponent
     ctrl_state = controller.new_state()
 
@@ -249,7 +280,6 @@ def _integrate(
         out.save_ys.append(y0)
 
     t, y = t0, y0
-    eps = float(np.finfo(np.float64).eps)
     while t1 - t > 0:
         if st.n_steps >= max_steps:
             out.status = Status.MAX_STEPS
@@ -292,7 +322,7 @@ def _integrate(
         else:
             st.n_rejected += 1
             h = h_next
-        if adaptive and h < max(controller.dt_min, 1e-9 * (t1 - t0), 16 * eps * max(abs(t), abs(t1 - t0))):
+        if adaptive and h < _underflow_limit(controller, t, t0, t1):
             out.status = Status.NON_FINITE if out.nonfinite else Status.STEP_SIZE_UNDERFLOW
             break
     out.t_reached = t
@@ -350,6 +380,13 @@ def _failure_message(raw: _Raw, method: SDEMethod, t1: float, max_steps: int, rt
             f"the solution became non-finite (NaN/inf) near t={t:.6g}: the drift or diffusion returned "
             "non-finite values (shrinking the step did not help); check the SDE, or the solution may blow up"
         )
+    if not raw.step_sizes:  # no step accepted: the start, not a blow-up
+        return (
+            f"step size underflow on the first step (t={t:.6g}) with method {method.name!r}: every step from "
+            f"the initial {raw.h_initial:.3g} down to max(dt_min, 1e-9·(t1 − t0)) was rejected, so the error "
+            f"estimate at the start exceeds the tolerance. Loosen rtol (now {rtol}) / atol, or check that f "
+            "and g are smooth at (t0, y0) (e.g. sqrt(y) at y = 0 is not)."
+        )
     return (
         f"step size underflow at t={t:.6g} with method {method.name!r}: the step fell below "
         f"max(dt_min, 1e-9·(t1 − t0)); the solution may blow up there.{stiff_note} Otherwise loosen rtol "
@@ -390,10 +427,11 @@ def _prepare(problem: SDEProblem, method: str | SDEMethod | None, bm: Any, entro
     t0_tensor = torch.tensor(t0, dtype=y0.dtype, device=y0.device)
     F, G = problem.drift(t0_tensor, y0), problem.diffusion(t0_tensor, y0)
     stats.nfe, stats.nfe_drift, stats.nfe_diffusion = 2, 1, 1
-    m = y0.shape[1] if problem.noise_type == "diagonal" else (G.shape[-1] if torch.is_tensor(G) else 0)
+    m = _channels(problem.noise_type, y0, G)
     _check_first_evaluations(problem, F, G, m)
     if bm is None:
-        bm = brownian_interval(problem, entropy=entropy, levy_area=stepper.levy_area)
+        area = {} if getattr(stepper, "brownian_query", "U") == "U" else {"levy_area_approximation": "foster"}
+        bm = brownian_interval(problem, entropy=entropy, levy_area=stepper.levy_area, **area)
     elif entropy is not None:
         raise ValueError("give either `bm` or `entropy` (the seed of a new Brownian motion), not both")
     _check_brownian(bm, problem, m, stepper)
@@ -443,7 +481,8 @@ def solve(
             underflow below ``max(controller.dt_min, 1e-9·(t1 − t0))``.
         dt: fixed step size (shorthand for ``controller=ConstantSteps(dt)``; required by fixed-step methods).
             Methods with an estimate still record ``error_estimates`` on fixed steps.
-        dt0: initial step of an adaptive solve (default: :func:`initial_step_size`, two extra evaluations).
+        dt0: initial step of an adaptive solve (default: :func:`initial_step_size`, two extra evaluations,
+            at least 10 times the underflow limit below); never below that limit.
         max_steps: limit on steps tried.
         stiffness: compute the stiffness index of every step.
         throw: raise :class:`~sciml.solvers.solution.SolveError` when the solve fails; with False return
