@@ -169,6 +169,16 @@ def _times(ts: Any, y0: torch.Tensor) -> list[float]:
     return times
 
 
+def _default_name(noise: str, kind: str, adaptive: bool) -> str:
+    """The method ``method=None`` stands for: torchsde's default, or with ``adaptive`` ours for that SDE."""
+    if adaptive:
+        method = default_method(noise, kind)
+        if method in ("euler", "euler_heun"):
+            method = "euler" if kind == "ito" else "midpoint"
+        return method
+    return ("euler" if noise == "general" else "srk") if kind == "ito" else "midpoint"
+
+
 def _resolve(method, contract, adaptive, options, bm_given) -> tuple[SDEMethod, str]:
     options = dict(options or {})
     unknown = set(options) - {"grad_free"}
@@ -177,12 +187,7 @@ def _resolve(method, contract, adaptive, options, bm_given) -> tuple[SDEMethod, 
     grad_free = bool(options.get("grad_free", False))
     noise, kind = contract.noise_type, contract.sde_type
     if method is None:
-        if adaptive:
-            method = default_method(noise, kind)
-            if method in ("euler", "euler_heun"):
-                method = "euler" if kind == "ito" else "midpoint"
-        else:
-            method = ("euler" if noise == "general" else "srk") if kind == "ito" else "midpoint"
+        method = _default_name(noise, kind, adaptive)
     if not isinstance(method, str):
         raise ValueError(f"`method` must be a method name, got {type(method).__name__}")
     if method in TORCHSDE_METHODS:
@@ -262,14 +267,15 @@ def _run(
     if adaptive:  # fixed steps ignore them, as torchsde's
         rtol = check_tolerance("rtol", rtol, y0, positive=True)
         atol = check_tolerance("atol", atol, y0, positive=True)
-    stepper, name = _resolve(method, contract, adaptive, options, bm is not None)
-    if adaptive and name == "euler" and contract.noise_type != "additive":  # also method=None (resolved)
+    method = method if method is not None else _default_name(contract.noise_type, contract.sde_type, adaptive)
+    if adaptive and method == "euler" and contract.noise_type != "additive":  # before refusals, as torchsde
         warnings.warn(
             "adaptive steps with Euler–Maruyama are not guaranteed to converge for non-additive noise "
             "(as torchsde warns); use method='srk' or 'milstein'",
             UserWarning,
             stacklevel=3,
         )
+    stepper, name = _resolve(method, contract, adaptive, options, bm is not None)
     dt = float(dt)
     if not (dt > 0 and math.isfinite(dt)):
         raise ValueError(f"`dt` must be a positive finite step, got {dt}")
