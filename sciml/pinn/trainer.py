@@ -37,7 +37,6 @@ import dataclasses
 import functools
 import hashlib
 import math
-import numbers
 import os
 import time
 import warnings
@@ -55,7 +54,7 @@ from tqdm.auto import tqdm
 from sciml.checkpoint import load_checkpoint, save_checkpoint
 from sciml.pinn import strategies
 from sciml.pinn.derivatives import derivatives
-from sciml.pinn.models import Constrained, _Normalized, count_parameters
+from sciml.pinn.models import Constrained, _Normalized, _real, count_parameters
 from sciml.problems.pde.conditions import InitialValue, Observations, Periodic
 from sciml.problems.pde.derivatives import AutogradDerivatives
 from sciml.problems.pde.problem import PDEProblem, value_shapes
@@ -299,15 +298,9 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
         raise ValueError(f"`{name}` must be an integer ≥ {minimum}, got {value!r}")
 
 
-def _is_number(value: Any) -> bool:
-    """A real number (Python or numpy scalar; not a bool, a string or a container)."""
-    real = isinstance(value, (numbers.Real, np.integer, np.floating))
-    return real and not isinstance(value, (bool, np.bool_))
-
-
 def _number(name: str, value: Any) -> None:
     """Raise a ValueError naming ``name`` unless ``value`` is a real number."""
-    if not _is_number(value):
+    if not _real(value):
         raise ValueError(f"`{name}` must be a number, got {value!r} ({type(value).__name__})")
 
 
@@ -724,7 +717,7 @@ class Trainer:
         if unknowns is None:
             return {}
         if not isinstance(unknowns, Mapping) or not all(
-            isinstance(k, str) and (_is_number(v) or (torch.is_tensor(v) and v.numel() == 1))
+            isinstance(k, str) and (_real(v) or (torch.is_tensor(v) and v.numel() == 1))
             for k, v in unknowns.items()
         ):
             raise ValueError(
