@@ -57,6 +57,12 @@ _OMEGA_RANGE = (0.5, 1.995)
 _SINGULAR = 1e-8  # an estimate δ̂ at or below this: A is (nearly) singular
 
 
+def _cost(result: LinearSolveResult, maxiter: int) -> float:
+    """The cost a solve teaches: its iterations, or at least ``maxiter`` when it did not converge."""
+    its = float(result.iterations)
+    return its if result.converged else max(its, float(maxiter))
+
+
 def default_offsets() -> np.ndarray:
     """Offsets ``θ`` of ``ω(θ) = 2/(1 + e^θ s)``: fine (0.05) around Young's ``θ = 0``, coarser away."""
     return np.array([-1.2, -0.9, -0.6, -0.4, -0.25, -0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15, 0.25, 0.4, 0.6])
@@ -126,22 +132,22 @@ class SpectralPrior:
         self.vector: np.ndarray | None = None
         self.delta = math.nan
         self.matvecs = 0  # products with A spent over the whole sequence
-        self._pattern: tuple | None = None  # (indptr, indices, symmetric) of the last matrix
+        self._pattern: tuple | None = None  # (indptr, indices, transpose permutation or None)
         self._reference: tuple | None = None  # (indptr, indices, rows, scaled data) of the last estimated A
         self._deflated = False  # whether the last estimate left out the constant null vector
 
-    def _symmetric(self, A: sp.csr_array) -> bool | None:
+    def _symmetric(self, A: sp.csr_array) -> bool:
+        """Whether ``A`` (canonical CSR) is symmetric: the transpose permutation of its sparsity pattern is
+        kept while the pattern stays the same, and the values are compared with it every time (``O(nnz)``)."""
         p = self._pattern
-        if p is not None and _same_pattern(p[0], p[1], A):
-            return p[2]
-        At = sp.csr_array(A.T)
-        symmetric = bool(
-            np.array_equal(At.indptr, A.indptr)
-            and np.array_equal(At.indices, A.indices)
-            and np.allclose(At.data, A.data, rtol=0, atol=1e-14 * np.abs(A.data).max())
+        if p is None or not _same_pattern(p[0], p[1], A):
+            order = sp.csr_array((np.arange(1, A.nnz + 1), A.indices, A.indptr), shape=A.shape).T.tocsr()
+            same = np.array_equal(order.indptr, A.indptr) and np.array_equal(order.indices, A.indices)
+            p = self._pattern = (A.indptr, A.indices, order.data - 1 if same else None)
+        perm = p[2]
+        return perm is not None and bool(
+            np.allclose(A.data[perm], A.data, rtol=0, atol=1e-14 * np.abs(A.data).max())
         )
-        self._pattern = (A.indptr, A.indices, symmetric)
-        return symmetric
 
     def estimate(self, A: Any) -> float:
         """``δ̂`` for ``A`` (updates the warm-start vector and :attr:`matvecs`).
@@ -149,13 +155,16 @@ class SpectralPrior:
         Raises:
             TypeError: ``A`` not a matrix, or complex.
             ValueError: as :func:`~sciml.solvers.linear.estimate_jacobi_spectrum` (non-square matrix,
-                zero or negative diagonal entry, non-finite entries).
+                zero or negative diagonal entry, non-finite entries), or a 0×0 ``A``.
 
         Warns:
-            RuntimeWarning: ``δ̂ <= 1e-8`` for a matrix whose null space is not the constant.
+            RuntimeWarning: ``δ̂ <= 1e-8`` for a matrix whose null space is not the constant (worded as
+                "not positive definite" when the estimate is negative).
         """
         A = _square_sparse(A)
         n = A.shape[0]
+        if n == 0:
+            raise ValueError("`A` is 0×0: an empty system has no spectrum and nothing to tune; skip it")
         same_size = self.vector is not None and self.vector.shape == (n,)
         if same_size and self.since < self.interval and self._moved(A) <= self.rtol * self.delta:
             self.since += 1
@@ -184,7 +193,16 @@ class SpectralPrior:
             if null is not None:
                 est = run(None, null)
         self._deflated = null is not None
-        if est.low <= _SINGULAR:
+        if est.low < -_SINGULAR:
+            part = "" if symmetric else " (of its symmetric part)"
+            warnings.warn(
+                f"the matrix is not positive definite: λ_min(D^-1/2 A D^-1/2){part} ≈ {est.low:.1e} < 0, so "
+                "SOR is not guaranteed to converge for any ω (ω sits at the top of its range); check the "
+                "sign of A, or solve an indefinite system with gmres",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        elif est.low <= _SINGULAR:
             warnings.warn(
                 f"the matrix is (nearly) singular: λ_min(D^-1/2 A D^-1/2) ≈ {est.low:.1e} and its null "
                 "space is not the constant (rows do not all sum to 0), so ω sits at the top of its range; "
@@ -268,6 +286,8 @@ class TunedSolve(NamedTuple):
         cap: the trial's iteration cap (0 when not exploring).
         trial_iterations: iterations spent with the trial's ω (at most ``cap``; 0 when not exploring).
         delta: the prior ``δ̂`` of this system.
+        fallback: whether the solve with the tuned ω failed (diverged or hit ``maxiter``) and SOR with
+            ω = 1 solved the system again (see :meth:`PriorTuner.solve`).
     """
 
     result: LinearSolveResult
@@ -278,6 +298,7 @@ class TunedSolve(NamedTuple):
     cap: int
     trial_iterations: int
     delta: float
+    fallback: bool = False
 
 
 class PriorTuner:
@@ -425,18 +446,27 @@ class PriorTuner:
     ) -> TunedSolve:
         """Solve ``A x = b`` with the tuned ω and learn from the cost.
 
+        A solve that does not converge (``non_finite``: diverged, or ``max_iterations``) is learned as a
+        censored cost of at least ``maxiter`` iterations, so a diverging ω never looks cheap. For SOR, where ω
+        decides convergence (ω > 1 can diverge on a nonsymmetric ``A``), the system is then solved again with
+        ω = 1 (Gauss–Seidel; from the failed iterate if its residual fell, else from ``x0``, with another
+        ``maxiter`` iterations) and the next explorations go towards smaller ω: the returned ``result`` is
+        that re-solve's (``x``, status, message), its ``iterations`` and ``residual_history`` covering both
+        solves, and ``fallback`` is set.
+
         Args:
             A: square sparse matrix with a positive diagonal (symmetric positive definite for
                 ``ssor-pcg``).
             b: right-hand side; x0: initial guess (default zero).
-            rtol: relative residual tolerance; maxiter: iteration limit of the whole solve.
+            rtol: relative residual tolerance; maxiter: iteration limit of the solve with the tuned ω (the
+                trial and the incumbent together; the ω = 1 re-solve after a failure has its own).
 
         Returns:
             :class:`TunedSolve`.
 
         Raises:
             ValueError: as :func:`~sciml.solvers.linear.sor` / :func:`~sciml.solvers.linear.cg` and the
-                prior (non-square matrix, non-positive diagonal entry, shapes, tolerances).
+                prior (non-square or 0×0 matrix, non-positive diagonal entry, shapes, tolerances).
         """
         delta = self.prior.estimate(A)  # (validates A; the solver checks it again)
         inc = self.incumbent
@@ -454,7 +484,7 @@ class PriorTuner:
             first = self._run(A, b, x0, w, rtol, min(cap, maxiter))
             trial_its = first.iterations
             if first.converged or cap >= maxiter:
-                result, cost = first, float(first.iterations)
+                result, cost, w_last = first, _cost(first, maxiter), w
             else:
                 censored = True
                 h = first.residual_history
@@ -467,6 +497,9 @@ class PriorTuner:
                 need = math.log(max(tol, 1e-300) / max(h[0], 1e-300))
                 cost = cap * (need / drop if drop < 0 else 10.0)
                 cost = max(float(cap), cost)
+                w_last = w_inc
+                if not rest.converged:  # the incumbent failed too: that is worth knowing
+                    self._record(inc, delta, _cost(rest, maxiter))
                 result = LinearSolveResult(
                     rest.x,
                     first.iterations + rest.iterations,
@@ -479,15 +512,34 @@ class PriorTuner:
             omega_used = w
         else:
             result = self._run(A, b, x0, w_inc, rtol, maxiter)
-            self._record(inc, delta, float(result.iterations))
-            omega_used = w_inc
+            self._record(inc, delta, _cost(result, maxiter))
+            omega_used = w_last = w_inc
             h = result.residual_history
             k = h.size - 1
             if self.solver == "sor" and k >= 8 and result.converged:
                 rate = (h[k] / max(h[k // 2], 1e-300)) ** (1.0 / (k - k // 2))
                 self.direction = -1 if rate <= 1.05 * abs(w_inc - 1.0) + 1e-3 else 1
+        fallback = (
+            self.solver == "sor"
+            and result.status in (SolveStatus.NON_FINITE, SolveStatus.MAX_ITERATIONS)
+            and w_last != 1.0
+            and maxiter > 0
+        )
+        if fallback:  # a safe ω, so the caller still gets a solution
+            h = result.residual_history
+            restart = result.x if np.isfinite(h[-1]) and h[-1] < h[0] else x0
+            safe = self._run(A, b, restart, 1.0, rtol, maxiter)
+            result = LinearSolveResult(
+                safe.x,
+                result.iterations + safe.iterations,
+                np.concatenate([h, safe.residual_history[1:]]),
+                safe.converged,
+                safe.status,
+                f"{safe.message} (after SOR with ω = {w_last:.4g} failed: {result.status})",
+            )
+            self.direction = -1  # explore smaller ω next
         self.t += 1
-        return TunedSolve(result, omega_used, w_inc, explored, censored, cap, trial_its, delta)
+        return TunedSolve(result, omega_used, w_inc, explored, censored, cap, trial_its, delta, fallback)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from sciml.relax.contextual import ChebCB
 from sciml.relax.prior import SOLVERS, PriorTuner
 from sciml.solvers.linear import (
     LinearSolveResult,
+    SolveStatus,
     cg,
     estimate_jacobi_spectrum,
     sor,
@@ -214,9 +215,11 @@ def grid_table(
     """Iterations of every ω of a fine grid on every system (for best-fixed and instance-optimal).
 
     The grid has spacing ``step`` and covers the ω the methods used (``omegas_used``) with a margin of
-    ``4 · step``; it widens by ``0.03`` on a side wherever a system's least cost sits at that edge. Each
-    solve stops at ``cap_factor ×`` the system's ``reference`` iterations (e.g. the best any method did),
-    recorded as that cap: a lower bound on its cost, so a censored ω can never be mistaken for the best.
+    ``4 · step``; it widens by ``0.03`` on a side wherever a system's least cost sits at that edge; it stays
+    within [0.5, 1.995]. Each solve stops at ``cap_factor ×`` the system's ``reference`` iterations (e.g. the
+    best any *converged* solve took), recorded as that cap: a lower bound on its cost, so a censored ω can
+    never be mistaken for the best. A solve that fails otherwise (diverges) is recorded as ``maxiter``. Sums
+    of columns with capped entries are lower bounds: rerun a chosen ω without the cap for its true cost.
 
     With ``shifted = (A, shifts)`` (SOR on systems ``A + shift_t I`` from zero initial guesses) every
     column is computed at once by :func:`~sciml.solvers.linear.sor_batch` (same iterates, same counts).
@@ -257,12 +260,16 @@ def grid_table(
             if w in columns:
                 continue
             columns[w] = np.array(
-                [solve(inst, w, rtol, int(caps[t])).iterations for t, inst in enumerate(systems)],
+                [
+                    _capped(solve(inst, w, rtol, int(caps[t])), caps[t], maxiter)
+                    for t, inst in enumerate(systems)
+                ],
                 dtype=np.int64,
             )
 
     def grid_points(a, b):
-        return np.round(np.arange(a, b + step / 2, step), 6)
+        points = np.round(np.arange(a, b + step / 2, step), 6)
+        return points[(points >= lo_lim) & (points <= hi_lim)]
 
     fill(grid_points(lo, hi))
     for _ in range(20):
@@ -279,6 +286,14 @@ def grid_table(
             fill(grid_points(grid[-1], min(hi_lim, grid[-1] + 0.03)))
     grid = np.array(sorted(columns))
     return grid, np.stack([columns[w] for w in grid], axis=1)
+
+
+def _capped(res: LinearSolveResult, cap: int, maxiter: int) -> int:
+    """A grid entry: the iterations of a converged solve, the cap for one stopped there (a lower bound on
+    its cost), ``maxiter`` for one that diverged or stagnated (never cheaper than any cap)."""
+    if res.converged:
+        return res.iterations
+    return int(cap) if res.status == SolveStatus.MAX_ITERATIONS else int(maxiter)
 
 
 def summarise(

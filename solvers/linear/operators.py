@@ -193,6 +193,7 @@ def as_operator(A: Any, b: Any, name: str = "A") -> Operator:
             _check_real(A.dtype, name)
             return _checked_callable(A.matvec, b, name)
         if isinstance(A, np.ndarray):
+            A = np.asarray(A)  # an np.matrix would turn A @ v into a 1 × n matrix
             _matrix_shape_check(A.shape, b, name)
             _check_real(A.dtype, name)
             if not np.isfinite(A).all():

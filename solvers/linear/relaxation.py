@@ -20,8 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
-from sciml.solvers.linear.krylov import check_tolerances
-from sciml.solvers.linear.operators import NUMPY, as_vector
+from sciml.solvers.linear.krylov import check_tolerances, precision_hint
+from sciml.solvers.linear.operators import NUMPY, TORCH, as_vector
 from sciml.solvers.linear.preconditioners import (
     SSORPreconditioner,
     _asymmetry,
@@ -47,6 +47,45 @@ __all__ = [
 
 _DIVERGED = 1e12  # residual growth (relative to the initial one) reported as divergence
 _DENSE_MAX = 256  # up to this size SOR uses dense BLAS triangular solves
+_STALL_WINDOW = 100  # iterations without a new low (by 1 %) of a residual at round-off level: stagnation
+_ROUND_OFF = 10.0  # ... "at round-off level": ‖r‖ <= this · eps · (‖b‖ + ‖A‖∞ ‖x‖)
+
+
+class _Lows:
+    """The residual's lows (each 1 % below the last), for two cheap diagnoses of a stationary iteration:
+    :meth:`stagnant` (no new low for ``_STALL_WINDOW`` iterations while the residual sits at the round-off
+    level of its own evaluation: the precision cannot give more) and :meth:`stall_note` (no new low over the
+    second half of a run that hit ``maxiter``)."""
+
+    def __init__(self, r0: float, eps: float, bnorm: float, anorm: Callable[[], float]) -> None:
+        self.low, self.k_low, self.eps, self.bnorm, self._anorm = r0, 0, eps, bnorm, anorm
+
+    def stagnant(self, k: int, rnorm: float, x: Any, norm: Callable[[Any], float]) -> bool:
+        if rnorm < 0.99 * self.low:
+            self.low, self.k_low = rnorm, k
+            return False
+        wait = k - self.k_low
+        if wait < _STALL_WINDOW or wait % _STALL_WINDOW:  # (‖x‖ and ‖A‖ only now and then)
+            return False
+        if callable(self._anorm):
+            self._anorm = self._anorm()
+        return self.low <= _ROUND_OFF * self.eps * (self.bnorm + self._anorm * norm(x))
+
+    def stagnation_message(self, method: str, k: int, rnorm: float, tol: float, dtype: str) -> str:
+        return (
+            f"{method} stagnated at iteration {k} with ‖r‖/‖b‖ = {rnorm / self.bnorm:.3e} (target "
+            f"{tol / self.bnorm:.3e}): the residual has not fallen for {k - self.k_low} iterations and is at "
+            f"the round-off level of {dtype}"
+            + (precision_hint(self.eps, tol, self.bnorm, dtype) or "; loosen rtol/atol")
+        )
+
+    def stall_note(self, maxiter: int) -> str:
+        if self.k_low > maxiter // 2:
+            return "raise maxiter or try another omega"
+        return (
+            f"the residual has not fallen since iteration {self.k_low}: if A is singular (e.g. pure "
+            "Neumann), b must be consistent with it (e.g. subtract its mean); else try another omega"
+        )
 
 
 def _stationary(
@@ -60,12 +99,14 @@ def _stationary(
     callback: Callable[[np.ndarray], None] | None,
     method: str,
     dtype: Any = np.float64,
+    anorm: Callable[[], float] = lambda: 0.0,
 ) -> LinearSolveResult:
     """``x ← x + step(r)`` until ``‖b − A x‖ <= max(rtol‖b‖, atol)``; the true residual is tracked.
 
     The iteration runs in float64 (``b`` is float64); ``x`` is returned in ``dtype`` (that of the caller's
     ``b``). When that is a lower precision the residual of the rounded ``x`` replaces the last history
-    entry and decides convergence, so ``converged`` holds for the vector returned.
+    entry and decides convergence, so ``converged`` holds for the vector returned. A residual stuck at
+    float64 round-off (``anorm()``: ``‖A‖∞``) ends as ``stagnation``.
     """
     if x0 is not None:
         x0 = as_vector(x0, "x0", like=b)
@@ -96,6 +137,7 @@ def _stationary(
         return finish(SolveStatus.CONVERGED, 0, "b = 0, so x = 0 solves the system exactly (x0 is not used)")
     if rnorm <= tol:
         return finish(SolveStatus.CONVERGED, 0, "the initial guess already meets the tolerance")
+    lows = _Lows(rnorm, NUMPY.eps(b), bnorm, anorm)
     for k in range(1, maxiter + 1):
         x += step(r)
         r = b - matvec(x)
@@ -112,12 +154,21 @@ def _stationary(
                 f"{method} diverged at iteration {k} (‖r‖ grew by {rnorm / r0:.1e}): the matrix is not "
                 "symmetric positive definite or the iteration does not converge for it",
             )
+        if lows.stagnant(k, rnorm, x, NUMPY.norm):
+            return finish(
+                SolveStatus.STAGNATION, k, lows.stagnation_message(method, k, rnorm, tol, "float64")
+            )
     return finish(
         SolveStatus.MAX_ITERATIONS,
         maxiter,
-        f"{method} did not converge in {maxiter} iterations (‖r‖ = {rnorm:.3e}, target {tol:.3e}); raise "
-        "maxiter or try another omega",
+        f"{method} did not converge in {maxiter} iterations (‖r‖ = {rnorm:.3e}, target {tol:.3e}); "
+        + lows.stall_note(maxiter),
     )
+
+
+def _norm_inf(A: sp.csr_array) -> float:
+    """``‖A‖∞``, the largest absolute row sum."""
+    return float(np.abs(A).sum(axis=1).max(initial=0.0))
 
 
 def _prepare(A: Any, b: Any) -> tuple[sp.csr_array, np.ndarray, np.ndarray, np.dtype]:
@@ -163,7 +214,8 @@ def sor(
         callback: called as ``callback(x)`` after every iteration.
 
     Returns:
-        :class:`~sciml.solvers.linear.LinearSolveResult` (status ``non_finite`` when the iteration diverges).
+        :class:`~sciml.solvers.linear.LinearSolveResult` (status ``non_finite`` when the iteration diverges,
+        ``stagnation`` when the residual stops falling at float64 round-off).
 
     Raises:
         TypeError: complex ``A`` or ``b`` (the imaginary part is never dropped), a torch ``b``.
@@ -193,7 +245,9 @@ def sor(
         def matvec(v):
             return A @ v
 
-    return _stationary(matvec, b, x0, step, rtol, atol, maxiter, callback, f"SOR(ω={omega:g})", dtype)
+    return _stationary(
+        matvec, b, x0, step, rtol, atol, maxiter, callback, f"SOR(ω={omega:g})", dtype, lambda: _norm_inf(A)
+    )
 
 
 def ssor(
@@ -217,7 +271,17 @@ def ssor(
     maxiter = check_tolerances(rtol, atol, maxiter, b.size)
     M = SSORPreconditioner(A, omega)
     return _stationary(
-        lambda v: A @ v, b, x0, M.matvec, rtol, atol, maxiter, callback, f"SSOR(ω={omega:g})", dtype
+        lambda v: A @ v,
+        b,
+        x0,
+        M.matvec,
+        rtol,
+        atol,
+        maxiter,
+        callback,
+        f"SSOR(ω={omega:g})",
+        dtype,
+        lambda: _norm_inf(A),
     )
 
 
@@ -246,7 +310,9 @@ def red_black_sor(
         omega, x0, rtol, atol, maxiter: as in :func:`sor`; ``x0`` is a field.
 
     Returns:
-        :class:`~sciml.solvers.linear.LinearSolveResult` whose ``x`` is a field of the type of ``b``.
+        :class:`~sciml.solvers.linear.LinearSolveResult` whose ``x`` is a field of the type of ``b``. The
+        iteration runs in the dtype of ``b``: a residual that stops falling at that precision's round-off
+        (a tolerance it cannot reach, e.g. rtol 1e-8 in float32) ends as ``stagnation``, with the reason.
 
     Raises:
         ValueError: ``omega`` outside (0, 2), a field of the wrong shape, non-finite input.
@@ -283,12 +349,22 @@ def red_black_sor(
     r = b_t - grid.apply(x)
     history = [float(torch.linalg.vector_norm(r))]
     r0 = max(history[0], 1e-300)
+    bnorm = float(torch.linalg.vector_norm(b_t))
+    lows = _Lows(history[0], float(torch.finfo(b_t.dtype).eps), bnorm, lambda: 2.0 * float(diag.max()))
     for k in range(maxiter + 1):
         rnorm = history[-1]
         if rnorm <= tol:
             return result(SolveStatus.CONVERGED, k, history, f"red-black SOR converged in {k} iterations")
         if not np.isfinite(rnorm) or rnorm > _DIVERGED * r0:
             return result(SolveStatus.NON_FINITE, k, history, f"red-black SOR diverged at iteration {k}")
+        if k and lows.stagnant(k, rnorm, x, TORCH.norm):
+            dtype = str(b_t.dtype).removeprefix("torch.")
+            return result(
+                SolveStatus.STAGNATION,
+                k,
+                history,
+                lows.stagnation_message("red-black SOR", k, rnorm, tol, dtype),
+            )
         if k == maxiter:
             break
         x += colours[0] * r
@@ -300,7 +376,8 @@ def red_black_sor(
         SolveStatus.MAX_ITERATIONS,
         maxiter,
         history,
-        f"red-black SOR did not converge in {maxiter} iterations; raise maxiter or try another omega",
+        f"red-black SOR did not converge in {maxiter} iterations (‖r‖ = {history[-1]:.3e}, target "
+        f"{tol:.3e}); " + lows.stall_note(maxiter),
     )
 
 
