@@ -183,8 +183,12 @@ def test_nan_loss_stops_training_with_a_clear_message(tmp_path):
         return d["y_xx"] + (float("nan") if len(calls) > 3 else 0.0)
 
     trainer = Trainer(problem.replace(residual=later), model, config)
-    with pytest.raises(TrainingDiverged, match=r"iteration [1-9]\d* \(adam\).*residual.*learning rate"):
+    # the model is finite, the residual is not: the equation is at fault, not the learning rate
+    with pytest.raises(TrainingDiverged, match=r"iteration [1-9]\d* \(adam\).*outputs there are finite"):
         trainer.fit(progress=False)
+    problem, model, config = _small(lr=1e30)  # the parameters blow up: lower the learning rate
+    with pytest.raises(TrainingDiverged, match=r"iteration [1-9]\d* \(adam\).*residual.*learning rate"):
+        Trainer(problem, model, config).fit(progress=False)
 
 
 def test_resume_continues_exactly_through_adam_and_lbfgs(tmp_path, interrupted_trainer):
@@ -447,7 +451,8 @@ def test_lbfgs_rolls_back_a_non_finite_line_search_and_keeps_the_last_finite_mod
 
 
 def test_lbfgs_gives_up_after_three_non_finite_line_searches_in_a_row():
-    # every step away from the initial parameters is NaN: L-BFGS stops and leaves the model untouched
+    # every step away from the initial parameters is NaN: L-BFGS stops, leaves the model untouched and, as
+    # nothing was trained at all, raises
     problem, model, config = _small(adam_iterations=0, lbfgs_iterations=30, resample_every=1000)
     start = [q.detach().clone() for q in model.parameters()]
 
@@ -455,9 +460,10 @@ def test_lbfgs_gives_up_after_three_non_finite_line_searches_in_a_row():
         moved = any(not torch.equal(q.detach(), s) for q, s in zip(model.parameters(), start))
         return d["y"] * (float("nan") if moved else 1.0)
 
-    result = Trainer(problem.replace(residual=nan_once_moved), model, config).fit(progress=False)
-    assert "non-finite loss 3 times" in result.message
-    assert result.iterations == 0 and math.isfinite(result.rel_l2)
+    trainer = Trainer(problem.replace(residual=nan_once_moved), model, config)
+    with pytest.raises(TrainingDiverged, match="L-BFGS made no progress from iteration 0.*3 times"):
+        trainer.fit(progress=False)
+    assert math.isfinite(trainer.evaluate())
     for q, s in zip(model.parameters(), start):
         torch.testing.assert_close(q.detach(), s, rtol=0, atol=0)
 

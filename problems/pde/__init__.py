@@ -20,6 +20,7 @@ from sciml.problems.pde.conditions import (
     Neumann,
     Observations,
     Periodic,
+    PointCondition,
     Robin,
 )
 from sciml.problems.pde.derivatives import AutogradDerivatives, Derivatives
@@ -67,6 +68,7 @@ __all__ = [
     "Observations",
     "PDEProblem",
     "Periodic",
+    "PointCondition",
     "PoissonProblem",
     "PoissonSystem",
     "Polygon",

@@ -30,6 +30,7 @@ __all__ = [
     "InitialValue",
     "InitialVelocity",
     "Observations",
+    "PointCondition",
     "Value",
 ]
 
@@ -201,7 +202,8 @@ class Neumann(_OnFaces):
     """Outward normal derivative ``∂u/∂n = value`` on the boundary part ``on`` (default: all of it).
 
     The normals are the domain's (``domain.normal``): exact for boxes, balls, polygons and their set
-    operations.
+    operations. In 1-D the outward normal at the left end is ``-x``: ``Neumann(value=c, on="x-")`` means
+    ``u'(x0) = -c`` (and ``u'(x1) = c`` on ``"x+"``).
     """
 
     value: Value | None = None
@@ -406,3 +408,104 @@ class Observations(Condition):
         self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
     ) -> torch.Tensor:
         return d[self.key(d.fields)] - self._as_tensors(x.dtype, x.device)[1]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class PointCondition(Condition):
+    """``operator(x, d, params) = 0`` at fixed points: a derivative or any expression of the fields and their
+    derivatives, e.g. ``y'(x0) = 0`` at an interior singular point, where :class:`Observations` only fixes
+    values.
+
+    Example: ``PointCondition(points=[[math.pi / 2]], operator=lambda x, d, p: d["y_x"], name="dy")``.
+    Its loss weight is set by ``name`` like any condition's (``PDEProblem(loss_weights=...)`` or
+    ``TrainConfig(weights=...)``).
+
+    Args:
+        points: ``(m, ndim)`` points inside the domain or on its boundary (array or tensor; fixed).
+        operator: ``operator(x, d, params) -> (m,)``, what must vanish at ``x`` (the points), written with
+            the PDE residual's derivative look-up (``d["y"]``, ``d["y_x"]``, ``d["u_xx"]``) and coefficients
+            ``params``.
+        name: key for the loss weight and logs.
+
+    Raises:
+        ValueError: ``points`` not a non-empty finite ``(m, ndim)`` array, or outside the domain (checked
+            with the problem); an ``operator`` that returns another shape than ``(m,)``.
+        TypeError: an ``operator`` that is not callable.
+    """
+
+    points: np.ndarray | torch.Tensor = field(default_factory=lambda: np.zeros((0, 1)))
+    operator: Callable[[torch.Tensor, Derivatives, Mapping[str, Any]], torch.Tensor] | None = None
+    name: str = "point"
+    #: the points as tensors per (dtype, device), made once
+    _tensors: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        points = self.points.detach().cpu() if torch.is_tensor(self.points) else self.points
+        try:
+            points = np.asarray(points, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"condition {self.name!r}: `points` must be an (m, ndim) array of numbers"
+            ) from None
+        if points.ndim != 2 or points.shape[0] == 0:
+            raise ValueError(
+                f"condition {self.name!r}: `points` must be a non-empty (m, ndim) array, got shape "
+                f"{points.shape} (one point of a 1-D domain: [[x0]])"
+            )
+        if not np.isfinite(points).all():
+            raise ValueError(f"condition {self.name!r}: `points` must be finite")
+        if not callable(self.operator):
+            raise TypeError(
+                f"condition {self.name!r}: `operator` must be a function operator(x, d, params) -> (m,), "
+                f"e.g. lambda x, d, p: d['y_x'], got {type(self.operator).__name__}"
+            )
+        object.__setattr__(self, "points", points)
+
+    def validate(self, domain: Geometry, fields: Sequence[str]) -> None:
+        """Check the points against the domain (the operator names its fields itself).
+
+        Raises:
+            ValueError: points with another number of coordinates than the domain, or outside it.
+        """
+        if self.points.shape[1] != domain.ndim:
+            raise ValueError(
+                f"condition {self.name!r}: `points` must be (m, {domain.ndim}) (coordinates {domain.names}), "
+                f"got {self.points.shape}"
+            )
+        if not domain.contains(self.points, tol=1e-9):
+            i = next(i for i, p in enumerate(self.points) if not domain.contains(p[None], tol=1e-9))
+            at = ", ".join(f"{k} = {v:g}" for k, v in zip(domain.names, self.points[i]))
+            raise ValueError(
+                f"condition {self.name!r}: point {i} ({at}) lies outside the domain {domain}; give points "
+                "inside the domain or on its boundary"
+            )
+
+    def sample(
+        self,
+        domain: Geometry,
+        n: int,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+        *,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """The condition's points (the same tensor every call: do not modify it in place)."""
+        key = (dtype, _device(generator, device))
+        if key not in self._tensors:
+            self._tensors[key] = torch.as_tensor(self.points, dtype=dtype, device=key[1])
+        return self._tensors[key]
+
+    def residual(
+        self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
+    ) -> torch.Tensor:
+        out = self.operator(x, d, params)
+        if not torch.is_tensor(out):
+            out = torch.as_tensor(out, dtype=x.dtype, device=x.device)
+        if out.ndim == 2 and out.shape[1] == 1:
+            out = out[:, 0]
+        if out.shape != (x.shape[0],):
+            raise ValueError(
+                f"condition {self.name!r}: `operator` returned shape {tuple(out.shape)} for {x.shape[0]} "
+                f"points; it must return ({x.shape[0]},), one value per point"
+            )
+        return out

@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from sciml.problems.pde.conditions import Condition, Dirichlet, InitialValue, Observations, _evaluate
+from sciml.problems.pde.conditions import (
+    Condition,
+    Dirichlet,
+    InitialValue,
+    Observations,
+    PointCondition,
+    _evaluate,
+)
 from sciml.problems.pde.derivatives import AutogradDerivatives, Derivatives
 from sciml.problems.pde.geometry import Geometry, _is_real
 
@@ -630,7 +637,8 @@ class PDEProblem:
         processes, so they are probed: their values for a fixed smooth test function at fixed points of
         the domain and of each condition's boundary part, in float64, to 8 significant digits. Data
         (``Observations``) are keyed on all their points and values: their shape and a SHA-256 hash of the
-        float64 arrays (key ``"observations NAME"``).
+        float64 arrays (key ``"observations NAME"``); a ``PointCondition`` on all its points (key
+        ``"points NAME"``).
 
         Returns:
             A dict of strings, numbers and lists (JSON-like).
@@ -669,13 +677,14 @@ class PDEProblem:
                 return self.condition_residual_of(c, smooth, x)
 
             out[f"condition {c.name}"] = [type(c).__name__, probe(condition)]
-            if isinstance(c, Observations):  # every point and value, not the 16 values probed
+            if isinstance(c, (Observations, PointCondition)):  # every point (and value), not 16 probed
                 data = hashlib.sha256()
-                for array in (c.points, c.values):
+                for array in (c.points, c.values) if isinstance(c, Observations) else (c.points,):
                     data.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
                 m, k = c.points.shape
                 digest = data.hexdigest()[:16]
-                out[f"observations {c.name}"] = f"{m} points of {k} coordinates, sha256 {digest}"
+                kind = "observations" if isinstance(c, Observations) else "points"
+                out[f"{kind} {c.name}"] = f"{m} points of {k} coordinates, sha256 {digest}"
         return out
 
     def _constraint_probe(self, x: torch.Tensor, probe: Callable) -> list:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from sciml.problems.pde.conditions import Condition, Dirichlet
@@ -52,9 +53,18 @@ class TransonicReference:
 
     Args:
         n_points: grid points over the radial interval (both ends included).
+
+    Attributes:
+        field_labels: display labels of the fields ``rho`` and ``v`` (plots, ``fields.h5``).
+        normalisation: what the fields' values are (recorded in ``fields.h5``).
     """
 
     n_points: int = 2001
+    field_labels: ClassVar[tuple[str, str]] = ("ρ/ρ_c", "v/v_c")
+    normalisation: ClassVar[str] = (
+        "rho = ρ/ρ_c and v = v/v_c: density and speed in units of their values at the critical (sonic) point "
+        "(params rho_c and v_c)"
+    )
 
 
 @dataclass(frozen=True)

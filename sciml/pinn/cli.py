@@ -3,9 +3,10 @@
 finite-element solution.
 
 Writes to ``--out``: ``metrics.json`` (final relative L2 error, iterations, wall time, parameters,
-history), ``fields.h5`` (test-grid axes, reference, prediction and error), ``fields.png`` (prediction /
-reference / error, one row per field; grids of more than two coordinates are sliced at the last time and
-through the middle of the other spatial coordinates), ``history.png``
+history), ``fields.h5`` (test-grid axes, reference, prediction and error; without a reference on a grid, the
+prediction alone on the problem's test grid), ``fields.png`` (prediction / reference / error, one row per
+field; grids of more than two coordinates are sliced at the last time and through the middle of the other
+spatial coordinates), ``history.png``
 (loss terms and error against the iteration; without a reference, the residual statistics) and
 ``checkpoint.pt`` (for ``--resume``). A problem from a file gets its suite preset only if it is the suite
 problem of its name (the same content); otherwise the generic preset. The command prints which.
@@ -131,19 +132,38 @@ def _split(config, iterations: int | None, adam: int | None, lbfgs: int | None):
     return dataclasses.replace(config, **changes)
 
 
-def save_fields(path: Path, reference, prediction: np.ndarray, names: tuple[str, ...], attrs: dict) -> None:
-    """Axes, reference, prediction and error on the test grid, as HDF5 (written atomically)."""
+def save_fields(
+    path: Path,
+    reference,
+    prediction: np.ndarray,
+    names: tuple[str, ...],
+    attrs: dict,
+    *,
+    axes: tuple[np.ndarray, ...] | None = None,
+) -> None:
+    """Axes, reference, prediction and error on the test grid, as HDF5 (written atomically).
+
+    Args:
+        path: the HDF5 file.
+        reference: the reference grid, or ``None`` (then only the axes and the prediction are written).
+        prediction: the model on the grid, ``(*shape, n_fields)`` (NaN outside the domain).
+        names: the coordinate names.
+        attrs: file attributes.
+        axes: the grid's axes when there is no reference.
+    """
     import h5py
 
     from sciml.solvers.cache import atomic_write
 
     with atomic_write(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            for name, axis in zip(names, reference.axes):
+            for name, axis in zip(names, reference.axes if reference is not None else axes):
                 f.create_dataset(f"axes/{name}", data=axis)
-            f.create_dataset("reference", data=reference.values)
+            if reference is not None:
+                f.create_dataset("reference", data=reference.values)
             f.create_dataset("prediction", data=prediction)
-            f.create_dataset("error", data=prediction - reference.values)
+            if reference is not None:
+                f.create_dataset("error", data=prediction - reference.values)
             for key, value in attrs.items():
                 f.attrs[key] = value
 
@@ -186,8 +206,9 @@ def plot_fields(
     *,
     time: str | None = _GUESS_TIME,  # type: ignore[assignment]
     fields: tuple[str, ...] | None = None,
+    axes: tuple[np.ndarray, ...] | None = None,
 ) -> None:
-    """PNG of prediction / reference / error, one row per field.
+    """PNG of prediction / reference / error, one row per field (the prediction alone without a reference).
 
     One coordinate: curves; two: images; more: images of the first two spatial coordinates (or of space and
     time with one spatial coordinate) at the last time and through the middle of the other spatial
@@ -202,6 +223,7 @@ def plot_fields(
         time: the time coordinate's name (``None``: all coordinates are spatial; left out: a coordinate
             named ``"t"``).
         fields: the field names (row labels; default ``field 0``, ``field 1``, … for several fields).
+        axes: the grid's axes when ``reference`` is ``None`` (no reference: only the prediction is shown).
     """
     import matplotlib
 
@@ -213,15 +235,36 @@ def plot_fields(
     names = tuple(names)
     if time is _GUESS_TIME:
         time = "t" if "t" in names else None
-    axes = reference.axes
-    n_fields = reference.values.shape[-1]
+    axes = reference.axes if reference is not None else axes
+    n_fields = np.asarray(prediction).shape[-1]
     if fields is None:
         fields = ("",) if n_fields == 1 else tuple(f"field {k}" for k in range(n_fields))
     shown, index, label = _slice_plan(axes, names, time)
     order = sorted(shown)
     perm = [order.index(a) for a in shown] + [len(shown)]
-    ref_all = np.asarray(reference.values)[index].transpose(perm)
     pred_all = np.asarray(prediction)[index].transpose(perm)
+    if reference is None:  # the prediction alone: one panel per field
+        fig, ax = plt.subplots(n_fields, 1, figsize=(6, 3.5 * n_fields), squeeze=False)
+        for row, field_name in enumerate(fields):
+            pred, a = pred_all[..., row], ax[row][0]
+            what = f"{field_name}: prediction" if field_name else "prediction"
+            if len(shown) == 1:
+                a.plot(axes[shown[0]], pred, "r-")
+                a.set_xlabel(names[shown[0]])
+                a.set_ylabel(field_name or "prediction")
+            else:
+                (i, j) = shown
+                extent = [axes[i][0], axes[i][-1], axes[j][0], axes[j][-1]]
+                im = a.imshow(pred.T, origin="lower", extent=extent, aspect="auto", cmap="RdBu_r")
+                fig.colorbar(im, ax=a)
+                a.set_xlabel(names[i])
+                a.set_ylabel(names[j])
+            a.set_title(f"{what} (no reference){label}")
+        fig.suptitle(title)
+        fig.tight_layout()
+        save_figure(fig, path, dpi=110)
+        return
+    ref_all = np.asarray(reference.values)[index].transpose(perm)
     columns = 2 if len(shown) == 1 else 3
     fig, ax = plt.subplots(
         n_fields, columns, figsize=(5 * columns - (1 if columns == 3 else 0), 3.5 * n_fields), squeeze=False
@@ -323,6 +366,11 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
     save_figure(fig, path, dpi=110)
 
 
+def _number(value) -> bool:
+    """Whether ``value`` is a real number (for an HDF5 attribute)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 def _load_problem(spec: str) -> PDEProblem:
     """A registered problem by name, or ``FILE.py:FUNCTION``: a user's function that returns a problem.
 
@@ -417,7 +465,6 @@ def main(args: argparse.Namespace) -> int:
             f"--out {out} already holds a run (checkpoint.pt): pass --resume to continue it, or a new --out "
             "(or delete that folder) to train from scratch"
         )
-    out = check_writable_dir(out)
     if args.budget == "quick" and args.iterations is None and args.adam is None and args.lbfgs is None:
         print(
             f"sciml pde: --budget quick is a smoke run ({config.iterations} iterations) that checks the "
@@ -430,6 +477,7 @@ def main(args: argparse.Namespace) -> int:
         if args.time_windows is None:
             raise
         raise ValueError(time_windows_words(str(exc))) from None
+    out = check_writable_dir(out)  # created only once the inputs are checked (a failed start leaves none)
     try:
         result = trainer.fit(progress=not args.no_progress, resume=args.resume)
     except TrainingDiverged as exc:
@@ -479,22 +527,30 @@ def main(args: argparse.Namespace) -> int:
         "rel_l2": np.nan if result.rel_l2 is None else result.rel_l2,
         "coordinates": ",".join(names),
     }
+    # display labels of the fields, e.g. ρ/ρ_c for a field stored in units of its critical value
+    labels = tuple(getattr(problem.reference, "field_labels", None) or problem.fields)
+    if labels != tuple(problem.fields):
+        attrs["field_labels"] = ",".join(labels)
+    normalisation = getattr(problem.reference, "normalisation", None)
+    if normalisation:
+        attrs["normalisation"] = normalisation
+        attrs.update({f"param_{k}": float(v) for k, v in problem.params.items() if _number(v)})
     error = "n/a (no reference)" if result.rel_l2 is None else f"{result.rel_l2:.3e}"
     title = f"{problem.name}, {args.model.upper()}: rel. L2 error {error}, {result.iterations} it"
-    written = [out / "metrics.json", out / "history.png"]
-    if trainer.reference is not None:  # a grid: fields on it (scattered reference points have none)
-        prediction = trainer.prediction_grid()
-        save_fields(out / "fields.h5", trainer.reference, prediction, names, attrs)
-        plot_fields(
-            out / "fields.png",
-            trainer.reference,
-            prediction,
-            names,
-            title,
-            time=problem.domain.time,
-            fields=problem.fields,
-        )
-        written[1:1] = [out / "fields.h5", out / "fields.png"]
+    # fields on the reference grid, else (no reference, or scattered reference points) on the test grid
+    prediction, axes = trainer.prediction_grid(), trainer.test_axes()
+    save_fields(out / "fields.h5", trainer.reference, prediction, names, attrs, axes=axes)
+    plot_fields(
+        out / "fields.png",
+        trainer.reference,
+        prediction,
+        names,
+        title,
+        time=problem.domain.time,
+        fields=labels,
+        axes=axes,
+    )
+    written = [out / "metrics.json", out / "fields.h5", out / "fields.png", out / "history.png"]
     plot_history(out / "history.png", result.history, title)
     if result.rel_l2 is None:
         last = result.history[-1] if result.history else {}

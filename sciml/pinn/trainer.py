@@ -987,9 +987,16 @@ class Trainer:
         allowed = {(n,), (n, problem.n_equations)} | ({(n, 1)} if problem.n_equations == 1 else set())
         if not torch.is_tensor(r) or tuple(r.shape) not in allowed:
             shape = tuple(r.shape) if torch.is_tensor(r) else type(r).__name__
+            fix = ""
+            if torch.is_tensor(r) and r.ndim == 2 and r.shape[0] == n and r.shape[1] > 1:
+                k = r.shape[1]
+                fix = (
+                    f"; if the problem has {k} equations, set n_equations={k} in PDEProblem "
+                    f"(or problem.replace(n_equations={k}))"
+                )
             raise ValueError(
                 f"{problem.name}: the residual returned {shape} for {n} points; it must return a tensor of "
-                f"shape {sorted(allowed)} (n_equations = {problem.n_equations})"
+                f"shape {sorted(allowed)} (n_equations = {problem.n_equations}){fix}"
             )
         keys["residual"] = set(d.requested)
         outputs = [r]
@@ -1122,7 +1129,7 @@ class Trainer:
             grid = reference
             points, values = grid.points(), grid.flat_values()
         elif callable(reference):
-            shape = problem.test_shape or (_DEFAULT_GRID.get(domain.ndim, 21),) * domain.ndim
+            shape = self._test_shape()
             axes = domain.axes(shape)
             mesh = np.stack([m.reshape(-1) for m in np.meshgrid(*axes, indexing="ij")], axis=1)
             out = reference(torch.as_tensor(mesh, dtype=torch.float64))
@@ -1226,17 +1233,31 @@ class Trainer:
         r = self.problem.residual(d.x, d, self.params()).detach().abs()
         return {"residual_rms": float(r.pow(2).mean().sqrt()), "residual_max": float(r.max())}
 
-    def prediction_grid(self) -> np.ndarray:
-        """The model on the reference grid, shaped like ``reference.values`` (NaN outside the domain).
+    def _test_shape(self) -> tuple[int, ...]:
+        """The problem's ``test_shape``, else a default by the number of coordinates."""
+        domain = self.problem.domain
+        return self.problem.test_shape or (_DEFAULT_GRID.get(domain.ndim, 21),) * domain.ndim
 
-        Raises:
-            ValueError: the reference is not a grid (scattered points, or none).
-        """
-        if self.reference is None:
-            raise ValueError("the trainer has no reference grid: pass a ReferenceSolution or a callable")
-        values = self.predict(self.reference.points())
-        values[~self._grid_inside] = np.nan
-        return values.reshape(self.reference.values.shape)
+    def test_axes(self) -> tuple[np.ndarray, ...]:
+        """The axes of :meth:`prediction_grid`'s grid: the reference grid's, else the problem's test grid
+        (``test_shape``, or a default by the number of coordinates) over the domain's bounding box."""
+        if self.reference is not None:
+            return self.reference.axes
+        return self.problem.domain.axes(self._test_shape())
+
+    def prediction_grid(self) -> np.ndarray:
+        """The model on the grid of :meth:`test_axes` (the reference grid if there is one, else the problem's
+        test grid): ``(*shape, n_fields)``, NaN outside the domain."""
+        if self.reference is not None:
+            values = self.predict(self.reference.points())
+            values[~self._grid_inside] = np.nan
+            return values.reshape(self.reference.values.shape)
+        axes = self.test_axes()
+        points = np.stack([m.reshape(-1) for m in np.meshgrid(*axes, indexing="ij")], axis=1)
+        values = self.predict(points)
+        inside = self.problem.domain.inside(torch.as_tensor(points, dtype=torch.float64)).cpu().numpy()
+        values[~inside] = np.nan
+        return values.reshape(*(len(a) for a in axes), -1)
 
     # ----------------------------------------------------------------- checkpoints
     @functools.cached_property
@@ -1311,6 +1332,61 @@ class Trainer:
     def _trainable(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad] + list(self.coefficients.values())
 
+    def _locate_non_finite(
+        self, terms: Mapping[str, torch.Tensor], points: Mapping[str, torch.Tensor] | None
+    ) -> str | None:
+        """Where a non-finite loss term comes from, when the model's outputs are finite (computed only after
+        a failure).
+
+        Args:
+            terms: the unweighted loss terms of the failed evaluation.
+            points: the points they were evaluated at (``None``: unknown).
+
+        Returns:
+            A sentence naming the term, how many of its points give a non-finite value and the first such
+            point, or ``None`` when the model's outputs there are non-finite too (the parameters diverged) or
+            no point is to blame (e.g. the mean of finite squares overflowed).
+        """
+        try:
+            return self._locate(terms, points) if points is not None else None
+        except Exception:  # noqa: BLE001 — a diagnosis that fails must not hide the failure it explains
+            return None
+
+    def _locate(self, terms: Mapping[str, torch.Tensor], points: Mapping[str, torch.Tensor]) -> str | None:
+        """See :meth:`_locate_non_finite`."""
+        problem, params = self.problem, self.params()
+        conditions = {c.name: c for c in self.conditions}
+        for name, value in terms.items():
+            if torch.isfinite(value) or name not in points:
+                continue
+            x = points[name]
+            with torch.no_grad():
+                outputs = self.model(x)
+            if not torch.isfinite(outputs).all():
+                return None
+            with torch.enable_grad():
+                d = self._derivatives(name, x)
+                if name == "residual":
+                    r = problem.residual(d.x, d, params)
+                else:
+                    r = conditions[name].residual(problem.domain, d.x, d, params)
+            bad = ~torch.isfinite(r.detach().reshape(x.shape[0], -1)).all(dim=1)
+            count = int(bad.sum())
+            if not count:
+                continue
+            i = int(bad.nonzero()[0, 0])
+            at = ", ".join(f"{k} = {float(v):.4g}" for k, v in zip(problem.domain.names, x[i]))
+            values = ", ".join(f"{k} = {float(v):.4g}" for k, v in zip(problem.fields, outputs[i]))
+            what = "residual" if name == "residual" else f"condition {name!r}"
+            return (
+                f"the {what} is non-finite at {count} of {x.shape[0]} points although the model's outputs "
+                f"there are finite (e.g. at {at}, where {values}): the equation is undefined for these "
+                "values, e.g. a fractional power or square root of a negative number, a logarithm of a "
+                "non-positive one, or a division by zero; write it so that it is defined for every value the "
+                "model may take (e.g. sign(y) * abs(y)**p instead of y**p, or clamp the argument)"
+            )
+        return None
+
     def _check_finite(
         self,
         total: torch.Tensor,
@@ -1318,27 +1394,94 @@ class Trainer:
         iteration: int,
         phase: str,
         since: int | None = None,
+        points: Mapping[str, torch.Tensor] | None = None,
     ):
         """Raise :class:`TrainingDiverged` for a non-finite loss (``since``: it was checked only up to then,
-        the first bad iteration lies after it; the terms are those of ``iteration``)."""
+        the first bad iteration lies after it; the terms are those of ``iteration``, evaluated at
+        ``points``, which locate the fault when the model's outputs are finite)."""
         if since is not None or not torch.isfinite(total):
             bad = [k for k, v in terms.items() if not torch.isfinite(v)] or ["(weighted sum)"]
             where = f"; the last checkpoint is {self.checkpoint}" if self.checkpoint else ""
             when = f"iteration {iteration}" if since is None else f"iterations {max(since, 0)}–{iteration}"
+            located = self._locate_non_finite(terms, points)
             if iteration == 0 and since is None:  # nothing has been trained yet: the data are at fault
                 raise TrainingDiverged(
                     f"{self.problem.name}: the loss is {float(total.detach())} at the initial parameters "
-                    f"(iteration 0, before any update); non-finite terms: {', '.join(bad)}. Check that the "
-                    "residual, the condition values and the hard constraint are finite at every point of "
-                    "the domain and its boundary (a square root or logarithm of a negative number, a "
-                    "division by zero, a NaN in the data)"
+                    f"(iteration 0, before any update); non-finite terms: {', '.join(bad)}. "
+                    + (
+                        f"{located[0].upper()}{located[1:]}"
+                        if located
+                        else "Check that the residual, the condition values and the hard constraint are "
+                        "finite at every point of the domain and its boundary (a square root or logarithm of "
+                        "a negative number, a division by zero, a NaN in the data)"
+                    )
+                )
+            if located:
+                advice = located
+            else:
+                lr = f"Lower the learning rate (lr={self.config.lr:g})"
+                advice = (  # float64 only where it is not float64 already
+                    f"{lr}, change the loss weights, or train in float64"
+                    if self.dtype != torch.float64
+                    else f"{lr} or change the loss weights"
                 )
             raise TrainingDiverged(
                 f"{self.problem.name}: the loss became {float(total.detach())} at {when} "
                 f"({phase}); "
-                f"non-finite terms: {', '.join(bad)}. Lower the learning rate (lr={self.config.lr:g}), "
-                f"change the loss weights, or train in float64{where}"
+                f"non-finite terms: {', '.join(bad)}" + (f": {advice}" if located else f". {advice}") + where
             )
+
+    def _no_lbfgs_progress(
+        self,
+        iteration: int,
+        loss: float,
+        points: Mapping[str, torch.Tensor],
+        trial: list[torch.Tensor],
+        terms: Mapping[str, torch.Tensor],
+    ) -> None:
+        """L-BFGS gave up at its first iteration: every line search reached a non-finite loss.
+
+        Args:
+            iteration: where L-BFGS started (and stopped).
+            loss: the loss of the parameters kept.
+            points: the last trial's points.
+            trial: the parameters of the last non-finite trial (the model holds the kept ones).
+            terms: that trial's loss terms.
+
+        Raises:
+            TrainingDiverged: nothing was trained at all (``iteration`` 0).
+
+        Warns:
+            RuntimeWarning: after Adam iterations (the model keeps Adam's parameters).
+        """
+        bad = [k for k, v in terms.items() if not torch.isfinite(v)] or ["(weighted sum)"]
+        params = self._trainable()
+        kept = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, value in zip(params, trial):
+                p.copy_(value)
+        try:
+            located = self._locate_non_finite(terms, points)
+        finally:
+            with torch.no_grad():
+                for p, value in zip(params, kept):
+                    p.copy_(value)
+        why = located or (
+            "the model's outputs became non-finite along the search direction; lower "
+            f"`lbfgs_lr` ({self.config.lbfgs_lr:g}), change the loss weights or train with Adam first "
+            "(`adam_iterations`)"
+        )
+        text = (
+            f"{self.problem.name}: L-BFGS made no progress from iteration {iteration}: its line search "
+            f"reached a non-finite loss 3 times in a row (non-finite terms: {', '.join(bad)}): {why}"
+        )
+        if iteration == 0:
+            raise TrainingDiverged(f"{text}. Nothing was trained (the model keeps its initial parameters)")
+        warnings.warn(
+            f"{text}. The model keeps the parameters of iteration {iteration} (loss {loss:.3e})",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     def fit(self, *, progress: bool = True, resume: bool = False) -> TrainResult:
         """Train to the configured budget (continuing from the checkpoint with ``resume``).
@@ -1472,7 +1615,7 @@ class Trainer:
                         ok = torch.isfinite(total.detach())
                         finite = ok if finite is None else finite & ok
                     else:
-                        self._check_finite(total, terms, iteration, phase)
+                        self._check_finite(total, terms, iteration, phase, points=points)
                     total.backward()
                     opt.step()
                     iteration += 1
@@ -1486,7 +1629,9 @@ class Trainer:
                         or iteration == cfg.adam_iterations
                     ):
                         if not bool(finite):
-                            self._check_finite(total, terms, iteration - 1, phase, since=checked)
+                            self._check_finite(
+                                total, terms, iteration - 1, phase, since=checked, points=points
+                            )
                         finite, checked = None, iteration
                     if do_log:
                         log(float(total.detach()), terms)
@@ -1512,7 +1657,7 @@ class Trainer:
                 if lbfgs_scale is None:
                     with torch.no_grad():
                         lbfgs_scale = 1.0 / max(float(self.loss(points)[0]), 1e-30)
-                last, non_finite = {}, 0
+                last, non_finite, lbfgs_start = {}, 0, iteration
                 rescale_below = _LBFGS_RESCALE_BELOW if self.dtype == torch.float64 else 0.0
 
                 def closure() -> torch.Tensor:
@@ -1523,7 +1668,11 @@ class Trainer:
                     # one host-device sync per evaluation, after the backward pass (L-BFGS reads the loss
                     # as a Python number right after anyway)
                     value = float(total.detach())
-                    if not math.isfinite(value):
+                    if not math.isfinite(value):  # kept to explain a failure that makes no progress
+                        last["trial"] = (
+                            [p.detach().clone() for p in params],
+                            {k: v.detach() for k, v in terms.items()},
+                        )
                         raise _NonFiniteTrial
                     last.setdefault("start", value)  # the step's first evaluation: at its start point
                     last["total"] = value
@@ -1567,7 +1716,7 @@ class Trainer:
                                 p.copy_(k)
                             if not math.isfinite(loss_before):  # first chunk: is the start itself finite?
                                 total, terms = self.loss(points)
-                                self._check_finite(total, terms, iteration, phase)
+                                self._check_finite(total, terms, iteration, phase, points=points)
                                 loss_before = float(total)
                         opt.state = defaultdict(dict)
                         last["total"] = loss_before
@@ -1578,6 +1727,8 @@ class Trainer:
                                 f"non-finite loss 3 times in a row (kept the last finite parameters, "
                                 f"loss {loss_before:.3e})"
                             )
+                            if iteration == lbfgs_start:  # no L-BFGS step at all: say why, loudly
+                                self._no_lbfgs_progress(iteration, loss_before, points, *last["trial"])
                             break
                         continue
                     non_finite = 0
