@@ -1,7 +1,17 @@
 """Shared test settings: a private reference cache, and deterministic threads."""
 
+import os
+
 import pytest
 import torch
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, the worker processes share the cores: each gets its part of torch's threads
+    (two workers with all cores each would oversubscribe them)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
 
 
 @pytest.fixture(autouse=True, scope="session")
