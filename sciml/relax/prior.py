@@ -63,8 +63,19 @@ def _cost(result: LinearSolveResult, maxiter: int) -> float:
     return its if result.converged else max(its, float(maxiter))
 
 
-def default_offsets() -> np.ndarray:
-    """Offsets ``θ`` of ``ω(θ) = 2/(1 + e^θ s)``: fine (0.05) around Young's ``θ = 0``, coarser away."""
+def default_offsets(solver: str = "sor") -> np.ndarray:
+    """Offsets ``θ`` of ``ω(θ) = 2/(1 + e^θ s)``: fine (0.05) around Young's ``θ = 0``, coarser away.
+
+    For ``"ssor-pcg"`` the side of smaller ω (``θ > 0``) is a coarse 0.3 grid up to 2.1: SSOR-PCG is flat in
+    ω near its optimum, so steps of 0.05 change the cost by less than the noise of one solve and the tuner
+    never moves, and its optimum lies well below Young's ω where the coefficients are rough (Axelsson's
+    bound has a coupling constant besides ``λ_min``: e.g. ω ≈ 1.4 against Young's 1.75 for a log-normal
+    coefficient per cell), so the grid must reach ω ≈ 1 in steps the exploration can tell apart.
+    """
+    if solver == "ssor-pcg":
+        return np.array(
+            [-1.2, -0.9, -0.6, -0.4, -0.25, -0.15, -0.1, -0.05, 0.0, 0.3, 0.6, 0.9, 1.2, 1.5, 1.8, 2.1]
+        )
     return np.array([-1.2, -0.9, -0.6, -0.4, -0.25, -0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15, 0.25, 0.4, 0.6])
 
 
@@ -309,7 +320,8 @@ class PriorTuner:
 
     Args:
         solver: ``"sor"`` or ``"ssor-pcg"``.
-        offsets: grid of ``θ`` (default :func:`default_offsets`; must contain 0, where it starts).
+        offsets: grid of ``θ`` (default :func:`default_offsets` of ``solver``; must contain 0, where it
+            starts).
         cap: a trial stops after ``cap ×`` the incumbent's predicted iterations (> 1).
         explore: explorations on the first ``t`` systems are about ``explore · √t`` (>= 0; 0: never).
         prior: the :class:`SpectralPrior` (default one with its defaults).
@@ -331,9 +343,10 @@ class PriorTuner:
     ) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"`solver` must be one of {SOLVERS}, got {solver!r}")
-        offsets = (
-            default_offsets() if offsets is None else np.sort(np.asarray(offsets, dtype=np.float64).ravel())
-        )
+        if offsets is None:
+            offsets = default_offsets(solver)
+        else:
+            offsets = np.sort(np.asarray(offsets, dtype=np.float64).ravel())
         if offsets.size < 2 or not np.isfinite(offsets).all() or not np.any(offsets == 0.0):
             raise ValueError(f"`offsets` must be at least two finite values including 0, got {offsets}")
         if not (math.isfinite(cap) and cap > 1):
