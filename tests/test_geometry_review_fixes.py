@@ -186,3 +186,13 @@ def test_space_time_over_a_box_samples_its_lateral_boundary():
     x = lateral.sample_boundary(10, _g(), dtype=F)
     assert x.shape == (10, 4) and cube.on_boundary(x[:, :3]).all()
     assert torch.all((x[:, 3] >= 0) & (x[:, 3] <= 2))
+
+
+def test_a_predicate_of_the_wrong_form_is_named_by_its_condition():
+    square = pde.Box(("x", "y"), (0.0, 0.0), (1.0, 1.0))
+    for on, error in ((lambda x, y: x > 0, TypeError), (lambda x: x[:, 1], TypeError)):
+        with pytest.raises(error, match=r"^condition 'wall': a boundary predicate `on` takes one argument"):
+            pde.PDEProblem(
+                name="p", domain=square, fields=("u",), residual=lambda x, d, p: d["u_xx"],
+                conditions=(pde.Dirichlet(on=on, name="wall"),),
+            )  # fmt: skip

@@ -163,10 +163,15 @@ class _OnFaces(Condition):
         except _EmptyPart:
             what = "predicate `on`" if callable(self.on) else f"boundary part on={self.on!r}"
             raise ValueError(
-                f"condition {self.name!r}: its {what} selects no point of the boundary of {domain!r}; fix "
-                f"`on`: a predicate gets boundary points (n, {domain.ndim}) with columns {domain.names} and "
-                f"returns a bool mask (n,), or name boundary parts {domain.parts()}"
+                f"condition {self.name!r}: its {what} selects no point of the boundary of {domain!r}, or too "
+                f"small a part to sample; fix `on`: a predicate gets boundary points (n, {domain.ndim}) with "
+                f"columns {domain.names} and returns a bool mask (n,), or name boundary parts "
+                f"{domain.parts()}"
             ) from None
+        except (TypeError, ValueError) as error:  # a predicate of the wrong form: say whose
+            if not callable(self.on):
+                raise
+            raise type(error)(f"condition {self.name!r}: {error}") from None
 
     def normal_derivative(self, domain: Geometry, x: torch.Tensor, d: Derivatives) -> torch.Tensor:
         """``∇u · n`` at boundary points ``x`` with the domain's outward normals (``(n,)``)."""
