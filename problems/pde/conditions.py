@@ -38,21 +38,65 @@ __all__ = [
 Value = float | Callable[[torch.Tensor], torch.Tensor]
 
 
+def _per_point(out: Any, x: torch.Tensor, what: str) -> torch.Tensor:
+    """``out`` as a tensor of one value per point of ``x``, ``(n,)`` (an ``(n, 1)`` column is squeezed).
+
+    Raises:
+        ValueError: another shape; the message starts with ``what`` (the function that returned it).
+    """
+    if not torch.is_tensor(out):
+        out = torch.as_tensor(out, dtype=x.dtype, device=x.device)
+    if out.ndim == 2 and out.shape[1] == 1:
+        out = out[:, 0]
+    if out.shape != (x.shape[0],):
+        raise ValueError(
+            f"{what} returned shape {tuple(out.shape)} for {x.shape[0]} points; it must return "
+            f"({x.shape[0]},), one value per point"
+        )
+    return out
+
+
+def _fixed_points(points: Any, name: str) -> np.ndarray:
+    """A condition's fixed ``points`` (array or tensor) as a float64 ``(m, ndim)`` array.
+
+    Raises:
+        ValueError: not numbers, not a non-empty ``(m, ndim)`` array, or not finite (naming the condition).
+    """
+    try:
+        out = np.asarray(points.detach().cpu() if torch.is_tensor(points) else points, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"condition {name!r}: `points` must be an (m, ndim) array of numbers") from None
+    if out.ndim != 2 or out.shape[0] == 0:
+        raise ValueError(
+            f"condition {name!r}: `points` must be a non-empty (m, ndim) array, got shape {out.shape} (one "
+            "point of a 1-D domain: [[x0]])"
+        )
+    if not np.isfinite(out).all():
+        raise ValueError(f"condition {name!r}: `points` must be finite")
+    return out
+
+
+def _check_points_in(domain: Geometry, points: np.ndarray, name: str) -> None:
+    """Raise a ValueError naming condition ``name`` and its first point outside ``domain`` (or the width)."""
+    if points.shape[1] != domain.ndim:
+        raise ValueError(
+            f"condition {name!r}: `points` must be (m, {domain.ndim}) (coordinates {domain.names}), got "
+            f"{points.shape}"
+        )
+    if not domain.contains(points, tol=1e-9):
+        i = next(i for i, p in enumerate(points) if not domain.contains(p[None], tol=1e-9))
+        at = ", ".join(f"{k} = {v:g}" for k, v in zip(domain.names, points[i]))
+        raise ValueError(
+            f"condition {name!r}: point {i} ({at}) lies outside the domain {domain}; give points inside the "
+            "domain or on its boundary"
+        )
+
+
 def _evaluate(value: Value | None, x: torch.Tensor) -> torch.Tensor | float:
     if value is None:
         return 0.0
     if callable(value):
-        out = value(x)
-        if not torch.is_tensor(out):
-            out = torch.as_tensor(out, dtype=x.dtype, device=x.device)
-        if out.ndim == 2 and out.shape[1] == 1:
-            out = out[:, 0]
-        if out.shape != (x.shape[0],):
-            raise ValueError(
-                f"a condition value returned shape {tuple(out.shape)} for {x.shape[0]} points; "
-                f"it must return ({x.shape[0]},)"
-            )
-        return out
+        return _per_point(value(x), x, "a condition value")
     return float(value)
 
 
@@ -373,29 +417,22 @@ class Observations(Condition):
         return self._tensors[key]
 
     def __post_init__(self) -> None:
-        points = np.asarray(
-            self.points.detach().cpu() if torch.is_tensor(self.points) else self.points, float
-        )
+        points = _fixed_points(self.points, self.name)
         values = np.asarray(
             self.values.detach().cpu() if torch.is_tensor(self.values) else self.values, float
         )
-        if points.ndim != 2 or points.shape[0] == 0:
-            raise ValueError(f"`points` must be a non-empty (m, ndim) array, got shape {points.shape}")
         if values.shape != (points.shape[0],):
             raise ValueError(
                 f"`values` must have shape ({points.shape[0]},) to match `points`, got {values.shape}"
             )
-        if not (np.isfinite(points).all() and np.isfinite(values).all()):
-            raise ValueError("`points` and `values` must be finite")
+        if not np.isfinite(values).all():
+            raise ValueError(f"condition {self.name!r}: `values` must be finite")
         object.__setattr__(self, "points", points)
         object.__setattr__(self, "values", values)
 
     def validate(self, domain: Geometry, fields: Sequence[str]) -> None:
         super().validate(domain, fields)
-        if self.points.shape[1] != domain.ndim or not domain.contains(self.points, tol=1e-9):
-            raise ValueError(
-                f"condition {self.name!r}: `points` must be (m, {domain.ndim}) inside the domain {domain}"
-            )
+        _check_points_in(domain, self.points, self.name)
 
     def sample(
         self,
@@ -445,20 +482,7 @@ class PointCondition(Condition):
     _tensors: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        points = self.points.detach().cpu() if torch.is_tensor(self.points) else self.points
-        try:
-            points = np.asarray(points, dtype=float)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"condition {self.name!r}: `points` must be an (m, ndim) array of numbers"
-            ) from None
-        if points.ndim != 2 or points.shape[0] == 0:
-            raise ValueError(
-                f"condition {self.name!r}: `points` must be a non-empty (m, ndim) array, got shape "
-                f"{points.shape} (one point of a 1-D domain: [[x0]])"
-            )
-        if not np.isfinite(points).all():
-            raise ValueError(f"condition {self.name!r}: `points` must be finite")
+        points = _fixed_points(self.points, self.name)
         if not callable(self.operator):
             raise TypeError(
                 f"condition {self.name!r}: `operator` must be a function operator(x, d, params) -> (m,), "
@@ -472,18 +496,7 @@ class PointCondition(Condition):
         Raises:
             ValueError: points with another number of coordinates than the domain, or outside it.
         """
-        if self.points.shape[1] != domain.ndim:
-            raise ValueError(
-                f"condition {self.name!r}: `points` must be (m, {domain.ndim}) (coordinates {domain.names}), "
-                f"got {self.points.shape}"
-            )
-        if not domain.contains(self.points, tol=1e-9):
-            i = next(i for i, p in enumerate(self.points) if not domain.contains(p[None], tol=1e-9))
-            at = ", ".join(f"{k} = {v:g}" for k, v in zip(domain.names, self.points[i]))
-            raise ValueError(
-                f"condition {self.name!r}: point {i} ({at}) lies outside the domain {domain}; give points "
-                "inside the domain or on its boundary"
-            )
+        _check_points_in(domain, self.points, self.name)
 
     def sample(
         self,
@@ -503,14 +516,4 @@ class PointCondition(Condition):
     def residual(
         self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
     ) -> torch.Tensor:
-        out = self.operator(x, d, params)
-        if not torch.is_tensor(out):
-            out = torch.as_tensor(out, dtype=x.dtype, device=x.device)
-        if out.ndim == 2 and out.shape[1] == 1:
-            out = out[:, 0]
-        if out.shape != (x.shape[0],):
-            raise ValueError(
-                f"condition {self.name!r}: `operator` returned shape {tuple(out.shape)} for {x.shape[0]} "
-                f"points; it must return ({x.shape[0]},), one value per point"
-            )
-        return out
+        return _per_point(self.operator(x, d, params), x, f"condition {self.name!r}: `operator`")

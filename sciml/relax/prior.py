@@ -63,6 +63,21 @@ def _cost(result: LinearSolveResult, maxiter: int) -> float:
     return its if result.converged else max(its, float(maxiter))
 
 
+def _then(
+    first: LinearSolveResult, second: LinearSolveResult, message: str | None = None
+) -> LinearSolveResult:
+    """One result for a solve ``first`` continued by ``second`` (from its iterate or afresh): ``second``'s
+    solution and status, both iteration counts and residual histories, ``second``'s message by default."""
+    return LinearSolveResult(
+        second.x,
+        first.iterations + second.iterations,
+        np.concatenate([first.residual_history, second.residual_history[1:]]),
+        second.converged,
+        second.status,
+        second.message if message is None else message,
+    )
+
+
 def default_offsets(solver: str = "sor") -> np.ndarray:
     """Offsets ``θ`` of ``ω(θ) = 2/(1 + e^θ s)``: fine (0.05) around Young's ``θ = 0``, coarser away.
 
@@ -513,14 +528,7 @@ class PriorTuner:
                 w_last = w_inc
                 if not rest.converged:  # the incumbent failed too: that is worth knowing
                     self._record(inc, delta, _cost(rest, maxiter))
-                result = LinearSolveResult(
-                    rest.x,
-                    first.iterations + rest.iterations,
-                    np.concatenate([h, rest.residual_history[1:]]),
-                    rest.converged,
-                    rest.status,
-                    rest.message,
-                )
+                result = _then(first, rest)
             self._record(trial, delta, cost)  # (a censored run's incumbent part is no clean sample)
             omega_used = w
         else:
@@ -542,14 +550,8 @@ class PriorTuner:
             h = result.residual_history
             restart = result.x if np.isfinite(h[-1]) and h[-1] < h[0] else x0
             safe = self._run(A, b, restart, 1.0, rtol, maxiter)
-            result = LinearSolveResult(
-                safe.x,
-                result.iterations + safe.iterations,
-                np.concatenate([h, safe.residual_history[1:]]),
-                safe.converged,
-                safe.status,
-                f"{safe.message} (after SOR with ω = {w_last:.4g} failed: {result.status})",
-            )
+            note = f"{safe.message} (after SOR with ω = {w_last:.4g} failed: {result.status})"
+            result = _then(result, safe, note)
             self.direction = -1  # explore smaller ω next
         self.t += 1
         return TunedSolve(result, omega_used, w_inc, explored, censored, cap, trial_its, delta, fallback)
