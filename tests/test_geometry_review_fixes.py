@@ -196,3 +196,17 @@ def test_a_predicate_of_the_wrong_form_is_named_by_its_condition():
                 name="p", domain=square, fields=("u",), residual=lambda x, d, p: d["u_xx"],
                 conditions=(pde.Dirichlet(on=on, name="wall"),),
             )  # fmt: skip
+
+    class Picky(ValueError):  # an exception the predicate raises, whose constructor takes more arguments
+        def __init__(self, text, code):
+            super().__init__(text)
+
+    def failing(x):
+        raise Picky("the user's own check", 7)
+
+    with pytest.raises(ValueError, match="condition 'wall': the user's own check") as info:
+        pde.PDEProblem(
+            name="p", domain=square, fields=("u",), residual=lambda x, d, p: d["u_xx"],
+            conditions=(pde.Dirichlet(on=failing, name="wall"),),
+        )  # fmt: skip
+    assert isinstance(info.value.__cause__, Picky)  # the user's traceback is kept

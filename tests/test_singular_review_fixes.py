@@ -249,3 +249,37 @@ def test_accretion_fields_are_labelled_with_their_normalisation(tmp_path, monkey
         assert f.attrs["field_labels"] == "ρ/ρ_c,v/v_c"
         assert "critical" in f.attrs["normalisation"] and f.attrs["param_rho_c"] > 0
     assert pde.get("accretion").fields == ("rho", "v")  # the names the residual reads are unchanged
+
+
+def test_an_overflow_of_diverged_parameters_is_not_blamed_on_the_equation():
+    # y'' + y² is defined everywhere: a float32 loss that overflows because the outputs are ~1e21 is the
+    # optimiser's doing, so the advice stays "lower the learning rate"
+    problem = pde.PDEProblem(
+        name="quadratic", domain=pde.Interval(0.0, 1.0), fields=("y",),
+        residual=lambda x, d, p: d["y_xx"] + d["y"] * d["y"],
+        conditions=(pde.Dirichlet(value=1.0, on="x-", name="y0"),),
+    )  # fmt: skip
+    net = PINN(1, 1, (8,), lower=(0.0,), upper=(1.0,))
+    trainer = Trainer(problem, net, TrainConfig(adam_iterations=5, n_residual=32, dtype="float32"))
+    points = trainer.sample()
+    last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(1e21)
+        last.bias.mul_(1e21)
+    total, terms = trainer.loss(points)
+    assert not torch.isfinite(total) and torch.isfinite(net(points["residual"])).all()
+    with pytest.raises(TrainingDiverged, match="Lower the learning rate") as info:
+        trainer._check_finite(total, terms, 3, "adam", points=points)
+    assert "undefined" not in str(info.value)
+
+
+def test_a_later_time_window_whose_lbfgs_makes_no_progress_keeps_the_march_going():
+    trainer = _lane_emden_trainer(adam_iterations=0, lbfgs_iterations=30)
+    trainer._starts_trained = True  # as window k > 0 of a time-marching run: it starts from window k - 1
+    with pytest.warns(RuntimeWarning, match="L-BFGS made no progress from iteration 0"):
+        trainer.fit(progress=False)
+
+
+def test_a_point_condition_refuses_a_field_its_operator_would_ignore():
+    with pytest.raises(ValueError, match="a PointCondition has no `field`"):
+        pde.PointCondition(points=[[0.5]], operator=lambda x, d, p: d["y_x"], field="y")

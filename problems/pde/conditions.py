@@ -215,7 +215,8 @@ class _OnFaces(Condition):
         except (TypeError, ValueError) as error:  # a predicate of the wrong form: say whose
             if not callable(self.on):
                 raise
-            raise type(error)(f"condition {self.name!r}: {error}") from None
+            kind = TypeError if isinstance(error, TypeError) else ValueError
+            raise kind(f"condition {self.name!r}: {error}") from error
 
     def normal_derivative(self, domain: Geometry, x: torch.Tensor, d: Derivatives) -> torch.Tensor:
         """``∇u · n`` at boundary points ``x`` with the domain's outward normals (``(n,)``)."""
@@ -483,6 +484,11 @@ class PointCondition(Condition):
 
     def __post_init__(self) -> None:
         points = _fixed_points(self.points, self.name)
+        if self.field is not None:
+            raise ValueError(
+                f"condition {self.name!r}: a PointCondition has no `field`; its `operator` names the fields "
+                "it uses (d['u'], d['v_x'])"
+            )
         if not callable(self.operator):
             raise TypeError(
                 f"condition {self.name!r}: `operator` must be a function operator(x, d, params) -> (m,), "

@@ -1329,6 +1329,9 @@ class Trainer:
             )
 
     # ----------------------------------------------------------------- training
+    #: whether the model starts from trained weights (a later time-marching window starts from the last one's)
+    _starts_trained = False
+
     def _trainable(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad] + list(self.coefficients.values())
 
@@ -1362,7 +1365,9 @@ class Trainer:
             x = points[name]
             with torch.no_grad():
                 outputs = self.model(x)
-            if not torch.isfinite(outputs).all():
+            # outputs near the dtype's overflow are diverged parameters, not an undefined equation
+            huge = torch.finfo(outputs.dtype).max ** 0.25
+            if not torch.isfinite(outputs).all() or outputs.abs().max() > huge:
                 return None
             with torch.enable_grad():
                 d = self._derivatives(name, x)
@@ -1370,7 +1375,8 @@ class Trainer:
                     r = problem.residual(d.x, d, params)
                 else:
                     r = conditions[name].residual(problem.domain, d.x, d, params)
-            bad = ~torch.isfinite(r.detach().reshape(x.shape[0], -1)).all(dim=1)
+            # NaN (0/0, a root or power of a negative number) is the equation's; ±inf may be an overflow
+            bad = torch.isnan(r.detach().reshape(x.shape[0], -1)).any(dim=1)
             count = int(bad.sum())
             if not count:
                 continue
@@ -1449,7 +1455,8 @@ class Trainer:
             terms: that trial's loss terms.
 
         Raises:
-            TrainingDiverged: nothing was trained at all (``iteration`` 0).
+            TrainingDiverged: nothing was trained at all (``iteration`` 0 of a model that did not start from
+                trained weights, as a later time-marching window does).
 
         Warns:
             RuntimeWarning: after Adam iterations (the model keeps Adam's parameters).
@@ -1475,7 +1482,7 @@ class Trainer:
             f"{self.problem.name}: L-BFGS made no progress from iteration {iteration}: its line search "
             f"reached a non-finite loss 3 times in a row (non-finite terms: {', '.join(bad)}): {why}"
         )
-        if iteration == 0:
+        if iteration == 0 and not self._starts_trained:
             raise TrainingDiverged(f"{text}. Nothing was trained (the model keeps its initial parameters)")
         warnings.warn(
             f"{text}. The model keeps the parameters of iteration {iteration} (loss {loss:.3e})",
@@ -1887,6 +1894,7 @@ class _WindowTrainer(Trainer):
 
     def __init__(self, parent: Trainer, k: int, inner: dict[str, Any] | None) -> None:
         self._parent, self._inner = parent, inner
+        self._starts_trained = k > 0
         super().__init__(
             parent.window_problems[k],
             parent.model.windows[k],

@@ -524,7 +524,7 @@ class PriorTuner:
                 drop = math.log(max(h[-1], 1e-300) / max(h[0], 1e-300)) if stopped_at_cap else 0.0
                 need = math.log(max(tol, 1e-300) / max(h[0], 1e-300))
                 cost = cap * (need / drop if drop < 0 else 10.0)
-                cost = max(float(cap), cost)
+                cost = max(float(cap), cost) if stopped_at_cap else max(cost, float(maxiter))  # diverged
                 w_last = w_inc
                 if not rest.converged:  # the incumbent failed too: that is worth knowing
                     self._record(inc, delta, _cost(rest, maxiter))

@@ -80,7 +80,7 @@ class _Lows:
         )
 
     def stall_note(self, maxiter: int) -> str:
-        if self.k_low > maxiter // 2:
+        if maxiter < 2 * _STALL_WINDOW or self.k_low > maxiter // 2:
             return "raise maxiter or try another omega"
         return (
             f"the residual has not fallen since iteration {self.k_low}: if A is singular (e.g. pure "
