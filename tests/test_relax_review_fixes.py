@@ -62,7 +62,8 @@ def test_prior_tuner_learns_a_diverged_solve_as_expensive_and_still_solves_the_s
     A = _convdiff(10, 40.0)  # Young's ω of the symmetric part (1.56) diverges here, ω = 1 converges
     b = np.random.default_rng(0).standard_normal(100)
     tuner = PriorTuner("sor")
-    out = tuner.solve(A, b, rtol=1e-8, maxiter=2000)
+    with pytest.warns(RuntimeWarning, match="not symmetric"):
+        out = tuner.solve(A, b, rtol=1e-8, maxiter=2000)
     assert out.fallback and out.result.converged and "failed" in out.result.message
     assert np.linalg.norm(b - A @ out.result.x) <= 1e-8 * np.linalg.norm(b)
     zero = int(np.flatnonzero(tuner.offsets == 0.0)[0])
@@ -169,3 +170,16 @@ def test_np_matrix_works_in_cg_and_empty_system_is_a_clear_error():
     assert res.converged and res.x.shape == (25,)
     with pytest.raises(ValueError, match="0×0"):
         PriorTuner("sor").solve(sp.csr_array((0, 0)), np.zeros(0))
+
+
+def test_sor_tuner_warns_once_that_its_prior_does_not_hold_for_a_nonsymmetric_matrix():
+    b = np.random.default_rng(0).standard_normal(100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a symmetric matrix: no warning
+        PriorTuner("sor").solve(_convdiff(10, 0.0), b, rtol=1e-8)
+    tuner = PriorTuner("sor")
+    with pytest.warns(RuntimeWarning, match="`A` is not symmetric: the prior is Young's ω of its symmetric"):
+        tuner.solve(_convdiff(10, 5.0), b, rtol=1e-8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per tuner
+        tuner.solve(_convdiff(10, 5.0), b, rtol=1e-8)

@@ -161,6 +161,8 @@ class SpectralPrior:
         self._pattern: tuple | None = None  # (indptr, indices, transpose permutation or None)
         self._reference: tuple | None = None  # (indptr, indices, rows, scaled data) of the last estimated A
         self._deflated = False  # whether the last estimate left out the constant null vector
+        #: whether the last matrix estimated was symmetric (else δ̂ is that of its symmetric part)
+        self.symmetric = True
 
     def _symmetric(self, A: sp.csr_array) -> bool:
         """Whether ``A`` (canonical CSR) is symmetric: the transpose permutation of its sparsity pattern is
@@ -196,7 +198,7 @@ class SpectralPrior:
             self.since += 1
             return self.delta
         v0 = self.vector if same_size else None
-        symmetric = self._symmetric(A) if A.nnz else True
+        symmetric = self.symmetric = self._symmetric(A) if A.nnz else True
 
         def run(v0: np.ndarray | None, deflate: np.ndarray | None) -> Any:
             est = estimate_jacobi_spectrum(
@@ -375,6 +377,7 @@ class PriorTuner:
         self.explore = float(explore)
         # SSOR-PCG is flat in ω near its optimum: a coarser prior (fewer Lanczos runs) loses nothing
         self.prior = SpectralPrior(rtol=0.05 if solver == "sor" else 0.2) if prior is None else prior
+        self._told_nonsymmetric = False  # (the warning about a nonsymmetric A is given once)
         self.generator = torch.Generator().manual_seed(int(seed))
         d = offsets.size
         # per offset: n, Σx, Σy, Σxx, Σxy, Σyy with x = log s, y = log(iterations)
@@ -495,8 +498,21 @@ class PriorTuner:
         Raises:
             ValueError: as :func:`~sciml.solvers.linear.sor` / :func:`~sciml.solvers.linear.cg` and the
                 prior (non-square or 0×0 matrix, non-positive diagonal entry, shapes, tolerances).
+
+        Warns:
+            RuntimeWarning: once per tuner, for SOR on the first nonsymmetric ``A`` (the prior does not hold
+                there); and as :meth:`SpectralPrior.estimate`.
         """
         delta = self.prior.estimate(A)  # (validates A; the solver checks it again)
+        if self.solver == "sor" and not self.prior.symmetric and not self._told_nonsymmetric:
+            self._told_nonsymmetric = True
+            warnings.warn(
+                "`A` is not symmetric: the prior is Young's ω of its symmetric part, a poor start for SOR on "
+                "nonsymmetric (e.g. convection-dominated) systems, where the tuner can cost many times SOR "
+                "with ω = 1 (26× on a measured sequence, README); prefer sor(A, b, omega=1.0) or gmres",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         inc = self.incumbent
         w_inc = self.omega(delta, inc)
         trial = self._neighbour(inc) if self._explore_now() else None
