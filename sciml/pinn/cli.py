@@ -366,11 +366,6 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
     save_figure(fig, path, dpi=110)
 
 
-def _number(value) -> bool:
-    """Whether ``value`` is a real number (for an HDF5 attribute)."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
 def _load_problem(spec: str) -> PDEProblem:
     """A registered problem by name, or ``FILE.py:FUNCTION``: a user's function that returns a problem.
 
@@ -534,7 +529,9 @@ def main(args: argparse.Namespace) -> int:
     normalisation = getattr(problem.reference, "normalisation", None)
     if normalisation:
         attrs["normalisation"] = normalisation
-        attrs.update({f"param_{k}": float(v) for k, v in problem.params.items() if _number(v)})
+        from sciml.pinn.models import _real
+
+        attrs.update({f"param_{k}": float(v) for k, v in problem.params.items() if _real(v)})
     error = "n/a (no reference)" if result.rel_l2 is None else f"{result.rel_l2:.3e}"
     title = f"{problem.name}, {args.model.upper()}: rel. L2 error {error}, {result.iterations} it"
     # fields on the reference grid, else (no reference, or scattered reference points) on the test grid

@@ -41,7 +41,7 @@ import os
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,12 @@ def _to_cpu(obj: Any) -> Any:
 
 
 #: what a trainer accepts as a reference (see :class:`Trainer`)
+def _grid_points(axes: Sequence[np.ndarray]) -> np.ndarray:
+    """The points of the tensor grid of ``axes`` as rows ``(M, ndim)``, in C order (as
+    :meth:`ReferenceSolution.points`)."""
+    return np.stack([m.reshape(-1) for m in np.meshgrid(*axes, indexing="ij")], axis=1)
+
+
 ReferenceLike = ReferenceSolution | Callable[[torch.Tensor], Any] | tuple | str | os.PathLike
 
 
@@ -1131,7 +1137,7 @@ class Trainer:
         elif callable(reference):
             shape = self._test_shape()
             axes = domain.axes(shape)
-            mesh = np.stack([m.reshape(-1) for m in np.meshgrid(*axes, indexing="ij")], axis=1)
+            mesh = _grid_points(axes)
             out = reference(torch.as_tensor(mesh, dtype=torch.float64))
             try:
                 out = np.asarray(out.detach().cpu() if torch.is_tensor(out) else out, dtype=float)
@@ -1253,7 +1259,7 @@ class Trainer:
             values[~self._grid_inside] = np.nan
             return values.reshape(self.reference.values.shape)
         axes = self.test_axes()
-        points = np.stack([m.reshape(-1) for m in np.meshgrid(*axes, indexing="ij")], axis=1)
+        points = _grid_points(axes)
         values = self.predict(points)
         inside = self.problem.domain.inside(torch.as_tensor(points, dtype=torch.float64)).cpu().numpy()
         values[~inside] = np.nan
