@@ -9,8 +9,12 @@ torchdiffeq method name maps to a method of our core: the Runge–Kutta tableaus
 callbacks, events, tuple and complex states, gradients with respect to ``t`` and the ``adjoint_*``
 arguments follow torchdiffeq. Documented differences (each is an error or stated here, never silent):
 
-* ``max_num_steps`` defaults to 100 000 (torchdiffeq: 2³¹ − 1), so a stiff problem fails in bounded time
-  with a :class:`~sciml.solvers.solution.SolveError` that says when the stiffness index indicates stiffness.
+* ``max_num_steps`` limits the steps of each interval between output times, as in torchdiffeq (the solve may
+  take ``max_num_steps`` × ``(len(t) - 1)`` in all, spread as it needs them). Not given, it is 100 000 for the
+  whole solve (torchdiffeq: 2³¹ − 1 per interval), so a stiff problem fails in bounded time with a
+  :class:`~sciml.solvers.solution.SolveError` that says when the stiffness index indicates stiffness.
+* ``options["dtype"]`` is accepted and changes nothing: our step times are host floats (float64), and
+  ``func`` gets ``t`` in the state's real dtype, as torchdiffeq passes it.
 * Fixed-grid methods step on the grid (``t`` by default, or ``step_size``/``grid_constructor``) *and* on
   every time in ``t`` (``step_size`` steps start afresh at each); torchdiffeq interpolates between grid
   points instead (``interp`` is accepted). Either way the gradient with respect to ``t`` is that of the
@@ -129,13 +133,11 @@ class _FlatField(torch.nn.Module):
     """A field on tuples of (possibly complex) tensors run as one flat real state; an nn.Module so the
     wrapped field's parameters stay visible."""
 
-    def __init__(self, func: Callable, shapes: Sequence[torch.Size], is_tuple: bool, complex_: bool,
-                 time_dtype: torch.dtype | None):  # fmt: skip
+    def __init__(self, func: Callable, shapes: Sequence[torch.Size], is_tuple: bool, complex_: bool):
         super().__init__()
         self.func, self.is_tuple, self.complex = func, is_tuple, complex_
         self.shapes = [torch.Size(s) for s in shapes]
         self.sizes = [s.numel() * (2 if complex_ else 1) for s in self.shapes]
-        self.time_dtype = time_dtype
 
     def split(self, y: torch.Tensor) -> Any:
         """Flat real ``(..., n)`` -> the user's structure (leading dimensions kept)."""
@@ -153,8 +155,6 @@ class _FlatField(torch.nn.Module):
         return torch.cat(flat) if len(flat) > 1 else flat[0]
 
     def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.time_dtype is not None:
-            t = t.to(self.time_dtype)
         return self.join(self.func(t, self.split(y)))
 
 
@@ -271,9 +271,10 @@ def odeint(
         rtol, atol: tolerances (torchdiffeq's defaults 1e-7, 1e-9); either may be 0 (pure absolute or pure
             relative control, as torchdiffeq accepts), not both.
         method: default ``"dopri5"``; see the module docstring for all names.
-        options: ``first_step``, ``max_num_steps`` (default :data:`MAX_NUM_STEPS`), ``safety``, ``ifactor``,
-            ``dfactor``, ``min_step``, ``max_step``, ``step_t``, ``jump_t``, ``norm``, ``dtype`` (of the
-            times given to ``func``) for adaptive methods; ``step_size``, ``grid_constructor``, ``perturb``,
+        options: ``first_step``, ``max_num_steps`` (per output interval; not given, :data:`MAX_NUM_STEPS`
+            for the whole solve), ``safety``, ``ifactor``, ``dfactor``, ``min_step``, ``max_step``,
+            ``step_t``, ``jump_t``, ``norm``, ``dtype`` (no effect: ``func`` gets ``t`` in the state's real
+            dtype) for adaptive methods; ``step_size``, ``grid_constructor``, ``perturb``,
             ``interp`` for fixed-grid ones; ``solver`` for ``scipy_solver``. An option the method does not
             use (``step_size`` for ``dopri5``) is ignored with a warning that names it, as in torchdiffeq.
         event_fn: ``event_fn(t, y)``: integrate from ``t[0]`` (towards ``t[1]`` if given; no more times)
@@ -281,7 +282,9 @@ def odeint(
         adjoint: use the continuous adjoint (what :func:`odeint_adjoint` sets).
         adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options: for the backward solve (default: the
             forward ones; ``adjoint_options={"norm": "seminorm"}`` or a callable norm).
-        adjoint_params: tensors to differentiate with the adjoint (default: ``func``'s parameters).
+        adjoint_params: tensors to differentiate with the adjoint (default: ``func``'s parameters). The
+            ``adjoint_*`` arguments need ``adjoint=True`` (a TypeError otherwise, as torchdiffeq's
+            ``odeint`` refuses them).
 
     Returns:
         The solution at ``t`` (leading dimension ``len(t)``; a tuple if ``y0`` is one), or
@@ -289,7 +292,16 @@ def odeint(
 
     Raises:
         ValueError: unknown method or option, bad ``t``; ``SolveError`` if the solve fails.
+        TypeError: an ``adjoint_*`` argument without ``adjoint=True``.
     """
+    given = {"adjoint_rtol": adjoint_rtol, "adjoint_atol": adjoint_atol, "adjoint_method": adjoint_method,
+             "adjoint_options": adjoint_options, "adjoint_params": adjoint_params}  # fmt: skip
+    given = [name for name, value in given.items() if value is not None]
+    if given and not adjoint:
+        raise TypeError(
+            f"odeint got {', '.join(given)} without adjoint=True: these set up the adjoint's backward solve "
+            "(torchdiffeq's odeint refuses them); pass adjoint=True or call odeint_adjoint, or drop them"
+        )
     options = dict(options or {})
     unknown = set(options) - _OPTIONS
     if unknown:
@@ -321,9 +333,9 @@ def odeint(
             raise ValueError("odeint_adjoint needs func to be an nn.Module, or the tensors it depends on "
                              "as adjoint_params=(...) (an empty tuple if none)")  # fmt: skip
         adjoint_params = tuple(func.parameters())
-    wrap = is_tuple or complex_ or "dtype" in options
+    wrap = is_tuple or complex_
     if wrap:
-        field = _FlatField(func, [p.shape for p in parts], is_tuple, complex_, options.get("dtype"))
+        field = _FlatField(func, [p.shape for p in parts], is_tuple, complex_)
         state = field.join(y0)
         split = field.split
         if complex_:
@@ -343,7 +355,7 @@ def _solve(field, state, t, kind, core, func, y0_user, split, rtol, atol, option
     hooks = _hooks(func, options, kind, False, split, state.shape)
     if kind == "fixed" and event_fn is not None and "step_size" not in options:
         raise ValueError("event handling with a fixed-step method needs options={'step_size': ...}")
-    max_steps = int(options.get("max_num_steps", MAX_NUM_STEPS))
+    per_interval = int(options.get("max_num_steps", MAX_NUM_STEPS))
     t_host = [float(v) for v in t.detach().reshape(-1)]
     # a fixed grid moves with t: its solution is differentiated as it is computed, step times included
     discrete = t.requires_grad and kind == "fixed" and not adjoint and event_fn is None
@@ -357,10 +369,16 @@ def _solve(field, state, t, kind, core, func, y0_user, split, rtol, atol, option
     if event_fn is not None:
         direction = 1.0 if len(t_host) < 2 or t_host[1] > t_host[0] else -1.0
         t_star = _locate_event(field, y_in, t_host[0], direction, kind, core, hooks, options, event_fn,
-                               split, t.dtype, rtol, atol, max_steps)  # fmt: skip
+                               split, t.dtype, rtol, atol, per_interval)  # fmt: skip
         save = [t_host[0], t_star]
     else:
         save = t_host
+    if "max_num_steps" in options:  # torchdiffeq counts steps per output interval
+        max_steps = per_interval * (len(save) - 1)
+        limit = f"max_num_steps={per_interval} per output interval ({max_steps} steps in all)"
+    else:
+        max_steps = per_interval
+        limit = f"max_num_steps={per_interval} (the default, a cap on the whole solve)"
     controller, hooks, grid = _stepping(kind, options, hooks, field, y0_user, t)
     moved = {}
     if discrete:
@@ -376,7 +394,7 @@ def _solve(field, state, t, kind, core, func, y0_user, split, rtol, atol, option
                                      adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options, state,
                                      adjoint_params)  # fmt: skip
     sol = _solve_in_odeint_terms(
-        problem, core, rtol=rtol, atol=atol, saveat=save,
+        limit, problem, core, rtol=rtol, atol=atol, saveat=save,
         controller=controller, dt0=options.get("first_step"), max_steps=max_steps,
         adjoint="continuous" if adjoint else "backprop", adjoint_params=adjoint_params,
         stiffness=kind != "scipy",
@@ -498,8 +516,8 @@ class _AdamsMovedSteps:
         return f1 + E / w[0]
 
 
-def _solve_in_odeint_terms(*args, **kwargs):
-    """:func:`solve`, its failure message phrased with odeint's option names."""
+def _solve_in_odeint_terms(limit: str, *args, **kwargs):
+    """:func:`solve`, its failure message phrased with odeint's option names (``limit``: the step limit)."""
     from sciml.solvers.solution import SolveError
 
     try:
@@ -507,6 +525,7 @@ def _solve_in_odeint_terms(*args, **kwargs):
     except SolveError as err:
         message = (
             str(err)
+            .replace(f"max_steps={kwargs['max_steps']} ", f"{limit} ")
             .replace("`max_steps`", "options['max_num_steps']")
             .replace("max_steps=", "max_num_steps=")
             .replace(
