@@ -38,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--models",
         default="pinn,pig,deepxde",
         help="comma-separated, default %(default)s: pinn, pig, deepxde (DeepXDE's PyTorch trainer on the "
-        "same problem, points, test grid, and the CPU seconds of our slower model (PINN or PIG); skipped "
-        "with a message when deepxde is not installed)",
+        "same problem, points, test grid, and the CPU seconds of our slower model (PINN or PIG) of the same "
+        "problem and seed, run now or stored in OUT by an earlier run; without one, 60 CPU s, and a line "
+        "says so; skipped with a message when deepxde is not installed)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default: 1)")
     parser.add_argument(
@@ -163,16 +164,22 @@ def _current_rows(rows: list[dict], names: list[str], budget: str) -> list[dict]
 
 def _deepxde_rows(problem, settings, config, reference, seeds, rows, done, device) -> list[dict]:
     """DeepXDE runs for ``problem``, each with the CPU seconds of our slower model for that seed (PINN and
-    PIG, whichever of them ran): DeepXDE never gets less CPU time than the model it is compared with. A stored
-    DeepXDE run given other seconds (one of ours was added since, by ``--resume``) is removed from ``rows``
-    and runs again."""
+    PIG, whichever of them ran; without one, 60 s, and a line says so): DeepXDE never gets less CPU time than
+    the model it is compared with. A stored DeepXDE run given other seconds (one of ours was added since, by
+    ``--resume``) is removed from ``rows`` and runs again."""
     from sciml.bench.deepxde_baseline import train_deepxde
     from sciml.pinn.presets import build_model
     from sciml.pinn.trainer import Trainer
 
     out = []
     for seed in seeds:
-        budget = _our_slowest(rows, problem.name, seed, default=60.0)
+        budget = _our_slowest(rows, problem.name, seed)
+        if budget is None:
+            budget = 60.0
+            print(
+                f"{problem.name}: DeepXDE seed {seed} gets {budget:.0f} CPU s, a default: no PINN or PIG run "
+                f"of {problem.name} seed {seed}, in this run or stored in OUT, whose CPU seconds it would get"
+            )
         if (problem.name, "deepxde", seed) in done:
             stored = [
                 r

@@ -98,6 +98,12 @@ def time_windows_words(message: str) -> str:
     )
 
 
+def reference_words(message: str, path: str) -> str:
+    """A trainer message about the reference file ``path`` in the words of the command line."""
+    option = f"--reference {path}"
+    return message.replace(f"reference file {Path(path)}", option).replace("`reference`", option)
+
+
 def check_time_windows(problem: PDEProblem, windows: int, iterations: int) -> None:
     """Refuse ``--time-windows K`` (before any work) for a problem without time or with fewer iterations.
 
@@ -468,10 +474,12 @@ def main(args: argparse.Namespace) -> int:
     model = build_model(problem, args.model, settings, seed=args.seed)
     try:
         trainer = Trainer(problem, model, config, reference=args.reference, checkpoint=out / "checkpoint.pt")
-    except ValueError as exc:  # time-marching's refusals, in the command line's words
-        if args.time_windows is None:
+    except ValueError as exc:  # refusals of time-marching and the reference file, in the CLI's words
+        message = str(exc) if args.reference is None else reference_words(str(exc), args.reference)
+        message = message if args.time_windows is None else time_windows_words(message)
+        if message == str(exc):
             raise
-        raise ValueError(time_windows_words(str(exc))) from None
+        raise ValueError(message) from None
     out = check_writable_dir(out)  # created only once the inputs are checked (a failed start leaves none)
     try:
         result = trainer.fit(progress=not args.no_progress, resume=args.resume)

@@ -38,6 +38,7 @@ import functools
 import hashlib
 import math
 import os
+import sys
 import time
 import warnings
 from collections import defaultdict
@@ -161,12 +162,13 @@ def _grid_points(axes: Sequence[np.ndarray]) -> np.ndarray:
 ReferenceLike = ReferenceSolution | Callable[[torch.Tensor], Any] | tuple | str | os.PathLike
 
 
-def _read_reference(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``points`` and ``values`` arrays from an ``.npz`` or HDF5 (``.h5``/``.hdf5``) file.
+def _read_reference(path: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``points`` and ``values`` arrays from an ``.npz`` or HDF5 (``.h5``/``.hdf5``) file; an optional array
+    ``names`` names the columns of ``points``, which are then put in the order of the domain's ``names``.
 
     Raises:
-        ValueError: a missing file, another suffix, missing arrays or arrays of other than numbers (the
-            message names them).
+        ValueError: a missing file, another suffix, missing arrays, arrays of other than numbers, or
+            ``names`` other than the domain's (the message names them).
     """
     if not path.is_file():
         raise ValueError(f"reference file {path} does not exist")
@@ -186,20 +188,77 @@ def _read_reference(path: Path) -> tuple[np.ndarray, np.ndarray]:
             )
         return array.astype(float)
 
+    def strings(data: Any) -> tuple[str, ...]:
+        try:
+            found = np.asarray(data["names"]).reshape(-1).tolist()
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"reference file {path}: array 'names' cannot be read ({exc}); save strings, e.g. "
+                f"np.array({list(names)})"
+            ) from None
+        return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in found)
+
     if path.suffix == ".npz":
         with np.load(path) as data:
             arrays = {k: numbers(data, k) for k in ("points", "values") if k in data}
+            keys, found = sorted(data.files), strings(data) if "names" in data else None
     elif path.suffix in (".h5", ".hdf5"):
         import h5py
 
         with h5py.File(path, "r") as f:
             arrays = {k: numbers(f, k) for k in ("points", "values") if k in f}
+            keys, found = sorted(f), strings(f) if "names" in f else None
     else:
         raise ValueError(f"reference file {path}: use .npz, .h5 or .hdf5 (arrays 'points' and 'values')")
     missing = {"points", "values"} - set(arrays)
     if missing:
-        raise ValueError(f"reference file {path} lacks the arrays {sorted(missing)} (needs points, values)")
-    return arrays["points"], arrays["values"]
+        raise ValueError(
+            f"reference file {path} lacks the arrays {sorted(missing)} (needs points, values); it has the "
+            f"arrays {keys}"
+        )
+    points = arrays["points"]
+    if found is not None:
+        if sorted(found) != sorted(names) or len(set(found)) != len(found):
+            raise ValueError(
+                f"reference file {path}: its array 'names' {found} must name the columns of its points by "
+                f"the domain's coordinates {names}, each once (in any order)"
+            )
+        if points.ndim == 2 and points.shape[1] == len(names):  # (other shapes: the caller reports them)
+            points = points[:, [found.index(n) for n in names]]
+    return points, arrays["values"]
+
+
+def _shape_fix(points: np.ndarray, values: np.ndarray, ndim: int, k: int) -> str:
+    """The likely fix of reference ``points`` and ``values`` of the wrong shapes, as the end of a message
+    (``""`` when none is apparent): a transpose, or a constant extra column of points (z = 0 of a 2-D
+    mesh export)."""
+    for fix in (("points",), ("values",), ("points", "values")):
+        p = points.T if "points" in fix else points
+        v = values.T if "values" in fix else values
+        if p.ndim == 2 and p.shape[1] == ndim and v.shape in value_shapes(p.shape[0], k):
+            return f"; transpose the {' and the '.join(fix)} ({'.T, '.join(fix)}.T: one row per point)"
+    if points.ndim == 2 and points.shape[1] == ndim + 1 and points.shape[0]:
+        constant = [j for j in range(ndim + 1) if np.ptp(points[:, j]) == 0]
+        if constant:
+            j = constant[-1]
+            return (
+                f"; its column {j} is constant ({points[0, j]:g}): drop it (e.g. z = 0 of a 2-D mesh "
+                f"export), np.delete(points, {j}, axis=1)"
+            )
+    return ""
+
+
+#: the folder of this package: a warning about a user's input points at the first frame outside it
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of a warning issued by the caller of this function that points at the first frame
+    outside this package (the user's call, whichever of the package's functions lead to it)."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _rescale_lbfgs(opt: torch.optim.LBFGS, factor: float) -> None:
@@ -1125,12 +1184,14 @@ class Trainer:
 
         Warns:
             UserWarning: scattered reference points outside the domain (they are left out; the warning
-                says how many).
+                says how many, and past 10 % the order the columns must have), duplicate points, or fewer
+                than 10 points in the domain.
         """
         problem, domain = self.problem, self.problem.domain
-        grid = None
-        if isinstance(reference, (str, os.PathLike)):
-            points, values = _read_reference(Path(reference))
+        in_file = isinstance(reference, (str, os.PathLike))
+        grid, what = None, f"reference file {Path(reference)}" if in_file else "`reference`"
+        if in_file:
+            points, values = _read_reference(Path(reference), domain.names)
         elif isinstance(reference, ReferenceSolution):
             grid = reference
             points, values = grid.points(), grid.flat_values()
@@ -1172,28 +1233,46 @@ class Trainer:
             or values.shape not in value_shapes(points.shape[0], k)
         ):
             raise ValueError(
-                f"`reference` has points {points.shape} and values {values.shape}; {problem.name} needs "
+                f"{what} has points {points.shape} and values {values.shape}; {problem.name} needs "
                 f"(m, {domain.ndim}) points {domain.names} and values {shapes} "
-                f"(one per point and field {problem.fields})"
+                f"(one per point and field {problem.fields}){_shape_fix(points, values, domain.ndim, k)}"
             )
         values = values[:, None] if values.ndim == 1 else values
         bad = ~np.isfinite(points).all(axis=1)
         if bad.any():
             raise ValueError(
-                f"`reference` has non-finite points (NaN or inf) in {int(bad.sum())} of its "
+                f"{what} has non-finite points (NaN or inf) in {int(bad.sum())} of its "
                 f"{points.shape[0]} rows, e.g. row {int(bad.argmax())}: {points[bad][0].tolist()}; remove "
                 "those rows"
             )
         inside = domain.inside(torch.as_tensor(points, dtype=torch.float64)).cpu().numpy()
-        if not inside.any():
-            raise ValueError(f"`reference`: none of its {points.shape[0]} points lies inside the domain")
-        if grid is None and not inside.all():  # (a grid covers the bounding box: its outside is expected)
-            warnings.warn(
-                f"`reference`: {int((~inside).sum())} of its {points.shape[0]} points lie outside the domain "
-                f"of {problem.name} and are left out of the error",
-                stacklevel=2,
-            )
+        n, m = int(inside.sum()), points.shape[0]
+        order = ""
+        if domain.ndim > 1 and grid is None:
+            named = ", or name them in an array 'names' in the file" if in_file else ""
+            order = f"; check the column order: columns must be {domain.names}, in that order{named}"
+        if not n:
+            raise ValueError(f"{what}: none of its {m} points lies inside the domain{order}")
+        if grid is None:  # (a grid covers the bounding box: its outside is expected)
+            duplicates = n - len(np.unique(points[inside], axis=0))
+            far = order if m - n > 0.1 * m else ""
+            for warn, message in (
+                (n < m, f"{m - n} of its {m} points lie outside the domain of {problem.name} and are left "
+                 f"out of the error{far}"),
+                (duplicates, f"{duplicates} of its {n} points in the domain are duplicates: each copy counts "
+                 "again, so duplicates weight the error towards their points; remove them"),
+                (n < 10, f"fewer than 10 points in the domain ({n}): the relative L2 error over so few "
+                 "points says little about the solution; give more points"),
+            ):  # fmt: skip
+                if warn:
+                    warnings.warn(f"{what}: {message}", stacklevel=_user_stacklevel())
         bad = inside & ~np.isfinite(values).all(axis=1)
+        if bad.any() and grid is None:
+            first = dict(zip(domain.names, points[bad][0].tolist()))
+            raise ValueError(
+                f"{what} has non-finite values (NaN or inf) in {int(bad.sum())} of its {n} rows in the "
+                f"domain, first row {int(bad.argmax())} at {first}; remove those rows"
+            )
         if bad.any():
             first = dict(zip(domain.names, points[bad][0].tolist()))
             raise ValueError(
