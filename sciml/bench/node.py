@@ -22,11 +22,13 @@ Two more modes:
   of their own, and ``--reuse`` keys on it).
 * ``--e2e``: end-to-end training speed as a user measures it — the same model, data, seed, batches and
   learning-rate schedule trained with a plain ``torchdiffeq.odeint`` script (dopri5, backprop through the
-  solver), with ``torchdiffeq.odeint_adjoint``, and with ours (Tsit5, backprop) without and with the error
-  regularizer; the validation loss is measured after every epoch (not timed) and the table gives each
-  method's training wall time until its validation loss first reaches the torchdiffeq script's final one,
-  and the ratio; and the same in CPU time of the training process (steadier than wall time on a shared
-  machine).
+  solver), with the same script trained at the looser rtol 1e-3, atol 1e-4 (:data:`E2E_LOOSE_TOL`; the
+  free speed-up a torchdiffeq user has), with ``torchdiffeq.odeint_adjoint``, and with ours (Tsit5,
+  backprop) without and with the error regularizer; the validation metric (loss or accuracy) is measured
+  after every epoch (not timed) at the task's own tolerances for every method, and the table gives each
+  method's training wall time until its validation metric first reaches (up to the relative slack of
+  :func:`first_reaching`) the plain torchdiffeq script's final one, and the ratio; and the same in CPU time
+  of the training process (steadier than wall time on a shared machine).
 """
 
 from __future__ import annotations
@@ -141,7 +143,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--e2e",
         action="store_true",
-        help="wall time to equal validation loss: torchdiffeq scripts vs ours (--tasks)",
+        help="wall time to equal validation metric (loss or accuracy): torchdiffeq scripts (plain, trained "
+        "at rtol 1e-3/atol 1e-4, adjoint) vs ours (--tasks)",
     )
 
 
@@ -772,12 +775,14 @@ def _plot_sweep(
 # ------------------------------------------------------------------------------------------ end to end
 class _TorchdiffeqScript(torch.nn.Module):
     """What a user's torchdiffeq script does: ``odeint`` (or ``odeint_adjoint``) with dopri5 on the field,
-    behind the interface of :class:`~sciml.neural_de.model.NeuralODE` so the same task model can use it."""
+    behind the interface of :class:`~sciml.neural_de.model.NeuralODE` so the same task model can use it.
+    ``train_tol`` (rtol, atol), if given, replaces the node's tolerances in training mode only, so that
+    evaluation (``model.eval()``) still solves at the task's tolerances."""
 
-    def __init__(self, node: torch.nn.Module, adjoint: bool):
+    def __init__(self, node: torch.nn.Module, adjoint: bool, train_tol: tuple[float, float] | None = None):
         super().__init__()
         self.field, self.t_span, self.adjoint = node.field, node.t_span, adjoint
-        self.rtol, self.atol = node.rtol, node.atol
+        self.rtol, self.atol, self.train_tol = node.rtol, node.atol, train_tol
 
     def forward(self, y0, saveat=None, regularizer=None) -> NeuralODEResult:
         import torchdiffeq
@@ -790,7 +795,8 @@ class _TorchdiffeqScript(torch.nn.Module):
         f = _Counted(self.field, nfe)
         solver = torchdiffeq.odeint_adjoint if self.adjoint else torchdiffeq.odeint
         extra = {"adjoint_params": tuple(self.field.parameters())} if self.adjoint else {}
-        ys = solver(f, y0, t, rtol=self.rtol, atol=self.atol, method="dopri5", **extra)[start:]
+        rtol, atol = self.train_tol if self.training and self.train_tol else (self.rtol, self.atol)
+        ys = solver(f, y0, t, rtol=rtol, atol=atol, method="dopri5", **extra)[start:]
         t = t[start:]
         empty = y0.new_zeros((0,))
         sol = Solution(
@@ -812,14 +818,15 @@ class _Counted(torch.nn.Module):
 
 
 def _train_e2e(task_name: str, method: str, epochs: int, seed: int) -> dict:
-    """One end-to-end training run: per-epoch training seconds and validation loss."""
+    """One end-to-end training run: per-epoch training seconds and validation metric."""
     torch.set_num_threads(1)
     task = get_task(task_name, "node")
     data = task.data()
     torch.manual_seed(seed)
     model = task.model("backprop")
-    if method in ("torchdiffeq-odeint", "torchdiffeq-adjoint"):
-        model.node = _TorchdiffeqScript(model.node, adjoint=method.endswith("adjoint"))
+    if method.startswith("torchdiffeq-"):
+        loose = E2E_LOOSE_TOL if method == "torchdiffeq-loose" else None
+        model.node = _TorchdiffeqScript(model.node, adjoint=method.endswith("adjoint"), train_tol=loose)
     regularizer, schedule = make_variant("error" if method == "ours-error" else "vanilla", task, epochs)
     optimizer = torch.optim.Adam(model.parameters(), lr=task.lr)
     learning_rate = epoch_learning_rate(task, task.lr, epochs)  # as `train` runs the task
@@ -849,11 +856,18 @@ def _train_e2e(task_name: str, method: str, epochs: int, seed: int) -> dict:
     return {"method": method, "curve": curve}
 
 
-E2E_METHODS = ("torchdiffeq-odeint", "torchdiffeq-adjoint", "ours-vanilla", "ours-error")
+E2E_METHODS = ("torchdiffeq-odeint", "torchdiffeq-loose", "torchdiffeq-adjoint", "ours-vanilla", "ours-error")
+"""The ``--e2e`` methods; the first, the plain torchdiffeq script, sets the reference."""
+E2E_LOOSE_TOL = (1e-3, 1e-4)
+"""(rtol, atol) of ``torchdiffeq-loose``'s training solves (its validation uses the task's)."""
+
+
+FIRST_REACHING_RTOL = 1e-4
+""":func:`first_reaching`'s default relative slack."""
 
 
 def first_reaching(
-    curve: list[dict], target: float, higher_is_better: bool, rtol: float = 1e-4
+    curve: list[dict], target: float, higher_is_better: bool, rtol: float = FIRST_REACHING_RTOL
 ) -> dict | None:
     """The first epoch of ``curve`` whose ``val_metric`` reaches ``target`` up to a relative ``rtol``.
 
@@ -876,20 +890,13 @@ def first_reaching(
     return next((c for c in curve if c["val_metric"] <= target + slack), None)
 
 
-def run_e2e(args: argparse.Namespace) -> dict:
-    """Wall time until the validation metric reaches the plain torchdiffeq script's final one."""
-    tasks = bench_tasks(args, "--e2e")
-    task = get_task(tasks[0], "node")
-    if "val" not in task.data():
-        raise ValueError(f"--e2e: task {tasks[0]!r} has no validation split; use latent-hard or mnist1d")
-    epochs = args.epochs or EPOCHS.get(tasks[0], (task.epochs, task.epochs))[1 if args.full else 0]
-    context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-        runs = list(pool.map(_train_e2e, [tasks[0]] * len(E2E_METHODS), E2E_METHODS, [epochs] * 4, [0] * 4))
+def e2e_rows(runs: list[dict], higher_is_better: bool) -> list[dict]:
+    """One table row per run of :func:`_train_e2e`, in order; the first run's final validation metric is the
+    reference that every run's time is measured to, and its times are the ratios' denominators."""
     target = runs[0]["curve"][-1]["val_metric"]
     rows = []
     for r in runs:
-        hit = first_reaching(r["curve"], target, task.higher_is_better)
+        hit = first_reaching(r["curve"], target, higher_is_better)
         rows.append(
             {
                 "method": r["method"],
@@ -908,10 +915,33 @@ def run_e2e(args: argparse.Namespace) -> dict:
         row["cpu_to_reference_vs_torchdiffeq"] = ratio(
             row["cpu_seconds_to_reference"], rows[0]["cpu_seconds_to_reference"]
         )
+    return rows
+
+
+def run_e2e(args: argparse.Namespace) -> dict:
+    """Wall time until the validation metric reaches the plain torchdiffeq script's final one."""
+    tasks = bench_tasks(args, "--e2e")
+    task = get_task(tasks[0], "node")
+    if "val" not in task.data():
+        raise ValueError(f"--e2e: task {tasks[0]!r} has no validation split; use latent-hard or mnist1d")
+    epochs = args.epochs or EPOCHS.get(tasks[0], (task.epochs, task.epochs))[1 if args.full else 0]
+    n = len(E2E_METHODS)
+    context = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        runs = list(pool.map(_train_e2e, [tasks[0]] * n, E2E_METHODS, [epochs] * n, [0] * n))
+    rows = e2e_rows(runs, task.higher_is_better)
+    target = runs[0]["curve"][-1]["val_metric"]
     print_table(
         rows,
         list(rows[0]),
         f"{tasks[0]}: training wall time to the torchdiffeq script's final "
         f"validation {task.metric} ({target:.4g}, the reference) — {epochs} epochs, seed 0",
+    )
+    print(
+        f"*_to_reference: at the first epoch whose validation {task.metric} reaches the reference (up to "
+        f"{FIRST_REACHING_RTOL:g} relative; None/-: never). torchdiffeq-loose trains at rtol "
+        f"{E2E_LOOSE_TOL[0]:g}, atol {E2E_LOOSE_TOL[1]:g}; every method validates at the task's rtol "
+        f"{task.rtol:g}, atol {task.atol:g}.",
+        flush=True,
     )
     return {"rows": rows, "runs": runs, "task": tasks[0], "epochs": epochs, "reference_metric": target}

@@ -1,0 +1,84 @@
+"""``sciml bench node --e2e``'s torchdiffeq script trained at looser tolerances (validated at the task's)."""
+
+import argparse
+import concurrent.futures as cf
+import dataclasses
+import types
+
+import pytest
+import torch
+
+import sciml.bench.node as node
+from sciml.neural_de.tasks import TASKS
+
+torchdiffeq = pytest.importorskip("torchdiffeq")
+
+
+def _recording_odeint(monkeypatch) -> list[tuple[float, float, bool]]:
+    """Patch ``torchdiffeq.odeint`` to record each call's (rtol, atol, whether it builds a graph)."""
+    calls, odeint = [], torchdiffeq.odeint
+
+    def record(*args, rtol, atol, **kwargs):
+        calls.append((rtol, atol, torch.is_grad_enabled()))
+        return odeint(*args, rtol=rtol, atol=atol, **kwargs)
+
+    monkeypatch.setattr(torchdiffeq, "odeint", record)
+    return calls
+
+
+def test_the_script_solves_at_its_training_tolerances_in_training_mode_only(monkeypatch):
+    from sciml.neural_de import NeuralODE
+    from sciml.neural_de.tasks import TimeConcatField
+
+    calls = _recording_odeint(monkeypatch)
+    torch.manual_seed(0)
+    ode = NeuralODE(TimeConcatField(3, 6).double(), (0.0, 1.0), rtol=1e-7, atol=1e-8)
+    script = node._TorchdiffeqScript(ode, adjoint=False, train_tol=(1e-3, 1e-4))
+    x = torch.randn(4, 3, dtype=torch.float64)
+    script.train()(x)
+    script.eval()(x)
+    node._TorchdiffeqScript(ode, adjoint=False).train()(x)  # no training tolerances: the node's
+    assert calls == [(1e-3, 1e-4, True), (1e-7, 1e-8, True), (1e-7, 1e-8, True)]
+
+
+def test_the_loose_method_trains_loose_and_validates_at_the_task_tolerances(monkeypatch):
+    assert node.E2E_METHODS[0] == "torchdiffeq-odeint" and "torchdiffeq-loose" in node.E2E_METHODS
+    task = dataclasses.replace(TASKS["latent-hard"], name="tiny-e2e-loose", n_series=40, n_times=10, latent=3,
+                               width=6, hidden=6, rtol=1e-6, atol=1e-7)  # fmt: skip
+    monkeypatch.setitem(TASKS, task.name, task)
+    calls = _recording_odeint(monkeypatch)
+    (point,) = node._train_e2e(task.name, "torchdiffeq-loose", 1, 0)["curve"]
+    assert point["val_nfe"] > 0
+    assert {c for c in calls if c[2]} == {(*node.E2E_LOOSE_TOL, True)}  # every training solve
+    assert {c for c in calls if not c[2]} == {(1e-6, 1e-7, False)}  # validation (no_grad) at the task's
+
+
+def test_run_e2e_reports_every_method_against_the_plain_script(monkeypatch, capsys):
+    """Each method gets its row, in E2E_METHODS order; the reference is the plain script's final accuracy."""
+    finals = {"torchdiffeq-odeint": 0.9, "torchdiffeq-loose": 0.92, "torchdiffeq-adjoint": 0.9,
+              "ours-vanilla": 0.85, "ours-error": 0.95}  # fmt: skip
+
+    def fake_train(task_name, method, epochs, seed):
+        assert (task_name, epochs, seed) == ("mnist1d", 3, 0)
+        speed = 0.5 if method == "torchdiffeq-loose" else 1.0
+        curve = [{"epoch": e, "seconds": 10.0 * e * speed, "cpu_seconds": 8.0 * e * speed,
+                  "val_metric": finals[method] - 0.05 * (3 - e), "val_nfe": 40}
+                 for e in (1, 2, 3)]  # fmt: skip
+        return {"method": method, "curve": curve}
+
+    task = types.SimpleNamespace(data=lambda: {"val": None}, higher_is_better=True, metric="accuracy",
+                                 epochs=3, rtol=1e-6, atol=1e-6)  # fmt: skip
+    monkeypatch.setattr(node, "get_task", lambda name, kind: task)
+    monkeypatch.setattr(node, "_train_e2e", fake_train)
+    threads = types.SimpleNamespace(ProcessPoolExecutor=lambda **kwargs: cf.ThreadPoolExecutor())
+    monkeypatch.setattr(node, "cf", threads)  # the same pool.map, in threads
+    out = node.run_e2e(argparse.Namespace(tasks="mnist1d", epochs=3, full=False, jobs=2))
+    rows = {r["method"]: r for r in out["rows"]}
+    assert [r["method"] for r in out["rows"]] == list(node.E2E_METHODS) and len(rows) == 5
+    assert out["reference_metric"] == 0.9
+    assert rows["torchdiffeq-loose"]["epochs_to_reference"] == 3
+    assert rows["torchdiffeq-loose"]["time_to_reference_vs_torchdiffeq"] == pytest.approx(0.5)
+    assert rows["ours-error"]["epochs_to_reference"] == 2
+    assert rows["ours-vanilla"]["epochs_to_reference"] is None
+    printed = capsys.readouterr().out
+    assert "torchdiffeq-loose" in printed and "first epoch whose validation accuracy reaches" in printed
