@@ -336,7 +336,9 @@ class SemilinearReference:
 
     The PDE is ``u_t = Σ_q a_q ∂_x^q u + Σ_{p≥1,q} c_{p,q} u^p ∂_x^q u`` on the problem's periodic
     x-interval, with the problem's initial value; ``terms(params)`` gives ``{(p, q): coefficient}`` (p = 0
-    the linear part).
+    the linear part). The solve is periodic: Neumann or Robin conditions on the x faces are refused, Dirichlet
+    ones are checked against the periodic solution's wall values at the saved times (they hold e.g. for an
+    odd solution with zero walls), and without any condition on x the initial value must be periodic.
 
     Args:
         terms: the problem's coefficients -> the term dictionary.
@@ -352,14 +354,26 @@ class SemilinearReference:
     n_times: int = 101
     x_stride: int = 1
 
+    def __post_init__(self) -> None:
+        for name in ("n_points", "n_times", "x_stride"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"SemilinearReference: `{name}` must be an integer ≥ 1, got {value!r}")
+        if not (_is_real(self.dt) and self.dt > 0):
+            raise ValueError(f"SemilinearReference: `dt` must be a finite number > 0, got {self.dt!r}")
+
 
 @dataclass(frozen=True)
 class NonlinearDiffusionReference:
-    """Recipe: a fine finite-difference method-of-lines solve of ``u_t = D ∇·(u^m ∇u)``, zero Dirichlet.
+    """Recipe: a fine finite-difference method-of-lines solve of ``u_t = D ∇·(u^m ∇u)`` on a box.
+
+    Every spatial face needs Dirichlet data constant in time (not only zero; time-dependent data, Neumann,
+    Robin or periodic conditions are refused). ``exponent=0`` is the heat equation ``u_t = D Δu``; an odd
+    exponent needs a non-negative initial value (``u^m < 0`` is backward diffusion).
 
     Args:
         coefficient: name of the parameter holding ``D``.
-        exponent: ``m``.
+        exponent: ``m``, a non-negative integer.
         n_intervals: grid intervals per side of the solve (vertex-centred, boundary nodes included).
         n_times: saved times (evenly spaced, both ends included).
         stride: keep every ``stride``-th node per side on the test grid.
@@ -372,6 +386,17 @@ class NonlinearDiffusionReference:
     n_times: int = 21
     stride: int = 4
     rtol: float = 1e-8
+
+    def __post_init__(self) -> None:
+        for name in ("n_intervals", "n_times", "stride"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{type(self).__name__}: `{name}` must be an integer ≥ 1, got {value!r}")
+        if not (_is_real(self.rtol) and self.rtol > 0):
+            raise ValueError(f"{type(self).__name__}: `rtol` must be a finite number > 0, got {self.rtol!r}")
+        m = self.exponent
+        if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 0:
+            raise ValueError(f"{type(self).__name__}: `exponent` must be a non-negative integer, got {m!r}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -5,10 +5,13 @@
 * an ``exact`` solution — evaluated on the problem's ``test_shape`` grid (float64);
 * a :class:`~sciml.problems.pde.problem.NonlinearDiffusionReference` recipe — a fine finite-difference solve
   (:func:`sciml.solvers.fd.solve_nonlinear_diffusion`) from the initial value, with the Dirichlet data
-  (taken at
-  the initial time, held constant) on the walls;
+  (constant in time: checked) on the walls of a box;
 * a :class:`~sciml.problems.pde.problem.SemilinearReference` recipe — the periodic spectral ETDRK4 solve of
-  :mod:`sciml.solvers.spectral` on :class:`sciml.problems.semilinear.SemilinearPeriodicProblem`.
+  :mod:`sciml.solvers.spectral` on :class:`sciml.problems.semilinear.SemilinearPeriodicProblem`; Dirichlet
+  conditions on x are checked against its wall values.
+
+Conditions a recipe cannot impose (Neumann, Robin, Dirichlet data that the solve would not satisfy) raise a
+ValueError that names them, rather than giving a reference of another problem.
 
 Numerical references are cached in HDF5 (:func:`sciml.solvers.cache.cached_arrays`) together with everything
 they depend on — the recipe, the coefficients, and a hash of the initial values on the solver's grid — so
@@ -19,12 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sciml.problems.pde.conditions import Dirichlet, InitialValue
+from sciml.problems.pde.conditions import Dirichlet, InitialValue, Neumann, Periodic, Robin
+from sciml.problems.pde.domain import Box
 from sciml.problems.pde.problem import NonlinearDiffusionReference, PDEProblem, SemilinearReference
 from sciml.solvers.cache import cached_arrays
 from sciml.solvers.fd.nonlinear_diffusion import solve_nonlinear_diffusion
@@ -33,6 +38,10 @@ __all__ = ["ReferenceSolution", "reference_solution"]
 
 #: bump when the finite-difference solver changes its results
 FD_VERSION = 1
+#: boundary data and periodic ends must agree to this fraction of the solution's largest magnitude
+_WALL_RTOL = 1e-6
+#: where a reference recipe does not fit the problem
+_OWN_REFERENCE = "give your own reference via Trainer(reference=...)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,20 +76,15 @@ def _digest(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float64).tobytes()).hexdigest()[:24]
 
 
-def _initial_values(problem: PDEProblem, space_points: np.ndarray) -> np.ndarray:
-    """The problem's initial value at spatial points ``(..., n_space)`` (time column set to t0)."""
-    initial = [c for c in problem.conditions if isinstance(c, InitialValue)]
-    if len(initial) != 1:
-        raise ValueError(
-            f"{problem.name}: a time-dependent reference needs exactly one InitialValue condition"
-        )
+def _value_at(problem: PDEProblem, value, space_points: np.ndarray, t) -> np.ndarray:
+    """A condition's ``value`` (number, None or callable) at spatial points ``(..., n_space)`` and time(s)
+    ``t`` (broadcast against the leading shape), shape ``space_points.shape[:-1]``."""
     domain = problem.domain
     lead = space_points.shape[:-1]
     full = np.zeros((int(np.prod(lead)), domain.ndim))
     space_columns = [domain.index(n) for n in domain.space_names]
     full[:, space_columns] = space_points.reshape(-1, len(space_columns))
-    full[:, domain.time_index] = domain.lower[domain.time_index]
-    value = initial[0].value
+    full[:, domain.time_index] = np.broadcast_to(t, lead).reshape(-1)
     if callable(value):
         out = value(torch.as_tensor(full, dtype=torch.float64))
         out = np.asarray(out.detach() if torch.is_tensor(out) else out, dtype=np.float64)
@@ -89,35 +93,76 @@ def _initial_values(problem: PDEProblem, space_points: np.ndarray) -> np.ndarray
     return out.reshape(lead)
 
 
-def _with_dirichlet_walls(problem: PDEProblem, nodes: np.ndarray, u0: np.ndarray) -> np.ndarray:
-    """``u0`` with its boundary nodes set to the problem's Dirichlet data at the initial time.
+def _initial_values(problem: PDEProblem, space_points: np.ndarray) -> np.ndarray:
+    """The problem's initial value at spatial points ``(..., n_space)`` (time column set to t0)."""
+    initial = [c for c in problem.conditions if isinstance(c, InitialValue)]
+    if len(initial) != 1:
+        raise ValueError(
+            f"{problem.name}: a time-dependent reference needs exactly one InitialValue condition"
+        )
+    domain = problem.domain
+    return _value_at(problem, initial[0].value, space_points, domain.lower[domain.time_index])
+
+
+def _faces(problem: PDEProblem, condition, recipe: str) -> tuple[str, ...]:
+    """The box faces a boundary condition's ``on`` names (all of them for ``None``).
 
     Raises:
-        ValueError: a spatial face without Dirichlet data (the finite-difference solve needs them all).
+        ValueError: the domain is not a box, or ``on`` is a predicate (naming the condition and ``recipe``).
     """
     domain = problem.domain
+    if not isinstance(domain, Box):
+        raise ValueError(
+            f"{problem.name}: the {recipe} reference needs a box domain (space × time), not "
+            f"{type(domain).__name__}; {_OWN_REFERENCE}"
+        )
+    if callable(condition.on):
+        raise ValueError(
+            f"{problem.name}: condition {condition.name!r} selects its points by a predicate; the {recipe} "
+            f"reference needs box faces such as on=('x-', 'x+'); {_OWN_REFERENCE}"
+        )
+    return domain.faces() if condition.on is None else domain._faces_of(condition.on)
+
+
+def _with_dirichlet_walls(problem: PDEProblem, nodes: np.ndarray, u0: np.ndarray) -> np.ndarray:
+    """``u0`` with its boundary nodes set to the problem's Dirichlet data (constant in time).
+
+    Raises:
+        ValueError: a spatial face without Dirichlet data (the finite-difference solve needs them all), a
+            Neumann, Robin or Periodic condition, Dirichlet data that vary in time or are selected by a
+            predicate, or a domain that is not a box.
+    """
+    domain = problem.domain
+    what = "nonlinear-diffusion"
+    for c in problem.conditions:
+        if isinstance(c, (Neumann, Robin, Periodic)):
+            raise ValueError(
+                f"{problem.name}: the {what} reference holds Dirichlet data on every wall; it cannot impose "
+                f"{type(c).__name__} condition {c.name!r}; {_OWN_REFERENCE}"
+            )
     u0 = u0.copy()
     covered = set()
+    t0, t1 = domain.lower[domain.time_index], domain.upper[domain.time_index]
+    times = np.linspace(t0, t1, 5)
     for c in problem.conditions:
         if not isinstance(c, Dirichlet):
             continue
-        faces = domain.faces() if c.on is None else tuple([c.on] if isinstance(c.on, str) else c.on)
-        for face in faces:
+        for face in _faces(problem, c, what):
             axis, upper = domain.parse_face(face)
             k = domain.space_names.index(domain.names[axis])
             index = [slice(None)] * (u0.ndim)
             index[k] = -1 if upper else 0
             pts = nodes[tuple(index)]
-            full = np.zeros((int(np.prod(pts.shape[:-1])), domain.ndim))
-            full[:, [domain.index(n) for n in domain.space_names]] = pts.reshape(-1, pts.shape[-1])
-            full[:, domain.time_index] = domain.lower[domain.time_index]
-            value = c.value
-            if callable(value):
-                out = value(torch.as_tensor(full, dtype=torch.float64))
-                out = np.asarray(out.detach() if torch.is_tensor(out) else out, dtype=np.float64)
-            else:
-                out = np.full(full.shape[0], 0.0 if value is None else float(value))
-            u0[tuple(index)] = out.reshape(pts.shape[:-1])
+            at_times = np.broadcast_to(pts, (times.size, *pts.shape))
+            data = _value_at(problem, c.value, at_times, times.reshape((-1,) + (1,) * (pts.ndim - 1)))
+            change = np.abs(data - data[0]).max()
+            if change > _WALL_RTOL * max(np.abs(u0).max(), np.abs(data).max()):
+                raise ValueError(
+                    f"{problem.name}: the {what} reference holds the Dirichlet data constant in time, but "
+                    f"condition {c.name!r} changes by up to {change:.3g} on {face} over t in "
+                    f"[{t0:g}, {t1:g}]; {_OWN_REFERENCE}"
+                )
+            u0[tuple(index)] = data[0]
             covered.add(face)
     missing = set(domain.faces()) - covered
     if missing:
@@ -150,16 +195,107 @@ def _exact(problem: PDEProblem) -> ReferenceSolution:
     return ReferenceSolution(axes, values.reshape(*problem.test_shape, -1), "exact")
 
 
+def _residual_misfit(problem: PDEProblem, rhs, keys: tuple[str, ...]) -> float:
+    """How far ``problem.residual`` is from ``λ·(u_t − rhs(d))`` for the best constant ``λ ≠ 0``, on random
+    probes ``d`` of the field and its derivatives ``keys`` (relative; 0 for a match, inf for ``λ = 0``).
+
+    Raises:
+        KeyError: the residual looks up a derivative not in ``keys``.
+    """
+    domain, field = problem.domain, problem.fields[0]
+    rng = np.random.default_rng(0)
+    lo, hi = np.asarray(domain.lower), np.asarray(domain.upper)
+    x = torch.as_tensor(lo + (hi - lo) * rng.random((16, domain.ndim)))
+    d = {name: x[:, i] for i, name in enumerate(domain.names)}
+    d.update(
+        {
+            k: torch.as_tensor(rng.uniform(0.5, 1.5, 16) if k == field else rng.uniform(-1, 1, 16))
+            for k in keys
+        }
+    )
+    with torch.no_grad():
+        r = torch.as_tensor(problem.residual(x, d, problem.params), dtype=torch.float64).reshape(-1)
+        g = d[f"{field}_{domain.time}"] - rhs(d)
+    lam = float(r @ g / (g @ g))
+    if lam == 0 or r.shape != g.shape:
+        return math.inf
+    return float((r - lam * g).abs().max() / max(float(r.abs().max()), 1e-300))
+
+
+def _check_residual(problem: PDEProblem, recipe: str, equation: str, rhs, keys, hint: str = "") -> None:
+    """Raise a ValueError when the problem's residual is not a multiple of ``equation`` (see
+    :func:`_residual_misfit`); a residual that cannot be probed with plain tensors is left unchecked."""
+    try:
+        misfit = _residual_misfit(problem, rhs, keys)
+    except KeyError as error:
+        raise ValueError(
+            f"{problem.name}: the residual looks up {error}, which the {recipe} reference's PDE {equation} "
+            f"does not contain; {_OWN_REFERENCE}"
+        ) from None
+    except Exception:  # noqa: BLE001 - e.g. a residual that needs the trainer's Derivatives object
+        return
+    if misfit > 1e-8:
+        raise ValueError(
+            f"{problem.name}: the residual is not {equation} (times a constant), the PDE the {recipe} "
+            f"reference solves (relative misfit {misfit:.3g} on random probes){hint}; fix the recipe, or "
+            f"{_OWN_REFERENCE}"
+        )
+
+
+def _check_nonlinear_diffusion_residual(problem: PDEProblem, recipe: NonlinearDiffusionReference) -> None:
+    """The residual must be ``λ·(u_t − D ∇·(u^m ∇u))``; the message names an exponent that would fit."""
+    u, space = problem.fields[0], problem.domain.space_names
+    keys = (u, f"{u}_{problem.domain.time}", *(f"{u}_{x}" for x in space), *(f"{u}_{x}{x}" for x in space))
+    D = float(problem.params[recipe.coefficient])
+
+    def rhs(m):  # D ∇·(u^m ∇u) = D (m u^(m-1) |∇u|² + u^m Δu)
+        return lambda d: (
+            D * sum(m * d[u] ** (m - 1) * d[f"{u}_{x}"] ** 2 + d[u] ** m * d[f"{u}_{x}{x}"] for x in space)
+        )
+
+    m = int(recipe.exponent)
+    hint = ""
+    try:
+        fits = [k for k in range(5) if k != m and _residual_misfit(problem, rhs(k), keys) <= 1e-8]
+    except Exception:  # noqa: BLE001 - reported by _check_residual below
+        fits = []
+    if fits:
+        hint = f": it fits exponent={fits[0]}" + (" (a heat equation)" if fits[0] == 0 else "")
+    equation = f"{u}_t - {recipe.coefficient}*div({u}^{m} grad {u})"
+    _check_residual(problem, "nonlinear-diffusion", equation, rhs(m), keys, hint)
+
+
+def _check_semilinear_residual(problem: PDEProblem, terms: dict) -> None:
+    """The residual must be ``λ·(u_t − Σ c_{p,q} u^p ∂_x^q u)`` for the recipe's terms."""
+    from sciml.problems.semilinear import _check_key, term_name
+
+    u, x = problem.fields[0], problem.domain.space_names[0]
+    pairs = {_check_key(k): float(c) for k, c in terms.items()}
+    keys = (u, f"{u}_{problem.domain.time}", *(f"{u}_{x * q}" if q else u for _, q in pairs))
+
+    def rhs(d):
+        return sum(c * d[u] ** p * (d[f"{u}_{x * q}"] if q else d[u]) for (p, q), c in pairs.items())
+
+    equation = f"{u}_t - (" + " + ".join(f"{c:g}*{term_name(*k)}" for k, c in pairs.items()) + ")"
+    _check_residual(problem, "semilinear", equation, rhs, keys)
+
+
 def _nonlinear_diffusion(
     problem: PDEProblem, recipe: NonlinearDiffusionReference, directory, progress: bool
 ) -> ReferenceSolution:
     domain = problem.domain
+    if not isinstance(domain, Box):
+        raise ValueError(
+            f"{problem.name}: the nonlinear-diffusion reference needs a box domain (space × time), not "
+            f"{type(domain).__name__}; {_OWN_REFERENCE}"
+        )
     if domain.time is None or domain.ndim < 2:
         raise ValueError(f"{problem.name}: a nonlinear-diffusion reference needs space and time coordinates")
     if recipe.coefficient not in problem.params:
         raise ValueError(
             f"{problem.name}: the recipe's coefficient {recipe.coefficient!r} is not in `params`"
         )
+    _check_nonlinear_diffusion_residual(problem, recipe)
     space = [domain.index(n) for n in domain.space_names]
     t_index = domain.time_index
     n = int(recipe.n_intervals)
@@ -170,6 +306,13 @@ def _nonlinear_diffusion(
     node_axes = [np.linspace(lo, hi, n + 1) for lo, hi in zip(lower, upper)]
     nodes = np.stack(np.meshgrid(*node_axes, indexing="ij"), axis=-1)
     u0 = _with_dirichlet_walls(problem, nodes, _initial_values(problem, nodes))
+    if recipe.exponent % 2 and u0.min() < -_WALL_RTOL * np.abs(u0).max():
+        where = ", ".join(f"{v:.4g}" for v in nodes[np.unravel_index(np.argmin(u0), u0.shape)])
+        raise ValueError(
+            f"{problem.name}: the initial value has minimum {u0.min():.3g} (at ({where})); with the "
+            f"odd exponent {recipe.exponent}, u^m < 0 is backward diffusion (ill-posed): use a non-negative "
+            f"initial value, an even exponent, or {_OWN_REFERENCE}"
+        )
     times = np.linspace(domain.lower[t_index], domain.upper[t_index], int(recipe.n_times))
     coefficient = float(problem.params[recipe.coefficient])
     params = {
@@ -209,6 +352,58 @@ def _nonlinear_diffusion(
     return ReferenceSolution(tuple(axes), u[..., None], "finite-difference")
 
 
+def _periodic_walls(problem: PDEProblem, x0: float, x1: float, u0: np.ndarray) -> list:
+    """The Dirichlet conditions (with their faces) a periodic solve must be checked against.
+
+    Raises:
+        ValueError: a Neumann or Robin condition, or with no condition on x at all, an initial value that is
+            not periodic.
+    """
+    dirichlet = []
+    for c in problem.conditions:
+        if isinstance(c, (Neumann, Robin)):
+            raise ValueError(
+                f"{problem.name}: the semilinear reference solves periodically; it cannot impose "
+                f"{type(c).__name__} condition {c.name!r} on {_faces(problem, c, 'semilinear')}: use a "
+                f"periodic problem, or {_OWN_REFERENCE}"
+            )
+        if isinstance(c, Dirichlet):
+            dirichlet.append((c, _faces(problem, c, "semilinear")))
+    if not dirichlet and not any(isinstance(c, Periodic) for c in problem.conditions):
+        ends = _initial_values(problem, np.array([[x0], [x1]]))
+        if abs(ends[1] - ends[0]) > _WALL_RTOL * max(np.abs(u0).max(), np.abs(ends).max()):
+            raise ValueError(
+                f"{problem.name}: the semilinear reference solves periodically, but the initial value is not "
+                f"periodic: u0({x0:g}) = {ends[0]:.6g}, u0({x1:g}) = {ends[1]:.6g}; add a Periodic condition "
+                f"with a periodic initial value, or {_OWN_REFERENCE}"
+            )
+    return dirichlet
+
+
+def _check_dirichlet_walls(problem: PDEProblem, dirichlet: list, ends, times: np.ndarray, u: np.ndarray):
+    """Check Dirichlet data on the x faces against the periodic solution ``u`` ``(T, n)`` at its ends
+    (``u[:, 0]`` at both).
+
+    Raises:
+        ValueError: they disagree by more than ``_WALL_RTOL · max|u|`` (naming the condition, where, by how
+            much).
+    """
+    scale = np.abs(u).max()
+    for c, faces in dirichlet:
+        for face in faces:
+            wall = ends[problem.domain.parse_face(face)[1]]
+            data = _value_at(problem, c.value, np.full((times.size, 1), wall), times)
+            miss = np.abs(data - u[:, 0])
+            if miss.max() > _WALL_RTOL * max(scale, np.abs(data).max()):
+                k = int(np.argmax(miss))
+                raise ValueError(
+                    f"{problem.name}: Dirichlet condition {c.name!r} does not hold for the periodic solution "
+                    f"of the semilinear reference: on {face} (x = {wall:g}) at t = {times[k]:.4g} the data "
+                    f"are {data[k]:.6g}, the solution {u[k, 0]:.6g} (largest disagreement {miss[k]:.3g}, "
+                    f"max|u| = {scale:.3g}); use a periodic problem, or {_OWN_REFERENCE}"
+                )
+
+
 def _semilinear(
     problem: PDEProblem, recipe: SemilinearReference, directory, progress: bool
 ) -> ReferenceSolution:
@@ -227,8 +422,11 @@ def _semilinear(
     n = int(recipe.n_points)
     x = x0 + (x1 - x0) * np.arange(n) / n
     u0 = _initial_values(problem, x[:, None])
+    dirichlet = _periodic_walls(problem, x0, x1, u0)
+    terms = dict(recipe.terms(problem.params))
+    _check_semilinear_residual(problem, terms)
     semilinear = SemilinearPeriodicProblem(
-        dict(recipe.terms(problem.params)),
+        terms,
         n=n,
         x0=x0,
         length=x1 - x0,
@@ -238,11 +436,13 @@ def _semilinear(
     )
     times = np.linspace(t0, t1, int(recipe.n_times))
     arrays = cached_solve(semilinear, recipe.dt, times, directory=directory, progress=progress)
-    u = np.asarray(arrays["u"])[:, :: recipe.x_stride]  # (T, nx)
+    u = np.asarray(arrays["u"])  # (T, n)
     if not np.isfinite(u).all():
         raise FloatingPointError(
             f"{problem.name}: the spectral reference is not finite; refine dt or n_points"
         )
+    _check_dirichlet_walls(problem, dirichlet, (x0, x1), np.asarray(arrays["t"]), u)
+    u = u[:, :: recipe.x_stride]  # (T, nx)
     values = u.T if x_index == 0 else u  # to the domain's (x, t) order
     axes = [None, None]
     axes[x_index] = x[:: recipe.x_stride]
