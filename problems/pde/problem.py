@@ -330,6 +330,18 @@ class HardConstraint:
         )
 
 
+def _check_recipe_fields(recipe: object, counts: tuple[str, ...], positive: str) -> None:
+    """Refuse a reference recipe whose ``counts`` are not integers ≥ 1 or whose ``positive`` field is not a
+    finite number > 0, naming the field."""
+    for name in counts:
+        value = getattr(recipe, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{type(recipe).__name__}: `{name}` must be an integer ≥ 1, got {value!r}")
+    value = getattr(recipe, positive)
+    if not (_is_real(value) and value > 0):
+        raise ValueError(f"{type(recipe).__name__}: `{positive}` must be a finite number > 0, got {value!r}")
+
+
 @dataclass(frozen=True)
 class SemilinearReference:
     """Recipe: a periodic semilinear spectral (ETDRK4) solve in one space dimension.
@@ -355,12 +367,7 @@ class SemilinearReference:
     x_stride: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("n_points", "n_times", "x_stride"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"SemilinearReference: `{name}` must be an integer ≥ 1, got {value!r}")
-        if not (_is_real(self.dt) and self.dt > 0):
-            raise ValueError(f"SemilinearReference: `dt` must be a finite number > 0, got {self.dt!r}")
+        _check_recipe_fields(self, ("n_points", "n_times", "x_stride"), "dt")
 
 
 @dataclass(frozen=True)
@@ -388,12 +395,7 @@ class NonlinearDiffusionReference:
     rtol: float = 1e-8
 
     def __post_init__(self) -> None:
-        for name in ("n_intervals", "n_times", "stride"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{type(self).__name__}: `{name}` must be an integer ≥ 1, got {value!r}")
-        if not (_is_real(self.rtol) and self.rtol > 0):
-            raise ValueError(f"{type(self).__name__}: `rtol` must be a finite number > 0, got {self.rtol!r}")
+        _check_recipe_fields(self, ("n_intervals", "n_times", "stride"), "rtol")
         m = self.exponent
         if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 0:
             raise ValueError(f"{type(self).__name__}: `exponent` must be a non-negative integer, got {m!r}")
