@@ -153,3 +153,34 @@ def test_semilinear_checks_the_residual(tmp_path):
     )
     with pytest.raises(ValueError, match=r"u\*u_x"):
         reference_solution(problem, directory=tmp_path)
+
+
+# ------------------------------------------------------------------ the residual probe (diff review)
+def test_a_correct_residual_computed_in_float32_is_accepted(tmp_path):
+    conditions = (pde.Dirichlet(value=0.0), pde.InitialValue(value=_sine))
+    in_float32 = _nld(conditions, residual=lambda x, d, p: (d["u_t"] - p["D"] * d["u_xx"]).float())
+    reference_solution(in_float32, directory=tmp_path)  # rounding of float32 is not a wrong equation
+
+
+def test_a_term_with_a_zero_coefficient_is_accepted_and_a_nonzero_one_named(tmp_path):
+    conditions = (pde.Dirichlet(value=0.0), pde.InitialValue(value=_sine))
+
+    def advected(v):
+        return lambda x, d, p: d["u_t"] + v * d["u_x"] - p["D"] * d["u_xx"]
+
+    reference_solution(_nld(conditions, residual=advected(0.0)), directory=tmp_path)  # the same PDE
+    with pytest.raises(ValueError, match="the residual uses u_x"):
+        reference_solution(_nld(conditions, residual=advected(1.0)), directory=tmp_path)
+
+
+def test_a_residual_reading_the_points_is_checked_and_one_the_probe_cannot_run_warns(tmp_path):
+    conditions = (pde.Dirichlet(value=0.0), pde.InitialValue(value=_sine))
+    wrong = _nld(conditions, residual=lambda x, d, p: d["u_t"] - 2 * p["D"] * d["u_xx"] + 0 * d.x[:, 0])
+    with pytest.raises(ValueError, match="is not u_t"):
+        reference_solution(wrong, directory=tmp_path)
+
+    def needs_the_trainer(x, d, p):
+        return d["u_t"] - p["D"] * d.derivative(0, (0, 0))  # an internal method the probe does not have
+
+    with pytest.warns(UserWarning, match="could not check the residual"):
+        reference_solution(_nld(conditions, residual=needs_the_trainer), directory=tmp_path)

@@ -144,3 +144,18 @@ def test_deepxde_alone_says_which_cpu_seconds_it_gets(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "DeepXDE seed 0 gets 60 CPU s" in out and "no PINN or PIG run of legendre seed 0" in out
     assert "seed 1 gets" not in out
+
+
+def test_an_empty_reference_file_says_it_has_no_points(tmp_path):
+    np.savez(tmp_path / "empty.npz", points=np.zeros((0, 2)), values=np.zeros(0))
+    with pytest.raises(ValueError, match="has no points"):
+        _trainer().evaluate(reference=tmp_path / "empty.npz")
+
+
+def test_resume_keeps_a_stored_deepxde_run_that_ran_alone(capsys):
+    from sciml.bench import pde as bench
+
+    row = {"problem": "poisson", "model": "deepxde", "seed": 0, "cpu_budget": bench.DEEPXDE_ALONE_SECONDS,
+           "fingerprint": bench._fingerprint("poisson", "deepxde", "default")}  # fmt: skip
+    assert bench._current_rows([row], ["poisson"], "default") == [row]
+    assert "run again" not in capsys.readouterr().out

@@ -128,6 +128,10 @@ def _fingerprint(name: str, kind: str, budget: str) -> dict:
     )
 
 
+#: DeepXDE's CPU seconds when no run of ours (PINN or PIG) of its problem and seed sets them
+DEEPXDE_ALONE_SECONDS = 60.0
+
+
 def _our_slowest(rows: list[dict], problem: str, seed: int, default: float | None = None) -> float | None:
     """The CPU seconds of our slowest run (PINN or PIG) of ``problem`` and ``seed`` in ``rows``: what DeepXDE
     is given for that seed."""
@@ -150,7 +154,7 @@ def _current_rows(rows: list[dict], names: list[str], budget: str) -> list[dict]
         r for r in current
         if r["model"] != "deepxde" or (
             (r["problem"], r["seed"]) not in rerun
-            and r.get("cpu_budget") == _our_slowest(current, r["problem"], r["seed"])
+            and r.get("cpu_budget") == _our_slowest(current, r["problem"], r["seed"], DEEPXDE_ALONE_SECONDS)
         )
     ]  # fmt: skip
     stale = len(asked) - len(kept)
@@ -175,7 +179,7 @@ def _deepxde_rows(problem, settings, config, reference, seeds, rows, done, devic
     for seed in seeds:
         budget = _our_slowest(rows, problem.name, seed)
         if budget is None:
-            budget = 60.0
+            budget = DEEPXDE_ALONE_SECONDS
             print(
                 f"{problem.name}: DeepXDE seed {seed} gets {budget:.0f} CPU s, a default: no PINN or PIG run "
                 f"of {problem.name} seed {seed}, in this run or stored in OUT, whose CPU seconds it would get"

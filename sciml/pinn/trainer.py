@@ -1237,6 +1237,8 @@ class Trainer:
                 f"(m, {domain.ndim}) points {domain.names} and values {shapes} "
                 f"(one per point and field {problem.fields}){_shape_fix(points, values, domain.ndim, k)}"
             )
+        if not points.shape[0]:
+            raise ValueError(f"{what} has no points (arrays of shape {points.shape} and {values.shape})")
         values = values[:, None] if values.ndim == 1 else values
         bad = ~np.isfinite(points).all(axis=1)
         if bad.any():
