@@ -159,3 +159,13 @@ def test_resume_keeps_a_stored_deepxde_run_that_ran_alone(capsys):
            "fingerprint": bench._fingerprint("poisson", "deepxde", "default")}  # fmt: skip
     assert bench._current_rows([row], ["poisson"], "default") == [row]
     assert "run again" not in capsys.readouterr().out
+
+
+def test_one_dimensional_points_without_a_column_get_the_fix():
+    problem = pde.PDEProblem(
+        name="ode", domain=pde.Interval(0.0, 1.0), fields=("u",), residual=lambda x, d, p: d["u_xx"] + 1.0,
+        conditions=(pde.Dirichlet(value=0.0),),
+    )  # fmt: skip
+    x = np.linspace(0.1, 0.9, 20)
+    with pytest.raises(ValueError, match=r"points\[:, None\]"):
+        _trainer(problem).evaluate(reference=(x, x * (1 - x) / 2))

@@ -237,6 +237,8 @@ def _shape_fix(points: np.ndarray, values: np.ndarray, ndim: int, k: int) -> str
         v = values.T if "values" in fix else values
         if p.ndim == 2 and p.shape[1] == ndim and v.shape in value_shapes(p.shape[0], k):
             return f"; transpose the {' and the '.join(fix)} ({'.T, '.join(fix)}.T: one row per point)"
+    if points.ndim == 1 and ndim == 1:
+        return "; give the points one column, points[:, None]"
     if points.ndim == 2 and points.shape[1] == ndim + 1 and points.shape[0]:
         constant = [j for j in range(ndim + 1) if np.ptp(points[:, j]) == 0]
         if constant:
@@ -248,8 +250,12 @@ def _shape_fix(points: np.ndarray, values: np.ndarray, ndim: int, k: int) -> str
     return ""
 
 
-#: the folder of this package: a warning about a user's input points at the first frame outside it
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+#: the folders of this package (``sciml``, and ``sciml.problems`` / ``sciml.solvers``, which an editable
+#: install keeps beside it): a warning about a user's input points at the first frame outside them
+_PACKAGE = tuple(
+    os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+    for module in (sys.modules["sciml"], sys.modules["sciml.problems"], sys.modules["sciml.solvers"])
+)
 
 
 def _user_stacklevel() -> int:
