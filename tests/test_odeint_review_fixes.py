@@ -86,3 +86,9 @@ def test_adjoint_arguments_without_the_adjoint_are_refused(name):
              "adjoint_method": "rk4", "adjoint_options": {"norm": "seminorm"}}[name]  # fmt: skip
     with pytest.raises(TypeError, match=rf"{name}.*adjoint=True.*odeint_adjoint"):
         sciml.odeint(f, torch.randn(4, 2), torch.linspace(0, 1, 3), **{name: value})
+
+
+@pytest.mark.parametrize("steps", [0, -3, "10", True])
+def test_a_bad_max_num_steps_is_named_as_the_option(steps):
+    with pytest.raises(ValueError, match=r"options\['max_num_steps'\] must be a number"):
+        sciml.odeint(_rotation, torch.ones(2), torch.linspace(0, 1, 3), options={"max_num_steps": steps})

@@ -306,6 +306,12 @@ def odeint(
     unknown = set(options) - _OPTIONS
     if unknown:
         raise ValueError(f"unsupported option(s) {sorted(unknown)}; supported: {sorted(_OPTIONS)}")
+    steps = options.get("max_num_steps")
+    bad = isinstance(steps, bool) or not isinstance(steps, (int, float)) or not steps >= 1
+    if steps is not None and bad:
+        raise ValueError(
+            f"options['max_num_steps'] must be a number ≥ 1 (steps per output interval), got {steps!r}"
+        )
     kind, core = _method(method, options)
     _ignore_unused_options(options, kind, method)
     if not torch.is_tensor(t) or t.ndim != 1 or t.numel() < 1 or not t.is_floating_point():
@@ -706,7 +712,8 @@ def _locate_event(field, y0, t0, direction, kind, core, hooks, options, event_fn
     if locator.t_event is None:
         raise SolveError(
             f"event_fn did not change sign before the solve stopped at t={raw.t_reached:.6g} "
-            f"({raw.status.value}); check event_fn or raise options['max_num_steps']",
+            f"({raw.status.value.replace('max_steps', 'max_num_steps')}); check event_fn or raise "
+            "options['max_num_steps']",
             None,
         )
     return locator.t_event
