@@ -152,13 +152,13 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
-#: what a trainer accepts as a reference (see :class:`Trainer`)
 def _grid_points(axes: Sequence[np.ndarray]) -> np.ndarray:
     """The points of the tensor grid of ``axes`` as rows ``(M, ndim)``, in C order (as
     :meth:`ReferenceSolution.points`)."""
     return np.stack([m.reshape(-1) for m in np.meshgrid(*axes, indexing="ij")], axis=1)
 
 
+#: what a trainer accepts as a reference (see :class:`Trainer`)
 ReferenceLike = ReferenceSolution | Callable[[torch.Tensor], Any] | tuple | str | os.PathLike
 
 
@@ -1275,18 +1275,15 @@ class Trainer:
                 if warn:
                     warnings.warn(f"{what}: {message}", stacklevel=_user_stacklevel())
         bad = inside & ~np.isfinite(values).all(axis=1)
-        if bad.any() and grid is None:
+        if bad.any():
             first = dict(zip(domain.names, points[bad][0].tolist()))
             raise ValueError(
                 f"{what} has non-finite values (NaN or inf) in {int(bad.sum())} of its {n} rows in the "
                 f"domain, first row {int(bad.argmax())} at {first}; remove those rows"
-            )
-        if bad.any():
-            first = dict(zip(domain.names, points[bad][0].tolist()))
-            raise ValueError(
-                f"the reference (or the problem's `exact`) has non-finite values at {int(bad.sum())} of its "
-                f"{int(inside.sum())} points in the domain, e.g. at {first}; a callable that rounds to a "
-                "tiny negative number under a square root on the boundary needs a clamp there"
+                if grid is None
+                else f"the reference (or the problem's `exact`) has non-finite values at {int(bad.sum())} of "
+                f"its {n} points in the domain, e.g. at {first}; a callable that rounds to a tiny negative "
+                "number under a square root on the boundary needs a clamp there"
             )
         if not np.any(values[inside]):
             raise ValueError(

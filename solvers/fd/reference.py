@@ -106,6 +106,15 @@ def _initial_values(problem: PDEProblem, space_points: np.ndarray) -> np.ndarray
     return _value_at(problem, initial[0].value, space_points, domain.lower[domain.time_index])
 
 
+def _require_box(problem: PDEProblem, recipe: str) -> None:
+    """Raise a ValueError naming ``recipe`` when the problem's domain is not a box (space × time)."""
+    if not isinstance(problem.domain, Box):
+        raise ValueError(
+            f"{problem.name}: the {recipe} reference needs a box domain (space × time), not "
+            f"{type(problem.domain).__name__}; {_OWN_REFERENCE}"
+        )
+
+
 def _faces(problem: PDEProblem, condition, recipe: str) -> tuple[str, ...]:
     """The box faces a boundary condition's ``on`` names (all of them for ``None``).
 
@@ -113,11 +122,7 @@ def _faces(problem: PDEProblem, condition, recipe: str) -> tuple[str, ...]:
         ValueError: the domain is not a box, or ``on`` is a predicate (naming the condition and ``recipe``).
     """
     domain = problem.domain
-    if not isinstance(domain, Box):
-        raise ValueError(
-            f"{problem.name}: the {recipe} reference needs a box domain (space × time), not "
-            f"{type(domain).__name__}; {_OWN_REFERENCE}"
-        )
+    _require_box(problem, recipe)
     if callable(condition.on):
         raise ValueError(
             f"{problem.name}: condition {condition.name!r} selects its points by a predicate; the {recipe} "
@@ -245,10 +250,10 @@ def _residual_misfit(problem: PDEProblem, rhs) -> tuple[float, list[str]]:
     return float((r - lam * g).abs().max() / max(float(r.abs().max()), 1e-300)), extra
 
 
-def _check_residual(problem: PDEProblem, recipe: str, equation: str, rhs, hint: str = "") -> None:
+def _check_residual(problem: PDEProblem, recipe: str, equation: str, rhs, hint=lambda: "") -> None:
     """Raise a ValueError when the problem's residual is not a multiple of ``equation`` (see
-    :func:`_residual_misfit`); warn, and leave it unchecked, when the residual cannot be evaluated on plain
-    tensors."""
+    :func:`_residual_misfit`; ``hint()``, computed only then, ends the message's first part); warn, and
+    leave it unchecked, when the residual cannot be evaluated on plain tensors."""
     try:
         misfit, extra = _residual_misfit(problem, rhs)
     except Exception as error:  # noqa: BLE001 - a residual the probe cannot run; the user's code decides
@@ -259,12 +264,11 @@ def _check_residual(problem: PDEProblem, recipe: str, equation: str, rhs, hint: 
         )
         return
     if misfit > _RESIDUAL_RTOL:
-        if extra:
-            hint += f"; the residual uses {', '.join(extra)}, which that PDE does not contain"
+        uses = f"; the residual uses {', '.join(extra)}, which that PDE does not contain" if extra else ""
         raise ValueError(
             f"{problem.name}: the residual is not {equation} (times a constant), the PDE the {recipe} "
-            f"reference solves (relative misfit {misfit:.3g} on random probes){hint}; fix the recipe, or "
-            f"{_OWN_REFERENCE}"
+            f"reference solves (relative misfit {misfit:.3g} on random probes){hint()}{uses}; fix the "
+            f"recipe, or {_OWN_REFERENCE}"
         )
 
 
@@ -280,13 +284,13 @@ def _check_nonlinear_diffusion_residual(problem: PDEProblem, recipe: NonlinearDi
         return lambda d: D * sum(gradient(d, x) + d[u] ** m * d[f"{u}_{x}{x}"] for x in space)
 
     m = int(recipe.exponent)
-    hint = ""
-    try:
+
+    def hint() -> str:  # another exponent that fits, asked only once the recipe's own does not
         fits = [k for k in range(5) if k != m and _residual_misfit(problem, rhs(k))[0] <= _RESIDUAL_RTOL]
-    except Exception:  # noqa: BLE001 - reported by _check_residual below
-        fits = []
-    if fits:
-        hint = f": it fits exponent={fits[0]}" + (" (a heat equation)" if fits[0] == 0 else "")
+        if not fits:
+            return ""
+        return f": it fits exponent={fits[0]}" + (" (a heat equation)" if fits[0] == 0 else "")
+
     equation = f"{u}_t - {recipe.coefficient}*div({u}^{m} grad {u})"
     _check_residual(problem, "nonlinear-diffusion", equation, rhs(m), hint)
 
@@ -309,11 +313,7 @@ def _nonlinear_diffusion(
     problem: PDEProblem, recipe: NonlinearDiffusionReference, directory, progress: bool
 ) -> ReferenceSolution:
     domain = problem.domain
-    if not isinstance(domain, Box):
-        raise ValueError(
-            f"{problem.name}: the nonlinear-diffusion reference needs a box domain (space × time), not "
-            f"{type(domain).__name__}; {_OWN_REFERENCE}"
-        )
+    _require_box(problem, "nonlinear-diffusion")
     if domain.time is None or domain.ndim < 2:
         raise ValueError(f"{problem.name}: a nonlinear-diffusion reference needs space and time coordinates")
     if recipe.coefficient not in problem.params:
