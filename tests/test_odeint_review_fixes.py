@@ -88,7 +88,17 @@ def test_adjoint_arguments_without_the_adjoint_are_refused(name):
         sciml.odeint(f, torch.randn(4, 2), torch.linspace(0, 1, 3), **{name: value})
 
 
-@pytest.mark.parametrize("steps", [0, -3, "10", True])
+@pytest.mark.parametrize("steps", [0, -3, "10", True, float("inf")])
 def test_a_bad_max_num_steps_is_named_as_the_option(steps):
     with pytest.raises(ValueError, match=r"options\['max_num_steps'\] must be a number"):
         sciml.odeint(_rotation, torch.ones(2), torch.linspace(0, 1, 3), options={"max_num_steps": steps})
+
+
+def test_max_num_steps_as_a_numpy_integer_counts_as_a_number():
+    import numpy as np
+
+    t, y0 = torch.linspace(0, 10, 11, dtype=torch.float64), torch.tensor([1.0, 0.0], dtype=torch.float64)
+    kw = dict(rtol=1e-8, atol=1e-10)
+    expected = sciml.odeint(_rotation, y0, t, options={"max_num_steps": 20}, **kw)
+    ys = sciml.odeint(_rotation, y0, t, options={"max_num_steps": np.int64(20)}, **kw)
+    assert torch.equal(ys, expected)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -307,10 +308,11 @@ def odeint(
     if unknown:
         raise ValueError(f"unsupported option(s) {sorted(unknown)}; supported: {sorted(_OPTIONS)}")
     steps = options.get("max_num_steps")
-    bad = isinstance(steps, bool) or not isinstance(steps, (int, float)) or not steps >= 1
+    bad = isinstance(steps, bool) or not isinstance(steps, numbers.Real) or not 1 <= steps < math.inf
     if steps is not None and bad:
         raise ValueError(
-            f"options['max_num_steps'] must be a number ≥ 1 (steps per output interval), got {steps!r}"
+            f"options['max_num_steps'] must be a number ≥ 1 (finite: steps per output interval), got "
+            f"{steps!r}"
         )
     kind, core = _method(method, options)
     _ignore_unused_options(options, kind, method)
