@@ -56,7 +56,7 @@ def test_the_loose_method_trains_loose_and_validates_at_the_task_tolerances(monk
 def test_run_e2e_reports_every_method_against_the_plain_script(monkeypatch, capsys):
     """Each method gets its row, in E2E_METHODS order; the reference is the plain script's final accuracy."""
     finals = {"torchdiffeq-odeint": 0.9, "torchdiffeq-loose": 0.92, "torchdiffeq-adjoint": 0.9,
-              "ours-vanilla": 0.85, "ours-error": 0.95}  # fmt: skip
+              "ours-vanilla": 0.85, "ours-loose": 0.91, "ours-error": 0.95}  # fmt: skip
 
     def fake_train(task_name, method, epochs, seed):
         assert (task_name, epochs, seed) == ("mnist1d", 3, 0)
@@ -72,13 +72,86 @@ def test_run_e2e_reports_every_method_against_the_plain_script(monkeypatch, caps
     monkeypatch.setattr(node, "_train_e2e", fake_train)
     threads = types.SimpleNamespace(ProcessPoolExecutor=lambda **kwargs: cf.ThreadPoolExecutor())
     monkeypatch.setattr(node, "cf", threads)  # the same pool.map, in threads
-    out = node.run_e2e(argparse.Namespace(tasks="mnist1d", epochs=3, full=False, jobs=2))
+    out = node.run_e2e(
+        argparse.Namespace(tasks="mnist1d", epochs=3, full=False, jobs=2, seeds=None, e2e=True)
+    )
     rows = {r["method"]: r for r in out["rows"]}
-    assert [r["method"] for r in out["rows"]] == list(node.E2E_METHODS) and len(rows) == 5
-    assert out["reference_metric"] == 0.9
+    assert [r["method"] for r in out["rows"]] == list(node.E2E_METHODS) and len(rows) == 6
+    assert out["reference_metrics"] == [0.9] and out["seeds"] == 1
     assert rows["torchdiffeq-loose"]["epochs_to_reference"] == 3
     assert rows["torchdiffeq-loose"]["time_to_reference_vs_torchdiffeq"] == pytest.approx(0.5)
     assert rows["ours-error"]["epochs_to_reference"] == 2
     assert rows["ours-vanilla"]["epochs_to_reference"] is None
+    assert rows["torchdiffeq-loose"]["train_time_vs_torchdiffeq"] == pytest.approx(0.5)
     printed = capsys.readouterr().out
     assert "torchdiffeq-loose" in printed and "first epoch whose validation accuracy reaches" in printed
+    assert "--seeds 5 gives mean ± std" in printed and "mean ± std over" not in printed
+
+
+def test_ours_loose_trains_loose_and_validates_at_the_task_tolerances(monkeypatch):
+    """Our solver's training solves take E2E_LOOSE_TOL; validation, and the plain run, the task's."""
+    from sciml.neural_de.model import NeuralODE
+
+    task = dataclasses.replace(TASKS["latent-hard"], name="tiny-e2e-ours-loose", n_series=40, n_times=10,
+                               latent=3, width=6, hidden=6, rtol=1e-6, atol=1e-7)  # fmt: skip
+    monkeypatch.setitem(TASKS, task.name, task)
+    calls, forward = [], NeuralODE.forward
+
+    def record(self, *args, **kwargs):
+        calls.append((self.rtol, self.atol, torch.is_grad_enabled()))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(NeuralODE, "forward", record)
+    node._train_e2e(task.name, "ours-loose", 2, 0)
+    assert {c for c in calls if c[2]} == {(*node.E2E_LOOSE_TOL, True)}
+    assert {c for c in calls if not c[2]} == {(1e-6, 1e-7, False)}
+    calls.clear()
+    node._train_e2e(task.name, "ours-vanilla", 1, 0)
+    assert {c[:2] for c in calls} == {(1e-6, 1e-7)}
+
+
+def test_several_seeds_each_set_their_own_reference_and_are_summarised(monkeypatch, capsys):
+    """--seeds 3: every method on every seed; seed s's plain script is seed s's reference; the summary
+    averages the ratios over the seeds that reached it and counts them."""
+    seen = []
+
+    def fake_train(task_name, method, epochs, seed):
+        seen.append((method, seed))
+        final = {"torchdiffeq-odeint": 1.0 + seed, "ours-error": 0.9 + seed}.get(method, 5.0 + seed)
+        speed = {"torchdiffeq-odeint": 1.0, "ours-error": 0.4 + 0.1 * seed}.get(method, 0.5)
+        curve = [{"epoch": e, "seconds": 10.0 * e * speed, "cpu_seconds": 10.0 * e * speed,
+                  "val_metric": final + 0.1 * (2 - e), "val_nfe": 40 + seed}
+                 for e in (1, 2)]  # fmt: skip
+        return {"method": method, "curve": curve}
+
+    task = types.SimpleNamespace(data=lambda: {"val": None}, higher_is_better=False, metric="MSE",
+                                 epochs=2, rtol=1e-6, atol=1e-6)  # fmt: skip
+    monkeypatch.setattr(node, "get_task", lambda name, kind: task)
+    monkeypatch.setattr(node, "_train_e2e", fake_train)
+    threads = types.SimpleNamespace(ProcessPoolExecutor=lambda **kwargs: cf.ThreadPoolExecutor())
+    monkeypatch.setattr(node, "cf", threads)
+    out = node.run_e2e(
+        argparse.Namespace(tasks="latent-hard", epochs=2, full=False, jobs=2, seeds=3, e2e=True)
+    )
+    assert sorted(seen) == sorted((m, s) for m in node.E2E_METHODS for s in range(3))
+    assert out["reference_metrics"] == [1.0, 2.0, 3.0] and len(out["rows"]) == 3 * len(node.E2E_METHODS)
+    summary = {r["method"]: r for r in out["summary"]}
+    error = summary["ours-error"]
+    assert (error["seeds"], error["seeds_reaching"]) == (3, 3)
+    # it reaches 1 + seed at epoch 1 (4, 5, 6 s) against the script's epoch 2 (20 s): 0.2, 0.25, 0.3
+    assert error["time_to_reference_vs_torchdiffeq"] == pytest.approx(0.25)
+    assert error["time_std"] == pytest.approx(0.05)
+    assert error["train_time_vs_torchdiffeq"] == pytest.approx(0.5)  # both epochs: 0.4, 0.5, 0.6
+    assert error["train_time_std"] == pytest.approx(0.1)
+    assert error["final_val_nfe"] == pytest.approx(41.0)
+    loose = summary["torchdiffeq-loose"]  # ends at 5 + seed, never reaches 1 + seed
+    assert loose["seeds_reaching"] == 0 and loose["train_time_vs_torchdiffeq"] == pytest.approx(0.5)
+    printed = capsys.readouterr().out
+    assert "mean ± std over 3 seeds" in printed and "seed 2" in printed
+
+
+def test_e2e_defaults_to_one_seed_and_the_other_modes_to_three():
+    args = argparse.Namespace(seeds=None, e2e=True)
+    assert node.seed_count(args) == 1
+    assert node.seed_count(argparse.Namespace(seeds=None, e2e=False)) == 3
+    assert node.seed_count(argparse.Namespace(seeds=5, e2e=True)) == 5

@@ -24,17 +24,21 @@ Two more modes:
   learning-rate schedule trained with a plain ``torchdiffeq.odeint`` script (dopri5, backprop through the
   solver), with the same script trained at the looser rtol 1e-3, atol 1e-4 (:data:`E2E_LOOSE_TOL`; the
   free speed-up a torchdiffeq user has), with ``torchdiffeq.odeint_adjoint``, and with ours (Tsit5,
-  backprop) without and with the error regularizer; the validation metric (loss or accuracy) is measured
+  backprop) without the regularizer, at the same looser tolerances, and with the error regularizer; the
+  validation metric (loss or accuracy) is measured
   after every epoch (not timed) at the task's own tolerances for every method, and the table gives each
   method's training wall time until its validation metric first reaches (up to the relative slack of
   :func:`first_reaching`) the plain torchdiffeq script's final one, and the ratio; and the same in CPU time
-  of the training process (steadier than wall time on a shared machine).
+  of the training process (steadier than wall time on a shared machine). One seed by default; with
+  ``--seeds N`` every seed trains every method, each seed's plain script sets that seed's reference, and a
+  last table gives mean ± std over the seeds.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import json
 import math
@@ -79,7 +83,12 @@ EPOCHS = {"digits": (10, 30), "latent": (10, 40), "latent-hard": (25, 100), "mni
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (default 3)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="seeds per variant (default 3; --e2e: 1, each seed trains every method: give 5 for mean ± std)",
+    )
     parser.add_argument(
         "--tasks",
         default="digits,latent",
@@ -144,7 +153,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--e2e",
         action="store_true",
         help="wall time to equal validation metric (loss or accuracy): torchdiffeq scripts (plain, trained "
-        "at rtol 1e-3/atol 1e-4, adjoint) vs ours (--tasks)",
+        "at rtol 1e-3/atol 1e-4, adjoint) vs ours (plain, trained loose, regularized) on one of --tasks",
     )
 
 
@@ -196,13 +205,20 @@ def check_mode_options(args: argparse.Namespace) -> None:
     if (sweep or e2e) and getattr(args, "variants", None) is not None:
         instead = "--sweep reads --sweep-variant" if sweep else "--e2e has fixed methods"
         raise ValueError(f"--variants is for the default bench; {instead}: drop --variants")
-    if args.seeds < 1 or args.jobs < 1:
-        raise ValueError(f"--seeds and --jobs must be at least 1, got {args.seeds} and {args.jobs}")
+    if seed_count(args) < 1 or args.jobs < 1:
+        raise ValueError(f"--seeds and --jobs must be at least 1, got {seed_count(args)} and {args.jobs}")
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
     tolerance = getattr(args, "tolerance", None)
     if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"--tolerance must be a finite number >= 0, got {tolerance}")
+
+
+def seed_count(args: argparse.Namespace) -> int:
+    """``--seeds``, or its default: 3, and 1 for ``--e2e`` (whose one seed trains every method)."""
+    if args.seeds is not None:
+        return args.seeds
+    return 1 if getattr(args, "e2e", False) else 3
 
 
 def bench_tasks(args: argparse.Namespace, mode: str | None = None) -> list[str]:
@@ -287,7 +303,7 @@ def run(args: argparse.Namespace) -> dict:
     for task in tasks:
         epochs = args.epochs or EPOCHS[task][1 if args.full else 0]
         for variant in variants:
-            for seed in range(args.seeds):
+            for seed in range(seed_count(args)):
                 out = root / f"{task}-{variant}-s{seed}"
                 configs.append(TrainConfig(task=task, reg=variant, seed=seed, epochs=epochs, out=str(out),
                                            threads=1, progress=False))  # fmt: skip
@@ -299,7 +315,7 @@ def run(args: argparse.Namespace) -> dict:
     print_table(
         blank_single_std(summary, "seeds", ["test_std"]),
         columns,
-        f"Means over {args.seeds} seed(s); {metric_units(tasks, 'node')}",
+        f"Means over {seed_count(args)} seed(s); {metric_units(tasks, 'node')}",
     )
     _plot(summary, Path(args.out) / "node.png")
     return {"rows": rows, "summary": summary}
@@ -508,7 +524,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
             progress=False,
             save_epochs=forked or None,
         )
-        for s in range(args.seeds)
+        for s in range(seed_count(args))
     ]
     configs += [
         TrainConfig(
@@ -528,7 +544,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
             else None,
         )
         for v, w, d in settings
-        for s in range(args.seeds)
+        for s in range(seed_count(args))
     ]
     done = [c for c in configs if getattr(args, "reuse", False) and finished_run(c)]
     if done:
@@ -574,7 +590,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
         points,
         columns,
         f"{task_name}: {', '.join(v for v, _ in specs)} weight sweep on the validation split ({unit}; "
-        f"{args.seeds} seed(s), {epochs} epochs)",
+        f"{seed_count(args)} seed(s), {epochs} epochs)",
     )
     if chosen is None:
         print(f"no weight keeps the validation {task.metric} within {tolerance:g} of vanilla's")
@@ -614,7 +630,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
         "local_dtype": local_dtype,
         "reference_val_nfe": reference_nfe,
         "epochs": epochs,
-        "seeds": args.seeds,
+        "seeds": seed_count(args),
         "tolerance": tolerance,
         "chosen_variant": None if chosen is None else chosen["method"],
         "chosen_weight": None if chosen is None else chosen["weight"],
@@ -817,6 +833,19 @@ class _Counted(torch.nn.Module):
         return self.field(t, y)
 
 
+@contextlib.contextmanager
+def _training_tolerances(node: torch.nn.Module, tolerances: tuple[float, float] | None):
+    """``node``'s (rtol, atol) replaced by ``tolerances`` (None: kept) inside the block, restored after it, so
+    that the validation after each epoch solves at the task's tolerances."""
+    kept = node.rtol, node.atol
+    if tolerances is not None:
+        node.rtol, node.atol = tolerances
+    try:
+        yield
+    finally:
+        node.rtol, node.atol = kept
+
+
 def _train_e2e(task_name: str, method: str, epochs: int, seed: int) -> dict:
     """One end-to-end training run: per-epoch training seconds and validation metric."""
     torch.set_num_threads(1)
@@ -824,8 +853,8 @@ def _train_e2e(task_name: str, method: str, epochs: int, seed: int) -> dict:
     data = task.data()
     torch.manual_seed(seed)
     model = task.model("backprop")
+    loose = E2E_LOOSE_TOL if method.endswith("-loose") else None
     if method.startswith("torchdiffeq-"):
-        loose = E2E_LOOSE_TOL if method == "torchdiffeq-loose" else None
         model.node = _TorchdiffeqScript(model.node, adjoint=method.endswith("adjoint"), train_tol=loose)
     regularizer, schedule = make_variant("error" if method == "ours-error" else "vanilla", task, epochs)
     optimizer = torch.optim.Adam(model.parameters(), lr=task.lr)
@@ -838,16 +867,17 @@ def _train_e2e(task_name: str, method: str, epochs: int, seed: int) -> dict:
             group["lr"] = learning_rate(epoch)
         active = active_regularizer(regularizer, schedule, weight)
         start, start_cpu = time.perf_counter(), time.process_time()
-        for batch in batches(data["train"], task.batch_size, shuffle):
-            out = model(batch, regularizer=active)
-            loss = (
-                out.loss
-                if out.result.regularization is None
-                else out.loss + weight * out.result.regularization
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        with _training_tolerances(model.node, None if method.startswith("torchdiffeq-") else loose):
+            for batch in batches(data["train"], task.batch_size, shuffle):
+                out = model(batch, regularizer=active)
+                loss = (
+                    out.loss
+                    if out.result.regularization is None
+                    else out.loss + weight * out.result.regularization
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
         seconds += time.perf_counter() - start
         cpu += time.process_time() - start_cpu
         val_metric, val_nfe = evaluate(model, data["val"], 256)
@@ -856,10 +886,11 @@ def _train_e2e(task_name: str, method: str, epochs: int, seed: int) -> dict:
     return {"method": method, "curve": curve}
 
 
-E2E_METHODS = ("torchdiffeq-odeint", "torchdiffeq-loose", "torchdiffeq-adjoint", "ours-vanilla", "ours-error")
+E2E_METHODS = ("torchdiffeq-odeint", "torchdiffeq-loose", "torchdiffeq-adjoint", "ours-vanilla", "ours-loose",
+               "ours-error")  # fmt: skip
 """The ``--e2e`` methods; the first, the plain torchdiffeq script, sets the reference."""
 E2E_LOOSE_TOL = (1e-3, 1e-4)
-"""(rtol, atol) of ``torchdiffeq-loose``'s training solves (its validation uses the task's)."""
+"""(rtol, atol) of the ``*-loose`` methods' training solves (their validation uses the task's)."""
 
 
 FIRST_REACHING_RTOL = 1e-4
@@ -915,33 +946,89 @@ def e2e_rows(runs: list[dict], higher_is_better: bool) -> list[dict]:
         row["cpu_to_reference_vs_torchdiffeq"] = ratio(
             row["cpu_seconds_to_reference"], rows[0]["cpu_seconds_to_reference"]
         )
+        row["train_time_vs_torchdiffeq"] = ratio(row["train_seconds"], rows[0]["train_seconds"])
     return rows
 
 
+def e2e_summary(rows: list[dict]) -> list[dict]:
+    """One row per method over the seeds of :func:`e2e_rows`' rows (each with its ``"seed"``): how many seeds
+    reached their reference, the ratios' mean ± std over those seeds, the time of all epochs against the plain
+    script's (defined on every seed), and the final validation metric and NFE, mean ± std."""
+    summary = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        reached = [r for r in mine if r["epochs_to_reference"] is not None]
+        time_mean, time_std = mean_std(r["time_to_reference_vs_torchdiffeq"] for r in reached)
+        cpu_mean, cpu_std = mean_std(r["cpu_to_reference_vs_torchdiffeq"] for r in reached)
+        train_mean, train_std = mean_std(r["train_time_vs_torchdiffeq"] for r in mine)
+        metric_mean, metric_std = mean_std(r["final_val_metric"] for r in mine)
+        nfe_mean, nfe_std = mean_std(r["final_val_nfe"] for r in mine)
+        summary.append(
+            {
+                "method": method,
+                "seeds": len(mine),
+                "seeds_reaching": len(reached),
+                "time_to_reference_vs_torchdiffeq": time_mean,
+                "time_std": time_std,
+                "cpu_to_reference_vs_torchdiffeq": cpu_mean,
+                "cpu_std": cpu_std,
+                "train_time_vs_torchdiffeq": train_mean,
+                "train_time_std": train_std,
+                "final_val_metric": metric_mean,
+                "final_val_metric_std": metric_std,
+                "final_val_nfe": nfe_mean,
+                "final_val_nfe_std": nfe_std,
+            }
+        )
+    return summary
+
+
 def run_e2e(args: argparse.Namespace) -> dict:
-    """Wall time until the validation metric reaches the plain torchdiffeq script's final one."""
+    """Wall time until the validation metric reaches the plain torchdiffeq script's final one, per seed (the
+    script of each seed sets that seed's reference), and over the seeds."""
     tasks = bench_tasks(args, "--e2e")
     task = get_task(tasks[0], "node")
     if "val" not in task.data():
         raise ValueError(f"--e2e: task {tasks[0]!r} has no validation split; use latent-hard or mnist1d")
     epochs = args.epochs or EPOCHS.get(tasks[0], (task.epochs, task.epochs))[1 if args.full else 0]
-    n = len(E2E_METHODS)
+    seeds = list(range(seed_count(args)))
+    methods = [m for _ in seeds for m in E2E_METHODS]
+    run_seeds = [s for s in seeds for _ in E2E_METHODS]
+    n = len(methods)
+    print(f"{n} trainings ({len(E2E_METHODS)} methods x {len(seeds)} seed(s), {epochs} epochs) on "
+          f"{args.jobs} processes", flush=True)  # fmt: skip
     context = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-        runs = list(pool.map(_train_e2e, [tasks[0]] * n, E2E_METHODS, [epochs] * n, [0] * n))
-    rows = e2e_rows(runs, task.higher_is_better)
-    target = runs[0]["curve"][-1]["val_metric"]
-    print_table(
-        rows,
-        list(rows[0]),
-        f"{tasks[0]}: training wall time to the torchdiffeq script's final "
-        f"validation {task.metric} ({target:.4g}, the reference) — {epochs} epochs, seed 0",
-    )
+        runs = list(pool.map(_train_e2e, [tasks[0]] * n, methods, [epochs] * n, run_seeds))
+    for run, seed in zip(runs, run_seeds):
+        run["seed"] = seed
+    rows, references = [], []
+    for seed in seeds:
+        seed_runs = [r for r in runs if r["seed"] == seed]
+        references.append(seed_runs[0]["curve"][-1]["val_metric"])
+        rows += [{"seed": seed, **row} for row in e2e_rows(seed_runs, task.higher_is_better)]
+    for seed, target in zip(seeds, references):
+        print_table(
+            [r for r in rows if r["seed"] == seed],
+            list(rows[0]),
+            f"{tasks[0]}: training wall time to the torchdiffeq script's final validation {task.metric} "
+            f"({target:.4g}, the reference) — {epochs} epochs, seed {seed}",
+        )
+    summary = e2e_summary(rows)
+    if len(seeds) > 1:
+        print_table(
+            summary,
+            list(summary[0]),
+            f"{tasks[0]}: mean ± std over {len(seeds)} seeds (time ratios over the seeds that reached their "
+            "reference; train_time: all epochs' training seconds against the plain script's, every seed)",
+        )
     print(
         f"*_to_reference: at the first epoch whose validation {task.metric} reaches the reference (up to "
-        f"{FIRST_REACHING_RTOL:g} relative; None/-: never). torchdiffeq-loose trains at rtol "
+        f"{FIRST_REACHING_RTOL:g} relative; None/-: never). The *-loose methods train at rtol "
         f"{E2E_LOOSE_TOL[0]:g}, atol {E2E_LOOSE_TOL[1]:g}; every method validates at the task's rtol "
-        f"{task.rtol:g}, atol {task.atol:g}.",
+        f"{task.rtol:g}, atol {task.atol:g}."
+        + ("" if len(seeds) > 1 else " One seed: --seeds 5 gives mean ± std."),
         flush=True,
     )
-    return {"rows": rows, "runs": runs, "task": tasks[0], "epochs": epochs, "reference_metric": target}
+    return {"rows": rows, "summary": summary, "runs": runs, "task": tasks[0], "epochs": epochs,
+            "seeds": len(seeds), "reference_metrics": references}  # fmt: skip
