@@ -10,6 +10,7 @@ from sciml.neural_de.model import BACKENDS, Autonomous, NeuralODE, NeuralODEResu
 from sciml.neural_de.regularizers import (
     RNODE,
     ConstantSchedule,
+    DelayedSchedule,
     ErrorEstimateRegularizer,
     ExponentialSchedule,
     LocalErrorRegularizer,
@@ -22,5 +23,5 @@ from sciml.neural_de.regularizers import (
 __all__ = [
     "NeuralODE", "NeuralODEResult", "Autonomous", "BACKENDS", "Regularizer", "ErrorEstimateRegularizer",
     "StiffnessRegularizer", "LocalErrorRegularizer", "Steer", "RNODE", "TayNODE", "ConstantSchedule",
-    "ExponentialSchedule",
+    "ExponentialSchedule", "DelayedSchedule",
 ]  # fmt: skip

@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from sciml.neural_de.regularizers import Regularizer, check_regularizer
 from sciml.problems.ode import ODEProblem
 from sciml.solvers.ode import error_ratio, get_method, initial_step_size, solve
 from sciml.solvers.ode.esdirk import ESDIRK
 from sciml.solvers.ode.jacobian import graph_leaves
-from sciml.solvers.ode.solve import snap_to_span
-from sciml.solvers.solution import Solution, SolverStats, Status
-
-if TYPE_CHECKING:
-    from sciml.neural_de.regularizers import Regularizer
+from sciml.solvers.ode.solve import (
+    _check_first_evaluation,
+    _resolution_note,
+    check_tolerances,
+    snap_to_span,
+)
+from sciml.solvers.solution import Solution, SolveError, SolverStats, Status
 
 __all__ = ["NeuralODE", "NeuralODEResult", "Autonomous", "BACKENDS", "TORCHDIFFEQ_METHODS"]
 
@@ -41,13 +45,25 @@ TORCHDIFFEQ_METHODS = {
 }  # fmt: skip
 
 
+def _time_dtype(value: Any) -> torch.dtype | None:
+    """The floating dtype whose rounding a save time (or an array of them) carries: a tensor's, a numpy float
+    array's or scalar's; None for Python numbers (float64)."""
+    if torch.is_tensor(value):
+        return value.dtype
+    dtype = getattr(value, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        return {2: torch.float16, 4: torch.float32}.get(dtype.itemsize)  # float64 and wider: float64's
+    return None
+
+
 def host_times(saveat: Sequence[float] | torch.Tensor, t_span: tuple[float, float]) -> list[float]:
     """``saveat`` (one-dimensional) as Python floats, those within a few ulps of ``t0``/``t1`` snapped to them
     as :func:`~sciml.solvers.ode.solve` snaps them (``float32(0.3) != 0.3``; ``0.1 + … + 0.1`` ten times is
-    ``0.9999999999999999``).
+    ``0.9999999999999999``), each within the rounding of its own dtype: a tensor's or numpy array's, or, in a
+    list, each entry's (numpy scalars, 0-d tensors; float64 for Python numbers).
 
     Raises:
-        ValueError: ``saveat`` is not one-dimensional.
+        ValueError: ``saveat`` is not one-dimensional, or holds NaN or inf.
     """
     tensor = torch.is_tensor(saveat)
     array = saveat.detach().cpu().double() if tensor else np.asarray(saveat, dtype=np.float64)
@@ -57,7 +73,16 @@ def host_times(saveat: Sequence[float] | torch.Tensor, t_span: tuple[float, floa
             f"{tuple(array.shape)}; for per-sample times, solve at their sorted union and pick each sample's"
         )
     values = [float(t) for t in array.reshape(-1).tolist()]
-    return snap_to_span(values, *t_span, saveat.dtype if tensor else None)
+    bad = [i for i, t in enumerate(values) if not math.isfinite(t)]
+    if bad:
+        raise ValueError(
+            f"`saveat` contains NaN or inf (non-finite) at position(s) {bad[:8]}: every save time must be a "
+            f"finite time within t_span {tuple(t_span)}"
+        )
+    if not (isinstance(saveat, (list, tuple)) and len(saveat) == len(values)):
+        return snap_to_span(values, *t_span, _time_dtype(saveat))
+    dtypes = [_time_dtype(t) for t in saveat]  # a list: each entry its own rounding
+    return [snap_to_span([t], *t_span, dtype)[0] for t, dtype in zip(values, dtypes)]
 
 
 class NeuralODEResult(NamedTuple):
@@ -81,22 +106,67 @@ class NeuralODEResult(NamedTuple):
 
 
 class _Counter(nn.Module):
-    """Counts evaluations of a field (for torchdiffeq, which reports none): ``n`` until :meth:`report_to`,
-    then into the stats' ``nfe_adjoint`` (torchdiffeq's backward solve runs after the forward returns)."""
+    """The field as torchdiffeq's solver sees it. Counts its evaluations (torchdiffeq reports none): ``n``
+    until :meth:`report_to`, then into the stats' ``nfe_adjoint`` (torchdiffeq's backward solve runs after
+    the forward returns). With ``problem``, checks the first evaluation as our solver does; with
+    :meth:`limit`, counts the steps torchdiffeq tries (its step callbacks) and stops a solve, forward or
+    backward, that tries more than ``max_steps`` with a :class:`~sciml.solvers.solution.SolveError`."""
 
-    def __init__(self, field: nn.Module):
+    def __init__(self, field: nn.Module, problem: ODEProblem | None = None):
         super().__init__()
-        self.field, self.n, self.stats = field, 0, None
+        self.field, self.n, self.stats, self.problem = field, 0, None, problem
+        self.max_steps, self.steps, self.t, self.what = None, [0, 0], [0.0, 0.0], ("", "")
 
     def report_to(self, stats: SolverStats) -> None:
         self.stats = stats
+
+    def limit(self, max_steps: int, forward: str, backward: str) -> None:
+        """Refuse more than ``max_steps`` tries in each solve; ``forward``/``backward`` end the messages."""
+        self.max_steps, self.what = max_steps, (forward, backward)
 
     def forward(self, t, y):
         if self.stats is None:
             self.n += 1
         else:
             self.stats.nfe_adjoint += 1
-        return self.field(t, y)
+        out = self.field(t, y)
+        if self.problem is not None:
+            problem, self.problem = self.problem, None
+            _check_first_evaluation(problem, out)
+        return out
+
+    def callback_step(self, t0, y0, dt):
+        self._step(0, t0)
+
+    def callback_step_adjoint(self, t0, y0, dt):
+        self._step(1, t0)
+
+    def _step(self, solve: int, t) -> None:
+        self.steps[solve] += 1
+        self.t[solve] = float(t)
+        if self.max_steps is not None and self.steps[solve] > self.max_steps:
+            raise self.failure(Status.MAX_STEPS, solve)
+
+    def failure(self, status: Status, solve: int = 0, detail: str = "") -> SolveError:
+        """The error of a torchdiffeq solve that stopped (``solve`` 0: forward, 1: backward)."""
+        t = self.t[solve]
+        if status is Status.MAX_STEPS:
+            message = f"reached max_steps={self.max_steps} at t={t:.6g} {self.what[solve]}"
+        elif status is Status.NON_FINITE:
+            message = (
+                f"the solution became non-finite (NaN/inf) near t={t:.6g} ({detail}); check the vector "
+                "field, or the problem may blow up in finite time"
+            )
+        else:
+            message = (
+                f"step size underflow near t={t:.6g} ({detail}): the problem may be stiff or singular there; "
+                "loosen rtol/atol, or use backend='backprop' with method='auto' (switches to the implicit "
+                "rodas5p where stiff)"
+            )
+        stats = SolverStats(nfe=self.n, n_steps=self.steps[0])
+        empty = torch.zeros(0, dtype=torch.float64)
+        partial = Solution(empty, empty, status, message, stats, empty, empty, empty, empty, False)
+        return SolveError(message, partial)
 
 
 class Autonomous(nn.Module):
@@ -202,6 +272,23 @@ def _check_field(field: nn.Module, backend: str = "backprop") -> None:
         )
 
 
+def _check_span_grad(t_span: tuple[float, float], model: str) -> None:
+    """Refuse a ``t_span`` entry that requires grad: the model keeps ``t_span`` as Python floats, so its
+    gradient would be silently lost."""
+    if any(torch.is_tensor(t) and t.requires_grad for t in t_span):
+        route = (
+            "to differentiate with respect to a time, pass it as a `saveat` tensor that requires grad, e.g. "
+            "node(y0, saveat=T.reshape(1)) with a t_span that covers it (NeuralODE gives save times their "
+            "gradient; the solve ends at the last save time)"
+            if model == "NeuralODE"
+            else "a neural SDE's sample path is not differentiable in time"
+        )
+        raise ValueError(
+            f"`t_span` holds a tensor that requires grad, but {model} keeps t_span as Python floats, so no "
+            f"gradient would reach it: {route}; pass plain numbers (e.g. float(T)) as t_span"
+        )
+
+
 def _check_torchdiffeq_regularizer(reg: Regularizer) -> None:
     """Refuse a regularizer that reads the solver's steps: torchdiffeq's solver reports none."""
     from sciml.neural_de.regularizers import ErrorEstimateRegularizer, StiffnessRegularizer
@@ -215,9 +302,16 @@ def _check_torchdiffeq_regularizer(reg: Regularizer) -> None:
         )
 
 
+def _nothing_solved(reg: Regularizer, ys: torch.Tensor) -> torch.Tensor | None:
+    """A regularizer's value on a solve with nothing to integrate (every save time ``t0``): 0, in the graph of
+    the saved states (zero gradients, not missing ones); None for one without a value (STEER)."""
+    return None if type(reg).__call__ is Regularizer.__call__ else ys.sum() * 0
+
+
 def _empty_state_solution(field, y0: torch.Tensor, t0: float, times: list[float]) -> Solution:
-    """The exact solution of a state with no entries (torchdiffeq's solver cannot take it): ``y0`` at every
-    save time, no steps, one evaluation of the field (``+ 0·field(t0, y0)`` keeps its tensors in the graph:
+    """The exact solution when there is nothing to integrate, a state with no entries (torchdiffeq's solver
+    cannot take it) or no time (every save time is ``t0``): ``y0`` at every save time, no steps, one
+    evaluation of the field (``+ 0·field(t0, y0)`` keeps its tensors in the graph:
     zero gradients, not missing ones, as :func:`~sciml.solvers.ode.solve` does)."""
     y = y0 + 0 * field(torch.full((), t0, dtype=y0.dtype, device=y0.device), y0)
     empty = y0.new_zeros((0,))
@@ -236,7 +330,8 @@ class NeuralODE(nn.Module):
             state: one it stores or closes over (e.g. an encoder's output) would get no gradient, so a
             forward pass with grad enabled refuses it (use ``backend="backprop"``, or make it part of the
             state).
-        t_span: integration interval (increasing).
+        t_span: integration interval (increasing): the solve starts at ``t_span[0]`` and ends at the last
+            save time (``t_span[1]`` without ``saveat``), on every backend.
         method: ``"tsit5"`` (default), ``"dp5"`` or ``"bs3"``; for stiff fields the implicit ``"rodas5p"``,
             ``"rosenbrock23"`` or ``"auto"``. The torchdiffeq backend runs torchdiffeq's method of that
             name (:data:`TORCHDIFFEQ_METHODS`: ``"tsit5"`` runs its dopri5, ``"bs3"`` its bosh3), no other;
@@ -245,7 +340,8 @@ class NeuralODE(nn.Module):
         backend: ``"backprop"`` (differentiate through our solver: global regularizers available),
             ``"continuous"`` (our continuous adjoint) or ``"torchdiffeq"`` (``torchdiffeq.odeint_adjoint`` as
             the black-box main solver; NFE counted by wrapping the field).
-        max_steps: step limit of each solve.
+        max_steps: step limit of each solve (steps tried; with ``"torchdiffeq"`` its forward solve and its
+            backward one each; beyond it a :class:`~sciml.solvers.solution.SolveError`).
         jac: Jacobian option of the implicit methods (see :func:`~sciml.solvers.ode.solve`): None
             (dense), ``"batched"`` (the rows of a ``(batch, d)`` state are independent samples), ``"fd"`` or
             a callable.
@@ -256,7 +352,9 @@ class NeuralODE(nn.Module):
 
     Raises:
         ValueError: unknown backend or method (with ``"torchdiffeq"``: one torchdiffeq cannot run),
-            decreasing ``t_span``, a ``local_dtype`` that is not a floating torch dtype.
+            decreasing ``t_span`` or one holding a tensor that requires grad (a save time gets its gradient:
+            see :meth:`forward`), ``max_steps`` not a positive integer, a ``local_dtype`` that is not a
+            floating torch dtype.
         TypeError: ``field`` cannot be called as ``field(t, y)``, or is not an ``nn.Module`` with the
             ``"continuous"`` or ``"torchdiffeq"`` backend.
     """
@@ -298,8 +396,11 @@ class NeuralODE(nn.Module):
                     "regularizers need the estimates): use 'tsit5', 'dp5' or 'bs3', or 'rodas5p' for stiff "
                     "fields"
                 )
+        _check_span_grad(t_span, "NeuralODE")
         if not t_span[1] > t_span[0]:
             raise ValueError(f"`t_span` must be increasing, got {t_span}")
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ValueError(f"`max_steps` must be a positive integer, got {max_steps!r}")
         self.field = field
         self.t_span = (float(t_span[0]), float(t_span[1]))
         self.method, self.rtol, self.atol, self.backend, self.max_steps = (
@@ -326,16 +427,25 @@ class NeuralODE(nn.Module):
 
         A ``saveat`` tensor that requires grad gets its gradient: ``d ys[i] / d saveat[i] = field(t_i,
         ys[i])`` (first order; one extra evaluation of the field per save time). The solve starts at
-        ``t_span[0]`` whatever ``saveat`` holds.
+        ``t_span[0]`` and ends at the last save time (as torchdiffeq's does), on every backend: the
+        regularizers see the dynamics up to there only, and a local regularizer samples its time in
+        ``[t_span[0], last save time)``. With STEER's end time, ``t_span``'s axis is stretched to it and the
+        solve ends at the stretched last save time. The torchdiffeq backend makes our solver's input checks
+        (``y0``, ``rtol``/``atol``, the field's first evaluation) and step limit.
 
         Raises:
-            ValueError: ``saveat`` outside ``t_span`` or not one-dimensional; with the ``"torchdiffeq"``
+            ValueError: ``saveat`` outside ``t_span``, not one-dimensional or not finite; bad ``y0``,
+                tolerances, or first evaluation of the field (every backend); with the ``"torchdiffeq"``
                 backend, a regularizer that reads the solver's steps (global, or local biased sampling);
                 with the ``"continuous"`` or ``"torchdiffeq"`` backend and grad enabled, a field that
                 depends on tensors requiring grad other than its parameters and the state (checked on the
                 solve's first evaluation of the field, whose autograd graph is walked to its leaves; no
                 extra evaluation): their gradients would be silently missing.
+            TypeError: ``regularizer`` neither None nor a :class:`~sciml.neural_de.regularizers.Regularizer`
+                instance (e.g. the class itself).
+            SolveError: the solve failed (``max_steps``, step-size underflow, non-finite values).
         """
+        check_regularizer(regularizer)
         t0, t1 = self.t_span
         times = [t1] if saveat is None else host_times(saveat, self.t_span)
         if not all(t0 <= t <= t1 for t in times):  # every backend: torchdiffeq would integrate past t1
@@ -348,7 +458,8 @@ class NeuralODE(nn.Module):
         end = reg.end_time(self.t_span) if reg is not None else t1
         if end != t1:  # STEER: stretch the time axis to the sampled end time
             times = [end if t == t1 else t0 + (t - t0) * (end - t0) / (t1 - t0) for t in times]  # exact end
-        sample = reg.save_time((t0, end)) if reg is not None else None
+        last = max(times)  # the solve ends at the last save time
+        sample = reg.save_time((t0, last)) if reg is not None else None
         solve_times = sorted({*times, *(() if sample is None else (sample,))})
         field = self.field
         if self.backend != "backprop" and torch.is_grad_enabled():  # the adjoints see only the parameters
@@ -356,14 +467,16 @@ class NeuralODE(nn.Module):
         augmented = reg.augment(field) if reg is not None else None
         state = y0 if augmented is None else augmented.initial_state(y0)
         save_steps = reg is not None and reg.needs_steps
-        solution = self._solve(augmented or field, state, (t0, end), solve_times, save_steps)
+        solution = self._solve(augmented or field, state, (t0, last), solve_times, save_steps)
         ys_all, regularization = solution.ys, None
         if augmented is not None:
             ys_all, extra = augmented.split(ys_all)
             regularization = augmented.value(extra[-1])
         index = {t: i for i, t in enumerate(solution.ts.tolist())}
         ys = ys_all[[index[t] for t in times]]
-        if reg is not None and augmented is None:
+        if reg is not None and augmented is None and last == t0:  # nothing solved: nothing to regularize
+            regularization = _nothing_solved(reg, ys_all)
+        elif reg is not None and augmented is None:
             regularization = reg(self, solution, ys_all, index, sample)
             if (
                 regularization is not None
@@ -401,27 +514,15 @@ class NeuralODE(nn.Module):
         return _SaveTimeGradient.apply(ys, saveat, rates * scale)
 
     def _solve(self, field, y0, t_span, times, save_steps) -> Solution:
-        if self.backend == "torchdiffeq":
-            import torchdiffeq
-
-            counter = _Counter(field)
-            if y0.numel() == 0:  # torchdiffeq fails on it (dt underflow): the exact solution, as our solver's
-                return _empty_state_solution(counter, y0, t_span[0], times)
-            start = [] if times[0] == t_span[0] else [t_span[0]]  # torchdiffeq starts at its first time
-            t = torch.tensor(start + list(times), dtype=y0.dtype, device=y0.device)
-            # times a few ulps apart can round to one value in y0's dtype; torchdiffeq needs them strictly
-            # increasing, so solve at the distinct ones and repeat the state
-            t, repeat = torch.unique_consecutive(t, return_inverse=True)
-            params = tuple(p for p in field.parameters() if p.requires_grad)
-            method = TORCHDIFFEQ_METHODS[self.method]
-            ys = torchdiffeq.odeint_adjoint(
-                counter, y0, t, rtol=self.rtol, atol=self.atol, method=method, adjoint_params=params
-            )[repeat[len(start) :]]
-            empty = y0.new_zeros((0,))
-            ts = torch.tensor(times, dtype=torch.float64, device=y0.device)  # the exact host times
-            stats = SolverStats(nfe=counter.n)
-            counter.report_to(stats)  # nfe_adjoint fills in when the loss is backpropagated
-            return Solution(ts, ys, Status.SUCCESS, "", stats, empty, empty, empty, empty, False)
+        t0, t1 = t_span
+        if self.backend == "torchdiffeq" or t1 == t0:
+            # the input checks of our solver, which makes them itself: y0, tolerances, the first evaluation
+            problem = ODEProblem(field, y0, t_span if t1 != t0 else self.t_span)
+            rtol, atol = check_tolerances(self.rtol, self.atol, y0)
+            counter = _Counter(field, problem)
+            if y0.numel() == 0 or t1 == t0:  # no entries (torchdiffeq fails on it: dt underflow) or no time
+                return _empty_state_solution(counter, y0, t0, times)
+            return self._torchdiffeq(counter, y0, t_span, times, _resolution_note(rtol, atol, y0))
         problem = ODEProblem(field, y0, t_span)
         adjoint = "continuous" if self.backend == "continuous" else "backprop"
         implicit = {} if self.jac is None else {"jac": self.jac}
@@ -429,6 +530,43 @@ class NeuralODE(nn.Module):
             problem, self.method, rtol=self.rtol, atol=self.atol, saveat=times,
             save_steps=save_steps, adjoint=adjoint, max_steps=self.max_steps, **implicit,
         )  # fmt: skip
+
+    def _torchdiffeq(self, counter: _Counter, y0, t_span, times, resolution: str) -> Solution:
+        """``torchdiffeq.odeint_adjoint`` with ``max_steps`` the step limit of the forward solve and of the
+        backward one; its failures raised as :class:`~sciml.solvers.solution.SolveError`, as ours."""
+        import torchdiffeq
+
+        method = TORCHDIFFEQ_METHODS[self.method]
+        advice = f": {resolution}." if resolution else ". Raise `max_steps` or loosen rtol/atol."
+        counter.limit(
+            self.max_steps,
+            f"before t1={t_span[1]:.6g} (torchdiffeq's {method}){advice}",
+            f"of the adjoint's backward solve to t0={t_span[0]:.6g} (torchdiffeq's {method}){advice}",
+        )
+        start = [] if times[0] == t_span[0] else [t_span[0]]  # torchdiffeq starts at its first time
+        t = torch.tensor(start + list(times), dtype=y0.dtype, device=y0.device)
+        # times a few ulps apart can round to one value in y0's dtype; torchdiffeq needs them strictly
+        # increasing, so solve at the distinct ones and repeat the state
+        t, repeat = torch.unique_consecutive(t, return_inverse=True)
+        params = tuple(p for p in counter.field.parameters() if p.requires_grad)
+        try:
+            ys = torchdiffeq.odeint_adjoint(
+                counter, y0, t, rtol=self.rtol, atol=self.atol, method=method, adjoint_params=params,
+                options={"max_num_steps": self.max_steps},  # per output interval: the callback counts all
+            )[repeat[len(start) :]]  # fmt: skip
+        except AssertionError as exc:  # torchdiffeq's checks: as the SolveError of our solver
+            text = str(exc)
+            kinds = (("max_num_steps", Status.MAX_STEPS), ("underflow", Status.STEP_SIZE_UNDERFLOW),
+                     ("non-finite", Status.NON_FINITE))  # fmt: skip
+            status = next((status for key, status in kinds if key in text), None)
+            if status is None:
+                raise
+            raise counter.failure(status, 0, f"torchdiffeq's {method}: {text.split(':')[0]}") from exc
+        empty = y0.new_zeros((0,))
+        ts = torch.tensor(times, dtype=torch.float64, device=y0.device)  # the exact host times
+        stats = SolverStats(nfe=counter.n)
+        counter.report_to(stats)  # nfe_adjoint fills in when the loss is backpropagated
+        return Solution(ts, ys, Status.SUCCESS, "", stats, empty, empty, empty, empty, False)
 
     def local_error(self, t: float, y: torch.Tensor, exact: bool = False) -> torch.Tensor:
         """One differentiable step of ``method`` from ``(t, y)``: ``E · |h|``, ``h`` the solver's automatic

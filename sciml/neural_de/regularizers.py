@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from typing import TYPE_CHECKING
 
 import torch
@@ -68,6 +69,34 @@ class Regularizer:
     ) -> torch.Tensor | None:
         """The regularizer's value from a training solve (``ys[index[t]]`` is the state at save time t)."""
         return None
+
+
+def check_regularizer(regularizer: object) -> None:
+    """Refuse a ``regularizer`` argument that is neither None nor a :class:`Regularizer` instance (a class, a
+    variant's name), naming the fix.
+
+    Raises:
+        TypeError: any other ``regularizer``.
+    """
+    if regularizer is None or isinstance(regularizer, Regularizer):
+        return
+    if isinstance(regularizer, type) and issubclass(regularizer, Regularizer):
+        name = regularizer.__name__
+        raise TypeError(
+            f"`regularizer` must be None or a Regularizer instance, got the class {name}: pass an instance, "
+            f"{name}()"
+        )
+    hint = (
+        f" ({regularizer!r} is a name of the training command's --reg; make_variant in "
+        "sciml.neural_de.training builds the regularizer of a name)"
+        if isinstance(regularizer, str)
+        else ""
+    )
+    raise TypeError(
+        "`regularizer` must be None or a Regularizer instance, e.g. ErrorEstimateRegularizer() or "
+        f"LocalErrorRegularizer() (from sciml.neural_de), got {type(regularizer).__name__} "
+        f"{regularizer!r:.60}{hint}"
+    )
 
 
 def _empty_value(ys: torch.Tensor | None) -> torch.Tensor | None:
@@ -371,11 +400,39 @@ class TayNODE(Regularizer):
         return _TaylorField(field, self.order)
 
 
+def _weight(name: str, value: float, positive: bool = False) -> float:
+    """A schedule's weight as a float: finite and >= 0 (> 0 if ``positive``); a clear error otherwise."""
+    if isinstance(value, (bool, str, bytes)):
+        raise TypeError(f"`{name}` must be a number (a regularization weight), got {value!r}")
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be a number (a regularization weight), got {value!r}") from None
+    if not math.isfinite(weight) or weight < 0 or (positive and weight == 0):
+        bound = "> 0 (the decay is exponential)" if positive else ">= 0"
+        raise ValueError(f"`{name}` must be a finite weight {bound}, got {value}; e.g. {name}=1e-3")
+    return weight
+
+
+def _whole(name: str, value: int, minimum: int) -> int:
+    """A count of epochs as an int: a whole number >= ``minimum``; a ValueError naming ``name`` otherwise."""
+    valid = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not (valid and int(value) == value and value >= minimum):
+        what = "a positive integer" if minimum == 1 else f"a whole number >= {minimum}"
+        raise ValueError(f"`{name}` must be {what} (a number of epochs), got {value!r}")
+    return int(value)
+
+
 class ConstantSchedule:
-    """``weight(epoch) = value``."""
+    """``weight(epoch) = value``.
+
+    Raises:
+        ValueError: ``value`` negative or not finite.
+        TypeError: ``value`` not a number.
+    """
 
     def __init__(self, value: float):
-        self.value = float(value)
+        self.value = _weight("value", value)
 
     def __call__(self, epoch: int) -> float:
         return self.value
@@ -385,12 +442,15 @@ class ExponentialSchedule:
     """``weight(epoch)`` decays exponentially from ``start`` to ``end`` over ``epochs`` epochs, then stays.
 
     Pal et al. anneal 100 → 10 over 75 epochs (MNIST) and 1000 → 100 over 300 (Physionet).
+
+    Raises:
+        ValueError: ``start`` or ``end`` not a finite positive weight, ``epochs`` not a positive integer.
+        TypeError: ``start`` or ``end`` not a number.
     """
 
     def __init__(self, start: float, end: float, epochs: int):
-        if start <= 0 or end <= 0 or epochs < 1:
-            raise ValueError("`start` and `end` must be positive and `epochs` at least 1")
-        self.start, self.end, self.epochs = float(start), float(end), int(epochs)
+        self.start, self.end = _weight("start", start, positive=True), _weight("end", end, positive=True)
+        self.epochs = _whole("epochs", epochs, 1)
 
     def __call__(self, epoch: int) -> float:
         fraction = min(max(epoch, 0), self.epochs) / self.epochs
@@ -408,13 +468,17 @@ class DelayedSchedule:
         delay: epochs without regularization (>= 0).
 
     Raises:
-        ValueError: a negative or fractional ``delay``.
+        ValueError: a negative, fractional or non-finite ``delay``.
+        TypeError: a ``schedule`` that is not callable as ``schedule(epoch)``.
     """
 
     def __init__(self, schedule: ConstantSchedule | ExponentialSchedule, delay: int):
-        if isinstance(delay, bool) or int(delay) != delay or delay < 0:
-            raise ValueError(f"`delay` must be a whole number >= 0, got {delay}")
-        self.schedule, self.delay = schedule, int(delay)
+        if not callable(schedule):
+            raise TypeError(
+                f"`schedule` must be a schedule called as schedule(epoch), e.g. ConstantSchedule(1e-3), got "
+                f"{schedule!r}"
+            )
+        self.schedule, self.delay = schedule, _whole("delay", delay, 0)
 
     def __call__(self, epoch: int) -> float:
         return 0.0 if epoch < self.delay else self.schedule(epoch - self.delay)

@@ -35,9 +35,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from sciml.neural_de.model import NeuralODEResult, host_times
+from sciml.neural_de.model import NeuralODEResult, _check_span_grad, _nothing_solved, host_times
+from sciml.neural_de.regularizers import check_regularizer
 from sciml.problems.sde import NOISE_TYPES, SDE_TYPES, SDEProblem, spiral
 from sciml.solvers.sde import METHODS, brownian_interval, default_method, get_method, single_step, solve
+from sciml.solvers.sde.methods import SDESolverStats
+from sciml.solvers.solution import Solution, Status
 
 if TYPE_CHECKING:
     from sciml.neural_de.regularizers import Regularizer
@@ -53,7 +56,8 @@ class NeuralSDE(nn.Module):
         drift, diffusion: ``nn.Module``s called as ``(t, y)`` with ``y`` of shape ``(batch, d)``; the
             diffusion returns ``(batch, d)`` for diagonal noise, ``(batch, d, 1)`` for scalar noise and
             ``(batch, d, m)`` for additive noise.
-        t_span: integration interval (increasing).
+        t_span: integration interval (increasing): the solve starts at ``t_span[0]`` and ends at the last
+            save time (``t_span[1]`` without ``saveat``).
         noise_type, sde_type: torchsde's names: ``"diagonal"``, ``"scalar"`` or ``"additive"``, and
             ``"ito"`` or ``"stratonovich"``. General (non-commuting, ``(batch, d, m)`` state-dependent) noise
             is refused: a neural SDE is solved adaptively (the step control and the regularizers need each
@@ -69,7 +73,8 @@ class NeuralSDE(nn.Module):
 
     Raises:
         ValueError: general noise, a method without an error estimate or that does not fit the noise/SDE
-            type (the message names the adaptive methods that do), decreasing ``t_span``.
+            type (the message names the adaptive methods that do), decreasing ``t_span`` or one holding a
+            tensor that requires grad.
     """
 
     def __init__(
@@ -86,6 +91,7 @@ class NeuralSDE(nn.Module):
         max_steps: int = 10_000,
     ):
         super().__init__()
+        _check_span_grad(t_span, "NeuralSDE")
         if not t_span[1] > t_span[0]:
             raise ValueError(f"`t_span` must be increasing, got {t_span}")
         self.method = method or default_method(noise_type, sde_type)
@@ -117,12 +123,17 @@ class NeuralSDE(nn.Module):
 
         Each call draws a new Brownian path (its seed from torch's global generator, so seeded training is
         reproducible) unless ``entropy`` fixes it. In training mode the regularizer's hooks apply as for
-        :class:`~sciml.neural_de.model.NeuralODE`; in eval mode it is ignored.
+        :class:`~sciml.neural_de.model.NeuralODE`; in eval mode it is ignored. As there, the solve starts at
+        ``t_span[0]`` and ends at the last save time (STEER's end time stretches ``t_span``'s axis; the
+        solve ends at the stretched last save time), and a local regularizer samples its time before it.
 
         Raises:
             ValueError: a regularizer that augments the state (RNODE, TayNODE: ODE baselines); a ``saveat``
-                tensor that requires grad (a sample path has no derivative in time).
+                tensor that requires grad (a sample path has no derivative in time); ``saveat`` not finite.
+            TypeError: ``regularizer`` neither None nor a :class:`~sciml.neural_de.regularizers.Regularizer`
+                instance (e.g. the class itself).
         """
+        check_regularizer(regularizer)
         if torch.is_tensor(saveat) and saveat.requires_grad:
             raise ValueError(
                 "`saveat` requires grad, but a neural SDE's sample path is not differentiable in time (its "
@@ -140,11 +151,17 @@ class NeuralSDE(nn.Module):
         end = reg.end_time(self.t_span) if reg is not None else t1
         if end != t1:  # STEER: stretch the time axis to the sampled end time
             times = [end if t == t1 else t0 + (t - t0) * (end - t0) / (t1 - t0) for t in times]  # exact end
-        sample = reg.save_time((t0, end)) if reg is not None else None
+        last = max(times)  # the solve ends at the last save time
+        sample = reg.save_time((t0, last)) if reg is not None else None
         solve_times = sorted({*times, *(() if sample is None else (sample,))})
         if entropy is None:
             entropy = int(torch.randint(0, 2**31 - 1, ()))
-        problem = self._problem(y0, (t0, end))
+        if last == t0:  # every save time is t0: nothing to integrate
+            solution = self._initial_solution(y0, times)
+            ys = solution.ys
+            regularization = _nothing_solved(reg, solution.ys) if reg is not None else None
+            return NeuralODEResult(ys, solution, regularization, solution.stats.nfe)
+        problem = self._problem(y0, (t0, last))
         levy_area = get_method(self.method, self.noise_type, self.sde_type).levy_area
         bm = brownian_interval(problem, entropy=entropy, levy_area=levy_area)
         save_steps = reg is not None and reg.needs_steps
@@ -157,6 +174,18 @@ class NeuralSDE(nn.Module):
         ys = solution.ys[[index[t] for t in times]]
         regularization = reg(self, solution, solution.ys, index, sample) if reg is not None else None
         return NeuralODEResult(ys, solution, regularization, solution.stats.nfe)
+
+    def _initial_solution(self, y0: torch.Tensor, times: list[float]) -> Solution:
+        """The solution when every save time is ``t0``: ``y0`` at each (checked as a solve checks it), no
+        steps, one evaluation of the drift (``+ 0·drift(t0, y0)`` keeps its parameters in the graph)."""
+        problem = self._problem(y0, self.t_span)
+        t0 = torch.full((), self.t_span[0], dtype=y0.dtype, device=y0.device)
+        y = y0 + 0 * problem.drift(t0, y0)
+        empty = y0.new_zeros((0,))
+        ts = torch.tensor(times, dtype=torch.float64, device=y0.device)
+        stats = SDESolverStats(nfe=1, nfe_drift=1)
+        ys = torch.stack([y] * len(times))
+        return Solution(ts, ys, Status.SUCCESS, "", stats, empty, empty, empty, empty, False)
 
     def local_error(self, t: float, y: torch.Tensor) -> torch.Tensor:
         """One differentiable step from ``(t, y)`` on the last forward pass's Brownian path: ``E · h``.
