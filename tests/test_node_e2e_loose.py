@@ -70,7 +70,9 @@ def test_run_e2e_reports_every_method_against_the_plain_script(monkeypatch, caps
                                  epochs=3, rtol=1e-6, atol=1e-6)  # fmt: skip
     monkeypatch.setattr(node, "get_task", lambda name, kind: task)
     monkeypatch.setattr(node, "_train_e2e", fake_train)
-    threads = types.SimpleNamespace(ProcessPoolExecutor=lambda **kwargs: cf.ThreadPoolExecutor())
+    threads = types.SimpleNamespace(
+        ProcessPoolExecutor=lambda **kwargs: cf.ThreadPoolExecutor(), as_completed=cf.as_completed
+    )
     monkeypatch.setattr(node, "cf", threads)  # the same pool.map, in threads
     out = node.run_e2e(
         argparse.Namespace(tasks="mnist1d", epochs=3, full=False, jobs=2, seeds=None, e2e=True)
@@ -128,7 +130,9 @@ def test_several_seeds_each_set_their_own_reference_and_are_summarised(monkeypat
                                  epochs=2, rtol=1e-6, atol=1e-6)  # fmt: skip
     monkeypatch.setattr(node, "get_task", lambda name, kind: task)
     monkeypatch.setattr(node, "_train_e2e", fake_train)
-    threads = types.SimpleNamespace(ProcessPoolExecutor=lambda **kwargs: cf.ThreadPoolExecutor())
+    threads = types.SimpleNamespace(
+        ProcessPoolExecutor=lambda **kwargs: cf.ThreadPoolExecutor(), as_completed=cf.as_completed
+    )
     monkeypatch.setattr(node, "cf", threads)
     out = node.run_e2e(
         argparse.Namespace(tasks="latent-hard", epochs=2, full=False, jobs=2, seeds=3, e2e=True)
@@ -148,6 +152,7 @@ def test_several_seeds_each_set_their_own_reference_and_are_summarised(monkeypat
     assert loose["seeds_reaching"] == 0 and loose["train_time_vs_torchdiffeq"] == pytest.approx(0.5)
     printed = capsys.readouterr().out
     assert "mean ± std over 3 seeds" in printed and "seed 2" in printed
+    assert "[18/18] " in printed  # each run reported as it finishes
 
 
 def test_e2e_defaults_to_one_seed_and_the_other_modes_to_three():

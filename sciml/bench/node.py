@@ -998,10 +998,17 @@ def run_e2e(args: argparse.Namespace) -> dict:
     print(f"{n} trainings ({len(E2E_METHODS)} methods x {len(seeds)} seed(s), {epochs} epochs) on "
           f"{args.jobs} processes", flush=True)  # fmt: skip
     context = multiprocessing.get_context("spawn")
+    runs: list[dict] = [{} for _ in range(n)]
     with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-        runs = list(pool.map(_train_e2e, [tasks[0]] * n, methods, [epochs] * n, run_seeds))
-    for run, seed in zip(runs, run_seeds):
-        run["seed"] = seed
+        futures = {pool.submit(_train_e2e, tasks[0], m, epochs, s): k
+                   for k, (m, s) in enumerate(zip(methods, run_seeds))}  # fmt: skip
+        for done, future in enumerate(cf.as_completed(futures), 1):
+            k = futures[future]
+            runs[k] = {**future.result(), "seed": run_seeds[k]}
+            last = runs[k]["curve"][-1]
+            print(f"[{done}/{n}] {methods[k]} seed {run_seeds[k]}: validation {task.metric} "
+                  f"{last['val_metric']:.4g}, NFE {last['val_nfe']}, {last['seconds']:.0f} s training",
+                  flush=True)  # fmt: skip
     rows, references = [], []
     for seed in seeds:
         seed_runs = [r for r in runs if r["seed"] == seed]
