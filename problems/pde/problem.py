@@ -230,10 +230,10 @@ class HardConstraint:
 
         Raises:
             ValueError: no Dirichlet or initial-value condition, a Dirichlet condition selected by a
-                predicate (there is no smooth distance to it: name the parts), or initial and Dirichlet
-                data that disagree where they meet (checked at 64 points of each Dirichlet part at the
-                initial time, up to 1e-4 of the data's scale): the constraint would impose the initial
-                value on that boundary for all times.
+                predicate (there is no smooth distance to it: name the parts, or pass ``constraint=None``),
+                or initial and Dirichlet data that disagree where they meet (checked at 64 points of each
+                Dirichlet part at the initial time, up to 1e-4 of the data's scale): the constraint would
+                impose the initial value on that boundary for all times.
         """
         per_field: dict[str, dict[str, list]] = {f: {"dirichlet": [], "initial": []} for f in fields}
         enforces, used = [], []
@@ -241,9 +241,17 @@ class HardConstraint:
             field_name = c.field if c.field is not None else fields[0]
             if isinstance(c, Dirichlet):
                 if callable(c.on):
+                    parts = domain.parts()
+                    named = [p for p in parts if p != "boundary"]
+                    by_name = (
+                        f", or select its part by name, e.g. {type(c).__name__}(..., on={named[0]!r}) (the "
+                        f"domain's parts: {parts})"
+                        if named
+                        else f" (this domain names no part but the whole boundary: {parts})"
+                    )
                     raise ValueError(
                         f"condition {c.name!r} selects its boundary by a predicate: a hard constraint needs "
-                        f"named parts ({domain.parts()})"
+                        f"named parts. Pass constraint=None to train {c.name!r} as a loss term{by_name}"
                     )
                 used.append((c, domain._check_part(c.on)))
                 per_field[field_name]["dirichlet"].append(c)
@@ -488,7 +496,12 @@ class PDEProblem:
             c.validate(self.domain, fields)
         names = [c.name for c in conditions]
         if len(set(names)) != len(names) or "residual" in names:
-            raise ValueError(f"condition names must be unique and not 'residual', got {names}")
+            clash = next((n for n in names if names.count(n) > 1), "residual")
+            kind = type(next(c for c in conditions if c.name == clash)).__name__
+            raise ValueError(
+                f"condition names must be unique and not 'residual' (they name the loss terms), got {names}: "
+                f"give each condition its own `name`, e.g. {kind}(..., name='left') instead of {clash!r}"
+            )
         unknown = set(self.loss_weights) - {"residual", *names}
         if unknown:
             raise ValueError(

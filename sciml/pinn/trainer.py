@@ -56,8 +56,9 @@ from sciml.checkpoint import load_checkpoint, save_checkpoint
 from sciml.pinn import strategies
 from sciml.pinn.derivatives import derivatives
 from sciml.pinn.models import Constrained, _Normalized, _real, count_parameters
-from sciml.problems.pde.conditions import InitialValue, Observations, Periodic
+from sciml.problems.pde.conditions import InitialValue, Observations, Periodic, PointCondition
 from sciml.problems.pde.derivatives import AutogradDerivatives
+from sciml.problems.pde.geometry import _points_checked
 from sciml.problems.pde.problem import PDEProblem, value_shapes
 from sciml.solvers.fd.reference import ReferenceSolution, reference_solution
 
@@ -87,6 +88,13 @@ _LBFGS_CHUNK = 50
 #: on a GPU the Adam loop checks the loss for NaN/inf every so many iterations (and at every log entry
 #: and checkpoint) instead of every step: each check is a host-device synchronisation
 _CHECK_EVERY = 50
+#: a residual non-finite at this fraction of its points (or more), with finite model outputs, points to
+#: the unknown coefficients rather than to the model's values
+_NEARLY_ALL = 0.9
+
+
+#: ``_shape_checked(geometry, x)``: ``x`` as a tensor, checked to be ``(n, ndim)`` by the geometry's own check
+_shape_checked = _points_checked(lambda geometry, x: x)
 
 
 def _device_name(device: Any) -> str:
@@ -618,7 +626,8 @@ class Trainer:
             domain (``lower=problem.domain.lower, upper=problem.domain.upper``).
         config: budget and settings.
         reference: what errors are measured against (default: ``sciml.solvers.fd.reference_solution``
-            for a problem with an exact solution or a recipe, else none): a ``ReferenceSolution`` (grid),
+            for a problem with an exact solution or a recipe, else none; with ``unknowns`` a recipe is
+            refused, as it would be solved with their guesses): a ``ReferenceSolution`` (grid),
             a callable ``points -> values`` (evaluated on the problem's test grid), a pair
             ``(points (m, ndim), values (m, n_fields))`` (``(m,)`` for one field), or the path of an
             ``.npz`` / HDF5 file with arrays ``points`` and ``values`` (e.g. exported from a finite-element
@@ -638,8 +647,9 @@ class Trainer:
             built for another problem, e.g. before ``problem.replace(...)``: wrap the network with
             ``Constrained(net, problem.constraint)``), unknown coefficient or loss-term names, a residual /
             condition that returns the wrong shape or asks for an unknown derivative, or a reference that
-            does not fit the problem (see :meth:`set_reference`), or ``unknowns`` that are not a mapping
-            of names to finite numbers.
+            does not fit the problem (see :meth:`set_reference`), ``unknowns`` that are not a mapping
+            of names to finite numbers, or ``unknowns`` with the problem's reference recipe and no
+            ``reference`` (the recipe would be solved with the guesses).
         TypeError: a ``problem``, ``model`` or ``config`` of the wrong type (a dict for ``config``: pass
             ``TrainConfig(**config)``).
 
@@ -649,8 +659,9 @@ class Trainer:
             condition (and no ``Observations``), a PINN periodic in a coordinate without a ``Periodic``
             condition, and options that would have no effect: ``balance="grad_norm"`` without Adam
             iterations, ``weights`` or ``condition_points`` for conditions the hard constraint enforces,
-            ``unknowns`` that neither the residual nor a condition reads, or ``unknowns`` without any
-            ``Observations``.
+            ``condition_points`` for conditions on fixed points (``Observations``, ``PointCondition``: all
+            their points are used every iteration), ``unknowns`` that neither the residual nor a condition
+            reads, or ``unknowns`` without any ``Observations``.
     """
 
     def __init__(
@@ -740,6 +751,18 @@ class Trainer:
 
         # on a GPU the points are drawn there (a CUDA generator: another stream than the CPU's)
         self.generator = torch.Generator(device=self.device).manual_seed(int(self.config.seed))
+        if reference is None and problem.exact is None and problem.reference is not None and unknowns:
+            guesses = ", ".join(f"{k} = {v:g}" for k, v in unknowns.items())
+            first = next(iter(unknowns))
+            raise ValueError(
+                f"{problem.name}: its reference recipe ({type(problem.reference).__name__}) would be solved "
+                f"with problem.params, which hold the initial guesses of the unknowns ({guesses}), so every "
+                "error would be measured against another problem's solution. Pass the reference yourself, "
+                "Trainer(..., reference=...) with (points, values) arrays, a callable or a ReferenceSolution "
+                "(e.g. sciml.solvers.fd.reference_solution(problem.replace(params="
+                f"{{{first!r}: true value}}))), or train without errors: "
+                "Trainer(problem.replace(reference=None), ...)"
+            )
         if reference is None and (problem.exact is not None or problem.reference is not None):
             reference = reference_solution(problem, progress=True)
         #: the reference grid (``None`` for scattered reference points or no reference)
@@ -806,7 +829,8 @@ class Trainer:
 
     def _warn_options(self, unknowns: Mapping[str, float]) -> None:
         """Warn (UserWarning) about options that would have no effect: ``balance="grad_norm"`` without Adam
-        iterations, ``weights`` / ``condition_points`` for conditions the hard constraint enforces, and
+        iterations, ``weights`` / ``condition_points`` for conditions the hard constraint enforces,
+        ``condition_points`` for conditions on fixed points (``Observations``, ``PointCondition``), and
         ``unknowns`` without any ``Observations``."""
         cfg, problem = self.config, self.problem
         if cfg.balance == "grad_norm" and cfg.adam_iterations == 0:
@@ -828,6 +852,19 @@ class Trainer:
                 f"the model's hard constraint enforces {sorted(enforced)} exactly, so they are not loss "
                 f"terms: TrainConfig {what} have no effect. Drop them, or train those conditions in the loss "
                 "(a model not wrapped in Constrained, or a problem built with constraint=None)",
+                stacklevel=3,
+            )
+        fixed = {
+            c.name: (type(c).__name__, c.points.shape[0])
+            for c in problem.conditions
+            if isinstance(c, (Observations, PointCondition)) and c.name in cfg.condition_points
+        }
+        if fixed:
+            what = ", ".join(f"{kind} {name!r} ({m} points)" for name, (kind, m) in fixed.items())
+            warnings.warn(
+                f"TrainConfig condition_points for {what} has no effect: a condition on fixed points uses "
+                "all of them every iteration (they are not sampled). Drop those entries, or give the "
+                "condition fewer points",
                 stacklevel=3,
             )
         if unknowns and not any(isinstance(c, Observations) for c in problem.conditions):
@@ -1175,7 +1212,15 @@ class Trainer:
         return torch.cat(out).double()
 
     def predict(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Model values at points ``(m, ndim)`` as float64 numpy ``(m, n_fields)`` (batched)."""
+        """Model values at points ``(m, ndim)`` as float64 numpy ``(m, n_fields)`` (batched).
+
+        Raises:
+            ValueError: points of another shape than ``(m, ndim)`` (the message names the coordinates).
+        """
+        try:
+            x = _shape_checked(self.problem.domain, x)
+        except ValueError as error:
+            raise ValueError(f"Trainer.predict: `x`: {error}") from None
         return self._predict(torch.as_tensor(x, dtype=self.dtype, device=self.device)).cpu().numpy()
 
     def set_reference(self, reference: ReferenceLike) -> None:
@@ -1421,6 +1466,8 @@ class Trainer:
     # ----------------------------------------------------------------- training
     #: whether the model starts from trained weights (a later time-marching window starts from the last one's)
     _starts_trained = False
+    #: whether ``fit`` has run on this trainer (a second call warns: see :meth:`fit`)
+    _fitted = False
 
     def _trainable(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad] + list(self.coefficients.values())
@@ -1437,8 +1484,10 @@ class Trainer:
 
         Returns:
             A sentence naming the term, how many of its points give a non-finite value and the first such
-            point, or ``None`` when the model's outputs there are non-finite too (the parameters diverged) or
-            no point is to blame (e.g. the mean of finite squares overflowed).
+            point (and the unknowns' current values; when it is (nearly) every point, the unknowns as the
+            likely cause), a sentence naming the unknown coefficients that are themselves non-finite, or
+            ``None`` when the model's outputs are non-finite too (the parameters diverged) or no point is
+            to blame (e.g. the mean of finite squares overflowed).
         """
         try:
             return self._locate(terms, points) if points is not None else None
@@ -1449,6 +1498,14 @@ class Trainer:
         """See :meth:`_locate_non_finite`."""
         problem, params = self.problem, self.params()
         conditions = {c.name: c for c in self.conditions}
+        broken = [k for k, v in self.coefficients.items() if not torch.isfinite(v)]
+        if broken:
+            return (
+                f"the unknown coefficient(s) {self._unknowns_now(broken)} became non-finite, and every term "
+                f"that reads them with it: lower the learning rate (lr={self.config.lr:g}), give a guess "
+                f"closer to the solution, or parametrize the coefficient, e.g. {broken[0]} = exp(log_"
+                f"{broken[0]}) for a positive one"
+            )
         for name, value in terms.items():
             if torch.isfinite(value) or name not in points:
                 continue
@@ -1474,14 +1531,32 @@ class Trainer:
             at = ", ".join(f"{k} = {float(v):.4g}" for k, v in zip(problem.domain.names, x[i]))
             values = ", ".join(f"{k} = {float(v):.4g}" for k, v in zip(problem.fields, outputs[i]))
             what = "residual" if name == "residual" else f"condition {name!r}"
-            return (
+            text = (
                 f"the {what} is non-finite at {count} of {x.shape[0]} points although the model's outputs "
-                f"there are finite (e.g. at {at}, where {values}): the equation is undefined for these "
-                "values, e.g. a fractional power or square root of a negative number, a logarithm of a "
-                "non-positive one, or a division by zero; write it so that it is defined for every value the "
-                "model may take (e.g. sign(y) * abs(y)**p instead of y**p, or clamp the argument)"
+                f"there are finite (e.g. at {at}, where {values})"
+            )
+            if self.coefficients and count >= _NEARLY_ALL * x.shape[0]:
+                first = next(iter(self.coefficients))
+                return (
+                    f"{text}: as it is (nearly) every point, the unknown coefficient(s) "
+                    f"{self._unknowns_now()} may be the cause (the equation undefined for this value, e.g. "
+                    "the square root or logarithm of a negative coefficient). Give a guess in the domain of "
+                    f"the residual, a lower learning rate (lr={self.config.lr:g}), or parametrize it, e.g. "
+                    f"{first} = exp(log_{first}) for a positive coefficient"
+                )
+            unknowns = f" (unknowns now: {self._unknowns_now()})" if self.coefficients else ""
+            return (
+                f"{text}{unknowns}: the equation is undefined for these values, e.g. a fractional power or "
+                "square root of a negative number, a logarithm of a non-positive one, or a division by zero; "
+                "write it so that it is defined for every value the model may take (e.g. sign(y) * abs(y)**p "
+                "instead of y**p, or clamp the argument)"
             )
         return None
+
+    def _unknowns_now(self, names: Sequence[str] | None = None) -> str:
+        """The current values of the unknown coefficients ``names`` (default: all), as ``"D = 0.05, …"``."""
+        names = list(self.coefficients) if names is None else names
+        return ", ".join(f"{k} = {float(self.coefficients[k].detach()):.4g}" for k in names)
 
     def _check_finite(
         self,
@@ -1521,6 +1596,8 @@ class Trainer:
                     if self.dtype != torch.float64
                     else f"{lr} or change the loss weights"
                 )
+                if self.coefficients:
+                    advice += f" (unknowns now: {self._unknowns_now()})"
             raise TrainingDiverged(
                 f"{self.problem.name}: the loss became {float(total.detach())} at {when} "
                 f"({phase}); "
@@ -1583,6 +1660,12 @@ class Trainer:
     def fit(self, *, progress: bool = True, resume: bool = False) -> TrainResult:
         """Train to the configured budget (continuing from the checkpoint with ``resume``).
 
+        Calling ``fit()`` again on the same trainer (without ``resume``) trains once more from the current
+        weights and unknown coefficients (and the random stream of points), but restarts the iteration
+        count, the history, the optimizers (Adam, then L-BFGS) and the learning-rate schedule from ``lr``,
+        with a warning; for one longer run give a larger budget (``adam_iterations``,
+        ``lbfgs_iterations``) to a new trainer.
+
         Args:
             progress: show a tqdm bar.
             resume: continue the run saved in ``checkpoint`` (bit-for-bit, as if it had not stopped).
@@ -1600,6 +1683,17 @@ class Trainer:
             TrainingDiverged: the loss became NaN or infinite.
         """
         self._check_checkpoint_use(resume)
+        if self._fitted and not resume:  # the model starts from trained weights now
+            self._starts_trained = True
+            warnings.warn(
+                f"{self.problem.name}: fit() was called a second time on this trainer: it continues from the "
+                "trained weights and unknown coefficients, but restarts the iteration count (from 0), the "
+                "history, the optimizers and the learning-rate schedule (from lr="
+                f"{self.config.lr:g}), so the result reports this run only. For one longer run, build a new "
+                "trainer with a larger budget (TrainConfig(adam_iterations=..., lbfgs_iterations=...))",
+                stacklevel=2,
+            )
+        self._fitted = True
         if self.window_problems is not None:
             return self._fit_windows(progress=progress, resume=resume)
         cfg = self.config
