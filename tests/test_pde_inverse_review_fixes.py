@@ -71,6 +71,11 @@ def test_reference_recipe_with_unknowns_is_refused_and_the_fixes_work():
     exact = _heat(exact=_closed_form, test_shape=(11, 5), params={"D": 0.03})
     assert _quiet(Trainer, exact, _net(), TrainConfig(**SMALL), unknowns={"D": 0.03}).evaluate() is not None
     assert _quiet(Trainer, _heat(reference=_recipe()), _net(), TrainConfig(**SMALL)).evaluate() is not None
+    # params holding the true coefficient (a synthetic inverse problem): the recipe's reference is the truth
+    synthetic = _quiet(
+        Trainer, _heat(reference=_recipe()), _net(), TrainConfig(**SMALL), unknowns={"D": 0.03}
+    )
+    assert synthetic.evaluate() is not None
 
 
 # ------------------------------------------------------------------ 2. an unknown makes the residual NaN

@@ -109,20 +109,20 @@ class _Counter(nn.Module):
     """The field as torchdiffeq's solver sees it. Counts its evaluations (torchdiffeq reports none): ``n``
     until :meth:`report_to`, then into the stats' ``nfe_adjoint`` (torchdiffeq's backward solve runs after
     the forward returns). With ``problem``, checks the first evaluation as our solver does; with
-    :meth:`limit`, counts the steps torchdiffeq tries (its step callbacks) and stops a solve, forward or
-    backward, that tries more than ``max_steps`` with a :class:`~sciml.solvers.solution.SolveError`."""
+    :meth:`limit`, counts the steps torchdiffeq's forward solve tries (its step callback) and stops it past
+    ``max_steps`` with a :class:`~sciml.solvers.solution.SolveError`."""
 
     def __init__(self, field: nn.Module, problem: ODEProblem | None = None):
         super().__init__()
         self.field, self.n, self.stats, self.problem = field, 0, None, problem
-        self.max_steps, self.steps, self.t, self.what = None, [0, 0], [0.0, 0.0], ("", "")
+        self.max_steps, self.steps, self.t, self.what = None, 0, 0.0, ""
 
     def report_to(self, stats: SolverStats) -> None:
         self.stats = stats
 
-    def limit(self, max_steps: int, forward: str, backward: str) -> None:
-        """Refuse more than ``max_steps`` tries in each solve; ``forward``/``backward`` end the messages."""
-        self.max_steps, self.what = max_steps, (forward, backward)
+    def limit(self, max_steps: int, what: str) -> None:
+        """Refuse more than ``max_steps`` tries in the forward solve; ``what`` ends the message."""
+        self.max_steps, self.what = max_steps, what
 
     def forward(self, t, y):
         if self.stats is None:
@@ -136,22 +136,16 @@ class _Counter(nn.Module):
         return out
 
     def callback_step(self, t0, y0, dt):
-        self._step(0, t0)
+        self.steps += 1
+        self.t = float(t0)
+        if self.max_steps is not None and self.steps > self.max_steps:
+            raise self.failure(Status.MAX_STEPS)
 
-    def callback_step_adjoint(self, t0, y0, dt):
-        self._step(1, t0)
-
-    def _step(self, solve: int, t) -> None:
-        self.steps[solve] += 1
-        self.t[solve] = float(t)
-        if self.max_steps is not None and self.steps[solve] > self.max_steps:
-            raise self.failure(Status.MAX_STEPS, solve)
-
-    def failure(self, status: Status, solve: int = 0, detail: str = "") -> SolveError:
-        """The error of a torchdiffeq solve that stopped (``solve`` 0: forward, 1: backward)."""
-        t = self.t[solve]
+    def failure(self, status: Status, detail: str = "") -> SolveError:
+        """The error of a torchdiffeq forward solve that stopped."""
+        t = self.t
         if status is Status.MAX_STEPS:
-            message = f"reached max_steps={self.max_steps} at t={t:.6g} {self.what[solve]}"
+            message = f"reached max_steps={self.max_steps} at t={t:.6g} {self.what}"
         elif status is Status.NON_FINITE:
             message = (
                 f"the solution became non-finite (NaN/inf) near t={t:.6g} ({detail}); check the vector "
@@ -163,7 +157,7 @@ class _Counter(nn.Module):
                 "loosen rtol/atol, or use backend='backprop' with method='auto' (switches to the implicit "
                 "rodas5p where stiff)"
             )
-        stats = SolverStats(nfe=self.n, n_steps=self.steps[0])
+        stats = SolverStats(nfe=self.n, n_steps=self.steps)
         empty = torch.zeros(0, dtype=torch.float64)
         partial = Solution(empty, empty, status, message, stats, empty, empty, empty, empty, False)
         return SolveError(message, partial)
@@ -340,8 +334,9 @@ class NeuralODE(nn.Module):
         backend: ``"backprop"`` (differentiate through our solver: global regularizers available),
             ``"continuous"`` (our continuous adjoint) or ``"torchdiffeq"`` (``torchdiffeq.odeint_adjoint`` as
             the black-box main solver; NFE counted by wrapping the field).
-        max_steps: step limit of each solve (steps tried; with ``"torchdiffeq"`` its forward solve and its
-            backward one each; beyond it a :class:`~sciml.solvers.solution.SolveError`).
+        max_steps: step limit of each solve (steps tried; beyond it a
+            :class:`~sciml.solvers.solution.SolveError`; with ``"torchdiffeq"``, of its forward solve: its
+            backward solve keeps torchdiffeq's own limit).
         jac: Jacobian option of the implicit methods (see :func:`~sciml.solvers.ode.solve`): None
             (dense), ``"batched"`` (the rows of a ``(batch, d)`` state are independent samples), ``"fd"`` or
             a callable.
@@ -532,17 +527,14 @@ class NeuralODE(nn.Module):
         )  # fmt: skip
 
     def _torchdiffeq(self, counter: _Counter, y0, t_span, times, resolution: str) -> Solution:
-        """``torchdiffeq.odeint_adjoint`` with ``max_steps`` the step limit of the forward solve and of the
-        backward one; its failures raised as :class:`~sciml.solvers.solution.SolveError`, as ours."""
+        """``torchdiffeq.odeint_adjoint`` with ``max_steps`` the step limit of the forward solve (the backward
+        one keeps torchdiffeq's own limit); its failures raised as
+        :class:`~sciml.solvers.solution.SolveError`, as ours."""
         import torchdiffeq
 
         method = TORCHDIFFEQ_METHODS[self.method]
         advice = f": {resolution}." if resolution else ". Raise `max_steps` or loosen rtol/atol."
-        counter.limit(
-            self.max_steps,
-            f"before t1={t_span[1]:.6g} (torchdiffeq's {method}){advice}",
-            f"of the adjoint's backward solve to t0={t_span[0]:.6g} (torchdiffeq's {method}){advice}",
-        )
+        counter.limit(self.max_steps, f"before t1={t_span[1]:.6g} (torchdiffeq's {method}){advice}")
         start = [] if times[0] == t_span[0] else [t_span[0]]  # torchdiffeq starts at its first time
         t = torch.tensor(start + list(times), dtype=y0.dtype, device=y0.device)
         # times a few ulps apart can round to one value in y0's dtype; torchdiffeq needs them strictly
@@ -552,7 +544,9 @@ class NeuralODE(nn.Module):
         try:
             ys = torchdiffeq.odeint_adjoint(
                 counter, y0, t, rtol=self.rtol, atol=self.atol, method=method, adjoint_params=params,
-                options={"max_num_steps": self.max_steps},  # per output interval: the callback counts all
+                # per output interval (torchdiffeq stores it as int32): the callback counts the whole solve;
+                # the backward solve gets torchdiffeq's defaults, not this limit
+                options={"max_num_steps": min(self.max_steps, 2**31 - 1)}, adjoint_options={},
             )[repeat[len(start) :]]  # fmt: skip
         except AssertionError as exc:  # torchdiffeq's checks: as the SolveError of our solver
             text = str(exc)
@@ -561,7 +555,7 @@ class NeuralODE(nn.Module):
             status = next((status for key, status in kinds if key in text), None)
             if status is None:
                 raise
-            raise counter.failure(status, 0, f"torchdiffeq's {method}: {text.split(':')[0]}") from exc
+            raise counter.failure(status, f"torchdiffeq's {method}: {text.split(':')[0]}") from exc
         empty = y0.new_zeros((0,))
         ts = torch.tensor(times, dtype=torch.float64, device=y0.device)  # the exact host times
         stats = SolverStats(nfe=counter.n)
@@ -570,8 +564,8 @@ class NeuralODE(nn.Module):
 
     def local_error(self, t: float, y: torch.Tensor, exact: bool = False) -> torch.Tensor:
         """One differentiable step of ``method`` from ``(t, y)``: ``E · |h|``, ``h`` the solver's automatic
-        initial step, clipped so that the step ends at ``t_span[1]`` at the latest (as the solver's last step
-        does).
+        initial step, clipped so that the step ends at ``t_span[1]`` at the latest (the solve itself ends at
+        its last save time, so a step sampled just before it may reach a little past it).
 
         The step is the model's own ``method`` on every backend (``"tsit5"`` a Tsit5 step also where
         ``backend="torchdiffeq"`` solves with torchdiffeq's dopri5; torchdiffeq's names ``"dopri5"`` and

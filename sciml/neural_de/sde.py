@@ -163,7 +163,9 @@ class NeuralSDE(nn.Module):
             return NeuralODEResult(ys, solution, regularization, solution.stats.nfe)
         problem = self._problem(y0, (t0, last))
         levy_area = get_method(self.method, self.noise_type, self.sde_type).levy_area
-        bm = brownian_interval(problem, entropy=entropy, levy_area=levy_area)
+        # the Brownian path spans the whole (stretched) t_span whatever the save times, so that a fixed
+        # `entropy` gives the same path for any saveat (a prefix of the save times sees a prefix of it)
+        bm = brownian_interval(self._problem(y0, (t0, end)), entropy=entropy, levy_area=levy_area)
         save_steps = reg is not None and reg.needs_steps
         solution = solve(
             problem, self.method, bm=bm, rtol=self.rtol, atol=self.atol, saveat=solve_times,

@@ -626,9 +626,10 @@ class Trainer:
             domain (``lower=problem.domain.lower, upper=problem.domain.upper``).
         config: budget and settings.
         reference: what errors are measured against (default: ``sciml.solvers.fd.reference_solution``
-            for a problem with an exact solution or a recipe, else none; with ``unknowns`` a recipe is
-            refused, as it would be solved with their guesses): a ``ReferenceSolution`` (grid),
-            a callable ``points -> values`` (evaluated on the problem's test grid), a pair
+            for a problem with an exact solution or a recipe, else none; a recipe is refused where
+            ``problem.params`` hold an unknown's guess, as it would be solved with it): a
+            ``ReferenceSolution`` (grid), a callable ``points -> values`` (evaluated on the problem's test
+            grid), a pair
             ``(points (m, ndim), values (m, n_fields))`` (``(m,)`` for one field), or the path of an
             ``.npz`` / HDF5 file with arrays ``points`` and ``values`` (e.g. exported from a finite-element
             code). Only points inside the domain count; grid points outside it are NaN in
@@ -648,8 +649,8 @@ class Trainer:
             ``Constrained(net, problem.constraint)``), unknown coefficient or loss-term names, a residual /
             condition that returns the wrong shape or asks for an unknown derivative, or a reference that
             does not fit the problem (see :meth:`set_reference`), ``unknowns`` that are not a mapping
-            of names to finite numbers, or ``unknowns`` with the problem's reference recipe and no
-            ``reference`` (the recipe would be solved with the guesses).
+            of names to finite numbers, or ``unknowns`` whose guesses ``problem.params`` hold, with the
+            problem's reference recipe and no ``reference`` (the recipe would be solved with the guesses).
         TypeError: a ``problem``, ``model`` or ``config`` of the wrong type (a dict for ``config``: pass
             ``TrainConfig(**config)``).
 
@@ -751,9 +752,12 @@ class Trainer:
 
         # on a GPU the points are drawn there (a CUDA generator: another stream than the CPU's)
         self.generator = torch.Generator(device=self.device).manual_seed(int(self.config.seed))
-        if reference is None and problem.exact is None and problem.reference is not None and unknowns:
-            guesses = ", ".join(f"{k} = {v:g}" for k, v in unknowns.items())
-            first = next(iter(unknowns))
+        # the recipe is solved with problem.params: refused where they hold an unknown's guess (params with
+        # the true coefficient, a synthetic inverse problem, give the right reference)
+        guessed = {k: v for k, v in unknowns.items() if float(problem.params.get(k, math.nan)) == float(v)}
+        if reference is None and problem.exact is None and problem.reference is not None and guessed:
+            guesses = ", ".join(f"{k} = {v:g}" for k, v in guessed.items())
+            first = next(iter(guessed))
             raise ValueError(
                 f"{problem.name}: its reference recipe ({type(problem.reference).__name__}) would be solved "
                 f"with problem.params, which hold the initial guesses of the unknowns ({guesses}), so every "
