@@ -147,6 +147,7 @@ def test_several_seeds_each_set_their_own_reference_and_are_summarised(monkeypat
     assert error["time_std"] == pytest.approx(0.05)
     assert error["train_time_vs_torchdiffeq"] == pytest.approx(0.5)  # both epochs: 0.4, 0.5, 0.6
     assert error["train_time_std"] == pytest.approx(0.1)
+    assert error["train_cpu_vs_torchdiffeq"] == pytest.approx(0.5)  # the fake's CPU seconds: the same
     assert error["final_val_nfe"] == pytest.approx(41.0)
     loose = summary["torchdiffeq-loose"]  # ends at 5 + seed, never reaches 1 + seed
     assert loose["seeds_reaching"] == 0 and loose["train_time_vs_torchdiffeq"] == pytest.approx(0.5)
