@@ -225,6 +225,7 @@ def test_max_steps_must_be_a_positive_integer():
     for bad in (0, 2.5, True):
         with pytest.raises(ValueError, match="`max_steps` must be a positive integer"):
             NeuralODE(_field(), backend="torchdiffeq", max_steps=bad)
+    assert NeuralODE(_field(), max_steps=np.int64(50)).max_steps == 50  # numpy integers, as odeint takes
 
 
 # --------------------------------------------------------------------------- 4, 5: save-time inputs

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -394,8 +395,9 @@ class NeuralODE(nn.Module):
         _check_span_grad(t_span, "NeuralODE")
         if not t_span[1] > t_span[0]:
             raise ValueError(f"`t_span` must be increasing, got {t_span}")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        if isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral) or max_steps < 1:
             raise ValueError(f"`max_steps` must be a positive integer, got {max_steps!r}")
+        max_steps = int(max_steps)  # a numpy integer too, as odeint's max_num_steps takes
         self.field = field
         self.t_span = (float(t_span[0]), float(t_span[1]))
         self.method, self.rtol, self.atol, self.backend, self.max_steps = (
