@@ -6,7 +6,9 @@ A trainer adds ``weight · mean(residual²)`` per condition to the loss; the con
 for its loss weight and in logs.
 
 Values (``value=``) are a number or a callable mapping points ``(n, ndim)`` (a torch tensor, columns in the
-domain's coordinate order) to ``(n,)``.
+domain's coordinate order) to ``(n,)``. ``Robin``'s ``alpha``, ``beta`` and ``value`` and ``Neumann``'s
+``value`` may also name a coefficient of the problem's ``params`` (a string), so that an inverse problem can
+fit it (``Trainer(..., unknowns={"h": guess})``).
 """
 
 from __future__ import annotations
@@ -92,9 +94,15 @@ def _check_points_in(domain: Geometry, points: np.ndarray, name: str) -> None:
         )
 
 
-def _evaluate(value: Value | None, x: torch.Tensor) -> torch.Tensor | float:
+def _evaluate(
+    value: Value | str | None, x: torch.Tensor, params: Mapping[str, Any] | None = None
+) -> torch.Tensor | float:
+    """A condition's datum at the points ``x``: 0 for None, a function's values, a number, or the
+    coefficient of ``params`` a string names (a tensor when it is being fitted)."""
     if value is None:
         return 0.0
+    if isinstance(value, str):
+        return params[value]
     if callable(value):
         return _per_point(value(x), x, "a condition value")
     return float(value)
@@ -125,6 +133,12 @@ class Condition:
 
     field: str | None = None
     name: str = "condition"
+    #: the attributes that may name a coefficient of the problem's ``params`` instead of a number
+    named_coefficients = ()
+
+    def coefficient_names(self) -> list[str]:
+        """The ``params`` coefficients this condition reads by name (checked by the problem)."""
+        return [v for a in self.named_coefficients if isinstance(v := getattr(self, a, None), str)]
 
     def validate(self, domain: Geometry, fields: Sequence[str]) -> None:
         """Check the condition fits the problem.
@@ -141,12 +155,14 @@ class Condition:
             )
         for attr in ("value", "alpha", "beta"):
             v = getattr(self, attr, None)
-            if v is None or callable(v):
+            if v is None or callable(v) or (isinstance(v, str) and attr in self.named_coefficients):
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+                attrs = ", ".join(self.named_coefficients)
+                named = f", or the name of a coefficient of the problem's params ({attrs})" if attrs else ""
                 raise TypeError(
                     f"condition {self.name!r}: `{attr}` must be a number or a function of the points "
-                    f"(n, ndim) -> (n,), got {type(v).__name__} {v!r}"
+                    f"(n, ndim) -> (n,){named}, got {type(v).__name__} {v!r}"
                 )
             if not np.isfinite(v):
                 raise ValueError(f"condition {self.name!r}: `{attr}` must be finite, got {v!r}")
@@ -253,16 +269,18 @@ class Neumann(_OnFaces):
 
     The normals are the domain's (``domain.normal``): exact for boxes, balls, polygons and their set
     operations. In 1-D the outward normal at the left end is ``-x``: ``Neumann(value=c, on="x-")`` means
-    ``u'(x0) = -c`` (and ``u'(x1) = c`` on ``"x+"``).
+    ``u'(x0) = -c`` (and ``u'(x1) = c`` on ``"x+"``). ``value`` may name a coefficient of the problem's
+    ``params`` (e.g. an unknown flux).
     """
 
-    value: Value | None = None
+    value: Value | str | None = None
     name: str = "neumann"
+    named_coefficients = ("value",)
 
     def residual(
         self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
     ) -> torch.Tensor:
-        return self.normal_derivative(domain, x, d) - _evaluate(self.value, x)
+        return self.normal_derivative(domain, x, d) - _evaluate(self.value, x, params)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -270,17 +288,20 @@ class Robin(_OnFaces):
     """``alpha · u + beta · ∂u/∂n = value`` on the boundary part ``on`` (default: all of it).
 
     Args:
-        alpha, beta: the coefficients (numbers or functions of the points).
-        value: the right-hand side; ``None`` means zero.
+        alpha, beta: the coefficients (numbers or functions of the points, or the name of a coefficient of
+            the problem's ``params``, e.g. ``alpha="h"`` for a heat-transfer coefficient that
+            ``Trainer(..., unknowns={"h": guess})`` fits).
+        value: the right-hand side; ``None`` means zero; also a number, a function or a ``params`` name.
 
     Raises:
         ValueError: ``alpha`` and ``beta`` both the number 0.
     """
 
-    alpha: Value = 1.0
-    beta: Value = 1.0
-    value: Value | None = None
+    alpha: Value | str = 1.0
+    beta: Value | str = 1.0
+    value: Value | str | None = None
     name: str = "robin"
+    named_coefficients = ("alpha", "beta", "value")
 
     def validate(self, domain: Geometry, fields: Sequence[str]) -> None:
         super().validate(domain, fields)
@@ -292,7 +313,8 @@ class Robin(_OnFaces):
     ) -> torch.Tensor:
         u = d[self.key(d.fields)]
         du = self.normal_derivative(domain, x, d)
-        return _evaluate(self.alpha, x) * u + _evaluate(self.beta, x) * du - _evaluate(self.value, x)
+        alpha, beta = _evaluate(self.alpha, x, params), _evaluate(self.beta, x, params)
+        return alpha * u + beta * du - _evaluate(self.value, x, params)
 
 
 @dataclass(frozen=True, kw_only=True)

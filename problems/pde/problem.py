@@ -494,6 +494,13 @@ class PDEProblem:
             if not isinstance(c, Condition):
                 raise TypeError(f"`conditions` must hold Condition objects, got {type(c).__name__}")
             c.validate(self.domain, fields)
+            missing = [k for k in c.coefficient_names() if k not in self.params]
+            if missing:
+                raise ValueError(
+                    f"condition {c.name!r} reads the coefficient(s) {missing}, which `params` "
+                    f"({sorted(self.params)}) does not hold: add them, e.g. params={{{missing[0]!r}: 1.0}} "
+                    "(the value, or the guess that Trainer(..., unknowns=...) starts from)"
+                )
         names = [c.name for c in conditions]
         if len(set(names)) != len(names) or "residual" in names:
             clash = next((n for n in names if names.count(n) > 1), "residual")

@@ -1,0 +1,66 @@
+"""Boundary coefficients named by ``params``: a Robin (heat-transfer) coefficient or a Neumann flux that an
+inverse problem fits, as ``Trainer(..., unknowns=...)`` fits a coefficient of the residual."""
+
+import warnings
+
+import numpy as np
+import pytest
+import sciml.problems.pde as pde
+import torch
+
+from sciml.pinn import PINN, TrainConfig, Trainer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+H = 2.0  # u'' = 0, u(0) = 1, h u(1) + u'(1) = 0: u = 1 - h x / (1 + h)
+
+
+def _robin_problem(h_guess: float, robin: pde.Condition | None = None, params=None) -> pde.PDEProblem:
+    x = np.linspace(0.1, 0.9, 9)[:, None]
+    return pde.PDEProblem(
+        name="robin-h", domain=pde.Interval(0.0, 1.0), fields=("u",),
+        residual=lambda x, d, p: d["u_xx"], params=params or {"h": h_guess},
+        conditions=(pde.Dirichlet(value=1.0, on="x-"),
+                    robin or pde.Robin(alpha="h", beta=1.0, on="x+"),
+                    pde.Observations(points=x, values=1 - H * x[:, 0] / (1 + H))),
+    )  # fmt: skip
+
+
+def _fit(problem, unknowns):
+    net = PINN(1, 1, (16, 16), lower=(0.0,), upper=(1.0,), generator=torch.Generator().manual_seed(0))
+    config = TrainConfig(adam_iterations=600, lbfgs_iterations=100, n_residual=64, n_condition=8, lr=1e-2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Trainer(problem, net, config, unknowns=unknowns).fit(progress=False)
+
+
+def test_a_robin_coefficient_named_by_params_is_fitted():
+    result = _fit(_robin_problem(0.5), {"h": 0.5})
+    assert result.unknowns["h"] == pytest.approx(H, rel=0.02)
+
+
+def test_a_neumann_flux_named_by_params_is_fitted():
+    # the same solution: u'(1) = -h / (1 + h) = -2/3, the outward flux at x = 1
+    flux = pde.Neumann(value="q", on="x+")
+    problem = _robin_problem(0.0, robin=flux, params={"q": -0.1})
+    result = _fit(problem, {"q": -0.1})
+    assert result.unknowns["q"] == pytest.approx(-H / (1 + H), rel=0.02)
+
+
+def test_the_named_coefficient_reads_the_params_value_when_not_fitted():
+    problem = _robin_problem(H)
+    x = torch.tensor([[1.0]], dtype=torch.float64)
+    exact = problem.condition_residual_of(problem.conditions[1], lambda x: 1 - H * x / (1 + H), x)
+    assert float(exact.detach().abs().max()) < 1e-12
+    wrong = _robin_problem(0.5)
+    assert (
+        float(wrong.condition_residual_of(wrong.conditions[1], lambda x: 1 - H * x / (1 + H), x).detach())
+        != 0
+    )
+
+
+def test_a_coefficient_name_missing_from_params_or_on_another_condition_is_refused():
+    with pytest.raises(ValueError, match=r"'robin' reads the coefficient\(s\) \['k'\].*params=\{'k': 1.0\}"):
+        _robin_problem(0.5, robin=pde.Robin(alpha="k", on="x+"))
+    with pytest.raises(TypeError, match=r"`value` must be a number or a function"):
+        _robin_problem(0.5, robin=pde.Dirichlet(value="h", on="x+", name="right"))
