@@ -53,6 +53,17 @@ def test_the_loose_method_trains_loose_and_validates_at_the_task_tolerances(monk
     assert {c for c in calls if not c[2]} == {(1e-6, 1e-7, False)}  # validation (no_grad) at the task's
 
 
+def _fake_runs(monkeypatch, fake_train, **task) -> None:
+    """run_e2e with ``fake_train`` for each training and a task of the given attributes, in threads."""
+    fake = types.SimpleNamespace(data=lambda: {"val": None}, rtol=1e-6, atol=1e-6, **task)
+    monkeypatch.setattr(node, "get_task", lambda name, kind: fake)
+    monkeypatch.setattr(node, "_train_e2e", fake_train)
+    threads = types.SimpleNamespace(
+        ProcessPoolExecutor=lambda **kwargs: cf.ThreadPoolExecutor(), as_completed=cf.as_completed
+    )
+    monkeypatch.setattr(node, "cf", threads)  # the same pool, in threads
+
+
 def test_run_e2e_reports_every_method_against_the_plain_script(monkeypatch, capsys):
     """Each method gets its row, in E2E_METHODS order; the reference is the plain script's final accuracy."""
     finals = {"torchdiffeq-odeint": 0.9, "torchdiffeq-loose": 0.92, "torchdiffeq-adjoint": 0.9,
@@ -66,14 +77,7 @@ def test_run_e2e_reports_every_method_against_the_plain_script(monkeypatch, caps
                  for e in (1, 2, 3)]  # fmt: skip
         return {"method": method, "curve": curve}
 
-    task = types.SimpleNamespace(data=lambda: {"val": None}, higher_is_better=True, metric="accuracy",
-                                 epochs=3, rtol=1e-6, atol=1e-6)  # fmt: skip
-    monkeypatch.setattr(node, "get_task", lambda name, kind: task)
-    monkeypatch.setattr(node, "_train_e2e", fake_train)
-    threads = types.SimpleNamespace(
-        ProcessPoolExecutor=lambda **kwargs: cf.ThreadPoolExecutor(), as_completed=cf.as_completed
-    )
-    monkeypatch.setattr(node, "cf", threads)  # the same pool.map, in threads
+    _fake_runs(monkeypatch, fake_train, higher_is_better=True, metric="accuracy", epochs=3)
     out = node.run_e2e(
         argparse.Namespace(tasks="mnist1d", epochs=3, full=False, jobs=2, seeds=None, e2e=True)
     )
@@ -126,14 +130,7 @@ def test_several_seeds_each_set_their_own_reference_and_are_summarised(monkeypat
                  for e in (1, 2)]  # fmt: skip
         return {"method": method, "curve": curve}
 
-    task = types.SimpleNamespace(data=lambda: {"val": None}, higher_is_better=False, metric="MSE",
-                                 epochs=2, rtol=1e-6, atol=1e-6)  # fmt: skip
-    monkeypatch.setattr(node, "get_task", lambda name, kind: task)
-    monkeypatch.setattr(node, "_train_e2e", fake_train)
-    threads = types.SimpleNamespace(
-        ProcessPoolExecutor=lambda **kwargs: cf.ThreadPoolExecutor(), as_completed=cf.as_completed
-    )
-    monkeypatch.setattr(node, "cf", threads)
+    _fake_runs(monkeypatch, fake_train, higher_is_better=False, metric="MSE", epochs=2)
     out = node.run_e2e(
         argparse.Namespace(tasks="latent-hard", epochs=2, full=False, jobs=2, seeds=3, e2e=True)
     )
