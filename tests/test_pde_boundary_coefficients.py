@@ -64,3 +64,29 @@ def test_a_coefficient_name_missing_from_params_or_on_another_condition_is_refus
         _robin_problem(0.5, robin=pde.Robin(alpha="k", on="x+"))
     with pytest.raises(TypeError, match=r"`value` must be a number or a function"):
         _robin_problem(0.5, robin=pde.Dirichlet(value="h", on="x+", name="right"))
+
+
+def test_each_fields_error_is_reported_on_its_own():
+    """evaluate() takes all fields together; evaluate_fields() gives each its relative L2 error."""
+    problem = pde.PDEProblem(
+        name="two-fields", domain=pde.Interval(0.0, 1.0), fields=("u", "v"),
+        residual=lambda x, d, p: torch.stack([d["u_xx"], d["v_xx"]], -1), n_equations=2,
+        conditions=(pde.Dirichlet(value=0.0, field="u", name="u-walls"),
+                    pde.Dirichlet(value=0.0, field="v", name="v-walls")),
+    )  # fmt: skip
+    net = PINN(1, 2, (8,), lower=(0.0,), upper=(1.0,), generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = Trainer(problem, net, TrainConfig(adam_iterations=2, lbfgs_iterations=0))
+    points = np.linspace(0.05, 0.95, 19)[:, None]
+    values = np.column_stack([np.sin(np.pi * points[:, 0]), 1e-3 * points[:, 0]])
+    errors = trainer.evaluate_fields(reference=(points, values))
+    pred = trainer.predict(points)
+    for k, name in enumerate(("u", "v")):
+        expected = np.linalg.norm(pred[:, k] - values[:, k]) / np.linalg.norm(values[:, k])
+        assert errors[name] == pytest.approx(expected, rel=1e-9)
+    assert errors["v"] > 10 * trainer.evaluate()  # the small field's error hides in the joint one
+    values[:, 1] = 0.0
+    with pytest.warns(UserWarning, match=r"field 'v' is zero at every reference point.*RMS"):
+        errors = trainer.evaluate_fields(reference=(points, values))
+    assert errors["v"] == pytest.approx(np.sqrt(np.mean(trainer.predict(points)[:, 1] ** 2)), rel=1e-9)

@@ -1365,6 +1365,32 @@ class Trainer:
         pred = self._predict(self._test_x)
         return float(torch.linalg.norm(pred - self._test_u) / torch.linalg.norm(self._test_u))
 
+    def evaluate_fields(self, reference: ReferenceLike | None = None) -> dict[str, float] | None:
+        """Relative L2 error of each field over the reference points inside the domain (:meth:`evaluate`
+        takes all fields together, so a field of small values hides in it); ``None`` without a reference. A
+        field that is zero at every reference point gets its RMS error, with a warning.
+
+        Args:
+            reference: a new reference to use from now on (any form the class accepts).
+        """
+        if reference is not None:
+            self.set_reference(reference)
+        if self._test_x is None:
+            return None
+        pred = self._predict(self._test_x)
+        errors, scales = torch.linalg.norm(pred - self._test_u, dim=0), torch.linalg.norm(self._test_u, dim=0)
+        out = {}
+        for name, error, scale in zip(self.problem.fields, errors.tolist(), scales.tolist()):
+            if scale == 0:  # no relative error of a field that is zero: its RMS error instead
+                warnings.warn(
+                    f"field {name!r} is zero at every reference point: its entry is the RMS error, not a "
+                    "relative one",
+                    stacklevel=2,
+                )
+                scale = math.sqrt(self._test_u.shape[0])
+            out[name] = error / scale
+        return out
+
     def residual_statistics(self) -> dict[str, float]:
         """Root mean square and maximum of ``|residual|`` on fixed points of the domain (by the derivative
         engine; a measure of progress that needs no reference)."""
