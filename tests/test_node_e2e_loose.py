@@ -67,7 +67,8 @@ def _fake_runs(monkeypatch, fake_train, **task) -> None:
 def test_run_e2e_reports_every_method_against_the_plain_script(monkeypatch, capsys):
     """Each method gets its row, in E2E_METHODS order; the reference is the plain script's final accuracy."""
     finals = {"torchdiffeq-odeint": 0.9, "torchdiffeq-loose": 0.92, "torchdiffeq-adjoint": 0.9,
-              "ours-vanilla": 0.85, "ours-loose": 0.91, "ours-error": 0.95}  # fmt: skip
+              "ours-vanilla": 0.85, "ours-loose": 0.91, "ours-error": 0.95,
+              "ours-error-loose": 0.93}  # fmt: skip
 
     def fake_train(task_name, method, epochs, seed):
         assert (task_name, epochs, seed) == ("mnist1d", 3, 0)
@@ -82,7 +83,7 @@ def test_run_e2e_reports_every_method_against_the_plain_script(monkeypatch, caps
         argparse.Namespace(tasks="mnist1d", epochs=3, full=False, jobs=2, seeds=None, e2e=True)
     )
     rows = {r["method"]: r for r in out["rows"]}
-    assert [r["method"] for r in out["rows"]] == list(node.E2E_METHODS) and len(rows) == 6
+    assert [r["method"] for r in out["rows"]] == list(node.E2E_METHODS) and len(rows) == 7
     assert out["reference_metrics"] == [0.9] and out["seeds"] == 1
     assert rows["torchdiffeq-loose"]["epochs_to_reference"] == 3
     assert rows["torchdiffeq-loose"]["time_to_reference_vs_torchdiffeq"] == pytest.approx(0.5)
@@ -150,7 +151,9 @@ def test_several_seeds_each_set_their_own_reference_and_are_summarised(monkeypat
     assert loose["seeds_reaching"] == 0 and loose["train_time_vs_torchdiffeq"] == pytest.approx(0.5)
     printed = capsys.readouterr().out
     assert "mean ± std over 3 seeds" in printed and "seed 2" in printed
-    assert "[18/18] " in printed  # each run reported as it finishes
+    assert (
+        f"[{3 * len(node.E2E_METHODS)}/{3 * len(node.E2E_METHODS)}] " in printed
+    )  # each run reported as it finishes
 
 
 def test_e2e_defaults_to_one_seed_and_the_other_modes_to_three():
@@ -158,3 +161,48 @@ def test_e2e_defaults_to_one_seed_and_the_other_modes_to_three():
     assert node.seed_count(args) == 1
     assert node.seed_count(argparse.Namespace(seeds=None, e2e=False)) == 3
     assert node.seed_count(argparse.Namespace(seeds=5, e2e=True)) == 5
+
+
+def test_methods_chooses_the_trainings_and_keeps_the_reference(monkeypatch):
+    seen = []
+
+    def fake_train(task_name, method, epochs, seed):
+        seen.append(method)
+        curve = [{"epoch": 1, "seconds": 1.0, "cpu_seconds": 1.0, "val_metric": 0.9, "val_nfe": 40}]
+        return {"method": method, "curve": curve}
+
+    _fake_runs(monkeypatch, fake_train, higher_is_better=True, metric="accuracy", epochs=1)
+    args = argparse.Namespace(tasks="mnist1d", epochs=1, full=False, jobs=1, seeds=None, e2e=True,
+                              methods="ours-error-loose,ours-error")  # fmt: skip
+    out = node.run_e2e(args)
+    assert seen == ["torchdiffeq-odeint", "ours-error", "ours-error-loose"]  # the reference first, in order
+    assert [r["method"] for r in out["rows"]] == seen
+    with pytest.raises(ValueError, match=r"--methods: unknown \['ours-fast'\]"):
+        node.e2e_methods(argparse.Namespace(methods="ours-fast"))
+    with pytest.raises(ValueError, match=r"--methods chooses the trainings of --e2e"):
+        node.check_mode_options(argparse.Namespace(methods="ours-error", e2e=False, sweep=False, seeds=None,
+                                                   jobs=1, epochs=None, variants=None))  # fmt: skip
+
+
+def test_the_regularized_loose_method_trains_loose_with_the_regularizer(monkeypatch):
+    from sciml.neural_de.model import NeuralODE
+
+    task = dataclasses.replace(TASKS["latent-hard"], name="tiny-e2e-error-loose", n_series=40, n_times=10,
+                               latent=3, width=6, hidden=6, rtol=1e-6, atol=1e-7)  # fmt: skip
+    monkeypatch.setitem(TASKS, task.name, task)
+    calls, forward, variants, make = [], NeuralODE.forward, [], node.make_variant
+
+    def record(self, *args, **kwargs):
+        calls.append((self.rtol, self.atol, torch.is_grad_enabled()))
+        return forward(self, *args, **kwargs)
+
+    def recorded_variant(name, *args):
+        variants.append(name)
+        return make(name, *args)
+
+    monkeypatch.setattr(NeuralODE, "forward", record)
+    monkeypatch.setattr(node, "make_variant", recorded_variant)
+    node._train_e2e(task.name, "ours-error-loose", 1, 0)
+    assert variants == ["error"]
+    assert {c for c in calls if c[2]} == {(*node.E2E_LOOSE_TOL, True)}
+    assert {c for c in calls if not c[2]} == {(1e-6, 1e-7, False)}

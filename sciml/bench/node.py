@@ -24,7 +24,8 @@ Two more modes:
   learning-rate schedule trained with a plain ``torchdiffeq.odeint`` script (dopri5, backprop through the
   solver), with the same script trained at the looser rtol 1e-3, atol 1e-4 (:data:`E2E_LOOSE_TOL`; the
   free speed-up a torchdiffeq user has), with ``torchdiffeq.odeint_adjoint``, and with ours (Tsit5,
-  backprop) without the regularizer, at the same looser tolerances, and with the error regularizer; the
+  backprop) without the regularizer, at the same looser tolerances, and with the error regularizer, at the
+  task's tolerances and at the looser ones (``--methods`` picks some; the plain script always trains); the
   validation metric (loss or accuracy) is measured
   after every epoch (not timed) at the task's own tolerances for every method, and the table gives each
   method's training wall time until its validation metric first reaches (up to the relative slack of
@@ -150,6 +151,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "to a sweep without retraining)",
     )
     parser.add_argument(
+        "--methods",
+        default=None,
+        help=f"--e2e: comma-separated methods to train, from {', '.join(E2E_METHODS)} (default: all; the "
+        "plain torchdiffeq-odeint script always trains: it sets the reference)",
+    )
+    parser.add_argument(
         "--e2e",
         action="store_true",
         help="wall time to equal validation metric (loss or accuracy): torchdiffeq scripts (plain, trained "
@@ -203,8 +210,12 @@ def check_mode_options(args: argparse.Namespace) -> None:
                 "drop it"
             )
     if (sweep or e2e) and getattr(args, "variants", None) is not None:
-        instead = "--sweep reads --sweep-variant" if sweep else "--e2e has fixed methods"
+        instead = "--sweep reads --sweep-variant" if sweep else "--e2e chooses among its methods by --methods"
         raise ValueError(f"--variants is for the default bench; {instead}: drop --variants")
+    if getattr(args, "methods", None) is not None:
+        if not e2e:
+            raise ValueError("--methods chooses the trainings of --e2e: add --e2e, or drop it")
+        e2e_methods(args)
     if seed_count(args) < 1 or args.jobs < 1:
         raise ValueError(f"--seeds and --jobs must be at least 1, got {seed_count(args)} and {args.jobs}")
     if args.epochs is not None and args.epochs < 1:
@@ -856,7 +867,9 @@ def _train_e2e(task_name: str, method: str, epochs: int, seed: int) -> dict:
     loose = E2E_LOOSE_TOL if method.endswith("-loose") else None
     if method.startswith("torchdiffeq-"):
         model.node = _TorchdiffeqScript(model.node, adjoint=method.endswith("adjoint"), train_tol=loose)
-    regularizer, schedule = make_variant("error" if method == "ours-error" else "vanilla", task, epochs)
+    regularizer, schedule = make_variant(
+        "error" if method.startswith("ours-error") else "vanilla", task, epochs
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=task.lr)
     learning_rate = epoch_learning_rate(task, task.lr, epochs)  # as `train` runs the task
     shuffle = torch.Generator().manual_seed(seed)
@@ -887,7 +900,7 @@ def _train_e2e(task_name: str, method: str, epochs: int, seed: int) -> dict:
 
 
 E2E_METHODS = ("torchdiffeq-odeint", "torchdiffeq-loose", "torchdiffeq-adjoint", "ours-vanilla", "ours-loose",
-               "ours-error")  # fmt: skip
+               "ours-error", "ours-error-loose")  # fmt: skip
 """The ``--e2e`` methods; the first, the plain torchdiffeq script, sets the reference."""
 E2E_LOOSE_TOL = (1e-3, 1e-4)
 """(rtol, atol) of the ``*-loose`` methods' training solves (their validation uses the task's)."""
@@ -952,6 +965,24 @@ def e2e_rows(runs: list[dict], higher_is_better: bool) -> list[dict]:
     return rows
 
 
+def e2e_methods(args: argparse.Namespace) -> list[str]:
+    """``--methods`` (default: all of :data:`E2E_METHODS`), in that order, the plain torchdiffeq script first
+    whether named or not: it sets the reference.
+
+    Raises:
+        ValueError: an unknown or repeated method.
+    """
+    given = getattr(args, "methods", None)
+    if given is None:
+        return list(E2E_METHODS)
+    names = [m for m in given.split(",") if m]
+    check_unique(names, "--methods")
+    unknown = [m for m in names if m not in E2E_METHODS]
+    if unknown:
+        raise ValueError(f"--methods: unknown {unknown}; choose from {list(E2E_METHODS)}")
+    return [m for m in E2E_METHODS if m in names or m == E2E_METHODS[0]]
+
+
 def e2e_summary(rows: list[dict]) -> list[dict]:
     """One row per method over the seeds of :func:`e2e_rows`' rows (each with its ``"seed"``): how many seeds
     reached their reference, the ratios' mean ± std over those seeds, the time of all epochs against the plain
@@ -997,10 +1028,11 @@ def run_e2e(args: argparse.Namespace) -> dict:
         raise ValueError(f"--e2e: task {tasks[0]!r} has no validation split; use latent-hard or mnist1d")
     epochs = args.epochs or EPOCHS.get(tasks[0], (task.epochs, task.epochs))[1 if args.full else 0]
     seeds = list(range(seed_count(args)))
-    methods = [m for _ in seeds for m in E2E_METHODS]
-    run_seeds = [s for s in seeds for _ in E2E_METHODS]
+    chosen = e2e_methods(args)
+    methods = [m for _ in seeds for m in chosen]
+    run_seeds = [s for s in seeds for _ in chosen]
     n = len(methods)
-    print(f"{n} trainings ({len(E2E_METHODS)} methods x {len(seeds)} seed(s), {epochs} epochs) on "
+    print(f"{n} trainings ({len(chosen)} methods x {len(seeds)} seed(s), {epochs} epochs) on "
           f"{args.jobs} processes", flush=True)  # fmt: skip
     context = multiprocessing.get_context("spawn")
     runs: list[dict] = [{} for _ in range(n)]
