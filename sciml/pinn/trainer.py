@@ -1358,12 +1358,17 @@ class Trainer:
         Args:
             reference: a new reference to use from now on (any form the class accepts).
         """
+        pred = self._test_prediction(reference)
+        if pred is None:
+            return None
+        return float(torch.linalg.norm(pred - self._test_u) / torch.linalg.norm(self._test_u))
+
+    def _test_prediction(self, reference: ReferenceLike | None) -> torch.Tensor | None:
+        """The model at the reference points inside the domain (after taking ``reference``, if given);
+        ``None`` without a reference."""
         if reference is not None:
             self.set_reference(reference)
-        if self._test_x is None:
-            return None
-        pred = self._predict(self._test_x)
-        return float(torch.linalg.norm(pred - self._test_u) / torch.linalg.norm(self._test_u))
+        return None if self._test_x is None else self._predict(self._test_x)
 
     def evaluate_fields(self, reference: ReferenceLike | None = None) -> dict[str, float] | None:
         """Relative L2 error of each field over the reference points inside the domain (:meth:`evaluate`
@@ -1373,11 +1378,9 @@ class Trainer:
         Args:
             reference: a new reference to use from now on (any form the class accepts).
         """
-        if reference is not None:
-            self.set_reference(reference)
-        if self._test_x is None:
+        pred = self._test_prediction(reference)
+        if pred is None:
             return None
-        pred = self._predict(self._test_x)
         errors, scales = torch.linalg.norm(pred - self._test_u, dim=0), torch.linalg.norm(self._test_u, dim=0)
         out = {}
         for name, error, scale in zip(self.problem.fields, errors.tolist(), scales.tolist()):
