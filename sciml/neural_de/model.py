@@ -303,16 +303,20 @@ def _nothing_solved(reg: Regularizer, ys: torch.Tensor) -> torch.Tensor | None:
     return None if type(reg).__call__ is Regularizer.__call__ else ys.sum() * 0
 
 
-def _empty_state_solution(field, y0: torch.Tensor, t0: float, times: list[float]) -> Solution:
+def _empty_state_solution(
+    field, y0: torch.Tensor, t0: float, times: list[float], stats: SolverStats | None = None
+) -> Solution:
     """The exact solution when there is nothing to integrate, a state with no entries (torchdiffeq's solver
     cannot take it) or no time (every save time is ``t0``): ``y0`` at every save time, no steps, one
     evaluation of the field (``+ 0·field(t0, y0)`` keeps its tensors in the graph:
-    zero gradients, not missing ones, as :func:`~sciml.solvers.ode.solve` does)."""
+    zero gradients, not missing ones, as :func:`~sciml.solvers.ode.solve` does). ``stats``: default one
+    evaluation in ``SolverStats``."""
     y = y0 + 0 * field(torch.full((), t0, dtype=y0.dtype, device=y0.device), y0)
     empty = y0.new_zeros((0,))
     ts = torch.tensor(times, dtype=torch.float64, device=y0.device)
     ys = torch.stack([y] * len(times))
-    return Solution(ts, ys, Status.SUCCESS, "", SolverStats(nfe=1), empty, empty, empty, empty, False)
+    stats = SolverStats(nfe=1) if stats is None else stats
+    return Solution(ts, ys, Status.SUCCESS, "", stats, empty, empty, empty, empty, False)
 
 
 class NeuralODE(nn.Module):

@@ -35,12 +35,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from sciml.neural_de.model import NeuralODEResult, _check_span_grad, _nothing_solved, host_times
+from sciml.neural_de.model import (
+    NeuralODEResult,
+    _check_span_grad,
+    _empty_state_solution,
+    _nothing_solved,
+    host_times,
+)
 from sciml.neural_de.regularizers import check_regularizer
 from sciml.problems.sde import NOISE_TYPES, SDE_TYPES, SDEProblem, spiral
 from sciml.solvers.sde import METHODS, brownian_interval, default_method, get_method, single_step, solve
 from sciml.solvers.sde.methods import SDESolverStats
-from sciml.solvers.solution import Solution, Status
+from sciml.solvers.solution import Solution
 
 if TYPE_CHECKING:
     from sciml.neural_de.regularizers import Regularizer
@@ -181,13 +187,8 @@ class NeuralSDE(nn.Module):
         """The solution when every save time is ``t0``: ``y0`` at each (checked as a solve checks it), no
         steps, one evaluation of the drift (``+ 0·drift(t0, y0)`` keeps its parameters in the graph)."""
         problem = self._problem(y0, self.t_span)
-        t0 = torch.full((), self.t_span[0], dtype=y0.dtype, device=y0.device)
-        y = y0 + 0 * problem.drift(t0, y0)
-        empty = y0.new_zeros((0,))
-        ts = torch.tensor(times, dtype=torch.float64, device=y0.device)
         stats = SDESolverStats(nfe=1, nfe_drift=1)
-        ys = torch.stack([y] * len(times))
-        return Solution(ts, ys, Status.SUCCESS, "", stats, empty, empty, empty, empty, False)
+        return _empty_state_solution(problem.drift, y0, self.t_span[0], times, stats)
 
     def local_error(self, t: float, y: torch.Tensor) -> torch.Tensor:
         """One differentiable step from ``(t, y)`` on the last forward pass's Brownian path: ``E · h``.
