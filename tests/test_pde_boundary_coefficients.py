@@ -90,3 +90,61 @@ def test_each_fields_error_is_reported_on_its_own():
     with pytest.warns(UserWarning, match=r"field 'v' is zero at every reference point.*RMS"):
         errors = trainer.evaluate_fields(reference=(points, values))
     assert errors["v"] == pytest.approx(np.sqrt(np.mean(trainer.predict(points)[:, 1] ** 2)), rel=1e-9)
+
+
+_TWO_FIELDS = """
+import math
+import torch
+import sciml.problems.pde as pde
+
+
+def rods():  # two decoupled rods; v is a thousand times smaller than u
+    exact = lambda x: torch.stack([torch.sin(math.pi * x[:, 0]), 1e-3 * x[:, 0]], -1)
+    return pde.PDEProblem(name="two-rods", domain=pde.Interval(0.0, 1.0), fields=("u", "v"),
+        residual=lambda x, d, p: torch.stack([d["u_xx"] + math.pi**2 * exact(x)[:, 0], d["v_xx"]], -1),
+        n_equations=2, exact=exact, test_shape=(41,),
+        conditions=(pde.Dirichlet(value=0.0, field="u", name="u-walls"),
+                    pde.Dirichlet(value=lambda x: 1e-3 * x[:, 0], field="v", name="v-walls")))
+"""
+
+
+def test_each_fields_error_is_logged_returned_printed_and_plotted(tmp_path, capsys):
+    """Multi-field runs log ``rel_l2_<field>`` beside ``rel_l2`` at every evaluation, return the final ones
+    as ``rel_l2_fields``, and ``sciml pde`` writes them to metrics.json, the printed line and history.png."""
+    import json
+    import runpy
+
+    from sciml.cli import main
+
+    file = tmp_path / "rods.py"
+    file.write_text(_TWO_FIELDS)
+    problem = runpy.run_path(str(file))["rods"]()
+    net = PINN(1, 2, (8,), lower=(0.0,), upper=(1.0,), generator=torch.Generator().manual_seed(0))
+    config = TrainConfig(adam_iterations=20, lbfgs_iterations=0, n_residual=32, n_condition=4, eval_every=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = Trainer(problem, net, config)
+        result = trainer.fit(progress=False)
+    assert result.rel_l2_fields == trainer.evaluate_fields()
+    assert set(result.rel_l2_fields) == {"u", "v"} and result.rel_l2_fields["v"] > 10 * result.rel_l2
+    logged = [h for h in result.history if h["rel_l2"] is not None]
+    assert len(logged) >= 2 and all({"rel_l2_u", "rel_l2_v"} <= set(h) for h in logged)
+    assert logged[-1]["rel_l2_v"] == pytest.approx(result.rel_l2_fields["v"], rel=1e-6)
+    # a single field: the result names it, the history has no duplicate of rel_l2
+    single = Trainer(_robin_problem(H, params={"h": H}), PINN(1, 1, (8,), lower=(0.0,), upper=(1.0,)), config)
+    x = np.linspace(0, 1, 11)[:, None]
+    single.set_reference((x, 1 - H * x / (1 + H)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = single.fit(progress=False)
+    assert set(one.rel_l2_fields) == {"u"} and one.rel_l2_fields["u"] == pytest.approx(one.rel_l2, rel=1e-9)
+    assert not any(k.startswith("rel_l2_") for h in one.history for k in h)
+
+    out = tmp_path / "run"
+    args = ["pde", "--problem", f"{file}:rods", "--model", "pinn", "--budget", "quick", "--out", str(out)]
+    assert main([*args, "--iterations", "20", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["rel_l2_fields"]) == {"u", "v"}
+    assert f"(u {metrics['rel_l2_fields']['u']:.4e}, v {metrics['rel_l2_fields']['v']:.4e})" in printed
+    assert (out / "history.png").read_bytes()[:4] == b"\x89PNG"

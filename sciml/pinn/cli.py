@@ -324,7 +324,8 @@ def plot_fields(
 
 
 def plot_history(path: Path, history: list[dict], title: str) -> None:
-    """PNG of the training loss (and each loss term) and the relative L2 error against the iteration.
+    """PNG of the training loss (and each loss term) and the relative L2 error against the iteration (each
+    field's too, where the history logs them).
 
     Without a reference (every ``rel_l2`` None) the right panel shows the residual statistics
     (``residual_rms``, ``residual_max``) instead.
@@ -348,9 +349,13 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
         )
     # without a reference (rel_l2 None) the right panel shows the residual statistics instead
     has_error = any(h.get("rel_l2") is not None for h in history + averaged)
+    fields = sorted(k for k in (history[0] if history else {}) if k.startswith("rel_l2_"))
     if has_error:
         errors = np.array([np.nan if h.get("rel_l2") is None else h["rel_l2"] for h in history], dtype=float)
-        ax[1].semilogy(it, errors, "k.-", label="last iterate")
+        ax[1].semilogy(it, errors, "k.-", label="last iterate" + (", all fields" if fields else ""))
+        for key in fields:  # each field's error, logged for problems with more than one
+            values = np.array([h.get(key, np.nan) for h in history], dtype=float)
+            ax[1].semilogy(it, values, ".--", label=key.removeprefix("rel_l2_"))
     else:
         for key, style in (("residual_rms", "k.-"), ("residual_max", "k.--")):
             values = np.array([h.get(key, np.nan) for h in history], dtype=float)
@@ -365,7 +370,7 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
     ax[0].legend(fontsize=7)
     ax[1].set_xlabel("iteration")
     ax[1].set_ylabel("relative L2 error" if has_error else "|residual| (no reference)")
-    if averaged or not has_error:
+    if averaged or fields or not has_error:
         ax[1].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
@@ -513,6 +518,7 @@ def main(args: argparse.Namespace) -> int:
         "model": args.model,
         "seed": args.seed,
         "rel_l2": result.rel_l2,
+        "rel_l2_fields": result.rel_l2_fields,
         "iterations": result.iterations,
         "seconds": result.seconds,
         "params": result.params,
@@ -563,6 +569,8 @@ def main(args: argparse.Namespace) -> int:
         error = "n/a (no reference" + (f"; residual RMS {rms:.4e})" if rms is not None else ")")
     else:
         error = f"{result.rel_l2:.4e}"
+        if len(problem.fields) > 1:  # all fields together hide a field of small values: each one's too
+            error += " (" + ", ".join(f"{k} {v:.4e}" for k, v in result.rel_l2_fields.items()) + ")"
     print(
         f"{problem.name} {args.model}: relative L2 error {error} after {result.iterations} "
         f"iterations in {result.seconds:.1f} s ({result.params} parameters); {result.message}"

@@ -602,6 +602,9 @@ class TrainResult:
         message: how training ended.
         model: the trained model (the one passed in; with ``time_windows > 1`` the
             :class:`~sciml.pinn.strategies.TimeWindows` module made of all windows).
+        rel_l2_fields: each field's final relative L2 error (:meth:`Trainer.evaluate_fields`; ``rel_l2``
+            takes all fields together, so a field of small values hides in it); ``None`` without a
+            reference. With more than one field the history logs them too, as ``rel_l2_<field>``.
     """
 
     rel_l2: float | None
@@ -613,6 +616,7 @@ class TrainResult:
     unknowns: dict[str, float]
     message: str
     model: nn.Module | None = None
+    rel_l2_fields: dict[str, float] | None = None
 
 
 class Trainer:
@@ -1359,8 +1363,10 @@ class Trainer:
             reference: a new reference to use from now on (any form the class accepts).
         """
         pred = self._test_prediction(reference)
-        if pred is None:
-            return None
+        return None if pred is None else self._relative_error(pred)
+
+    def _relative_error(self, pred: torch.Tensor) -> float:
+        """All fields' relative L2 error of ``pred`` (the model at the reference points)."""
         return float(torch.linalg.norm(pred - self._test_u) / torch.linalg.norm(self._test_u))
 
     def _test_prediction(self, reference: ReferenceLike | None) -> torch.Tensor | None:
@@ -1379,8 +1385,10 @@ class Trainer:
             reference: a new reference to use from now on (any form the class accepts).
         """
         pred = self._test_prediction(reference)
-        if pred is None:
-            return None
+        return None if pred is None else self._field_errors(pred)
+
+    def _field_errors(self, pred: torch.Tensor) -> dict[str, float]:
+        """Each field's relative L2 error of ``pred`` (RMS for a field that is zero everywhere, warned)."""
         errors, scales = torch.linalg.norm(pred - self._test_u, dim=0), torch.linalg.norm(self._test_u, dim=0)
         out = {}
         for name, error, scale in zip(self.problem.fields, errors.tolist(), scales.tolist()):
@@ -1388,7 +1396,7 @@ class Trainer:
                 warnings.warn(
                     f"field {name!r} is zero at every reference point: its entry is the RMS error, not a "
                     "relative one",
-                    stacklevel=2,
+                    stacklevel=3,
                 )
                 scale = math.sqrt(self._test_u.shape[0])
             out[name] = error / scale
@@ -1791,14 +1799,17 @@ class Trainer:
             }
 
         def log(total: float, terms: Mapping[str, torch.Tensor], stage: str | None = None) -> None:
+            pred = self._test_prediction(None)  # one prediction for all fields' error and each field's
             entry = {
                 "iteration": iteration,
                 "phase": stage or phase,
                 "loss": total,
-                "rel_l2": self.evaluate(),
+                "rel_l2": None if pred is None else self._relative_error(pred),
                 "seconds": seconds(),
                 "cpu_seconds": cpu_seconds(),
             }
+            if pred is not None and len(self.problem.fields) > 1:
+                entry.update({f"rel_l2_{k}": v for k, v in self._field_errors(pred).items()})
             values = [v.detach().reshape(()).double() for v in (*terms.values(), *self.coefficients.values())]
             values = torch.stack(values).tolist() if values else []  # one device-to-host copy
             names = [f"loss_{k}" for k in terms] + [f"coef_{k}" for k in self.coefficients.keys()]
@@ -2002,6 +2013,7 @@ class Trainer:
             bar.close()
         return TrainResult(
             rel_l2=final,
+            rel_l2_fields=self.evaluate_fields(),
             iterations=iteration,
             seconds=seconds(),
             cpu_seconds=cpu_seconds(),
@@ -2088,6 +2100,7 @@ class Trainer:
         self._save_windows(None)
         return TrainResult(
             rel_l2=self.evaluate(),
+            rel_l2_fields=self.evaluate_fields(),
             iterations=done,
             seconds=march["seconds"],
             cpu_seconds=march["cpu_seconds"],
