@@ -47,7 +47,7 @@ def main() -> None:
     problem = factory(constraint="auto" if args.hard else None)
     settings = preset("poisson")  # the suite's Poisson sizes and L-BFGS budget
     config = settings.config("default").replace(
-        lbfgs_iterations=args.iterations, eval_every=max(1, args.iterations // 10), seed=args.seed
+        lbfgs_iterations=args.iterations, eval_every=max(1, args.iterations // 50), seed=args.seed
     )
     trainer = Trainer(problem, build_model(problem, args.model, settings, seed=args.seed), config)
     result = trainer.fit()

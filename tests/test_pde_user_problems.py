@@ -253,7 +253,7 @@ def test_cli_reference_file(tmp_path):
     )  # fmt: skip
     assert cli.main(args) == 0
     metrics = __import__("json").loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["reference"] == "points" and math.isfinite(metrics["rel_l2"])
+    assert metrics["reference"] == f"file {tmp_path / 'ref.npz'}" and math.isfinite(metrics["rel_l2"])
     assert (tmp_path / "run" / "fields.png").stat().st_size > 0  # the prediction (scattered reference)
 
 

@@ -421,7 +421,7 @@ class Observations(Condition):
 
     Args:
         points: ``(m, ndim)`` observation points inside the domain.
-        values: ``(m,)`` observed values of ``field``.
+        values: ``(m,)`` (or ``(m, 1)``) observed values of ``field``.
     """
 
     points: np.ndarray | torch.Tensor = field(default_factory=lambda: np.zeros((0, 1)))
@@ -444,9 +444,13 @@ class Observations(Condition):
         values = np.asarray(
             self.values.detach().cpu() if torch.is_tensor(self.values) else self.values, float
         )
+        if values.shape == (points.shape[0], 1):  # a column of one field's values
+            values = values[:, 0]
         if values.shape != (points.shape[0],):
             raise ValueError(
-                f"`values` must have shape ({points.shape[0]},) to match `points`, got {values.shape}"
+                f"`values` must have shape ({points.shape[0]},) (or ({points.shape[0]}, 1)), one value of "
+                f"`field` per point, to match `points`, got {values.shape}; observations of several fields "
+                "are one Observations condition per field (`field=`)"
             )
         if not np.isfinite(values).all():
             raise ValueError(f"condition {self.name!r}: `values` must be finite")

@@ -213,6 +213,7 @@ def plot_fields(
     time: str | None = _GUESS_TIME,  # type: ignore[assignment]
     fields: tuple[str, ...] | None = None,
     axes: tuple[np.ndarray, ...] | None = None,
+    scattered: bool = False,
 ) -> None:
     """PNG of prediction / reference / error, one row per field (the prediction alone without a reference).
 
@@ -230,6 +231,8 @@ def plot_fields(
             named ``"t"``).
         fields: the field names (row labels; default ``field 0``, ``field 1``, … for several fields).
         axes: the grid's axes when ``reference`` is ``None`` (no reference: only the prediction is shown).
+        scattered: the error was measured at scattered reference points, which no grid panel can show (the
+            panels then say "no reference on a grid").
     """
     import matplotlib
 
@@ -250,6 +253,7 @@ def plot_fields(
     perm = [order.index(a) for a in shown] + [len(shown)]
     pred_all = np.asarray(prediction)[index].transpose(perm)
     if reference is None:  # the prediction alone: one panel per field
+        no_grid = "no reference on a grid" if scattered else "no reference"
         fig, ax = plt.subplots(n_fields, 1, figsize=(6, 3.5 * n_fields), squeeze=False)
         for row, field_name in enumerate(fields):
             pred, a = pred_all[..., row], ax[row][0]
@@ -265,7 +269,7 @@ def plot_fields(
                 fig.colorbar(im, ax=a)
                 a.set_xlabel(names[i])
                 a.set_ylabel(names[j])
-            a.set_title(f"{what} (no reference){label}")
+            a.set_title(f"{what} ({no_grid}){label}")
         fig.suptitle(title)
         fig.tight_layout()
         save_figure(fig, path, dpi=110)
@@ -345,7 +349,10 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
     for key in keys:
         values = np.array([h.get(key, np.nan) for h in history], dtype=float)
         ax[0].semilogy(
-            it, np.where(values > 0, values, np.nan), "." + ("-" if key == "loss" else "--"), label=key
+            it,
+            np.where(values > 0, values, np.nan),
+            "." + ("-" if key == "loss" else "--"),
+            label="loss (weighted sum)" if key == "loss" else f"{key} (unweighted)",
         )
     # without a reference (rel_l2 None) the right panel shows the residual statistics instead
     has_error = any(h.get("rel_l2") is not None for h in history + averaged)
@@ -357,7 +364,7 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
             values = np.array([h.get(key, np.nan) for h in history], dtype=float)
             ax[1].semilogy(it, values, ".--", label=key.removeprefix("rel_l2_"))
     else:
-        for key, style in (("residual_rms", "k.-"), ("residual_max", "k.--")):
+        for key, style in (("residual_rms", "k.-"), ("residual_max", "r.--")):
             values = np.array([h.get(key, np.nan) for h in history], dtype=float)
             ax[1].semilogy(it, np.where(values > 0, values, np.nan), style, label=key.replace("_", " "))
     for h in averaged:
@@ -560,6 +567,7 @@ def main(args: argparse.Namespace) -> int:
         time=problem.domain.time,
         fields=labels,
         axes=axes,
+        scattered=trainer.reference is None and trainer.reference_source is not None,
     )
     written = [out / "metrics.json", out / "fields.h5", out / "fields.png", out / "history.png"]
     plot_history(out / "history.png", result.history, title)

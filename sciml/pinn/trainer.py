@@ -1350,7 +1350,9 @@ class Trainer:
             masked = np.where(inside[:, None], grid.flat_values(), np.nan).reshape(grid.values.shape)
             grid = dataclasses.replace(grid, values=masked)
         self.reference, self._grid_inside = grid, inside
-        self.reference_source = grid.source if grid is not None else "points"
+        self.reference_source = (
+            grid.source if grid is not None else f"file {Path(reference)}" if in_file else "points"
+        )
         # the test points are moved to the device once; evaluations never copy them again
         self._test_x = torch.as_tensor(points[inside], dtype=self.dtype, device=self.device)
         self._test_u = torch.as_tensor(values[inside], dtype=torch.float64, device=self.device)
