@@ -252,6 +252,10 @@ class Dirichlet(_OnFaces):
             (:meth:`HardConstraint.from_conditions`) a function must be defined (smoothly) inside the
             domain too: it is used as the boundary data's extension.
         on: part names such as ``("x-", "x+")`` or ``"edge0"``, or a predicate on points.
+        field: the field it constrains, one of the problem's ``fields``; required when the problem has several
+            fields (``None``: the only field).
+        name: its loss term's name, the key for its loss weight and in logs (unique within a problem;
+            default ``'dirichlet'``).
     """
 
     value: Value | None = None
@@ -269,8 +273,16 @@ class Neumann(_OnFaces):
 
     The normals are the domain's (``domain.normal``): exact for boxes, balls, polygons and their set
     operations. In 1-D the outward normal at the left end is ``-x``: ``Neumann(value=c, on="x-")`` means
-    ``u'(x0) = -c`` (and ``u'(x1) = c`` on ``"x+"``). ``value`` may name a coefficient of the problem's
-    ``params`` (e.g. an unknown flux).
+    ``u'(x0) = -c`` (and ``u'(x1) = c`` on ``"x+"``).
+
+    Args:
+        value: a number, a function of the points, or the name of a coefficient of the problem's ``params``
+            (e.g. an unknown flux); ``None`` means zero.
+        on: part names such as ``("x-", "x+")``, or a predicate on points (default: the whole boundary).
+        field: the field it constrains, one of the problem's ``fields``; required when the problem has several
+            fields (``None``: the only field).
+        name: its loss term's name, the key for its loss weight and in logs (unique within a problem;
+            default ``'neumann'``).
     """
 
     value: Value | str | None = None
@@ -292,6 +304,11 @@ class Robin(_OnFaces):
             the problem's ``params``, e.g. ``alpha="h"`` for a heat-transfer coefficient that
             ``Trainer(..., unknowns={"h": guess})`` fits).
         value: the right-hand side; ``None`` means zero; also a number, a function or a ``params`` name.
+        on: part names such as ``("x-", "x+")``, or a predicate on points (default: the whole boundary).
+        field: the field it constrains, one of the problem's ``fields``; required when the problem has several
+            fields (``None``: the only field).
+        name: its loss term's name, the key for its loss weight and in logs (unique within a problem;
+            default ``'robin'``).
 
     Raises:
         ValueError: ``alpha`` and ``beta`` both the number 0.
@@ -391,7 +408,15 @@ class _AtInitialTime(Condition):
 
 @dataclass(frozen=True, kw_only=True)
 class InitialValue(_AtInitialTime):
-    """``u = value`` at the initial time."""
+    """``u = value`` at the initial time.
+
+    Args:
+        value: a number or a function of the points; ``None`` means zero.
+        field: the field it constrains, one of the problem's ``fields``; required when the problem has several
+            fields (``None``: the only field).
+        name: its loss term's name, the key for its loss weight and in logs (unique within a problem;
+            default ``'initial'``).
+    """
 
     value: Value | None = None
     name: str = "initial"
@@ -404,7 +429,15 @@ class InitialValue(_AtInitialTime):
 
 @dataclass(frozen=True, kw_only=True)
 class InitialVelocity(_AtInitialTime):
-    """``∂u/∂t = value`` at the initial time (second order in time, e.g. wave and Klein–Gordon)."""
+    """``∂u/∂t = value`` at the initial time (second order in time, e.g. wave and Klein–Gordon).
+
+    Args:
+        value: a number or a function of the points; ``None`` means zero.
+        field: the field it constrains, one of the problem's ``fields``; required when the problem has several
+            fields (``None``: the only field).
+        name: its loss term's name, the key for its loss weight and in logs (unique within a problem;
+            default ``'initial-velocity'``).
+    """
 
     value: Value | None = None
     name: str = "initial-velocity"
@@ -422,6 +455,10 @@ class Observations(Condition):
     Args:
         points: ``(m, ndim)`` observation points inside the domain.
         values: ``(m,)`` (or ``(m, 1)``) observed values of ``field``.
+        field: the field observed, one of the problem's ``fields``; required when the problem has several
+            fields (``None``: the only field).
+        name: its loss term's name, the key for its loss weight and in logs (unique within a problem;
+            default ``'data'``).
     """
 
     points: np.ndarray | torch.Tensor = field(default_factory=lambda: np.zeros((0, 1)))

@@ -145,6 +145,63 @@ def _check_test_shape(test_shape: Any, domain: Geometry) -> None:
         )
 
 
+#: points per coordinate of the default test grid (by the number of coordinates; 21 beyond 3): a problem with
+#: an exact solution and no ``test_shape``, and a trainer's callable reference, use it
+_DEFAULT_GRID = {1: 1001, 2: 201, 3: 41}
+
+
+def default_test_shape(domain: Geometry) -> tuple[int, ...]:
+    """The default test grid of ``domain``: ``_DEFAULT_GRID`` points per coordinate (21 beyond 3-D)."""
+    return (_DEFAULT_GRID.get(domain.ndim, 21),) * domain.ndim
+
+
+def _check_loss_weight(
+    key: str, weight: Any, argument: str, n_equations: int | None = None, problem: str = "the problem"
+) -> float | tuple[float, ...]:
+    """A loss weight checked: a finite number ≥ 0, or for ``"residual"`` one such weight per equation.
+
+    Args:
+        key: the loss term (``"residual"`` or a condition's name).
+        weight: its weight.
+        argument: the argument's name for messages (``"weights"``, ``"loss_weights"``).
+        n_equations: the residual's number of equations (``None``: the length is checked later).
+        problem: the problem's name for messages.
+
+    Returns:
+        ``weight`` as given (a number), or a tuple of floats (per-equation weights).
+
+    Raises:
+        ValueError: not a finite number ≥ 0; per-equation weights for a condition, of another length than
+            ``n_equations``, not finite and ≥ 0, or all 0.
+    """
+    if _is_real(weight) and weight >= 0:
+        return weight
+    if key != "residual" or not isinstance(weight, (tuple, list, np.ndarray)):
+        raise ValueError(
+            f"loss weight {key!r} must be a finite number ≥ 0, got {weight!r}"
+            + (" (only 'residual' takes one weight per equation, a tuple)" if key != "residual" else "")
+        )
+    n = "?" if n_equations is None else n_equations
+    items = weight.tolist() if isinstance(weight, np.ndarray) else list(weight)
+    if not items or not all(_is_real(w) and w >= 0 for w in items):
+        raise ValueError(
+            f"`{argument}['residual']` must be a finite number ≥ 0 or a tuple of them, one per equation "
+            f"(n_equations = {n}), got {weight!r}"
+        )
+    if n_equations is not None and len(items) != n_equations:
+        raise ValueError(
+            f"`{argument}['residual']` has {len(items)} per-equation weight(s) {tuple(items)}, but {problem} "
+            f"has n_equations = {n_equations}: give one weight per equation, e.g. {(1.0,) * n_equations}"
+        )
+    if not any(items):
+        raise ValueError(
+            f"`{argument}['residual']` = {tuple(items)} gives every equation weight 0 (n_equations = {n}), "
+            "so the residual would not be trained: give at least one equation a positive weight (the number "
+            "0 leaves the whole residual out)"
+        )
+    return tuple(float(w) for w in items)
+
+
 def value_shapes(n: int, n_fields: int) -> list[tuple[int, ...]]:
     """The array shapes that hold one value per point and field for ``n`` points: ``(n, n_fields)``, and
     ``(n,)`` or ``(n, 1)`` for one field."""
@@ -433,13 +490,18 @@ class PDEProblem:
         constraint: an optional hard-constraint output transform; ``"auto"`` builds one from the Dirichlet
             and initial-value conditions (:meth:`HardConstraint.from_conditions`).
         n_equations: number of residual components.
-        test_shape: points per coordinate of the test grid for an exact solution.
-        loss_weights: default weight per loss term (``"residual"`` and condition names; 1 when absent).
+        test_shape: points per coordinate of the test grid for an exact solution (default:
+            :func:`default_test_shape`, 1001, 201² or 41³ points, the grid a trainer uses for a callable
+            reference).
+        loss_weights: default weight per loss term (``"residual"`` and condition names; 1 when absent);
+            ``"residual"`` may be a tuple of one weight per equation, ``(w_0, …, w_{k−1})``, which multiply
+            the squared residual's columns (the residual term's own weight is then 1).
         description: one line for listings.
         citation: where the problem comes from.
 
     Raises:
-        ValueError: bad names, duplicate condition names, weights for unknown terms, a ``test_shape`` that
+        ValueError: bad names, duplicate condition names, weights for unknown terms, per-equation residual
+            weights that are not ``n_equations`` finite numbers ≥ 0 (not all 0), a ``test_shape`` that
             does not have one entry ≥ 2 per coordinate, or (``constraint="auto"``) initial and Dirichlet
             data that disagree where they meet.
         TypeError: a domain, residual or condition of the wrong type (``conditions`` takes a Condition or a
@@ -467,6 +529,8 @@ class PDEProblem:
     citation: str = ""
     #: the constraint was built from the conditions (``"auto"``): :meth:`replace` builds it again
     constraint_from_conditions: bool = field(default=False, init=False, repr=False, compare=False)
+    #: ``test_shape`` is the default grid (an exact solution without one): :meth:`replace` chooses it again
+    test_shape_default: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -514,9 +578,13 @@ class PDEProblem:
             raise ValueError(
                 f"`loss_weights` has unknown terms {sorted(unknown)}; terms are residual, {names}"
             )
-        for key, w in self.loss_weights.items():
-            if not (_is_real(w) and w >= 0):
-                raise ValueError(f"loss weight {key!r} must be a finite number ≥ 0, got {w!r}")
+        k = self.n_equations
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"`n_equations` must be a positive integer, got {self.n_equations!r}")
+        weights = {
+            key: _check_loss_weight(key, w, "loss_weights", self.n_equations, self.name)
+            for key, w in self.loss_weights.items()
+        }
         if self.reference is not None and (
             callable(self.reference) or isinstance(self.reference, (tuple, list, dict, str, os.PathLike))
             or hasattr(self.reference, "__array__")
@@ -538,8 +606,9 @@ class PDEProblem:
                 "time='t', e.g. Box(('x', 't'), lower, upper, time='t') or Interval(a, b).times(t0, t1)",
                 stacklevel=3,
             )
-        if self.exact is not None and self.test_shape is None:
-            raise ValueError("a problem with an exact solution needs `test_shape` (its test grid)")
+        if self.exact is not None and self.test_shape is None:  # the trainer's default grid
+            object.__setattr__(self, "test_shape", default_test_shape(self.domain))
+            object.__setattr__(self, "test_shape_default", True)
         if isinstance(self.constraint, str):
             if self.constraint != "auto":
                 raise ValueError(
@@ -558,12 +627,10 @@ class PDEProblem:
             missing = set(self.constraint.enforces) - set(names)
             if missing:
                 raise ValueError(f"the constraint enforces unknown conditions {sorted(missing)}")
-        if not isinstance(self.n_equations, int) or self.n_equations < 1:
-            raise ValueError(f"`n_equations` must be a positive integer, got {self.n_equations!r}")
         object.__setattr__(self, "fields", fields)
         object.__setattr__(self, "conditions", conditions)
         object.__setattr__(self, "params", dict(self.params))
-        object.__setattr__(self, "loss_weights", dict(self.loss_weights))
+        object.__setattr__(self, "loss_weights", weights)
 
     # ----------------------------------------------------------------- variants
     def replace(self, **changes: Any) -> PDEProblem:
@@ -581,6 +648,8 @@ class PDEProblem:
             changes["params"] = {**self.params, **changes["params"]}
         if "conditions" in changes:
             changes["conditions"] = _as_conditions(changes["conditions"])
+        if self.test_shape_default and "test_shape" not in changes:  # chosen again (for a new domain)
+            changes["test_shape"] = None
         if "constraint" not in changes and self.constraint is not None:
             if self.constraint_from_conditions:
                 changes["constraint"] = "auto"
@@ -621,9 +690,11 @@ class PDEProblem:
         raise KeyError(f"{self.name} has no condition {name!r}; it has {[c.name for c in self.conditions]}")
 
     # ----------------------------------------------------------------- evaluation helpers
-    def weight(self, term: str) -> float:
-        """Default loss weight of ``term`` (1 unless set)."""
-        return float(self.loss_weights.get(term, 1.0))
+    def weight(self, term: str) -> float | tuple[float, ...]:
+        """Default loss weight of ``term`` (1 unless set; a tuple of per-equation weights for the residual
+        when ``loss_weights["residual"]`` is one)."""
+        w = self.loss_weights.get(term, 1.0)
+        return w if isinstance(w, tuple) else float(w)
 
     def exact_values(self, x: torch.Tensor) -> torch.Tensor:
         """The exact solution at ``x`` as ``(n, n_fields)``.

@@ -20,7 +20,19 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["JetSpec", "Jet", "input_jet", "linear", "tanh", "sin", "cos", "affine", "product", "function_jet"]
+__all__ = [
+    "JetSpec",
+    "Jet",
+    "input_jet",
+    "linear",
+    "tanh",
+    "sin",
+    "cos",
+    "affine",
+    "scale",
+    "product",
+    "function_jet",
+]
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,13 @@ def affine(jet: Jet, shift: torch.Tensor, scale: torch.Tensor) -> Jet:
     first = None if jet.first is None else jet.first / scale
     second = None if jet.second is None else jet.second / scale
     return Jet((jet.value - shift) / scale, first, second)
+
+
+def scale(jet: Jet, factor: torch.Tensor | None) -> Jet:
+    """``value · factor`` column-wise (a model's output scale; ``None``: the jet as it is)."""
+    if factor is None:
+        return jet
+    return Jet(*(None if t is None else t * factor for t in jet))
 
 
 def linear(jet: Jet, weight: torch.Tensor, bias: torch.Tensor | None) -> Jet:

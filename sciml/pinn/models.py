@@ -72,16 +72,45 @@ def _check_features(in_features: int, out_features: int) -> None:
             raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
 
 
+def _output_scale(value, out_features: int) -> torch.Tensor | None:
+    """``output_scale`` as a ``(out_features,)`` tensor (``None`` stays ``None``).
+
+    Raises:
+        ValueError: not one positive finite number or ``out_features`` of them (naming the argument).
+    """
+    if value is None:
+        return None
+    try:
+        scales = [value] * out_features if _real(value) else list(value)
+    except TypeError:
+        scales = [value]
+    if len(scales) != out_features or not all(_real(s) and math.isfinite(s) and s > 0 for s in scales):
+        example = (1.0,) + (1e-3,) * (out_features - 1)
+        raise ValueError(
+            f"`output_scale` must be a positive finite number or {out_features} of them (one per output "
+            f"field, e.g. output_scale={example}), got {value!r}"
+        )
+    return torch.tensor([float(s) for s in scales], dtype=torch.get_default_dtype())
+
+
 class _Normalized(nn.Module):
-    """Holds the box centre and half-widths as buffers (the input map to [−1, 1]^d)."""
+    """Holds the box centre and half-widths as buffers (the input map to [−1, 1]^d), and the optional
+    ``output_scale`` buffer that multiplies the outputs (``None``: not in the state dict)."""
 
     def _set_box(self, in_features: int, lower, upper) -> None:
         centre, half = _bounds(in_features, lower, upper)
         self.register_buffer("box_centre", centre.float())
         self.register_buffer("box_half", half.float())
 
+    def _set_output_scale(self, value, out_features: int) -> None:
+        self.register_buffer("output_scale", _output_scale(value, out_features))
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.box_centre) / self.box_half
+
+    def scaled(self, out: torch.Tensor) -> torch.Tensor:
+        """The outputs times ``output_scale`` (unchanged without one)."""
+        return out if self.output_scale is None else out * self.output_scale
 
 
 class PINN(_Normalized):
@@ -109,10 +138,14 @@ class PINN(_Normalized):
             hence the gradient descent path) changes.
         rwf_mean, rwf_std: mean and standard deviation of the initial log-scales (the guide: 1.0 and 0.1,
             or 0.5 and 0.1).
+        output_scale: a positive number, or one per output field, that multiplies the outputs (a buffer, saved
+            in the state dict; default none): a field of size ~1e-3 next to one of size ~1 is learned as a
+            network output of size ~1, ``output_scale=(1.0, 1e-3)``; the jet derivatives are scaled alike.
         generator: seeds the initialisation.
 
     Raises:
-        ValueError: non-positive sizes, periodic columns out of range, or a negative ``rwf_std``.
+        ValueError: non-positive sizes, periodic columns out of range, a negative ``rwf_std``, or an
+            ``output_scale`` that is not one positive finite number or one per output.
     """
 
     def __init__(
@@ -130,6 +163,7 @@ class PINN(_Normalized):
         rwf: bool = False,
         rwf_mean: float = 1.0,
         rwf_std: float = 0.1,
+        output_scale: float | Sequence[float] | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -165,6 +199,7 @@ class PINN(_Normalized):
             raise ValueError(f"`fourier_scale` must be a positive finite number, got {fourier_scale!r}")
         self.in_features, self.out_features = in_features, out_features
         self._set_box(in_features, lower, upper)
+        self._set_output_scale(output_scale, out_features)
         width = in_features
         self.periodic = periodic
         if periodic:
@@ -218,7 +253,7 @@ class PINN(_Normalized):
         weights = self.dense_weights()
         for W, layer in zip(weights[:-1], self.layers[:-1]):
             h = torch.tanh(torch.nn.functional.linear(h, W, layer.bias))
-        return torch.nn.functional.linear(h, weights[-1], self.layers[-1].bias)
+        return self.scaled(torch.nn.functional.linear(h, weights[-1], self.layers[-1].bias))
 
     def jet(self, x: torch.Tensor, spec: J.JetSpec) -> J.Jet:
         """Value and input derivatives in one forward pass (see :mod:`sciml.pinn.jet`)."""
@@ -236,7 +271,7 @@ class PINN(_Normalized):
         weights = self.dense_weights()
         for W, layer in zip(weights[:-1], self.layers[:-1]):
             jet = J.tanh(J.linear(jet, W, layer.bias), spec)
-        return J.linear(jet, weights[-1], self.layers[-1].bias)
+        return J.scale(J.linear(jet, weights[-1], self.layers[-1].bias), self.output_scale)
 
 
 class PIG(_Normalized):
@@ -259,10 +294,14 @@ class PIG(_Normalized):
             scalar weight (``k·N`` Gaussians in all; the authors' released code). ``"separate"`` costs
             ``k`` times the Gaussian evaluations of ``"shared"`` for the same ``N``.
         lower, upper: the problem's box; the means start uniform in it.
+        output_scale: a positive number, or one per output field, that multiplies the outputs (a buffer, saved
+            in the state dict; default none): a field of size ~1e-3 next to one of size ~1 is learned as a
+            network output of size ~1, ``output_scale=(1.0, 1e-3)``; the jet derivatives are scaled alike.
         generator: seeds the initialisation.
 
     Raises:
-        ValueError: non-positive sizes or scales, an unknown ``channels``.
+        ValueError: non-positive sizes or scales (``output_scale`` too: one positive finite number or one
+            per output), an unknown ``channels``.
     """
 
     def __init__(
@@ -279,6 +318,7 @@ class PIG(_Normalized):
         channels: str = "shared",
         lower: Sequence[float] | None = None,
         upper: Sequence[float] | None = None,
+        output_scale: float | Sequence[float] | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -304,6 +344,7 @@ class PIG(_Normalized):
         self.in_features, self.out_features = in_features, out_features
         self.full_covariance = bool(full_covariance)
         self._set_box(in_features, lower, upper)
+        self._set_output_scale(output_scale, out_features)
         self.channels = channels
         d = in_features
         if channels == "separate":  # k sets of N Gaussians: channel c holds rows c·N … (c+1)·N − 1
@@ -389,7 +430,7 @@ class PIG(_Normalized):
         return self._phi(self.normalize(x), P, b) @ self.weight_matrix()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output(torch.tanh(self.hidden(self.features(x))))
+        return self.scaled(self.output(torch.tanh(self.hidden(self.features(x)))))
 
     def _feature_jet(self, h: torch.Tensor, spec: J.JetSpec) -> J.Jet:
         """Features and their derivatives by one ``Φ @ [weight blocks]`` product.
@@ -454,7 +495,7 @@ class PIG(_Normalized):
         """Value and input derivatives in one forward pass (Gaussian layer analytic, see ``_feature_jet``)."""
         jet = self._feature_jet(self.normalize(x), spec)
         jet = J.tanh(J.linear(jet, self.hidden.weight, self.hidden.bias), spec)
-        return J.linear(jet, self.output.weight, self.output.bias)
+        return J.scale(J.linear(jet, self.output.weight, self.output.bias), self.output_scale)
 
 
 class Constrained(nn.Module):

@@ -56,10 +56,23 @@ from sciml.checkpoint import load_checkpoint, save_checkpoint
 from sciml.pinn import strategies
 from sciml.pinn.derivatives import derivatives
 from sciml.pinn.models import Constrained, _Normalized, _real, count_parameters
-from sciml.problems.pde.conditions import InitialValue, Observations, Periodic, PointCondition
+from sciml.problems.pde.conditions import (
+    Dirichlet,
+    InitialValue,
+    InitialVelocity,
+    Observations,
+    Periodic,
+    PointCondition,
+    _evaluate,
+)
 from sciml.problems.pde.derivatives import AutogradDerivatives
 from sciml.problems.pde.geometry import _points_checked
-from sciml.problems.pde.problem import PDEProblem, value_shapes
+from sciml.problems.pde.problem import (
+    PDEProblem,
+    _check_loss_weight,
+    default_test_shape,
+    value_shapes,
+)
 from sciml.solvers.fd.reference import ReferenceSolution, reference_solution
 
 __all__ = [
@@ -74,9 +87,8 @@ __all__ = [
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _SAMPLINGS = ("uniform", "sobol", "halton")
-#: points per coordinate of the test grid built for a callable reference when the problem has no
-#: ``test_shape`` (by the number of coordinates)
-_DEFAULT_GRID = {1: 1001, 2: 201, 3: 41}
+#: fields' RMS values that differ by more than this factor are warned about (``Trainer._warn_scales``)
+_SCALE_RATIO = 100.0
 #: points on which residual statistics are logged
 _N_RESIDUAL_STATS = 2048
 
@@ -170,13 +182,18 @@ def _grid_points(axes: Sequence[np.ndarray]) -> np.ndarray:
 ReferenceLike = ReferenceSolution | Callable[[torch.Tensor], Any] | tuple | str | os.PathLike
 
 
-def _read_reference(path: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _read_reference(
+    path: Path, names: tuple[str, ...], fields: tuple[str, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``points`` and ``values`` arrays from an ``.npz`` or HDF5 (``.h5``/``.hdf5``) file; an optional array
-    ``names`` names the columns of ``points``, which are then put in the order of the domain's ``names``.
+    ``names`` names the columns of ``points``, which are then put in the order of the domain's ``names``, and
+    an optional array ``fields`` names the columns of ``values``, put in the order of the problem's
+    ``fields``.
 
     Raises:
         ValueError: a missing file, another suffix, missing arrays, arrays of other than numbers, or
-            ``names`` other than the domain's (the message names them).
+            ``names`` / ``fields`` other than the domain's coordinates / the problem's fields (the message
+            names both lists).
     """
     if not path.is_file():
         raise ValueError(f"reference file {path} does not exist")
@@ -196,26 +213,31 @@ def _read_reference(path: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.
             )
         return array.astype(float)
 
-    def strings(data: Any) -> tuple[str, ...]:
+    def strings(data: Any, key: str, example: tuple[str, ...]) -> tuple[str, ...] | None:
+        if key not in data:
+            return None
         try:
-            found = np.asarray(data["names"]).reshape(-1).tolist()
+            found = np.asarray(data[key]).reshape(-1).tolist()
         except (TypeError, ValueError) as exc:
             raise ValueError(
-                f"reference file {path}: array 'names' cannot be read ({exc}); save strings, e.g. "
-                f"np.array({list(names)})"
+                f"reference file {path}: array {key!r} cannot be read ({exc}); save strings, e.g. "
+                f"np.array({list(example)})"
             ) from None
         return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in found)
 
+    order = fields or ()
     if path.suffix == ".npz":
         with np.load(path) as data:
             arrays = {k: numbers(data, k) for k in ("points", "values") if k in data}
-            keys, found = sorted(data.files), strings(data) if "names" in data else None
+            keys, found = sorted(data.files), strings(data, "names", names)
+            columns = strings(data, "fields", order)
     elif path.suffix in (".h5", ".hdf5"):
         import h5py
 
         with h5py.File(path, "r") as f:
             arrays = {k: numbers(f, k) for k in ("points", "values") if k in f}
-            keys, found = sorted(f), strings(f) if "names" in f else None
+            keys, found = sorted(f), strings(f, "names", names)
+            columns = strings(f, "fields", order)
     else:
         raise ValueError(f"reference file {path}: use .npz, .h5 or .hdf5 (arrays 'points' and 'values')")
     missing = {"points", "values"} - set(arrays)
@@ -233,7 +255,17 @@ def _read_reference(path: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.
             )
         if points.ndim == 2 and points.shape[1] == len(names):  # (other shapes: the caller reports them)
             points = points[:, [found.index(n) for n in names]]
-    return points, arrays["values"]
+    values = arrays["values"]
+    if columns is not None and fields is not None:
+        if sorted(columns) != sorted(fields) or len(set(columns)) != len(columns):
+            raise ValueError(
+                f"reference file {path}: its array 'fields' {list(columns)} must name the columns of its "
+                f"values by the problem's fields {list(fields)}, each once (in any order); save e.g. "
+                f"fields=np.array({list(fields)})"
+            )
+        if values.ndim == 2 and values.shape[1] == len(fields):  # (other shapes: the caller reports them)
+            values = values[:, [columns.index(f) for f in fields]]
+    return points, values
 
 
 def _shape_fix(points: np.ndarray, values: np.ndarray, ndim: int, k: int) -> str:
@@ -414,6 +446,11 @@ class TrainConfig:
         condition_points: per-condition overrides, ``{"initial": 2048}``.
         resample_every: draw new points every so many iterations (0: never).
         weights: loss-weight overrides, ``{"residual": 1e-3, "dirichlet": 10}`` (default: the problem's).
+            ``"residual"`` also takes one weight per equation, ``{"residual": (1.0, 1e6)}`` (as many as the
+            problem's ``n_equations``, finite, ≥ 0, not all 0): they multiply the squared residual's columns
+            before the mean (and before causal weighting, RAD's density and the preconditioned residual),
+            and the residual term's own weight is then 1. The history's ``loss_residual`` stays the
+            mean square over all equations without these weights.
         eval_every: iterations between test-error evaluations (and log entries).
         checkpoint_every: iterations between checkpoints (when a checkpoint path is given).
         dtype: ``"float32"`` or ``"float64"``.
@@ -466,7 +503,8 @@ class TrainConfig:
 
     Raises:
         ValueError: non-positive counts or rates, values of the wrong type (the message names the
-            field), unknown dtype, engine or device, and RAD that would change nothing (``rad=True`` with
+            field), loss weights that are not finite numbers ≥ 0 (per-equation residual weights: not all 0),
+            unknown dtype, engine or device, and RAD that would change nothing (``rad=True`` with
             ``resample_every=0`` or ``rad_pool=1``).
     """
 
@@ -528,9 +566,8 @@ class TrainConfig:
                 raise ValueError(f"`{name}` must be a positive number, got {v!r}")
         if not (0 < self.lr_decay <= 1):
             raise ValueError(f"`lr_decay` must be in (0, 1], got {self.lr_decay!r}")
-        for key, w in self.weights.items():
-            if not (isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0):
-                raise ValueError(f"loss weight {key!r} must be a finite number ≥ 0, got {w!r}")
+        # (per-equation residual weights become a tuple of floats; their count is the trainer's to check)
+        weights = {key: _check_loss_weight(key, w, "weights") for key, w in self.weights.items()}
         _one_of("dtype", self.dtype, _DTYPES)
         _positive_int("causal_chunks", self.causal_chunks, 0)
         _positive_int("rad_pool", self.rad_pool)
@@ -571,7 +608,7 @@ class TrainConfig:
         _one_of("sampling", self.sampling, _SAMPLINGS)
         object.__setattr__(self, "device", _device_name(self.device))
         object.__setattr__(self, "condition_points", dict(self.condition_points))
-        object.__setattr__(self, "weights", dict(self.weights))
+        object.__setattr__(self, "weights", weights)
 
     @property
     def iterations(self) -> int:
@@ -636,8 +673,9 @@ class Trainer:
             grid), a pair
             ``(points (m, ndim), values (m, n_fields))`` (``(m,)`` for one field), or the path of an
             ``.npz`` / HDF5 file with arrays ``points`` and ``values`` (e.g. exported from a finite-element
-            code). Only points inside the domain count; grid points outside it are NaN in
-            ``prediction_grid``.
+            code; optional string arrays ``names`` and ``fields`` name the columns of ``points`` and
+            ``values``, which are then put in the problem's order). Only points inside the domain count;
+            grid points outside it are NaN in ``prediction_grid``.
         unknowns: coefficients of ``problem.params`` to fit (inverse problem): ``{"D": initial guess}``
             (finite numbers).
         checkpoint: file for atomic checkpoints (and ``resume``): ``fit()`` refuses to overwrite an
@@ -650,8 +688,10 @@ class Trainer:
             conditions it claims to enforce for *this* problem, was built from another domain or other
             conditions than the problem's constraint, or whose factor vanishes inside the domain (a wrapper
             built for another problem, e.g. before ``problem.replace(...)``: wrap the network with
-            ``Constrained(net, problem.constraint)``), unknown coefficient or loss-term names, a residual /
-            condition that returns the wrong shape or asks for an unknown derivative, or a reference that
+            ``Constrained(net, problem.constraint)``), unknown coefficient or loss-term names, per-equation
+            residual weights whose count is not ``n_equations``, a residual / condition that returns the
+            wrong shape (the residual: ``(n, n_equations)``, ``(n,)`` only for one equation) or asks for an
+            unknown derivative, or a reference that
             does not fit the problem (see :meth:`set_reference`), ``unknowns`` that are not a mapping
             of names to finite numbers, or ``unknowns`` whose guesses ``problem.params`` hold, with the
             problem's reference recipe and no ``reference`` (the recipe would be solved with the guesses).
@@ -660,8 +700,11 @@ class Trainer:
 
     Warns:
         UserWarning: a problem with ``constraint="auto"`` and a model not wrapped in it (wrap it:
-            ``Constrained(net, problem.constraint)``), a time coordinate without an ``InitialValue``
-            condition (and no ``Observations``), a PINN periodic in a coordinate without a ``Periodic``
+            ``Constrained(net, problem.constraint)``), a field whose time derivative the residual reads
+            without an ``InitialValue`` of it (and, for a second time derivative, an ``InitialVelocity``) nor
+            ``Observations`` of it, fields whose RMS values (in the reference, else in the conditions' data)
+            differ by more than 100× (fix: ``output_scale=`` on the model, or per-equation residual weights),
+            a PINN periodic in a coordinate without a ``Periodic``
             condition, and options that would have no effect: ``balance="grad_norm"`` without Adam
             iterations, ``weights`` or ``condition_points`` for conditions the hard constraint enforces,
             ``condition_points`` for conditions on fixed points (``Observations``, ``PointCondition``: all
@@ -733,7 +776,16 @@ class Trainer:
         bad = set(self.config.condition_points) - all_terms
         if bad:
             raise ValueError(f"`condition_points` names unknown conditions {sorted(bad)}")
-        self.weights = {t: float(self.config.weights.get(t, problem.weight(t))) for t in terms}
+        #: per-equation residual weights ``(n_equations,)`` (``None``: one weight for the whole residual)
+        self._equation_weights: torch.Tensor | None = None
+        self.weights = {}
+        for t in terms:
+            w = self.config.weights.get(t, problem.weight(t))
+            if isinstance(w, tuple):  # (TrainConfig does not know n_equations: the count is checked here)
+                w = _check_loss_weight(t, w, "weights", problem.n_equations, problem.name)
+                self._equation_weights = torch.tensor(w, dtype=self.dtype, device=self.device)
+                w = 1.0
+            self.weights[t] = float(w)
         self._warn_options(unknowns)
         #: the preconditioned residual term (``None`` when ``config.preconditioned`` is 0)
         self._preconditioned: strategies.PreconditionedResidual | None = None
@@ -784,6 +836,8 @@ class Trainer:
         stats = torch.Generator(device=self.device).manual_seed(int(self.config.seed) + 7919)
         self._stats_x = domain.sample(_N_RESIDUAL_STATS, stats, dtype=self.dtype, device=self.device)
         self.keys = self._probe()
+        self._warn_initial()
+        self._warn_scales()
         if self._unread:
             warnings.warn(
                 f"unknowns {self._unread} are never read by the residual or a condition of {problem.name} "
@@ -795,6 +849,8 @@ class Trainer:
         #: loss computes them, as it always does in the Adam phase)
         self._causal_weights: torch.Tensor | None = None
         self._hold_causal = False
+        #: the terms the last :meth:`loss` summed (per-equation weights inside the residual's)
+        self._optimized: dict[str, torch.Tensor] = {}
         if self.config.causal_chunks and problem.domain.time_index is None:
             raise ValueError(
                 f"`causal_chunks` weights the residual over time, but {problem.name} has no time "
@@ -934,15 +990,101 @@ class Trainer:
                 "the problem with constraint=None to train with every condition in the loss",
                 stacklevel=3,
             )
-        if problem.domain.time is not None and not any(
-            isinstance(c, (InitialValue, Observations)) for c in problem.conditions
-        ):
+
+    def _warn_initial(self) -> None:
+        """Warn (UserWarning) per field whose time derivative the residual reads (``self.keys``) but that no
+        ``InitialValue`` of it determines (nor its ``Observations``; a hard constraint enforces the problem's
+        own InitialValue conditions), and, where the residual reads its second time derivative, no
+        ``InitialVelocity`` of it either. Fields the residual never differentiates in time (e.g. a pressure)
+        need none."""
+        problem, domain = self.problem, self.problem.domain
+        ti, fields = domain.time_index, problem.fields
+        if ti is None:
+            return
+        reads: dict[str, list[str]] = defaultdict(list)  # field -> its time derivatives the residual reads
+        order: dict[str, int] = defaultdict(int)
+        for index, dims in sorted(self.keys["residual"]):
+            if ti in dims:
+                f = fields[index]
+                reads[f].append(f"{f}_" + "".join(domain.names[j] for j in dims))
+                order[f] = max(order[f], dims.count(ti))
+
+        def given(kind: type) -> set[str]:
+            return {c.field or fields[0] for c in problem.conditions if isinstance(c, kind)}
+
+        observed, initial, velocity = given(Observations), given(InitialValue), given(InitialVelocity)
+        for f in reads:
+            missing = [] if f in observed else [
+                kind for kind, has in (("InitialValue", initial), ("InitialVelocity", velocity))
+                if f not in has and (kind == "InitialValue" or order[f] >= 2)
+            ]  # fmt: skip
+            if not missing:
+                continue
+            named = f"field={f!r}, " if len(fields) > 1 else ""
+            value = "u0" if missing[0] == "InitialValue" else "v0"
             warnings.warn(
-                f"{problem.name} has the time coordinate {problem.domain.time!r} but no InitialValue "
-                "condition (nor Observations), so its solution is not determined; add one, e.g. "
-                "PDEProblem(..., conditions=(..., InitialValue(value=u0)))",
+                f"{problem.name} has the time coordinate {domain.time!r} but no "
+                f"{' and no '.join(missing)} condition for field {f!r} (nor Observations of it), though its "
+                f"residual reads {reads[f]}, so the solution is not determined; add one, e.g. "
+                f"PDEProblem(..., conditions=(..., {missing[0]}({named}value={value})))",
                 stacklevel=3,
             )
+
+    def _warn_scales(self) -> None:
+        """Warn (UserWarning) when the fields' RMS values differ by more than ``_SCALE_RATIO`` (100×): the
+        reference's inside the domain, else the conditions' data per field (the largest RMS of its Dirichlet
+        and InitialValue values and Observations; fields whose data are all 0 are left out). A small field
+        then gets almost no training signal. Not when the model already scales its outputs or the residual
+        has per-equation weights."""
+        problem = self.problem
+        scaled = any(getattr(m, "output_scale", None) is not None for m in self.model.modules())
+        if len(problem.fields) < 2 or scaled or self._equation_weights is not None:
+            return
+        if self._test_u is not None:
+            rms = dict(zip(problem.fields, self._test_u.pow(2).mean(dim=0).sqrt().tolist()))
+            source = f"the reference ({self.reference_source})"
+        else:
+            rms, source = self._condition_rms(), "the conditions' data"
+        rms = {f: v for f, v in rms.items() if v > 0 and math.isfinite(v)}
+        if len(rms) < 2 or max(rms.values()) <= _SCALE_RATIO * min(rms.values()):
+            return
+        shown = ", ".join(f"{f} {v:.3g}" for f, v in rms.items())
+        top = max(rms.values())
+        scales = tuple(float(f"{rms.get(f, top) / top:.1g}") for f in problem.fields)
+        per_field = tuple(float(f"{(top / rms.get(f, top)) ** 2:.1g}") for f in problem.fields)
+        example = per_field if problem.n_equations == len(problem.fields) else "(w_0, …)"
+        warnings.warn(
+            f"{problem.name}: the fields' RMS values in {source} differ by more than {_SCALE_RATIO:g}× "
+            f"({shown}): the small field's share of the loss is tiny, so it gets almost no training signal "
+            "and its relative error stays large. Scale the model's outputs, "
+            f"PINN(..., output_scale={scales}) (or PIG), and weight the equations, one weight per "
+            f"equation (n_equations = {problem.n_equations}), e.g. "
+            f"TrainConfig(weights={{'residual': {example}}}) (about 1 / scale² of the field each equation "
+            "is about); the two together work best",
+            stacklevel=3,
+        )
+
+    def _condition_rms(self) -> dict[str, float]:
+        """Per field, the largest RMS of its conditions' data: Dirichlet and InitialValue values (at 64 of
+        their points) and Observations (a zero wall says nothing about the field's scale)."""
+        problem, domain, fields = self.problem, self.problem.domain, self.problem.fields
+        out: dict[str, float] = {}
+        g = torch.Generator().manual_seed(11)
+        for c in problem.conditions:
+            if not isinstance(c, (Dirichlet, InitialValue, Observations)):
+                continue
+            try:
+                if isinstance(c, Observations):
+                    v = torch.as_tensor(c.values, dtype=torch.float64)
+                else:
+                    x = c.sample(domain, 64, g, torch.float64)
+                    v = torch.as_tensor(_evaluate(c.value, x), dtype=torch.float64).expand(x.shape[0])
+                rms = float(v.detach().pow(2).mean().sqrt())
+            except Exception:  # noqa: BLE001 — data that fail here fail, with their own error, in the loss
+                continue
+            f = c.field or fields[0]
+            out[f] = max(out.get(f, 0.0), rms)
+        return out
 
     def _check_model(self) -> None:
         problem, model = self.problem, self.model
@@ -1100,19 +1242,34 @@ class Trainer:
             r = problem.residual(d.x, d, params)
         except KeyError as exc:
             raise ValueError(f"{problem.name}: the residual looks up {exc.args[0]}") from exc
-        allowed = {(n,), (n, problem.n_equations)} | ({(n, 1)} if problem.n_equations == 1 else set())
+        k = problem.n_equations
+        allowed = {(n, k)} | ({(n,)} if k == 1 else set())
         if not torch.is_tensor(r) or tuple(r.shape) not in allowed:
             shape = tuple(r.shape) if torch.is_tensor(r) else type(r).__name__
             fix = ""
-            if torch.is_tensor(r) and r.ndim == 2 and r.shape[0] == n and r.shape[1] > 1:
-                k = r.shape[1]
+            if isinstance(r, (list, tuple)):
                 fix = (
-                    f"; if the problem has {k} equations, set n_equations={k} in PDEProblem "
-                    f"(or problem.replace(n_equations={k}))"
+                    f"; return one tensor with the {len(r)} equations as columns: return "
+                    "torch.stack([...], dim=1)"
+                )
+            elif torch.is_tensor(r) and r.ndim == 2 and r.shape[1] == n and r.shape[0] != n:
+                fix = (
+                    "; it holds the equations as rows: stack along dim=1 (or transpose), torch.stack([...], "
+                    "dim=1) or r.T"
+                )
+            elif torch.is_tensor(r) and r.ndim == 2 and r.shape[0] == n and r.shape[1] > 1:
+                fix = (
+                    f"; if the problem has {r.shape[1]} equations, set n_equations={r.shape[1]} in "
+                    f"PDEProblem (or problem.replace(n_equations={r.shape[1]}))"
+                )
+            elif torch.is_tensor(r) and tuple(r.shape) == (n,):
+                fix = (
+                    f"; one column for {k} equations would leave equations out: return all of them as "
+                    "columns, torch.stack([...], dim=1), or set n_equations=1"
                 )
             raise ValueError(
                 f"{problem.name}: the residual returned {shape} for {n} points; it must return a tensor of "
-                f"shape {sorted(allowed)} (n_equations = {problem.n_equations}){fix}"
+                f"shape {' or '.join(str(a) for a in sorted(allowed))} (n_equations = {k}){fix}"
             )
         keys["residual"] = set(d.requested)
         outputs = [r]
@@ -1164,30 +1321,44 @@ class Trainer:
         return derivatives(self.model, x, domain.names, self.problem.fields, self.keys[term], engine=engine)
 
     def loss(self, points: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The weighted loss and its unweighted terms (mean squares)."""
+        """The weighted loss and its unweighted terms (mean squares; the residual's without per-equation
+        weights, as the history logs it). The terms the loss sums (the residual's with its per-equation
+        weights, which gradient balancing sees) are left in ``_optimized`` until the next call."""
         params = self.params()
         d = self._derivatives("residual", points["residual"])
         squares = self.problem.residual(d.x, d, params) ** 2
+        ew = self._equation_weights
+        weighted = squares if ew is None else squares * ew  # (n, k) columns, or (n,) for one equation
         if self.config.causal_chunks:  # causal weighting over time chunks (sciml.pinn.strategies)
             domain, ti = self.problem.domain, self.problem.domain.time_index
             held = self._causal_weights if self._hold_causal else None
-            residual, weights = strategies.causal_residual(
-                squares, d.x[:, ti], float(domain.lower[ti]), float(domain.upper[ti]),
-                self.config.causal_chunks, self.config.causal_eps, weights=held,
+            causal = functools.partial(
+                strategies.causal_residual, t=d.x[:, ti], t0=float(domain.lower[ti]),
+                t1=float(domain.upper[ti]), chunks=self.config.causal_chunks, eps=self.config.causal_eps,
             )  # fmt: skip
+            residual, weights = causal(weighted, weights=held)
             if self._hold_causal and held is None:  # L-BFGS: the step's first evaluation sets them
                 self._causal_weights = weights
-            terms = {"residual": residual}
+            optimized = {"residual": residual}
+            terms = {"residual": residual if ew is None else causal(squares.detach(), weights=weights)[0]}
         else:
-            terms = {"residual": squares.mean()}
+            optimized = {"residual": weighted.mean()}
+            terms = {"residual": optimized["residual"] if ew is None else squares.detach().mean()}
         if self._preconditioned is not None:
             dp = self._derivatives("residual", self._preconditioned.points)
-            terms["preconditioned"] = self._preconditioned(self.problem.residual(dp.x, dp, params))
+            r = self.problem.residual(dp.x, dp, params)
+            # the transform is linear per equation: √w per column weighs its squares by w
+            optimized["preconditioned"] = self._preconditioned(r if ew is None else r * ew.sqrt())
+            terms["preconditioned"] = (
+                optimized["preconditioned"] if ew is None else self._preconditioned(r.detach())
+            )
         for c in self.conditions:
             dc = self._derivatives(c.name, points[c.name])
-            terms[c.name] = (c.residual(self.problem.domain, dc.x, dc, params) ** 2).mean()
+            rc = c.residual(self.problem.domain, dc.x, dc, params)
+            terms[c.name] = optimized[c.name] = (rc**2).mean()
         weights = self.weights if self._balance is None else self._balance.weights()
-        total = sum(weights[k] * v for k, v in terms.items())
+        total = sum(weights[k] * optimized[k] for k in weights)
+        self._optimized = optimized
         return total, terms
 
     def _adapt(self, points: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -1200,9 +1371,10 @@ class Trainer:
             n * cfg.rad_pool, self.generator, dtype=self.dtype, device=self.device, method=cfg.sampling
         )
 
-        def residual(x: torch.Tensor) -> torch.Tensor:
+        def residual(x: torch.Tensor) -> torch.Tensor:  # with √w per equation: the density of the loss
             d = self._derivatives("residual", x)
-            return self.problem.residual(d.x, d, self.params())
+            r = self.problem.residual(d.x, d, self.params())
+            return r if self._equation_weights is None else r * self._equation_weights.sqrt()
 
         return {
             **points,
@@ -1250,7 +1422,7 @@ class Trainer:
         in_file = isinstance(reference, (str, os.PathLike))
         grid, what = None, f"reference file {Path(reference)}" if in_file else "`reference`"
         if in_file:
-            points, values = _read_reference(Path(reference), domain.names)
+            points, values = _read_reference(Path(reference), domain.names, problem.fields)
         elif isinstance(reference, ReferenceSolution):
             grid = reference
             points, values = grid.points(), grid.flat_values()
@@ -1389,6 +1561,17 @@ class Trainer:
         pred = self._test_prediction(reference)
         return None if pred is None else self._field_errors(pred)
 
+    def _logged_errors(self) -> dict[str, float | None]:
+        """The history's error entries from one prediction: ``rel_l2`` (all fields; ``None`` without a
+        reference) and, with more than one field, each field's as ``rel_l2_<field>``."""
+        pred = self._test_prediction(None)
+        if pred is None:
+            return {"rel_l2": None}
+        out = {"rel_l2": self._relative_error(pred)}
+        if len(self.problem.fields) > 1:
+            out.update({f"rel_l2_{k}": v for k, v in self._field_errors(pred).items()})
+        return out
+
     def _field_errors(self, pred: torch.Tensor) -> dict[str, float]:
         """Each field's relative L2 error of ``pred`` (RMS for a field that is zero everywhere, warned)."""
         errors, scales = torch.linalg.norm(pred - self._test_u, dim=0), torch.linalg.norm(self._test_u, dim=0)
@@ -1406,15 +1589,25 @@ class Trainer:
 
     def residual_statistics(self) -> dict[str, float]:
         """Root mean square and maximum of ``|residual|`` on fixed points of the domain (by the derivative
-        engine; a measure of progress that needs no reference)."""
+        engine; a measure of progress that needs no reference), without per-equation weights.
+
+        Returns:
+            ``{"residual_rms", "residual_max"}`` over all equations; with more than one equation also
+            ``residual_rms_<i>`` and ``residual_max_<i>`` of equation ``i`` (``i = 0 … n_equations − 1``),
+            which show the equation that lags.
+        """
         d = self._derivatives("residual", self._stats_x)
         r = self.problem.residual(d.x, d, self.params()).detach().abs()
-        return {"residual_rms": float(r.pow(2).mean().sqrt()), "residual_max": float(r.max())}
+        out = {"residual_rms": float(r.pow(2).mean().sqrt()), "residual_max": float(r.max())}
+        if r.ndim == 2 and r.shape[1] > 1:
+            rms, top = r.pow(2).mean(dim=0).sqrt().tolist(), r.amax(dim=0).tolist()  # one copy each
+            for i, (a, b) in enumerate(zip(rms, top)):
+                out[f"residual_rms_{i}"], out[f"residual_max_{i}"] = a, b
+        return out
 
     def _test_shape(self) -> tuple[int, ...]:
         """The problem's ``test_shape``, else a default by the number of coordinates."""
-        domain = self.problem.domain
-        return self.problem.test_shape or (_DEFAULT_GRID.get(domain.ndim, 21),) * domain.ndim
+        return self.problem.test_shape or default_test_shape(self.problem.domain)
 
     def test_axes(self) -> tuple[np.ndarray, ...]:
         """The axes of :meth:`prediction_grid`'s grid: the reference grid's, else the problem's test grid
@@ -1801,17 +1994,14 @@ class Trainer:
             }
 
         def log(total: float, terms: Mapping[str, torch.Tensor], stage: str | None = None) -> None:
-            pred = self._test_prediction(None)  # one prediction for all fields' error and each field's
             entry = {
                 "iteration": iteration,
                 "phase": stage or phase,
                 "loss": total,
-                "rel_l2": None if pred is None else self._relative_error(pred),
+                **self._logged_errors(),
                 "seconds": seconds(),
                 "cpu_seconds": cpu_seconds(),
             }
-            if pred is not None and len(self.problem.fields) > 1:
-                entry.update({f"rel_l2_{k}": v for k, v in self._field_errors(pred).items()})
             values = [v.detach().reshape(()).double() for v in (*terms.values(), *self.coefficients.values())]
             values = torch.stack(values).tolist() if values else []  # one device-to-host copy
             names = [f"loss_{k}" for k in terms] + [f"coef_{k}" for k in self.coefficients.keys()]
@@ -1846,8 +2036,10 @@ class Trainer:
                     opt.zero_grad(set_to_none=True)
                     total, terms = self.loss(points)
                     if self._balance is not None and self._balance.due(iteration):
-                        self._balance.update(terms, params)
-                        total = sum(w * terms[k] for k, w in self._balance.weights().items())
+                        # the residual is balanced as a whole (with its per-equation weights inside)
+                        optimized = self._optimized
+                        self._balance.update(optimized, params)
+                        total = sum(w * optimized[k] for k, w in self._balance.weights().items())
                     if deferred:
                         ok = torch.isfinite(total.detach())
                         finite = ok if finite is None else finite & ok
@@ -2137,6 +2329,12 @@ class _WindowTrainer(Trainer):
     def evaluate(self, reference: ReferenceLike | None = None) -> float | None:
         return self._parent.evaluate(reference)
 
+    def evaluate_fields(self, reference: ReferenceLike | None = None) -> dict[str, float] | None:
+        return self._parent.evaluate_fields(reference)
+
+    def _logged_errors(self) -> dict[str, float | None]:
+        return self._parent._logged_errors()
+
     def residual_statistics(self) -> dict[str, float]:
         return self._parent.residual_statistics()
 
@@ -2152,6 +2350,12 @@ class _WindowTrainer(Trainer):
 
     def _warn_setup(self, model: nn.Module) -> None:
         pass  # the parent warned about the whole problem
+
+    def _warn_initial(self) -> None:
+        pass  # (the windows after the first take the last one's prediction as their initial condition)
+
+    def _warn_scales(self) -> None:
+        pass
 
     def _warn_options(self, unknowns: Mapping[str, float]) -> None:
         pass  # and about the whole run's options
