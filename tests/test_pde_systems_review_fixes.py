@@ -234,8 +234,11 @@ def test_fields_of_very_different_scales_warn_once_with_both_fixes():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Trainer(no_reference, _net(), _TINY)  # (only v has nonzero data)
-        Trainer(_two_scales(), _net(output_scale=(1.0, 1e-3)), _TINY)
-        Trainer(_two_scales(), _net(), _TINY.replace(weights={"residual": (1.0, 1e6)}))
+        both = _TINY.replace(weights={"residual": (1.0, 1e6)})
+        Trainer(_two_scales(), _net(output_scale=(1.0, 1e-3)), both)  # both fixes: nothing to say
+    for model, config in ((_net(output_scale=(1.0, 1e-3)), _TINY), (_net(), both)):  # one alone: warned
+        with pytest.warns(UserWarning, match=r"differ by more than 100×.*the two together work best"):
+            Trainer(_two_scales(), model, config)
 
 
 # ------------------------------------------------------------------------------ 5. residual shape
@@ -306,3 +309,31 @@ def test_an_exact_solution_without_test_shape_uses_the_default_grid():
 def test_condition_docstrings_list_field_and_name(kind):
     doc = kind.__doc__
     assert "        field:" in doc and "several" in doc and "        name:" in doc, f"{kind.__name__}: {doc}"
+
+
+def test_a_numpy_scalar_weight_is_a_number_and_the_loss_sums_its_terms_in_a_fixed_order(tmp_path):
+    """The total loss adds its terms in the problem's order, not in a set's (which changes with
+    PYTHONHASHSEED, and so would the float32 sum's last bits and an L-BFGS run)."""
+    import subprocess
+    import sys
+
+    assert TrainConfig(weights={"residual": np.array(2.0)}).weights["residual"] == 2.0
+    script = tmp_path / "total.py"
+    script.write_text(
+        "import torch, sciml.problems.pde as pde\n"
+        "from sciml.pinn import PINN, TrainConfig, Trainer\n"
+        "walls = [pde.Dirichlet(value=0.1 * k + 0.3, on=lambda x, k=k: x[:, 0] > k / 10, name=f'w{k}')\n"
+        "         for k in range(8)]\n"
+        "p = pde.PDEProblem(name='many', domain=pde.Interval(0.0, 1.0), fields=('u',),\n"
+        "                   residual=lambda x, d, p: d['u_xx'] + 1.0, conditions=walls)\n"
+        "net = PINN(1, 1, (8,), lower=(0.0,), upper=(1.0,), generator=torch.Generator().manual_seed(0))\n"
+        "t = Trainer(p, net, TrainConfig(adam_iterations=1, n_residual=64, n_condition=64))\n"
+        "print(float(t.loss(t.sample())[0]).hex())\n"
+    )
+    totals = set()
+    for seed in ("1", "2", "3", "4", "5", "6"):
+        env = {**__import__("os").environ, "PYTHONHASHSEED": seed, "OMP_NUM_THREADS": "1"}
+        run = [sys.executable, str(script)]
+        out = subprocess.run(run, capture_output=True, text=True, env=env, check=True)
+        totals.add(out.stdout.strip())
+    assert len(totals) == 1, totals

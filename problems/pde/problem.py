@@ -174,6 +174,8 @@ def _check_loss_weight(
         ValueError: not a finite number ≥ 0; per-equation weights for a condition, of another length than
             ``n_equations``, not finite and ≥ 0, or all 0.
     """
+    if isinstance(weight, np.ndarray) and weight.ndim == 0:  # a numpy scalar array: its number
+        weight = weight.item()
     if _is_real(weight) and weight >= 0:
         return weight
     if key != "residual" or not isinstance(weight, (tuple, list, np.ndarray)):

@@ -1034,11 +1034,11 @@ class Trainer:
         """Warn (UserWarning) when the fields' RMS values differ by more than ``_SCALE_RATIO`` (100×): the
         reference's inside the domain, else the conditions' data per field (the largest RMS of its Dirichlet
         and InitialValue values and Observations; fields whose data are all 0 are left out). A small field
-        then gets almost no training signal. Not when the model already scales its outputs or the residual
-        has per-equation weights."""
+        then gets almost no training signal. Not when the model scales its outputs and the residual has
+        per-equation weights (either alone leaves a field badly learned: README, "Systems")."""
         problem = self.problem
         scaled = any(getattr(m, "output_scale", None) is not None for m in self.model.modules())
-        if len(problem.fields) < 2 or scaled or self._equation_weights is not None:
+        if len(problem.fields) < 2 or (scaled and self._equation_weights is not None):
             return
         if self._test_u is not None:
             rms = dict(zip(problem.fields, self._test_u.pow(2).mean(dim=0).sqrt().tolist()))
@@ -1357,7 +1357,7 @@ class Trainer:
             rc = c.residual(self.problem.domain, dc.x, dc, params)
             terms[c.name] = optimized[c.name] = (rc**2).mean()
         weights = self.weights if self._balance is None else self._balance.weights()
-        total = sum(weights[k] * optimized[k] for k in weights)
+        total = sum(weights[k] * v for k, v in optimized.items())  # (a fixed order: reproducible sums)
         self._optimized = optimized
         return total, terms
 
