@@ -85,7 +85,20 @@ def test_refused_pairs_stop_train_before_any_work(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ divergence
-def test_a_step_to_nan_parameters_stops_with_one_message(tmp_path):
+def test_a_step_to_nan_parameters_stops_with_one_message(tmp_path, monkeypatch):
+    # the third Adam step puts a NaN into a parameter while the loss was finite (lr=3 alone did so through
+    # the dynamics on one CPU and not on another; the patch makes it happen everywhere)
+    step, calls = torch.optim.Adam.step, []
+
+    def nan_step(self, *args, **kwargs):
+        out = step(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].view(-1)[0] = float("nan")
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", nan_step)
     config = TrainConfig(task="spiral", lr=3.0, epochs=1, out=str(tmp_path), progress=False)
     message = r"diverged at epoch 1, batch \d+: the optimizer step made the parameters non-finite"
     with pytest.raises(TrainingDiverged, match=message) as info:
