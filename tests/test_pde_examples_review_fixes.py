@@ -60,3 +60,18 @@ def test_residual_statistics_without_a_reference_are_told_apart_in_the_history_p
     cli.plot_history("unused.png", history, "no reference")
     rms, worst = figures[0].axes[1].get_lines()
     assert rms.get_color() != worst.get_color()
+
+
+def test_the_history_plot_draws_keys_that_only_later_entries_log(monkeypatch):
+    """A run resumed from a checkpoint written before per-field errors were logged has them only in its
+    later entries: the plot still draws them."""
+    import sciml.checkpoint
+
+    figures = []
+    monkeypatch.setattr(sciml.checkpoint, "save_figure", lambda fig, path, dpi=None: figures.append(fig))
+    old = {"iteration": 10, "phase": "adam", "loss": 1.0, "loss_residual": 1.0, "rel_l2": 0.5}
+    new = {**old, "iteration": 20, "rel_l2_u": 0.4, "rel_l2_v": 0.6, "loss_walls": 0.1}
+    cli.plot_history("unused.png", [old, new], "resumed")
+    errors = [t.get_text() for t in figures[0].axes[1].get_legend().get_texts()]
+    losses = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+    assert {"u", "v"} <= set(errors) and "loss_walls (unweighted)" in losses

@@ -337,3 +337,28 @@ def test_a_numpy_scalar_weight_is_a_number_and_the_loss_sums_its_terms_in_a_fixe
         out = subprocess.run(run, capture_output=True, text=True, env=env, check=True)
         totals.add(out.stdout.strip())
     assert len(totals) == 1, totals
+
+
+def test_the_scale_warning_suggests_an_output_scale_for_every_column_of_a_corner_split_network():
+    """On an L-shape the hard constraint has a corner factor and the network two columns per field (N₁, N₂):
+    the suggested ``output_scale`` has one entry per column, so it can be pasted as it is."""
+    from sciml.pinn import Constrained
+
+    exact = lambda x: torch.stack([x[:, 0] + 2.0, 1e-3 * (x[:, 1] + 2.0)], 1)  # noqa: E731
+    problem = pde.PDEProblem(
+        name="l-pair", domain=pde.LShape(), fields=("u", "v"), n_equations=2,
+        residual=lambda x, d, p: torch.stack([d["u_xx"] + d["u_yy"], d["v_xx"] + d["v_yy"]], 1),
+        conditions=(pde.Dirichlet(value=lambda x: exact(x)[:, 0], field="u", name="u-walls"),
+                    pde.Dirichlet(value=lambda x: exact(x)[:, 1], field="v", name="v-walls")),
+        exact=exact, test_shape=(21, 21), constraint="auto",
+    )  # fmt: skip
+    assert problem.constraint.corner is not None
+    lower, upper = problem.domain.lower, problem.domain.upper
+    net = PINN(2, Constrained.outputs(problem.constraint, 2), (8,), lower=lower, upper=upper)
+    with pytest.warns(UserWarning, match=r"output_scale=\(1\.0, 0\.001, 1\.0, 0\.001\)"):
+        Trainer(problem, Constrained(net, problem.constraint), _TINY)
+    scaled = PINN(2, 4, (8,), lower=lower, upper=upper, output_scale=(1.0, 1e-3, 1.0, 1e-3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        both = _TINY.replace(weights={"residual": (1, 1e6)})
+        Trainer(problem, Constrained(scaled, problem.constraint), both)

@@ -345,7 +345,8 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
     history = [h for h in history if h.get("phase") != "average"]
     it = np.array([h["iteration"] for h in history], dtype=float)
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-    keys = ["loss"] + sorted(k for k in (history[0] if history else {}) if k.startswith("loss_"))
+    logged = {k for h in history for k in h}  # (a run resumed from an older checkpoint logs more keys later)
+    keys = ["loss"] + sorted(k for k in logged if k.startswith("loss_"))
     for key in keys:
         values = np.array([h.get(key, np.nan) for h in history], dtype=float)
         ax[0].semilogy(
@@ -356,7 +357,7 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
         )
     # without a reference (rel_l2 None) the right panel shows the residual statistics instead
     has_error = any(h.get("rel_l2") is not None for h in history + averaged)
-    fields = sorted(k for k in (history[0] if history else {}) if k.startswith("rel_l2_"))
+    fields = sorted(k for k in logged if k.startswith("rel_l2_"))
     if has_error:
         errors = np.array([np.nan if h.get("rel_l2") is None else h["rel_l2"] for h in history], dtype=float)
         ax[1].semilogy(it, errors, "k.-", label="last iterate" + (", all fields" if fields else ""))

@@ -1051,6 +1051,8 @@ class Trainer:
         shown = ", ".join(f"{f} {v:.3g}" for f, v in rms.items())
         top = max(rms.values())
         scales = tuple(float(f"{rms.get(f, top) / top:.1g}") for f in problem.fields)
+        if isinstance(self.model, Constrained) and self.model.split:  # the network's N₁ and N₂ columns
+            scales = scales * 2
         per_field = tuple(float(f"{(top / rms.get(f, top)) ** 2:.1g}") for f in problem.fields)
         example = per_field if problem.n_equations == len(problem.fields) else "(w_0, …)"
         warnings.warn(
