@@ -40,15 +40,32 @@ class Box(Geometry):
 
     Raises:
         ValueError: names that are not distinct single characters, bounds of the wrong length or with
-            ``lower >= upper``, or a ``time`` that is not one of ``names``.
+            ``lower >= upper``, or a ``time`` that is not one of ``names``; bounds without names (a call
+            ``Box(lower, upper)``, or the names last), which the message shows in the order
+            ``Box(names, lower, upper)``.
     """
 
     names: tuple[str, ...]
-    lower: tuple[float, ...]
-    upper: tuple[float, ...]
+    # (the defaults only let a call without names, Box(lower, upper), get an error that shows the signature)
+    lower: tuple[float, ...] = None  # type: ignore[assignment]
+    upper: tuple[float, ...] = None  # type: ignore[assignment]
     time: str | None = None
 
     def __post_init__(self) -> None:
+        def numbers(value) -> bool:  # bounds where the names belong
+            try:
+                return len(value) > 0 and all(
+                    isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in value
+                )
+            except TypeError:
+                return False
+
+        if self.lower is None or self.upper is None or numbers(self.names):
+            raise ValueError(
+                "Box takes the coordinate names first, then the bounds: Box(names, lower, upper), e.g. "
+                f"Box(('x', 'y'), (-1, -1), (1, 1)); got names={self.names!r}, lower={self.lower!r}, "
+                f"upper={self.upper!r}"
+            )
         names = tuple(self.names)
         if not names or any(not isinstance(n, str) or len(n) != 1 or not n.isalpha() for n in names):
             raise ValueError(f"`names` must be single letters such as ('x', 't'), got {self.names!r}")

@@ -571,9 +571,11 @@ class PDEProblem:
         if len(set(names)) != len(names) or "residual" in names:
             clash = next((n for n in names if names.count(n) > 1), "residual")
             kind = type(next(c for c in conditions if c.name == clash)).__name__
+            # a data-like name for conditions on fixed points, a boundary part's for the others
+            example = {"Observations": "sensors", "PointCondition": "at_x0"}.get(kind, "left")
             raise ValueError(
                 f"condition names must be unique and not 'residual' (they name the loss terms), got {names}: "
-                f"give each condition its own `name`, e.g. {kind}(..., name='left') instead of {clash!r}"
+                f"give each condition its own `name`, e.g. {kind}(..., name={example!r}) instead of {clash!r}"
             )
         unknown = set(self.loss_weights) - {"residual", *names}
         if unknown:

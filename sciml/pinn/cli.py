@@ -10,6 +10,11 @@ spatial coordinates), ``history.png``
 (loss terms and error against the iteration; without a reference, the residual statistics) and
 ``checkpoint.pt`` (for ``--resume``). A problem from a file gets its suite preset only if it is the suite
 problem of its name (the same content); otherwise the generic preset. The command prints which.
+
+``--unknowns a=0.2,D=1``: an inverse problem, the coefficients ``a`` and ``D`` of the problem's ``params``
+fitted (from these initial guesses) to its ``Observations``; the fitted values are printed, and written to
+``metrics.json`` (``"unknowns"``, ``{}`` for a forward problem) and as ``unknown_NAME`` attributes of
+``fields.h5``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,8 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--iterations",
         type=int,
         default=None,
-        help="total iterations, split like the preset's Adam/L-BFGS (default: the budget's; not with "
-        "--adam/--lbfgs)",
+        help="total iterations, split between Adam and L-BFGS in the preset's proportions; the generic "
+        "preset (a problem without a suite preset, e.g. from a file) trains with Adam alone (with --budget "
+        "quick: 4/5 Adam, 1/5 L-BFGS), so give --adam and --lbfgs for L-BFGS there (default: the budget's; "
+        "not with --adam/--lbfgs)",
     )
     parser.add_argument(
         "--adam",
@@ -86,7 +94,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="measure errors against FILE (.npz or .h5 with arrays 'points' (m, ndim) and 'values'), "
         "e.g. a finite-element solution, instead of the problem's own reference",
     )
+    parser.add_argument(
+        "--unknowns",
+        type=parse_unknowns,
+        default=None,
+        metavar="NAME=GUESS[,NAME=GUESS...]",
+        help="inverse problem: fit these coefficients of the problem's params to its Observations, starting "
+        "from the guesses, e.g. --unknowns a=0.2,D=1; the fitted values are printed and written to "
+        "metrics.json and fields.h5 (not with --time-windows; --resume needs the same --unknowns)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+
+
+def parse_unknowns(text: str) -> dict[str, float]:
+    """``--unknowns a=0.2,D=1`` as ``{"a": 0.2, "D": 1.0}``.
+
+    Args:
+        text: comma-separated ``NAME=GUESS`` pairs.
+
+    Returns:
+        The initial guess of each coefficient, in the order given.
+
+    Raises:
+        argparse.ArgumentTypeError: a pair that is not ``NAME=GUESS``, a guess that is not a finite
+            number, or a name given twice.
+    """
+    example = "e.g. --unknowns a=0.2,D=1"
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not name or not value:
+            raise argparse.ArgumentTypeError(
+                f"{item.strip()!r} is not NAME=GUESS (a coefficient of the problem's params and its initial "
+                f"guess); {example}"
+            )
+        try:
+            guess = float(value)
+        except ValueError:
+            guess = None
+        if guess is None or not math.isfinite(guess):
+            raise argparse.ArgumentTypeError(
+                f"the initial guess of {name!r} is {value!r}, not a finite number; e.g. --unknowns {name}=0.1"
+            )
+        if name in out:
+            raise argparse.ArgumentTypeError(f"{name!r} is given twice ({text!r}); give each one once")
+        out[name] = guess
+    return out
 
 
 def time_windows_words(message: str) -> str:
@@ -102,6 +155,19 @@ def reference_words(message: str, path: str) -> str:
     """A trainer message about the reference file ``path`` in the words of the command line."""
     option = f"--reference {path}"
     return message.replace(f"reference file {Path(path)}", option).replace("`reference`", option)
+
+
+def unknowns_words(message: str) -> str:
+    """A trainer message about ``unknowns`` in the words of the command line."""
+    recipe = message.find(" Pass the reference yourself")
+    if recipe >= 0:  # the Python ways to give a reference, in the command line's
+        message = message[:recipe] + (
+            " Pass the true solution with --reference FILE (.npz or .h5 with arrays 'points' and "
+            "'values'), or, for a problem of your own, return it with reference=None (no errors are then "
+            "measured); where problem.params hold the true coefficients (a synthetic test), start "
+            "--unknowns from other guesses"
+        )
+    return message.replace("`unknowns`", "--unknowns")
 
 
 def check_time_windows(problem: PDEProblem, windows: int, iterations: int) -> None:
@@ -203,6 +269,23 @@ def _slice_plan(
     return shown, tuple(index), (" at " + ", ".join(labels)) if labels else ""
 
 
+#: image panels of two spatial coordinates keep their true shape unless one extent is over this many times
+#: the other
+_EQUAL_ASPECT_UP_TO = 4.0
+
+
+def _aspect(axes: tuple[np.ndarray, ...], names: tuple[str, ...], shown: list[int], time: str | None) -> str:
+    """``"equal"`` for an image of two spatial coordinates of similar extent (a disk looks like a disk),
+    else ``"auto"`` (an axis of time, or a thin domain, fills the panel)."""
+    i, j = shown
+    if time in (names[i], names[j]):
+        return "auto"
+    wi, wj = (abs(float(axes[k][-1] - axes[k][0])) for k in (i, j))
+    if min(wi, wj) <= 0 or max(wi, wj) > _EQUAL_ASPECT_UP_TO * min(wi, wj):
+        return "auto"
+    return "equal"
+
+
 def plot_fields(
     path: Path,
     reference,
@@ -219,7 +302,8 @@ def plot_fields(
 
     One coordinate: curves; two: images; more: images of the first two spatial coordinates (or of space and
     time with one spatial coordinate) at the last time and through the middle of the other spatial
-    coordinates (the panel titles say where).
+    coordinates (the panel titles say where). Images of two spatial coordinates have their true aspect ratio
+    unless one extent is more than 4× the other.
 
     Args:
         path: the PNG file.
@@ -265,7 +349,8 @@ def plot_fields(
             else:
                 (i, j) = shown
                 extent = [axes[i][0], axes[i][-1], axes[j][0], axes[j][-1]]
-                im = a.imshow(pred.T, origin="lower", extent=extent, aspect="auto", cmap="RdBu_r")
+                aspect = _aspect(axes, names, shown, time)
+                im = a.imshow(pred.T, origin="lower", extent=extent, aspect=aspect, cmap="RdBu_r")
                 fig.colorbar(im, ax=a)
                 a.set_xlabel(names[i])
                 a.set_ylabel(names[j])
@@ -300,6 +385,7 @@ def plot_fields(
         (i, j) = shown
         # arrays are indexed (first coordinate, second): transpose so the first runs along the x axis
         extent = [axes[i][0], axes[i][-1], axes[j][0], axes[j][-1]]
+        aspect = _aspect(axes, names, shown, time)
         # NaN marks grid points outside a non-box domain (left blank)
         finite = np.isfinite(ref).any() and np.isfinite(pred).any()
         lo = float(min(np.nanmin(ref), np.nanmin(pred))) if finite else -1.0
@@ -308,14 +394,14 @@ def plot_fields(
             lo, hi = -max(-lo, hi), max(-lo, hi)
         for a, data, name in ((ax[row][0], pred, "prediction"), (ax[row][1], ref, "reference")):
             im = a.imshow(
-                data.T, origin="lower", extent=extent, aspect="auto", vmin=lo, vmax=hi, cmap="RdBu_r"
+                data.T, origin="lower", extent=extent, aspect=aspect, vmin=lo, vmax=hi, cmap="RdBu_r"
             )
             a.set_title(prefix + name + label)
             fig.colorbar(im, ax=a)
         diff = pred - ref
         bound = (float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 0.0) or 1.0
         im = ax[row][2].imshow(
-            diff.T, origin="lower", extent=extent, aspect="auto", vmin=-bound, vmax=bound, cmap="RdBu_r"
+            diff.T, origin="lower", extent=extent, aspect=aspect, vmin=-bound, vmax=bound, cmap="RdBu_r"
         )
         ax[row][2].set_title(prefix + "error" + label)
         fig.colorbar(im, ax=ax[row][2])
@@ -486,10 +572,18 @@ def main(args: argparse.Namespace) -> int:
         )
     model = build_model(problem, args.model, settings, seed=args.seed)
     try:
-        trainer = Trainer(problem, model, config, reference=args.reference, checkpoint=out / "checkpoint.pt")
-    except ValueError as exc:  # refusals of time-marching and the reference file, in the CLI's words
+        trainer = Trainer(
+            problem,
+            model,
+            config,
+            reference=args.reference,
+            unknowns=args.unknowns,
+            checkpoint=out / "checkpoint.pt",
+        )
+    except ValueError as exc:  # refusals of time-marching, the reference file, unknowns: in the CLI's words
         message = str(exc) if args.reference is None else reference_words(str(exc), args.reference)
         message = message if args.time_windows is None else time_windows_words(message)
+        message = message if args.unknowns is None else unknowns_words(message)
         if message == str(exc):
             raise
         raise ValueError(message) from None
@@ -503,8 +597,8 @@ def main(args: argparse.Namespace) -> int:
         what = str(exc).split(". To continue that run")[0]
         raise ValueError(
             f"--resume: {what}. To continue that run, give the options it was started with (--problem, "
-            "--model, --budget, --iterations/--adam/--lbfgs, --time-windows, --dtype, --seed) with --resume; "
-            "to train with these options, drop --resume and pass another --out directory"
+            "--model, --budget, --iterations/--adam/--lbfgs, --time-windows, --dtype, --seed, --unknowns) "
+            "with --resume; to train with these options, drop --resume and pass another --out directory"
         ) from None
     except KeyboardInterrupt:
         checkpoint = out / "checkpoint.pt"
@@ -527,6 +621,7 @@ def main(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "rel_l2": result.rel_l2,
         "rel_l2_fields": result.rel_l2_fields,
+        "unknowns": result.unknowns,
         "iterations": result.iterations,
         "seconds": result.seconds,
         "params": result.params,
@@ -543,6 +638,7 @@ def main(args: argparse.Namespace) -> int:
         "model": args.model,
         "rel_l2": np.nan if result.rel_l2 is None else result.rel_l2,
         "coordinates": ",".join(names),
+        **{f"unknown_{k}": v for k, v in result.unknowns.items()},  # the fitted coefficients
     }
     # display labels of the fields, e.g. ρ/ρ_c for a field stored in units of its critical value
     labels = tuple(getattr(problem.reference, "field_labels", None) or problem.fields)
@@ -584,5 +680,10 @@ def main(args: argparse.Namespace) -> int:
         f"{problem.name} {args.model}: relative L2 error {error} after {result.iterations} "
         f"iterations in {result.seconds:.1f} s ({result.params} parameters); {result.message}"
     )
+    if result.unknowns:
+        fitted = ", ".join(
+            f"{k} = {v:.6g} (initial guess {args.unknowns[k]:g})" for k, v in result.unknowns.items()
+        )
+        print(f"fitted unknowns: {fitted}")
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0

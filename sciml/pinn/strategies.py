@@ -507,8 +507,9 @@ def _supported(problem: PDEProblem) -> None:
             continue
         raise ValueError(
             f"time-marching supports Dirichlet, Neumann, Robin, periodic, initial value and initial velocity "
-            f"conditions; {problem.name}'s condition {c.name!r} is a {type(c).__name__} (observations are "
-            "not split between windows); set time_windows=1"
+            f"conditions; {problem.name}'s condition {c.name!r} is of type {type(c).__name__}, which it "
+            "cannot restrict to a window (the fixed points of Observations and PointCondition are not "
+            "divided among the windows); set time_windows=1"
         )
 
 

@@ -103,6 +103,9 @@ _CHECK_EVERY = 50
 #: a residual non-finite at this fraction of its points (or more), with finite model outputs, points to
 #: the unknown coefficients rather than to the model's values
 _NEARLY_ALL = 0.9
+#: an inverse problem whose weighted Observations terms start below this fraction of the weighted residual
+#: term is warned about: the data carry (almost) no gradient, so the residual alone drives the coefficients
+_DATA_RATIO = 1e-6
 
 
 #: ``_shape_checked(geometry, x)``: ``x`` as a tensor, checked to be ``(n, ndim)`` by the geometry's own check
@@ -709,7 +712,9 @@ class Trainer:
             iterations, ``weights`` or ``condition_points`` for conditions the hard constraint enforces,
             ``condition_points`` for conditions on fixed points (``Observations``, ``PointCondition``: all
             their points are used every iteration), ``unknowns`` that neither the residual nor a condition
-            reads, or ``unknowns`` without any ``Observations``.
+            reads, or ``unknowns`` without any ``Observations`` (or only with Observations of loss weight 0);
+            and, at the first loss evaluation of an inverse problem, Observations terms below
+            ``1e-6`` × the residual term (weighted; the data would carry no gradient).
     """
 
     def __init__(
@@ -756,6 +761,8 @@ class Trainer:
                 f"`unknowns` {sorted(missing)} are not coefficients of {problem.name}; "
                 f"its params are {sorted(problem.params)}"
             )
+        #: the unknowns' initial guesses (part of a checkpoint's fingerprint: another guess is another run)
+        self._guesses = dict(unknowns)
         self.coefficients = nn.ParameterDict(
             {
                 k: nn.Parameter(torch.tensor(float(v), dtype=self.dtype, device=self.device))
@@ -787,6 +794,8 @@ class Trainer:
                 w = 1.0
             self.weights[t] = float(w)
         self._warn_options(unknowns)
+        #: whether the first :meth:`loss` compares the data's terms with the residual's (inverse problems)
+        self._check_data_scale = bool(unknowns)
         #: the preconditioned residual term (``None`` when ``config.preconditioned`` is 0)
         self._preconditioned: strategies.PreconditionedResidual | None = None
         if self.config.preconditioned > 0:
@@ -895,7 +904,7 @@ class Trainer:
         """Warn (UserWarning) about options that would have no effect: ``balance="grad_norm"`` without Adam
         iterations, ``weights`` / ``condition_points`` for conditions the hard constraint enforces,
         ``condition_points`` for conditions on fixed points (``Observations``, ``PointCondition``), and
-        ``unknowns`` without any ``Observations``."""
+        ``unknowns`` without any ``Observations`` (or only with Observations of loss weight 0)."""
         cfg, problem = self.config, self.problem
         if cfg.balance == "grad_norm" and cfg.adam_iterations == 0:
             warnings.warn(
@@ -931,11 +940,20 @@ class Trainer:
                 "condition fewer points",
                 stacklevel=3,
             )
-        if unknowns and not any(isinstance(c, Observations) for c in problem.conditions):
+        observed = [c.name for c in problem.conditions if isinstance(c, Observations)]
+        if unknowns and not any(self.weights.get(name, 0.0) > 0 for name in observed):
+            if observed:  # data with loss weight 0 are not trained on: as if there were none
+                what = f" that is trained on (the Observations {observed} have loss weight 0)"
+                fix = (
+                    f"Give them a positive weight, e.g. TrainConfig(weights={{{observed[0]!r}: 1.0}}) (or in "
+                    "the problem's loss_weights)"
+                )
+            else:
+                what = ""
+                fix = "Add data, PDEProblem(..., conditions=(..., Observations(points=..., values=...)))"
             warnings.warn(
-                f"unknowns {sorted(unknowns)} are fitted without any Observations condition: the PDE and its "
-                "boundary and initial conditions alone rarely determine a coefficient. Add data, "
-                "PDEProblem(..., conditions=(..., Observations(points=..., values=...)))",
+                f"unknowns {sorted(unknowns)} are fitted without any Observations condition{what}: the PDE "
+                f"and its boundary and initial conditions alone rarely determine a coefficient. {fix}",
                 stacklevel=3,
             )
 
@@ -1361,7 +1379,45 @@ class Trainer:
         weights = self.weights if self._balance is None else self._balance.weights()
         total = sum(weights[k] * v for k, v in optimized.items())  # (a fixed order: reproducible sums)
         self._optimized = optimized
+        if self._check_data_scale:  # once, at the first evaluation (of an inverse problem)
+            self._check_data_scale = False
+            self._warn_data_scale(optimized, weights)
         return total, terms
+
+    def _warn_data_scale(self, optimized: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> None:
+        """Warn (UserWarning) when the weighted Observations terms are below ``_DATA_RATIO`` × the weighted
+        residual term: the data then carry almost no gradient, and the residual alone drives the unknowns.
+
+        Args:
+            optimized: the terms the loss sums (:meth:`loss`).
+            weights: their loss weights.
+        """
+        data = [
+            c.name for c in self.conditions if isinstance(c, Observations) and weights.get(c.name, 0.0) > 0
+        ]
+        if not data or weights.get("residual", 0.0) <= 0:
+            return  # (no data trained on: _warn_options said so)
+        terms = torch.stack([weights[k] * optimized[k].detach() for k in ("residual", *data)])
+        residual, *observed = terms.double().tolist()  # one device-to-host copy
+        total = sum(observed)
+        if not (math.isfinite(residual) and 0 < total < _DATA_RATIO * residual):
+            return
+        least = int(np.argmin(observed))
+        name = data[least]
+        w = float(f"{weights[name] * residual / observed[least]:.1g}")  # makes the two terms equal
+        shown = ", ".join(f"{n!r} {v:.3g}" for n, v in zip(data, observed))
+        term = "terms (" + shown + ", weighted) are" if len(data) > 1 else f"term ({shown}, weighted) is"
+        balance = "" if self._balance is not None else ", or balance them, TrainConfig(balance='grad_norm')"
+        warnings.warn(
+            f"{self.problem.name}: at the start of training the Observations {term} "
+            f"{residual / total:.3g}× smaller than the residual term ({residual:.3g}, weighted), so the data "
+            "carry almost no gradient and the fitted coefficients "
+            f"{sorted(self.coefficients.keys())} will be driven by the residual rather than the data. "
+            "Non-dimensionalise (normalise) the equation so that its terms are of order 1, raise the data's "
+            f"loss weight, e.g. TrainConfig(weights={{{name!r}: {w:g}}}) (about the ratio of the terms)"
+            f"{balance}",
+            stacklevel=_user_stacklevel(),
+        )
 
     def _adapt(self, points: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Freshly sampled ``points`` with the residual points redrawn by RAD when configured."""
@@ -1642,14 +1698,14 @@ class Trainer:
     def _fingerprint(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed: the problem, the model (its class, parameter count and
         structure, :func:`_model_fingerprint`; not its trainable values), the config (but the device) and
-        the unknowns' names."""
+        the unknowns' initial guesses (by name)."""
         return {
             "problem": self._problem_fingerprint,
             "model": type(self.model).__name__,
             "params": self._n_params,
             **_model_fingerprint(self.model),
             "config": {k: v for k, v in self.config.to_dict().items() if k != "device"},
-            "unknowns": sorted(self.coefficients.keys()),
+            "unknowns": dict(sorted(self._guesses.items())),
         }
 
     def _save(self, state: dict[str, Any]) -> None:
@@ -1664,14 +1720,16 @@ class Trainer:
         stored, now = state.get("fingerprint", {}), self._fingerprint()
         if stored and not any(key in stored for key in _MODEL_KEYS):  # written before the model's structure
             now = {k: v for k, v in now.items() if k not in _MODEL_KEYS}  # was part of it
+        if isinstance(stored.get("unknowns"), list):  # written when it held the unknowns' names only
+            now = {**now, "unknowns": sorted(now["unknowns"])}
         if stored != now:
             diff = sorted(k for k in now if stored.get(k) != now[k])
             details = "; ".join(_fingerprint_differences(stored, now))
             raise CheckpointMismatch(
                 f"checkpoint {self.checkpoint} was written for another run (differs in {diff}): {details}. "
-                "To continue that run, resume with the problem, model and TrainConfig it was written with "
-                "(a longer budget is another run); to train this one, pass another checkpoint= path (or "
-                "delete the file) and call fit() without resume=True"
+                "To continue that run, resume with the problem, model, TrainConfig and unknowns (initial "
+                "guesses) it was written with (a longer budget is another run); to train this one, pass "
+                "another checkpoint= path (or delete the file) and call fit() without resume=True"
             )
         return state
 
