@@ -883,9 +883,19 @@ def LShape(size: float = 1.0, names: Sequence[str] = ("x", "y")) -> Polygon:
 
 def Interval(lower: float, upper: float, name: str = "x"):
     """The interval ``[lower, upper]`` as a one-coordinate :class:`~sciml.problems.pde.Box`
-    (faces ``"x-"`` and ``"x+"``)."""
+    (faces ``"x-"`` and ``"x+"``).
+
+    Raises:
+        ValueError: a bound that is a string or a bool (e.g. the name first, ``Interval("x", 0, 1)``), or the
+            Box's own errors (``lower >= upper``, a name that is not a single letter).
+    """
     from sciml.problems.pde.domain import Box
 
+    if any(isinstance(b, (str, bool)) for b in (lower, upper)):
+        raise ValueError(
+            f"Interval takes the bounds first, then the name: Interval(lower, upper, name='x'), e.g. "
+            f"Interval(-1.0, 1.0, 'x'); got lower={lower!r}, upper={upper!r}, name={name!r}"
+        )
     return Box((name,), (lower,), (upper,))
 
 

@@ -391,18 +391,27 @@ def _window_constraint(
     constraint: HardConstraint,
     previous: nn.Module,
     mask: torch.Tensor,
-    t_start: float,
-    t_origin: float,
+    edges: Sequence[float],
+    k: int,
     ti: int,
 ) -> HardConstraint:
-    """The hard constraint of a later window: the initial value moves from ``t_origin`` to ``t_start``.
+    """The hard constraint of window ``k ≥ 1``: the initial value moves from ``t₀ = edges[0]`` to
+    ``t_s = edges[k]``.
 
     With the problem's ``u = P + F · N`` and the previous window's model ``U``, on fields whose initial
     value the constraint enforces (``mask``): ``P' = P(x, t) − P(x, t_s) + U(x, t_s)`` and
-    ``F' = F(x, t) · (t − t_s)/(t − t_origin)`` (smooth on the window, where ``t ≥ t_s > t_origin``):
-    ``P'`` is ``U`` at ``t_s`` and keeps the Dirichlet data (``U`` satisfies them exactly), ``F'``
-    vanishes at ``t_s`` and wherever ``F`` does.
+    ``F' = F(x, t) · (t − t_s)/(t − t₀) · (t₁ − t₀)/(t_e − t_s)`` (smooth on the window, where
+    ``t ≥ t_s > t₀``; ``t_e = edges[k + 1]``, ``t₁ = edges[-1]``): ``P'`` is ``U`` at ``t_s`` and keeps the
+    Dirichlet data (``U`` satisfies them exactly), ``F'`` vanishes at ``t_s`` and wherever ``F`` does.
+    For ``F = φ · (t − t₀)/(t₁ − t₀)`` (:meth:`HardConstraint.from_conditions`),
+    ``F' = φ · (t − t_s)/(t_e − t_s)``, the factor of the window posed as a problem of its own; without the
+    last ratio the network would have to output values ``(t₁ − t₀)/(t_e − t_s)`` times larger to change the
+    solution as much within the window (measured: on a disk heat equation whose Dirichlet extension varies
+    in time, 2 windows left the second at 0.20 relative L2 error on 2 of 3 seeds, and 7e-4 – 9e-4 with it;
+    README, time-marching).
     """
+    t_start, t_origin = edges[k], edges[0]
+    stretch = (edges[-1] - t_origin) / (edges[k + 1] - t_start)
 
     def at_start(x: torch.Tensor) -> torch.Tensor:
         xs = x.clone()
@@ -418,7 +427,7 @@ def _window_constraint(
     def scale(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
         def scaled(x: torch.Tensor) -> torch.Tensor:
             t = x[:, ti]
-            s = ((t - t_start) / (t - t_origin))[:, None]
+            s = ((t - t_start) / (t - t_origin) * stretch)[:, None]
             m = mask.to(dtype=x.dtype, device=x.device)
             return _columns(fn(x), x) * (1 + m * (s - 1))
 
@@ -578,7 +587,7 @@ def window_problems(
             if constraint is not None:
                 window_constraint = constraint
                 if mask.any():
-                    window_constraint = _window_constraint(constraint, previous, mask, edges[k], edges[0], ti)
+                    window_constraint = _window_constraint(constraint, previous, mask, edges, k, ti)
                 net = _WindowConstrained(copy.deepcopy(model.net), window_constraint)
             else:
                 net = copy.deepcopy(model)

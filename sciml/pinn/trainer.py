@@ -1706,6 +1706,13 @@ class Trainer:
             **_model_fingerprint(self.model),
             "config": {k: v for k, v in self.config.to_dict().items() if k != "device"},
             "unknowns": dict(sorted(self._guesses.items())),
+            # time-marching with a hard constraint: a checkpoint of the ansatz before later windows' factors
+            # were stretched to the window's length is another model (strategies._window_constraint)
+            **(
+                {"window_factor": "stretched to each window's length"}
+                if self.window_problems and isinstance(self.model.windows[0], Constrained)
+                else {}
+            ),
         }
 
     def _save(self, state: dict[str, Any]) -> None:
