@@ -16,7 +16,7 @@ import torch
 
 from sciml.checkpoint import load_checkpoint, save_checkpoint
 from sciml.cli import main
-from sciml.pinn import PINN, TrainConfig, Trainer
+from sciml.pinn import PINN, Constrained, TrainConfig, Trainer
 from sciml.pinn.trainer import CheckpointMismatch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -162,8 +162,43 @@ def test_badly_scaled_inverse_problem_warns_once_at_the_first_loss(adam):
     scale = [str(w.message) for w in caught if "carry almost no gradient" in str(w.message)]
     assert len(scale) == 1, [str(w.message) for w in caught]
     assert "driven by the residual rather than the data" in scale[0]
-    assert "Non-dimensionalise" in scale[0] and "balance='grad_norm'" in scale[0]
+    assert "Non-dimensionalise" in scale[0]
+    # grad-norm balancing acts in the Adam phase only: not offered to an L-BFGS-only run
+    assert ("balance='grad_norm'" in scale[0]) == (adam > 0)
     assert "TrainConfig(weights={'data': " in scale[0]
+
+
+def test_the_scale_warning_survives_a_data_term_of_exactly_zero_and_is_not_repeated_on_resume(tmp_path):
+    # sensors at t = 0, where the hard constraint builds in the initial value: their term is exactly 0
+    x = np.linspace(0.1, 0.9, 5)
+    before, later = np.c_[x, np.zeros(5)], np.c_[x, np.full(5, 0.5)]
+    problem = pde.PDEProblem(
+        name="heat0", domain=pde.Interval(0.0, 1.0).times(0.0, 1.0), fields=("u",),
+        residual=lambda x, d, p: 1e6 * (d["u_t"] - p["k"] * d["u_xx"] - 1.0), params={"k": 1.0},
+        conditions=(
+            pde.InitialValue(value=0.0, name="ic"),
+            pde.Observations(points=before, values=np.zeros(5), name="snapshot"),
+            pde.Observations(points=later, values=np.full(5, 0.3), name="sensors"),
+        ),
+        constraint="auto",
+    )  # fmt: skip
+
+    def trainer(adam):
+        net = PINN(2, 1, (8,), lower=(0, 0), upper=(1, 1), generator=torch.Generator().manual_seed(0))
+        config = TrainConfig(**{**SMALL, "adam_iterations": adam, "checkpoint_every": 2})
+        return Trainer(problem, Constrained(net, problem.constraint), config, unknowns={"k": 2.0},
+                       checkpoint=tmp_path / "c.pt")  # fmt: skip
+
+    with pytest.warns(UserWarning, match="carry almost no gradient") as caught:
+        trainer(2).fit(progress=False)  # (it divided by the zero term)
+    assert any("weights={'sensors': " in str(w.message) for w in caught)
+    state = load_checkpoint(tmp_path / "c.pt")
+    state["iteration"] = 1  # a run that stopped after its first iteration
+    save_checkpoint(state, tmp_path / "c.pt")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer(2).fit(progress=False, resume=True)
+    assert not [w for w in caught if "carry almost no gradient" in str(w.message)]
 
 
 def test_resume_refuses_another_guess_and_reads_a_checkpoint_of_names_only(tmp_path):
@@ -232,3 +267,15 @@ def test_box_without_names_first_shows_the_signature(args):
     with pytest.raises(ValueError, match=r"Box\(names, lower, upper\), e\.g\. Box\(\('x', 'y'\), \(-1, -1\)"):
         pde.Box(*args)
     assert pde.Box(("x", "y"), (-1, -1), (1, 1)).upper == (1.0, 1.0)  # the signature itself is unchanged
+
+
+def test_unknowns_with_a_preset_that_marches_get_the_command_lines_words(capsys):
+    assert main(_pde("--problem", "allen-cahn", "--budget", "quick", "--unknowns", "gamma=1")) != 0
+    err = capsys.readouterr().err
+    assert "pass --time-windows 1 (to turn off the preset's time-marching windows)" in err
+    assert "time_windows=1" not in err
+
+
+def test_box_with_names_and_a_missing_bound_says_which():
+    with pytest.raises(ValueError, match=r"`upper` is missing"):
+        pde.Box(("x", "y"), (0, 0))

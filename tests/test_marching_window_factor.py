@@ -6,6 +6,7 @@ import torch
 from sciml.problems.pde import Dirichlet, Disk, HardConstraint, InitialValue, Interval, PDEProblem
 
 from sciml.pinn import PINN, Constrained, TrainConfig, Trainer
+from sciml.pinn.trainer import CheckpointMismatch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -85,7 +86,7 @@ def test_a_marching_checkpoint_of_the_former_factor_is_refused(tmp_path):
     state = load_checkpoint(path)
     state["fingerprint"].pop("window_factor")  # as written before later windows' factors were stretched
     save_checkpoint(state, path)
-    with pytest.raises(Exception, match="window_factor"):
+    with pytest.raises(CheckpointMismatch, match="written by an earlier sciml.*cannot be continued"):
         trainer(path).fit(progress=False, resume=True)
 
 

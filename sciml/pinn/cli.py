@@ -142,10 +142,13 @@ def parse_unknowns(text: str) -> dict[str, float]:
     return out
 
 
-def time_windows_words(message: str) -> str:
-    """A trainer message about ``TrainConfig.time_windows`` in the words of the command line."""
+def time_windows_words(message: str, given: bool = True) -> str:
+    """A trainer message about ``TrainConfig.time_windows`` in the words of the command line (``given``:
+    the option was on the command line; else the preset's windows, which ``--time-windows 1`` turns off)."""
+    own = "pass --time-windows 1 (to turn off the preset's time-marching windows)"
+    fix = "drop --time-windows (or pass --time-windows 1)" if given else own
     return (
-        message.replace("set time_windows=1", "drop --time-windows (or pass --time-windows 1)")
+        message.replace("set time_windows=1", fix)
         .replace("`time_windows` = ", "--time-windows ")
         .replace("`time_windows`", "--time-windows")
     )
@@ -582,7 +585,8 @@ def main(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:  # refusals of time-marching, the reference file, unknowns: in the CLI's words
         message = str(exc) if args.reference is None else reference_words(str(exc), args.reference)
-        message = message if args.time_windows is None else time_windows_words(message)
+        if config.time_windows > 1:  # given, or the preset's (Allen–Cahn's PINN marches)
+            message = time_windows_words(message, given=args.time_windows is not None)
         message = message if args.unknowns is None else unknowns_words(message)
         if message == str(exc):
             raise
@@ -595,6 +599,10 @@ def main(args: argparse.Namespace) -> int:
         return 1
     except CheckpointMismatch as exc:  # the command line's own way out, not the Python API's
         what = str(exc).split(". To continue that run")[0]
+        if "cannot be continued" in what:  # written by an earlier sciml
+            raise ValueError(
+                f"--resume: {what.split(': train anew')[0]}: drop --resume and pass another --out directory"
+            ) from None
         raise ValueError(
             f"--resume: {what}. To continue that run, give the options it was started with (--problem, "
             "--model, --budget, --iterations/--adam/--lbfgs, --time-windows, --dtype, --seed, --unknowns) "

@@ -271,7 +271,9 @@ PRESETS: dict[str, Preset] = {
         # periodic embedding + causal weighting + RAD, Adam only, 2000 steps on 4096 points: 4.9e-2 in
         # 102 CPU s; then 2048 points (twice the steps per second), random weight factorisation and a
         # faster learning-rate decay: 7.3e-3 in 5000 steps, 173 CPU s; time-marching over 2 / 4 / 8 windows
-        # (same steps): 6.4e-3 / 3.5e-3 / 2.9e-3 (README, training strategies)
+        # (same steps): 6.4e-3 / 3.5e-3 / 2.9e-3 (README, training strategies), with the later windows' factor
+        # as it was before it was stretched to the window's length (then seeds 3 / 4 at 8 windows: 8.20e-3 /
+        # 4.83e-3 → 5.18e-3 / 3.19e-3; the window count was not chosen again)
         pinn={"hidden": (64, 64, 64), "periodic": (0,), "rwf": True},
         pinn_train={
             "adam_iterations": 5000,

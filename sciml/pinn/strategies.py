@@ -53,7 +53,9 @@ from sciml.problems.pde.conditions import (
     Condition,
     InitialValue,
     InitialVelocity,
+    Observations,
     Periodic,
+    PointCondition,
     _OnFaces,
 )
 from sciml.problems.pde.domain import Box
@@ -514,11 +516,15 @@ def _supported(problem: PDEProblem) -> None:
     for c in problem.conditions:
         if isinstance(c, (InitialValue, InitialVelocity, _OnFaces, Periodic)):
             continue
+        why = (
+            " (the fixed points of Observations and PointCondition are not divided among the windows)"
+            if isinstance(c, (Observations, PointCondition))
+            else ""
+        )
         raise ValueError(
             f"time-marching supports Dirichlet, Neumann, Robin, periodic, initial value and initial velocity "
             f"conditions; {problem.name}'s condition {c.name!r} is of type {type(c).__name__}, which it "
-            "cannot restrict to a window (the fixed points of Observations and PointCondition are not "
-            "divided among the windows); set time_windows=1"
+            f"cannot restrict to a window{why}; set time_windows=1"
         )
 
 

@@ -1402,12 +1402,17 @@ class Trainer:
         total = sum(observed)
         if not (math.isfinite(residual) and 0 < total < _DATA_RATIO * residual):
             return
-        least = int(np.argmin(observed))
+        # the smallest positive term (one can be exactly 0, e.g. data at t₀ that a hard constraint fits)
+        least = min((i for i, v in enumerate(observed) if v > 0), key=observed.__getitem__)
         name = data[least]
         w = float(f"{weights[name] * residual / observed[least]:.1g}")  # makes the two terms equal
         shown = ", ".join(f"{n!r} {v:.3g}" for n, v in zip(data, observed))
         term = "terms (" + shown + ", weighted) are" if len(data) > 1 else f"term ({shown}, weighted) is"
-        balance = "" if self._balance is not None else ", or balance them, TrainConfig(balance='grad_norm')"
+        balance = (
+            ", or balance them, TrainConfig(balance='grad_norm')"
+            if self._balance is None and self.config.adam_iterations > 0  # (it acts in the Adam phase)
+            else ""
+        )
         warnings.warn(
             f"{self.problem.name}: at the start of training the Observations {term} "
             f"{residual / total:.3g}× smaller than the residual term ({residual:.3g}, weighted), so the data "
@@ -1708,12 +1713,16 @@ class Trainer:
             "unknowns": dict(sorted(self._guesses.items())),
             # time-marching with a hard constraint: a checkpoint of the ansatz before later windows' factors
             # were stretched to the window's length is another model (strategies._window_constraint)
-            **(
-                {"window_factor": "stretched to each window's length"}
-                if self.window_problems and isinstance(self.model.windows[0], Constrained)
-                else {}
-            ),
+            **({"window_factor": "stretched to each window's length"} if self._stretched_windows() else {}),
         }
+
+    def _stretched_windows(self) -> bool:
+        """Whether later time windows move a hard-constrained initial value (their factor is stretched to the
+        window's length, :func:`strategies._window_constraint`)."""
+        first = self.model.windows[0] if self.window_problems else None
+        return isinstance(first, Constrained) and any(
+            isinstance(self.problem.condition(name), InitialValue) for name in first.constraint.enforces
+        )
 
     def _save(self, state: dict[str, Any]) -> None:
         if self.checkpoint is not None:  # CPU tensors only: a GPU checkpoint resumes on a CPU and back
@@ -1729,6 +1738,13 @@ class Trainer:
             now = {k: v for k, v in now.items() if k not in _MODEL_KEYS}  # was part of it
         if isinstance(stored.get("unknowns"), list):  # written when it held the unknowns' names only
             now = {**now, "unknowns": sorted(now["unknowns"])}
+        if stored and "window_factor" in now and "window_factor" not in stored:
+            raise CheckpointMismatch(
+                f"checkpoint {self.checkpoint} was written by an earlier sciml, whose later time windows had "
+                "another hard-constraint factor (not stretched to the window's length), so the run cannot be "
+                "continued: train anew, with another checkpoint= path (or delete the file) and fit() without "
+                "resume=True"
+            )
         if stored != now:
             diff = sorted(k for k in now if stored.get(k) != now[k])
             details = "; ".join(_fingerprint_differences(stored, now))
@@ -2010,6 +2026,7 @@ class Trainer:
                 self.model.load_state_dict(state["model"])
                 self.coefficients.load_state_dict(state["coefficients"])
                 iteration, phase, history = int(state["iteration"]), state["phase"], list(state["history"])
+                self._check_data_scale = self._check_data_scale and iteration == 0  # (said at the start)
                 if state.get("generator_device", "cpu") == self.device.type:
                     self.generator.set_state(state["generator"])
                 else:  # CPU and CUDA random streams differ: continue with a fresh, deterministic one
