@@ -279,3 +279,12 @@ def test_unknowns_with_a_preset_that_marches_get_the_command_lines_words(capsys)
 def test_box_with_names_and_a_missing_bound_says_which():
     with pytest.raises(ValueError, match=r"`upper` is missing"):
         pde.Box(("x", "y"), (0, 0))
+
+
+def test_unknowns_whose_guess_solves_the_reference_recipe_get_the_command_lines_fix(capsys):
+    nu = repr(pde.get("burgers").params["nu"])  # the guess is params' value: the recipe would use it
+    assert main(_pde("--problem", "burgers", "--budget", "quick", "--unknowns", f"nu={nu}")) != 0
+    err = capsys.readouterr().err
+    assert "Pass the true solution with --reference FILE" in err
+    assert "start --unknowns from other guesses" in err
+    assert "Trainer(" not in err and "reference_solution(" not in err
