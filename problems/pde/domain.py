@@ -60,18 +60,17 @@ class Box(Geometry):
             except TypeError:
                 return False
 
-        named = not numbers(self.names) and all(isinstance(n, str) for n in self.names)
-        if named and (self.lower is None or self.upper is None):
-            missing = " and ".join(b for b in ("lower", "upper") if getattr(self, b) is None)
-            raise ValueError(
-                f"Box needs both bounds: `{missing}` is missing; give Box({tuple(self.names)!r}, lower, "
-                f"upper) one number per name in each; got lower={self.lower!r}, upper={self.upper!r}"
-            )
-        if self.lower is None or self.upper is None or numbers(self.names):
+        if numbers(self.names):
             raise ValueError(
                 "Box takes the coordinate names first, then the bounds: Box(names, lower, upper), e.g. "
                 f"Box(('x', 'y'), (-1, -1), (1, 1)); got names={self.names!r}, lower={self.lower!r}, "
                 f"upper={self.upper!r}"
+            )
+        if self.lower is None or self.upper is None:
+            missing = " and ".join(b for b in ("lower", "upper") if getattr(self, b) is None)
+            raise ValueError(
+                f"Box needs both bounds: `{missing}` is missing; give Box({tuple(self.names)!r}, lower, "
+                f"upper) one number per name in each; got lower={self.lower!r}, upper={self.upper!r}"
             )
         names = tuple(self.names)
         if not names or any(not isinstance(n, str) or len(n) != 1 or not n.isalpha() for n in names):

@@ -69,6 +69,7 @@ __all__ = [
     "TimeWindows",
     "window_edges",
     "window_problems",
+    "constrained_initial_values",
     "PreconditionedResidual",
 ]
 
@@ -528,6 +529,19 @@ def _supported(problem: PDEProblem) -> None:
         )
 
 
+def constrained_initial_values(problem: PDEProblem, model: nn.Module) -> torch.Tensor:
+    """Per field of ``problem``, 1 where the hard constraint of ``model`` (a :class:`Constrained`) builds in
+    the field's ``InitialValue`` — the fields whose initial value later time windows move (see
+    :func:`_window_constraint`) — else 0; all 0 for a model without a constraint."""
+    mask = torch.zeros(len(problem.fields))
+    if isinstance(model, Constrained):
+        for name in model.constraint.enforces:
+            c = problem.condition(name)
+            if isinstance(c, InitialValue):
+                mask[problem.fields.index(c.field) if c.field is not None else 0] = 1.0
+    return mask
+
+
 def window_problems(
     problem: PDEProblem, model: nn.Module, windows: int
 ) -> tuple[TimeWindows, list[PDEProblem]]:
@@ -562,12 +576,7 @@ def window_problems(
         return fields.index(c.field) if c.field is not None else 0
 
     constraint = model.constraint if isinstance(model, Constrained) else None
-    mask = torch.zeros(len(fields))
-    if constraint is not None:
-        for name in constraint.enforces:
-            c = problem.condition(name)
-            if isinstance(c, InitialValue):
-                mask[column(c)] = 1.0
+    mask = constrained_initial_values(problem, model)
     models: list[nn.Module] = [model]
     problems = []
     for k in range(windows):

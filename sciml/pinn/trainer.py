@@ -1719,9 +1719,9 @@ class Trainer:
     def _stretched_windows(self) -> bool:
         """Whether later time windows move a hard-constrained initial value (their factor is stretched to the
         window's length, :func:`strategies._window_constraint`)."""
-        first = self.model.windows[0] if self.window_problems else None
-        return isinstance(first, Constrained) and any(
-            isinstance(self.problem.condition(name), InitialValue) for name in first.constraint.enforces
+        return bool(
+            self.window_problems
+            and strategies.constrained_initial_values(self.problem, self.model.windows[0]).any()
         )
 
     def _save(self, state: dict[str, Any]) -> None:
