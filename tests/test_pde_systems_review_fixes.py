@@ -322,7 +322,7 @@ def test_a_numpy_scalar_weight_is_a_number_and_the_loss_sums_its_terms_in_a_fixe
     script.write_text(
         "import torch, sciml.problems.pde as pde\n"
         "from sciml.pinn import PINN, TrainConfig, Trainer\n"
-        "walls = [pde.Dirichlet(value=0.1 * k + 0.3, on=lambda x, k=k: x[:, 0] > k / 10, name=f'w{k}')\n"
+        "walls = [pde.Neumann(value=0.1 * k + 0.3, on=lambda x, k=k: x[:, 0] > k / 10, name=f'w{k}')\n"
         "         for k in range(8)]\n"
         "p = pde.PDEProblem(name='many', domain=pde.Interval(0.0, 1.0), fields=('u',),\n"
         "                   residual=lambda x, d, p: d['u_xx'] + 1.0, conditions=walls)\n"

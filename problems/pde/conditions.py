@@ -40,20 +40,32 @@ __all__ = [
 Value = float | Callable[[torch.Tensor], torch.Tensor]
 
 
+#: the hint for an ``(n, n)`` result, which broadcasting an ``(n,)`` tensor with an ``(n, 1)`` one makes
+_BROADCAST_FIX = (
+    "(n, n) comes from broadcasting a tensor of shape (n,) with one of shape (n, 1) (a column x[:, 0] and "
+    "the look-ups d['u'], d['u_x'] are (n,), while x[:, 0:1] is (n, 1)): write x[:, 0] instead of x[:, 0:1], "
+    "or keep the shapes consistent"
+)
+
+
 def _per_point(out: Any, x: torch.Tensor, what: str) -> torch.Tensor:
     """``out`` as a tensor of one value per point of ``x``, ``(n,)`` (an ``(n, 1)`` column is squeezed).
 
     Raises:
-        ValueError: another shape; the message starts with ``what`` (the function that returned it).
+        ValueError: another shape; the message starts with ``what`` (the function that returned it) and
+            names the broadcast that makes ``(n, n)``.
     """
     if not torch.is_tensor(out):
         out = torch.as_tensor(out, dtype=x.dtype, device=x.device)
     if out.ndim == 2 and out.shape[1] == 1:
         out = out[:, 0]
-    if out.shape != (x.shape[0],):
+    n = x.shape[0]
+    if out.shape != (n,):
+        # (n, n) with n ≠ ndim: not the points themselves (x), a broadcast
+        square = out.shape == (n, n) and n > 1 and n != x.shape[1]
         raise ValueError(
-            f"{what} returned shape {tuple(out.shape)} for {x.shape[0]} points; it must return "
-            f"({x.shape[0]},), one value per point"
+            f"{what} returned shape {tuple(out.shape)} for {n} points; it must return ({n},), one value "
+            f"per point" + (f"; {_BROADCAST_FIX}" if square else "")
         )
     return out
 
@@ -94,17 +106,53 @@ def _check_points_in(domain: Geometry, points: np.ndarray, name: str) -> None:
         )
 
 
+def _identity(condition: Condition) -> str:
+    """``condition 'name' (Kind on 'part')``: which condition a message is about."""
+    where = ""
+    if isinstance(condition, _OnFaces):
+        on = condition.on
+        where = f" on {on!r}" if on is not None and not callable(on) else " on the whole boundary"
+        where = " on the part its predicate `on` selects" if callable(on) else where
+    elif isinstance(condition, _AtInitialTime):
+        where = " at the initial time"
+    return f"condition {condition.name!r} ({type(condition).__name__}{where})"
+
+
 def _evaluate(
-    value: Value | str | None, x: torch.Tensor, params: Mapping[str, Any] | None = None
+    value: Value | str | None,
+    x: torch.Tensor,
+    params: Mapping[str, Any] | None = None,
+    *,
+    condition: Condition | None = None,
+    attr: str = "value",
 ) -> torch.Tensor | float:
     """A condition's datum at the points ``x``: 0 for None, a function's values, a number, or the
-    coefficient of ``params`` a string names (a tensor when it is being fitted)."""
+    coefficient of ``params`` a string names (a tensor when it is being fitted). ``condition`` and
+    ``attr`` (its attribute that holds ``value``) name it in errors.
+
+    Raises:
+        TypeError: a function that calls numpy on the points (they are torch tensors, which may require
+            grad).
+        ValueError: a function that returns another shape than ``(n,)`` or ``(n, 1)``.
+    """
     if value is None:
         return 0.0
     if isinstance(value, str):
         return params[value]
     if callable(value):
-        return _per_point(value(x), x, "a condition value")
+        who = f"{_identity(condition)}: `{attr}`" if condition is not None else "a condition value"
+        try:
+            out = value(x)
+        except (RuntimeError, TypeError) as error:  # numpy() of a tensor that requires grad (or on a GPU)
+            if "numpy" not in str(error):
+                raise
+            raise TypeError(
+                f"{who} calls numpy on the points: condition values receive the points as torch tensors that "
+                "may require grad (the trainer differentiates through them: a hard constraint's derivatives "
+                "include the boundary value's), so write them with differentiable torch functions, e.g. "
+                "torch.sin(x[:, 0]) instead of np.sin(x[:, 0])"
+            ) from None
+        return _per_point(out, x, who)
     return float(value)
 
 
@@ -264,7 +312,7 @@ class Dirichlet(_OnFaces):
     def residual(
         self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
     ) -> torch.Tensor:
-        return d[self.key(d.fields)] - _evaluate(self.value, x)
+        return d[self.key(d.fields)] - _evaluate(self.value, x, condition=self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -292,7 +340,7 @@ class Neumann(_OnFaces):
     def residual(
         self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
     ) -> torch.Tensor:
-        return self.normal_derivative(domain, x, d) - _evaluate(self.value, x, params)
+        return self.normal_derivative(domain, x, d) - _evaluate(self.value, x, params, condition=self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -330,8 +378,9 @@ class Robin(_OnFaces):
     ) -> torch.Tensor:
         u = d[self.key(d.fields)]
         du = self.normal_derivative(domain, x, d)
-        alpha, beta = _evaluate(self.alpha, x, params), _evaluate(self.beta, x, params)
-        return alpha * u + beta * du - _evaluate(self.value, x, params)
+        alpha = _evaluate(self.alpha, x, params, condition=self, attr="alpha")
+        beta = _evaluate(self.beta, x, params, condition=self, attr="beta")
+        return alpha * u + beta * du - _evaluate(self.value, x, params, condition=self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -424,7 +473,7 @@ class InitialValue(_AtInitialTime):
     def residual(
         self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
     ) -> torch.Tensor:
-        return d[self.key(d.fields)] - _evaluate(self.value, x)
+        return d[self.key(d.fields)] - _evaluate(self.value, x, condition=self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -445,7 +494,7 @@ class InitialVelocity(_AtInitialTime):
     def residual(
         self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
     ) -> torch.Tensor:
-        return d[self.key(d.fields, domain.time)] - _evaluate(self.value, x)
+        return d[self.key(d.fields, domain.time)] - _evaluate(self.value, x, condition=self)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from sciml.problems.pde.conditions import (
+    _BROADCAST_FIX,
     Condition,
     Dirichlet,
     InitialValue,
@@ -94,6 +95,74 @@ def _check_compatible(domain: Geometry, per_field: Mapping[str, Mapping[str, lis
             raise ValueError(str(exc)) from None
         except Exception:  # noqa: BLE001 — data that fail here fail, with their own error, where they are used
             continue
+
+
+def _selector(on: Any) -> str:
+    """A condition's ``on`` for a message."""
+    return "the whole boundary" if on is None else "a predicate" if callable(on) else repr(on)
+
+
+def _as_names(on: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (on,) if isinstance(on, str) else tuple(on)
+
+
+def _common_part(a: Condition, b: Condition) -> tuple[str, str]:
+    """Words for the boundary part that the selectors of ``a`` and ``b`` share, and a fix that parts it."""
+    names = [None if callable(c.on) else ("boundary",) if c.on is None else _as_names(c.on) for c in (a, b)]
+    if names[0] is not None and names[1] is not None:
+        shared = [p for p in names[0] if p in names[1]] or (
+            names[1] if "boundary" in names[0] else names[0] if "boundary" in names[1] else []
+        )
+        if shared and "boundary" not in shared:
+            part = repr(shared[0]) if len(shared) == 1 else repr(tuple(shared))
+            return part, f"e.g. leave {part} out of the `on` of one of them"
+    return "a common part of the boundary", "e.g. split the boundary between them"
+
+
+def _check_overlaps(domain: Geometry, conditions: tuple[Condition, ...], fields: tuple[str, ...]) -> None:
+    """Dirichlet conditions of one field agree where their parts overlap (a part of positive measure).
+
+    At 128 points of each condition's part: the points the other condition also selects (over 1 % of them:
+    corners and edges, of measure zero, are not hit) must get the same value from both, up to 1e-6 of the
+    data's scale. Otherwise the loss would pull the field towards both values, and a hard constraint
+    would impose their weighted mean, neither condition's value.
+
+    Raises:
+        ValueError: two such conditions that disagree (naming both, the common part and the fix).
+    """
+    per_field: dict[str, list[Condition]] = {}
+    for c in conditions:
+        if isinstance(c, Dirichlet):
+            per_field.setdefault(c.field if c.field is not None else fields[0], []).append(c)
+    g = torch.Generator().manual_seed(0)
+    pairs = [(f, a, b) for f, found in per_field.items() for i, a in enumerate(found) for b in found[i + 1 :]]
+    for f, a, b in pairs:
+        for one, other in ((a, b), (b, a)):
+            try:
+                drawn = one.sample(domain, 128, g, torch.float64)  # (one point per end in 1-D)
+                x = drawn[domain._part_mask(drawn, other.on)]
+                if x.shape[0] <= 0.01 * drawn.shape[0]:
+                    continue
+                va, vb = (
+                    torch.as_tensor(_evaluate(c.value, x), dtype=torch.float64).expand(x.shape[0])
+                    for c in (a, b)
+                )
+            except Exception:  # noqa: BLE001 — data that fail here fail, with their own error, in use
+                continue
+            gap = (va - vb).abs()
+            scale = max(float(va.abs().max()), float(vb.abs().max()), 1e-300)
+            if not float(gap.max()) > 1e-6 * scale:  # (NaN data are reported where they are used)
+                continue
+            j = int(gap.argmax())
+            where = ", ".join(f"{k}={float(v):.4g}" for k, v in zip(domain.names, x[j]))
+            part, fix = _common_part(a, b)
+            raise ValueError(
+                f"the Dirichlet conditions {a.name!r} (on {_selector(a.on)}) and {b.name!r} (on "
+                f"{_selector(b.on)}) of field {f!r} both hold on {part}, with different values (at {where}: "
+                f"{float(va[j]):.6g} and {float(vb[j]):.6g}): the loss would pull the field towards both, "
+                "and a hard constraint would impose their weighted mean. Select disjoint parts with `on` "
+                f"(parts may share corners), {fix}, or give them the same value there"
+            )
 
 
 def _origin(domain: Geometry, fields: tuple[str, ...], used: list[tuple[Condition, Any]]) -> tuple:
@@ -334,12 +403,12 @@ class HardConstraint:
                 return torch.zeros_like(x[:, 0]), None
             phis = [domain.distance(x, c.on).clamp_min(torch.finfo(x.dtype).tiny ** 0.5) for c in ds]
             if len(ds) == 1:  # w = 1: (g/φ)/(1/φ) would lose g's derivatives to rounding near the boundary
-                return _evaluate(ds[0].value, x), phis[0]
+                return _evaluate(ds[0].value, x, condition=ds[0]), phis[0]
             # w_k = Π_{j≠k} φ_j / Σ_i Π_{j≠i} φ_j: the same weights, without dividing by a vanishing φ
             # (in float32 the quotient form gave Laplacians of 300 at 1e-5 from an edge instead of 0)
             others = [math.prod(p for j, p in enumerate(phis) if j != k) for k in range(len(phis))]
             total = sum(others).clamp_min(torch.finfo(x.dtype).tiny)
-            g = sum(_evaluate(c.value, x) * w for c, w in zip(ds, others)) / total
+            g = sum(_evaluate(c.value, x, condition=c) * w for c, w in zip(ds, others)) / total
             return g, math.prod(phis) / total
 
         def particular(x: torch.Tensor) -> torch.Tensor:
@@ -350,7 +419,7 @@ class HardConstraint:
                 if initial and t_index is not None:
                     x0 = x.clone()
                     x0[:, t_index] = domain.lower[t_index]
-                    g = g + _evaluate(initial[0].value, x0) - boundary_part(x0, f)[0]
+                    g = g + _evaluate(initial[0].value, x0, condition=initial[0]) - boundary_part(x0, f)[0]
                 out.append(g if torch.is_tensor(g) else torch.full_like(x[:, 0], float(g)))
             return torch.stack(out, dim=1)
 
@@ -504,8 +573,9 @@ class PDEProblem:
     Raises:
         ValueError: bad names, duplicate condition names, weights for unknown terms, per-equation residual
             weights that are not ``n_equations`` finite numbers ≥ 0 (not all 0), a ``test_shape`` that
-            does not have one entry ≥ 2 per coordinate, or (``constraint="auto"``) initial and Dirichlet
-            data that disagree where they meet.
+            does not have one entry ≥ 2 per coordinate, Dirichlet conditions of one field that give
+            different values on a common part of the boundary (of positive measure; sharing corners is
+            fine), or (``constraint="auto"``) initial and Dirichlet data that disagree where they meet.
         TypeError: a domain, residual or condition of the wrong type (``conditions`` takes a Condition or a
             tuple of them), or a user's reference solution given as ``reference`` (it belongs to the
             trainer).
@@ -577,6 +647,7 @@ class PDEProblem:
                 f"condition names must be unique and not 'residual' (they name the loss terms), got {names}: "
                 f"give each condition its own `name`, e.g. {kind}(..., name={example!r}) instead of {clash!r}"
             )
+        _check_overlaps(self.domain, conditions, fields)
         unknown = set(self.loss_weights) - {"residual", *names}
         if unknown:
             raise ValueError(
@@ -703,7 +774,8 @@ class PDEProblem:
     def exact_values(self, x: torch.Tensor) -> torch.Tensor:
         """The exact solution at ``x`` as ``(n, n_fields)``.
 
-        A numpy array from ``exact`` is accepted (as float64).
+        A numpy array from ``exact`` is accepted (as float64). On more than a few points ``exact`` runs on a
+        few of them first, so that one that broadcasts to ``(n, n)`` is refused before it fills memory.
 
         Raises:
             ValueError: the problem has no exact solution, or ``exact`` returns another shape than
@@ -714,6 +786,24 @@ class PDEProblem:
             raise ValueError(
                 f"{self.name} has no exact solution; compute its reference with sciml.solvers.fd"
             )
+        k = len(self.fields)
+        # a few points first (not k nor ndim of them: (m, m) is then no allowed shape): a broadcasting exact
+        # would make an (n, n) tensor on the whole grid, gigabytes
+        m = next(c for c in (5, 6, 7) if c not in (k, self.domain.ndim))
+        if x.shape[0] > 4 * m:
+            try:
+                u = self._exact_tensor(x[:m])
+            except Exception:  # noqa: BLE001 — an exact that fails on a few points fails below, on them all
+                u = None
+            # a dimension after the first that is m, or more values than points × fields: it grows with n
+            if u is not None and ((u.ndim >= 2 and m in u.shape[1:]) or u.numel() > m * k):
+                self._check_exact_shape(u, m)
+        u = self._exact_tensor(x)
+        self._check_exact_shape(u, x.shape[0])
+        return u[:, None] if u.ndim == 1 else u
+
+    def _exact_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """``exact(x)`` as a tensor (a numpy array or a list is taken as float64)."""
         u = self.exact(x)
         if not torch.is_tensor(u):  # a numpy array (DeepXDE style) or a list: taken as is
             try:
@@ -723,16 +813,19 @@ class PDEProblem:
                     f"{self.name}: `exact` must return a tensor (n,) or (n, n_fields) of numbers, got "
                     f"{type(u).__name__}: {exc}"
                 ) from None
-        n = x.shape[0]
+        return u
+
+    def _check_exact_shape(self, u: torch.Tensor, n: int) -> None:
+        """Raise a ValueError unless ``u`` holds one value per point (of ``n``) and field."""
         allowed = value_shapes(n, len(self.fields))
         if tuple(u.shape) not in allowed:
+            square = u.ndim >= 2 and u.shape[0] == u.shape[1] == n
             raise ValueError(
                 f"{self.name}: `exact` returned shape {tuple(u.shape)} for {n} points {self.domain.names}; "
                 "it "
                 f"must return one value per point and field {self.fields}: "
-                f"{' or '.join(str(a) for a in allowed)}"
+                f"{' or '.join(str(a) for a in allowed)}" + (f"; {_BROADCAST_FIX}" if square else "")
             )
-        return u[:, None] if u.ndim == 1 else u
 
     def residual_of(
         self,

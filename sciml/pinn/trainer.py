@@ -57,6 +57,7 @@ from sciml.pinn import strategies
 from sciml.pinn.derivatives import derivatives
 from sciml.pinn.models import Constrained, _Normalized, _real, count_parameters
 from sciml.problems.pde.conditions import (
+    _BROADCAST_FIX,
     Dirichlet,
     InitialValue,
     InitialVelocity,
@@ -66,6 +67,7 @@ from sciml.problems.pde.conditions import (
     _evaluate,
 )
 from sciml.problems.pde.derivatives import AutogradDerivatives
+from sciml.problems.pde.domain import Box
 from sciml.problems.pde.geometry import _points_checked
 from sciml.problems.pde.problem import (
     PDEProblem,
@@ -693,8 +695,8 @@ class Trainer:
             built for another problem, e.g. before ``problem.replace(...)``: wrap the network with
             ``Constrained(net, problem.constraint)``), unknown coefficient or loss-term names, per-equation
             residual weights whose count is not ``n_equations``, a residual / condition that returns the
-            wrong shape (the residual: ``(n, n_equations)``, ``(n,)`` only for one equation) or asks for an
-            unknown derivative, or a reference that
+            wrong shape (the residual: ``(n, n_equations)``, ``(n,)`` only for one equation; ``(n, n)``
+            is named as a broadcast) or asks for an unknown derivative, or a reference that
             does not fit the problem (see :meth:`set_reference`), ``unknowns`` that are not a mapping
             of names to finite numbers, or ``unknowns`` whose guesses ``problem.params`` hold, with the
             problem's reference recipe and no ``reference`` (the recipe would be solved with the guesses).
@@ -983,23 +985,48 @@ class Trainer:
         """Warn (UserWarning) about a setup that trains, but likely not as meant: a problem with
         ``constraint="auto"`` and a model not wrapped in it, or a time coordinate without an
         ``InitialValue`` condition (nor ``Observations``, which may determine the solution instead)."""
-        problem = self.problem
-        periodic = {
-            problem.domain.names[i]
+        problem, domain = self.problem, self.problem.domain
+        periodic = {  # coordinate name -> the period (the width of the model's box there)
+            domain.names[i]: 2 * float(m.box_half[i])
             for m in model.modules()
-            if isinstance(m, _Normalized)
+            if isinstance(m, _Normalized) and hasattr(m, "box_half")
             for i in getattr(m, "periodic", ())
-            if i < problem.domain.ndim
+            if i < domain.ndim
         }
         declared = {c.coordinate for c in problem.conditions if isinstance(c, Periodic)}
-        for name in sorted(periodic - declared):
-            warnings.warn(
-                f"the model is periodic in {name!r} (PINN(..., periodic=...)), but {problem.name} has no "
-                f"Periodic condition on {name!r}: the model cannot represent a solution that is not periodic "
-                f"there. If the solution is periodic, add Periodic(coordinate={name!r}) to the conditions "
-                "(the embedding then satisfies it); if not, leave the column out of periodic=",
-                stacklevel=3,
-            )
+        for name in sorted(set(periodic) - declared):
+            if isinstance(domain, Box) and name in domain.space_names:
+                message = (
+                    f"the model is periodic in {name!r} (PINN(..., periodic=...)), but {problem.name} has no "
+                    f"Periodic condition on {name!r}: the model cannot represent a solution that is not "
+                    f"periodic there. If the solution is periodic, add Periodic(coordinate={name!r}) to the "
+                    "conditions (the embedding then satisfies it); if not, leave the column out of periodic="
+                )
+            else:  # no Periodic condition is possible: nothing to add, only the column to drop
+                if name == domain.time:
+                    why, what, polar = (
+                        "it is the time coordinate (Periodic conditions pair opposite faces in space)",
+                        "time",
+                        "",
+                    )
+                else:
+                    why = (
+                        f"the {type(domain).__name__} domain of {problem.name} has no opposite faces in "
+                        f"{name!r} for a Periodic condition to pair (a Box has)"
+                    )
+                    what, polar = (
+                        repr(name),
+                        (
+                            "; for periodicity in an angle, write the problem in polar coordinates on a Box, "
+                            "with a Periodic condition on the angle"
+                        ),
+                    )
+                message = (
+                    f"the model is periodic in {name!r} (PINN(..., periodic=...)) with the width of its box "
+                    f"as the period ({periodic[name]:g}), but {why}. Unless the solution repeats in {what} "
+                    f"with that period, leave the column out of periodic={polar}"
+                )
+            warnings.warn(message, stacklevel=3)
         if problem.constraint_from_conditions and not isinstance(model, Constrained):
             warnings.warn(
                 f"{problem.name} has a hard constraint (constraint='auto') but the model is not wrapped in "
@@ -1248,49 +1275,92 @@ class Trainer:
         """Coefficients for the residual: the problem's, with the fitted unknowns swapped in."""
         return {**self.problem.params, **dict(self.coefficients.items())}
 
+    def _residual_shapes(self, n: int) -> set[tuple[int, ...]]:
+        """The shapes a residual may return for ``n`` points: ``(n, n_equations)``, or ``(n,)`` for one."""
+        k = self.problem.n_equations
+        return {(n, k)} | ({(n,)} if k == 1 else set())
+
+    def _shape_fix(self, r: Any, n: int) -> str:
+        """What a residual of the wrong shape for ``n`` points looks like, and its fix ('' if unclear)."""
+        if isinstance(r, (list, tuple)):
+            return (
+                f"; return one tensor with the {len(r)} equations as columns: return "
+                "torch.stack([...], dim=1)"
+            )
+        if not torch.is_tensor(r):
+            return ""
+        if r.ndim == 2 and r.shape[1] == n and r.shape[0] != n:
+            return (
+                "; it holds the equations as rows: stack along dim=1 (or transpose), torch.stack([...], "
+                "dim=1) or r.T"
+            )
+        if r.ndim >= 2 and r.shape[0] == r.shape[1] == n:  # (the probe tells n equations from this)
+            return f"; {_BROADCAST_FIX}"
+        if r.ndim == 2 and r.shape[0] == n and r.shape[1] > 1:
+            return (
+                f"; if the problem has {r.shape[1]} equations, set n_equations={r.shape[1]} in PDEProblem "
+                f"(or problem.replace(n_equations={r.shape[1]}))"
+            )
+        if tuple(r.shape) == (n,):
+            return (
+                f"; one column for {self.problem.n_equations} equations would leave equations out: return "
+                "all of them as columns, torch.stack([...], dim=1), or set n_equations=1"
+            )
+        return ""
+
+    def _check_residual(self, r: Any, n: int, fix: str | None = None) -> torch.Tensor:
+        """``r`` if it is a residual for ``n`` points of the problem's ``n_equations`` (a shape comparison:
+        the probe and every loss evaluation check it, so a mismatch never trains).
+
+        Raises:
+            ValueError: another shape; the message says what it looks like and the fix (``fix``: the
+                probe's finding, else judged from ``r``).
+        """
+        allowed = self._residual_shapes(n)
+        if torch.is_tensor(r) and tuple(r.shape) in allowed:
+            return r
+        shape = tuple(r.shape) if torch.is_tensor(r) else type(r).__name__
+        raise ValueError(
+            f"{self.problem.name}: the residual returned {shape} for {n} points; it must return a tensor of "
+            f"shape {' or '.join(str(a) for a in sorted(allowed))} (n_equations = {self.problem.n_equations})"
+            f"{self._shape_fix(r, n) if fix is None else fix}"
+        )
+
     def _probe(self) -> dict[str, set]:
         """Run the residual and each condition once by autograd: check shapes, record derivative keys, and
-        set ``_unread`` to the unknown coefficients that no gradient of them reaches."""
+        set ``_unread`` to the unknown coefficients that no gradient of them reaches. A residual of shape
+        ``(n, n)`` runs on a second point count, which tells a broadcast from ``n`` equations."""
         problem, domain = self.problem, self.problem.domain
-        n = 8
+        k = problem.n_equations
+        n = 8 if k != 8 else 9  # a point count that no equation count is taken for: (n, n) is never right
         g = torch.Generator().manual_seed(1)
         keys: dict[str, set] = {}
-        x = domain.sample(n, g, dtype=self.dtype).to(self.device)
-        d = AutogradDerivatives(self.model, x, domain.names, problem.fields)
         params = _ProbeParams(self.params())
-        try:
-            r = problem.residual(d.x, d, params)
-        except KeyError as exc:
-            raise ValueError(f"{problem.name}: the residual looks up {exc.args[0]}") from exc
-        k = problem.n_equations
-        allowed = {(n, k)} | ({(n,)} if k == 1 else set())
-        if not torch.is_tensor(r) or tuple(r.shape) not in allowed:
-            shape = tuple(r.shape) if torch.is_tensor(r) else type(r).__name__
-            fix = ""
-            if isinstance(r, (list, tuple)):
-                fix = (
-                    f"; return one tensor with the {len(r)} equations as columns: return "
-                    "torch.stack([...], dim=1)"
-                )
-            elif torch.is_tensor(r) and r.ndim == 2 and r.shape[1] == n and r.shape[0] != n:
-                fix = (
-                    "; it holds the equations as rows: stack along dim=1 (or transpose), torch.stack([...], "
-                    "dim=1) or r.T"
-                )
-            elif torch.is_tensor(r) and r.ndim == 2 and r.shape[0] == n and r.shape[1] > 1:
-                fix = (
-                    f"; if the problem has {r.shape[1]} equations, set n_equations={r.shape[1]} in "
-                    f"PDEProblem (or problem.replace(n_equations={r.shape[1]}))"
-                )
-            elif torch.is_tensor(r) and tuple(r.shape) == (n,):
-                fix = (
-                    f"; one column for {k} equations would leave equations out: return all of them as "
-                    "columns, torch.stack([...], dim=1), or set n_equations=1"
-                )
-            raise ValueError(
-                f"{problem.name}: the residual returned {shape} for {n} points; it must return a tensor of "
-                f"shape {' or '.join(str(a) for a in sorted(allowed))} (n_equations = {k}){fix}"
-            )
+
+        def evaluate(m: int) -> tuple[Any, AutogradDerivatives]:
+            xm = domain.sample(m, g, dtype=self.dtype).to(self.device)
+            dm = AutogradDerivatives(self.model, xm, domain.names, problem.fields)
+            try:
+                return problem.residual(dm.x, dm, params), dm
+            except KeyError as exc:
+                raise ValueError(f"{problem.name}: the residual looks up {exc.args[0]}") from exc
+            except RuntimeError as exc:  # e.g. torch.stack of an (m, m) broadcast and an (m,) column
+                if f"[{m}, {m}]" not in str(exc):
+                    raise
+                raise ValueError(
+                    f"{problem.name}: the residual failed on {m} points with a tensor of shape ({m}, {m}) in "
+                    f"it ({exc}); {_BROADCAST_FIX}"
+                ) from exc
+
+        r, d = evaluate(n)
+        fix = None
+        if torch.is_tensor(r) and r.ndim >= 2 and r.shape[0] == r.shape[1] == n:
+            # (n, n): a broadcast, n equations, or n equations as rows? Another point count tells
+            m = n + 3
+            other = evaluate(m)[0]
+            if torch.is_tensor(other) and tuple(other.shape) not in self._residual_shapes(m):
+                fix = self._shape_fix(other, m) or None
+        self._check_residual(r, n, fix)
         keys["residual"] = set(d.requested)
         outputs = [r]
         for c in self.conditions:
@@ -1346,7 +1416,7 @@ class Trainer:
         weights, which gradient balancing sees) are left in ``_optimized`` until the next call."""
         params = self.params()
         d = self._derivatives("residual", points["residual"])
-        squares = self.problem.residual(d.x, d, params) ** 2
+        squares = self._check_residual(self.problem.residual(d.x, d, params), d.x.shape[0]) ** 2
         ew = self._equation_weights
         weighted = squares if ew is None else squares * ew  # (n, k) columns, or (n,) for one equation
         if self.config.causal_chunks:  # causal weighting over time chunks (sciml.pinn.strategies)
@@ -1366,7 +1436,7 @@ class Trainer:
             terms = {"residual": optimized["residual"] if ew is None else squares.detach().mean()}
         if self._preconditioned is not None:
             dp = self._derivatives("residual", self._preconditioned.points)
-            r = self.problem.residual(dp.x, dp, params)
+            r = self._check_residual(self.problem.residual(dp.x, dp, params), dp.x.shape[0])
             # the transform is linear per equation: √w per column weighs its squares by w
             optimized["preconditioned"] = self._preconditioned(r if ew is None else r * ew.sqrt())
             terms["preconditioned"] = (
@@ -1436,7 +1506,7 @@ class Trainer:
 
         def residual(x: torch.Tensor) -> torch.Tensor:  # with √w per equation: the density of the loss
             d = self._derivatives("residual", x)
-            r = self.problem.residual(d.x, d, self.params())
+            r = self._check_residual(self.problem.residual(d.x, d, self.params()), x.shape[0])
             return r if self._equation_weights is None else r * self._equation_weights.sqrt()
 
         return {
@@ -1660,7 +1730,7 @@ class Trainer:
             which show the equation that lags.
         """
         d = self._derivatives("residual", self._stats_x)
-        r = self.problem.residual(d.x, d, self.params()).detach().abs()
+        r = self._check_residual(self.problem.residual(d.x, d, self.params()), d.x.shape[0]).detach().abs()
         out = {"residual_rms": float(r.pow(2).mean().sqrt()), "residual_max": float(r.max())}
         if r.ndim == 2 and r.shape[1] > 1:
             rms, top = r.pow(2).mean(dim=0).sqrt().tolist(), r.amax(dim=0).tolist()  # one copy each
@@ -2000,6 +2070,8 @@ class Trainer:
             CheckpointMismatch: (a ValueError) ``resume=True`` with a checkpoint of another run; the message
                 names the fields that differ.
             TrainingDiverged: the loss became NaN or infinite.
+            ValueError: the residual returned another shape than ``(n, n_equations)`` for the ``n``
+                training points (checked at every loss evaluation).
         """
         self._check_checkpoint_use(resume)
         if self._fitted and not resume:  # the model starts from trained weights now
@@ -2310,8 +2382,13 @@ class Trainer:
         def share(total: int) -> int:
             return total // n + (1 if k < total % n else 0)
 
+        # a condition whose part this window does not reach is left out of its problem, and so of its
+        # weights and condition points (strategies.window_problems)
+        terms = {"residual", *(c.name for c in self.window_problems[k].conditions)}
         return cfg.replace(
             time_windows=1,
+            weights={t: w for t, w in cfg.weights.items() if t in terms},
+            condition_points={t: m for t, m in cfg.condition_points.items() if t in terms},
             adam_iterations=share(cfg.adam_iterations),
             lbfgs_iterations=share(cfg.lbfgs_iterations),
             decay_every=max(1, round(cfg.decay_every / n)),
