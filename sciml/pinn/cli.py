@@ -3,13 +3,16 @@
 finite-element solution.
 
 Writes to ``--out``: ``metrics.json`` (final relative L2 error, iterations, wall time, parameters,
-history), ``fields.h5`` (test-grid axes, reference, prediction and error; without a reference on a grid, the
-prediction alone on the problem's test grid), ``fields.png`` (prediction / reference / error, one row per
+history), ``fields.h5`` (test-grid axes, reference, prediction and error, the field names in the attribute
+``fields``; a ``--reference`` file whose points form a complete tensor grid is written on that grid; without
+a reference on a grid, the prediction alone on the problem's test grid), ``fields.png`` (prediction /
+reference / error, one row per
 field; grids of more than two coordinates are sliced at the last time and through the middle of the other
 spatial coordinates), ``history.png``
 (loss terms and error against the iteration; without a reference, the residual statistics) and
 ``checkpoint.pt`` (for ``--resume``). A problem from a file gets its suite preset only if it is the suite
-problem of its name (the same content); otherwise the generic preset. The command prints which.
+problem of its name (the same content); otherwise the generic preset, which logs (``--eval-every``) at least
+20 times in a short run. The command prints which.
 
 ``--unknowns a=0.2,D=1``: an inverse problem, the coefficients ``a`` and ``D`` of the problem's ``params``
 fitted (from these initial guesses) to its ``Observations``; the fitted values are printed, and written to
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import inspect
 import math
 import sys
 from pathlib import Path
@@ -39,7 +43,8 @@ HELP = "train a PINN or PIG on a PDE problem (--list shows the problems)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--problem",
-        help="problem name (see --list), or FILE.py:FUNCTION, a function of yours that returns a PDEProblem",
+        help="problem name (see --list), or FILE.py:FUNCTION, a function of yours that returns a PDEProblem "
+        "(or FILE.py:NAME, a PDEProblem the file defines)",
     )
     parser.add_argument("--model", choices=("pinn", "pig"), default="pig", help="default: %(default)s")
     parser.add_argument("--list", action="store_true", help="list the problems and exit")
@@ -78,6 +83,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="time-marching over K time windows, the iterations split between them (default: the preset's)",
+    )
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="log the loss terms and the error every N iterations (history.png, metrics.json; default: the "
+        "preset's; the generic preset logs at least 20 times in a short run)",
     )
     parser.add_argument("--dtype", choices=("float32", "float64"), default=None, help="default: the preset's")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -205,6 +218,54 @@ def _split(config, iterations: int | None, adam: int | None, lbfgs: int | None):
     if lbfgs is not None:
         changes["lbfgs_iterations"] = lbfgs
     return dataclasses.replace(config, **changes)
+
+
+#: the generic preset logs at least this many times in a run (a short run of a problem from a file)
+_MIN_LOGS = 20
+
+
+def short_run_eval_every(config) -> int:
+    """The generic preset's ``eval_every``, lowered so that a short run logs at least ``_MIN_LOGS`` times."""
+    return max(1, min(config.eval_every, config.iterations // _MIN_LOGS))
+
+
+def reference_grid(points: np.ndarray, values: np.ndarray, source: str):
+    """The reference as a :class:`ReferenceSolution` when its ``points`` form a complete tensor grid (every
+    combination of the coordinates' values once, in any row order; in one coordinate, where any points do,
+    evenly spaced ones), else ``None``."""
+    from sciml.solvers.fd.reference import ReferenceSolution
+
+    axes = tuple(np.unique(points[:, i]) for i in range(points.shape[1]))
+    shape = tuple(len(a) for a in axes)
+    if min(shape) < 2 or math.prod(shape) != points.shape[0]:
+        return None
+    if len(axes) == 1 and not np.allclose(np.diff(axes[0]), axes[0][1] - axes[0][0], rtol=1e-6, atol=0):
+        return None  # scattered points on a line: shown against the test grid instead
+    flat = np.ravel_multi_index(tuple(np.searchsorted(a, points[:, i]) for i, a in enumerate(axes)), shape)
+    if len(np.unique(flat)) != flat.size:  # duplicates, so some combination is missing
+        return None
+    values = values.reshape(points.shape[0], -1)
+    grid = np.empty_like(values)
+    grid[flat] = values
+    return ReferenceSolution(axes, grid.reshape(*shape, values.shape[1]), source)
+
+
+def _file_grid(trainer, path: str):
+    """The reference file ``path`` on its tensor grid (NaN outside the domain) and the model there, or
+    ``(None, None)`` for scattered points."""
+    from sciml.pinn.trainer import _read_reference
+
+    problem = trainer.problem
+    points, values = _read_reference(Path(path), problem.domain.names, problem.fields)
+    grid = reference_grid(points, values, trainer.reference_source)
+    if grid is None:
+        return None, None
+    points = grid.points()
+    inside = problem.domain.inside(torch.as_tensor(points, dtype=torch.float64)).cpu().numpy()
+    prediction = trainer.predict(points)
+    prediction[~inside] = np.nan
+    masked = np.where(inside[:, None], grid.flat_values(), np.nan).reshape(grid.values.shape)
+    return dataclasses.replace(grid, values=masked), prediction.reshape(grid.values.shape)
 
 
 def save_fields(
@@ -474,27 +535,68 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
     save_figure(fig, path, dpi=110)
 
 
+def _run_file(file: Path):
+    """The module of a user's problem file, executed."""
+    module_spec = importlib.util.spec_from_file_location(f"sciml_user_problem_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def _problems_in(module) -> list[str]:
+    """The public functions a module defines and the PDEProblems it holds (the names ``--problem`` takes)."""
+    from sciml.problems.pde import PDEProblem
+
+    return [
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and (
+            isinstance(value, PDEProblem)
+            or (inspect.isfunction(value) and value.__module__ == module.__name__)
+        )
+    ]
+
+
 def _load_problem(spec: str) -> PDEProblem:
-    """A registered problem by name, or ``FILE.py:FUNCTION``: a user's function that returns a problem.
+    """A registered problem by name, or ``FILE.py:NAME``: a user's function that returns a problem, or a
+    ``PDEProblem`` the file defines.
 
     Raises:
-        ValueError: an unknown name, a missing file or function, or a function that does not return a
-            ``PDEProblem``.
+        ValueError: an unknown name, a file without ``:NAME`` (the message lists the names it defines), a
+            missing file or name, or a function that does not return a ``PDEProblem``.
     """
     import sciml.problems.pde as pde
 
+    form = "give the problem as FILE.py:FUNCTION, a function of yours that returns a PDEProblem"
+    if spec.endswith(".py"):
+        file = Path(spec)
+        if not file.is_file():
+            raise ValueError(f"--problem {spec}: no file {file}; {form}")
+        try:
+            names = _problems_in(_run_file(file))
+        except Exception:  # noqa: BLE001 — only the listing is lost; the file's error shows when it is run
+            names = []
+        defined = f", e.g. --problem {spec}:{names[0]} ({file} defines {', '.join(names)})" if names else ""
+        raise ValueError(f"--problem {spec} names no function: {form}{defined}")
     path, sep, function = spec.rpartition(":")
     if not sep or not path.endswith(".py"):
         return pde.get(spec)
     file = Path(path)
     if not file.is_file():
-        raise ValueError(f"--problem {spec}: no file {file}")
-    module_spec = importlib.util.spec_from_file_location(f"sciml_user_problem_{file.stem}", file)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+        raise ValueError(f"--problem {spec}: no file {file}; {form}")
+    module = _run_file(file)
     factory = getattr(module, function, None)
+    if isinstance(factory, pde.PDEProblem):  # a problem defined at module level (DeepXDE-style scripts)
+        return factory
     if not callable(factory):
-        raise ValueError(f"--problem {spec}: {file} defines no function {function!r}")
+        names = _problems_in(module)
+        found = f" ({function!r} is {type(factory).__name__})" if hasattr(module, function) else ""
+        defined = f"; it defines {', '.join(names)}" if names else ""
+        raise ValueError(
+            f"--problem {spec}: {file} defines no function {function!r}{found}: name a function that returns "
+            f"a PDEProblem, or a PDEProblem{defined}"
+        )
     problem = factory()
     if not isinstance(problem, pde.PDEProblem):
         kind = type(problem).__name__
@@ -554,6 +656,13 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError(f"--time-windows must be ≥ 1, got {args.time_windows}")
         check_time_windows(problem, args.time_windows, config.iterations)
         config = dataclasses.replace(config, time_windows=args.time_windows)
+    eval_every = getattr(args, "eval_every", None)
+    if eval_every is not None:
+        if eval_every < 1:
+            raise ValueError(f"--eval-every must be ≥ 1, got {eval_every}")
+        config = dataclasses.replace(config, eval_every=eval_every)
+    elif settings is not PRESETS.get(problem.name):  # the generic preset: a short run logs enough points
+        config = dataclasses.replace(config, eval_every=short_run_eval_every(config))
     config = dataclasses.replace(
         config, seed=args.seed, device=str(device), **({"dtype": args.dtype} if args.dtype else {})
     )
@@ -605,8 +714,9 @@ def main(args: argparse.Namespace) -> int:
             ) from None
         raise ValueError(
             f"--resume: {what}. To continue that run, give the options it was started with (--problem, "
-            "--model, --budget, --iterations/--adam/--lbfgs, --time-windows, --dtype, --seed, --unknowns) "
-            "with --resume; to train with these options, drop --resume and pass another --out directory"
+            "--model, --budget, --iterations/--adam/--lbfgs, --time-windows, --eval-every, --dtype, --seed, "
+            "--unknowns) with --resume; to train with these options, drop --resume and pass another --out "
+            "directory"
         ) from None
     except KeyboardInterrupt:
         checkpoint = out / "checkpoint.pt"
@@ -648,6 +758,7 @@ def main(args: argparse.Namespace) -> int:
         "coordinates": ",".join(names),
         **{f"unknown_{k}": v for k, v in result.unknowns.items()},  # the fitted coefficients
     }
+    attrs["fields"] = ",".join(problem.fields)  # the columns of the last axis of prediction / reference
     # display labels of the fields, e.g. ρ/ρ_c for a field stored in units of its critical value
     labels = tuple(getattr(problem.reference, "field_labels", None) or problem.fields)
     if labels != tuple(problem.fields):
@@ -660,19 +771,25 @@ def main(args: argparse.Namespace) -> int:
         attrs.update({f"param_{k}": float(v) for k, v in problem.params.items() if _real(v)})
     error = "n/a (no reference)" if result.rel_l2 is None else f"{result.rel_l2:.3e}"
     title = f"{problem.name}, {args.model.upper()}: rel. L2 error {error}, {result.iterations} it"
-    # fields on the reference grid, else (no reference, or scattered reference points) on the test grid
-    prediction, axes = trainer.prediction_grid(), trainer.test_axes()
-    save_fields(out / "fields.h5", trainer.reference, prediction, names, attrs, axes=axes)
+    # fields on the reference grid (the problem's, or a reference file's tensor grid), else (no reference,
+    # or scattered reference points) on the test grid
+    grid, prediction = trainer.reference, None
+    if grid is None and args.reference is not None:
+        grid, prediction = _file_grid(trainer, args.reference)
+    axes = trainer.test_axes()
+    if prediction is None:
+        prediction = trainer.prediction_grid()
+    save_fields(out / "fields.h5", grid, prediction, names, attrs, axes=axes)
     plot_fields(
         out / "fields.png",
-        trainer.reference,
+        grid,
         prediction,
         names,
         title,
         time=problem.domain.time,
         fields=labels,
         axes=axes,
-        scattered=trainer.reference is None and trainer.reference_source is not None,
+        scattered=grid is None and trainer.reference_source is not None,
     )
     written = [out / "metrics.json", out / "fields.h5", out / "fields.png", out / "history.png"]
     plot_history(out / "history.png", result.history, title)

@@ -59,7 +59,7 @@ from sciml.problems.pde.conditions import (
     _OnFaces,
 )
 from sciml.problems.pde.domain import Box
-from sciml.problems.pde.geometry import Geometry, SpaceTime
+from sciml.problems.pde.geometry import Geometry, SpaceTime, _EmptyPart
 from sciml.problems.pde.problem import HardConstraint, PDEProblem
 
 __all__ = [
@@ -529,6 +529,19 @@ def _supported(problem: PDEProblem) -> None:
         )
 
 
+def _reaches(c: Condition, domain: Geometry) -> bool:
+    """Whether condition ``c`` has points in the window ``domain``: False only for a boundary predicate
+    ``on`` that selects none there (e.g. a wall that switches condition in time), checked as the
+    condition's ``validate`` checks it (the same 64 boundary points)."""
+    if not (isinstance(c, _OnFaces) and callable(c.on)):
+        return True
+    try:
+        domain.sample_boundary(64, torch.Generator().manual_seed(0), dtype=torch.float64, on=c.on)
+    except _EmptyPart:
+        return False
+    return True
+
+
 def constrained_initial_values(problem: PDEProblem, model: nn.Module) -> torch.Tensor:
     """Per field of ``problem``, 1 where the hard constraint of ``model`` (a :class:`Constrained`) builds in
     the field's ``InitialValue`` — the fields whose initial value later time windows move (see
@@ -552,8 +565,10 @@ def window_problems(
     restricted to ``[t_k, t_{k+1}]``, whose initial conditions are window ``k − 1``'s prediction at ``t_k``:
     each :class:`InitialValue` takes its value, each :class:`InitialVelocity` its time derivative, and a hard
     constraint (``model`` a :class:`~sciml.pinn.Constrained`) that enforces an initial value is moved to
-    ``t_k`` (see :func:`_window_constraint`). The window problems have no exact solution or reference:
-    errors are measured with the whole :class:`TimeWindows` model on the original problem's reference.
+    ``t_k`` (see :func:`_window_constraint`). A boundary condition whose predicate ``on`` selects no point
+    of a window (a wall that is Dirichlet for ``t < 0.5`` and Neumann after) is left out of that window's
+    problem, with its loss weight. The window problems have no exact solution or reference: errors are
+    measured with the whole :class:`TimeWindows` model on the original problem's reference.
 
     Args:
         problem: a time-dependent problem on a Box or SpaceTime domain.
@@ -564,8 +579,9 @@ def window_problems(
         ``(TimeWindows model, [K problems])``.
 
     Raises:
-        ValueError: no time coordinate, another kind of domain, or a condition that cannot be handed
-            between windows (observations, custom condition classes).
+        ValueError: no time coordinate, another kind of domain, a condition that cannot be handed
+            between windows (observations, custom condition classes), or a predicate ``on`` that selects no
+            boundary point in any window (the condition's own message).
     """
     edges = window_edges(problem.domain, windows)
     _supported(problem)
@@ -576,23 +592,38 @@ def window_problems(
         return fields.index(c.field) if c.field is not None else 0
 
     constraint = model.constraint if isinstance(model, Constrained) else None
+    enforced = set(constraint.enforces) if constraint is not None else set()
     mask = constrained_initial_values(problem, model)
+    domains = [_window_domain(domain, edges[k], edges[k + 1]) for k in range(windows)]
+    # a condition whose predicate selects no boundary point of a window is left out of that window
+    reach = {
+        c.name: [c.name in enforced or _reaches(c, d) for d in domains] if windows > 1 else [True]
+        for c in problem.conditions
+    }
+    for c in problem.conditions:
+        if not any(reach[c.name]):
+            c.validate(domains[0], fields)  # the condition's own error (it selects no point anywhere)
     models: list[nn.Module] = [model]
     problems = []
     for k in range(windows):
         label = f"{problem.name} (window {k + 1}/{windows})" if windows > 1 else problem.name
         changes = dict(
             name=label,
-            domain=_window_domain(domain, edges[k], edges[k + 1]),
+            domain=domains[k],
             exact=None,
             reference=None,
             test_shape=None,
             constraint=problem.constraint,  # the first window keeps it as it is; later ones move it (below)
         )
+        kept = [c for c in problem.conditions if reach[c.name][k]]
+        if len(kept) < len(problem.conditions):
+            terms = {"residual", *(c.name for c in kept)}
+            changes["conditions"] = tuple(kept)
+            changes["loss_weights"] = {t: w for t, w in problem.loss_weights.items() if t in terms}
         if k > 0:
             previous = models[k - 1]
             conditions = []
-            for c in problem.conditions:
+            for c in kept:
                 if isinstance(c, (InitialValue, InitialVelocity)):
                     velocity = isinstance(c, InitialVelocity)
                     c = dataclasses.replace(c, value=_PreviousWindow(previous, column(c), ti, velocity))
