@@ -144,6 +144,46 @@ def test_dirichlet_conditions_meeting_at_corners_agreeing_or_apart_are_accepted(
         )  # disjoint in time  # fmt: skip
 
 
+def test_dirichlet_data_that_are_zero_up_to_rounding_agree_with_zero():
+    """A wall's exact values, sin(π)·… ≈ 1e-16 (8.7e-8 in float32), agree with a redundant 0 on that wall."""
+    for dtype in (torch.float64, torch.float32):
+
+        def exact(x, dtype=dtype):
+            x = x.to(dtype)
+            return torch.sin(torch.pi * x[:, 0]) * torch.sin(torch.pi * x[:, 1])
+
+        _laplace(conditions=(pde.Dirichlet(value=exact, name="walls"), pde.Dirichlet(on="x+", name="right")))
+
+
+def test_the_overlap_fix_gives_a_whole_boundary_condition_the_other_parts():
+    """Lid-driven cavity written as walls everywhere plus a lid: the fix names the walls' parts."""
+    walls, lid = pde.Dirichlet(name="walls"), pde.Dirichlet(value=1.0, on="y+", name="lid")
+    with pytest.raises(ValueError, match=r"both hold on 'y\+'.*e\.g\. 'walls' on=\('x-', 'x\+', 'y-'\)"):
+        _laplace(conditions=(walls, lid))
+    _laplace(conditions=(pde.Dirichlet(on=("x-", "x+", "y-"), name="walls"), lid))  # the fix works
+
+
+def test_many_named_polygon_edges_are_not_sampled_pairwise():
+    """Conditions on different named parts share corners at most: no sampling, however many there are."""
+    angles = np.linspace(0, 2 * np.pi, 41)[:-1]
+    polygon = pde.Polygon(np.stack([np.cos(angles), np.sin(angles)], 1))
+    edges = [e for e in polygon.parts() if e != "boundary"]
+    calls = []
+    original = pde.Dirichlet.sample
+
+    def counting(self, *args, **kwargs):
+        calls.append(self.name)
+        return original(self, *args, **kwargs)
+
+    conditions = tuple(pde.Dirichlet(value=float(k), on=e, name=e) for k, e in enumerate(edges))
+    pde.Dirichlet.sample = counting
+    try:
+        _laplace(conditions=conditions, domain=polygon)
+    finally:
+        pde.Dirichlet.sample = original
+    assert len(edges) == 40 and calls == []
+
+
 # ------------------------------------------------------------------------- 4. numpy condition values
 def test_a_numpy_condition_value_gets_a_clear_error_naming_the_condition():
     problem = _laplace(conditions=(pde.Dirichlet(value=lambda x: np.sin(x[:, 0]), name="walls"),))

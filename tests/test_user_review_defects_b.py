@@ -126,6 +126,27 @@ def test_problem_file_may_name_a_pde_problem_instance(tmp_path):
         cli._load_problem(f"{file}:NOT_A_FUNCTION")
 
 
+def test_problem_file_listing_suggests_factories_not_helpers(tmp_path):
+    """A helper such as exact(x) is neither suggested nor called; a script's argparse does not end the CLI."""
+    file = tmp_path / "helpers_first.py"
+    file.write_text(
+        "import torch, sciml.problems.pde as pde\n"
+        "def exact(x):\n    return torch.sin(x[:, 0])\n"
+        "def heat(scale=1.0):\n"
+        "    return pde.PDEProblem(name='h', domain=pde.Interval(0.0, 1.0), fields=('u',),\n"
+        "                          residual=lambda x, d, p: d['u_xx'], conditions=(pde.Dirichlet(),))\n"
+    )
+    with pytest.raises(ValueError, match=r"e\.g\. --problem .*:heat \(.* defines heat\)"):
+        cli._load_problem(str(file))
+    with pytest.raises(ValueError, match=r"'exact' takes arguments.*defines heat"):
+        cli._load_problem(f"{file}:exact")
+    assert cli._load_problem(f"{file}:heat").name == "h"
+    script = tmp_path / "script.py"
+    script.write_text("import argparse\nargparse.ArgumentParser().parse_args(['--bad'])\n")
+    with pytest.raises(ValueError, match=r"FILE\.py:FUNCTION"):
+        cli._load_problem(str(script))
+
+
 # ------------------------------------------------------------------ outputs of a run from a file
 _SYSTEM = (
     "import math, torch\n"
@@ -215,3 +236,7 @@ def test_reference_grid_takes_complete_tensor_grids_only():
     line = np.random.default_rng(0).uniform(0, 1, (40, 1))  # in 1-D only evenly spaced points count
     assert cli.reference_grid(line, line[:, 0], "file") is None
     assert cli.reference_grid(np.linspace(0, 1, 11)[:, None], np.ones(11), "file").values.shape == (11, 1)
+    noisy = points * (1 + 1e-13 * np.random.default_rng(1).standard_normal(points.shape))  # a text round trip
+    grid = cli.reference_grid(noisy, np.arange(20.0), "file")
+    assert grid.values.shape == (5, 4, 1)
+    np.testing.assert_allclose(grid.axes[1], np.linspace(0, 2, 4), rtol=1e-12)

@@ -231,17 +231,24 @@ def short_run_eval_every(config) -> int:
 
 def reference_grid(points: np.ndarray, values: np.ndarray, source: str):
     """The reference as a :class:`ReferenceSolution` when its ``points`` form a complete tensor grid (every
-    combination of the coordinates' values once, in any row order; in one coordinate, where any points do,
-    evenly spaced ones), else ``None``."""
+    combination of the coordinates' values once, in any row order, values within 1e-9 of the extent taken as
+    equal; in one coordinate, where any points do, evenly spaced ones), else ``None``."""
     from sciml.solvers.fd.reference import ReferenceSolution
 
-    axes = tuple(np.unique(points[:, i]) for i in range(points.shape[1]))
+    axes, index = [], []
+    for column in points.T:  # coordinates equal to 1e-9 of the extent are one grid line (a text round trip)
+        extent = float(column.max() - column.min()) or 1.0
+        keys = np.rint((column - column.min()) / extent * 1e9).astype(np.int64)
+        _, inverse = np.unique(keys, return_inverse=True)
+        axes.append(np.bincount(inverse, weights=column) / np.bincount(inverse))
+        index.append(inverse.reshape(-1))
+    axes = tuple(axes)
     shape = tuple(len(a) for a in axes)
     if min(shape) < 2 or math.prod(shape) != points.shape[0]:
         return None
     if len(axes) == 1 and not np.allclose(np.diff(axes[0]), axes[0][1] - axes[0][0], rtol=1e-6, atol=0):
         return None  # scattered points on a line: shown against the test grid instead
-    flat = np.ravel_multi_index(tuple(np.searchsorted(a, points[:, i]) for i, a in enumerate(axes)), shape)
+    flat = np.ravel_multi_index(tuple(index), shape)
     if len(np.unique(flat)) != flat.size:  # duplicates, so some combination is missing
         return None
     values = values.reshape(points.shape[0], -1)
@@ -553,9 +560,23 @@ def _problems_in(module) -> list[str]:
         if not name.startswith("_")
         and (
             isinstance(value, PDEProblem)
-            or (inspect.isfunction(value) and value.__module__ == module.__name__)
+            or (inspect.isfunction(value) and value.__module__ == module.__name__ and _no_arguments(value))
         )
     ]
+
+
+def _no_arguments(function) -> bool:
+    """Whether ``function`` can be called without arguments (a problem factory, not a helper like exact)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    required = (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
+    return all(p.default is not p.empty for p in parameters if p.kind in required)
 
 
 def _load_problem(spec: str) -> PDEProblem:
@@ -575,7 +596,7 @@ def _load_problem(spec: str) -> PDEProblem:
             raise ValueError(f"--problem {spec}: no file {file}; {form}")
         try:
             names = _problems_in(_run_file(file))
-        except Exception:  # noqa: BLE001 — only the listing is lost; the file's error shows when it is run
+        except (Exception, SystemExit):  # noqa: BLE001 — only the listing is lost (a script's argparse exits)
             names = []
         defined = f", e.g. --problem {spec}:{names[0]} ({file} defines {', '.join(names)})" if names else ""
         raise ValueError(f"--problem {spec} names no function: {form}{defined}")
@@ -595,6 +616,13 @@ def _load_problem(spec: str) -> PDEProblem:
         defined = f"; it defines {', '.join(names)}" if names else ""
         raise ValueError(
             f"--problem {spec}: {file} defines no function {function!r}{found}: name a function that returns "
+            f"a PDEProblem, or a PDEProblem{defined}"
+        )
+    if not _no_arguments(factory):
+        names = _problems_in(module)
+        defined = f"; it defines {', '.join(names)}" if names else ""
+        raise ValueError(
+            f"--problem {spec}: {function!r} takes arguments; name a function without arguments that returns "
             f"a PDEProblem, or a PDEProblem{defined}"
         )
     problem = factory()
