@@ -252,8 +252,19 @@ class _OnFaces(Condition):
         """See :meth:`Condition.validate`; a predicate ``on`` must also select some boundary points."""
         super().validate(domain, fields)
         _check_faces(self.on, domain)
-        if callable(self.on):
-            self.sample(domain, 64, torch.Generator().manual_seed(0), torch.float64)
+        if not self.reaches(domain):
+            self.sample(domain, 64, torch.Generator().manual_seed(0), torch.float64)  # raises, saying why
+
+    def reaches(self, domain: Geometry) -> bool:
+        """Whether ``on`` selects boundary points of ``domain``: False only for a predicate that selects none
+        of 64 boundary points (seed 0), e.g. a wall's time span outside a time window's."""
+        if not callable(self.on):
+            return True
+        try:
+            self._draw(domain, 64, torch.Generator().manual_seed(0), torch.float64, None)
+        except _EmptyPart:
+            return False
+        return True
 
     def sample(
         self,
@@ -265,9 +276,7 @@ class _OnFaces(Condition):
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
         try:
-            return domain.sample_boundary(
-                n, generator, dtype=dtype, device=device, on=_check_faces(self.on, domain)
-            )
+            return self._draw(domain, n, generator, dtype, device)
         except _EmptyPart:
             what = "predicate `on`" if callable(self.on) else f"boundary part on={self.on!r}"
             raise ValueError(
@@ -276,6 +285,16 @@ class _OnFaces(Condition):
                 f"columns {domain.names} and returns a bool mask (n,), or name boundary parts "
                 f"{domain.parts()}"
             ) from None
+
+    def _draw(self, domain: Geometry, n: int, generator, dtype: torch.dtype, device) -> torch.Tensor:
+        """``n`` points of the part, a predicate of the wrong form named by its condition (an empty part
+        raises ``_EmptyPart``, which :meth:`sample` and :meth:`reaches` each answer)."""
+        try:
+            return domain.sample_boundary(
+                n, generator, dtype=dtype, device=device, on=_check_faces(self.on, domain)
+            )
+        except _EmptyPart:
+            raise
         except (TypeError, ValueError) as error:  # a predicate of the wrong form: say whose
             if not callable(self.on):
                 raise

@@ -59,7 +59,7 @@ from sciml.problems.pde.conditions import (
     _OnFaces,
 )
 from sciml.problems.pde.domain import Box
-from sciml.problems.pde.geometry import Geometry, SpaceTime, _EmptyPart
+from sciml.problems.pde.geometry import Geometry, SpaceTime
 from sciml.problems.pde.problem import HardConstraint, PDEProblem
 
 __all__ = [
@@ -529,19 +529,6 @@ def _supported(problem: PDEProblem) -> None:
         )
 
 
-def _reaches(c: Condition, domain: Geometry) -> bool:
-    """Whether condition ``c`` has points in the window ``domain``: False only for a boundary predicate
-    ``on`` that selects none there (e.g. a wall that switches condition in time), checked as the
-    condition's ``validate`` checks it (the same 64 boundary points)."""
-    if not (isinstance(c, _OnFaces) and callable(c.on)):
-        return True
-    try:
-        domain.sample_boundary(64, torch.Generator().manual_seed(0), dtype=torch.float64, on=c.on)
-    except _EmptyPart:
-        return False
-    return True
-
-
 def constrained_initial_values(problem: PDEProblem, model: nn.Module) -> torch.Tensor:
     """Per field of ``problem``, 1 where the hard constraint of ``model`` (a :class:`Constrained`) builds in
     the field's ``InitialValue`` — the fields whose initial value later time windows move (see
@@ -597,7 +584,9 @@ def window_problems(
     domains = [_window_domain(domain, edges[k], edges[k + 1]) for k in range(windows)]
     # a condition whose predicate selects no boundary point of a window is left out of that window
     reach = {
-        c.name: [c.name in enforced or _reaches(c, d) for d in domains] if windows > 1 else [True]
+        c.name: [c.name in enforced or not isinstance(c, _OnFaces) or c.reaches(d) for d in domains]
+        if windows > 1
+        else [True]
         for c in problem.conditions
     }
     for c in problem.conditions:
