@@ -96,6 +96,7 @@ def _check_points_in(domain: Geometry, points: np.ndarray, name: str) -> None:
         raise ValueError(
             f"condition {name!r}: `points` must be (m, {domain.ndim}) (coordinates {domain.names}), got "
             f"{points.shape}"
+            + ("; transpose them (points.T: one row per point)" if points.shape[0] == domain.ndim else "")
         )
     if not domain.contains(points, tol=1e-9):
         i = next(i for i, p in enumerate(points) if not domain.contains(p[None], tol=1e-9))
@@ -527,6 +528,10 @@ class Observations(Condition):
             fields (``None``: the only field).
         name: its loss term's name, the key for its loss weight and in logs (unique within a problem;
             default ``'data'``).
+
+    Raises:
+        ValueError: ``points`` not a finite ``(m, ndim)`` array (transposed ones are named as such), or
+            ``values`` not ``m`` finite numbers.
     """
 
     points: np.ndarray | torch.Tensor = field(default_factory=lambda: np.zeros((0, 1)))
@@ -546,15 +551,29 @@ class Observations(Condition):
 
     def __post_init__(self) -> None:
         points = _fixed_points(self.points, self.name)
-        values = np.asarray(
-            self.values.detach().cpu() if torch.is_tensor(self.values) else self.values, float
-        )
-        if values.shape == (points.shape[0], 1):  # a column of one field's values
+        values = self.values.detach().cpu() if torch.is_tensor(self.values) else self.values
+        try:  # (a string is not parsed: np.asarray("1.0", float) would be one number)
+            values = None if isinstance(values, (str, bytes)) else np.asarray(values, float)
+        except (TypeError, ValueError):
+            values = None
+        if values is None:
+            raise ValueError(
+                f"condition {self.name!r}: `values` must be numbers, one per point, e.g. "
+                f"np.array([0.1, 0.2]), got {type(self.values).__name__} {self.values!r:.60}"
+            )
+        given = values.shape
+        if values.ndim == 2 and values.shape[1] == 1:  # a column of one field's values
             values = values[:, 0]
+        if values.ndim == 1 and values.size == points.shape[1] > points.shape[0]:  # (ndim, m) points
+            raise ValueError(
+                f"condition {self.name!r}: `points` has shape {points.shape}, but `values` holds "
+                f"{values.size} values: the points look transposed; transpose them (points.T: one row per "
+                f"point, shape ({values.size}, {points.shape[0]}))"
+            )
         if values.shape != (points.shape[0],):
             raise ValueError(
                 f"`values` must have shape ({points.shape[0]},) (or ({points.shape[0]}, 1)), one value of "
-                f"`field` per point, to match `points`, got {values.shape}; observations of several fields "
+                f"`field` per point, to match `points`, got {given}; observations of several fields "
                 "are one Observations condition per field (`field=`)"
             )
         if not np.isfinite(values).all():

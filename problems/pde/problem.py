@@ -52,6 +52,29 @@ def _stable_repr(value: Any) -> str:
     return repr(value)
 
 
+def _check_param(key: Any, value: Any) -> None:
+    """Raise a ValueError unless ``value`` is a finite real number (Python or numpy scalar, not a bool), a
+    real, finite tensor / array, or a function, naming ``params[key]`` and the fix."""
+    if callable(value) and not torch.is_tensor(value):  # e.g. a source term the residual calls
+        return
+    if torch.is_tensor(value):
+        good = not value.is_complex() and value.dtype != torch.bool and bool(torch.isfinite(value).all())
+    elif isinstance(value, np.ndarray):
+        good = value.dtype.kind in "iuf" and bool(np.isfinite(value).all())
+    else:
+        good = _is_real(value)
+    if good:
+        return
+    try:  # a number written as a string (YAML reads 1e-3 as one): the float it spells
+        example = float(value) if isinstance(value, str) and math.isfinite(float(value)) else 1e-3
+    except ValueError:
+        example = 1e-3
+    raise ValueError(
+        f"params[{key!r}] = {value!r} ({type(value).__name__}) is not a finite real number: pass a float, "
+        f"e.g. params={{{key!r}: {example!r}}} (or a real, finite tensor / array)"
+    )
+
+
 def _check_compatible(domain: Geometry, per_field: Mapping[str, Mapping[str, list]]) -> None:
     """Initial and Dirichlet data of each field agree on the boundary at the initial time.
 
@@ -216,6 +239,20 @@ def _as_conditions(conditions: Any) -> tuple[Condition, ...]:
             f"`conditions` must be a Condition or a tuple of them, e.g. (pde.Dirichlet(),), got "
             f"{type(conditions).__name__}"
         ) from None
+
+
+#: points at which :meth:`PDEProblem.fingerprint` probes the functions of a problem (half on each condition)
+_PROBES = 512
+
+
+def _digest(values: np.ndarray) -> dict[str, Any]:
+    """Probed values as their count, a SHA-256 hash of them all to 8 significant digits (those below 1e-9 of
+    the largest taken as 0: rounding noise) and the first three (for a reader)."""
+    finite = np.abs(values[np.isfinite(values)])
+    values = np.where(np.abs(values) <= 1e-9 * (finite.max() if finite.size else 0.0), 0.0, values)
+    text = [f"{v:.8g}" for v in values.tolist()]
+    digest = hashlib.sha256(",".join(text).encode()).hexdigest()[:16]
+    return {"n": len(text), "sha256": digest, "head": text[:3]}
 
 
 def _check_test_shape(test_shape: Any, domain: Geometry) -> None:
@@ -591,14 +628,15 @@ class PDEProblem:
         citation: where the problem comes from.
 
     Raises:
-        ValueError: bad names, duplicate condition names, weights for unknown terms, per-equation residual
-            weights that are not ``n_equations`` finite numbers ≥ 0 (not all 0), a ``test_shape`` that
-            does not have one entry ≥ 2 per coordinate, Dirichlet conditions of one field that give
-            different values on a common part of the boundary (of positive measure; sharing corners is
-            fine), or (``constraint="auto"``) initial and Dirichlet data that disagree where they meet.
-        TypeError: a domain, residual or condition of the wrong type (``conditions`` takes a Condition or a
-            tuple of them), or a user's reference solution given as ``reference`` (it belongs to the
-            trainer).
+        ValueError: bad names, ``params`` that are not finite real numbers (real, finite tensors, functions),
+            duplicate condition names, weights for unknown terms, per-equation residual weights that are not
+            ``n_equations`` finite numbers ≥ 0 (not all 0), a ``test_shape`` that does not have one entry ≥ 2
+            per coordinate, Dirichlet conditions of one field that give different values on a common part of
+            the boundary (of positive measure; sharing corners is fine), or (``constraint="auto"``) initial
+            and Dirichlet data that disagree where they meet.
+        TypeError: a domain, residual, ``params`` (not a dict) or condition of the wrong type
+            (``conditions`` takes a Condition or a tuple of them), or a user's reference solution given as
+            ``reference`` (it belongs to the trainer).
 
     Warns:
         UserWarning: a coordinate named ``"t"`` in a domain without a time coordinate (it is treated as
@@ -645,6 +683,13 @@ class PDEProblem:
             )
         if not callable(self.residual):
             raise TypeError("`residual` must be callable as residual(x, d, params)")
+        if not isinstance(self.params, Mapping):
+            raise TypeError(
+                f"`params` must be a dict of coefficients, e.g. params={{'D': 1e-3}}, got "
+                f"{type(self.params).__name__}"
+            )
+        for key, value in self.params.items():
+            _check_param(key, value)
         conditions = _as_conditions(self.conditions)
         for c in conditions:
             if not isinstance(c, Condition):
@@ -868,15 +913,16 @@ class PDEProblem:
     def fingerprint(self) -> dict[str, Any]:
         """What determines a solution of this problem, comparable across processes (checkpoints key on it).
 
-        Functions (the residual, condition data, the exact solution) cannot be compared by identity across
-        processes, so they are probed: their values for a fixed smooth test function at fixed points of
-        the domain and of each condition's boundary part, in float64, to 8 significant digits. Data
+        Functions (the residual, condition data, the exact solution, a hard constraint) cannot be compared by
+        identity across processes, so they are probed: their values for a fixed smooth test function at
+        ``_PROBES`` fixed points of the domain (half as many on each condition's part), in float64, kept as a
+        count, a hash and the first few (:func:`_digest`); a localized source that moves changes them. Data
         (``Observations``) are keyed on all their points and values: their shape and a SHA-256 hash of the
         float64 arrays (key ``"observations NAME"``); a ``PointCondition`` on all its points (key
         ``"points NAME"``).
 
         Returns:
-            A dict of strings, numbers and lists (JSON-like).
+            A dict of strings, numbers, lists and dicts (JSON-like).
         """
         g = torch.Generator().manual_seed(0)
         k = len(self.fields)
@@ -887,20 +933,21 @@ class PDEProblem:
             wave = torch.sin(0.7 * (x * scale).sum(1, keepdim=True) + phase)
             return wave + 0.2 * (x**2).sum(1, keepdim=True)
 
-        def probe(fn: Callable[[], torch.Tensor]) -> list[str] | str:
+        def probe(fn: Callable[[], Any]) -> dict[str, Any] | str:
             try:
-                values = fn().detach().reshape(-1)[:16]
+                values = torch.as_tensor(fn()).detach().to("cpu", torch.float64).reshape(-1).numpy()
             except Exception as error:  # noqa: BLE001 — a probe that fails is part of the fingerprint
                 return f"raises {type(error).__name__}"
-            return [f"{float(v):.8g}" for v in values]
+            return _digest(values)
 
-        inside = self.domain.sample(6, g, dtype=torch.float64)
+        inside = self.domain.sample(_PROBES, g, dtype=torch.float64)
         out: dict[str, Any] = {
             "name": self.name,
             "domain": repr(self.domain),
             "fields": list(self.fields),
             "params": {key: _stable_repr(v) for key, v in sorted(self.params.items())},
             "loss_weights": dict(sorted(self.loss_weights.items())),
+            "probes": f"{_PROBES} points, sha256 of the float64 values to 8 significant digits",
             "constraint": None if self.constraint is None else self._constraint_probe(inside, probe),
             "residual": probe(lambda: self.residual_of(smooth, inside)),
             "exact": None if self.exact is None else probe(lambda: self.exact(inside)),
@@ -908,11 +955,11 @@ class PDEProblem:
         for c in self.conditions:
 
             def condition(c: Condition = c) -> torch.Tensor:
-                x = c.sample(self.domain, 4, g, torch.float64)
+                x = c.sample(self.domain, _PROBES // 2, g, torch.float64)  # (fixed points: all of them)
                 return self.condition_residual_of(c, smooth, x)
 
             out[f"condition {c.name}"] = [type(c).__name__, probe(condition)]
-            if isinstance(c, (Observations, PointCondition)):  # every point (and value), not 16 probed
+            if isinstance(c, (Observations, PointCondition)):  # every point (and value), not the probed ones
                 data = hashlib.sha256()
                 for array in (c.points, c.values) if isinstance(c, Observations) else (c.points,):
                     data.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
