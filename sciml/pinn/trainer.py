@@ -27,8 +27,9 @@ one :class:`~sciml.pinn.strategies.TimeWindows` module over the whole time inter
 
 Every ``eval_every`` iterations the relative L2 error on the reference grid is logged; the result holds
 the *final* error, not the minimum over training. Checkpoints are atomic and hold everything needed to
-resume bit-for-bit (parameters, optimiser state, RNG state, collocation points, history). A non-finite
-loss stops training with :class:`TrainingDiverged` naming the iteration and the offending terms.
+resume bit-for-bit (parameters, optimiser state, RNG state, collocation points, history); Ctrl-C writes one
+too (the state of the last completed iteration, or L-BFGS chunk). A non-finite loss stops training with
+:class:`TrainingDiverged` naming the iteration and the offending terms.
 """
 
 from __future__ import annotations
@@ -166,14 +167,15 @@ def resolve_device(device: str | torch.device = "auto", argument: str = "device"
     return parsed
 
 
-def _to_cpu(obj: Any) -> Any:
-    """``obj`` with every tensor (in dicts, lists, tuples) copied to the CPU, for device-free checkpoints."""
+def _to_cpu(obj: Any, copy: bool = False) -> Any:
+    """``obj`` with every tensor (in dicts, lists, tuples) moved to the CPU, for device-free checkpoints
+    (``copy``: tensors on the CPU copied too, so that later in-place updates do not reach them)."""
     if torch.is_tensor(obj):
-        return obj.detach().cpu()
+        return obj.detach().to("cpu", copy=copy)
     if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
+        return {k: _to_cpu(v, copy) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
+        return type(obj)(_to_cpu(v, copy) for v in obj)
     return obj
 
 
@@ -181,6 +183,25 @@ def _grid_points(axes: Sequence[np.ndarray]) -> np.ndarray:
     """The points of the tensor grid of ``axes`` as rows ``(M, ndim)``, in C order (as
     :meth:`ReferenceSolution.points`)."""
     return np.stack([m.reshape(-1) for m in np.meshgrid(*axes, indexing="ij")], axis=1)
+
+
+def _spans_box(points: np.ndarray, lower: Sequence[float], upper: Sequence[float]) -> bool:
+    """Whether ``points`` form a complete tensor grid (every combination of the columns' values once; values
+    within 1e-9 of a column's extent count as one) whose lines reach each end of the box ``lower``–``upper``
+    to within one grid step, column by column (a grid of swapped columns does not)."""
+    index, shape = [], []
+    for column, lo, hi in zip(points.T, lower, upper):
+        start, extent = float(column.min()), float(np.ptp(column))
+        ordered = np.sort(column)  # a grid line: values apart by at most 1e-9 of the extent
+        lines = ordered[np.r_[True, np.diff(ordered) > 1e-9 * extent]]
+        reach = extent / max(len(lines) - 1, 1) + 1e-9 * (hi - lo)  # one grid step
+        if len(lines) < 2 or not (-reach <= start - lo <= reach and -reach <= start + extent - hi <= reach):
+            return False
+        index.append(np.searchsorted(lines, column, side="right") - 1)
+        shape.append(len(lines))
+    if math.prod(shape) != points.shape[0]:
+        return False
+    return len(np.unique(np.ravel_multi_index(tuple(index), shape))) == points.shape[0]
 
 
 #: what a trainer accepts as a reference (see :class:`Trainer`)
@@ -1548,8 +1569,9 @@ class Trainer:
 
         Warns:
             UserWarning: scattered reference points outside the domain (they are left out; the warning
-                says how many, and past 10 % the order the columns must have), duplicate points, or fewer
-                than 10 points in the domain.
+                says how many, and past 10 % the order the columns must have, unless the points form a
+                complete tensor grid over the domain's bounding box), duplicate points, or fewer than 10
+                points in the domain.
         """
         problem, domain = self.problem, self.problem.domain
         in_file = isinstance(reference, (str, os.PathLike))
@@ -1583,7 +1605,12 @@ class Trainer:
             grid = ReferenceSolution(axes, out.reshape(*shape, -1), "callable")
             points, values = mesh, out
         elif isinstance(reference, (tuple, list)) and len(reference) == 2:
-            points, values = (np.asarray(v, dtype=float) for v in reference)
+            try:
+                points, values = (np.asarray(_to_cpu(v), dtype=float) for v in reference)  # (detached)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"`reference` (points, values) must hold arrays or tensors of real numbers: {exc}"
+                ) from None
         else:
             raise TypeError(
                 "`reference` must be a ReferenceSolution, a callable, (points, values) or an .npz/.h5 path, "
@@ -1622,6 +1649,8 @@ class Trainer:
         if grid is None:  # (a grid covers the bounding box: its outside is expected)
             duplicates = n - len(np.unique(points[inside], axis=0))
             far = order if m - n > 0.1 * m else ""
+            if far and _spans_box(points, domain.lower, domain.upper):  # its outside is expected too
+                far = ", as expected of a tensor grid over the domain's bounding box"
             for warn, message in (
                 (n < m, f"{m - n} of its {m} points lie outside the domain of {problem.name} and are left "
                  f"out of the error{far}"),
@@ -1814,6 +1843,13 @@ class Trainer:
                 "another hard-constraint factor (not stretched to the window's length), so the run cannot be "
                 "continued: train anew, with another checkpoint= path (or delete the file) and fit() without "
                 "resume=True"
+            )
+        if isinstance(stored.get("problem"), Mapping) and "probes" not in stored["problem"]:
+            raise CheckpointMismatch(
+                f"checkpoint {self.checkpoint} was written by an earlier sciml, which probed the problem's "
+                "functions at a few points only (too few to tell a changed problem apart), so the run cannot "
+                "be continued: train anew, with another checkpoint= path (or delete the file) and fit() "
+                "without resume=True"
             )
         if stored != now:
             diff = sorted(k for k in now if stored.get(k) != now[k])
@@ -2072,6 +2108,10 @@ class Trainer:
             TrainingDiverged: the loss became NaN or infinite.
             ValueError: the residual returned another shape than ``(n, n_equations)`` for the ``n``
                 training points (checked at every loss evaluation).
+            KeyboardInterrupt: Ctrl-C, re-raised after writing the state of the last completed iteration
+                to ``checkpoint`` (L-BFGS: of its last completed chunk of at most 50 iterations), which
+                ``resume`` continues exactly; not written when Ctrl-C came inside an Adam step or log entry.
+                Its message says which.
         """
         self._check_checkpoint_use(resume)
         if self._fitted and not resume:  # the model starts from trained weights now
@@ -2092,6 +2132,8 @@ class Trainer:
         iteration, phase, history, points, elapsed, message = 0, "adam", [], None, 0.0, ""
         cpu_elapsed = 0.0
         lbfgs_scale, opt_state, stalls, opt = None, None, 0, None
+        last: dict[str, Any] = {}  # L-BFGS: its last evaluation (the loss a chunk must lower)
+        lbfgs_start = None
         if resume:
             state = self._load()
             if state is not None:
@@ -2113,6 +2155,9 @@ class Trainer:
                     int(state["stalls"]),
                 )
                 message = state.get("message", "")
+                if state.get("lbfgs_last") is not None:
+                    last["total"] = float(state["lbfgs_last"])
+                lbfgs_start = state.get("lbfgs_start")
                 if self._balance is not None and state.get("balance") is not None:
                     self._balance.factors.update(state["balance"])
         total_iterations = cfg.iterations
@@ -2142,12 +2187,23 @@ class Trainer:
                 "seconds": seconds(),
                 "cpu_seconds": cpu_seconds(),
                 "lbfgs_scale": lbfgs_scale,
-                "optimizer": None if optimizer is None else optimizer.state_dict(),
+                "optimizer": opt_state if optimizer is None else optimizer.state_dict(),
                 "stalls": stalls,
                 "message": message,
                 "balance": None if self._balance is None else dict(self._balance.factors),
                 "average": None if average is None else average.state_dict(),
+                "lbfgs_last": last.get("total"),
+                "lbfgs_start": lbfgs_start,
             }
+
+        def frozen(optimizer) -> dict[str, Any] | None:
+            """A copy of the state that later in-place updates do not reach (what Ctrl-C writes in L-BFGS;
+            none without a checkpoint path)."""
+            if self.checkpoint is None:
+                return None
+            state = snapshot(optimizer)
+            history_now = state.pop("history")
+            return {**_to_cpu(state, copy=True), "history": list(history_now)}  # (entries are never changed)
 
         def log(total: float, terms: Mapping[str, torch.Tensor], stage: str | None = None) -> None:
             entry = {
@@ -2164,12 +2220,17 @@ class Trainer:
             entry.update(zip(names, values))
             entry.update(self.residual_statistics())
             history.append(entry)
-            shown = entry["rel_l2"] if entry["rel_l2"] is not None else entry["residual_rms"]
-            bar.set_postfix(loss=f"{total:.3e}", rel_l2=f"{shown:.3e}", refresh=False)
+            shown = "rel_l2" if entry["rel_l2"] is not None else "residual_rms"  # (no reference)
+            bar.set_postfix({"loss": f"{total:.3e}", shown: f"{entry[shown]:.3e}"}, refresh=False)
 
         def boundary(i: int, every: int) -> bool:
             return every > 0 and i % every == 0
 
+        # what Ctrl-C writes (``except KeyboardInterrupt`` below): the state of the last completed iteration
+        # is the current one but for these keys (``None``: not available, mid-step)
+        rollback: dict[str, Any] | None = {}
+        first, finite, checked, grad_mode = iteration, None, iteration, torch.is_grad_enabled()
+        midway = ""  # what an interrupt stopped halfway (when ``rollback`` is None)
         bar = tqdm(
             total=total_iterations, initial=iteration, disable=not progress, desc=f"{self.problem.name}"
         )
@@ -2183,8 +2244,11 @@ class Trainer:
                 deferred = self._defer_checks
                 finite, checked = None, iteration
                 while iteration < cfg.adam_iterations:
+                    rollback = {}
                     if points is None or boundary(iteration, cfg.resample_every):
+                        rollback = {"generator": self.generator.get_state(), "points": points}
                         if average is not None:  # the iterate that ends this period
+                            rollback["average"] = _to_cpu(average.state_dict(), copy=True)
                             average.add(iteration)
                         points = self._adapt(self.sample())
                     for group in opt.param_groups:
@@ -2194,6 +2258,7 @@ class Trainer:
                     if self._balance is not None and self._balance.due(iteration):
                         # the residual is balanced as a whole (with its per-equation weights inside)
                         optimized = self._optimized
+                        rollback["balance"] = dict(self._balance.factors)
                         self._balance.update(optimized, params)
                         total = sum(w * optimized[k] for k, w in self._balance.weights().items())
                     if deferred:
@@ -2202,11 +2267,15 @@ class Trainer:
                     else:
                         self._check_finite(total, terms, iteration, phase, points=points)
                     total.backward()
+                    midway = f"the step of iteration {iteration + 1}"
+                    rollback = None  # Adam updates its moments and the parameters in place
                     opt.step()
                     iteration += 1
-                    bar.update(1)
                     do_log = boundary(iteration, cfg.eval_every) or iteration == total_iterations
                     do_save = boundary(iteration, cfg.checkpoint_every)
+                    midway = f"the log entry of iteration {iteration}"
+                    rollback = None if do_log else {}  # (a logged iteration is complete with its entry)
+                    bar.update(1)
                     if deferred and (
                         do_log
                         or do_save
@@ -2220,10 +2289,14 @@ class Trainer:
                         finite, checked = None, iteration
                     if do_log:
                         log(float(total.detach()), terms)
+                        rollback = {}
                     if do_save:
                         self._save(snapshot(opt))
             # ---------------------------------------------------------------- L-BFGS
-            if iteration < total_iterations:
+            if iteration < total_iterations and not message:  # (a message: L-BFGS stopped early before)
+                # L-BFGS changes its state in place, in chunks of many iterations: an interrupt writes a copy
+                # of the state at the end of the last completed chunk
+                rollback = frozen(opt)
                 if phase != "lbfgs":  # a saved Adam state does not carry over
                     opt_state, phase = None, "lbfgs"
                 opt = torch.optim.LBFGS(
@@ -2242,7 +2315,8 @@ class Trainer:
                 if lbfgs_scale is None:
                     with torch.no_grad():
                         lbfgs_scale = 1.0 / max(float(self.loss(points)[0]), 1e-30)
-                last, non_finite, lbfgs_start = {}, 0, iteration
+                non_finite = 0
+                lbfgs_start = iteration if lbfgs_start is None else lbfgs_start
                 rescale_below = _LBFGS_RESCALE_BELOW if self.dtype == torch.float64 else 0.0
 
                 def closure() -> torch.Tensor:
@@ -2341,8 +2415,9 @@ class Trainer:
                         stalls = 0
                     if boundary(iteration, cfg.eval_every) or iteration >= total_iterations:
                         log(last["total"], last["terms"])
+                    rollback = frozen(opt)
                     if boundary(iteration, cfg.checkpoint_every):
-                        self._save(snapshot(opt))
+                        self._save(snapshot(opt) if rollback is None else rollback)
             if not history or history[-1]["iteration"] != iteration:
                 total, terms = self.loss(points if points is not None else self.sample())
                 log(float(total.detach()), terms)
@@ -2359,6 +2434,28 @@ class Trainer:
                     )
             final = self.evaluate()
             self._save(snapshot(opt))
+        except KeyboardInterrupt as interrupt:  # Ctrl-C: keep the completed iterations where that is exact
+            torch.set_grad_enabled(grad_mode)  # (Ctrl-C at the exit of a no_grad block skips its restore)
+            if self.checkpoint is not None:
+                saved = None if rollback is None else {**snapshot(opt), **rollback}
+                if saved is None:
+                    why = f"{midway} was half done"
+                elif finite is not None and not bool(finite):
+                    why = f"the loss became non-finite after iteration {checked}"
+                elif saved["iteration"] == first:
+                    why = "no iteration completed in this run"
+                else:
+                    self._save(saved)
+                    why = None
+                kept = "holds the last checkpoint" if self.checkpoint.exists() else "was not written yet"
+                note = (
+                    f"nothing was written ({why}); {self.checkpoint} {kept}"
+                    if why
+                    else f"wrote the state after iteration {saved['iteration']} to {self.checkpoint}, which "
+                    "fit(resume=True) continues exactly"
+                )
+                interrupt.args = (f"{self.problem.name}: interrupted at iteration {iteration}; {note}",)
+            raise
         finally:
             bar.close()
         return TrainResult(
