@@ -23,7 +23,9 @@ fitted (from these initial guesses) to its ``Observations``; the fitted values a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import dis
 import importlib.util
 import inspect
 import math
@@ -184,6 +186,40 @@ def unknowns_words(message: str) -> str:
             "--unknowns from other guesses"
         )
     return message.replace("`unknowns`", "--unknowns")
+
+
+#: the differences (of a CheckpointMismatch message) in the fields that the iteration budget sets
+_BUDGET = ("config.adam_iterations:", "config.lbfgs_iterations:")
+
+
+def resume_words(message: str, out: Path, eval_every_given: bool) -> str:
+    """The trainer's refusal to resume (a :class:`CheckpointMismatch` message) in the command line's words.
+
+    A changed iteration budget is a new run (a stored run is not extended): said so, and ``eval_every``,
+    derived from the budget unless ``--eval-every`` was given, is then not listed as a difference.
+    """
+    what = message.split(". To continue that run")[0]
+    if "cannot be continued" in what:  # written by an earlier sciml
+        return f"--resume: {what.split(': train anew')[0]}: drop --resume and pass another --out directory"
+    differences = what.partition("): ")[2].split("; ")
+    budget = [d for d in differences if d.startswith(_BUDGET)]
+    if not budget:
+        return (
+            f"--resume: {what}. To continue that run, give the options it was started with (--problem, "
+            "--model, --budget, --iterations/--adam/--lbfgs, --time-windows, --eval-every, --dtype, --seed, "
+            "--unknowns) with --resume; to train with these options, drop --resume and pass another --out "
+            "directory"
+        )
+    derived = () if eval_every_given else ("config.eval_every:",)
+    others = [d for d in differences if d not in budget and not d.startswith(derived)]
+    also = f" and other options ({'; '.join(others)})" if others else ""
+    budget = "; ".join(budget)
+    return (
+        f"--resume: {out / 'checkpoint.pt'} holds a run of another iteration budget ({budget}){also}, "
+        "and a stored run, finished or not, cannot be extended by changing its budget. Start a new run with "
+        f"this budget: drop --resume and pass another --out directory (or delete {out}); to continue the "
+        "stored run, give --resume the options it was started with"
+    )
 
 
 def check_time_windows(problem: PDEProblem, windows: int, iterations: int) -> None:
@@ -543,11 +579,56 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
 
 
 def _run_file(file: Path):
-    """The module of a user's problem file, executed."""
-    module_spec = importlib.util.spec_from_file_location(f"sciml_user_problem_{file.stem}", file)
+    """The module of a user's problem file, executed as ``python FILE.py`` runs it: its folder is put on
+    ``sys.path`` (and kept there, as for a script: its functions may import the modules beside it when
+    called), and the module is in ``sys.modules`` as it runs and after (``dataclasses``, ``typing`` and
+    ``pickle`` look it up there), under a name of its own, ``sciml_user_problem_STEM`` (not ``__main__``: a
+    script's ``if __name__ == "__main__"`` part does not run). Each call runs the file anew (the modules it
+    imports are imported once, as in Python)."""
+    folder = str(file.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    name = f"sciml_user_problem_{file.stem}"
+    module_spec = importlib.util.spec_from_file_location(name, file)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:  # as a failed import: no half-run module left behind
+        if sys.modules.get(name) is module:
+            del sys.modules[name]
+        raise
     return module
+
+
+def _raised_here(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a ``raise`` statement of this package (its message about a user's input),
+    not from the user's code nor from an operation of the package's that failed (a bug)."""
+    from sciml.pinn.trainer import _PACKAGE
+
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    code = tb.tb_frame.f_code
+    if not code.co_filename.startswith(_PACKAGE):
+        return False
+    # the instruction that raised is a raise statement's (not an operation inside its message, say)
+    return any(i.offset == tb.tb_lasti and i.opname == "RAISE_VARARGS" for i in dis.get_instructions(code))
+
+
+@contextlib.contextmanager
+def _input_errors():
+    """The package's own TypeErrors about the user's problem (a coefficient of the wrong type, numpy on the
+    points) as ValueErrors, which ``sciml`` reports in one line (``SCIML_DEBUG=1``: the traceback); other
+    TypeErrors (the user's code, a bug of the package) keep their traceback."""
+    try:
+        yield
+    except TypeError as exc:
+        if not _raised_here(exc):
+            raise
+        raise ValueError(str(exc)) from exc
 
 
 def _problems_in(module) -> list[str]:
@@ -659,7 +740,8 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError(f"--threads must be ≥ 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     device = resolve_device(getattr(args, "device", "cpu"), "--device")
-    problem = _load_problem(args.problem)
+    with _input_errors():  # a problem the package refuses (not a slip in the user's code)
+        problem = _load_problem(args.problem)
     from_file = args.problem.rpartition(":")[0].endswith(".py")
     # a user's problem gets a suite preset only if it is that suite problem, not for sharing its name
     settings = preset(problem) if from_file else preset(problem.name)
@@ -710,16 +792,17 @@ def main(args: argparse.Namespace) -> int:
             f"sciml pde: --budget quick is a smoke run ({config.iterations} iterations) that checks the "
             "pipeline; its error says nothing about the method (use --budget default or full)"
         )
-    model = build_model(problem, args.model, settings, seed=args.seed)
     try:
-        trainer = Trainer(
-            problem,
-            model,
-            config,
-            reference=args.reference,
-            unknowns=args.unknowns,
-            checkpoint=out / "checkpoint.pt",
-        )
+        with _input_errors():  # e.g. a condition value that calls numpy, found by the trainer's probe
+            model = build_model(problem, args.model, settings, seed=args.seed)
+            trainer = Trainer(
+                problem,
+                model,
+                config,
+                reference=args.reference,
+                unknowns=args.unknowns,
+                checkpoint=out / "checkpoint.pt",
+            )
     except ValueError as exc:  # refusals of time-marching, the reference file, unknowns: in the CLI's words
         message = str(exc) if args.reference is None else reference_words(str(exc), args.reference)
         if config.time_windows > 1:  # given, or the preset's (Allen–Cahn's PINN marches)
@@ -735,29 +818,15 @@ def main(args: argparse.Namespace) -> int:
         print(f"sciml pde: {exc}", file=sys.stderr)
         return 1
     except CheckpointMismatch as exc:  # the command line's own way out, not the Python API's
-        what = str(exc).split(". To continue that run")[0]
-        if "cannot be continued" in what:  # written by an earlier sciml
-            raise ValueError(
-                f"--resume: {what.split(': train anew')[0]}: drop --resume and pass another --out directory"
-            ) from None
-        raise ValueError(
-            f"--resume: {what}. To continue that run, give the options it was started with (--problem, "
-            "--model, --budget, --iterations/--adam/--lbfgs, --time-windows, --eval-every, --dtype, --seed, "
-            "--unknowns) with --resume; to train with these options, drop --resume and pass another --out "
-            "directory"
-        ) from None
-    except KeyboardInterrupt:
+        raise ValueError(resume_words(str(exc), out, eval_every_given=eval_every is not None)) from None
+    except KeyboardInterrupt as interrupt:  # the trainer says what it wrote (the last completed iteration)
         checkpoint = out / "checkpoint.pt"
+        said = str(interrupt.args[0]).split(", which fit(")[0] if interrupt.args else ""
         if checkpoint.exists():
-            where = (
-                f"the last checkpoint is {checkpoint} (written every {config.checkpoint_every} iterations); "
-                f"continue with the same options and --resume --out {out}"
-            )
+            said = said or f"the last checkpoint is {checkpoint}"
+            where = f"{said}; continue with the same options and --resume --out {out}"
         else:
-            where = (
-                f"no checkpoint was written yet (one is written every {config.checkpoint_every} iterations), "
-                "so there is nothing to resume"
-            )
+            where = f"{said or 'no checkpoint was written yet'}, so there is nothing to resume"
         print(f"sciml pde: interrupted; {where}", file=sys.stderr)
         return 130
     names = problem.domain.names
