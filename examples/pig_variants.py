@@ -16,8 +16,9 @@ budget (``--curve``: the validation error every ``eval_every`` iterations of eac
 A variant is ``NAME:JSON`` with keys ``"pig"`` or ``"pinn"`` (keyword arguments of the model),
 ``"train"`` (TrainConfig fields), merged over the preset (its model's own training settings included), and
 ``"model"`` (``"pig"`` or ``"pinn"``: this variant's model, instead of ``--model``), so one run can put both
-models side by side; ``--plot FILE.png`` draws each variant's validation error and training loss against its
-CPU seconds:
+models side by side, and ``"hard"`` (names of the problem's Dirichlet or initial-value conditions to build
+into the model as a hard constraint instead of the problem's own, ``[]`` for none); ``--plot FILE.png`` draws
+each variant's validation error and training loss against its CPU seconds:
 
     OMP_NUM_THREADS=1 python examples/pig_variants.py --problem poisson --plot poisson.png \\
         --variant 'PINN:{"model": "pinn"}' --variant 'PIG:{}' \\
@@ -35,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import sciml.problems.pde as pde
 import torch
+from sciml.problems.pde import HardConstraint
 from sciml.solvers.fd import reference_solution
 
 from sciml.pinn import PIG, PINN, Constrained, TrainConfig, Trainer
@@ -96,8 +98,9 @@ def model_keywords(kind: str) -> list[str]:
 
 
 def parse_variants(specs: list[str], default_model: str, settings, seed: int) -> list[tuple]:
-    """Every ``--variant NAME:JSON`` as ``(name, model kind, TrainConfig, model keyword arguments)``, all
-    checked before anything is trained.
+    """Every ``--variant NAME:JSON`` as ``(name, model kind, TrainConfig, model keyword arguments, names of
+    the conditions to build in or None for the problem's own constraint)``, all checked before anything is
+    trained.
 
     Raises:
         ValueError: one line naming the variant, the bad key and the valid ones.
@@ -112,11 +115,12 @@ def parse_variants(specs: list[str], default_model: str, settings, seed: int) ->
             raise ValueError(f"--variant {name!r}: its settings are not JSON ({error})") from None
         if not isinstance(changes, dict):
             raise ValueError(f"--variant {name!r}: settings must be a JSON object, got {text}")
-        unknown = set(changes) - {"model", "pig", "pinn", "train"}
+        unknown = set(changes) - {"model", "pig", "pinn", "train", "hard"}
         kind = changes.get("model", default_model)
         if unknown or kind not in ("pig", "pinn"):
             raise ValueError(
-                f"--variant {name!r}: keys are 'model' ('pig' or 'pinn'), 'pig', 'pinn' and 'train'; got "
+                f"--variant {name!r}: keys are 'model' ('pig' or 'pinn'), 'pig', 'pinn', 'train' and 'hard'; "
+                f"got "
                 f"{sorted(changes)} with model {kind!r}"
             )
         for key, valid in (
@@ -142,7 +146,10 @@ def parse_variants(specs: list[str], default_model: str, settings, seed: int) ->
         except (TypeError, ValueError) as error:
             raise ValueError(f"--variant {name!r}: bad 'train' settings ({error})") from None
         kwargs = {**getattr(settings, kind), **changes.get(kind, {})}
-        variants.append((name, kind, config, kwargs))
+        hard = changes.get("hard")
+        if hard is not None and not (isinstance(hard, list) and all(isinstance(h, str) for h in hard)):
+            raise ValueError(f"--variant {name!r}: 'hard' must be a list of condition names, got {hard!r}")
+        variants.append((name, kind, config, kwargs, hard))
     return variants
 
 
@@ -199,14 +206,15 @@ def main() -> None:
     if args.plot and not Path(args.plot).parent.is_dir():
         parser.error(f"argument --plot: the folder of {args.plot} does not exist")
     test = reference_solution(problem)
+    posed_as = [problem if hard is None else with_hard(problem, hard, parser) for *_, hard in variants]
     rows, curves = [], []
-    for name, kind, config, kwargs in variants:
+    for (name, kind, config, kwargs, hard), posed in zip(variants, posed_as):
         generator = torch.Generator().manual_seed(args.seed)
         box = dict(lower=problem.domain.lower, upper=problem.domain.upper, generator=generator)
         model = (PIG if kind == "pig" else PINN)(problem.domain.ndim, len(problem.fields), **kwargs, **box)
-        if settings.hard_constraint and problem.constraint is not None:
-            model = Constrained(model, problem.constraint)
-        trainer = Trainer(problem, model, config, reference=validation)
+        if (hard is not None or settings.hard_constraint) and posed.constraint is not None:
+            model = Constrained(model, posed.constraint)
+        trainer = Trainer(posed, model, config, reference=validation)
         result = trainer.fit(progress=False)
         row = (name, result.rel_l2, trainer.evaluate(test), result.cpu_seconds, result.iterations)
         rows.append(row)
@@ -225,6 +233,25 @@ def main() -> None:
         print(f"{name:>24}  {val:10.3e}  {val / base:7.2f}  {test_error:9.3e}  {cpu:6.1f}")
     if args.plot:
         plot_curves(args.plot, curves, f"{args.problem}, seed {args.seed}")
+
+
+def with_hard(problem, names: list[str], parser: argparse.ArgumentParser):
+    """``problem`` with the conditions ``names`` built into the model (Lagaris), the rest in the loss."""
+    if not names:
+        return problem.replace(constraint=None)
+    known = [c.name for c in problem.conditions]
+    missing = sorted(set(names) - set(known))
+    if missing:
+        parser.error(f"'hard' names {missing}, not conditions of {problem.name} (its conditions: {known})")
+    chosen = tuple(c for c in problem.conditions if c.name in names)
+    try:
+        constraint = HardConstraint.from_conditions(problem.domain, chosen, problem.fields)
+    except ValueError as error:
+        parser.error(f"'hard' {names}: {error}")
+    left = sorted(set(names) - set(constraint.enforces))
+    if left:
+        parser.error(f"'hard' names {left}: a hard constraint builds in Dirichlet and initial values only")
+    return problem.replace(constraint=constraint)
 
 
 def plot_curves(path: str, curves: list, title: str) -> None:

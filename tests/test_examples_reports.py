@@ -151,6 +151,17 @@ def test_pig_variants_checks_every_variant_before_training(tmp_path, bad, word, 
     assert "'good'" not in line
 
 
+@pytest.mark.parametrize(
+    "hard,words",
+    [('["nope"]', ("'hard'", "'nope'", "'initial'", "'dirichlet'")), ('"initial"', ("'hard'", "list"))],
+)
+def test_pig_variants_checks_the_hard_conditions_before_training(tmp_path, hard, words):
+    out = run(tmp_path, "pig_variants.py", "--problem", "flow-mixing",
+              "--variant", f"good:{{{TINY}}}", "--variant", f'bad:{{"hard": {hard}}}')  # fmt: skip
+    refused(out, *words)
+    assert "val " not in out.stdout, "the first variant was trained before the second was checked"
+
+
 def test_pig_variants_refuses_an_unknown_problem_and_a_missing_file(tmp_path):
     refused(run(tmp_path, "pig_variants.py", "--problem", "nosuch", "--variant", "a:{}"), "--problem")
     out = run(
