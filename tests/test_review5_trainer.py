@@ -276,3 +276,25 @@ def test_a_grid_line_with_rounding_noise_stays_one_line():
     points[::2, 0] += 1e-16  # a mesh export's last-bit differences within a line
     assert _spans_box(points, [0, 0], [1, 1])
     assert not _spans_box(points[:-1], [0, 0], [1, 1])  # a point missing: not a complete grid
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_finite_element_layout_gets_the_recipe_for_one_row_per_node_and_time(tmp_path, transposed):
+    import h5py
+
+    problem = pde.PDEProblem(
+        name="heat-disk", domain=pde.Disk((0, 0), 1.0).times(0.0, 1.0), fields=("u",),
+        residual=lambda x, d, p: d["u_t"] - d["u_xx"] - d["u_yy"],
+        conditions=(pde.InitialValue(value=0.0),),
+    )  # fmt: skip
+    nodes, times = np.random.default_rng(0).uniform(-0.5, 0.5, (20, 2)), np.linspace(0, 1, 3)
+    values = np.ones((3, 20))
+    with h5py.File(tmp_path / "fe.h5", "w") as f:
+        f["coordinates"], f["times"], f["values"] = nodes, times, values.T if transposed else values
+    model = PINN(3, 1, hidden=(8,), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError) as caught:
+        Trainer(problem, model, TrainConfig(adam_iterations=1, **_SMALL), reference=tmp_path / "fe.h5")
+    text = str(caught.value)
+    flat = "values.T.reshape(-1)" if transposed else "values.reshape(-1)"
+    assert "np.tile(coordinates, (3, 1))" in text and "np.repeat(times, 20)" in text and flat in text
+    assert "['x', 'y', 't']" in text

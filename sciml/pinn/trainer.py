@@ -256,6 +256,7 @@ def _read_reference(
         with np.load(path) as data:
             arrays = {k: numbers(data, k) for k in ("points", "values") if k in data}
             keys, found = sorted(data.files), strings(data, "names", names)
+            shapes = {k: data[k].shape for k in keys}
             columns = strings(data, "fields", order)
     elif path.suffix in (".h5", ".hdf5"):
         import h5py
@@ -263,6 +264,7 @@ def _read_reference(
         with h5py.File(path, "r") as f:
             arrays = {k: numbers(f, k) for k in ("points", "values") if k in f}
             keys, found = sorted(f), strings(f, "names", names)
+            shapes = {k: f[k].shape for k in keys if isinstance(f[k], h5py.Dataset)}
             columns = strings(f, "fields", order)
     else:
         raise ValueError(f"reference file {path}: use .npz, .h5 or .hdf5 (arrays 'points' and 'values')")
@@ -270,7 +272,7 @@ def _read_reference(
     if missing:
         raise ValueError(
             f"reference file {path} lacks the arrays {sorted(missing)} (needs points, values); it has the "
-            f"arrays {keys}"
+            f"arrays {keys}{_layout_fix(shapes, names)}"
         )
     points = arrays["points"]
     if found is not None:
@@ -292,6 +294,25 @@ def _read_reference(
         if values.ndim == 2 and values.shape[1] == len(fields):  # (other shapes: the caller reports them)
             values = values[:, [columns.index(f) for f in fields]]
     return points, values
+
+
+def _layout_fix(shapes: Mapping[str, tuple[int, ...]], names: tuple[str, ...]) -> str:
+    """How to write a finite-element layout (node coordinates ``(n, ndim − 1)``, times ``(m,)``, values
+    ``(m, n)``) as one row per node and time, as the end of a message (``""`` when the file is not one)."""
+    value = shapes.get("values", ())
+    nodes = [k for k, s in shapes.items() if len(s) == 2 and s[1] == len(names) - 1 and s[0] in value]
+    times = [k for k, s in shapes.items() if len(s) == 1 and s[0] in value and s[0] > 1]
+    if len(value) != 2 or len(nodes) != 1 or len(times) != 1:
+        return ""
+    (c, n), (t, m) = (nodes[0], shapes[nodes[0]][0]), (times[0], shapes[times[0]][0])
+    if value not in ((m, n), (n, m)):
+        return ""
+    flat = "values.reshape(-1)" if value == (m, n) else "values.T.reshape(-1)"
+    return (
+        f"; it looks like a finite-element layout ({c} of {n} nodes, {t} of {m} times, values per time and "
+        f"node): write one row per node and time, points = np.column_stack([np.tile({c}, ({m}, 1)), "
+        f"np.repeat({t}, {n})]) and values = {flat}, with the columns in the order {list(names)}"
+    )
 
 
 def _shape_fix(points: np.ndarray, values: np.ndarray, ndim: int, k: int) -> str:
