@@ -73,3 +73,45 @@ def test_resume_with_a_larger_budget_says_to_start_a_new_run(tmp_path, capsys):
     assert "config.adam_iterations: 5 in the checkpoint, 40 now" in err, err
     assert "cannot be extended" in err and "drop --resume and pass another --out" in err, err
     assert "eval_every" not in err and "--eval-every" not in err, err  # derived from the budget, not given
+
+
+def test_history_plot_shows_the_fitted_unknowns(monkeypatch, tmp_path):
+    import sciml.checkpoint
+    from sciml.pinn.cli import plot_history
+
+    figures = []
+    monkeypatch.setattr(sciml.checkpoint, "save_figure", lambda fig, path, dpi=None: figures.append(fig))
+    history = [
+        {"iteration": i, "phase": "adam", "loss": 1.0 / (i + 1), "rel_l2": None, "residual_rms": 1.0,
+         "residual_max": 2.0, "coef_k": 0.5 + 0.1 * i, "coef_D": -1.0}
+        for i in (0, 10)
+    ]  # fmt: skip
+    plot_history(tmp_path / "h.png", history, "inverse")
+    panel = figures[0].axes[2]
+    assert panel.get_ylabel() == "fitted unknowns"
+    lines = {line.get_label(): line.get_ydata().tolist() for line in panel.get_lines()}
+    assert lines == {"D": [-1.0, -1.0], "k": [0.5, 1.5]}
+    plot_history(
+        tmp_path / "h.png", [{k: v for k, v in h.items() if not k.startswith("coef_")} for h in history], ""
+    )
+    assert len(figures[1].axes) == 2  # a forward problem: two panels, as before
+
+
+def test_fields_h5_holds_a_scattered_reference_and_the_model_there(tmp_path):
+    import h5py
+    import numpy as np
+
+    file = _write(tmp_path / "ref.py", "D = 0.1\nINITIAL = 1.0\n" + HEAT)
+    points = np.random.default_rng(0).uniform([0.0, 0.0], [1.0, 0.5], (50, 2))
+    np.savez(tmp_path / "ref.npz", points=points, values=np.exp(-points[:, 1]) * np.sin(np.pi * points[:, 0]))
+    out = tmp_path / "run"
+    argv = ["pde", "--problem", f"{file}:heat", "--no-progress", "--adam", "5", "--lbfgs", "0"]
+    assert main([*argv, "--reference", str(tmp_path / "ref.npz"), "--out", str(out)]) == 0
+    with h5py.File(out / "fields.h5") as f:
+        group = {k: f["reference_points"][k][:] for k in ("points", "values", "prediction", "error")}
+        reported = f.attrs["rel_l2"]
+    np.testing.assert_allclose(np.sort(group["points"], axis=0), np.sort(points, axis=0))
+    np.testing.assert_allclose(group["error"], group["prediction"] - group["values"])
+    assert np.linalg.norm(group["error"]) / np.linalg.norm(group["values"]) == pytest.approx(
+        reported, rel=1e-9
+    )

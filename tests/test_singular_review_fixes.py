@@ -204,7 +204,8 @@ def test_cli_writes_the_prediction_without_a_grid_reference(tmp_path, scattered,
     assert main([*argv, "--out", str(out)]) == 0
     assert "fields.h5" in capsys.readouterr().out and (out / "fields.png").stat().st_size > 0
     with h5py.File(out / "fields.h5") as f:
-        assert sorted(f) == ["axes", "prediction"]
+        # (scattered reference points are written beside the grid, with the model there)
+        assert sorted(f) == ["axes", "prediction"] + (["reference_points"] if scattered else [])
         assert f["axes/x"].shape == (1001,) and f["prediction"].shape == (1001, 1)
         assert np.isfinite(f["prediction"][:]).all()
 

@@ -319,6 +319,7 @@ def save_fields(
     attrs: dict,
     *,
     axes: tuple[np.ndarray, ...] | None = None,
+    scattered: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """Axes, reference, prediction and error on the test grid, as HDF5 (written atomically).
 
@@ -329,6 +330,8 @@ def save_fields(
         names: the coordinate names.
         attrs: file attributes.
         axes: the grid's axes when there is no reference.
+        scattered: a reference of scattered points (in the domain), their values and the model there, written
+            as the group ``reference_points`` (``points``, ``values``, ``prediction``, ``error``).
     """
     import h5py
 
@@ -343,6 +346,11 @@ def save_fields(
             f.create_dataset("prediction", data=prediction)
             if reference is not None:
                 f.create_dataset("error", data=prediction - reference.values)
+            if scattered is not None:
+                points, values, at_points = scattered
+                for key, data in (("points", points), ("values", values), ("prediction", at_points)):
+                    f.create_dataset(f"reference_points/{key}", data=data)
+                f.create_dataset("reference_points/error", data=at_points - values)
             for key, value in attrs.items():
                 f.attrs[key] = value
 
@@ -525,7 +533,8 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
     field's too, where the history logs them).
 
     Without a reference (every ``rel_l2`` None) the right panel shows the residual statistics
-    (``residual_rms``, ``residual_max``) instead.
+    (``residual_rms``, ``residual_max``) instead. An inverse problem's history (``coef_NAME``, the fitted
+    unknowns) gets a third panel with their values along the run.
     """
     import matplotlib
 
@@ -537,8 +546,9 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
     averaged = [h for h in history if h.get("phase") == "average"]  # the tail-averaged model, if any
     history = [h for h in history if h.get("phase") != "average"]
     it = np.array([h["iteration"] for h in history], dtype=float)
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     logged = {k for h in history for k in h}  # (a run resumed from an older checkpoint logs more keys later)
+    unknowns = sorted(k for k in logged if k.startswith("coef_"))
+    fig, ax = plt.subplots(1, 3 if unknowns else 2, figsize=(15 if unknowns else 10, 3.5))
     keys = ["loss"] + sorted(k for k in logged if k.startswith("loss_"))
     for key in keys:
         values = np.array([h.get(key, np.nan) for h in history], dtype=float)
@@ -573,6 +583,15 @@ def plot_history(path: Path, history: list[dict], title: str) -> None:
     ax[1].set_ylabel("relative L2 error" if has_error else "|residual| (no reference)")
     if averaged or fields or not has_error:
         ax[1].legend(fontsize=7)
+    for key in unknowns:  # the fitted coefficients of an inverse problem (linear scale: they may be < 0)
+        values = np.array([h.get(key, np.nan) for h in history], dtype=float)
+        ax[2].plot(it, values, ".-", label=key.removeprefix("coef_"))
+        for h in averaged[:1]:
+            ax[2].plot([h["iteration"]], [h.get(key, np.nan)], "r*", markersize=10)
+    if unknowns:
+        ax[2].set_xlabel("iteration")
+        ax[2].set_ylabel("fitted unknowns")
+        ax[2].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
@@ -876,7 +895,8 @@ def main(args: argparse.Namespace) -> int:
     axes = trainer.test_axes()
     if prediction is None:
         prediction = trainer.prediction_grid()
-    save_fields(out / "fields.h5", grid, prediction, names, attrs, axes=axes)
+    scattered = trainer.reference_points() if grid is None else None  # (a reference file's scattered points)
+    save_fields(out / "fields.h5", grid, prediction, names, attrs, axes=axes, scattered=scattered)
     plot_fields(
         out / "fields.png",
         grid,

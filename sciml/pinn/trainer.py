@@ -1712,6 +1712,18 @@ class Trainer:
         self._test_x = torch.as_tensor(points[inside], dtype=self.dtype, device=self.device)
         self._test_u = torch.as_tensor(values[inside], dtype=torch.float64, device=self.device)
 
+    def reference_points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The reference points inside the domain, their reference values and the model there.
+
+        Returns:
+            ``(points (m, ndim), values (m, n_fields), prediction (m, n_fields))`` as float64 arrays, or
+            ``None`` without a reference.
+        """
+        if self._test_x is None:
+            return None
+        points = self._test_x.detach().cpu().double().numpy()
+        return points, self._test_u.cpu().numpy(), self._predict(self._test_x).cpu().numpy()
+
     def evaluate(self, reference: ReferenceLike | None = None) -> float | None:
         """Relative L2 error ``‖u − u_ref‖ / ‖u_ref‖`` over the reference points inside the domain
         (computed on the device); ``None`` without a reference.
