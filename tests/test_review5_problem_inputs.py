@@ -85,3 +85,35 @@ def test_fingerprint_tells_apart_the_field_of_many_observations():
     u, v = two_fields("u").fingerprint(), two_fields("v").fingerprint()
     assert "raises" not in json.dumps(u)
     assert u != v
+
+
+def _decay(std) -> pde.PDEProblem:
+    """u' = −k u, u(0) = 1 (true k = 2), seen at 20 points of which every 4th is off by 0.3."""
+    x = np.linspace(0.05, 1.0, 20)[:, None]
+    values = np.exp(-2.0 * x[:, 0]) + 0.3 * (np.arange(20) % 4 == 0)
+    return pde.PDEProblem(
+        name="decay", domain=pde.Interval(0.0, 1.0), fields=("u",),
+        residual=lambda x, d, p: d["u_x"] + p["k"] * d["u"], params={"k": 2.0},
+        conditions=(pde.Dirichlet(value=1.0, on="x-"), pde.Observations(points=x, values=values, std=std)),
+    )  # fmt: skip
+
+
+def test_observations_with_per_point_std_discount_the_noisy_sensors():
+    from sciml.pinn import PINN, TrainConfig, Trainer
+
+    config = TrainConfig(adam_iterations=300, lbfgs_iterations=100, lr=1e-2, n_residual=64, n_condition=8)
+    fitted = {}
+    for label, std in (("alike", None), ("per point", np.where(np.arange(20) % 4 == 0, 10.0, 0.01))):
+        model = PINN(1, 1, hidden=(16, 16), generator=torch.Generator().manual_seed(0))
+        result = Trainer(_decay(std), model, config, unknowns={"k": 0.5}).fit(progress=False)
+        fitted[label] = result.unknowns["k"]
+    assert abs(fitted["per point"] - 2.0) < 0.05, fitted  # the off sensors count 1e6 times less
+    assert abs(fitted["alike"] - 2.0) > 0.2, fitted  # ... and bias the fit when they count alike
+
+
+def test_observations_std_is_checked_and_keys_the_fingerprint():
+    for bad in (0.0, -1.0, math.nan, np.ones(3), "0.1"):
+        with pytest.raises(ValueError, match=r"`std` must be one positive finite number or 20 of them"):
+            _decay(bad)
+    assert _decay(0.1).fingerprint() != _decay(0.2).fingerprint() != _decay(None).fingerprint()
+    np.testing.assert_array_equal(_decay(torch.tensor(0.5)).conditions[1].std, np.full(20, 0.5))  # (a tensor)

@@ -528,24 +528,30 @@ class Observations(Condition):
             fields (``None``: the only field).
         name: its loss term's name, the key for its loss weight and in logs (unique within a problem;
             default ``'data'``).
+        std: the measurements' standard deviations, one number or one per point (``None``: all alike): the
+            loss term is then the mean of ``((u − values) / std)²``, weighted least squares, so that a noisy
+            sensor counts less than a precise one.
 
     Raises:
-        ValueError: ``points`` not a finite ``(m, ndim)`` array (transposed ones are named as such), or
-            ``values`` not ``m`` finite numbers.
+        ValueError: ``points`` not a finite ``(m, ndim)`` array (transposed ones are named as such),
+            ``values`` not ``m`` finite numbers, or ``std`` not a positive finite number or ``m`` of them.
     """
 
     points: np.ndarray | torch.Tensor = field(default_factory=lambda: np.zeros((0, 1)))
     values: np.ndarray | torch.Tensor = field(default_factory=lambda: np.zeros(0))
     name: str = "data"
+    std: float | np.ndarray | torch.Tensor | None = None
     #: (points, values) as tensors per (dtype, device), made once: no host-to-device copy per iteration
     _tensors: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def _as_tensors(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _as_tensors(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """``(points, values, std or None)`` as tensors."""
         key = (dtype, device)
         if key not in self._tensors:
             self._tensors[key] = (
                 torch.as_tensor(self.points, dtype=dtype, device=device),
                 torch.as_tensor(self.values, dtype=dtype, device=device),
+                None if self.std is None else torch.as_tensor(self.std, dtype=dtype, device=device),
             )
         return self._tensors[key]
 
@@ -580,6 +586,19 @@ class Observations(Condition):
             raise ValueError(f"condition {self.name!r}: `values` must be finite")
         object.__setattr__(self, "points", points)
         object.__setattr__(self, "values", values)
+        if self.std is not None:
+            std = self.std.detach().cpu() if torch.is_tensor(self.std) else self.std
+            try:  # (a string is refused, as for values)
+                std = None if isinstance(std, (str, bytes)) else np.asarray(std, float).reshape(-1)
+                std = None if std is None else np.broadcast_to(std, values.shape).copy()
+            except (TypeError, ValueError):
+                std = None
+            if std is None or not (np.isfinite(std) & (std > 0)).all():
+                raise ValueError(
+                    f"condition {self.name!r}: `std` must be one positive finite number or {values.size} of "
+                    f"them (one per point), got {self.std!r:.60}"
+                )
+            object.__setattr__(self, "std", std)
 
     def validate(self, domain: Geometry, fields: Sequence[str]) -> None:
         super().validate(domain, fields)
@@ -600,7 +619,9 @@ class Observations(Condition):
     def residual(
         self, domain: Geometry, x: torch.Tensor, d: Derivatives, params: Mapping[str, Any]
     ) -> torch.Tensor:
-        return d[self.key(d.fields)] - self._as_tensors(x.dtype, x.device)[1]
+        _, values, std = self._as_tensors(x.dtype, x.device)
+        misfit = d[self.key(d.fields)] - values
+        return misfit if std is None else misfit / std
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

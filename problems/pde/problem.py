@@ -961,7 +961,8 @@ class PDEProblem:
             out[f"condition {c.name}"] = [type(c).__name__, probe(condition)]
             if isinstance(c, (Observations, PointCondition)):  # every point (and value), not the probed ones
                 data = hashlib.sha256()
-                for array in (c.points, c.values) if isinstance(c, Observations) else (c.points,):
+                arrays = (c.points, c.values) if isinstance(c, Observations) else (c.points,)
+                for array in (*arrays, c.std) if getattr(c, "std", None) is not None else arrays:
                     data.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
                 m, k = c.points.shape
                 digest = data.hexdigest()[:16]
