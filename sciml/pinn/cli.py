@@ -269,24 +269,16 @@ def reference_grid(points: np.ndarray, values: np.ndarray, source: str):
     """The reference as a :class:`ReferenceSolution` when its ``points`` form a complete tensor grid (every
     combination of the coordinates' values once, in any row order, values within 1e-9 of the extent taken as
     equal; in one coordinate, where any points do, evenly spaced ones), else ``None``."""
+    from sciml.pinn.trainer import _tensor_grid
     from sciml.solvers.fd.reference import ReferenceSolution
 
-    axes, index = [], []
-    for column in points.T:  # coordinates equal to 1e-9 of the extent are one grid line (a text round trip)
-        extent = float(column.max() - column.min()) or 1.0
-        keys = np.rint((column - column.min()) / extent * 1e9).astype(np.int64)
-        _, inverse = np.unique(keys, return_inverse=True)
-        axes.append(np.bincount(inverse, weights=column) / np.bincount(inverse))
-        index.append(inverse.reshape(-1))
-    axes = tuple(axes)
-    shape = tuple(len(a) for a in axes)
-    if min(shape) < 2 or math.prod(shape) != points.shape[0]:
+    found = _tensor_grid(points)
+    if found is None:
         return None
+    axes, flat = found
+    shape = tuple(len(a) for a in axes)
     if len(axes) == 1 and not np.allclose(np.diff(axes[0]), axes[0][1] - axes[0][0], rtol=1e-6, atol=0):
         return None  # scattered points on a line: shown against the test grid instead
-    flat = np.ravel_multi_index(tuple(index), shape)
-    if len(np.unique(flat)) != flat.size:  # duplicates, so some combination is missing
-        return None
     values = values.reshape(points.shape[0], -1)
     grid = np.empty_like(values)
     grid[flat] = values

@@ -185,23 +185,41 @@ def _grid_points(axes: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack([m.reshape(-1) for m in np.meshgrid(*axes, indexing="ij")], axis=1)
 
 
+def _tensor_grid(points: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray] | None:
+    """Whether ``points`` ``(m, ndim)`` form a complete tensor grid: every combination of the columns' values
+    once, in any row order, values within 1e-9 of a column's extent counting as one grid line (a text round
+    trip, a mesh export's last bits).
+
+    Returns:
+        ``(axes, flat)``: each column's grid lines (the mean of their values, ascending) and each point's
+        flat index in the grid of shape ``(len(a) for a in axes)``; ``None`` for other points (fewer than 2
+        lines in a column, a missing or repeated combination).
+    """
+    axes, index = [], []
+    for column in points.T:
+        ordered = np.sort(column)
+        starts = ordered[np.r_[True, np.diff(ordered) > 1e-9 * float(np.ptp(column))]]
+        inverse = np.searchsorted(starts, column, side="right") - 1
+        axes.append(np.bincount(inverse, weights=column) / np.bincount(inverse))
+        index.append(inverse)
+    shape = tuple(len(a) for a in axes)
+    if min(shape) < 2 or math.prod(shape) != points.shape[0]:
+        return None
+    flat = np.ravel_multi_index(tuple(index), shape)
+    return (tuple(axes), flat) if len(np.unique(flat)) == flat.size else None
+
+
 def _spans_box(points: np.ndarray, lower: Sequence[float], upper: Sequence[float]) -> bool:
-    """Whether ``points`` form a complete tensor grid (every combination of the columns' values once; values
-    within 1e-9 of a column's extent count as one) whose lines reach each end of the box ``lower``–``upper``
-    to within one grid step, column by column (a grid of swapped columns does not)."""
-    index, shape = [], []
-    for column, lo, hi in zip(points.T, lower, upper):
-        start, extent = float(column.min()), float(np.ptp(column))
-        ordered = np.sort(column)  # a grid line: values apart by at most 1e-9 of the extent
-        lines = ordered[np.r_[True, np.diff(ordered) > 1e-9 * extent]]
-        reach = extent / max(len(lines) - 1, 1) + 1e-9 * (hi - lo)  # one grid step
-        if len(lines) < 2 or not (-reach <= start - lo <= reach and -reach <= start + extent - hi <= reach):
-            return False
-        index.append(np.searchsorted(lines, column, side="right") - 1)
-        shape.append(len(lines))
-    if math.prod(shape) != points.shape[0]:
+    """Whether ``points`` form a complete tensor grid (:func:`_tensor_grid`) whose lines reach each end of the
+    box ``lower``–``upper`` to within one grid step, column by column (a grid of swapped columns does not)."""
+    grid = _tensor_grid(points)
+    if grid is None:
         return False
-    return len(np.unique(np.ravel_multi_index(tuple(index), shape))) == points.shape[0]
+    for axis, lo, hi in zip(grid[0], lower, upper):
+        reach = (axis[-1] - axis[0]) / (len(axis) - 1) + 1e-9 * (hi - lo)  # one grid step
+        if not (abs(axis[0] - lo) <= reach and abs(axis[-1] - hi) <= reach):
+            return False
+    return True
 
 
 #: what a trainer accepts as a reference (see :class:`Trainer`)
